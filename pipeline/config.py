@@ -1,0 +1,105 @@
+"""Settings: one frozen object, built once at the entry point from the environment."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from .errors import ConfigError
+
+TLC_TEMPLATE = "https://d37ci6vzurychx.cloudfront.net/trip-data/fhv_tripdata_{month}.parquet"
+DATA_ALIASES = {"tlc": TLC_TEMPLATE}
+DEFAULT_DATA_URL = "demo"
+DEFAULT_HOME = ".fhv"
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    data_url: str = DEFAULT_DATA_URL
+    download_timeout: float = 60.0  # seconds without a byte before a download attempt gives up
+    download_retries: int = 3
+    download_retry_delay: float = 2.0
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def db_path(self) -> Path:
+        return self.home / "history.db"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.home / "artifacts"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.home / "scheduler.lock"
+
+    def with_data_url(self, data_url: str | None) -> "Settings":
+        if not data_url:
+            return self
+        return Settings(self.home, normalize_data_url(data_url), self.download_timeout,
+                        self.download_retries, self.download_retry_delay, self.extra)
+
+    def ensure_dirs(self) -> "Settings":
+        for folder in (self.home, self.cache_dir, self.artifacts_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        return self
+
+
+def normalize_data_url(data_url: str) -> str:
+    """Expand aliases (``tlc``) and check that a template names ``{month}``."""
+    text = str(data_url).strip()
+    text = DATA_ALIASES.get(text.lower(), text)
+    if text == "demo" or text.startswith("demo:"):
+        _check_demo(text)
+        return text
+    if "{month}" not in text and not _is_folder(text):
+        raise ConfigError(
+            f"The data URL {data_url!r} has no {{month}} placeholder and is not a folder; "
+            "use a template like https://host/fhv_tripdata_{month}.parquet, a folder, 'tlc' or 'demo'."
+        )
+    return text
+
+
+def _is_folder(text: str) -> bool:
+    path = text[len("file://"):] if text.startswith("file://") else text
+    return "://" not in path and Path(path).is_dir()
+
+
+def _check_demo(text: str) -> None:
+    if text == "demo":
+        return
+    rows = text.split(":", 1)[1]
+    if not rows.isdigit() or int(rows) < 10:
+        raise ConfigError(f"The demo size in {text!r} must be a whole number of rows of at least 10, like demo:50000.")
+
+
+def _float_env(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number.") from None
+    if value < 0:
+        raise ConfigError(f"{name}={raw!r} must not be negative.")
+    return value
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    home = Path(env.get("FHV_HOME") or DEFAULT_HOME).expanduser().absolute()
+    return Settings(
+        home=home,
+        data_url=normalize_data_url(env.get("FHV_DATA_URL") or DEFAULT_DATA_URL),
+        download_timeout=_float_env(env, "FHV_DOWNLOAD_TIMEOUT", 60.0),
+        download_retries=int(_float_env(env, "FHV_DOWNLOAD_RETRIES", 3)),
+        download_retry_delay=_float_env(env, "FHV_DOWNLOAD_RETRY_DELAY", 2.0),
+        extra={k: v for k, v in env.items() if k.startswith("FHV_")},
+    )

@@ -1,0 +1,53 @@
+"""The named exceptions of the pipeline.
+
+Every message is one sentence that names the offending value, month or file.
+The runtime catches unexpected errors at exactly one boundary (``runtime.py``).
+"""
+
+
+class PipelineError(Exception):
+    """Base class for every error the pipeline raises on purpose."""
+
+
+class ConfigError(PipelineError):
+    """A setting, date, cron expression, time zone or interval is invalid."""
+
+
+class DataError(PipelineError):
+    """A data file is missing, unreadable or has the wrong shape; retrying will not help."""
+
+
+class NotPublishedError(DataError):
+    """The month is not published yet (HTTP 403/404 or a missing local file)."""
+
+    def __init__(self, month: str, detail: str = ""):
+        self.month = month
+        text = f"fhv_tripdata_{month} is not published yet (TLC publishes with about two months' delay)"
+        super().__init__(f"{text}; {detail}." if detail else f"{text}.")
+
+
+class TransientError(PipelineError):
+    """A failure that may go away on retry: HTTP 5xx, a reset connection, a timeout."""
+
+
+class TaskTimeout(PipelineError):
+    """A task ran longer than its timeout."""
+
+
+class InvalidTransition(PipelineError):
+    """A state change that the state machine does not allow."""
+
+
+class NotFound(PipelineError):
+    """A run, deployment or work queue that does not exist."""
+
+
+class SchedulerLocked(PipelineError):
+    """Another scheduler already holds the history."""
+
+
+class Cancelled(BaseException):
+    """Raised inside a running flow when its cancellation was requested (SIGTERM).
+
+    A BaseException so that ``except Exception`` in task code cannot swallow it.
+    """

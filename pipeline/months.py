@@ -1,0 +1,56 @@
+"""Run date -> training and validation months, and date parsing with clear errors."""
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from .errors import ConfigError
+
+_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+
+
+def parse_date(text: str | dt.date | None, *, today: dt.date | None = None) -> dt.date:
+    """Parse ``YYYY-MM-DD``; None means today."""
+    if text is None:
+        return today or dt.date.today()
+    if isinstance(text, dt.date):
+        return text
+    try:
+        return dt.date.fromisoformat(str(text).strip())
+    except ValueError:
+        raise ConfigError(f"The date {text!r} is not a valid date; use YYYY-MM-DD, for example 2021-08-15.") from None
+
+
+def shift_month(month: str, delta: int) -> str:
+    """``shift_month('2021-01', -2) == '2020-11'``."""
+    year, mon = parse_month(month)
+    index = year * 12 + (mon - 1) + delta
+    return f"{index // 12:04d}-{index % 12 + 1:02d}"
+
+
+def parse_month(month: str) -> tuple[int, int]:
+    match = _MONTH.match(str(month))
+    if not match or not 1 <= int(match.group(2)) <= 12:
+        raise ConfigError(f"The month {month!r} is not a valid month; use YYYY-MM, for example 2021-06.")
+    return int(match.group(1)), int(match.group(2))
+
+
+def month_of(day: dt.date) -> str:
+    return f"{day.year:04d}-{day.month:02d}"
+
+
+def months_for(run_date: dt.date) -> tuple[str, str]:
+    """Training month = two months before the run date, validation month = the month before."""
+    this_month = month_of(run_date)
+    return shift_month(this_month, -2), shift_month(this_month, -1)
+
+
+def months_between(start: dt.date, end: dt.date) -> list[str]:
+    """Every month from start's to end's, inclusive."""
+    if end < start:
+        raise ConfigError(f"The end date {end.isoformat()} is before the start date {start.isoformat()}.")
+    first, last = month_of(start), month_of(end)
+    months = [first]
+    while months[-1] != last:
+        months.append(shift_month(months[-1], 1))
+    return months
