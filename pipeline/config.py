@@ -19,8 +19,6 @@ class Settings:
     home: Path
     data_url: str = DEFAULT_DATA_URL
     download_timeout: float = 60.0  # seconds without a byte before a download attempt gives up
-    download_retries: int = 3
-    download_retry_delay: float = 2.0
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -36,14 +34,17 @@ class Settings:
         return self.home / "artifacts"
 
     @property
+    def is_synthetic(self) -> bool:
+        return is_synthetic(self.data_url)
+
+    @property
     def lock_path(self) -> Path:
         return self.home / "scheduler.lock"
 
     def with_data_url(self, data_url: str | None) -> "Settings":
         if not data_url:
             return self
-        return Settings(self.home, normalize_data_url(data_url), self.download_timeout,
-                        self.download_retries, self.download_retry_delay, self.extra)
+        return Settings(self.home, normalize_data_url(data_url), self.download_timeout, self.extra)
 
     def ensure_dirs(self) -> "Settings":
         for folder in (self.home, self.cache_dir, self.artifacts_dir):
@@ -99,7 +100,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         home=home,
         data_url=normalize_data_url(env.get("FHV_DATA_URL") or DEFAULT_DATA_URL),
         download_timeout=_float_env(env, "FHV_DOWNLOAD_TIMEOUT", 60.0),
-        download_retries=int(_float_env(env, "FHV_DOWNLOAD_RETRIES", 3)),
-        download_retry_delay=_float_env(env, "FHV_DOWNLOAD_RETRY_DELAY", 2.0),
         extra={k: v for k, v in env.items() if k.startswith("FHV_")},
     )
+
+
+def is_synthetic(data_url: str) -> bool:
+    return data_url == "demo" or data_url.startswith("demo:")
