@@ -1,0 +1,73 @@
+"""Formatting shared by the CLI commands: rich console, states in colour, times with zones."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from ..states import State
+from ..store import from_db
+
+STATE_STYLES = {
+    State.COMPLETED: "bold green", State.FAILED: "bold red", State.CRASHED: "bold magenta",
+    State.CANCELLED: "grey50", State.SCHEDULED: "dark_orange", State.LATE: "bold yellow",
+    State.AWAITING_RETRY: "yellow", State.PENDING: "cyan", State.RUNNING: "bold blue",
+    State.NOT_RUN: "grey50",
+}
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def state_text(state: str) -> str:
+    style = STATE_STYLES.get(State(state), "")
+    return f"[{style}]{State(state).label}[/]"
+
+
+def when(text: str | None) -> str:
+    moment = from_db(text) if isinstance(text, str) else text
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "-"
+
+
+def duration(start: str | None, end: str | None) -> str:
+    begin, finish = from_db(start), from_db(end)
+    if not begin or not finish:
+        return "-"
+    return seconds_text((finish - begin).total_seconds())
+
+
+def seconds_text(seconds: float) -> str:
+    """Sub-second durations stay readable: 0.042 s, 3.2 s, 4m 05s, 2h 03m."""
+    if seconds < 10:
+        return f"{seconds:.3f} s" if seconds < 1 else f"{seconds:.1f} s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s" if minutes else f"{secs} s"
+    return f"{minutes // 60}h {minutes % 60:02d}m"
+
+
+def number(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:.{digits}f}"
+
+
+def table(title: str | None, columns: list[str]) -> Table:
+    grid = Table(title=title, title_justify="left", header_style="bold")
+    for column in columns:
+        grid.add_column(column)
+    return grid
+
+
+def print_json(payload: Any) -> None:
+    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def synthetic_note(synthetic: bool) -> str:
+    return "[bold yellow]synthetic demo data[/]" if synthetic else "real TLC data"

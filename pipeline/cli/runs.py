@@ -1,0 +1,165 @@
+"""``run`` and ``runs ls|show|cancel``: run the flow now and read the history."""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+from typing import Any
+
+from ..config import Settings
+from ..runtime import SYSTEM_CLOCK, new_run_name
+from ..states import State
+from ..store import Store
+from . import render
+from .render import console
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    run = commands.add_parser("run", help="run the training flow now, in this process, and record it")
+    run.add_argument("--date", help="run date YYYY-MM-DD (default: today); trains on D-2 months, validates on D-1")
+    run.add_argument("--data-url", help="URL template with {month}, a folder, 'tlc' or 'demo' (default: $FHV_DATA_URL)")
+    run.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    run.set_defaults(handler=cmd_run)
+
+    group = commands.add_parser("runs", help="list, show and cancel flow runs").add_subparsers(
+        dest="runs_command", required=True, metavar="ACTION")
+    ls = group.add_parser("ls", help="list flow runs, newest first")
+    ls.add_argument("--state", action="append", type=_state, help="only runs in this state (repeatable)")
+    ls.add_argument("--limit", type=int, default=20)
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(handler=cmd_ls)
+    show = group.add_parser("show", help="one run with its task runs, artifacts and logs")
+    show.add_argument("run_id", help="run id, a unique prefix of it, or the run's name")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(handler=cmd_show)
+    cancel = group.add_parser("cancel", help="cancel a scheduled or running run")
+    cancel.add_argument("run_id")
+    cancel.set_defaults(handler=cmd_cancel)
+
+
+def _state(text: str) -> str:
+    try:
+        return State(text.upper()).value
+    except ValueError:
+        names = ", ".join(s.value for s in State)
+        raise argparse.ArgumentTypeError(f"{text!r} is not a state; use one of {names}") from None
+
+
+def open_store(settings: Settings) -> Store:
+    settings.ensure_dirs()
+    return Store(settings.db_path)
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from ..flow import run_now  # imports scikit-learn: only for the commands that train
+
+    store = open_store(settings)
+    result = run_now(store, settings, date=args.date, data_url=args.data_url, name=new_run_name())
+    run = store.get_run(result.run_id)
+    if args.json:
+        render.print_json(run_summary(store, run))
+    else:
+        _print_run(store, run)
+    return 0 if result.state is State.COMPLETED else 1
+
+
+def run_summary(store: Store, run: dict[str, Any]) -> dict[str, Any]:
+    metrics = run.get("metrics") or {}
+    keys = ("train_rows", "val_rows", "feature_count", "train_mse", "val_mse", "train_rmse", "val_rmse",
+            "train_mean_duration", "val_mean_duration")
+    return {
+        "run_id": run["id"], "name": run["name"], "state": run["state"], "run_date": run["run_date"],
+        "train_month": run["train_month"], "val_month": run["val_month"],
+        **{k: metrics.get(k) for k in keys},
+        "synthetic": bool(run["synthetic"]), "data_source": run["data_source"],
+        "started_at": run["started_at"], "ended_at": run["ended_at"], "error": run["error"],
+        "artifacts": [{k: a[k] for k in ("name", "path", "sha256", "size")} for a in store.artifacts(run["id"])],
+    }
+
+
+def cmd_ls(args: argparse.Namespace, settings: Settings) -> int:
+    store = open_store(settings)
+    rows = store.runs(states=args.state, limit=args.limit)
+    if args.json:
+        render.print_json([_list_item(r) for r in rows])
+        return 0
+    grid = render.table(f"Flow runs in {settings.db_path}", ["Name", "Id", "State", "Run date", "Months",
+                                                              "Started", "Duration", "Val RMSE", "Data"])
+    for r in rows:
+        metrics = r.get("metrics") or {}
+        grid.add_row(r["name"], r["id"][:8], render.state_text(r["state"]), r["run_date"] or "-",
+                     f"{r['train_month']} → {r['val_month']}", render.when(r["started_at"] or r["scheduled_time"]),
+                     render.duration(r["started_at"], r["ended_at"]), render.number(metrics.get("val_rmse")),
+                     "synthetic" if r["synthetic"] else "real")
+    console.print(grid if rows else "No runs yet. Start one with: python -m pipeline run --date 2021-08-15")
+    return 0
+
+
+def _list_item(run: dict[str, Any]) -> dict[str, Any]:
+    metrics = run.get("metrics") or {}
+    keys = ("id", "name", "state", "run_date", "train_month", "val_month", "trigger", "deployment",
+            "scheduled_time", "started_at", "ended_at", "error", "data_source")
+    return {**{k: run.get(k) for k in keys}, "synthetic": bool(run["synthetic"]),
+            "val_rmse": metrics.get("val_rmse"), "val_mse": metrics.get("val_mse")}
+
+
+def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
+    store = open_store(settings)
+    run = store.get_run(args.run_id)
+    if args.json:
+        payload = run_summary(store, run) | {"parameters": run["parameters"], "metrics": run["metrics"],
+                                             "task_runs": store.task_runs(run["id"]), "logs": store.logs(run["id"])}
+        render.print_json(payload)
+    else:
+        _print_run(store, run, with_logs=True)
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
+    store = open_store(settings)
+    run = store.request_cancel(args.run_id, now=SYSTEM_CLOCK.now())
+    if run["state"] == State.CANCELLED:
+        console.print(f"Cancelled {run['name']} ({run['id'][:8]}).")
+    else:
+        console.print(f"Cancel requested for {run['name']} ({run['id'][:8]}); the scheduler stops it shortly.")
+    return 0
+
+
+def _print_run(store: Store, run: dict[str, Any], *, with_logs: bool = False) -> None:
+    metrics = run.get("metrics") or {}
+    console.print(f"[bold]{run['name']}[/]  {run['id']}  {render.state_text(run['state'])}")
+    console.print(f"Run date {run['run_date']}: train {run['train_month']}, validate {run['val_month']}, "
+                  f"{render.synthetic_note(bool(run['synthetic']))} ({run['data_source']})")
+    if run["error"]:
+        where = f" in {run['error_task']}" if run["error_task"] else ""
+        console.print(f"[bold red]Failed{where}:[/] {run['error']}", soft_wrap=True)
+    if metrics:
+        console.print(_metrics_table(metrics))
+    console.print(_tasks_table(store.task_runs(run["id"])))
+    artifacts = store.artifacts(run["id"])
+    if artifacts:
+        grid = render.table("Artifacts", ["Name", "Size", "SHA-256", "Path"])
+        for a in artifacts:
+            grid.add_row(a["name"], f"{a['size']:,} B", a["sha256"], a["path"])
+        console.print(grid)
+    if with_logs:
+        for line in store.logs(run["id"]):
+            console.print(f"{render.when(line['ts'])} {line['level']:<7} {line['task'] or '-':<16} {line['message']}",
+                          markup=False, soft_wrap=True)
+
+
+def _metrics_table(metrics: dict[str, Any]) -> Any:
+    grid = render.table("Metrics", ["", "Rows", "Mean duration (min)", "MSE", "RMSE"])
+    for part in ("train", "val"):
+        grid.add_row("training" if part == "train" else "validation", render.number(metrics.get(f"{part}_rows")),
+                     render.number(metrics.get(f"{part}_mean_duration")), render.number(metrics.get(f"{part}_mse")),
+                     render.number(metrics.get(f"{part}_rmse")))
+    grid.caption = f"{metrics.get('feature_count')} one-hot features"
+    return grid
+
+
+def _tasks_table(task_runs: list[dict[str, Any]]) -> Any:
+    grid = render.table("Task runs", ["Task", "Attempt", "State", "Started", "Duration", "Error"])
+    for t in task_runs:
+        grid.add_row(t["task"], str(t["attempt"]), render.state_text(t["state"]), render.when(t["started_at"]),
+                     render.duration(t["started_at"], t["ended_at"]), t["error"] or "")
+    return grid

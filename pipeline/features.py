@@ -1,0 +1,124 @@
+"""Read a month of FHV trips and turn it into model inputs, on arrays.
+
+The course's steps (shared/FACTS.md) in pandas: duration = dropOff - pickup in minutes
+(``total_seconds() / 60``), keep 1 <= duration <= 60, locations missing -> -1, cast to int.
+Here the same numbers come from pyarrow columns and numpy, without building a DataFrame.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import DataError
+from .schema import DO, DROPOFF, NEEDED_COLUMNS, PICKUP, PU, check_schema
+
+MIN_MINUTES, MAX_MINUTES = 1.0, 60.0
+_UNITS = ("s", "ms", "us", "ns")
+_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+
+
+@dataclass(frozen=True, eq=False)
+class Features:
+    """The filtered trips: zone codes (-1 = missing), duration in minutes, and what happened."""
+
+    pu: np.ndarray
+    do: np.ndarray
+    duration: np.ndarray
+    stats: dict
+
+    def __len__(self) -> int:
+        return len(self.duration)
+
+
+def read_trips(path, label: str | None = None) -> pa.Table:
+    """Read the four needed columns of a parquet month; DataError names the file if it is bad."""
+    path = Path(path)
+    label = label or path.name
+    try:
+        schema = pq.read_schema(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise DataError(f"{label} is not a readable parquet file ({path}: {exc}).") from exc
+    check_schema(schema, label)
+    try:
+        return pq.read_table(path, columns=list(NEEDED_COLUMNS))
+    except (OSError, pa.ArrowException) as exc:
+        raise DataError(f"{label} could not be read ({path}: {exc}).") from exc
+
+
+def prepare_features(table: pa.Table, label: str) -> Features:
+    """Durations, the 1..60 minute filter and zone codes, as the course computed them."""
+    check_schema(table.schema, label)
+    if table.num_rows == 0:
+        raise DataError(f"{label} has no trips (0 rows read).")
+    duration = trip_minutes(table.column(PICKUP), table.column(DROPOFF))
+    pu, pu_missing = location_codes(table.column(PU), PU, label)
+    do, do_missing = location_codes(table.column(DO), DO, label)
+    keep = (duration >= MIN_MINUTES) & (duration <= MAX_MINUTES)  # NaN compares False
+    if not keep.any():
+        raise DataError(f"{label} has no trips with a duration between 1 and 60 minutes "
+                        f"({table.num_rows} rows read).")
+    stats = _stats(table, duration, keep, pu_missing, do_missing)
+    return Features(pu[keep], do[keep], duration[keep], stats)
+
+
+def trip_minutes(pickup: pa.ChunkedArray, dropoff: pa.ChunkedArray) -> np.ndarray:
+    """Minutes between two timestamp columns, NaN where either is null.
+
+    Integer ticks split into whole seconds and a remainder, exactly as pandas 3
+    ``Series.dt.total_seconds()`` does, so the floats agree bit for bit.
+    """
+    unit = max(pickup.type.unit, dropoff.type.unit, key=_UNITS.index)
+    start, start_ok = _ticks(pickup, unit)
+    end, end_ok = _ticks(dropoff, unit)
+    per_second = _PER_SECOND[unit]
+    whole, rest = np.divmod(end - start, per_second)
+    minutes = (whole + rest / per_second) / 60
+    minutes[~(start_ok & end_ok)] = np.nan
+    return minutes
+
+
+def _ticks(column: pa.ChunkedArray, unit: str) -> tuple[np.ndarray, np.ndarray]:
+    """int64 ticks in ``unit`` (nulls as 0) and a mask of valid values."""
+    column = column.cast(pa.timestamp(unit, column.type.tz))
+    valid = column.is_valid().to_numpy(zero_copy_only=False)
+    ticks = column.fill_null(0).cast(pa.int64()).to_numpy()
+    return np.asarray(ticks, dtype=np.int64), valid
+
+
+def location_codes(column: pa.ChunkedArray, name: str, label: str) -> tuple[np.ndarray, np.ndarray]:
+    """Zone codes as int64 with -1 for null or NaN (pandas ``fillna(-1).astype(int)``)."""
+    size = len(column)
+    if pa.types.is_null(column.type):
+        return np.full(size, -1, np.int64), np.ones(size, bool)
+    if pa.types.is_integer(column.type) and column.null_count == 0:
+        return np.asarray(column.to_numpy(), dtype=np.int64), np.zeros(size, bool)
+    values = np.asarray(column.to_numpy(), dtype=np.float64)
+    if np.isinf(values).any():
+        raise DataError(f"{label}: column {name!r} has an infinite taxi zone number.")
+    missing = np.isnan(values)
+    return np.where(missing, -1.0, values).astype(np.int64), missing
+
+
+def _stats(table, duration, keep, pu_missing, do_missing) -> dict:
+    raw, rows = table.num_rows, int(keep.sum())
+    kept = duration[keep]
+    return {
+        "raw_rows": raw, "rows": rows, "dropped": raw - rows, "dropped_share": (raw - rows) / raw,
+        "mean_duration": float(kept.mean()),
+        "mean_duration_raw": float(np.nanmean(duration)),
+        "median_duration": float(np.median(kept)),
+        "pu_missing_share": float(pu_missing.mean()), "do_missing_share": float(do_missing.mean()),
+        "pu_distinct": _distinct(table.column(PU)), "do_distinct": _distinct(table.column(DO)),
+    }
+
+
+def _distinct(column: pa.ChunkedArray) -> int:
+    """Distinct non-missing values (pandas ``nunique``: nulls and NaN do not count)."""
+    if pa.types.is_null(column.type):
+        return 0
+    values = np.asarray(column.to_numpy(), dtype=np.float64)
+    return int(len(np.unique(values[~np.isnan(values)])))

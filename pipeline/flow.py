@@ -1,0 +1,122 @@
+"""The monthly training flow: read_data -> prepare_features -> train_model -> run_model."""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from . import data, features, model
+from .config import Settings, is_synthetic, normalize_data_url
+from .errors import TransientError
+from .months import months_for, parse_date
+from .runtime import FlowResult, SYSTEM_CLOCK, flow, run_context, run_flow, task
+from .states import State
+from .store import Store
+
+log = logging.getLogger("pipeline.flow")
+
+FLOW_NAME = "fhv-duration-training"
+TASKS = ("read_data", "prepare_features", "train_model", "run_model")
+
+
+@task(retries=3, retry_delay=5.0, retry_on=(TransientError,), timeout=3600)
+def read_data(settings: Settings, train_month: str, val_month: str) -> tuple[Any, Any]:
+    """Fetch (download, generate or open) both months and read the needed columns."""
+    tables = []
+    for month in (train_month, val_month):
+        path = data.fetch_month(settings, month)
+        table = features.read_trips(path, label=f"fhv_tripdata_{month}")
+        log.info("Read fhv_tripdata_%s: %s rows from %s.", month, f"{table.num_rows:,}", path)
+        tables.append(table)
+    return tables[0], tables[1]
+
+
+@task(timeout=600)
+def prepare_features(train_table: Any, val_table: Any, train_month: str, val_month: str) -> tuple[Any, Any]:
+    prepared = []
+    for table, month in ((train_table, train_month), (val_table, val_month)):
+        result = features.prepare_features(table, f"fhv_tripdata_{month}")
+        stats = result.stats
+        log.info("fhv_tripdata_%s: %s trips kept of %s (%.2f %% outside 1-60 min), mean duration %.4f min.",
+                 month, f"{stats['rows']:,}", f"{stats['raw_rows']:,}", 100 * stats["dropped_share"],
+                 stats["mean_duration"])
+        prepared.append(result)
+    return prepared[0], prepared[1]
+
+
+@task(timeout=1800)
+def train_model(train: Any, run_date: str, settings: Settings) -> Any:
+    trained = model.train(train)
+    names = trained.onehot.feature_names
+    log.info("Trained LinearRegression on %s rows and %d one-hot features.", f"{train.stats['rows']:,}", len(names))
+    context = run_context()
+    folder = settings.artifacts_dir / (context.run_id if context else f"adhoc-{run_date}")
+    for artifact in model.save_artifacts(trained, folder, run_date):
+        log.info("Saved %s (%s bytes, sha256 %s).", artifact.name, f"{artifact.size:,}", artifact.sha256[:12])
+        if context:
+            context.record_artifact(name=artifact.name, path=str(artifact.path), sha256=artifact.sha256,
+                                    size=artifact.size, kind="model" if "model" in artifact.name else "vectorizer")
+    return trained
+
+
+@task(timeout=600)
+def run_model(trained: Any, train: Any, val: Any) -> dict[str, Any]:
+    on_train, on_val = model.evaluate(trained, train), model.evaluate(trained, val)
+    log.info("Train: MSE %.4f, RMSE %.4f. Validation: MSE %.4f, RMSE %.4f (%s rows).", on_train["mse"],
+             on_train["rmse"], on_val["mse"], on_val["rmse"], f"{on_val['rows']:,}")
+    return {"train_mse": on_train["mse"], "train_rmse": on_train["rmse"],
+            "val_mse": on_val["mse"], "val_rmse": on_val["rmse"]}
+
+
+@flow(FLOW_NAME, tasks=TASKS)
+def training_flow(*, settings: Settings, date: str | None = None, data_url: str | None = None) -> dict:
+    run_date = parse_date(date)
+    settings = settings.with_data_url(data_url)
+    train_month, val_month = months_for(run_date)
+    label = " (synthetic demo data)" if settings.is_synthetic else ""
+    log.info("Run date %s: training on %s, validating on %s, data from %s%s.", run_date, train_month,
+             val_month, data.describe_source(settings.data_url), label)
+    train_table, val_table = read_data(settings, train_month, val_month)
+    train, val = prepare_features(train_table, val_table, train_month, val_month)
+    trained = train_model(train, run_date.isoformat(), settings)
+    scores = run_model(trained, train, val)
+    return _metrics(run_date, train_month, val_month, train, val, trained, scores, settings)
+
+
+def _metrics(run_date: dt.date, train_month: str, val_month: str, train: Any, val: Any,
+             trained: Any, scores: dict, settings: Settings) -> dict[str, Any]:
+    return {
+        "run_date": run_date.isoformat(), "train_month": train_month, "val_month": val_month,
+        "train_rows": train.stats["rows"], "val_rows": val.stats["rows"],
+        "feature_count": len(trained.onehot.feature_names), **scores,
+        "train_mean_duration": train.stats["mean_duration"], "val_mean_duration": val.stats["mean_duration"],
+        "train_stats": train.stats, "val_stats": val.stats,
+        "synthetic": settings.is_synthetic, "data_source": settings.data_url,
+    }
+
+
+def run_fields(parameters: dict[str, Any], settings: Settings, *, today: dt.date | None = None) -> dict[str, Any]:
+    """The columns a run row carries before it starts: its date, months and data source."""
+    run_date = parse_date(parameters.get("date"), today=today)
+    data_url = normalize_data_url(parameters.get("data_url") or settings.data_url)
+    train_month, val_month = months_for(run_date)
+    return {"run_date": run_date.isoformat(), "train_month": train_month, "val_month": val_month,
+            "data_source": data_url, "synthetic": is_synthetic(data_url)}
+
+
+def execute(store: Store, settings: Settings, run_id: str, *, clock: Any = SYSTEM_CLOCK) -> FlowResult:
+    """Run an existing PENDING run of the training flow to its end."""
+    parameters = dict(store.get_run(run_id)["parameters"])
+    return run_flow(store, training_flow, run_id, {**parameters, "settings": settings}, clock=clock)
+
+
+def run_now(store: Store, settings: Settings, *, date: str | None = None, data_url: str | None = None,
+            name: str, trigger: str = "cli", clock: Any = SYSTEM_CLOCK) -> FlowResult:
+    """Create a run for ``date`` and execute it in this process (``python -m pipeline run``)."""
+    parameters = {"date": parse_date(date, today=clock.now().date()).isoformat()}
+    if data_url:
+        parameters["data_url"] = normalize_data_url(data_url)
+    now = clock.now()
+    run_id = store.create_run(flow=FLOW_NAME, name=name, state=State.PENDING, now=now, parameters=parameters,
+                              trigger=trigger, scheduled_time=now, **run_fields(parameters, settings))
+    return execute(store, settings, run_id, clock=clock)

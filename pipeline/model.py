@@ -1,0 +1,152 @@
+"""The one-hot encoding of the two zones and the linear regression on it.
+
+``OneHot`` gives exactly the matrix the course's ``DictVectorizer`` gives on the dicts
+``{'PUlocationID': str(pu), 'DOlocationID': str(do)}``: one column per ``name=value`` seen in
+training, sorted as strings (so every ``DOlocationID=`` column comes before ``PUlocationID=``),
+unseen values ignored. It is built from integer codes with ``searchsorted``, not from dicts.
+The artifacts are a real fitted ``DictVectorizer`` and ``LinearRegression``, pickled.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.feature_extraction import DictVectorizer
+from sklearn.linear_model import LinearRegression
+from sklearn.metrics import mean_squared_error, root_mean_squared_error
+
+from .features import Features
+from .schema import DO, PU
+
+
+@dataclass(frozen=True, eq=False)
+class OneHot:
+    """Sorted zone codes seen in training and the matrix column of each."""
+
+    do_values: np.ndarray
+    do_columns: np.ndarray
+    pu_values: np.ndarray
+    pu_columns: np.ndarray
+    feature_names: tuple[str, ...]
+
+    @classmethod
+    def fit(cls, pu: np.ndarray, do: np.ndarray) -> "OneHot":
+        do_values, pu_values = _distinct_codes(do), _distinct_codes(pu)
+        names = [f"{DO}={v}" for v in do_values] + [f"{PU}={v}" for v in pu_values]
+        order = sorted(range(len(names)), key=names.__getitem__)
+        columns = np.empty(len(names), np.int32)
+        columns[order] = np.arange(len(names), dtype=np.int32)
+        split = len(do_values)
+        return cls(do_values, columns[:split], pu_values, columns[split:],
+                   tuple(names[i] for i in order))
+
+    def transform(self, pu: np.ndarray, do: np.ndarray) -> sp.csr_matrix:
+        """CSR float64 one-hot rows; a code not seen in training adds no non-zero."""
+        do_col, do_found = _lookup(self.do_values, self.do_columns, do)
+        pu_col, pu_found = _lookup(self.pu_values, self.pu_columns, pu)
+        return _csr(np.column_stack((do_col, pu_col)), np.column_stack((do_found, pu_found)),
+                    len(self.feature_names))
+
+    def to_dict_vectorizer(self) -> DictVectorizer:
+        """A fitted DictVectorizer whose ``transform(dicts)`` equals ``transform(pu, do)``."""
+        dv = DictVectorizer()
+        dv.feature_names_ = [str(name) for name in self.feature_names]
+        dv.vocabulary_ = {name: i for i, name in enumerate(dv.feature_names_)}
+        return dv
+
+
+def _distinct_codes(codes: np.ndarray) -> np.ndarray:
+    """Sorted distinct int64 codes; a bincount when the range is small (zones are 1..265)."""
+    if len(codes) and codes.max() - codes.min() < 1_000_000:
+        low = codes.min()
+        return np.flatnonzero(np.bincount(codes - low)).astype(np.int64) + low
+    return np.unique(codes).astype(np.int64)
+
+
+def _lookup(values: np.ndarray, columns: np.ndarray, codes: np.ndarray):
+    """Column of each code and whether the code was seen in training."""
+    if len(values) == 0:
+        return np.zeros(len(codes), np.int32), np.zeros(len(codes), bool)
+    at = np.minimum(np.searchsorted(values, codes), len(values) - 1)
+    return columns[at], values[at] == codes
+
+
+def _csr(columns: np.ndarray, found: np.ndarray, width: int) -> sp.csr_matrix:
+    """CSR from an (n, 2) array of columns (DO, PU: already in column order) and its mask."""
+    rows = len(columns)
+    if found.all():
+        indices, indptr = columns.ravel(), np.arange(0, 2 * rows + 1, 2)
+    else:
+        indices = columns[found]
+        indptr = np.concatenate(([0], np.cumsum(found.sum(axis=1))))
+    index_type = np.int32 if 2 * rows < 2**31 else np.int64
+    data = np.ones(len(indices), np.float64)
+    return sp.csr_matrix((data, indices.astype(index_type), indptr.astype(index_type)),
+                         shape=(rows, width))
+
+
+@dataclass(frozen=True, eq=False)
+class TrainedModel:
+    onehot: OneHot
+    regression: LinearRegression
+
+
+@dataclass(frozen=True)
+class Artifact:
+    name: str
+    path: Path
+    sha256: str
+    size: int
+
+
+def train(features: Features) -> TrainedModel:
+    """One-hot the training zones and fit LinearRegression (defaults) on the sparse matrix."""
+    onehot = OneHot.fit(features.pu, features.do)
+    matrix = onehot.transform(features.pu, features.do)
+    return TrainedModel(onehot, LinearRegression().fit(matrix, features.duration))
+
+
+def predict(model: TrainedModel, features: Features) -> np.ndarray:
+    return model.regression.predict(model.onehot.transform(features.pu, features.do))
+
+
+def evaluate(model: TrainedModel, features: Features) -> dict:
+    """MSE and RMSE (the course printed the RMSE and called it MSE) and the row count."""
+    predicted = predict(model, features)
+    return {
+        "mse": float(mean_squared_error(features.duration, predicted)),
+        "rmse": float(root_mean_squared_error(features.duration, predicted)),
+        "rows": len(features.duration),
+    }
+
+
+def save_artifacts(model: TrainedModel, folder, run_date: str) -> list[Artifact]:
+    """Pickle the vectorizer (``dv-DATE.b``) and the regression (``model-DATE.bin``)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    return [
+        _write_pickle("vectorizer", folder / f"dv-{run_date}.b", model.onehot.to_dict_vectorizer()),
+        _write_pickle("model", folder / f"model-{run_date}.bin", model.regression),
+    ]
+
+
+def _write_pickle(name: str, path: Path, value) -> Artifact:
+    """Write atomically: a temp file in the same folder, fsync, then os.replace."""
+    payload = pickle.dumps(value)
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(payload)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    return Artifact(name, path, hashlib.sha256(payload).hexdigest(), len(payload))

@@ -1,0 +1,324 @@
+"""A small flow/task runtime in the spirit of Prefect's ``@flow`` and ``@task``.
+
+Every task attempt is its own task-run record with state, times and error; log lines of the
+``pipeline`` loggers go into the history while a flow runs. Unexpected errors are caught at
+exactly one boundary (``run_flow``), logged with their traceback and recorded as FAILED.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import datetime as dt
+import functools
+import logging
+import os
+import signal
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+from .errors import Cancelled, ConfigError, PipelineError, TaskTimeout
+from .states import State
+from .store import Store
+
+logger = logging.getLogger("pipeline.runtime")
+UTC = dt.timezone.utc
+
+
+class SystemClock:
+    """The real clock. Tests pass a fake with the same two methods."""
+
+    def now(self) -> dt.datetime:
+        return dt.datetime.now(UTC)
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+SYSTEM_CLOCK = SystemClock()
+
+
+@dataclass(frozen=True)
+class Retry:
+    """How often and after what delay a task is tried again, and on which errors."""
+
+    retries: int = 0
+    delay: float = 0.0
+    on: tuple[type[BaseException], ...] = (Exception,)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.retries, int) or self.retries < 0:
+            raise ConfigError(f"retries={self.retries!r} must be a whole number of at least 0.")
+        if self.delay < 0:
+            raise ConfigError(f"retry delay={self.delay!r} must not be negative.")
+
+    def should_retry(self, error: BaseException, attempt: int) -> bool:
+        return attempt <= self.retries and isinstance(error, self.on)
+
+
+@dataclass(frozen=True)
+class Task:
+    fn: Callable[..., Any]
+    name: str
+    retry: Retry = Retry()
+    timeout: float | None = None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        context = _context.get(None)
+        if context is None:
+            return self.fn(*args, **kwargs)
+        return context.run_task(self, args, kwargs)
+
+
+def task(fn: Callable | None = None, *, name: str | None = None, retries: int = 0,
+         retry_delay: float = 0.0, retry_on: tuple[type[BaseException], ...] = (Exception,),
+         timeout: float | None = None) -> Any:
+    """Declare a task; inside a running flow each call is recorded as task runs."""
+    def wrap(f: Callable) -> Task:
+        made = Task(f, name or f.__name__, Retry(retries, retry_delay, retry_on), timeout)
+        functools.update_wrapper(made, f)  # type: ignore[arg-type]
+        return made
+    return wrap(fn) if fn is not None else wrap
+
+
+@dataclass(frozen=True)
+class Flow:
+    fn: Callable[..., Any]
+    name: str
+    tasks: tuple[str, ...] = ()  # the tasks it runs, in order, so that tasks never run show as NOT_RUN
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+
+def flow(name: str, *, tasks: tuple[str, ...] = ()) -> Callable[[Callable], Flow]:
+    return lambda fn: Flow(fn, name, tuple(tasks))
+
+
+@dataclass
+class FlowResult:
+    run_id: str
+    state: State
+    result: Any = None
+    error: str | None = None
+    error_task: str | None = None
+
+
+@dataclass
+class RunContext:
+    """What a running flow knows: where to record, which run, which clock."""
+
+    store: Store
+    run_id: str
+    flow: Flow
+    clock: Any = SYSTEM_CLOCK
+    task_run_id: int | None = None
+    started: list[str] = field(default_factory=list)
+
+    def position(self, task_name: str) -> int:
+        if task_name in self.flow.tasks:
+            return self.flow.tasks.index(task_name)
+        return len(self.flow.tasks) + self.started.index(task_name)
+
+    def run_task(self, made: Task, args: tuple, kwargs: dict) -> Any:
+        if made.name not in self.started:
+            self.started.append(made.name)
+        attempt = 1
+        while True:
+            try:
+                return self._attempt(made, attempt, args, kwargs)
+            except Exception as error:  # noqa: BLE001 - decided by the retry policy
+                if not made.retry.should_retry(error, attempt):
+                    setattr(error, "task_name", made.name)
+                    raise
+                logger.warning("%s failed (attempt %d of %d): %s; retrying in %g s.", made.name,
+                               attempt, made.retry.retries + 1, error, made.retry.delay)
+                self.clock.sleep(made.retry.delay)
+                attempt += 1
+
+    def _attempt(self, made: Task, attempt: int, args: tuple, kwargs: dict) -> Any:
+        task_run_id = self.store.create_task_run(self.run_id, made.name, position=self.position(made.name),
+                                                 attempt=attempt, state=State.RUNNING, now=self.clock.now())
+        self.task_run_id = task_run_id
+        try:
+            with _deadline(made.timeout, made.name):
+                result = made.fn(*args, **kwargs)
+        except (Cancelled, KeyboardInterrupt):
+            self.store.finish_task_run(task_run_id, State.CANCELLED, now=self.clock.now(), error="Cancelled.")
+            raise
+        except BaseException as error:
+            self.store.finish_task_run(task_run_id, State.FAILED, now=self.clock.now(), error=_describe(error))
+            raise
+        finally:
+            self.task_run_id = None
+        self.store.finish_task_run(task_run_id, State.COMPLETED, now=self.clock.now())
+        return result
+
+    def record_artifact(self, *, name: str, path: str, sha256: str, size: int, kind: str | None = None) -> None:
+        self.store.add_artifact(self.run_id, name=name, path=path, sha256=sha256, size=size,
+                                now=self.clock.now(), kind=kind)
+
+
+_context: contextvars.ContextVar[RunContext] = contextvars.ContextVar("fhv_run_context")
+
+
+def run_context() -> RunContext | None:
+    """The context of the flow running in this thread, if any."""
+    return _context.get(None)
+
+
+class HistoryHandler(logging.Handler):
+    """Writes log records emitted while a flow runs into the run's history."""
+
+    def __init__(self, context: RunContext):
+        super().__init__(logging.DEBUG)
+        self.context = context
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+            if record.exc_info and record.levelno >= logging.ERROR:
+                message += "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip()
+            ts = dt.datetime.fromtimestamp(record.created, UTC)
+            self.context.store.add_log(self.context.run_id, level=record.levelname, message=message,
+                                       ts=ts, task_run_id=self.context.task_run_id)
+        except Exception:  # noqa: BLE001 - logging must never break the flow
+            self.handleError(record)
+
+
+def run_flow(store: Store, made: Flow, run_id: str, parameters: dict[str, Any], *,
+             clock: Any = SYSTEM_CLOCK, heartbeat_every: float = 5.0) -> FlowResult:
+    """Run a PENDING flow run to a final state and record everything on the way.
+
+    This is the one boundary that catches unexpected errors.
+    """
+    context = RunContext(store, run_id, made, clock)
+    store.start_run(run_id, now=clock.now(), pid=os.getpid())
+    token = _context.set(context)
+    try:
+        with _capture_logs(context), _heartbeat(store, run_id, clock, heartbeat_every), _cancel_on_sigterm():
+            outcome = _execute(made, run_id, parameters)
+    finally:
+        _context.reset(token)
+    _record_not_run(context)
+    _finish(store, outcome, clock)
+    return outcome
+
+
+def _execute(made: Flow, run_id: str, parameters: dict[str, Any]) -> FlowResult:
+    try:
+        result = made.fn(**parameters)
+    except (Cancelled, KeyboardInterrupt):
+        logger.warning("The run was cancelled.")
+        return FlowResult(run_id, State.CANCELLED, error="Cancelled on request.")
+    except PipelineError as error:
+        logger.error("%s", error)
+        return FlowResult(run_id, State.FAILED, error=str(error), error_task=getattr(error, "task_name", None))
+    except Exception as error:  # noqa: BLE001 - the one boundary for unexpected errors
+        where = getattr(error, "task_name", None)
+        logger.error("Unexpected error%s: %s", f" in {where}" if where else "", _describe(error), exc_info=True)
+        return FlowResult(run_id, State.FAILED, error=f"Unexpected error{f' in {where}' if where else ''}: "
+                                                      f"{_describe(error)}", error_task=where)
+    return FlowResult(run_id, State.COMPLETED, result=result)
+
+
+def _finish(store: Store, outcome: FlowResult, clock: Any) -> None:
+    metrics = outcome.result if isinstance(outcome.result, dict) else None
+    store.transition(outcome.run_id, outcome.state, now=clock.now(), message=outcome.error,
+                     metrics=metrics, error=outcome.error, error_task=outcome.error_task)
+
+
+def _record_not_run(context: RunContext) -> None:
+    """Tasks of the flow that never started get a NOT_RUN record, so the UI shows them."""
+    for name in context.flow.tasks:
+        if name not in context.started:
+            task_run_id = context.store.create_task_run(context.run_id, name, position=context.position(name),
+                                                        attempt=1, state=State.NOT_RUN, now=None)
+            context.store.finish_task_run(task_run_id, State.NOT_RUN, now=context.clock.now(),
+                                          error="Not run: an earlier task did not complete.")
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error)
+    if isinstance(error, PipelineError) and text:
+        return text
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+@contextlib.contextmanager
+def _capture_logs(context: RunContext) -> Iterator[None]:
+    handler = HistoryHandler(context)
+    root = logging.getLogger("pipeline")
+    previous = root.level
+    root.addHandler(handler)
+    if root.getEffectiveLevel() > logging.INFO:
+        root.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous)
+
+
+@contextlib.contextmanager
+def _heartbeat(store: Store, run_id: str, clock: Any, every: float) -> Iterator[None]:
+    """A daemon thread that stamps the run's heartbeat so crash detection can tell it lives."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(every):
+            with contextlib.suppress(Exception):
+                store.heartbeat_run(run_id, clock.now())
+        store.close()
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{run_id[:8]}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+
+
+@contextlib.contextmanager
+def _cancel_on_sigterm() -> Iterator[None]:
+    """In the main thread, SIGTERM raises Cancelled inside the flow so it stops where it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise Cancelled()
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float | None, name: str) -> Iterator[None]:
+    """Raise TaskTimeout in the task after ``seconds`` (main thread only: SIGALRM)."""
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        raise TaskTimeout(f"The task {name} ran longer than its timeout of {seconds:g} s.")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def new_run_name() -> str:
+    """A memorable run name like Prefect's (``perky-eel``)."""
+    import coolname
+
+    return coolname.generate_slug(2)
