@@ -34,7 +34,7 @@ NEVER_DO = (103, 104, 199)
 BASES = 537
 PU_MISSING, DO_MISSING = 0.83, 0.14
 SHORT_SHARE, LONG_SHARE, OUTLIER_SHARE = 0.018, 0.007, 2e-5
-MEDIAN_MINUTES, SIGMA = 13.4, 0.66
+BODY_MEAN, BODY_SHAPE = 16.0, 2.0
 PU_EFFECT, DO_EFFECT, DO_MISSING_EFFECT = 0.25, 0.34, 0.12
 SEASONAL_SWING = 0.11
 ROUNDING_BASES = 0.15  # share of bases whose clocks round to the minute
@@ -166,17 +166,17 @@ def _zones(rng: np.random.Generator, weights: np.ndarray, missing: float, rows: 
 
 
 def _durations(rng, world: World, pu: np.ndarray, do: np.ndarray, hours: np.ndarray, drift: float) -> np.ndarray:
-    """Trip minutes: a zone-dependent log-normal body plus short, long and absurd trips."""
+    """Trip minutes: a zone-dependent gamma body plus short, long and absurd trips."""
     effect = np.where(pu > 0, world.pu_effect[pu - 1], 0.0)
     effect += np.where(do > 0, world.do_effect[do - 1], DO_MISSING_EFFECT)
-    log_median = np.log(MEDIAN_MINUTES) + drift + effect + world.hour_effect[hours]
-    minutes = np.exp(log_median + rng.normal(0, SIGMA, len(pu)))
+    scale = np.exp(np.log(BODY_MEAN / BODY_SHAPE) + drift + effect + world.hour_effect[hours])
+    minutes = rng.gamma(BODY_SHAPE, scale)
     kind = rng.random(len(pu))
     short, long = kind < SHORT_SHARE, (kind >= SHORT_SHARE) & (kind < SHORT_SHARE + LONG_SHARE)
     minutes[short] = rng.uniform(0, 1, short.sum())
     minutes[long] = np.exp(rng.uniform(np.log(60), np.log(400), long.sum()))
     absurd = rng.random(len(pu)) < OUTLIER_SHARE
-    minutes[absurd] = np.exp(rng.uniform(np.log(1440), np.log(30 * 1440), absurd.sum()))
+    minutes[absurd] = np.exp(rng.uniform(np.log(1440), np.log(60 * 1440), absurd.sum()))
     return minutes
 
 

@@ -104,10 +104,12 @@ def run_fields(parameters: dict[str, Any], settings: Settings, *, today: dt.date
             "data_source": data_url, "synthetic": is_synthetic(data_url)}
 
 
-def execute(store: Store, settings: Settings, run_id: str, *, clock: Any = SYSTEM_CLOCK) -> FlowResult:
+def execute(store: Store, settings: Settings, run_id: str, *, clock: Any = SYSTEM_CLOCK,
+            await_policy: Any = None) -> FlowResult:
     """Run an existing PENDING run of the training flow to its end."""
     parameters = dict(store.get_run(run_id)["parameters"])
-    return run_flow(store, training_flow, run_id, {**parameters, "settings": settings}, clock=clock)
+    return run_flow(store, training_flow, run_id, {**parameters, "settings": settings}, clock=clock,
+                    await_policy=await_policy)
 
 
 def run_now(store: Store, settings: Settings, *, date: str | None = None, data_url: str | None = None,

@@ -104,6 +104,8 @@ class FlowResult:
     result: Any = None
     error: str | None = None
     error_task: str | None = None
+    exception: BaseException | None = None
+    next_attempt_at: dt.datetime | None = None
 
 
 @dataclass
@@ -188,11 +190,17 @@ class HistoryHandler(logging.Handler):
             self.handleError(record)
 
 
+AwaitPolicy = Callable[[BaseException, dt.datetime], "dt.datetime | None"]
+
+
 def run_flow(store: Store, made: Flow, run_id: str, parameters: dict[str, Any], *,
-             clock: Any = SYSTEM_CLOCK, heartbeat_every: float = 5.0) -> FlowResult:
+             clock: Any = SYSTEM_CLOCK, heartbeat_every: float = 5.0,
+             await_policy: AwaitPolicy | None = None) -> FlowResult:
     """Run a PENDING flow run to a final state and record everything on the way.
 
-    This is the one boundary that catches unexpected errors.
+    This is the one boundary that catches unexpected errors. ``await_policy(error, now)`` may
+    turn a failure into AWAITING_RETRY by returning the time of the next attempt (used by the
+    scheduler for months that are not published yet).
     """
     context = RunContext(store, run_id, made, clock)
     store.start_run(run_id, now=clock.now(), pid=os.getpid())
@@ -203,6 +211,10 @@ def run_flow(store: Store, made: Flow, run_id: str, parameters: dict[str, Any], 
     finally:
         _context.reset(token)
     _record_not_run(context)
+    if outcome.exception is not None and await_policy is not None:
+        outcome.next_attempt_at = await_policy(outcome.exception, clock.now())
+        if outcome.next_attempt_at is not None:
+            outcome.state = State.AWAITING_RETRY
     _finish(store, outcome, clock)
     return outcome
 
@@ -215,19 +227,21 @@ def _execute(made: Flow, run_id: str, parameters: dict[str, Any]) -> FlowResult:
         return FlowResult(run_id, State.CANCELLED, error="Cancelled on request.")
     except PipelineError as error:
         logger.error("%s", error)
-        return FlowResult(run_id, State.FAILED, error=str(error), error_task=getattr(error, "task_name", None))
+        return FlowResult(run_id, State.FAILED, error=str(error), error_task=getattr(error, "task_name", None),
+                          exception=error)
     except Exception as error:  # noqa: BLE001 - the one boundary for unexpected errors
         where = getattr(error, "task_name", None)
         logger.error("Unexpected error%s: %s", f" in {where}" if where else "", _describe(error), exc_info=True)
         return FlowResult(run_id, State.FAILED, error=f"Unexpected error{f' in {where}' if where else ''}: "
-                                                      f"{_describe(error)}", error_task=where)
+                                                      f"{_describe(error)}", error_task=where, exception=error)
     return FlowResult(run_id, State.COMPLETED, result=result)
 
 
 def _finish(store: Store, outcome: FlowResult, clock: Any) -> None:
     metrics = outcome.result if isinstance(outcome.result, dict) else None
+    extra = {"next_attempt_at": outcome.next_attempt_at} if outcome.next_attempt_at else {}
     store.transition(outcome.run_id, outcome.state, now=clock.now(), message=outcome.error,
-                     metrics=metrics, error=outcome.error, error_task=outcome.error_task)
+                     metrics=metrics, error=outcome.error, error_task=outcome.error_task, **extra)
 
 
 def _record_not_run(context: RunContext) -> None:

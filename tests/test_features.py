@@ -17,7 +17,7 @@ def trips(seconds, pu=None, do=None, unit="us"):
     n = len(seconds)
     ends = [None if s is None else T0 + np.timedelta64(round(s * 1e6), "us") for s in seconds]
     return pa.table({
-        "pickup_datetime": pa.array([T0] * n, pa.timestamp(unit)),
+        "pickup_datetime": pa.array([T0] * n, pa.timestamp("us")).cast(pa.timestamp(unit)),
         "dropOff_datetime": pa.array(ends, pa.timestamp("us")).cast(pa.timestamp(unit), safe=False),
         "PUlocationID": pa.array(pu if pu is not None else [1.0] * n, pa.float64()),
         "DOlocationID": pa.array(do if do is not None else [2.0] * n, pa.float64()),
