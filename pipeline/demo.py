@@ -18,7 +18,6 @@ import hashlib
 import os
 import tempfile
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -33,9 +32,9 @@ NEVER_PU = (103, 104, 105, 199)
 NEVER_DO = (103, 104, 199)
 BASES = 537
 PU_MISSING, DO_MISSING = 0.83, 0.14
-SHORT_SHARE, LONG_SHARE, OUTLIER_SHARE = 0.018, 0.007, 2e-5
-BODY_MEAN, BODY_SHAPE = 16.0, 2.0
-PU_EFFECT, DO_EFFECT, DO_MISSING_EFFECT = 0.25, 0.34, 0.12
+SHORT_SHARE, LONG_SHARE, OUTLIER_SHARE = 0.011, 0.007, 4e-5
+BODY_MEAN, BODY_SHAPE = 15.5, 2.2
+PU_EFFECT, DO_EFFECT, DO_MISSING_EFFECT = 0.3, 0.43, 0.12
 SEASONAL_SWING = 0.11
 ROUNDING_BASES = 0.15  # share of bases whose clocks round to the minute
 US_PER_S = 1_000_000
@@ -60,6 +59,7 @@ class World:
     pu_effect: np.ndarray
     do_effect: np.ndarray
     base_names: pa.Array
+    affiliated_names: pa.Array  # the base names without trailing spaces, then ""
     base_weights: np.ndarray
     base_rounds: np.ndarray
     hour_weights: np.ndarray
@@ -107,7 +107,6 @@ def _drift(month: str) -> float:
     return SEASONAL_SWING * (1 - float(np.cos(2 * np.pi * (mon - 1) / 12))) / 2
 
 
-@lru_cache(maxsize=1)
 def _world() -> World:
     rng = np.random.default_rng(_seed("world"))
     names = rng.choice(np.arange(14, 3600), BASES - 1, replace=False)
@@ -118,7 +117,9 @@ def _world() -> World:
     return World(
         pu_weights=_zone_weights(rng, NEVER_PU), do_weights=_zone_weights(rng, NEVER_DO),
         pu_effect=rng.normal(0, PU_EFFECT, ZONES), do_effect=rng.normal(0, DO_EFFECT, ZONES),
-        base_names=pa.array(text, pa.string()), base_weights=_normalised(rng.lognormal(0, 1.3, BASES)),
+        base_names=pa.array(text, pa.string()),
+        affiliated_names=pa.array([t.rstrip() for t in text] + [""], pa.string()),
+        base_weights=_normalised(rng.lognormal(0, 1.3, BASES)),
         base_rounds=rng.random(BASES) < ROUNDING_BASES, hour_weights=_normalised(hours),
         hour_effect=0.1 * np.sin(2 * np.pi * (np.arange(24) - 11) / 24),
     )
@@ -205,10 +206,9 @@ def _locations(zones: np.ndarray) -> pa.Array:
 
 def _affiliated(rng: np.random.Generator, world: World, base: np.ndarray) -> pa.Array:
     """Mostly the dispatching base itself, sometimes another base, an empty string or null."""
-    names = pa.array([n.rstrip() for n in world.base_names.to_pylist()] + [""], pa.string())
     pick = base.copy()
     draw = rng.random(len(base))
     other = draw < 0.12
     pick[other] = rng.choice(BASES, other.sum(), p=world.base_weights)
     pick[(draw >= 0.12) & (draw < 0.125)] = BASES  # the empty string
-    return names.take(pa.array(pick, mask=(draw >= 0.125) & (draw < 0.135)))
+    return world.affiliated_names.take(pa.array(pick, mask=(draw >= 0.125) & (draw < 0.135)))

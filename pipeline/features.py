@@ -61,7 +61,7 @@ def prepare_features(table: pa.Table, label: str) -> Features:
     if not keep.any():
         raise DataError(f"{label} has no trips with a duration between 1 and 60 minutes "
                         f"({table.num_rows} rows read).")
-    stats = _stats(table, duration, keep, pu_missing, do_missing)
+    stats = _stats(duration, keep, (pu, pu_missing), (do, do_missing))
     return Features(pu[keep], do[keep], duration[keep], stats)
 
 
@@ -72,21 +72,23 @@ def trip_minutes(pickup: pa.ChunkedArray, dropoff: pa.ChunkedArray) -> np.ndarra
     ``Series.dt.total_seconds()`` does, so the floats agree bit for bit.
     """
     unit = max(pickup.type.unit, dropoff.type.unit, key=_UNITS.index)
-    start, start_ok = _ticks(pickup, unit)
-    end, end_ok = _ticks(dropoff, unit)
     per_second = _PER_SECOND[unit]
-    whole, rest = np.divmod(end - start, per_second)
-    minutes = (whole + rest / per_second) / 60
-    minutes[~(start_ok & end_ok)] = np.nan
+    whole, rest = np.divmod(_ticks(dropoff, unit) - _ticks(pickup, unit), per_second)
+    minutes = rest / per_second
+    minutes += whole  # in place: the same sum as pandas' ``floor_s + residual / pps``
+    minutes /= 60
+    for column in (pickup, dropoff):
+        if column.null_count:
+            minutes[column.is_null().to_numpy(zero_copy_only=False)] = np.nan
     return minutes
 
 
-def _ticks(column: pa.ChunkedArray, unit: str) -> tuple[np.ndarray, np.ndarray]:
-    """int64 ticks in ``unit`` (nulls as 0) and a mask of valid values."""
+def _ticks(column: pa.ChunkedArray, unit: str) -> np.ndarray:
+    """int64 ticks in ``unit``, nulls as 0 (the caller masks them)."""
     column = column.cast(pa.timestamp(unit, column.type.tz))
-    valid = column.is_valid().to_numpy(zero_copy_only=False)
-    ticks = column.fill_null(0).cast(pa.int64()).to_numpy()
-    return np.asarray(ticks, dtype=np.int64), valid
+    if column.null_count:
+        column = column.fill_null(0)
+    return np.asarray(column.cast(pa.int64()).to_numpy(), dtype=np.int64)
 
 
 def location_codes(column: pa.ChunkedArray, name: str, label: str) -> tuple[np.ndarray, np.ndarray]:
@@ -103,22 +105,23 @@ def location_codes(column: pa.ChunkedArray, name: str, label: str) -> tuple[np.n
     return np.where(missing, -1.0, values).astype(np.int64), missing
 
 
-def _stats(table, duration, keep, pu_missing, do_missing) -> dict:
-    raw, rows = table.num_rows, int(keep.sum())
+def _stats(duration, keep, pu, do) -> dict:
+    """The month in numbers; ``pu`` and ``do`` are (codes, missing) before filtering."""
+    raw, rows = len(duration), int(keep.sum())
     kept = duration[keep]
     return {
         "raw_rows": raw, "rows": rows, "dropped": raw - rows, "dropped_share": (raw - rows) / raw,
         "mean_duration": float(kept.mean()),
         "mean_duration_raw": float(np.nanmean(duration)),
         "median_duration": float(np.median(kept)),
-        "pu_missing_share": float(pu_missing.mean()), "do_missing_share": float(do_missing.mean()),
-        "pu_distinct": _distinct(table.column(PU)), "do_distinct": _distinct(table.column(DO)),
+        "pu_missing_share": float(pu[1].mean()), "do_missing_share": float(do[1].mean()),
+        "pu_distinct": _distinct(*pu), "do_distinct": _distinct(*do),
     }
 
 
-def _distinct(column: pa.ChunkedArray) -> int:
-    """Distinct non-missing values (pandas ``nunique``: nulls and NaN do not count)."""
-    if pa.types.is_null(column.type):
-        return 0
-    values = np.asarray(column.to_numpy(), dtype=np.float64)
-    return int(len(np.unique(values[~np.isnan(values)])))
+def _distinct(codes: np.ndarray, missing: np.ndarray) -> int:
+    """Distinct zones among the non-missing values (pandas ``nunique`` after the int cast)."""
+    present = codes[~missing]
+    if len(present) and int(present.max()) - int(present.min()) < 1_000_000:
+        return int(np.count_nonzero(np.bincount(present - present.min())))
+    return int(len(np.unique(present)))

@@ -24,6 +24,8 @@ from sklearn.metrics import mean_squared_error, root_mean_squared_error
 from .features import Features
 from .schema import DO, PU
 
+SMALL_RANGE = 1_000_000  # codes spanning fewer values than this use dense lookup tables
+
 
 @dataclass(frozen=True, eq=False)
 class OneHot:
@@ -63,7 +65,7 @@ class OneHot:
 
 def _distinct_codes(codes: np.ndarray) -> np.ndarray:
     """Sorted distinct int64 codes; a bincount when the range is small (zones are 1..265)."""
-    if len(codes) and codes.max() - codes.min() < 1_000_000:
+    if len(codes) and int(codes.max()) - int(codes.min()) < SMALL_RANGE:
         low = codes.min()
         return np.flatnonzero(np.bincount(codes - low)).astype(np.int64) + low
     return np.unique(codes).astype(np.int64)
@@ -73,21 +75,33 @@ def _lookup(values: np.ndarray, columns: np.ndarray, codes: np.ndarray):
     """Column of each code and whether the code was seen in training."""
     if len(values) == 0:
         return np.zeros(len(codes), np.int32), np.zeros(len(codes), bool)
+    if values[-1] - values[0] < SMALL_RANGE:
+        return _table_lookup(values, columns, codes)
     at = np.minimum(np.searchsorted(values, codes), len(values) - 1)
     return columns[at], values[at] == codes
+
+
+def _table_lookup(values: np.ndarray, columns: np.ndarray, codes: np.ndarray):
+    """A dense table over the training range, padded with 'unseen' (-1) at both ends."""
+    low, span = values[0], int(values[-1] - values[0]) + 1
+    table = np.full(span + 2, -1, np.int32)
+    table[values - low + 1] = columns
+    found = table[np.clip(codes - (low - 1), 0, span + 1)]
+    return found, found >= 0
 
 
 def _csr(columns: np.ndarray, found: np.ndarray, width: int) -> sp.csr_matrix:
     """CSR from an (n, 2) array of columns (DO, PU: already in column order) and its mask."""
     rows = len(columns)
     if found.all():
-        indices, indptr = columns.ravel(), np.arange(0, 2 * rows + 1, 2)
+        indices, indptr = columns.ravel(), np.arange(0, 2 * rows + 1, 2, dtype=np.int64)
     else:
         indices = columns[found]
         indptr = np.concatenate(([0], np.cumsum(found.sum(axis=1))))
     index_type = np.int32 if 2 * rows < 2**31 else np.int64
     data = np.ones(len(indices), np.float64)
-    return sp.csr_matrix((data, indices.astype(index_type), indptr.astype(index_type)),
+    return sp.csr_matrix((data, indices.astype(index_type, copy=False),
+                          indptr.astype(index_type, copy=False)),
                          shape=(rows, width))
 
 

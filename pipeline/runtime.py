@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import datetime as dt
-import functools
 import logging
 import os
 import signal
@@ -77,9 +76,7 @@ def task(fn: Callable | None = None, *, name: str | None = None, retries: int = 
          timeout: float | None = None) -> Any:
     """Declare a task; inside a running flow each call is recorded as task runs."""
     def wrap(f: Callable) -> Task:
-        made = Task(f, name or f.__name__, Retry(retries, retry_delay, retry_on), timeout)
-        functools.update_wrapper(made, f)  # type: ignore[arg-type]
-        return made
+        return Task(f, name or f.__name__, Retry(retries, retry_delay, retry_on), timeout)
     return wrap(fn) if fn is not None else wrap
 
 

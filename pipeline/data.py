@@ -1,0 +1,247 @@
+"""Fetch a month of FHV trips: a local, validated parquet file, downloaded and cached if needed.
+
+Sources (``Settings.data_url``):
+
+* ``demo`` / ``demo:ROWS``: synthetic months (``demo.py``), generated on demand and cached.
+* an http(s) template with ``{month}``: downloaded once into the cache, streamed to a temp file,
+  checked (complete body, parquet footer, needed columns), then renamed into place. A file in
+  the cache is therefore always whole and valid, and is reused without a network call.
+* a local template (``/dir/fhv_tripdata_{month}.parquet`` or ``file://...``) or a folder holding
+  ``fhv_tripdata_YYYY-MM.parquet`` files: used in place, after the same checks.
+
+Outcomes: HTTP 403/404 or a missing local file raise ``NotPublishedError``; HTTP 5xx, refused or
+reset connections, timeouts and truncated bodies raise ``TransientError`` (the runtime retries
+those); anything else wrong with the file raises ``DataError``. Nothing here retries.
+"""
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import re
+import sys
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+from . import demo
+from .config import DATA_ALIASES, TLC_TEMPLATE, Settings, is_synthetic
+from .errors import DataError, NotPublishedError, TransientError
+from .months import parse_month
+from .schema import check_schema
+
+CHUNK = 1 << 20
+USER_AGENT = "fhv-retrain/1.0 (python urllib)"
+
+
+def fetch_month(settings: Settings, month: str, *, progress: bool | None = None) -> Path:
+    """Return a local, validated parquet file with the trips of ``month`` (``YYYY-MM``)."""
+    parse_month(month)
+    data_url = settings.data_url
+    if is_synthetic(data_url):
+        return _demo_file(settings.cache_dir, month, demo_rows(data_url))
+    if _is_http(data_url):
+        return _http_file(settings, month, _show_progress(progress))
+    return _local_file(month, _local_path(data_url, month))
+
+
+def source_url(data_url: str, month: str) -> str:
+    """Where ``month`` comes from: the URL or path, or ``demo:ROWS/fhv_tripdata_YYYY-MM.parquet``."""
+    data_url = _expand(data_url)
+    if is_synthetic(data_url):
+        return f"demo:{demo_rows(data_url)}/{file_name(month)}"
+    if _is_http(data_url):
+        return data_url.replace("{month}", month)
+    return str(_local_path(data_url, month))
+
+
+def describe_source(data_url: str) -> str:
+    """A short human label for a data URL: the demo size, 'TLC cloudfront', a host or a folder."""
+    data_url = _expand(data_url)
+    if is_synthetic(data_url):
+        return f"synthetic demo data ({demo_rows(data_url):,} rows a month)"
+    if data_url == TLC_TEMPLATE:
+        return "TLC cloudfront"
+    if _is_http(data_url):
+        return urllib.parse.urlsplit(data_url).netloc
+    return str(_local_path(data_url, "{month}").parent)
+
+
+def demo_rows(data_url: str) -> int:
+    """Rows a month for ``demo`` (full size) or ``demo:ROWS``."""
+    _, _, rows = data_url.partition(":")
+    return int(rows) if rows else demo.FULL_ROWS
+
+
+def file_name(month: str) -> str:
+    return f"fhv_tripdata_{month}.parquet"
+
+
+def validate_parquet(path: Path, label: str) -> None:
+    """Raise DataError naming ``label`` unless ``path`` is a parquet file with the needed columns."""
+    try:
+        with pq.ParquetFile(path) as parquet:
+            schema = parquet.schema_arrow
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(f"{label} is not a readable parquet file ({_reason(exc)}).") from None
+    check_schema(schema, label)
+
+
+# --- demo ---------------------------------------------------------------------------------------
+
+def _demo_file(cache_dir: Path, month: str, rows: int) -> Path:
+    path = cache_dir / f"demo-{rows}" / file_name(month)
+    if not path.exists():
+        demo.write_month(path, month, rows)
+    return path
+
+
+# --- local files --------------------------------------------------------------------------------
+
+def _local_path(data_url: str, month: str) -> Path:
+    is_file_url = data_url.startswith("file://")
+    text = urllib.parse.unquote(data_url[len("file://"):]) if is_file_url else data_url
+    if "{month}" not in text:
+        return Path(text).expanduser() / file_name(month)
+    return Path(text.replace("{month}", month)).expanduser()
+
+
+def _local_file(month: str, path: Path) -> Path:
+    if not path.exists():
+        raise NotPublishedError(month, f"there is no file {path}")
+    validate_parquet(path, f"The file {path}")
+    return path
+
+
+# --- http(s) ------------------------------------------------------------------------------------
+
+def _http_file(settings: Settings, month: str, progress: bool) -> Path:
+    url = settings.data_url.replace("{month}", month)
+    path = settings.cache_dir / cache_slug(settings.data_url) / file_name(month)
+    if not path.exists():
+        _download(url, month, path, settings.download_timeout, progress)
+    return path
+
+
+def cache_slug(template: str) -> str:
+    """A readable folder name for a URL template: host and path, plus a short hash of the whole."""
+    parts = urllib.parse.urlsplit(template)
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "-", parts.netloc + parts.path.replace("{month}", "month"))
+    digest = hashlib.sha256(template.encode()).hexdigest()[:10]
+    return f"{readable.strip('-.')[:80]}-{digest}"
+
+
+def _download(url: str, month: str, path: Path, timeout: float, progress: bool) -> None:
+    """Stream ``url`` to a temp file beside ``path``, check it, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _temp_file(path) as (tmp, out):
+        with _open(url, month, timeout) as response:
+            _copy(response, out, url, month, progress)
+        out.close()
+        validate_parquet(tmp, f"fhv_tripdata_{month} from {url}")
+        os.replace(tmp, path)
+
+
+@contextmanager
+def _temp_file(path: Path) -> Iterator[tuple[Path, BinaryIO]]:
+    """A temp file in ``path``'s folder that is removed unless it was renamed into place."""
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            yield tmp, out
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _open(url: str, month: str, timeout: float) -> http.client.HTTPResponse:
+    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    try:
+        return urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        raise _status_error(exc.code, url, month) from None
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        raise _network_error(exc, url, month) from None
+
+
+def _status_error(status: int, url: str, month: str) -> Exception:
+    if status in (403, 404):
+        return NotPublishedError(month, f"{url} answered HTTP {status}")
+    if status >= 500:
+        return TransientError(f"Downloading fhv_tripdata_{month} from {url} failed with HTTP {status}, "
+                              "a server error that may pass.")
+    return DataError(f"Downloading fhv_tripdata_{month} from {url} failed with HTTP {status}.")
+
+
+def _network_error(exc: BaseException, url: str, month: str) -> TransientError:
+    return TransientError(f"Downloading fhv_tripdata_{month} from {url} failed: {_reason(exc)}.")
+
+
+def _reason(exc: BaseException) -> str:
+    reason = getattr(exc, "reason", None) or exc
+    if isinstance(reason, TimeoutError):
+        return "no answer within the timeout"
+    return str(reason).rstrip(".") or type(reason).__name__
+
+
+def _copy(response: http.client.HTTPResponse, out: BinaryIO, url: str, month: str, progress: bool) -> None:
+    """Copy the body in chunks; raise TransientError on a stall, a reset or a short body."""
+    expected = _content_length(response)
+    received = 0
+    with _progress_bar(progress, expected, file_name(month)) as advance:
+        try:
+            while chunk := response.read(CHUNK):
+                out.write(chunk)
+                received += len(chunk)
+                advance(len(chunk))
+        except (OSError, http.client.HTTPException) as exc:
+            raise _network_error(exc, url, month) from None
+    if expected is not None and received < expected:
+        raise TransientError(f"Downloading fhv_tripdata_{month} from {url} stopped after {received:,} of "
+                             f"{expected:,} bytes (a truncated body).")
+
+
+def _content_length(response: http.client.HTTPResponse) -> int | None:
+    value = response.headers.get("Content-Length")
+    return int(value) if value and value.strip().isdigit() else None
+
+
+# --- progress -----------------------------------------------------------------------------------
+
+def _show_progress(progress: bool | None) -> bool:
+    if progress is not None:
+        return progress
+    return bool(getattr(sys.stderr, "isatty", lambda: False)())
+
+
+@contextmanager
+def _progress_bar(show: bool, total: int | None, label: str):
+    """Yield ``advance(n)``: a rich progress bar on stderr when ``show``, else a no-op."""
+    if not show:
+        yield lambda n: None
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+def _is_http(data_url: str) -> bool:
+    return data_url.lower().startswith(("http://", "https://"))
+
+
+def _expand(data_url: str) -> str:
+    text = str(data_url).strip()
+    return DATA_ALIASES.get(text.lower(), text)

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Creates .venv and installs the requirements when they changed. Sourced by demo.sh and test.sh.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="$root/.venv"
+want="$(cat "$root/requirements.txt" "$root/requirements-dev.txt" | sha256sum | cut -c1-16)"
+if [ ! -x "$venv/bin/python" ]; then
+  echo "Creating the virtual environment in $venv ..."
+  python3 -m venv "$venv"
+fi
+if [ "$(cat "$venv/.requirements-hash" 2>/dev/null)" != "$want" ]; then
+  echo "Installing requirements (once) ..."
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$root/requirements-dev.txt"
+  echo "$want" > "$venv/.requirements-hash"
+fi

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The whole test suite, from nothing: virtual environment, requirements, Debian's Chromium.
+set -euo pipefail
+cd "$(dirname "$0")"
+source scripts/ensure-venv.sh
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "Installing Debian's chromium for the browser tests ..."
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null
+  else
+    echo "The browser tests need /usr/bin/chromium: run 'sudo apt-get install chromium' first." >&2
+  fi
+fi
+exec .venv/bin/python -m pytest tests "$@"

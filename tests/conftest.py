@@ -1,0 +1,47 @@
+"""Shared fixtures: a history in tmp_path, settings pointing at it, a fake clock."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from pipeline.config import Settings
+from pipeline.store import Store
+
+UTC = dt.timezone.utc
+
+
+class FakeClock:
+    """A clock that only moves when told to; ``sleep`` advances it and records the delay."""
+
+    def __init__(self, start: dt.datetime = dt.datetime(2026, 1, 1, tzinfo=UTC)):
+        self.moment = start
+        self.sleeps: list[float] = []
+
+    def now(self) -> dt.datetime:
+        return self.moment
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.advance(seconds)
+
+    def advance(self, seconds: float) -> dt.datetime:
+        self.moment += dt.timedelta(seconds=seconds)
+        return self.moment
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    return Settings(home=tmp_path / "fhv", data_url="demo:4000").ensure_dirs()
+
+
+@pytest.fixture
+def store(settings) -> Store:
+    history = Store(settings.db_path)
+    yield history
+    history.close()

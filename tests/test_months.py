@@ -1,0 +1,40 @@
+import datetime as dt
+
+import pytest
+
+from pipeline.errors import ConfigError
+from pipeline.months import months_between, months_for, parse_date, shift_month
+
+
+@pytest.mark.parametrize("run_date, train, val", [
+    ("2021-03-15", "2021-01", "2021-02"),
+    ("2021-08-15", "2021-06", "2021-07"),
+    ("2022-01-15", "2021-11", "2021-12"),
+    ("2022-02-01", "2021-12", "2022-01"),
+    ("2021-12-31", "2021-10", "2021-11"),
+])
+def test_run_date_gives_the_two_previous_months(run_date, train, val):
+    assert months_for(dt.date.fromisoformat(run_date)) == (train, val)
+
+
+@pytest.mark.parametrize("month, delta, expected", [
+    ("2021-01", -1, "2020-12"), ("2021-12", 1, "2022-01"), ("2021-06", -18, "2019-12"), ("2021-06", 0, "2021-06"),
+])
+def test_shift_month_crosses_year_boundaries(month, delta, expected):
+    assert shift_month(month, delta) == expected
+
+
+@pytest.mark.parametrize("text", ["2021-02-30", "15/08/2021", "yesterday", "2021-13-01", ""])
+def test_invalid_dates_are_refused_with_a_sentence_naming_them(text):
+    with pytest.raises(ConfigError, match="is not a valid date"):
+        parse_date(text)
+
+
+def test_no_date_means_today():
+    assert parse_date(None, today=dt.date(2026, 11, 25)) == dt.date(2026, 11, 25)
+
+
+def test_months_between_includes_both_ends_and_refuses_reversed_ranges():
+    assert months_between(dt.date(2021, 11, 3), dt.date(2022, 2, 1)) == ["2021-11", "2021-12", "2022-01", "2022-02"]
+    with pytest.raises(ConfigError, match="before the start date"):
+        months_between(dt.date(2022, 2, 1), dt.date(2021, 11, 3))
