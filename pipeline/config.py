@@ -1,6 +1,7 @@
 """Settings: one frozen object, built once at the entry point from the environment."""
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ class Settings:
     home: Path
     data_url: str = DEFAULT_DATA_URL
     download_timeout: float = 60.0  # seconds without a byte before a download attempt gives up
+    solver: str = "exact"  # "exact" (closed-form least squares) or "lsqr" (scikit-learn's iterative fit)
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -44,7 +46,7 @@ class Settings:
     def with_data_url(self, data_url: str | None) -> "Settings":
         if not data_url:
             return self
-        return Settings(self.home, normalize_data_url(data_url), self.download_timeout, self.extra)
+        return dataclasses.replace(self, data_url=normalize_data_url(data_url))
 
     def ensure_dirs(self) -> "Settings":
         for folder in (self.home, self.cache_dir, self.artifacts_dir):
@@ -80,6 +82,12 @@ def _check_demo(text: str) -> None:
         raise ConfigError(f"The demo size in {text!r} must be a whole number of rows of at least 10, like demo:50000.")
 
 
+def _solver(name: str) -> str:
+    if name not in ("exact", "lsqr"):
+        raise ConfigError(f"FHV_SOLVER={name!r} is not a solver; use 'exact' (default) or 'lsqr'.")
+    return name
+
+
 def _float_env(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name)
     if raw in (None, ""):
@@ -100,6 +108,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         home=home,
         data_url=normalize_data_url(env.get("FHV_DATA_URL") or DEFAULT_DATA_URL),
         download_timeout=_float_env(env, "FHV_DOWNLOAD_TIMEOUT", 60.0),
+        solver=_solver(env.get("FHV_SOLVER") or "exact"),
         extra={k: v for k, v in env.items() if k.startswith("FHV_")},
     )
 

@@ -46,11 +46,11 @@ USER_AGENT = "fhv-retrain/1.0 (python urllib)"
 def fetch_month(settings: Settings, month: str, *, progress: bool | None = None) -> Path:
     """Return a local, validated parquet file with the trips of ``month`` (``YYYY-MM``)."""
     parse_month(month)
-    data_url = settings.data_url
+    data_url = _expand(settings.data_url)
     if is_synthetic(data_url):
         return _demo_file(settings.cache_dir, month, demo_rows(data_url))
     if _is_http(data_url):
-        return _http_file(settings, month, _show_progress(progress))
+        return _http_file(settings, data_url, month, _show_progress(progress))
     return _local_file(month, _local_path(data_url, month))
 
 
@@ -124,9 +124,9 @@ def _local_file(month: str, path: Path) -> Path:
 
 # --- http(s) ------------------------------------------------------------------------------------
 
-def _http_file(settings: Settings, month: str, progress: bool) -> Path:
-    url = settings.data_url.replace("{month}", month)
-    path = settings.cache_dir / cache_slug(settings.data_url) / file_name(month)
+def _http_file(settings: Settings, template: str, month: str, progress: bool) -> Path:
+    url = template.replace("{month}", month)
+    path = settings.cache_dir / cache_slug(template) / file_name(month)
     if not path.exists():
         _download(url, month, path, settings.download_timeout, progress)
     return path
@@ -170,7 +170,7 @@ def _open(url: str, month: str, timeout: float) -> http.client.HTTPResponse:
     except urllib.error.HTTPError as exc:
         exc.close()
         raise _status_error(exc.code, url, month) from None
-    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+    except (OSError, http.client.HTTPException) as exc:  # URLError, refused, reset, timeout
         raise _network_error(exc, url, month) from None
 
 

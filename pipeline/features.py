@@ -54,7 +54,7 @@ def prepare_features(table: pa.Table, label: str) -> Features:
     check_schema(table.schema, label)
     if table.num_rows == 0:
         raise DataError(f"{label} has no trips (0 rows read).")
-    duration = trip_minutes(table.column(PICKUP), table.column(DROPOFF))
+    duration = _durations(table, label)
     pu, pu_missing = location_codes(table.column(PU), PU, label)
     do, do_missing = location_codes(table.column(DO), DO, label)
     keep = (duration >= MIN_MINUTES) & (duration <= MAX_MINUTES)  # NaN compares False
@@ -63,6 +63,13 @@ def prepare_features(table: pa.Table, label: str) -> Features:
                         f"({table.num_rows} rows read).")
     stats = _stats(duration, keep, (pu, pu_missing), (do, do_missing))
     return Features(pu[keep], do[keep], duration[keep], stats)
+
+
+def _durations(table: pa.Table, label: str) -> np.ndarray:
+    try:
+        return trip_minutes(table.column(PICKUP), table.column(DROPOFF))
+    except pa.ArrowInvalid as exc:  # a timestamp that does not fit the finer unit
+        raise DataError(f"{label}: a trip's timestamps are out of range ({exc}).") from exc
 
 
 def trip_minutes(pickup: pa.ChunkedArray, dropoff: pa.ChunkedArray) -> np.ndarray:

@@ -46,9 +46,10 @@ def prepare_features(train_table: Any, val_table: Any, train_month: str, val_mon
 
 @task(timeout=1800)
 def train_model(train: Any, run_date: str, settings: Settings) -> Any:
-    trained = model.train(train)
+    trained = model.train(train, settings.solver)
     names = trained.onehot.feature_names
-    log.info("Trained LinearRegression on %s rows and %d one-hot features.", f"{train.stats['rows']:,}", len(names))
+    log.info("Trained LinearRegression (%s solver) on %s rows and %d one-hot features.", settings.solver,
+             f"{train.stats['rows']:,}", len(names))
     context = run_context()
     folder = settings.artifacts_dir / (context.run_id if context else f"adhoc-{run_date}")
     for artifact in model.save_artifacts(trained, folder, run_date):

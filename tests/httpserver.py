@@ -80,7 +80,8 @@ class HTTPTestServer:
         self.stopping = threading.Event()
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="http-test-server", daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="http-test-server",
+                                        daemon=True)
 
     @property
     def port(self) -> int:

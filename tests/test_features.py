@@ -110,3 +110,16 @@ def test_read_trips_reads_only_the_four_needed_columns(tmp_path):
     pq.write_table(trips([300]).append_column("SR_Flag", pa.nulls(1)), path)
     assert read_trips(path).column_names == [
         "pickup_datetime", "dropOff_datetime", "PUlocationID", "DOlocationID"]
+
+
+def test_timestamps_with_a_time_zone_and_mixed_units_give_minutes():
+    table = trips([150]).set_column(0, "pickup_datetime", pa.array(
+        [T0], pa.timestamp("us")).cast(pa.timestamp("s", "UTC")))
+    assert prepare_features(table, "jan").duration.tolist() == [2.5]
+
+
+def test_timestamps_too_far_apart_for_nanoseconds_fail_naming_the_label():
+    far = pa.array([np.datetime64("9000-01-01T00:00:00", "s")], pa.timestamp("s"))
+    table = trips([300], unit="ns").set_column(0, "pickup_datetime", far)
+    with pytest.raises(DataError, match="fhv_tripdata_2021-05: a trip's timestamps are out of range"):
+        prepare_features(table, "fhv_tripdata_2021-05")

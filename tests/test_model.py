@@ -43,11 +43,11 @@ def test_training_rows_have_exactly_two_non_zeros_equal_to_dict_vectorizer():
 
 
 def test_unseen_categories_are_ignored_like_dict_vectorizer():
-    pu, do = np.array([1, 3, 3, 265]), np.array([5, 7, 5, -1])
+    pu, do = np.array([1, 3, 3, 265, 10**12, -5]), np.array([5, 7, 5, -1, -7, 10**12])
     onehot = OneHot.fit(PU, DO)
     ours = onehot.transform(pu, do)
     assert (ours != DictVectorizer().fit(dicts(PU, DO)).transform(dicts(pu, do))).nnz == 0
-    assert ours.getnnz(axis=1).tolist() == [1, 1, 0, 2]
+    assert ours.getnnz(axis=1).tolist() == [1, 1, 0, 2, 0, 0]
 
 
 def test_to_dict_vectorizer_is_a_fitted_vectorizer_giving_our_matrix():
@@ -93,3 +93,23 @@ def test_pickled_artifacts_predict_like_the_pipeline_from_dicts(tmp_path):
     with open(dv_artifact.path, "rb") as dv_in, open(lr_artifact.path, "rb") as lr_in:
         dv, lr = pickle.load(dv_in), pickle.load(lr_in)
     np.testing.assert_allclose(lr.predict(dv.transform(dicts(PU, DO))), predict(model, data), rtol=1e-12)
+
+
+def test_codes_spread_too_widely_for_a_table_are_looked_up_by_search():
+    pu, do = np.array([5, 10**9, -(10**9)]), np.array([1, 2, 3])
+    onehot = OneHot.fit(pu, do)
+    query_pu, query_do = np.array([10**9, 6, -(10**9), 5]), np.array([3, 3, 4, 9])
+    ours = onehot.transform(query_pu, query_do)
+    theirs = DictVectorizer().fit(dicts(pu, do)).transform(dicts(query_pu, query_do))
+    assert (ours != theirs).nnz == 0 and ours.getnnz(axis=1).tolist() == [2, 1, 1, 1]
+
+
+def test_the_gram_matrix_by_pair_counting_equals_the_sparse_product():
+    from pipeline.model import OneHot, _gram
+
+    rng = np.random.default_rng(3)
+    pu = np.where(rng.random(3000) < 0.8, -1, rng.integers(1, 40, 3000))
+    do = rng.integers(1, 50, 3000)
+    onehot = OneHot.fit(pu[:2000], do[:2000])
+    matrix = onehot.transform(pu, do)  # rows 2000+ may have unseen zones: one non-zero
+    np.testing.assert_array_equal(_gram(matrix), (matrix.T @ matrix).toarray())

@@ -62,34 +62,60 @@ def make_month(path, rows, seed, units=("us", "us"), training=True):
     return path
 
 
-def fast_run(train_path, val_path, folder):
+def fast_run(train_path, val_path, solver="exact"):
     train_features = prepare_features(read_trips(train_path), "train")
     val_features = prepare_features(read_trips(val_path), "val")
-    model = train(train_features)
+    model = train(train_features, solver)
     return model, val_features, evaluate(model, train_features), evaluate(model, val_features)
 
 
-@pytest.mark.parametrize("rows, seed, units", [
-    (5_000, 1, ("us", "us")), (20_000, 2, ("ns", "ns")), (50_000, 3, ("us", "us")),
-    (8_000, 4, ("ms", "ms")), (8_000, 5, ("ms", "ns")),
-])
-def test_fast_path_equals_the_course_steps(tmp_path, rows, seed, units):
+CASES = [(5_000, 1, ("us", "us")), (20_000, 2, ("ns", "ns")), (50_000, 3, ("us", "us")),
+         (20_000, 4, ("ms", "ms")), (20_000, 5, ("ms", "ns"))]
+
+
+@pytest.mark.parametrize("solver, rel", [("exact", 1e-6), ("lsqr", 1e-9)])
+@pytest.mark.parametrize("rows, seed, units", CASES)
+def test_fast_path_equals_the_course_steps(tmp_path, rows, seed, units, solver, rel):
+    """lsqr is the course's own solver on our matrix: equal to 1e-9. The closed form solves the
+    same problem exactly, while the course's lsqr stops at its tolerance (1e-6): equal to 1e-6."""
     train_path = make_month(tmp_path / "train.parquet", rows, seed, units)
     val_path = make_month(tmp_path / "val.parquet", rows * 9 // 10, seed + 100, units, training=False)
-    model, _, ours_train, ours_val = fast_run(train_path, val_path, tmp_path)
+    model, _, ours_train, ours_val = fast_run(train_path, val_path, solver)
     ref = reference_run(train_path, val_path)
     assert (ours_train["rows"], ours_val["rows"]) == (ref["train_rows"], ref["val_rows"])
     assert len(model.onehot.feature_names) == ref["feature_count"]
     assert list(model.onehot.feature_names) == ref["dv"].feature_names_
     for key in ("mse", "rmse"):
-        assert ours_train[key] == pytest.approx(ref[f"train_{key}"], rel=1e-6)
-        assert ours_val[key] == pytest.approx(ref[f"val_{key}"], rel=1e-6)
+        assert ours_train[key] == pytest.approx(ref[f"train_{key}"], rel=rel)
+        assert ours_val[key] == pytest.approx(ref[f"val_{key}"], rel=rel)
+
+
+def _centred_lstsq(ref, train_path):
+    """The minimum-norm least-squares solution by dense SVD on the DictVectorizer matrix."""
+    frame = read_dataframe(train_path)
+    dense = ref["dv"].transform(frame[CATEGORICAL].to_dict(orient="records")).toarray()
+    y = frame.duration.to_numpy()
+    means = dense.mean(axis=0)
+    coef = np.linalg.lstsq(dense - means, y - y.mean(), rcond=None)[0]
+    return coef, y.mean() - means @ coef
+
+
+@pytest.mark.parametrize("seed", [21, 22])
+def test_the_closed_form_is_the_minimum_norm_least_squares_solution(tmp_path, seed):
+    train_path = make_month(tmp_path / "train.parquet", 6_000, seed)
+    val_path = make_month(tmp_path / "val.parquet", 6_000, seed + 1, training=False)
+    model, _, ours_train, _ = fast_run(train_path, val_path, "exact")
+    ref = reference_run(train_path, val_path)
+    coef, intercept = _centred_lstsq(ref, train_path)
+    np.testing.assert_allclose(model.regression.coef_, coef, rtol=1e-7, atol=1e-8)
+    assert model.regression.intercept_ == pytest.approx(intercept, rel=1e-9)
+    assert ours_train["mse"] <= ref["train_mse"] * (1 + 1e-12)  # never worse than lsqr on its own objective
 
 
 def test_saved_artifacts_reproduce_our_predictions_from_dicts(tmp_path):
     train_path = make_month(tmp_path / "train.parquet", 10_000, 7)
     val_path = make_month(tmp_path / "val.parquet", 10_000, 8, training=False)
-    model, val_features, _, _ = fast_run(train_path, val_path, tmp_path)
+    model, val_features, _, _ = fast_run(train_path, val_path)
     dv_artifact, model_artifact = save_artifacts(model, tmp_path / "out", "2021-03-15")
     dv = pickle.loads(dv_artifact.path.read_bytes())
     lr = pickle.loads(model_artifact.path.read_bytes())
@@ -102,7 +128,7 @@ def test_saved_artifacts_reproduce_our_predictions_from_dicts(tmp_path):
 def test_validation_zones_unseen_in_training_are_ignored_like_dict_vectorizer(tmp_path):
     train_path = make_month(tmp_path / "train.parquet", 5_000, 11)
     val_path = make_month(tmp_path / "val.parquet", 5_000, 12, training=False)
-    model, val_features, _, _ = fast_run(train_path, val_path, tmp_path)
+    model, val_features, _, _ = fast_run(train_path, val_path)
     assert "PUlocationID=103" not in model.onehot.feature_names
     assert np.isin(val_features.pu, [103, 104, 105, 199]).any()
     ref = reference_run(train_path, val_path)
@@ -135,7 +161,7 @@ def test_the_four_trip_case_from_the_course(tmp_path):
     assert features.duration.tolist() == [8.0, 8.0]
     expected = read_dataframe(path)
     assert expected[CATEGORICAL].values.tolist() == [["-1", "-1"], ["1", "1"]]
-    model, _, ours, _ = fast_run(path, path, tmp_path)
+    model, _, ours, _ = fast_run(path, path)
     ref = reference_run(path, path)
     assert list(model.onehot.feature_names) == ref["dv"].feature_names_
     assert ours["mse"] == pytest.approx(ref["train_mse"], abs=1e-12)

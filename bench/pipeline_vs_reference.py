@@ -1,0 +1,119 @@
+"""Our pipeline against the course's pandas + DictVectorizer + LinearRegression steps.
+
+    .venv/bin/python bench/pipeline_vs_reference.py [--pairs 3] [--rows 1150000]
+
+Generates two full-size synthetic months (June and July 2021), then, in one run:
+1. times both as whole processes, in alternating pairs: ``bench/reference_steps.py`` and
+   ``python -m pipeline run --date 2021-08-15 --data-url FOLDER --json`` (wall time and peak
+   RSS of each process, from wait4);
+2. times the flow alone in this process (imports excluded, the history and artifacts written)
+   against the reference steps' own in-process time;
+3. checks that both report the same row counts, feature count and MSE.
+Targets: whole process >= 6x faster, flow in-process >= 20x faster, peak RSS <= 0.4x.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def run_process(argv: list[str], env: dict[str, str]) -> tuple[float, float, dict]:
+    """Wall seconds, peak RSS in MiB and the JSON printed by one child process."""
+    start = time.perf_counter()
+    child = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT)
+    out = child.stdout.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    wall = time.perf_counter() - start
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode != 0:
+        raise SystemExit(f"{argv} exited with {child.returncode}")
+    return wall, usage.ru_maxrss / 1024, json.loads(out)
+
+
+def make_months(folder: Path, rows: int) -> None:
+    from pipeline.demo import write_month
+
+    for month in ("2021-06", "2021-07"):
+        write_month(folder / f"fhv_tripdata_{month}.parquet", month, rows)
+
+
+def whole_processes(folder: Path, home: Path, pairs: int) -> dict[str, list]:
+    env = {**os.environ, "FHV_HOME": str(home), "PYTHONPATH": str(ROOT)}
+    reference = [sys.executable, "bench/reference_steps.py", str(folder / "fhv_tripdata_2021-06.parquet"),
+                 str(folder / "fhv_tripdata_2021-07.parquet")]
+    ours = [sys.executable, "-m", "pipeline", "run", "--date", "2021-08-15", "--data-url", str(folder), "--json"]
+    results: dict[str, list] = {"reference": [], "pipeline": []}
+    for _ in range(pairs):
+        results["reference"].append(run_process(reference, env))
+        results["pipeline"].append(run_process(ours, env))
+    return results
+
+
+def flow_in_process(folder: Path, home: Path, repeats: int) -> list[float]:
+    from pipeline.config import Settings
+    from pipeline.flow import run_now
+    from pipeline.store import Store
+
+    settings = Settings(home=home, data_url=str(folder)).ensure_dirs()
+    store = Store(settings.db_path)
+    times = []
+    for _ in range(repeats + 1):  # the first one warms the page cache
+        start = time.perf_counter()
+        result = run_now(store, settings, date="2021-08-15", name="bench")
+        times.append(time.perf_counter() - start)
+        assert result.state.value == "COMPLETED", result.error
+    return times[1:]
+
+
+def compare(reference: dict, ours: dict) -> list[str]:
+    lines = []
+    for key in ("train_rows", "val_rows", "feature_count", "train_mse", "val_mse", "train_rmse", "val_rmse"):
+        a, b = reference[key], ours[key]
+        rel = abs(a - b) / max(abs(a), 1e-12)
+        lines.append(f"  {key:<14} reference {a:<20} pipeline {b:<20} rel. diff {rel:.1e}")
+        if rel > 1e-6:
+            lines.append(f"  !! {key} differs by more than 1e-6 relative")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--rows", type=int, default=1_150_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder, home = Path(tmp) / "data", Path(tmp) / "home"
+        folder.mkdir()
+        make_months(folder, args.rows)
+        procs = whole_processes(folder, home, args.pairs)
+        flow_times = flow_in_process(folder, home, args.pairs)
+    report(procs, flow_times, args)
+
+
+def report(procs: dict[str, list], flow_times: list[float], args: argparse.Namespace) -> None:
+    med = {name: statistics.median(w for w, _, _ in runs) for name, runs in procs.items()}
+    rss = {name: max(r for _, r, _ in runs) for name, runs in procs.items()}
+    ref_steps = statistics.median(j["seconds"] for _, _, j in procs["reference"])
+    flow = statistics.median(flow_times)
+    print(f"Two synthetic months of {args.rows:,} rows, {args.pairs} alternating pairs, {os.cpu_count()} cores")
+    print(f"whole process  reference {med['reference']:6.2f} s   pipeline {med['pipeline']:6.2f} s   "
+          f"ratio {med['reference'] / med['pipeline']:5.1f}x faster (target >= 6x)")
+    print(f"flow alone     reference {ref_steps:6.2f} s   pipeline {flow:6.3f} s   "
+          f"ratio {ref_steps / flow:5.1f}x faster (target >= 20x; imports excluded)")
+    print(f"peak RSS       reference {rss['reference']:6.0f} MiB pipeline {rss['pipeline']:6.0f} MiB "
+          f"ratio {rss['pipeline'] / rss['reference']:5.2f}x (target <= 0.4x)")
+    print("\n".join(compare(procs["reference"][0][2], procs["pipeline"][0][2])))
+
+
+if __name__ == "__main__":
+    main()

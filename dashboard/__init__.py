@@ -1,0 +1,1 @@
+"""The Streamlit dashboard over the run history (``streamlit run dashboard/app.py``)."""

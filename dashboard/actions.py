@@ -1,0 +1,68 @@
+"""The only writes the dashboard makes: small requests, through the pipeline's functions.
+
+Trigger a run, enqueue a backfill, cancel a run, pause or resume a deployment. Each opens a
+writable ``Store`` for the one request and closes it. Training and scheduling happen in the
+scheduler process, never here. Bad input raises ``pipeline.errors.ConfigError`` with a sentence.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from typing import Any, Iterator
+
+from pipeline.config import Settings
+from pipeline.store import Store
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+@contextlib.contextmanager
+def writable(settings: Settings) -> Iterator[Store]:
+    """A writable store for one request, closed right after it."""
+    history = Store(settings.db_path)
+    try:
+        yield history
+    finally:
+        history.close()
+
+
+def trigger(settings: Settings, *, date: dt.date | str | None, deployment: str | None) -> dict[str, Any]:
+    """Enqueue one run for ``date`` (a SCHEDULED run due now); returns the run row."""
+    from pipeline import enqueue
+
+    with writable(settings) as history:
+        return enqueue.trigger_run(history, settings, deployment=deployment, date=_iso(date), now=now())
+
+
+def plan_backfill(history: Store, settings: Settings, *, start: dt.date, end: dt.date,
+                  deployment: str | None, force: bool = False) -> Any:
+    """The months a backfill would run (a dry run: nothing is written)."""
+    from pipeline import enqueue
+
+    return enqueue.plan_backfill(history, settings, deployment=deployment, start=start, end=end,
+                                 now=now(), force=force)
+
+
+def enqueue_backfill(settings: Settings, plan: Any) -> list[dict[str, Any]]:
+    from pipeline import enqueue
+
+    with writable(settings) as history:
+        return enqueue.enqueue_backfill(history, settings, plan, now=now())
+
+
+def cancel(settings: Settings, run_id: str) -> dict[str, Any]:
+    """Cancel a waiting run at once, or ask the scheduler to stop a running one."""
+    with writable(settings) as history:
+        return history.request_cancel(run_id, now=now())
+
+
+def set_active(settings: Settings, deployment: str, active: bool) -> None:
+    """Pause (``active=False``) or resume a deployment's schedule."""
+    with writable(settings) as history:
+        history.set_deployment_active(deployment, active, now=now())
+
+
+def _iso(date: dt.date | str | None) -> str | None:
+    return date.isoformat() if isinstance(date, dt.date) else date

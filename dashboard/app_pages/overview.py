@@ -1,0 +1,88 @@
+"""Overview: is a scheduler alive, the last run, the next run, the latest error, runs by state."""
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from dashboard import charts, labels, queries, widgets
+
+LOOKING_FORWARD = ("SCHEDULED", "LATE", "AWAITING_RETRY", "PENDING", "RUNNING")
+LOOKING_BACK = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
+
+
+def last_run_card(run: dict[str, Any] | None) -> None:
+    st.subheader("Last run", divider="gray")
+    if run is None:
+        st.info("No run has started yet.")
+        return
+    widgets.state_badge(run["state"])
+    st.markdown(f"**{run['name']}** · run date {run['run_date']} · {labels.months(run)}")
+    st.caption(f"Started {labels.utc(run['started_at'] or run['scheduled_time'])} · "
+               f"took {labels.duration(run['started_at'], run['ended_at'])}")
+    if labels.reason(run):
+        st.error(labels.reason(run), icon=":material/error:")
+    widgets.run_link(run, "Open the run")
+
+
+def next_run_card(run: dict[str, Any] | None) -> None:
+    st.subheader("Next run", divider="gray")
+    if run is None:
+        st.info("Nothing is scheduled. Resume a deployment on *Upcoming*, or trigger a run.")
+        return
+    zone = queries.deployment_zone(run.get("deployment"))
+    st.metric("Starts", labels.countdown(run["scheduled_time"], queries.now()))
+    st.markdown(f"**{run['name']}** · {run.get('deployment') or 'manual'} · run date {run['run_date']}")
+    st.caption(widgets.time_pair(run["scheduled_time"], zone))
+    widgets.run_link(run, "Open the run")
+
+
+def latest_metrics_card(rows: list[dict[str, Any]]) -> None:
+    st.subheader("Latest validation error", divider="gray")
+    if not rows:
+        st.info("No completed run with metrics yet.")
+        return
+    latest, previous = rows[-1], (rows[-2] if len(rows) > 1 else None)
+    left, right = st.columns(2)
+    for column, key, unit in ((left, "val_rmse", "min"), (right, "val_mse", "min²")):
+        value, before = latest["metrics"].get(key), (previous or {}).get("metrics", {}).get(key)
+        delta = None if before is None or value is None else f"{value - before:+.4f} {unit}"
+        column.metric(f"Validation {key[4:].upper()}", labels.number(value), delta, delta_color="inverse",
+                      help="Change against the previous run month (lower is better).")
+    synthetic = " · synthetic demo data" if latest["synthetic"] else ""
+    st.caption(f"{latest['name']} · run date {latest['run_date']} · "
+               f"{labels.months(latest)}{synthetic}")
+
+
+def state_metrics(counts: dict[str, int]) -> None:
+    st.subheader("Runs by state", divider="gray")
+    st.caption("Looking forward: runs waiting to start")
+    ahead = st.columns(len(LOOKING_FORWARD))
+    for column, state in zip(ahead, LOOKING_FORWARD):
+        column.metric(labels.state_label(state), counts.get(state, 0))
+    st.caption("Looking back: finished runs")
+    behind = st.columns(len(LOOKING_FORWARD))
+    for column, state in zip(behind, LOOKING_BACK):
+        column.metric(labels.state_label(state), counts.get(state, 0))
+
+
+@st.fragment(run_every=queries.LIVE_EVERY_S)
+def live_overview() -> None:
+    widgets.scheduler_status()
+    last, upcoming, metrics = st.columns(3, gap="large")
+    with last:
+        last_run_card(queries.last_run())
+    with upcoming:
+        next_run_card(queries.next_run())
+    with metrics:
+        latest_metrics_card(queries.latest_metrics())
+    counts, chart = st.columns([3, 2], gap="large")
+    with counts:
+        state_metrics(queries.count_by_state())
+    with chart:
+        st.plotly_chart(charts.state_counts(queries.count_by_state()), config={"displayModeBar": False})
+
+
+st.title("Overview")
+widgets.synthetic_banner()
+live_overview()

@@ -1,0 +1,172 @@
+"""Run detail (``/run?id=<uuid>``): header with state and failure reason, Cancel and Rerun,
+months and data source, the task runs as a timeline, logs, metrics, data figures, artifacts."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import actions, charts, frames, labels, queries, widgets
+from pipeline.errors import PipelineError
+from pipeline.states import ACTIVE_STATES, WAITING_STATES
+
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+CANCELLABLE = {s.value for s in WAITING_STATES | ACTIVE_STATES}
+
+
+def chosen_run() -> dict[str, Any] | None:
+    """The run named by ``?id=``, or one picked from the recent runs."""
+    run_id = st.query_params.get("id")
+    if not run_id:
+        recent = queries.recent_runs()
+        if not recent:
+            st.info("No run has started yet.")
+            return None
+        picked = st.selectbox("Run", recent, format_func=lambda r: f"{r['name']} · {r['run_date']} · "
+                              f"{labels.state_label(r['state'])}", key="detail_pick")
+        st.query_params["id"] = picked["id"]
+        run_id = picked["id"]
+    try:
+        return queries.run(run_id)
+    except PipelineError as error:
+        st.error(str(error))
+        return None
+
+
+def header(run: dict[str, Any]) -> None:
+    st.title(run["name"])
+    st.markdown(f"{labels.badge(run['state'])} &nbsp; `{run['id']}` · "
+                f"{run.get('deployment') or 'manual run'} · trigger {run['trigger']}")
+    if labels.reason(run):
+        where = f" in **{run['error_task']}**" if run.get("error_task") else ""
+        st.error(f"**{labels.state_label(run['state'])}{where}:** {labels.reason(run)}", icon=":material/error:")
+    if run.get("synthetic"):
+        st.warning("**SYNTHETIC DATA.** This run trained and validated on generated demo months, "
+                   "not on real TLC trips: its errors say nothing about the real model.", icon=":material/science:")
+    buttons(run)
+
+
+def buttons(run: dict[str, Any]) -> None:
+    cancel_col, rerun_col, _ = st.columns([1, 1, 6])
+    can_cancel = run["state"] in CANCELLABLE and not run.get("cancel_requested")
+    if cancel_col.button("Cancel", icon=":material/cancel:", disabled=not can_cancel, key="detail_cancel"):
+        write(lambda: actions.cancel(queries.settings(), run["id"]), "Cancel requested for {name}: now {state}.")
+    if rerun_col.button("Rerun", icon=":material/replay:", key="detail_rerun",
+                        help="Enqueue a new run with the same run date and deployment"):
+        write(lambda: actions.trigger(queries.settings(), date=run["run_date"], deployment=run.get("deployment")),
+              "Enqueued {name} for run date {run_date}.", link=True)
+
+
+def write(request: Any, message: str, *, link: bool = False) -> None:
+    """Send one request; on success confirm it after a rerun, on bad input say why."""
+    try:
+        row = request()
+    except PipelineError as error:
+        st.error(str(error))
+        return
+    queries.refresh()
+    widgets.notify(message.format(name=row["name"], state=labels.state_label(row["state"]),
+                                  run_date=row.get("run_date")), row if link else None)
+    st.rerun(scope="fragment")
+
+
+def facts(run: dict[str, Any]) -> None:
+    zone = queries.deployment_zone(run.get("deployment"))
+    cols = st.columns(4)
+    cols[0].metric("Run date", run["run_date"] or "-")
+    cols[1].metric("Months", f"{run['train_month']} → {run['val_month']}" if run["train_month"] else "-",
+                   help="Training month → validation month")
+    cols[2].metric("Duration", labels.duration(run["started_at"], run["ended_at"]))
+    cols[3].metric("Data", "synthetic" if run["synthetic"] else "real TLC")
+    st.caption(f"Scheduled {widgets.time_pair(run['scheduled_time'], zone)} · started {labels.utc(run['started_at'])}"
+               f" · ended {labels.utc(run['ended_at'])} · source `{run['data_source']}`")
+
+
+def timeline(run: dict[str, Any]) -> None:
+    bars = frames.task_bars(queries.task_runs(run["id"]), run["started_at"], queries.now())
+    st.plotly_chart(charts.task_gantt(bars, started=labels.utc(run["started_at"])),
+                    config={"displayModeBar": False}, key="detail_gantt")
+
+
+def logs(run: dict[str, Any]) -> None:
+    counts = queries.log_level_counts(run["id"])
+    present = [level for level in LEVELS if counts.get(level)]
+    chosen = st.pills("Levels", present, selection_mode="multi", default=[l for l in present if l != "DEBUG"],
+                      format_func=lambda level: f"{level} ({counts[level]})", key="detail_levels")
+    rows = queries.logs(run["id"], tuple(chosen)) if chosen else []
+    st.dataframe(frames.logs_table(rows), hide_index=True, width="stretch", key="detail_logs",
+                 column_config={"Message": st.column_config.TextColumn(width="large")})
+    st.download_button("Download log", frames.logs_text(queries.logs(run["id"])), icon=":material/download:",
+                       file_name=f"{run['name']}-{run['id'][:8]}.log", mime="text/plain", on_click="ignore")
+
+
+def metrics(run: dict[str, Any]) -> None:
+    values = run.get("metrics") or {}
+    if not values:
+        st.info("No metrics: the run did not complete.")
+        return
+    cols = st.columns(4)
+    for column, key, name in zip(cols, ("train_mse", "train_rmse", "val_mse", "val_rmse"),
+                                 ("Training MSE (min²)", "Training RMSE (min)", "Validation MSE (min²)",
+                                  "Validation RMSE (min)")):
+        column.metric(name, labels.number(values.get(key)))
+    st.dataframe(data_figures(values), hide_index=True, width="stretch", key="detail_data")
+    st.caption(f"{labels.number(values.get('feature_count'))} one-hot features (pickup and drop-off zones).")
+
+
+def data_figures(values: dict[str, Any]) -> pd.DataFrame:
+    rows = []
+    for part, name in (("train", "training"), ("val", "validation")):
+        stats = values.get(f"{part}_stats") or {}
+        rows.append({"Month": f"{name} {values.get(f'{part}_month', '')}".strip(),
+                     "Rows kept": labels.number(stats.get("rows")), "Rows read": labels.number(stats.get("raw_rows")),
+                     "Dropped (outside 1-60 min)": labels.share(stats.get("dropped_share")),
+                     "Pickup zone missing": labels.share(stats.get("pu_missing_share")),
+                     "Drop-off zone missing": labels.share(stats.get("do_missing_share")),
+                     "Mean duration (min)": labels.number(stats.get("mean_duration"), 2)})
+    return pd.DataFrame(rows)
+
+
+def artifacts(run: dict[str, Any]) -> None:
+    found = queries.artifacts(run["id"])
+    if not found:
+        st.info("No artifacts: the model is saved by train_model.")
+        return
+    home = queries.settings().home.resolve()
+    for item in found:
+        path = Path(item["path"])
+        name_col, sum_col, button_col = st.columns([2, 5, 1])
+        name_col.markdown(f"**{item['name']}** · {item['kind'] or '-'} · {item['size']:,} B")
+        sum_col.code(f"sha256 {item['sha256']}", language=None)
+        if path.is_file() and path.resolve().is_relative_to(home):
+            button_col.download_button("Download", path.read_bytes, file_name=path.name, on_click="ignore",
+                                       icon=":material/download:", key=f"artifact_{item['id']}")
+        else:
+            button_col.caption("file not found")
+
+
+@st.fragment(run_every=queries.LIVE_EVERY_S)
+def live_detail(run_id: str) -> None:
+    run = queries.run(run_id)
+    widgets.show_notice()
+    header(run)
+    facts(run)
+    tasks_tab, logs_tab, metrics_tab, artifacts_tab, parameters_tab = st.tabs(
+        ["Task runs", "Logs", "Metrics and data", "Artifacts", "Parameters"])
+    with tasks_tab:
+        timeline(run)
+    with logs_tab:
+        logs(run)
+    with metrics_tab:
+        metrics(run)
+    with artifacts_tab:
+        artifacts(run)
+    with parameters_tab:
+        st.json(run["parameters"])
+
+
+chosen = chosen_run()
+if chosen is not None:
+    live_detail(chosen["id"])

@@ -1,0 +1,54 @@
+"""Trends: training and validation MSE and RMSE across run months, with the rows and mean trip
+duration of each month; hover names the run; runs on synthetic data have hollow markers."""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import charts, queries
+
+REGRESSION = 0.05  # a validation RMSE 5 % above the previous month's is flagged
+
+
+def regression_note(history: pd.DataFrame) -> None:
+    """Flag the latest month when its validation RMSE rose by more than REGRESSION."""
+    if len(history) < 2:
+        return
+    latest, previous = history.iloc[-1], history.iloc[-2]
+    if previous["val_rmse"] and latest["val_rmse"] > previous["val_rmse"] * (1 + REGRESSION):
+        rise = latest["val_rmse"] / previous["val_rmse"] - 1
+        st.warning(f"Validation RMSE rose {rise:.1%} in the latest run ({latest['name']}, {latest['months']}): "
+                   f"{previous['val_rmse']:.4f} → {latest['val_rmse']:.4f} min.", icon=":material/trending_up:")
+
+
+def figures_table(history: pd.DataFrame) -> None:
+    table = history[["name", "run_date", "months", "synthetic", "train_rmse", "val_rmse", "train_mse", "val_mse",
+                     "train_rows", "val_rows", "train_mean_duration", "val_mean_duration"]].iloc[::-1].copy()
+    table["run_date"] = table["run_date"].dt.strftime("%Y-%m-%d")
+    table["synthetic"] = table["synthetic"].map({True: "synthetic", False: "real"})
+    number = st.column_config.NumberColumn
+    st.dataframe(table, hide_index=True, width="stretch", key="trends_table", column_config={
+        "name": "Run", "run_date": "Run date", "months": "Months", "synthetic": "Data",
+        "train_rmse": number("Train RMSE (min)", format="%.4f"), "val_rmse": number("Val RMSE (min)", format="%.4f"),
+        "train_mse": number("Train MSE (min²)", format="%.4f"), "val_mse": number("Val MSE (min²)", format="%.4f"),
+        "train_rows": number("Train rows", format="localized"), "val_rows": number("Val rows", format="localized"),
+        "train_mean_duration": number("Train mean (min)", format="%.2f"),
+        "val_mean_duration": number("Val mean (min)", format="%.2f"),
+    })
+
+
+@st.fragment(run_every=queries.LIVE_EVERY_S * 6)
+def live_trends(real_only: bool) -> None:
+    history = queries.metric_history()
+    if real_only:
+        history = history[~history["synthetic"]].reset_index(drop=True)
+    regression_note(history)
+    st.plotly_chart(charts.metric_trends(history), config={"displaylogo": False}, key="trends_chart")
+    if not history.empty:
+        figures_table(history)
+
+
+st.title("Trends")
+st.caption("MSE is in minutes², RMSE in minutes (the course printed an RMSE and called it MSE). "
+           "Hollow markers: runs on synthetic demo data.")
+live_trends(st.toggle("Real TLC data only", key="trends_real_only", help="Hide runs on synthetic demo data"))

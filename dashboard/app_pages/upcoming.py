@@ -1,0 +1,87 @@
+"""Upcoming: the next runs of every deployment in the schedule's zone and in UTC, the schedule
+in words with its zone and DST policy, why a run is late, pause/resume, and the work queues."""
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from dashboard import actions, frames, labels, queries, widgets
+from pipeline.errors import PipelineError
+
+
+def deployment_card(dep: dict[str, Any]) -> None:
+    with st.container(border=True):
+        title_col, button_col = st.columns([5, 1])
+        state = ":green-badge[Active]" if dep["active"] else ":gray-badge[Paused]"
+        title_col.markdown(f"### {dep['name']} &nbsp; {state}")
+        pause_button(button_col, dep)
+        zone = dep.get("timezone") or "UTC"
+        st.markdown(f"**{dep['schedule_text']}** · zone **{zone}**")
+        st.caption(f"DST: {dep['dst_policy']}")
+        st.caption(f"Work queue `{dep.get('work_queue') or 'default'}` · tags {', '.join(dep.get('tags') or []) or '-'}"
+                   f" · catch-up `{dep.get('catchup') or '-'}` · parameters `{dep.get('parameters') or {}}`")
+        upcoming = queries.upcoming_runs(dep["name"])
+        if not dep["active"]:
+            st.info("Paused: the scheduler creates and starts no runs for it until it is resumed.")
+        if upcoming:
+            widgets.runs_table(frames.upcoming_table(upcoming, zone, queries.now()), key=f"upcoming_{dep['name']}")
+        elif dep["active"]:
+            st.info("No run materialised yet: the scheduler keeps the next runs ready while it runs.")
+
+
+def pause_button(column: Any, dep: dict[str, Any]) -> None:
+    label, icon = ("Pause", ":material/pause:") if dep["active"] else ("Resume", ":material/play_arrow:")
+    if column.button(label, icon=icon, key=f"toggle_{dep['name']}", width="stretch"):
+        try:
+            actions.set_active(queries.settings(), dep["name"], not dep["active"])
+        except PipelineError as error:
+            st.error(str(error))
+            return
+        queries.refresh()
+        widgets.notify(f"{'Paused' if dep['active'] else 'Resumed'} {dep['name']}.")
+        st.rerun(scope="fragment")
+
+
+def manual_runs() -> None:
+    waiting = [r for r in queries.upcoming_runs(None, limit=100) if not r.get("deployment")]
+    if waiting:
+        st.subheader("Waiting runs without a deployment", divider="gray")
+        widgets.runs_table(frames.upcoming_table(waiting, None, queries.now()), key="upcoming_manual")
+
+
+def late_explanations() -> None:
+    late = queries.late_runs()
+    if not late:
+        return
+    st.subheader(f"Late runs ({len(late)})", divider="orange")
+    for run in late:
+        reason = run.get("late_reason") or "It was not started at its scheduled time."
+        st.warning(f"**{run['name']}** (run date {run['run_date']}), due {labels.utc(run['scheduled_time'])}: {reason}",
+                   icon=":material/running_with_errors:")
+
+
+def work_queues() -> None:
+    st.subheader("Work queues", divider="gray")
+    st.caption("A queue starts at most *concurrency limit* runs at once; the others wait in order.")
+    st.dataframe(frames.work_queues_table(queries.work_queues()), hide_index=True, key="upcoming_queues")
+
+
+@st.fragment(run_every=queries.LIVE_EVERY_S)
+def live_upcoming() -> None:
+    widgets.show_notice()
+    if not widgets.scheduler_status():
+        st.warning("While no scheduler runs, nothing below starts on time.", icon=":material/warning:")
+    late_explanations()
+    deployments = queries.deployments()
+    if not deployments:
+        st.info("No deployment yet. `python -m pipeline deployment create` or starting the scheduler creates one.")
+    for dep in deployments:
+        deployment_card(dep)
+    manual_runs()
+    work_queues()
+
+
+st.title("Upcoming")
+st.caption("Each time is shown in its schedule's zone (named) and in UTC; countdowns are from now.")
+live_upcoming()

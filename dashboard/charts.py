@@ -1,0 +1,186 @@
+"""Plotly figures: pure functions, DataFrame in, figure out. They never call ``st.*``.
+
+Empty data gives an annotated empty figure, never an exception. Colours per state come from
+``labels.STATE_COLORS`` so that a state looks the same in every chart and badge.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from .labels import STATE_COLORS, state_label
+
+FONT = dict(family="Inter, Segoe UI, Helvetica, Arial, sans-serif", size=13, color="#1f2937")
+GRID = "#e5e7eb"
+SYNTHETIC_SYMBOL, REAL_SYMBOL = "circle-open", "circle"
+PART_STYLE = {"train": dict(dash="dot"), "val": dict(dash="solid")}
+PART_NAME = {"train": "training", "val": "validation"}
+PART_COLOR = {"train": "#94a3b8", "val": "#2563eb"}
+
+
+def _layout(fig: go.Figure, *, height: int, **extra) -> go.Figure:
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10), font=FONT,
+                      plot_bgcolor="white", paper_bgcolor="white", hovermode="closest",
+                      legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0), **extra)
+    fig.update_xaxes(gridcolor=GRID, zeroline=False, showline=True, linecolor=GRID)
+    fig.update_yaxes(gridcolor=GRID, zeroline=False, showline=True, linecolor=GRID)
+    return fig
+
+
+def empty_figure(message: str, *, height: int = 260) -> go.Figure:
+    """A blank figure that says why it is blank."""
+    fig = go.Figure()
+    fig.add_annotation(text=message, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,
+                       font=dict(size=15, color="#6b7280"))
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return _layout(fig, height=height)
+
+
+def runs_scatter(points: pd.DataFrame) -> go.Figure:
+    """Runs over time like Prefect's: x = start time (UTC), y = duration, colour = state."""
+    if points.empty:
+        return empty_figure("No started runs match these filters.")
+    fig = go.Figure()
+    for state, group in points.groupby("state", sort=False):
+        fig.add_trace(go.Scatter(
+            x=group["started_at"], y=group["duration_s"], mode="markers", name=state_label(state),
+            marker=dict(color=STATE_COLORS.get(state, "#6b7280"), size=10, opacity=0.85,
+                        line=dict(width=1, color="white")),
+            customdata=group[["id", "name", "months", "duration", "run_date"]].to_numpy(),
+            hovertemplate=("<b>%{customdata[1]}</b><br>%{customdata[2]} (run date %{customdata[4]})"
+                           "<br>started %{x|%Y-%m-%d %H:%M:%S} UTC<br>took %{customdata[3]}"
+                           f"<extra>{state_label(state)}</extra>")))
+    _layout(fig, height=300)
+    fig.update_xaxes(title_text="Start time (UTC)", type="date", range=_time_range(points["started_at"]))
+    fig.update_yaxes(title_text="Duration (s)", rangemode="tozero", ticksuffix=" s")
+    return fig
+
+
+def _time_range(times: pd.Series) -> list[dt.datetime]:
+    """The span of the data plus 5 % on each side (at least 30 min): no week-wide empty axis."""
+    first, last = times.min(), times.max()
+    pad = max((last - first) * 0.05, pd.Timedelta(minutes=30))
+    return [first - pad, last + pad]
+
+
+def task_gantt(bars: pd.DataFrame, *, started: str = "") -> go.Figure:
+    """Task runs as bars placed by start and length; tasks that never ran shown as not run."""
+    if bars.empty:
+        return empty_figure("This run has no task runs yet.", height=200)
+    ran, not_run = bars[bars["offset_s"].notna()], bars[bars["offset_s"].isna()]
+    span = float((ran["offset_s"] + ran["duration_s"]).max()) if not ran.empty else 1.0
+    span = max(span, 0.001)
+    fig = go.Figure()
+    for state, group in ran.groupby("state", sort=False):
+        fig.add_trace(_task_trace(group, state))
+    if not not_run.empty:
+        fig.add_trace(_not_run_trace(not_run, start=span, width=max(span * 0.15, 0.001)))
+    _layout(fig, height=90 + 42 * bars["label"].nunique(), barmode="overlay", bargap=0.35)
+    title = "Seconds since the run started" + (f" ({started})" if started else "")
+    fig.update_xaxes(title_text=title, range=[0, span * 1.35], ticksuffix=" s", rangemode="tozero")
+    fig.update_yaxes(categoryorder="array", categoryarray=list(dict.fromkeys(bars["label"])),
+                     autorange="reversed", title_text=None)
+    return fig
+
+
+def _task_trace(group: pd.DataFrame, state: str) -> go.Bar:
+    return go.Bar(
+        y=group["label"], x=group["duration_s"], base=group["offset_s"], orientation="h",
+        name=state_label(state), marker=dict(color=STATE_COLORS.get(state, "#6b7280")),
+        text=group["duration"], textposition="outside", cliponaxis=False,
+        customdata=group[["duration", "error"]].to_numpy(),
+        hovertemplate=("<b>%{y}</b><br>started %{base:.3f} s after the run<br>took %{customdata[0]}"
+                       f"<br>%{{customdata[1]}}<extra>{state_label(state)}</extra>"))
+
+
+def _not_run_trace(group: pd.DataFrame, *, start: float, width: float) -> go.Bar:
+    return go.Bar(
+        y=group["label"], x=[width] * len(group), base=[start] * len(group), orientation="h",
+        name="Not run", text=["not run"] * len(group), textposition="inside", insidetextanchor="middle",
+        marker=dict(color="#f1f5f9", line=dict(color="#94a3b8", width=1),
+                    pattern=dict(shape="/", fgcolor="#94a3b8", size=6)),
+        customdata=group[["error"]].to_numpy(),
+        hovertemplate="<b>%{y}</b><br>never ran<br>%{customdata[0]}<extra>Not run</extra>")
+
+
+def metric_trends(history: pd.DataFrame) -> go.Figure:
+    """RMSE and MSE for training and validation across run months, rows and mean duration below.
+
+    Hollow markers are runs on synthetic demo data; hover names the run and its months.
+    """
+    if history.empty:
+        return empty_figure("No completed run with metrics yet.", height=320)
+    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.07,
+                        row_heights=[0.36, 0.36, 0.28], specs=[[{}], [{}], [{"secondary_y": True}]],
+                        subplot_titles=("RMSE (minutes)", "MSE (minutes²)", "Rows and mean trip duration"))
+    for row, metric in ((1, "rmse"), (2, "mse")):
+        for part in ("train", "val"):
+            fig.add_trace(_metric_trace(history, part, metric, legend=row == 1), row=row, col=1)
+    _add_data_traces(fig, history)
+    _layout(fig, height=720)
+    fig.update_xaxes(type="date", tickformat="%Y-%m", dtick="M1", title_text=None)
+    fig.update_xaxes(title_text="Run date (training month = run month - 2)", row=3, col=1)
+    fig.update_yaxes(title_text="rows", row=3, col=1, secondary_y=False, rangemode="tozero")
+    fig.update_yaxes(title_text="minutes", row=3, col=1, secondary_y=True, showgrid=False)
+    return fig
+
+
+def _symbols(history: pd.DataFrame) -> list[str]:
+    return [SYNTHETIC_SYMBOL if synthetic else REAL_SYMBOL for synthetic in history["synthetic"]]
+
+
+def _hover_data(history: pd.DataFrame):
+    data = history[["name", "months", "synthetic"]].copy()
+    data["synthetic"] = data["synthetic"].map({True: "synthetic demo data", False: "real TLC data"})
+    return data.to_numpy()
+
+
+def _metric_trace(history: pd.DataFrame, part: str, metric: str, *, legend: bool) -> go.Scatter:
+    label = f"{PART_NAME[part]} {metric.upper()}"
+    return go.Scatter(
+        x=history["run_date"], y=history[f"{part}_{metric}"], mode="lines+markers", name=PART_NAME[part],
+        legendgroup=part, showlegend=legend, line=dict(color=PART_COLOR[part], **PART_STYLE[part]),
+        marker=dict(symbol=_symbols(history), size=9, color=PART_COLOR[part]),
+        customdata=_hover_data(history),
+        hovertemplate=(f"<b>%{{customdata[0]}}</b><br>{label} %{{y:.4f}}<br>%{{customdata[1]}}"
+                       "<br>run date %{x|%Y-%m-%d}<br>%{customdata[2]}<extra></extra>"))
+
+
+def _add_data_traces(fig: go.Figure, history: pd.DataFrame) -> None:
+    for part in ("train", "val"):
+        fig.add_trace(go.Bar(
+            x=history["run_date"], y=history[f"{part}_rows"], name=f"{PART_NAME[part]} rows",
+            marker=dict(color=PART_COLOR[part], opacity=0.35), showlegend=False,
+            customdata=_hover_data(history), offsetgroup=part,
+            hovertemplate=(f"<b>%{{customdata[0]}}</b><br>{PART_NAME[part]} rows %{{y:,}}"
+                           "<br>%{customdata[1]}<extra></extra>")), row=3, col=1, secondary_y=False)
+        fig.add_trace(go.Scatter(
+            x=history["run_date"], y=history[f"{part}_mean_duration"], mode="lines+markers",
+            name=f"{PART_NAME[part]} mean duration", showlegend=False,
+            line=dict(color=PART_COLOR[part], width=1.5, **PART_STYLE[part]),
+            marker=dict(symbol=_symbols(history), size=7, color=PART_COLOR[part]),
+            customdata=_hover_data(history),
+            hovertemplate=(f"<b>%{{customdata[0]}}</b><br>{PART_NAME[part]} mean duration %{{y:.2f}} min"
+                           "<br>%{customdata[1]}<extra></extra>")), row=3, col=1, secondary_y=True)
+    fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name="synthetic demo data",
+                             marker=dict(symbol=SYNTHETIC_SYMBOL, size=9, color="#6b7280")), row=1, col=1)
+
+
+def state_counts(counts: dict[str, int]) -> go.Figure:
+    """Runs per state as horizontal bars, in the order of the lifecycle."""
+    shown = {state: n for state, n in counts.items() if n}
+    if not shown:
+        return empty_figure("No runs in the history yet.", height=200)
+    order = [s for s in STATE_COLORS if s in shown]
+    fig = go.Figure(go.Bar(
+        y=[state_label(s) for s in order], x=[shown[s] for s in order], orientation="h",
+        marker=dict(color=[STATE_COLORS[s] for s in order]), text=[shown[s] for s in order],
+        textposition="outside", cliponaxis=False, hovertemplate="%{y}: %{x} runs<extra></extra>"))
+    _layout(fig, height=60 + 28 * len(order), showlegend=False)
+    fig.update_xaxes(title_text="runs", rangemode="tozero")
+    fig.update_yaxes(autorange="reversed")
+    return fig

@@ -1,0 +1,172 @@
+"""How values are written in the dashboard: times with their zone, durations, states, months.
+
+Pure functions (no ``st.*``), so the pages, the charts and the tests share one wording.
+Every time shown carries its zone: ``UTC`` or the schedule's zone, named.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pipeline.cli.render import seconds_text
+from pipeline.states import State
+from pipeline.store import from_db
+
+UTC = dt.timezone.utc
+SCHEDULER_COMMAND = "python -m pipeline scheduler"
+HEARTBEAT_GRACE_S = 30.0
+
+# One colour per state, used by the charts and the badges (Scheduled is orange as in Prefect).
+STATE_COLORS = {
+    "COMPLETED": "#16a34a", "FAILED": "#dc2626", "CRASHED": "#c026d3", "CANCELLED": "#6b7280",
+    "SCHEDULED": "#f59e0b", "LATE": "#b45309", "AWAITING_RETRY": "#eab308", "PENDING": "#0891b2",
+    "RUNNING": "#2563eb", "NOT_RUN": "#cbd5e1",
+}
+# The named colours of st.badge / Markdown badges closest to STATE_COLORS.
+BADGE_COLORS = {
+    "COMPLETED": "green", "FAILED": "red", "CRASHED": "violet", "CANCELLED": "gray",
+    "SCHEDULED": "orange", "LATE": "orange", "AWAITING_RETRY": "yellow", "PENDING": "blue",
+    "RUNNING": "blue", "NOT_RUN": "gray",
+}
+STATE_ICONS = {
+    "COMPLETED": ":material/check_circle:", "FAILED": ":material/error:", "CRASHED": ":material/dangerous:",
+    "CANCELLED": ":material/cancel:", "SCHEDULED": ":material/schedule:", "LATE": ":material/running_with_errors:",
+    "AWAITING_RETRY": ":material/hourglass_top:", "PENDING": ":material/pending:",
+    "RUNNING": ":material/sync:", "NOT_RUN": ":material/block:",
+}
+RUN_STATES = [s.value for s in State if s is not State.NOT_RUN]
+
+
+def state_label(state: str) -> str:
+    return State(state).label
+
+
+def badge(state: str) -> str:
+    """A coloured Markdown badge: ``:green-badge[:material/check_circle: Completed]``."""
+    return f":{BADGE_COLORS[state]}-badge[{STATE_ICONS[state]} {state_label(state)}]"
+
+
+def as_moment(value: str | dt.datetime | None) -> dt.datetime | None:
+    return from_db(value) if isinstance(value, str) else value
+
+
+def utc(value: str | dt.datetime | None, *, seconds: bool = True) -> str:
+    """``2026-11-25 13:11:24 UTC``; ``-`` when there is no time."""
+    moment = as_moment(value)
+    if moment is None:
+        return "-"
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC" if seconds else "%Y-%m-%d %H:%M UTC")
+
+
+def in_zone(value: str | dt.datetime | None, zone: str | None) -> str:
+    """``2026-12-15 09:00 EST (America/New_York)``; falls back to UTC without a zone."""
+    moment = as_moment(value)
+    if moment is None:
+        return "-"
+    if not zone or zone == "UTC":
+        return utc(moment, seconds=False)
+    local = moment.astimezone(ZoneInfo(zone))
+    return f"{local.strftime('%Y-%m-%d %H:%M %Z')} ({zone})"
+
+
+def duration(start: str | dt.datetime | None, end: str | dt.datetime | None) -> str:
+    seconds = duration_seconds(start, end)
+    return "-" if seconds is None else seconds_text(seconds)
+
+
+def duration_seconds(start: str | dt.datetime | None, end: str | dt.datetime | None) -> float | None:
+    begin, finish = as_moment(start), as_moment(end)
+    if begin is None or finish is None:
+        return None
+    return max((finish - begin).total_seconds(), 0.0)
+
+
+def countdown(target: str | dt.datetime | None, now: dt.datetime) -> str:
+    """``in 3 d 04 h 12 min``, ``in 42 s``, or ``overdue by 5 min``."""
+    moment = as_moment(target)
+    if moment is None:
+        return "-"
+    seconds = (moment - now).total_seconds()
+    text = span(abs(seconds))
+    return f"in {text}" if seconds >= 0 else f"overdue by {text}"
+
+
+def span(seconds: float) -> str:
+    """A long span in words: ``3 d 04 h 12 min``, ``12 min 05 s``, ``42 s``."""
+    whole = int(seconds)
+    days, rest = divmod(whole, 86_400)
+    hours, rest = divmod(rest, 3_600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours:02d} h {minutes:02d} min"
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+
+
+def months(run: dict[str, Any]) -> str:
+    """What a run covered: ``train 2021-06 → val 2021-07``."""
+    if not run.get("train_month"):
+        return "-"
+    return f"train {run['train_month']} → val {run['val_month']}"
+
+
+def reason(run: dict[str, Any]) -> str:
+    """Why a run is where it is: the error, the late reason or the state message."""
+    text = run.get("error") or run.get("late_reason") or run.get("state_message") or ""
+    where = run.get("error_task")
+    if run.get("error") and where and where not in text:
+        text = f"{where}: {text}"
+    return text
+
+
+def number(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:,.{digits}f}"
+
+
+def share(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f} %"
+
+
+def data_source(run: dict[str, Any]) -> str:
+    kind = "synthetic demo data" if run.get("synthetic") else "real TLC data"
+    return f"{kind} ({run.get('data_source') or 'unknown source'})"
+
+
+def scheduler_state(status: dict[str, Any] | None, now: dt.datetime) -> tuple[bool, str]:
+    """Whether a scheduler is alive (a heartbeat within 30 s, not stopped), and a sentence."""
+    if not status or not status.get("heartbeat_at"):
+        return False, "No scheduler has ever run on this history."
+    beat = as_moment(status["heartbeat_at"])
+    age = (now - beat).total_seconds()
+    if status.get("stopped_at"):
+        return False, f"The scheduler stopped at {utc(status['stopped_at'])}."
+    if age > HEARTBEAT_GRACE_S:
+        return False, f"The scheduler's last heartbeat was {span(age)} ago ({utc(beat)}): it is not running."
+    where = f"pid {status.get('pid')} on {status.get('hostname')}"
+    return True, f"Scheduler alive ({where}), last heartbeat {span(max(age, 0))} ago."
+
+
+def deployment(dep: dict[str, Any]) -> dict[str, Any]:
+    """A deployment row plus its schedule in words, its zone and its DST policy."""
+    from pipeline.schedules import schedule_from_json
+
+    if not dep.get("schedule"):
+        return {**dep, "schedule_text": "No schedule (runs only when triggered)", "timezone": None,
+                "dst_policy": "-"}
+    schedule = schedule_from_json(dep["schedule"])
+    zone = _schedule_zone(schedule, dep["schedule"])
+    return {**dep, "schedule_text": schedule.describe(), "timezone": zone, "dst_policy": schedule.dst_policy()}
+
+
+def _schedule_zone(schedule: Any, raw: Any) -> str:
+    for name in ("timezone", "tz", "zone"):
+        value = getattr(schedule, name, None) or (raw.get(name) if isinstance(raw, dict) else None)
+        if value:
+            return str(value)
+    return "UTC"

@@ -1,0 +1,184 @@
+"""Cached reads of the run history, through ``pipeline.store`` (read-only).
+
+One read-only ``Store`` per history file (``st.cache_resource``); every query is an
+``st.cache_data`` wrapper with a short ttl keyed on the history's path, so that the live parts
+of the pages can refresh every few seconds without hammering SQLite. After a write, call
+``refresh()`` so the next read sees it at once.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+import streamlit as st
+
+from pipeline.config import Settings, load_settings
+from pipeline.states import ACTIVE_STATES, FINAL_STATES, State
+from pipeline.store import Store
+
+from . import frames, labels
+
+TTL_S = 2.0
+LIVE_EVERY_S = 5.0
+STARTED_STATES = tuple(s.value for s in (FINAL_STATES | ACTIVE_STATES) if s is not State.NOT_RUN)
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def settings() -> Settings:
+    """The settings of this dashboard process, from the environment (``FHV_HOME``)."""
+    return load_settings()
+
+
+@st.cache_resource(show_spinner=False)
+def _store(path: str) -> Store:
+    """The read-only store of a history; creates an empty history the first time."""
+    if not Path(path).exists():
+        Store(path).close()  # migrates an empty schema so that the pages can read
+    return Store(path, readonly=True)
+
+
+def store() -> Store:
+    return _store(str(settings().db_path))
+
+
+def refresh() -> None:
+    """Forget every cached read (after the dashboard wrote a request)."""
+    st.cache_data.clear()
+
+
+def _cached(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Cache ``fn(store, ...)`` for TTL_S seconds per history path and arguments."""
+    def cached(path: str, *args: Any, **kwargs: Any) -> Any:
+        return fn(_store(path), *args, **kwargs)
+
+    # st.cache_data keys a cache on the function's qualified name: give each wrapper its own.
+    cached.__qualname__ = cached.__name__ = f"cached_{fn.__name__}"
+    cached = st.cache_data(ttl=TTL_S, show_spinner=False)(cached)
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return cached(str(settings().db_path), *args, **kwargs)
+    return call
+
+
+# -- runs -----------------------------------------------------------------------------
+@_cached
+def runs_page(history: Store, *, page: int, per_page: int, **filters: Any) -> tuple[pd.DataFrame, int]:
+    """One page of the runs list as a table, and how many runs match the filters in all."""
+    rows = history.runs(limit=per_page, offset=page * per_page, **filters)
+    table = frames.runs_table(rows, history.task_counts([r["id"] for r in rows]))
+    return table, history.count_runs(**filters)
+
+
+@_cached
+def run_points(history: Store, *, limit: int = 2000, **filters: Any) -> pd.DataFrame:
+    return frames.run_points(history.run_timeline(limit=limit, **filters), now())
+
+
+@_cached
+def run(history: Store, run_id: str) -> dict[str, Any]:
+    return history.run_with_deployment(run_id)
+
+
+@_cached
+def recent_runs(history: Store, limit: int = 50) -> list[dict[str, Any]]:
+    return history.runs(limit=limit, states=STARTED_STATES)
+
+
+@_cached
+def last_run(history: Store) -> dict[str, Any] | None:
+    rows = history.runs(states=STARTED_STATES, limit=1)
+    return rows[0] if rows else None
+
+
+@_cached
+def next_run(history: Store) -> dict[str, Any] | None:
+    rows = history.runs(states=[State.SCHEDULED.value], order="upcoming", limit=1)
+    return rows[0] if rows else None
+
+
+@_cached
+def upcoming_runs(history: Store, deployment: str | None = None, limit: int = 10) -> list[dict[str, Any]]:
+    waiting = [State.LATE.value, State.AWAITING_RETRY.value, State.SCHEDULED.value]
+    return history.runs(states=waiting, deployment=deployment, order="upcoming", limit=limit)
+
+
+@_cached
+def late_runs(history: Store, limit: int = 20) -> list[dict[str, Any]]:
+    return history.runs(states=[State.LATE.value], order="upcoming", limit=limit)
+
+
+@_cached
+def count_by_state(history: Store) -> dict[str, int]:
+    return history.count_by_state()
+
+
+# -- one run --------------------------------------------------------------------------
+@_cached
+def task_runs(history: Store, run_id: str) -> list[dict[str, Any]]:
+    return history.task_runs(run_id)
+
+
+@_cached
+def logs(history: Store, run_id: str, levels: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+    return history.logs(run_id, levels=levels)
+
+
+@_cached
+def log_level_counts(history: Store, run_id: str) -> dict[str, int]:
+    return history.log_level_counts(run_id)
+
+
+@_cached
+def artifacts(history: Store, run_id: str) -> list[dict[str, Any]]:
+    return history.artifacts(run_id)
+
+
+# -- metrics --------------------------------------------------------------------------
+@_cached
+def metric_history(history: Store, limit: int = 500) -> pd.DataFrame:
+    return frames.metric_history(history.metric_history(limit=limit))
+
+
+@_cached
+def latest_metrics(history: Store) -> list[dict[str, Any]]:
+    """The two most recent completed runs by run date (latest last)."""
+    return history.metric_history(limit=2)
+
+
+@_cached
+def synthetic_share(history: Store) -> tuple[int, int]:
+    """(synthetic, all) among the completed runs with metrics."""
+    rows = history.metric_history(limit=100_000)
+    return sum(1 for r in rows if r["synthetic"]), len(rows)
+
+
+# -- deployments, queues, scheduler ---------------------------------------------------
+@_cached
+def deployments(history: Store) -> list[dict[str, Any]]:
+    """Deployments with their schedule in words, zone and DST policy."""
+    return [labels.deployment(dep) for dep in history.deployments()]
+
+
+@_cached
+def work_queues(history: Store) -> list[dict[str, Any]]:
+    return history.work_queues()
+
+
+@_cached
+def scheduler_status(history: Store) -> dict[str, Any] | None:
+    return history.scheduler_status()
+
+
+def deployment_zone(name: str | None) -> str | None:
+    """The time zone of a deployment's schedule, or None (a manual run: UTC)."""
+    for dep in deployments():
+        if dep["name"] == name:
+            return dep.get("timezone")
+    return None

@@ -1,0 +1,100 @@
+"""Pieces of UI that several pages share: the sidebar, the scheduler banner, state badges,
+the runs table and the link to a run."""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from . import labels, queries
+
+RUN_PAGE = "app_pages/run_detail.py"
+STATE_OPTIONS = [labels.state_label(s) for s in labels.STATE_COLORS]
+
+
+def sidebar() -> None:
+    """The history path, whether a scheduler runs, and a banner when data is synthetic."""
+    settings = queries.settings()
+    with st.sidebar:
+        _sidebar_live()
+        st.caption("Run history")
+        st.code(str(settings.db_path), language=None, wrap_lines=True)
+
+
+@st.fragment(run_every=queries.LIVE_EVERY_S)
+def _sidebar_live() -> None:
+    scheduler_status(compact=True)
+    synthetic_banner(compact=True)
+
+
+def scheduler_status(*, compact: bool = False) -> bool:
+    """Say loudly when no scheduler is alive, with the command that starts one."""
+    alive, sentence = labels.scheduler_state(queries.scheduler_status(), queries.now())
+    if alive:
+        st.success(sentence, icon=":material/favorite:")
+        return True
+    st.error(f"**Scheduler down.** {sentence} Scheduled runs will not start until one runs:",
+             icon=":material/heart_broken:")
+    st.code(labels.SCHEDULER_COMMAND, language="bash")
+    if not compact:
+        st.caption("Runs due while it is down turn Late; the scheduler applies its catch-up policy when it starts.")
+    return False
+
+
+def synthetic_banner(*, compact: bool = False) -> None:
+    synthetic, total = queries.synthetic_share()
+    settings = queries.settings()
+    if settings.is_synthetic:
+        st.warning(f"**Synthetic data.** New runs use generated demo months (FHV_DATA_URL={settings.data_url}), "
+                   "not real TLC trips.", icon=":material/science:")
+    if synthetic and not compact:
+        st.warning(f"{synthetic} of {total} completed runs used synthetic demo data (hollow markers in charts).",
+                   icon=":material/science:")
+    elif synthetic and not settings.is_synthetic:
+        st.warning(f"{synthetic} of {total} completed runs used synthetic demo data.", icon=":material/science:")
+
+
+def state_badge(state: str) -> None:
+    st.markdown(labels.badge(state))
+
+
+def run_link(run: dict[str, Any], label: str | None = None) -> None:
+    """A link to a run's detail page (``/run?id=<uuid>``)."""
+    st.page_link(RUN_PAGE, label=label or f"{run['name']} ({labels.state_label(run['state'])})",
+                 icon=":material/open_in_new:", query_params={"id": run["id"]})
+
+
+def runs_table(table: pd.DataFrame, *, key: str, height: int | str = "auto") -> None:
+    """Runs with coloured states, the months they covered, and a link to each one."""
+    st.dataframe(table, hide_index=True, key=key, height=height, width="stretch", column_config={
+        "Run": st.column_config.LinkColumn("Run", display_text=r"name=([^&]+)", width="medium",
+                                           help="Open the run's detail page"),
+        "State": st.column_config.MultiselectColumn("State", options=STATE_OPTIONS, width="small",
+                                                    color=list(labels.STATE_COLORS.values())),
+        "Months": st.column_config.TextColumn("Months", help="Training month → validation month"),
+        "Tasks": st.column_config.NumberColumn("Tasks", format="%d", width="small"),
+        "Val RMSE": st.column_config.NumberColumn("Val RMSE", format="%.4f", help="Validation RMSE in minutes"),
+        "Reason": st.column_config.TextColumn("Reason", width="large", help="Error, late reason or state message"),
+    })
+
+
+def time_pair(moment: str | dt.datetime | None, zone: str | None) -> str:
+    """The schedule's local time, labelled, and UTC: ``09:00 EST (America/New_York) · 14:00 UTC``."""
+    if not zone or zone == "UTC":
+        return labels.utc(moment, seconds=False)
+    return f"{labels.in_zone(moment, zone)} · {labels.utc(moment, seconds=False)}"
+
+
+def notify(message: str, run: dict[str, Any] | None = None) -> None:
+    """Keep a confirmation for the next rerun, which shows it as a toast (and a link to the run)."""
+    st.session_state["notice"] = (message, run)
+
+
+def show_notice() -> None:
+    message, run = st.session_state.pop("notice", (None, None))
+    if message:
+        st.toast(message, icon=":material/check_circle:")
+        if run:
+            run_link(run, f"Open {run['name']} ({labels.state_label(run['state'])})")
