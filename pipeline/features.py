@@ -34,6 +34,11 @@ class Features:
         return len(self.duration)
 
 
+def return_memory_promptly() -> None:
+    """Let Arrow free buffers to the OS at once (its default pool keeps them for reuse)."""
+    pa.set_memory_pool(pa.system_memory_pool())
+
+
 def read_trips(path, label: str | None = None) -> pa.Table:
     """Read the four needed columns of a parquet month; DataError names the file if it is bad."""
     path = Path(path)

@@ -120,6 +120,14 @@ CREATE TABLE schedulers (
     stopped_at TEXT
 );
 """),
+    ("0003_scheduler_watermarks_and_errors", """
+ALTER TABLE deployments ADD COLUMN schedule_since TEXT;
+ALTER TABLE schedulers ADD COLUMN stale_after REAL;
+ALTER TABLE schedulers ADD COLUMN last_error TEXT;
+ALTER TABLE schedulers ADD COLUMN last_error_at TEXT;
+CREATE INDEX flow_runs_run_date ON flow_runs(deployment_id, run_date);
+CREATE INDEX flow_runs_deployment_state ON flow_runs(deployment_id, state, scheduled_time);
+"""),
 ]
 
 RUN_JSON_FIELDS = ("parameters", "metrics")

@@ -1,0 +1,117 @@
+"""Trigger: a manual run for a date, and a backfill over a date range with a dry-run preview
+of the months it will run and a confirmation. Bad input is explained and writes nothing."""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import actions, labels, queries, widgets
+from pipeline.errors import PipelineError
+from pipeline.months import months_for
+
+DEFAULT_DEPLOYMENT = "Default deployment"
+
+
+def deployment_choice(key: str) -> str | None:
+    names = [d["name"] for d in queries.deployments()]
+    chosen = st.selectbox("Deployment", [DEFAULT_DEPLOYMENT, *names], key=key,
+                          help="Its work queue and parameters apply to the new runs")
+    return None if chosen == DEFAULT_DEPLOYMENT else chosen
+
+
+def months_caption(day: dt.date) -> str:
+    train, val = months_for(day)
+    return f"Trains on {train}, validates on {val}."
+
+
+def manual_run() -> None:
+    st.subheader("Run once", divider="gray")
+    day = st.date_input("Run date", queries.now().date(), key="trigger_date", format="YYYY-MM-DD")
+    deployment = deployment_choice("trigger_deployment")
+    st.caption(months_caption(day) + " The scheduler starts it as soon as its work queue has room.")
+    if st.button("Enqueue run", type="primary", icon=":material/play_arrow:", key="trigger_run"):
+        try:
+            row = actions.trigger(queries.settings(), date=day, deployment=deployment)
+        except PipelineError as error:
+            st.error(str(error), icon=":material/error:")
+            return
+        queries.refresh()
+        confirm(f"Enqueued {row['name']} for run date {row['run_date']} ({labels.months(row)}).", [row])
+
+
+def backfill() -> None:
+    st.subheader("Backfill", divider="gray")
+    today = queries.now().date()
+    start_col, end_col = st.columns(2)
+    start = start_col.date_input("First run date", today.replace(day=1) - dt.timedelta(days=180),
+                                 key="backfill_start", format="YYYY-MM-DD")
+    end = end_col.date_input("Last run date", today, key="backfill_end", format="YYYY-MM-DD")
+    deployment = deployment_choice("backfill_deployment")
+    force = st.checkbox("Also rerun months that already completed", key="backfill_force")
+    inputs = (start, end, deployment, force)
+    if st.button("Preview", icon=":material/visibility:", key="backfill_preview"):
+        st.session_state["backfill_plan"] = (inputs, preview(start, end, deployment, force))
+    planned_for, plan = st.session_state.get("backfill_plan", (None, None))
+    if plan is not None and planned_for == inputs:  # a changed input needs a new preview
+        show_plan(plan)
+
+
+def preview(start: dt.date, end: dt.date, deployment: str | None, force: bool) -> Any:
+    """The dry run: the plan, or None after saying what is wrong with the input."""
+    try:
+        return actions.plan_backfill(queries.store(), queries.settings(), start=start, end=end,
+                                     deployment=deployment, force=force)
+    except PipelineError as error:
+        st.error(str(error), icon=":material/error:")
+        return None
+
+
+def show_plan(plan: Any) -> None:
+    st.markdown(f"**Dry run:** {len(plan.dates)} run(s) for deployment **{plan.deployment}**, "
+                f"{len(plan.skipped)} skipped.")
+    if plan.dates:
+        st.dataframe(plan_table(plan.dates), hide_index=True, key="backfill_dates", height=min(38 + 35 * len(plan.dates), 400))
+    if plan.skipped:
+        st.dataframe(pd.DataFrame([{"Run date": d.isoformat(), "Skipped because": why} for d, why in plan.skipped]),
+                     hide_index=True, key="backfill_skipped")
+    if plan.dates and st.button(f"Confirm: enqueue {len(plan.dates)} run(s)", type="primary",
+                                icon=":material/done_all:", key="backfill_confirm"):
+        enqueue(plan)
+
+
+def plan_table(dates: list[dt.date]) -> pd.DataFrame:
+    return pd.DataFrame([{"Run date": d.isoformat(), "Train month": months_for(d)[0],
+                          "Validation month": months_for(d)[1]} for d in dates])
+
+
+def enqueue(plan: Any) -> None:
+    try:
+        rows = actions.enqueue_backfill(queries.settings(), plan)
+    except PipelineError as error:
+        st.error(str(error), icon=":material/error:")
+        return
+    queries.refresh()
+    st.session_state.pop("backfill_plan", None)
+    first, last = plan.dates[0], plan.dates[-1]
+    confirm(f"Enqueued {len(rows)} backfill run(s) for run dates {first} to {last}.", rows)
+
+
+def confirm(message: str, rows: list[dict[str, Any]]) -> None:
+    st.toast(message, icon=":material/check_circle:")
+    st.success(message, icon=":material/check_circle:")
+    for row in rows[:5]:
+        widgets.run_link(row)
+    if not widgets.scheduler_status(compact=True):
+        st.caption("The run waits as Scheduled until a scheduler is started.")
+
+
+st.title("Trigger")
+st.caption("Runs go to the history as Scheduled; the scheduler process runs them. Nothing trains in the dashboard.")
+once, many = st.columns(2, gap="large")
+with once:
+    manual_run()
+with many:
+    backfill()
