@@ -8,6 +8,8 @@ import pytest
 from pipeline.config import Settings
 from pipeline.store import Store
 
+pytest_plugins = ["tests.httpserver"]
+
 UTC = dt.timezone.utc
 
 
