@@ -10,6 +10,7 @@ import contextlib
 import datetime as dt
 from typing import Any, Iterator
 
+from pipeline import enqueue
 from pipeline.config import Settings
 from pipeline.store import Store
 
@@ -30,24 +31,22 @@ def writable(settings: Settings) -> Iterator[Store]:
 
 def trigger(settings: Settings, *, date: dt.date | str | None, deployment: str | None) -> dict[str, Any]:
     """Enqueue one run for ``date`` (a SCHEDULED run due now); returns the run row."""
-    from pipeline import enqueue
-
     with writable(settings) as history:
-        return enqueue.trigger_run(history, settings, deployment=deployment, date=_iso(date), now=now())
+        return enqueue.trigger_run(history, settings, deployment=deployment, date=parse_date(date), now=now())
 
 
-def plan_backfill(history: Store, settings: Settings, *, start: dt.date, end: dt.date,
-                  deployment: str | None, force: bool = False) -> Any:
-    """The months a backfill would run (a dry run: nothing is written)."""
-    from pipeline import enqueue
+def plan_backfill(settings: Settings, *, start: dt.date, end: dt.date, deployment: str | None,
+                  force: bool = False) -> enqueue.BackfillPlan:
+    """The dates a backfill would run and those it skips: a dry run that enqueues nothing.
 
-    return enqueue.plan_backfill(history, settings, deployment=deployment, start=start, end=end,
-                                 now=now(), force=force)
+    The store is writable only because a history without deployments gets the default one.
+    """
+    with writable(settings) as history:
+        return enqueue.plan_backfill(history, settings, deployment=deployment, start=start, end=end,
+                                     now=now(), force=force)
 
 
-def enqueue_backfill(settings: Settings, plan: Any) -> list[dict[str, Any]]:
-    from pipeline import enqueue
-
+def enqueue_backfill(settings: Settings, plan: enqueue.BackfillPlan) -> list[dict[str, Any]]:
     with writable(settings) as history:
         return enqueue.enqueue_backfill(history, settings, plan, now=now())
 
@@ -64,5 +63,5 @@ def set_active(settings: Settings, deployment: str, active: bool) -> None:
         history.set_deployment_active(deployment, active, now=now())
 
 
-def _iso(date: dt.date | str | None) -> str | None:
-    return date.isoformat() if isinstance(date, dt.date) else date
+def parse_date(date: dt.date | str | None) -> dt.date | None:
+    return dt.date.fromisoformat(date) if isinstance(date, str) else date

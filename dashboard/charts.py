@@ -6,6 +6,7 @@ Empty data gives an annotated empty figure, never an exception. Colours per stat
 from __future__ import annotations
 
 import datetime as dt
+import math
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -15,7 +16,7 @@ from .labels import STATE_COLORS, state_label
 
 FONT = dict(family="Inter, Segoe UI, Helvetica, Arial, sans-serif", size=13, color="#1f2937")
 GRID = "#e5e7eb"
-SYNTHETIC_SYMBOL, REAL_SYMBOL = "circle-open", "circle"
+SYNTHETIC_NAME = "synthetic demo data"
 PART_STYLE = {"train": dict(dash="dot"), "val": dict(dash="solid")}
 PART_NAME = {"train": "training", "val": "validation"}
 PART_COLOR = {"train": "#94a3b8", "val": "#2563eb"}
@@ -56,8 +57,17 @@ def runs_scatter(points: pd.DataFrame) -> go.Figure:
                            f"<extra>{state_label(state)}</extra>")))
     _layout(fig, height=300)
     fig.update_xaxes(title_text="Start time (UTC)", type="date", range=_time_range(points["started_at"]))
-    fig.update_yaxes(title_text="Duration (s)", rangemode="tozero", ticksuffix=" s")
+    fig.update_yaxes(title_text="Duration (s)", ticksuffix=" s", **_duration_axis(points["duration_s"]))
     return fig
+
+
+def _duration_axis(seconds: pd.Series) -> dict:
+    """Linear from zero, or logarithmic when durations differ by more than 30 times."""
+    positive = seconds[seconds > 0]
+    if len(positive) >= 2 and positive.max() / positive.min() > 30:
+        low, high = math.floor(math.log10(positive.min())), math.ceil(math.log10(positive.max()))
+        return {"type": "log", "dtick": 1, "range": [low - 0.05, high + 0.05]}  # a tick a decade: 1 s, 10 s
+    return {"type": "linear", "rangemode": "tozero"}
 
 
 def _time_range(times: pd.Series) -> list[dt.datetime]:
@@ -79,7 +89,7 @@ def task_gantt(bars: pd.DataFrame, *, started: str = "") -> go.Figure:
         fig.add_trace(_task_trace(group, state))
     if not not_run.empty:
         fig.add_trace(_not_run_trace(not_run, start=span, width=max(span * 0.15, 0.001)))
-    _layout(fig, height=90 + 42 * bars["label"].nunique(), barmode="overlay", bargap=0.35)
+    _layout(fig, height=90 + 42 * bars["label"].nunique(), barmode="overlay", bargap=0.35, showlegend=True)
     title = "Seconds since the run started" + (f" ({started})" if started else "")
     fig.update_xaxes(title_text=title, range=[0, span * 1.35], ticksuffix=" s", rangemode="tozero")
     fig.update_yaxes(categoryorder="array", categoryarray=list(dict.fromkeys(bars["label"])),
@@ -120,17 +130,16 @@ def metric_trends(history: pd.DataFrame) -> go.Figure:
     for row, metric in ((1, "rmse"), (2, "mse")):
         for part in ("train", "val"):
             fig.add_trace(_metric_trace(history, part, metric, legend=row == 1), row=row, col=1)
+        for part in ("train", "val"):
+            fig.add_trace(_synthetic_trace(history, part, metric, legend=row == 1 and part == "val"), row=row, col=1)
     _add_data_traces(fig, history)
     _layout(fig, height=720)
     fig.update_xaxes(type="date", tickformat="%Y-%m", dtick="M1", title_text=None)
     fig.update_xaxes(title_text="Run date (training month = run month - 2)", row=3, col=1)
     fig.update_yaxes(title_text="rows", row=3, col=1, secondary_y=False, rangemode="tozero")
-    fig.update_yaxes(title_text="minutes", row=3, col=1, secondary_y=True, showgrid=False)
+    fig.update_yaxes(title_text="minutes", row=3, col=1, secondary_y=True, showgrid=False, tickformat=".1f",
+                     nticks=4)
     return fig
-
-
-def _symbols(history: pd.DataFrame) -> list[str]:
-    return [SYNTHETIC_SYMBOL if synthetic else REAL_SYMBOL for synthetic in history["synthetic"]]
 
 
 def _hover_data(history: pd.DataFrame):
@@ -144,10 +153,18 @@ def _metric_trace(history: pd.DataFrame, part: str, metric: str, *, legend: bool
     return go.Scatter(
         x=history["run_date"], y=history[f"{part}_{metric}"], mode="lines+markers", name=PART_NAME[part],
         legendgroup=part, showlegend=legend, line=dict(color=PART_COLOR[part], **PART_STYLE[part]),
-        marker=dict(symbol=_symbols(history), size=9, color=PART_COLOR[part]),
-        customdata=_hover_data(history),
+        marker=dict(size=9, color=PART_COLOR[part]), customdata=_hover_data(history),
         hovertemplate=(f"<b>%{{customdata[0]}}</b><br>{label} %{{y:.4f}}<br>%{{customdata[1]}}"
                        "<br>run date %{x|%Y-%m-%d}<br>%{customdata[2]}<extra></extra>"))
+
+
+def _synthetic_trace(history: pd.DataFrame, part: str, metric: str, *, legend: bool) -> go.Scatter:
+    """Hollow markers over the points of runs on synthetic data (one scalar style: fast to build)."""
+    synthetic = history[history["synthetic"]]
+    return go.Scatter(
+        x=synthetic["run_date"], y=synthetic[f"{part}_{metric}"], mode="markers", name=SYNTHETIC_NAME,
+        legendgroup="synthetic", showlegend=legend, hoverinfo="skip",
+        marker=dict(size=9, color="white", line=dict(color=PART_COLOR[part], width=2)))
 
 
 def _add_data_traces(fig: go.Figure, history: pd.DataFrame) -> None:
@@ -162,12 +179,9 @@ def _add_data_traces(fig: go.Figure, history: pd.DataFrame) -> None:
             x=history["run_date"], y=history[f"{part}_mean_duration"], mode="lines+markers",
             name=f"{PART_NAME[part]} mean duration", showlegend=False,
             line=dict(color=PART_COLOR[part], width=1.5, **PART_STYLE[part]),
-            marker=dict(symbol=_symbols(history), size=7, color=PART_COLOR[part]),
-            customdata=_hover_data(history),
+            marker=dict(size=6, color=PART_COLOR[part]), customdata=_hover_data(history),
             hovertemplate=(f"<b>%{{customdata[0]}}</b><br>{PART_NAME[part]} mean duration %{{y:.2f}} min"
                            "<br>%{customdata[1]}<extra></extra>")), row=3, col=1, secondary_y=True)
-    fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name="synthetic demo data",
-                             marker=dict(symbol=SYNTHETIC_SYMBOL, size=9, color="#6b7280")), row=1, col=1)
 
 
 def state_counts(counts: dict[str, int]) -> go.Figure:

@@ -31,23 +31,31 @@ def _run_record(run: dict[str, Any], tasks: int | None) -> dict[str, Any]:
     return {
         "Run": run_url(run) if run.get("id") else None,
         "State": [labels.state_label(state)],
-        "Run date": run.get("run_date"),
-        "Months": labels.months(run),
-        "Deployment": run.get("deployment") or "manual",
-        "Start / scheduled (UTC)": _when(run),
-        "Duration": labels.duration(run.get("started_at"), run.get("ended_at")),
-        "Tasks": tasks,
-        "Val RMSE": metrics.get("val_rmse"),
-        "Data": "synthetic" if run.get("synthetic") else "real",
+        "Covers": covers(run),
         "Reason": labels.reason(run),
+        "Start (UTC)": _when(run),
+        "Duration": labels.duration(run.get("started_at"), run.get("ended_at")),
+        "Tasks": tasks or 0,
+        "Val RMSE": metrics.get("val_rmse"),
+        "Data": "synthetic" if labels.is_synthetic(run) else "real",
+        "Deployment": run.get("deployment") or "manual",
     }
+
+
+def covers(run: dict[str, Any]) -> str:
+    """``2021-08-15: 2021-06 → 2021-07`` (run date: training month → validation month)."""
+    if not run.get("run_date"):
+        return "-"
+    if not run.get("train_month"):
+        return run["run_date"]
+    return f"{run['run_date']}: {run['train_month']} → {run['val_month']}"
 
 
 def _when(run: dict[str, Any]) -> str:
     if run.get("started_at"):
-        return labels.utc(run["started_at"])
+        return labels.utc(run["started_at"], seconds=False).removesuffix(" UTC")
     if run.get("scheduled_time"):
-        return f"{labels.utc(run['scheduled_time'])} (scheduled)"
+        return f"{labels.utc(run['scheduled_time'], seconds=False).removesuffix(' UTC')} (due)"
     return "-"
 
 
@@ -107,7 +115,7 @@ def metric_history(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
         metrics = run.get("metrics") or {}
         records.append({"id": run["id"], "name": run["name"],
                         "run_date": pd.Timestamp(run.get("run_date") or metrics.get("run_date")),
-                        "months": labels.months(run), "synthetic": bool(run.get("synthetic")),
+                        "months": labels.months(run), "synthetic": labels.is_synthetic(run),
                         **{k: metrics.get(k) for k in METRIC_KEYS}})
     columns = ["id", "name", "run_date", "months", "synthetic", *METRIC_KEYS]
     frame = pd.DataFrame.from_records(records, columns=columns)
@@ -133,16 +141,17 @@ def upcoming_table(rows: Iterable[dict[str, Any]], zone: str | None, now: dt.dat
                 local: labels.in_zone(r["scheduled_time"], zone or "UTC").split(" (")[0],
                 "UTC": labels.utc(r["scheduled_time"], seconds=False),
                 "Starts": labels.countdown(r.get("next_attempt_at") or r["scheduled_time"], now),
-                "Run date": r.get("run_date"), "Months": labels.months(r),
-                "Late reason": r.get("late_reason") or (r.get("state_message") or "")} for r in rows]
-    columns = ["Run", "State", local, "UTC", "Starts", "Run date", "Months", "Late reason"]
+                "Late reason": r.get("late_reason") or (r.get("state_message") or ""),
+                "Covers": covers(r)} for r in rows]
+    columns = ["Run", "State", local, "UTC", "Starts", "Late reason", "Covers"]
     return pd.DataFrame.from_records(records, columns=columns)
 
 
 def work_queues_table(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
     records = [{"Work queue": q["name"],
                 "Concurrency limit": "unlimited" if q.get("concurrency_limit") is None else str(q["concurrency_limit"]),
-                "Paused": "paused" if q.get("paused") else "active", "Running": q.get("running", 0),
-                "Scheduled": q.get("scheduled", 0)} for q in rows]
-    return pd.DataFrame.from_records(records, columns=["Work queue", "Concurrency limit", "Paused", "Running",
-                                                       "Scheduled"])
+                "Status": "paused" if q.get("paused") else "active", "Running": q.get("running", 0),
+                "Scheduled": q.get("scheduled", 0), "Late": q.get("late", 0),
+                "Awaiting data": q.get("awaiting", 0)} for q in rows]
+    return pd.DataFrame.from_records(records, columns=["Work queue", "Concurrency limit", "Status", "Running",
+                                                       "Scheduled", "Late", "Awaiting data"])

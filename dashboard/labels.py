@@ -133,9 +133,15 @@ def share(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.2f} %"
 
 
+def is_synthetic(run: dict[str, Any]) -> bool:
+    """Whether a run used synthetic data: what its metrics say it ran on, else what it was made with."""
+    metrics = run.get("metrics") or {}
+    return bool(metrics["synthetic"] if "synthetic" in metrics else run.get("synthetic"))
+
+
 def data_source(run: dict[str, Any]) -> str:
-    kind = "synthetic demo data" if run.get("synthetic") else "real TLC data"
-    return f"{kind} ({run.get('data_source') or 'unknown source'})"
+    """The data a run used (its metrics' record when it completed)."""
+    return (run.get("metrics") or {}).get("data_source") or run.get("data_source") or "unknown source"
 
 
 def scheduler_state(status: dict[str, Any] | None, now: dt.datetime) -> tuple[bool, str]:
@@ -153,20 +159,13 @@ def scheduler_state(status: dict[str, Any] | None, now: dt.datetime) -> tuple[bo
 
 
 def deployment(dep: dict[str, Any]) -> dict[str, Any]:
-    """A deployment row plus its schedule in words, its zone and its DST policy."""
-    from pipeline.schedules import schedule_from_json
+    """A deployment row plus its schedule in words (zone included), its zone and DST policy."""
+    from pipeline.deployments import schedule_of
 
-    if not dep.get("schedule"):
-        return {**dep, "schedule_text": "No schedule (runs only when triggered)", "timezone": None,
-                "dst_policy": "-"}
-    schedule = schedule_from_json(dep["schedule"])
-    zone = _schedule_zone(schedule, dep["schedule"])
-    return {**dep, "schedule_text": schedule.describe(), "timezone": zone, "dst_policy": schedule.dst_policy()}
-
-
-def _schedule_zone(schedule: Any, raw: Any) -> str:
-    for name in ("timezone", "tz", "zone"):
-        value = getattr(schedule, name, None) or (raw.get(name) if isinstance(raw, dict) else None)
-        if value:
-            return str(value)
-    return "UTC"
+    schedule = schedule_of(dep)
+    if schedule is None:
+        return {**dep, "schedule_text": "No schedule: runs only when triggered", "timezone": None,
+                "dst_policy": "-", "schedule_expr": "-"}
+    expr = getattr(schedule, "expr", None) or f"every {schedule.to_json().get('interval')} s"
+    return {**dep, "schedule_text": schedule.describe(), "timezone": schedule.timezone,
+            "dst_policy": schedule.dst_policy(), "schedule_expr": expr}

@@ -43,10 +43,6 @@ def _store(path: str) -> Store:
     return Store(path, readonly=True)
 
 
-def store() -> Store:
-    return _store(str(settings().db_path))
-
-
 def refresh() -> None:
     """Forget every cached read (after the dashboard wrote a request)."""
     st.cache_data.clear()
@@ -69,11 +65,15 @@ def _cached(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 # -- runs -----------------------------------------------------------------------------
 @_cached
-def runs_page(history: Store, *, page: int, per_page: int, **filters: Any) -> tuple[pd.DataFrame, int]:
-    """One page of the runs list as a table, and how many runs match the filters in all."""
+def runs_page(history: Store, *, page: int, per_page: int, **filters: Any) -> pd.DataFrame:
+    """One page of the runs list as a table."""
     rows = history.runs(limit=per_page, offset=page * per_page, **filters)
-    table = frames.runs_table(rows, history.task_counts([r["id"] for r in rows]))
-    return table, history.count_runs(**filters)
+    return frames.runs_table(rows, history.task_counts([r["id"] for r in rows]))
+
+
+@_cached
+def count_runs(history: Store, **filters: Any) -> int:
+    return history.count_runs(**filters)
 
 
 @_cached
@@ -93,8 +93,9 @@ def recent_runs(history: Store, limit: int = 50) -> list[dict[str, Any]]:
 
 @_cached
 def last_run(history: Store) -> dict[str, Any] | None:
-    rows = history.runs(states=STARTED_STATES, limit=1)
-    return rows[0] if rows else None
+    """The run that started last (whatever its state now)."""
+    started = history.run_timeline(limit=1)
+    return history.run_with_deployment(started[0]["id"]) if started else None
 
 
 @_cached
@@ -148,15 +149,19 @@ def metric_history(history: Store, limit: int = 500) -> pd.DataFrame:
 
 @_cached
 def latest_metrics(history: Store) -> list[dict[str, Any]]:
-    """The two most recent completed runs by run date (latest last)."""
-    return history.metric_history(limit=2)
+    """The latest completed run and the latest one of an earlier month, oldest first."""
+    rows = history.metric_history(limit=50)
+    if not rows:
+        return []
+    latest = rows[-1]
+    earlier = [r for r in rows if (r["val_month"] or "") < (latest["val_month"] or "")]
+    return [earlier[-1], latest] if earlier else [latest]
 
 
 @_cached
 def synthetic_share(history: Store) -> tuple[int, int]:
-    """(synthetic, all) among the completed runs with metrics."""
-    rows = history.metric_history(limit=100_000)
-    return sum(1 for r in rows if r["synthetic"]), len(rows)
+    """(synthetic, all) among the completed runs."""
+    return history.synthetic_counts()
 
 
 # -- deployments, queues, scheduler ---------------------------------------------------

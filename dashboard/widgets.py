@@ -31,29 +31,37 @@ def _sidebar_live() -> None:
 
 def scheduler_status(*, compact: bool = False) -> bool:
     """Say loudly when no scheduler is alive, with the command that starts one."""
-    alive, sentence = labels.scheduler_state(queries.scheduler_status(), queries.now())
+    status = queries.scheduler_status()
+    alive, sentence = labels.scheduler_state(status, queries.now())
+    if status and status.get("last_error") and not compact:
+        st.warning(f"The scheduler's last error ({labels.utc(status['last_error_at'])}): {status['last_error']}",
+                   icon=":material/warning:")
     if alive:
         st.success(sentence, icon=":material/favorite:")
         return True
-    st.error(f"**Scheduler down.** {sentence} Scheduled runs will not start until one runs:",
-             icon=":material/heart_broken:")
-    st.code(labels.SCHEDULER_COMMAND, language="bash")
+    if compact:
+        st.error(f"**Scheduler down.** {sentence} Start it with:", icon=":material/heart_broken:")
+    else:
+        st.error(f"**Scheduler down.** {sentence} Scheduled runs will not start until one runs. Start it with:",
+                 icon=":material/heart_broken:")
+    st.code(labels.SCHEDULER_COMMAND, language="bash", wrap_lines=True)
     if not compact:
         st.caption("Runs due while it is down turn Late; the scheduler applies its catch-up policy when it starts.")
     return False
 
 
 def synthetic_banner(*, compact: bool = False) -> None:
+    """In the sidebar: new runs use demo data. On a page: how many past runs did."""
     synthetic, total = queries.synthetic_share()
     settings = queries.settings()
-    if settings.is_synthetic:
+    if compact and settings.is_synthetic:
         st.warning(f"**Synthetic data.** New runs use generated demo months (FHV_DATA_URL={settings.data_url}), "
                    "not real TLC trips.", icon=":material/science:")
-    if synthetic and not compact:
-        st.warning(f"{synthetic} of {total} completed runs used synthetic demo data (hollow markers in charts).",
-                   icon=":material/science:")
-    elif synthetic and not settings.is_synthetic:
-        st.warning(f"{synthetic} of {total} completed runs used synthetic demo data.", icon=":material/science:")
+    elif compact and synthetic:
+        st.warning(f"**{synthetic} of {total}** completed runs used synthetic demo data.", icon=":material/science:")
+    elif synthetic:
+        st.warning(f"**{synthetic} of {total}** completed runs used synthetic demo data: their errors say nothing "
+                   "about the real model (hollow markers in charts).", icon=":material/science:")
 
 
 def state_badge(state: str) -> None:
@@ -71,12 +79,13 @@ def runs_table(table: pd.DataFrame, *, key: str, height: int | str = "auto") -> 
     st.dataframe(table, hide_index=True, key=key, height=height, width="stretch", column_config={
         "Run": st.column_config.LinkColumn("Run", display_text=r"name=([^&]+)", width="medium",
                                            help="Open the run's detail page"),
-        "State": st.column_config.MultiselectColumn("State", options=STATE_OPTIONS, width="small",
+        "State": st.column_config.MultiselectColumn("State", options=STATE_OPTIONS, width=112,
                                                     color=list(labels.STATE_COLORS.values())),
-        "Months": st.column_config.TextColumn("Months", help="Training month → validation month"),
+        "Covers": st.column_config.TextColumn("Covers", help="Run date: training month → validation month"),
         "Tasks": st.column_config.NumberColumn("Tasks", format="%d", width="small"),
         "Val RMSE": st.column_config.NumberColumn("Val RMSE", format="%.4f", help="Validation RMSE in minutes"),
-        "Reason": st.column_config.TextColumn("Reason", width="large", help="Error, late reason or state message"),
+        "Reason": st.column_config.TextColumn("Reason", width="medium", help="Error, late reason or state message"),
+        "Late reason": st.column_config.TextColumn("Late reason", width="large", help="Why the run did not start on time"),
     })
 
 

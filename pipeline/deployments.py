@@ -23,9 +23,11 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from .config import Settings, is_synthetic, normalize_data_url
-from .errors import ConfigError
+from .errors import ConfigError, NotFound
 from .months import months_for, parse_date
+from .runtime import new_run_name
 from .schedules import CronSchedule, IntervalSchedule, Schedule, schedule_from_json
+from .store import Store, from_db
 
 TRAINING_FLOW = "fhv-duration-training"  # flow.FLOW_NAME (not imported: flow.py pulls in scikit-learn)
 DEFAULT_DEPLOYMENT = "monthly-training"
@@ -115,7 +117,7 @@ def _collect(namespace: dict[str, Any], path: Path) -> list[DeploymentSpec]:
     return list(specs.values())
 
 
-def register(store: Any, spec: DeploymentSpec, now: dt.datetime, *,
+def register(store: Store, spec: DeploymentSpec, now: dt.datetime, *,
              settings: Settings | None = None, source_file: str | None = None) -> dict[str, Any]:
     """Create or update a deployment; re-registering never duplicates its scheduled runs.
 
@@ -134,12 +136,12 @@ def register(store: Any, spec: DeploymentSpec, now: dt.datetime, *,
     return store.get_deployment(spec.name)
 
 
-def ensure_default(store: Any, now: dt.datetime, *, settings: Settings | None = None) -> dict[str, Any]:
+def ensure_default(store: Store, now: dt.datetime, *, settings: Settings | None = None) -> dict[str, Any]:
     """The default deployment, registered if the history has none of that name."""
-    for row in store.deployments():
-        if row["name"] == DEFAULT_DEPLOYMENT:
-            return row
-    return register(store, default_deployment(), now, settings=settings)
+    try:
+        return store.get_deployment(DEFAULT_DEPLOYMENT)
+    except NotFound:
+        return register(store, default_deployment(), now, settings=settings)
 
 
 def schedule_of(row: Mapping[str, Any]) -> Schedule | None:
@@ -168,6 +170,8 @@ def upcoming_slots(schedule: Schedule, now: dt.datetime) -> list[dt.datetime]:
 def missed_slots(schedule: Schedule, start: dt.datetime, now: dt.datetime) -> list[dt.datetime]:
     """Slots in (start, now], at most the 100 latest and none older than 100 days."""
     start = max(start, now - MAX_AHEAD)
+    if isinstance(schedule, IntervalSchedule):  # evenly spaced (within a DST hour): skip what the deque drops
+        start = max(start, now - dt.timedelta(seconds=(MAX_RUNS + 1) * schedule.seconds + 7200))
     latest: deque[dt.datetime] = deque(maxlen=MAX_RUNS)
     for moment in schedule.iter_fire_times(start):
         if moment > now:
@@ -176,7 +180,7 @@ def missed_slots(schedule: Schedule, start: dt.datetime, now: dt.datetime) -> li
     return list(latest)
 
 
-def materialise(store: Any, settings: Settings, row: Mapping[str, Any], now: dt.datetime) -> int:
+def materialise(store: Store, settings: Settings, row: Mapping[str, Any], now: dt.datetime) -> int:
     """Make the runs of an active deployment's slots, from where it left off to the horizon.
 
     Slots start after the latest one already made for this schedule (or when the schedule
@@ -187,8 +191,8 @@ def materialise(store: Any, settings: Settings, row: Mapping[str, Any], now: dt.
     if schedule is None or not row["active"]:
         return 0
     fingerprint = schedule.fingerprint()
-    since = _from_text(row.get("schedule_since")) or now
-    start = max(store.slot_watermark(row["id"], fingerprint) or since, since)
+    marks = (from_db(row.get("schedule_since")), store.slot_watermark(row["id"], fingerprint))
+    start = max((m for m in marks if m is not None), default=now)
     slots = missed_slots(schedule, start, now) + [t for t in upcoming_slots(schedule, now) if t > start]
     runs = [slot_run(row, slot, settings, fingerprint) for slot in slots]
     return store.insert_scheduled_runs(runs, now) if runs else 0
@@ -196,8 +200,6 @@ def materialise(store: Any, settings: Settings, row: Mapping[str, Any], now: dt.
 
 def slot_run(row: Mapping[str, Any], slot: dt.datetime, settings: Settings, fingerprint: str) -> dict[str, Any]:
     """The flow_runs columns of a scheduled run for ``slot``."""
-    from .runtime import new_run_name
-
     parameters = run_parameters(row, slot.astimezone(schedule_of(row).tz).date())
     return {"name": new_run_name(), "flow": row["flow"], "deployment_id": row["id"],
             "work_queue": row["work_queue"], "schedule_fingerprint": fingerprint, "scheduled_time": slot,
@@ -269,7 +271,3 @@ def _lateness(value: Any, name: str) -> float | None:
         raise ConfigError(f"The maximum lateness {value!r} of {name!r} must be a positive number of seconds "
                           "or a timedelta.")
     return float(seconds)
-
-
-def _from_text(text: str | None) -> dt.datetime | None:
-    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None

@@ -107,12 +107,12 @@ def run_fields(parameters: dict[str, Any], settings: Settings, *, today: dt.date
 
 
 def execute(store: Store, settings: Settings, run_id: str, *, clock: Any = SYSTEM_CLOCK,
-            await_policy: Any = None) -> FlowResult:
+            await_policy: Any = None, heartbeat_every: float = 5.0) -> FlowResult:
     """Run an existing PENDING run of the training flow to its end."""
     features.return_memory_promptly()
     parameters = dict(store.get_run(run_id)["parameters"])
     return run_flow(store, training_flow, run_id, {**parameters, "settings": settings}, clock=clock,
-                    await_policy=await_policy)
+                    await_policy=await_policy, heartbeat_every=heartbeat_every)
 
 
 def run_now(store: Store, settings: Settings, *, date: str | None = None, data_url: str | None = None,

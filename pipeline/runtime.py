@@ -114,6 +114,7 @@ class RunContext:
     flow: Flow
     clock: Any = SYSTEM_CLOCK
     task_run_id: int | None = None
+    attempt_base: int = 0  # task attempts recorded by earlier executions of this run (a run awaiting data)
     started: list[str] = field(default_factory=list)
 
     def position(self, task_name: str) -> int:
@@ -139,7 +140,8 @@ class RunContext:
 
     def _attempt(self, made: Task, attempt: int, args: tuple, kwargs: dict) -> Any:
         task_run_id = self.store.create_task_run(self.run_id, made.name, position=self.position(made.name),
-                                                 attempt=attempt, state=State.RUNNING, now=self.clock.now())
+                                                 attempt=self.attempt_base + attempt, state=State.RUNNING,
+                                                 now=self.clock.now())
         self.task_run_id = task_run_id
         try:
             with _deadline(made.timeout, made.name):
@@ -199,7 +201,8 @@ def run_flow(store: Store, made: Flow, run_id: str, parameters: dict[str, Any], 
     turn a failure into AWAITING_RETRY by returning the time of the next attempt (used by the
     scheduler for months that are not published yet).
     """
-    context = RunContext(store, run_id, made, clock)
+    earlier = max((t["attempt"] for t in store.task_runs(run_id)), default=0)
+    context = RunContext(store, run_id, made, clock, attempt_base=earlier)
     store.start_run(run_id, now=clock.now(), pid=os.getpid())
     token = _context.set(context)
     try:
@@ -246,7 +249,7 @@ def _record_not_run(context: RunContext) -> None:
     for name in context.flow.tasks:
         if name not in context.started:
             task_run_id = context.store.create_task_run(context.run_id, name, position=context.position(name),
-                                                        attempt=1, state=State.NOT_RUN, now=None)
+                                                        attempt=context.attempt_base + 1, state=State.NOT_RUN, now=None)
             context.store.finish_task_run(task_run_id, State.NOT_RUN, now=context.clock.now(),
                                           error="Not run: an earlier task did not complete.")
 

@@ -82,6 +82,11 @@ class _Schedule:
     def to_json(self) -> dict[str, Any]:
         raise NotImplementedError
 
+    @staticmethod
+    def from_json(data: dict[str, Any] | str) -> "Schedule":
+        """The schedule ``to_json`` wrote (either kind); ``schedule_from_json`` also takes None."""
+        return schedule_from_json(data)
+
     def describe(self) -> str:
         raise NotImplementedError
 

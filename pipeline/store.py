@@ -497,16 +497,17 @@ class Store:
 
     def deployments(self) -> list[dict[str, Any]]:
         """Every deployment (schedule, tags and parameters decoded) with its next and last run."""
-        rows = self._all(
-            "SELECT d.*, (SELECT MIN(r.scheduled_time) FROM flow_runs r WHERE r.deployment_id = d.id "
-            "  AND r.state = 'SCHEDULED') AS next_run_time, "
-            "(SELECT r.state FROM flow_runs r WHERE r.deployment_id = d.id AND r.started_at IS NOT NULL "
-            "  ORDER BY r.started_at DESC LIMIT 1) AS last_run_state "
-            "FROM deployments d ORDER BY d.name")
-        return [self._deployment_row(row) for row in rows]
+        return [self._deployment_row(row) for row in self._all(self._DEPLOYMENTS + " ORDER BY d.name")]
+
+    _DEPLOYMENTS = (
+        "SELECT d.*, (SELECT MIN(r.scheduled_time) FROM flow_runs r WHERE r.deployment_id = d.id "
+        "  AND r.state = 'SCHEDULED') AS next_run_time, "
+        "(SELECT r.state FROM flow_runs r WHERE r.deployment_id = d.id AND r.started_at IS NOT NULL "
+        "  ORDER BY r.started_at DESC LIMIT 1) AS last_run_state FROM deployments d")
 
     def get_deployment(self, name: str) -> dict[str, Any]:
-        row = self._one("SELECT * FROM deployments WHERE name = ?", (name,))
+        """One deployment, like ``deployments()``; NotFound names it."""
+        row = self._one(self._DEPLOYMENTS + " WHERE d.name = ?", (name,))
         if row is None:
             raise NotFound(f"There is no deployment named {name!r}; see: python -m pipeline deployment ls.")
         return self._deployment_row(row)
@@ -548,8 +549,8 @@ class Store:
 
     def missed_runs(self, deployment_id: int, *, after: dt.datetime | None,
                     until: dt.datetime) -> list[dict[str, Any]]:
-        """Scheduled runs of a deployment, not started, whose slot is in (after, until], oldest first."""
-        sql = ("SELECT * FROM flow_runs WHERE deployment_id = ? AND trigger = 'schedule' "
+        """Scheduled runs of a deployment, never started, whose slot is in (after, until], oldest first."""
+        sql = ("SELECT * FROM flow_runs WHERE deployment_id = ? AND trigger = 'schedule' AND attempts = 0 "
                "AND state IN ('SCHEDULED', 'LATE') AND cancel_requested = 0 AND scheduled_time <= ?")
         params: list[Any] = [deployment_id, to_db(until)]
         if after is not None:
@@ -565,6 +566,14 @@ class Store:
             "WHERE r.state IN ('SCHEDULED', 'LATE', 'AWAITING_RETRY') "
             "AND COALESCE(r.next_attempt_at, r.scheduled_time) <= ? "
             "ORDER BY COALESCE(r.next_attempt_at, r.scheduled_time)", (to_db(due_by),))
+
+    def next_due_time(self, *, after: dt.datetime) -> dt.datetime | None:
+        """When the next waiting run falls due, if later than ``after`` (the scheduler wakes up then)."""
+        row = self.conn.execute(
+            "SELECT MIN(COALESCE(next_attempt_at, scheduled_time)) FROM flow_runs "
+            "WHERE state IN ('SCHEDULED', 'LATE', 'AWAITING_RETRY') AND COALESCE(next_attempt_at, scheduled_time) > ?",
+            (to_db(after),)).fetchone()
+        return from_db(row[0])
 
     def upcoming_runs(self, *, until: dt.datetime, work_queue: str | None = None,
                       limit: int = 500) -> list[dict[str, Any]]:
@@ -613,7 +622,8 @@ class Store:
 
     def scheduler_stopped(self, now: dt.datetime) -> None:
         with self.atomic() as conn:
-            conn.execute("UPDATE schedulers SET stopped_at = ?, heartbeat_at = ? WHERE id = 1", (to_db(now), to_db(now)))
+            conn.execute("UPDATE schedulers SET stopped_at = ?, heartbeat_at = ? WHERE id = 1",
+                         (to_db(now), to_db(now)))
 
     def scheduler_error(self, message: str, now: dt.datetime) -> None:
         with self.atomic() as conn:
@@ -652,6 +662,13 @@ class Store:
         row = self.conn.execute("SELECT name FROM deployments WHERE id = ?",
                                 (run.get("deployment_id"),)).fetchone()
         return {**run, "deployment": row[0] if row else None}
+
+    def synthetic_counts(self) -> tuple[int, int]:
+        """(runs on synthetic data, all runs) among the completed runs."""
+        row = self.conn.execute(
+            "SELECT COALESCE(SUM(COALESCE(json_extract(metrics, '$.synthetic'), synthetic)), 0), COUNT(*) "
+            "FROM flow_runs WHERE state = 'COMPLETED'").fetchone()
+        return row[0], row[1]
 
     def log_level_counts(self, run_id: str) -> dict[str, int]:
         rows = self.conn.execute("SELECT level, COUNT(*) FROM logs WHERE flow_run_id = ? GROUP BY level",

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from pipeline import deployments
 from pipeline.config import Settings
 from pipeline.months import months_for
 from pipeline.states import State
@@ -27,8 +28,8 @@ UTC = dt.timezone.utc
 FLOW = "fhv-duration-training"
 TASKS = ("read_data", "prepare_features", "train_model", "run_model")
 TASK_SECONDS = {"read_data": 1.84, "prepare_features": 0.312, "train_model": 1.217, "run_model": 0.042}
-DEPLOYMENT = "fhv-monthly"
-CRON, ZONE = "0 9 15 * *", "America/New_York"
+DEPLOYMENT = deployments.DEFAULT_DEPLOYMENT
+ZONE = "America/New_York"
 TLC = "https://d37ci6vzurychx.cloudfront.net/trip-data/fhv_tripdata_{month}.parquet"
 
 
@@ -58,7 +59,7 @@ def seed_history(home: Path, *, now: dt.datetime | None = None, scheduler_alive:
         seeded.crashed = crashed_run(store, dep_id, now - dt.timedelta(hours=20))
         seeded.cancelled = cancelled_run(store, dep_id, now - dt.timedelta(hours=8))
         seeded.late = late_run(store, dep_id, now)
-        seeded.scheduled = scheduled_runs(store, dep_id, now)
+        seeded.scheduled = scheduled_runs(store, settings, now)
         set_scheduler(store, now, alive=scheduler_alive)
     finally:
         store.close()
@@ -67,28 +68,17 @@ def seed_history(home: Path, *, now: dt.datetime | None = None, scheduler_alive:
 
 # -- deployment and scheduler rows ---------------------------------------------------
 def ensure_deployment(store: Store, now: dt.datetime) -> int:
-    """The cron deployment of the course, through the store's method when it has one."""
-    schedule = {"kind": "cron", "cron": CRON, "timezone": ZONE}
-    create = getattr(store, "upsert_deployment", None)
-    if create is not None:
-        create(name=DEPLOYMENT, flow=FLOW, schedule=schedule, parameters={}, tags=["ml"],
-               work_queue="default", now=now)
-    else:  # the store has no deployment writer yet: the same row in plain SQL
-        with store.atomic() as conn:
-            conn.execute(
-                "INSERT OR IGNORE INTO deployments (name, flow, schedule, parameters, tags, work_queue, "
-                "created_at, updated_at) VALUES (?, ?, ?, '{}', '[\"ml\"]', 'default', ?, ?)",
-                (DEPLOYMENT, FLOW, json.dumps(schedule), to_db(now), to_db(now)))
-    return store.conn.execute("SELECT id FROM deployments WHERE name = ?", (DEPLOYMENT,)).fetchone()[0]
+    """The product's default deployment (``0 9 15 * *`` in America/New_York), registered as the CLI does."""
+    return deployments.register(store, deployments.default_deployment(), now)["id"]
 
 
 def set_scheduler(store: Store, now: dt.datetime, *, alive: bool) -> None:
-    """A scheduler row: alive (a fresh heartbeat) or stopped an hour ago."""
-    beat = now if alive else now - dt.timedelta(hours=1)
-    with store.atomic() as conn:
-        conn.execute("INSERT OR REPLACE INTO schedulers (id, pid, hostname, started_at, heartbeat_at, stopped_at) "
-                     "VALUES (1, 4242, 'seed-host', ?, ?, ?)",
-                     (to_db(now - dt.timedelta(days=2)), to_db(beat), None if alive else to_db(beat)))
+    """A scheduler that started two days ago and is alive (fresh heartbeat) or stopped an hour ago."""
+    store.scheduler_started(pid=4242, hostname="seed-host", now=now - dt.timedelta(days=2), stale_after=30.0)
+    if alive:
+        store.scheduler_heartbeat(now)
+    else:
+        store.scheduler_stopped(now - dt.timedelta(hours=1))
 
 
 # -- runs ------------------------------------------------------------------------------
@@ -219,16 +209,10 @@ def late_run(store: Store, dep_id: int, now: dt.datetime) -> str:
                             late_reason=reason, **run_fields(run_date, dep_id))
 
 
-def scheduled_runs(store: Store, dep_id: int, now: dt.datetime, count: int = 3) -> list[str]:
-    """The next ``count`` runs of ``0 9 15 * *`` in New York after ``now``, as SCHEDULED rows."""
-    ids, day = [], now.date().replace(day=15)
-    while len(ids) < count:
-        if scheduled_at(day) > now:
-            ids.append(store.create_run(flow=FLOW, name=f"upcoming-{day:%Y-%m}", state=State.SCHEDULED, now=now,
-                                        parameters={"date": day.isoformat()}, trigger="schedule",
-                                        scheduled_time=scheduled_at(day), **run_fields(day, dep_id)))
-        day = (day.replace(day=1) + dt.timedelta(days=32)).replace(day=15)
-    return ids
+def scheduled_runs(store: Store, settings: Settings, now: dt.datetime) -> list[str]:
+    """The deployment's next runs, made from its schedule as the scheduler makes them."""
+    deployments.materialise(store, settings, store.get_deployment(DEPLOYMENT), now)
+    return [r["id"] for r in store.runs(states=["SCHEDULED"], deployment=DEPLOYMENT, order="upcoming")]
 
 
 # -- logs and artifacts ------------------------------------------------------------------

@@ -20,7 +20,7 @@ def last_run_card(run: dict[str, Any] | None) -> None:
     st.markdown(f"**{run['name']}** · run date {run['run_date']} · {labels.months(run)}")
     st.caption(f"Started {labels.utc(run['started_at'] or run['scheduled_time'])} · "
                f"took {labels.duration(run['started_at'], run['ended_at'])}")
-    if labels.reason(run):
+    if run.get("error"):
         st.error(labels.reason(run), icon=":material/error:")
     widgets.run_link(run, "Open the run")
 
@@ -44,12 +44,12 @@ def latest_metrics_card(rows: list[dict[str, Any]]) -> None:
         return
     latest, previous = rows[-1], (rows[-2] if len(rows) > 1 else None)
     left, right = st.columns(2)
-    for column, key, unit in ((left, "val_rmse", "min"), (right, "val_mse", "min²")):
+    for column, key, unit, digits in ((left, "val_rmse", "min", 4), (right, "val_mse", "min²", 2)):
         value, before = latest["metrics"].get(key), (previous or {}).get("metrics", {}).get(key)
-        delta = None if before is None or value is None else f"{value - before:+.4f} {unit}"
-        column.metric(f"Validation {key[4:].upper()}", labels.number(value), delta, delta_color="inverse",
+        delta = None if before is None or value is None else f"{value - before:+.{digits}f} {unit}"
+        column.metric(f"Validation {key[4:].upper()}", labels.number(value, digits), delta, delta_color="inverse",
                       help="Change against the previous run month (lower is better).")
-    synthetic = " · synthetic demo data" if latest["synthetic"] else ""
+    synthetic = " · synthetic demo data" if labels.is_synthetic(latest) else ""
     st.caption(f"{latest['name']} · run date {latest['run_date']} · "
                f"{labels.months(latest)}{synthetic}")
 

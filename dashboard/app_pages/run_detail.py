@@ -26,7 +26,6 @@ def chosen_run() -> dict[str, Any] | None:
             return None
         picked = st.selectbox("Run", recent, format_func=lambda r: f"{r['name']} · {r['run_date']} · "
                               f"{labels.state_label(r['state'])}", key="detail_pick")
-        st.query_params["id"] = picked["id"]
         run_id = picked["id"]
     try:
         return queries.run(run_id)
@@ -39,10 +38,12 @@ def header(run: dict[str, Any]) -> None:
     st.title(run["name"])
     st.markdown(f"{labels.badge(run['state'])} &nbsp; `{run['id']}` · "
                 f"{run.get('deployment') or 'manual run'} · trigger {run['trigger']}")
-    if labels.reason(run):
-        where = f" in **{run['error_task']}**" if run.get("error_task") else ""
-        st.error(f"**{labels.state_label(run['state'])}{where}:** {labels.reason(run)}", icon=":material/error:")
-    if run.get("synthetic"):
+    if run.get("error"):
+        where = f" in `{run['error_task']}`" if run.get("error_task") else ""
+        st.error(f"**{labels.state_label(run['state'])}**{where}: {run['error']}", icon=":material/error:")
+    elif labels.reason(run):
+        st.info(labels.reason(run), icon=":material/info:")
+    if labels.is_synthetic(run):
         st.warning("**SYNTHETIC DATA.** This run trained and validated on generated demo months, "
                    "not on real TLC trips: its errors say nothing about the real model.", icon=":material/science:")
     buttons(run)
@@ -69,7 +70,7 @@ def write(request: Any, message: str, *, link: bool = False) -> None:
     queries.refresh()
     widgets.notify(message.format(name=row["name"], state=labels.state_label(row["state"]),
                                   run_date=row.get("run_date")), row if link else None)
-    st.rerun(scope="fragment")
+    st.rerun()
 
 
 def facts(run: dict[str, Any]) -> None:
@@ -79,9 +80,9 @@ def facts(run: dict[str, Any]) -> None:
     cols[1].metric("Months", f"{run['train_month']} → {run['val_month']}" if run["train_month"] else "-",
                    help="Training month → validation month")
     cols[2].metric("Duration", labels.duration(run["started_at"], run["ended_at"]))
-    cols[3].metric("Data", "synthetic" if run["synthetic"] else "real TLC")
+    cols[3].metric("Data", "synthetic" if labels.is_synthetic(run) else "real TLC")
     st.caption(f"Scheduled {widgets.time_pair(run['scheduled_time'], zone)} · started {labels.utc(run['started_at'])}"
-               f" · ended {labels.utc(run['ended_at'])} · source `{run['data_source']}`")
+               f" · ended {labels.utc(run['ended_at'])} · source `{labels.data_source(run)}`")
 
 
 def timeline(run: dict[str, Any]) -> None:

@@ -70,9 +70,8 @@ def pager(total: int) -> tuple[int, int]:
 @st.fragment(run_every=queries.LIVE_EVERY_S)
 def live_runs(filters: dict[str, Any]) -> None:
     runs_chart(filters)
-    total = queries.runs_page(page=0, per_page=1, **filters)[1]
-    per_page, page = pager(total)
-    table, _ = queries.runs_page(page=page, per_page=per_page, **filters)
+    per_page, page = pager(queries.count_runs(**filters))
+    table = queries.runs_page(page=page, per_page=per_page, **filters)
     if table.empty:
         st.info("No run matches these filters.")
         return

@@ -9,17 +9,18 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import actions, labels, queries, widgets
+from pipeline.deployments import DEFAULT_DEPLOYMENT
 from pipeline.errors import PipelineError
 from pipeline.months import months_for
 
-DEFAULT_DEPLOYMENT = "Default deployment"
 
 
-def deployment_choice(key: str) -> str | None:
+def deployment_choice(key: str) -> str:
+    """The deployment whose queue and parameters the new runs get (the default one first)."""
     names = [d["name"] for d in queries.deployments()]
-    chosen = st.selectbox("Deployment", [DEFAULT_DEPLOYMENT, *names], key=key,
-                          help="Its work queue and parameters apply to the new runs")
-    return None if chosen == DEFAULT_DEPLOYMENT else chosen
+    names = [DEFAULT_DEPLOYMENT] + [n for n in names if n != DEFAULT_DEPLOYMENT]
+    return st.selectbox("Deployment", names, key=key, help="Its work queue and parameters apply to the new runs; "
+                        f"{DEFAULT_DEPLOYMENT} is created on first use if it does not exist")
 
 
 def months_caption(day: dt.date) -> str:
@@ -46,7 +47,7 @@ def backfill() -> None:
     st.subheader("Backfill", divider="gray")
     today = queries.now().date()
     start_col, end_col = st.columns(2)
-    start = start_col.date_input("First run date", today.replace(day=1) - dt.timedelta(days=180),
+    start = start_col.date_input("First run date", (today - dt.timedelta(days=183)).replace(day=15),
                                  key="backfill_start", format="YYYY-MM-DD")
     end = end_col.date_input("Last run date", today, key="backfill_end", format="YYYY-MM-DD")
     deployment = deployment_choice("backfill_deployment")
@@ -62,8 +63,7 @@ def backfill() -> None:
 def preview(start: dt.date, end: dt.date, deployment: str | None, force: bool) -> Any:
     """The dry run: the plan, or None after saying what is wrong with the input."""
     try:
-        return actions.plan_backfill(queries.store(), queries.settings(), start=start, end=end,
-                                     deployment=deployment, force=force)
+        return actions.plan_backfill(queries.settings(), start=start, end=end, deployment=deployment, force=force)
     except PipelineError as error:
         st.error(str(error), icon=":material/error:")
         return None
@@ -104,8 +104,9 @@ def confirm(message: str, rows: list[dict[str, Any]]) -> None:
     st.success(message, icon=":material/check_circle:")
     for row in rows[:5]:
         widgets.run_link(row)
-    if not widgets.scheduler_status(compact=True):
-        st.caption("The run waits as Scheduled until a scheduler is started.")
+    alive, _ = labels.scheduler_state(queries.scheduler_status(), queries.now())
+    if not alive:
+        st.caption(f"No scheduler is running: the run waits as Scheduled until `{labels.SCHEDULER_COMMAND}` starts.")
 
 
 st.title("Trigger")

@@ -17,8 +17,8 @@ def deployment_card(dep: dict[str, Any]) -> None:
         title_col.markdown(f"### {dep['name']} &nbsp; {state}")
         pause_button(button_col, dep)
         zone = dep.get("timezone") or "UTC"
-        st.markdown(f"**{dep['schedule_text']}** · zone **{zone}**")
-        st.caption(f"DST: {dep['dst_policy']}")
+        st.markdown(f"**{dep['schedule_text']}**")
+        st.caption(f"Schedule `{dep['schedule_expr']}` in **{zone}** · DST: {dep['dst_policy']}")
         st.caption(f"Work queue `{dep.get('work_queue') or 'default'}` · tags {', '.join(dep.get('tags') or []) or '-'}"
                    f" · catch-up `{dep.get('catchup') or '-'}` · parameters `{dep.get('parameters') or {}}`")
         upcoming = queries.upcoming_runs(dep["name"])
@@ -40,7 +40,7 @@ def pause_button(column: Any, dep: dict[str, Any]) -> None:
             return
         queries.refresh()
         widgets.notify(f"{'Paused' if dep['active'] else 'Resumed'} {dep['name']}.")
-        st.rerun(scope="fragment")
+        st.rerun()
 
 
 def manual_runs() -> None:

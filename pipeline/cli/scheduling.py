@@ -1,0 +1,353 @@
+"""``scheduler``, ``schedule preview``, ``deployment``, ``work-queue``, ``trigger`` and ``backfill``."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from ..config import Settings
+from ..deployments import ensure_default, load_specs, materialise, register as register_deployment, schedule_of
+from ..enqueue import enqueue_backfill, plan_backfill, trigger_run
+from ..errors import ConfigError
+from ..months import parse_date
+from ..runtime import SYSTEM_CLOCK
+from ..schedules import CronSchedule, IntervalSchedule, Schedule, seconds_words, zone
+from ..store import Store, from_db
+from . import render
+from .render import console
+
+BACKFILL_QUEUE = "backfill"
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    _scheduler_command(commands)
+    _schedule_commands(commands)
+    _deployment_commands(commands)
+    _work_queue_commands(commands)
+    _enqueue_commands(commands)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0 seconds")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
+
+
+def _scheduler_command(commands: argparse._SubParsersAction) -> None:
+    from ..scheduler import SchedulerOptions
+
+    defaults = SchedulerOptions()
+    cmd = commands.add_parser("scheduler", help="run the headless scheduler (Ctrl-C or SIGTERM stops it cleanly)")
+    for flag, field, text in (
+            ("--tick", "tick", "how often due runs are claimed and processes checked"),
+            ("--heartbeat", "heartbeat", "how often the scheduler stamps its heartbeat"),
+            ("--stale-after", "stale_after", "a heartbeat older than this means its process is gone"),
+            ("--late-after", "late_after", "a run not started this long after its time is LATE"),
+            ("--materialise-every", "materialise_every", "how often upcoming runs are made"),
+            ("--cancel-grace", "cancel_grace", "SIGTERM to SIGKILL delay for a cancelled run"),
+            ("--grace", "shutdown_grace", "on stop, how long running flows may finish before they are cancelled"),
+            ("--retry-every", "retry_every", "a month not published yet: wait this long between attempts"),
+            ("--give-up-after", "give_up_after", "a month not published yet: fail this long after the slot")):
+        cmd.add_argument(flag, dest=field, type=_seconds, default=getattr(defaults, field), metavar="SECONDS",
+                         help=f"{text} (default {getattr(defaults, field):g} s)")
+    cmd.set_defaults(handler=cmd_scheduler)
+
+
+def cmd_scheduler(args: argparse.Namespace, settings: Settings) -> int:
+    from ..scheduler import SchedulerOptions, serve
+
+    names = [f.name for f in dataclasses.fields(SchedulerOptions)]
+    options = SchedulerOptions(**{name: getattr(args, name) for name in names})
+    label = " (synthetic demo data)" if settings.is_synthetic else ""
+    render.err_console.print(f"Scheduler on {settings.db_path}, data {settings.data_url}{label}; tick "
+                             f"{options.tick:g} s. Ctrl-C or SIGTERM stops it (running flows get "
+                             f"{options.shutdown_grace:g} s to finish).")
+    serve(settings, options)
+    render.err_console.print("Scheduler stopped.")
+    return 0
+
+
+# -- schedule preview ---------------------------------------------------------------------------
+
+def _schedule_commands(commands: argparse._SubParsersAction) -> None:
+    group = commands.add_parser("schedule", help="preview cron and interval schedules").add_subparsers(
+        dest="schedule_command", required=True, metavar="ACTION")
+    preview = group.add_parser("preview", help="print the next fire times, local and UTC")
+    kind = preview.add_mutually_exclusive_group(required=True)
+    kind.add_argument("--cron", metavar="EXPR", help="five-field cron expression, like '0 9 15 * *'")
+    kind.add_argument("--interval", metavar="SECONDS", type=float, help="interval in seconds")
+    preview.add_argument("--timezone", default="UTC", metavar="TZ", help="IANA time zone (default UTC)")
+    preview.add_argument("--anchor", metavar="ISO", help="interval anchor (default 2020-01-01T00:00 in TZ)")
+    preview.add_argument("--start", metavar="ISO", help="list fire times after this moment (default now)")
+    preview.add_argument("--count", type=_positive_int, default=10)
+    preview.add_argument("--json", action="store_true")
+    preview.set_defaults(handler=cmd_preview)
+
+
+def cmd_preview(args: argparse.Namespace, settings: Settings) -> int:
+    schedule = _schedule_from_args(args)
+    start = parse_moment(args.start, args.timezone) if args.start else SYSTEM_CLOCK.now()
+    times = schedule.next_fire_times(start, count=args.count)
+    if args.json:
+        render.print_json({"schedule": schedule.to_json(), "description": schedule.describe(),
+                           "dst_policy": schedule.dst_policy(),
+                           "fire_times": [{"local": t.isoformat(), "utc": t.astimezone(dt.timezone.utc).isoformat()}
+                                          for t in times]})
+        return 0
+    grid = render.table(schedule.describe(), ["#", "Local", "UTC"])
+    for index, moment in enumerate(times, 1):
+        grid.add_row(str(index), moment.isoformat(), moment.astimezone(dt.timezone.utc).isoformat())
+    console.print(grid)
+    console.print(f"Daylight saving: {schedule.dst_policy()}", soft_wrap=True)
+    return 0
+
+
+def _schedule_from_args(args: argparse.Namespace) -> Schedule:
+    if args.cron is not None:
+        return CronSchedule(args.cron, args.timezone)
+    anchor = parse_moment(args.anchor, args.timezone) if args.anchor else None
+    seconds = int(args.interval) if args.interval == int(args.interval) else args.interval
+    if anchor is None:
+        return IntervalSchedule(seconds, timezone=args.timezone)
+    return IntervalSchedule(seconds, anchor, args.timezone)
+
+
+def parse_moment(text: str, timezone: str) -> dt.datetime:
+    """An ISO date or date-time; a naive one is read in ``timezone``."""
+    try:
+        moment = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ConfigError(f"The time {text!r} is not an ISO date or date-time, like 2026-03-08T01:00.") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=zone(timezone))
+
+
+# -- deployments --------------------------------------------------------------------------------
+
+def _deployment_commands(commands: argparse._SubParsersAction) -> None:
+    group = commands.add_parser("deployment", help="create, list, pause and resume deployments").add_subparsers(
+        dest="deployment_command", required=True, metavar="ACTION")
+    create = group.add_parser("create", help="register the DeploymentSpecs a Python file defines")
+    create.add_argument("file", type=Path)
+    create.set_defaults(handler=cmd_create)
+    ls = group.add_parser("ls", help="list deployments")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(handler=cmd_deployments)
+    for action, text in (("pause", "stop scheduling a deployment (drops its upcoming runs)"),
+                         ("resume", "schedule a paused deployment again (from now on)")):
+        sub = group.add_parser(action, help=text)
+        sub.add_argument("name")
+        sub.set_defaults(handler=cmd_set_active, active=action == "resume")
+
+
+def open_store(settings: Settings) -> Store:
+    settings.ensure_dirs()
+    return Store(settings.db_path)
+
+
+def cmd_create(args: argparse.Namespace, settings: Settings) -> int:
+    store, now = open_store(settings), SYSTEM_CLOCK.now()
+    for spec in load_specs(args.file):
+        row = register_deployment(store, spec, now, settings=settings, source_file=str(args.file.resolve()))
+        state = "active" if row["active"] else "paused"
+        console.print(f"Deployment [bold]{row['name']}[/] ({state}): {_schedule_text(row)}; "
+                      f"next run {render.when(row['next_run_time'])}.")
+    return 0
+
+
+def cmd_deployments(args: argparse.Namespace, settings: Settings) -> int:
+    store = open_store(settings)
+    ensure_default(store, SYSTEM_CLOCK.now(), settings=settings)  # the default ships with the product
+    rows = store.deployments()
+    if args.json:
+        render.print_json(rows)
+        return 0
+    grid = render.table("Deployments", ["Name", "Schedule", "Next run", "Work queue", "Tags", "Catch-up", "Status"])
+    for row in rows:
+        grid.add_row(row["name"], _schedule_text(row), render.when(row["next_run_time"]), row["work_queue"],
+                     ", ".join(row["tags"]) or "-", _catchup_text(row),
+                     "[green]active[/]" if row["active"] else "[yellow]paused[/]")
+    console.print(grid if rows else "No deployments yet. Create one with: python -m pipeline deployment create FILE.py")
+    return 0
+
+
+def cmd_set_active(args: argparse.Namespace, settings: Settings) -> int:
+    store, now = open_store(settings), SYSTEM_CLOCK.now()
+    row = store.set_deployment_active(args.name, args.active, now)
+    if args.active:
+        materialise(store, settings, row, now)
+        row = store.get_deployment(args.name)
+        console.print(f"Resumed {row['name']}; next run {render.when(row['next_run_time'])}.")
+    else:
+        console.print(f"Paused {row['name']}; its upcoming scheduled runs were removed.")
+    return 0
+
+
+def _schedule_text(row: dict[str, Any]) -> str:
+    schedule = schedule_of(row)
+    return schedule.describe() if schedule else "no schedule (manual runs only)"
+
+
+def _catchup_text(row: dict[str, Any]) -> str:
+    lateness = row.get("max_lateness")
+    return row["catchup"] + (f", at most {seconds_words(lateness)} late" if lateness else "")
+
+
+# -- work queues --------------------------------------------------------------------------------
+
+def _work_queue_commands(commands: argparse._SubParsersAction) -> None:
+    group = commands.add_parser("work-queue", help="list, preview and limit work queues").add_subparsers(
+        dest="work_queue_command", required=True, metavar="ACTION")
+    ls = group.add_parser("ls", help="list work queues with their concurrency and runs")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(handler=cmd_queues)
+    preview = group.add_parser("preview", help="runs due in the next hours, late ones first")
+    preview.add_argument("name", nargs="?", help="only this queue")
+    preview.add_argument("--hours", type=float, default=24.0)
+    preview.add_argument("--json", action="store_true")
+    preview.set_defaults(handler=cmd_queue_preview)
+    create = group.add_parser("create", help="create a work queue (or change its limit)")
+    create.add_argument("name")
+    create.add_argument("--limit", type=_positive_int, help="how many of its runs may run at once (default: no limit)")
+    create.set_defaults(handler=cmd_queue_create)
+    limit = group.add_parser("set-limit", help="set a queue's concurrency limit ('none' removes it)")
+    limit.add_argument("name")
+    limit.add_argument("limit", help="a whole number of at least 1, or 'none'")
+    limit.set_defaults(handler=cmd_queue_limit)
+    for action in ("pause", "resume"):
+        sub = group.add_parser(action, help=f"{action} claiming runs from a queue")
+        sub.add_argument("name")
+        sub.set_defaults(handler=cmd_queue_pause, paused=action == "pause")
+
+
+def cmd_queues(args: argparse.Namespace, settings: Settings) -> int:
+    rows = open_store(settings).work_queues()
+    if args.json:
+        render.print_json(rows)
+        return 0
+    grid = render.table("Work queues", ["Name", "Concurrency limit", "Running", "Scheduled", "Late",
+                                        "Awaiting data", "Status"])
+    for q in rows:
+        limit = "none" if q["concurrency_limit"] is None else str(q["concurrency_limit"])
+        grid.add_row(q["name"], limit, str(q["running"]), str(q["scheduled"]), str(q["late"]), str(q["awaiting"]),
+                     "[yellow]paused[/]" if q["paused"] else "[green]active[/]")
+    console.print(grid)
+    return 0
+
+
+def cmd_queue_preview(args: argparse.Namespace, settings: Settings) -> int:
+    store, now = open_store(settings), SYSTEM_CLOCK.now()
+    if args.name:
+        store.work_queue(args.name)
+    runs = store.upcoming_runs(until=now + dt.timedelta(hours=args.hours), work_queue=args.name)
+    if args.json:
+        render.print_json(runs)
+        return 0
+    grid = render.table(f"Runs due in the next {args.hours:g} hours", ["Scheduled start", "Run id", "Name",
+                                                                       "Deployment", "Work queue", "State", "Run date"])
+    for run in runs:
+        due = from_db(run["next_attempt_at"] or run["scheduled_time"])
+        grid.add_row(render.when(due), run["id"][:8], run["name"], run["deployment"] or "-", run["work_queue"] or "-",
+                     render.state_text(run["state"]) + (" (late)" if due and due < now else ""), run["run_date"] or "-")
+    console.print(grid if runs else f"No runs due in the next {args.hours:g} hours.")
+    return 0
+
+
+def cmd_queue_create(args: argparse.Namespace, settings: Settings) -> int:
+    row = open_store(settings).upsert_work_queue(args.name, concurrency_limit=args.limit, now=SYSTEM_CLOCK.now())
+    console.print(f"Work queue {row['name']}: concurrency limit {row['concurrency_limit'] or 'none'}.")
+    return 0
+
+
+def cmd_queue_limit(args: argparse.Namespace, settings: Settings) -> int:
+    text = args.limit.strip().lower()
+    if text != "none" and (not text.isdigit() or int(text) < 1):
+        raise ConfigError(f"The concurrency limit {args.limit!r} is not valid; use a whole number of at least 1 "
+                          "or 'none'.")
+    store = open_store(settings)
+    store.work_queue(args.name)
+    limit = None if text == "none" else int(text)
+    row = store.upsert_work_queue(args.name, concurrency_limit=limit, now=SYSTEM_CLOCK.now())
+    console.print(f"Work queue {row['name']}: concurrency limit {row['concurrency_limit'] or 'none'}.")
+    return 0
+
+
+def cmd_queue_pause(args: argparse.Namespace, settings: Settings) -> int:
+    row = open_store(settings).set_work_queue_paused(args.name, args.paused)
+    console.print(f"Work queue {row['name']} is {'paused' if row['paused'] else 'active'}.")
+    return 0
+
+
+# -- trigger and backfill -----------------------------------------------------------------------
+
+def _enqueue_commands(commands: argparse._SubParsersAction) -> None:
+    trigger = commands.add_parser("trigger", help="enqueue a manual run for the scheduler")
+    trigger.add_argument("--deployment", help="deployment name (default: monthly-training)")
+    trigger.add_argument("--date", help="run date YYYY-MM-DD (default: today in the deployment's time zone)")
+    trigger.add_argument("--json", action="store_true")
+    trigger.set_defaults(handler=cmd_trigger)
+    backfill = commands.add_parser("backfill", help="enqueue one run per scheduled date in a range")
+    backfill.add_argument("--start", required=True, help="first date YYYY-MM-DD")
+    backfill.add_argument("--end", required=True, help="last date YYYY-MM-DD")
+    backfill.add_argument("--deployment", help="deployment name (default: monthly-training)")
+    backfill.add_argument("--dry-run", action="store_true", help="show the plan, enqueue nothing")
+    backfill.add_argument("--concurrency", type=_positive_int,
+                          help=f"run at most N at once (in the work queue '{BACKFILL_QUEUE}')")
+    backfill.add_argument("--force", action="store_true", help="also enqueue dates that already have a run")
+    backfill.add_argument("--json", action="store_true")
+    backfill.set_defaults(handler=cmd_backfill)
+
+
+def cmd_trigger(args: argparse.Namespace, settings: Settings) -> int:
+    store, now = open_store(settings), SYSTEM_CLOCK.now()
+    date = parse_date(args.date) if args.date else None
+    run = trigger_run(store, settings, deployment=args.deployment, date=date, now=now)
+    if args.json:
+        render.print_json(run)
+    else:
+        console.print(f"Enqueued {run['name']} ({run['id'][:8]}) for {run['run_date']}: train {run['train_month']}, "
+                      f"validate {run['val_month']}, {render.synthetic_note(bool(run['synthetic']))}. "
+                      "The scheduler starts it.")
+    return 0
+
+
+def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
+    store, now = open_store(settings), SYSTEM_CLOCK.now()
+    plan = plan_backfill(store, settings, deployment=args.deployment, start=parse_date(args.start),
+                         end=parse_date(args.end), now=now, force=args.force)
+    if args.concurrency and plan.dates and not args.dry_run:
+        store.upsert_work_queue(BACKFILL_QUEUE, concurrency_limit=args.concurrency, now=now)
+        plan = dataclasses.replace(plan, work_queue=BACKFILL_QUEUE)
+    runs = [] if args.dry_run else enqueue_backfill(store, settings, plan, now=now)
+    if args.json:
+        render.print_json({"deployment": plan.deployment, "dry_run": args.dry_run, "dates": plan.dates,
+                           "skipped": [{"date": d, "reason": r} for d, r in plan.skipped],
+                           "runs": [{"id": r["id"], "name": r["name"], "run_date": r["run_date"]} for r in runs]})
+        return 0
+    _print_plan(plan, runs, args.dry_run)
+    return 0
+
+
+def _print_plan(plan: Any, runs: list[dict[str, Any]], dry_run: bool) -> None:
+    verb = "Would enqueue" if dry_run else "Enqueued"
+    grid = render.table(f"Backfill of {plan.deployment}", ["Run date", "Outcome"])
+    names = {r["run_date"]: r["name"] for r in runs}
+    for day in plan.dates:
+        name = names.get(day.isoformat())
+        grid.add_row(day.isoformat(), verb.lower() + (f" as {name}" if name else ""))
+    for day, reason in plan.skipped:
+        grid.add_row(day.isoformat(), f"[grey50]skipped: {reason}[/]")
+    console.print(grid)
+    console.print(f"{verb} {len(plan.dates)} run(s); skipped {len(plan.skipped)}"
+                  + (" (use --force to run them again)." if plan.skipped else "."))

@@ -1,0 +1,146 @@
+"""Manual runs and backfills: runs put in a work queue for the scheduler to pick up.
+
+``deployment=None`` means the default deployment (``monthly-training``), registered if missing.
+A backfill makes one run per fire date of the deployment's schedule in the range (one a month for
+the monthly deployment) and skips dates that already have a completed, waiting or running run,
+unless ``force``.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import Settings
+from .deployments import (DEFAULT_DEPLOYMENT, default_deployment, register, run_columns, run_parameters,
+                          schedule_of, zone_name)
+from .errors import ConfigError, NotFound
+from .months import month_of, months_between, months_for
+from .runtime import new_run_name
+from .schedules import zone
+from .states import State
+from .store import Store
+
+MAX_BACKFILL_MONTHS = 120
+KEEP_STATES = {State.COMPLETED: "completed", State.SCHEDULED: "scheduled", State.LATE: "late",
+               State.AWAITING_RETRY: "awaiting data", State.PENDING: "pending", State.RUNNING: "running"}
+
+
+@dataclass(frozen=True)
+class BackfillPlan:
+    """What a backfill would enqueue, and which dates it leaves out and why."""
+
+    deployment: str
+    dates: list[dt.date]
+    skipped: list[tuple[dt.date, str]] = field(default_factory=list)
+    work_queue: str | None = None  # None: the deployment's own queue
+
+
+def trigger_run(store: Store, settings: Settings, *, deployment: str | None = None,
+                date: dt.date | None = None, now: dt.datetime) -> dict[str, Any]:
+    """Enqueue one manual run, due now; ``date`` defaults to today in the deployment's zone."""
+    row = resolve_deployment(store, settings, deployment, now)
+    today = now.astimezone(zone(zone_name(row))).date()
+    run_date = date or today
+    check_run_date(run_date, today)
+    run_id = _create(store, settings, row, run_date, now=now, when=now, trigger="manual")
+    return store.get_run(run_id)
+
+
+def plan_backfill(store: Store, settings: Settings, *, deployment: str | None = None, start: dt.date,
+                  end: dt.date, now: dt.datetime, force: bool = False) -> BackfillPlan:
+    """The deployment's fire dates from ``start`` to ``end``, less those already done or under way."""
+    row = resolve_deployment(store, settings, deployment, now)
+    today = now.astimezone(zone(zone_name(row))).date()
+    _check_range(start, end, today)
+    dates = fire_dates(row, start, end)
+    if force:
+        return BackfillPlan(row["name"], dates, [])
+    taken = _taken_dates(store, row["id"], dates)
+    return BackfillPlan(row["name"], [d for d in dates if d not in taken], [(d, taken[d]) for d in dates if d in taken])
+
+
+def enqueue_backfill(store: Store, settings: Settings, plan: BackfillPlan, *, now: dt.datetime) -> list[dict[str, Any]]:
+    """Create the plan's runs (trigger 'backfill'), oldest date first in the queue."""
+    row = resolve_deployment(store, settings, plan.deployment, now)
+    with store.atomic():
+        ids = [_create(store, settings, row, day, now=now, when=now + dt.timedelta(microseconds=i),
+                       trigger="backfill", work_queue=plan.work_queue)
+               for i, day in enumerate(sorted(plan.dates))]
+    return [store.get_run(run_id) for run_id in ids]
+
+
+def resolve_deployment(store: Store, settings: Settings, name: str | None, now: dt.datetime) -> dict[str, Any]:
+    """The deployment ``name`` (None: the default one, registered if missing)."""
+    name = name or DEFAULT_DEPLOYMENT
+    try:
+        return store.get_deployment(name)
+    except NotFound:
+        if name != DEFAULT_DEPLOYMENT:
+            raise
+    return register(store, default_deployment(), now, settings=settings)
+
+
+def check_run_date(run_date: dt.date, today: dt.date) -> None:
+    """Refuse a run date whose validation month has not started yet."""
+    val_month = months_for(run_date)[1]
+    if val_month > month_of(today):
+        raise ConfigError(f"The run date {run_date.isoformat()} would validate on {val_month}, a month in the "
+                          f"future (today is {today.isoformat()}); use a date up to "
+                          f"{_last_allowed(today).isoformat()}.")
+
+
+def fire_dates(row: dict[str, Any], start: dt.date, end: dt.date) -> list[dt.date]:
+    """The local dates on which the deployment's schedule fires from ``start`` to ``end`` inclusive."""
+    schedule = schedule_of(row)
+    if schedule is None:
+        raise ConfigError(f"The deployment {row['name']!r} has no schedule, so a backfill has no dates; "
+                          "use trigger --date for single runs.")
+    tz = schedule.tz
+    begin = dt.datetime.combine(start, dt.time(), tz) - dt.timedelta(microseconds=1)
+    finish = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), tz) - dt.timedelta(microseconds=1)
+    days: dict[dt.date, None] = {}
+    for moment in schedule.iter_fire_times(begin):
+        if moment > finish:
+            break
+        days[moment.astimezone(tz).date()] = None
+    return list(days)
+
+
+def _check_range(start: dt.date, end: dt.date, today: dt.date) -> None:
+    if end < start:
+        raise ConfigError(f"The backfill end {end.isoformat()} is before its start {start.isoformat()}.")
+    for label, day in (("start", start), ("end", end)):
+        if day > today:
+            raise ConfigError(f"The backfill {label} {day.isoformat()} is in the future "
+                              f"(today is {today.isoformat()}).")
+    months = len(months_between(start, end))
+    if months > MAX_BACKFILL_MONTHS:
+        raise ConfigError(f"The backfill from {start.isoformat()} to {end.isoformat()} spans {months} months; "
+                          f"the most is {MAX_BACKFILL_MONTHS}.")
+
+
+def _taken_dates(store: Store, deployment_id: int, dates: list[dt.date]) -> dict[dt.date, str]:
+    """Dates with a run that completed or is waiting or running, with a sentence saying which."""
+    taken: dict[dt.date, str] = {}
+    for run in store.runs_on_dates(deployment_id, dates):
+        label = KEEP_STATES.get(State(run["state"]))
+        day = dt.date.fromisoformat(run["run_date"])
+        if label and day not in taken:
+            taken[day] = f"already {label}: run {run['name']} ({run['id'][:8]}, {run['trigger']})"
+    return taken
+
+
+def _create(store: Store, settings: Settings, row: dict[str, Any], run_date: dt.date, *, now: dt.datetime,
+            when: dt.datetime, trigger: str, work_queue: str | None = None) -> str:
+    parameters = run_parameters(row, run_date)
+    return store.create_run(flow=row["flow"], name=new_run_name(), state=State.SCHEDULED, now=now,
+                            parameters=parameters, trigger=trigger, scheduled_time=when,
+                            deployment_id=row["id"], work_queue=work_queue or row["work_queue"],
+                            **run_columns(parameters, settings))
+
+
+def _last_allowed(today: dt.date) -> dt.date:
+    """The last day of next month: its validation month is this month."""
+    first_after = (today.replace(day=1) + dt.timedelta(days=62)).replace(day=1)
+    return first_after - dt.timedelta(days=1)

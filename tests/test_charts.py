@@ -1,0 +1,185 @@
+"""The dashboard's figures and frames as plain functions: traces, colours, axes, empty data."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import pytest
+
+from dashboard import charts, frames, labels
+from pipeline.store import Store
+from tests.dashboard_seed import seed_history
+
+UTC = dt.timezone.utc
+NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory):
+    seeded = seed_history(tmp_path_factory.mktemp("charts") / "fhv", now=NOW)
+    store = Store(seeded.settings.db_path, readonly=True)
+    yield seeded, store
+    store.close()
+
+
+def run(state: str, start: str, seconds: float, name: str = "r") -> dict:
+    begin = dt.datetime.fromisoformat(start).replace(tzinfo=UTC)
+    return {"id": f"{name}-{state}", "name": name, "state": state, "started_at": begin,
+            "ended_at": begin + dt.timedelta(seconds=seconds), "run_date": "2021-08-15",
+            "train_month": "2021-06", "val_month": "2021-07"}
+
+
+# -- runs over time ---------------------------------------------------------------------
+def test_runs_scatter_has_one_trace_per_state_in_the_state_colour(seeded):
+    _, store = seeded
+    fig = charts.runs_scatter(frames.run_points(store.run_timeline(), NOW))
+    colours = {trace.name: trace.marker.color for trace in fig.data}
+    assert colours == {"Completed": labels.STATE_COLORS["COMPLETED"], "Failed": labels.STATE_COLORS["FAILED"],
+                       "Crashed": labels.STATE_COLORS["CRASHED"]}
+    assert sum(len(trace.x) for trace in fig.data) == 14  # 12 completed, 1 failed, 1 crashed
+
+
+def test_runs_scatter_puts_start_time_in_utc_on_x_and_duration_on_y(seeded):
+    _, store = seeded
+    fig = charts.runs_scatter(frames.run_points(store.run_timeline(), NOW))
+    assert fig.layout.xaxis.type == "date" and "UTC" in fig.layout.xaxis.title.text
+    assert "Duration" in fig.layout.yaxis.title.text and fig.layout.yaxis.ticksuffix == " s"
+
+
+def test_runs_scatter_axis_fits_a_burst_of_runs_instead_of_a_week():
+    points = frames.run_points([run("COMPLETED", f"2026-11-25T01:11:{s:02d}", 3.2, f"r{s}") for s in (3, 8, 12, 24)],
+                               NOW)
+    first, last = charts.runs_scatter(points).layout.xaxis.range
+    assert pd.Timestamp(last) - pd.Timestamp(first) <= pd.Timedelta(hours=1, seconds=30)
+
+
+@pytest.mark.parametrize("durations, axis", [((3.1, 3.7, 4.0), "linear"), ((0.04, 3.5, 97.0), "log")])
+def test_runs_scatter_switches_to_a_log_axis_when_durations_differ_widely(durations, axis):
+    points = frames.run_points([run("COMPLETED", f"2026-11-2{i}T10:00:00", s, f"r{i}")
+                                for i, s in enumerate(durations)], NOW)
+    assert charts.runs_scatter(points).layout.yaxis.type == axis
+
+
+# -- task timeline ---------------------------------------------------------------------
+def test_task_gantt_places_bars_by_start_and_length(seeded):
+    seeded_history, store = seeded
+    completed = store.get_run(seeded_history.completed[-1])
+    bars = frames.task_bars(store.task_runs(completed["id"]), completed["started_at"], NOW)
+    fig = charts.task_gantt(bars)
+    (trace,) = fig.data
+    assert trace.orientation == "h" and list(trace.y) == ["read_data", "prepare_features", "train_model", "run_model"]
+    starts, lengths = list(trace.base), list(trace.x)
+    assert starts[0] == pytest.approx(0.004, abs=1e-6)
+    assert all(later >= earlier + length for earlier, length, later in zip(starts, lengths, starts[1:]))
+
+
+def test_task_gantt_shows_tasks_that_never_ran_as_not_run(seeded):
+    seeded_history, store = seeded
+    failed = store.get_run(seeded_history.failed)
+    fig = charts.task_gantt(frames.task_bars(store.task_runs(failed["id"]), failed["started_at"], NOW))
+    by_name = {trace.name: trace for trace in fig.data}
+    assert set(by_name) == {"Completed", "Failed", "Not run"}
+    assert list(by_name["Not run"].y) == ["run_model"] and list(by_name["Not run"].text) == ["not run"]
+    assert by_name["Failed"].marker.color == labels.STATE_COLORS["FAILED"]
+
+
+def test_task_gantt_labels_sub_second_durations_readably():
+    start = dt.datetime(2026, 11, 25, 1, 0, tzinfo=UTC)
+    tasks = [{"task": "run_model", "attempt": 1, "state": "COMPLETED", "started_at": start,
+              "ended_at": start + dt.timedelta(seconds=0.042), "error": None}]
+    fig = charts.task_gantt(frames.task_bars(tasks, start, NOW))
+    assert list(fig.data[0].text) == ["0.042 s"] and fig.layout.xaxis.ticksuffix == " s"
+
+
+def test_task_bars_name_retried_attempts():
+    start = dt.datetime(2026, 11, 25, 1, 0, tzinfo=UTC)
+    tasks = [{"task": "read_data", "attempt": a, "state": s, "started_at": start + dt.timedelta(seconds=a),
+              "ended_at": start + dt.timedelta(seconds=a + 0.5), "error": None}
+             for a, s in ((1, "FAILED"), (2, "COMPLETED"))]
+    assert list(frames.task_bars(tasks, start, NOW)["label"]) == ["read_data", "read_data (attempt 2)"]
+
+
+# -- metric trends -------------------------------------------------------------------------
+def test_metric_trends_chart_train_and_validation_rmse_and_mse_labelled(seeded):
+    _, store = seeded
+    fig = charts.metric_trends(frames.metric_history(store.metric_history()))
+    titles = [a.text for a in fig.layout.annotations]
+    assert titles[:2] == ["RMSE (minutes)", "MSE (minutes²)"]
+    lines = [t for t in fig.data if t.type == "scatter" and t.mode == "lines+markers" and "duration" not in t.name]
+    assert [t.name for t in lines] == ["training", "validation", "training", "validation"]
+    assert all(len(t.x) == 12 for t in lines)
+
+
+def test_metric_trends_mark_synthetic_runs_with_hollow_markers(seeded):
+    _, store = seeded
+    history = frames.metric_history(store.metric_history())
+    fig = charts.metric_trends(history)
+    hollow = [t for t in fig.data if t.name == charts.SYNTHETIC_NAME]
+    assert len(hollow) == 4 and all(t.marker.color == "white" for t in hollow)
+    assert all(list(t.x) == list(history["run_date"][:3]) for t in hollow)  # steady-run-01..03
+    assert "steady-run-01" in fig.data[1].customdata[0][0] and fig.data[1].customdata[0][2] == "synthetic demo data"
+
+
+def test_metric_history_is_in_run_date_order_with_the_flow_metric_keys(seeded):
+    _, store = seeded
+    history = frames.metric_history(store.metric_history())
+    assert history["run_date"].is_monotonic_increasing
+    assert (history["val_mse"] - history["val_rmse"] ** 2).abs().max() < 1e-9
+
+
+# -- state counts and empty data ---------------------------------------------------------
+def test_state_counts_colour_each_bar_by_its_state():
+    fig = charts.state_counts({"COMPLETED": 12, "SCHEDULED": 3, "FAILED": 1, "RUNNING": 0})
+    assert list(fig.data[0].y) == ["Completed", "Failed", "Scheduled"]
+    assert list(fig.data[0].marker.color) == [labels.STATE_COLORS[s] for s in ("COMPLETED", "FAILED", "SCHEDULED")]
+
+
+@pytest.mark.parametrize("figure", [
+    lambda: charts.runs_scatter(frames.run_points([], NOW)),
+    lambda: charts.task_gantt(frames.task_bars([], None, NOW)),
+    lambda: charts.metric_trends(frames.metric_history([])),
+    lambda: charts.state_counts({}),
+])
+def test_empty_data_gives_an_annotated_empty_figure(figure):
+    fig = figure()
+    assert len(fig.data) == 0 and fig.layout.annotations[0].text
+
+
+# -- wording -------------------------------------------------------------------------------
+def test_runs_table_rows_show_months_covered_and_the_failure_reason(seeded):
+    seeded_history, store = seeded
+    table = frames.runs_table(store.runs(limit=100))
+    failed = table[table["Run"].str.contains(seeded_history.failed)].iloc[0]
+    assert failed["Covers"] == "2022-03-15: 2022-01 → 2022-02"
+    assert failed["Reason"].startswith("train_model: fhv_tripdata_2022-01")
+    assert failed["State"] == ["Failed"] and failed["Run"].startswith(f"/run?id={seeded_history.failed}")
+
+
+@pytest.mark.parametrize("moment, zone, text", [
+    ("2026-12-15T14:00:00Z", "America/New_York", "2026-12-15 09:00 EST (America/New_York)"),
+    ("2026-07-15T13:00:00Z", "America/New_York", "2026-07-15 09:00 EDT (America/New_York)"),
+    ("2026-12-15T14:00:00Z", None, "2026-12-15 14:00 UTC"),
+])
+def test_times_carry_their_zone(moment, zone, text):
+    assert labels.in_zone(moment, zone) == text
+
+
+@pytest.mark.parametrize("seconds, text", [(0.042, "0.042 s"), (3.21, "3.2 s"), (97, "1m 37s")])
+def test_durations_stay_readable_below_a_second(seconds, text):
+    start = dt.datetime(2026, 1, 1, tzinfo=UTC)
+    assert labels.duration(start, start + dt.timedelta(seconds=seconds)) == text
+
+
+@pytest.mark.parametrize("status, alive", [
+    (None, False),
+    ({"heartbeat_at": "2026-11-25T11:59:50.000000Z", "stopped_at": None, "pid": 1, "hostname": "h"}, True),
+    ({"heartbeat_at": "2026-11-25T11:58:00.000000Z", "stopped_at": None, "pid": 1, "hostname": "h"}, False),
+    ({"heartbeat_at": "2026-11-25T11:59:59.000000Z", "stopped_at": "2026-11-25T11:59:59.000000Z"}, False),
+])
+def test_a_scheduler_is_alive_only_with_a_recent_heartbeat_and_no_stop(status, alive):
+    assert labels.scheduler_state(status, NOW)[0] is alive
+
+
+def test_countdown_says_in_or_overdue():
+    assert labels.countdown(NOW + dt.timedelta(days=20, minutes=20), NOW) == "in 20 d 00 h 20 min"
+    assert labels.countdown(NOW - dt.timedelta(hours=2), NOW) == "overdue by 2 h 00 min"

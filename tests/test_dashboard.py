@@ -1,0 +1,244 @@
+"""Every dashboard page headless with AppTest on a seeded history, and its main interaction.
+
+The app is started from its entrypoint (``dashboard/app.py``) and switched to each page, as a
+user's browser would; FHV_HOME points at a history in tmp_path.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from pipeline.states import State
+from pipeline.store import Store
+from tests.dashboard_seed import DEPLOYMENT, bulk_history, seed_history
+
+APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
+PAGES = ["overview", "runs", "run_detail", "upcoming", "trends", "trigger"]
+
+
+@pytest.fixture
+def history(tmp_path, monkeypatch):
+    seeded = seed_history(tmp_path / "fhv")
+    monkeypatch.setenv("FHV_HOME", str(seeded.settings.home))
+    monkeypatch.setenv("FHV_DATA_URL", "demo:3000")
+    yield seeded
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+@pytest.fixture
+def store(history):
+    opened = Store(history.settings.db_path, readonly=True)
+    yield opened
+    opened.close()
+
+
+def open_page(page: str, **query: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.query_params.update(query)
+    at.run()
+    at.switch_page(f"app_pages/{page}.py").run()
+    assert not at.exception, at.exception[0].value
+    return at
+
+
+def texts(at: AppTest) -> str:
+    parts = [e.value for kind in ("markdown", "error", "warning", "info", "success", "caption", "title")
+             for e in getattr(at, kind)]
+    return "\n".join(str(p) for p in parts)
+
+
+def table(at: AppTest, column: str):
+    """The first table with this column (read-only dataframes carry no key in AppTest)."""
+    return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
+def run_ids(store: Store) -> set[str]:
+    return {r["id"] for r in store.runs(limit=10_000)}
+
+
+# -- every page renders --------------------------------------------------------------------
+@pytest.mark.parametrize("page, expected", [
+    ("overview", "Scheduler down"), ("runs", "runs** match"), ("upcoming", "America/New_York"),
+    ("trends", "synthetic demo data"), ("trigger", "Trains on"), ("run_detail", "· trigger "),
+])
+def test_each_page_renders_the_seeded_history_without_exception(history, page, expected):
+    at = open_page(page)
+    assert expected in texts(at)
+
+
+def test_run_detail_page_renders_a_failed_run_with_its_reason_in_the_header(history):
+    at = open_page("run_detail", id=history.failed)
+    assert at.title[0].value == "sarcastic-lorikeet"
+    assert "in `train_model`" in at.error[0].value or any("train_model" in e.value for e in at.error)
+    assert "no trip lasts between 1 and 60 minutes" in texts(at)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_each_page_renders_an_empty_history_without_exception(tmp_path, monkeypatch, page):
+    monkeypatch.setenv("FHV_HOME", str(tmp_path / "empty"))
+    open_page(page)
+
+
+def test_overview_looks_forward_with_the_next_run_and_scheduled_count(history):
+    at = open_page("overview")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Scheduled"] == "3" and metrics["Late"] == "1" and metrics["Starts"].startswith("in ")
+    assert "python -m pipeline scheduler" in [c.value for c in at.code]
+
+
+def test_overview_says_the_scheduler_is_alive_when_it_beats(tmp_path, monkeypatch):
+    seeded = seed_history(tmp_path / "fhv", scheduler_alive=True)
+    monkeypatch.setenv("FHV_HOME", str(seeded.settings.home))
+    at = open_page("overview")
+    assert any("Scheduler alive" in s.value for s in at.success)
+    assert not any("Scheduler down" in e.value for e in at.error)
+
+
+def test_run_detail_with_an_unknown_id_says_so(history):
+    at = open_page("run_detail", id="no-such-run")
+    assert any("matches no run" in e.value for e in at.error)
+
+
+# -- interactions ------------------------------------------------------------------------------
+def test_runs_can_be_filtered_by_state(history):
+    at = open_page("runs")
+    assert len(table(at, "Reason")) == 19
+    at.multiselect(key="runs_states").set_value(["FAILED"]).run()
+    failed = table(at, "Reason")
+    assert list(failed["State"].map(tuple)) == [("Failed",)]
+    assert failed["Reason"].iloc[0].startswith("train_model:")
+
+
+def test_runs_can_be_limited_to_a_date_range(history):
+    at = open_page("runs")
+    at.selectbox(key="runs_period").set_value("Past 7 days").run()
+    recent = table(at, "Reason")
+    assert len(recent) == 12  # 5 completed, failed, crashed, cancelled, late and 3 scheduled
+    assert "2021-08-15: 2021-06 → 2021-07" not in set(recent["Covers"])
+
+
+def test_runs_are_paged(history):
+    writer = Store(history.settings.db_path)
+    bulk_history(writer, runs=60)
+    writer.close()
+    at = open_page("runs")
+    at.selectbox(key="runs_per_page").set_value(25).run()
+    first_page = table(at, "Reason")
+    assert len(first_page) == 25 and at.pagination[0].num_pages == 4
+    at.pagination[0].select(4).run()
+    last_page = table(at, "Reason")
+    assert len(last_page) == 79 - 75 and set(last_page["Run"]).isdisjoint(first_page["Run"])
+
+
+def test_runs_can_be_searched_by_name(history):
+    at = open_page("runs")
+    at.text_input(key="runs_search").input("brittle").run()
+    assert list(table(at, "Reason")["Covers"]) == ["2022-04-15: 2022-02 → 2022-03"]
+
+
+def test_log_level_filter_hides_and_shows_debug_lines(history):
+    at = open_page("run_detail", id=history.completed[-1])
+    assert not table(at, "Level")["Level"].eq("DEBUG").any()
+    at.pills(key="detail_levels").select("DEBUG").run()
+    assert table(at, "Level")["Level"].eq("DEBUG").sum() == 1
+    at.pills(key="detail_levels").set_value(["DEBUG"]).run()
+    assert set(table(at, "Level")["Level"]) == {"DEBUG"}
+
+
+def test_run_detail_labels_mse_and_rmse_and_offers_artifacts(history):
+    at = open_page("run_detail", id=history.completed[-1])
+    labels = [m.label for m in at.metric]
+    assert {"Training MSE (min²)", "Training RMSE (min)", "Validation MSE (min²)", "Validation RMSE (min)"} <= set(labels)
+    assert len([b for b in at.download_button if b.key and b.key.startswith("artifact_")]) == 2
+    assert any(c.value.startswith("sha256 ") for c in at.code)
+
+
+def test_trigger_enqueues_a_scheduled_run_and_confirms_it(history, store):
+    before = run_ids(store)
+    at = open_page("trigger")
+    at.button(key="trigger_run").click().run()
+    assert not at.exception
+    new = run_ids(store) - before
+    assert len(new) == 1
+    run = store.get_run(new.pop())
+    assert run["state"] == State.SCHEDULED and run["run_date"] == dt.date.today().isoformat()
+    assert at.toast and "Enqueued" in at.toast[0].value
+
+
+def test_a_run_date_validating_on_a_future_month_is_refused_and_writes_nothing(history, store):
+    before = run_ids(store)
+    at = open_page("trigger")
+    at.date_input(key="trigger_date").set_value(dt.date.today() + dt.timedelta(days=75)).run()
+    at.button(key="trigger_run").click().run()
+    assert any("future" in e.value for e in at.error)
+    assert not at.toast and run_ids(store) == before
+
+
+def test_backfill_ending_before_it_starts_is_refused_and_writes_nothing(history, store):
+    before = run_ids(store)
+    at = open_page("trigger")
+    at.date_input(key="backfill_start").set_value(dt.date(2021, 6, 15))
+    at.date_input(key="backfill_end").set_value(dt.date(2021, 3, 15)).run()
+    at.button(key="backfill_preview").click().run()
+    assert any("before" in e.value for e in at.error)
+    assert not _has(at, "backfill_confirm")
+    assert run_ids(store) == before
+
+
+def test_backfill_of_hundreds_of_months_is_refused_and_writes_nothing(history, store):
+    before = run_ids(store)
+    at = open_page("trigger")
+    at.date_input(key="backfill_start").set_value(dt.date(1990, 1, 15))
+    at.date_input(key="backfill_end").set_value(dt.date(2021, 3, 15)).run()
+    at.button(key="backfill_preview").click().run()
+    assert at.error and not _has(at, "backfill_confirm")
+    assert run_ids(store) == before
+
+
+def test_backfill_preview_then_confirm_enqueues_the_months(history, store):
+    before = run_ids(store)
+    at = open_page("trigger")
+    at.date_input(key="backfill_start").set_value(dt.date(2023, 1, 15))
+    at.date_input(key="backfill_end").set_value(dt.date(2023, 3, 15)).run()
+    at.button(key="backfill_preview").click().run()
+    planned = table(at, "Train month")
+    assert list(planned["Run date"]) == ["2023-01-15", "2023-02-15", "2023-03-15"]
+    assert run_ids(store) == before  # the preview is a dry run
+    at.button(key="backfill_confirm").click().run()
+    new = [store.get_run(i) for i in run_ids(store) - before]
+    assert sorted(r["run_date"] for r in new) == ["2023-01-15", "2023-02-15", "2023-03-15"]
+    assert at.toast and "3 backfill run" in at.toast[0].value
+
+
+def test_a_deployment_can_be_paused_and_resumed(history, store):
+    at = open_page("upcoming")
+    at.button(key=f"toggle_{DEPLOYMENT}").click().run()
+    assert store.get_deployment(DEPLOYMENT)["active"] is False
+    assert "Paused" in texts(at)
+    at.button(key=f"toggle_{DEPLOYMENT}").click().run()
+    assert store.get_deployment(DEPLOYMENT)["active"] is True
+
+
+def test_a_scheduled_run_can_be_cancelled_from_its_page(history, store):
+    run_id = history.scheduled[0]
+    at = open_page("run_detail", id=run_id)
+    at.button(key="detail_cancel").click().run()
+    assert store.get_run(run_id)["state"] == State.CANCELLED
+    assert at.button(key="detail_cancel").disabled
+
+
+def test_rerun_enqueues_the_same_run_date(history, store):
+    before = run_ids(store)
+    at = open_page("run_detail", id=history.failed)
+    at.button(key="detail_rerun").click().run()
+    (new,) = run_ids(store) - before
+    assert store.get_run(new)["run_date"] == "2022-03-15"
+
+
+def _has(at: AppTest, key: str) -> bool:
+    return any(b.key == key for b in at.button)

@@ -1,0 +1,249 @@
+import datetime as dt
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from pipeline.cli import main
+from pipeline.config import TLC_TEMPLATE
+from pipeline.deployments import (DEFAULT_DEPLOYMENT, TRAINING_FLOW, DeploymentSpec, default_deployment, load_specs,
+                                  materialise, register, run_columns, upcoming_slots)
+from pipeline.errors import ConfigError, NotFound
+from pipeline.schedules import CronSchedule, IntervalSchedule, schedule_from_json
+from pipeline.store import Store
+
+UTC = dt.timezone.utc
+T0 = dt.datetime(2026, 1, 1, tzinfo=UTC)
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "deployments.py"
+
+
+def hourly(name="hourly", **fields):
+    return DeploymentSpec(name=name, schedule=CronSchedule("0 * * * *", "UTC"), **fields)
+
+
+def slots(store, name):
+    return [r["scheduled_time"] for r in store.runs(deployment=name, limit=1000, order="upcoming")]
+
+
+def write(tmp_path, text, name="deploy.py"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_the_default_deployment_is_monthly_on_the_15th_in_new_york():
+    spec = default_deployment()
+    assert (spec.name, spec.tags, spec.flow) == (DEFAULT_DEPLOYMENT, ("ml",), TRAINING_FLOW)
+    assert spec.schedule == CronSchedule("0 9 15 * *", "America/New_York")
+    assert spec.active and spec.catchup == "latest"
+
+
+def test_the_flow_name_matches_the_training_flow():
+    from pipeline import flow
+
+    assert TRAINING_FLOW == flow.FLOW_NAME
+
+
+def test_run_columns_match_what_the_flow_records(settings):
+    from pipeline import flow
+
+    for parameters in ({"date": "2022-01-15"}, {"date": "2021-03-15", "data_url": "demo:500"}):
+        assert run_columns(parameters, settings) == flow.run_fields(parameters, settings)
+
+
+@pytest.mark.parametrize("fields, words", [
+    ({"name": "has space"}, "The deployment name 'has space' is not valid"),
+    ({"name": ""}, "The deployment name '' is not valid"),
+    ({"work_queue": "a/b"}, "The work queue name 'a/b' is not valid"),
+    ({"catchup": "some"}, "The catch-up policy 'some' of 'x' is unknown"),
+    ({"max_lateness": -5}, "The maximum lateness -5 of 'x' must be a positive"),
+    ({"parameters": {"date": "2021-01-15"}}, "sets the parameter 'date'"),
+    ({"parameters": {"colour": "red"}}, "the unknown parameter 'colour'"),
+    ({"parameters": ["data_url"]}, "The parameters of 'x' must be a dict"),
+    ({"parameters": {"data_url": "https://host/no-placeholder"}}, "has no {month} placeholder"),
+    ({"tags": "ml"}, "The tags of 'x' must be a list of words"),
+    ({"flow": "other-flow"}, "names the flow 'other-flow'"),
+    ({"schedule": "0 9 15 * *"}, "must be a CronSchedule or an IntervalSchedule"),
+])
+def test_invalid_specs_are_refused_with_a_sentence_naming_the_field(fields, words):
+    with pytest.raises(ConfigError, match=words.replace("{", r"\{").replace("}", r"\}")):
+        DeploymentSpec(**{"name": "x", **fields})
+
+
+def test_a_spec_normalises_its_values():
+    spec = DeploymentSpec(name="x", parameters={"data_url": "tlc"}, tags=["ml", "nightly"],
+                          max_lateness=dt.timedelta(hours=2))
+    assert spec.parameters == {"data_url": TLC_TEMPLATE}
+    assert spec.tags == ("ml", "nightly") and spec.max_lateness == 7200.0
+
+
+def test_the_example_file_defines_three_specs():
+    specs = load_specs(EXAMPLE)
+    assert [s.name for s in specs] == [DEFAULT_DEPLOYMENT, "nightly-demo", "quarter-hourly-demo"]
+
+
+def test_specs_in_module_level_lists_are_found_once(tmp_path):
+    path = write(tmp_path, """
+        from pipeline.deployments import DeploymentSpec
+        a = DeploymentSpec(name="a")
+        ALL = [a, DeploymentSpec(name="b")]
+    """)
+    assert [s.name for s in load_specs(path)] == ["a", "b"]
+
+
+@pytest.mark.parametrize("text, words", [
+    ("x = 1\n", "defines no DeploymentSpec"),
+    ("raise RuntimeError('boom')\n", "failed to load: RuntimeError: boom"),
+    ("from pipeline.schedules import CronSchedule\nCronSchedule('0 25 * * *')\n", "has an invalid spec: The cron"),
+    ("from pipeline.deployments import DeploymentSpec as D\na = D(name='a')\nb = D(name='a')\n",
+     "defines the deployment 'a' twice"),
+])
+def test_bad_deployment_files_are_refused_naming_the_file(tmp_path, text, words):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=words) as caught:
+        load_specs(path)
+    assert str(path) in str(caught.value)
+
+
+def test_a_missing_deployment_file_is_named():
+    with pytest.raises(ConfigError, match="nowhere.py does not exist"):
+        load_specs("nowhere.py")
+
+
+def test_registering_creates_the_deployment_its_queue_and_upcoming_runs(store, settings):
+    row = register(store, hourly(work_queue="fast"), T0, settings=settings)
+    assert row["active"] is True and row["work_queue"] == "fast"
+    assert store.work_queue("fast")["concurrency_limit"] is None
+    assert slots(store, "hourly") == ["2026-01-01T01:00:00.000000Z", "2026-01-01T02:00:00.000000Z",
+                                      "2026-01-01T03:00:00.000000Z"]
+
+
+def test_registering_again_never_duplicates_scheduled_runs(store, settings):
+    register(store, hourly(), T0, settings=settings)
+    first = [r["id"] for r in store.runs(deployment="hourly", limit=100)]
+    register(store, hourly(), T0 + dt.timedelta(minutes=10), settings=settings)
+    assert [r["id"] for r in store.runs(deployment="hourly", limit=100)] == first
+
+
+def test_a_new_schedule_replaces_the_upcoming_runs_of_the_old_one(store, settings):
+    register(store, hourly(), T0, settings=settings)
+    spec = DeploymentSpec(name="hourly", schedule=CronSchedule("30 * * * *", "UTC"))
+    register(store, spec, T0 + dt.timedelta(minutes=10), settings=settings)
+    assert slots(store, "hourly") == ["2026-01-01T00:30:00.000000Z", "2026-01-01T01:30:00.000000Z",
+                                      "2026-01-01T02:30:00.000000Z"]
+
+
+def test_new_parameters_remake_the_upcoming_runs_with_them(store, settings):
+    register(store, hourly(), T0, settings=settings)
+    register(store, hourly(parameters={"data_url": "demo:777"}), T0, settings=settings)
+    runs = store.runs(deployment="hourly", limit=100)
+    assert len(runs) == 3 and {r["parameters"]["data_url"] for r in runs} == {"demo:777"}
+    assert {r["data_source"] for r in runs} == {"demo:777"}
+
+
+def test_an_inactive_spec_pauses_the_deployment_and_drops_its_runs(store, settings):
+    register(store, hourly(), T0, settings=settings)
+    row = register(store, hourly(active=False), T0, settings=settings)
+    assert row["active"] is False and slots(store, "hourly") == []
+
+
+def test_pausing_cancels_due_runs_and_resuming_counts_slots_from_then(store, settings):
+    register(store, hourly(), T0, settings=settings)
+    store.set_deployment_active("hourly", False, T0 + dt.timedelta(hours=1, minutes=30))
+    assert [r["state"] for r in store.runs(deployment="hourly", limit=10)] == ["CANCELLED"]
+    resumed = store.set_deployment_active("hourly", True, T0 + dt.timedelta(hours=5, minutes=30))
+    materialise(store, settings, resumed, T0 + dt.timedelta(hours=5, minutes=30))
+    assert slots(store, "hourly")[1:] == ["2026-01-01T06:00:00.000000Z", "2026-01-01T07:00:00.000000Z",
+                                          "2026-01-01T08:00:00.000000Z"]
+
+
+@pytest.mark.parametrize("schedule, count", [
+    (CronSchedule("0 9 15 * *", "America/New_York"), 3),  # 3 runs, about 3 months ahead
+    (CronSchedule("0 * * * *", "UTC"), 3),
+    (IntervalSchedule(600, "2026-01-01", "UTC"), 6),  # an hour ahead
+    (IntervalSchedule(2, "2026-01-01", "UTC"), 100),  # at most 100 runs
+    (CronSchedule("0 0 1 1 *", "UTC"), 0),  # at most 100 days ahead
+])
+def test_upcoming_runs_are_at_least_3_and_an_hour_ahead_at_most_100_or_100_days(schedule, count):
+    assert len(upcoming_slots(schedule, dt.datetime(2026, 1, 1, 0, 0, 1, tzinfo=UTC))) == count
+
+
+def test_each_run_gets_the_date_of_its_slot_in_the_schedule_zone(store, settings):
+    spec = DeploymentSpec(name="tokyo", schedule=CronSchedule("30 0 * * *", "Asia/Tokyo"))
+    register(store, spec, T0, settings=settings)
+    run = store.runs(deployment="tokyo", order="upcoming", limit=1)[0]
+    assert run["scheduled_time"] == "2026-01-01T15:30:00.000000Z"
+    assert run["parameters"] == {"date": "2026-01-02"} and run["run_date"] == "2026-01-02"
+    assert (run["train_month"], run["val_month"], run["trigger"]) == ("2025-11", "2025-12", "schedule")
+
+
+def test_the_store_lists_deployments_decoded_for_the_dashboard(store, settings):
+    register(store, default_deployment(), T0, settings=settings)
+    row = store.deployments()[0]
+    assert row["active"] is True and row["tags"] == ["ml"] and row["parameters"] == {}
+    assert row["work_queue"] == "default" and row["next_run_time"] == "2026-01-15T14:00:00.000000Z"
+    schedule = schedule_from_json(row["schedule"])
+    assert schedule.describe() == "At 09:00, on day 15 of the month (America/New_York)"
+    assert "right after the jump" in schedule.dst_policy()
+    assert store.get_deployment(DEFAULT_DEPLOYMENT)["id"] == row["id"]
+
+
+def test_work_queues_report_limits_and_counts(store, settings):
+    register(store, hourly(), T0, settings=settings)
+    queues = {q["name"]: q for q in store.work_queues()}
+    assert queues["default"] == {**queues["default"], "concurrency_limit": 1, "paused": False, "running": 0,
+                                 "scheduled": 3, "late": 0, "awaiting": 0}
+
+
+def test_unknown_names_raise_not_found_with_a_hint(store):
+    with pytest.raises(NotFound, match="There is no deployment named 'nope'"):
+        store.get_deployment("nope")
+    with pytest.raises(NotFound, match="There is no work queue named 'nope'"):
+        store.set_work_queue_paused("nope", True)
+
+
+def test_a_registration_survives_reopening_the_history(settings):
+    first = Store(settings.db_path)
+    register(first, hourly(), T0, settings=settings)
+    first.close()
+    assert len(Store(settings.db_path).runs(deployment="hourly")) == 3
+
+
+def cli(monkeypatch, settings, *argv):
+    monkeypatch.setenv("FHV_HOME", str(settings.home))
+    monkeypatch.setenv("FHV_DATA_URL", settings.data_url)
+    return main(list(argv))
+
+
+def test_deployment_create_twice_keeps_one_set_of_runs(monkeypatch, settings, store, capsys):
+    assert cli(monkeypatch, settings, "deployment", "create", str(EXAMPLE)) == 0
+    before = store.count_runs()
+    assert cli(monkeypatch, settings, "deployment", "create", str(EXAMPLE)) == 0
+    assert store.count_runs() == before == 3
+    assert "Deployment monthly-training (active)" in capsys.readouterr().out
+
+
+def test_deployment_ls_pause_and_resume_from_the_cli(monkeypatch, settings, store, capsys):
+    cli(monkeypatch, settings, "deployment", "create", str(EXAMPLE))
+    assert cli(monkeypatch, settings, "deployment", "resume", "nightly-demo") == 0
+    assert len(store.runs(deployment="nightly-demo")) >= 3
+    assert cli(monkeypatch, settings, "deployment", "pause", "nightly-demo") == 0
+    assert store.runs(deployment="nightly-demo", states=["SCHEDULED"]) == []
+    capsys.readouterr()
+    cli(monkeypatch, settings, "deployment", "ls", "--json")
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["nightly-demo"]["active"] is False and rows["monthly-training"]["active"] is True
+    assert cli(monkeypatch, settings, "deployment", "pause", "ghost") == 2
+
+
+def test_work_queue_commands_create_limit_and_list(monkeypatch, settings, capsys):
+    assert cli(monkeypatch, settings, "work-queue", "create", "gpu", "--limit", "2") == 0
+    assert cli(monkeypatch, settings, "work-queue", "set-limit", "gpu", "none") == 0
+    assert cli(monkeypatch, settings, "work-queue", "set-limit", "gpu", "zero") == 2
+    capsys.readouterr()
+    cli(monkeypatch, settings, "work-queue", "ls", "--json")
+    queues = {q["name"]: q for q in json.loads(capsys.readouterr().out)}
+    assert queues["gpu"]["concurrency_limit"] is None and queues["default"]["concurrency_limit"] == 1
+    assert cli(monkeypatch, settings, "work-queue", "ls") == 0
+    assert "gpu" in capsys.readouterr().out
