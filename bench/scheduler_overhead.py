@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import datetime as dt
 import statistics
 import subprocess
@@ -131,6 +132,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--history", type=int, default=100_000)
     args = parser.parse_args()
+    logging.getLogger("pipeline").setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory() as folder:
         home = Path(folder)
         print(f"Due -> RUNNING with the real executor ({args.runs} runs each):")

@@ -74,6 +74,9 @@ def training_flow(*, settings: Settings, date: str | None = None, data_url: str 
     run_date = parse_date(date)
     settings = settings.with_data_url(data_url)
     train_month, val_month = months_for(run_date)
+    context = run_context()
+    if context:
+        context.store.record_data_source(context.run_id, settings.data_url, settings.is_synthetic)
     label = " (synthetic demo data)" if settings.is_synthetic else ""
     log.info("Run date %s: training on %s, validating on %s, data from %s%s.", run_date, train_month,
              val_month, data.describe_source(settings.data_url), label)

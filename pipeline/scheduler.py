@@ -235,13 +235,15 @@ class Scheduler:
         self.last_alive = now
         if since is not None and (now - since).total_seconds() <= self.options.stale_after:
             return
-        logger.warning("No scheduler ran %s: applying the catch-up policies.",
-                       f"from {_when(since)} to {_when(now)}" if since else f"before {_when(now)}")
-        until = now - dt.timedelta(seconds=self.options.late_after)
+        until, count = now - dt.timedelta(seconds=self.options.late_after), 0
         for row in self.store.deployments():
             if row["active"]:
                 materialise(self.store, self.settings, row, now)
-                self._catch_up(row, self.store.missed_runs(row["id"], after=since, until=until), since, now)
+                missed = self.store.missed_runs(row["id"], after=since, until=until)
+                self._catch_up(row, missed, since, now)
+                count += len(missed)
+        if count:
+            logger.warning("%d slot(s) passed while no scheduler ran; applied the catch-up policies.", count)
 
     def _catch_up(self, row: dict[str, Any], missed: list[dict[str, Any]], since: dt.datetime | None,
                   now: dt.datetime) -> None:

@@ -307,6 +307,12 @@ class Store:
                                pid=pid, hostname=socket.gethostname(), ended_at=None,
                                error=None, error_task=None)
 
+    def record_data_source(self, run_id: str, data_source: str, synthetic: bool) -> None:
+        """The data source a run really reads, known once it starts (the executing process decides)."""
+        with self.atomic() as conn:
+            conn.execute("UPDATE flow_runs SET data_source = ?, synthetic = ? WHERE id = ?",
+                         (data_source, int(synthetic), run_id))
+
     def heartbeat_run(self, run_id: str, now: dt.datetime) -> None:
         with self.atomic() as conn:
             conn.execute("UPDATE flow_runs SET heartbeat_at = ? WHERE id = ?", (to_db(now), run_id))

@@ -148,3 +148,16 @@ def test_runs_show_lists_tasks_and_logs_of_a_run(tmp_path):
     assert shown.returncode == 0
     for text in ("read_data", "run_model", "synthetic demo data", "Validation: MSE"):
         assert text in shown.stdout
+
+
+def test_a_run_records_the_data_source_it_really_read(mirror, store):
+    """A run enqueued by one process may execute in another with its own FHV_DATA_URL."""
+    run_id = store.create_run(flow="fhv-duration-training", name="queued", state=State.PENDING,
+                              now=FakeClock().now(), parameters={"date": "2021-08-15"},
+                              data_source="demo", synthetic=True)
+    from pipeline.flow import execute
+
+    execute(store, mirror, run_id, clock=FakeClock())
+    run = store.get_run(run_id)
+    assert run["state"] == "COMPLETED"
+    assert (run["data_source"], run["synthetic"]) == (mirror.data_url, 0)
