@@ -21,12 +21,14 @@ $py -m pipeline runs ls --limit 10
 
 $py -m pipeline scheduler &
 scheduler=$!
+$py -m streamlit run dashboard/app.py --server.port "$port" &
+dashboard=$!
 stop() {
   trap - INT TERM EXIT
-  kill -TERM "$scheduler" 2>/dev/null || true
-  wait "$scheduler" 2>/dev/null || true
+  kill -TERM "$dashboard" "$scheduler" 2>/dev/null || true
+  wait "$dashboard" "$scheduler" 2>/dev/null || true
   echo "Scheduler and dashboard stopped."
 }
 trap stop INT TERM EXIT
-echo "Dashboard: http://127.0.0.1:$port  (history: $FHV_HOME/history.db, data: $FHV_DATA_URL)"
-$py -m streamlit run dashboard/app.py --server.port "$port"
+echo "Dashboard: http://127.0.0.1:$port  (history: $FHV_HOME/history.db, data: $FHV_DATA_URL). Ctrl-C stops both."
+wait -n "$scheduler" "$dashboard" || true  # one of them ended: stop the other too

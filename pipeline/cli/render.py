@@ -19,8 +19,15 @@ STATE_STYLES = {
     State.NOT_RUN: "grey50",
 }
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+def _console(stderr: bool = False) -> Console:
+    """A terminal gets its own width; a pipe or a file gets wide tables rather than cut ones."""
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else 160
+    return Console(stderr=stderr, highlight=False, width=width)
+
+
+console = _console()
+err_console = _console(stderr=True)
 
 
 def state_text(state: str) -> str:
