@@ -342,6 +342,7 @@ class Scheduler:
         elif why.startswith("stop"):
             self.store.add_log(run["id"], level="WARNING", ts=now,
                                message="The scheduler stopped while this run was running, so it was cancelled.")
+        _log_end(self.store.get_run(run["id"]))
 
     def _stale(self, run: dict[str, Any], now: dt.datetime) -> bool:
         beat = max(filter(None, (from_db(run["heartbeat_at"]), self.started.get(run["id"]))), default=None)
@@ -374,6 +375,14 @@ class Scheduler:
             self.cancel()
             self.heartbeat()
             self.clock.sleep(min(self.options.tick, 0.1))
+
+
+def _log_end(run: dict[str, Any]) -> None:
+    took = seconds_text((from_db(run["ended_at"]) - from_db(run["started_at"])).total_seconds()) \
+        if run["ended_at"] and run["started_at"] else "-"
+    detail = f": {run['error']}" if run["error"] else ""
+    level = logging.INFO if run["state"] in ("COMPLETED", "AWAITING_RETRY") else logging.WARNING
+    logger.log(level, "Run %s (%s) ended %s after %s%s", run["name"], run["id"][:8], run["state"], took, detail)
 
 
 @contextlib.contextmanager
