@@ -1,5 +1,4 @@
 """The training flow end to end: real downloads from 127.0.0.1, real SQLite, real artifacts."""
-import datetime as dt
 import io
 import json
 import os

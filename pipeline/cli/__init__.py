@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from typing import Callable, Sequence
 
 from ..config import load_settings

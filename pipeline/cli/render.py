@@ -1,7 +1,6 @@
 """Formatting shared by the CLI commands: rich console, states in colour, times with zones."""
 from __future__ import annotations
 
-import datetime as dt
 import json
 import sys
 from typing import Any

@@ -1,0 +1,20 @@
+"""The run history in SQLite. This package owns every SQL statement of the product.
+
+One ``connect()`` sets WAL, busy_timeout and foreign keys; one connection per thread; one
+transaction helper (``atomic``); ordered, named migrations recorded in the database.
+Times are stored as UTC text ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` so that they sort as strings.
+Each part of ``Store`` lives in its own module: ``runs``, ``scheduling``, ``dashboard``.
+"""
+from __future__ import annotations
+
+from .base import BUSY_TIMEOUT_MS, UTC, BaseStore, connect, from_db, new_run_id, to_db
+from .dashboard import DashboardStore
+from .migrations import MIGRATIONS
+from .runs import RunStore
+from .scheduling import SchedulingStore
+
+__all__ = ["BUSY_TIMEOUT_MS", "MIGRATIONS", "UTC", "Store", "connect", "from_db", "new_run_id", "to_db"]
+
+
+class Store(RunStore, SchedulingStore, DashboardStore, BaseStore):
+    """The run history. One instance per process; one connection per thread."""

@@ -1,0 +1,114 @@
+"""The schema of the history: ordered, named migrations (never edit one that shipped; add the next)."""
+from __future__ import annotations
+
+MIGRATIONS: list[tuple[str, str]] = [
+    ("0001_runs_tasks_logs_artifacts", """
+CREATE TABLE flow_runs (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    flow TEXT NOT NULL,
+    state TEXT NOT NULL,
+    state_message TEXT,
+    parameters TEXT NOT NULL DEFAULT '{}',
+    run_date TEXT, train_month TEXT, val_month TEXT,
+    data_source TEXT,
+    synthetic INTEGER NOT NULL DEFAULT 0,
+    trigger TEXT NOT NULL DEFAULT 'manual',
+    scheduled_time TEXT,
+    created_at TEXT NOT NULL,
+    started_at TEXT, ended_at TEXT, heartbeat_at TEXT,
+    pid INTEGER, hostname TEXT,
+    metrics TEXT, error TEXT, error_task TEXT
+);
+CREATE INDEX flow_runs_state ON flow_runs(state, scheduled_time);
+CREATE INDEX flow_runs_created ON flow_runs(created_at);
+CREATE TABLE task_runs (
+    id INTEGER PRIMARY KEY,
+    flow_run_id TEXT NOT NULL REFERENCES flow_runs(id) ON DELETE CASCADE,
+    task TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    attempt INTEGER NOT NULL DEFAULT 1,
+    state TEXT NOT NULL,
+    started_at TEXT, ended_at TEXT,
+    error TEXT,
+    UNIQUE (flow_run_id, task, attempt)
+);
+CREATE TABLE logs (
+    id INTEGER PRIMARY KEY,
+    flow_run_id TEXT NOT NULL REFERENCES flow_runs(id) ON DELETE CASCADE,
+    task_run_id INTEGER REFERENCES task_runs(id) ON DELETE CASCADE,
+    ts TEXT NOT NULL,
+    level TEXT NOT NULL,
+    message TEXT NOT NULL
+);
+CREATE INDEX logs_run ON logs(flow_run_id, id);
+CREATE TABLE artifacts (
+    id INTEGER PRIMARY KEY,
+    flow_run_id TEXT NOT NULL REFERENCES flow_runs(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    kind TEXT,
+    path TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    created_at TEXT NOT NULL
+);
+"""),
+    ("0002_deployments_queues_scheduler", """
+CREATE TABLE work_queues (
+    name TEXT PRIMARY KEY,
+    concurrency_limit INTEGER,
+    paused INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL
+);
+INSERT INTO work_queues (name, concurrency_limit, created_at)
+    VALUES ('default', 1, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));
+CREATE TABLE deployments (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    flow TEXT NOT NULL,
+    schedule TEXT,
+    schedule_fingerprint TEXT,
+    parameters TEXT NOT NULL DEFAULT '{}',
+    tags TEXT NOT NULL DEFAULT '[]',
+    work_queue TEXT NOT NULL DEFAULT 'default' REFERENCES work_queues(name),
+    catchup TEXT NOT NULL DEFAULT 'latest',
+    max_lateness REAL,
+    active INTEGER NOT NULL DEFAULT 1,
+    description TEXT,
+    source_file TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+ALTER TABLE flow_runs ADD COLUMN deployment_id INTEGER REFERENCES deployments(id) ON DELETE SET NULL;
+ALTER TABLE flow_runs ADD COLUMN work_queue TEXT;
+ALTER TABLE flow_runs ADD COLUMN schedule_fingerprint TEXT;
+ALTER TABLE flow_runs ADD COLUMN claimed_by TEXT;
+ALTER TABLE flow_runs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE flow_runs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE flow_runs ADD COLUMN next_attempt_at TEXT;
+ALTER TABLE flow_runs ADD COLUMN late_reason TEXT;
+CREATE UNIQUE INDEX flow_runs_slot ON flow_runs(deployment_id, schedule_fingerprint, scheduled_time)
+    WHERE schedule_fingerprint IS NOT NULL;
+CREATE INDEX flow_runs_deployment ON flow_runs(deployment_id, scheduled_time);
+CREATE TABLE schedulers (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    pid INTEGER,
+    hostname TEXT,
+    started_at TEXT,
+    heartbeat_at TEXT,
+    stopped_at TEXT
+);
+"""),
+    ("0003_scheduler_watermarks_and_errors", """
+ALTER TABLE deployments ADD COLUMN schedule_since TEXT;
+ALTER TABLE schedulers ADD COLUMN stale_after REAL;
+ALTER TABLE schedulers ADD COLUMN last_error TEXT;
+ALTER TABLE schedulers ADD COLUMN last_error_at TEXT;
+CREATE INDEX flow_runs_run_date ON flow_runs(deployment_id, run_date);
+CREATE INDEX flow_runs_deployment_state ON flow_runs(deployment_id, state, scheduled_time);
+"""),
+]
+
+
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]

@@ -1,0 +1,224 @@
+"""Flow runs, task runs, logs and artifacts."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import socket
+from typing import Any, Iterable
+
+from ..errors import NotFound
+from ..states import ACTIVE_STATES, WAITING_STATES, State, check_transition
+from .base import _db_value, _row, new_run_id, to_db
+
+
+class RunStore:
+    """Flow runs and what they record (mixed into ``Store``)."""
+
+    # -- flow runs ------------------------------------------------------------------
+    def create_run(self, *, flow: str, name: str, state: State, now: dt.datetime,
+                   parameters: dict | None = None, **fields: Any) -> str:
+        """Insert one flow run and return its id. ``fields`` are flow_runs columns."""
+        run_id = fields.pop("id", None) or new_run_id()
+        row = {"id": run_id, "name": name, "flow": flow, "state": State(state).value,
+               "parameters": json.dumps(parameters or {}, default=str), "created_at": to_db(now),
+               **{k: _db_value(v) for k, v in fields.items()}}
+        sql = f"INSERT INTO flow_runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})"
+        with self.atomic() as conn:
+            conn.execute(sql, tuple(row.values()))
+        return run_id
+
+    def insert_scheduled_runs(self, runs: list[dict[str, Any]], now: dt.datetime) -> int:
+        """Insert SCHEDULED runs, skipping slots that exist already; returns how many were new."""
+        created = 0
+        with self.atomic() as conn:
+            for run in runs:
+                row = {"id": new_run_id(), "state": State.SCHEDULED.value, "created_at": to_db(now),
+                       "trigger": "schedule", **{k: _db_value(v) for k, v in run.items()}}
+                sql = (f"INSERT OR IGNORE INTO flow_runs ({', '.join(row)}) "
+                       f"VALUES ({', '.join('?' * len(row))})")
+                created += conn.execute(sql, tuple(row.values())).rowcount
+        return created
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        run = self._one("SELECT * FROM flow_runs WHERE id = ?", (run_id,))
+        if run is None:
+            run = self._find_by_prefix(run_id)
+        return run
+
+    def _find_by_prefix(self, prefix: str) -> dict[str, Any]:
+        rows = self._all("SELECT * FROM flow_runs WHERE id LIKE ? OR name = ? LIMIT 2",
+                         (prefix.replace("%", "") + "%", prefix))
+        if len(rows) != 1:
+            what = "matches several runs" if rows else "matches no run"
+            raise NotFound(f"The run id {prefix!r} {what} in the history.")
+        return rows[0]
+
+    def transition(self, run_id: str, new: State, *, now: dt.datetime,
+                   message: str | None = None, **fields: Any) -> dict[str, Any]:
+        """Move a run to ``new`` after checking the transition; returns the updated row."""
+        with self.atomic() as conn:
+            current = self.get_run(run_id)
+            check_transition(current["state"], new)
+            updates = {"state": State(new).value, "state_message": message,
+                       **{k: _db_value(v) for k, v in fields.items()}}
+            if State(new).is_final:
+                updates.setdefault("ended_at", to_db(now))
+            assignments = ", ".join(f"{k} = ?" for k in updates)
+            conn.execute(f"UPDATE flow_runs SET {assignments} WHERE id = ?",
+                         (*updates.values(), current["id"]))
+            return self.get_run(current["id"])
+
+    def start_run(self, run_id: str, *, now: dt.datetime, pid: int) -> dict[str, Any]:
+        return self.transition(run_id, State.RUNNING, now=now, started_at=now, heartbeat_at=now,
+                               pid=pid, hostname=socket.gethostname(), ended_at=None,
+                               error=None, error_task=None)
+
+    def record_data_source(self, run_id: str, data_source: str, synthetic: bool) -> None:
+        """The data source a run really reads, known once it starts (the executing process decides)."""
+        with self.atomic() as conn:
+            conn.execute("UPDATE flow_runs SET data_source = ?, synthetic = ? WHERE id = ?",
+                         (data_source, int(synthetic), run_id))
+
+    def heartbeat_run(self, run_id: str, now: dt.datetime) -> None:
+        with self.atomic() as conn:
+            conn.execute("UPDATE flow_runs SET heartbeat_at = ? WHERE id = ?", (to_db(now), run_id))
+
+    def claim_due_run(self, *, now: dt.datetime, work_queue: str, claimer: str) -> dict[str, Any] | None:
+        """Atomically move the oldest due waiting run of a queue to PENDING; None if none is due.
+
+        The WHERE on the state makes the claim safe against a second scheduler: the row is
+        claimed once, whoever comes second updates nothing.
+        """
+        waiting = tuple(s.value for s in WAITING_STATES)
+        due = to_db(now)
+        with self.atomic() as conn:
+            row = conn.execute(
+                f"""UPDATE flow_runs SET state = 'PENDING', claimed_by = ?, state_message = NULL,
+                        attempts = attempts + 1
+                    WHERE id = (SELECT id FROM flow_runs
+                                WHERE state IN ({', '.join('?' * len(waiting))}) AND work_queue = ?
+                                  AND COALESCE(next_attempt_at, scheduled_time) <= ?
+                                  AND cancel_requested = 0
+                                ORDER BY COALESCE(next_attempt_at, scheduled_time), created_at LIMIT 1)
+                      AND state IN ({', '.join('?' * len(waiting))})
+                    RETURNING *""",
+                (claimer, *waiting, work_queue, due, *waiting)).fetchone()
+            return _row(row)
+
+    def request_cancel(self, run_id: str, *, now: dt.datetime) -> dict[str, Any]:
+        """Cancel a waiting run at once; flag a pending or running one for the scheduler."""
+        run = self.get_run(run_id)
+        state = State(run["state"])
+        if state in WAITING_STATES:
+            return self.transition(run["id"], State.CANCELLED, now=now, message="Cancelled before it started.")
+        if state in ACTIVE_STATES:
+            with self.atomic() as conn:
+                conn.execute("UPDATE flow_runs SET cancel_requested = 1 WHERE id = ?", (run["id"],))
+            return self.get_run(run["id"])
+        check_transition(state, State.CANCELLED)  # a finished run cannot be cancelled: this raises
+        return run
+
+    def active_runs(self) -> list[dict[str, Any]]:
+        return self._all("SELECT * FROM flow_runs WHERE state IN ('PENDING', 'RUNNING') ORDER BY started_at")
+
+    def running_count(self, work_queue: str) -> int:
+        return self.conn.execute(
+            "SELECT COUNT(*) FROM flow_runs WHERE state IN ('PENDING', 'RUNNING') AND work_queue = ?",
+            (work_queue,)).fetchone()[0]
+
+    def runs(self, *, states: Iterable[str] | None = None, deployment: str | None = None,
+             since: dt.datetime | None = None, until: dt.datetime | None = None,
+             search: str | None = None, limit: int = 50, offset: int = 0,
+             order: str = "recent") -> list[dict[str, Any]]:
+        """Flow runs, newest first by their start or scheduled time, filtered."""
+        where, params = _run_filters(states, deployment, since, until, search)
+        direction = "ASC" if order == "upcoming" else "DESC"
+        sql = (f"SELECT r.*, d.name AS deployment FROM flow_runs r "
+               f"LEFT JOIN deployments d ON d.id = r.deployment_id {where} "
+               f"ORDER BY COALESCE(r.started_at, r.scheduled_time, r.created_at) {direction} "
+               f"LIMIT ? OFFSET ?")
+        return self._all(sql, (*params, limit, offset))
+
+    def count_runs(self, **filters: Any) -> int:
+        where, params = _run_filters(**filters)
+        sql = f"SELECT COUNT(*) FROM flow_runs r LEFT JOIN deployments d ON d.id = r.deployment_id {where}"
+        return self.conn.execute(sql, params).fetchone()[0]
+
+    def count_by_state(self) -> dict[str, int]:
+        rows = self.conn.execute("SELECT state, COUNT(*) FROM flow_runs GROUP BY state").fetchall()
+        return {state: count for state, count in rows}
+
+    def metric_history(self, limit: int = 500) -> list[dict[str, Any]]:
+        """Completed runs with their metrics, oldest first (for trends)."""
+        rows = self._all(
+            "SELECT id, name, run_date, train_month, val_month, synthetic, data_source, started_at, "
+            "ended_at, metrics FROM flow_runs WHERE state = 'COMPLETED' AND metrics IS NOT NULL "
+            "ORDER BY run_date DESC, ended_at DESC LIMIT ?", (limit,))
+        return rows[::-1]
+
+    # -- task runs, logs, artifacts ---------------------------------------------------
+    def create_task_run(self, run_id: str, task: str, *, position: int, attempt: int,
+                        state: State, now: dt.datetime | None) -> int:
+        with self.atomic() as conn:
+            cursor = conn.execute(
+                "INSERT INTO task_runs (flow_run_id, task, position, attempt, state, started_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)", (run_id, task, position, attempt, State(state).value, to_db(now)))
+            return cursor.lastrowid
+
+    def finish_task_run(self, task_run_id: int, state: State, *, now: dt.datetime,
+                        error: str | None = None) -> None:
+        with self.atomic() as conn:
+            conn.execute("UPDATE task_runs SET state = ?, ended_at = ?, error = ? WHERE id = ?",
+                         (State(state).value, to_db(now), error, task_run_id))
+
+    def task_runs(self, run_id: str) -> list[dict[str, Any]]:
+        return self._all("SELECT * FROM task_runs WHERE flow_run_id = ? ORDER BY position, attempt", (run_id,))
+
+    def add_log(self, run_id: str, *, level: str, message: str, ts: dt.datetime,
+                task_run_id: int | None = None) -> None:
+        with self.atomic() as conn:
+            conn.execute("INSERT INTO logs (flow_run_id, task_run_id, ts, level, message) VALUES (?, ?, ?, ?, ?)",
+                         (run_id, task_run_id, to_db(ts), level, message))
+
+    def logs(self, run_id: str, *, levels: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        sql = ("SELECT l.*, t.task FROM logs l LEFT JOIN task_runs t ON t.id = l.task_run_id "
+               "WHERE l.flow_run_id = ?")
+        params: list[Any] = [run_id]
+        if levels:
+            levels = list(levels)
+            sql += f" AND l.level IN ({', '.join('?' * len(levels))})"
+            params += levels
+        return self._all(sql + " ORDER BY l.id", params)
+
+    def add_artifact(self, run_id: str, *, name: str, path: str, sha256: str, size: int,
+                     now: dt.datetime, kind: str | None = None) -> None:
+        with self.atomic() as conn:
+            conn.execute("INSERT INTO artifacts (flow_run_id, name, kind, path, sha256, size, created_at) "
+                         "VALUES (?, ?, ?, ?, ?, ?, ?)", (run_id, name, kind, path, sha256, size, to_db(now)))
+
+    def artifacts(self, run_id: str) -> list[dict[str, Any]]:
+        return self._all("SELECT * FROM artifacts WHERE flow_run_id = ? ORDER BY id", (run_id,))
+
+
+def _run_filters(states: Iterable[str] | None = None, deployment: str | None = None,
+                 since: dt.datetime | None = None, until: dt.datetime | None = None,
+                 search: str | None = None) -> tuple[str, list[Any]]:
+    clauses, params = [], []
+    if states:
+        states = [State(s).value for s in states]
+        clauses.append(f"r.state IN ({', '.join('?' * len(states))})")
+        params += states
+    if deployment:
+        clauses.append("d.name = ?")
+        params.append(deployment)
+    moment = "COALESCE(r.started_at, r.scheduled_time, r.created_at)"
+    if since:
+        clauses.append(f"{moment} >= ?")
+        params.append(to_db(since))
+    if until:
+        clauses.append(f"{moment} < ?")
+        params.append(to_db(until))
+    if search:
+        clauses.append("(r.name LIKE ? OR r.id LIKE ? OR r.run_date LIKE ?)")
+        params += [f"%{search}%", f"{search}%", f"%{search}%"]
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", params

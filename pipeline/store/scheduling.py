@@ -1,0 +1,222 @@
+"""Deployments, work queues and the scheduler's own row."""
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from typing import Any, Iterable
+
+from ..errors import NotFound
+from ..states import State
+from .base import _db_value, from_db, to_db
+
+
+class SchedulingStore:
+    """What the scheduler reads and writes (mixed into ``Store``)."""
+
+    # -- deployments, work queues and the scheduler -----------------------------------
+    def ensure_work_queue(self, name: str, *, now: dt.datetime) -> dict[str, Any]:
+        """The work queue ``name``, created without a concurrency limit if it does not exist."""
+        with self.atomic() as conn:
+            conn.execute("INSERT OR IGNORE INTO work_queues (name, concurrency_limit, created_at) VALUES (?, NULL, ?)",
+                         (name, to_db(now)))
+        return self.work_queue(name)
+
+    def upsert_work_queue(self, name: str, *, concurrency_limit: int | None, now: dt.datetime) -> dict[str, Any]:
+        """Create the work queue ``name`` or set its concurrency limit (None: no limit)."""
+        with self.atomic() as conn:
+            conn.execute("INSERT INTO work_queues (name, concurrency_limit, created_at) VALUES (?, ?, ?) "
+                         "ON CONFLICT(name) DO UPDATE SET concurrency_limit = excluded.concurrency_limit",
+                         (name, concurrency_limit, to_db(now)))
+        return self.work_queue(name)
+
+    def set_work_queue_paused(self, name: str, paused: bool) -> dict[str, Any]:
+        self.work_queue(name)
+        with self.atomic() as conn:
+            conn.execute("UPDATE work_queues SET paused = ? WHERE name = ?", (int(paused), name))
+        return self.work_queue(name)
+
+    def work_queue(self, name: str) -> dict[str, Any]:
+        row = self._one("SELECT * FROM work_queues WHERE name = ?", (name,))
+        if row is None:
+            raise NotFound(f"There is no work queue named {name!r}; see: python -m pipeline work-queue ls.")
+        return {**row, "paused": bool(row["paused"])}
+
+    def work_queues(self) -> list[dict[str, Any]]:
+        """Every work queue with how many of its runs are running, scheduled, late and awaiting data."""
+        rows = self._all(
+            "SELECT q.name, q.concurrency_limit, q.paused, q.created_at, COALESCE(c.running, 0) AS running, "
+            "COALESCE(c.scheduled, 0) AS scheduled, COALESCE(c.late, 0) AS late, "
+            "COALESCE(c.awaiting, 0) AS awaiting FROM work_queues q LEFT JOIN ("
+            "  SELECT work_queue, SUM(state IN ('PENDING', 'RUNNING')) AS running, "
+            "  SUM(state = 'SCHEDULED') AS scheduled, SUM(state = 'LATE') AS late, "
+            "  SUM(state = 'AWAITING_RETRY') AS awaiting FROM flow_runs "
+            "  WHERE state IN ('PENDING', 'RUNNING', 'SCHEDULED', 'LATE', 'AWAITING_RETRY') GROUP BY work_queue"
+            ") c ON c.work_queue = q.name ORDER BY q.name")
+        return [{**row, "paused": bool(row["paused"])} for row in rows]
+
+    def upsert_deployment(self, fields: dict[str, Any], *, now: dt.datetime) -> tuple[dict[str, Any], bool]:
+        """Insert or update the deployment ``fields['name']``; also say whether its upcoming runs are stale.
+
+        A new deployment or a new schedule starts counting slots at ``now`` (``schedule_since``).
+        ``active`` is only set on insert: pausing and resuming go through ``set_deployment_active``.
+        """
+        with self.atomic() as conn:
+            old = self._one("SELECT * FROM deployments WHERE name = ?", (fields["name"],))
+            if old is None:
+                row = {**fields, "schedule_since": now, "created_at": now, "updated_at": now}
+                self._insert(conn, "deployments", row)
+                return self.get_deployment(fields["name"]), True
+            stale = any(old[k] != fields.get(k) for k in ("schedule_fingerprint", "parameters", "work_queue", "flow"))
+            updates = {k: v for k, v in fields.items() if k not in ("name", "active")} | {"updated_at": now}
+            if old["schedule_fingerprint"] != fields.get("schedule_fingerprint"):
+                updates["schedule_since"] = now
+            values = {k: _db_value(v) for k, v in updates.items()}
+            conn.execute(f"UPDATE deployments SET {', '.join(f'{k} = ?' for k in values)} WHERE id = ?",
+                         (*values.values(), old["id"]))
+        return self.get_deployment(fields["name"]), stale
+
+    @staticmethod
+    def _insert(conn: sqlite3.Connection, table: str, row: dict[str, Any]) -> None:
+        values = {k: _db_value(v) for k, v in row.items()}
+        conn.execute(f"INSERT INTO {table} ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
+                     tuple(values.values()))
+
+    def deployments(self) -> list[dict[str, Any]]:
+        """Every deployment (schedule, tags and parameters decoded) with its next and last run."""
+        return [self._deployment_row(row) for row in self._all(self._DEPLOYMENTS + " ORDER BY d.name")]
+
+    _DEPLOYMENTS = (
+        "SELECT d.*, (SELECT MIN(r.scheduled_time) FROM flow_runs r WHERE r.deployment_id = d.id "
+        "  AND r.state = 'SCHEDULED') AS next_run_time, "
+        "(SELECT r.state FROM flow_runs r WHERE r.deployment_id = d.id AND r.started_at IS NOT NULL "
+        "  ORDER BY r.started_at DESC LIMIT 1) AS last_run_state FROM deployments d")
+
+    def get_deployment(self, name: str) -> dict[str, Any]:
+        """One deployment, like ``deployments()``; NotFound names it."""
+        row = self._one(self._DEPLOYMENTS + " WHERE d.name = ?", (name,))
+        if row is None:
+            raise NotFound(f"There is no deployment named {name!r}; see: python -m pipeline deployment ls.")
+        return self._deployment_row(row)
+
+    @staticmethod
+    def _deployment_row(row: dict[str, Any]) -> dict[str, Any]:
+        return {**row, "active": bool(row["active"])}
+
+    def set_deployment_active(self, name: str, active: bool, now: dt.datetime) -> dict[str, Any]:
+        """Pause (drop upcoming scheduled runs, cancel due ones) or resume (slots count from ``now``)."""
+        with self.atomic() as conn:
+            deployment = self.get_deployment(name)
+            if deployment["active"] == bool(active):
+                return deployment
+            if active:
+                conn.execute("UPDATE deployments SET active = 1, schedule_since = ?, updated_at = ? WHERE id = ?",
+                             (to_db(now), to_db(now), deployment["id"]))
+            else:
+                conn.execute("UPDATE deployments SET active = 0, updated_at = ? WHERE id = ?",
+                             (to_db(now), deployment["id"]))
+                self.drop_upcoming_runs(deployment["id"], now)
+                for run in self.missed_runs(deployment["id"], after=None, until=now):
+                    self.transition(run["id"], State.CANCELLED, now=now,
+                                    message="Cancelled: its deployment was paused before it started.")
+        return self.get_deployment(name)
+
+    def drop_upcoming_runs(self, deployment_id: int, now: dt.datetime) -> int:
+        """Delete the not-yet-due scheduled runs of a deployment (they are made again from its schedule)."""
+        with self.atomic() as conn:
+            return conn.execute(
+                "DELETE FROM flow_runs WHERE deployment_id = ? AND trigger = 'schedule' AND state = 'SCHEDULED' "
+                "AND attempts = 0 AND scheduled_time > ?", (deployment_id, to_db(now))).rowcount
+
+    def slot_watermark(self, deployment_id: int, fingerprint: str) -> dt.datetime | None:
+        """The latest slot made for this deployment and schedule, or None."""
+        row = self.conn.execute("SELECT MAX(scheduled_time) FROM flow_runs WHERE deployment_id = ? "
+                                "AND schedule_fingerprint = ?", (deployment_id, fingerprint)).fetchone()
+        return from_db(row[0])
+
+    def missed_runs(self, deployment_id: int, *, after: dt.datetime | None,
+                    until: dt.datetime) -> list[dict[str, Any]]:
+        """Scheduled runs of a deployment, never started, whose slot is in (after, until], oldest first."""
+        sql = ("SELECT * FROM flow_runs WHERE deployment_id = ? AND trigger = 'schedule' AND attempts = 0 "
+               "AND state IN ('SCHEDULED', 'LATE') AND cancel_requested = 0 AND scheduled_time <= ?")
+        params: list[Any] = [deployment_id, to_db(until)]
+        if after is not None:
+            sql += " AND scheduled_time > ?"
+            params.append(to_db(after))
+        return self._all(sql + " ORDER BY scheduled_time", params)
+
+    def due_runs(self, *, due_by: dt.datetime) -> list[dict[str, Any]]:
+        """Waiting runs due by ``due_by``, oldest first, with their deployment's name and max lateness."""
+        return self._all(
+            "SELECT r.*, d.name AS deployment, d.max_lateness FROM flow_runs r "
+            "LEFT JOIN deployments d ON d.id = r.deployment_id "
+            "WHERE r.state IN ('SCHEDULED', 'LATE', 'AWAITING_RETRY') "
+            "AND COALESCE(r.next_attempt_at, r.scheduled_time) <= ? "
+            "ORDER BY COALESCE(r.next_attempt_at, r.scheduled_time)", (to_db(due_by),))
+
+    def next_due_time(self, *, after: dt.datetime) -> dt.datetime | None:
+        """When the next waiting run falls due, if later than ``after`` (the scheduler wakes up then)."""
+        row = self.conn.execute(
+            "SELECT MIN(COALESCE(next_attempt_at, scheduled_time)) FROM flow_runs "
+            "WHERE state IN ('SCHEDULED', 'LATE', 'AWAITING_RETRY') AND COALESCE(next_attempt_at, scheduled_time) > ?",
+            (to_db(after),)).fetchone()
+        return from_db(row[0])
+
+    def upcoming_runs(self, *, until: dt.datetime, work_queue: str | None = None,
+                      limit: int = 500) -> list[dict[str, Any]]:
+        """Waiting runs due by ``until`` (late ones first), with their deployment's name."""
+        sql = ("SELECT r.*, d.name AS deployment FROM flow_runs r LEFT JOIN deployments d ON d.id = r.deployment_id "
+               "WHERE r.state IN ('SCHEDULED', 'LATE', 'AWAITING_RETRY') "
+               "AND COALESCE(r.next_attempt_at, r.scheduled_time) <= ?")
+        params: list[Any] = [to_db(until)]
+        if work_queue:
+            sql += " AND r.work_queue = ?"
+            params.append(work_queue)
+        return self._all(sql + " ORDER BY COALESCE(r.next_attempt_at, r.scheduled_time) LIMIT ?", (*params, limit))
+
+    def mark_late(self, run_id: str, reason: str, now: dt.datetime) -> dict[str, Any]:
+        return self.transition(run_id, State.LATE, now=now, late_reason=reason)
+
+    def set_late_reason(self, run_id: str, reason: str) -> None:
+        with self.atomic() as conn:
+            conn.execute("UPDATE flow_runs SET late_reason = ? WHERE id = ?", (reason, run_id))
+
+    def runs_on_dates(self, deployment_id: int, dates: Iterable[dt.date]) -> list[dict[str, Any]]:
+        """Runs of a deployment for these run dates (any trigger), newest first."""
+        days = [d.isoformat() for d in dates]
+        if not days:
+            return []
+        return self._all(
+            f"SELECT id, name, state, run_date, trigger, created_at FROM flow_runs WHERE deployment_id = ? "
+            f"AND run_date IN ({', '.join('?' * len(days))}) ORDER BY created_at DESC", (deployment_id, *days))
+
+    def scheduler_started(self, *, pid: int, hostname: str, now: dt.datetime,
+                          stale_after: float) -> dict[str, Any] | None:
+        """Record this process as the scheduler; returns the previous scheduler's row, if any."""
+        with self.atomic() as conn:
+            previous = self.scheduler_status()
+            conn.execute(
+                "INSERT INTO schedulers (id, pid, hostname, started_at, heartbeat_at, stale_after) "
+                "VALUES (1, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET pid = excluded.pid, "
+                "hostname = excluded.hostname, started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at, "
+                "stale_after = excluded.stale_after, stopped_at = NULL, last_error = NULL, last_error_at = NULL",
+                (pid, hostname, to_db(now), to_db(now), stale_after))
+        return previous
+
+    def scheduler_heartbeat(self, now: dt.datetime) -> None:
+        with self.atomic() as conn:
+            conn.execute("UPDATE schedulers SET heartbeat_at = ? WHERE id = 1", (to_db(now),))
+
+    def scheduler_stopped(self, now: dt.datetime) -> None:
+        with self.atomic() as conn:
+            conn.execute("UPDATE schedulers SET stopped_at = ?, heartbeat_at = ? WHERE id = 1",
+                         (to_db(now), to_db(now)))
+
+    def scheduler_error(self, message: str, now: dt.datetime) -> None:
+        with self.atomic() as conn:
+            conn.execute("UPDATE schedulers SET last_error = ?, last_error_at = ? WHERE id = 1", (message, to_db(now)))
+
+    def scheduler_status(self) -> dict[str, Any] | None:
+        """The scheduler's pid, host, start, last heartbeat and stop time (None if none ever ran)."""
+        return self._one("SELECT pid, hostname, started_at, heartbeat_at, stopped_at, stale_after, last_error, "
+                         "last_error_at FROM schedulers WHERE id = 1")
+    # (end of deployments, work queues and the scheduler)
