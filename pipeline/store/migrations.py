@@ -107,6 +107,9 @@ ALTER TABLE schedulers ADD COLUMN last_error_at TEXT;
 CREATE INDEX flow_runs_run_date ON flow_runs(deployment_id, run_date);
 CREATE INDEX flow_runs_deployment_state ON flow_runs(deployment_id, state, scheduled_time);
 """),
+    ("0004_run_moment_index", """
+CREATE INDEX flow_runs_moment ON flow_runs(COALESCE(started_at, scheduled_time, created_at));
+"""),
 ]
 
 
