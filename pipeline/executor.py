@@ -104,10 +104,10 @@ class ChildJob:
 
 
 class ProcessExecutor:
-    """Each run in a child forked from a forkserver that preloaded ``pipeline.flow``."""
+    """Each run in a child forked from a forkserver that preloaded the flow and the model (scikit-learn)."""
 
     def __init__(self, settings: Settings, *, await_data: AwaitData = AwaitData(), heartbeat_every: float = 5.0,
-                 preload: tuple[str, ...] = ("pipeline.flow",)):
+                 preload: tuple[str, ...] = ("pipeline.flow", "pipeline.model")):
         self.settings = settings
         self.await_data = await_data
         self.heartbeat_every = heartbeat_every

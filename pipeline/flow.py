@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import logging
+import threading
 from typing import Any
 
-from . import data, features, model
+from . import data, features
 from .config import Settings, is_synthetic, normalize_data_url
 from .errors import TransientError
 from .months import months_for, parse_date
@@ -44,8 +46,23 @@ def prepare_features(train_table: Any, val_table: Any, train_month: str, val_mon
     return prepared[0], prepared[1]
 
 
+def _import_model_in_background() -> threading.Thread:
+    """Import ``model`` (scikit-learn and scipy: about 1 s) while the main thread reads the data.
+
+    The main thread touches neither until it joins this thread, so no module is imported twice.
+    """
+    thread = threading.Thread(target=importlib.import_module, args=("pipeline.model",), daemon=True)
+    thread.start()
+    return thread
+
+
+def _model() -> Any:
+    return importlib.import_module("pipeline.model")
+
+
 @task(timeout=1800)
 def train_model(train: Any, run_date: str, settings: Settings) -> Any:
+    model = _model()
     trained = model.train(train, settings.solver)
     names = trained.onehot.feature_names
     log.info("Trained LinearRegression (%s solver) on %s rows and %d one-hot features.", settings.solver,
@@ -62,6 +79,7 @@ def train_model(train: Any, run_date: str, settings: Settings) -> Any:
 
 @task(timeout=600)
 def run_model(trained: Any, train: Any, val: Any) -> dict[str, Any]:
+    model = _model()
     on_train, on_val = model.evaluate(trained, train), model.evaluate(trained, val)
     log.info("Train: MSE %.4f, RMSE %.4f. Validation: MSE %.4f, RMSE %.4f (%s rows).", on_train["mse"],
              on_train["rmse"], on_val["mse"], on_val["rmse"], f"{on_val['rows']:,}")
@@ -80,9 +98,11 @@ def training_flow(*, settings: Settings, date: str | None = None, data_url: str 
     label = " (synthetic demo data)" if settings.is_synthetic else ""
     log.info("Run date %s: training on %s, validating on %s, data from %s%s.", run_date, train_month,
              val_month, data.describe_source(settings.data_url), label)
+    loading = _import_model_in_background()
     train_table, val_table = read_data(settings, train_month, val_month)
     train, val = prepare_features(train_table, val_table, train_month, val_month)
     del train_table, val_table  # only the arrays go on: the peak memory stays low
+    loading.join()
     trained = train_model(train, run_date.isoformat(), settings)
     scores = run_model(trained, train, val)
     return _metrics(run_date, train_month, val_month, train, val, trained, scores, settings)
