@@ -61,12 +61,30 @@ def normalize_data_url(data_url: str) -> str:
     if text == "demo" or text.startswith("demo:"):
         _check_demo(text)
         return text
+    _check_scheme(text, data_url)
+    if "{month}" in text and "://" not in text.replace("file://", "", 1):
+        _check_template_folder(text, data_url)
     if "{month}" not in text and not _is_folder(text):
         raise ConfigError(
             f"The data URL {data_url!r} has no {{month}} placeholder and is not a folder; "
             "use a template like https://host/fhv_tripdata_{month}.parquet, a folder, 'tlc' or 'demo'."
         )
     return text
+
+
+def _check_scheme(text: str, data_url: str) -> None:
+    scheme = text.split("://", 1)[0].lower() if "://" in text else None
+    if scheme not in (None, "http", "https", "file"):
+        raise ConfigError(f"The data URL {data_url!r} uses the scheme {scheme!r}, which is not supported; "
+                          "use http(s)://, file://, a folder, 'tlc' or 'demo'.")
+
+
+def _check_template_folder(text: str, data_url: str) -> None:
+    """A local template's folder must exist: a typo should fail now, not wait for data for days."""
+    path = text[len("file://"):] if text.startswith("file://") else text
+    folder = Path(path.split("{month}", 1)[0] + "x").expanduser().parent
+    if not folder.is_dir():
+        raise ConfigError(f"The data folder {folder} does not exist (data URL {data_url!r}).")
 
 
 def _is_folder(text: str) -> bool:

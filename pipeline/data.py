@@ -117,7 +117,7 @@ def _local_path(data_url: str, month: str) -> Path:
 
 def _local_file(month: str, path: Path) -> Path:
     if not path.exists():
-        raise NotPublishedError(month, f"there is no file {path}")
+        raise NotPublishedError(month, path=str(path))
     validate_parquet(path, f"The file {path}")
     return path
 

@@ -20,8 +20,11 @@ class DataError(PipelineError):
 class NotPublishedError(DataError):
     """The month is not published yet (HTTP 403/404 or a missing local file)."""
 
-    def __init__(self, month: str, detail: str = ""):
+    def __init__(self, month: str, detail: str = "", *, path: str | None = None):
         self.month = month
+        if path is not None:
+            super().__init__(f"fhv_tripdata_{month} is not in the data folder yet: there is no file {path}.")
+            return
         text = f"fhv_tripdata_{month} is not published yet (TLC publishes with about two months' delay)"
         super().__init__(f"{text}; {detail}." if detail else f"{text}.")
 

@@ -10,7 +10,7 @@ from typing import Any
 from . import data, features
 from .config import Settings, is_synthetic, normalize_data_url
 from .errors import TransientError
-from .months import months_for, parse_date
+from .months import check_run_date, months_for, parse_date
 from .runtime import FlowResult, SYSTEM_CLOCK, flow, run_context, run_flow, task
 from .states import State
 from .store import Store
@@ -95,9 +95,8 @@ def training_flow(*, settings: Settings, date: str | None = None, data_url: str 
     context = run_context()
     if context:
         context.store.record_data_source(context.run_id, settings.data_url, settings.is_synthetic)
-    label = " (synthetic demo data)" if settings.is_synthetic else ""
-    log.info("Run date %s: training on %s, validating on %s, data from %s%s.", run_date, train_month,
-             val_month, data.describe_source(settings.data_url), label)
+    log.info("Run date %s: training on %s, validating on %s, data from %s.", run_date, train_month,
+             val_month, data.describe_source(settings.data_url))
     loading = _import_model_in_background()
     train_table, val_table = read_data(settings, train_month, val_month)
     train, val = prepare_features(train_table, val_table, train_month, val_month)
@@ -141,7 +140,10 @@ def execute(store: Store, settings: Settings, run_id: str, *, clock: Any = SYSTE
 def run_now(store: Store, settings: Settings, *, date: str | None = None, data_url: str | None = None,
             name: str, trigger: str = "cli", clock: Any = SYSTEM_CLOCK) -> FlowResult:
     """Create a run for ``date`` and execute it in this process (``python -m pipeline run``)."""
-    parameters = {"date": parse_date(date, today=clock.now().date()).isoformat()}
+    today = clock.now().astimezone().date()  # the local date of this machine
+    run_date = parse_date(date, today=today)
+    check_run_date(run_date, today)
+    parameters = {"date": run_date.isoformat()}
     if data_url:
         parameters["data_url"] = normalize_data_url(data_url)
     now = clock.now()

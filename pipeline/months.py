@@ -54,3 +54,18 @@ def months_between(start: dt.date, end: dt.date) -> list[str]:
     while months[-1] != last:
         months.append(shift_month(months[-1], 1))
     return months
+
+
+def check_run_date(run_date: dt.date, today: dt.date) -> None:
+    """Refuse a run date whose validation month has not started yet."""
+    val_month = months_for(run_date)[1]
+    if val_month > month_of(today):
+        raise ConfigError(f"The run date {run_date.isoformat()} would validate on {val_month}, a month in the "
+                          f"future (today is {today.isoformat()}); use a date up to "
+                          f"{last_allowed_run_date(today).isoformat()}.")
+
+
+def last_allowed_run_date(today: dt.date) -> dt.date:
+    """The last day of next month: its validation month is this month."""
+    first_after = (today.replace(day=1) + dt.timedelta(days=62)).replace(day=1)
+    return first_after - dt.timedelta(days=1)

@@ -35,3 +35,18 @@ def test_a_folder_is_a_valid_data_source(tmp_path):
 def test_a_bad_timeout_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="FHV_DOWNLOAD_TIMEOUT='soon' is not a number"):
         load_settings({"FHV_HOME": str(tmp_path), "FHV_DOWNLOAD_TIMEOUT": "soon"})
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("ftp://example.org/fhv_{month}.parquet", "uses the scheme 'ftp', which is not supported"),
+    ("/nonexistent/fhv_{month}.parquet", "The data folder /nonexistent does not exist"),
+    ("file:///nonexistent/fhv_{month}.parquet", "The data folder /nonexistent does not exist"),
+])
+def test_unusable_data_urls_fail_at_start_up_not_days_later(bad, message):
+    with pytest.raises(ConfigError, match=message):
+        normalize_data_url(bad)
+
+
+def test_a_local_template_in_an_existing_folder_is_accepted(tmp_path):
+    template = f"{tmp_path}/fhv_tripdata_{{month}}.parquet"
+    assert normalize_data_url(template) == template

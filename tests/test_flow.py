@@ -132,7 +132,7 @@ def test_the_cli_exits_non_zero_when_the_run_fails(tmp_path):
     assert json.loads(done.stdout)["state"] == "FAILED"
     listed = json.loads(cli("runs", "ls", "--json", home=tmp_path).stdout)
     assert [r["state"] for r in listed] == ["FAILED"]
-    assert "is not published yet" in listed[0]["error"]
+    assert listed[0]["error"].startswith("fhv_tripdata_2021-01 is not in the data folder yet: there is no file")
 
 
 def test_the_cli_refuses_a_bad_date_with_a_sentence(tmp_path):
@@ -160,3 +160,10 @@ def test_a_run_records_the_data_source_it_really_read(mirror, store):
     run = store.get_run(run_id)
     assert run["state"] == "COMPLETED"
     assert (run["data_source"], run["synthetic"]) == (mirror.data_url, 0)
+
+
+def test_the_cli_refuses_a_run_date_that_would_validate_on_a_future_month(tmp_path):
+    done = cli("run", "--date", "2099-01-15", home=tmp_path)
+    assert done.returncode == 2
+    assert "The run date 2099-01-15 would validate on 2098-12, a month in the future" in done.stderr
+    assert json.loads(cli("runs", "ls", "--json", home=tmp_path).stdout) == []

@@ -23,7 +23,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         dest="runs_command", required=True, metavar="ACTION")
     ls = group.add_parser("ls", help="list flow runs, newest first")
     ls.add_argument("--state", action="append", type=_state, help="only runs in this state (repeatable)")
-    ls.add_argument("--limit", type=int, default=20)
+    ls.add_argument("--limit", type=_positive, default=20, help="at most N runs (default 20)")
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(handler=cmd_ls)
     show = group.add_parser("show", help="one run with its task runs, artifacts and logs")
@@ -41,6 +41,12 @@ def _state(text: str) -> str:
     except ValueError:
         names = ", ".join(s.value for s in State)
         raise argparse.ArgumentTypeError(f"{text!r} is not a state; use one of {names}") from None
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
 
 
 def open_store(settings: Settings) -> Store:
@@ -82,7 +88,7 @@ def cmd_ls(args: argparse.Namespace, settings: Settings) -> int:
         render.print_json([_list_item(r) for r in rows])
         return 0
     grid = render.table(f"Flow runs in {settings.db_path}", ["Name", "Id", "State", "Run date", "Months",
-                                                              "Started", "Duration", "Val RMSE", "Data"])
+                                                              "Started / due", "Duration", "Val RMSE", "Data"])
     for r in rows:
         metrics = r.get("metrics") or {}
         grid.add_row(r["name"], r["id"][:8], render.state_text(r["state"]), r["run_date"] or "-",

@@ -6,7 +6,7 @@ import json
 import socket
 from typing import Any, Iterable
 
-from ..errors import NotFound
+from ..errors import InvalidTransition, NotFound
 from ..states import ACTIVE_STATES, WAITING_STATES, State, check_transition
 from .base import _db_value, _row, new_run_id, to_db
 
@@ -34,8 +34,9 @@ class RunStore:
             for run in runs:
                 row = {"id": new_run_id(), "state": State.SCHEDULED.value, "created_at": to_db(now),
                        "trigger": "schedule", **{k: _db_value(v) for k, v in run.items()}}
-                sql = (f"INSERT OR IGNORE INTO flow_runs ({', '.join(row)}) "
-                       f"VALUES ({', '.join('?' * len(row))})")
+                sql = (f"INSERT INTO flow_runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))}) "
+                       "ON CONFLICT (deployment_id, schedule_fingerprint, scheduled_time) "
+                       "WHERE schedule_fingerprint IS NOT NULL DO NOTHING")
                 created += conn.execute(sql, tuple(row.values())).rowcount
         return created
 
@@ -106,17 +107,26 @@ class RunStore:
             return _row(row)
 
     def request_cancel(self, run_id: str, *, now: dt.datetime) -> dict[str, Any]:
-        """Cancel a waiting run at once; flag a pending or running one for the scheduler."""
+        """Cancel a waiting run at once; flag a pending or running one for the scheduler.
+
+        Both are one guarded UPDATE each, so a scheduler claiming the run at the same moment
+        either sees it CANCELLED or finds the flag set: never a live process marked CANCELLED.
+        """
         run = self.get_run(run_id)
-        state = State(run["state"])
-        if state in WAITING_STATES:
-            return self.transition(run["id"], State.CANCELLED, now=now, message="Cancelled before it started.")
-        if state in ACTIVE_STATES:
-            with self.atomic() as conn:
-                conn.execute("UPDATE flow_runs SET cancel_requested = 1 WHERE id = ?", (run["id"],))
-            return self.get_run(run["id"])
-        check_transition(state, State.CANCELLED)  # a finished run cannot be cancelled: this raises
-        return run
+        waiting = tuple(s.value for s in WAITING_STATES)
+        active = tuple(s.value for s in ACTIVE_STATES)
+        with self.atomic() as conn:
+            cancelled = conn.execute(
+                f"UPDATE flow_runs SET state = 'CANCELLED', state_message = 'Cancelled before it started.', "
+                f"ended_at = ? WHERE id = ? AND state IN ({', '.join('?' * len(waiting))})",
+                (to_db(now), run["id"], *waiting)).rowcount
+            flagged = cancelled or conn.execute(
+                f"UPDATE flow_runs SET cancel_requested = 1 WHERE id = ? AND state IN ({', '.join('?' * len(active))})",
+                (run["id"], *active)).rowcount
+        if not flagged:
+            raise InvalidTransition(f"The run {run['name']} ({run['id'][:8]}) is already {run['state']}: "
+                                    "there is nothing left to cancel.")
+        return self.get_run(run["id"])
 
     def active_runs(self) -> list[dict[str, Any]]:
         return self._all("SELECT * FROM flow_runs WHERE state IN ('PENDING', 'RUNNING') ORDER BY started_at")
