@@ -11,4 +11,6 @@ if [ ! -x /usr/bin/chromium ]; then
     echo "The browser tests need /usr/bin/chromium: run 'sudo apt-get install chromium' first." >&2
   fi
 fi
+# The browser tests save a screenshot of every page here.
+export FHV_SCREENSHOTS="${FHV_SCREENSHOTS:-$PWD/test-artifacts/screenshots}"
 exec .venv/bin/python -m pytest tests "$@"
