@@ -3,8 +3,8 @@
     python bench/reference_steps.py train.parquet val.parquet
 
 Prints one JSON line: rows, feature count, MSE and RMSE for train and validation, and the wall
-time of each step in seconds. A copy of tests/reference.py's logic (bench must not import tests,
-and neither depends on pipeline/): pd.read_parquet, total_seconds() / 60, the 1..60 filter,
+time of each step in seconds. The steps are the oracle's (tests/reference.py, independent of
+pipeline/): pd.read_parquet, total_seconds() / 60, the 1..60 filter,
 fillna(-1).astype(int).astype(str), to_dict(orient="records"), DictVectorizer, LinearRegression.
 """
 from __future__ import annotations
@@ -12,22 +12,15 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 
-import pandas as pd
-from sklearn.feature_extraction import DictVectorizer
-from sklearn.linear_model import LinearRegression
-from sklearn.metrics import mean_squared_error, root_mean_squared_error
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-CATEGORICAL = ["PUlocationID", "DOlocationID"]
+from sklearn.feature_extraction import DictVectorizer  # noqa: E402
+from sklearn.linear_model import LinearRegression  # noqa: E402
+from sklearn.metrics import mean_squared_error, root_mean_squared_error  # noqa: E402
 
-
-def read_dataframe(path) -> pd.DataFrame:
-    df = pd.read_parquet(path)
-    df["duration"] = df.dropOff_datetime - df.pickup_datetime
-    df["duration"] = df.duration.dt.total_seconds() / 60
-    df = df[(df.duration >= 1) & (df.duration <= 60)].copy()
-    df[CATEGORICAL] = df[CATEGORICAL].fillna(-1).astype("int").astype("str")
-    return df
+from tests.reference import CATEGORICAL, read_dataframe  # noqa: E402  (the oracle's own steps)
 
 
 def metrics(prefix, y, predicted) -> dict:

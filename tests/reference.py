@@ -2,7 +2,7 @@
 
 Deliberately independent of ``pipeline/``: it reads, filters and encodes the way the
 MLOps Zoomcamp notebook did (shared/FACTS.md, "The reference steps"), dicts and all.
-bench/reference_steps.py carries a copy of this logic (bench must not import tests).
+bench/reference_steps.py times these same steps as a whole process.
 """
 from __future__ import annotations
 
