@@ -1,7 +1,9 @@
 """Example deployment file: ``python -m pipeline deployment create examples/deployments.py``.
 
 Every ``DeploymentSpec`` bound to a module-level name (or in a module-level list) is registered;
-running the command again updates them without duplicating their scheduled runs.
+running the command again updates them without duplicating their scheduled runs. ``active`` only
+says how a deployment starts when it is first created: after that, ``python -m pipeline deployment
+pause NAME`` / ``resume NAME`` (or the dashboard) decide, and running this file again keeps them.
 """
 import datetime as dt
 
@@ -12,7 +14,8 @@ from pipeline.schedules import CronSchedule, IntervalSchedule
 monthly = default_deployment()
 
 # A nightly retrain on a small synthetic month, in London; after a downtime only the latest
-# missed night runs, and never more than 6 hours late. Paused until someone resumes it.
+# missed night runs, and never more than 6 hours late. Created paused: once someone resumes it,
+# it stays active when this file is registered again.
 nightly_demo = DeploymentSpec(
     name="nightly-demo",
     schedule=CronSchedule("30 2 * * *", "Europe/London"),

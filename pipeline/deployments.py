@@ -9,8 +9,9 @@ module-level list or tuple) is a spec::
     monthly = DeploymentSpec(name="monthly-training", schedule=CronSchedule("0 9 15 * *", "America/New_York"),
                              tags=["ml"])
 
-``python -m pipeline deployment create FILE.py`` registers them. Each run of a deployment gets the
-parameter ``date`` = the date of its slot in the schedule's time zone.
+``python -m pipeline deployment create FILE.py`` registers them; running it again updates them, except
+``active``, which only sets how a new deployment starts (then ``deployment pause|resume NAME``).
+Each run of a deployment gets the parameter ``date`` = the date of its slot in the schedule's zone.
 """
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ class DeploymentSpec:
     ``catchup`` says what happens to slots missed while no scheduler ran: ``all`` runs every one,
     ``latest`` only the most recent, ``none`` none. ``max_lateness`` (seconds or a timedelta)
     skips any slot that could not start within that long after its time, whatever the policy.
+    ``active`` is the state a new deployment starts in; later, pause and resume it instead.
     """
 
     name: str
@@ -121,8 +123,10 @@ def register(store: Store, spec: DeploymentSpec, now: dt.datetime, *,
              settings: Settings | None = None, source_file: str | None = None) -> dict[str, Any]:
     """Create or update a deployment; re-registering never duplicates its scheduled runs.
 
-    When its schedule, parameters, queue or flow change, the upcoming runs made for the old
-    version are dropped. With ``settings``, the upcoming runs are made at once.
+    The spec's ``active`` applies only when the deployment is created: later, a deployment paused
+    or resumed (CLI, dashboard) stays so however often its file is registered again. When its
+    schedule, parameters, queue or flow change, the upcoming runs made for the old version are
+    dropped. With ``settings``, the upcoming runs are made at once.
     """
     with store.atomic():
         store.ensure_work_queue(spec.work_queue, now=now)
@@ -130,7 +134,6 @@ def register(store: Store, spec: DeploymentSpec, now: dt.datetime, *,
         row, stale = store.upsert_deployment(fields, now=now)
         if stale:
             store.drop_upcoming_runs(row["id"], now)
-        row = store.set_deployment_active(spec.name, spec.active, now)
     if settings is not None:
         materialise(store, settings, row, now)
     return store.get_deployment(spec.name)
@@ -156,10 +159,13 @@ def zone_name(row: Mapping[str, Any]) -> str:
 # -- making slots into runs ------------------------------------------------------------------
 
 def upcoming_slots(schedule: Schedule, now: dt.datetime) -> list[dt.datetime]:
-    """The slots to keep made ahead of ``now``: at least 3 and 1 hour ahead, at most 100 or 100 days."""
+    """The slots to keep made ahead of ``now``: at least 3 and 1 hour ahead, at most 100 or 100 days.
+
+    The next slot is always made, however far ahead (a yearly schedule), so that it shows as upcoming.
+    """
     slots: list[dt.datetime] = []
     for moment in schedule.iter_fire_times(now):
-        if len(slots) >= MAX_RUNS or moment > now + MAX_AHEAD:
+        if slots and (len(slots) >= MAX_RUNS or moment > now + MAX_AHEAD):
             break
         if len(slots) >= MIN_RUNS and moment > now + MIN_AHEAD:
             break

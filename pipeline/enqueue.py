@@ -1,9 +1,10 @@
 """Manual runs and backfills: runs put in a work queue for the scheduler to pick up.
 
-``deployment=None`` means the default deployment (``monthly-training``), registered if missing.
-A backfill makes one run per fire date of the deployment's schedule in the range (one a month for
-the monthly deployment) and skips dates that already have a completed, waiting or running run,
-unless ``force``.
+``deployment=None`` means the default deployment (``monthly-training``), registered when a run of
+it is first enqueued. A backfill makes one run per fire date of the deployment's schedule in the
+range (one a month for the monthly deployment) and skips dates that already have a completed,
+waiting or running run, unless ``force``. Planning writes nothing: a dry run leaves the history as
+it was, and a refused date or range registers nothing either.
 """
 from __future__ import annotations
 
@@ -39,22 +40,24 @@ class BackfillPlan:
 def trigger_run(store: Store, settings: Settings, *, deployment: str | None = None,
                 date: dt.date | None = None, now: dt.datetime) -> dict[str, Any]:
     """Enqueue one manual run, due now; ``date`` defaults to today in the deployment's zone."""
-    row = resolve_deployment(store, settings, deployment, now)
-    today = now.astimezone(zone(zone_name(row))).date()
+    today = _today(find_deployment(store, deployment), now)
     run_date = date or today
     check_run_date(run_date, today)
+    row = resolve_deployment(store, settings, deployment, now)
     run_id = _create(store, settings, row, run_date, now=now, when=now, trigger="manual")
     return store.get_run(run_id)
 
 
 def plan_backfill(store: Store, settings: Settings, *, deployment: str | None = None, start: dt.date,
                   end: dt.date, now: dt.datetime, force: bool = False) -> BackfillPlan:
-    """The deployment's fire dates from ``start`` to ``end``, less those already done or under way."""
-    row = resolve_deployment(store, settings, deployment, now)
-    today = now.astimezone(zone(zone_name(row))).date()
-    _check_range(start, end, today)
+    """The deployment's fire dates from ``start`` to ``end``, less those already done or under way.
+
+    Writes nothing: the default deployment, when not registered yet, is planned from its spec.
+    """
+    row = find_deployment(store, deployment)
+    _check_range(start, end, _today(row, now))
     dates = fire_dates(row, start, end)
-    if force:
+    if force or row["id"] is None:
         return BackfillPlan(row["name"], dates, [])
     taken = _taken_dates(store, row["id"], dates)
     return BackfillPlan(row["name"], [d for d in dates if d not in taken], [(d, taken[d]) for d in dates if d in taken])
@@ -72,13 +75,23 @@ def enqueue_backfill(store: Store, settings: Settings, plan: BackfillPlan, *, no
 
 def resolve_deployment(store: Store, settings: Settings, name: str | None, now: dt.datetime) -> dict[str, Any]:
     """The deployment ``name`` (None: the default one, registered if missing)."""
+    row = find_deployment(store, name)
+    return row if row["id"] is not None else register(store, default_deployment(), now, settings=settings)
+
+
+def find_deployment(store: Store, name: str | None) -> dict[str, Any]:
+    """The deployment ``name`` (None: the default one); the default's spec, with ``id`` None, if not registered."""
     name = name or DEFAULT_DEPLOYMENT
     try:
         return store.get_deployment(name)
     except NotFound:
         if name != DEFAULT_DEPLOYMENT:
             raise
-    return register(store, default_deployment(), now, settings=settings)
+    return {**default_deployment().to_row(), "id": None}
+
+
+def _today(row: dict[str, Any], now: dt.datetime) -> dt.date:
+    return now.astimezone(zone(zone_name(row))).date()
 
 
 def check_run_date(run_date: dt.date, today: dt.date) -> None:

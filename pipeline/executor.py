@@ -1,10 +1,12 @@
 """Where flow runs execute: one child process per run, or in this process for fast tests.
 
-``ProcessExecutor`` forks each run from a multiprocessing *forkserver* that has imported
-``pipeline.flow`` (pyarrow, scikit-learn) once, so a run does not pay those imports again. The
-child opens its own Store and calls ``flow.execute``; it asks the kernel to kill it when its
-parent dies (``PR_SET_PDEATHSIG``), so a scheduler killed with -9 leaves no orphan flows: the
-forkserver exits when the scheduler's end of its pipe closes, and its children follow.
+``ProcessExecutor`` forks each run from a multiprocessing *forkserver* that has imported ``pipeline.flow``
+(pyarrow) and ``pipeline.model`` (scikit-learn) once, so a run does not pay those imports again. CPython
+3.11 does not give the forkserver this process's ``sys.path`` and skips a preload it cannot import, so it
+starts with ``pipeline``'s folder on PYTHONPATH, whatever the cwd. The child opens its own Store and calls
+``flow.execute``; it asks the kernel to kill it when its parent dies (``PR_SET_PDEATHSIG``), so a scheduler
+killed with -9 leaves no orphan flows: the forkserver exits when the scheduler's end of its pipe closes,
+and its children follow.
 
 ``FakeExecutor`` honours the same contract (tests/test_scheduler.py runs one suite on both):
 ``start(run)`` for a claimed run, ``poll()`` -> the runs whose process ended, ``running()``,
@@ -42,6 +44,8 @@ from .store import Store, from_db
 
 logger = logging.getLogger("pipeline.executor")
 PR_SET_PDEATHSIG = 1
+PRELOAD = ("pipeline.flow", "pipeline.model")
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # the folder that holds the ``pipeline`` package
 
 
 @dataclass(frozen=True)
@@ -107,7 +111,7 @@ class ProcessExecutor:
     """Each run in a child forked from a forkserver that preloaded the flow and the model (scikit-learn)."""
 
     def __init__(self, settings: Settings, *, await_data: AwaitData = AwaitData(), heartbeat_every: float = 5.0,
-                 preload: tuple[str, ...] = ("pipeline.flow", "pipeline.model")):
+                 preload: tuple[str, ...] = PRELOAD):
         self.settings = settings
         self.await_data = await_data
         self.heartbeat_every = heartbeat_every
@@ -116,12 +120,14 @@ class ProcessExecutor:
         self.processes: dict[str, Any] = {}
 
     def warm_up(self) -> None:
-        """Start the forkserver now, so that the first run does not wait for its imports."""
+        """Start the forkserver now (if it is not running), so that the first run does not wait for its imports."""
         from multiprocessing import forkserver
 
-        forkserver.ensure_running()
+        with _package_importable():
+            forkserver.ensure_running()
 
     def start(self, run: dict[str, Any]) -> int:
+        self.warm_up()  # (re)starts a forkserver that can import the preload, whatever the working directory
         job = ChildJob(self.settings.db_path, self.settings, run["id"], self.await_data, self.heartbeat_every,
                        os.getpid())
         process = self.context.Process(target=child_main, args=(job,), name=f"flow-{run['name']}", daemon=True)
@@ -161,11 +167,25 @@ class ProcessExecutor:
         self.poll()
 
 
+@contextlib.contextmanager
+def _package_importable() -> Iterator[None]:
+    """PYTHONPATH starts with the folder holding ``pipeline`` while a forkserver may be started."""
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, (str(PACKAGE_ROOT), before)))
+    try:
+        yield
+    finally:
+        os.environ.pop("PYTHONPATH")
+        if before is not None:
+            os.environ["PYTHONPATH"] = before
+
+
 def child_main(job: ChildJob) -> None:
     """The child: die with the parent, ignore Ctrl-C (the scheduler decides), run the flow."""
     _let_the_forkserver_go()
     _die_with_parent(job.scheduler_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    warn_unless_preloaded()
     from . import flow as training
 
     store = Store(job.db_path, migrate=False)
@@ -174,6 +194,16 @@ def child_main(job: ChildJob) -> None:
         training.execute(store, job.settings, job.run_id, await_policy=policy, heartbeat_every=job.heartbeat_every)
     finally:
         store.close()
+
+
+def warn_unless_preloaded() -> bool:
+    """Log a warning if the forkserver did not preload the model, so this run pays the import itself."""
+    if "pipeline.model" in sys.modules:
+        return True
+    logger.warning("The forkserver did not preload pipeline.model (scikit-learn), so this flow process (pid %d) "
+                   "imports it itself, about a second per run; check that %s is importable.",
+                   os.getpid(), PACKAGE_ROOT / "pipeline")
+    return False
 
 
 def _let_the_forkserver_go() -> None:
@@ -202,18 +232,8 @@ def _die_with_parent(scheduler_pid: int) -> None:
     if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
         logger.warning("prctl(PR_SET_PDEATHSIG) failed (errno %d): this flow may outlive its scheduler.",
                        ctypes.get_errno())
-    if os.getppid() != parent or not _alive(scheduler_pid):
+    if os.getppid() != parent or not psutil.pid_exists(scheduler_pid):
         os._exit(1)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class FakeExecutor:
@@ -343,6 +363,7 @@ def utc_text(moment: Any) -> str:
 
 
 def seconds_text(seconds: float) -> str:
+    """An option value in seconds, in words: '2 hours', '10 seconds', '1.5 seconds' (durations: render)."""
     return seconds_words(seconds) if seconds == int(seconds) else f"{seconds:g} seconds"
 
 

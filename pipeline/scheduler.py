@@ -5,8 +5,9 @@ Every job is guarded: an exception is logged and recorded in the ``schedulers`` 
 out of ``run_pending``. The jobs:
 
 * ``step`` (every tick): reap ended children, honour cancel requests, apply the catch-up policy
-  after a downtime, skip slots past their deployment's maximum lateness, claim and start due runs
-  up to each work queue's concurrency limit, mark what is still waiting LATE with the reason;
+  after a downtime and skip slots past their deployment's maximum lateness (both in ``catchup.py``),
+  claim and start due runs up to each work queue's concurrency limit, mark what is still waiting
+  LATE with the reason;
 * ``heartbeat``: stamp the scheduler's row, kill own children whose run heartbeat went stale;
 * ``sweep``: runs not started by this scheduler whose process is gone become CRASHED;
 * ``materialise``: keep the upcoming runs of every active deployment made.
@@ -31,6 +32,8 @@ from typing import Any, Callable, Iterator
 
 import schedule
 
+from . import catchup
+from .cli.render import seconds_text as duration_text
 from .config import Settings
 from .deployments import ensure_default, materialise
 from .errors import ConfigError
@@ -233,42 +236,11 @@ class Scheduler:
         """After a downtime, apply each deployment's catch-up policy to the slots it missed."""
         now, since = self.clock.now(), self.last_alive
         self.last_alive = now
-        if since is not None and (now - since).total_seconds() <= self.options.stale_after:
-            return
-        until, count = now - dt.timedelta(seconds=self.options.late_after), 0
-        for row in self.store.deployments():
-            if row["active"]:
-                materialise(self.store, self.settings, row, now)
-                missed = self.store.missed_runs(row["id"], after=since, until=until)
-                self._catch_up(row, missed, since, now)
-                count += len(missed)
-        if count:
-            logger.warning("%d slot(s) passed while no scheduler ran; applied the catch-up policies.", count)
-
-    def _catch_up(self, row: dict[str, Any], missed: list[dict[str, Any]], since: dt.datetime | None,
-                  now: dt.datetime) -> None:
-        keep = {"all": missed, "latest": missed[-1:], "none": []}[row["catchup"]]
-        kept = {run["id"] for run in keep}
-        down = f"from {_when(since)} to {_when(now)}" if since else f"before {_when(now)}"
-        for run in missed:
-            if run["id"] not in kept:
-                message = (f"Skipped by the catch-up policy '{row['catchup']}' of {row['name']}: its slot "
-                           f"{_when(run['scheduled_time'])} passed while no scheduler was running ({down}).")
-                self.store.transition(run["id"], State.CANCELLED, now=now, message=message)
-            elif run["state"] == State.SCHEDULED:
-                self.store.mark_late(run["id"], f"no scheduler was running when it was due ({down})", now)
+        catchup.catch_up(self.store, self.settings, self.options, since=since, now=now)
 
     def expire(self) -> None:
         """Scheduled slots that could not start within their deployment's maximum lateness are skipped."""
-        now = self.clock.now()
-        for run in self.store.due_runs(due_by=now):
-            limit, slot = run["max_lateness"], from_db(run["scheduled_time"])
-            if run["trigger"] != "schedule" or not limit or run["attempts"]:
-                continue  # a run that started once (awaiting data) follows its retry policy instead
-            if (now - slot).total_seconds() > limit:
-                message = (f"Skipped: it could not start within the maximum lateness of "
-                           f"{seconds_text(limit)} of {run['deployment']} (slot {_when(slot)}).")
-                self.store.transition(run["id"], State.CANCELLED, now=now, message=message)
+        catchup.expire(self.store, self.clock.now())
 
     def dispatch(self) -> None:
         """Claim due runs, queue by queue, up to each queue's concurrency limit, and start them."""
@@ -342,7 +314,7 @@ class Scheduler:
         elif why.startswith("stop"):
             self.store.add_log(run["id"], level="WARNING", ts=now,
                                message="The scheduler stopped while this run was running, so it was cancelled.")
-        _log_end(self.store.get_run(run["id"]))
+        _log_end(self.store.get_run(run["id"]), now)
 
     def _stale(self, run: dict[str, Any], now: dt.datetime) -> bool:
         beat = max(filter(None, (from_db(run["heartbeat_at"]), self.started.get(run["id"]))), default=None)
@@ -377,12 +349,13 @@ class Scheduler:
             self.clock.sleep(min(self.options.tick, 0.1))
 
 
-def _log_end(run: dict[str, Any]) -> None:
-    took = seconds_text((from_db(run["ended_at"]) - from_db(run["started_at"])).total_seconds()) \
-        if run["ended_at"] and run["started_at"] else "-"
+def _log_end(run: dict[str, Any], now: dt.datetime) -> None:
+    """'Run NAME (ID) ended STATE after 3.2 s: error', its process having ended at ``now``."""
+    started, ended = from_db(run["started_at"]), from_db(run["ended_at"]) or now
+    took = f"after {duration_text((ended - started).total_seconds())}" if started else "before its flow started"
     detail = f": {run['error']}" if run["error"] else ""
     level = logging.INFO if run["state"] in ("COMPLETED", "AWAITING_RETRY") else logging.WARNING
-    logger.log(level, "Run %s (%s) ended %s after %s%s", run["name"], run["id"][:8], run["state"], took, detail)
+    logger.log(level, "Run %s (%s) ended %s %s%s", run["name"], run["id"][:8], run["state"], took, detail)
 
 
 @contextlib.contextmanager

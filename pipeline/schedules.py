@@ -146,7 +146,8 @@ class CronSchedule(_Schedule):
 
 @dataclass(frozen=True)
 class IntervalSchedule(_Schedule):
-    """Every ``seconds`` from ``anchor`` (read in ``timezone`` when naive)."""
+    """Every ``seconds`` from ``anchor`` (read in ``timezone`` when naive; one in the spring-forward gap
+    moves forward by the gap, 02:30 becomes 03:30, as it would after a round trip through JSON)."""
 
     seconds: int
     anchor: dt.datetime = field(default=DEFAULT_ANCHOR)
@@ -234,7 +235,15 @@ def _anchor(value: Any, tz: ZoneInfo) -> dt.datetime:
         value = dt.datetime.combine(value, dt.time())
     if not isinstance(value, dt.datetime):
         raise ConfigError(f"The anchor {value!r} is not a date and time.")
-    return _aware(value, tz).astimezone(tz)
+    return real_local_time(_aware(value, tz), tz)
+
+
+def real_local_time(moment: dt.datetime, tz: ZoneInfo) -> dt.datetime:
+    """``moment`` in ``tz`` as a time the clock shows: one in the spring-forward gap moves forward by the gap.
+
+    (``astimezone`` alone keeps a nonexistent 02:30 when ``moment`` is already in ``tz``.)
+    """
+    return moment.astimezone(UTC).astimezone(tz)
 
 
 def _cron_words(expr: str) -> str:

@@ -142,10 +142,18 @@ def test_new_parameters_remake_the_upcoming_runs_with_them(store, settings):
     assert {r["data_source"] for r in runs} == {"demo:777"}
 
 
-def test_an_inactive_spec_pauses_the_deployment_and_drops_its_runs(store, settings):
-    register(store, hourly(), T0, settings=settings)
+def test_an_inactive_spec_creates_a_paused_deployment_without_runs(store, settings):
     row = register(store, hourly(active=False), T0, settings=settings)
     assert row["active"] is False and slots(store, "hourly") == []
+
+
+@pytest.mark.parametrize("first, then", [(True, False), (False, True)], ids=["paused-later", "resumed-later"])
+def test_registering_again_keeps_a_deployment_paused_or_resumed_since(store, settings, first, then):
+    register(store, hourly(active=first), T0, settings=settings)
+    store.set_deployment_active("hourly", then, T0)
+    row = register(store, hourly(active=first, tags=["edited"]), T0 + dt.timedelta(minutes=10), settings=settings)
+    assert row["active"] is then and row["tags"] == ["edited"]
+    assert len(slots(store, "hourly")) == (3 if then else 0)
 
 
 def test_pausing_cancels_due_runs_and_resuming_counts_slots_from_then(store, settings):
@@ -163,10 +171,16 @@ def test_pausing_cancels_due_runs_and_resuming_counts_slots_from_then(store, set
     (CronSchedule("0 * * * *", "UTC"), 3),
     (IntervalSchedule(600, "2026-01-01", "UTC"), 6),  # an hour ahead
     (IntervalSchedule(2, "2026-01-01", "UTC"), 100),  # at most 100 runs
-    (CronSchedule("0 0 1 1 *", "UTC"), 0),  # at most 100 days ahead
+    (CronSchedule("0 0 1 1 *", "UTC"), 1),  # at most 100 days ahead, but always the next slot
+    (CronSchedule("0 0 1 3 *", "UTC"), 1),
 ])
 def test_upcoming_runs_are_at_least_3_and_an_hour_ahead_at_most_100_or_100_days(schedule, count):
     assert len(upcoming_slots(schedule, dt.datetime(2026, 1, 1, 0, 0, 1, tzinfo=UTC))) == count
+
+
+def test_a_yearly_deployment_shows_its_next_run_a_year_ahead(store, settings):
+    register(store, DeploymentSpec(name="yearly", schedule=CronSchedule("0 0 1 1 *", "UTC")), T0, settings=settings)
+    assert store.get_deployment("yearly")["next_run_time"] == "2027-01-01T00:00:00.000000Z"
 
 
 def test_each_run_gets_the_date_of_its_slot_in_the_schedule_zone(store, settings):
@@ -224,6 +238,24 @@ def test_deployment_create_twice_keeps_one_set_of_runs(monkeypatch, settings, st
     assert "Deployment monthly-training (active)" in capsys.readouterr().out
 
 
+def test_deployment_create_again_keeps_a_deployment_resumed_from_the_cli(monkeypatch, settings, store, capsys):
+    cli(monkeypatch, settings, "deployment", "create", str(EXAMPLE))
+    assert cli(monkeypatch, settings, "deployment", "resume", "nightly-demo") == 0
+    runs = slots(store, "nightly-demo")
+    capsys.readouterr()
+    assert cli(monkeypatch, settings, "deployment", "create", str(EXAMPLE)) == 0
+    assert store.get_deployment("nightly-demo")["active"] is True and slots(store, "nightly-demo") == runs
+    out = " ".join(capsys.readouterr().out.split())
+    assert "It stays active although its spec says active=False" in out
+    assert "use: python -m pipeline deployment pause nightly-demo" in out
+
+
+def test_deployment_create_help_says_active_only_applies_when_created(monkeypatch, settings, capsys):
+    with pytest.raises(SystemExit):
+        cli(monkeypatch, settings, "deployment", "create", "--help")
+    assert "active flag only sets how a new deployment starts" in " ".join(capsys.readouterr().out.split())
+
+
 def test_deployment_ls_pause_and_resume_from_the_cli(monkeypatch, settings, store, capsys):
     cli(monkeypatch, settings, "deployment", "create", str(EXAMPLE))
     assert cli(monkeypatch, settings, "deployment", "resume", "nightly-demo") == 0
@@ -240,10 +272,32 @@ def test_deployment_ls_pause_and_resume_from_the_cli(monkeypatch, settings, stor
 def test_work_queue_commands_create_limit_and_list(monkeypatch, settings, capsys):
     assert cli(monkeypatch, settings, "work-queue", "create", "gpu", "--limit", "2") == 0
     assert cli(monkeypatch, settings, "work-queue", "set-limit", "gpu", "none") == 0
-    assert cli(monkeypatch, settings, "work-queue", "set-limit", "gpu", "zero") == 2
-    capsys.readouterr()
+    with pytest.raises(SystemExit, match="2"):
+        cli(monkeypatch, settings, "work-queue", "set-limit", "gpu", "zero")
+    assert "The concurrency limit zero is not valid" in capsys.readouterr().err
     cli(monkeypatch, settings, "work-queue", "ls", "--json")
     queues = {q["name"]: q for q in json.loads(capsys.readouterr().out)}
     assert queues["gpu"]["concurrency_limit"] is None and queues["default"]["concurrency_limit"] == 1
     assert cli(monkeypatch, settings, "work-queue", "ls") == 0
     assert "gpu" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["work-queue", "preview", "--hours", "-1"], "The number of hours -1 is not valid; use a number above 0"),
+    (["work-queue", "preview", "--hours", "0"], "The number of hours 0 is not valid"),
+    (["work-queue", "preview", "--hours", "nan"], "The number of hours nan is not valid"),
+    (["work-queue", "create", "gpu", "--limit", "0"], "The concurrency limit 0 is not valid"),
+    (["work-queue", "set-limit", "gpu", "-1"], "limit -1 is not valid; use a whole number of at least 1 or 'none'"),
+    (["scheduler", "--tick", "0"], "The number of seconds 0 is not valid"),
+    (["scheduler", "--grace", "-5"], "The number of seconds -5 is not valid"),
+    (["schedule", "preview", "--interval", "-60"], "The interval -60 is not valid; use a whole number of seconds"),
+    (["schedule", "preview", "--interval", "0"], "The interval 0 is not valid"),
+    (["schedule", "preview", "--cron", "0 9 * * *", "--count", "0"], "The count 0 is not valid"),
+    (["backfill", "--start", "2025-01-01", "--end", "2025-02-01", "--concurrency", "-2"],
+     "The concurrency -2 is not valid"),
+])
+def test_zero_or_negative_numbers_are_refused_by_the_cli_naming_the_value(monkeypatch, settings, capsys, argv, words):
+    with pytest.raises(SystemExit) as stopped:
+        cli(monkeypatch, settings, *argv)
+    assert stopped.value.code == 2
+    assert words in " ".join(capsys.readouterr().err.split())

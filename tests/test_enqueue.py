@@ -79,6 +79,27 @@ def test_bad_backfill_ranges_are_refused_with_a_sentence(store, settings, start,
         plan_backfill(store, settings, start=start, end=end, now=NOW)
 
 
+def nothing_written(store):
+    return store.deployments() == [] and store.count_runs() == 0
+
+
+def test_planning_a_backfill_of_the_unregistered_default_deployment_writes_nothing(store, settings):
+    plan = plan_backfill(store, settings, start=D(2025, 1, 1), end=D(2025, 3, 31), now=NOW)
+    assert plan.deployment == DEFAULT_DEPLOYMENT and plan.dates == [D(2025, m, 15) for m in (1, 2, 3)]
+    assert nothing_written(store)
+    assert [r["run_date"] for r in enqueue_backfill(store, settings, plan, now=NOW)] == ["2025-01-15", "2025-02-15",
+                                                                                        "2025-03-15"]
+    assert store.get_deployment(DEFAULT_DEPLOYMENT)["active"] is True
+
+
+def test_a_refused_backfill_or_trigger_registers_nothing(store, settings):
+    with pytest.raises(ConfigError, match="is in the future"):
+        plan_backfill(store, settings, start=D(2027, 1, 1), end=D(2027, 2, 1), now=NOW)
+    with pytest.raises(ConfigError, match="would validate on"):
+        trigger_run(store, settings, date=D(2030, 1, 15), now=NOW)
+    assert nothing_written(store)
+
+
 def test_enqueued_backfill_runs_are_ordered_oldest_date_first(store, settings):
     plan = plan_backfill(store, settings, start=D(2025, 1, 1), end=D(2025, 3, 31), now=NOW)
     runs = enqueue_backfill(store, settings, plan, now=NOW)
@@ -137,14 +158,22 @@ def cli(monkeypatch, settings, *argv):
 
 def test_backfill_dry_run_enqueues_nothing_and_concurrency_uses_its_own_queue(monkeypatch, settings, store, capsys):
     half_year = ("backfill", "--start", "2025-01-01", "--end", "2025-06-30")
+    queues = store.work_queues()
     assert cli(monkeypatch, settings, *half_year, "--dry-run", "--json") == 0
     assert json.loads(capsys.readouterr().out)["dates"] == [f"2025-0{m}-15" for m in range(1, 7)]
-    assert store.count_runs(states=["SCHEDULED"]) == 3  # only the default deployment's upcoming runs
+    assert nothing_written(store) and store.work_queues() == queues
     assert cli(monkeypatch, settings, *half_year, "--concurrency", "2") == 0
     assert "Enqueued 6 run(s); skipped 0." in capsys.readouterr().out
     assert store.work_queue("backfill")["concurrency_limit"] == 2
     assert cli(monkeypatch, settings, *half_year) == 0
     assert "skipped 6 (use --force" in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_dry_run_on_a_new_home_does_not_even_create_the_history(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("FHV_HOME", str(tmp_path / "fresh"))
+    assert main(["backfill", "--start", "2025-01-01", "--end", "2025-02-28", "--dry-run"]) == 0
+    assert "Would enqueue 2 run(s); skipped 0." in capsys.readouterr().out
+    assert not (tmp_path / "fresh").exists()
 
 
 def test_trigger_from_the_cli_prints_the_run_or_a_clear_error(monkeypatch, settings, capsys):

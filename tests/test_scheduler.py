@@ -1,15 +1,18 @@
 """The scheduler on a fake clock (months and DST days in milliseconds), and the executor contract."""
 import datetime as dt
+import logging
 import os
 import signal
+import sys
 import time
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from pipeline import catchup
 from pipeline.deployments import DEFAULT_DEPLOYMENT, DeploymentSpec, default_deployment, register
 from pipeline.enqueue import trigger_run
-from pipeline.executor import AwaitData, FakeExecutor, ProcessExecutor
+from pipeline.executor import AwaitData, FakeExecutor, ProcessExecutor, warn_unless_preloaded
 from pipeline.runtime import SYSTEM_CLOCK
 from pipeline.scheduler import ClockScheduler, Scheduler, SchedulerOptions
 from pipeline.schedules import CronSchedule, IntervalSchedule
@@ -72,6 +75,15 @@ def test_a_monthly_deployment_runs_each_month_exactly_once_over_two_years(store,
     assert slot_times(done[:3]) == ["2026-01-15T14:00", "2026-02-15T14:00", "2026-03-15T13:00"]
     assert [r["run_date"] for r in done] == [e.date().isoformat() for e in expected]
     assert {r["state"] for r in runs_of(store, DEFAULT_DEPLOYMENT)} == {"COMPLETED", "SCHEDULED"}
+
+
+def test_a_yearly_deployment_runs_once_a_year_and_always_shows_its_next_run(store, settings, clock):
+    register(store, DeploymentSpec(name="yearly", schedule=CronSchedule("0 9 1 1 *", "UTC")), clock.now(),
+             settings=settings)
+    walk(make(store, settings, clock), clock, until=dt.datetime(2027, 6, 1, tzinfo=UTC), step=86400)
+    assert slot_times(runs_of(store, "yearly", "COMPLETED")) == ["2026-01-01T09:00", "2027-01-01T09:00"]
+    assert slot_times(runs_of(store, "yearly", "SCHEDULED")) == ["2028-01-01T09:00"]  # 214 days ahead
+    assert store.get_deployment("yearly")["next_run_time"] == "2028-01-01T09:00:00.000000Z"
 
 
 DST_WALKS = [
@@ -156,6 +168,25 @@ def test_a_slot_stuck_behind_a_full_queue_is_skipped_past_the_maximum_lateness(s
     first, second = runs_of(store, "hourly")[:2]
     assert first["state"] == "RUNNING" and second["state"] == "CANCELLED"
     assert second["late_reason"] == "its work queue 'default' is full (1 of 1 running)"
+
+
+@pytest.mark.parametrize("down_until, missed, cancelled", [(at(0, 40), 0, 0), (at(5, 30), 5, 4)],
+                         ids=["short-pause", "downtime"])
+def test_catch_up_only_acts_after_a_pause_longer_than_stale_after(store, settings, clock, down_until, missed,
+                                                                  cancelled):
+    register(store, hourly(catchup="latest"), clock.now(), settings=settings)
+    options = SchedulerOptions(heartbeat=60, stale_after=HOUR)
+    assert catchup.catch_up(store, settings, options, since=at(0, 30), now=down_until) == missed
+    assert len(runs_of(store, "hourly", "CANCELLED")) == cancelled
+
+
+def test_expire_cancels_only_scheduled_slots_past_their_maximum_lateness(store, settings, clock):
+    register(store, hourly(max_lateness=1800), clock.now(), settings=settings)
+    manual = trigger_run(store, settings, deployment="hourly", date=dt.date(2025, 6, 15), now=clock.now())
+    assert catchup.expire(store, at(1, 30)) == 0
+    assert catchup.expire(store, at(1, 31)) == 1
+    assert runs_of(store, "hourly", "CANCELLED")[0]["scheduled_time"].startswith("2026-01-01T01:00")
+    assert store.get_run(manual["id"])["state"] == "SCHEDULED"
 
 
 def test_a_work_queue_runs_at_most_its_limit_and_the_rest_are_late_with_the_reason(store, settings, clock):
@@ -334,6 +365,40 @@ def test_a_flow_that_exits_without_a_final_state_is_crashed_and_frees_its_slot(s
     assert store.get_run(run_id)["state_message"] == ("The flow process (pid 4000000) ended with exit code 1 "
                                                       "before recording a final state.")
     assert store.get_run(nxt["id"])["state"] == "COMPLETED"
+
+
+def test_the_end_of_a_run_is_logged_with_a_readable_duration(store, settings, clock, caplog):
+    caplog.set_level(logging.INFO, logger="pipeline.scheduler")
+    scheduler, run_id = started(store, settings, clock, "hang")
+    store.request_cancel(run_id, now=clock.now())
+    ticks(scheduler, clock, 2, step=1.25)  # SIGTERM at 1.25 s (the flow records CANCELLED), then reap
+    assert f"({run_id[:8]}) ended CANCELLED after 1.2 s: Cancelled on request." in caplog.text
+
+
+class DiesAtOnce(FakeExecutor):
+    """A child that exits before its flow records anything (not even RUNNING)."""
+
+    def start(self, run):
+        pid = next(self._pids)
+        self.processes[run["id"]] = {"pid": pid, "kind": "crash", "exitcode": 1}
+        return pid
+
+
+def test_a_run_whose_process_died_before_its_flow_started_is_logged_as_such(store, settings, clock, caplog):
+    run = trigger_run(store, settings, date=dt.date(2025, 6, 15), now=clock.now())
+    scheduler = make(store, settings, clock, executor=DiesAtOnce(store, clock=clock))
+    ticks(scheduler, clock, 2)
+    assert f"({run['id'][:8]}) ended CRASHED before its flow started: The flow process" in caplog.text
+    assert " after -" not in caplog.text
+
+
+def test_a_flow_process_without_the_preloaded_model_warns(monkeypatch, caplog):
+    import pipeline.model  # noqa: F401 - present, as the forkserver preloads it
+
+    assert warn_unless_preloaded() and "did not preload" not in caplog.text
+    monkeypatch.delitem(sys.modules, "pipeline.model")
+    assert not warn_unless_preloaded()
+    assert "The forkserver did not preload pipeline.model (scikit-learn)" in caplog.text
 
 
 def test_an_own_flow_whose_heartbeat_goes_stale_is_killed_and_crashed(store, settings, clock):

@@ -189,3 +189,46 @@ def test_cancel_and_sigterm_stop_flows_cleanly_and_hand_back_waiting_runs(servic
     waiting = service.runs("SCHEDULED", "LATE")
     assert waiting and not service.runs("PENDING", "RUNNING")
     assert service.store.scheduler_status()["stopped_at"] is not None
+
+
+# -- the forkserver preload, whatever the working directory --------------------------------------
+
+PRELOAD_PROBE = """
+import sys
+sys.path.insert(0, {root!r})  # importable the way a script finds it, not through PYTHONPATH
+from pathlib import Path
+from pipeline.config import Settings
+from pipeline.scheduler import Scheduler
+from pipeline.store import Store
+
+settings = Settings(home=Path({home!r})).ensure_dirs()
+executor = Scheduler(Store(settings.db_path), settings).executor
+executor.warm_up()
+check = "import sys; sys.exit(0 if 'pipeline.model' in sys.modules else 3)"
+probe = executor.context.Process(target=exec, args=(check,))
+probe.start()
+probe.join(30)
+sys.exit(probe.exitcode)
+"""
+
+
+def elsewhere_env():
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+
+def test_a_scheduler_started_from_another_folder_still_gives_its_flows_the_preloaded_model(tmp_path):
+    script = PRELOAD_PROBE.format(root=str(ROOT), home=str(tmp_path / "fhv"))
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=elsewhere_env(), capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, f"the flow child had to import pipeline.model itself: {done.stderr}"
+
+
+def test_the_scheduler_bench_runs_from_any_folder_through_the_store(tmp_path):
+    bench = ROOT / "bench" / "scheduler_overhead.py"
+    done = subprocess.run([sys.executable, str(bench), "--runs", "1", "--history", "2000"], cwd=tmp_path,
+                          env=elsewhere_env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "python -c 'import pipeline.model'" in done.stdout and "claims/s" in done.stdout
+    assert "did not preload" not in done.stderr
+    source = bench.read_text()
+    assert ".execute(" not in source and "atomic()" not in source  # SQL belongs to pipeline/store

@@ -4,8 +4,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..config import Settings
 from ..deployments import ensure_default, load_specs, materialise, register as register_deployment, schedule_of
@@ -13,7 +14,7 @@ from ..enqueue import enqueue_backfill, plan_backfill, trigger_run
 from ..errors import ConfigError
 from ..months import parse_date
 from ..runtime import SYSTEM_CLOCK
-from ..schedules import CronSchedule, IntervalSchedule, Schedule, seconds_words, zone
+from ..schedules import CronSchedule, IntervalSchedule, Schedule, real_local_time, seconds_words, zone
 from ..store import Store, from_db
 from . import render
 from .render import console
@@ -29,26 +30,41 @@ def register(commands: argparse._SubParsersAction) -> None:
     _enqueue_commands(commands)
 
 
-def _seconds(text: str) -> float:
+def _above_zero(unit: str, example: str) -> Callable[[str], float]:
+    """An argparse type: a finite number of ``unit`` above 0, or a sentence naming the value."""
+    def parse(text: str) -> float:
+        value = _float(text)
+        if not (math.isfinite(value) and value > 0):
+            raise argparse.ArgumentTypeError(f"The number of {unit} {text} is not valid; use a number above 0, "
+                                             f"like {example}.")
+        return value
+    return parse
+
+
+def _at_least_one(what: str, unit: str = "", *, none: bool = False) -> Callable[[str], int | None]:
+    """An argparse type: a whole number of at least 1 (or 'none' if ``none``), or a sentence naming the value."""
+    def parse(text: str) -> int | None:
+        if none and text.strip().lower() == "none":
+            return None
+        value = _float(text)
+        if not (math.isfinite(value) and value.is_integer() and value >= 1):
+            raise argparse.ArgumentTypeError(f"The {what} {text} is not valid; use a whole number{unit} of at least 1"
+                                             + (" or 'none'." if none else "."))
+        return int(value)
+    return parse
+
+
+def _float(text: str) -> float:
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0 seconds")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
-    return int(text)
+        return math.nan
 
 
 def _scheduler_command(commands: argparse._SubParsersAction) -> None:
     from ..scheduler import SchedulerOptions
 
-    defaults = SchedulerOptions()
+    defaults, seconds = SchedulerOptions(), _above_zero("seconds", "5 or 0.5")
     cmd = commands.add_parser("scheduler", help="run the headless scheduler (Ctrl-C or SIGTERM stops it cleanly)")
     for flag, field, text in (
             ("--tick", "tick", "how often due runs are claimed and processes checked"),
@@ -60,7 +76,7 @@ def _scheduler_command(commands: argparse._SubParsersAction) -> None:
             ("--grace", "shutdown_grace", "on stop, how long running flows may finish before they are cancelled"),
             ("--retry-every", "retry_every", "a month not published yet: wait this long between attempts"),
             ("--give-up-after", "give_up_after", "a month not published yet: fail this long after the slot")):
-        cmd.add_argument(flag, dest=field, type=_seconds, default=getattr(defaults, field), metavar="SECONDS",
+        cmd.add_argument(flag, dest=field, type=seconds, default=getattr(defaults, field), metavar="SECONDS",
                          help=f"{text} (default {getattr(defaults, field):g} s)")
     cmd.set_defaults(handler=cmd_scheduler)
 
@@ -87,11 +103,12 @@ def _schedule_commands(commands: argparse._SubParsersAction) -> None:
     preview = group.add_parser("preview", help="print the next fire times, local and UTC")
     kind = preview.add_mutually_exclusive_group(required=True)
     kind.add_argument("--cron", metavar="EXPR", help="five-field cron expression, like '0 9 15 * *'")
-    kind.add_argument("--interval", metavar="SECONDS", type=float, help="interval in seconds")
+    kind.add_argument("--interval", metavar="SECONDS", type=_at_least_one("interval", " of seconds"),
+                      help="interval in whole seconds")
     preview.add_argument("--timezone", default="UTC", metavar="TZ", help="IANA time zone (default UTC)")
     preview.add_argument("--anchor", metavar="ISO", help="interval anchor (default 2020-01-01T00:00 in TZ)")
     preview.add_argument("--start", metavar="ISO", help="list fire times after this moment (default now)")
-    preview.add_argument("--count", type=_positive_int, default=10)
+    preview.add_argument("--count", type=_at_least_one("count"), default=10, help="how many (default 10)")
     preview.add_argument("--json", action="store_true")
     preview.set_defaults(handler=cmd_preview)
 
@@ -117,20 +134,18 @@ def cmd_preview(args: argparse.Namespace, settings: Settings) -> int:
 def _schedule_from_args(args: argparse.Namespace) -> Schedule:
     if args.cron is not None:
         return CronSchedule(args.cron, args.timezone)
-    anchor = parse_moment(args.anchor, args.timezone) if args.anchor else None
-    seconds = int(args.interval) if args.interval == int(args.interval) else args.interval
-    if anchor is None:
-        return IntervalSchedule(seconds, timezone=args.timezone)
-    return IntervalSchedule(seconds, anchor, args.timezone)
+    if args.anchor is None:
+        return IntervalSchedule(args.interval, timezone=args.timezone)
+    return IntervalSchedule(args.interval, parse_moment(args.anchor, args.timezone), args.timezone)
 
 
 def parse_moment(text: str, timezone: str) -> dt.datetime:
-    """An ISO date or date-time; a naive one is read in ``timezone``."""
+    """An ISO date or date-time; a naive one is read in ``timezone`` (in the spring-forward gap: just after it)."""
     try:
         moment = dt.datetime.fromisoformat(text.strip())
     except ValueError:
         raise ConfigError(f"The time {text!r} is not an ISO date or date-time, like 2026-03-08T01:00.") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=zone(timezone))
+    return moment if moment.tzinfo else real_local_time(moment.replace(tzinfo=zone(timezone)), zone(timezone))
 
 
 # -- deployments --------------------------------------------------------------------------------
@@ -138,7 +153,12 @@ def parse_moment(text: str, timezone: str) -> dt.datetime:
 def _deployment_commands(commands: argparse._SubParsersAction) -> None:
     group = commands.add_parser("deployment", help="create, list, pause and resume deployments").add_subparsers(
         dest="deployment_command", required=True, metavar="ACTION")
-    create = group.add_parser("create", help="register the DeploymentSpecs a Python file defines")
+    create = group.add_parser(
+        "create", help="register the DeploymentSpecs a Python file defines (again: update them)",
+        description="Register the DeploymentSpecs a Python file defines; running it again updates them without "
+                    "duplicating their scheduled runs. A spec's active flag only sets how a new deployment starts: "
+                    "once created, a deployment stays paused or active as set with 'deployment pause|resume NAME' "
+                    "(or the dashboard), whatever its file says.")
     create.add_argument("file", type=Path)
     create.set_defaults(handler=cmd_create)
     ls = group.add_parser("ls", help="list deployments")
@@ -163,6 +183,10 @@ def cmd_create(args: argparse.Namespace, settings: Settings) -> int:
         state = "active" if row["active"] else "paused"
         console.print(f"Deployment [bold]{row['name']}[/] ({state}): {_schedule_text(row)}; "
                       f"next run {render.when(row['next_run_time'])}.")
+        if row["active"] != spec.active:
+            action = "resume" if spec.active else "pause"
+            console.print(f"  It stays {state} although its spec says active={spec.active}: the flag only applies "
+                          f"when a deployment is created; use: python -m pipeline deployment {action} {row['name']}")
     return 0
 
 
@@ -214,16 +238,19 @@ def _work_queue_commands(commands: argparse._SubParsersAction) -> None:
     ls.set_defaults(handler=cmd_queues)
     preview = group.add_parser("preview", help="runs due in the next hours, late ones first")
     preview.add_argument("name", nargs="?", help="only this queue")
-    preview.add_argument("--hours", type=float, default=24.0)
+    preview.add_argument("--hours", type=_above_zero("hours", "24 or 0.5"), default=24.0,
+                         help="how far ahead to look (default 24)")
     preview.add_argument("--json", action="store_true")
     preview.set_defaults(handler=cmd_queue_preview)
     create = group.add_parser("create", help="create a work queue (or change its limit)")
     create.add_argument("name")
-    create.add_argument("--limit", type=_positive_int, help="how many of its runs may run at once (default: no limit)")
+    create.add_argument("--limit", type=_at_least_one("concurrency limit"),
+                        help="how many of its runs may run at once (default: no limit)")
     create.set_defaults(handler=cmd_queue_create)
     limit = group.add_parser("set-limit", help="set a queue's concurrency limit ('none' removes it)")
     limit.add_argument("name")
-    limit.add_argument("limit", help="a whole number of at least 1, or 'none'")
+    limit.add_argument("limit", type=_at_least_one("concurrency limit", none=True),
+                       help="a whole number of at least 1, or 'none'")
     limit.set_defaults(handler=cmd_queue_limit)
     for action in ("pause", "resume"):
         sub = group.add_parser(action, help=f"{action} claiming runs from a queue")
@@ -271,14 +298,9 @@ def cmd_queue_create(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_queue_limit(args: argparse.Namespace, settings: Settings) -> int:
-    text = args.limit.strip().lower()
-    if text != "none" and (not text.isdigit() or int(text) < 1):
-        raise ConfigError(f"The concurrency limit {args.limit!r} is not valid; use a whole number of at least 1 "
-                          "or 'none'.")
     store = open_store(settings)
     store.work_queue(args.name)
-    limit = None if text == "none" else int(text)
-    row = store.upsert_work_queue(args.name, concurrency_limit=limit, now=SYSTEM_CLOCK.now())
+    row = store.upsert_work_queue(args.name, concurrency_limit=args.limit, now=SYSTEM_CLOCK.now())
     console.print(f"Work queue {row['name']}: concurrency limit {row['concurrency_limit'] or 'none'}.")
     return 0
 
@@ -302,7 +324,7 @@ def _enqueue_commands(commands: argparse._SubParsersAction) -> None:
     backfill.add_argument("--end", required=True, help="last date YYYY-MM-DD")
     backfill.add_argument("--deployment", help="deployment name (default: monthly-training)")
     backfill.add_argument("--dry-run", action="store_true", help="show the plan, enqueue nothing")
-    backfill.add_argument("--concurrency", type=_positive_int,
+    backfill.add_argument("--concurrency", type=_at_least_one("concurrency"),
                           help=f"run at most N at once (in the work queue '{BACKFILL_QUEUE}')")
     backfill.add_argument("--force", action="store_true", help="also enqueue dates that already have a run")
     backfill.add_argument("--json", action="store_true")
@@ -323,7 +345,7 @@ def cmd_trigger(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
-    store, now = open_store(settings), SYSTEM_CLOCK.now()
+    store, now = _history(settings, dry_run=args.dry_run), SYSTEM_CLOCK.now()
     plan = plan_backfill(store, settings, deployment=args.deployment, start=parse_date(args.start),
                          end=parse_date(args.end), now=now, force=args.force)
     if args.concurrency and plan.dates and not args.dry_run:
@@ -337,6 +359,15 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     _print_plan(plan, runs, args.dry_run)
     return 0
+
+
+def _history(settings: Settings, *, dry_run: bool) -> Store:
+    """The history; a dry run only reads it (an empty one in memory when there is none yet)."""
+    if not dry_run:
+        return open_store(settings)
+    if settings.db_path.exists():
+        return Store(settings.db_path, readonly=True)
+    return Store(":memory:")
 
 
 def _print_plan(plan: Any, runs: list[dict[str, Any]], dry_run: bool) -> None:

@@ -1,8 +1,10 @@
 """Reads the dashboard needs beyond the run and scheduling reads."""
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any, Iterable
 
+from .base import to_db
 from .runs import _run_filters
 
 
@@ -43,6 +45,29 @@ class DashboardStore:
             "SELECT COALESCE(SUM(COALESCE(json_extract(metrics, '$.synthetic'), synthetic)), 0), COUNT(*) "
             "FROM flow_runs WHERE state = 'COMPLETED'").fetchone()
         return row[0], row[1]
+
+    def latest_run(self, *, now: dt.datetime) -> dict[str, Any] | None:
+        """The run created last among those due by ``now`` (upcoming schedule slots left out),
+        with its deployment's name: the run a user just triggered, whatever its state now."""
+        return self._one(
+            "SELECT r.*, d.name AS deployment FROM flow_runs r LEFT JOIN deployments d ON d.id = r.deployment_id "
+            "WHERE COALESCE(r.scheduled_time, r.created_at) <= ? ORDER BY r.created_at DESC LIMIT 1", (to_db(now),))
+
+    _OVERDUE = ("FROM flow_runs r LEFT JOIN deployments d ON d.id = r.deployment_id "
+                "WHERE r.state IN ('SCHEDULED', 'LATE', 'AWAITING_RETRY') "
+                "AND COALESCE(r.next_attempt_at, r.scheduled_time) <= ?")
+
+    def overdue_runs(self, *, now: dt.datetime, limit: int = 20) -> list[dict[str, Any]]:
+        """Waiting runs whose time (or next attempt) has passed, oldest first, with their deployment's name."""
+        return self._all(f"SELECT r.*, d.name AS deployment {self._OVERDUE} "
+                         "ORDER BY COALESCE(r.next_attempt_at, r.scheduled_time) LIMIT ?", (to_db(now), limit))
+
+    def count_overdue_runs(self, *, now: dt.datetime) -> int:
+        return self.conn.execute(f"SELECT COUNT(*) {self._OVERDUE}", (to_db(now),)).fetchone()[0]
+
+    def count_task_runs(self) -> int:
+        """Every task run in the history (attempts and not-run tasks included)."""
+        return self.conn.execute("SELECT COUNT(*) FROM task_runs").fetchone()[0]
 
     def log_level_counts(self, run_id: str) -> dict[str, int]:
         rows = self.conn.execute("SELECT level, COUNT(*) FROM logs WHERE flow_run_id = ? GROUP BY level",
