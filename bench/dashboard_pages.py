@@ -39,8 +39,7 @@ def seed(home: Path, runs: int, tasks: int) -> str:
     store = Store(seeded.settings.db_path)
     try:
         bulk_history(store, runs=runs, tasks_per_run=max(tasks // max(runs, 1), 1))
-        counts = store.conn.execute("SELECT (SELECT COUNT(*) FROM flow_runs), (SELECT COUNT(*) FROM task_runs)")
-        print("history: {:,} flow runs, {:,} task runs".format(*counts.fetchone()))
+        print(f"history: {store.count_runs():,} flow runs, {store.count_task_runs():,} task runs")
     finally:
         store.close()
     return seeded.failed

@@ -18,21 +18,26 @@ def run_url(run: dict[str, Any]) -> str:
     return "/run?" + urlencode({"id": run["id"], "name": run.get("name") or run["id"][:8]})
 
 
-def runs_table(rows: Iterable[dict[str, Any]], task_counts: dict[str, int] | None = None) -> pd.DataFrame:
-    """One line per flow run, with the months it covered and why it failed."""
+def runs_table(rows: Iterable[dict[str, Any]], task_counts: dict[str, int] | None = None, *,
+               now: dt.datetime | None = None, overdue_note: str | None = None) -> pd.DataFrame:
+    """One line per flow run, with the months it covered and why it failed or waits.
+
+    ``overdue_note`` (given while no scheduler is alive) is the reason of waiting runs past due.
+    """
     task_counts = task_counts or {}
-    records = [_run_record(r, task_counts.get(r["id"])) for r in rows]
-    return pd.DataFrame.from_records(records, columns=list(_run_record({"id": ""}, None)))
+    records = [_run_record(r, task_counts.get(r["id"]), now, overdue_note) for r in rows]
+    return pd.DataFrame.from_records(records, columns=list(_run_record({"id": ""}, None, None, None)))
 
 
-def _run_record(run: dict[str, Any], tasks: int | None) -> dict[str, Any]:
+def _run_record(run: dict[str, Any], tasks: int | None, now: dt.datetime | None,
+                overdue_note: str | None) -> dict[str, Any]:
     metrics = run.get("metrics") or {}
     state = run.get("state") or "SCHEDULED"
     return {
         "Run": run_url(run) if run.get("id") else None,
         "State": [labels.state_label(state)],
         "Covers": covers(run),
-        "Reason": labels.reason(run),
+        "Reason": labels.reason(run, now=now, overdue_note=overdue_note),
         "Start (UTC)": _when(run),
         "Duration": labels.duration(run.get("started_at"), run.get("ended_at")),
         "Tasks": tasks or 0,
@@ -134,17 +139,27 @@ def logs_text(rows: Iterable[dict[str, Any]]) -> str:
                    for r in rows)
 
 
-def upcoming_table(rows: Iterable[dict[str, Any]], zone: str | None, now: dt.datetime) -> pd.DataFrame:
-    """Waiting runs with their time in the schedule's zone (named in the header) and in UTC."""
+def upcoming_table(rows: Iterable[dict[str, Any]], zone: str | None, now: dt.datetime,
+                   overdue_note: str | None = None) -> pd.DataFrame:
+    """Waiting runs with their time in the schedule's zone (named in the header) and in UTC.
+
+    ``overdue_note`` (given while no scheduler is alive) is the reason of the runs past due.
+    """
     local = f"Local time ({zone})" if zone and zone != "UTC" else "Local time (UTC)"
     records = [{"Run": run_url(r), "State": [labels.state_label(r["state"])],
                 local: labels.in_zone(r["scheduled_time"], zone or "UTC").split(" (")[0],
                 "UTC": labels.utc(r["scheduled_time"], seconds=False),
                 "Starts": labels.countdown(r.get("next_attempt_at") or r["scheduled_time"], now),
-                "Late reason": r.get("late_reason") or (r.get("state_message") or ""),
+                "Late reason": _waiting_reason(r, now, overdue_note),
                 "Covers": covers(r)} for r in rows]
     columns = ["Run", "State", local, "UTC", "Starts", "Late reason", "Covers"]
     return pd.DataFrame.from_records(records, columns=columns)
+
+
+def _waiting_reason(run: dict[str, Any], now: dt.datetime, overdue_note: str | None) -> str:
+    if overdue_note and labels.is_overdue(run, now):
+        return overdue_note
+    return run.get("late_reason") or run.get("state_message") or ""
 
 
 def work_queues_table(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:

@@ -6,16 +6,21 @@ Every time shown carries its zone: ``UTC`` or the schedule's zone, named.
 from __future__ import annotations
 
 import datetime as dt
+import shlex
+import sys
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from pipeline.cli.render import seconds_text
-from pipeline.states import State
+from pipeline.config import Settings
+from pipeline.states import WAITING_STATES, State
 from pipeline.store import from_db
 
 UTC = dt.timezone.utc
-SCHEDULER_COMMAND = "python -m pipeline scheduler"
-HEARTBEAT_GRACE_S = 30.0
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_STALE_AFTER_S = 60.0  # SchedulerOptions.stale_after's default: for a row that did not record one
+WAITING = frozenset(s.value for s in WAITING_STATES)
 
 # One colour per state, used by the charts and the badges (Scheduled is orange as in Prefect).
 STATE_COLORS = {
@@ -112,13 +117,60 @@ def months(run: dict[str, Any]) -> str:
     return f"train {run['train_month']} → val {run['val_month']}"
 
 
-def reason(run: dict[str, Any]) -> str:
-    """Why a run is where it is: the error, the late reason or the state message."""
+def reason(run: dict[str, Any], *, now: dt.datetime | None = None, overdue_note: str | None = None) -> str:
+    """Why a run is where it is: the error, the late reason or the state message.
+
+    ``overdue_note`` is the sentence for a waiting run past due while no scheduler is alive
+    (``overdue_reason``); it wins over what was recorded, since nothing will start the run.
+    """
+    if overdue_note and now is not None and is_overdue(run, now):
+        return overdue_note
     text = run.get("error") or run.get("late_reason") or run.get("state_message") or ""
     where = run.get("error_task")
     if run.get("error") and where and where not in text:
         text = f"{where}: {text}"
     return text
+
+
+def is_overdue(run: dict[str, Any], now: dt.datetime) -> bool:
+    """A waiting run (Scheduled, Late, Awaiting retry) whose time or next attempt has passed."""
+    due = as_moment(run.get("next_attempt_at") or run.get("scheduled_time"))
+    return run.get("state") in WAITING and due is not None and due <= now
+
+
+def overdue_reason(command: str, *, markdown: bool = False) -> str:
+    """Why a past-due run waits while no scheduler is alive (only a scheduler marks runs Late).
+
+    Plain text for table cells; ``markdown=True`` puts the command in a code span.
+    """
+    shown = f"`{command}`" if markdown else command
+    return f"overdue: no scheduler alive (start it with {shown})"
+
+
+def scheduler_command(settings: Settings, *, root: Path = REPO_ROOT, executable: str = sys.executable) -> str:
+    """The exact shell command that starts a scheduler on this history with this data.
+
+    ``cd <repo> && FHV_HOME=<abs home> FHV_DATA_URL=<url> .venv/bin/python -m pipeline scheduler``:
+    the repository's virtualenv python when this process runs in it, else ``python``; the
+    solver and download timeout are named only when they differ from the defaults.
+    """
+    defaults = Settings(home=settings.home)
+    env = {"FHV_HOME": str(settings.home.absolute()), "FHV_DATA_URL": settings.data_url}
+    if settings.solver != defaults.solver:
+        env["FHV_SOLVER"] = settings.solver
+    if settings.download_timeout != defaults.download_timeout:
+        env["FHV_DOWNLOAD_TIMEOUT"] = f"{settings.download_timeout:g}"
+    assignments = " ".join(f"{name}={shlex.quote(value)}" for name, value in env.items())
+    return f"cd {shlex.quote(str(root))} && {assignments} {_python(root, executable)} -m pipeline scheduler"
+
+
+def _python(root: Path, executable: str) -> str:
+    """``.venv/bin/python`` when ``executable`` is the repository's virtualenv python, else ``python``."""
+    path = Path(executable).absolute()
+    venv_bin = root / ".venv" / "bin"
+    if executable and venv_bin.is_dir() and path.parent.resolve() == venv_bin.resolve():
+        return shlex.quote(str(Path(".venv", "bin", path.name)))
+    return "python"
 
 
 def number(value: Any, digits: int = 4) -> str:
@@ -145,17 +197,27 @@ def data_source(run: dict[str, Any]) -> str:
 
 
 def scheduler_state(status: dict[str, Any] | None, now: dt.datetime) -> tuple[bool, str]:
-    """Whether a scheduler is alive (a heartbeat within 30 s, not stopped), and a sentence."""
+    """Whether a scheduler is alive, and a sentence.
+
+    Alive: not stopped, and a heartbeat within the ``stale_after`` the scheduler recorded in its
+    row (the same limit it applies to flow processes), or 60 s when the row has none.
+    """
     if not status or not status.get("heartbeat_at"):
         return False, "No scheduler has ever run on this history."
     beat = as_moment(status["heartbeat_at"])
     age = (now - beat).total_seconds()
     if status.get("stopped_at"):
         return False, f"The scheduler stopped at {utc(status['stopped_at'])}."
-    if age > HEARTBEAT_GRACE_S:
+    if age > stale_after(status):
         return False, f"The scheduler's last heartbeat was {span(age)} ago ({utc(beat)}): it is not running."
     where = f"pid {status.get('pid')} on {status.get('hostname')}"
     return True, f"Scheduler alive ({where}), last heartbeat {span(max(age, 0))} ago."
+
+
+def stale_after(status: dict[str, Any]) -> float:
+    """How old the scheduler's heartbeat may be before it counts as gone (its own setting)."""
+    recorded = status.get("stale_after")
+    return float(recorded) if recorded else DEFAULT_STALE_AFTER_S
 
 
 def deployment(dep: dict[str, Any]) -> dict[str, Any]:

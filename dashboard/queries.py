@@ -65,10 +65,12 @@ def _cached(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 # -- runs -----------------------------------------------------------------------------
 @_cached
-def runs_page(history: Store, *, page: int, per_page: int, **filters: Any) -> pd.DataFrame:
-    """One page of the runs list as a table."""
+def runs_page(history: Store, *, page: int, per_page: int, overdue_note: str | None = None,
+              **filters: Any) -> pd.DataFrame:
+    """One page of the runs list as a table (``overdue_note``: see ``frames.runs_table``)."""
     rows = history.runs(limit=per_page, offset=page * per_page, **filters)
-    return frames.runs_table(rows, history.task_counts([r["id"] for r in rows]))
+    return frames.runs_table(rows, history.task_counts([r["id"] for r in rows]), now=now(),
+                             overdue_note=overdue_note)
 
 
 @_cached
@@ -99,6 +101,12 @@ def last_run(history: Store) -> dict[str, Any] | None:
 
 
 @_cached
+def latest_run(history: Store) -> dict[str, Any] | None:
+    """The run created last among those due (a run just triggered), whatever its state now."""
+    return history.latest_run(now=now())
+
+
+@_cached
 def next_run(history: Store) -> dict[str, Any] | None:
     rows = history.runs(states=[State.SCHEDULED.value], order="upcoming", limit=1)
     return rows[0] if rows else None
@@ -113,6 +121,13 @@ def upcoming_runs(history: Store, deployment: str | None = None, limit: int = 10
 @_cached
 def late_runs(history: Store, limit: int = 20) -> list[dict[str, Any]]:
     return history.runs(states=[State.LATE.value], order="upcoming", limit=limit)
+
+
+@_cached
+def overdue_runs(history: Store, limit: int = 20) -> tuple[list[dict[str, Any]], int]:
+    """Up to ``limit`` waiting runs past due, oldest first, and how many there are."""
+    moment = now()
+    return history.overdue_runs(now=moment, limit=limit), history.count_overdue_runs(now=moment)
 
 
 @_cached
@@ -179,6 +194,11 @@ def work_queues(history: Store) -> list[dict[str, Any]]:
 @_cached
 def scheduler_status(history: Store) -> dict[str, Any] | None:
     return history.scheduler_status()
+
+
+def scheduler_command() -> str:
+    """The exact command that starts a scheduler on this dashboard's history and data."""
+    return labels.scheduler_command(settings())
 
 
 def deployment_zone(name: str | None) -> str | None:

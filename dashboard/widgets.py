@@ -29,6 +29,20 @@ def _sidebar_live() -> None:
     synthetic_banner(compact=True)
 
 
+def scheduler_alive() -> bool:
+    return labels.scheduler_state(queries.scheduler_status(), queries.now())[0]
+
+
+def overdue_note(*, markdown: bool = False) -> str | None:
+    """While no scheduler is alive, why a past-due run waits (with the command); else None."""
+    return None if scheduler_alive() else labels.overdue_reason(queries.scheduler_command(), markdown=markdown)
+
+
+def scheduler_code() -> None:
+    """The exact command that starts a scheduler on this history, ready to copy."""
+    st.code(queries.scheduler_command(), language="bash", wrap_lines=True)
+
+
 def scheduler_status(*, compact: bool = False) -> bool:
     """Say loudly when no scheduler is alive, with the command that starts one."""
     status = queries.scheduler_status()
@@ -44,9 +58,11 @@ def scheduler_status(*, compact: bool = False) -> bool:
     else:
         st.error(f"**Scheduler down.** {sentence} Scheduled runs will not start until one runs. Start it with:",
                  icon=":material/heart_broken:")
-    st.code(labels.SCHEDULER_COMMAND, language="bash", wrap_lines=True)
+    scheduler_code()
     if not compact:
-        st.caption("Runs due while it is down turn Late; the scheduler applies its catch-up policy when it starts.")
+        st.caption("While it is down, due runs keep waiting as they are, shown as overdue: only a running "
+                   "scheduler marks runs Late. When it starts, it applies each deployment's catch-up policy to "
+                   "the slots it missed, then starts the due runs.")
     return False
 
 

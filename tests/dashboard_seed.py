@@ -200,9 +200,9 @@ def cancelled_run(store: Store, dep_id: int, start: dt.datetime) -> str:
 
 
 def late_run(store: Store, dep_id: int, now: dt.datetime) -> str:
+    """A slot missed while no scheduler ran, marked LATE (with the scheduler's wording) by one that ran then."""
     due = now - dt.timedelta(hours=2)
-    reason = (f"Due {due:%Y-%m-%d %H:%M} UTC while no scheduler was running "
-              "(last heartbeat 1 h ago); it starts when `python -m pipeline scheduler` runs.")
+    reason = f"no scheduler was running when it was due (before {due + dt.timedelta(minutes=30):%Y-%m-%d %H:%M:%S} UTC)"
     run_date = due.date()
     return store.create_run(flow=FLOW, name="tardy-pelican", state=State.LATE, now=due,
                             parameters={"date": run_date.isoformat()}, trigger="schedule", scheduled_time=due,

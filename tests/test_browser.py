@@ -1,33 +1,51 @@
 """The dashboard in a real browser: ``streamlit run`` on a free port, headless Chromium.
 
-Each page is opened and saved as a screenshot in ``test-artifacts/screenshots/``; the trigger
-form enqueues a run (a toast confirms it, the store has it) and an invalid backfill is refused
-with a message. Chromium is Debian's ``/usr/bin/chromium``: CI installs it, so a missing one fails.
+Each page is opened and saved as a screenshot in the folder FHV_SCREENSHOTS names (else a
+temporary folder; the path is printed). A run enqueued on the trigger page is watched in the
+pages themselves, their live parts refreshing on their own: Scheduled, then Pending or Running
+once the scheduler the dashboard told us to start (its command, as shown) picks it up, then
+Completed, on the Runs page and on the run's detail page. An invalid backfill is refused with
+a message. Chromium is Debian's ``/usr/bin/chromium``: CI installs it, so a missing one fails.
+
+The months come from a local mirror serving demo months of 3,000 trips, each download taking
+DATA_DELAY_S: with ``demo:3000`` generated in the process a run is Running for some 50 ms,
+less than the pages' refresh interval, so no page could ever show it.
 """
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Callable, Mapping
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from pipeline.states import State
+from dashboard import labels
+from pipeline import demo
+from pipeline.config import load_settings
+from pipeline.months import month_of, months_for, parse_month, shift_month
 from pipeline.store import Store
 from tests.dashboard_seed import seed_history
+from tests.httpserver import serve
 
 ROOT = Path(__file__).resolve().parents[1]
-SHOTS = ROOT / "test-artifacts" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run"]
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 PAGES = [("overview", "/"), ("runs", "/runs"), ("upcoming", "/upcoming"), ("trends", "/trends"),
          ("trigger", "/trigger")]
+DATA_DELAY_S = 8.0  # per month: the watched run stays Running ~16 s, over twice a refresh (5 s + 2 s cache)
+FAST_SCHEDULER = ["--tick", "0.2", "--materialise-every", "1"]
+IN_FLIGHT = re.compile(r"\b(Pending|Running)\b")
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -38,9 +56,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start(command: list[str], history, log: Path) -> subprocess.Popen:
+def start(command: list[str], history, log: Path, data_url: str) -> subprocess.Popen:
     """A child process on the seeded history; its output goes to ``log`` (a pipe could fill up)."""
-    env = {**os.environ, "FHV_HOME": str(history.settings.home), "FHV_DATA_URL": "demo:3000"}
+    env = {**os.environ, "FHV_HOME": str(history.settings.home), "FHV_DATA_URL": data_url}
     with log.open("w") as out:
         return subprocess.Popen([sys.executable, *command], cwd=ROOT, env=env, stdout=out,
                                 stderr=subprocess.STDOUT, text=True)
@@ -69,17 +87,55 @@ def wait_healthy(url: str, process: subprocess.Popen, log: Path, seconds: float 
     raise TimeoutError(f"{url}/_stcore/health did not answer within {seconds} s")
 
 
+def screenshot_folder(env: Mapping[str, str], tmp_path_factory) -> Path:
+    """FHV_SCREENSHOTS when it is set, else a new temporary folder: never the working directory."""
+    folder = Path(env["FHV_SCREENSHOTS"]) if env.get("FHV_SCREENSHOTS") else tmp_path_factory.mktemp("screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory, request) -> Path:
+    folder = screenshot_folder(os.environ, tmp_path_factory)
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        print(f"\nbrowser screenshots: {folder}")  # shown even when pytest captures output
+    return folder
+
+
 @pytest.fixture(scope="module")
 def history(tmp_path_factory):
     return seed_history(tmp_path_factory.mktemp("browser") / "fhv")
 
 
+def run_date_to_watch(today: dt.date) -> dt.date:
+    """The run date the browser test triggers: months no seeded run reads (the seeded late run,
+    which the scheduler starts too, is due today, and would leave today's months in the cache)."""
+    year, month = parse_month(shift_month(month_of(today), -3))
+    return dt.date(year, month, 15)
+
+
 @pytest.fixture(scope="module")
-def dashboard(history):
+def data_url(tmp_path_factory):
+    """A local mirror of the TLC files with demo months of 3,000 trips; the months of the run
+    the browser test watches take DATA_DELAY_S each to download."""
+    folder = tmp_path_factory.mktemp("mirror")
+    today = dt.datetime.now(dt.timezone.utc).date()
+    watched = set(months_for(run_date_to_watch(today)))
+    months = watched | {m for day in (today, today - dt.timedelta(days=1)) for m in months_for(day)}
+    with serve() as server:
+        for month in sorted(months):
+            body = demo.write_month(folder / f"fhv_tripdata_{month}.parquet", month, rows=3000).read_bytes()
+            server.route(f"/fhv_tripdata_{month}.parquet", body=body, delay=DATA_DELAY_S if month in watched else 0)
+        yield server.url("/fhv_tripdata_{month}.parquet")
+
+
+@pytest.fixture(scope="module")
+def dashboard(history, data_url):
     port = free_port()
     log = history.settings.home / "streamlit.log"
     process = start(["-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port),
-                     "--server.headless", "true"], history, log)
+                     "--server.headless", "true"], history, log, data_url)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, process, log)
@@ -89,11 +145,30 @@ def dashboard(history):
 
 
 @pytest.fixture
-def scheduler(history):
-    """``python -m pipeline scheduler`` on the same history, with small synthetic months."""
-    process = start(["-m", "pipeline", "scheduler"], history, history.settings.home / "scheduler.log")
-    yield process
-    stop(process)
+def start_scheduler(history) -> Callable[[str], subprocess.Popen]:
+    """Start the scheduler with a shell command (the one the dashboard shows) and fast ticks."""
+    started: list[subprocess.Popen] = []
+
+    def run(command: str) -> subprocess.Popen:
+        path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"  # a bare "python" is ours
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FHV_")} | {"PATH": path}
+        with (history.settings.home / "scheduler.log").open("w") as out:
+            started.append(subprocess.Popen(["bash", "-c", f"{command} {' '.join(FAST_SCHEDULER)}"], cwd="/",
+                                            env=env, stdout=out, stderr=subprocess.STDOUT, text=True))
+        return started[-1]
+
+    yield run
+    for process in started:
+        stop(process)  # bash runs the last command of ``cd … && …`` in its own process: this is the scheduler
+    _stop_recorded_scheduler(history, [p.pid for p in started])
+
+
+def _stop_recorded_scheduler(history, pids: list[int]) -> None:
+    """If a shell did not exec the scheduler, its pid (in the history) is another child of ours: stop it."""
+    status = _read(history, lambda store: store.scheduler_status()) or {}
+    pid = status.get("pid")
+    if pid and pid not in pids and not status.get("stopped_at") and Path(f"/proc/{pid}").exists():
+        os.kill(pid, 15)
 
 
 @pytest.fixture(scope="module")
@@ -125,13 +200,12 @@ def open_page(page, url: str) -> None:
     page.wait_for_selector(IDLE, timeout=30_000)
 
 
-def screenshot(page, name: str) -> Path:
+def screenshot(page, folder: Path, name: str) -> Path:
     """The whole page: grow the viewport to the content's height, then shoot."""
-    SHOTS.mkdir(parents=True, exist_ok=True)
     height = page.evaluate("document.querySelector('[data-testid=\"stMainBlockContainer\"]').scrollHeight")
     page.set_viewport_size({"width": 1440, "height": min(max(int(height) + 120, 900), 4000)})
     page.wait_for_timeout(600)
-    path = SHOTS / f"{name}.png"
+    path = folder / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
 
@@ -141,11 +215,43 @@ def assert_no_exception(page) -> None:
     assert errors.count() == 0, errors.first.inner_text()
 
 
+def watch(watched: dict, state: re.Pattern, suffix: str, shots: Path, seconds: float = 60) -> None:
+    """Poll each (page, element) until its text has shown ``state`` once; screenshot it then.
+
+    The pages are polled together, so that each is seen in a state however short that state is,
+    as long as it lasts one refresh of the page.
+    """
+    seen: dict[str, str] = {}
+    deadline = time.monotonic() + seconds
+    while len(seen) < len(watched) and time.monotonic() < deadline:
+        for name, (page, element) in watched.items():
+            text = element.inner_text(timeout=10_000)
+            if name not in seen and state.search(text):
+                seen[name] = text
+                screenshot(page, shots, f"{name}_{suffix}")
+        time.sleep(0.2)
+    last = {name: element.inner_text() for name, (_, element) in watched.items() if name not in seen}
+    assert not last, f"never showed {state.pattern} within {seconds:g} s; last seen: {last}"
+
+
+def shown_command(page) -> str:
+    """The scheduler command a page shows in its main part."""
+    code = page.locator("[data-testid='stMain'] [data-testid='stCode']").filter(has_text="-m pipeline scheduler")
+    return code.first.inner_text().strip()
+
+
+def test_screenshots_go_to_the_folder_fhv_screenshots_names_or_a_temporary_one(tmp_path_factory, tmp_path):
+    named = tmp_path / "artifacts" / "screenshots"
+    assert screenshot_folder({"FHV_SCREENSHOTS": str(named)}, tmp_path_factory) == named and named.is_dir()
+    default = screenshot_folder({}, tmp_path_factory)
+    assert default.is_relative_to(tmp_path_factory.getbasetemp()) and not default.is_relative_to(ROOT)
+
+
 @pytest.mark.parametrize("name, path", PAGES)
-def test_each_page_renders_in_chromium_and_is_screenshotted(page, dashboard, name, path):
+def test_each_page_renders_in_chromium_and_is_screenshotted(page, dashboard, shots, name, path):
     open_page(page, dashboard + path)
     assert_no_exception(page)
-    assert screenshot(page, name).stat().st_size > 10_000
+    assert screenshot(page, shots, name).stat().st_size > 10_000
 
 
 def test_a_row_of_the_runs_table_opens_the_run_in_a_new_tab(page, dashboard, history):
@@ -163,58 +269,85 @@ def test_a_row_of_the_runs_table_opens_the_run_in_a_new_tab(page, dashboard, his
     detail.close()
 
 
-def test_run_detail_of_the_failed_run_shows_its_reason_and_tasks_not_run(page, dashboard, history):
+def test_run_detail_of_the_failed_run_shows_its_reason_and_tasks_not_run(page, dashboard, history, shots):
     open_page(page, f"{dashboard}/run?id={history.failed}")
     assert_no_exception(page)
     body = page.locator("[data-testid='stMain']").inner_text()
     assert "sarcastic-lorikeet" in body and "train_model" in body and "no trip lasts" in body
-    screenshot(page, "run_detail_failed")
+    screenshot(page, shots, "run_detail_failed")
     open_page(page, f"{dashboard}/run?id={history.completed[-1]}")
     assert_no_exception(page)
-    screenshot(page, "run_detail")
+    screenshot(page, shots, "run_detail")
 
 
-def test_run_detail_tabs_show_logs_with_a_level_filter_and_metrics(page, dashboard, history):
+def test_run_detail_tabs_show_logs_with_a_level_filter_and_metrics(page, dashboard, history, shots):
     open_page(page, f"{dashboard}/run?id={history.completed[-1]}")
     page.get_by_role("tab", name="Logs").click()
     page.get_by_role("button", name="DEBUG (1)").click()
     page.wait_for_selector(IDLE, timeout=30_000)
     page.wait_for_timeout(800)
     assert page.get_by_role("button", name="DEBUG (1)").get_attribute("aria-pressed") in ("true", None)
-    screenshot(page, "run_detail_logs")
+    screenshot(page, shots, "run_detail_logs")
     page.get_by_role("tab", name="Metrics and data").click()
     page.wait_for_timeout(500)
     body = page.locator("[data-testid='stMain']").inner_text()
     assert "Validation RMSE (min)" in body and "Validation MSE (min²)" in body and "one-hot features" in body
-    screenshot(page, "run_detail_metrics")
+    screenshot(page, shots, "run_detail_metrics")
 
 
-def test_overview_says_loudly_that_the_scheduler_is_down(page, dashboard):
+def test_overview_says_loudly_that_the_scheduler_is_down_with_the_exact_command(page, dashboard, history, data_url):
     open_page(page, dashboard + "/")
     body = page.locator("[data-testid='stMain']").inner_text()
-    assert "Scheduler down" in body and "python -m pipeline scheduler" in body
+    settings = load_settings({"FHV_HOME": str(history.settings.home), "FHV_DATA_URL": data_url})
+    assert "Scheduler down" in body and shown_command(page) == labels.scheduler_command(settings)
 
 
-def test_a_triggered_run_is_scheduled_then_completed_by_the_scheduler(page, dashboard, history, scheduler):
-    before = _runs_named(history)
+@pytest.mark.timeout(240)
+def test_a_triggered_run_goes_scheduled_running_completed_on_the_runs_page_and_its_detail_page(
+        page, dashboard, shots, start_scheduler):
+    from playwright.sync_api import expect
+
     open_page(page, dashboard + "/trigger")
+    run_date = page.locator("[data-testid='stDateInput']").filter(
+        has=page.get_by_text("Run date", exact=True)).locator("input")
+    run_date.fill(run_date_to_watch(dt.datetime.now(dt.timezone.utc).date()).isoformat())
+    run_date.press("Enter")
+    page.keyboard.press("Escape")
+    page.wait_for_selector(IDLE, timeout=30_000)
     page.get_by_role("button", name="Enqueue run").click()
-    toast = page.locator("[data-testid='stToast']")
-    toast.first.wait_for(timeout=20_000)
-    assert "Enqueued" in toast.first.inner_text()
-    (run_id,) = _runs_named(history) - before
-    assert _state(history, run_id) in (State.SCHEDULED, State.PENDING, State.RUNNING, State.COMPLETED)
-    screenshot(page, "trigger_enqueued")
-    assert _wait_for_state(history, run_id, State.COMPLETED, seconds=120) == State.COMPLETED
-    open_page(page, f"{dashboard}/run?id={run_id}")
-    assert "Completed" in page.locator("[data-testid='stMain']").inner_text()
-    screenshot(page, "run_detail_live")
+    enqueued = page.locator("[data-testid='stAlert']").filter(has_text="Enqueued")
+    expect(enqueued.first).to_be_visible(timeout=20_000)
+    name = re.search(r"Enqueued (\S+) for run date", enqueued.first.inner_text()).group(1)
+    command = shown_command(page)  # no scheduler runs: the page says how to start one
+    screenshot(page, shots, "trigger_enqueued")
+
+    open_page(page, dashboard + "/runs")
+    latest = page.locator("[data-testid='stMarkdown']").filter(has_text="Latest run:").first
+    expect(latest).to_contain_text(name)
+    expect(latest).to_contain_text("Scheduled")
+    href = latest.get_by_role("link", name=name).get_attribute("href")
+    run_id = parse_qs(urlsplit(href).query)["id"][0]
+    detail = page.context.new_page()
+    detail.set_viewport_size({"width": 1440, "height": 1000})
+    open_page(detail, f"{dashboard}/run?id={run_id}")
+    badge = detail.locator("[data-testid='stMain'] [data-testid='stMarkdown']").filter(has_text=run_id).first
+    expect(detail.locator("h1").first).to_have_text(name)
+    expect(badge).to_contain_text("Scheduled")
+    expect(detail.locator("[data-testid='stMain']")).to_contain_text("overdue: no scheduler alive (start it with")
+    screenshot(page, shots, "runs_scheduled")
+    screenshot(detail, shots, "run_detail_scheduled")
+
+    start_scheduler(command)
+    watched = {"runs": (page, latest), "run_detail": (detail, badge)}
+    watch(watched, IN_FLIGHT, "running", shots)  # the pages refresh themselves
+    watch(watched, re.compile(r"\bCompleted\b"), "completed", shots)
+    detail.close()
     open_page(page, dashboard + "/")
-    assert "Scheduler alive" in page.locator("[data-testid='stApp']").inner_text()
-    screenshot(page, "overview_live")
+    expect(page.locator("[data-testid='stApp']")).to_contain_text("Scheduler alive")
+    screenshot(page, shots, "overview_live")
 
 
-def test_backfill_ending_before_it_starts_is_refused_and_writes_nothing(page, dashboard, history):
+def test_backfill_ending_before_it_starts_is_refused_and_writes_nothing(page, dashboard, history, shots):
     before = _runs_named(history)
     open_page(page, dashboard + "/trigger")
     last = page.locator("[data-testid='stDateInput']").filter(has_text="Last run date").locator("input")
@@ -226,30 +359,16 @@ def test_backfill_ending_before_it_starts_is_refused_and_writes_nothing(page, da
     alert = page.locator("[data-testid='stAlert']").filter(has_text="before")
     alert.first.wait_for(timeout=20_000)
     assert _runs_named(history) == before
-    screenshot(page, "trigger_invalid_backfill")
+    screenshot(page, shots, "trigger_invalid_backfill")
 
 
-def _state(history, run_id: str) -> str:
+def _read(history, read: Callable[[Store], object]):
     store = Store(history.settings.db_path, readonly=True)
     try:
-        return store.get_run(run_id)["state"]
+        return read(store)
     finally:
         store.close()
-
-
-def _wait_for_state(history, run_id: str, state: State, *, seconds: float) -> str:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        current = _state(history, run_id)
-        if current == state or State(current).is_final:
-            return current
-        time.sleep(0.5)
-    return _state(history, run_id)
 
 
 def _runs_named(history) -> set[str]:
-    store = Store(history.settings.db_path, readonly=True)
-    try:
-        return {r["id"] for r in store.runs(limit=10_000)}
-    finally:
-        store.close()
+    return _read(history, lambda store: {r["id"] for r in store.runs(limit=10_000)})

@@ -2,11 +2,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from dashboard import charts, frames, labels
+from pipeline.config import Settings
+from pipeline.scheduler import SchedulerOptions
 from pipeline.store import Store
 from tests.dashboard_seed import seed_history
 
@@ -178,6 +185,118 @@ def test_durations_stay_readable_below_a_second(seconds, text):
 ])
 def test_a_scheduler_is_alive_only_with_a_recent_heartbeat_and_no_stop(status, alive):
     assert labels.scheduler_state(status, NOW)[0] is alive
+
+
+@pytest.mark.parametrize("age_s, stale_after, alive", [
+    (45, None, True),     # no recorded limit: the scheduler's default of 60 s
+    (75, None, False),
+    (45, 30.0, False),    # the limit the scheduler recorded in its row
+    (90, 120.0, True),
+    (125, 120.0, False),
+])
+def test_a_scheduler_is_alive_within_the_stale_after_it_recorded(age_s, stale_after, alive):
+    beat = NOW - dt.timedelta(seconds=age_s)
+    status = {"heartbeat_at": beat.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "stopped_at": None, "stale_after": stale_after,
+              "pid": 1, "hostname": "h"}
+    assert labels.scheduler_state(status, NOW)[0] is alive
+
+
+def test_the_default_stale_after_is_the_schedulers_own():
+    assert labels.DEFAULT_STALE_AFTER_S == SchedulerOptions().stale_after
+
+
+# -- the scheduler command -----------------------------------------------------------------
+@pytest.fixture
+def repo(tmp_path):
+    """A repository root with a virtualenv in ``.venv``, in a folder whose name needs quoting."""
+    root = tmp_path / "my repo"
+    (root / ".venv" / "bin").mkdir(parents=True)
+    return root
+
+
+@pytest.mark.parametrize("executable, python", [
+    ("{root}/.venv/bin/python", ".venv/bin/python"),
+    ("{root}/.venv/bin/python3", ".venv/bin/python3"),
+    ("/usr/bin/python3", "python"),
+    ("/opt/other-env/bin/python", "python"),
+])
+def test_the_scheduler_command_uses_the_repos_venv_python_or_plain_python(repo, executable, python):
+    settings = Settings(home=Path("/srv/fhv home"), data_url="demo:3000")
+    command = labels.scheduler_command(settings, root=repo, executable=executable.format(root=repo))
+    assert command == (f"cd '{repo}' && FHV_HOME='/srv/fhv home' FHV_DATA_URL=demo:3000 {python} "
+                       "-m pipeline scheduler")
+
+
+def test_the_scheduler_command_names_every_setting_that_differs_from_the_defaults(repo):
+    settings = Settings(home=Path("/srv/fhv"), data_url="https://mirror.example/fhv_tripdata_{month}.parquet",
+                        solver="lsqr", download_timeout=120.0)
+    command = labels.scheduler_command(settings, root=repo, executable="/usr/bin/python3")
+    assert command == (f"cd '{repo}' && FHV_HOME=/srv/fhv "
+                       "FHV_DATA_URL='https://mirror.example/fhv_tripdata_{month}.parquet' FHV_SOLVER=lsqr "
+                       "FHV_DOWNLOAD_TIMEOUT=120 python -m pipeline scheduler")
+
+
+def test_the_scheduler_command_runs_from_any_folder_with_the_history_and_data_it_names(tmp_path):
+    """Run the shown command in a shell (its python reporting what it got instead of scheduling)."""
+    settings = Settings(home=tmp_path / "fhv home", data_url="https://mirror.example/fhv_tripdata_{month}.parquet")
+    command = labels.scheduler_command(settings)
+    report = "import os; print(os.getcwd()); print(os.environ['FHV_HOME']); print(os.environ['FHV_DATA_URL'])"
+    probe = command.replace("-m pipeline scheduler", f"-c {shlex.quote(report)}")
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"  # "python" is this one
+    done = subprocess.run(["bash", "-c", probe], cwd=tmp_path, env={**os.environ, "PATH": path},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [str(labels.REPO_ROOT), str(settings.home), settings.data_url]
+
+
+# -- runs past due while no scheduler is alive ---------------------------------------------------
+def waiting(state: str, due: dt.datetime, **extra) -> dict:
+    return {"id": f"{state}-{due:%H%M}", "name": f"{state.lower()}-run", "state": state,
+            "scheduled_time": due.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "run_date": "2026-11-25", **extra}
+
+
+@pytest.mark.parametrize("run, overdue", [
+    (waiting("SCHEDULED", NOW - dt.timedelta(seconds=1)), True),
+    (waiting("LATE", NOW - dt.timedelta(hours=2)), True),
+    (waiting("AWAITING_RETRY", NOW - dt.timedelta(days=1), next_attempt_at="2026-11-25T11:00:00.000000Z"), True),
+    (waiting("AWAITING_RETRY", NOW - dt.timedelta(days=1), next_attempt_at="2026-11-25T13:00:00.000000Z"), False),
+    (waiting("SCHEDULED", NOW + dt.timedelta(minutes=5)), False),
+    (waiting("RUNNING", NOW - dt.timedelta(minutes=5)), False),
+    (waiting("COMPLETED", NOW - dt.timedelta(minutes=5)), False),
+])
+def test_a_waiting_run_is_overdue_once_its_time_or_next_attempt_passed(run, overdue):
+    assert labels.is_overdue(run, NOW) is overdue
+
+
+NOTE = labels.overdue_reason("cd /repo && FHV_HOME=/h FHV_DATA_URL=demo python -m pipeline scheduler")
+
+
+def test_overdue_reason_names_the_missing_scheduler_and_the_command():
+    assert NOTE == ("overdue: no scheduler alive (start it with "
+                    "cd /repo && FHV_HOME=/h FHV_DATA_URL=demo python -m pipeline scheduler)")
+    assert labels.overdue_reason("cmd", markdown=True) == "overdue: no scheduler alive (start it with `cmd`)"
+
+
+def test_upcoming_table_gives_runs_past_due_the_overdue_reason_while_no_scheduler_is_alive():
+    rows = [waiting("SCHEDULED", NOW - dt.timedelta(minutes=3)),
+            waiting("LATE", NOW - dt.timedelta(hours=2), late_reason="its work queue 'default' is paused"),
+            waiting("SCHEDULED", NOW + dt.timedelta(days=20))]
+    down = frames.upcoming_table(rows, "America/New_York", NOW, NOTE)
+    assert list(down["Late reason"]) == [NOTE, NOTE, ""]
+    alive = frames.upcoming_table(rows, "America/New_York", NOW)
+    assert list(alive["Late reason"]) == ["", "its work queue 'default' is paused", ""]
+
+
+def test_runs_table_gives_runs_past_due_the_overdue_reason_while_no_scheduler_is_alive(seeded):
+    seeded_history, store = seeded
+    rows = store.runs(limit=100)
+    down = frames.runs_table(rows, now=NOW, overdue_note=NOTE).set_index("Covers")
+    late = store.get_run(seeded_history.late)
+    assert down.loc[f"{late['run_date']}: {late['train_month']} → {late['val_month']}", "Reason"] == NOTE
+    assert (down["Reason"] == NOTE).sum() == 1  # the scheduled slots are not due yet; the others ended
+    alive = frames.runs_table(rows, now=NOW)
+    assert not (alive["Reason"] == NOTE).any()
+    assert alive["Reason"].str.startswith("no scheduler was running when it was due").sum() == 1
 
 
 def test_countdown_says_in_or_overdue():

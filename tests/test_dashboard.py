@@ -6,17 +6,23 @@ user's browser would; FHV_HOME points at a history in tmp_path.
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
+import inspect
+import tomllib
 from pathlib import Path
 
 import pytest
 import streamlit as st
+from streamlit.config import ShowErrorDetailsConfigOptions
 from streamlit.testing.v1 import AppTest
 
 from pipeline.states import State
 from pipeline.store import Store
-from tests.dashboard_seed import DEPLOYMENT, bulk_history, seed_history
+from tests.dashboard_seed import DEPLOYMENT, FLOW, bulk_history, seed_history
 
-APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "dashboard" / "app.py")
+OVERDUE = "overdue: no scheduler alive (start it with"
 PAGES = ["overview", "runs", "run_detail", "upcoming", "trends", "trigger"]
 
 
@@ -88,7 +94,38 @@ def test_overview_looks_forward_with_the_next_run_and_scheduled_count(history):
     at = open_page("overview")
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Scheduled"] == "3" and metrics["Late"] == "1" and metrics["Starts"].startswith("in ")
-    assert "python -m pipeline scheduler" in [c.value for c in at.code]
+
+
+def test_the_scheduler_command_shown_names_the_repo_the_history_and_the_data(history):
+    at = open_page("overview")
+    (command,) = {c.value for c in at.code if "-m pipeline scheduler" in c.value}  # page and sidebar
+    home = history.settings.home.absolute()
+    assert command.startswith(f"cd {ROOT} && FHV_HOME={home} FHV_DATA_URL=demo:3000 ")
+    assert command.endswith((" .venv/bin/python -m pipeline scheduler", " .venv/bin/python3 -m pipeline scheduler",
+                             " python -m pipeline scheduler"))
+    assert "turn Late" not in texts(at) and "only a running scheduler marks runs Late" in texts(at)
+
+
+def row_of_columns(at: AppTest, labels: tuple[str, ...]):
+    """The columns of the row (``st.columns``) whose metrics carry these labels."""
+    def blocks(node):
+        children = list(getattr(node, "children", {}).values())
+        if children and all(child.type == "column" for child in children):
+            yield children
+        for child in children:
+            yield from blocks(child)
+
+    for columns in blocks(at.main):
+        if [m.label for column in columns for m in column.metric] == list(labels):
+            return columns
+    raise AssertionError(f"no row of columns with the metrics {labels}")
+
+
+def test_overview_rows_of_state_counts_have_one_column_per_state(history):
+    at = open_page("overview")
+    forward = row_of_columns(at, ("Scheduled", "Late", "Awaiting Retry", "Pending", "Running"))
+    back = row_of_columns(at, ("Completed", "Failed", "Crashed", "Cancelled"))
+    assert len(forward) == 5 and len(back) == 4  # no empty fifth column looking back
 
 
 def test_overview_says_the_scheduler_is_alive_when_it_beats(tmp_path, monkeypatch):
@@ -97,6 +134,68 @@ def test_overview_says_the_scheduler_is_alive_when_it_beats(tmp_path, monkeypatc
     at = open_page("overview")
     assert any("Scheduler alive" in s.value for s in at.success)
     assert not any("Scheduler down" in e.value for e in at.error)
+
+
+# -- runs past due while no scheduler is alive ----------------------------------------------------
+def past_due_manual_run(history, minutes: float = 10) -> str:
+    """A manual run enqueued ``minutes`` ago that no scheduler picked up (it stays SCHEDULED)."""
+    writer = Store(history.settings.db_path)
+    try:
+        due = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=minutes)
+        return writer.create_run(flow=FLOW, name="forgotten-walrus", state=State.SCHEDULED, now=due,
+                                 parameters={"date": "2026-01-15"}, trigger="manual", scheduled_time=due,
+                                 run_date="2026-01-15", train_month="2025-11", val_month="2025-12",
+                                 work_queue="default")
+    finally:
+        writer.close()
+
+
+def test_upcoming_explains_runs_past_due_by_the_missing_scheduler_with_its_command(history):
+    past_due_manual_run(history)
+    at = open_page("upcoming")
+    overdue = [w.value for w in at.warning if OVERDUE in w.value]
+    assert [w.split("**")[1] for w in overdue] == ["tardy-pelican", "forgotten-walrus"]
+    assert all("FHV_HOME=" in w and "-m pipeline scheduler`" in w for w in overdue)
+    assert "Recorded earlier: no scheduler was running when it was due" in overdue[0]
+    assert any(s.value.startswith("Overdue runs (2)") for s in at.subheader)
+    deployment, manual = [d.value for d in at.dataframe if "Late reason" in d.value.columns]
+    assert list(deployment["Late reason"].str.startswith(OVERDUE)) == [True, False, False, False]  # slots to come
+    assert list(manual["Late reason"].str.startswith(OVERDUE)) == [True]
+
+
+def test_upcoming_shows_the_recorded_late_reason_while_a_scheduler_is_alive(tmp_path, monkeypatch):
+    seeded = seed_history(tmp_path / "fhv", scheduler_alive=True)
+    monkeypatch.setenv("FHV_HOME", str(seeded.settings.home))
+    at = open_page("upcoming")
+    assert OVERDUE not in texts(at)
+    assert any("tardy-pelican" in w.value and "no scheduler was running when it was due" in w.value
+               for w in at.warning)
+
+
+def test_runs_table_gives_a_run_past_due_the_overdue_reason_while_no_scheduler_is_alive(history):
+    past_due_manual_run(history)
+    at = open_page("runs")
+    reasons = table(at, "Reason").set_index("Covers")["Reason"]
+    assert reasons["2026-01-15: 2025-11 → 2025-12"].startswith(OVERDUE)
+    assert reasons["2026-01-15: 2025-11 → 2025-12"].endswith("-m pipeline scheduler)")
+
+
+def test_run_detail_of_a_run_past_due_says_no_scheduler_is_alive(history):
+    at = open_page("run_detail", id=past_due_manual_run(history))
+    assert any(w.value.startswith(OVERDUE) for w in at.warning)
+
+
+def test_runs_page_names_the_latest_run_and_its_state_as_text(history):
+    run_id = past_due_manual_run(history, minutes=0.1)
+    at = open_page("runs")
+    (line,) = [m.value for m in at.markdown if m.value.startswith("**Latest run:**")]
+    assert f"[forgotten-walrus](/run?id={run_id}&name=forgotten-walrus)" in line and "Scheduled]" in line
+
+
+def test_the_latest_run_is_the_one_created_last_among_those_due_not_an_upcoming_slot(history, store):
+    assert store.latest_run(now=dt.datetime.now(dt.timezone.utc))["id"] == history.late
+    run_id = past_due_manual_run(history, minutes=0.1)
+    assert store.latest_run(now=dt.datetime.now(dt.timezone.utc))["id"] == run_id
 
 
 def test_run_detail_with_an_unknown_id_says_so(history):
@@ -168,6 +267,7 @@ def test_trigger_enqueues_a_scheduled_run_and_confirms_it(history, store):
     run = store.get_run(new.pop())
     assert run["state"] == State.SCHEDULED and run["run_date"] == dt.date.today().isoformat()
     assert at.toast and "Enqueued" in at.toast[0].value
+    assert any(c.value.startswith(f"cd {ROOT} && FHV_HOME=") for c in at.main.code)  # no scheduler: how to start one
 
 
 def test_a_run_date_validating_on_a_future_month_is_refused_and_writes_nothing(history, store):
@@ -242,3 +342,27 @@ def test_rerun_enqueues_the_same_run_date(history, store):
 
 def _has(at: AppTest, key: str) -> bool:
     return any(b.key == key for b in at.button)
+
+
+# -- configuration and the bench -------------------------------------------------------------
+def test_error_details_shown_to_users_are_the_exception_type_only():
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["client"]["showErrorDetails"] == ShowErrorDetailsConfigOptions.TYPE
+
+
+def test_the_store_counts_task_runs(history, store):
+    assert store.count_task_runs() == sum(len(store.task_runs(r["id"])) for r in store.runs(limit=100))
+
+
+def test_the_bench_counts_its_history_through_the_store_without_sql(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("dashboard_pages", ROOT / "bench" / "dashboard_pages.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert "SELECT" not in inspect.getsource(bench) and ".conn" not in inspect.getsource(bench)
+    bench.seed(tmp_path / "fhv", runs=10, tasks=30)
+    reader = Store(tmp_path / "fhv" / "history.db", readonly=True)
+    try:
+        expected = f"history: {reader.count_runs():,} flow runs, {reader.count_task_runs():,} task runs"
+    finally:
+        reader.close()
+    assert expected in capsys.readouterr().out and reader.count_runs() == 19 + 10

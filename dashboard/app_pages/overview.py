@@ -34,6 +34,9 @@ def next_run_card(run: dict[str, Any] | None) -> None:
     st.metric("Starts", labels.countdown(run["scheduled_time"], queries.now()))
     st.markdown(f"**{run['name']}** · {run.get('deployment') or 'manual'} · run date {run['run_date']}")
     st.caption(widgets.time_pair(run["scheduled_time"], zone))
+    note = widgets.overdue_note(markdown=True)
+    if note and labels.is_overdue(run, queries.now()):
+        st.warning(note[:1].upper() + note[1:], icon=":material/schedule:")
     widgets.run_link(run, "Open the run")
 
 
@@ -58,11 +61,11 @@ def state_metrics(counts: dict[str, int]) -> None:
     st.subheader("Runs by state", divider="gray")
     st.caption("Looking forward: runs waiting to start")
     ahead = st.columns(len(LOOKING_FORWARD))
-    for column, state in zip(ahead, LOOKING_FORWARD):
+    for column, state in zip(ahead, LOOKING_FORWARD, strict=True):
         column.metric(labels.state_label(state), counts.get(state, 0))
     st.caption("Looking back: finished runs")
-    behind = st.columns(len(LOOKING_FORWARD))
-    for column, state in zip(behind, LOOKING_BACK):
+    behind = st.columns(len(LOOKING_BACK))
+    for column, state in zip(behind, LOOKING_BACK, strict=True):
         column.metric(labels.state_label(state), counts.get(state, 0))
 
 

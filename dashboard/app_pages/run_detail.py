@@ -38,7 +38,11 @@ def header(run: dict[str, Any]) -> None:
     st.title(run["name"])
     st.markdown(f"{labels.badge(run['state'])} &nbsp; `{run['id']}` · "
                 f"{run.get('deployment') or 'manual run'} · trigger {run['trigger']}")
-    if run.get("error"):
+    overdue = widgets.overdue_note(markdown=True)
+    if overdue and labels.is_overdue(run, queries.now()):
+        recorded = labels.reason(run)
+        st.warning(overdue + (f". Recorded earlier: {recorded}" if recorded else ""), icon=":material/schedule:")
+    elif run.get("error"):
         where = f" in `{run['error_task']}`" if run.get("error_task") else ""
         st.error(f"**{labels.state_label(run['state'])}**{where}: {run['error']}", icon=":material/error:")
     elif labels.reason(run):

@@ -8,7 +8,7 @@ from typing import Any
 
 import streamlit as st
 
-from dashboard import charts, labels, queries, widgets
+from dashboard import charts, frames, labels, queries, widgets
 
 PRESETS = {"All time": None, "Past 24 hours": 1, "Past 7 days": 7, "Past 30 days": 30,
            "Past year": 365, "Custom range": "custom"}
@@ -67,11 +67,21 @@ def pager(total: int) -> tuple[int, int]:
     return per_page, page - 1
 
 
+def latest_line(run: dict[str, Any] | None) -> None:
+    """The run triggered last and its state as text (the table draws on a canvas): a run just
+    enqueued is seen here going Scheduled → Running → Completed."""
+    if run is None:
+        return
+    st.markdown(f"**Latest run:** [{run['name']}]({frames.run_url(run)}) &nbsp; {labels.badge(run['state'])} "
+                f"&nbsp; {frames.covers(run)} · {run.get('deployment') or 'manual'}")
+
+
 @st.fragment(run_every=queries.LIVE_EVERY_S)
 def live_runs(filters: dict[str, Any]) -> None:
+    latest_line(queries.latest_run())
     runs_chart(filters)
     per_page, page = pager(queries.count_runs(**filters))
-    table = queries.runs_page(page=page, per_page=per_page, **filters)
+    table = queries.runs_page(page=page, per_page=per_page, overdue_note=widgets.overdue_note(), **filters)
     if table.empty:
         st.info("No run matches these filters.")
         return

@@ -14,7 +14,6 @@ from pipeline.errors import PipelineError
 from pipeline.months import months_for
 
 
-
 def deployment_choice(key: str) -> str:
     """The deployment whose queue and parameters the new runs get (the default one first)."""
     names = [d["name"] for d in queries.deployments()]
@@ -104,9 +103,9 @@ def confirm(message: str, rows: list[dict[str, Any]]) -> None:
     st.success(message, icon=":material/check_circle:")
     for row in rows[:5]:
         widgets.run_link(row)
-    alive, _ = labels.scheduler_state(queries.scheduler_status(), queries.now())
-    if not alive:
-        st.caption(f"No scheduler is running: the run waits as Scheduled until `{labels.SCHEDULER_COMMAND}` starts.")
+    if not widgets.scheduler_alive():
+        st.caption("No scheduler is running: the run waits as Scheduled until one starts. Start it with:")
+        widgets.scheduler_code()
 
 
 st.title("Trigger")

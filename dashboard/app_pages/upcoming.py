@@ -25,7 +25,8 @@ def deployment_card(dep: dict[str, Any]) -> None:
         if not dep["active"]:
             st.info("Paused: the scheduler creates and starts no runs for it until it is resumed.")
         if upcoming:
-            widgets.runs_table(frames.upcoming_table(upcoming, zone, queries.now()), key=f"upcoming_{dep['name']}")
+            table = frames.upcoming_table(upcoming, zone, queries.now(), widgets.overdue_note())
+            widgets.runs_table(table, key=f"upcoming_{dep['name']}")
         elif dep["active"]:
             st.info("No run materialised yet: the scheduler keeps the next runs ready while it runs.")
 
@@ -47,18 +48,32 @@ def manual_runs() -> None:
     waiting = [r for r in queries.upcoming_runs(None, limit=100) if not r.get("deployment")]
     if waiting:
         st.subheader("Waiting runs without a deployment", divider="gray")
-        widgets.runs_table(frames.upcoming_table(waiting, None, queries.now()), key="upcoming_manual")
+        widgets.runs_table(frames.upcoming_table(waiting, None, queries.now(), widgets.overdue_note()),
+                           key="upcoming_manual")
 
 
 def late_explanations() -> None:
-    late = queries.late_runs()
-    if not late:
+    """Why runs did not start: the reason a scheduler recorded, or, while none is alive, that
+    nothing will start the runs past due (no scheduler marks them Late then)."""
+    note = widgets.overdue_note(markdown=True)
+    if note:
+        runs, total = queries.overdue_runs()
+        title = f"Overdue runs ({total})"
+    else:
+        runs = queries.late_runs()
+        total, title = len(runs), f"Late runs ({len(runs)})"
+    if not runs:
         return
-    st.subheader(f"Late runs ({len(late)})", divider="orange")
-    for run in late:
-        reason = run.get("late_reason") or "It was not started at its scheduled time."
-        st.warning(f"**{run['name']}** (run date {run['run_date']}), due {labels.utc(run['scheduled_time'])}: {reason}",
+    st.subheader(title, divider="orange")
+    for run in runs:
+        recorded = run.get("late_reason")
+        reason = note or recorded or "It was not started at its scheduled time."
+        earlier = f" Recorded earlier: {recorded}" if note and recorded else ""
+        due = labels.utc(run.get("next_attempt_at") or run["scheduled_time"])
+        st.warning(f"**{run['name']}** (run date {run['run_date']}), due {due}: {reason.rstrip('.')}.{earlier}",
                    icon=":material/running_with_errors:")
+    if total > len(runs):
+        st.caption(f"… and {total - len(runs)} more; the Runs page lists them all.")
 
 
 def work_queues() -> None:
