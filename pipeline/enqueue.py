@@ -16,7 +16,7 @@ from .config import Settings
 from .deployments import (DEFAULT_DEPLOYMENT, default_deployment, register, run_columns, run_parameters,
                           schedule_of, zone_name)
 from .errors import ConfigError, NotFound
-from .months import month_of, months_between, months_for
+from .months import check_run_date, months_between
 from .runtime import new_run_name
 from .schedules import zone
 from .states import State
@@ -94,15 +94,6 @@ def _today(row: dict[str, Any], now: dt.datetime) -> dt.date:
     return now.astimezone(zone(zone_name(row))).date()
 
 
-def check_run_date(run_date: dt.date, today: dt.date) -> None:
-    """Refuse a run date whose validation month has not started yet."""
-    val_month = months_for(run_date)[1]
-    if val_month > month_of(today):
-        raise ConfigError(f"The run date {run_date.isoformat()} would validate on {val_month}, a month in the "
-                          f"future (today is {today.isoformat()}); use a date up to "
-                          f"{_last_allowed(today).isoformat()}.")
-
-
 def fire_dates(row: dict[str, Any], start: dt.date, end: dt.date) -> list[dt.date]:
     """The local dates on which the deployment's schedule fires from ``start`` to ``end`` inclusive."""
     schedule = schedule_of(row)
@@ -151,9 +142,3 @@ def _create(store: Store, settings: Settings, row: dict[str, Any], run_date: dt.
                             parameters=parameters, trigger=trigger, scheduled_time=when,
                             deployment_id=row["id"], work_queue=work_queue or row["work_queue"],
                             **run_columns(parameters, settings))
-
-
-def _last_allowed(today: dt.date) -> dt.date:
-    """The last day of next month: its validation month is this month."""
-    first_after = (today.replace(day=1) + dt.timedelta(days=62)).replace(day=1)
-    return first_after - dt.timedelta(days=1)
