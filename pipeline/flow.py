@@ -4,7 +4,6 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import logging
-import threading
 from typing import Any
 
 from . import data, features
@@ -46,17 +45,8 @@ def prepare_features(train_table: Any, val_table: Any, train_month: str, val_mon
     return prepared[0], prepared[1]
 
 
-def _import_model_in_background() -> threading.Thread:
-    """Import ``model`` (scikit-learn and scipy: about 1 s) while the main thread reads the data.
-
-    The main thread touches neither until it joins this thread, so no module is imported twice.
-    """
-    thread = threading.Thread(target=importlib.import_module, args=("pipeline.model",), daemon=True)
-    thread.start()
-    return thread
-
-
 def _model() -> Any:
+    """``model`` imports scikit-learn (about 1 s): only the tasks that need it pay for it."""
     return importlib.import_module("pipeline.model")
 
 
@@ -97,11 +87,9 @@ def training_flow(*, settings: Settings, date: str | None = None, data_url: str 
         context.store.record_data_source(context.run_id, settings.data_url, settings.is_synthetic)
     log.info("Run date %s: training on %s, validating on %s, data from %s.", run_date, train_month,
              val_month, data.describe_source(settings.data_url))
-    loading = _import_model_in_background()
     train_table, val_table = read_data(settings, train_month, val_month)
     train, val = prepare_features(train_table, val_table, train_month, val_month)
     del train_table, val_table  # only the arrays go on: the peak memory stays low
-    loading.join()
     trained = train_model(train, run_date.isoformat(), settings)
     scores = run_model(trained, train, val)
     return _metrics(run_date, train_month, val_month, train, val, trained, scores, settings)
