@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pipeline.cli.render import seconds_text
+from pipeline.cli.render import number, seconds_text  # noqa: F401  (number: shared with the CLI)
 from pipeline.config import Settings
 from pipeline.states import WAITING_STATES, State
 from pipeline.store import from_db
@@ -171,14 +171,6 @@ def _python(root: Path, executable: str) -> str:
     if executable and venv_bin.is_dir() and path.parent.resolve() == venv_bin.resolve():
         return shlex.quote(str(Path(".venv", "bin", path.name)))
     return "python"
-
-
-def number(value: Any, digits: int = 4) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return f"{value:,.{digits}f}"
 
 
 def share(value: float | None) -> str:

@@ -61,7 +61,7 @@ def number(value: Any, digits: int = 4) -> str:
         return "-"
     if isinstance(value, int):
         return f"{value:,}"
-    return f"{value:.{digits}f}"
+    return f"{value:,.{digits}f}"
 
 
 def table(title: str | None, columns: list[str]) -> Table:
