@@ -13,6 +13,10 @@ from pipeline.deployments import DEFAULT_DEPLOYMENT
 from pipeline.errors import PipelineError
 from pipeline.months import months_for
 
+# The pickers reach back to the first FHV files (2015), so every range the pipeline would refuse
+# (over 120 months, in the future, reversed) can be entered and gets its sentence.
+FIRST_DATE = dt.date(2015, 1, 1)
+
 
 def deployment_choice(key: str) -> str:
     """The deployment whose queue and parameters the new runs get (the default one first)."""
@@ -27,9 +31,11 @@ def months_caption(day: dt.date) -> str:
     return f"Trains on {train}, validates on {val}."
 
 
+
 def manual_run() -> None:
     st.subheader("Run once", divider="gray")
-    day = st.date_input("Run date", queries.now().date(), key="trigger_date", format="YYYY-MM-DD")
+    day = st.date_input("Run date", queries.now().date(), min_value=FIRST_DATE, key="trigger_date",
+                        format="YYYY-MM-DD")
     deployment = deployment_choice("trigger_deployment")
     st.caption(months_caption(day) + " The scheduler starts it as soon as its work queue has room.")
     if st.button("Enqueue run", type="primary", icon=":material/play_arrow:", key="trigger_run"):
@@ -47,8 +53,8 @@ def backfill() -> None:
     today = queries.now().date()
     start_col, end_col = st.columns(2)
     start = start_col.date_input("First run date", (today - dt.timedelta(days=183)).replace(day=15),
-                                 key="backfill_start", format="YYYY-MM-DD")
-    end = end_col.date_input("Last run date", today, key="backfill_end", format="YYYY-MM-DD")
+                                 min_value=FIRST_DATE, key="backfill_start", format="YYYY-MM-DD")
+    end = end_col.date_input("Last run date", today, min_value=FIRST_DATE, key="backfill_end", format="YYYY-MM-DD")
     deployment = deployment_choice("backfill_deployment")
     force = st.checkbox("Also rerun months that already completed", key="backfill_force")
     inputs = (start, end, deployment, force)
