@@ -42,7 +42,7 @@ def run_process(argv: list[str], env: dict[str, str]) -> tuple[float, float, dic
 
 
 def make_months(folder: Path, rows: int) -> None:
-    from pipeline.demo import write_month
+    from pipeline.training.demo import write_month
 
     for month in ("2021-06", "2021-07"):
         write_month(folder / f"fhv_tripdata_{month}.parquet", month, rows)
@@ -62,7 +62,7 @@ def whole_processes(folder: Path, home: Path, pairs: int) -> dict[str, list]:
 
 def flow_in_process(folder: Path, home: Path, repeats: int) -> list[float]:
     from pipeline.config import Settings
-    from pipeline.flow import run_now
+    from pipeline.training.flow import run_now
     from pipeline.store import Store
 
     settings = Settings(home=home, data_url=str(folder), solver=os.environ.get("FHV_SOLVER", "exact")).ensure_dirs()

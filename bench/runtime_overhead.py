@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.runtime import SYSTEM_CLOCK, flow, run_flow, task  # noqa: E402
-from pipeline.states import State  # noqa: E402
+from pipeline.orchestration.runtime import SYSTEM_CLOCK, flow, run_flow, task  # noqa: E402
+from pipeline.orchestration.states import State  # noqa: E402
 from pipeline.store import Store  # noqa: E402
 
 log = logging.getLogger("pipeline.bench")

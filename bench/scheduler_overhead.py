@@ -6,7 +6,7 @@
    ``started_at - scheduled_time`` for runs that fall due one after another, with the loop
    ticking every 0.05 s and every 1 s (the default), plus the part that is only process start-up
    (claim -> RUNNING). For comparison, the import a child would pay without the preloaded forkserver
-   (``import pipeline.model``: scikit-learn). Runs the same from any working directory.
+   (``import pipeline.training.model``: scikit-learn). Runs the same from any working directory.
 2. Claims per second on a history of 100,000 runs (99 % finished, the rest due), and the time of
    a scheduler tick with nothing to start on that history.
 """
@@ -27,10 +27,10 @@ ROOT = Path(__file__).resolve().parent.parent  # works from any working director
 sys.path.insert(0, str(ROOT))
 
 from pipeline.config import Settings  # noqa: E402
-from pipeline.executor import FakeExecutor  # noqa: E402
-from pipeline.runtime import SYSTEM_CLOCK  # noqa: E402
-from pipeline.scheduler import Scheduler, SchedulerOptions  # noqa: E402
-from pipeline.states import State  # noqa: E402
+from pipeline.orchestration.executor import FakeExecutor  # noqa: E402
+from pipeline.orchestration.runtime import SYSTEM_CLOCK  # noqa: E402
+from pipeline.orchestration.scheduler import Scheduler, SchedulerOptions  # noqa: E402
+from pipeline.orchestration.states import State  # noqa: E402
 from pipeline.store import Store, from_db  # noqa: E402
 
 UTC = dt.timezone.utc
@@ -123,10 +123,10 @@ def idle_step_ms(store: Store, settings: Settings, repeat: int = 50) -> float:
 def import_cost() -> float:
     """Seconds for a fresh interpreter to import the model (scikit-learn), which the forkserver preloads.
 
-    Not ``pipeline.flow`` alone: it imports ``pipeline.model`` lazily, in a thread, during read_data.
+    Not ``pipeline.training.flow`` alone: it imports ``pipeline.training.model`` lazily, in a thread, during read_data.
     """
     began = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import pipeline.model"], check=True, cwd=ROOT)
+    subprocess.run([sys.executable, "-c", "import pipeline.training.model"], check=True, cwd=ROOT)
     return time.perf_counter() - began
 
 
@@ -151,7 +151,7 @@ def main() -> None:
             print(f"  tick {tick:>4} s: due -> RUNNING   {describe(due)}")
             print(f"             claim -> RUNNING {describe(start)}  (forkserver child start-up)")
         print(f"  without the preloaded forkserver each run would first import the model (scikit-learn): "
-              f"{import_cost() * 1000:.0f} ms (python -c 'import pipeline.model')")
+              f"{import_cost() * 1000:.0f} ms (python -c 'import pipeline.training.model')")
         per_second, step_ms, filled = claims(home, args.history)
         print(f"History of {args.history:,} runs ({args.history // 100:,} due; filled in {filled:.1f} s):")
         print(f"  claim_due_run: {per_second:,.0f} claims/s")

@@ -10,7 +10,7 @@ import contextlib
 import datetime as dt
 from typing import Any, Iterator
 
-from pipeline import enqueue
+from pipeline.orchestration import enqueue
 from pipeline.config import Settings
 from pipeline.store import Store
 

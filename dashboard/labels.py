@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pipeline.cli.render import number, seconds_text  # noqa: F401  (number: shared with the CLI)
+from pipeline.formatting import duration_text as seconds_text
+from pipeline.formatting import number  # noqa: F401  (number: shared with the CLI)
 from pipeline.config import Settings
-from pipeline.states import WAITING_STATES, State
+from pipeline.orchestration.states import WAITING_STATES, State
 from pipeline.store import from_db
 
 UTC = dt.timezone.utc
@@ -214,7 +215,7 @@ def stale_after(status: dict[str, Any]) -> float:
 
 def deployment(dep: dict[str, Any]) -> dict[str, Any]:
     """A deployment row plus its schedule in words (zone included), its zone and DST policy."""
-    from pipeline.deployments import schedule_of
+    from pipeline.orchestration.deployments import schedule_of
 
     schedule = schedule_of(dep)
     if schedule is None:

@@ -16,7 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from pipeline.config import Settings, load_settings
-from pipeline.states import ACTIVE_STATES, FINAL_STATES, State
+from pipeline.orchestration.states import ACTIVE_STATES, FINAL_STATES, State
 from pipeline.store import Store
 
 from . import frames, labels

@@ -7,8 +7,8 @@ pause NAME`` / ``resume NAME`` (or the dashboard) decide, and running this file 
 """
 import datetime as dt
 
-from pipeline.deployments import DeploymentSpec, default_deployment
-from pipeline.schedules import CronSchedule, IntervalSchedule
+from pipeline import CronSchedule, DeploymentSpec, IntervalSchedule
+from pipeline.orchestration.deployments import default_deployment
 
 # The product's default: the 15th of each month at 09:00 New York time, tags ["ml"].
 monthly = default_deployment()

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pipeline import deployments
+from pipeline.orchestration import deployments
 from pipeline.config import Settings
-from pipeline.months import months_for
-from pipeline.states import State
+from pipeline.training.months import months_for
+from pipeline.orchestration.states import State
 from pipeline.store import Store, new_run_id, to_db
 
 UTC = dt.timezone.utc
@@ -139,7 +139,7 @@ def write_tasks(store: Store, run_id: str, plan: list[tuple]) -> None:
 
 
 def flow_metrics(run_date: dt.date, rng: random.Random, synthetic: bool) -> dict[str, Any]:
-    """The metrics dict ``pipeline.flow._metrics`` produces, with realistic numbers."""
+    """The metrics dict ``pipeline.training.flow._metrics`` produces, with realistic numbers."""
     train, val = months_for(run_date)
     train_rmse, val_rmse = rng.uniform(10.4, 11.8), rng.uniform(10.9, 12.1)
     stats = {part: month_stats(rng) for part in ("train", "val")}

@@ -29,9 +29,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from dashboard import labels
-from pipeline import demo
+from pipeline.training import demo
 from pipeline.config import load_settings
-from pipeline.months import month_of, months_for, parse_month, shift_month
+from pipeline.training.months import month_of, months_for, parse_month, shift_month
 from pipeline.store import Store
 from tests.dashboard_seed import seed_history
 from tests.httpserver import serve

@@ -13,7 +13,7 @@ import pytest
 
 from dashboard import charts, frames, labels
 from pipeline.config import Settings
-from pipeline.scheduler import SchedulerOptions
+from pipeline.orchestration.scheduler import SchedulerOptions
 from pipeline.store import Store
 from tests.dashboard_seed import seed_history
 

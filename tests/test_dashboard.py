@@ -16,7 +16,7 @@ import streamlit as st
 from streamlit.config import ShowErrorDetailsConfigOptions
 from streamlit.testing.v1 import AppTest
 
-from pipeline.states import State
+from pipeline.orchestration.states import State
 from pipeline.store import Store
 from tests.dashboard_seed import DEPLOYMENT, FLOW, bulk_history, seed_history
 

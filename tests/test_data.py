@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import data, demo
+from pipeline.training import data, demo
 from pipeline.config import TLC_TEMPLATE, Settings
 from pipeline.errors import DataError, NotPublishedError, TransientError
 from tests.httpserver import http_server, serve  # noqa: F401  (http_server is a fixture)

@@ -12,7 +12,7 @@ from sklearn.feature_extraction import DictVectorizer
 from sklearn.linear_model import LinearRegression
 from sklearn.metrics import root_mean_squared_error
 
-from pipeline import demo
+from pipeline.training import demo
 
 EXPECTED_SCHEMA = [
     ("dispatching_base_num", pa.string()),

@@ -7,10 +7,10 @@ import pytest
 
 from pipeline.cli import main
 from pipeline.config import TLC_TEMPLATE
-from pipeline.deployments import (DEFAULT_DEPLOYMENT, TRAINING_FLOW, DeploymentSpec, default_deployment, load_specs,
+from pipeline.orchestration.deployments import (DEFAULT_DEPLOYMENT, TRAINING_FLOW, DeploymentSpec, default_deployment, load_specs,
                                   materialise, register, run_columns, upcoming_slots)
 from pipeline.errors import ConfigError, NotFound
-from pipeline.schedules import CronSchedule, IntervalSchedule, schedule_from_json
+from pipeline.orchestration.schedules import CronSchedule, IntervalSchedule, schedule_from_json
 from pipeline.store import Store
 
 UTC = dt.timezone.utc
@@ -40,13 +40,13 @@ def test_the_default_deployment_is_monthly_on_the_15th_in_new_york():
 
 
 def test_the_flow_name_matches_the_training_flow():
-    from pipeline import flow
+    from pipeline.training import flow
 
     assert TRAINING_FLOW == flow.FLOW_NAME
 
 
 def test_run_columns_match_what_the_flow_records(settings):
-    from pipeline import flow
+    from pipeline.training import flow
 
     for parameters in ({"date": "2022-01-15"}, {"date": "2021-03-15", "data_url": "demo:500"}):
         assert run_columns(parameters, settings) == flow.run_fields(parameters, settings)
@@ -85,7 +85,7 @@ def test_the_example_file_defines_three_specs():
 
 def test_specs_in_module_level_lists_are_found_once(tmp_path):
     path = write(tmp_path, """
-        from pipeline.deployments import DeploymentSpec
+        from pipeline.orchestration.deployments import DeploymentSpec
         a = DeploymentSpec(name="a")
         ALL = [a, DeploymentSpec(name="b")]
     """)
@@ -95,8 +95,8 @@ def test_specs_in_module_level_lists_are_found_once(tmp_path):
 @pytest.mark.parametrize("text, words", [
     ("x = 1\n", "defines no DeploymentSpec"),
     ("raise RuntimeError('boom')\n", "failed to load: RuntimeError: boom"),
-    ("from pipeline.schedules import CronSchedule\nCronSchedule('0 25 * * *')\n", "has an invalid spec: The cron"),
-    ("from pipeline.deployments import DeploymentSpec as D\na = D(name='a')\nb = D(name='a')\n",
+    ("from pipeline.orchestration.schedules import CronSchedule\nCronSchedule('0 25 * * *')\n", "has an invalid spec: The cron"),
+    ("from pipeline.orchestration.deployments import DeploymentSpec as D\na = D(name='a')\nb = D(name='a')\n",
      "defines the deployment 'a' twice"),
 ])
 def test_bad_deployment_files_are_refused_naming_the_file(tmp_path, text, words):

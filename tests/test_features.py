@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.errors import DataError
-from pipeline.features import prepare_features, read_trips
+from pipeline.training.features import prepare_features, read_trips
 
 T0 = np.datetime64("2021-01-01T08:00:00", "us")
 

@@ -12,9 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.config import Settings
-from pipeline.demo import generate_month
-from pipeline.flow import TASKS, run_now
-from pipeline.states import State
+from pipeline.training.demo import generate_month
+from pipeline.training.flow import TASKS, run_now
+from pipeline.orchestration.states import State
 from tests.conftest import FakeClock
 from tests.reference import CATEGORICAL, read_dataframe
 
@@ -154,7 +154,7 @@ def test_a_run_records_the_data_source_it_really_read(mirror, store):
     run_id = store.create_run(flow="fhv-duration-training", name="queued", state=State.PENDING,
                               now=FakeClock().now(), parameters={"date": "2021-08-15"},
                               data_source="demo", synthetic=True)
-    from pipeline.flow import execute
+    from pipeline.training.flow import execute
 
     execute(store, mirror, run_id, clock=FakeClock())
     run = store.get_run(run_id)

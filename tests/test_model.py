@@ -9,8 +9,8 @@ import pytest
 from sklearn.feature_extraction import DictVectorizer
 from sklearn.utils.validation import check_is_fitted
 
-from pipeline.features import Features
-from pipeline.model import OneHot, evaluate, predict, save_artifacts, train
+from pipeline.training.features import Features
+from pipeline.training.model import OneHot, evaluate, predict, save_artifacts, train
 
 PU = np.array([-1, 1, 10, 2, -1, 265, 1])
 DO = np.array([7, -1, 7, 100, 1, 2, 7])
@@ -105,7 +105,7 @@ def test_codes_spread_too_widely_for_a_table_are_looked_up_by_search():
 
 
 def test_the_gram_matrix_by_pair_counting_equals_the_sparse_product():
-    from pipeline.model import OneHot, _gram
+    from pipeline.training.model import OneHot, _gram
 
     rng = np.random.default_rng(3)
     pu = np.where(rng.random(3000) < 0.8, -1, rng.integers(1, 40, 3000))

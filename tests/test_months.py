@@ -3,7 +3,7 @@ import datetime as dt
 import pytest
 
 from pipeline.errors import ConfigError
-from pipeline.months import months_between, months_for, parse_date, shift_month
+from pipeline.training.months import months_between, months_for, parse_date, shift_month
 
 
 @pytest.mark.parametrize("run_date, train, val", [

@@ -8,8 +8,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.features import prepare_features, read_trips
-from pipeline.model import evaluate, predict, save_artifacts, train
+from pipeline.training.features import prepare_features, read_trips
+from pipeline.training.model import evaluate, predict, save_artifacts, train
 from tests.reference import CATEGORICAL, read_dataframe, reference_run
 
 ZONES = np.arange(1, 266)

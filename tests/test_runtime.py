@@ -6,8 +6,8 @@ import time
 import pytest
 
 from pipeline.errors import ConfigError, DataError, NotPublishedError, TransientError
-from pipeline.runtime import Retry, flow, run_flow, task
-from pipeline.states import State
+from pipeline.orchestration.runtime import Retry, flow, run_flow, task
+from pipeline.orchestration.states import State
 
 log = logging.getLogger("pipeline.test")
 

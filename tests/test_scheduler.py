@@ -9,14 +9,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from pipeline import catchup
-from pipeline.deployments import DEFAULT_DEPLOYMENT, DeploymentSpec, default_deployment, register
-from pipeline.enqueue import trigger_run
-from pipeline.executor import AwaitData, FakeExecutor, ProcessExecutor, warn_unless_preloaded
-from pipeline.runtime import SYSTEM_CLOCK
-from pipeline.scheduler import ClockScheduler, Scheduler, SchedulerOptions
-from pipeline.schedules import CronSchedule, IntervalSchedule
-from pipeline.states import State
+from pipeline.orchestration import catchup
+from pipeline.orchestration.deployments import DEFAULT_DEPLOYMENT, DeploymentSpec, default_deployment, register
+from pipeline.orchestration.enqueue import trigger_run
+from pipeline.orchestration.executor import AwaitData, FakeExecutor, ProcessExecutor, warn_unless_preloaded
+from pipeline.orchestration.runtime import SYSTEM_CLOCK
+from pipeline.orchestration.scheduler import ClockScheduler, Scheduler, SchedulerOptions
+from pipeline.orchestration.schedules import CronSchedule, IntervalSchedule
+from pipeline.orchestration.states import State
 from pipeline.store import from_db
 from tests.conftest import FakeClock
 from tests.httpserver import http_server  # noqa: F401 - fixture
@@ -368,7 +368,7 @@ def test_a_flow_that_exits_without_a_final_state_is_crashed_and_frees_its_slot(s
 
 
 def test_the_end_of_a_run_is_logged_with_a_readable_duration(store, settings, clock, caplog):
-    caplog.set_level(logging.INFO, logger="pipeline.scheduler")
+    caplog.set_level(logging.INFO, logger="pipeline.orchestration.scheduler")
     scheduler, run_id = started(store, settings, clock, "hang")
     store.request_cancel(run_id, now=clock.now())
     ticks(scheduler, clock, 2, step=1.25)  # SIGTERM at 1.25 s (the flow records CANCELLED), then reap
@@ -393,12 +393,12 @@ def test_a_run_whose_process_died_before_its_flow_started_is_logged_as_such(stor
 
 
 def test_a_flow_process_without_the_preloaded_model_warns(monkeypatch, caplog):
-    import pipeline.model  # noqa: F401 - present, as the forkserver preloads it
+    import pipeline.training.model  # noqa: F401 - present, as the forkserver preloads it
 
     assert warn_unless_preloaded() and "did not preload" not in caplog.text
-    monkeypatch.delitem(sys.modules, "pipeline.model")
+    monkeypatch.delitem(sys.modules, "pipeline.training.model")
     assert not warn_unless_preloaded()
-    assert "The forkserver did not preload pipeline.model (scikit-learn)" in caplog.text
+    assert "The forkserver did not preload pipeline.training.model (scikit-learn)" in caplog.text
 
 
 def test_an_own_flow_whose_heartbeat_goes_stale_is_killed_and_crashed(store, settings, clock):

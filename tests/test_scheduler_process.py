@@ -11,9 +11,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pipeline import demo
+from pipeline.training import demo
 from pipeline.cli import main
-from pipeline.months import months_for
+from pipeline.training.months import months_for
 from pipeline.store import Store
 from tests.httpserver import http_server  # noqa: F401 - fixture
 
@@ -23,8 +23,8 @@ FLAGS = ["--tick", "0.1", "--heartbeat", "0.5", "--stale-after", "3", "--late-af
          "--cancel-grace", "2", "--grace", "1"]
 DEPLOYMENT = """
     import datetime as dt
-    from pipeline.deployments import DeploymentSpec
-    from pipeline.schedules import IntervalSchedule
+    from pipeline.orchestration.deployments import DeploymentSpec
+    from pipeline.orchestration.schedules import IntervalSchedule
 
     fast = DeploymentSpec(name="fast", schedule=IntervalSchedule(2, dt.datetime(2026, 1, 1), "UTC"), catchup="all")
 """
@@ -198,13 +198,13 @@ import sys
 sys.path.insert(0, {root!r})  # importable the way a script finds it, not through PYTHONPATH
 from pathlib import Path
 from pipeline.config import Settings
-from pipeline.scheduler import Scheduler
+from pipeline.orchestration.scheduler import Scheduler
 from pipeline.store import Store
 
 settings = Settings(home=Path({home!r})).ensure_dirs()
 executor = Scheduler(Store(settings.db_path), settings).executor
 executor.warm_up()
-check = "import sys; sys.exit(0 if 'pipeline.model' in sys.modules else 3)"
+check = "import sys; sys.exit(0 if 'pipeline.training.model' in sys.modules else 3)"
 probe = executor.context.Process(target=exec, args=(check,))
 probe.start()
 probe.join(30)
@@ -220,7 +220,7 @@ def test_a_scheduler_started_from_another_folder_still_gives_its_flows_the_prelo
     script = PRELOAD_PROBE.format(root=str(ROOT), home=str(tmp_path / "fhv"))
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=elsewhere_env(), capture_output=True,
                           text=True, timeout=60)
-    assert done.returncode == 0, f"the flow child had to import pipeline.model itself: {done.stderr}"
+    assert done.returncode == 0, f"the flow child had to import pipeline.training.model itself: {done.stderr}"
 
 
 def test_the_scheduler_bench_runs_from_any_folder_through_the_store(tmp_path):
@@ -228,7 +228,7 @@ def test_the_scheduler_bench_runs_from_any_folder_through_the_store(tmp_path):
     done = subprocess.run([sys.executable, str(bench), "--runs", "1", "--history", "2000"], cwd=tmp_path,
                           env=elsewhere_env(), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert "python -c 'import pipeline.model'" in done.stdout and "claims/s" in done.stdout
+    assert "python -c 'import pipeline.training.model'" in done.stdout and "claims/s" in done.stdout
     assert "did not preload" not in done.stderr
     source = bench.read_text()
     assert ".execute(" not in source and "atomic()" not in source  # SQL belongs to pipeline/store

@@ -6,7 +6,7 @@ import pytest
 
 from pipeline.cli import main
 from pipeline.errors import ConfigError
-from pipeline.schedules import CronSchedule, IntervalSchedule, schedule_from_json, seconds_words
+from pipeline.orchestration.schedules import CronSchedule, IntervalSchedule, schedule_from_json, seconds_words
 
 UTC = dt.timezone.utc
 NY, LONDON = "America/New_York", "Europe/London"

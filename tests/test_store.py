@@ -5,7 +5,7 @@ import threading
 import pytest
 
 from pipeline.errors import InvalidTransition, NotFound
-from pipeline.states import State
+from pipeline.orchestration.states import State
 from pipeline.store import MIGRATIONS, Store, from_db, to_db
 
 UTC = dt.timezone.utc

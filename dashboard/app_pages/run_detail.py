@@ -10,7 +10,7 @@ import streamlit as st
 
 from dashboard import actions, charts, frames, labels, queries, widgets
 from pipeline.errors import PipelineError
-from pipeline.states import ACTIVE_STATES, WAITING_STATES
+from pipeline.orchestration.states import ACTIVE_STATES, WAITING_STATES
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 CANCELLABLE = {s.value for s in WAITING_STATES | ACTIVE_STATES}

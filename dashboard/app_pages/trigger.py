@@ -9,9 +9,9 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import actions, labels, queries, widgets
-from pipeline.deployments import DEFAULT_DEPLOYMENT
+from pipeline.orchestration.deployments import DEFAULT_DEPLOYMENT
 from pipeline.errors import PipelineError
-from pipeline.months import months_for
+from pipeline.training.months import months_for
 
 # The pickers reach back to the first FHV files (2015), so every range the pipeline would refuse
 # (over 120 months, in the future, reversed) can be entered and gets its sentence.

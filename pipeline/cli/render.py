@@ -8,7 +8,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from ..states import State
+from ..formatting import duration_text, number  # noqa: F401  (number: used by the commands)
+from ..orchestration.states import State
 from ..store import from_db
 
 STATE_STYLES = {
@@ -43,25 +44,7 @@ def duration(start: str | None, end: str | None) -> str:
     begin, finish = from_db(start), from_db(end)
     if not begin or not finish:
         return "-"
-    return seconds_text((finish - begin).total_seconds())
-
-
-def seconds_text(seconds: float) -> str:
-    """Sub-second durations stay readable: 0.042 s, 3.2 s, 4m 05s, 2h 03m."""
-    if seconds < 10:
-        return f"{seconds:.3f} s" if seconds < 1 else f"{seconds:.1f} s"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    if minutes < 60:
-        return f"{minutes}m {secs:02d}s" if minutes else f"{secs} s"
-    return f"{minutes // 60}h {minutes % 60:02d}m"
-
-
-def number(value: Any, digits: int = 4) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return f"{value:,.{digits}f}"
+    return duration_text((finish - begin).total_seconds())
 
 
 def table(title: str | None, columns: list[str]) -> Table:

@@ -5,8 +5,8 @@ import argparse
 from typing import Any
 
 from ..config import Settings
-from ..runtime import SYSTEM_CLOCK, new_run_name
-from ..states import State
+from ..orchestration.runtime import SYSTEM_CLOCK, new_run_name
+from ..orchestration.states import State
 from ..store import Store
 from . import render
 from .render import console
@@ -55,7 +55,7 @@ def open_store(settings: Settings) -> Store:
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from ..flow import run_now  # imports scikit-learn: only for the commands that train
+    from ..training.flow import run_now  # imports scikit-learn: only for the commands that train
 
     store = open_store(settings)
     result = run_now(store, settings, date=args.date, data_url=args.data_url, name=new_run_name())

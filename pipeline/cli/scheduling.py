@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..config import Settings
-from ..deployments import ensure_default, load_specs, materialise, register as register_deployment, schedule_of
-from ..enqueue import enqueue_backfill, plan_backfill, trigger_run
+from ..orchestration.deployments import ensure_default, load_specs, materialise, register as register_deployment, schedule_of
+from ..orchestration.enqueue import enqueue_backfill, plan_backfill, trigger_run
 from ..errors import ConfigError
-from ..months import parse_date
-from ..runtime import SYSTEM_CLOCK
-from ..schedules import CronSchedule, IntervalSchedule, Schedule, real_local_time, seconds_words, zone
+from ..training.months import parse_date
+from ..orchestration.runtime import SYSTEM_CLOCK
+from ..orchestration.schedules import CronSchedule, IntervalSchedule, Schedule, real_local_time, seconds_words, zone
 from ..store import Store, from_db
 from . import render
 from .render import console
@@ -62,7 +62,7 @@ def _float(text: str) -> float:
 
 
 def _scheduler_command(commands: argparse._SubParsersAction) -> None:
-    from ..scheduler import SchedulerOptions
+    from ..orchestration.scheduler import SchedulerOptions
 
     defaults, seconds = SchedulerOptions(), _above_zero("seconds", "5 or 0.5")
     cmd = commands.add_parser("scheduler", help="run the headless scheduler (Ctrl-C or SIGTERM stops it cleanly)")
@@ -82,7 +82,7 @@ def _scheduler_command(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_scheduler(args: argparse.Namespace, settings: Settings) -> int:
-    from ..scheduler import SchedulerOptions, serve
+    from ..orchestration.scheduler import SchedulerOptions, serve
 
     names = [f.name for f in dataclasses.fields(SchedulerOptions)]
     options = SchedulerOptions(**{name: getattr(args, name) for name in names})

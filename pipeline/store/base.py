@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from ..states import State
+from ..orchestration.states import State
 from .migrations import MIGRATIONS, _statements
 
 UTC = dt.timezone.utc

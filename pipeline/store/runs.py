@@ -7,7 +7,7 @@ import socket
 from typing import Any, Iterable
 
 from ..errors import InvalidTransition, NotFound
-from ..states import ACTIVE_STATES, WAITING_STATES, State, check_transition
+from ..orchestration.states import ACTIVE_STATES, WAITING_STATES, State, check_transition
 from .base import _db_value, _row, new_run_id, to_db
 
 

@@ -6,7 +6,7 @@ import sqlite3
 from typing import Any, Iterable
 
 from ..errors import NotFound
-from ..states import State
+from ..orchestration.states import State
 from .base import _db_value, from_db, to_db
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import DataError
+from ..errors import DataError
 from .schema import DO, DROPOFF, NEEDED_COLUMNS, PICKUP, PU, check_schema
 
 MIN_MINUTES, MAX_MINUTES = 1.0, 60.0

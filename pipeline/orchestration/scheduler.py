@@ -33,17 +33,17 @@ from typing import Any, Callable, Iterator
 import schedule
 
 from . import catchup
-from .cli.render import seconds_text as duration_text
-from .config import Settings
+from ..formatting import duration_text, seconds_words
+from ..formatting import utc_text as _when
+from ..config import Settings
 from .deployments import ensure_default, materialise
-from .errors import ConfigError
-from .executor import AwaitData, Exit, ProcessExecutor, ending_message, exclusive, orphan_reason, seconds_text
-from .executor import utc_text as _when
+from ..errors import ConfigError
+from .executor import AwaitData, Exit, ProcessExecutor, ending_message, exclusive, orphan_reason
 from .runtime import SYSTEM_CLOCK
 from .states import ACTIVE_STATES, State
-from .store import Store, from_db
+from ..store import Store, from_db
 
-logger = logging.getLogger("pipeline.scheduler")
+logger = logging.getLogger("pipeline.orchestration.scheduler")
 UNLIMITED = 1_000
 
 
@@ -326,7 +326,7 @@ class Scheduler:
         self.stopping.set()
         if self.executor.running():
             logger.info("Stopping: %d running flow(s) get %s to finish (signal again to stop them now).",
-                        len(self.executor.running()), seconds_text(self.options.shutdown_grace))
+                        len(self.executor.running()), seconds_words(self.options.shutdown_grace))
         self._wait_for_children(self.options.shutdown_grace, use_hurry=True)
         now = self.clock.now()
         for run_id in self.executor.running():

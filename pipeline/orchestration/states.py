@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from .errors import InvalidTransition
+from ..errors import InvalidTransition
 
 
 class State(str, Enum):

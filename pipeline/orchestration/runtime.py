@@ -18,11 +18,11 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from .errors import Cancelled, ConfigError, PipelineError, TaskTimeout
+from ..errors import Cancelled, ConfigError, PipelineError, TaskTimeout
 from .states import State
-from .store import Store
+from ..store import Store
 
-logger = logging.getLogger("pipeline.runtime")
+logger = logging.getLogger("pipeline.orchestration.runtime")
 UTC = dt.timezone.utc
 
 

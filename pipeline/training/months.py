@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 

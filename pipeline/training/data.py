@@ -34,8 +34,8 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from . import demo
-from .config import DATA_ALIASES, TLC_TEMPLATE, Settings, is_synthetic
-from .errors import DataError, NotPublishedError, TransientError
+from ..config import DATA_ALIASES, TLC_TEMPLATE, Settings, is_synthetic
+from ..errors import DataError, NotPublishedError, TransientError
 from .months import parse_month
 from .schema import check_schema
 

@@ -12,15 +12,15 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import Settings
+from ..config import Settings
 from .deployments import (DEFAULT_DEPLOYMENT, default_deployment, register, run_columns, run_parameters,
                           schedule_of, zone_name)
-from .errors import ConfigError, NotFound
-from .months import check_run_date, months_between
+from ..errors import ConfigError, NotFound
+from ..training.months import check_run_date, months_between
 from .runtime import new_run_name
 from .schedules import zone
 from .states import State
-from .store import Store
+from ..store import Store
 
 MAX_BACKFILL_MONTHS = 120
 KEEP_STATES = {State.COMPLETED: "completed", State.SCHEDULED: "scheduled", State.LATE: "late",

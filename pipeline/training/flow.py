@@ -7,14 +7,14 @@ import logging
 from typing import Any
 
 from . import data, features
-from .config import Settings, is_synthetic, normalize_data_url
-from .errors import TransientError
+from ..config import Settings, is_synthetic, normalize_data_url
+from ..errors import TransientError
 from .months import check_run_date, months_for, parse_date
-from .runtime import FlowResult, SYSTEM_CLOCK, flow, run_context, run_flow, task
-from .states import State
-from .store import Store
+from ..orchestration.runtime import FlowResult, SYSTEM_CLOCK, flow, run_context, run_flow, task
+from ..orchestration.states import State
+from ..store import Store
 
-log = logging.getLogger("pipeline.flow")
+log = logging.getLogger("pipeline.training.flow")
 
 FLOW_NAME = "fhv-duration-training"
 TASKS = ("read_data", "prepare_features", "train_model", "run_model")
@@ -47,7 +47,7 @@ def prepare_features(train_table: Any, val_table: Any, train_month: str, val_mon
 
 def _model() -> Any:
     """``model`` imports scikit-learn (about 1 s): only the tasks that need it pay for it."""
-    return importlib.import_module("pipeline.model")
+    return importlib.import_module("pipeline.training.model")
 
 
 @task(timeout=1800)

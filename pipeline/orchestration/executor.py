@@ -33,19 +33,19 @@ from typing import Any, Callable, Iterator
 
 import psutil
 
-from .config import Settings
+from ..config import Settings
 from .deployments import TRAINING_FLOW
-from .errors import ConfigError, DataError, NotPublishedError, SchedulerLocked
-from .months import months_for, parse_date
+from ..errors import ConfigError, DataError, NotPublishedError, SchedulerLocked
+from ..training.months import months_for, parse_date
 from .runtime import SYSTEM_CLOCK, flow, run_flow, task
-from .schedules import seconds_words
+from ..formatting import seconds_words, utc_text
 from .states import State
-from .store import Store, from_db
+from ..store import Store, from_db
 
-logger = logging.getLogger("pipeline.executor")
+logger = logging.getLogger("pipeline.orchestration.executor")
 PR_SET_PDEATHSIG = 1
-PRELOAD = ("pipeline.flow", "pipeline.model")
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # the folder that holds the ``pipeline`` package
+PRELOAD = ("pipeline.training.flow", "pipeline.training.model")
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder that holds the ``pipeline`` package
 
 
 @dataclass(frozen=True)
@@ -186,7 +186,7 @@ def child_main(job: ChildJob) -> None:
     _die_with_parent(job.scheduler_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     warn_unless_preloaded()
-    from . import flow as training
+    from ..training import flow as training
 
     store = Store(job.db_path, migrate=False)
     try:
@@ -198,9 +198,9 @@ def child_main(job: ChildJob) -> None:
 
 def warn_unless_preloaded() -> bool:
     """Log a warning if the forkserver did not preload the model, so this run pays the import itself."""
-    if "pipeline.model" in sys.modules:
+    if "pipeline.training.model" in sys.modules:
         return True
-    logger.warning("The forkserver did not preload pipeline.model (scikit-learn), so this flow process (pid %d) "
+    logger.warning("The forkserver did not preload pipeline.training.model (scikit-learn), so this flow process (pid %d) "
                    "imports it itself, about a second per run; check that %s is importable.",
                    os.getpid(), PACKAGE_ROOT / "pipeline")
     return False
@@ -348,23 +348,13 @@ def ending_message(why: str, exit_: Exit, *, cancel_grace: float, stale_after: f
     """What to record for a run whose process ended without a final state; ``why`` we signalled it."""
     process = f"The flow process (pid {exit_.pid}) {exit_.how}"
     if why.startswith("cancel"):
-        late = f" after not stopping within {seconds_text(cancel_grace)} of SIGTERM" if "killed" in why else ""
+        late = f" after not stopping within {seconds_words(cancel_grace)} of SIGTERM" if "killed" in why else ""
         return f"Cancelled on request{late}. {process}."
     if why.startswith("stop"):
         return f"Cancelled because the scheduler stopped before the run finished. {process}."
     if why == "hung":
-        return f"No heartbeat for more than {seconds_text(stale_after)}, so the flow process was killed."
+        return f"No heartbeat for more than {seconds_words(stale_after)}, so the flow process was killed."
     return f"{process} before recording a final state."
-
-
-def utc_text(moment: Any) -> str:
-    moment = from_db(moment) if isinstance(moment, str) else moment
-    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "-"
-
-
-def seconds_text(seconds: float) -> str:
-    """An option value in seconds, in words: '2 hours', '10 seconds', '1.5 seconds' (durations: render)."""
-    return seconds_words(seconds) if seconds == int(seconds) else f"{seconds:g} seconds"
 
 
 @contextlib.contextmanager

@@ -21,7 +21,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
 
-from .errors import ConfigError
+from ..errors import ConfigError
+from ..formatting import seconds_words  # noqa: F401  (re-exported: schedules spoke it first)
 
 UTC = dt.timezone.utc
 DAY = 86_400
@@ -256,12 +257,3 @@ def _cron_words(expr: str) -> str:
         return ExpressionDescriptor(expr, options).get_description()
     except Exception:  # noqa: BLE001 - a description is a nicety; the expression itself is valid
         return f"Cron {expr}"
-
-
-def seconds_words(seconds: float) -> str:
-    """3600 -> '1 hour', 90 -> '90 seconds', 172800 -> '2 days'."""
-    for unit, size in (("day", DAY), ("hour", 3600), ("minute", 60)):
-        if seconds % size == 0 and seconds >= size:
-            count = int(seconds // size)
-            return f"{count} {unit}{'s' if count != 1 else ''}"
-    return f"{seconds:g} second{'s' if seconds != 1 else ''}"

@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from .config import Settings, is_synthetic, normalize_data_url
-from .errors import ConfigError, NotFound
-from .months import months_for, parse_date
+from ..config import Settings, is_synthetic, normalize_data_url
+from ..errors import ConfigError, NotFound
+from ..training.months import months_for, parse_date
 from .runtime import new_run_name
 from .schedules import CronSchedule, IntervalSchedule, Schedule, schedule_from_json
-from .store import Store, from_db
+from ..store import Store, from_db
 
 TRAINING_FLOW = "fhv-duration-training"  # flow.FLOW_NAME (not imported: flow.py pulls in scikit-learn)
 DEFAULT_DEPLOYMENT = "monthly-training"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from .errors import DataError
+from ..errors import DataError
 
 PICKUP, DROPOFF, PU, DO = "pickup_datetime", "dropOff_datetime", "PUlocationID", "DOlocationID"
 NEEDED_COLUMNS = (PICKUP, DROPOFF, PU, DO)

@@ -14,17 +14,16 @@ import datetime as dt
 import logging
 from typing import TYPE_CHECKING, Any
 
-from .config import Settings
+from ..config import Settings
 from .deployments import materialise
-from .executor import seconds_text
-from .executor import utc_text as _when
+from ..formatting import seconds_words, utc_text as _when
 from .states import State
-from .store import Store, from_db
+from ..store import Store, from_db
 
 if TYPE_CHECKING:
     from .scheduler import SchedulerOptions
 
-logger = logging.getLogger("pipeline.scheduler")
+logger = logging.getLogger("pipeline.orchestration.scheduler")
 
 
 def catch_up(store: Store, settings: Settings, options: "SchedulerOptions", *, since: dt.datetime | None,
@@ -72,7 +71,7 @@ def expire(store: Store, now: dt.datetime) -> int:
             continue  # a run that started once (awaiting data) follows its retry policy instead
         if (now - slot).total_seconds() > limit:
             message = (f"Skipped: it could not start within the maximum lateness of "
-                       f"{seconds_text(limit)} of {run['deployment']} (slot {_when(slot)}).")
+                       f"{seconds_words(limit)} of {run['deployment']} (slot {_when(slot)}).")
             store.transition(run["id"], State.CANCELLED, now=now, message=message)
             expired += 1
     return expired
