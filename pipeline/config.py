@@ -20,6 +20,7 @@ class Settings:
     home: Path
     data_url: str = DEFAULT_DATA_URL
     download_timeout: float = 60.0  # seconds without a byte before a download attempt gives up
+    download_deadline: float = 1800.0  # seconds a whole download attempt may take (0: no deadline)
     solver: str = "exact"  # "exact" (closed-form least squares) or "lsqr" (scikit-learn's iterative fit)
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -126,6 +127,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         home=home,
         data_url=normalize_data_url(env.get("FHV_DATA_URL") or DEFAULT_DATA_URL),
         download_timeout=_float_env(env, "FHV_DOWNLOAD_TIMEOUT", 60.0),
+        download_deadline=_float_env(env, "FHV_DOWNLOAD_DEADLINE", 1800.0),
         solver=_solver(env.get("FHV_SOLVER") or "exact"),
         extra={k: v for k, v in env.items() if k.startswith("FHV_")},
     )
