@@ -14,6 +14,7 @@ module's ``pytest_plugins``)::
         http_server.route("/slow", body=data, delay=1.0)                 # sleeps 1 s before answering
         http_server.route("/stall", body=data, delay=1.0, pause_at=100)  # 100 bytes, sleep, the rest
         http_server.route("/cut", body=data, truncate_at=100)            # full Content-Length, 100 bytes, close
+        http_server.route("/trickle", body=data, trickle=0.05)           # one byte every 0.05 s, for ever
         http_server.route("/api", json={"ok": True}, methods=("GET", "POST"))
         url = http_server.url("/fhv_tripdata_2021-01.parquet")         # http://127.0.0.1:PORT/...
         template = http_server.url("/fhv_tripdata_{month}.parquet")    # braces are kept as they are
@@ -27,13 +28,14 @@ module's ``pytest_plugins``)::
 API of ``HTTPTestServer``:
 
 * ``route(path, *, status=200, body=b"", json=None, headers=None, content_type=None,
-  fail_times=0, fail_status=500, delay=0.0, pause_at=None, truncate_at=None,
+  fail_times=0, fail_status=500, delay=0.0, pause_at=None, truncate_at=None, trickle=0.0,
   methods=("GET", "HEAD"))`` sets (or replaces) what ``path`` answers and returns the ``Route``.
   ``path`` is matched without its query string. Unknown paths answer 404.
 * ``url(path="/")``, ``base_url``, ``port``.
 * ``count(path)``: how many requests reached ``path`` (query ignored); ``requests``: a list of
   ``Request(method, path, headers, body)``; ``reset()`` forgets routes and requests.
-* Sleeps (``delay``) end early when the server stops, so a timeout test never waits for them.
+* Sleeps (``delay``, ``trickle``) end early when the server stops, so a timeout test never waits
+  for them; a trickle also ends when the client hangs up.
 """
 from __future__ import annotations
 
@@ -60,6 +62,7 @@ class Route:
     delay: float = 0.0
     pause_at: int | None = None  # sleep ``delay`` after this many body bytes instead of before
     truncate_at: int | None = None  # announce the full length, send this many bytes, close
+    trickle: float = 0.0  # send the body one byte at a time, this many seconds apart
     methods: tuple[str, ...] = ("GET", "HEAD")
 
 
@@ -203,7 +206,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _write_body(self, body: bytes, route: Route | None) -> None:
         cut = route.truncate_at if route and route.truncate_at is not None else len(body)
         pause = route.pause_at if route and route.pause_at is not None else None
-        if pause is not None and pause < cut:
+        if route and route.trickle:
+            self._trickle(body[:cut], route.trickle)
+        elif pause is not None and pause < cut:
             self.wfile.write(body[:pause])
             self.wfile.flush()
             self.owner.stopping.wait(route.delay)
@@ -212,6 +217,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body[:cut])
         self.wfile.flush()
         self.close_connection = True
+
+    def _trickle(self, body: bytes, every: float) -> None:
+        for at in range(len(body)):
+            self.wfile.write(body[at:at + 1])
+            self.wfile.flush()
+            if self.owner.stopping.wait(every):
+                return
 
 
 @contextmanager

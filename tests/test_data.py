@@ -154,9 +154,25 @@ def test_a_parquet_with_text_timestamps_is_a_data_error(web, http_server):  # no
         data.fetch_month(web, MONTH)
 
 
-def test_a_parquet_with_zero_rows_is_fetched(web, http_server):  # noqa: F811
+def test_a_parquet_with_zero_rows_is_a_data_error_and_never_cached(web, http_server):  # noqa: F811
     http_server.route(PATH, body=parquet_bytes(demo.generate_month(MONTH, 0)))
-    assert pq.read_metadata(data.fetch_month(web, MONTH)).num_rows == 0
+    with pytest.raises(DataError) as caught:
+        data.fetch_month(web, MONTH)
+    assert str(caught.value) == f"fhv_tripdata_2021-01 from {http_server.url(PATH)} has no trips (0 rows)."
+    assert cached_files(web) == []
+
+
+def test_a_server_trickling_bytes_fails_the_attempt_at_its_deadline(tmp_path, http_server, month_bytes):  # noqa: F811
+    template = http_server.url("/trip-data/fhv_tripdata_{month}.parquet")
+    settings = Settings(home=tmp_path, data_url=template, download_timeout=2.0, download_deadline=0.5)
+    http_server.route(PATH, body=month_bytes, trickle=0.02)  # never silent for the 2 s timeout
+    started = time.monotonic()
+    with pytest.raises(TransientError) as caught:
+        data.fetch_month(settings, MONTH)
+    assert time.monotonic() - started < 2.0
+    assert str(caught.value).startswith(f"Downloading fhv_tripdata_2021-01 from {http_server.url(PATH)} took "
+                                        "longer than its deadline of 0.5 s per attempt (")
+    assert cached_files(settings) == []
 
 
 def test_each_template_gets_its_own_readable_cache_folder():
@@ -192,6 +208,20 @@ def test_a_missing_local_month_is_not_there_yet_and_names_the_path(tmp_path, fol
         data.fetch_month(settings, "2021-02")
     assert str(caught.value) == (f"fhv_tripdata_2021-02 is not in the data folder yet: there is no file "
                                  f"{folder / 'fhv_tripdata_2021-02.parquet'}.")
+
+
+def test_a_local_month_without_trips_is_a_data_error_naming_the_file(tmp_path, folder):
+    path = folder / "fhv_tripdata_2021-02.parquet"
+    pq.write_table(demo.generate_month("2021-02", 0), path)
+    with pytest.raises(DataError, match=f"^The file {path} has no trips \\(0 rows\\).$"):
+        data.fetch_month(Settings(home=tmp_path, data_url=str(folder)), "2021-02")
+
+
+def test_a_demo_month_without_trips_is_refused_and_never_written(tmp_path):
+    settings = Settings(home=tmp_path, data_url="demo:0")
+    with pytest.raises(DataError, match="demo:0/fhv_tripdata_2021-01.parquet would have no trips"):
+        data.fetch_month(settings, MONTH)
+    assert cached_files(settings) == []
 
 
 def test_a_corrupt_local_month_is_a_data_error_naming_the_file(tmp_path, folder):

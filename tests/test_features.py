@@ -50,9 +50,39 @@ def test_missing_locations_become_minus_one():
     assert features.pu.tolist() == [-1, 5] and features.do.tolist() == [-1, -1]
 
 
-def test_float_locations_are_truncated_like_astype_int():
-    features = prepare_features(trips([300, 300], pu=[7.9, -0.5], do=[265.0, 1.2]), "jan")
-    assert features.pu.tolist() == [7, 0] and features.do.tolist() == [265, 1]
+def test_whole_float_zones_from_1_to_265_become_codes():
+    features = prepare_features(trips([300, 300], pu=[7.0, 1.0], do=[265.0, None]), "jan")
+    assert features.pu.tolist() == [7, 1] and features.do.tolist() == [265, -1]
+
+
+@pytest.mark.parametrize("column, values, bad, example", [
+    ("PUlocationID", [3.5, 1.0, None, 7.9], 2, "3.5"),
+    ("DOlocationID", [0.0, 266.0, -1.0, 12.0], 3, "0"),
+    ("PUlocationID", [1e12, float("inf"), float("-inf"), 265.0], 3, "1000000000000"),
+    ("DOlocationID", [5.0, 1e300, 2.0, 3.0], 1, "1e+300"),
+])
+def test_values_that_are_not_zones_fail_naming_file_column_and_count(column, values, bad, example):
+    table = trips([300] * len(values))
+    table = table.set_column(table.schema.get_field_index(column), column, pa.array(values, pa.float64()))
+    with pytest.raises(DataError) as caught:
+        prepare_features(table, "fhv_tripdata_2021-01.parquet")
+    assert str(caught.value) == (f"fhv_tripdata_2021-01.parquet: column {column!r} has {bad} value(s) that are "
+                                 f"not a taxi zone number from 1 to 265 (for example {example}).")
+
+
+@pytest.mark.parametrize("values", [[10**12, 3], [0, None], [-5, 2]])
+def test_integer_zones_outside_1_to_265_fail_too(values):
+    table = trips([300, 300]).set_column(2, "PUlocationID", pa.array(values, pa.int64()))
+    with pytest.raises(DataError, match=r"jan: column 'PUlocationID' has 1 value\(s\) that are not a taxi zone"):
+        prepare_features(table, "jan")
+
+
+def test_a_hostile_month_of_a_million_distinct_zones_fails_at_once_without_building_features():
+    rows = 1_000_000
+    table = trips([300] * 2).take(pa.array(np.zeros(rows, np.int64)))
+    table = table.set_column(3, "DOlocationID", pa.array(np.arange(rows, dtype=np.float64) + 0.5))
+    with pytest.raises(DataError, match="'DOlocationID' has 1,000,000 value"):
+        prepare_features(table, "fhv_tripdata_2021-01")
 
 
 def test_integer_and_all_null_location_columns_are_accepted():

@@ -95,13 +95,15 @@ def test_pickled_artifacts_predict_like_the_pipeline_from_dicts(tmp_path):
     np.testing.assert_allclose(lr.predict(dv.transform(dicts(PU, DO))), predict(model, data), rtol=1e-12)
 
 
-def test_codes_spread_too_widely_for_a_table_are_looked_up_by_search():
-    pu, do = np.array([5, 10**9, -(10**9)]), np.array([1, 2, 3])
-    onehot = OneHot.fit(pu, do)
-    query_pu, query_do = np.array([10**9, 6, -(10**9), 5]), np.array([3, 3, 4, 9])
-    ours = onehot.transform(query_pu, query_do)
-    theirs = DictVectorizer().fit(dicts(pu, do)).transform(dicts(query_pu, query_do))
-    assert (ours != theirs).nnz == 0 and ours.getnnz(axis=1).tolist() == [2, 1, 1, 1]
+@pytest.mark.parametrize("bad", [10**9, -2, 266])
+def test_the_encoding_refuses_codes_that_are_not_zones_so_features_stay_bounded(bad):
+    with pytest.raises(ValueError, match="zone codes must be -1"):
+        OneHot.fit(np.array([5, bad]), np.array([1, 2]))
+
+
+def test_every_possible_zone_gives_at_most_534_features():
+    codes = np.arange(-1, 266)
+    assert len(OneHot.fit(codes, codes).feature_names) == 2 * 267
 
 
 def test_the_gram_matrix_by_pair_counting_equals_the_sparse_product():

@@ -10,8 +10,10 @@ Sources (``Settings.data_url``):
   ``fhv_tripdata_YYYY-MM.parquet`` files: used in place, after the same checks.
 
 Outcomes: HTTP 403/404 or a missing local file raise ``NotPublishedError``; HTTP 5xx, refused or
-reset connections, timeouts and truncated bodies raise ``TransientError`` (the runtime retries
-those); anything else wrong with the file raises ``DataError``. Nothing here retries.
+reset connections, timeouts (``download_timeout`` without a byte, or ``download_deadline`` for the
+whole attempt) and truncated bodies raise ``TransientError`` (the runtime retries those); anything
+else wrong with the file, a file without a single trip included, raises ``DataError``. Nothing
+here retries.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import os
 import re
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -87,18 +90,22 @@ def file_name(month: str) -> str:
 
 
 def validate_parquet(path: Path, label: str) -> None:
-    """Raise DataError naming ``label`` unless ``path`` is a parquet file with the needed columns."""
+    """Raise DataError naming ``label`` unless ``path`` is a parquet file with the needed columns and a row."""
     try:
         with pq.ParquetFile(path) as parquet:
-            schema = parquet.schema_arrow
+            schema, rows = parquet.schema_arrow, parquet.metadata.num_rows
     except (pa.ArrowException, OSError) as exc:
         raise DataError(f"{label} is not a readable parquet file ({_reason(exc)}).") from None
     check_schema(schema, label)
+    if rows == 0:
+        raise DataError(f"{label} has no trips (0 rows).")
 
 
 # --- demo ---------------------------------------------------------------------------------------
 
 def _demo_file(cache_dir: Path, month: str, rows: int) -> Path:
+    if rows < 1:
+        raise DataError(f"demo:{rows}/{file_name(month)} would have no trips; ask for at least 10 rows, like demo:50000.")
     path = cache_dir / f"demo-{rows}" / file_name(month)
     if not path.exists():
         demo.write_month(path, month, rows)
@@ -128,7 +135,7 @@ def _http_file(settings: Settings, template: str, month: str, progress: bool) ->
     url = template.replace("{month}", month)
     path = settings.cache_dir / cache_slug(template) / file_name(month)
     if not path.exists():
-        _download(url, month, path, settings.download_timeout, progress)
+        _download(url, month, path, settings, progress)
     return path
 
 
@@ -140,12 +147,13 @@ def cache_slug(template: str) -> str:
     return f"{readable.strip('-.')[:80]}-{digest}"
 
 
-def _download(url: str, month: str, path: Path, timeout: float, progress: bool) -> None:
+def _download(url: str, month: str, path: Path, settings: Settings, progress: bool) -> None:
     """Stream ``url`` to a temp file beside ``path``, check it, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = _Deadline(settings.download_deadline, url, month)
     with _temp_file(path) as (tmp, out):
-        with _open(url, month, timeout) as response:
-            _copy(response, out, url, month, progress)
+        with _open(url, month, settings.download_timeout) as response:
+            _copy(response, out, deadline, progress)
         out.close()
         validate_parquet(tmp, f"fhv_tripdata_{month} from {url}")
         os.replace(tmp, path)
@@ -194,16 +202,36 @@ def _reason(exc: BaseException) -> str:
     return str(reason).rstrip(".") or type(reason).__name__
 
 
-def _copy(response: http.client.HTTPResponse, out: BinaryIO, url: str, month: str, progress: bool) -> None:
-    """Copy the body in chunks; raise TransientError on a stall, a reset or a short body."""
+class _Deadline:
+    """The moment a download attempt must be done by (``seconds`` <= 0: never)."""
+
+    def __init__(self, seconds: float, url: str, month: str):
+        self.seconds, self.url, self.month = seconds, url, month
+        self.ends = time.monotonic() + seconds if seconds > 0 else float("inf")
+
+    def check(self, received: int) -> None:
+        if time.monotonic() > self.ends:
+            raise TransientError(f"Downloading fhv_tripdata_{self.month} from {self.url} took longer than its "
+                                 f"deadline of {self.seconds:g} s per attempt ({received:,} bytes received; "
+                                 "FHV_DOWNLOAD_DEADLINE sets it).")
+
+
+def _copy(response: http.client.HTTPResponse, out: BinaryIO, deadline: _Deadline, progress: bool) -> None:
+    """Copy the body as it arrives; raise TransientError on a stall, a reset, the deadline or a short body.
+
+    ``read1`` returns what one read of the socket gives, so a server trickling bytes cannot keep
+    a call waiting for a full chunk past the deadline.
+    """
+    url, month = deadline.url, deadline.month
     expected = _content_length(response)
     received = 0
     with _progress_bar(progress, expected, file_name(month)) as advance:
         try:
-            while chunk := response.read(CHUNK):
+            while chunk := response.read1(CHUNK):
                 out.write(chunk)
                 received += len(chunk)
                 advance(len(chunk))
+                deadline.check(received)
         except (OSError, http.client.HTTPException) as exc:
             raise _network_error(exc, url, month) from None
     if expected is not None and received < expected:

@@ -17,6 +17,7 @@ from ..errors import DataError
 from .schema import DO, DROPOFF, NEEDED_COLUMNS, PICKUP, PU, check_schema
 
 MIN_MINUTES, MAX_MINUTES = 1.0, 60.0
+FIRST_ZONE, LAST_ZONE = 1, 265  # the TLC's taxi zones (LocationID)
 _UNITS = ("s", "ms", "us", "ns")
 _PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 
@@ -109,17 +110,40 @@ def _ticks(column: pa.ChunkedArray, unit: str) -> np.ndarray:
 
 
 def location_codes(column: pa.ChunkedArray, name: str, label: str) -> tuple[np.ndarray, np.ndarray]:
-    """Zone codes as int64 with -1 for null or NaN (pandas ``fillna(-1).astype(int)``)."""
+    """Zone codes as int64 with -1 for null or NaN (pandas ``fillna(-1).astype(int)``).
+
+    Anything else must be a whole zone number from 1 to 265: a hostile or broken file can
+    therefore never make the model build more than 2 x 266 features.
+    """
     size = len(column)
     if pa.types.is_null(column.type):
         return np.full(size, -1, np.int64), np.ones(size, bool)
     if pa.types.is_integer(column.type) and column.null_count == 0:
-        return np.asarray(column.to_numpy(), dtype=np.int64), np.zeros(size, bool)
-    values = np.asarray(column.to_numpy(), dtype=np.float64)
-    if np.isinf(values).any():
-        raise DataError(f"{label}: column {name!r} has an infinite taxi zone number.")
+        codes = np.asarray(column.to_numpy(), dtype=np.int64)
+        if size and (codes.min() < FIRST_ZONE or codes.max() > LAST_ZONE):
+            _bad_zones(codes, np.zeros(size, bool), name, label)
+        return codes, np.zeros(size, bool)
+    values = np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
     missing = np.isnan(values)
+    present = np.where(missing, float(FIRST_ZONE), values)
+    if size and not _all_zones(present):
+        _bad_zones(values, missing, name, label)
     return np.where(missing, -1.0, values).astype(np.int64), missing
+
+
+def _all_zones(values: np.ndarray) -> bool:
+    """True when every value is a whole number from 1 to 265 (checked cheaply first, by min and max)."""
+    if values.min() < FIRST_ZONE or values.max() > LAST_ZONE:
+        return False
+    return bool(np.array_equal(values, np.trunc(values)))
+
+
+def _bad_zones(values: np.ndarray, missing: np.ndarray, name: str, label: str) -> None:
+    """Raise DataError naming the file, the column, how many values are not zones and one of them."""
+    whole = values == np.trunc(values)
+    bad = ~missing & ~((values >= FIRST_ZONE) & (values <= LAST_ZONE) & whole)
+    raise DataError(f"{label}: column {name!r} has {int(bad.sum()):,} value(s) that are not a taxi zone "
+                    f"number from {FIRST_ZONE} to {LAST_ZONE} (for example {float(values[bad][0]):.15g}).")
 
 
 def _stats(duration, keep, pu, do) -> dict:
@@ -138,7 +162,4 @@ def _stats(duration, keep, pu, do) -> dict:
 
 def _distinct(codes: np.ndarray, missing: np.ndarray) -> int:
     """Distinct zones among the non-missing values (pandas ``nunique`` after the int cast)."""
-    present = codes[~missing]
-    if len(present) and int(present.max()) - int(present.min()) < 1_000_000:
-        return int(np.count_nonzero(np.bincount(present - present.min())))
-    return int(len(np.unique(present)))
+    return int(np.count_nonzero(np.bincount(codes[~missing], minlength=LAST_ZONE + 1)))

@@ -3,7 +3,9 @@
 ``OneHot`` gives exactly the matrix the course's ``DictVectorizer`` gives on the dicts
 ``{'PUlocationID': str(pu), 'DOlocationID': str(do)}``: one column per ``name=value`` seen in
 training, sorted as strings (so every ``DOlocationID=`` column comes before ``PUlocationID=``),
-unseen values ignored. It is built from integer codes with ``searchsorted``, not from dicts.
+unseen values ignored. It is built from integer codes with lookup tables, not from dicts.
+Codes are -1 (missing) or a zone 0..265 (``features.location_codes`` refuses anything else), so
+there are at most 2 x 267 features whatever a file holds.
 The artifacts are a real fitted ``DictVectorizer`` and ``LinearRegression``, pickled.
 """
 from __future__ import annotations
@@ -24,35 +26,46 @@ from sklearn.metrics import mean_squared_error, root_mean_squared_error
 from .features import Features
 from .schema import DO, PU
 
-SMALL_RANGE = 1_000_000  # codes spanning fewer values than this use dense lookup tables
+FIRST_CODE, LAST_CODE = -1, 265
+SLOTS = LAST_CODE - FIRST_CODE + 1  # one slot per possible code: slot = code + 1
 
 
 @dataclass(frozen=True, eq=False)
 class OneHot:
-    """Sorted zone codes seen in training and the matrix column of each."""
+    """For each code slot (code + 1), its matrix column, or -1 if the code was not seen in training."""
 
-    do_values: np.ndarray
     do_columns: np.ndarray
-    pu_values: np.ndarray
     pu_columns: np.ndarray
     feature_names: tuple[str, ...]
 
     @classmethod
     def fit(cls, pu: np.ndarray, do: np.ndarray) -> "OneHot":
-        do_values, pu_values = _distinct_codes(do), _distinct_codes(pu)
+        return cls.from_counts(slot_counts(pu), slot_counts(do))
+
+    @classmethod
+    def from_counts(cls, pu_counts: np.ndarray, do_counts: np.ndarray) -> "OneHot":
+        """The encoding of the codes whose slot count is positive (as ``slot_counts`` gives)."""
+        do_values, pu_values = np.flatnonzero(do_counts) - 1, np.flatnonzero(pu_counts) - 1
         names = [f"{DO}={v}" for v in do_values] + [f"{PU}={v}" for v in pu_values]
         order = sorted(range(len(names)), key=names.__getitem__)
         columns = np.empty(len(names), np.int32)
         columns[order] = np.arange(len(names), dtype=np.int32)
         split = len(do_values)
-        return cls(do_values, columns[:split], pu_values, columns[split:],
+        return cls(_slot_table(do_values, columns[:split]), _slot_table(pu_values, columns[split:]),
                    tuple(names[i] for i in order))
+
+    @property
+    def do_values(self) -> np.ndarray:
+        return np.flatnonzero(self.do_columns >= 0) - 1
+
+    @property
+    def pu_values(self) -> np.ndarray:
+        return np.flatnonzero(self.pu_columns >= 0) - 1
 
     def transform(self, pu: np.ndarray, do: np.ndarray) -> sp.csr_matrix:
         """CSR float64 one-hot rows; a code not seen in training adds no non-zero."""
-        do_col, do_found = _lookup(self.do_values, self.do_columns, do)
-        pu_col, pu_found = _lookup(self.pu_values, self.pu_columns, pu)
-        return _csr(np.column_stack((do_col, pu_col)), np.column_stack((do_found, pu_found)),
+        do_col, pu_col = _lookup(self.do_columns, do), _lookup(self.pu_columns, pu)
+        return _csr(np.column_stack((do_col, pu_col)), np.column_stack((do_col >= 0, pu_col >= 0)),
                     len(self.feature_names))
 
     def to_dict_vectorizer(self) -> DictVectorizer:
@@ -63,31 +76,24 @@ class OneHot:
         return dv
 
 
-def _distinct_codes(codes: np.ndarray) -> np.ndarray:
-    """Sorted distinct int64 codes; a bincount when the range is small (zones are 1..265)."""
-    if len(codes) and int(codes.max()) - int(codes.min()) < SMALL_RANGE:
-        low = codes.min()
-        return np.flatnonzero(np.bincount(codes - low)).astype(np.int64) + low
-    return np.unique(codes).astype(np.int64)
+def slot_counts(codes: np.ndarray) -> np.ndarray:
+    """How often each code occurs, by slot (code + 1); ValueError for a code outside -1..265."""
+    if len(codes) and (codes.min() < FIRST_CODE or codes.max() > LAST_CODE):
+        raise ValueError(f"zone codes must be -1 (missing) or 0..265, not {codes.min()}..{codes.max()}")
+    return np.bincount(np.asarray(codes, np.int64) - FIRST_CODE, minlength=SLOTS)
 
 
-def _lookup(values: np.ndarray, columns: np.ndarray, codes: np.ndarray):
-    """Column of each code and whether the code was seen in training."""
-    if len(values) == 0:
-        return np.zeros(len(codes), np.int32), np.zeros(len(codes), bool)
-    if int(values[-1]) - int(values[0]) < SMALL_RANGE:
-        return _table_lookup(values, columns, codes)
-    at = np.minimum(np.searchsorted(values, codes), len(values) - 1)
-    return columns[at], values[at] == codes
+def _slot_table(values: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    table = np.full(SLOTS, -1, np.int32)
+    table[values - FIRST_CODE] = columns
+    return table
 
 
-def _table_lookup(values: np.ndarray, columns: np.ndarray, codes: np.ndarray):
-    """A dense table over the training range, padded with 'unseen' (-1) at both ends."""
-    low, span = values[0], int(values[-1] - values[0]) + 1
-    table = np.full(span + 2, -1, np.int32)
-    table[values - low + 1] = columns
-    found = table[np.clip(codes - (low - 1), 0, span + 1)]
-    return found, found >= 0
+def _lookup(table: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """The column of each code, -1 for a code not seen in training (or outside -1..265)."""
+    slots = np.asarray(codes, np.int64) - FIRST_CODE
+    inside = (slots >= 0) & (slots < SLOTS)
+    return np.where(inside, table[np.where(inside, slots, 0)], -1).astype(np.int32, copy=False)
 
 
 def _csr(columns: np.ndarray, found: np.ndarray, width: int) -> sp.csr_matrix:
