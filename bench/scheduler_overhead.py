@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent  # works from any working director
 sys.path.insert(0, str(ROOT))
 
 from pipeline.config import Settings  # noqa: E402
-from pipeline.orchestration.executor import FakeExecutor  # noqa: E402
+from tests.fakes import FakeExecutor  # noqa: E402
 from pipeline.orchestration.runtime import SYSTEM_CLOCK  # noqa: E402
 from pipeline.orchestration.scheduler import Scheduler, SchedulerOptions  # noqa: E402
 from pipeline.orchestration.states import State  # noqa: E402

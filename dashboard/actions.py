@@ -10,8 +10,8 @@ import contextlib
 import datetime as dt
 from typing import Any, Iterator
 
-from pipeline.orchestration import enqueue
 from pipeline.config import Settings
+from pipeline.orchestration import control, enqueue
 from pipeline.store import Store
 
 
@@ -32,7 +32,7 @@ def writable(settings: Settings) -> Iterator[Store]:
 def trigger(settings: Settings, *, date: dt.date | str | None, deployment: str | None) -> dict[str, Any]:
     """Enqueue one run for ``date`` (a SCHEDULED run due now); returns the run row."""
     with writable(settings) as history:
-        return enqueue.trigger_run(history, settings, deployment=deployment, date=parse_date(date), now=now())
+        return control.trigger(history, settings, deployment=deployment, date=parse_date(date), now=now())
 
 
 def plan_backfill(settings: Settings, *, start: dt.date, end: dt.date, deployment: str | None,
@@ -42,25 +42,28 @@ def plan_backfill(settings: Settings, *, start: dt.date, end: dt.date, deploymen
     The store is writable only because a history without deployments gets the default one.
     """
     with writable(settings) as history:
-        return enqueue.plan_backfill(history, settings, deployment=deployment, start=start, end=end,
+        return control.plan_backfill(history, settings, deployment=deployment, start=start, end=end,
                                      now=now(), force=force)
 
 
-def enqueue_backfill(settings: Settings, plan: enqueue.BackfillPlan) -> list[dict[str, Any]]:
+def enqueue_backfill(settings: Settings, plan: enqueue.BackfillPlan) -> enqueue.Enqueued:
     with writable(settings) as history:
-        return enqueue.enqueue_backfill(history, settings, plan, now=now())
+        return control.backfill(history, settings, plan, now=now())
 
 
 def cancel(settings: Settings, run_id: str) -> dict[str, Any]:
     """Cancel a waiting run at once, or ask the scheduler to stop a running one."""
     with writable(settings) as history:
-        return history.request_cancel(run_id, now=now())
+        return control.cancel(history, run_id, now=now())
 
 
 def set_active(settings: Settings, deployment: str, active: bool) -> None:
-    """Pause (``active=False``) or resume a deployment's schedule."""
+    """Pause (``active=False``) or resume a deployment's schedule (its upcoming runs made at once, as the CLI does)."""
     with writable(settings) as history:
-        history.set_deployment_active(deployment, active, now=now())
+        if active:
+            control.resume(history, settings, deployment, now=now())
+        else:
+            control.pause(history, deployment, now=now())
 
 
 def parse_date(date: dt.date | str | None) -> dt.date | None:

@@ -55,3 +55,6 @@ def __getattr__(name: str) -> Any:
     if name in _PUBLIC:
         return getattr(importlib.import_module(_PUBLIC[name]), name)
     raise AttributeError(f"module 'pipeline' has no attribute {name!r}")
+
+
+from . import training as _training  # noqa: E402,F401  (registers the monthly training flow)

@@ -33,8 +33,12 @@ class TransientError(PipelineError):
     """A failure that may go away on retry: HTTP 5xx, a reset connection, a timeout."""
 
 
-class TaskTimeout(PipelineError):
-    """A task ran longer than its timeout."""
+class TaskTimeout(BaseException):
+    """A task ran longer than its timeout.
+
+    A BaseException, like ``Cancelled``: task code that catches ``Exception`` (a logging
+    handler, a retry loop) cannot swallow it; the runtime records the task as FAILED.
+    """
 
 
 class InvalidTransition(PipelineError):
@@ -47,6 +51,10 @@ class NotFound(PipelineError):
 
 class SchedulerLocked(PipelineError):
     """Another scheduler already holds the history."""
+
+
+class HistoryLost(PipelineError):
+    """The history file was deleted or replaced under a running scheduler, or its lease was taken."""
 
 
 class Cancelled(BaseException):

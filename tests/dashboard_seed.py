@@ -74,11 +74,13 @@ def ensure_deployment(store: Store, now: dt.datetime) -> int:
 
 def set_scheduler(store: Store, now: dt.datetime, *, alive: bool) -> None:
     """A scheduler that started two days ago and is alive (fresh heartbeat) or stopped an hour ago."""
-    store.scheduler_started(pid=4242, hostname="seed-host", now=now - dt.timedelta(days=2), stale_after=30.0)
+    owner = "seed-host:4242:seed"
+    store.take_scheduler_lease(owner=owner, pid=4242, hostname="seed-host", now=now - dt.timedelta(days=2),
+                               stale_after=30.0, holder_gone=lambda row: True)
     if alive:
-        store.scheduler_heartbeat(now)
+        store.scheduler_heartbeat(now, owner=owner)
     else:
-        store.scheduler_stopped(now - dt.timedelta(hours=1))
+        store.scheduler_stopped(now - dt.timedelta(hours=1), owner=owner)
 
 
 # -- runs ------------------------------------------------------------------------------

@@ -45,11 +45,12 @@ def test_the_flow_name_matches_the_training_flow():
     assert TRAINING_FLOW == flow.FLOW_NAME
 
 
-def test_run_columns_match_what_the_flow_records(settings):
+def test_run_columns_are_the_fields_the_flow_registered(settings):
     from pipeline.training import flow
 
     for parameters in ({"date": "2022-01-15"}, {"date": "2021-03-15", "data_url": "demo:500"}):
-        assert run_columns(parameters, settings) == flow.run_fields(parameters, settings)
+        assert run_columns(TRAINING_FLOW, parameters, settings) == flow.run_fields(parameters, settings)
+    assert run_columns(TRAINING_FLOW, {"date": "2022-01-15"}, settings)["train_month"] == "2021-11"
 
 
 @pytest.mark.parametrize("fields, words", [
@@ -63,7 +64,7 @@ def test_run_columns_match_what_the_flow_records(settings):
     ({"parameters": ["data_url"]}, "The parameters of 'x' must be a dict"),
     ({"parameters": {"data_url": "https://host/no-placeholder"}}, "has no {month} placeholder"),
     ({"tags": "ml"}, "The tags of 'x' must be a list of words"),
-    ({"flow": "other-flow"}, "names the flow 'other-flow'"),
+    ({"flow": "other-flow"}, "The flow 'other-flow' is not registered; the flows are: 'fhv-duration-training'"),
     ({"schedule": "0 9 15 * *"}, "must be a CronSchedule or an IntervalSchedule"),
 ])
 def test_invalid_specs_are_refused_with_a_sentence_naming_the_field(fields, words):

@@ -87,7 +87,7 @@ def test_planning_a_backfill_of_the_unregistered_default_deployment_writes_nothi
     plan = plan_backfill(store, settings, start=D(2025, 1, 1), end=D(2025, 3, 31), now=NOW)
     assert plan.deployment == DEFAULT_DEPLOYMENT and plan.dates == [D(2025, m, 15) for m in (1, 2, 3)]
     assert nothing_written(store)
-    assert [r["run_date"] for r in enqueue_backfill(store, settings, plan, now=NOW)] == ["2025-01-15", "2025-02-15",
+    assert [r["run_date"] for r in enqueue_backfill(store, settings, plan, now=NOW).runs] == ["2025-01-15", "2025-02-15",
                                                                                         "2025-03-15"]
     assert store.get_deployment(DEFAULT_DEPLOYMENT)["active"] is True
 
@@ -102,7 +102,7 @@ def test_a_refused_backfill_or_trigger_registers_nothing(store, settings):
 
 def test_enqueued_backfill_runs_are_ordered_oldest_date_first(store, settings):
     plan = plan_backfill(store, settings, start=D(2025, 1, 1), end=D(2025, 3, 31), now=NOW)
-    runs = enqueue_backfill(store, settings, plan, now=NOW)
+    runs = enqueue_backfill(store, settings, plan, now=NOW).runs
     assert [r["run_date"] for r in runs] == ["2025-01-15", "2025-02-15", "2025-03-15"]
     assert {r["trigger"] for r in runs} == {"backfill"} and {r["state"] for r in runs} == {"SCHEDULED"}
     assert [r["scheduled_time"] for r in runs] == sorted(r["scheduled_time"] for r in runs)
@@ -112,7 +112,7 @@ def test_enqueued_backfill_runs_are_ordered_oldest_date_first(store, settings):
 
 def test_a_repeated_backfill_skips_dates_done_or_under_way_but_not_failed(store, settings):
     runs = enqueue_backfill(store, settings, plan_backfill(store, settings, start=D(2025, 1, 1), end=D(2025, 4, 30),
-                                                           now=NOW), now=NOW)
+                                                           now=NOW), now=NOW).runs
     store.transition(runs[0]["id"], State.CANCELLED, now=NOW)
     for run, state in zip(runs[1:3], (State.COMPLETED, State.FAILED)):
         store.transition(run["id"], State.PENDING, now=NOW)
@@ -130,14 +130,14 @@ def test_force_enqueues_every_date_again(store, settings):
     enqueue_backfill(store, settings, first, now=NOW)
     again = plan_backfill(store, settings, start=D(2025, 1, 1), end=D(2025, 2, 28), now=NOW, force=True)
     assert again.dates == first.dates and again.skipped == []
-    assert len(enqueue_backfill(store, settings, again, now=NOW)) == 2 and store.count_runs() == 4 + 3
+    assert len(enqueue_backfill(store, settings, again, now=NOW).runs) == 2 and store.count_runs() == 4 + 3
 
 
 def test_a_plan_can_send_its_runs_to_another_queue(store, settings):
     store.upsert_work_queue("backfill", concurrency_limit=2, now=NOW)
     plan = dataclasses.replace(plan_backfill(store, settings, start=D(2025, 1, 1), end=D(2025, 2, 28), now=NOW),
                                work_queue="backfill")
-    assert {r["work_queue"] for r in enqueue_backfill(store, settings, plan, now=NOW)} == {"backfill"}
+    assert {r["work_queue"] for r in enqueue_backfill(store, settings, plan, now=NOW).runs} == {"backfill"}
 
 
 def test_backfill_dates_follow_the_deployment_schedule_and_zone(store, settings):

@@ -95,8 +95,9 @@ def test_a_month_with_no_usable_trip_fails_naming_the_month(mirror, store, http_
     http_server.route("/trip-data/fhv_tripdata_2021-06.parquet", body=parquet_bytes(empty))
     result = run_now(store, mirror, date="2021-08-15", name="brave-owl", clock=FakeClock())
     run = store.get_run(result.run_id)
-    assert run["state"] == "FAILED" and run["error_task"] == "prepare_features"
-    assert run["error"] == "fhv_tripdata_2021-06 has no trips (0 rows read)."
+    assert run["state"] == "FAILED" and run["error_task"] == "read_data"
+    assert "fhv_tripdata_2021-06" in run["error"] and "has no trips (0 rows)" in run["error"]
+    assert not list(mirror.cache_dir.rglob("*2021-06*"))  # a zero-row file is never cached
 
 
 def test_failed_runs_leave_the_history_intact(mirror, store, http_server):

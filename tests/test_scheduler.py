@@ -3,6 +3,7 @@ import datetime as dt
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from zoneinfo import ZoneInfo
@@ -12,9 +13,12 @@ import pytest
 from pipeline.orchestration import catchup
 from pipeline.orchestration.deployments import DEFAULT_DEPLOYMENT, DeploymentSpec, default_deployment, register
 from pipeline.orchestration.enqueue import trigger_run
-from pipeline.orchestration.executor import AwaitData, FakeExecutor, ProcessExecutor, warn_unless_preloaded
+from pipeline.orchestration.executor import AwaitData, ProcessExecutor, warn_unless_preloaded
+from tests.fakes import FakeExecutor
 from pipeline.orchestration.runtime import SYSTEM_CLOCK
-from pipeline.orchestration.scheduler import ClockScheduler, Scheduler, SchedulerOptions
+import schedule
+
+from pipeline.orchestration.scheduler import Scheduler, SchedulerOptions
 from pipeline.orchestration.schedules import CronSchedule, IntervalSchedule
 from pipeline.orchestration.states import State
 from pipeline.store import from_db
@@ -326,7 +330,8 @@ def test_a_manual_run_of_an_unpublished_month_fails_at_once(store, settings, clo
 
 def orphan(store, clock, *, pid=None, hostname=None, claimed_by="old-host:1:abc", beat=None, start=True):
     run_id = store.create_run(flow="fhv-duration-training", name="lost-run", state=State.SCHEDULED, now=clock.now(),
-                              work_queue="elsewhere", scheduled_time=clock.now(), trigger="manual")
+                              work_queue="elsewhere", scheduled_time=clock.now(), trigger="manual",
+                              parameters={"date": "2025-06-15"})
     store.upsert_work_queue("elsewhere", concurrency_limit=0, now=clock.now())
     store.claim_due_run(now=clock.now(), work_queue="elsewhere", claimer=claimed_by)
     if start:
@@ -339,15 +344,35 @@ def orphan(store, clock, *, pid=None, hostname=None, claimed_by="old-host:1:abc"
 
 def test_on_start_up_runs_whose_process_is_gone_become_crashed(store, settings, clock):
     gone = orphan(store, clock, pid=FakeExecutor.PIDS - 1)
-    never_started = orphan(store, clock, start=False)
     silent = orphan(store, clock, pid=123, hostname="other-host", beat=clock.now() - dt.timedelta(minutes=5))
     fresh = orphan(store, clock, pid=123, hostname="other-host")
     make(store, settings, clock, stale_after=120).tick()
-    states = {run_id: store.get_run(run_id) for run_id in (gone, never_started, silent, fresh)}
-    assert [states[r]["state"] for r in (gone, never_started, silent, fresh)] == ["CRASHED"] * 3 + ["RUNNING"]
+    states = {run_id: store.get_run(run_id) for run_id in (gone, silent, fresh)}
+    assert [states[r]["state"] for r in (gone, silent, fresh)] == ["CRASHED"] * 2 + ["RUNNING"]
     assert f"Its flow process (pid {FakeExecutor.PIDS - 1}) is gone" in states[gone]["state_message"]
-    assert "claimed by the scheduler old-host:1:abc, which stopped" in states[never_started]["state_message"]
     assert "No heartbeat since 2025-12-31 23:55:00 UTC: its process on other-host" in states[silent]["state_message"]
+
+
+def test_a_run_claimed_by_a_dead_scheduler_before_its_process_began_goes_back_to_the_queue(store, settings, clock):
+    dead = f"{socket.gethostname()}:{FakeExecutor.PIDS - 2}:abc"
+    never_started = orphan(store, clock, claimed_by=dead, start=False)
+    scheduler = make(store, settings, clock, stale_after=120)
+    scheduler.tick()
+    run = store.get_run(never_started)
+    assert (run["state"], run["claimed_by"], run["attempts"]) == ("LATE", None, 0)
+    assert f"claimed by the scheduler {dead}, which stopped before starting it; back in the queue" == run["late_reason"]
+    store.upsert_work_queue("elsewhere", concurrency_limit=1, now=clock.now())
+    scheduler.tick()
+    assert store.get_run(never_started)["state"] == "COMPLETED"
+    assert [t["task"] for t in store.task_runs(never_started)] == ["read_data"]
+
+
+def test_a_run_claimed_by_another_live_scheduler_is_never_marked_crashed(store, settings, clock):
+    alive = f"{socket.gethostname()}:{os.getppid()}:abc"  # a live process that is not this one
+    claimed = orphan(store, clock, claimed_by=alive, start=False)
+    clock.advance(86400)
+    make(store, settings, clock, stale_after=120).tick()
+    assert store.get_run(claimed)["state"] == "PENDING"
 
 
 def test_a_flow_still_running_in_another_command_is_left_alone(store, settings):
@@ -395,10 +420,11 @@ def test_a_run_whose_process_died_before_its_flow_started_is_logged_as_such(stor
 def test_a_flow_process_without_the_preloaded_model_warns(monkeypatch, caplog):
     import pipeline.training.model  # noqa: F401 - present, as the forkserver preloads it
 
-    assert warn_unless_preloaded() and "did not preload" not in caplog.text
+    modules = ("pipeline.training.model",)
+    assert warn_unless_preloaded(modules) and "did not preload" not in caplog.text
     monkeypatch.delitem(sys.modules, "pipeline.training.model")
-    assert not warn_unless_preloaded()
-    assert "The forkserver did not preload pipeline.training.model (scikit-learn)" in caplog.text
+    assert not warn_unless_preloaded(modules)
+    assert "The forkserver did not preload pipeline.training.model, so this flow process" in caplog.text
 
 
 def test_an_own_flow_whose_heartbeat_goes_stale_is_killed_and_crashed(store, settings, clock):
@@ -452,13 +478,13 @@ def test_a_run_due_between_ticks_starts_at_its_time_not_at_the_next_tick(store, 
     assert store.get_run(run["id"])["started_at"] == "2026-01-01T00:00:03.000000Z"
 
 
-def test_jobs_run_on_the_injected_clock_at_once_then_every_interval(clock):
-    jobs, calls = ClockScheduler(clock), []
-    jobs.every(5).seconds.do(lambda: calls.append(clock.now()))
-    for step in (0, 4, 1, 4):
-        clock.advance(step)
-        jobs.run_pending()
-    assert calls == [T0, T0 + dt.timedelta(seconds=5)] and jobs.idle_seconds == 1
+def test_the_schedule_library_only_sets_the_cadence_of_the_housekeeping_jobs(store, settings, clock):
+    scheduler = make(store, settings, clock, tick=2, heartbeat=7, stale_after=30, materialise_every=11)
+    scheduler.tick()
+    assert type(scheduler.jobs) is schedule.Scheduler
+    assert all(type(job) is schedule.Job for job in scheduler.jobs.get_jobs())
+    cadence = sorted((job.job_func.__name__, job.interval) for job in scheduler.jobs.get_jobs())
+    assert cadence == [("heartbeat", 7), ("materialise_all", 11), ("step", 2), ("sweep", 7)]
 
 
 class StopAfter(FakeClock):
@@ -476,7 +502,9 @@ def test_run_forever_sleeps_on_the_clock_and_records_a_clean_stop(store, setting
     clock = StopAfter(T0, 5)
     clock.scheduler = scheduler = make(store, settings, clock, tick=2, heartbeat=30)
     scheduler.run_forever()
-    assert clock.sleeps == [2] * 5 and store.scheduler_status()["stopped_at"] == "2026-01-01T00:00:10.000000Z"
+    assert clock.sleeps == pytest.approx([2] * 5, abs=0.2)  # the cadence is schedule's, in real time
+    stopped = from_db(store.scheduler_status()["stopped_at"])
+    assert abs((stopped - (T0 + dt.timedelta(seconds=10))).total_seconds()) < 1
 
 
 @pytest.mark.parametrize("behaviour, ended_by", [("hang", "Cancelled on request."),

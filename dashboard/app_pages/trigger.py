@@ -94,14 +94,16 @@ def plan_table(dates: list[dt.date]) -> pd.DataFrame:
 
 def enqueue(plan: Any) -> None:
     try:
-        rows = actions.enqueue_backfill(queries.settings(), plan)
+        done = actions.enqueue_backfill(queries.settings(), plan)
     except PipelineError as error:
         st.error(str(error), icon=":material/error:")
         return
     queries.refresh()
     st.session_state.pop("backfill_plan", None)
     first, last = plan.dates[0], plan.dates[-1]
-    confirm(f"Enqueued {len(rows)} backfill run(s) for run dates {first} to {last}.", rows)
+    taken = (f" {len(done.taken)} date(s) were enqueued meanwhile by another request and were left out: "
+             f"{', '.join(d.isoformat() for d in done.taken)}.") if done.taken else ""
+    confirm(f"Enqueued {len(done.runs)} backfill run(s) for run dates {first} to {last}.{taken}", done.runs)
 
 
 def confirm(message: str, rows: list[dict[str, Any]]) -> None:

@@ -6,6 +6,7 @@ from typing import Any
 
 from ..config import Settings
 from ..orchestration.runtime import SYSTEM_CLOCK, new_run_name
+from ..orchestration import control
 from ..orchestration.states import State
 from ..store import Store
 from . import render
@@ -121,7 +122,7 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
     store = open_store(settings)
-    run = store.request_cancel(args.run_id, now=SYSTEM_CLOCK.now())
+    run = control.cancel(store, args.run_id, now=SYSTEM_CLOCK.now())
     if run["state"] == State.CANCELLED:
         console.print(f"Cancelled {run['name']} ({run['id'][:8]}).")
     else:

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..config import Settings
-from ..orchestration.deployments import ensure_default, load_specs, materialise, register as register_deployment, schedule_of
-from ..orchestration.enqueue import enqueue_backfill, plan_backfill, trigger_run
+from ..orchestration import control
+from ..orchestration.deployments import ensure_default, schedule_of
 from ..errors import ConfigError
 from ..training.months import parse_date
 from ..orchestration.runtime import SYSTEM_CLOCK
@@ -19,7 +19,7 @@ from ..store import Store, from_db
 from . import render
 from .render import console
 
-BACKFILL_QUEUE = "backfill"
+BACKFILL_QUEUE = control.BACKFILL_QUEUE
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -178,8 +178,10 @@ def open_store(settings: Settings) -> Store:
 
 def cmd_create(args: argparse.Namespace, settings: Settings) -> int:
     store, now = open_store(settings), SYSTEM_CLOCK.now()
-    for spec in load_specs(args.file):
-        row = register_deployment(store, spec, now, settings=settings, source_file=str(args.file.resolve()))
+    for done in control.register_file(store, settings, args.file, now=now):
+        row, spec = done.row, done.spec
+        for note in done.notes:
+            console.print(note, soft_wrap=True)
         state = "active" if row["active"] else "paused"
         console.print(f"Deployment [bold]{row['name']}[/] ({state}): {_schedule_text(row)}; "
                       f"next run {render.when(row['next_run_time'])}.")
@@ -200,20 +202,30 @@ def cmd_deployments(args: argparse.Namespace, settings: Settings) -> int:
     grid = render.table("Deployments", ["Name", "Schedule", "Next run", "Work queue", "Tags", "Catch-up", "Status"])
     for row in rows:
         grid.add_row(row["name"], _schedule_text(row), render.when(row["next_run_time"]), row["work_queue"],
-                     ", ".join(row["tags"]) or "-", _catchup_text(row),
-                     "[green]active[/]" if row["active"] else "[yellow]paused[/]")
+                     ", ".join(row["tags"]) or "-", _catchup_text(row), _status_text(row))
     console.print(grid if rows else "No deployments yet. Create one with: python -m pipeline deployment create FILE.py")
+    for row in rows:
+        if row["last_error"]:
+            console.print(f"[bold red]{row['name']}[/] is skipped by the scheduler since "
+                          f"{render.when(row['last_error_at'])}: {row['last_error']}", soft_wrap=True, highlight=False)
+    for skipped in store.skipped_slots(limit=5):
+        console.print(f"[yellow]Skipped slots[/] ({render.when(skipped['recorded_at'])}): {skipped['reason']}",
+                      soft_wrap=True, highlight=False)
     return 0
+
+
+def _status_text(row: dict[str, Any]) -> str:
+    status = "[green]active[/]" if row["active"] else "[yellow]paused[/]"
+    return status + (" [bold red]error[/]" if row["last_error"] else "")
 
 
 def cmd_set_active(args: argparse.Namespace, settings: Settings) -> int:
     store, now = open_store(settings), SYSTEM_CLOCK.now()
-    row = store.set_deployment_active(args.name, args.active, now)
     if args.active:
-        materialise(store, settings, row, now)
-        row = store.get_deployment(args.name)
+        row = control.resume(store, settings, args.name, now=now)
         console.print(f"Resumed {row['name']}; next run {render.when(row['next_run_time'])}.")
     else:
+        row = control.pause(store, args.name, now=now)
         console.print(f"Paused {row['name']}; its upcoming scheduled runs were removed.")
     return 0
 
@@ -292,7 +304,7 @@ def cmd_queue_preview(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_queue_create(args: argparse.Namespace, settings: Settings) -> int:
-    row = open_store(settings).upsert_work_queue(args.name, concurrency_limit=args.limit, now=SYSTEM_CLOCK.now())
+    row = control.create_work_queue(open_store(settings), args.name, limit=args.limit, now=SYSTEM_CLOCK.now())
     console.print(f"Work queue {row['name']}: concurrency limit {row['concurrency_limit'] or 'none'}.")
     return 0
 
@@ -334,7 +346,7 @@ def _enqueue_commands(commands: argparse._SubParsersAction) -> None:
 def cmd_trigger(args: argparse.Namespace, settings: Settings) -> int:
     store, now = open_store(settings), SYSTEM_CLOCK.now()
     date = parse_date(args.date) if args.date else None
-    run = trigger_run(store, settings, deployment=args.deployment, date=date, now=now)
+    run = control.trigger(store, settings, deployment=args.deployment, date=date, now=now)
     if args.json:
         render.print_json(run)
     else:
@@ -346,18 +358,17 @@ def cmd_trigger(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
     store, now = _history(settings, dry_run=args.dry_run), SYSTEM_CLOCK.now()
-    plan = plan_backfill(store, settings, deployment=args.deployment, start=parse_date(args.start),
-                         end=parse_date(args.end), now=now, force=args.force)
-    if args.concurrency and plan.dates and not args.dry_run:
-        store.upsert_work_queue(BACKFILL_QUEUE, concurrency_limit=args.concurrency, now=now)
-        plan = dataclasses.replace(plan, work_queue=BACKFILL_QUEUE)
-    runs = [] if args.dry_run else enqueue_backfill(store, settings, plan, now=now)
+    plan = control.plan_backfill(store, settings, deployment=args.deployment, start=parse_date(args.start),
+                                 end=parse_date(args.end), now=now, force=args.force)
+    done = None if args.dry_run else control.backfill(store, settings, plan, now=now, concurrency=args.concurrency)
+    runs, taken = (done.runs, done.taken) if done else ([], [])
     if args.json:
         render.print_json({"deployment": plan.deployment, "dry_run": args.dry_run, "dates": plan.dates,
                            "skipped": [{"date": d, "reason": r} for d, r in plan.skipped],
+                           "taken_meanwhile": taken,
                            "runs": [{"id": r["id"], "name": r["name"], "run_date": r["run_date"]} for r in runs]})
         return 0
-    _print_plan(plan, runs, args.dry_run)
+    _print_plan(plan, runs, args.dry_run, taken)
     return 0
 
 
@@ -370,15 +381,18 @@ def _history(settings: Settings, *, dry_run: bool) -> Store:
     return Store(":memory:")
 
 
-def _print_plan(plan: Any, runs: list[dict[str, Any]], dry_run: bool) -> None:
+def _print_plan(plan: Any, runs: list[dict[str, Any]], dry_run: bool, taken: list[dt.date]) -> None:
     verb = "Would enqueue" if dry_run else "Enqueued"
     grid = render.table(f"Backfill of {plan.deployment}", ["Run date", "Outcome"])
     names = {r["run_date"]: r["name"] for r in runs}
     for day in plan.dates:
         name = names.get(day.isoformat())
-        grid.add_row(day.isoformat(), verb.lower() + (f" as {name}" if name else ""))
+        outcome = "[grey50]skipped: enqueued meanwhile by another request[/]" if day in taken else \
+            verb.lower() + (f" as {name}" if name else "")
+        grid.add_row(day.isoformat(), outcome)
     for day, reason in plan.skipped:
         grid.add_row(day.isoformat(), f"[grey50]skipped: {reason}[/]")
     console.print(grid)
-    console.print(f"{verb} {len(plan.dates)} run(s); skipped {len(plan.skipped)}"
-                  + (" (use --force to run them again)." if plan.skipped else "."))
+    skipped = len(plan.skipped) + len(taken)
+    console.print(f"{verb} {len(plan.dates) - len(taken)} run(s); skipped {skipped}"
+                  + (" (use --force to run them again)." if skipped else "."))

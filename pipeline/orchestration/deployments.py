@@ -3,8 +3,7 @@
 A deployment file is plain Python; every ``DeploymentSpec`` bound to a module-level name (or in a
 module-level list or tuple) is a spec::
 
-    from pipeline.deployments import DeploymentSpec
-    from pipeline.schedules import CronSchedule
+    from pipeline import CronSchedule, DeploymentSpec
 
     monthly = DeploymentSpec(name="monthly-training", schedule=CronSchedule("0 9 15 * *", "America/New_York"),
                              tags=["ml"])
@@ -16,6 +15,7 @@ Each run of a deployment gets the parameter ``date`` = the date of its slot in t
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 import runpy
 from collections import deque
@@ -23,17 +23,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from ..config import Settings, is_synthetic, normalize_data_url
+from ..config import Settings
 from ..errors import ConfigError, NotFound
-from ..training.months import months_for, parse_date
+from ..formatting import utc_text
+from ..store import DeploymentRow, Store, from_db
+from .registry import flow_entry, slot_parameters
 from .runtime import new_run_name
 from .schedules import CronSchedule, IntervalSchedule, Schedule, schedule_from_json
-from ..store import Store, from_db
 
-TRAINING_FLOW = "fhv-duration-training"  # flow.FLOW_NAME (not imported: flow.py pulls in scikit-learn)
+TRAINING_FLOW = "fhv-duration-training"  # the flow deployments run unless they name another registered one
 DEFAULT_DEPLOYMENT = "monthly-training"
 CATCHUP_POLICIES = ("all", "latest", "none")
-PARAMETERS = ("data_url",)  # what a spec may set; ``date`` comes from each run's slot
+MAX_RETRIES = 10
+logger = logging.getLogger("pipeline.orchestration.deployments")
 MIN_RUNS, MIN_AHEAD = 3, dt.timedelta(hours=1)
 MAX_RUNS, MAX_AHEAD = 100, dt.timedelta(days=100)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -47,6 +49,7 @@ class DeploymentSpec:
     ``latest`` only the most recent, ``none`` none. ``max_lateness`` (seconds or a timedelta)
     skips any slot that could not start within that long after its time, whatever the policy.
     ``active`` is the state a new deployment starts in; later, pause and resume it instead.
+    ``retries`` is how many times a run that CRASHED (its process died) is run again; off by default.
     """
 
     name: str
@@ -59,15 +62,17 @@ class DeploymentSpec:
     max_lateness: float | dt.timedelta | None = None
     active: bool = True
     description: str | None = None
+    retries: int = 0
 
     def __post_init__(self) -> None:
-        _check_name(self.name, "deployment")
-        _check_name(self.work_queue, "work queue")
+        check_name(self.name, "deployment")
+        check_name(self.work_queue, "work queue")
         if self.schedule is not None and not isinstance(self.schedule, (CronSchedule, IntervalSchedule)):
             raise ConfigError(f"The schedule of {self.name!r} must be a CronSchedule or an IntervalSchedule, "
                               f"not {type(self.schedule).__name__}.")
         object.__setattr__(self, "flow", _flow_name(self.flow, self.name))
-        object.__setattr__(self, "parameters", _parameters(self.parameters, self.name))
+        object.__setattr__(self, "parameters", _parameters(self.parameters, self.name, self.flow))
+        object.__setattr__(self, "retries", _retries(self.retries, self.name))
         object.__setattr__(self, "tags", _tags(self.tags, self.name))
         object.__setattr__(self, "catchup", _catchup(self.catchup, self.name))
         object.__setattr__(self, "max_lateness", _lateness(self.max_lateness, self.name))
@@ -80,7 +85,8 @@ class DeploymentSpec:
                 "schedule": schedule.to_json() if schedule else None,
                 "schedule_fingerprint": schedule.fingerprint() if schedule else None,
                 "tags": list(self.tags), "work_queue": self.work_queue, "catchup": self.catchup,
-                "max_lateness": self.max_lateness, "active": self.active, "description": self.description}
+                "max_lateness": self.max_lateness, "active": self.active, "description": self.description,
+                "retries": self.retries}
 
 
 def default_deployment() -> DeploymentSpec:
@@ -100,6 +106,9 @@ def load_specs(path: str | Path) -> list[DeploymentSpec]:
         namespace = runpy.run_path(str(path), run_name="__deployments__")
     except ConfigError as error:
         raise ConfigError(f"The deployment file {path} has an invalid spec: {error}") from None
+    except SystemExit as error:
+        raise ConfigError(f"The deployment file {path} called sys.exit({error.code!r}) while loading; a deployment "
+                          "file should only define DeploymentSpecs.") from None
     except Exception as error:  # noqa: BLE001 - any error in user code is reported as a config error
         raise ConfigError(f"The deployment file {path} failed to load: {type(error).__name__}: {error}") from None
     return _collect(namespace, path)
@@ -120,14 +129,17 @@ def _collect(namespace: dict[str, Any], path: Path) -> list[DeploymentSpec]:
 
 
 def register(store: Store, spec: DeploymentSpec, now: dt.datetime, *,
-             settings: Settings | None = None, source_file: str | None = None) -> dict[str, Any]:
+             settings: Settings | None = None, source_file: str | None = None) -> DeploymentRow:
     """Create or update a deployment; re-registering never duplicates its scheduled runs.
 
     The spec's ``active`` applies only when the deployment is created: later, a deployment paused
     or resumed (CLI, dashboard) stays so however often its file is registered again. When its
     schedule, parameters, queue or flow change, the upcoming runs made for the old version are
-    dropped. With ``settings``, the upcoming runs are made at once.
+    dropped. With ``settings``, the spec's upcoming runs are computed before anything is written
+    (a schedule that cannot be computed is refused) and made at once.
     """
+    if settings is not None:
+        check_computable(spec, settings, now)
     with store.atomic():
         store.ensure_work_queue(spec.work_queue, now=now)
         fields = spec.to_row() | ({"source_file": source_file} if source_file else {})
@@ -139,7 +151,23 @@ def register(store: Store, spec: DeploymentSpec, now: dt.datetime, *,
     return store.get_deployment(spec.name)
 
 
-def ensure_default(store: Store, now: dt.datetime, *, settings: Settings | None = None) -> dict[str, Any]:
+def check_computable(spec: DeploymentSpec, settings: Settings, now: dt.datetime) -> None:
+    """Compute the spec's next slots and their runs' fields, or refuse it with a sentence."""
+    if spec.schedule is None:
+        return
+    try:
+        slots = upcoming_slots(spec.schedule, now)
+    except (OverflowError, ValueError, ArithmeticError) as error:
+        raise ConfigError(f"The schedule of {spec.name!r} ({spec.schedule.describe()}) cannot be computed from "
+                          f"{utc_text(now)}: {error}.") from None
+    if not slots:
+        raise ConfigError(f"The schedule of {spec.name!r} ({spec.schedule.describe()}) never fires after "
+                          f"{utc_text(now)}.")
+    row = spec.to_row() | {"id": None}
+    slot_run(row, slots[0], settings, spec.schedule.fingerprint())
+
+
+def ensure_default(store: Store, now: dt.datetime, *, settings: Settings | None = None) -> DeploymentRow:
     """The default deployment, registered if the history has none of that name."""
     try:
         return store.get_deployment(DEFAULT_DEPLOYMENT)
@@ -186,12 +214,38 @@ def missed_slots(schedule: Schedule, start: dt.datetime, now: dt.datetime) -> li
     return list(latest)
 
 
-def materialise(store: Store, settings: Settings, row: Mapping[str, Any], now: dt.datetime) -> int:
+@dataclass(frozen=True)
+class Skipped:
+    """Slots in (after, before) that the catch-up cap left unmade: how many, the first and the last."""
+
+    count: int
+    first: dt.datetime
+    last: dt.datetime
+    at_least: bool = False  # counting stopped at COUNT_LIMIT
+
+
+COUNT_LIMIT = 100_000
+
+
+def skipped_slots(schedule: Schedule, after: dt.datetime, before: dt.datetime) -> Skipped | None:
+    """The slots strictly between ``after`` and ``before`` (the first slot made), counted up to a limit."""
+    count, first, last = 0, None, None
+    for moment in schedule.iter_fire_times(after):
+        if moment >= before:
+            break
+        count, first, last = count + 1, first or moment, moment
+        if count >= COUNT_LIMIT:
+            return Skipped(count, first, last, at_least=True)
+    return Skipped(count, first, last) if count else None
+
+
+def materialise(store: Store, settings: Settings, row: DeploymentRow, now: dt.datetime) -> int:
     """Make the runs of an active deployment's slots, from where it left off to the horizon.
 
     Slots start after the latest one already made for this schedule (or when the schedule
     started counting), so slots missed while no scheduler ran are made too (then the catch-up
-    policy decides which of them run). Returns how many runs were new.
+    policy decides which of them run). At most the latest 100 missed slots within 100 days are
+    made; the older ones are recorded as skipped, with the reason. Returns how many runs were new.
     """
     schedule = schedule_of(row)
     if schedule is None or not row["active"]:
@@ -199,9 +253,25 @@ def materialise(store: Store, settings: Settings, row: Mapping[str, Any], now: d
     fingerprint = schedule.fingerprint()
     marks = (from_db(row.get("schedule_since")), store.slot_watermark(row["id"], fingerprint))
     start = max((m for m in marks if m is not None), default=now)
-    slots = missed_slots(schedule, start, now) + [t for t in upcoming_slots(schedule, now) if t > start]
+    missed = missed_slots(schedule, start, now)
+    slots = missed + [t for t in upcoming_slots(schedule, now) if t > start]
     runs = [slot_run(row, slot, settings, fingerprint) for slot in slots]
-    return store.insert_scheduled_runs(runs, now) if runs else 0
+    skipped = skipped_slots(schedule, start, slots[0]) if missed else None
+    with store.atomic():
+        if skipped:
+            _record_skipped(store, row, skipped, now)
+        return store.insert_scheduled_runs(runs, now) if runs else 0
+
+
+def _record_skipped(store: Store, row: DeploymentRow, skipped: Skipped, now: dt.datetime) -> None:
+    many = f"at least {skipped.count:,}" if skipped.at_least else f"{skipped.count:,}"
+    reason = (f"{many} slot(s) of {row['name']} from {utc_text(skipped.first)} to {utc_text(skipped.last)} passed "
+              f"while no scheduler ran and were not made into runs: after a downtime only the latest {MAX_RUNS} "
+              f"missed slots within {MAX_AHEAD.days} days are made and judged by the catch-up policy "
+              f"'{row['catchup']}'.")
+    store.record_skipped_slots(row["id"], first=skipped.first, last=skipped.last, count=skipped.count,
+                               at_least=skipped.at_least, reason=reason, now=now)
+    logger.warning("%s", reason)
 
 
 def slot_run(row: Mapping[str, Any], slot: dt.datetime, settings: Settings, fingerprint: str) -> dict[str, Any]:
@@ -209,25 +279,21 @@ def slot_run(row: Mapping[str, Any], slot: dt.datetime, settings: Settings, fing
     parameters = run_parameters(row, slot.astimezone(schedule_of(row).tz).date())
     return {"name": new_run_name(), "flow": row["flow"], "deployment_id": row["id"],
             "work_queue": row["work_queue"], "schedule_fingerprint": fingerprint, "scheduled_time": slot,
-            "parameters": parameters, **run_columns(parameters, settings)}
+            "parameters": parameters, **run_columns(row["flow"], parameters, settings)}
 
 
 def run_parameters(row: Mapping[str, Any], run_date: dt.date) -> dict[str, Any]:
-    return {**(row.get("parameters") or {}), "date": run_date.isoformat()}
+    return slot_parameters(row.get("parameters"), run_date)
 
 
-def run_columns(parameters: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
-    """Run date, months and data source of a run (what ``flow.run_fields`` computes, without its imports)."""
-    run_date = parse_date(parameters["date"])
-    data_url = normalize_data_url(parameters.get("data_url") or settings.data_url)
-    train_month, val_month = months_for(run_date)
-    return {"run_date": run_date.isoformat(), "train_month": train_month, "val_month": val_month,
-            "data_source": data_url, "synthetic": is_synthetic(data_url)}
+def run_columns(flow: str, parameters: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
+    """The business columns of a run, as its flow registered them (for training: date, months, data source)."""
+    return flow_entry(flow).fields_for(parameters, settings)
 
 
 # -- validation -------------------------------------------------------------------------------
 
-def _check_name(name: Any, what: str) -> None:
+def check_name(name: Any, what: str) -> None:
     if not isinstance(name, str) or not _NAME.match(name):
         raise ConfigError(f"The {what} name {name!r} is not valid; use letters, digits, '.', '_' and '-' "
                           "(up to 64, starting with a letter or digit).")
@@ -235,25 +301,22 @@ def _check_name(name: Any, what: str) -> None:
 
 def _flow_name(flow: Any, name: str) -> str:
     flow_name = getattr(flow, "name", flow)
-    if flow_name != TRAINING_FLOW:
-        raise ConfigError(f"The deployment {name!r} names the flow {flow_name!r}; the only flow is {TRAINING_FLOW!r}.")
-    return flow_name
+    try:
+        return flow_entry(flow_name).name
+    except ConfigError as error:
+        raise ConfigError(f"The deployment {name!r} names a flow that cannot run: {error}") from None
 
 
-def _parameters(parameters: Any, name: str) -> dict[str, Any]:
+def _parameters(parameters: Any, name: str, flow: str) -> dict[str, Any]:
     if not isinstance(parameters, Mapping):
         raise ConfigError(f"The parameters of {name!r} must be a dict, not {type(parameters).__name__}.")
-    if "date" in parameters:
-        raise ConfigError(f"The deployment {name!r} sets the parameter 'date'; each run gets its slot's date, "
-                          "so remove it (use trigger --date or backfill for other dates).")
-    unknown = sorted(set(parameters) - set(PARAMETERS))
-    if unknown:
-        raise ConfigError(f"The deployment {name!r} has the unknown parameter {unknown[0]!r}; "
-                          f"the training flow takes date and {', '.join(PARAMETERS)}.")
-    out = dict(parameters)
-    if out.get("data_url"):
-        out["data_url"] = normalize_data_url(out["data_url"])
-    return out
+    return flow_entry(flow).check_parameters(parameters, name)
+
+
+def _retries(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_RETRIES:
+        raise ConfigError(f"The retries {value!r} of {name!r} must be a whole number from 0 to {MAX_RETRIES}.")
+    return value
 
 
 def _tags(tags: Any, name: str) -> tuple[str, ...]:

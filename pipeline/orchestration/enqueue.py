@@ -5,6 +5,11 @@ it is first enqueued. A backfill makes one run per fire date of the deployment's
 range (one a month for the monthly deployment) and skips dates that already have a completed,
 waiting or running run, unless ``force``. Planning writes nothing: a dry run leaves the history as
 it was, and a refused date or range registers nothing either.
+
+Enqueueing is atomic: each backfill run carries the key ``backfill:<deployment>:<date>``, unique
+among live runs (a database index), so two backfills of the same dates at once, or a plan made
+earlier and confirmed after another backfill, enqueue each date once. ``force`` leaves the key
+out: the user asked for a second run.
 """
 from __future__ import annotations
 
@@ -35,6 +40,7 @@ class BackfillPlan:
     dates: list[dt.date]
     skipped: list[tuple[dt.date, str]] = field(default_factory=list)
     work_queue: str | None = None  # None: the deployment's own queue
+    force: bool = False
 
 
 def trigger_run(store: Store, settings: Settings, *, deployment: str | None = None,
@@ -48,6 +54,14 @@ def trigger_run(store: Store, settings: Settings, *, deployment: str | None = No
     return store.get_run(run_id)
 
 
+@dataclass(frozen=True)
+class Enqueued:
+    """What a confirmed backfill enqueued, and the dates another request enqueued first."""
+
+    runs: list[dict[str, Any]]
+    taken: list[dt.date] = field(default_factory=list)
+
+
 def plan_backfill(store: Store, settings: Settings, *, deployment: str | None = None, start: dt.date,
                   end: dt.date, now: dt.datetime, force: bool = False) -> BackfillPlan:
     """The deployment's fire dates from ``start`` to ``end``, less those already done or under way.
@@ -58,19 +72,30 @@ def plan_backfill(store: Store, settings: Settings, *, deployment: str | None = 
     _check_range(start, end, _today(row, now))
     dates = fire_dates(row, start, end)
     if force or row["id"] is None:
-        return BackfillPlan(row["name"], dates, [])
+        return BackfillPlan(row["name"], dates, [], force=force)
     taken = _taken_dates(store, row["id"], dates)
     return BackfillPlan(row["name"], [d for d in dates if d not in taken], [(d, taken[d]) for d in dates if d in taken])
 
 
-def enqueue_backfill(store: Store, settings: Settings, plan: BackfillPlan, *, now: dt.datetime) -> list[dict[str, Any]]:
-    """Create the plan's runs (trigger 'backfill'), oldest date first in the queue."""
+def enqueue_backfill(store: Store, settings: Settings, plan: BackfillPlan, *, now: dt.datetime) -> Enqueued:
+    """Create the plan's runs (trigger 'backfill'), oldest date first in the queue.
+
+    A date that a live backfill run already has (another request enqueued it since the plan was
+    made) is left out and reported in ``taken``: the unique key decides, in the same transaction.
+    """
     row = resolve_deployment(store, settings, plan.deployment, now)
+    made: dict[dt.date, str | None] = {}
     with store.atomic():
-        ids = [_create(store, settings, row, day, now=now, when=now + dt.timedelta(microseconds=i),
-                       trigger="backfill", work_queue=plan.work_queue)
-               for i, day in enumerate(sorted(plan.dates))]
-    return [store.get_run(run_id) for run_id in ids]
+        for i, day in enumerate(sorted(plan.dates)):
+            key = None if plan.force else backfill_key(row["id"], day)
+            made[day] = _create(store, settings, row, day, now=now, when=now + dt.timedelta(microseconds=i),
+                                trigger="backfill", work_queue=plan.work_queue, enqueue_key=key)
+    return Enqueued([store.get_run(run_id) for run_id in made.values() if run_id],
+                    [day for day, run_id in made.items() if run_id is None])
+
+
+def backfill_key(deployment_id: int, day: dt.date) -> str:
+    return f"backfill:{deployment_id}:{day.isoformat()}"
 
 
 def resolve_deployment(store: Store, settings: Settings, name: str | None, now: dt.datetime) -> dict[str, Any]:
@@ -136,9 +161,9 @@ def _taken_dates(store: Store, deployment_id: int, dates: list[dt.date]) -> dict
 
 
 def _create(store: Store, settings: Settings, row: dict[str, Any], run_date: dt.date, *, now: dt.datetime,
-            when: dt.datetime, trigger: str, work_queue: str | None = None) -> str:
+            when: dt.datetime, trigger: str, work_queue: str | None = None, enqueue_key: str | None = None) -> str | None:
     parameters = run_parameters(row, run_date)
     return store.create_run(flow=row["flow"], name=new_run_name(), state=State.SCHEDULED, now=now,
                             parameters=parameters, trigger=trigger, scheduled_time=when,
                             deployment_id=row["id"], work_queue=work_queue or row["work_queue"],
-                            **run_columns(parameters, settings))
+                            enqueue_key=enqueue_key, **run_columns(row["flow"], parameters, settings))

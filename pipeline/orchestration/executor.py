@@ -1,50 +1,42 @@
-"""Where flow runs execute: one child process per run, or in this process for fast tests.
+"""Where flow runs execute: one child process per run.
 
-``ProcessExecutor`` forks each run from a multiprocessing *forkserver* that has imported ``pipeline.flow``
-(pyarrow) and ``pipeline.model`` (scikit-learn) once, so a run does not pay those imports again. CPython
+``Executor`` is the seam the scheduler drives (a fake honouring the same contract lives with the
+tests): ``start(run)`` for a claimed run, ``poll()`` -> the runs whose process ended, ``running()``,
+``signal(run_id, signum)`` (SIGTERM: the runtime records CANCELLED; SIGKILL: nothing is recorded).
+
+``ProcessExecutor`` forks each run from a multiprocessing *forkserver* that has imported the registered
+flows' heavy modules (pyarrow, scikit-learn) once, so a run does not pay those imports again. CPython
 3.11 does not give the forkserver this process's ``sys.path`` and skips a preload it cannot import, so it
 starts with ``pipeline``'s folder on PYTHONPATH, whatever the cwd. The child opens its own Store and calls
-``flow.execute``; it asks the kernel to kill it when its parent dies (``PR_SET_PDEATHSIG``), so a scheduler
+its flow's registered ``execute``; it asks the kernel to kill it when its parent dies (``PR_SET_PDEATHSIG``), so a scheduler
 killed with -9 leaves no orphan flows: the forkserver exits when the scheduler's end of its pipe closes,
 and its children follow.
-
-``FakeExecutor`` honours the same contract (tests/test_scheduler.py runs one suite on both):
-``start(run)`` for a claimed run, ``poll()`` -> the runs whose process ended, ``running()``,
-``signal(run_id, signum)`` (SIGTERM: the runtime records CANCELLED; SIGKILL: nothing is recorded).
 """
 from __future__ import annotations
 
 import contextlib
 import ctypes
 import datetime as dt
-import fcntl
 import functools
-import itertools
 import logging
 import multiprocessing
 import os
 import signal
-import socket
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Protocol
 
 import psutil
 
 from ..config import Settings
-from .deployments import TRAINING_FLOW
-from ..errors import ConfigError, DataError, NotPublishedError, SchedulerLocked
-from ..training.months import months_for, parse_date
-from .runtime import SYSTEM_CLOCK, flow, run_flow, task
-from ..formatting import seconds_words, utc_text
-from .states import State
-from ..store import Store, from_db
+from ..errors import ConfigError
+from ..store import RunRow, Store, from_db
+from .clock import SYSTEM_CLOCK
+from .registry import flow_entry, preload_modules
 
 logger = logging.getLogger("pipeline.orchestration.executor")
 PR_SET_PDEATHSIG = 1
-PRELOAD = ("pipeline.training.flow", "pipeline.training.model")
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder that holds the ``pipeline`` package
 
 
@@ -64,15 +56,19 @@ class AwaitData:
             raise ConfigError(f"The retry interval {self.every!r} s and give-up time {self.give_up_after!r} s "
                               "for unpublished months must both be positive.")
 
-    def policy_for(self, run: dict[str, Any]) -> Callable[[BaseException, dt.datetime], dt.datetime | None] | None:
-        """The ``await_policy`` to give ``flow.execute`` for this run, or None."""
+    def policy_for(self, run: RunRow) -> Callable[[BaseException, dt.datetime], dt.datetime | None] | None:
+        """The ``await_policy`` to give the flow's ``execute`` for this run, or None."""
         if run.get("trigger") not in self.triggers:
             return None
+        waits_for = flow_entry(run["flow"]).await_errors
+        if not waits_for:
+            return None
         slot = from_db(run.get("scheduled_time")) or from_db(run["created_at"])
-        return functools.partial(self.next_attempt, slot)
+        return functools.partial(self.next_attempt, slot, waits_for)
 
-    def next_attempt(self, slot: dt.datetime, error: BaseException, now: dt.datetime) -> dt.datetime | None:
-        if not isinstance(error, NotPublishedError):
+    def next_attempt(self, slot: dt.datetime, waits_for: tuple[type[BaseException], ...], error: BaseException,
+                     now: dt.datetime) -> dt.datetime | None:
+        if not isinstance(error, waits_for):
             return None
         deadline = slot + dt.timedelta(seconds=self.give_up_after)
         if now >= deadline:
@@ -95,6 +91,28 @@ class Exit:
         return f"ended with exit code {self.exitcode}"
 
 
+class Executor(Protocol):
+    """Where the scheduler's runs execute."""
+
+    def start(self, run: RunRow) -> int:
+        """Start the claimed (PENDING) run; returns its process id."""
+
+    def running(self) -> dict[str, int]:
+        """Run id -> pid of every run started and not yet reported by ``poll``."""
+
+    def poll(self) -> list[Exit]:
+        """The runs whose process ended since the last call."""
+
+    def signal(self, run_id: str, signum: int) -> bool:
+        """Send ``signum`` to the run's process; False if it is not running."""
+
+    def warm_up(self) -> None:
+        """Get ready to start runs quickly (may do nothing)."""
+
+    def close(self) -> None:
+        """Kill what still runs and release the executor's resources."""
+
+
 @dataclass(frozen=True)
 class ChildJob:
     """Everything a child process needs, pickled to it."""
@@ -111,12 +129,12 @@ class ProcessExecutor:
     """Each run in a child forked from a forkserver that preloaded the flow and the model (scikit-learn)."""
 
     def __init__(self, settings: Settings, *, await_data: AwaitData = AwaitData(), heartbeat_every: float = 5.0,
-                 preload: tuple[str, ...] = PRELOAD):
+                 preload: tuple[str, ...] | None = None):
         self.settings = settings
         self.await_data = await_data
         self.heartbeat_every = heartbeat_every
         self.context = multiprocessing.get_context("forkserver")
-        self.context.set_forkserver_preload(list(preload))
+        self.context.set_forkserver_preload(list(preload_modules() if preload is None else preload))
         self.processes: dict[str, Any] = {}
 
     def warm_up(self) -> None:
@@ -126,7 +144,7 @@ class ProcessExecutor:
         with _package_importable():
             forkserver.ensure_running()
 
-    def start(self, run: dict[str, Any]) -> int:
+    def start(self, run: RunRow) -> int:
         self.warm_up()  # (re)starts a forkserver that can import the preload, whatever the working directory
         job = ChildJob(self.settings.db_path, self.settings, run["id"], self.await_data, self.heartbeat_every,
                        os.getpid())
@@ -185,24 +203,25 @@ def child_main(job: ChildJob) -> None:
     _let_the_forkserver_go()
     _die_with_parent(job.scheduler_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    warn_unless_preloaded()
-    from ..training import flow as training
-
     store = Store(job.db_path, migrate=False)
     try:
-        policy = job.await_data.policy_for(store.get_run(job.run_id))
-        training.execute(store, job.settings, job.run_id, await_policy=policy, heartbeat_every=job.heartbeat_every)
+        run = store.get_run(job.run_id)
+        entry = flow_entry(run["flow"])
+        warn_unless_preloaded(entry.preload)
+        entry.load()(store, job.settings, job.run_id, clock=SYSTEM_CLOCK, await_policy=job.await_data.policy_for(run),
+                     heartbeat_every=job.heartbeat_every)
     finally:
         store.close()
 
 
-def warn_unless_preloaded() -> bool:
-    """Log a warning if the forkserver did not preload the model, so this run pays the import itself."""
-    if "pipeline.training.model" in sys.modules:
+def warn_unless_preloaded(modules: tuple[str, ...]) -> bool:
+    """Log a warning if the forkserver did not preload a flow's modules, so this run pays the imports itself."""
+    missing = [name for name in modules if name not in sys.modules]
+    if not missing:
         return True
-    logger.warning("The forkserver did not preload pipeline.training.model (scikit-learn), so this flow process (pid %d) "
-                   "imports it itself, about a second per run; check that %s is importable.",
-                   os.getpid(), PACKAGE_ROOT / "pipeline")
+    logger.warning("The forkserver did not preload %s, so this flow process (pid %d) imports it itself, about a "
+                   "second per run; check that %s is importable.", ", ".join(missing), os.getpid(),
+                   PACKAGE_ROOT / "pipeline")
     return False
 
 
@@ -234,157 +253,3 @@ def _die_with_parent(scheduler_pid: int) -> None:
                        ctypes.get_errno())
     if os.getppid() != parent or not psutil.pid_exists(scheduler_pid):
         os._exit(1)
-
-
-class FakeExecutor:
-    """Runs in this process, at once, through the real runtime with a stand-in flow; for fast tests.
-
-    ``behaviour(run)`` says what the "process" does: ``complete``, ``fail`` or ``not_published``
-    (the stand-in flow runs to its end in ``start``), ``hang`` (RUNNING until signalled), ``stubborn``
-    (like hang, but ignores SIGTERM) or ``crash`` (RUNNING, then exit code 1 with nothing recorded).
-    Fake pids do not exist on the machine.
-    """
-
-    PIDS = 4_000_000  # above Linux's pid_max, so no real process has them
-
-    def __init__(self, store: Store, *, clock: Any = SYSTEM_CLOCK, await_data: AwaitData = AwaitData(),
-                 behaviour: Callable[[dict[str, Any]], str] = lambda run: "complete"):
-        self.store, self.clock, self.await_data, self.behaviour = store, clock, await_data, behaviour
-        self.processes: dict[str, dict[str, Any]] = {}
-        self.started: list[str] = []
-        self._pids = itertools.count(self.PIDS)
-
-    def start(self, run: dict[str, Any]) -> int:
-        pid, kind = next(self._pids), self.behaviour(run)
-        self.processes[run["id"]] = {"pid": pid, "kind": kind, "exitcode": None}
-        self.started.append(run["id"])
-        if kind in ("hang", "stubborn", "crash"):
-            self.store.start_run(run["id"], now=self.clock.now(), pid=pid)
-            self.processes[run["id"]]["task"] = self.store.create_task_run(
-                run["id"], "read_data", position=0, attempt=1, state=State.RUNNING, now=self.clock.now())
-            self.processes[run["id"]]["exitcode"] = 1 if kind == "crash" else None
-        else:
-            policy = self.await_data.policy_for(self.store.get_run(run["id"]))
-            run_flow(self.store, _stand_in(kind), run["id"], dict(run["parameters"]), clock=self.clock,
-                     heartbeat_every=3600, await_policy=policy)
-            self.processes[run["id"]]["exitcode"] = 0
-        return pid
-
-    def running(self) -> dict[str, int]:
-        return {run_id: p["pid"] for run_id, p in self.processes.items()}
-
-    def poll(self) -> list[Exit]:
-        ended = [run_id for run_id, p in self.processes.items() if p["exitcode"] is not None]
-        return [Exit(run_id, self.processes[run_id]["pid"], self.processes.pop(run_id)["exitcode"]) for run_id in ended]
-
-    def signal(self, run_id: str, signum: int) -> bool:
-        process = self.processes.get(run_id)
-        if process is None or process["exitcode"] is not None:
-            return False
-        if signum == signal.SIGKILL:
-            process["exitcode"] = -signal.SIGKILL
-        elif signum == signal.SIGTERM and process["kind"] != "stubborn":
-            self.store.finish_task_run(process["task"], State.CANCELLED, now=self.clock.now(), error="Cancelled.")
-            self.store.transition(run_id, State.CANCELLED, now=self.clock.now(), message="Cancelled on request.",
-                                  error="Cancelled on request.")
-            process["exitcode"] = 0
-        return True
-
-    def close(self) -> None:
-        for run_id in list(self.processes):
-            self.signal(run_id, signal.SIGKILL)
-        self.poll()
-
-
-def _stand_in(kind: str) -> Any:
-    """A one-task flow that behaves like the training flow would with such data."""
-    @task(name="read_data")
-    def read_data(train_month: str, val_month: str) -> int:
-        if kind == "not_published":
-            raise NotPublishedError(train_month)
-        if kind == "fail":
-            raise DataError(f"fhv_tripdata_{train_month} is not a readable parquet file (a stand-in failure).")
-        return 0
-
-    @flow(TRAINING_FLOW, tasks=("read_data",))
-    def stand_in(*, date: str, **_: Any) -> dict[str, Any]:
-        read_data(*months_for(parse_date(date)))
-        return {"run_date": date, "stand_in": True}
-
-    return stand_in
-
-
-# -- liveness and the one-scheduler lock ---------------------------------------------------
-
-def process_alive(pid: int, started_at: dt.datetime | None) -> bool:
-    """True if ``pid`` runs and is not a zombie nor a newer process that reused the number."""
-    try:
-        process = psutil.Process(pid)
-        if process.status() == psutil.STATUS_ZOMBIE:
-            return False
-        born = dt.datetime.fromtimestamp(process.create_time(), dt.timezone.utc)
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return False
-    return started_at is None or born <= started_at + dt.timedelta(seconds=2)
-
-
-def orphan_reason(run: dict[str, Any], *, now: dt.datetime, identity: str, stale_after: float) -> str | None:
-    """Why a run that this scheduler did not start has no live process, or None if it may still run."""
-    if run["state"] == State.PENDING and run["claimed_by"] and run["claimed_by"] != identity:
-        return f"It was claimed by the scheduler {run['claimed_by']}, which stopped before starting it."
-    if run["pid"] and run["hostname"] == socket.gethostname():
-        if process_alive(run["pid"], from_db(run["started_at"])):
-            return None
-        return (f"Its flow process (pid {run['pid']}) is gone: the scheduler or command that ran it "
-                "stopped or was killed before the run ended.")
-    last = from_db(run["heartbeat_at"] or run["started_at"] or run["created_at"])
-    if (now - last).total_seconds() > stale_after:
-        host = f" on {run['hostname']}" if run["hostname"] else ""
-        return f"No heartbeat since {utc_text(last)}: its process{host} is presumed gone."
-    return None
-
-
-def ending_message(why: str, exit_: Exit, *, cancel_grace: float, stale_after: float) -> str:
-    """What to record for a run whose process ended without a final state; ``why`` we signalled it."""
-    process = f"The flow process (pid {exit_.pid}) {exit_.how}"
-    if why.startswith("cancel"):
-        late = f" after not stopping within {seconds_words(cancel_grace)} of SIGTERM" if "killed" in why else ""
-        return f"Cancelled on request{late}. {process}."
-    if why.startswith("stop"):
-        return f"Cancelled because the scheduler stopped before the run finished. {process}."
-    if why == "hung":
-        return f"No heartbeat for more than {seconds_words(stale_after)}, so the flow process was killed."
-    return f"{process} before recording a final state."
-
-
-@contextlib.contextmanager
-def exclusive(settings: Settings, store: Store) -> Iterator[None]:
-    """Hold the history's scheduler lock (flock: the OS releases it even on kill -9)."""
-    settings.lock_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(settings.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = _holder(fd, store)
-        os.close(fd)
-        raise SchedulerLocked(f"Another scheduler {holder} already runs on {settings.db_path}; "
-                              "stop it first, or use another FHV_HOME.") from None
-    try:
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
-        yield
-    finally:
-        os.close(fd)
-
-
-def _holder(fd: int, store: Store) -> str:
-    text = os.pread(fd, 200, 0).decode(errors="replace").split()
-    for _ in range(20):  # the holder writes its pid just after taking the lock
-        if text:
-            break
-        time.sleep(0.05)
-        text = os.pread(fd, 200, 0).decode(errors="replace").split()
-    pid = text[0] if text else "?"
-    row = store.scheduler_status() or {}
-    beat = f", last heartbeat {row.get('heartbeat_at') or '-'}" if str(row.get("pid")) == pid else ""
-    return f"(pid {pid}{' on ' + text[1] if len(text) > 1 else ''}{beat})"

@@ -13,30 +13,17 @@ import logging
 import os
 import signal
 import threading
-import time
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 from ..errors import Cancelled, ConfigError, PipelineError, TaskTimeout
-from .states import State
 from ..store import Store
+from .clock import SYSTEM_CLOCK, Clock, SystemClock  # noqa: F401  (re-exported)
+from .states import State
 
 logger = logging.getLogger("pipeline.orchestration.runtime")
 UTC = dt.timezone.utc
-
-
-class SystemClock:
-    """The real clock. Tests pass a fake with the same two methods."""
-
-    def now(self) -> dt.datetime:
-        return dt.datetime.now(UTC)
-
-    def sleep(self, seconds: float) -> None:
-        time.sleep(seconds)
-
-
-SYSTEM_CLOCK = SystemClock()
 
 
 @dataclass(frozen=True)
@@ -112,7 +99,7 @@ class RunContext:
     store: Store
     run_id: str
     flow: Flow
-    clock: Any = SYSTEM_CLOCK
+    clock: Clock = SYSTEM_CLOCK
     task_run_id: int | None = None
     attempt_base: int = 0  # task attempts recorded by earlier executions of this run (a run awaiting data)
     started: list[str] = field(default_factory=list)
@@ -139,6 +126,13 @@ class RunContext:
                 attempt += 1
 
     def _attempt(self, made: Task, attempt: int, args: tuple, kwargs: dict) -> Any:
+        try:
+            return self._record_attempt(made, attempt, args, kwargs)
+        except TaskTimeout as error:  # not an Exception: never retried, never swallowed by task code
+            setattr(error, "task_name", made.name)
+            raise
+
+    def _record_attempt(self, made: Task, attempt: int, args: tuple, kwargs: dict) -> Any:
         task_run_id = self.store.create_task_run(self.run_id, made.name, position=self.position(made.name),
                                                  attempt=self.attempt_base + attempt, state=State.RUNNING,
                                                  now=self.clock.now())
@@ -193,20 +187,26 @@ AwaitPolicy = Callable[[BaseException, dt.datetime], "dt.datetime | None"]
 
 
 def run_flow(store: Store, made: Flow, run_id: str, parameters: dict[str, Any], *,
-             clock: Any = SYSTEM_CLOCK, heartbeat_every: float = 5.0,
+             clock: Clock = SYSTEM_CLOCK, heartbeat_every: float = 5.0,
              await_policy: AwaitPolicy | None = None) -> FlowResult:
     """Run a PENDING flow run to a final state and record everything on the way.
 
     This is the one boundary that catches unexpected errors. ``await_policy(error, now)`` may
     turn a failure into AWAITING_RETRY by returning the time of the next attempt (used by the
-    scheduler for months that are not published yet).
+    scheduler for months that are not published yet). A run that is no longer PENDING when its
+    process starts (cancelled, or handed back to the queue meanwhile) is left as it is.
     """
     earlier = max((t["attempt"] for t in store.task_runs(run_id)), default=0)
     context = RunContext(store, run_id, made, clock, attempt_base=earlier)
-    store.start_run(run_id, now=clock.now(), pid=os.getpid())
+    started = store.start_run(run_id, now=clock.now(), pid=os.getpid())
+    if started is None:
+        state = State(store.get_run(run_id)["state"])
+        logger.warning("Run %s did not start: it is %s, no longer PENDING.", run_id[:8], state.value)
+        return FlowResult(run_id, state, error=f"The run was {state.value} when its process started.")
     token = _context.set(context)
     try:
-        with _capture_logs(context), _heartbeat(store, run_id, clock, heartbeat_every), _cancel_on_sigterm():
+        with _capture_logs(context), _cancel_on_sigterm() as stoppable, \
+                _heartbeat(store, run_id, clock, heartbeat_every, stoppable):
             outcome = _execute(made, run_id, parameters)
     finally:
         _context.reset(token)
@@ -225,6 +225,10 @@ def _execute(made: Flow, run_id: str, parameters: dict[str, Any]) -> FlowResult:
     except (Cancelled, KeyboardInterrupt):
         logger.warning("The run was cancelled.")
         return FlowResult(run_id, State.CANCELLED, error="Cancelled on request.")
+    except TaskTimeout as error:
+        where = getattr(error, "task_name", None)
+        logger.error("%s", error)
+        return FlowResult(run_id, State.FAILED, error=str(error), error_task=where, exception=error)
     except PipelineError as error:
         logger.error("%s", error)
         return FlowResult(run_id, State.FAILED, error=str(error), error_task=getattr(error, "task_name", None),
@@ -237,11 +241,15 @@ def _execute(made: Flow, run_id: str, parameters: dict[str, Any]) -> FlowResult:
     return FlowResult(run_id, State.COMPLETED, result=result)
 
 
-def _finish(store: Store, outcome: FlowResult, clock: Any) -> None:
+def _finish(store: Store, outcome: FlowResult, clock: Clock) -> None:
     metrics = outcome.result if isinstance(outcome.result, dict) else None
     extra = {"next_attempt_at": outcome.next_attempt_at} if outcome.next_attempt_at else {}
-    store.transition(outcome.run_id, outcome.state, now=clock.now(), message=outcome.error,
-                     metrics=metrics, error=outcome.error, error_task=outcome.error_task, **extra)
+    ended = store.transition(outcome.run_id, outcome.state, now=clock.now(), message=outcome.error,
+                             expect=(State.RUNNING,), metrics=metrics, error=outcome.error,
+                             error_task=outcome.error_task, **extra)
+    if ended is None:
+        logger.warning("Run %s ended %s, but the history already had it as %s; left as it is.",
+                       outcome.run_id[:8], outcome.state.value, store.get_run(outcome.run_id)["state"])
 
 
 def _record_not_run(context: RunContext) -> None:
@@ -277,14 +285,32 @@ def _capture_logs(context: RunContext) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _heartbeat(store: Store, run_id: str, clock: Any, every: float) -> Iterator[None]:
-    """A daemon thread that stamps the run's heartbeat so crash detection can tell it lives."""
+def _heartbeat(store: Store, run_id: str, clock: Clock, every: float, stoppable: bool) -> Iterator[None]:
+    """A daemon thread that stamps the run's heartbeat so crash detection can tell it lives.
+
+    When the history says the run's cancellation was asked for (``runs cancel``, the dashboard),
+    it sends this process SIGTERM, which stops the flow where it is: a run in the foreground
+    (``python -m pipeline run``) is cancelled as promptly as one the scheduler started.
+    """
     stop = threading.Event()
 
     def beat() -> None:
+        failing = False
         while not stop.wait(every):
-            with contextlib.suppress(Exception):
-                store.heartbeat_run(run_id, clock.now())
+            try:
+                cancel = store.heartbeat_run(run_id, clock.now())
+            except Exception as error:  # noqa: BLE001 - the flow goes on; the failure is logged
+                if not failing:
+                    logger.warning("Could not record the heartbeat of run %s: %s", run_id[:8], _describe(error))
+                failing = True
+                continue
+            if failing:
+                logger.info("The heartbeat of run %s is recorded again.", run_id[:8])
+            failing = False
+            if cancel and stoppable and not stop.is_set():
+                logger.warning("Cancellation was requested; stopping the run.")
+                os.kill(os.getpid(), signal.SIGTERM)
+                stop.wait(every * 5)
         store.close()
 
     thread = threading.Thread(target=beat, name=f"heartbeat-{run_id[:8]}", daemon=True)
@@ -296,18 +322,25 @@ def _heartbeat(store: Store, run_id: str, clock: Any, every: float) -> Iterator[
 
 
 @contextlib.contextmanager
-def _cancel_on_sigterm() -> Iterator[None]:
-    """In the main thread, SIGTERM raises Cancelled inside the flow so it stops where it is."""
+def _cancel_on_sigterm() -> Iterator[bool]:
+    """In the main thread, SIGTERM raises Cancelled inside the flow (once) so it stops where it is.
+
+    Yields whether it could: elsewhere SIGTERM keeps its default meaning.
+    """
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield False
         return
+    fired = False
 
     def on_term(signum: int, frame: Any) -> None:
-        raise Cancelled()
+        nonlocal fired
+        if not fired:
+            fired = True
+            raise Cancelled()
 
     previous = signal.signal(signal.SIGTERM, on_term)
     try:
-        yield
+        yield True
     finally:
         signal.signal(signal.SIGTERM, previous)
 

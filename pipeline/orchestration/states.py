@@ -38,7 +38,8 @@ _ALLOWED: dict[State, frozenset[State]] = {
     State.SCHEDULED: frozenset({State.PENDING, State.LATE, State.CANCELLED}),
     State.LATE: frozenset({State.PENDING, State.CANCELLED}),
     State.AWAITING_RETRY: frozenset({State.PENDING, State.LATE, State.CANCELLED, State.FAILED}),
-    State.PENDING: frozenset({State.RUNNING, State.CANCELLED, State.CRASHED, State.FAILED}),
+    # PENDING -> LATE: claimed, but its scheduler died before the process began; back in the queue.
+    State.PENDING: frozenset({State.RUNNING, State.LATE, State.CANCELLED, State.CRASHED, State.FAILED}),
     State.RUNNING: frozenset(
         {State.COMPLETED, State.FAILED, State.CANCELLED, State.CRASHED, State.AWAITING_RETRY}
     ),
@@ -47,6 +48,12 @@ _ALLOWED: dict[State, frozenset[State]] = {
 
 def allowed_next(state: State) -> frozenset[State]:
     return _ALLOWED.get(State(state), frozenset())
+
+
+def sources(new: State | str) -> tuple[str, ...]:
+    """The states a run may be in to move to ``new``: the guard of the one conditional UPDATE."""
+    new = State(new)
+    return tuple(sorted(old.value for old, nexts in _ALLOWED.items() if new in nexts))
 
 
 def check_transition(old: State | str, new: State | str) -> State:

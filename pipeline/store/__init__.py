@@ -10,10 +10,12 @@ from __future__ import annotations
 from .base import BUSY_TIMEOUT_MS, UTC, BaseStore, connect, from_db, new_run_id, to_db
 from .dashboard import DashboardStore
 from .migrations import MIGRATIONS
+from .rows import DeploymentRow, RunRow
 from .runs import RunStore
 from .scheduling import SchedulingStore
 
-__all__ = ["BUSY_TIMEOUT_MS", "MIGRATIONS", "UTC", "Store", "connect", "from_db", "new_run_id", "to_db"]
+__all__ = ["BUSY_TIMEOUT_MS", "MIGRATIONS", "UTC", "DeploymentRow", "RunRow", "Store", "connect", "from_db",
+           "new_run_id", "to_db"]
 
 
 class Store(RunStore, SchedulingStore, DashboardStore, BaseStore):

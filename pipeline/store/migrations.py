@@ -110,6 +110,28 @@ CREATE INDEX flow_runs_deployment_state ON flow_runs(deployment_id, state, sched
     ("0004_run_moment_index", """
 CREATE INDEX flow_runs_moment ON flow_runs(COALESCE(started_at, scheduled_time, created_at));
 """),
+    ("0005_guarded_edges", """
+ALTER TABLE deployments ADD COLUMN last_error TEXT;
+ALTER TABLE deployments ADD COLUMN last_error_at TEXT;
+ALTER TABLE deployments ADD COLUMN retries INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE flow_runs ADD COLUMN enqueue_key TEXT;
+ALTER TABLE flow_runs ADD COLUMN retry_of TEXT;
+ALTER TABLE flow_runs ADD COLUMN retry_number INTEGER NOT NULL DEFAULT 0;
+CREATE UNIQUE INDEX flow_runs_enqueue_key ON flow_runs(enqueue_key)
+    WHERE enqueue_key IS NOT NULL AND state NOT IN ('FAILED', 'CANCELLED', 'CRASHED');
+ALTER TABLE schedulers ADD COLUMN owner TEXT;
+CREATE TABLE skipped_slots (
+    id INTEGER PRIMARY KEY,
+    deployment_id INTEGER NOT NULL REFERENCES deployments(id) ON DELETE CASCADE,
+    first_slot TEXT NOT NULL,
+    last_slot TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    count_is_floor INTEGER NOT NULL DEFAULT 0,
+    reason TEXT NOT NULL,
+    recorded_at TEXT NOT NULL
+);
+CREATE INDEX skipped_slots_deployment ON skipped_slots(deployment_id, recorded_at);
+"""),
 ]
 
 

@@ -7,7 +7,7 @@ import socket
 from typing import Any, Iterable
 
 from ..errors import InvalidTransition, NotFound
-from ..orchestration.states import ACTIVE_STATES, WAITING_STATES, State, check_transition
+from ..orchestration.states import ACTIVE_STATES, WAITING_STATES, State, sources
 from .base import _db_value, _row, new_run_id, to_db
 
 
@@ -16,16 +16,21 @@ class RunStore:
 
     # -- flow runs ------------------------------------------------------------------
     def create_run(self, *, flow: str, name: str, state: State, now: dt.datetime,
-                   parameters: dict | None = None, **fields: Any) -> str:
-        """Insert one flow run and return its id. ``fields`` are flow_runs columns."""
+                   parameters: dict | None = None, **fields: Any) -> str | None:
+        """Insert one flow run and return its id. ``fields`` are flow_runs columns.
+
+        A run with an ``enqueue_key`` that a live run (waiting, running or completed) already has
+        is not inserted: the unique index decides, and None says so.
+        """
         run_id = fields.pop("id", None) or new_run_id()
         row = {"id": run_id, "name": name, "flow": flow, "state": State(state).value,
                "parameters": json.dumps(parameters or {}, default=str), "created_at": to_db(now),
                **{k: _db_value(v) for k, v in fields.items()}}
-        sql = f"INSERT INTO flow_runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})"
+        sql = (f"INSERT INTO flow_runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))}) "
+               "ON CONFLICT DO NOTHING")
         with self.atomic() as conn:
-            conn.execute(sql, tuple(row.values()))
-        return run_id
+            inserted = conn.execute(sql, tuple(row.values())).rowcount
+        return run_id if inserted else None
 
     def insert_scheduled_runs(self, runs: list[dict[str, Any]], now: dt.datetime) -> int:
         """Insert SCHEDULED runs, skipping slots that exist already; returns how many were new."""
@@ -47,32 +52,72 @@ class RunStore:
         return run
 
     def _find_by_prefix(self, prefix: str) -> dict[str, Any]:
-        rows = self._all("SELECT * FROM flow_runs WHERE id LIKE ? OR name = ? LIMIT 2",
-                         (prefix.replace("%", "") + "%", prefix))
+        """The one run whose id starts with ``prefix`` (taken literally) or whose name it is."""
+        rows = [] if not prefix else self._all(
+            "SELECT * FROM flow_runs WHERE substr(id, 1, ?) = ? OR name = ? LIMIT 2", (len(prefix), prefix, prefix))
         if len(rows) != 1:
             what = "matches several runs" if rows else "matches no run"
             raise NotFound(f"The run id {prefix!r} {what} in the history.")
         return rows[0]
 
-    def transition(self, run_id: str, new: State, *, now: dt.datetime,
-                   message: str | None = None, **fields: Any) -> dict[str, Any]:
-        """Move a run to ``new`` after checking the transition; returns the updated row."""
-        with self.atomic() as conn:
-            current = self.get_run(run_id)
-            check_transition(current["state"], new)
-            updates = {"state": State(new).value, "state_message": message,
-                       **{k: _db_value(v) for k, v in fields.items()}}
-            if State(new).is_final:
-                updates.setdefault("ended_at", to_db(now))
-            assignments = ", ".join(f"{k} = ?" for k in updates)
-            conn.execute(f"UPDATE flow_runs SET {assignments} WHERE id = ?",
-                         (*updates.values(), current["id"]))
-            return self.get_run(current["id"])
+    def transition(self, run_id: str, new: State, *, now: dt.datetime, message: str | None = None,
+                   expect: Iterable[State] | None = None, **fields: Any) -> dict[str, Any] | None:
+        """Move run ``run_id`` (its full id) to ``new`` in one conditional UPDATE.
 
-    def start_run(self, run_id: str, *, now: dt.datetime, pid: int) -> dict[str, Any]:
-        return self.transition(run_id, State.RUNNING, now=now, started_at=now, heartbeat_at=now,
-                               pid=pid, hostname=socket.gethostname(), ended_at=None,
+        The UPDATE only applies while the run is in a state that may move to ``new`` (and, with
+        ``expect``, in one of those states). Returns the updated row, or None when the run had
+        moved on already: losing a race is a normal outcome, not an error.
+        """
+        allowed = [s for s in sources(new) if expect is None or s in {State(e).value for e in expect}]
+        updates = {"state": State(new).value, "state_message": message,
+                   **{k: _db_value(v) for k, v in fields.items()}}
+        if State(new).is_final:
+            updates.setdefault("ended_at", to_db(now))
+        with self.atomic() as conn:
+            row = conn.execute(
+                f"UPDATE flow_runs SET {', '.join(f'{k} = ?' for k in updates)} "
+                f"WHERE id = ? AND state IN ({', '.join('?' * len(allowed))}) RETURNING *",
+                (*updates.values(), run_id, *allowed)).fetchone()
+        return _row(row)
+
+    def start_run(self, run_id: str, *, now: dt.datetime, pid: int) -> dict[str, Any] | None:
+        """PENDING -> RUNNING for the process that executes it; None if the run is no longer PENDING."""
+        return self.transition(run_id, State.RUNNING, now=now, expect=(State.PENDING,), started_at=now,
+                               heartbeat_at=now, pid=pid, hostname=socket.gethostname(), ended_at=None,
                                error=None, error_task=None)
+
+    def requeue_unstarted(self, run_id: str, *, reason: str, now: dt.datetime) -> dict[str, Any] | None:
+        """A claimed run whose process never began goes back to the queue (LATE), as if never claimed."""
+        with self.atomic() as conn:
+            row = conn.execute(
+                "UPDATE flow_runs SET state = 'LATE', claimed_by = NULL, attempts = MAX(attempts - 1, 0), "
+                "late_reason = ?, state_message = ? WHERE id = ? AND state = 'PENDING' AND started_at IS NULL "
+                "RETURNING *", (reason, reason, run_id)).fetchone()
+        return _row(row)
+
+    def end_dead_run(self, run_id: str, *, message: str, now: dt.datetime, retries: int = 0,
+                     name: str | None = None) -> tuple[dict[str, Any] | None, str | None]:
+        """A run whose process is gone: CANCELLED if its cancel was asked, else CRASHED.
+
+        A crashed run of a deployment with ``retries`` left gets a new run (trigger 'retry'), due
+        now, in the same transaction; the key ``retry:<id>`` makes that happen once. Returns the
+        ended row (None: the run had moved on) and the id of the retry, if one was made.
+        """
+        with self.atomic():
+            run = self._one("SELECT * FROM flow_runs WHERE id = ?", (run_id,))
+            cancelled = bool(run and run["cancel_requested"])
+            final, text = (State.CANCELLED, f"Cancelled on request. {message}") if cancelled else (State.CRASHED, message)
+            ended = self.transition(run_id, final, now=now, expect=ACTIVE_STATES, message=text, error=text)
+            if ended is None or final is State.CANCELLED or ended["retry_number"] >= retries:
+                return ended, None
+            return ended, self._retry_of(ended, now=now, name=name or ended["name"])
+
+    def _retry_of(self, run: dict[str, Any], *, now: dt.datetime, name: str) -> str | None:
+        fields = ("deployment_id", "work_queue", "run_date", "train_month", "val_month", "data_source", "synthetic")
+        return self.create_run(flow=run["flow"], name=name, state=State.SCHEDULED, now=now,
+                               parameters=run["parameters"], trigger="retry", scheduled_time=now,
+                               retry_of=run["id"], retry_number=run["retry_number"] + 1,
+                               enqueue_key=f"retry:{run['id']}", **{k: run[k] for k in fields})
 
     def record_data_source(self, run_id: str, data_source: str, synthetic: bool) -> None:
         """The data source a run really reads, known once it starts (the executing process decides)."""
@@ -80,9 +125,12 @@ class RunStore:
             conn.execute("UPDATE flow_runs SET data_source = ?, synthetic = ? WHERE id = ?",
                          (data_source, int(synthetic), run_id))
 
-    def heartbeat_run(self, run_id: str, now: dt.datetime) -> None:
+    def heartbeat_run(self, run_id: str, now: dt.datetime) -> bool:
+        """Stamp a running run's heartbeat; True when its cancellation has been asked for."""
         with self.atomic() as conn:
-            conn.execute("UPDATE flow_runs SET heartbeat_at = ? WHERE id = ?", (to_db(now), run_id))
+            row = conn.execute("UPDATE flow_runs SET heartbeat_at = ? WHERE id = ? AND state IN ('PENDING', 'RUNNING') "
+                               "RETURNING cancel_requested", (to_db(now), run_id)).fetchone()
+        return bool(row and row[0])
 
     def claim_due_run(self, *, now: dt.datetime, work_queue: str, claimer: str) -> dict[str, Any] | None:
         """Atomically move the oldest due waiting run of a queue to PENDING; None if none is due.
@@ -128,8 +176,19 @@ class RunStore:
                                     "there is nothing left to cancel.")
         return self.get_run(run["id"])
 
+    _WITH_RETRIES = ("SELECT r.*, COALESCE(d.retries, 0) AS deployment_retries FROM flow_runs r "
+                     "LEFT JOIN deployments d ON d.id = r.deployment_id")
+
     def active_runs(self) -> list[dict[str, Any]]:
-        return self._all("SELECT * FROM flow_runs WHERE state IN ('PENDING', 'RUNNING') ORDER BY started_at")
+        """PENDING and RUNNING runs, with how many crash retries their deployment allows."""
+        return self._all(f"{self._WITH_RETRIES} WHERE r.state IN ('PENDING', 'RUNNING') ORDER BY r.started_at")
+
+    def run_for_sweep(self, run_id: str) -> dict[str, Any]:
+        """One run (by its full id), with how many crash retries its deployment allows."""
+        run = self._one(f"{self._WITH_RETRIES} WHERE r.id = ?", (run_id,))
+        if run is None:
+            raise NotFound(f"The run {run_id!r} is not in the history.")
+        return run
 
     def running_count(self, work_queue: str) -> int:
         return self.conn.execute(

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from ..errors import NotFound
 from ..orchestration.states import State
@@ -89,7 +89,9 @@ class SchedulingStore:
         "SELECT d.*, (SELECT MIN(r.scheduled_time) FROM flow_runs r WHERE r.deployment_id = d.id "
         "  AND r.state = 'SCHEDULED') AS next_run_time, "
         "(SELECT r.state FROM flow_runs r WHERE r.deployment_id = d.id AND r.started_at IS NOT NULL "
-        "  ORDER BY r.started_at DESC LIMIT 1) AS last_run_state FROM deployments d")
+        "  ORDER BY r.started_at DESC LIMIT 1) AS last_run_state, "
+        "(SELECT COALESCE(SUM(s.count), 0) FROM skipped_slots s WHERE s.deployment_id = d.id) AS skipped_slots "
+        "FROM deployments d")
 
     def get_deployment(self, name: str) -> dict[str, Any]:
         """One deployment, like ``deployments()``; NotFound names it."""
@@ -173,12 +175,14 @@ class SchedulingStore:
             params.append(work_queue)
         return self._all(sql + " ORDER BY COALESCE(r.next_attempt_at, r.scheduled_time) LIMIT ?", (*params, limit))
 
-    def mark_late(self, run_id: str, reason: str, now: dt.datetime) -> dict[str, Any]:
-        return self.transition(run_id, State.LATE, now=now, late_reason=reason)
+    def mark_late(self, run_id: str, reason: str, now: dt.datetime) -> dict[str, Any] | None:
+        """SCHEDULED -> LATE with the reason; None if the run was claimed or cancelled meanwhile."""
+        return self.transition(run_id, State.LATE, now=now, expect=(State.SCHEDULED,), late_reason=reason)
 
     def set_late_reason(self, run_id: str, reason: str) -> None:
         with self.atomic() as conn:
-            conn.execute("UPDATE flow_runs SET late_reason = ? WHERE id = ?", (reason, run_id))
+            conn.execute("UPDATE flow_runs SET late_reason = ? WHERE id = ? AND state IN ('SCHEDULED', 'LATE', "
+                         "'AWAITING_RETRY')", (reason, run_id))
 
     def runs_on_dates(self, deployment_id: int, dates: Iterable[dt.date]) -> list[dict[str, Any]]:
         """Runs of a deployment for these run dates (any trigger), newest first."""
@@ -189,27 +193,36 @@ class SchedulingStore:
             f"SELECT id, name, state, run_date, trigger, created_at FROM flow_runs WHERE deployment_id = ? "
             f"AND run_date IN ({', '.join('?' * len(days))}) ORDER BY created_at DESC", (deployment_id, *days))
 
-    def scheduler_started(self, *, pid: int, hostname: str, now: dt.datetime,
-                          stale_after: float) -> dict[str, Any] | None:
-        """Record this process as the scheduler; returns the previous scheduler's row, if any."""
+    def take_scheduler_lease(self, *, owner: str, pid: int, hostname: str, now: dt.datetime, stale_after: float,
+                             holder_gone: Callable[[dict[str, Any]], bool]) -> tuple[bool, dict[str, Any] | None]:
+        """Become the one scheduler of this history, unless another one still holds it.
+
+        The lease is free when no scheduler ever ran, the last one stopped, or ``holder_gone(row)``
+        says its process is gone. One transaction reads and writes it, so of two schedulers
+        starting at once exactly one wins. Returns (won, the previous holder's row).
+        """
         with self.atomic() as conn:
             previous = self.scheduler_status()
+            if previous and previous["owner"] and not previous["stopped_at"] and not holder_gone(previous):
+                return False, previous
             conn.execute(
-                "INSERT INTO schedulers (id, pid, hostname, started_at, heartbeat_at, stale_after) "
-                "VALUES (1, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET pid = excluded.pid, "
+                "INSERT INTO schedulers (id, owner, pid, hostname, started_at, heartbeat_at, stale_after) "
+                "VALUES (1, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET owner = excluded.owner, pid = excluded.pid, "
                 "hostname = excluded.hostname, started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at, "
                 "stale_after = excluded.stale_after, stopped_at = NULL, last_error = NULL, last_error_at = NULL",
-                (pid, hostname, to_db(now), to_db(now), stale_after))
-        return previous
+                (owner, pid, hostname, to_db(now), to_db(now), stale_after))
+        return True, previous
 
-    def scheduler_heartbeat(self, now: dt.datetime) -> None:
+    def scheduler_heartbeat(self, now: dt.datetime, *, owner: str) -> bool:
+        """Stamp the lease of ``owner``; False when another scheduler holds it now (this one must stop)."""
         with self.atomic() as conn:
-            conn.execute("UPDATE schedulers SET heartbeat_at = ? WHERE id = 1", (to_db(now),))
+            return conn.execute("UPDATE schedulers SET heartbeat_at = ? WHERE id = 1 AND owner = ? AND stopped_at IS NULL",
+                                (to_db(now), owner)).rowcount == 1
 
-    def scheduler_stopped(self, now: dt.datetime) -> None:
+    def scheduler_stopped(self, now: dt.datetime, *, owner: str) -> None:
         with self.atomic() as conn:
-            conn.execute("UPDATE schedulers SET stopped_at = ?, heartbeat_at = ? WHERE id = 1",
-                         (to_db(now), to_db(now)))
+            conn.execute("UPDATE schedulers SET stopped_at = ?, heartbeat_at = ? WHERE id = 1 AND owner = ?",
+                         (to_db(now), to_db(now), owner))
 
     def scheduler_error(self, message: str, now: dt.datetime) -> None:
         with self.atomic() as conn:
@@ -217,6 +230,31 @@ class SchedulingStore:
 
     def scheduler_status(self) -> dict[str, Any] | None:
         """The scheduler's pid, host, start, last heartbeat and stop time (None if none ever ran)."""
-        return self._one("SELECT pid, hostname, started_at, heartbeat_at, stopped_at, stale_after, last_error, "
+        return self._one("SELECT owner, pid, hostname, started_at, heartbeat_at, stopped_at, stale_after, last_error, "
                          "last_error_at FROM schedulers WHERE id = 1")
+
+    # -- what went wrong with a deployment, and slots it never made ----------------------
+    def set_deployment_error(self, deployment_id: int, message: str, now: dt.datetime) -> None:
+        with self.atomic() as conn:
+            conn.execute("UPDATE deployments SET last_error = ?, last_error_at = ? WHERE id = ?",
+                         (message, to_db(now), deployment_id))
+
+    def clear_deployment_error(self, deployment_id: int) -> None:
+        """Forget a deployment's error once its jobs work again (writes only when there was one)."""
+        with self.atomic() as conn:
+            conn.execute("UPDATE deployments SET last_error = NULL, last_error_at = NULL "
+                         "WHERE id = ? AND last_error IS NOT NULL", (deployment_id,))
+
+    def record_skipped_slots(self, deployment_id: int, *, first: dt.datetime, last: dt.datetime, count: int,
+                             at_least: bool, reason: str, now: dt.datetime) -> None:
+        with self.atomic() as conn:
+            conn.execute("INSERT INTO skipped_slots (deployment_id, first_slot, last_slot, count, count_is_floor, "
+                         "reason, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         (deployment_id, to_db(first), to_db(last), count, int(at_least), reason, to_db(now)))
+
+    def skipped_slots(self, deployment_id: int | None = None, *, limit: int = 50) -> list[dict[str, Any]]:
+        """Slots never made into runs (the catch-up cap), newest record first, with the deployment's name."""
+        sql = ("SELECT s.*, d.name AS deployment FROM skipped_slots s JOIN deployments d ON d.id = s.deployment_id"
+               + (" WHERE s.deployment_id = ?" if deployment_id is not None else "") + " ORDER BY s.id DESC LIMIT ?")
+        return self._all(sql, ((deployment_id,) if deployment_id is not None else ()) + (limit,))
     # (end of deployments, work queues and the scheduler)

@@ -13,11 +13,9 @@ from .months import check_run_date, months_for, parse_date
 from ..orchestration.runtime import FlowResult, SYSTEM_CLOCK, flow, run_context, run_flow, task
 from ..orchestration.states import State
 from ..store import Store
+from .job import FLOW_NAME, TASKS, run_fields  # noqa: F401  (run_fields: the registered fields)
 
 log = logging.getLogger("pipeline.training.flow")
-
-FLOW_NAME = "fhv-duration-training"
-TASKS = ("read_data", "prepare_features", "train_model", "run_model")
 
 
 @task(retries=3, retry_delay=5.0, retry_on=(TransientError,), timeout=3600)
@@ -107,15 +105,6 @@ def _metrics(run_date: dt.date, train_month: str, val_month: str, train: Any, va
     }
 
 
-def run_fields(parameters: dict[str, Any], settings: Settings, *, today: dt.date | None = None) -> dict[str, Any]:
-    """The columns a run row carries before it starts: its date, months and data source."""
-    run_date = parse_date(parameters.get("date"), today=today)
-    data_url = normalize_data_url(parameters.get("data_url") or settings.data_url)
-    train_month, val_month = months_for(run_date)
-    return {"run_date": run_date.isoformat(), "train_month": train_month, "val_month": val_month,
-            "data_source": data_url, "synthetic": is_synthetic(data_url)}
-
-
 def execute(store: Store, settings: Settings, run_id: str, *, clock: Any = SYSTEM_CLOCK,
             await_policy: Any = None, heartbeat_every: float = 5.0) -> FlowResult:
     """Run an existing PENDING run of the training flow to its end."""
@@ -123,6 +112,9 @@ def execute(store: Store, settings: Settings, run_id: str, *, clock: Any = SYSTE
     parameters = dict(store.get_run(run_id)["parameters"])
     return run_flow(store, training_flow, run_id, {**parameters, "settings": settings}, clock=clock,
                     await_policy=await_policy, heartbeat_every=heartbeat_every)
+
+
+FOREGROUND_HEARTBEAT = 1.0  # a foreground run notices a cancel from the CLI or dashboard within a second or two
 
 
 def run_now(store: Store, settings: Settings, *, date: str | None = None, data_url: str | None = None,
@@ -137,4 +129,4 @@ def run_now(store: Store, settings: Settings, *, date: str | None = None, data_u
     now = clock.now()
     run_id = store.create_run(flow=FLOW_NAME, name=name, state=State.PENDING, now=now, parameters=parameters,
                               trigger=trigger, scheduled_time=now, **run_fields(parameters, settings))
-    return execute(store, settings, run_id, clock=clock)
+    return execute(store, settings, run_id, clock=clock, heartbeat_every=FOREGROUND_HEARTBEAT)

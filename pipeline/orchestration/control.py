@@ -1,0 +1,94 @@
+"""What a person asks of the orchestrator, from the CLI or the dashboard: the same functions for both.
+
+Trigger a run, plan and enqueue a backfill, cancel a run, pause or resume a deployment, register
+deployment files, create a work queue. Each takes the store and ``now``; bad input raises a
+PipelineError with one sentence. The CLI prints what they return; the dashboard shows it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..config import Settings
+from ..errors import NotFound
+from ..store import DeploymentRow, RunRow, Store
+from . import enqueue
+from .deployments import DeploymentSpec, check_name, load_specs, materialise, register
+
+BACKFILL_QUEUE = "backfill"
+
+
+def trigger(store: Store, settings: Settings, *, deployment: str | None, date: dt.date | None,
+            now: dt.datetime) -> RunRow:
+    """Enqueue one manual run of ``deployment`` (None: the default one) for ``date`` (None: today)."""
+    return enqueue.trigger_run(store, settings, deployment=deployment, date=date, now=now)
+
+
+def plan_backfill(store: Store, settings: Settings, *, deployment: str | None, start: dt.date, end: dt.date,
+                  now: dt.datetime, force: bool = False) -> enqueue.BackfillPlan:
+    """What a backfill would enqueue and skip; writes nothing."""
+    return enqueue.plan_backfill(store, settings, deployment=deployment, start=start, end=end, now=now, force=force)
+
+
+def backfill(store: Store, settings: Settings, plan: enqueue.BackfillPlan, *, now: dt.datetime,
+             concurrency: int | None = None) -> enqueue.Enqueued:
+    """Enqueue a plan; with ``concurrency``, in the work queue 'backfill' limited to that many at once."""
+    if concurrency and plan.dates:
+        store.upsert_work_queue(BACKFILL_QUEUE, concurrency_limit=concurrency, now=now)
+        plan = dataclasses.replace(plan, work_queue=BACKFILL_QUEUE)
+    return enqueue.enqueue_backfill(store, settings, plan, now=now)
+
+
+def cancel(store: Store, run_id: str, *, now: dt.datetime) -> RunRow:
+    """Cancel a waiting run at once, or ask whoever runs it (scheduler or foreground command) to stop it."""
+    return store.request_cancel(run_id, now=now)
+
+
+def pause(store: Store, name: str, *, now: dt.datetime) -> DeploymentRow:
+    """Stop scheduling a deployment: its upcoming runs are dropped, its due ones cancelled."""
+    return store.set_deployment_active(name, False, now)
+
+
+def resume(store: Store, settings: Settings, name: str, *, now: dt.datetime) -> DeploymentRow:
+    """Schedule a paused deployment again from ``now``, its upcoming runs made at once."""
+    row = store.set_deployment_active(name, True, now)
+    materialise(store, settings, row, now)
+    return store.get_deployment(name)
+
+
+def create_work_queue(store: Store, name: str, *, limit: int | None, now: dt.datetime) -> dict:
+    check_name(name, "work queue")
+    return store.upsert_work_queue(name, concurrency_limit=limit, now=now)
+
+
+@dataclass(frozen=True)
+class Registered:
+    """A deployment as registered from a file, with what the user should know about it."""
+
+    row: DeploymentRow
+    spec: DeploymentSpec
+    notes: list[str] = field(default_factory=list)
+
+
+def register_file(store: Store, settings: Settings, path: Path, *, now: dt.datetime) -> list[Registered]:
+    """Register every spec of a deployment file; a work queue it names that does not exist is created, and said."""
+    specs = load_specs(path)
+    out = []
+    for spec in specs:
+        notes = [] if _queue_exists(store, spec.work_queue) else [
+            f"Created the work queue {spec.work_queue!r} (no concurrency limit) for {spec.name}; the queues were "
+            f"{', '.join(q['name'] for q in store.work_queues())}. Set a limit with: python -m pipeline work-queue "
+            f"set-limit {spec.work_queue} N"]
+        row = register(store, spec, now, settings=settings, source_file=str(Path(path).resolve()))
+        out.append(Registered(row, spec, notes))
+    return out
+
+
+def _queue_exists(store: Store, name: str) -> bool:
+    try:
+        store.work_queue(name)
+    except NotFound:
+        return False
+    return True

@@ -1,0 +1,95 @@
+"""Is a run's process alive? What to do with a run whose process is gone.
+
+Pure functions of a run row, the scheduler's identity and ``now`` (plus the process table of
+this host). Used by the scheduler's sweep:
+
+* a run claimed by a scheduler that died before its process began goes back to the queue
+  (nothing of it ran);
+* a run whose process is gone ends CRASHED (or CANCELLED, if its cancel had been asked for);
+* a run claimed by another scheduler that is still alive is left alone.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+import psutil
+
+from ..formatting import seconds_words, utc_text
+from ..store import from_db
+from .states import State
+
+
+def process_alive(pid: int, started_at: dt.datetime | None) -> bool:
+    """True if ``pid`` runs and is not a zombie nor a newer process that reused the number."""
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        born = dt.datetime.fromtimestamp(process.create_time(), dt.timezone.utc)
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError, OverflowError):
+        return False
+    return started_at is None or born <= started_at + dt.timedelta(seconds=2)
+
+
+def identity_alive(identity: str | None, *, since: dt.datetime | None = None) -> bool | None:
+    """Whether the scheduler ``host:pid:tag`` still runs: True/False on this host, None elsewhere."""
+    host, _, rest = (identity or "").partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return None
+    return process_alive(int(pid), since)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the sweep does with a run: ``requeue`` it or ``end`` it (CRASHED/CANCELLED), and why."""
+
+    action: str
+    reason: str
+
+
+def judge(run: dict[str, Any], *, now: dt.datetime, identity: str, stale_after: float) -> Verdict | None:
+    """What to do with an active run this scheduler did not start; None while it may still run."""
+    if run["state"] == State.PENDING and not run["started_at"]:
+        return _unstarted(run, now=now, identity=identity, stale_after=stale_after)
+    if run["pid"] and run["hostname"] == socket.gethostname():
+        if process_alive(run["pid"], from_db(run["started_at"])):
+            return None
+        return Verdict("end", f"Its flow process (pid {run['pid']}) is gone: the scheduler or command that ran it "
+                              "stopped or was killed before the run ended.")
+    last = from_db(run["heartbeat_at"] or run["started_at"] or run["created_at"])
+    if (now - last).total_seconds() > stale_after:
+        host = f" on {run['hostname']}" if run["hostname"] else ""
+        return Verdict("end", f"No heartbeat since {utc_text(last)}: its process{host} is presumed gone.")
+    return None
+
+
+def _unstarted(run: dict[str, Any], *, now: dt.datetime, identity: str, stale_after: float) -> Verdict | None:
+    """A PENDING run whose process never began: back to the queue once its claimer is gone."""
+    claimer = run["claimed_by"]
+    if claimer == identity:
+        return None
+    alive = identity_alive(claimer)
+    if alive is None:  # claimed on another host (or by a foreground command): judge by its age
+        since = from_db(run["heartbeat_at"] or run["created_at"])
+        alive = (now - since).total_seconds() <= stale_after and claimer is not None
+    if alive:
+        return None
+    who = f"the scheduler {claimer}" if claimer else "a process"
+    return Verdict("requeue", f"claimed by {who}, which stopped before starting it; back in the queue")
+
+
+def ending_message(why: str, pid: int | None, how: str, *, cancel_grace: float, stale_after: float) -> str:
+    """What to record for a run whose process ended without a final state; ``why`` we signalled it."""
+    process = f"The flow process (pid {pid}) {how}"
+    if why.startswith("cancel"):
+        late = f" after not stopping within {seconds_words(cancel_grace)} of SIGTERM" if "killed" in why else ""
+        return f"Cancelled on request{late}. {process}."
+    if why.startswith("stop"):
+        return f"Cancelled because the scheduler stopped before the run finished. {process}."
+    if why == "hung":
+        return f"No heartbeat for more than {seconds_words(stale_after)}, so the flow process was killed."
+    return f"{process} before recording a final state."

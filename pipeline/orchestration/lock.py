@@ -1,0 +1,91 @@
+"""One scheduler per history: a file lock for a quick answer, a lease in the history as the authority.
+
+``exclusive`` holds ``$FHV_HOME/scheduler.lock`` with flock (the OS releases it even on kill -9) so
+a second scheduler on this host is told at once which process holds it. The lock file can be
+deleted, though, so the history itself holds the lease (``schedulers.owner``): it is taken in one
+transaction only when the last holder stopped or its process is gone, and every heartbeat renews
+it conditionally; a scheduler that finds the lease taken by another stops.
+
+``HistoryWatch`` notices when the history file is deleted or replaced under a running scheduler.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Iterator
+
+from ..config import Settings
+from ..errors import HistoryLost, SchedulerLocked
+from ..store import Store
+
+
+@contextlib.contextmanager
+def exclusive(settings: Settings, store: Store) -> Iterator[None]:
+    """Hold the history's scheduler lock file (flock)."""
+    settings.lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(settings.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _holder(fd, store)
+        os.close(fd)
+        raise SchedulerLocked(f"Another scheduler {holder} already runs on {settings.db_path}; "
+                              "stop it first, or use another FHV_HOME.") from None
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+        yield
+    finally:
+        os.close(fd)
+
+
+def _holder(fd: int, store: Store) -> str:
+    text = os.pread(fd, 200, 0).decode(errors="replace").split()
+    for _ in range(20):  # the holder writes its pid just after taking the lock
+        if text:
+            break
+        time.sleep(0.05)
+        text = os.pread(fd, 200, 0).decode(errors="replace").split()
+    pid = text[0] if text else "?"
+    row = store.scheduler_status() or {}
+    beat = f", last heartbeat {row.get('heartbeat_at') or '-'}" if str(row.get("pid")) == pid else ""
+    return f"(pid {pid}{' on ' + text[1] if len(text) > 1 else ''}{beat})"
+
+
+def lease_refused(path: Path, holder: dict) -> SchedulerLocked:
+    """The sentence for a scheduler that found the history's lease held by a live scheduler."""
+    return SchedulerLocked(f"Another scheduler (pid {holder.get('pid')} on {holder.get('hostname')}, last heartbeat "
+                           f"{holder.get('heartbeat_at') or '-'}) already runs on {path}, although its lock file "
+                           "is missing; stop it first, or use another FHV_HOME.")
+
+
+class HistoryWatch:
+    """Remembers which file the history is, to notice it being deleted or replaced."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.identity = _file_identity(self.path)
+
+    def check(self) -> None:
+        """Raise HistoryLost with a sentence if the history file is gone or is another file now."""
+        if self.identity is None:
+            return
+        now = _file_identity(self.path)
+        if now is None:
+            raise HistoryLost(f"The history {self.path} was deleted while the scheduler ran; it stops so that "
+                              "nothing is written to a file nobody reads. Restore the file, then start it again.")
+        if now != self.identity:
+            raise HistoryLost(f"The history {self.path} was replaced by another file while the scheduler ran; it "
+                              "stops rather than mix two histories. Start it again to serve the new file.")
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return stat.st_dev, stat.st_ino

@@ -1,0 +1,103 @@
+"""The flows the orchestrator can run, by name: the one place it learns about a flow.
+
+A flow registers a ``FlowEntry``: how to execute a run of it, which parameters a deployment may
+set, which columns a run records before it starts (its business fields, such as the months it
+covers), which errors mean "the data is not there yet" and which modules a worker process should
+import once. The scheduler, the executor and the deployments only ever look entries up here, so
+a second flow is a registration, not an edit of the orchestrator.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
+
+from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..config import Settings
+    from ..store import Store
+    from .runtime import AwaitPolicy, FlowResult
+    from .clock import Clock
+
+
+class Execute(Protocol):
+    """Run an existing PENDING run of a flow to its final state and record it."""
+
+    def __call__(self, store: "Store", settings: "Settings", run_id: str, *, clock: "Clock",
+                 await_policy: "AwaitPolicy | None", heartbeat_every: float) -> "FlowResult":
+        ...
+
+
+RunFields = Callable[[Mapping[str, Any], "Settings"], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class FlowEntry:
+    """A flow as the orchestrator knows it.
+
+    ``execute`` is ``"module:function"``, imported only where a run executes (a worker process),
+    so that listing deployments never imports scikit-learn. ``run_fields(parameters, settings)``
+    gives the flow_runs columns a run carries before it starts; it raises ConfigError for bad
+    parameters. ``parameters`` are the names a deployment may set besides ``date``.
+    """
+
+    name: str
+    execute: str
+    run_fields: RunFields
+    parameters: tuple[str, ...] = ()
+    await_errors: tuple[type[BaseException], ...] = ()
+    preload: tuple[str, ...] = ()
+    normalize: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
+
+    def load(self) -> Execute:
+        module, _, attribute = self.execute.partition(":")
+        return getattr(importlib.import_module(module), attribute)
+
+    def fields_for(self, parameters: Mapping[str, Any], settings: "Settings") -> dict[str, Any]:
+        return self.run_fields(parameters, settings)
+
+    def check_parameters(self, parameters: Mapping[str, Any], deployment: str) -> dict[str, Any]:
+        """A deployment's parameters, checked against this flow's; ConfigError names the bad one."""
+        if "date" in parameters:
+            raise ConfigError(f"The deployment {deployment!r} sets the parameter 'date'; each run gets its slot's "
+                              "date, so remove it (use trigger --date or backfill for other dates).")
+        unknown = sorted(set(parameters) - set(self.parameters))
+        if unknown:
+            takes = ", ".join(("date",) + self.parameters)
+            raise ConfigError(f"The deployment {deployment!r} has the unknown parameter {unknown[0]!r}; "
+                              f"the flow {self.name!r} takes {takes}.")
+        return self.normalize(parameters) if self.normalize else dict(parameters)
+
+
+_FLOWS: dict[str, FlowEntry] = {}
+
+
+def register_flow(entry: FlowEntry) -> FlowEntry:
+    """Make a flow runnable by deployments (registering the same name again replaces it)."""
+    _FLOWS[entry.name] = entry
+    return entry
+
+
+def flow_entry(name: str) -> FlowEntry:
+    """The registered flow ``name``; ConfigError lists the flows there are."""
+    try:
+        return _FLOWS[name]
+    except KeyError:
+        known = ", ".join(repr(n) for n in sorted(_FLOWS)) or "none"
+        raise ConfigError(f"The flow {name!r} is not registered; the flows are: {known}.") from None
+
+
+def flow_names() -> list[str]:
+    return sorted(_FLOWS)
+
+
+def preload_modules() -> tuple[str, ...]:
+    """Every registered flow's modules a worker imports once (the forkserver preload)."""
+    return tuple(dict.fromkeys(module for entry in _FLOWS.values() for module in entry.preload))
+
+
+def slot_parameters(parameters: Mapping[str, Any] | None, run_date: dt.date) -> dict[str, Any]:
+    """A run's parameters: its deployment's, plus ``date`` = the date of its slot or request."""
+    return {**(parameters or {}), "date": run_date.isoformat()}

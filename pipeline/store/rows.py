@@ -1,0 +1,75 @@
+"""The shapes of the rows the store returns (what the scheduler and the CLI read by key)."""
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+
+class RunRow(TypedDict, total=False):
+    """A flow run. Times are the store's UTC text; JSON columns are decoded.
+
+    The orchestrator's own columns come first; ``run_date`` .. ``synthetic`` are the business
+    fields its flow registered (``FlowEntry.run_fields``), which the orchestrator only passes on.
+    """
+
+    id: str
+    name: str
+    flow: str
+    state: str
+    state_message: str | None
+    parameters: dict[str, Any]
+    trigger: str
+    scheduled_time: str | None
+    created_at: str
+    started_at: str | None
+    ended_at: str | None
+    heartbeat_at: str | None
+    pid: int | None
+    hostname: str | None
+    metrics: dict[str, Any] | None
+    error: str | None
+    error_task: str | None
+    deployment_id: int | None
+    deployment: str | None
+    work_queue: str | None
+    schedule_fingerprint: str | None
+    claimed_by: str | None
+    cancel_requested: int
+    attempts: int
+    next_attempt_at: str | None
+    late_reason: str | None
+    enqueue_key: str | None
+    retry_of: str | None
+    retry_number: int
+    max_lateness: float | None
+    run_date: str | None
+    train_month: str | None
+    val_month: str | None
+    data_source: str | None
+    synthetic: int
+
+
+class DeploymentRow(TypedDict, total=False):
+    """A deployment with its next and last run, as ``Store.deployments()`` returns it."""
+
+    id: int
+    name: str
+    flow: str
+    schedule: dict[str, Any] | None
+    schedule_fingerprint: str | None
+    parameters: dict[str, Any]
+    tags: list[str]
+    work_queue: str
+    catchup: str
+    max_lateness: float | None
+    retries: int
+    active: bool
+    description: str | None
+    source_file: str | None
+    schedule_since: str | None
+    last_error: str | None
+    last_error_at: str | None
+    next_run_time: str | None
+    last_run_state: str | None
+    skipped_slots: int
+    created_at: str
+    updated_at: str
