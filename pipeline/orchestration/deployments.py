@@ -250,6 +250,7 @@ def materialise(store: Store, settings: Settings, row: DeploymentRow, now: dt.da
     schedule = schedule_of(row)
     if schedule is None or not row["active"]:
         return 0
+    run_columns(row["flow"], run_parameters(row, now.date()), settings)  # still valid (a data folder may vanish)
     fingerprint = schedule.fingerprint()
     marks = (from_db(row.get("schedule_since")), store.slot_watermark(row["id"], fingerprint))
     start = max((m for m in marks if m is not None), default=now)

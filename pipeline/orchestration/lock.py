@@ -64,23 +64,36 @@ def lease_refused(path: Path, holder: dict) -> SchedulerLocked:
 
 
 class HistoryWatch:
-    """Remembers which file the history is, to notice it being deleted or replaced."""
+    """Remembers which file the history is (its inode and the random id inside it) to notice it being
+    deleted or replaced: an open connection would go on writing to the old file, unseen."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
         self.identity = _file_identity(self.path)
+        self.token = _token(self.path)
 
     def check(self) -> None:
         """Raise HistoryLost with a sentence if the history file is gone or is another file now."""
         if self.identity is None:
             return
-        now = _file_identity(self.path)
-        if now is None:
+        if _file_identity(self.path) is None:
             raise HistoryLost(f"The history {self.path} was deleted while the scheduler ran; it stops so that "
                               "nothing is written to a file nobody reads. Restore the file, then start it again.")
-        if now != self.identity:
+        if _file_identity(self.path) != self.identity or _token(self.path) != self.token:
             raise HistoryLost(f"The history {self.path} was replaced by another file while the scheduler ran; it "
                               "stops rather than mix two histories. Start it again to serve the new file.")
+
+
+def _token(path: Path) -> str | None:
+    """The history's own random id, read through a fresh read-only connection ('' if unreadable)."""
+    try:
+        reader = Store(path, readonly=True)
+        try:
+            return reader.history_identity()
+        finally:
+            reader.close()
+    except Exception:  # noqa: BLE001 - a file that is no history (any more) has no id
+        return ""
 
 
 def _file_identity(path: Path) -> tuple[int, int] | None:

@@ -315,15 +315,21 @@ class Scheduler:
             row = names.get(run["deployment"]) or {"id": run["deployment_id"], "name": run["deployment"]}
             self._for_deployment(row, "expiry", lambda run=run: catchup.expire_run(self.store, run, now))
 
+    def held(self) -> dict[int, str]:
+        """Deployments whose runs wait: their catch-up failed, so nobody knows yet which missed slots may run."""
+        return {dep: jobs["catch-up"] for dep, jobs in self.failing.items() if "catch-up" in jobs}
+
     def dispatch(self) -> None:
         """Claim due runs, queue by queue, up to each queue's concurrency limit, and start them."""
         if self.stopping.is_set():
             return
+        held = tuple(self.held())
         for queue in self.store.work_queues():
             limit = queue["concurrency_limit"]
             free = UNLIMITED if limit is None else limit - queue["running"]
             while not queue["paused"] and free > 0 and not self.stopping.is_set():
-                run = self.store.claim_due_run(now=self.clock.now(), work_queue=queue["name"], claimer=self.identity)
+                run = self.store.claim_due_run(now=self.clock.now(), work_queue=queue["name"], claimer=self.identity,
+                                               skip_deployments=held)
                 if run is None:
                     break
                 self._start(run)
@@ -331,11 +337,15 @@ class Scheduler:
 
     def mark_late(self) -> None:
         """Runs still waiting ``late_after`` past their time become LATE, with the reason."""
-        now = self.clock.now()
+        now, held = self.clock.now(), self.held()
         queues = {q["name"]: q for q in self.store.work_queues()}
         for run in self.store.due_runs(due_by=now - dt.timedelta(seconds=self.options.late_after)):
-            if run["state"] == State.SCHEDULED:
-                self.store.mark_late(run["id"], self._late_reason(queues.get(run["work_queue"])), now)
+            if run["state"] != State.SCHEDULED:
+                continue
+            reason = (f"its deployment {run['deployment']} waits until its catch-up can be applied "
+                      f"({held[run['deployment_id']]})") if run["deployment_id"] in held else \
+                self._late_reason(queues.get(run["work_queue"]))
+            self.store.mark_late(run["id"], reason, now)
 
     def _late_reason(self, queue: dict[str, Any] | None) -> str:
         if self.stopping.is_set():

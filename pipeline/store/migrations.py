@@ -131,6 +131,8 @@ CREATE TABLE skipped_slots (
     recorded_at TEXT NOT NULL
 );
 CREATE INDEX skipped_slots_deployment ON skipped_slots(deployment_id, recorded_at);
+CREATE TABLE history_identity (id TEXT NOT NULL);
+INSERT INTO history_identity (id) VALUES (lower(hex(randomblob(16))));
 """),
 ]
 

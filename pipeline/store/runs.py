@@ -132,14 +132,17 @@ class RunStore:
                                "RETURNING cancel_requested", (to_db(now), run_id)).fetchone()
         return bool(row and row[0])
 
-    def claim_due_run(self, *, now: dt.datetime, work_queue: str, claimer: str) -> dict[str, Any] | None:
+    def claim_due_run(self, *, now: dt.datetime, work_queue: str, claimer: str,
+                      skip_deployments: tuple[int, ...] = ()) -> dict[str, Any] | None:
         """Atomically move the oldest due waiting run of a queue to PENDING; None if none is due.
 
         The WHERE on the state makes the claim safe against a second scheduler: the row is
-        claimed once, whoever comes second updates nothing.
+        claimed once, whoever comes second updates nothing. Runs of ``skip_deployments`` wait.
         """
         waiting = tuple(s.value for s in WAITING_STATES)
         due = to_db(now)
+        skip = f"AND COALESCE(deployment_id, -1) NOT IN ({', '.join('?' * len(skip_deployments))})" \
+            if skip_deployments else ""
         with self.atomic() as conn:
             row = conn.execute(
                 f"""UPDATE flow_runs SET state = 'PENDING', claimed_by = ?, state_message = NULL,
@@ -147,11 +150,11 @@ class RunStore:
                     WHERE id = (SELECT id FROM flow_runs
                                 WHERE state IN ({', '.join('?' * len(waiting))}) AND work_queue = ?
                                   AND COALESCE(next_attempt_at, scheduled_time) <= ?
-                                  AND cancel_requested = 0
+                                  AND cancel_requested = 0 {skip}
                                 ORDER BY COALESCE(next_attempt_at, scheduled_time), created_at LIMIT 1)
                       AND state IN ({', '.join('?' * len(waiting))})
                     RETURNING *""",
-                (claimer, *waiting, work_queue, due, *waiting)).fetchone()
+                (claimer, *waiting, work_queue, due, *skip_deployments, *waiting)).fetchone()
             return _row(row)
 
     def request_cancel(self, run_id: str, *, now: dt.datetime) -> dict[str, Any]:

@@ -233,6 +233,11 @@ class SchedulingStore:
         return self._one("SELECT owner, pid, hostname, started_at, heartbeat_at, stopped_at, stale_after, last_error, "
                          "last_error_at FROM schedulers WHERE id = 1")
 
+    def history_identity(self) -> str | None:
+        """The random id this history got when it was made: another file has another one."""
+        row = self.conn.execute("SELECT id FROM history_identity LIMIT 1").fetchone()
+        return row[0] if row else None
+
     # -- what went wrong with a deployment, and slots it never made ----------------------
     def set_deployment_error(self, deployment_id: int, message: str, now: dt.datetime) -> None:
         with self.atomic() as conn:
