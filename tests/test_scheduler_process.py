@@ -77,6 +77,13 @@ class Service:
     def runs(self, *states):
         return self.store.runs(deployment="fast", states=states or None, limit=1000, order="upcoming")
 
+    def running_in_a_task_of_any(self):
+        """A running run of any deployment (or none) inside a task."""
+        for run in self.store.runs(states=["RUNNING"], limit=100):
+            if [t for t in self.store.task_runs(run["id"]) if t["state"] == "RUNNING"]:
+                return run
+        return None
+
     def running_in_a_task(self):
         for run in self.runs("RUNNING"):
             if [t for t in self.store.task_runs(run["id"]) if t["state"] == "RUNNING"]:
