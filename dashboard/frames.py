@@ -170,3 +170,16 @@ def work_queues_table(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
                 "Awaiting data": q.get("awaiting", 0)} for q in rows]
     return pd.DataFrame.from_records(records, columns=["Work queue", "Concurrency limit", "Status", "Running",
                                                        "Scheduled", "Late", "Awaiting data"])
+
+
+def skipped_slots_table(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """Slots never made into runs after a downtime, one line per record (newest first), times in UTC."""
+    records = [{"Deployment": r["deployment"],
+                "From (UTC)": labels.utc(r["first_slot"], seconds=False).removesuffix(" UTC"),
+                "To (UTC)": labels.utc(r["last_slot"], seconds=False).removesuffix(" UTC"),
+                "How many": labels.how_many(r["count"], bool(r.get("count_is_floor"))),
+                "Reason": r.get("reason") or "",
+                "Recorded (UTC)": labels.utc(r.get("recorded_at"), seconds=False).removesuffix(" UTC")}
+               for r in rows]
+    return pd.DataFrame.from_records(records, columns=["Deployment", "From (UTC)", "To (UTC)", "How many",
+                                                       "Reason", "Recorded (UTC)"])

@@ -217,10 +217,49 @@ def deployment(dep: dict[str, Any]) -> dict[str, Any]:
     """A deployment row plus its schedule in words (zone included), its zone and DST policy."""
     from pipeline.orchestration.deployments import schedule_of
 
-    schedule = schedule_of(dep)
+    try:
+        schedule = schedule_of(dep)
+    except Exception as error:  # noqa: BLE001 - a stored spec that no longer loads is shown, not raised
+        return {**dep, "schedule_text": f"The stored schedule does not load: {error}", "timezone": None,
+                "dst_policy": "-", "schedule_expr": str(dep.get("schedule") or "-")}
     if schedule is None:
         return {**dep, "schedule_text": "No schedule: runs only when triggered", "timezone": None,
                 "dst_policy": "-", "schedule_expr": "-"}
     expr = getattr(schedule, "expr", None) or f"every {schedule.to_json().get('interval')} s"
     return {**dep, "schedule_text": schedule.describe(), "timezone": schedule.timezone,
             "dst_policy": schedule.dst_policy(), "schedule_expr": expr}
+
+
+# -- deployments the scheduler skips, slots it never made ------------------------------------
+def deployment_error(dep: dict[str, Any]) -> str | None:
+    """Why the scheduler skips a deployment, and since when (UTC); None while it serves it.
+
+    ``**monthly-fhv** is skipped by the scheduler since 2026-01-02 03:04:05 UTC: materialise: …``
+    """
+    if not dep.get("last_error"):
+        return None
+    return (f"**{dep['name']}** is skipped by the scheduler since {utc(dep.get('last_error_at'))}: "
+            f"{dep['last_error']}")
+
+
+def skipped_deployments(names: list[str]) -> str:
+    """``1 deployment is skipped by the scheduler: monthly-fhv`` (``2 deployments are …: a, b``)."""
+    verb = "deployment is" if len(names) == 1 else "deployments are"
+    return f"{len(names)} {verb} skipped by the scheduler: {', '.join(names)}"
+
+
+def how_many(count: int, at_least: bool = False) -> str:
+    """``12``, ``at least 100,000`` (a count that stopped at its limit)."""
+    return f"at least {count:,}" if at_least else f"{count:,}"
+
+
+def slot_count(count: int, at_least: bool = False) -> str:
+    """``1 slot``, ``12 slots``, ``at least 100,000 slots``."""
+    return f"{how_many(count, at_least)} slot{'' if count == 1 else 's'}"
+
+
+def skipped_slots_note(count: int, at_least: bool = False) -> str:
+    """What a deployment's skipped-slot total means, for its card."""
+    return (f"{slot_count(count, at_least)} of this deployment passed during a downtime and "
+            f"{'was' if count == 1 and not at_least else 'were'} never made into runs (catch-up makes only the "
+            "latest missed slots): see *Slots skipped after a downtime* below.")

@@ -186,6 +186,17 @@ def deployments(history: Store) -> list[dict[str, Any]]:
     return [labels.deployment(dep) for dep in history.deployments()]
 
 
+def failing_deployments() -> list[dict[str, Any]]:
+    """The deployments the scheduler skips (``last_error`` set), by name."""
+    return [dep for dep in deployments() if dep.get("last_error")]
+
+
+@_cached
+def skipped_slots(history: Store, deployment_id: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    """Records of slots never made into runs after a downtime, newest first (all deployments or one)."""
+    return history.skipped_slots(deployment_id, limit=limit)
+
+
 @_cached
 def work_queues(history: Store) -> list[dict[str, Any]]:
     return history.work_queues()

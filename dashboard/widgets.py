@@ -11,6 +11,7 @@ import streamlit as st
 from . import labels, queries
 
 RUN_PAGE = "app_pages/run_detail.py"
+UPCOMING_PAGE = "app_pages/upcoming.py"
 STATE_OPTIONS = [labels.state_label(s) for s in labels.STATE_COLORS]
 
 
@@ -64,6 +65,26 @@ def scheduler_status(*, compact: bool = False) -> bool:
                    "scheduler marks runs Late. When it starts, it applies each deployment's catch-up policy to "
                    "the slots it missed, then starts the due runs.")
     return False
+
+
+def deployment_error(dep: dict[str, Any]) -> None:
+    """Say loudly that the scheduler skips this deployment, why and since when (nothing if it does not)."""
+    sentence = labels.deployment_error(dep)
+    if sentence:
+        st.error(f"{sentence} Until this is fixed the scheduler leaves it out of that step; every other deployment "
+                 "keeps getting its runs.",
+                 icon=":material/event_busy:")
+
+
+def failing_deployments() -> None:
+    """A summary of the deployments the scheduler skips, each with its sentence (nothing if none)."""
+    failing = queries.failing_deployments()
+    if not failing:
+        return
+    lines = "\n".join(f"- {labels.deployment_error(dep)}" for dep in failing)
+    st.error(f"**{labels.skipped_deployments([dep['name'] for dep in failing])}.** Every other deployment keeps "
+             f"getting its runs.\n\n{lines}", icon=":material/event_busy:")
+    st.page_link(UPCOMING_PAGE, label="See the deployments on Upcoming", icon=":material/event_upcoming:")
 
 
 def synthetic_banner(*, compact: bool = False) -> None:

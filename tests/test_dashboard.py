@@ -5,6 +5,7 @@ user's browser would; FHV_HOME points at a history in tmp_path.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import importlib.util
 import inspect
@@ -16,6 +17,7 @@ import streamlit as st
 from streamlit.config import ShowErrorDetailsConfigOptions
 from streamlit.testing.v1 import AppTest
 
+from dashboard import labels as dashboard_labels
 from pipeline.orchestration.states import State
 from pipeline.store import Store
 from tests.dashboard_seed import DEPLOYMENT, FLOW, bulk_history, seed_history
@@ -201,6 +203,107 @@ def test_the_latest_run_is_the_one_created_last_among_those_due_not_an_upcoming_
 def test_run_detail_with_an_unknown_id_says_so(history):
     at = open_page("run_detail", id="no-such-run")
     assert any("matches no run" in e.value for e in at.error)
+
+
+# -- deployments the scheduler skips, slots it never made -------------------------------------------
+DATA_GONE = ("materialise: The data folder /gone does not exist (data URL '/gone/{month}.parquet').")
+SKIP_REASON = ("7 slot(s) of monthly-fhv from 2024-01-15 14:00:00 UTC to 2024-07-15 13:00:00 UTC passed while no "
+               "scheduler ran and were not made into runs.")
+AT = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+
+
+@contextlib.contextmanager
+def writer(history):
+    opened = Store(history.settings.db_path)
+    try:
+        yield opened, opened.get_deployment(DEPLOYMENT)["id"]
+    finally:
+        opened.close()
+
+
+def skip_slots(history, count: int = 7, *, at_least: bool = False) -> None:
+    with writer(history) as (store, dep_id):
+        store.record_skipped_slots(dep_id, first=dt.datetime(2024, 1, 15, 14, tzinfo=dt.timezone.utc),
+                                   last=dt.datetime(2024, 7, 15, 13, tzinfo=dt.timezone.utc), count=count,
+                                   at_least=at_least, reason=SKIP_REASON, now=AT)
+
+
+def test_upcoming_says_loudly_which_deployment_the_scheduler_skips_why_and_since_when(history):
+    with writer(history) as (store, dep_id):
+        store.set_deployment_error(dep_id, DATA_GONE, AT)
+    at = open_page("upcoming")
+    (error,) = [e.value for e in at.error if DATA_GONE in e.value]
+    assert error.startswith(f"**{DEPLOYMENT}** is skipped by the scheduler since 2026-01-02 03:04:05 UTC: {DATA_GONE}")
+    assert "every other deployment keeps getting its runs" in error
+    assert any("Skipped by the scheduler]" in m.value and DEPLOYMENT in m.value for m in at.markdown)
+
+
+def test_overview_sums_up_the_deployments_the_scheduler_skips(history):
+    with writer(history) as (store, dep_id):
+        store.set_deployment_error(dep_id, DATA_GONE, AT)
+    at = open_page("overview")
+    (summary,) = [e.value for e in at.error if "skipped by the scheduler" in e.value]
+    assert summary.startswith(f"**1 deployment is skipped by the scheduler: {DEPLOYMENT}.**")
+    assert f"since 2026-01-02 03:04:05 UTC: {DATA_GONE}" in summary
+
+
+def test_a_deployment_the_scheduler_skips_is_named_where_runs_are_triggered_for_it(history):
+    with writer(history) as (store, dep_id):
+        store.set_deployment_error(dep_id, DATA_GONE, AT)
+    at = open_page("trigger")
+    assert any(DATA_GONE in e.value for e in at.error)
+
+
+def test_upcoming_lists_the_slots_skipped_after_a_downtime_with_their_count(history):
+    skip_slots(history)
+    at = open_page("upcoming")
+    assert any(s.value == "Slots skipped after a downtime" for s in at.subheader)
+    (row,) = table(at, "How many").to_dict("records")
+    assert row == {"Deployment": DEPLOYMENT, "From (UTC)": "2024-01-15 14:00", "To (UTC)": "2024-07-15 13:00",
+                   "How many": "7", "Reason": SKIP_REASON, "Recorded (UTC)": "2026-01-02 03:04"}
+    (note,) = [w.value for w in at.warning if "never made into runs" in w.value]
+    assert note.startswith("7 slots of this deployment passed during a downtime")
+
+
+def test_a_skipped_slot_count_that_hit_its_limit_says_at_least(history):
+    skip_slots(history, 100_000, at_least=True)
+    at = open_page("upcoming")
+    assert table(at, "How many")["How many"].tolist() == ["at least 100,000"]
+    assert any(w.value.startswith("at least 100,000 slots of this deployment") for w in at.warning)
+
+
+def test_without_deployment_errors_or_skipped_slots_nothing_of_them_shows(history):
+    for page in ("upcoming", "overview"):
+        at = open_page(page)
+        shown = texts(at) + "\n".join(s.value for s in at.subheader)
+        assert "skipped" not in shown.lower() and "never made into runs" not in shown
+        assert not any("How many" in d.value.columns for d in at.dataframe)
+
+
+def test_a_deployment_whose_stored_schedule_no_longer_loads_is_shown_with_why(history):
+    with writer(history) as (store, dep_id):
+        with store.atomic() as conn:
+            conn.execute("UPDATE deployments SET schedule = ? WHERE id = ?", ('{"type": "weekly"}', dep_id))
+        store.set_deployment_error(dep_id, "materialise: The schedule type 'weekly' is unknown.", AT)
+    at = open_page("upcoming")
+    assert any("The stored schedule does not load: The schedule type 'weekly' is unknown" in m.value
+               for m in at.markdown)
+    assert any("'weekly' is unknown" in e.value and "is skipped by the scheduler" in e.value for e in at.error)
+
+
+@pytest.mark.parametrize("names, text", [
+    (["a"], "1 deployment is skipped by the scheduler: a"),
+    (["a", "b"], "2 deployments are skipped by the scheduler: a, b"),
+])
+def test_the_summary_of_skipped_deployments_counts_and_names_them(names, text):
+    assert dashboard_labels.skipped_deployments(names) == text
+
+
+@pytest.mark.parametrize("count, at_least, text", [
+    (1, False, "1 slot"), (12, False, "12 slots"), (100_000, True, "at least 100,000 slots"),
+])
+def test_slot_counts_read_as_words(count, at_least, text):
+    assert dashboard_labels.slot_count(count, at_least) == text
 
 
 # -- interactions ------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Overview: is a scheduler alive, the last run, the next run, the latest error, runs by state."""
+"""Overview: is a scheduler alive, which deployments it skips, the last run, the next run, the latest error, runs by state."""
 from __future__ import annotations
 
 from typing import Any
@@ -72,6 +72,7 @@ def state_metrics(counts: dict[str, int]) -> None:
 @st.fragment(run_every=queries.LIVE_EVERY_S)
 def live_overview() -> None:
     widgets.scheduler_status()
+    widgets.failing_deployments()
     last, upcoming, metrics = st.columns(3, gap="large")
     with last:
         last_run_card(queries.last_run())

@@ -20,10 +20,13 @@ FIRST_DATE = dt.date(2015, 1, 1)
 
 def deployment_choice(key: str) -> str:
     """The deployment whose queue and parameters the new runs get (the default one first)."""
-    names = [d["name"] for d in queries.deployments()]
-    names = [DEFAULT_DEPLOYMENT] + [n for n in names if n != DEFAULT_DEPLOYMENT]
-    return st.selectbox("Deployment", names, key=key, help="Its work queue and parameters apply to the new runs; "
-                        f"{DEFAULT_DEPLOYMENT} is created on first use if it does not exist")
+    known = {d["name"]: d for d in queries.deployments()}
+    names = [DEFAULT_DEPLOYMENT] + [n for n in known if n != DEFAULT_DEPLOYMENT]
+    chosen = st.selectbox("Deployment", names, key=key, help="Its work queue and parameters apply to the new runs; "
+                          f"{DEFAULT_DEPLOYMENT} is created on first use if it does not exist")
+    if chosen in known:
+        widgets.deployment_error(known[chosen])
+    return chosen
 
 
 def months_caption(day: dt.date) -> str:

@@ -1,5 +1,6 @@
 """Upcoming: the next runs of every deployment in the schedule's zone and in UTC, the schedule
-in words with its zone and DST policy, why a run is late, pause/resume, and the work queues."""
+in words with its zone and DST policy, why a run is late, pause/resume, a deployment the scheduler
+skips (why, since when), the slots skipped after a downtime, and the work queues."""
 from __future__ import annotations
 
 from typing import Any
@@ -14,13 +15,17 @@ def deployment_card(dep: dict[str, Any]) -> None:
     with st.container(border=True):
         title_col, button_col = st.columns([5, 1])
         state = ":green-badge[Active]" if dep["active"] else ":gray-badge[Paused]"
-        title_col.markdown(f"### {dep['name']} &nbsp; {state}")
+        failing = " :red-badge[:material/event_busy: Skipped by the scheduler]" if dep.get("last_error") else ""
+        title_col.markdown(f"### {dep['name']} &nbsp; {state}{failing}")
         pause_button(button_col, dep)
+        widgets.deployment_error(dep)
         zone = dep.get("timezone") or "UTC"
         st.markdown(f"**{dep['schedule_text']}**")
         st.caption(f"Schedule `{dep['schedule_expr']}` in **{zone}** · DST: {dep['dst_policy']}")
         st.caption(f"Work queue `{dep.get('work_queue') or 'default'}` · tags {', '.join(dep.get('tags') or []) or '-'}"
-                   f" · catch-up `{dep.get('catchup') or '-'}` · parameters `{dep.get('parameters') or {}}`")
+                   f" · catch-up `{dep.get('catchup') or '-'}` · crash retries {dep.get('retries') or 0}"
+                   f" · parameters `{dep.get('parameters') or {}}`")
+        skipped_slots_note(dep)
         upcoming = queries.upcoming_runs(dep["name"])
         if not dep["active"]:
             st.info("Paused: the scheduler creates and starts no runs for it until it is resumed.")
@@ -29,6 +34,14 @@ def deployment_card(dep: dict[str, Any]) -> None:
             widgets.runs_table(table, key=f"upcoming_{dep['name']}")
         elif dep["active"]:
             st.info("No run materialised yet: the scheduler keeps the next runs ready while it runs.")
+
+
+def skipped_slots_note(dep: dict[str, Any]) -> None:
+    """How many of the deployment's slots were never made into runs after a downtime, if any."""
+    if not dep.get("skipped_slots"):
+        return
+    at_least = any(r["count_is_floor"] for r in queries.skipped_slots(dep["id"]))
+    st.warning(labels.skipped_slots_note(dep["skipped_slots"], at_least), icon=":material/event_busy:")
 
 
 def pause_button(column: Any, dep: dict[str, Any]) -> None:
@@ -76,6 +89,18 @@ def late_explanations() -> None:
         st.caption(f"… and {total - len(runs)} more; the Runs page lists them all.")
 
 
+def skipped_slots() -> None:
+    """Slots that passed while no scheduler ran and that catch-up did not make into runs (newest first)."""
+    records = queries.skipped_slots()
+    if not records:
+        return
+    st.subheader("Slots skipped after a downtime", divider="orange")
+    st.caption("After a downtime the scheduler makes only the latest missed slots into runs and lets the catch-up "
+               "policy judge them; the older ones were never made into runs and are listed here, newest first.")
+    st.dataframe(frames.skipped_slots_table(records), hide_index=True, key="upcoming_skipped", width="stretch",
+                 column_config={"Reason": st.column_config.TextColumn("Reason", width="large")})
+
+
 def work_queues() -> None:
     st.subheader("Work queues", divider="gray")
     st.caption("A queue starts at most *concurrency limit* runs at once; the others wait in order.")
@@ -93,6 +118,7 @@ def live_upcoming() -> None:
         st.info("No deployment yet. `python -m pipeline deployment create` or starting the scheduler creates one.")
     for dep in deployments:
         deployment_card(dep)
+    skipped_slots()
     manual_runs()
     work_queues()
 
