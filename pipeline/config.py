@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,12 +94,16 @@ def _is_folder(text: str) -> bool:
     return "://" not in path and Path(path).is_dir()
 
 
+MAX_DEMO_ROWS = 25_000_000
+
+
 def _check_demo(text: str) -> None:
     if text == "demo":
         return
     rows = text.split(":", 1)[1]
-    if not rows.isdigit() or int(rows) < 10:
-        raise ConfigError(f"The demo size in {text!r} must be a whole number of rows of at least 10, like demo:50000.")
+    if not (rows.isascii() and rows.isdigit()) or not 10 <= int(rows) <= MAX_DEMO_ROWS:
+        raise ConfigError(f"The demo size in {text!r} must be a whole number of rows of at least 10 and at most "
+                          f"{MAX_DEMO_ROWS:,} (the size of the largest real months), like demo:50000.")
 
 
 def _solver(name: str) -> str:
@@ -107,16 +112,25 @@ def _solver(name: str) -> str:
     return name
 
 
+ZERO_MEANS = {"FHV_DOWNLOAD_DEADLINE": "no deadline"}  # the settings in seconds where 0 switches the limit off
+MAX_SECONDS = 7 * 86_400  # a week: more is a typo, and a socket timeout overflows past about 1e10 s
+
+
 def _float_env(env: Mapping[str, str], name: str, default: float) -> float:
+    """Seconds from the environment: above 0 and at most a week (or 0, where ZERO_MEANS says what it means)."""
     raw = env.get(name)
     if raw in (None, ""):
         return default
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number.") from None
-    if value < 0:
-        raise ConfigError(f"{name}={raw!r} must not be negative.")
+        raise ConfigError(f"{name}={raw!r} is not a number; use a number of seconds, like {default:g}.") from None
+    if value == 0 and name in ZERO_MEANS:
+        return value
+    if not (math.isfinite(value) and 0 < value <= MAX_SECONDS):
+        zero = f" (or 0 for {ZERO_MEANS[name]})" if name in ZERO_MEANS else ""
+        raise ConfigError(f"{name}={raw!r} is not valid; use a number of seconds above 0 and at most "
+                          f"{MAX_SECONDS} (a week){zero}, like {default:g}.")
     return value
 
 

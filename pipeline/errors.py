@@ -53,6 +53,10 @@ class SchedulerLocked(PipelineError):
     """Another scheduler already holds the history."""
 
 
+class StorageError(PipelineError):
+    """The history file cannot be used: corrupt, truncated, read-only, disk full, I/O error, newer schema."""
+
+
 class HistoryLost(PipelineError):
     """The history file was deleted or replaced under a running scheduler, or its lease was taken."""
 

@@ -2,11 +2,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
+import sqlite3
+import sys
 from typing import Callable, Sequence
+
+from rich.markup import escape
 
 from ..config import load_settings
 from ..errors import PipelineError
+from ..store.base import storage_error
 from . import runs
 from .render import err_console
 
@@ -34,19 +41,45 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; bad input or a storage fault gives one sentence on stderr and exit code 2."""
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Callable = args.handler
+    settings = None
     try:
         settings = load_settings()
         _configure_logging(args.verbose)
         return int(handler(args, settings) or 0)
     except PipelineError as error:
-        err_console.print(f"[bold red]error:[/] {error}", markup=True, highlight=False, soft_wrap=True)
-        return 2
+        return _fail(str(error))
+    except sqlite3.Error as error:  # the store names its faults; this is the last resort
+        return _fail(str(storage_error(error, settings.db_path if settings else "file")))
+    except BrokenPipeError:  # `runs ls | head`: the reader left; nothing to say
+        _silence_stdout()
+        return 141
+    except OSError as error:
+        return _fail(_os_sentence(error))
     except KeyboardInterrupt:
         err_console.print("Interrupted.")
         return 130
+
+
+def _fail(sentence: str) -> int:
+    err_console.print(f"[bold red]error:[/] {escape(sentence)}", markup=True, highlight=False, soft_wrap=True)
+    return 2
+
+
+def _os_sentence(error: OSError) -> str:
+    """'Could not use /x/y: Permission denied.' from any OSError, whatever it carries."""
+    where = f" {error.filename}" if error.filename else ""
+    reason = error.strerror or str(error) or type(error).__name__
+    return f"Could not use{where}: {reason}."
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that Python's flush at exit does not complain about the closed pipe."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _configure_logging(verbose: bool) -> None:

@@ -44,10 +44,15 @@ def _state(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{text!r} is not a state; use one of {names}") from None
 
 
+MOST_RUNS = 1_000_000  # the largest --limit: more than any history holds, and within SQLite's integers
+
+
 def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
-    return int(text)
+    """An argparse type: a whole number from 1 to MOST_RUNS, or a sentence naming the value."""
+    digits = text.strip()
+    if not (digits.isascii() and digits.isdigit() and 1 <= int(digits) <= MOST_RUNS):
+        raise argparse.ArgumentTypeError(f"The limit {text!r} is not valid; use a whole number from 1 to {MOST_RUNS:,}.")
+    return int(digits)
 
 
 def open_store(settings: Settings) -> Store:

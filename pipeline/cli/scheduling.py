@@ -30,26 +30,33 @@ def register(commands: argparse._SubParsersAction) -> None:
     _enqueue_commands(commands)
 
 
+UNIT_SECONDS = {"seconds": 1, "hours": 3600}
+LONGEST_SECONDS = 100 * 365 * 86_400  # a span of a century is a typo, and a longer one overflows dates and sleeps
+MOST = 1_000_000_000  # the largest whole number an option takes (an interval of 1e9 s is 31 years)
+
+
 def _above_zero(unit: str, example: str) -> Callable[[str], float]:
-    """An argparse type: a finite number of ``unit`` above 0, or a sentence naming the value."""
+    """An argparse type: a number of ``unit`` above 0 and at most 100 years, or a sentence naming the value."""
+    most = LONGEST_SECONDS / UNIT_SECONDS.get(unit, 1)
+
     def parse(text: str) -> float:
         value = _float(text)
-        if not (math.isfinite(value) and value > 0):
-            raise argparse.ArgumentTypeError(f"The number of {unit} {text} is not valid; use a number above 0, "
-                                             f"like {example}.")
+        if not (math.isfinite(value) and 0 < value <= most):
+            raise argparse.ArgumentTypeError(f"The number of {unit} {text} is not valid; use a number above 0 and "
+                                             f"at most {most:g} (100 years), like {example}.")
         return value
     return parse
 
 
 def _at_least_one(what: str, unit: str = "", *, none: bool = False) -> Callable[[str], int | None]:
-    """An argparse type: a whole number of at least 1 (or 'none' if ``none``), or a sentence naming the value."""
+    """An argparse type: a whole number from 1 to MOST (or 'none' if ``none``), or a sentence naming the value."""
     def parse(text: str) -> int | None:
         if none and text.strip().lower() == "none":
             return None
         value = _float(text)
-        if not (math.isfinite(value) and value.is_integer() and value >= 1):
+        if not (math.isfinite(value) and value.is_integer() and 1 <= value <= MOST):
             raise argparse.ArgumentTypeError(f"The {what} {text} is not valid; use a whole number{unit} of at least 1"
-                                             + (" or 'none'." if none else "."))
+                                             + (" or 'none'" if none else "") + f" (and at most {MOST}).")
         return int(value)
     return parse
 
@@ -113,10 +120,15 @@ def _schedule_commands(commands: argparse._SubParsersAction) -> None:
     preview.set_defaults(handler=cmd_preview)
 
 
+MAX_PREVIEW = 1000  # fire times a preview lists at most
+
+
 def cmd_preview(args: argparse.Namespace, settings: Settings) -> int:
+    if args.count > MAX_PREVIEW:
+        raise ConfigError(f"The count {args.count} is more fire times than a preview lists; use at most {MAX_PREVIEW}.")
     schedule = _schedule_from_args(args)
     start = parse_moment(args.start, args.timezone) if args.start else SYSTEM_CLOCK.now()
-    times = schedule.next_fire_times(start, count=args.count)
+    times = _fire_times(schedule, start, args.count)
     if args.json:
         render.print_json({"schedule": schedule.to_json(), "description": schedule.describe(),
                            "dst_policy": schedule.dst_policy(),
@@ -127,8 +139,26 @@ def cmd_preview(args: argparse.Namespace, settings: Settings) -> int:
     for index, moment in enumerate(times, 1):
         grid.add_row(str(index), moment.isoformat(), moment.astimezone(dt.timezone.utc).isoformat())
     console.print(grid)
+    if len(times) < args.count:
+        console.print(f"Only {len(times)} fire time(s): the calendar ends with the year 9999.")
     console.print(f"Daylight saving: {schedule.dst_policy()}", soft_wrap=True)
     return 0
+
+
+def _fire_times(schedule: Schedule, start: dt.datetime, count: int) -> list[dt.datetime]:
+    """Up to ``count`` fire times after ``start``; fewer when the calendar (years 1 to 9999) ends first."""
+    times: list[dt.datetime] = []
+    try:
+        for moment in schedule.iter_fire_times(start):
+            times.append(moment)
+            if len(times) >= count:
+                break
+    except (OverflowError, ValueError):  # a date past 9999-12-31 (or before 0001-01-01)
+        pass
+    if not times:
+        raise ConfigError(f"The schedule '{schedule.describe()}' has no fire time after {start.isoformat()} "
+                          "within the calendar (years 1 to 9999).")
+    return times
 
 
 def _schedule_from_args(args: argparse.Namespace) -> Schedule:
@@ -145,7 +175,14 @@ def parse_moment(text: str, timezone: str) -> dt.datetime:
         moment = dt.datetime.fromisoformat(text.strip())
     except ValueError:
         raise ConfigError(f"The time {text!r} is not an ISO date or date-time, like 2026-03-08T01:00.") from None
-    return moment if moment.tzinfo else real_local_time(moment.replace(tzinfo=zone(timezone)), zone(timezone))
+    tz = zone(timezone)
+    try:
+        moment = moment if moment.tzinfo else real_local_time(moment.replace(tzinfo=tz), tz)
+        real_local_time(moment, tz)  # what a schedule does with it: fails at the ends of the calendar
+    except OverflowError:
+        raise ConfigError(f"The time {text!r} is too close to the ends of the calendar (years 1 and 9999) "
+                          f"to use in {tz.key}.") from None
+    return moment
 
 
 # -- deployments --------------------------------------------------------------------------------

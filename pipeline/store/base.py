@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from ..errors import StorageError
 from ..orchestration.states import State
 from .migrations import MIGRATIONS, _statements
 
@@ -38,20 +39,87 @@ def new_run_id() -> str:
 
 
 def connect(path: Path | str, *, readonly: bool = False) -> sqlite3.Connection:
-    """Open the history with WAL, a busy timeout and foreign keys (autocommit mode)."""
-    if readonly:
-        conn = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True, isolation_level=None,
-                               check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
-    else:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False,
-                               timeout=BUSY_TIMEOUT_MS / 1000)
-        conn.execute("PRAGMA journal_mode=WAL")
-    conn.row_factory = sqlite3.Row
-    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-    conn.execute("PRAGMA foreign_keys=ON")
-    conn.execute("PRAGMA synchronous=NORMAL")
+    """Open the history with WAL, a busy timeout and foreign keys (autocommit mode).
+
+    Storage faults (corrupt, read-only, full, I/O) come out as a ``StorageError`` naming the file.
+    """
+    try:
+        conn = _open(Path(path), readonly)
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA synchronous=NORMAL")
+    except OSError as error:
+        raise StorageError(f"The folder of the history {path} cannot be created: {error.strerror or error}.") from None
+    except sqlite3.Error as error:
+        raise storage_error(error, path) from error
     return conn
+
+
+def _open(path: Path, readonly: bool) -> "HistoryConnection":
+    options = dict(isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000,
+                   factory=HistoryConnection)
+    if readonly:  # a URI, percent-encoded: a folder may contain '#', '?', '%' or spaces
+        conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, **options)
+    else:
+        if str(path) != ":memory:":
+            path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(path), **options)
+    conn.history_path, conn.readonly = path, readonly
+    if not readonly:
+        conn.execute("PRAGMA journal_mode=WAL")
+    return conn
+
+
+class HistoryConnection(sqlite3.Connection):
+    """A connection whose statements turn storage faults into a ``StorageError`` naming the file."""
+
+    history_path: Path = Path("history.db")
+    readonly = False
+
+    def execute(self, *args: Any) -> sqlite3.Cursor:
+        try:
+            return super().execute(*args)
+        except sqlite3.Error as error:
+            raise self.fault(error) from error
+
+    def executemany(self, *args: Any) -> sqlite3.Cursor:
+        try:
+            return super().executemany(*args)
+        except sqlite3.Error as error:
+            raise self.fault(error) from error
+
+    def fault(self, error: sqlite3.Error) -> Exception:
+        """The StorageError for a storage fault; any other error (a constraint, a bug) as it was."""
+        if self.readonly and _code(error) == sqlite3.SQLITE_READONLY:
+            return error  # writing through a read-only store is a bug in the caller, not a fault of the disk
+        return storage_error(error, self.history_path) if _code(error) in FAULTS else error
+
+
+# SQLite's primary result code -> what it means for the history (the end of a sentence naming the file)
+FAULTS = {
+    sqlite3.SQLITE_NOTADB: "is not a SQLite database: the file is corrupt or truncated; move it aside to start "
+                           "a new history, or put back a copy",
+    sqlite3.SQLITE_CORRUPT: "is damaged: the file is corrupt or truncated; move it aside to start a new history, "
+                            "or put back a copy",
+    sqlite3.SQLITE_READONLY: "cannot be written: check the permissions of the file and its folder, and whether "
+                             "the disk is mounted read-only",
+    sqlite3.SQLITE_PERM: "cannot be written: check the permissions of the file and its folder",
+    sqlite3.SQLITE_CANTOPEN: "cannot be opened: check that its folder exists and that this user may write in it",
+    sqlite3.SQLITE_FULL: "cannot grow because the disk is full; nothing was written: free some space and try again",
+    sqlite3.SQLITE_IOERR: "could not be read or written; check the disk it is on",
+}
+
+
+def _code(error: sqlite3.Error) -> int | None:
+    code = getattr(error, "sqlite_errorcode", None)
+    return None if code is None else code & 0xFF
+
+
+def storage_error(error: sqlite3.Error, path: Path | str) -> StorageError:
+    """One sentence naming the history file, what went wrong (SQLite's own words) and what to do."""
+    fault = FAULTS.get(_code(error), "cannot be used")
+    return StorageError(f"The history {path} {fault} (SQLite: {error}).")
 
 
 def _row(row: sqlite3.Row | None) -> dict[str, Any] | None:
@@ -84,7 +152,16 @@ class BaseStore:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._local.conn = connect(self.path, readonly=self.readonly)
+            if self.readonly:
+                self._check_schema_or_close()
         return conn
+
+    def _check_schema_or_close(self) -> None:
+        try:
+            self.check_schema()
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -102,16 +179,28 @@ class BaseStore:
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
-        conn.execute("COMMIT")
 
     def _one(self, sql: str, params: Iterable[Any] = ()) -> dict[str, Any] | None:
-        return _row(self.conn.execute(sql, tuple(params)).fetchone())
+        cursor = self.conn.execute(sql, tuple(params))
+        with self._faults():
+            return _row(cursor.fetchone())
 
     def _all(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
-        return _rows(self.conn.execute(sql, tuple(params)).fetchall())
+        cursor = self.conn.execute(sql, tuple(params))
+        with self._faults():
+            return _rows(cursor.fetchall())
+
+    @contextlib.contextmanager
+    def _faults(self) -> Iterator[None]:
+        """Reading rows can meet a damaged page too: the same sentence as a statement would give."""
+        try:
+            yield
+        except sqlite3.Error as error:
+            raise self.conn.fault(error) from error
 
     # -- migrations -----------------------------------------------------------------
     def migrate(self, upto: int | None = None) -> list[str]:
@@ -119,7 +208,8 @@ class BaseStore:
         applied: list[str] = []
         with self.atomic() as conn:
             conn.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
-            done = {r[0] for r in conn.execute("SELECT name FROM migrations")}
+            done = {r[0] for r in conn.execute("SELECT name FROM migrations").fetchall()}
+            check_schema(self.path, done)
             for name, sql in MIGRATIONS[:upto]:
                 if name not in done:
                     for statement in _statements(sql):
@@ -128,11 +218,47 @@ class BaseStore:
                     applied.append(name)
         return applied
 
+    def check_schema(self) -> None:
+        """Refuse a history written by a newer version of the pipeline (a read-only store cannot migrate)."""
+        if self._one("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'migrations'"):
+            check_schema(self.path, {r["name"] for r in self._all("SELECT name FROM migrations")})
+
     def applied_migrations(self) -> list[str]:
         return [r["name"] for r in self._all("SELECT name FROM migrations ORDER BY name")]
 
     def integrity_check(self) -> str:
         return self.conn.execute("PRAGMA integrity_check").fetchone()[0]
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back what is left: after a full disk or an I/O error SQLite may have rolled back already."""
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error, StorageError):
+            conn.execute("ROLLBACK")
+
+
+def schema_version(names: Iterable[str]) -> int:
+    """The number of the newest migration among ``names`` ('0004_run_moment_index' -> 4)."""
+    numbers = [int(name.split("_", 1)[0]) for name in names if name.split("_", 1)[0].isdigit()]
+    return max(numbers, default=0)
+
+
+SCHEMA_VERSION = schema_version(name for name, _ in MIGRATIONS)
+
+
+def check_schema(path: Path, applied: set[str]) -> None:
+    """A history with a migration this code does not know was written by a newer pipeline: refuse it."""
+    unknown = sorted(applied - {name for name, _ in MIGRATIONS})
+    if not unknown:
+        return
+    theirs = schema_version(applied)
+    if theirs > SCHEMA_VERSION:
+        raise StorageError(f"The history {path} was written by schema version {theirs}; this version of the "
+                           f"pipeline knows up to {SCHEMA_VERSION}: upgrade the pipeline, or set FHV_HOME to "
+                           "another folder.")
+    raise StorageError(f"The history {path} has the schema change {unknown[0]!r}, which this version of the "
+                       f"pipeline does not know (it knows up to schema version {SCHEMA_VERSION}): upgrade the "
+                       "pipeline, or set FHV_HOME to another folder.")
 
 
 def _db_value(value: Any) -> Any:

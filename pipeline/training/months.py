@@ -7,6 +7,8 @@ import re
 from ..errors import ConfigError
 
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+FIRST_MONTH = "2015-01"  # the first month of FHV trip records TLC published
+FIRST_RUN_DATE = dt.date(2015, 3, 1)  # the first run date whose training month is FIRST_MONTH
 
 
 def parse_date(text: str | dt.date | None, *, today: dt.date | None = None) -> dt.date:
@@ -16,9 +18,11 @@ def parse_date(text: str | dt.date | None, *, today: dt.date | None = None) -> d
     if isinstance(text, dt.date):
         return text
     try:
-        return dt.date.fromisoformat(str(text).strip())
+        day = dt.date.fromisoformat(str(text).strip())
     except ValueError:
         raise ConfigError(f"The date {text!r} is not a valid date; use YYYY-MM-DD, for example 2021-08-15.") from None
+    check_first_month(day)
+    return day
 
 
 def shift_month(month: str, delta: int) -> str:
@@ -57,12 +61,20 @@ def months_between(start: dt.date, end: dt.date) -> list[str]:
 
 
 def check_run_date(run_date: dt.date, today: dt.date) -> None:
-    """Refuse a run date whose validation month has not started yet."""
+    """Refuse a run date that trains before the first FHV month or validates on a month not started yet."""
+    check_first_month(run_date)
     val_month = months_for(run_date)[1]
     if val_month > month_of(today):
         raise ConfigError(f"The run date {run_date.isoformat()} would validate on {val_month}, a month in the "
                           f"future (today is {today.isoformat()}); use a date up to "
                           f"{last_allowed_run_date(today).isoformat()}.")
+
+
+def check_first_month(run_date: dt.date) -> None:
+    """Refuse a run date whose training month is before the first FHV month (2015-01)."""
+    if run_date < FIRST_RUN_DATE:
+        raise ConfigError(f"The run date {run_date.isoformat()} would train on {months_for(run_date)[0]}, before "
+                          f"the first FHV month {FIRST_MONTH}; use a run date from {FIRST_RUN_DATE.isoformat()} on.")
 
 
 def last_allowed_run_date(today: dt.date) -> dt.date:
