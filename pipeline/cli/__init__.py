@@ -7,6 +7,7 @@ import logging
 import os
 import sqlite3
 import sys
+from pathlib import Path
 from typing import Callable, Sequence
 
 from rich.markup import escape
@@ -58,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _silence_stdout()
         return 141
     except OSError as error:
-        return _fail(_os_sentence(error))
+        return _fail(_os_sentence(error, settings.home if settings else None))
     except KeyboardInterrupt:
         err_console.print("Interrupted.")
         return 130
@@ -69,9 +70,13 @@ def _fail(sentence: str) -> int:
     return 2
 
 
-def _os_sentence(error: OSError) -> str:
-    """'Could not use /x/y: Permission denied.' from any OSError, whatever it carries."""
+def _os_sentence(error: OSError, home: Path | None) -> str:
+    """'Could not use /x/y (in FHV_HOME): Permission denied.' from any OSError, whatever it carries."""
     where = f" {error.filename}" if error.filename else ""
+    if home and error.filename and Path(os.fsdecode(error.filename)) in (home, *home.parents):
+        where += " (FHV_HOME)"
+    elif home and error.filename and home in Path(os.fsdecode(error.filename)).parents:
+        where += " (in FHV_HOME)"
     reason = error.strerror or str(error) or type(error).__name__
     return f"Could not use{where}: {reason}."
 

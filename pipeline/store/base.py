@@ -105,9 +105,16 @@ FAULTS = {
     sqlite3.SQLITE_READONLY: "cannot be written: check the permissions of the file and its folder, and whether "
                              "the disk is mounted read-only",
     sqlite3.SQLITE_PERM: "cannot be written: check the permissions of the file and its folder",
-    sqlite3.SQLITE_CANTOPEN: "cannot be opened: check that its folder exists and that this user may write in it",
+    sqlite3.SQLITE_CANTOPEN: "cannot be opened: check that its folder exists, that this user may write in it and "
+                             "that its disk is not mounted read-only",
     sqlite3.SQLITE_FULL: "cannot grow because the disk is full; nothing was written: free some space and try again",
-    sqlite3.SQLITE_IOERR: "could not be read or written; check the disk it is on",
+    sqlite3.SQLITE_IOERR: "could not be read or written: check the disk it is on, and whether it is full",
+}
+# Not faults of the file, so the store leaves them to its callers; the command line words them too.
+BUSY = {
+    sqlite3.SQLITE_BUSY: f"is busy: another process kept it locked for more than {BUSY_TIMEOUT_MS // 1000} s; "
+                         "try again",
+    sqlite3.SQLITE_LOCKED: "is locked by another statement; try again",
 }
 
 
@@ -118,7 +125,7 @@ def _code(error: sqlite3.Error) -> int | None:
 
 def storage_error(error: sqlite3.Error, path: Path | str) -> StorageError:
     """One sentence naming the history file, what went wrong (SQLite's own words) and what to do."""
-    fault = FAULTS.get(_code(error), "cannot be used")
+    fault = FAULTS.get(_code(error)) or BUSY.get(_code(error), "cannot be used")
     return StorageError(f"The history {path} {fault} (SQLite: {error}).")
 
 
