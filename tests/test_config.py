@@ -50,3 +50,27 @@ def test_unusable_data_urls_fail_at_start_up_not_days_later(bad, message):
 def test_a_local_template_in_an_existing_folder_is_accepted(tmp_path):
     template = f"{tmp_path}/fhv_tripdata_{{month}}.parquet"
     assert normalize_data_url(template) == template
+
+
+@pytest.mark.parametrize("raw", ["inf", "-inf", "nan", "0", "-1", "1e400", "604801"])
+def test_a_download_timeout_must_be_a_finite_number_of_seconds_above_0_and_at_most_a_week(tmp_path, raw):
+    with pytest.raises(ConfigError, match=f"FHV_DOWNLOAD_TIMEOUT='{raw}' is not valid; use a number of seconds "
+                                          r"above 0 and at most 604800 \(a week\), like 60."):
+        load_settings({"FHV_HOME": str(tmp_path), "FHV_DOWNLOAD_TIMEOUT": raw})
+
+
+@pytest.mark.parametrize("raw, seconds", [("0.5", 0.5), ("604800", 604800.0), (" 90 ", 90.0), ("", 60.0)])
+def test_a_download_timeout_in_range_is_taken(tmp_path, raw, seconds):
+    assert load_settings({"FHV_HOME": str(tmp_path), "FHV_DOWNLOAD_TIMEOUT": raw}).download_timeout == seconds
+
+
+def test_a_download_deadline_of_0_means_none_and_is_the_only_zero_allowed(tmp_path):
+    assert load_settings({"FHV_HOME": str(tmp_path), "FHV_DOWNLOAD_DEADLINE": "0"}).download_deadline == 0
+    with pytest.raises(ConfigError, match=r"FHV_DOWNLOAD_DEADLINE='inf' is not valid.*\(or 0 for no deadline\)"):
+        load_settings({"FHV_HOME": str(tmp_path), "FHV_DOWNLOAD_DEADLINE": "inf"})
+
+
+@pytest.mark.parametrize("bad", ["demo:99999999999999999999", "demo:25000001", "demo:²", "demo:", "demo:-5"])
+def test_a_demo_size_beyond_the_largest_real_month_is_refused(bad):
+    with pytest.raises(ConfigError, match="at least 10 and at most 25,000,000"):
+        normalize_data_url(bad)

@@ -3,7 +3,8 @@ import datetime as dt
 import pytest
 
 from pipeline.errors import ConfigError
-from pipeline.training.months import months_between, months_for, parse_date, shift_month
+from pipeline.training.months import (FIRST_MONTH, FIRST_RUN_DATE, check_run_date, months_between, months_for,
+                                      parse_date, shift_month)
 
 
 @pytest.mark.parametrize("run_date, train, val", [
@@ -38,3 +39,18 @@ def test_months_between_includes_both_ends_and_refuses_reversed_ranges():
     assert months_between(dt.date(2021, 11, 3), dt.date(2022, 2, 1)) == ["2021-11", "2021-12", "2022-01", "2022-02"]
     with pytest.raises(ConfigError, match="before the start date"):
         months_between(dt.date(2022, 2, 1), dt.date(2021, 11, 3))
+
+
+@pytest.mark.parametrize("text, train", [("0001-01-01", "0000-11"), ("2014-06-30", "2014-04"), ("2015-02-28", "2014-12")])
+def test_run_dates_that_would_train_before_the_first_fhv_month_are_refused(text, train):
+    with pytest.raises(ConfigError, match=f"The run date {text} would train on {train}, before the first FHV month "
+                                          "2015-01; use a run date from 2015-03-01 on."):
+        parse_date(text)
+    with pytest.raises(ConfigError, match="before the first FHV month"):
+        check_run_date(dt.date.fromisoformat(text), today=dt.date(2026, 11, 25))
+
+
+def test_the_first_run_date_trains_on_the_first_fhv_month():
+    assert parse_date("2015-03-01") == FIRST_RUN_DATE
+    assert months_for(FIRST_RUN_DATE) == (FIRST_MONTH, "2015-02")
+    check_run_date(FIRST_RUN_DATE, today=dt.date(2026, 11, 25))

@@ -51,7 +51,8 @@ def _positive(text: str) -> int:
     """An argparse type: a whole number from 1 to MOST_RUNS, or a sentence naming the value."""
     digits = text.strip()
     if not (digits.isascii() and digits.isdigit() and 1 <= int(digits) <= MOST_RUNS):
-        raise argparse.ArgumentTypeError(f"The limit {text!r} is not valid; use a whole number from 1 to {MOST_RUNS:,}.")
+        raise argparse.ArgumentTypeError(f"The limit {text!r} is not valid; use a whole number from 1 to "
+                                         f"{MOST_RUNS:,}.")
     return int(digits)
 
 
