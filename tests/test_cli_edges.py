@@ -161,3 +161,14 @@ def test_a_real_process_refuses_a_run_date_before_fhv_with_one_line(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.strip().splitlines() == ["error: The run date 0001-01-01 would train on 0000-11, " + FLOOR]
+
+
+@pytest.mark.parametrize("name", ["[/]", "[bold]x[/bold]", "a[red"])
+def test_paths_and_errors_with_brackets_are_shown_as_they_are(monkeypatch, capsys, tmp_path, name):
+    data = tmp_path / name / "data"
+    data.mkdir(parents=True)
+    monkeypatch.setenv("FHV_HOME", str(tmp_path / name / "fhv"))
+    assert main(["run", "--date", "2021-03-15", "--data-url", f"{data}/{{month}}.parquet"]) == 1
+    assert main(["runs", "ls"]) == 0
+    output = " ".join(capsys.readouterr().out.split())
+    assert f"there is no file {data}/2021-01.parquet." in output and f"Flow runs in {tmp_path / name}" in output

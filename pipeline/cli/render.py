@@ -6,7 +6,10 @@ import sys
 from typing import Any
 
 from rich.console import Console
+from rich.errors import MarkupError
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from ..formatting import duration_text, number  # noqa: F401  (number: used by the commands)
 from ..orchestration.states import State
@@ -19,11 +22,30 @@ STATE_STYLES = {
     State.NOT_RUN: "grey50",
 }
 
+class SafeConsole(Console):
+    """A console that prints text whose markup is broken as it is, rather than raise.
+
+    Commands escape what they did not write (``plain``); this is the net for a path or a name with
+    '[/]' in it that one of them forgot: it shows without colours instead of a traceback.
+    """
+
+    def render_str(self, text: str, **options: Any) -> Text:
+        try:
+            return super().render_str(text, **options)
+        except MarkupError:
+            return super().render_str(text, **{**options, "markup": False})
+
+
 def _console(stderr: bool = False) -> Console:
     """A terminal gets its own width; a pipe or a file gets wide tables rather than cut ones."""
     stream = sys.stderr if stderr else sys.stdout
     width = None if stream.isatty() else 160
-    return Console(stderr=stderr, highlight=False, width=width)
+    return SafeConsole(stderr=stderr, highlight=False, width=width)
+
+
+def plain(value: Any) -> str:
+    """A value shown as it is (a path, a URL, an error): its '[' never starts a colour."""
+    return escape(str(value))
 
 
 console = _console()

@@ -94,11 +94,11 @@ def cmd_ls(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         render.print_json([_list_item(r) for r in rows])
         return 0
-    grid = render.table(f"Flow runs in {settings.db_path}", ["Name", "Id", "State", "Run date", "Months",
+    grid = render.table(f"Flow runs in {render.plain(settings.db_path)}", ["Name", "Id", "State", "Run date", "Months",
                                                               "Started / due", "Duration", "Val RMSE", "Data"])
     for r in rows:
         metrics = r.get("metrics") or {}
-        grid.add_row(r["name"], r["id"][:8], render.state_text(r["state"]), r["run_date"] or "-",
+        grid.add_row(render.plain(r["name"]), r["id"][:8], render.state_text(r["state"]), r["run_date"] or "-",
                      f"{r['train_month']} → {r['val_month']}", render.when(r["started_at"] or r["scheduled_time"]),
                      render.duration(r["started_at"], r["ended_at"]), render.number(metrics.get("val_rmse")),
                      "synthetic" if r["synthetic"] else "real")
@@ -130,20 +130,21 @@ def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
     store = open_store(settings)
     run = control.cancel(store, args.run_id, now=SYSTEM_CLOCK.now())
     if run["state"] == State.CANCELLED:
-        console.print(f"Cancelled {run['name']} ({run['id'][:8]}).")
+        console.print(f"Cancelled {render.plain(run['name'])} ({run['id'][:8]}).")
     else:
-        console.print(f"Cancel requested for {run['name']} ({run['id'][:8]}); the scheduler stops it shortly.")
+        console.print(f"Cancel requested for {render.plain(run['name'])} ({run['id'][:8]}); the scheduler stops it "
+                      "shortly.")
     return 0
 
 
 def _print_run(store: Store, run: dict[str, Any], *, with_logs: bool = False) -> None:
     metrics = run.get("metrics") or {}
-    console.print(f"[bold]{run['name']}[/]  {run['id']}  {render.state_text(run['state'])}")
+    console.print(f"[bold]{render.plain(run['name'])}[/]  {run['id']}  {render.state_text(run['state'])}")
     console.print(f"Run date {run['run_date']}: train {run['train_month']}, validate {run['val_month']}, "
-                  f"{render.synthetic_note(bool(run['synthetic']))} ({run['data_source']})")
+                  f"{render.synthetic_note(bool(run['synthetic']))} ({render.plain(run['data_source'])})")
     if run["error"]:
         where = f" in {run['error_task']}" if run["error_task"] else ""
-        console.print(f"[bold red]Failed{where}:[/] {run['error']}", soft_wrap=True)
+        console.print(f"[bold red]Failed{render.plain(where)}:[/] {render.plain(run['error'])}", soft_wrap=True)
     if metrics:
         console.print(_metrics_table(metrics))
     console.print(_tasks_table(store.task_runs(run["id"])))
@@ -151,7 +152,7 @@ def _print_run(store: Store, run: dict[str, Any], *, with_logs: bool = False) ->
     if artifacts:
         grid = render.table("Artifacts", ["Name", "Size", "SHA-256", "Path"])
         for a in artifacts:
-            grid.add_row(a["name"], f"{a['size']:,} B", a["sha256"], a["path"])
+            grid.add_row(render.plain(a["name"]), f"{a['size']:,} B", a["sha256"], render.plain(a["path"]))
         console.print(grid)
     if with_logs:
         for line in store.logs(run["id"]):
@@ -173,5 +174,5 @@ def _tasks_table(task_runs: list[dict[str, Any]]) -> Any:
     grid = render.table("Task runs", ["Task", "Attempt", "State", "Started", "Duration", "Error"])
     for t in task_runs:
         grid.add_row(t["task"], str(t["attempt"]), render.state_text(t["state"]), render.when(t["started_at"]),
-                     render.duration(t["started_at"], t["ended_at"]), t["error"] or "")
+                     render.duration(t["started_at"], t["ended_at"]), render.plain(t["error"] or ""))
     return grid
