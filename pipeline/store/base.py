@@ -43,31 +43,35 @@ def connect(path: Path | str, *, readonly: bool = False) -> sqlite3.Connection:
 
     Storage faults (corrupt, read-only, full, I/O) come out as a ``StorageError`` naming the file.
     """
+    conn = _open(Path(path), readonly)
     try:
-        conn = _open(Path(path), readonly)
-        conn.row_factory = sqlite3.Row
+        if not readonly:
+            conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA synchronous=NORMAL")
-    except OSError as error:
-        raise StorageError(f"The folder of the history {path} cannot be created: {error.strerror or error}.") from None
-    except sqlite3.Error as error:
-        raise storage_error(error, path) from error
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 
 def _open(path: Path, readonly: bool) -> "HistoryConnection":
     options = dict(isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000,
                    factory=HistoryConnection)
-    if readonly:  # a URI, percent-encoded: a folder may contain '#', '?', '%' or spaces
-        conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, **options)
-    else:
-        if str(path) != ":memory:":
-            path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(path), **options)
+    try:
+        if readonly:  # a URI, percent-encoded: a folder may contain '#', '?', '%' or spaces
+            conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, **options)
+        else:
+            if str(path) != ":memory:":
+                path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(str(path), **options)
+    except OSError as error:
+        raise StorageError(f"The folder of the history {path} cannot be created: {error.strerror or error}.") from None
+    except sqlite3.Error as error:
+        raise storage_error(error, path) from error
     conn.history_path, conn.readonly = path, readonly
-    if not readonly:
-        conn.execute("PRAGMA journal_mode=WAL")
+    conn.row_factory = sqlite3.Row
     return conn
 
 
