@@ -11,6 +11,7 @@ from ..config import Settings, is_synthetic, normalize_data_url
 from ..errors import TransientError
 from .months import check_run_date, months_for, parse_date
 from ..orchestration.runtime import FlowResult, SYSTEM_CLOCK, flow, run_context, run_flow, task
+from ..orchestration.clock import Clock
 from ..orchestration.states import State
 from ..store import Store
 from .job import FLOW_NAME, TASKS, run_fields  # noqa: F401  (run_fields: the registered fields)
@@ -20,27 +21,27 @@ log = logging.getLogger("pipeline.training.flow")
 
 @task(retries=3, retry_delay=5.0, retry_on=(TransientError,), timeout=3600)
 def read_data(settings: Settings, train_month: str, val_month: str) -> tuple[Any, Any]:
-    """Fetch (download, generate or open) both months and read the needed columns."""
-    tables = []
-    for month in (train_month, val_month):
-        path = data.fetch_month(settings, month)
-        table = features.read_trips(path, label=f"fhv_tripdata_{month}")
-        log.info("Read fhv_tripdata_%s: %s rows from %s.", month, f"{table.num_rows:,}", path)
-        tables.append(table)
-    return tables[0], tables[1]
+    """Fetch (download, generate or open) both months, then read both at once, batch by batch, into
+    per-month sums (``features.Month``); the kept trips themselves only for FHV_SOLVER=lsqr."""
+    labels = [f"fhv_tripdata_{month}" for month in (train_month, val_month)]
+    paths = [data.fetch_month(settings, month) for month in (train_month, val_month)]
+    months = features.read_months(paths, labels, keep_trips=settings.solver == "lsqr")
+    for label, path, month in zip(labels, paths, months):
+        log.info("Read %s: %s rows from %s.", label, f"{month.summary.raw_rows:,}", path)
+    return months[0], months[1]
 
 
 @task(timeout=600)
-def prepare_features(train_table: Any, val_table: Any, train_month: str, val_month: str) -> tuple[Any, Any]:
-    prepared = []
-    for table, month in ((train_table, train_month), (val_table, val_month)):
-        result = features.prepare_features(table, f"fhv_tripdata_{month}")
-        stats = result.stats
-        log.info("fhv_tripdata_%s: %s trips kept of %s (%.2f %% outside 1-60 min), mean duration %.4f min.",
-                 month, f"{stats['rows']:,}", f"{stats['raw_rows']:,}", 100 * stats["dropped_share"],
-                 stats["mean_duration"])
-        prepared.append(result)
-    return prepared[0], prepared[1]
+def prepare_features(train: Any, val: Any) -> Any:
+    """Check both months, log their figures, and build the one-hot encoding and the normal
+    equations (X'X, X'y) from the training month's sums."""
+    for month in (train, val):
+        month.summary.check()
+        stats = month.stats
+        log.info("%s: %s trips kept of %s (%.2f %% outside 1-60 min), mean duration %.4f min.",
+                 month.summary.label, f"{stats['rows']:,}", f"{stats['raw_rows']:,}",
+                 100 * stats["dropped_share"], stats["mean_duration"])
+    return _model().design(train.summary)
 
 
 def _model() -> Any:
@@ -49,12 +50,11 @@ def _model() -> Any:
 
 
 @task(timeout=1800)
-def train_model(train: Any, run_date: str, settings: Settings) -> Any:
+def train_model(design: Any, train: Any, run_date: str, settings: Settings) -> Any:
     model = _model()
-    trained = model.train(train, settings.solver)
-    names = trained.onehot.feature_names
+    trained = model.fit(design, settings.solver, train.trips)
     log.info("Trained LinearRegression (%s solver) on %s rows and %d one-hot features.", settings.solver,
-             f"{train.stats['rows']:,}", len(names))
+             f"{design.rows:,}", len(trained.onehot.feature_names))
     context = run_context()
     folder = settings.artifacts_dir / (context.run_id if context else f"adhoc-{run_date}")
     for artifact in model.save_artifacts(trained, folder, run_date):
@@ -68,7 +68,7 @@ def train_model(train: Any, run_date: str, settings: Settings) -> Any:
 @task(timeout=600)
 def run_model(trained: Any, train: Any, val: Any) -> dict[str, Any]:
     model = _model()
-    on_train, on_val = model.evaluate(trained, train), model.evaluate(trained, val)
+    on_train, on_val = model.evaluate_summary(trained, train.summary), model.evaluate_summary(trained, val.summary)
     log.info("Train: MSE %.4f, RMSE %.4f. Validation: MSE %.4f, RMSE %.4f (%s rows).", on_train["mse"],
              on_train["rmse"], on_val["mse"], on_val["rmse"], f"{on_val['rows']:,}")
     return {"train_mse": on_train["mse"], "train_rmse": on_train["rmse"],
@@ -85,10 +85,9 @@ def training_flow(*, settings: Settings, date: str | None = None, data_url: str 
         context.store.record_data_source(context.run_id, settings.data_url, settings.is_synthetic)
     log.info("Run date %s: training on %s, validating on %s, data from %s.", run_date, train_month,
              val_month, data.describe_source(settings.data_url))
-    train_table, val_table = read_data(settings, train_month, val_month)
-    train, val = prepare_features(train_table, val_table, train_month, val_month)
-    del train_table, val_table  # only the arrays go on: the peak memory stays low
-    trained = train_model(train, run_date.isoformat(), settings)
+    train, val = read_data(settings, train_month, val_month)
+    design = prepare_features(train, val)
+    trained = train_model(design, train, run_date.isoformat(), settings)
     scores = run_model(trained, train, val)
     return _metrics(run_date, train_month, val_month, train, val, trained, scores, settings)
 
@@ -105,7 +104,7 @@ def _metrics(run_date: dt.date, train_month: str, val_month: str, train: Any, va
     }
 
 
-def execute(store: Store, settings: Settings, run_id: str, *, clock: Any = SYSTEM_CLOCK,
+def execute(store: Store, settings: Settings, run_id: str, *, clock: Clock = SYSTEM_CLOCK,
             await_policy: Any = None, heartbeat_every: float = 5.0) -> FlowResult:
     """Run an existing PENDING run of the training flow to its end."""
     features.return_memory_promptly()
@@ -118,7 +117,7 @@ FOREGROUND_HEARTBEAT = 1.0  # a foreground run notices a cancel from the CLI or 
 
 
 def run_now(store: Store, settings: Settings, *, date: str | None = None, data_url: str | None = None,
-            name: str, trigger: str = "cli", clock: Any = SYSTEM_CLOCK) -> FlowResult:
+            name: str, trigger: str = "cli", clock: Clock = SYSTEM_CLOCK) -> FlowResult:
     """Create a run for ``date`` and execute it in this process (``python -m pipeline run``)."""
     today = clock.now().astimezone().date()  # the local date of this machine
     run_date = parse_date(date, today=today)
