@@ -408,3 +408,16 @@ def test_slots_beyond_the_catch_up_cap_are_recorded_with_the_reason(store, setti
     assert store.get_deployment("minutely")["skipped_slots"] == record["count"]
     make(store, settings, clock).tick()
     assert len(store.skipped_slots()) == 1  # recorded once
+
+
+# -- the flow decides which run dates it can take (through its registration) ---------------------
+
+def test_a_backfill_reaching_before_the_first_fhv_month_is_refused_whatever_the_caller(store, settings):
+    with pytest.raises(ConfigError, match="would train on 2013-11, before the first FHV month 2015-01"):
+        control.plan_backfill(store, settings, deployment=None, start=D(2014, 1, 1), end=D(2015, 6, 1),
+                              now=dt.datetime(2026, 1, 10, tzinfo=UTC))
+
+
+def test_an_empty_deployment_name_is_not_the_default_deployment(store, settings):
+    with pytest.raises(NotFound, match="There is no deployment named ''"):
+        control.trigger(store, settings, deployment="", date=D(2025, 6, 15), now=dt.datetime(2026, 1, 10, tzinfo=UTC))

@@ -21,7 +21,7 @@ from ..config import Settings
 from .deployments import (DEFAULT_DEPLOYMENT, default_deployment, register, run_columns, run_parameters,
                           schedule_of, zone_name)
 from ..errors import ConfigError, NotFound
-from ..training.months import check_run_date, months_between
+from .registry import flow_entry
 from .runtime import new_run_name
 from .schedules import zone
 from .states import State
@@ -46,9 +46,10 @@ class BackfillPlan:
 def trigger_run(store: Store, settings: Settings, *, deployment: str | None = None,
                 date: dt.date | None = None, now: dt.datetime) -> dict[str, Any]:
     """Enqueue one manual run, due now; ``date`` defaults to today in the deployment's zone."""
-    today = _today(find_deployment(store, deployment), now)
+    found = find_deployment(store, deployment)
+    today = _today(found, now)
     run_date = date or today
-    check_run_date(run_date, today)
+    flow_entry(found["flow"]).refuse_date(run_date, today)
     row = resolve_deployment(store, settings, deployment, now)
     run_id = _create(store, settings, row, run_date, now=now, when=now, trigger="manual")
     return store.get_run(run_id)
@@ -70,6 +71,7 @@ def plan_backfill(store: Store, settings: Settings, *, deployment: str | None = 
     """
     row = find_deployment(store, deployment)
     _check_range(start, end, _today(row, now))
+    flow_entry(row["flow"]).refuse_date(start, max(start, end))  # e.g. before the flow's first data
     dates = fire_dates(row, start, end)
     if force or row["id"] is None:
         return BackfillPlan(row["name"], dates, [], force=force)
@@ -106,7 +108,7 @@ def resolve_deployment(store: Store, settings: Settings, name: str | None, now: 
 
 def find_deployment(store: Store, name: str | None) -> dict[str, Any]:
     """The deployment ``name`` (None: the default one); the default's spec, with ``id`` None, if not registered."""
-    name = name or DEFAULT_DEPLOYMENT
+    name = DEFAULT_DEPLOYMENT if name is None else name
     try:
         return store.get_deployment(name)
     except NotFound:
@@ -143,7 +145,7 @@ def _check_range(start: dt.date, end: dt.date, today: dt.date) -> None:
         if day > today:
             raise ConfigError(f"The backfill {label} {day.isoformat()} is in the future "
                               f"(today is {today.isoformat()}).")
-    months = len(months_between(start, end))
+    months = (end.year - start.year) * 12 + end.month - start.month + 1
     if months > MAX_BACKFILL_MONTHS:
         raise ConfigError(f"The backfill from {start.isoformat()} to {end.isoformat()} spans {months} months; "
                           f"the most is {MAX_BACKFILL_MONTHS}.")

@@ -50,6 +50,7 @@ class FlowEntry:
     await_errors: tuple[type[BaseException], ...] = ()
     preload: tuple[str, ...] = ()
     normalize: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
+    check_date: Callable[[dt.date, dt.date], None] | None = None  # (run date, today): refuse a date with a sentence
 
     def load(self) -> Execute:
         module, _, attribute = self.execute.partition(":")
@@ -57,6 +58,11 @@ class FlowEntry:
 
     def fields_for(self, parameters: Mapping[str, Any], settings: "Settings") -> dict[str, Any]:
         return self.run_fields(parameters, settings)
+
+    def refuse_date(self, run_date: dt.date, today: dt.date) -> None:
+        """ConfigError with a sentence if this flow cannot run for ``run_date`` (asked on ``today``)."""
+        if self.check_date is not None:
+            self.check_date(run_date, today)
 
     def check_parameters(self, parameters: Mapping[str, Any], deployment: str) -> dict[str, Any]:
         """A deployment's parameters, checked against this flow's; ConfigError names the bad one."""

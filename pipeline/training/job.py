@@ -10,7 +10,7 @@ from typing import Any, Mapping
 from ..config import Settings, is_synthetic, normalize_data_url
 from ..errors import NotPublishedError
 from ..orchestration.registry import FlowEntry, register_flow
-from .months import months_for, parse_date
+from .months import check_run_date, months_for, parse_date
 
 FLOW_NAME = "fhv-duration-training"
 TASKS = ("read_data", "prepare_features", "train_model", "run_model")
@@ -36,4 +36,4 @@ def normalize(parameters: Mapping[str, Any]) -> dict[str, Any]:
 ENTRY = register_flow(FlowEntry(
     name=FLOW_NAME, execute="pipeline.training.flow:execute", run_fields=run_fields, parameters=PARAMETERS,
     await_errors=(NotPublishedError,), preload=("pipeline.training.flow", "pipeline.training.model"),
-    normalize=normalize))
+    normalize=normalize, check_date=check_run_date))
