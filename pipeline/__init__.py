@@ -58,3 +58,4 @@ def __getattr__(name: str) -> Any:
 
 
 from . import training as _training  # noqa: E402,F401  (registers the monthly training flow)
+from . import prefect2 as _prefect2  # noqa: E402,F401  (Prefect 2.0 beta files: their flows and deployments)

@@ -82,3 +82,23 @@ def print_json(payload: Any) -> None:
 
 def synthetic_note(synthetic: bool) -> str:
     return "[bold yellow]synthetic demo data[/]" if synthetic else "real TLC data"
+
+
+def months(run: dict[str, Any]) -> str:
+    """'2021-06 → 2021-07' for a training run; '-' for a flow without months."""
+    return f"{run['train_month']} → {run['val_month']}" if run.get("train_month") else "-"
+
+
+def data_kind(run: dict[str, Any]) -> str:
+    if run.get("synthetic"):
+        return "synthetic"
+    return "real" if run.get("data_source") else "-"
+
+
+def months_note(run: dict[str, Any]) -> str:
+    """': train 2021-06, validate 2021-07, real TLC data' for a training run; '' for other flows."""
+    if not run.get("train_month"):
+        return ""
+    return (f": train {run['train_month']}, validate {run['val_month']}, "
+            f"{synthetic_note(bool(run['synthetic']))}")
+

@@ -99,9 +99,9 @@ def cmd_ls(args: argparse.Namespace, settings: Settings) -> int:
     for r in rows:
         metrics = r.get("metrics") or {}
         grid.add_row(render.plain(r["name"]), r["id"][:8], render.state_text(r["state"]), r["run_date"] or "-",
-                     f"{r['train_month']} → {r['val_month']}", render.when(r["started_at"] or r["scheduled_time"]),
+                     render.months(r), render.when(r["started_at"] or r["scheduled_time"]),
                      render.duration(r["started_at"], r["ended_at"]), render.number(metrics.get("val_rmse")),
-                     "synthetic" if r["synthetic"] else "real")
+                     render.data_kind(r))
     console.print(grid if rows else "No runs yet. Start one with: python -m pipeline run --date 2021-08-15")
     return 0
 
@@ -140,8 +140,8 @@ def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
 def _print_run(store: Store, run: dict[str, Any], *, with_logs: bool = False) -> None:
     metrics = run.get("metrics") or {}
     console.print(f"[bold]{render.plain(run['name'])}[/]  {run['id']}  {render.state_text(run['state'])}")
-    console.print(f"Run date {run['run_date']}: train {run['train_month']}, validate {run['val_month']}, "
-                  f"{render.synthetic_note(bool(run['synthetic']))} ({render.plain(run['data_source'])})")
+    console.print(f"Run date {run['run_date'] or '-'}{render.months_note(run)}"
+                  + (f" ({render.plain(run['data_source'])})" if run["data_source"] else ""))
     if run["error"]:
         where = f" in {run['error_task']}" if run["error_task"] else ""
         console.print(f"[bold red]Failed{render.plain(where)}:[/] {render.plain(run['error'])}", soft_wrap=True)

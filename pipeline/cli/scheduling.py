@@ -387,8 +387,7 @@ def cmd_trigger(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         render.print_json(run)
     else:
-        console.print(f"Enqueued {run['name']} ({run['id'][:8]}) for {run['run_date']}: train {run['train_month']}, "
-                      f"validate {run['val_month']}, {render.synthetic_note(bool(run['synthetic']))}. "
+        console.print(f"Enqueued {run['name']} ({run['id'][:8]}) for {run['run_date']}{render.months_note(run)}. "
                       "The scheduler starts it.")
     return 0
 

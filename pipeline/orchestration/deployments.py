@@ -14,6 +14,7 @@ Each run of a deployment gets the parameter ``date`` = the date of its slot in t
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import re
@@ -21,7 +22,7 @@ import runpy
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, ContextManager, Iterable, Mapping
 
 from ..config import Settings
 from ..errors import ConfigError, NotFound
@@ -35,6 +36,8 @@ TRAINING_FLOW = "fhv-duration-training"  # the flow deployments run unless they 
 DEFAULT_DEPLOYMENT = "monthly-training"
 CATCHUP_POLICIES = ("all", "latest", "none")
 MAX_RETRIES = 10
+# Scopes a deployment file is loaded in (the Prefect 2 layer adds one); each yields the specs it collected.
+LOAD_SCOPES: list[Callable[[Path], ContextManager[list]]] = []
 logger = logging.getLogger("pipeline.orchestration.deployments")
 MIN_RUNS, MIN_AHEAD = 3, dt.timedelta(hours=1)
 MAX_RUNS, MAX_AHEAD = 100, dt.timedelta(days=100)
@@ -103,9 +106,15 @@ def load_specs(path: str | Path) -> list[DeploymentSpec]:
     if not path.is_file():
         raise ConfigError(f"The deployment file {path} does not exist.")
     try:
-        namespace = runpy.run_path(str(path), run_name="__deployments__")
+        with contextlib.ExitStack() as stack:
+            collected = [stack.enter_context(scope(path.resolve().parent)) for scope in LOAD_SCOPES]
+            namespace = runpy.run_path(str(path), run_name="__deployments__")
+            namespace = {**namespace, "__collected__": [spec for specs in collected for spec in specs]}
     except ConfigError as error:
         raise ConfigError(f"The deployment file {path} has an invalid spec: {error}") from None
+    except ModuleNotFoundError as error:
+        raise ConfigError(f"The deployment file {path} (or a file it loads) imports the package {error.name!r}, which "
+                          f"is not installed here (pip install {(error.name or '?').split('.')[0]}).") from None
     except SystemExit as error:
         raise ConfigError(f"The deployment file {path} called sys.exit({error.code!r}) while loading; a deployment "
                           "file should only define DeploymentSpecs.") from None
@@ -277,14 +286,16 @@ def _record_skipped(store: Store, row: DeploymentRow, skipped: Skipped, now: dt.
 
 def slot_run(row: Mapping[str, Any], slot: dt.datetime, settings: Settings, fingerprint: str) -> dict[str, Any]:
     """The flow_runs columns of a scheduled run for ``slot``."""
-    parameters = run_parameters(row, slot.astimezone(schedule_of(row).tz).date())
+    parameters = run_parameters(row, slot.astimezone(schedule_of(row).tz).date(), asked=False)
     return {"name": new_run_name(), "flow": row["flow"], "deployment_id": row["id"],
             "work_queue": row["work_queue"], "schedule_fingerprint": fingerprint, "scheduled_time": slot,
             "parameters": parameters, **run_columns(row["flow"], parameters, settings)}
 
 
-def run_parameters(row: Mapping[str, Any], run_date: dt.date) -> dict[str, Any]:
-    return slot_parameters(row.get("parameters"), run_date)
+def run_parameters(row: Mapping[str, Any], run_date: dt.date, *, asked: bool = True) -> dict[str, Any]:
+    """A run's parameters for ``run_date``: a slot's (``asked`` False) or a trigger's or backfill's."""
+    keep = flow_entry(row["flow"]).deployment_date
+    return slot_parameters(row.get("parameters"), run_date, asked=asked, keep_deployment_date=keep)
 
 
 def run_columns(flow: str, parameters: Mapping[str, Any], settings: Settings) -> dict[str, Any]:

@@ -40,13 +40,16 @@ class FlowEntry:
     ``execute`` is ``"module:function"``, imported only where a run executes (a worker process),
     so that listing deployments never imports scikit-learn. ``run_fields(parameters, settings)``
     gives the flow_runs columns a run carries before it starts; it raises ConfigError for bad
-    parameters. ``parameters`` are the names a deployment may set besides ``date``.
+    parameters. ``parameters`` are the names a deployment may set besides ``date`` (None: any).
+    ``deployment_date``: a deployment may set ``date`` itself, and its scheduled runs keep it
+    (a trigger or a backfill still passes the date asked for).
     """
 
     name: str
     execute: str
     run_fields: RunFields
-    parameters: tuple[str, ...] = ()
+    parameters: tuple[str, ...] | None = ()
+    deployment_date: bool = False
     await_errors: tuple[type[BaseException], ...] = ()
     preload: tuple[str, ...] = ()
     normalize: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
@@ -66,18 +69,19 @@ class FlowEntry:
 
     def check_parameters(self, parameters: Mapping[str, Any], deployment: str) -> dict[str, Any]:
         """A deployment's parameters, checked against this flow's; ConfigError names the bad one."""
-        if "date" in parameters:
+        if "date" in parameters and not self.deployment_date:
             raise ConfigError(f"The deployment {deployment!r} sets the parameter 'date'; each run gets its slot's "
                               "date, so remove it (use trigger --date or backfill for other dates).")
-        unknown = sorted(set(parameters) - set(self.parameters))
+        unknown = [] if self.parameters is None else sorted(set(parameters) - {"date", *self.parameters})
         if unknown:
-            takes = ", ".join(("date",) + self.parameters)
+            takes = ", ".join(dict.fromkeys(("date", *self.parameters)))
             raise ConfigError(f"The deployment {deployment!r} has the unknown parameter {unknown[0]!r}; "
                               f"the flow {self.name!r} takes {takes}.")
         return self.normalize(parameters) if self.normalize else dict(parameters)
 
 
 _FLOWS: dict[str, FlowEntry] = {}
+_RESOLVERS: dict[str, Callable[[str], FlowEntry]] = {}
 
 
 def register_flow(entry: FlowEntry) -> FlowEntry:
@@ -86,13 +90,20 @@ def register_flow(entry: FlowEntry) -> FlowEntry:
     return entry
 
 
+def register_resolver(prefix: str, resolve: Callable[[str], FlowEntry]) -> None:
+    """Flows named ``prefix...`` are resolved on demand (a user's flow file, named by its path)."""
+    _RESOLVERS[prefix] = resolve
+
+
 def flow_entry(name: str) -> FlowEntry:
     """The registered flow ``name``; ConfigError lists the flows there are."""
-    try:
+    if name in _FLOWS:
         return _FLOWS[name]
-    except KeyError:
-        known = ", ".join(repr(n) for n in sorted(_FLOWS)) or "none"
-        raise ConfigError(f"The flow {name!r} is not registered; the flows are: {known}.") from None
+    for prefix, resolve in _RESOLVERS.items():
+        if isinstance(name, str) and name.startswith(prefix):
+            return resolve(name)
+    known = ", ".join(repr(n) for n in sorted(_FLOWS) if ":" not in n) or "none"
+    raise ConfigError(f"The flow {name!r} is not registered; the flows are: {known}.")
 
 
 def flow_names() -> list[str]:
@@ -104,6 +115,12 @@ def preload_modules() -> tuple[str, ...]:
     return tuple(dict.fromkeys(module for entry in _FLOWS.values() for module in entry.preload))
 
 
-def slot_parameters(parameters: Mapping[str, Any] | None, run_date: dt.date) -> dict[str, Any]:
-    """A run's parameters: its deployment's, plus ``date`` = the date of its slot or request."""
+def slot_parameters(parameters: Mapping[str, Any] | None, run_date: dt.date, *, asked: bool = True,
+                    keep_deployment_date: bool = False) -> dict[str, Any]:
+    """A run's parameters: its deployment's, plus ``date`` = the date of its slot or request.
+
+    A scheduled slot (``asked`` False) of a flow whose deployment may set ``date`` keeps that date.
+    """
+    if keep_deployment_date and not asked and "date" in (parameters or {}):
+        return dict(parameters or {})
     return {**(parameters or {}), "date": run_date.isoformat()}

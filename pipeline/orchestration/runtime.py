@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
 import datetime as dt
 import logging
 import os
@@ -103,6 +104,7 @@ class RunContext:
     task_run_id: int | None = None
     attempt_base: int = 0  # task attempts recorded by earlier executions of this run (a run awaiting data)
     started: list[str] = field(default_factory=list)
+    calls: dict[str, int] = field(default_factory=dict)
 
     def position(self, task_name: str) -> int:
         if task_name in self.flow.tasks:
@@ -110,6 +112,10 @@ class RunContext:
         return len(self.flow.tasks) + self.started.index(task_name)
 
     def run_task(self, made: Task, args: tuple, kwargs: dict) -> Any:
+        """Run one call of a task; a task called again in the same run is recorded as ``name-2``, ``name-3``."""
+        calls = self.calls[made.name] = self.calls.get(made.name, 0) + 1
+        if calls > 1:
+            made = dataclasses.replace(made, name=f"{made.name}-{calls}")
         if made.name not in self.started:
             self.started.append(made.name)
         attempt = 1

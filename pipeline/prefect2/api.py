@@ -1,0 +1,212 @@
+"""Prefect 2.0 beta's ``@flow``, ``@task``, futures and ``get_run_logger``, on this product's runtime.
+
+Inside a run (the scheduler's worker, or ``python -m pipeline run``-like script runs), each task
+call is recorded as task runs by ``pipeline.orchestration.runtime`` (attempts, retries, errors,
+logs) and returns a ``PrefectFuture``; ``.result()`` gives the value or raises the task's error, and
+a future passed into another task is resolved first. As in Prefect 2.0, a flow whose task failed
+fails, even if the flow never asked for that task's result.
+
+Tasks run one after the other: ``ConcurrentTaskRunner()`` is accepted and behaves like
+``SequentialTaskRunner()`` (the runs of this job are dominated by one task at a time).
+"""
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ..orchestration.runtime import Retry, Task, run_context
+
+logger = logging.getLogger("pipeline.prefect2")
+
+# What calling a flow means here: "load" while a deployment or flow file is being read (a top-level
+# ``main(...)`` does nothing), "script" when the file runs as a script (the flow runs and is recorded).
+MODE: contextvars.ContextVar[str] = contextvars.ContextVar("prefect2_mode", default="script")
+_FUTURES: contextvars.ContextVar[list | None] = contextvars.ContextVar("prefect2_futures", default=None)
+
+
+class PrefectFuture:
+    """The outcome of a task call: ``.result()`` returns its value or raises its error."""
+
+    def __init__(self, task_name: str, value: Any = None, error: BaseException | None = None):
+        self.task_name, self._value, self.error = task_name, value, error
+        self.asked = False
+
+    def result(self, raise_on_failure: bool = True) -> Any:
+        self.asked = True
+        if self.error is not None and raise_on_failure:
+            raise self.error
+        return self.error if self.error is not None else self._value
+
+    def wait(self, timeout: float | None = None) -> "PrefectFuture":
+        return self
+
+    def get_state(self) -> "State":
+        return State.of(self._value, self.error)
+
+    def __repr__(self) -> str:
+        return f"PrefectFuture({self.task_name!r}, {'failed' if self.error else 'completed'})"
+
+
+@dataclass
+class State:
+    """What calling a flow returns in a script, as in Prefect 2.0 beta: ``.result()``, ``is_completed()``."""
+
+    name: str
+    value: Any = None
+    error: BaseException | None = None
+
+    @classmethod
+    def of(cls, value: Any, error: BaseException | None) -> "State":
+        return cls("Failed" if error else "Completed", value, error)
+
+    def result(self, raise_on_failure: bool = True) -> Any:
+        if self.error is not None and raise_on_failure:
+            raise self.error
+        return self.value
+
+    def is_completed(self) -> bool:
+        return self.error is None
+
+    def is_failed(self) -> bool:
+        return self.error is not None
+
+    @property
+    def message(self) -> str | None:
+        return str(self.error) if self.error else None
+
+
+def _resolve(value: Any) -> Any:
+    """A future passed into a task is its value (its error, if it failed, is raised)."""
+    if isinstance(value, PrefectFuture):
+        return value.result()
+    if isinstance(value, (list, tuple)) and any(isinstance(v, PrefectFuture) for v in value):
+        return type(value)(_resolve(v) for v in value)
+    return value
+
+
+class PrefectTask:
+    """A ``@task``: calling it runs it now (recorded inside a run) and returns a future."""
+
+    def __init__(self, fn: Callable[..., Any], name: str | None = None, retries: int = 0,
+                 retry_delay_seconds: float = 0, timeout_seconds: float | None = None, **ignored: Any):
+        functools.update_wrapper(self, fn)
+        self.fn, self.name = fn, name or fn.__name__
+        self.runtime_task = Task(fn, self.name, Retry(int(retries), float(retry_delay_seconds)), timeout_seconds)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> PrefectFuture:
+        try:
+            value = self.runtime_task(*[_resolve(a) for a in args], **{k: _resolve(v) for k, v in kwargs.items()})
+            future = PrefectFuture(self.name, value)
+        except Exception as error:  # noqa: BLE001 - kept in the future, as Prefect does
+            setattr(error, "task_name", getattr(error, "task_name", None) or self.name)
+            future = PrefectFuture(self.name, error=error)
+        futures = _FUTURES.get()
+        if futures is not None:
+            futures.append(future)
+        return future
+
+    def submit(self, *args: Any, **kwargs: Any) -> PrefectFuture:
+        return self(*args, **kwargs)
+
+
+def task(fn: Callable | None = None, **options: Any) -> Any:
+    """``@task`` or ``@task(name=..., retries=..., retry_delay_seconds=...)``."""
+    if fn is None:
+        return lambda f: PrefectTask(f, **options)
+    return PrefectTask(fn, **options)
+
+
+class PrefectFlow:
+    """A ``@flow``. Calling it in a script runs it (recorded in the history); while its file is being
+    loaded for ``deployment create`` or by a worker, a call does nothing."""
+
+    def __init__(self, fn: Callable[..., Any], name: str | None = None, **options: Any):
+        functools.update_wrapper(self, fn)
+        self.fn = fn
+        self.name = name or fn.__name__.replace("_", "-")
+        self.options = options
+        self.path = inspect.getsourcefile(fn)
+
+    @property
+    def parameters(self) -> tuple[str, ...] | None:
+        """The parameters the function takes (None: any, it takes ``**kwargs``)."""
+        found = inspect.signature(self.fn).parameters.values()
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in found):
+            return None
+        return tuple(p.name for p in found if p.kind is not inspect.Parameter.VAR_POSITIONAL)
+
+    def accepted(self, parameters: dict[str, Any]) -> dict[str, Any]:
+        """The run's parameters this function takes (a slot's ``date`` is dropped if it has none)."""
+        names = self.parameters
+        return dict(parameters) if names is None else {k: v for k, v in parameters.items() if k in names}
+
+    def body(self, **parameters: Any) -> Any:
+        """Run the function; a task that failed fails the flow, as in Prefect 2.0."""
+        futures: list[PrefectFuture] = []
+        token = _FUTURES.set(futures)
+        try:
+            value = self.fn(**parameters)
+        finally:
+            _FUTURES.reset(token)
+        failed = [f for f in futures if f.error is not None]
+        if failed:
+            raise failed[0].error
+        return _scalars(value)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if run_context() is not None:  # a flow called inside another flow: run it as part of this run
+            return self.body(**_bind(self.fn, args, kwargs))
+        if MODE.get() == "load":
+            logger.info("Not running %s(...) while its file is loaded; it runs on its schedule or by hand.",
+                        self.fn.__name__)
+            return None
+        from .scripts import run_as_script
+
+        return run_as_script(self, _bind(self.fn, args, kwargs))
+
+
+def flow(fn: Callable | None = None, **options: Any) -> Any:
+    """``@flow`` or ``@flow(name=..., task_runner=...)``."""
+    if fn is None:
+        return lambda f: PrefectFlow(f, **options)
+    return PrefectFlow(fn, **options)
+
+
+def _bind(fn: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> dict[str, Any]:
+    bound = inspect.signature(fn).bind(*args, **kwargs)
+    return dict(bound.arguments)
+
+
+def _scalars(value: Any) -> Any:
+    """What a flow returns is recorded as its metrics only when it is a dict of plain numbers and words."""
+    if isinstance(value, dict) and all(isinstance(v, (int, float, str, bool)) or v is None for v in value.values()):
+        return value
+    return None
+
+
+def get_run_logger() -> logging.Logger:
+    """The logger whose lines go into the run's logs (and to the console in a script)."""
+    context = run_context()
+    return logging.getLogger(f"pipeline.prefect2.run.{context.flow.name if context else 'script'}")
+
+
+class SequentialTaskRunner:
+    """Accepted: tasks run one after the other."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        pass
+
+
+class ConcurrentTaskRunner(SequentialTaskRunner):
+    """Accepted: here too tasks run one after the other (see the module's note)."""
+
+
+class SubprocessFlowRunner:
+    """Accepted: every run has its own process here."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        pass

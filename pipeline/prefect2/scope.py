@@ -1,0 +1,132 @@
+"""The scope in which a Prefect 2.0 beta file is loaded or run: a ``prefect`` package of our own.
+
+While a deployment file is loaded, or a worker runs a user's flow, ``import prefect`` (and
+``prefect.deployments``, ``prefect.orion.schemas.schedules``, ``prefect.flow_runners``,
+``prefect.task_runners``) gives this compatibility layer; any other ``prefect.*`` import fails with
+one sentence naming it. The file's folder is importable (``from homework import main``). When the
+scope ends, everything is as it was: a real Prefect installed in the environment is never shadowed
+outside it, and the user's modules are forgotten.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import importlib.abc
+import importlib.machinery
+import sys
+import types
+from pathlib import Path
+from typing import Any, Iterator
+
+from ..errors import ConfigError
+from . import api
+
+_FOLDER: contextvars.ContextVar[Path | None] = contextvars.ContextVar("prefect2_folder", default=None)
+_COLLECTED: contextvars.ContextVar[list | None] = contextvars.ContextVar("prefect2_specs", default=None)
+SUPPORTED = ("prefect", "prefect.deployments", "prefect.orion", "prefect.orion.schemas",
+             "prefect.orion.schemas.schedules", "prefect.flow_runners", "prefect.task_runners")
+
+
+class UnsupportedPrefect(ConfigError):
+    """A Prefect feature this product does not provide."""
+
+
+def _module(name: str, **names: Any) -> types.ModuleType:
+    module = types.ModuleType(name)
+    module.__dict__.update(names)
+    module.__path__ = []  # a package: its submodules come from the finder below
+
+    def missing(attribute: str) -> Any:
+        if attribute.startswith("__"):
+            raise AttributeError(attribute)
+        raise UnsupportedPrefect(f"{name}.{attribute} is not supported here; a Prefect 2.0 beta file may use "
+                                 "flow, task, get_run_logger, DeploymentSpec, IntervalSchedule, CronSchedule, "
+                                 "SubprocessFlowRunner, SequentialTaskRunner and ConcurrentTaskRunner.")
+    module.__getattr__ = missing  # type: ignore[attr-defined]
+    return module
+
+
+def _modules() -> dict[str, types.ModuleType]:
+    from . import deployments
+
+    runners = {"SubprocessFlowRunner": api.SubprocessFlowRunner}
+    schedules = {"IntervalSchedule": deployments.IntervalSchedule, "CronSchedule": deployments.CronSchedule,
+                 "RRuleSchedule": deployments.RRuleSchedule}
+    made = {
+        "prefect": _module("prefect", flow=api.flow, task=api.task, get_run_logger=api.get_run_logger,
+                           __version__="2.0b5 (compatibility layer of pipeline.prefect2)"),
+        "prefect.deployments": _module("prefect.deployments", DeploymentSpec=deployments.DeploymentSpec),
+        "prefect.orion": _module("prefect.orion"),
+        "prefect.orion.schemas": _module("prefect.orion.schemas"),
+        "prefect.orion.schemas.schedules": _module("prefect.orion.schemas.schedules", **schedules),
+        "prefect.flow_runners": _module("prefect.flow_runners", **runners),
+        "prefect.task_runners": _module("prefect.task_runners", SequentialTaskRunner=api.SequentialTaskRunner,
+                                        ConcurrentTaskRunner=api.ConcurrentTaskRunner),
+    }
+    made["prefect"].deployments = made["prefect.deployments"]
+    made["prefect"].orion = made["prefect.orion"]
+    made["prefect.orion"].schemas = made["prefect.orion.schemas"]
+    made["prefect.orion.schemas"].schedules = made["prefect.orion.schemas.schedules"]
+    made["prefect"].flow_runners = made["prefect.flow_runners"]
+    made["prefect"].task_runners = made["prefect.task_runners"]
+    return made
+
+
+class _Unsupported(importlib.abc.MetaPathFinder):
+    """Any other ``prefect.*`` module: one sentence naming it, at import."""
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        if fullname.startswith("prefect.") and fullname not in SUPPORTED:
+            raise UnsupportedPrefect(f"The module {fullname} is not supported here; a Prefect 2.0 beta file may "
+                                     f"import {', '.join(SUPPORTED)}.")
+        return None
+
+
+@contextlib.contextmanager
+def prefect_scope(folder: Path, *, mode: str = "load") -> Iterator[list]:
+    """Serve ``prefect`` from this layer and import from ``folder``; yields the DeploymentSpecs built."""
+    saved = {name: sys.modules.get(name) for name in sys.modules if name == "prefect" or name.startswith("prefect.")}
+    before = set(sys.modules)
+    finder = _Unsupported()
+    for name in saved:
+        sys.modules.pop(name, None)
+    sys.modules.update(_modules())
+    sys.meta_path.insert(0, finder)
+    sys.path.insert(0, str(folder))
+    specs: list = []
+    tokens = (_FOLDER.set(Path(folder)), _COLLECTED.set(specs), api.MODE.set(mode))
+    try:
+        yield specs
+    finally:
+        api.MODE.reset(tokens[2])
+        _COLLECTED.reset(tokens[1])
+        _FOLDER.reset(tokens[0])
+        with contextlib.suppress(ValueError):
+            sys.path.remove(str(folder))
+        sys.meta_path.remove(finder)
+        _forget(before, Path(folder))
+        sys.modules.update({name: module for name, module in saved.items() if module is not None})
+
+
+def _forget(before: set[str], folder: Path) -> None:
+    """Drop the fake ``prefect`` modules and the user's modules imported from ``folder``."""
+    for name in set(sys.modules) - before:
+        module = sys.modules[name]
+        where = getattr(module, "__file__", None)
+        if name == "prefect" or name.startswith("prefect.") or (where and Path(where).resolve().is_relative_to(
+                folder.resolve())):
+            del sys.modules[name]
+
+
+def collect(spec: Any) -> None:
+    """A DeploymentSpec built while a file loads (bound to a name or not) is registered with the file."""
+    specs = _COLLECTED.get()
+    if specs is not None:
+        specs.append(spec)
+
+
+def relative(location: str) -> Path:
+    """``flow_location`` is relative to the deployment file's folder."""
+    path = Path(location)
+    folder = _FOLDER.get()
+    return (path if path.is_absolute() or folder is None else folder / path).resolve()
