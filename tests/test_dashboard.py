@@ -463,3 +463,22 @@ def test_the_bench_counts_its_history_through_the_store_without_sql(tmp_path, ca
     finally:
         reader.close()
     assert expected in capsys.readouterr().out and reader.count_runs() == 19 + 10
+
+
+@pytest.mark.parametrize("metrics, shown, absent", [
+    (None, "This flow records no metrics.", "Validation RMSE (min)"),
+    ({"rmse": 12.5, "rows": 3000}, "rmse", "Validation RMSE (min)"),
+])
+def test_a_completed_run_of_a_users_prefect_flow_shows_its_own_numbers_not_empty_metric_cards(history, metrics,
+                                                                                              shown, absent):
+    writer = Store(history.settings.db_path)
+    now = dt.datetime.now(dt.timezone.utc)
+    run_id = writer.create_run(flow="prefect2:/tmp/homework.py:main", name="course-flow", state=State.PENDING,
+                               now=now, parameters={"date": "2021-08-15"}, trigger="script", run_date="2021-08-15")
+    writer.start_run(run_id, now=now, pid=1)
+    writer.transition(run_id, State.COMPLETED, now=now, metrics=metrics)
+    writer.close()
+    at = open_page("run_detail", id=run_id)
+    labels = {m.label: m.value for m in at.metric}
+    assert absent not in labels and labels["Months"] == "-" and labels["Data"] == "-"
+    assert shown in texts(at) or shown in labels

@@ -84,7 +84,7 @@ def facts(run: dict[str, Any]) -> None:
     cols[1].metric("Months", f"{run['train_month']} → {run['val_month']}" if run["train_month"] else "-",
                    help="Training month → validation month")
     cols[2].metric("Duration", labels.duration(run["started_at"], run["ended_at"]))
-    cols[3].metric("Data", "synthetic" if labels.is_synthetic(run) else "real TLC")
+    cols[3].metric("Data", "synthetic" if labels.is_synthetic(run) else ("real TLC" if run.get("data_source") else "-"))
     st.caption(f"Scheduled {widgets.time_pair(run['scheduled_time'], zone)} · started {labels.utc(run['started_at'])}"
                f" · ended {labels.utc(run['ended_at'])} · source `{labels.data_source(run)}`")
 
@@ -110,7 +110,11 @@ def logs(run: dict[str, Any]) -> None:
 def metrics(run: dict[str, Any]) -> None:
     values = run.get("metrics") or {}
     if not values:
-        st.info("No metrics: the run did not complete.")
+        st.info("No metrics: the run did not complete." if run["state"] != "COMPLETED" else
+                "This flow records no metrics.")
+        return
+    if "val_rmse" not in values:  # another flow (a user's Prefect 2 flow): the numbers it returned, as they are
+        own_metrics(values)
         return
     cols = st.columns(4)
     for column, key, name in zip(cols, ("train_mse", "train_rmse", "val_mse", "val_rmse"),
@@ -119,6 +123,15 @@ def metrics(run: dict[str, Any]) -> None:
         column.metric(name, labels.number(values.get(key)))
     st.dataframe(data_figures(values), hide_index=True, width="stretch", key="detail_data")
     st.caption(f"{labels.number(values.get('feature_count'))} one-hot features (pickup and drop-off zones).")
+
+
+def own_metrics(values: dict[str, Any]) -> None:
+    numbers = {k: v for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    for column, (key, value) in zip(st.columns(max(1, min(4, len(numbers)))), list(numbers.items())[:4]):
+        column.metric(key, labels.number(value))
+    others = {k: v for k, v in values.items() if k not in list(numbers)[:4]}
+    if others:
+        st.json(others)
 
 
 def data_figures(values: dict[str, Any]) -> pd.DataFrame:
