@@ -18,6 +18,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from ..errors import ConfigError
 from ..orchestration.runtime import Retry, Task, run_context
 
 logger = logging.getLogger("pipeline.prefect2")
@@ -92,7 +93,9 @@ class PrefectTask:
     """A ``@task``: calling it runs it now (recorded inside a run) and returns a future."""
 
     def __init__(self, fn: Callable[..., Any], name: str | None = None, retries: int = 0,
-                 retry_delay_seconds: float = 0, timeout_seconds: float | None = None, **ignored: Any):
+                 retry_delay_seconds: float = 0, timeout_seconds: float | None = None, description: str | None = None,
+                 tags: Any = None, version: str | None = None, **unsupported: Any):
+        _refuse(unsupported, f"@task on {fn.__name__}")
         functools.update_wrapper(self, fn)
         self.fn, self.name = fn, name or fn.__name__
         self.runtime_task = Task(fn, self.name, Retry(int(retries), float(retry_delay_seconds)), timeout_seconds)
@@ -124,11 +127,16 @@ class PrefectFlow:
     """A ``@flow``. Calling it in a script runs it (recorded in the history); while its file is being
     loaded for ``deployment create`` or by a worker, a call does nothing."""
 
-    def __init__(self, fn: Callable[..., Any], name: str | None = None, **options: Any):
+    def __init__(self, fn: Callable[..., Any], name: str | None = None, task_runner: Any = None,
+                 description: str | None = None, version: str | None = None, validate_parameters: bool = True,
+                 timeout_seconds: float | None = None, **unsupported: Any):
+        _refuse(unsupported, f"@flow on {fn.__name__}")
+        if type(task_runner).__name__ not in ("NoneType", "SequentialTaskRunner", "ConcurrentTaskRunner"):
+            raise ConfigError(f"@flow on {fn.__name__} uses task_runner={type(task_runner).__name__}(), which is not "
+                              "supported here; use SequentialTaskRunner() or ConcurrentTaskRunner().")
         functools.update_wrapper(self, fn)
         self.fn = fn
         self.name = name or fn.__name__.replace("_", "-")
-        self.options = options
         self.path = inspect.getsourcefile(fn)
 
     @property
@@ -174,6 +182,12 @@ def flow(fn: Callable | None = None, **options: Any) -> Any:
     if fn is None:
         return lambda f: PrefectFlow(f, **options)
     return PrefectFlow(fn, **options)
+
+
+def _refuse(unsupported: dict[str, Any], what: str) -> None:
+    if unsupported:
+        raise ConfigError(f"{what}: the option {', '.join(sorted(unsupported))} is not supported here; a Prefect 2.0 "
+                          "beta task may set name, retries, retry_delay_seconds, timeout_seconds, description, tags.")
 
 
 def _bind(fn: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> dict[str, Any]:
