@@ -421,3 +421,13 @@ def test_a_backfill_reaching_before_the_first_fhv_month_is_refused_whatever_the_
 def test_an_empty_deployment_name_is_not_the_default_deployment(store, settings):
     with pytest.raises(NotFound, match="There is no deployment named ''"):
         control.trigger(store, settings, deployment="", date=D(2025, 6, 15), now=dt.datetime(2026, 1, 10, tzinfo=UTC))
+
+
+def test_a_foreground_run_between_its_creation_and_its_start_is_never_handed_to_the_queue(store, settings, clock):
+    from pipeline.orchestration.liveness import this_process
+
+    run_id = store.create_run(flow="fhv-duration-training", name="fg", state=State.PENDING, now=clock.now(),
+                              parameters={"date": "2025-06-15"}, trigger="cli", claimed_by=this_process())
+    clock.advance(7 * 86400)
+    make(store, settings, clock).tick()
+    assert store.get_run(run_id)["state"] == "PENDING"

@@ -11,6 +11,7 @@ this host). Used by the scheduler's sweep:
 from __future__ import annotations
 
 import datetime as dt
+import os
 import socket
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,12 @@ def process_alive(pid: int, started_at: dt.datetime | None) -> bool:
     except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError, OverflowError):
         return False
     return started_at is None or born <= started_at + dt.timedelta(seconds=2)
+
+
+def this_process() -> str:
+    """The claimer of a run executed in this very process (``python -m pipeline run``, a script):
+    a scheduler's sweep sees it alive and never hands the run to the queue."""
+    return f"{socket.gethostname()}:{os.getpid()}:foreground"
 
 
 def identity_alive(identity: str | None, *, since: dt.datetime | None = None) -> bool | None:

@@ -6,6 +6,7 @@ from typing import Any
 
 from ..config import load_settings
 from ..orchestration.clock import SYSTEM_CLOCK
+from ..orchestration.liveness import this_process
 from ..orchestration.runtime import Flow, new_run_name, run_flow
 from ..orchestration.states import State
 from ..store import Store
@@ -23,7 +24,7 @@ def run_as_script(flow: api.PrefectFlow, parameters: dict[str, Any]) -> api.Stat
         now = SYSTEM_CLOCK.now()
         recorded = json.loads(json.dumps(parameters, default=str))
         run_id = store.create_run(flow=entry.name, name=new_run_name(), state=State.PENDING, now=now,
-                                  parameters=recorded, trigger="script", scheduled_time=now,
+                                  parameters=recorded, trigger="script", scheduled_time=now, claimed_by=this_process(),
                                   **entry.fields_for(recorded, settings))
         with prints_to_log():
             result = run_flow(store, Flow(flow.body, flow.name), run_id, parameters, heartbeat_every=2.0)

@@ -12,6 +12,7 @@ from ..errors import TransientError
 from .months import check_run_date, months_for, parse_date
 from ..orchestration.runtime import FlowResult, SYSTEM_CLOCK, flow, run_context, run_flow, task
 from ..orchestration.clock import Clock
+from ..orchestration.liveness import this_process
 from ..orchestration.states import State
 from ..store import Store
 from .job import FLOW_NAME, TASKS, run_fields  # noqa: F401  (run_fields: the registered fields)
@@ -127,5 +128,6 @@ def run_now(store: Store, settings: Settings, *, date: str | None = None, data_u
         parameters["data_url"] = normalize_data_url(data_url)
     now = clock.now()
     run_id = store.create_run(flow=FLOW_NAME, name=name, state=State.PENDING, now=now, parameters=parameters,
-                              trigger=trigger, scheduled_time=now, **run_fields(parameters, settings))
+                              trigger=trigger, scheduled_time=now, claimed_by=this_process(),
+                              **run_fields(parameters, settings))
     return execute(store, settings, run_id, clock=clock, heartbeat_every=FOREGROUND_HEARTBEAT)
