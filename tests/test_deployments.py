@@ -154,16 +154,18 @@ def test_registering_again_keeps_a_deployment_paused_or_resumed_since(store, set
     store.set_deployment_active("hourly", then, T0)
     row = register(store, hourly(active=first, tags=["edited"]), T0 + dt.timedelta(minutes=10), settings=settings)
     assert row["active"] is then and row["tags"] == ["edited"]
-    assert len(slots(store, "hourly")) == (3 if then else 0)
+    assert len(slots(store, "hourly")) == 3  # a paused deployment keeps (and holds) its runs
 
 
-def test_pausing_cancels_due_runs_and_resuming_counts_slots_from_then(store, settings):
+def test_pausing_keeps_the_runs_and_resuming_counts_new_slots_from_then(store, settings):
     register(store, hourly(), T0, settings=settings)
+    before = {r["id"]: r["name"] for r in store.runs(deployment="hourly", limit=10)}
     store.set_deployment_active("hourly", False, T0 + dt.timedelta(hours=1, minutes=30))
-    assert [r["state"] for r in store.runs(deployment="hourly", limit=10)] == ["CANCELLED"]
+    assert {r["id"]: r["name"] for r in store.runs(deployment="hourly", limit=10)} == before
+    assert {r["state"] for r in store.runs(deployment="hourly", limit=10)} == {"SCHEDULED"}
     resumed = store.set_deployment_active("hourly", True, T0 + dt.timedelta(hours=5, minutes=30))
     materialise(store, settings, resumed, T0 + dt.timedelta(hours=5, minutes=30))
-    assert slots(store, "hourly")[1:] == ["2026-01-01T06:00:00.000000Z", "2026-01-01T07:00:00.000000Z",
+    assert slots(store, "hourly")[3:] == ["2026-01-01T06:00:00.000000Z", "2026-01-01T07:00:00.000000Z",
                                           "2026-01-01T08:00:00.000000Z"]
 
 
@@ -261,8 +263,11 @@ def test_deployment_ls_pause_and_resume_from_the_cli(monkeypatch, settings, stor
     cli(monkeypatch, settings, "deployment", "create", str(EXAMPLE))
     assert cli(monkeypatch, settings, "deployment", "resume", "nightly-demo") == 0
     assert len(store.runs(deployment="nightly-demo")) >= 3
+    held = {r["id"] for r in store.runs(deployment="nightly-demo", states=["SCHEDULED"])}
+    capsys.readouterr()
     assert cli(monkeypatch, settings, "deployment", "pause", "nightly-demo") == 0
-    assert store.runs(deployment="nightly-demo", states=["SCHEDULED"]) == []
+    assert f"it holds {len(held)} waiting run(s)" in " ".join(capsys.readouterr().out.split())
+    assert {r["id"] for r in store.runs(deployment="nightly-demo", states=["SCHEDULED"])} == held
     capsys.readouterr()
     cli(monkeypatch, settings, "deployment", "ls", "--json")
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}

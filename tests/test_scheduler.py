@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from pipeline.orchestration import catchup
+from pipeline.orchestration import catchup, control
 from pipeline.orchestration.deployments import DEFAULT_DEPLOYMENT, DeploymentSpec, default_deployment, register
 from pipeline.orchestration.enqueue import trigger_run
 from pipeline.orchestration.executor import AwaitData, ProcessExecutor, warn_unless_preloaded
@@ -142,7 +142,7 @@ def test_after_a_downtime_the_catch_up_policy_decides_which_missed_slots_run(sto
     cancelled = [r for r in missed if r["state"] == "CANCELLED"]
     assert len(cancelled) == skipped
     assert all(f"Skipped by the catch-up policy '{policy}' of hourly" in r["state_message"] for r in cancelled)
-    assert all(r["late_reason"].startswith("no scheduler was running") for r in missed if r["state"] == "COMPLETED")
+    assert all(r["late_reason"] is None for r in missed if r["state"] == "COMPLETED")  # cleared once started
     on_time = runs_of(store, "hourly", "COMPLETED")[-1]
     assert on_time["scheduled_time"].startswith("2026-01-01T06:00") and on_time["late_reason"] is None
 
@@ -171,7 +171,7 @@ def test_a_slot_stuck_behind_a_full_queue_is_skipped_past_the_maximum_lateness(s
     walk(make(store, settings, clock, behaviour="hang"), clock, until=at(2, 40), step=300)
     first, second = runs_of(store, "hourly")[:2]
     assert first["state"] == "RUNNING" and second["state"] == "CANCELLED"
-    assert second["late_reason"] == "its work queue 'default' is full (1 of 1 running)"
+    assert second["late_reason"] == "waiting for a free slot: 1st in line in 'default' (1 of 1 running)"
 
 
 @pytest.mark.parametrize("down_until, missed, cancelled", [(at(0, 40), 0, 0), (at(5, 30), 5, 4)],
@@ -202,38 +202,50 @@ def test_a_work_queue_runs_at_most_its_limit_and_the_rest_are_late_with_the_reas
         scheduler.tick()
         clock.advance(20)
         scheduler.tick()
-        states = [r["state"] for r in store.runs(states=["RUNNING", "LATE"])]
-        assert states.count("RUNNING") == running and states.count("LATE") == 3 - running
+        runs = [r for r in store.runs(states=["RUNNING", "SCHEDULED", "LATE"]) if r["trigger"] == "manual"]
+        assert [r["state"] for r in runs].count("RUNNING") == running
+        waiting = [r for r in runs if r["state"] != "RUNNING"]
+        assert all(r["state"] == "SCHEDULED" and r["late_reason"].startswith("waiting for a free slot") for r in waiting)
+        assert len(waiting) == 3 - running
     assert store.work_queues()[0]["running"] == 3
 
 
 def test_late_runs_say_why(store, settings, clock):
-    trigger_run(store, settings, date=dt.date(2025, 1, 15), now=clock.now())
+    triggered = trigger_run(store, settings, date=dt.date(2025, 1, 15), now=clock.now())
     store.set_work_queue_paused("default", True)
     scheduler = make(store, settings, clock)
     scheduler.tick()
     clock.advance(16)
     scheduler.tick()
-    run = store.runs(states=["LATE"])[0]
-    assert run["late_reason"] == "its work queue 'default' is paused"
+    run = store.get_run(triggered["id"])  # held, not late: the user paused the queue
+    assert run["state"] == "SCHEDULED"
+    assert run["late_reason"] == "held: its work queue 'default' is paused"
     store.set_work_queue_paused("default", False)
     clock.advance(1)
     scheduler.tick()
     assert store.get_run(run["id"])["state"] == "COMPLETED"
 
 
-def test_a_paused_deployment_runs_nothing_and_resumes_without_catching_up(store, settings, clock):
-    register(store, hourly(catchup="all"), clock.now(), settings=settings)
+@pytest.mark.parametrize("policy, ran", [("latest", ["01:00", "04:00", "05:00", "06:00"]),
+                                         ("none", ["01:00", "05:00", "06:00"])])
+def test_a_paused_deployment_starts_nothing_holds_its_runs_and_resumes_by_its_catch_up_policy(
+        store, settings, clock, policy, ran):
+    register(store, hourly(catchup=policy), clock.now(), settings=settings)
     scheduler = make(store, settings, clock)
     walk(scheduler, clock, until=at(1, 30), step=300)
-    store.set_deployment_active("hourly", False, clock.now())
-    assert runs_of(store, "hourly", "SCHEDULED") == []
+    control.pause(store, "hourly", now=clock.now())
+    held = {r["id"]: r["name"] for r in runs_of(store, "hourly", "SCHEDULED")}
+    manual = trigger_run(store, settings, deployment="hourly", date=dt.date(2025, 6, 15), now=clock.now())
     walk(scheduler, clock, until=at(4, 30), step=300)
-    store.set_deployment_active("hourly", True, clock.now())
+    assert store.get_run(manual["id"])["state"] == "SCHEDULED"  # a paused deployment starts no run at all
+    assert store.get_run(manual["id"])["late_reason"] == "held: its deployment hourly is paused"
+    assert store.get_deployment("hourly")["held_runs"] == len(held) + 1
+    assert {r["id"]: r["name"] for r in store.runs(deployment="hourly", limit=100) if r["id"] in held} == held
+    control.resume(store, settings, "hourly", now=clock.now())
     walk(scheduler, clock, until=at(6, 30), step=300)
-    assert slot_times(runs_of(store, "hourly", "COMPLETED")) == ["2026-01-01T01:00", "2026-01-01T05:00",
-                                                                  "2026-01-01T06:00"]
-    assert not [r for r in runs_of(store, "hourly") if "02:00" <= r["scheduled_time"][11:16] <= "04:00"]
+    assert store.get_run(manual["id"])["state"] == "COMPLETED"
+    done = [r["scheduled_time"][11:16] for r in runs_of(store, "hourly", "COMPLETED") if r["trigger"] == "schedule"]
+    assert done == ran
 
 
 def test_enqueued_manual_and_backfill_runs_are_picked_up(store, settings, clock):

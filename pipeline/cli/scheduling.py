@@ -263,7 +263,8 @@ def cmd_set_active(args: argparse.Namespace, settings: Settings) -> int:
         console.print(f"Resumed {row['name']}; next run {render.when(row['next_run_time'])}.")
     else:
         row = control.pause(store, args.name, now=now)
-        console.print(f"Paused {row['name']}; its upcoming scheduled runs were removed.")
+        console.print(f"Paused {row['name']}: it starts nothing until resumed; it holds {row['held_runs']} waiting "
+                      "run(s), which keep their ids and names.")
     return 0
 
 

@@ -57,7 +57,7 @@ def catch_up_deployment(store: Store, settings: Settings, options: "SchedulerOpt
 
 
 def apply_policy(store: Store, row: DeploymentRow, missed: list[RunRow], *, since: dt.datetime | None,
-                 now: dt.datetime) -> None:
+                 now: dt.datetime, why: str = "while no scheduler was running") -> None:
     """Cancel the missed runs the deployment's policy drops; mark the ones it keeps LATE, saying why."""
     keep = {"all": missed, "latest": missed[-1:], "none": []}[row["catchup"]]
     kept = {run["id"] for run in keep}
@@ -65,11 +65,12 @@ def apply_policy(store: Store, row: DeploymentRow, missed: list[RunRow], *, sinc
     for run in missed:
         if run["id"] not in kept:
             message = (f"Skipped by the catch-up policy '{row['catchup']}' of {row['name']}: its slot "
-                       f"{_when(run['scheduled_time'])} passed while no scheduler was running ({down}).")
+                       f"{_when(run['scheduled_time'])} passed {why} ({down}).")
             store.transition(run["id"], State.CANCELLED, now=now, message=message,
                              expect=(State.SCHEDULED, State.LATE))
         elif run["state"] == State.SCHEDULED:
-            store.mark_late(run["id"], f"no scheduler was running when it was due ({down})", now)
+            store.mark_late(run["id"], f"its slot passed {why} ({down})" if "paused" in why else
+                            f"no scheduler was running when it was due ({down})", now)
 
 
 def expiring(store: Store, now: dt.datetime) -> list[RunRow]:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from ..config import Settings
 from ..errors import NotFound
-from ..store import DeploymentRow, RunRow, Store
-from . import enqueue
+from ..store import DeploymentRow, RunRow, Store, from_db
+from . import catchup, enqueue
 from .deployments import DeploymentSpec, check_name, load_specs, materialise, register
 
 BACKFILL_QUEUE = "backfill"
@@ -47,13 +47,22 @@ def cancel(store: Store, run_id: str, *, now: dt.datetime) -> RunRow:
 
 
 def pause(store: Store, name: str, *, now: dt.datetime) -> DeploymentRow:
-    """Stop scheduling a deployment: its upcoming runs are dropped, its due ones cancelled."""
+    """Hold a deployment: it starts nothing (scheduled, manual or backfill runs) until resumed.
+
+    Its runs stay as they are, with their ids and names; no new slots are made meanwhile.
+    """
     return store.set_deployment_active(name, False, now)
 
 
 def resume(store: Store, settings: Settings, name: str, *, now: dt.datetime) -> DeploymentRow:
-    """Schedule a paused deployment again from ``now``, its upcoming runs made at once."""
+    """Schedule a paused deployment again from ``now``; its slots that passed while it was paused are
+    judged by its catch-up policy, as after a downtime; manual and backfill runs it held run."""
+    paused = store.get_deployment(name)
     row = store.set_deployment_active(name, True, now)
+    if not paused["active"]:
+        missed = store.missed_runs(row["id"], after=None, until=now)
+        catchup.apply_policy(store, row, missed, since=from_db(paused["updated_at"]), now=now,
+                             why="while it was paused")
     materialise(store, settings, row, now)
     return store.get_deployment(name)
 

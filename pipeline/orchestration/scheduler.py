@@ -336,25 +336,39 @@ class Scheduler:
                 free -= 1
 
     def mark_late(self) -> None:
-        """Runs still waiting ``late_after`` past their time become LATE, with the reason."""
-        now, held = self.clock.now(), self.held()
-        queues = {q["name"]: q for q in self.store.work_queues()}
-        for run in self.store.due_runs(due_by=now - dt.timedelta(seconds=self.options.late_after)):
-            if run["state"] != State.SCHEDULED:
-                continue
-            reason = (f"its deployment {run['deployment']} waits until its catch-up can be applied "
-                      f"({held[run['deployment_id']]})") if run["deployment_id"] in held else \
-                self._late_reason(queues.get(run["work_queue"]))
-            self.store.mark_late(run["id"], reason, now)
+        """Say why each run still waits ``late_after`` past its time.
 
-    def _late_reason(self, queue: dict[str, Any] | None) -> str:
+        LATE means the scheduler could have started it and did not (it is stopping, the run's queue
+        does not exist, its deployment's catch-up cannot be applied yet). A run waiting for a free
+        slot in its queue, or held by a paused queue or deployment, stays SCHEDULED with that reason.
+        """
+        now = self.clock.now()
+        queues = {q["name"]: q for q in self.store.work_queues()}
+        in_line: dict[str, int] = {}
+        for run in self.store.due_runs(due_by=now - dt.timedelta(seconds=self.options.late_after)):
+            late, reason = self._why_waiting(run, queues.get(run["work_queue"]), in_line)
+            if late and run["state"] == State.SCHEDULED:
+                self.store.mark_late(run["id"], reason, now)
+            elif reason != run["late_reason"] and run["state"] != State.AWAITING_RETRY:
+                self.store.set_late_reason(run["id"], reason)
+
+    def _why_waiting(self, run: RunRow, queue: dict[str, Any] | None, in_line: dict[str, int]) -> tuple[bool, str]:
+        """(is it late, why it waits) for a due run that was not claimed."""
+        held = self.held()
         if self.stopping.is_set():
-            return "the scheduler is stopping"
+            return True, "the scheduler is stopping"
+        if run["deployment_id"] in held:
+            return True, f"its deployment {run['deployment']} waits until its catch-up can be applied " \
+                         f"({held[run['deployment_id']]})"
+        if not run.get("deployment_active", 1):
+            return False, f"held: its deployment {run['deployment']} is paused"
         if queue is None:
-            return "it has no work queue this scheduler serves"
+            return True, f"its work queue '{run['work_queue']}' does not exist"
         if queue["paused"]:
-            return f"its work queue '{queue['name']}' is paused"
-        return f"its work queue '{queue['name']}' is full ({queue['running']} of {queue['concurrency_limit']} running)"
+            return False, f"held: its work queue '{queue['name']}' is paused"
+        place = in_line[queue["name"]] = in_line.get(queue["name"], 0) + 1
+        return False, (f"waiting for a free slot: {_ordinal(place)} in line in '{queue['name']}' "
+                       f"({queue['running']} of {queue['concurrency_limit']} running)")
 
     # -- processes ----------------------------------------------------------------------
     def _start(self, run: RunRow) -> None:
@@ -447,6 +461,11 @@ class Scheduler:
             if self.fatal is None:
                 self._guarded(self.heartbeat)()
             self.clock.sleep(min(self.options.tick, 0.1))
+
+
+def _ordinal(number: int) -> str:
+    suffix = "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+    return f"{number}{suffix}"
 
 
 def _sentence(error: BaseException) -> str:

@@ -84,7 +84,7 @@ class RunStore:
         """PENDING -> RUNNING for the process that executes it; None if the run is no longer PENDING."""
         return self.transition(run_id, State.RUNNING, now=now, expect=(State.PENDING,), started_at=now,
                                heartbeat_at=now, pid=pid, hostname=socket.gethostname(), ended_at=None,
-                               error=None, error_task=None)
+                               error=None, error_task=None, late_reason=None)
 
     def requeue_unstarted(self, run_id: str, *, reason: str, now: dt.datetime) -> dict[str, Any] | None:
         """A claimed run whose process never began goes back to the queue (LATE), as if never claimed."""
@@ -143,6 +143,7 @@ class RunStore:
         due = to_db(now)
         skip = f"AND COALESCE(deployment_id, -1) NOT IN ({', '.join('?' * len(skip_deployments))})" \
             if skip_deployments else ""
+        skip += " AND (deployment_id IS NULL OR deployment_id NOT IN (SELECT id FROM deployments WHERE active = 0))"
         with self.atomic() as conn:
             row = conn.execute(
                 f"""UPDATE flow_runs SET state = 'PENDING', claimed_by = ?, state_message = NULL,

@@ -90,7 +90,9 @@ class SchedulingStore:
         "  AND r.state = 'SCHEDULED') AS next_run_time, "
         "(SELECT r.state FROM flow_runs r WHERE r.deployment_id = d.id AND r.started_at IS NOT NULL "
         "  ORDER BY r.started_at DESC LIMIT 1) AS last_run_state, "
-        "(SELECT COALESCE(SUM(s.count), 0) FROM skipped_slots s WHERE s.deployment_id = d.id) AS skipped_slots "
+        "(SELECT COALESCE(SUM(s.count), 0) FROM skipped_slots s WHERE s.deployment_id = d.id) AS skipped_slots, "
+        "CASE WHEN d.active = 0 THEN (SELECT COUNT(*) FROM flow_runs r WHERE r.deployment_id = d.id "
+        "  AND r.state IN ('SCHEDULED', 'LATE', 'AWAITING_RETRY')) ELSE 0 END AS held_runs "
         "FROM deployments d")
 
     def get_deployment(self, name: str) -> dict[str, Any]:
@@ -105,21 +107,16 @@ class SchedulingStore:
         return {**row, "active": bool(row["active"])}
 
     def set_deployment_active(self, name: str, active: bool, now: dt.datetime) -> dict[str, Any]:
-        """Pause (drop upcoming scheduled runs, cancel due ones) or resume (slots count from ``now``)."""
+        """Pause or resume a deployment: one conditional UPDATE; its runs stay as they are.
+
+        A paused deployment starts nothing (the claim skips its runs, scheduled or not) and makes no
+        new slots; its runs keep their ids and names. On resume, its slots count from ``now``.
+        """
         with self.atomic() as conn:
             deployment = self.get_deployment(name)
-            if deployment["active"] == bool(active):
-                return deployment
-            if active:
-                conn.execute("UPDATE deployments SET active = 1, schedule_since = ?, updated_at = ? WHERE id = ?",
-                             (to_db(now), to_db(now), deployment["id"]))
-            else:
-                conn.execute("UPDATE deployments SET active = 0, updated_at = ? WHERE id = ?",
-                             (to_db(now), deployment["id"]))
-                self.drop_upcoming_runs(deployment["id"], now)
-                for run in self.missed_runs(deployment["id"], after=None, until=now):
-                    self.transition(run["id"], State.CANCELLED, now=now,
-                                    message="Cancelled: its deployment was paused before it started.")
+            conn.execute("UPDATE deployments SET active = ?, updated_at = ?, schedule_since = CASE WHEN ? = 1 "
+                         "THEN ? ELSE schedule_since END WHERE id = ? AND active = ?",
+                         (int(active), to_db(now), int(active), to_db(now), deployment["id"], int(not active)))
         return self.get_deployment(name)
 
     def drop_upcoming_runs(self, deployment_id: int, now: dt.datetime) -> int:
@@ -149,7 +146,8 @@ class SchedulingStore:
     def due_runs(self, *, due_by: dt.datetime) -> list[dict[str, Any]]:
         """Waiting runs due by ``due_by``, oldest first, with their deployment's name and max lateness."""
         return self._all(
-            "SELECT r.*, d.name AS deployment, d.max_lateness FROM flow_runs r "
+            "SELECT r.*, d.name AS deployment, d.max_lateness, COALESCE(d.active, 1) AS deployment_active "
+            "FROM flow_runs r "
             "LEFT JOIN deployments d ON d.id = r.deployment_id "
             "WHERE r.state IN ('SCHEDULED', 'LATE', 'AWAITING_RETRY') "
             "AND COALESCE(r.next_attempt_at, r.scheduled_time) <= ? "
