@@ -11,6 +11,7 @@ import datetime as dt
 from typing import Any, Iterator
 
 from pipeline.config import Settings
+from pipeline.errors import PipelineError
 from pipeline.orchestration import control, enqueue
 from pipeline.store import Store
 
@@ -55,6 +56,18 @@ def cancel(settings: Settings, run_id: str) -> dict[str, Any]:
     """Cancel a waiting run at once, or ask the scheduler to stop a running one."""
     with writable(settings) as history:
         return control.cancel(history, run_id, now=now())
+
+
+def cancel_many(settings: Settings, run_ids: list[str]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Cancel each run; returns the rows cancelled and a sentence per run that could not be."""
+    done, refused = [], []
+    with writable(settings) as history:
+        for run_id in run_ids:
+            try:
+                done.append(control.cancel(history, run_id, now=now()))
+            except PipelineError as error:
+                refused.append(str(error))
+    return done, refused
 
 
 def set_active(settings: Settings, deployment: str, active: bool) -> None:

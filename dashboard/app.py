@@ -1,23 +1,27 @@
-"""The dashboard's frame: page config, navigation over ``app_pages/``, the shared sidebar.
+"""The dashboard's frame: page config, an optional login, navigation over ``app_pages/``, the shared sidebar.
 
-Start it from the repository root: ``streamlit run dashboard/app.py`` (FHV_HOME names the
-history). It reads the history through ``pipeline.store`` and writes only small requests;
-training and scheduling run in ``python -m pipeline scheduler``, never here.
+Start it from any folder with ``python /path/to/repo/dashboard/serve.py`` (or ``streamlit run
+/path/to/repo/dashboard/app.py``): the configuration next to this file (``dashboard/.streamlit/``)
+makes it listen on 127.0.0.1 only, headless, without usage statistics. FHV_HOME names the history.
+It reads the history through ``pipeline.store`` and writes only small requests, each checked by
+``access``; training and scheduling run in ``python -m pipeline scheduler``, never here.
 """
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # so that `import pipeline` and `import dashboard` work
 
 import streamlit as st  # noqa: E402
 
-from dashboard import widgets  # noqa: E402
+from dashboard import access, widgets  # noqa: E402
 
-st.set_page_config(page_title="FHV retraining", page_icon=":material/local_taxi:", layout="wide")
+# A local icon: a ``:material/...`` page icon makes the browser fetch its SVG from a font server.
+st.set_page_config(page_title="FHV retraining", page_icon=str(HERE / "static" / "icon.png"), layout="wide")
 
-page = st.navigation({
+PAGES = {
     "Runs": [
         st.Page("app_pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
         st.Page("app_pages/runs.py", title="Runs", icon=":material/list:", url_path="runs"),
@@ -28,6 +32,11 @@ page = st.navigation({
         st.Page("app_pages/trends.py", title="Trends", icon=":material/show_chart:", url_path="trends"),
         st.Page("app_pages/trigger.py", title="Trigger", icon=":material/play_circle:", url_path="trigger"),
     ],
-})
-widgets.sidebar()
-page.run()
+}
+
+if access.gate():
+    page = st.navigation(PAGES)
+    widgets.sidebar()
+    page.run()
+else:
+    st.navigation(PAGES, position="hidden")

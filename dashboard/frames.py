@@ -18,33 +18,46 @@ def run_url(run: dict[str, Any]) -> str:
     return "/run?" + urlencode({"id": run["id"], "name": run.get("name") or run["id"][:8]})
 
 
+RUN_COLUMNS = ["State", "Run date", "Val RMSE", "Run", "Months", "Started (UTC)", "Duration", "Reason",
+               "Trigger", "Deployment", "Tasks", "Data", "id"]
+
+
 def runs_table(rows: Iterable[dict[str, Any]], task_counts: dict[str, int] | None = None, *,
                now: dt.datetime | None = None, overdue_note: str | None = None) -> pd.DataFrame:
-    """One line per flow run, with the months it covered and why it failed or waits.
+    """One line per flow run: what a user scans first (state, run date, validation RMSE) on the
+    left, so that a phone still shows them; empty values are blank, never "None".
 
     ``overdue_note`` (given while no scheduler is alive) is the reason of waiting runs past due.
     """
     task_counts = task_counts or {}
     records = [_run_record(r, task_counts.get(r["id"]), now, overdue_note) for r in rows]
-    return pd.DataFrame.from_records(records, columns=list(_run_record({"id": ""}, None, None, None)))
+    return pd.DataFrame.from_records(records, columns=RUN_COLUMNS)
 
 
 def _run_record(run: dict[str, Any], tasks: int | None, now: dt.datetime | None,
                 overdue_note: str | None) -> dict[str, Any]:
     metrics = run.get("metrics") or {}
-    state = run.get("state") or "SCHEDULED"
+    rmse = metrics.get("val_rmse")
     return {
+        "State": [labels.state_label(labels.status(run))],
+        "Run date": run.get("run_date") or "",
+        "Val RMSE": "" if rmse is None else f"{rmse:.4f}",
         "Run": run_url(run) if run.get("id") else None,
-        "State": [labels.state_label(state)],
-        "Covers": covers(run),
+        "Months": months_short(run),
+        "Started (UTC)": _when(run),
+        "Duration": labels.duration(run["started_at"], run.get("ended_at") or now) if run.get("started_at") else "",
         "Reason": labels.reason(run, now=now, overdue_note=overdue_note),
-        "Start (UTC)": _when(run),
-        "Duration": labels.duration(run.get("started_at"), run.get("ended_at")),
-        "Tasks": tasks or 0,
-        "Val RMSE": metrics.get("val_rmse"),
-        "Data": "synthetic" if labels.is_synthetic(run) else "real",
+        "Trigger": run.get("trigger") or "",
         "Deployment": run.get("deployment") or "manual",
+        "Tasks": tasks or 0,
+        "Data": labels.data_label(run),
+        "id": run.get("id"),
     }
+
+
+def months_short(run: dict[str, Any]) -> str:
+    """``2021-06 → 2021-07`` (training month → validation month); blank for a run without months."""
+    return f"{run['train_month']} → {run['val_month']}" if run.get("train_month") else ""
 
 
 def covers(run: dict[str, Any]) -> str:
@@ -61,7 +74,7 @@ def _when(run: dict[str, Any]) -> str:
         return labels.utc(run["started_at"], seconds=False).removesuffix(" UTC")
     if run.get("scheduled_time"):
         return f"{labels.utc(run['scheduled_time'], seconds=False).removesuffix(' UTC')} (due)"
-    return "-"
+    return ""
 
 
 def run_points(rows: Iterable[dict[str, Any]], now: dt.datetime) -> pd.DataFrame:
@@ -127,15 +140,39 @@ def metric_history(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
     return frame.sort_values("run_date", kind="stable").reset_index(drop=True)
 
 
-def logs_table(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
-    records = [{"Time (UTC)": labels.utc(r["ts"]).removesuffix(" UTC"), "Level": r["level"],
-                "Task": r.get("task") or "flow", "Message": r["message"]} for r in rows]
+def metric_months(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """``Store.metric_months`` rows as the trends frame: one row per month, oldest run date first."""
+    records = [{"id": r["id"], "name": r["name"], "run_date": pd.Timestamp(r["run_date"]),
+                "months": labels.months(r), "synthetic": bool(r["synthetic"]), "runs": r.get("runs") or 1,
+                "data": labels.source_label(r.get("data_source")) if not r["synthetic"] else "synthetic demo data",
+                **{k: r.get(k) for k in METRIC_KEYS}} for r in rows]
+    columns = ["id", "name", "run_date", "months", "synthetic", "runs", "data", *METRIC_KEYS]
+    frame = pd.DataFrame.from_records(records, columns=columns)
+    frame[list(METRIC_KEYS)] = frame[list(METRIC_KEYS)].astype(float)
+    return frame.sort_values("run_date", kind="stable").reset_index(drop=True)
+
+
+def logs_table(rows: Iterable[dict[str, Any]], run: dict[str, Any] | None = None) -> pd.DataFrame:
+    """Log lines with millisecond UTC times and whole messages; see ``log_task`` for the Task column."""
+    records = [{"Time (UTC)": labels.utc_ms(r["ts"]), "Level": r["level"], "Task": log_task(r, run),
+                "Message": r["message"]} for r in rows]
     return pd.DataFrame.from_records(records, columns=["Time (UTC)", "Level", "Task", "Message"])
 
 
-def logs_text(rows: Iterable[dict[str, Any]]) -> str:
-    """The log as a plain text file: one line per record, times in UTC."""
-    return "".join(f"{labels.utc(r['ts'])} {r['level']:<7} {r.get('task') or 'flow':<16} {r['message']}\n"
+def log_task(line: dict[str, Any], run: dict[str, Any] | None = None) -> str:
+    """The task a log line came from; an error the flow logged about its failure goes to the task it
+    happened in (the run's ``error_task``), not to "flow"."""
+    if line.get("task"):
+        return line["task"]
+    failed_in = (run or {}).get("error_task")
+    if failed_in and line.get("level") in ("ERROR", "CRITICAL"):
+        return failed_in
+    return "flow"
+
+
+def logs_text(rows: Iterable[dict[str, Any]], run: dict[str, Any] | None = None) -> str:
+    """The log as a plain text file: one line per record, times in UTC with milliseconds."""
+    return "".join(f"{labels.utc_ms(r['ts'])} {r['level']:<7} {log_task(r, run):<16} {r['message']}\n"
                    for r in rows)
 
 
@@ -146,20 +183,14 @@ def upcoming_table(rows: Iterable[dict[str, Any]], zone: str | None, now: dt.dat
     ``overdue_note`` (given while no scheduler is alive) is the reason of the runs past due.
     """
     local = f"Local time ({zone})" if zone and zone != "UTC" else "Local time (UTC)"
-    records = [{"Run": run_url(r), "State": [labels.state_label(r["state"])],
+    records = [{"Run": run_url(r), "State": [labels.state_label(labels.status(r))],
                 local: labels.in_zone(r["scheduled_time"], zone or "UTC").split(" (")[0],
                 "UTC": labels.utc(r["scheduled_time"], seconds=False),
                 "Starts": labels.countdown(r.get("next_attempt_at") or r["scheduled_time"], now),
-                "Late reason": _waiting_reason(r, now, overdue_note),
+                "Why it waits": labels.reason(r, now=now, overdue_note=overdue_note),
                 "Covers": covers(r)} for r in rows]
-    columns = ["Run", "State", local, "UTC", "Starts", "Late reason", "Covers"]
+    columns = ["Run", "State", local, "UTC", "Starts", "Why it waits", "Covers"]
     return pd.DataFrame.from_records(records, columns=columns)
-
-
-def _waiting_reason(run: dict[str, Any], now: dt.datetime, overdue_note: str | None) -> str:
-    if overdue_note and labels.is_overdue(run, now):
-        return overdue_note
-    return run.get("late_reason") or run.get("state_message") or ""
 
 
 def work_queues_table(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:

@@ -10,11 +10,12 @@ import shlex
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from pipeline.formatting import duration_text as seconds_text
 from pipeline.formatting import number  # noqa: F401  (number: shared with the CLI)
-from pipeline.config import Settings
+from pipeline.config import TLC_TEMPLATE, Settings
 from pipeline.orchestration.states import WAITING_STATES, State
 from pipeline.store import from_db
 
@@ -29,6 +30,10 @@ STATE_COLORS = {
     "SCHEDULED": "#f59e0b", "LATE": "#b45309", "AWAITING_RETRY": "#eab308", "PENDING": "#0891b2",
     "RUNNING": "#2563eb", "NOT_RUN": "#cbd5e1",
 }
+# A Scheduled run that is due but not started has a status of its own: it waits for a free slot in
+# its work queue, or a paused queue or deployment holds it. Neither is Late (the scheduler could not start it).
+STATUS_COLORS = {**STATE_COLORS, "WAITING": "#0ea5e9", "HELD": "#94a3b8"}
+STATUS_LABELS = {"WAITING": "Waiting", "HELD": "Held"}
 # The named colours of st.badge / Markdown badges closest to STATE_COLORS.
 BADGE_COLORS = {
     "COMPLETED": "green", "FAILED": "red", "CRASHED": "violet", "CANCELLED": "gray",
@@ -45,12 +50,33 @@ RUN_STATES = [s.value for s in State if s is not State.NOT_RUN]
 
 
 def state_label(state: str) -> str:
-    return State(state).label
+    return STATUS_LABELS.get(state) or State(state).label
+
+
+def status(run: dict[str, Any]) -> str:
+    """The state to show: WAITING or HELD for a Scheduled run that waits for its queue or is held
+    (its ``late_reason`` says which), else the run's state."""
+    state = run.get("state") or "SCHEDULED"
+    note = (run.get("late_reason") or "").lower()
+    if state == "SCHEDULED" and note.startswith("held"):
+        return "HELD"
+    if state == "SCHEDULED" and note.startswith("waiting"):
+        return "WAITING"
+    return state
 
 
 def badge(state: str) -> str:
     """A coloured Markdown badge: ``:green-badge[:material/check_circle: Completed]``."""
     return f":{BADGE_COLORS[state]}-badge[{STATE_ICONS[state]} {state_label(state)}]"
+
+
+def run_badge(run: dict[str, Any]) -> str:
+    """The badge of a run's shown status: a Scheduled run waiting for its queue reads Waiting, a held one Held."""
+    shown = status(run)
+    if shown in STATUS_LABELS:
+        icon = ":material/hourglass_empty:" if shown == "WAITING" else ":material/pause_circle:"
+        return f":{'blue' if shown == 'WAITING' else 'gray'}-badge[{icon} {state_label(shown)}]"
+    return badge(shown)
 
 
 def as_moment(value: str | dt.datetime | None) -> dt.datetime | None:
@@ -63,6 +89,12 @@ def utc(value: str | dt.datetime | None, *, seconds: bool = True) -> str:
     if moment is None:
         return "-"
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC" if seconds else "%Y-%m-%d %H:%M UTC")
+
+
+def utc_ms(value: str | dt.datetime | None) -> str:
+    """``2026-11-25 13:11:24.042`` (UTC, milliseconds), for log lines; blank without a time."""
+    moment = as_moment(value)
+    return "" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
 def in_zone(value: str | dt.datetime | None, zone: str | None) -> str:
@@ -119,14 +151,20 @@ def months(run: dict[str, Any]) -> str:
 
 
 def reason(run: dict[str, Any], *, now: dt.datetime | None = None, overdue_note: str | None = None) -> str:
-    """Why a run is where it is: the error, the late reason or the state message.
+    """Why a run is where it is, for its state: a waiting run's late reason (why it waits), a
+    finished run's error or message. A late reason never outlives the wait: a run that started
+    shows none, whatever an older scheduler left in its row.
 
     ``overdue_note`` is the sentence for a waiting run past due while no scheduler is alive
     (``overdue_reason``); it wins over what was recorded, since nothing will start the run.
     """
     if overdue_note and now is not None and is_overdue(run, now):
         return overdue_note
-    text = run.get("error") or run.get("late_reason") or run.get("state_message") or ""
+    if run.get("state") in WAITING:
+        return run.get("late_reason") or run.get("error") or run.get("state_message") or ""
+    if run.get("state") == "COMPLETED":
+        return ""
+    text = run.get("error") or run.get("state_message") or ""
     where = run.get("error_task")
     if run.get("error") and where and where not in text:
         text = f"{where}: {text}"
@@ -182,6 +220,29 @@ def is_synthetic(run: dict[str, Any]) -> bool:
     """Whether a run used synthetic data: what its metrics say it ran on, else what it was made with."""
     metrics = run.get("metrics") or {}
     return bool(metrics["synthetic"] if "synthetic" in metrics else run.get("synthetic"))
+
+
+def data_label(run: dict[str, Any]) -> str:
+    """Where a run's data came from, in a few words: synthetic demo data, TLC, a mirror (its host)
+    or a local folder; blank when the run recorded no source."""
+    if is_synthetic(run):
+        return "synthetic demo data"
+    return source_label((run.get("metrics") or {}).get("data_source") or run.get("data_source"))
+
+
+def source_label(url: str | None) -> str:
+    """``TLC (cloudfront)``, ``mirror example.org``, ``local folder /data/fhv`` for a data URL template."""
+    if not url:
+        return ""
+    if url.startswith("demo"):
+        return "synthetic demo data"
+    if url == TLC_TEMPLATE:
+        return "TLC (cloudfront)"
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https"):
+        return f"mirror {parts.netloc}"
+    folder = parts.path if parts.scheme == "file" else url
+    return f"local folder {Path(folder).parent}"
 
 
 def data_source(run: dict[str, Any]) -> str:

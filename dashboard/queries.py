@@ -74,6 +74,40 @@ def runs_page(history: Store, *, page: int, per_page: int, overdue_note: str | N
 
 
 @_cached
+def run_list(history: Store, *, page: int, per_page: int, sort: str = "newest", overdue_note: str | None = None,
+             **filters: Any) -> pd.DataFrame:
+    """One page of the runs list, paged, filtered and sorted in SQL (``filters``: the list's)."""
+    rows = history.run_list(limit=per_page, offset=page * per_page, sort=sort, **filters)
+    return frames.runs_table(rows, history.task_counts([r["id"] for r in rows]), now=now(),
+                             overdue_note=overdue_note)
+
+
+@_cached
+def count_run_list(history: Store, **filters: Any) -> int:
+    return history.count_run_list(**filters)
+
+
+@_cached
+def run_list_points(history: Store, *, limit: int = 1000, **filters: Any) -> pd.DataFrame:
+    return frames.run_points(history.run_list_points(limit=limit, **filters), now())
+
+
+def cancellable_ids(**filters: Any) -> list[str]:
+    """Waiting or running runs matching the filters, read fresh (it decides what a button cancels)."""
+    return _store(str(settings().db_path)).cancellable_ids(**filters)
+
+
+@_cached
+def backfill_batch(history: Store, run_id: str) -> list[dict[str, Any]]:
+    return history.backfill_batch(run_id)
+
+
+@_cached
+def tags(history: Store) -> list[str]:
+    return history.tags_in_use()
+
+
+@_cached
 def count_runs(history: Store, **filters: Any) -> int:
     return history.count_runs(**filters)
 
@@ -157,6 +191,12 @@ def artifacts(history: Store, run_id: str) -> list[dict[str, Any]]:
 
 
 # -- metrics --------------------------------------------------------------------------
+@_cached
+def metric_months(history: Store, real_only: bool = False) -> pd.DataFrame:
+    """One row per validation month (its latest completed run), aggregated in SQL, oldest first."""
+    return frames.metric_months(history.metric_months(real_only=real_only))
+
+
 @_cached
 def metric_history(history: Store, limit: int = 500) -> pd.DataFrame:
     return frames.metric_history(history.metric_history(limit=limit))

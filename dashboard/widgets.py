@@ -8,11 +8,12 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from . import labels, queries
+from . import access, labels, queries
 
 RUN_PAGE = "app_pages/run_detail.py"
 UPCOMING_PAGE = "app_pages/upcoming.py"
-STATE_OPTIONS = [labels.state_label(s) for s in labels.STATE_COLORS]
+RUNS_PAGE = "app_pages/runs.py"
+STATE_OPTIONS = [labels.state_label(s) for s in labels.STATUS_COLORS]
 
 
 def sidebar() -> None:
@@ -22,6 +23,7 @@ def sidebar() -> None:
         _sidebar_live()
         st.caption("Run history")
         st.code(str(settings.db_path), language=None, wrap_lines=True)
+        access.sidebar()
 
 
 @st.fragment(run_every=queries.LIVE_EVERY_S)
@@ -111,19 +113,37 @@ def run_link(run: dict[str, Any], label: str | None = None) -> None:
                  icon=":material/open_in_new:", query_params={"id": run["id"]})
 
 
-def runs_table(table: pd.DataFrame, *, key: str, height: int | str = "auto") -> None:
-    """Runs with coloured states, the months they covered, and a link to each one."""
-    st.dataframe(table, hide_index=True, key=key, height=height, width="stretch", column_config={
-        "Run": st.column_config.LinkColumn("Run", display_text=r"name=([^&]+)", width="medium",
+def runs_table(table: pd.DataFrame, *, key: str, height: int | str = "auto", select: bool = False) -> Any:
+    """Runs with coloured states, the months they covered, and a link to each one.
+
+    At 1440 px the columns up to Reason fit without scrolling the grid; on a phone the first
+    three (state, run date, validation RMSE) do. ``select``: rows can be picked (the event is returned).
+    """
+    shown = [c for c in table.columns if c != "id"]
+    extra = {"on_select": "rerun", "selection_mode": "multi-row"} if select else {}
+    return st.dataframe(table, hide_index=True, key=key, height=height, width="stretch", column_order=shown,
+                        column_config=run_columns_config(), **extra)
+
+
+def run_columns_config() -> dict[str, Any]:
+    """How each column of a runs table is drawn (widths fit 1440 px up to Reason)."""
+    text = st.column_config.TextColumn
+    return {
+        "Run": st.column_config.LinkColumn("Run", display_text=r"name=([^&]+)", width=150,
                                            help="Open the run's detail page"),
-        "State": st.column_config.MultiselectColumn("State", options=STATE_OPTIONS, width=112,
-                                                    color=list(labels.STATE_COLORS.values())),
-        "Covers": st.column_config.TextColumn("Covers", help="Run date: training month → validation month"),
-        "Tasks": st.column_config.NumberColumn("Tasks", format="%d", width="small"),
-        "Val RMSE": st.column_config.NumberColumn("Val RMSE", format="%.4f", help="Validation RMSE in minutes"),
-        "Reason": st.column_config.TextColumn("Reason", width="medium", help="Error, late reason or state message"),
-        "Late reason": st.column_config.TextColumn("Late reason", width="large", help="Why the run did not start on time"),
-    })
+        "State": st.column_config.MultiselectColumn("State", options=STATE_OPTIONS, width=104,
+                                                    color=list(labels.STATUS_COLORS.values())),
+        "Run date": text("Run date", width=92),
+        "Val RMSE": text("Val RMSE", width=78, help="Validation RMSE in minutes"),
+        "Months": text("Months", width=132, help="Training month → validation month"),
+        "Started (UTC)": text("Started (UTC)", width=128, help="Start time, or the time it is due"),
+        "Duration": text("Duration", width=74),
+        "Covers": text("Covers", help="Run date: training month → validation month"),
+        "Tasks": st.column_config.NumberColumn("Tasks", format="%d", width=56),
+        "Reason": text("Reason", width="large", help="Why it waits, or why it failed"),
+        "Why it waits": text("Why it waits", width="large", help="Why the run has not started yet"),
+        "Trigger": text("Trigger", width=80), "Deployment": text("Deployment", width=130),
+    }
 
 
 def time_pair(moment: str | dt.datetime | None, zone: str | None) -> str:

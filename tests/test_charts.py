@@ -157,7 +157,7 @@ def test_runs_table_rows_show_months_covered_and_the_failure_reason(seeded):
     seeded_history, store = seeded
     table = frames.runs_table(store.runs(limit=100))
     failed = table[table["Run"].str.contains(seeded_history.failed)].iloc[0]
-    assert failed["Covers"] == "2022-03-15: 2022-01 → 2022-02"
+    assert (failed["Run date"], failed["Months"]) == ("2022-03-15", "2022-01 → 2022-02")
     assert failed["Reason"].startswith("train_model: fhv_tripdata_2022-01")
     assert failed["State"] == ["Failed"] and failed["Run"].startswith(f"/run?id={seeded_history.failed}")
 
@@ -282,17 +282,16 @@ def test_upcoming_table_gives_runs_past_due_the_overdue_reason_while_no_schedule
             waiting("LATE", NOW - dt.timedelta(hours=2), late_reason="its work queue 'default' is paused"),
             waiting("SCHEDULED", NOW + dt.timedelta(days=20))]
     down = frames.upcoming_table(rows, "America/New_York", NOW, NOTE)
-    assert list(down["Late reason"]) == [NOTE, NOTE, ""]
+    assert list(down["Why it waits"]) == [NOTE, NOTE, ""]
     alive = frames.upcoming_table(rows, "America/New_York", NOW)
-    assert list(alive["Late reason"]) == ["", "its work queue 'default' is paused", ""]
+    assert list(alive["Why it waits"]) == ["", "its work queue 'default' is paused", ""]
 
 
 def test_runs_table_gives_runs_past_due_the_overdue_reason_while_no_scheduler_is_alive(seeded):
     seeded_history, store = seeded
     rows = store.runs(limit=100)
-    down = frames.runs_table(rows, now=NOW, overdue_note=NOTE).set_index("Covers")
-    late = store.get_run(seeded_history.late)
-    assert down.loc[f"{late['run_date']}: {late['train_month']} → {late['val_month']}", "Reason"] == NOTE
+    down = frames.runs_table(rows, now=NOW, overdue_note=NOTE).set_index("id")
+    assert down.loc[seeded_history.late, "Reason"] == NOTE
     assert (down["Reason"] == NOTE).sum() == 1  # the scheduled slots are not due yet; the others ended
     alive = frames.runs_table(rows, now=NOW)
     assert not (alive["Reason"] == NOTE).any()

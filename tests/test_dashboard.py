@@ -155,14 +155,12 @@ def past_due_manual_run(history, minutes: float = 10) -> str:
 def test_upcoming_explains_runs_past_due_by_the_missing_scheduler_with_its_command(history):
     past_due_manual_run(history)
     at = open_page("upcoming")
-    overdue = [w.value for w in at.warning if OVERDUE in w.value]
-    assert [w.split("**")[1] for w in overdue] == ["tardy-pelican", "forgotten-walrus"]
-    assert all("FHV_HOME=" in w and "-m pipeline scheduler`" in w for w in overdue)
-    assert "Recorded earlier: no scheduler was running when it was due" in overdue[0]
-    assert any(s.value.startswith("Overdue runs (2)") for s in at.subheader)
-    deployment, manual = [d.value for d in at.dataframe if "Late reason" in d.value.columns]
-    assert list(deployment["Late reason"].str.startswith(OVERDUE)) == [True, False, False, False]  # slots to come
-    assert list(manual["Late reason"].str.startswith(OVERDUE)) == [True]
+    (overdue,) = [w.value for w in at.warning if OVERDUE in w.value]  # one summary, not a banner a run
+    assert overdue.startswith("**2 run(s) past due will not start**") and "(tardy-pelican)" in overdue
+    assert "FHV_HOME=" in overdue and "-m pipeline scheduler`" in overdue
+    deployment, manual = [d.value for d in at.dataframe if "Why it waits" in d.value.columns]
+    assert list(deployment["Why it waits"].str.startswith(OVERDUE)) == [True, False, False, False]  # slots to come
+    assert list(manual["Why it waits"].str.startswith(OVERDUE)) == [True]
 
 
 def test_upcoming_shows_the_recorded_late_reason_while_a_scheduler_is_alive(tmp_path, monkeypatch):
@@ -177,9 +175,9 @@ def test_upcoming_shows_the_recorded_late_reason_while_a_scheduler_is_alive(tmp_
 def test_runs_table_gives_a_run_past_due_the_overdue_reason_while_no_scheduler_is_alive(history):
     past_due_manual_run(history)
     at = open_page("runs")
-    reasons = table(at, "Reason").set_index("Covers")["Reason"]
-    assert reasons["2026-01-15: 2025-11 → 2025-12"].startswith(OVERDUE)
-    assert reasons["2026-01-15: 2025-11 → 2025-12"].endswith("-m pipeline scheduler)")
+    reasons = table(at, "Reason").set_index("Run date")["Reason"]
+    assert reasons["2026-01-15"].startswith(OVERDUE)
+    assert reasons["2026-01-15"].endswith("-m pipeline scheduler)")
 
 
 def test_run_detail_of_a_run_past_due_says_no_scheduler_is_alive(history):
@@ -321,7 +319,7 @@ def test_runs_can_be_limited_to_a_date_range(history):
     at.selectbox(key="runs_period").set_value("Past 7 days").run()
     recent = table(at, "Reason")
     assert len(recent) == 12  # 5 completed, failed, crashed, cancelled, late and 3 scheduled
-    assert "2021-08-15: 2021-06 → 2021-07" not in set(recent["Covers"])
+    assert "2021-08-15" not in set(recent["Run date"])
 
 
 def test_runs_are_paged(history):
@@ -340,16 +338,21 @@ def test_runs_are_paged(history):
 def test_runs_can_be_searched_by_name(history):
     at = open_page("runs")
     at.text_input(key="runs_search").input("brittle").run()
-    assert list(table(at, "Reason")["Covers"]) == ["2022-04-15: 2022-02 → 2022-03"]
+    found = table(at, "Reason")
+    assert list(found["Run date"]) == ["2022-04-15"] and list(found["Months"]) == ["2022-02 → 2022-03"]
+
+
+def log_table(at: AppTest):
+    return next(t.value for t in at.table if "Level" in t.value.columns)
 
 
 def test_log_level_filter_hides_and_shows_debug_lines(history):
     at = open_page("run_detail", id=history.completed[-1])
-    assert not table(at, "Level")["Level"].eq("DEBUG").any()
+    assert not log_table(at)["Level"].eq("DEBUG").any()
     at.pills(key="detail_levels").select("DEBUG").run()
-    assert table(at, "Level")["Level"].eq("DEBUG").sum() == 1
+    assert log_table(at)["Level"].eq("DEBUG").sum() == 1
     at.pills(key="detail_levels").set_value(["DEBUG"]).run()
-    assert set(table(at, "Level")["Level"]) == {"DEBUG"}
+    assert set(log_table(at)["Level"]) == {"DEBUG"}
 
 
 def test_run_detail_labels_mse_and_rmse_and_offers_artifacts(history):

@@ -16,13 +16,30 @@ def last_run_card(run: dict[str, Any] | None) -> None:
     if run is None:
         st.info("No run has started yet.")
         return
-    widgets.state_badge(run["state"])
-    st.markdown(f"**{run['name']}** · run date {run['run_date']} · {labels.months(run)}")
+    st.markdown(f"{labels.run_badge(run)} &nbsp; **{run['name']}** · run date {run['run_date'] or '-'} · "
+                f"{labels.months(run)}")
     st.caption(f"Started {labels.utc(run['started_at'] or run['scheduled_time'])} · "
                f"took {labels.duration(run['started_at'], run['ended_at'])}")
-    if run.get("error"):
+    own_errors(run)
+    if run["state"] == "CANCELLED":
+        st.info(labels.reason(run) or "Cancelled on request.", icon=":material/cancel:")
+    elif run.get("error"):
         st.error(labels.reason(run), icon=":material/error:")
-    widgets.run_link(run, "Open the run")
+    widgets.run_link(run, f"Open {run['name']}")
+
+
+def own_errors(run: dict[str, Any]) -> None:
+    """The last run's own training and validation MSE and RMSE (nothing when it recorded none)."""
+    values = run.get("metrics") or {}
+    if "val_rmse" not in values:
+        return
+    train, val = st.columns(2)
+    train.metric("Training RMSE", labels.number(values.get("train_rmse"), 4),
+                 help=f"Training MSE {labels.number(values.get('train_mse'), 4)} min²; RMSE in minutes")
+    val.metric("Validation RMSE", labels.number(values.get("val_rmse"), 4),
+               help=f"Validation MSE {labels.number(values.get('val_mse'), 4)} min²; RMSE in minutes")
+    st.caption(f"MSE: training {labels.number(values.get('train_mse'), 4)} · validation "
+               f"{labels.number(values.get('val_mse'), 4)} (min²)")
 
 
 def next_run_card(run: dict[str, Any] | None) -> None:
@@ -32,12 +49,13 @@ def next_run_card(run: dict[str, Any] | None) -> None:
         return
     zone = queries.deployment_zone(run.get("deployment"))
     st.metric("Starts", labels.countdown(run["scheduled_time"], queries.now()))
-    st.markdown(f"**{run['name']}** · {run.get('deployment') or 'manual'} · run date {run['run_date']}")
+    st.markdown(f"{labels.run_badge(run)} &nbsp; **{run['name']}** · {run.get('deployment') or 'manual'} · "
+                f"run date {run['run_date']}")
     st.caption(widgets.time_pair(run["scheduled_time"], zone))
     note = widgets.overdue_note(markdown=True)
     if note and labels.is_overdue(run, queries.now()):
         st.warning(note[:1].upper() + note[1:], icon=":material/schedule:")
-    widgets.run_link(run, "Open the run")
+    widgets.run_link(run, f"Open {run['name']}")
 
 
 def latest_metrics_card(rows: list[dict[str, Any]]) -> None:
@@ -52,9 +70,10 @@ def latest_metrics_card(rows: list[dict[str, Any]]) -> None:
         delta = None if before is None or value is None else f"{value - before:+.{digits}f} {unit}"
         column.metric(f"Validation {key[4:].upper()}", labels.number(value, digits), delta, delta_color="inverse",
                       help="Change against the previous run month (lower is better).")
-    synthetic = " · synthetic demo data" if labels.is_synthetic(latest) else ""
-    st.caption(f"{latest['name']} · run date {latest['run_date']} · "
-               f"{labels.months(latest)}{synthetic}")
+    st.markdown(f"**{latest['name']}** · run date {latest['run_date']} · {labels.months(latest)}")
+    st.caption(f"Data: {labels.data_label(latest) or '-'}" + (
+        f" · change against {previous['name']} ({previous['val_month']})" if previous else ""))
+    widgets.run_link(latest, f"Open {latest['name']}")
 
 
 def state_metrics(counts: dict[str, int]) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dashboard import actions, charts, frames, labels, queries, widgets
+from dashboard import access, actions, charts, frames, labels, queries, widgets
 from pipeline.errors import PipelineError
 from pipeline.orchestration.states import ACTIVE_STATES, WAITING_STATES
 
@@ -36,17 +36,19 @@ def chosen_run() -> dict[str, Any] | None:
 
 def header(run: dict[str, Any]) -> None:
     st.title(run["name"])
-    st.markdown(f"{labels.badge(run['state'])} &nbsp; `{run['id']}` · "
+    st.markdown(f"{labels.run_badge(run)} &nbsp; `{run['id']}` · "
                 f"{run.get('deployment') or 'manual run'} · trigger {run['trigger']}")
     overdue = widgets.overdue_note(markdown=True)
+    reason = labels.reason(run)
     if overdue and labels.is_overdue(run, queries.now()):
-        recorded = labels.reason(run)
-        st.warning(overdue + (f". Recorded earlier: {recorded}" if recorded else ""), icon=":material/schedule:")
+        st.warning(overdue + (f". Recorded earlier: {reason}" if reason else ""), icon=":material/schedule:")
+    elif run["state"] == "CANCELLED":  # a person asked for it: neutral, not an error
+        st.info(f"**Cancelled.** {reason or 'Cancelled on request.'}", icon=":material/cancel:")
     elif run.get("error"):
         where = f" in `{run['error_task']}`" if run.get("error_task") else ""
         st.error(f"**{labels.state_label(run['state'])}**{where}: {run['error']}", icon=":material/error:")
-    elif labels.reason(run):
-        st.info(labels.reason(run), icon=":material/info:")
+    elif reason:
+        st.info(reason, icon=":material/hourglass_empty:" if run["state"] == "SCHEDULED" else ":material/info:")
     if labels.is_synthetic(run):
         st.warning("**SYNTHETIC DATA.** This run trained and validated on generated demo months, "
                    "not on real TLC trips: its errors say nothing about the real model.", icon=":material/science:")
@@ -54,14 +56,32 @@ def header(run: dict[str, Any]) -> None:
 
 
 def buttons(run: dict[str, Any]) -> None:
-    cancel_col, rerun_col, _ = st.columns([1, 1, 6])
+    cancel_col, rerun_col, batch_col = st.columns([1, 1, 4])
     can_cancel = run["state"] in CANCELLABLE and not run.get("cancel_requested")
-    if cancel_col.button("Cancel", icon=":material/cancel:", disabled=not can_cancel, key="detail_cancel"):
+    if cancel_col.button("Cancel", icon=":material/cancel:", disabled=not can_cancel, key="detail_cancel") \
+            and access.allowed("cancel"):
         write(lambda: actions.cancel(queries.settings(), run["id"]), "Cancel requested for {name}: now {state}.")
     if rerun_col.button("Rerun", icon=":material/replay:", key="detail_rerun",
-                        help="Enqueue a new run with the same run date and deployment"):
+                        help="Enqueue a new run with the same run date and deployment") and access.allowed("trigger"):
         write(lambda: actions.trigger(queries.settings(), date=run["run_date"], deployment=run.get("deployment")),
               "Enqueued {name} for run date {run_date}.", link=True)
+    backfill_button(batch_col, run)
+
+
+def backfill_button(column: Any, run: dict[str, Any]) -> None:
+    """For a run a backfill made: cancel every run of that backfill that still waits or runs."""
+    batch = queries.backfill_batch(run["id"]) if run.get("trigger") == "backfill" else []
+    alive = [r["id"] for r in batch if r["state"] in CANCELLABLE]
+    if not batch:
+        return
+    if column.button(f"Cancel its backfill ({len(alive)} of {len(batch)} waiting or running)",
+                     icon=":material/cancel_schedule_send:", disabled=not alive, key="detail_cancel_backfill") \
+            and access.allowed("cancel"):
+        done, refused = actions.cancel_many(queries.settings(), alive)
+        queries.refresh()
+        widgets.notify(f"Cancel requested for {len(done)} run(s) of this backfill."
+                       + (f" {len(refused)} could not be cancelled: {refused[0]}" if refused else ""))
+        st.rerun()
 
 
 def write(request: Any, message: str, *, link: bool = False) -> None:
@@ -84,7 +104,7 @@ def facts(run: dict[str, Any]) -> None:
     cols[1].metric("Months", f"{run['train_month']} → {run['val_month']}" if run["train_month"] else "-",
                    help="Training month → validation month")
     cols[2].metric("Duration", labels.duration(run["started_at"], run["ended_at"]))
-    cols[3].metric("Data", "synthetic" if labels.is_synthetic(run) else ("real TLC" if run.get("data_source") else "-"))
+    cols[3].metric("Data", labels.data_label(run) or "-", help="Where the run's months came from")
     st.caption(f"Scheduled {widgets.time_pair(run['scheduled_time'], zone)} · started {labels.utc(run['started_at'])}"
                f" · ended {labels.utc(run['ended_at'])} · source `{labels.data_source(run)}`")
 
@@ -101,9 +121,11 @@ def logs(run: dict[str, Any]) -> None:
     chosen = st.pills("Levels", present, selection_mode="multi", default=[l for l in present if l != "DEBUG"],
                       format_func=lambda level: f"{level} ({counts[level]})", key="detail_levels")
     rows = queries.logs(run["id"], tuple(chosen)) if chosen else []
-    st.dataframe(frames.logs_table(rows), hide_index=True, width="stretch", key="detail_logs",
-                 column_config={"Message": st.column_config.TextColumn(width="large")})
-    st.download_button("Download log", frames.logs_text(queries.logs(run["id"])), icon=":material/download:",
+    if rows:  # a static table wraps long messages: every line is read whole, with millisecond times
+        st.table(frames.logs_table(rows, run).set_index("Time (UTC)"))
+    else:
+        st.caption("No log line at these levels.")
+    st.download_button("Download log", frames.logs_text(queries.logs(run["id"]), run), icon=":material/download:",
                        file_name=f"{run['name']}-{run['id'][:8]}.log", mime="text/plain", on_click="ignore")
 
 

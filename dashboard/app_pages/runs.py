@@ -1,5 +1,10 @@
-"""Runs: every flow run, filtered by state, deployment, date range and name; a chart of runs
-over time (x = start time, y = duration, colour = state) and a paged table linking to each run."""
+"""Runs: every flow run, filtered by state, deployment, trigger, tag, run dates, start time and
+name, sorted, paged in SQL; a chart of runs over time (x = start time, y = duration, colour =
+state); rows can be selected and cancelled together, and a whole backfill cancelled at once.
+
+The filters can come from the address (``/runs?state=LATE&trigger=backfill``), so that other
+pages link to a filtered list.
+"""
 from __future__ import annotations
 
 import datetime as dt
@@ -8,30 +13,64 @@ from typing import Any
 
 import streamlit as st
 
-from dashboard import charts, frames, labels, queries, widgets
+from dashboard import access, actions, charts, frames, labels, queries, widgets
 
 PRESETS = {"All time": None, "Past 24 hours": 1, "Past 7 days": 7, "Past 30 days": 30,
            "Past year": 365, "Custom range": "custom"}
 PER_PAGE = (25, 50, 100)
+TRIGGERS = ("schedule", "manual", "backfill")
+SORTS = {"newest": "Newest first", "oldest": "Oldest first", "run_date_desc": "Run date, latest first",
+         "run_date_asc": "Run date, earliest first", "val_rmse_desc": "Validation RMSE, highest first",
+         "val_rmse_asc": "Validation RMSE, lowest first", "duration_desc": "Longest first", "name": "Name"}
+CHART_POINTS = 1000
+
+
+def from_address() -> None:
+    """Start the filters from the address once (``state``, ``trigger``, ``deployment``, ``tag``, ``q``)."""
+    if st.session_state.get("runs_from_address") == dict(st.query_params):
+        return
+    st.session_state["runs_from_address"] = dict(st.query_params)
+    params = st.query_params
+    if params.get_all("state"):
+        st.session_state["runs_states"] = [s for s in params.get_all("state") if s in labels.RUN_STATES]
+    if params.get_all("trigger"):
+        st.session_state["runs_triggers"] = [t for t in params.get_all("trigger") if t in TRIGGERS]
+    for key, name in (("runs_deployment", "deployment"), ("runs_tag", "tag"), ("runs_search", "q")):
+        if params.get(name):
+            st.session_state[key] = params[name]
 
 
 def filter_bar() -> dict[str, Any]:
-    """The filters as keyword arguments of ``Store.runs``."""
-    states_col, deployment_col, period_col, search_col = st.columns([3, 2, 2, 2])
+    """The filters as keyword arguments of ``Store.run_list``."""
+    states_col, trigger_col, deployment_col, tag_col = st.columns([3, 2, 2, 2])
     chosen = states_col.multiselect("States", labels.RUN_STATES, format_func=labels.state_label,
                                     placeholder="All states", key="runs_states")
+    triggers = trigger_col.multiselect("Trigger", TRIGGERS, placeholder="Any trigger", key="runs_triggers")
     names = [d["name"] for d in queries.deployments()]
     deployment = deployment_col.selectbox("Deployment", ["All deployments", *names], key="runs_deployment")
+    tag = tag_col.selectbox("Tag", ["Any tag", *queries.tags()], key="runs_tag")
+    dates_col, period_col, search_col, sort_col = st.columns([3, 2, 2, 2])
+    first, last = run_dates(dates_col)
     since, until = period(period_col)
     search = search_col.text_input("Search", placeholder="Run name, id or run date", key="runs_search")
-    return {"states": tuple(chosen) or None, "search": search.strip() or None,
+    sort = sort_col.selectbox("Sort", list(SORTS), format_func=SORTS.get, key="runs_sort")
+    return {"states": tuple(chosen) or None, "triggers": tuple(triggers) or None, "search": search.strip() or None,
             "deployment": None if deployment == "All deployments" else deployment,
-            "since": since, "until": until}
+            "tag": None if tag == "Any tag" else tag, "run_date_from": first, "run_date_to": last,
+            "since": since, "until": until, "sort": sort}
+
+
+def run_dates(column: Any) -> tuple[dt.date | None, dt.date | None]:
+    """A range of run dates (inclusive); empty: every run date."""
+    picked = column.date_input("Run dates", (), min_value=dt.date(2015, 1, 1), key="runs_run_dates",
+                               format="YYYY-MM-DD", help="The runs whose run date is in this range")
+    picked = tuple(picked or ())
+    return (picked + (picked[-1:] or (None,)))[:2] if picked else (None, None)
 
 
 def period(column: Any) -> tuple[dt.datetime | None, dt.datetime | None]:
     """A preset or a custom range of days, as UTC instants [since, until)."""
-    preset = PRESETS[column.selectbox("Date range (UTC)", list(PRESETS), key="runs_period")]
+    preset = PRESETS[column.selectbox("Started (UTC)", list(PRESETS), key="runs_period")]
     today = queries.now().date()
     if preset is None:
         return None, None
@@ -47,14 +86,14 @@ def _midnight(day: dt.date) -> dt.datetime:
 
 
 def runs_chart(filters: dict[str, Any]) -> None:
-    points = queries.run_points(**filters)
+    points = queries.run_list_points(limit=CHART_POINTS, **filters)
     event = st.plotly_chart(charts.runs_scatter(points), key="runs_chart", on_select="rerun",
                             selection_mode="points", config={"displaylogo": False})
     selected = (event or {}).get("selection", {}).get("points", [])
     if selected and selected[0].get("customdata"):
         st.switch_page(widgets.RUN_PAGE, query_params={"id": selected[0]["customdata"][0]})
-    if len(points) >= 2000:
-        st.caption("The chart shows the 2,000 most recent runs that match; the table has them all.")
+    if len(points) >= CHART_POINTS:
+        st.caption(f"The chart shows the {CHART_POINTS:,} most recent runs that match; the table has them all.")
 
 
 def pager(total: int) -> tuple[int, int]:
@@ -62,7 +101,7 @@ def pager(total: int) -> tuple[int, int]:
     count_col, size_col = st.columns([5, 1])
     per_page = size_col.selectbox("Items per page", PER_PAGE, index=1, key="runs_per_page")
     pages = max(math.ceil(total / per_page), 1)
-    count_col.markdown(f"**{total:,} runs** match these filters, newest first.")
+    count_col.markdown(f"**{total:,} runs** match these filters.")
     page = st.pagination(pages, key=f"runs_page_{pages}") if pages > 1 else 1
     return per_page, page - 1
 
@@ -72,21 +111,61 @@ def latest_line(run: dict[str, Any] | None) -> None:
     enqueued is seen here going Scheduled → Running → Completed."""
     if run is None:
         return
-    st.markdown(f"**Latest run:** [{run['name']}]({frames.run_url(run)}) &nbsp; {labels.badge(run['state'])} "
+    st.markdown(f"**Latest run:** [{run['name']}]({frames.run_url(run)}) &nbsp; {labels.run_badge(run)} "
                 f"&nbsp; {frames.covers(run)} · {run.get('deployment') or 'manual'}")
+
+
+def cancel_selected(table: Any, event: Any) -> None:
+    """A button that cancels the selected rows that still wait or run."""
+    rows = list(((event or {}).get("selection") or {}).get("rows") or [])
+    ids = [table.iloc[i]["id"] for i in rows if i < len(table)]
+    label = f"Cancel {len(ids)} selected run(s)" if ids else "Cancel selected runs"
+    if st.button(label, icon=":material/cancel:", disabled=not ids, key="runs_cancel_selected",
+                 help="Select rows with the boxes on their left"):
+        cancel(ids)
+
+
+def cancel_matching(filters: dict[str, Any]) -> None:
+    """With a trigger filter of backfill, one button cancels every waiting or running run that matches."""
+    if "backfill" not in (filters.get("triggers") or ()):
+        return
+    matching = {k: v for k, v in filters.items() if k != "sort"}
+    count = len(queries.cancellable_ids(**matching))
+    if st.button(f"Cancel the {count} waiting or running backfill run(s) matching these filters",
+                 icon=":material/cancel_schedule_send:", disabled=not count, key="runs_cancel_backfill"):
+        cancel(queries.cancellable_ids(**matching))
+
+
+def cancel(ids: list[str]) -> None:
+    if not access.allowed("cancel"):
+        return
+    done, refused = actions.cancel_many(queries.settings(), ids)
+    queries.refresh()
+    message = f"Cancel requested for {len(done)} run(s)." + (f" {len(refused)} could not be cancelled: "
+                                                              f"{refused[0]}" if refused else "")
+    widgets.notify(message)
+    st.rerun()
 
 
 @st.fragment(run_every=queries.LIVE_EVERY_S)
 def live_runs(filters: dict[str, Any]) -> None:
+    widgets.show_notice()
     latest_line(queries.latest_run())
-    runs_chart(filters)
-    per_page, page = pager(queries.count_runs(**filters))
-    table = queries.runs_page(page=page, per_page=per_page, overdue_note=widgets.overdue_note(), **filters)
+    listing = {k: v for k, v in filters.items() if k != "sort"}
+    runs_chart(listing)
+    per_page, page = pager(queries.count_run_list(**listing))
+    table = queries.run_list(page=page, per_page=per_page, overdue_note=widgets.overdue_note(), **filters)
     if table.empty:
         st.info("No run matches these filters.")
         return
-    widgets.runs_table(table, key="runs_table", height=min(38 + 35 * len(table), 740))
+    event = widgets.runs_table(table, key="runs_table", height=min(38 + 35 * len(table), 740), select=True)
+    left, right = st.columns([1, 2])
+    with left:
+        cancel_selected(table, event)
+    with right:
+        cancel_matching(filters)
 
 
 st.title("Runs")
+from_address()
 live_runs(filter_bar())

@@ -7,7 +7,7 @@ from typing import Any
 
 import streamlit as st
 
-from dashboard import actions, frames, labels, queries, widgets
+from dashboard import access, actions, frames, labels, queries, widgets
 from pipeline.errors import PipelineError
 
 
@@ -28,7 +28,9 @@ def deployment_card(dep: dict[str, Any]) -> None:
         skipped_slots_note(dep)
         upcoming = queries.upcoming_runs(dep["name"])
         if not dep["active"]:
-            st.info("Paused: the scheduler creates and starts no runs for it until it is resumed.")
+            held = dep.get("held_runs") or 0
+            st.info(f"Paused: it starts nothing (scheduled, manual or backfill runs) until it is resumed; it holds "
+                    f"{held} waiting run(s), which keep their ids and names.", icon=":material/pause_circle:")
         if upcoming:
             table = frames.upcoming_table(upcoming, zone, queries.now(), widgets.overdue_note())
             widgets.runs_table(table, key=f"upcoming_{dep['name']}")
@@ -46,7 +48,7 @@ def skipped_slots_note(dep: dict[str, Any]) -> None:
 
 def pause_button(column: Any, dep: dict[str, Any]) -> None:
     label, icon = ("Pause", ":material/pause:") if dep["active"] else ("Resume", ":material/play_arrow:")
-    if column.button(label, icon=icon, key=f"toggle_{dep['name']}", width="stretch"):
+    if column.button(label, icon=icon, key=f"toggle_{dep['name']}", width="stretch") and access.allowed("pause"):
         try:
             actions.set_active(queries.settings(), dep["name"], not dep["active"])
         except PipelineError as error:
@@ -66,27 +68,27 @@ def manual_runs() -> None:
 
 
 def late_explanations() -> None:
-    """Why runs did not start: the reason a scheduler recorded, or, while none is alive, that
-    nothing will start the runs past due (no scheduler marks them Late then)."""
+    """One summary of the runs that did not start on time, with a link to the list of them: while no
+    scheduler is alive, the runs past due (nothing will start them); else the runs marked Late (a
+    scheduler could have started them and did not). Runs waiting for a free slot are not late."""
     note = widgets.overdue_note(markdown=True)
     if note:
         runs, total = queries.overdue_runs()
-        title = f"Overdue runs ({total})"
+        what, link = f"{total} run(s) past due will not start", None
+        reason = note
     else:
-        runs = queries.late_runs()
-        total, title = len(runs), f"Late runs ({len(runs)})"
-    if not runs:
+        runs, total = queries.late_runs(), queries.count_by_state().get("LATE", 0)
+        what, link = f"{total} run(s) are late", {"state": "LATE"}
+        reason = runs[0].get("late_reason") if runs else ""
+    if not total:
         return
-    st.subheader(title, divider="orange")
-    for run in runs:
-        recorded = run.get("late_reason")
-        reason = note or recorded or "It was not started at its scheduled time."
-        earlier = f" Recorded earlier: {recorded}" if note and recorded else ""
-        due = labels.utc(run.get("next_attempt_at") or run["scheduled_time"])
-        st.warning(f"**{run['name']}** (run date {run['run_date']}), due {due}: {reason.rstrip('.')}.{earlier}",
-                   icon=":material/running_with_errors:")
-    if total > len(runs):
-        st.caption(f"… and {total - len(runs)} more; the Runs page lists them all.")
+    oldest = runs[0] if runs else {}
+    due = labels.utc(oldest.get("next_attempt_at") or oldest.get("scheduled_time"))
+    st.warning(f"**{what}**, the oldest due {due} ({oldest.get('name', '-')}): "
+               f"{(reason or 'not started at its scheduled time').rstrip('.')}.", icon=":material/running_with_errors:")
+    if link:
+        st.page_link(widgets.RUNS_PAGE, label=f"See the {total} late run(s) on Runs", icon=":material/list:",
+                     query_params=link)
 
 
 def skipped_slots() -> None:
