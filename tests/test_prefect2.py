@@ -326,3 +326,19 @@ def test_the_real_scheduler_runs_a_course_flow_in_its_own_process(course, tmp_pa
     assert done["state"] == "COMPLETED", done["error"]
     assert any(line["message"].startswith("The DictVectorizer has") for line in store.logs(run["id"]))
     assert (course / "models" / "dv-2021-08-15.b").is_file()
+
+
+def test_the_scope_forgets_the_users_modules_but_never_this_products_own(course):
+    import pipeline.prefect2.api as before
+
+    (course / "helpers.py").write_text("VALUE = 1\n")
+    (course / "uses.py").write_text("from prefect import flow\nimport helpers\n\n@flow\ndef f():\n    pass\n")
+    from pipeline.prefect2.scope import prefect_scope
+
+    with prefect_scope(course):
+        import runpy
+        runpy.run_path(str(course / "uses.py"))
+        assert "helpers" in sys.modules
+    assert "helpers" not in sys.modules and "prefect" not in sys.modules
+    import pipeline.prefect2.api as after
+    assert after is before

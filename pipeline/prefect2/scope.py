@@ -109,12 +109,18 @@ def prefect_scope(folder: Path, *, mode: str = "load") -> Iterator[list]:
 
 
 def _forget(before: set[str], folder: Path) -> None:
-    """Drop the fake ``prefect`` modules and the user's modules imported from ``folder``."""
+    """Drop the fake ``prefect`` modules and the user's modules imported from ``folder``.
+
+    A module of a package imported before the scope (``pipeline`` itself, when a deployment file
+    sits in the repository) is kept, so that no class ever exists twice.
+    """
+    packages = {name.partition(".")[0] for name in before}
     for name in set(sys.modules) - before:
-        module = sys.modules[name]
-        where = getattr(module, "__file__", None)
-        if name == "prefect" or name.startswith("prefect.") or (where and Path(where).resolve().is_relative_to(
-                folder.resolve())):
+        where = getattr(sys.modules[name], "__file__", None)
+        if name == "prefect" or name.startswith("prefect."):
+            del sys.modules[name]
+        elif where and name.partition(".")[0] not in packages and Path(where).resolve().is_relative_to(
+                folder.resolve()):
             del sys.modules[name]
 
 
