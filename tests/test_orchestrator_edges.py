@@ -32,6 +32,8 @@ from pipeline.orchestration.states import State
 from pipeline.store import Store, to_db
 from tests.conftest import FakeClock
 from tests.fakes import FakeExecutor
+from tests.test_scheduler import runs_of
+from tests.test_scheduler import walk as scheduler_walk
 
 UTC = dt.timezone.utc
 T0 = dt.datetime(2026, 1, 1, tzinfo=UTC)
@@ -47,14 +49,7 @@ def make(store, settings, clock, behaviour="complete", **overrides):
 
 
 def walk(scheduler, clock, until, step=300):
-    while clock.now() < until:
-        scheduler.tick()
-        clock.advance(step)
-    scheduler.tick()
-
-
-def runs_of(store, name, *states):
-    return store.runs(deployment=name, states=states or None, limit=1000, order="upcoming")
+    scheduler_walk(scheduler, clock, until, step)
 
 
 def hourly(name="hourly", **fields):
