@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import logging
 import os
 import re
 import sys
@@ -34,7 +35,7 @@ from typing import BinaryIO, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 from . import demo
 from ..config import DATA_ALIASES, TLC_TEMPLATE, Settings, is_synthetic
@@ -43,6 +44,9 @@ from .months import parse_month
 from .schema import check_schema
 
 CHUNK = 1 << 20
+UNSIZED_STEP = 50_000_000  # without a Content-Length, a log line every 50 MB
+
+log = logging.getLogger("pipeline.training.data")
 USER_AGENT = "fhv-retrain/1.0 (python urllib)"
 
 
@@ -224,13 +228,14 @@ def _copy(response: http.client.HTTPResponse, out: BinaryIO, deadline: _Deadline
     """
     url, month = deadline.url, deadline.month
     expected = _content_length(response)
-    received = 0
+    received, report = 0, DownloadLog(f"fhv_tripdata_{month}", expected)
     with _progress_bar(progress, expected, file_name(month)) as advance:
         try:
             while chunk := response.read1(CHUNK):
                 out.write(chunk)
                 received += len(chunk)
                 advance(len(chunk))
+                report.update(received)
                 deadline.check(received)
         except (OSError, http.client.HTTPException) as exc:
             raise _network_error(exc, url, month) from None
@@ -258,10 +263,40 @@ def _progress_bar(show: bool, total: int | None, label: str):
     if not show:
         yield lambda n: None
         return
-    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+               TimeRemainingColumn())
     with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task(label, total=total)
         yield lambda n: bar.advance(task, n)
+
+
+class DownloadLog:
+    """A log line at every tenth of a download (every 50 MB without a size): bytes, rate, time left.
+
+    The scheduler's log and the run's history (which the dashboard shows on the running task)
+    both get these lines; the CLI also draws a progress bar.
+    """
+
+    def __init__(self, label: str, total: int | None, clock=time.monotonic):
+        self.label, self.total, self.clock = label, total, clock
+        self.started, self.step = clock(), 0
+
+    def update(self, received: int) -> None:
+        step = received * 10 // self.total if self.total else received // UNSIZED_STEP
+        if step > self.step:
+            self.step = step
+            log.info("%s", progress_line(self.label, received, self.total, self.clock() - self.started))
+
+
+def progress_line(label: str, received: int, total: int | None, seconds: float) -> str:
+    """'fhv_tripdata_2018-11: 40 % downloaded (82.4 of 206.0 MB, 11.3 MB/s, about 11 s left).'"""
+    rate = received / seconds if seconds > 0 else 0.0
+    speed = f"{rate / 1e6:.1f} MB/s"
+    if not total:
+        return f"{label}: {received / 1e6:.1f} MB downloaded ({speed})."
+    left = f"about {(total - received) / rate:.0f} s left" if rate and received < total else "done"
+    return (f"{label}: {100 * received // total} % downloaded ({received / 1e6:.1f} of {total / 1e6:.1f} MB, "
+            f"{speed}, {left}).")
 
 
 # --- helpers ------------------------------------------------------------------------------------

@@ -10,6 +10,8 @@ roughly 15-20 % of the variance.
 Everything is vectorised; a month is a pure function of ``(month, rows)``. The zones and the
 dispatching bases come from a fixed seed, so a model trained on one synthetic month carries over
 to the next; the trips come from a seed derived from the month, with a mild seasonal drift.
+A month as big as those of 2018 (23 million trips) is written in parts of ``part_rows`` trips,
+each generated from its own seed and written as its own row group, in the memory of one part.
 """
 from __future__ import annotations
 
@@ -66,9 +68,12 @@ class World:
     hour_effect: np.ndarray
 
 
-def generate_month(month: str, rows: int = FULL_ROWS) -> pa.Table:
-    """A synthetic month of ``rows`` trips with the real FHV schema, the same for the same inputs."""
-    rng = np.random.default_rng(_seed(month))
+def generate_month(month: str, rows: int = FULL_ROWS, part: int = 0) -> pa.Table:
+    """A synthetic month of ``rows`` trips with the real FHV schema, the same for the same inputs.
+
+    ``part`` > 0 draws other trips of the same month (the parts of a big month).
+    """
+    rng = np.random.default_rng(_seed(month if part == 0 else f"{month}/part-{part}"))
     world, drift = _world(), _drift(month)
     pickup = _pickups(rng, world, month, rows)
     base = _bases(rng, world, rows)
@@ -82,19 +87,38 @@ def generate_month(month: str, rows: int = FULL_ROWS) -> pa.Table:
     ], schema=SCHEMA)
 
 
-def write_month(path: str | os.PathLike, month: str, rows: int = FULL_ROWS) -> Path:
-    """Write a synthetic month to ``path`` atomically (a temp file beside it, then a rename)."""
+def write_month(path: str | os.PathLike, month: str, rows: int = FULL_ROWS, *,
+                part_rows: int | None = None, single_row_group: bool = False) -> Path:
+    """Write a synthetic month to ``path`` atomically (a temp file beside it, then a rename).
+
+    With ``part_rows`` the month is generated in parts of that many rows, one row group each
+    (or all in one row group with ``single_row_group``, which holds the whole month in memory).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
     try:
-        pq.write_table(generate_month(month, rows), tmp)
+        if part_rows is None or part_rows >= rows:
+            pq.write_table(generate_month(month, rows), tmp, row_group_size=rows if single_row_group else None)
+        else:
+            _write_parts(tmp, month, rows, part_rows, single_row_group)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _write_parts(path: str, month: str, rows: int, part_rows: int, single_row_group: bool) -> None:
+    sizes = [min(part_rows, rows - start) for start in range(0, rows, part_rows)]
+    if single_row_group:
+        parts = [generate_month(month, size, part) for part, size in enumerate(sizes)]
+        pq.write_table(pa.concat_tables(parts), path, row_group_size=rows)
+        return
+    with pq.ParquetWriter(path, SCHEMA) as writer:
+        for part, size in enumerate(sizes):
+            writer.write_table(generate_month(month, size, part), row_group_size=size)
 
 
 def _seed(text: str) -> int:

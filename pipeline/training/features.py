@@ -1,12 +1,24 @@
-"""Read a month of FHV trips and turn it into model inputs, on arrays.
+"""Read a month of FHV trips and turn it into model inputs, on arrays, batch by batch.
 
 The course's steps (shared/FACTS.md) in pandas: duration = dropOff - pickup in minutes
 (``total_seconds() / 60``), keep 1 <= duration <= 60, locations missing -> -1, cast to int.
 Here the same numbers come from pyarrow columns and numpy, without building a DataFrame.
+
+A month is reduced to a ``MonthSummary`` as it is read: trips and summed durations per
+(pickup zone, drop-off zone) cell, the sum of squared durations, zone counts and a histogram
+of durations. That is all the model needs: the least-squares problem for two one-hot zone
+blocks and an intercept, and the MSE of any weights, depend on the trips only through them.
+So ``read_months`` reads a month of 23 million trips in the memory of one batch, two months at
+once on two cores, and logs its progress in row groups.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import ctypes
+import logging
+import queue
+import threading
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +28,12 @@ import pyarrow.parquet as pq
 from ..errors import DataError
 from .schema import DO, DROPOFF, NEEDED_COLUMNS, PICKUP, PU, check_schema
 
+log = logging.getLogger("pipeline.training.features")
+
 MIN_MINUTES, MAX_MINUTES = 1.0, 60.0
 FIRST_ZONE, LAST_ZONE = 1, 265  # the TLC's taxi zones (LocationID)
+SLOTS = LAST_ZONE + 2  # a zone code's slot is code + 1: 0 for a missing zone (-1), 2..266 for zones
+FIRST_SECOND, LAST_SECOND = 60, 3600  # a kept trip lasts this many whole seconds
 _UNITS = ("s", "ms", "us", "ns")
 _PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 
@@ -35,10 +51,315 @@ class Features:
         return len(self.duration)
 
 
-def return_memory_promptly() -> None:
-    """Let Arrow free buffers to the OS at once (its default pool keeps them for reuse)."""
-    pa.set_memory_pool(pa.system_memory_pool())
+class BadZones(DataError):
+    """A zone column holds values that are not taxi zone numbers."""
 
+    def __init__(self, label: str, column: str, count: int, example: float):
+        self.column, self.count, self.example = column, count, example
+        super().__init__(f"{label}: column {column!r} has {count:,} value(s) that are not a taxi zone "
+                         f"number from {FIRST_ZONE} to {LAST_ZONE} (for example {example:.15g}).")
+
+
+def tune_memory() -> None:
+    """Keep the memory of one batch for the next (called once per run; idempotent).
+
+    Arrow keeps its default allocator (mimalloc), and glibc's malloc, which numpy uses, is told
+    neither to map and unmap a batch-sized array each time nor to trim its heap after each batch:
+    by default it does, and faulting fresh pages in for every batch costs a third of the CPU time
+    of a month. The heap then stays at the size of two readers' batches, whatever the month's size.
+    """
+    try:
+        pa.set_memory_pool(pa.mimalloc_memory_pool())
+    except NotImplementedError:  # a pyarrow built without it: its default
+        pass
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)
+        libc.mallopt(_M_TRIM_THRESHOLD, 128 << 20)
+    except (OSError, AttributeError):  # not glibc: its defaults
+        pass
+
+
+return_memory_promptly = tune_memory  # the name flow.execute calls
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
+
+
+# --- one batch of trips --------------------------------------------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class Trips:
+    """A batch of trips as arrays, one entry a trip: the 1..60 minute filter, minutes (meaningless
+    where a timestamp is missing: ``timed``), whole seconds and the rest in ticks of ``per_second``,
+    and zone slots (code + 1: 0 for a missing zone)."""
+
+    keep: np.ndarray
+    minutes: np.ndarray
+    seconds: np.ndarray
+    rest: np.ndarray
+    per_second: int
+    timed: np.ndarray | None  # None: every trip has both timestamps
+    pu: np.ndarray
+    do: np.ndarray
+
+    def kept(self) -> Features:
+        keep = self.keep
+        return Features(self.pu[keep] - 1, self.do[keep] - 1, self.minutes[keep], {})
+
+    def timed_minutes(self) -> tuple[int, float]:
+        """How many trips have both timestamps, and their summed minutes."""
+        if self.timed is None:
+            return len(self.keep), float(self.minutes.sum())
+        return int(self.timed.sum()), float(self.minutes[self.timed].sum())
+
+
+def trip_arrays(table: pa.Table | pa.RecordBatch, label: str) -> Trips:
+    """Durations, the filter and zone slots of a table or batch with the four needed columns.
+
+    The filter is taken on integer ticks (60 s <= dropoff - pickup <= 3600 s), which keeps
+    exactly the trips whose float minutes are within 1..60.
+    """
+    pickup, dropoff = table.column(PICKUP), table.column(DROPOFF)
+    try:
+        ticks, per_second = _tick_difference(pickup, dropoff)
+    except pa.ArrowInvalid as exc:  # a timestamp that does not fit the finer unit
+        raise DataError(f"{label}: a trip's timestamps are out of range ({exc}).") from exc
+    keep = ticks >= int(MIN_MINUTES * 60) * per_second
+    keep &= ticks <= int(MAX_MINUTES * 60) * per_second
+    timed = _timed(pickup, dropoff)
+    if timed is not None:
+        keep &= timed
+    seconds = ticks // per_second
+    ticks -= seconds * per_second
+    minutes = _minutes(seconds, ticks, per_second)
+    pu, do = zone_slots(table.column(PU), PU, label), zone_slots(table.column(DO), DO, label)
+    return Trips(keep, minutes, seconds, ticks, per_second, timed, pu, do)
+
+
+def trip_minutes(pickup, dropoff) -> np.ndarray:
+    """Minutes between two timestamp columns, NaN where either is null."""
+    ticks, per_second = _tick_difference(pickup, dropoff)
+    whole = ticks // per_second
+    minutes = _minutes(whole, ticks - whole * per_second, per_second)
+    timed = _timed(pickup, dropoff)
+    if timed is not None:
+        minutes[~timed] = np.nan
+    return minutes
+
+
+def _tick_difference(pickup, dropoff) -> tuple[np.ndarray, int]:
+    """dropoff - pickup in ticks of the finer unit of the two, and ticks a second."""
+    unit = max(pickup.type.unit, dropoff.type.unit, key=_UNITS.index)
+    return _ticks(dropoff, unit) - _ticks(pickup, unit), _PER_SECOND[unit]
+
+
+def _minutes(whole: np.ndarray, rest: np.ndarray, per_second: int) -> np.ndarray:
+    """Whole seconds plus the remainder, over 60, exactly as pandas 3 ``Series.dt.total_seconds()
+    / 60`` computes it, so the floats agree bit for bit."""
+    minutes = rest / per_second
+    minutes += whole  # in place: the same sum as pandas' ``floor_s + residual / pps``
+    minutes /= 60
+    return minutes
+
+
+def _timed(pickup, dropoff) -> np.ndarray | None:
+    """Where both timestamps are present, or None when none is missing."""
+    if not (pickup.null_count or dropoff.null_count):
+        return None
+    present = [_valid(_one_chunk(column)) for column in (pickup, dropoff) if column.null_count]
+    return present[0] if len(present) == 1 else present[0] & present[1]
+
+
+def _ticks(column, unit: str) -> np.ndarray:
+    """int64 ticks in ``unit`` (a view of the column's data when it has that unit); null slots hold
+    anything (the caller masks them). ``to_numpy`` would import pandas (0.4 s) for nothing."""
+    column = _one_chunk(column)
+    if column.type.unit != unit:
+        column = column.cast(pa.timestamp(unit, column.type.tz))
+    return _data(column, np.int64)
+
+
+def _data(column: pa.Array, dtype) -> np.ndarray:
+    """A read-only view of a fixed-width column's values."""
+    if len(column) == 0:
+        return np.empty(0, dtype)
+    return np.frombuffer(column.buffers()[1], dtype, len(column), column.offset * np.dtype(dtype).itemsize)
+
+
+def _one_chunk(column) -> pa.Array:
+    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+
+
+def _valid(column: pa.Array) -> np.ndarray:
+    """Where ``column`` is not null, from its validity bitmap."""
+    if not column.null_count:
+        return np.ones(len(column), bool)
+    bits = np.unpackbits(np.frombuffer(column.buffers()[0], np.uint8), count=column.offset + len(column),
+                         bitorder="little")
+    return bits[column.offset:].view(bool)
+
+
+def location_codes(column, name: str, label: str) -> np.ndarray:
+    """Zone codes with -1 for null or NaN (pandas ``fillna(-1).astype(int)``)."""
+    return zone_slots(column, name, label) - 1
+
+
+def zone_slots(column, name: str, label: str) -> np.ndarray:
+    """Zone slots (code + 1) as int32: 0 for null or NaN, 2..266 for the zones 1..265.
+
+    Anything else fails with ``BadZones``: a hostile or broken file can therefore never make
+    the model build more than 2 x 267 features. The common case takes a few cheap passes.
+    """
+    if pa.types.is_null(column.type):
+        return np.zeros(len(column), np.int32)
+    column = _one_chunk(column)
+    if column.type != pa.float64():
+        column = column.cast(pa.float64(), safe=False)  # integers: exact up to 2**53, and beyond that no zone
+    slots = _data(column, np.float64) + 1.0
+    if column.null_count:
+        slots *= _valid(column)  # null -> 0, unless a null slot holds inf or NaN: then the careful path
+    if np.count_nonzero(slots < 2) != column.null_count or not slots.max(initial=0) <= LAST_ZONE + 1:
+        return _checked_slots(column, name, label)  # a NaN, or a value outside 1..265
+    codes = slots.astype(np.int32)
+    if np.not_equal(codes, slots).any():
+        raise _bad_zones(_values(column), name, label)
+    return codes
+
+
+def _checked_slots(column: pa.Array, name: str, label: str) -> np.ndarray:
+    """The careful path: NaN is missing too; anything else not a zone raises ``BadZones``."""
+    values = _values(column)
+    missing = np.isnan(values)
+    if not _are_zones(values, missing).all():
+        raise _bad_zones(values, name, label)
+    return np.where(missing, 0.0, values + 1.0).astype(np.int32)
+
+
+def _values(column: pa.Array) -> np.ndarray:
+    """A float64 column's values, NaN where null."""
+    values = _data(column, np.float64)
+    return np.where(_valid(column), values, np.nan) if column.null_count else values
+
+
+def _are_zones(values: np.ndarray, missing: np.ndarray) -> np.ndarray:
+    return missing | ((values >= FIRST_ZONE) & (values <= LAST_ZONE) & (values == np.trunc(values)))
+
+
+def _bad_zones(values: np.ndarray, name: str, label: str) -> BadZones:
+    """The error naming the file, the column, how many values are not zones and one of them."""
+    bad = ~_are_zones(values, np.isnan(values))
+    return BadZones(label, name, int(np.count_nonzero(bad)), float(values[bad][0]))
+
+
+# --- a month, summed up -------------------------------------------------------------------------
+
+CELLS = SLOTS * SLOTS
+DURATION_BINS = LAST_SECOND - FIRST_SECOND + 2  # bin 0 collects the trips not kept
+
+
+@dataclass(eq=False)
+class MonthSummary:
+    """A month reduced to what the model and the month's figures need; ``add`` one batch at a time.
+
+    ``cells[:CELLS]`` counts the kept trips by ``pu_slot * SLOTS + do_slot`` and ``cells[CELLS:]``
+    the others; ``cell_minutes`` sums the kept trips' minutes; ``by_second`` counts kept trips
+    by whole seconds of duration (60 s in bin 1), and ``by_milli`` (made when first needed) those
+    with a fraction of a second, by millisecond, so the median is exact to the millisecond
+    (TLC's files are to the second).
+    """
+
+    label: str
+    raw_rows: int = 0
+    timed_rows: int = 0  # raw rows with both timestamps
+    raw_minutes: float = 0.0  # their summed durations
+    squared_minutes: float = 0.0  # sum of squared durations of the kept trips
+    cells: np.ndarray = field(default_factory=lambda: np.zeros(2 * CELLS, np.int64))
+    cell_minutes: np.ndarray = field(default_factory=lambda: np.zeros(CELLS, np.float64))
+    by_second: np.ndarray = field(default_factory=lambda: np.zeros(DURATION_BINS, np.int64))
+    by_milli: np.ndarray | None = None
+
+    def add(self, trips: Trips) -> None:
+        keep = trips.keep
+        timed, minutes = trips.timed_minutes()
+        self.raw_rows, self.timed_rows, self.raw_minutes = (self.raw_rows + len(keep), self.timed_rows + timed,
+                                                            self.raw_minutes + minutes)
+        cells = np.multiply(trips.pu, SLOTS, dtype=np.int64)
+        cells += trips.do
+        kept_minutes = trips.minutes * keep  # minutes are finite, even where a timestamp is missing
+        self.cell_minutes += np.bincount(cells, weights=kept_minutes, minlength=CELLS)
+        self.squared_minutes += float(np.einsum("i,i->", kept_minutes, kept_minutes))  # not BLAS: no threads
+        cells += CELLS * ~keep  # the trips not kept count in the upper half
+        self.cells += np.bincount(cells, minlength=2 * CELLS)
+        self._add_durations(trips)
+
+    def _add_durations(self, trips: Trips) -> None:
+        bins = trips.seconds - (FIRST_SECOND - 1)
+        bins *= trips.keep  # the trips not kept in bin 0
+        self.by_second += np.bincount(bins, minlength=DURATION_BINS)
+        if trips.per_second > 1 and trips.rest.any():
+            fraction = trips.keep & (trips.rest != 0)
+            if self.by_milli is None:
+                self.by_milli = np.zeros(DURATION_BINS * 1000, np.int64)
+            millis = bins[fraction] * 1000 + trips.rest[fraction] * 1000 // trips.per_second
+            self.by_milli += np.bincount(millis, minlength=len(self.by_milli))
+
+    @property
+    def cell_trips(self) -> np.ndarray:
+        return self.cells[:CELLS]
+
+    @property
+    def raw_cells(self) -> np.ndarray:
+        return self.cells[:CELLS] + self.cells[CELLS:]
+
+    @property
+    def rows(self) -> int:
+        return int(self.cell_trips.sum())
+
+    def check(self) -> None:
+        """DataError naming the month when it has no trip, or no trip of 1 to 60 minutes."""
+        if self.raw_rows == 0:
+            raise DataError(f"{self.label} has no trips (0 rows read).")
+        if self.rows == 0:
+            raise DataError(f"{self.label} has no trips with a duration between 1 and 60 minutes "
+                            f"({self.raw_rows} rows read).")
+
+    def zone_counts(self, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Trips by pickup slot and by drop-off slot of a cell table (``raw_cells`` or ``cell_trips``)."""
+        grid = cells.reshape(SLOTS, SLOTS)
+        return grid.sum(axis=1), grid.sum(axis=0)
+
+    def stats(self) -> dict:
+        """The month in numbers, as the in-memory steps computed them."""
+        raw, rows = self.raw_rows, self.rows
+        pu, do = self.zone_counts(self.raw_cells)
+        return {
+            "raw_rows": raw, "rows": rows, "dropped": raw - rows, "dropped_share": (raw - rows) / raw,
+            "mean_duration": float(self.cell_minutes.sum() / rows),
+            "mean_duration_raw": self.raw_minutes / self.timed_rows if self.timed_rows else float("nan"),
+            "median_duration": self.median(),
+            "pu_missing_share": float(pu[0] / raw), "do_missing_share": float(do[0] / raw),
+            "pu_distinct": int(np.count_nonzero(pu[1:])), "do_distinct": int(np.count_nonzero(do[1:])),
+        }
+
+    def median(self) -> float:
+        """np.median of the kept durations: the middle one, or the mean of the two middle ones."""
+        rows = self.rows
+        return (self._kth(max(rows - 1, 0) // 2) + self._kth(rows // 2)) / 2
+
+    def _kth(self, k: int) -> float:
+        """The k-th smallest kept duration (from 0) in minutes, computed as ``_minutes`` does."""
+        kept = self.by_second.copy()
+        kept[0] = 0
+        second = int(np.searchsorted(np.cumsum(kept), k, side="right"))
+        rank = k - int(kept[:second].sum())
+        millis = np.zeros(1000, np.int64)
+        if self.by_milli is not None:
+            millis = self.by_milli[second * 1000:(second + 1) * 1000].copy()
+        millis[0] = kept[second] - millis[1:].sum()
+        milli = int(np.searchsorted(np.cumsum(millis), rank, side="right"))
+        return (milli / 1000 + (second + FIRST_SECOND - 1)) / 60
+
+
+# --- in memory (tests, and FHV_SOLVER=lsqr) ------------------------------------------------------
 
 def read_trips(path, label: str | None = None) -> pa.Table:
     """Read the four needed columns of a parquet month; DataError names the file if it is bad.
@@ -48,118 +369,165 @@ def read_trips(path, label: str | None = None) -> pa.Table:
     """
     path = Path(path)
     label = label or path.name
-    try:
-        parquet = pq.ParquetFile(path)
-    except (OSError, pa.ArrowException) as exc:
-        raise DataError(f"{label} is not a readable parquet file ({path}: {exc}).") from exc
-    with parquet:
-        check_schema(parquet.schema_arrow, label)
+    with open_parquet(path, label) as parquet:
         try:
             return parquet.read(columns=list(NEEDED_COLUMNS))
         except (OSError, pa.ArrowException) as exc:
             raise DataError(f"{label} could not be read ({path}: {exc}).") from exc
 
 
-def prepare_features(table: pa.Table, label: str) -> Features:
-    """Durations, the 1..60 minute filter and zone codes, as the course computed them."""
-    check_schema(table.schema, label)
-    if table.num_rows == 0:
-        raise DataError(f"{label} has no trips (0 rows read).")
-    duration = _durations(table, label)
-    pu, pu_missing = location_codes(table.column(PU), PU, label)
-    do, do_missing = location_codes(table.column(DO), DO, label)
-    keep = (duration >= MIN_MINUTES) & (duration <= MAX_MINUTES)  # NaN compares False
-    if not keep.any():
-        raise DataError(f"{label} has no trips with a duration between 1 and 60 minutes "
-                        f"({table.num_rows} rows read).")
-    stats = _stats(duration, keep, (pu, pu_missing), (do, do_missing))
-    return Features(pu[keep], do[keep], duration[keep], stats)
-
-
-def _durations(table: pa.Table, label: str) -> np.ndarray:
+def open_parquet(path: Path, label: str) -> pq.ParquetFile:
+    """The open parquet file, its schema checked; DataError naming ``label`` otherwise."""
     try:
-        return trip_minutes(table.column(PICKUP), table.column(DROPOFF))
-    except pa.ArrowInvalid as exc:  # a timestamp that does not fit the finer unit
-        raise DataError(f"{label}: a trip's timestamps are out of range ({exc}).") from exc
+        parquet = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)  # a row group's columns in 1 MiB reads
+    except (OSError, pa.ArrowException) as exc:
+        raise DataError(f"{label} is not a readable parquet file ({path}: {exc}).") from exc
+    try:
+        check_schema(parquet.schema_arrow, label)
+    except DataError:
+        parquet.close()
+        raise
+    return parquet
 
 
-def trip_minutes(pickup: pa.ChunkedArray, dropoff: pa.ChunkedArray) -> np.ndarray:
-    """Minutes between two timestamp columns, NaN where either is null.
+def prepare_features(table: pa.Table, label: str) -> Features:
+    """Durations, the 1..60 minute filter and zone codes of a whole table, and its figures."""
+    check_schema(table.schema, label)
+    summary = MonthSummary(label)
+    trips = trip_arrays(table, label) if table.num_rows else None
+    if trips is not None:
+        summary.add(trips)
+    summary.check()
+    kept = trips.kept()
+    return Features(kept.pu, kept.do, kept.duration, summary.stats())
 
-    Integer ticks split into whole seconds and a remainder, exactly as pandas 3
-    ``Series.dt.total_seconds()`` does, so the floats agree bit for bit.
+
+# --- streaming: months read batch by batch, two at once -------------------------------------------
+
+BATCH_ROWS = 1 << 18  # 2 MiB a float column: the arrays of a batch stay in the cache
+
+
+@dataclass(frozen=True, eq=False)
+class Month:
+    """A month read: its summary, and its kept trips only when asked for (``FHV_SOLVER=lsqr``)."""
+
+    summary: MonthSummary
+    trips: Features | None = None
+
+    @property
+    def stats(self) -> dict:
+        return self.summary.stats()
+
+
+class _Stopped(Exception):
+    """A reader stopped because another one failed or the task was interrupted."""
+
+
+def read_month(path, label: str, *, keep_trips: bool = False, progress=None, stop=None) -> Month:
+    """Read a parquet month batch by batch into a ``MonthSummary``.
+
+    ``progress(rows_done, group_ends)`` after each batch, ``group_ends`` being the cumulative
+    rows at the end of each row group.
     """
-    unit = max(pickup.type.unit, dropoff.type.unit, key=_UNITS.index)
-    per_second = _PER_SECOND[unit]
-    whole, rest = np.divmod(_ticks(dropoff, unit) - _ticks(pickup, unit), per_second)
-    minutes = rest / per_second
-    minutes += whole  # in place: the same sum as pandas' ``floor_s + residual / pps``
-    minutes /= 60
-    for column in (pickup, dropoff):
-        if column.null_count:
-            minutes[column.is_null().to_numpy(zero_copy_only=False)] = np.nan
-    return minutes
+    summary, kept = MonthSummary(label), []
+    with open_parquet(Path(path), label) as parquet:
+        meta = parquet.metadata
+        ends = np.cumsum([meta.row_group(i).num_rows for i in range(meta.num_row_groups)])
+        for done, trips in _batches(parquet, label, stop):
+            summary.add(trips)
+            if keep_trips:
+                kept.append(trips.kept())
+            if progress is not None:
+                progress(done, ends)
+    return Month(summary, _joined(kept, summary) if keep_trips else None)
 
 
-def _ticks(column: pa.ChunkedArray, unit: str) -> np.ndarray:
-    """int64 ticks in ``unit``, nulls as 0 (the caller masks them)."""
-    column = column.cast(pa.timestamp(unit, column.type.tz))
-    if column.null_count:
-        column = column.fill_null(0)
-    return np.asarray(column.cast(pa.int64()).to_numpy(), dtype=np.int64)
+def _batches(parquet: pq.ParquetFile, label: str, stop):
+    """(rows done, trips) for each batch of the four needed columns."""
+    done = 0
+    try:
+        for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=list(NEEDED_COLUMNS)):
+            if stop is not None and stop.is_set():
+                raise _Stopped()
+            try:
+                trips = trip_arrays(batch, label)
+            except BadZones as bad:
+                raise _count_bad_zones(parquet, label, bad.column) from None
+            done += batch.num_rows
+            yield done, trips
+    except (OSError, pa.ArrowException) as exc:
+        raise DataError(f"{label} could not be read ({exc}).") from exc
 
 
-def location_codes(column: pa.ChunkedArray, name: str, label: str) -> tuple[np.ndarray, np.ndarray]:
-    """Zone codes as int64 with -1 for null or NaN (pandas ``fillna(-1).astype(int)``).
+def _count_bad_zones(parquet: pq.ParquetFile, label: str, column: str) -> BadZones:
+    """The error for ``column`` counting its bad values in the whole file, not just one batch."""
+    count, example = 0, None
+    for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=[column]):
+        try:
+            location_codes(batch.column(0), column, label)
+        except BadZones as bad:
+            count, example = count + bad.count, bad.example if example is None else example
+    return BadZones(label, column, count, example)
 
-    Anything else must be a whole zone number from 1 to 265: a hostile or broken file can
-    therefore never make the model build more than 2 x 266 features.
+
+def _joined(kept: list[Features], summary: MonthSummary) -> Features | None:
+    if not kept:
+        return None
+    join = (lambda name: np.concatenate([getattr(part, name) for part in kept]))  # noqa: E731
+    return Features(join("pu"), join("do"), join("duration"), {})
+
+
+def read_months(paths: list, labels: list[str], *, keep_trips: bool = False) -> list[Month]:
+    """Read months at once, a thread each (pyarrow and numpy release the GIL), logging progress here.
+
+    Only this thread logs. If a reader fails, or this thread is interrupted (a task timeout, a
+    cancel), the other readers stop at their next batch.
     """
-    size = len(column)
-    if pa.types.is_null(column.type):
-        return np.full(size, -1, np.int64), np.ones(size, bool)
-    if pa.types.is_integer(column.type) and column.null_count == 0:
-        codes = np.asarray(column.to_numpy(), dtype=np.int64)
-        if size and (codes.min() < FIRST_ZONE or codes.max() > LAST_ZONE):
-            _bad_zones(codes, np.zeros(size, bool), name, label)
-        return codes, np.zeros(size, bool)
-    values = np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
-    missing = np.isnan(values)
-    present = np.where(missing, float(FIRST_ZONE), values)
-    if size and not _all_zones(present):
-        _bad_zones(values, missing, name, label)
-    return np.where(missing, -1.0, values).astype(np.int64), missing
+    tune_memory()
+    events: queue.SimpleQueue = queue.SimpleQueue()
+    stop = threading.Event()
+    logs = [ReadProgress(label) for label in labels]
+    with ThreadPoolExecutor(len(paths), thread_name_prefix="read-month") as pool:
+        futures = [pool.submit(read_month, path, label, keep_trips=keep_trips, stop=stop,
+                               progress=lambda done, ends, i=i: events.put((i, done, ends)))
+                   for i, (path, label) in enumerate(zip(paths, labels))]
+        try:
+            _relay(futures, events, logs, stop)
+        finally:
+            stop.set()
+    return _results(futures)
 
 
-def _all_zones(values: np.ndarray) -> bool:
-    """True when every value is a whole number from 1 to 265 (checked cheaply first, by min and max)."""
-    if values.min() < FIRST_ZONE or values.max() > LAST_ZONE:
-        return False
-    return bool(np.array_equal(values, np.trunc(values)))
+def _relay(futures: list, events: queue.SimpleQueue, logs: list["ReadProgress"], stop: threading.Event) -> None:
+    pending = set(futures)
+    while pending:
+        done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
+        if any(future.exception() for future in done):
+            stop.set()
+        while not events.empty():
+            index, rows, ends = events.get()
+            logs[index].update(rows, ends)
 
 
-def _bad_zones(values: np.ndarray, missing: np.ndarray, name: str, label: str) -> None:
-    """Raise DataError naming the file, the column, how many values are not zones and one of them."""
-    whole = values == np.trunc(values)
-    bad = ~missing & ~((values >= FIRST_ZONE) & (values <= LAST_ZONE) & whole)
-    raise DataError(f"{label}: column {name!r} has {int(bad.sum()):,} value(s) that are not a taxi zone "
-                    f"number from {FIRST_ZONE} to {LAST_ZONE} (for example {float(values[bad][0]):.15g}).")
+def _results(futures: list) -> list[Month]:
+    errors = [f.exception() for f in futures if f.exception() and not isinstance(f.exception(), _Stopped)]
+    if errors:
+        raise errors[0]
+    return [future.result() for future in futures]
 
 
-def _stats(duration, keep, pu, do) -> dict:
-    """The month in numbers; ``pu`` and ``do`` are (codes, missing) before filtering."""
-    raw, rows = len(duration), int(keep.sum())
-    kept = duration[keep]
-    return {
-        "raw_rows": raw, "rows": rows, "dropped": raw - rows, "dropped_share": (raw - rows) / raw,
-        "mean_duration": float(kept.mean()),
-        "mean_duration_raw": float(np.nanmean(duration)),
-        "median_duration": float(np.median(kept)),
-        "pu_missing_share": float(pu[1].mean()), "do_missing_share": float(do[1].mean()),
-        "pu_distinct": _distinct(*pu), "do_distinct": _distinct(*do),
-    }
+class ReadProgress:
+    """Logs a month's reading at every tenth of its rows: row groups done out of total."""
 
+    def __init__(self, label: str):
+        self.label, self.logged = label, 0  # tenths
 
-def _distinct(codes: np.ndarray, missing: np.ndarray) -> int:
-    """Distinct zones among the non-missing values (pandas ``nunique`` after the int cast)."""
-    return int(np.count_nonzero(np.bincount(codes[~missing], minlength=LAST_ZONE + 1)))
+    def update(self, rows: int, ends: np.ndarray) -> None:
+        total = int(ends[-1])
+        tenths = rows * 10 // max(total, 1)
+        if tenths <= self.logged:
+            return
+        self.logged = tenths
+        groups = int(np.searchsorted(ends, rows, side="right"))
+        log.info("%s: %d of %d row groups read (%s of %s rows).", self.label, groups, len(ends),
+                 f"{rows:,}", f"{total:,}")

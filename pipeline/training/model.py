@@ -7,6 +7,12 @@ unseen values ignored. It is built from integer codes with lookup tables, not fr
 Codes are -1 (missing) or a zone 0..265 (``features.location_codes`` refuses anything else), so
 there are at most 2 x 267 features whatever a file holds.
 The artifacts are a real fitted ``DictVectorizer`` and ``LinearRegression``, pickled.
+
+The exact solver needs no matrix: ``design`` builds the normal equations (X'X, X'y) from a
+month's ``MonthSummary`` (trips and summed minutes per zone pair), and ``evaluate_summary`` the
+MSE of the fitted weights from the same sums. ``FHV_SOLVER=lsqr`` fits scikit-learn's
+``LinearRegression`` on the full sparse matrix of the kept trips instead.
+scikit-learn is imported when a regression or a vectorizer is made, not with this module.
 """
 from __future__ import annotations
 
@@ -17,17 +23,19 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import scipy.sparse as sp
-from sklearn.feature_extraction import DictVectorizer
-from sklearn.linear_model import LinearRegression
-from sklearn.metrics import mean_squared_error, root_mean_squared_error
+from typing import TYPE_CHECKING
 
-from .features import Features
+import numpy as np
+
+from .features import SLOTS, Features, MonthSummary
 from .schema import DO, PU
 
-FIRST_CODE, LAST_CODE = -1, 265
-SLOTS = LAST_CODE - FIRST_CODE + 1  # one slot per possible code: slot = code + 1
+if TYPE_CHECKING:
+    import scipy.sparse as sp
+    from sklearn.feature_extraction import DictVectorizer
+    from sklearn.linear_model import LinearRegression
+
+FIRST_CODE, LAST_CODE = -1, SLOTS - 2  # one slot per possible code: slot = code + 1
 
 
 @dataclass(frozen=True, eq=False)
@@ -68,8 +76,10 @@ class OneHot:
         return _csr(np.column_stack((do_col, pu_col)), np.column_stack((do_col >= 0, pu_col >= 0)),
                     len(self.feature_names))
 
-    def to_dict_vectorizer(self) -> DictVectorizer:
+    def to_dict_vectorizer(self) -> "DictVectorizer":
         """A fitted DictVectorizer whose ``transform(dicts)`` equals ``transform(pu, do)``."""
+        from sklearn.feature_extraction import DictVectorizer
+
         dv = DictVectorizer()
         dv.feature_names_ = [str(name) for name in self.feature_names]
         dv.vocabulary_ = {name: i for i, name in enumerate(dv.feature_names_)}
@@ -96,8 +106,10 @@ def _lookup(table: np.ndarray, codes: np.ndarray) -> np.ndarray:
     return np.where(inside, table[np.where(inside, slots, 0)], -1).astype(np.int32, copy=False)
 
 
-def _csr(columns: np.ndarray, found: np.ndarray, width: int) -> sp.csr_matrix:
+def _csr(columns: np.ndarray, found: np.ndarray, width: int) -> "sp.csr_matrix":
     """CSR from an (n, 2) array of columns (DO, PU: already in column order) and its mask."""
+    import scipy.sparse as sp
+
     rows = len(columns)
     if found.all():
         indices, indptr = columns.ravel(), np.arange(0, 2 * rows + 1, 2, dtype=np.int64)
@@ -114,7 +126,7 @@ def _csr(columns: np.ndarray, found: np.ndarray, width: int) -> sp.csr_matrix:
 @dataclass(frozen=True, eq=False)
 class TrainedModel:
     onehot: OneHot
-    regression: LinearRegression
+    regression: "LinearRegression"
 
 
 @dataclass(frozen=True)
@@ -126,6 +138,50 @@ class Artifact:
 
 
 SOLVERS = ("exact", "lsqr")
+
+
+@dataclass(frozen=True, eq=False)
+class Design:
+    """A training month as least squares sees it: the encoding and the normal equations."""
+
+    onehot: OneHot
+    gram: np.ndarray  # X'X
+    moment: np.ndarray  # X'y
+    column_sums: np.ndarray  # ones in each column of X
+    rows: int
+    y_sum: float
+
+
+def design(summary: MonthSummary) -> Design:
+    """The encoding of the zones seen in ``summary`` and X'X, X'y from its per-pair sums.
+
+    Every kept trip has exactly one drop-off and one pickup column, so X'X holds the zone counts
+    on its diagonal and the pair counts between the two blocks; X'y holds the summed minutes.
+    """
+    trips = summary.cell_trips.reshape(SLOTS, SLOTS)  # pickup slot x drop-off slot
+    minutes = summary.cell_minutes.reshape(SLOTS, SLOTS)
+    onehot = OneHot.from_counts(trips.sum(axis=1), trips.sum(axis=0))
+    pu, do = np.flatnonzero(onehot.pu_columns >= 0), np.flatnonzero(onehot.do_columns >= 0)
+    pu_cols, do_cols = onehot.pu_columns[pu], onehot.do_columns[do]
+    width = len(onehot.feature_names)
+    gram = np.zeros((width, width))
+    gram[np.ix_(pu_cols, do_cols)] = trips[np.ix_(pu, do)]
+    gram += gram.T
+    sums, moment = np.zeros(width), np.zeros(width)
+    sums[pu_cols], sums[do_cols] = trips.sum(axis=1)[pu], trips.sum(axis=0)[do]
+    moment[pu_cols], moment[do_cols] = minutes.sum(axis=1)[pu], minutes.sum(axis=0)[do]
+    gram[np.diag_indices(width)] = sums
+    return Design(onehot, gram, moment, sums, summary.rows, float(summary.cell_minutes.sum()))
+
+
+def fit(design: Design, solver: str = "exact", trips: Features | None = None) -> TrainedModel:
+    """The exact closed form from the normal equations, or scikit-learn's lsqr on ``trips``."""
+    if solver == "lsqr":
+        return train(trips, "lsqr")
+    if solver not in SOLVERS:
+        raise ValueError(f"solver={solver!r} is not one of {', '.join(SOLVERS)}")
+    return TrainedModel(design.onehot, _solve(design.gram, design.moment, design.column_sums, design.rows,
+                                              design.y_sum))
 
 
 def train(features: Features, solver: str = "exact") -> TrainedModel:
@@ -141,22 +197,31 @@ def train(features: Features, solver: str = "exact") -> TrainedModel:
     onehot = OneHot.fit(features.pu, features.do)
     matrix = onehot.transform(features.pu, features.do)
     if solver == "lsqr":
+        from sklearn.linear_model import LinearRegression
+
         return TrainedModel(onehot, LinearRegression().fit(matrix, features.duration))
     return TrainedModel(onehot, fit_exact(matrix, features.duration))
 
 
-def fit_exact(matrix: sp.csr_matrix, y: np.ndarray, rcond: float = 1e-10) -> LinearRegression:
+def fit_exact(matrix: "sp.csr_matrix", y: np.ndarray, rcond: float = 1e-10) -> "LinearRegression":
+    """Minimum-norm least squares with an intercept, from the matrix itself."""
+    sums = np.asarray(matrix.sum(axis=0)).ravel()
+    return _solve(_gram(matrix), matrix.T @ y, sums, matrix.shape[0], float(y.sum()), rcond)
+
+
+def _solve(gram: np.ndarray, moment: np.ndarray, sums: np.ndarray, rows: int, y_sum: float,
+           rcond: float = 1e-10) -> "LinearRegression":
     """Minimum-norm least squares with an intercept, via the eigen-decomposition of the centred Gram matrix."""
-    rows = matrix.shape[0]
-    means, y_mean = np.asarray(matrix.sum(axis=0)).ravel() / rows, float(y.mean())
-    gram = _gram(matrix) - rows * np.outer(means, means)
-    moment = matrix.T @ y - rows * means * y_mean
-    values, vectors = np.linalg.eigh(gram)
+    from sklearn.linear_model import LinearRegression
+
+    means, y_mean = sums / rows, y_sum / rows
+    centred = gram - rows * np.outer(means, means)
+    values, vectors = np.linalg.eigh(centred)
     keep = values > rcond * values.max()
-    coef = vectors[:, keep] @ ((vectors[:, keep].T @ moment) / values[keep])
+    coef = vectors[:, keep] @ ((vectors[:, keep].T @ (moment - rows * means * y_mean)) / values[keep])
     regression = LinearRegression()
     regression.coef_, regression.intercept_ = coef, y_mean - float(means @ coef)
-    regression.n_features_in_ = matrix.shape[1]
+    regression.n_features_in_ = len(sums)
     return regression
 
 
@@ -179,12 +244,29 @@ def predict(model: TrainedModel, features: Features) -> np.ndarray:
 
 def evaluate(model: TrainedModel, features: Features) -> dict:
     """MSE and RMSE (the course printed the RMSE and called it MSE) and the row count."""
-    predicted = predict(model, features)
-    return {
-        "mse": float(mean_squared_error(features.duration, predicted)),
-        "rmse": float(root_mean_squared_error(features.duration, predicted)),
-        "rows": len(features.duration),
-    }
+    mse = float(np.mean((features.duration - predict(model, features)) ** 2))
+    return {"mse": mse, "rmse": float(np.sqrt(mse)), "rows": len(features.duration)}
+
+
+def evaluate_summary(model: TrainedModel, summary: MonthSummary) -> dict:
+    """``evaluate`` from a month's sums: the prediction is one number per zone pair, so
+    sum (y - p)^2 = sum y^2 - 2 sum_pairs p * (sum of y) + sum_pairs p^2 * trips."""
+    predicted = cell_predictions(model)
+    squared = (summary.squared_minutes - 2 * float(predicted @ summary.cell_minutes)
+               + float((predicted * summary.cell_trips) @ predicted))
+    mse = max(squared, 0.0) / summary.rows
+    return {"mse": mse, "rmse": float(np.sqrt(mse)), "rows": summary.rows}
+
+
+def cell_predictions(model: TrainedModel) -> np.ndarray:
+    """The prediction for each (pickup slot, drop-off slot) pair, flat as ``MonthSummary`` cells."""
+    coef, onehot = model.regression.coef_, model.onehot
+
+    def by_slot(columns: np.ndarray) -> np.ndarray:
+        return np.where(columns >= 0, coef[np.maximum(columns, 0)], 0.0)
+
+    grid = by_slot(onehot.pu_columns)[:, None] + by_slot(onehot.do_columns)[None, :]
+    return (grid + model.regression.intercept_).ravel()
 
 
 def save_artifacts(model: TrainedModel, folder, run_date: str) -> list[Artifact]:
