@@ -134,6 +134,10 @@ CREATE INDEX skipped_slots_deployment ON skipped_slots(deployment_id, recorded_a
 CREATE TABLE history_identity (id TEXT NOT NULL);
 INSERT INTO history_identity (id) VALUES (lower(hex(randomblob(16))));
 """),
+    ("0006_dashboard_read_indexes", """
+CREATE INDEX flow_runs_started ON flow_runs(started_at);
+CREATE INDEX flow_runs_state_month ON flow_runs(state, val_month, ended_at);
+"""),
 ]
 
 
