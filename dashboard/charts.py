@@ -118,70 +118,73 @@ def _not_run_trace(group: pd.DataFrame, *, start: float, width: float) -> go.Bar
 
 
 def metric_trends(history: pd.DataFrame) -> go.Figure:
-    """RMSE and MSE for training and validation across run months, rows and mean duration below.
+    """RMSE and MSE for training and validation across run months, one point a month.
 
-    Hollow markers are runs on synthetic demo data; hover names the run and its months.
+    The x axis is a date axis with labels thinned to the span (every month up to a year and a
+    half, then every quarter, half year or year), a month without a run breaks the line (never
+    bridged), a range selector picks the last 6 months, 1, 2 or 5 years. Hollow markers are runs
+    on synthetic demo data; hover names the run and its months.
     """
     if history.empty:
         return empty_figure("No completed run with metrics yet.", height=320)
-    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.07,
-                        row_heights=[0.36, 0.36, 0.28], specs=[[{}], [{}], [{"secondary_y": True}]],
-                        subplot_titles=("RMSE (minutes)", "MSE (minutes²)", "Rows and mean trip duration"))
+    monthly = by_month(history)
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                        subplot_titles=("RMSE (minutes)", "MSE (minutes²)"))
     for row, metric in ((1, "rmse"), (2, "mse")):
         for part in ("train", "val"):
-            fig.add_trace(_metric_trace(history, part, metric, legend=row == 1), row=row, col=1)
-        for part in ("train", "val"):
-            fig.add_trace(_synthetic_trace(history, part, metric, legend=row == 1 and part == "val"), row=row, col=1)
-    _add_data_traces(fig, history)
-    _layout(fig, height=720)
-    fig.update_xaxes(type="date", tickformat="%Y-%m", dtick="M1", title_text=None)
-    fig.update_xaxes(title_text="Run date (training month = run month - 2)", row=3, col=1)
-    fig.update_yaxes(title_text="rows", row=3, col=1, secondary_y=False, rangemode="tozero")
-    fig.update_yaxes(title_text="minutes", row=3, col=1, secondary_y=True, showgrid=False, tickformat=".1f",
-                     nticks=4)
+            fig.add_trace(_metric_trace(monthly, part, metric, legend=row == 1), row=row, col=1)
+    if monthly["synthetic"].fillna(False).any():
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=SYNTHETIC_NAME, hoverinfo="skip",
+                                 marker=dict(size=9, color="white", line=dict(color="#475569", width=2))))
+    _layout(fig, height=560)
+    fig.update_xaxes(type="date", tickformat="%Y-%m", dtick=_month_step(monthly), ticklabelmode="period",
+                     title_text=None)
+    fig.update_xaxes(title_text="Run date (training month = run month - 2)", row=2, col=1)
+    fig.update_xaxes(row=1, col=1, rangeselector=dict(x=0, y=1.12, buttons=[
+        dict(count=6, label="6 m", step="month", stepmode="backward"),
+        dict(count=1, label="1 y", step="year", stepmode="backward"),
+        dict(count=2, label="2 y", step="year", stepmode="backward"),
+        dict(count=5, label="5 y", step="year", stepmode="backward"), dict(step="all", label="all")]))
     return fig
+
+
+def by_month(history: pd.DataFrame) -> pd.DataFrame:
+    """One row per calendar month from the first run month to the last: a month without a run is a
+    row of NaN, which breaks the lines (plotly does not connect gaps)."""
+    frame = history.copy()
+    frame["month"] = frame["run_date"].dt.to_period("M")
+    frame = frame.drop_duplicates("month", keep="last").set_index("month")
+    months = pd.period_range(frame.index.min(), frame.index.max(), freq="M")
+    full = frame.reindex(months)
+    full["run_date"] = full["run_date"].fillna(pd.Series(months.to_timestamp() + pd.Timedelta(days=14), index=months))
+    return full.reset_index(drop=True)
+
+
+def _month_step(monthly: pd.DataFrame) -> str:
+    """A tick every month up to 18 months, then every 3, 6 or 12: some 6 to 18 labels."""
+    months = len(monthly)
+    step = 1 if months <= 18 else 3 if months <= 48 else 6 if months <= 96 else 12
+    return f"M{step}"
 
 
 def _hover_data(history: pd.DataFrame):
     data = history[["name", "months", "synthetic"]].copy()
-    data["synthetic"] = data["synthetic"].map({True: "synthetic demo data", False: "real TLC data"})
-    return data.to_numpy()
+    data["synthetic"] = data["synthetic"].map({True: "synthetic demo data", False: "real data"})
+    return data.fillna("").to_numpy()
 
 
 def _metric_trace(history: pd.DataFrame, part: str, metric: str, *, legend: bool) -> go.Scatter:
+    """One line a part; a synthetic month's marker is hollow (one trace, per-point symbols: fast to draw)."""
     label = f"{PART_NAME[part]} {metric.upper()}"
+    hollow = history["synthetic"].eq(True)
     return go.Scatter(
         x=history["run_date"], y=history[f"{part}_{metric}"], mode="lines+markers", name=PART_NAME[part],
-        legendgroup=part, showlegend=legend, line=dict(color=PART_COLOR[part], **PART_STYLE[part]),
-        marker=dict(size=9, color=PART_COLOR[part]), customdata=_hover_data(history),
+        legendgroup=part, showlegend=legend, connectgaps=False, line=dict(color=PART_COLOR[part], **PART_STYLE[part]),
+        marker=dict(size=8, color=PART_COLOR[part], symbol=["circle-open" if h else "circle" for h in hollow],
+                    line=dict(width=2, color=PART_COLOR[part])),
+        customdata=_hover_data(history),
         hovertemplate=(f"<b>%{{customdata[0]}}</b><br>{label} %{{y:.4f}}<br>%{{customdata[1]}}"
                        "<br>run date %{x|%Y-%m-%d}<br>%{customdata[2]}<extra></extra>"))
-
-
-def _synthetic_trace(history: pd.DataFrame, part: str, metric: str, *, legend: bool) -> go.Scatter:
-    """Hollow markers over the points of runs on synthetic data (one scalar style: fast to build)."""
-    synthetic = history[history["synthetic"]]
-    return go.Scatter(
-        x=synthetic["run_date"], y=synthetic[f"{part}_{metric}"], mode="markers", name=SYNTHETIC_NAME,
-        legendgroup="synthetic", showlegend=legend, hoverinfo="skip",
-        marker=dict(size=9, color="white", line=dict(color=PART_COLOR[part], width=2)))
-
-
-def _add_data_traces(fig: go.Figure, history: pd.DataFrame) -> None:
-    for part in ("train", "val"):
-        fig.add_trace(go.Bar(
-            x=history["run_date"], y=history[f"{part}_rows"], name=f"{PART_NAME[part]} rows",
-            marker=dict(color=PART_COLOR[part], opacity=0.35), showlegend=False,
-            customdata=_hover_data(history), offsetgroup=part,
-            hovertemplate=(f"<b>%{{customdata[0]}}</b><br>{PART_NAME[part]} rows %{{y:,}}"
-                           "<br>%{customdata[1]}<extra></extra>")), row=3, col=1, secondary_y=False)
-        fig.add_trace(go.Scatter(
-            x=history["run_date"], y=history[f"{part}_mean_duration"], mode="lines+markers",
-            name=f"{PART_NAME[part]} mean duration", showlegend=False,
-            line=dict(color=PART_COLOR[part], width=1.5, **PART_STYLE[part]),
-            marker=dict(size=6, color=PART_COLOR[part]), customdata=_hover_data(history),
-            hovertemplate=(f"<b>%{{customdata[0]}}</b><br>{PART_NAME[part]} mean duration %{{y:.2f}} min"
-                           "<br>%{customdata[1]}<extra></extra>")), row=3, col=1, secondary_y=True)
 
 
 def state_counts(counts: dict[str, int]) -> go.Figure:

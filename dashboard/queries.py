@@ -75,11 +75,13 @@ def runs_page(history: Store, *, page: int, per_page: int, overdue_note: str | N
 
 @_cached
 def run_list(history: Store, *, page: int, per_page: int, sort: str = "newest", overdue_note: str | None = None,
-             **filters: Any) -> pd.DataFrame:
-    """One page of the runs list, paged, filtered and sorted in SQL (``filters``: the list's)."""
+             **filters: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One page of the runs list, paged, filtered and sorted in SQL (``filters``: the list's), as
+    the table and the chart's points (the same runs: the page draws only what it read)."""
     rows = history.run_list(limit=per_page, offset=page * per_page, sort=sort, **filters)
-    return frames.runs_table(rows, history.task_counts([r["id"] for r in rows]), now=now(),
-                             overdue_note=overdue_note)
+    table = frames.runs_table(rows, history.task_counts([r["id"] for r in rows]), now=now(),
+                              overdue_note=overdue_note)
+    return table, frames.run_points(rows, now())
 
 
 @_cached
@@ -124,7 +126,7 @@ def run(history: Store, run_id: str) -> dict[str, Any]:
 
 @_cached
 def recent_runs(history: Store, limit: int = 50) -> list[dict[str, Any]]:
-    return history.runs(limit=limit, states=STARTED_STATES)
+    return history.run_list(limit=limit, states=STARTED_STATES)
 
 
 @_cached

@@ -22,7 +22,7 @@ def sidebar() -> None:
     with st.sidebar:
         _sidebar_live()
         st.caption("Run history")
-        st.code(str(settings.db_path), language=None, wrap_lines=True)
+        st.markdown(inline_code(str(settings.db_path)))
         access.sidebar()
 
 
@@ -42,8 +42,16 @@ def overdue_note(*, markdown: bool = False) -> str | None:
 
 
 def scheduler_code() -> None:
-    """The exact command that starts a scheduler on this history, ready to copy."""
-    st.code(queries.scheduler_command(), language="bash", wrap_lines=True)
+    """The exact command that starts a scheduler on this history, ready to copy.
+
+    Inline code, not ``st.code``: a code block loads a syntax highlighter, a second's wait in the browser."""
+    st.markdown(inline_code(queries.scheduler_command()))
+
+
+def inline_code(text: str) -> str:
+    """Markdown inline code for ``text`` (its own backticks fenced by longer runs)."""
+    fence = "`" * (max((len(run) for run in text.split("`")[1::2]), default=0) + 1) if "`" in text else "`"
+    return f"{fence}{text}{fence}"
 
 
 def scheduler_status(*, compact: bool = False) -> bool:

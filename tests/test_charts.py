@@ -119,12 +119,45 @@ def test_metric_trends_chart_train_and_validation_rmse_and_mse_labelled(seeded):
 
 def test_metric_trends_mark_synthetic_runs_with_hollow_markers(seeded):
     _, store = seeded
-    history = frames.metric_history(store.metric_history())
+    history = frames.metric_months(store.metric_months())
     fig = charts.metric_trends(history)
-    hollow = [t for t in fig.data if t.name == charts.SYNTHETIC_NAME]
-    assert len(hollow) == 4 and all(t.marker.color == "white" for t in hollow)
-    assert all(list(t.x) == list(history["run_date"][:3]) for t in hollow)  # steady-run-01..03
-    assert "steady-run-01" in fig.data[1].customdata[0][0] and fig.data[1].customdata[0][2] == "synthetic demo data"
+    val_rmse = fig.data[1]
+    assert list(val_rmse.marker.symbol[:4]) == ["circle-open"] * 3 + ["circle"]  # steady-run-01..03: demo data
+    assert any(t.name == charts.SYNTHETIC_NAME for t in fig.data)  # named in the legend
+    assert "steady-run-01" in val_rmse.customdata[0][0] and val_rmse.customdata[0][2] == "synthetic demo data"
+
+
+def months_frame(months: list[str]) -> pd.DataFrame:
+    rows = [{"id": m, "name": f"run-{m}", "run_date": f"{m}-15", "train_month": m, "val_month": m, "runs": 1,
+             "synthetic": 0, "data_source": "tlc", **{k: 10.0 + i / 100 for k in frames.METRIC_KEYS}}
+            for i, m in enumerate(months)]
+    return frames.metric_months(rows)
+
+
+def test_trends_of_70_months_thin_their_labels_break_at_gaps_and_offer_a_range_selector():
+    months = [str(p) for p in pd.period_range("2019-01", periods=72, freq="M") if str(p) not in ("2020-05", "2020-06")]
+    fig = charts.metric_trends(months_frame(months))
+    assert len(months) == 70
+    val = fig.data[1]
+    assert len(val.x) == 72 and val.connectgaps is False
+    gap = [i for i, y in enumerate(val.y) if y is None or y != y]
+    assert gap == [16, 17]  # 2020-05 and 2020-06: the line breaks there, not bridged
+    assert fig.layout.xaxis.type == "date" and fig.layout.xaxis.dtick == "M6"  # 12 labels, not 72
+    assert [b.label for b in fig.layout.xaxis.rangeselector.buttons] == ["6 m", "1 y", "2 y", "5 y", "all"]
+
+
+@pytest.mark.parametrize("months, step", [(6, "M1"), (18, "M1"), (30, "M3"), (70, "M6"), (120, "M12")])
+def test_trend_labels_are_thinned_to_the_span(months, step):
+    names = [str(p) for p in pd.period_range("2015-01", periods=months, freq="M")]
+    assert charts.metric_trends(months_frame(names)).layout.xaxis.dtick == step
+
+
+def test_metric_months_keep_the_latest_completed_run_of_each_month_and_count_them(seeded):
+    seeded_history, store = seeded
+    rows = store.metric_months()
+    assert len(rows) == 12 and [r["val_month"] for r in rows] == sorted(r["val_month"] for r in rows)
+    assert all(r["runs"] == 1 for r in rows) and rows[-1]["id"] == seeded_history.completed[-1]
+    assert len(store.metric_months(real_only=True)) == 9  # three months ran on demo data
 
 
 def test_metric_history_is_in_run_date_order_with_the_flow_metric_keys(seeded):
@@ -145,6 +178,7 @@ def test_state_counts_colour_each_bar_by_its_state():
     lambda: charts.runs_scatter(frames.run_points([], NOW)),
     lambda: charts.task_gantt(frames.task_bars([], None, NOW)),
     lambda: charts.metric_trends(frames.metric_history([])),
+    lambda: charts.metric_trends(frames.metric_months([])),
     lambda: charts.state_counts({}),
 ])
 def test_empty_data_gives_an_annotated_empty_figure(figure):

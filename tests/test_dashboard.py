@@ -100,7 +100,7 @@ def test_overview_looks_forward_with_the_next_run_and_scheduled_count(history):
 
 def test_the_scheduler_command_shown_names_the_repo_the_history_and_the_data(history):
     at = open_page("overview")
-    (command,) = {c.value for c in at.code if "-m pipeline scheduler" in c.value}  # page and sidebar
+    (command,) = {c.value.strip("`") for c in at.markdown if "-m pipeline scheduler" in c.value}  # page and sidebar
     home = history.settings.home.absolute()
     assert command.startswith(f"cd {ROOT} && FHV_HOME={home} FHV_DATA_URL=demo:3000 ")
     assert command.endswith((" .venv/bin/python -m pipeline scheduler", " .venv/bin/python3 -m pipeline scheduler",
@@ -360,7 +360,7 @@ def test_run_detail_labels_mse_and_rmse_and_offers_artifacts(history):
     labels = [m.label for m in at.metric]
     assert {"Training MSE (min²)", "Training RMSE (min)", "Validation MSE (min²)", "Validation RMSE (min)"} <= set(labels)
     assert len([b for b in at.download_button if b.key and b.key.startswith("artifact_")]) == 2
-    assert any(c.value.startswith("sha256 ") for c in at.code)
+    assert any(c.value.startswith("`sha256 ") for c in at.markdown)
 
 
 def test_trigger_enqueues_a_scheduled_run_and_confirms_it(history, store):
@@ -373,7 +373,7 @@ def test_trigger_enqueues_a_scheduled_run_and_confirms_it(history, store):
     run = store.get_run(new.pop())
     assert run["state"] == State.SCHEDULED and run["run_date"] == dt.date.today().isoformat()
     assert at.toast and "Enqueued" in at.toast[0].value
-    assert any(c.value.startswith(f"cd {ROOT} && FHV_HOME=") for c in at.main.code)  # no scheduler: how to start one
+    assert any(c.value.startswith(f"`cd {ROOT} && FHV_HOME=") for c in at.main.markdown)  # no scheduler: how to start one
 
 
 def test_a_run_date_validating_on_a_future_month_is_refused_and_writes_nothing(history, store):

@@ -5,7 +5,7 @@ from typing import Any
 
 import streamlit as st
 
-from dashboard import charts, labels, queries, widgets
+from dashboard import labels, queries, widgets
 
 LOOKING_FORWARD = ("SCHEDULED", "LATE", "AWAITING_RETRY", "PENDING", "RUNNING")
 LOOKING_BACK = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
@@ -76,16 +76,15 @@ def latest_metrics_card(rows: list[dict[str, Any]]) -> None:
     widgets.run_link(latest, f"Open {latest['name']}")
 
 
-def state_metrics(counts: dict[str, int]) -> None:
+def state_counts(counts: dict[str, int]) -> None:
+    """Runs by state as two lines of coloured badges (one element each: quick to draw), with a link
+    from each state to the runs list filtered by it."""
     st.subheader("Runs by state", divider="gray")
-    st.caption("Looking forward: runs waiting to start")
-    ahead = st.columns(len(LOOKING_FORWARD))
-    for column, state in zip(ahead, LOOKING_FORWARD, strict=True):
-        column.metric(labels.state_label(state), counts.get(state, 0))
-    st.caption("Looking back: finished runs")
-    behind = st.columns(len(LOOKING_BACK))
-    for column, state in zip(behind, LOOKING_BACK, strict=True):
-        column.metric(labels.state_label(state), counts.get(state, 0))
+    for caption, states in (("Looking forward: runs waiting to start", LOOKING_FORWARD),
+                            ("Looking back: finished runs", LOOKING_BACK)):
+        badges = " &nbsp; ".join(f"[{labels.badge(state)} **{counts.get(state, 0):,}**](/runs?state={state})"
+                                 for state in states)
+        st.markdown(f"{caption}: &nbsp; {badges}")
 
 
 @st.fragment(run_every=queries.LIVE_EVERY_S)
@@ -99,11 +98,7 @@ def live_overview() -> None:
         next_run_card(queries.next_run())
     with metrics:
         latest_metrics_card(queries.latest_metrics())
-    counts, chart = st.columns([3, 2], gap="large")
-    with counts:
-        state_metrics(queries.count_by_state())
-    with chart:
-        st.plotly_chart(charts.state_counts(queries.count_by_state()), config={"displayModeBar": False})
+    state_counts(queries.count_by_state())  # numbers, no chart: the first page loads no charting library
 
 
 st.title("Overview")

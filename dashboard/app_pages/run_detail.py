@@ -179,7 +179,7 @@ def artifacts(run: dict[str, Any]) -> None:
         path = Path(item["path"])
         name_col, sum_col, button_col = st.columns([2, 5, 1])
         name_col.markdown(f"**{item['name']}** · {item['kind'] or '-'} · {item['size']:,} B")
-        sum_col.code(f"sha256 {item['sha256']}", language=None)
+        sum_col.markdown(f"`sha256 {item['sha256']}`")
         if path.is_file() and path.resolve().is_relative_to(home):
             button_col.download_button("Download", path.read_bytes, file_name=path.name, on_click="ignore",
                                        icon=":material/download:", key=f"artifact_{item['id']}")

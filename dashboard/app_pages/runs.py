@@ -22,7 +22,6 @@ TRIGGERS = ("schedule", "manual", "backfill")
 SORTS = {"newest": "Newest first", "oldest": "Oldest first", "run_date_desc": "Run date, latest first",
          "run_date_asc": "Run date, earliest first", "val_rmse_desc": "Validation RMSE, highest first",
          "val_rmse_asc": "Validation RMSE, lowest first", "duration_desc": "Longest first", "name": "Name"}
-CHART_POINTS = 1000
 
 
 def from_address() -> None:
@@ -85,15 +84,13 @@ def _midnight(day: dt.date) -> dt.datetime:
     return dt.datetime.combine(day, dt.time(), dt.timezone.utc)
 
 
-def runs_chart(filters: dict[str, Any]) -> None:
-    points = queries.run_list_points(limit=CHART_POINTS, **filters)
+def runs_chart(points: Any) -> None:
+    """The runs of this page over time; a click on a point opens the run."""
     event = st.plotly_chart(charts.runs_scatter(points), key="runs_chart", on_select="rerun",
-                            selection_mode="points", config={"displaylogo": False})
+                            selection_mode="points", config={"displaylogo": False, "displayModeBar": False})
     selected = (event or {}).get("selection", {}).get("points", [])
     if selected and selected[0].get("customdata"):
         st.switch_page(widgets.RUN_PAGE, query_params={"id": selected[0]["customdata"][0]})
-    if len(points) >= CHART_POINTS:
-        st.caption(f"The chart shows the {CHART_POINTS:,} most recent runs that match; the table has them all.")
 
 
 def pager(total: int) -> tuple[int, int]:
@@ -152,12 +149,13 @@ def live_runs(filters: dict[str, Any]) -> None:
     widgets.show_notice()
     latest_line(queries.latest_run())
     listing = {k: v for k, v in filters.items() if k != "sort"}
-    runs_chart(listing)
     per_page, page = pager(queries.count_run_list(**listing))
-    table = queries.run_list(page=page, per_page=per_page, overdue_note=widgets.overdue_note(), **filters)
+    table, points = queries.run_list(page=page, per_page=per_page, overdue_note=widgets.overdue_note(), **filters)
     if table.empty:
         st.info("No run matches these filters.")
         return
+    with st.expander("Runs of this page over time (x = start, y = duration, colour = state)", expanded=True):
+        runs_chart(points)
     event = widgets.runs_table(table, key="runs_table", height=min(38 + 35 * len(table), 740), select=True)
     left, right = st.columns([1, 2])
     with left:

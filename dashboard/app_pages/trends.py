@@ -1,5 +1,6 @@
-"""Trends: training and validation MSE and RMSE across run months, with the rows and mean trip
-duration of each month; hover names the run; runs on synthetic data have hollow markers."""
+"""Trends: training and validation MSE and RMSE, one point a month (its latest completed run,
+aggregated in SQL), months without a run left as gaps, a range selector, and a per-month table
+with rows, mean trip duration and where the data came from. Runs on synthetic data have hollow markers."""
 from __future__ import annotations
 
 import pandas as pd
@@ -22,28 +23,28 @@ def regression_note(history: pd.DataFrame) -> None:
 
 
 def figures_table(history: pd.DataFrame) -> None:
-    table = history[["name", "run_date", "months", "synthetic", "train_rmse", "val_rmse", "train_mse", "val_mse",
+    table = history[["run_date", "months", "name", "data", "runs", "train_rmse", "val_rmse", "train_mse", "val_mse",
                      "train_rows", "val_rows", "train_mean_duration", "val_mean_duration"]].iloc[::-1].copy()
-    table["run_date"] = table["run_date"].dt.strftime("%Y-%m-%d")
-    table["synthetic"] = table["synthetic"].map({True: "synthetic", False: "real"})
+    table["run_date"] = table["run_date"].dt.strftime("%Y-%m")
     number = st.column_config.NumberColumn
+    st.subheader("Per month", divider="gray")
     st.dataframe(table, hide_index=True, width="stretch", key="trends_table", column_config={
-        "name": "Run", "run_date": "Run date", "months": "Months", "synthetic": "Data",
+        "run_date": "Run month", "months": "Months", "name": "Run", "data": "Data", "runs": number("Runs", format="%d"),
         "train_rmse": number("Train RMSE (min)", format="%.4f"), "val_rmse": number("Val RMSE (min)", format="%.4f"),
         "train_mse": number("Train MSE (min²)", format="%.4f"), "val_mse": number("Val MSE (min²)", format="%.4f"),
         "train_rows": number("Train rows", format="localized"), "val_rows": number("Val rows", format="localized"),
         "train_mean_duration": number("Train mean (min)", format="%.2f"),
         "val_mean_duration": number("Val mean (min)", format="%.2f"),
     })
+    st.caption("One row per run month: its latest completed run (Runs: how many completed that month).")
 
 
 @st.fragment(run_every=queries.LIVE_EVERY_S * 6)
 def live_trends(real_only: bool) -> None:
-    history = queries.metric_history()
-    if real_only:
-        history = history[~history["synthetic"]].reset_index(drop=True)
+    history = queries.metric_months(real_only)
     regression_note(history)
-    st.plotly_chart(charts.metric_trends(history), config={"displaylogo": False}, key="trends_chart")
+    st.plotly_chart(charts.metric_trends(history), config={"displaylogo": False, "displayModeBar": False},
+                    key="trends_chart")
     if not history.empty:
         figures_table(history)
 
@@ -51,4 +52,5 @@ def live_trends(real_only: bool) -> None:
 st.title("Trends")
 st.caption("MSE is in minutes², RMSE in minutes (the course printed an RMSE and called it MSE). "
            "Hollow markers: runs on synthetic demo data.")
-live_trends(st.toggle("Real TLC data only", key="trends_real_only", help="Hide runs on synthetic demo data"))
+live_trends(st.toggle("Real data only", key="trends_real_only",
+                      help="Only runs on a real source (the TLC, a mirror or a local folder): hides synthetic demo data"))
