@@ -7,11 +7,12 @@ scheduler process, never here. Bad input raises ``pipeline.errors.ConfigError`` 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import datetime as dt
 from typing import Any, Iterator
 
-from pipeline.config import Settings
-from pipeline.errors import PipelineError
+from pipeline.config import Settings, normalize_data_url
+from pipeline.errors import ConfigError, PipelineError
 from pipeline.orchestration import control, enqueue
 from pipeline.store import Store
 
@@ -30,10 +31,21 @@ def writable(settings: Settings) -> Iterator[Store]:
         history.close()
 
 
-def trigger(settings: Settings, *, date: dt.date | str | None, deployment: str | None) -> dict[str, Any]:
-    """Enqueue one run for ``date`` (a SCHEDULED run due now); returns the run row."""
+def trigger(settings: Settings, *, date: dt.date | str | None, deployment: str | None,
+            data_url: str | None = None) -> dict[str, Any]:
+    """Enqueue one run for ``date`` (a SCHEDULED run due now); returns the run row.
+
+    ``data_url`` (``demo``, ``tlc``, a mirror's template or a folder) is the run's own data source,
+    checked here; None keeps the deployment's (FHV_DATA_URL).
+    """
+    extra = {}
+    if data_url:
+        extra["parameters"] = {"data_url": normalize_data_url(data_url)}
+        if "parameters" not in inspect.signature(control.trigger).parameters:
+            raise ConfigError("This orchestrator cannot give a single run its own data source yet; "
+                              "set FHV_DATA_URL for the scheduler instead.")
     with writable(settings) as history:
-        return control.trigger(history, settings, deployment=deployment, date=parse_date(date), now=now())
+        return control.trigger(history, settings, deployment=deployment, date=parse_date(date), now=now(), **extra)
 
 
 def plan_backfill(settings: Settings, *, start: dt.date, end: dt.date, deployment: str | None,

@@ -108,6 +108,11 @@ def in_zone(value: str | dt.datetime | None, zone: str | None) -> str:
     return f"{local.strftime('%Y-%m-%d %H:%M %Z')} ({zone})"
 
 
+def today_in(now: dt.datetime, zone: str) -> dt.date:
+    """The calendar date at ``now`` in ``zone``."""
+    return now.astimezone(ZoneInfo(zone)).date()
+
+
 def duration(start: str | dt.datetime | None, end: str | dt.datetime | None) -> str:
     seconds = duration_seconds(start, end)
     return "-" if seconds is None else seconds_text(seconds)

@@ -95,7 +95,8 @@ def test_each_page_renders_an_empty_history_without_exception(tmp_path, monkeypa
 def test_overview_looks_forward_with_the_next_run_and_scheduled_count(history):
     at = open_page("overview")
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Scheduled"] == "3" and metrics["Late"] == "1" and metrics["Starts"].startswith("in ")
+    assert "Scheduled] **3**](/runs?state=SCHEDULED)" in texts(at) and "Late] **1**](/runs?state=LATE)" in texts(at)
+    assert metrics["Starts"].startswith("in ")
 
 
 def test_the_scheduler_command_shown_names_the_repo_the_history_and_the_data(history):
@@ -108,26 +109,12 @@ def test_the_scheduler_command_shown_names_the_repo_the_history_and_the_data(his
     assert "turn Late" not in texts(at) and "only a running scheduler marks runs Late" in texts(at)
 
 
-def row_of_columns(at: AppTest, labels: tuple[str, ...]):
-    """The columns of the row (``st.columns``) whose metrics carry these labels."""
-    def blocks(node):
-        children = list(getattr(node, "children", {}).values())
-        if children and all(child.type == "column" for child in children):
-            yield children
-        for child in children:
-            yield from blocks(child)
-
-    for columns in blocks(at.main):
-        if [m.label for column in columns for m in column.metric] == list(labels):
-            return columns
-    raise AssertionError(f"no row of columns with the metrics {labels}")
-
-
-def test_overview_rows_of_state_counts_have_one_column_per_state(history):
+def test_overview_counts_runs_by_state_each_linking_to_the_runs_list_filtered_by_it(history):
     at = open_page("overview")
-    forward = row_of_columns(at, ("Scheduled", "Late", "Awaiting Retry", "Pending", "Running"))
-    back = row_of_columns(at, ("Completed", "Failed", "Crashed", "Cancelled"))
-    assert len(forward) == 5 and len(back) == 4  # no empty fifth column looking back
+    forward, back = [m.value for m in at.markdown if m.value.startswith(("Looking forward", "Looking back"))]
+    assert [part.split("/runs?state=")[1].split(")")[0] for part in forward.split("&nbsp; [")[1:]] == [
+        "SCHEDULED", "LATE", "AWAITING_RETRY", "PENDING", "RUNNING"]
+    assert "Completed] **12**" in back and "Failed] **1**" in back
 
 
 def test_overview_says_the_scheduler_is_alive_when_it_beats(tmp_path, monkeypatch):
@@ -376,13 +363,21 @@ def test_trigger_enqueues_a_scheduled_run_and_confirms_it(history, store):
     assert any(c.value.startswith(f"`cd {ROOT} && FHV_HOME=") for c in at.main.markdown)  # no scheduler: how to start one
 
 
-def test_a_run_date_validating_on_a_future_month_is_refused_and_writes_nothing(history, store):
-    before = run_ids(store)
+def test_run_once_and_backfill_share_the_latest_run_date_and_say_it_the_same_way(history):
     at = open_page("trigger")
-    at.date_input(key="trigger_date").set_value(dt.date.today() + dt.timedelta(days=75)).run()
-    at.button(key="trigger_run").click().run()
-    assert any("future" in e.value for e in at.error)
-    assert not at.toast and run_ids(store) == before
+    today = dashboard_labels.today_in(dt.datetime.now(dt.timezone.utc), "America/New_York")
+    assert {at.date_input(key=k).max for k in ("trigger_date", "backfill_start", "backfill_end")} == {today}
+    rule = f"Latest run date: today, {today.isoformat()} in America/New_York."
+    assert sum(rule in c.value for c in at.caption) == 2
+
+
+def test_a_run_date_validating_on_a_future_month_is_refused_and_writes_nothing(history, store):
+    from dashboard import actions
+    from pipeline.errors import ConfigError
+    before = run_ids(store)
+    with pytest.raises(ConfigError, match="future"):
+        actions.trigger(history.settings, date=dt.date.today() + dt.timedelta(days=75), deployment=None)
+    assert run_ids(store) == before
 
 
 @pytest.mark.parametrize("start, end, says", [

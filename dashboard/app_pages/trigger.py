@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dashboard import actions, labels, queries, widgets
+from dashboard import access, actions, labels, queries, widgets
 from pipeline.orchestration.deployments import DEFAULT_DEPLOYMENT
 from pipeline.errors import PipelineError
 from pipeline.training.months import months_for
@@ -34,31 +34,68 @@ def months_caption(day: dt.date) -> str:
     return f"Trains on {train}, validates on {val}."
 
 
+def latest_date(deployment: str) -> dt.date:
+    """The latest run date either form accepts: today in the deployment's zone (a later date's
+    validation month is not over, so its data cannot be published)."""
+    return labels.today_in(queries.now(), queries.deployment_zone(deployment) or "America/New_York")
+
+
+def latest_rule(deployment: str) -> str:
+    """The same sentence under both forms."""
+    zone = queries.deployment_zone(deployment) or "America/New_York"
+    return f"Latest run date: today, {latest_date(deployment).isoformat()} in {zone}."
+
+
+SOURCES = {"configured": "As configured", "demo": "Demo (synthetic)", "tlc": "TLC", "custom": "A mirror or folder"}
+
+
+def data_source() -> str | None:
+    """The data the run reads: None for this dashboard's FHV_DATA_URL, else a checked URL template."""
+    configured = queries.settings().data_url
+    choice = st.radio("Data source", list(SOURCES), format_func=SOURCES.get, horizontal=True, key="trigger_source",
+                      help=f"As configured: {labels.source_label(configured)} (FHV_DATA_URL={configured})")
+    if choice == "configured":
+        return None
+    if choice == "custom":
+        template = st.text_input("URL template or folder", placeholder="https://mirror.example/fhv_tripdata_{month}"
+                                 ".parquet or /data/fhv", key="trigger_source_url")
+        return template.strip() or None
+    return choice
+
 
 def manual_run() -> None:
     st.subheader("Run once", divider="gray")
-    day = st.date_input("Run date", queries.now().date(), min_value=FIRST_DATE, key="trigger_date",
-                        format="YYYY-MM-DD")
     deployment = deployment_choice("trigger_deployment")
-    st.caption(months_caption(day) + " The scheduler starts it as soon as its work queue has room.")
-    if st.button("Enqueue run", type="primary", icon=":material/play_arrow:", key="trigger_run"):
+    last = latest_date(deployment)
+    day = st.date_input("Run date", last, min_value=FIRST_DATE, max_value=last, key="trigger_date",
+                        format="YYYY-MM-DD")
+    source = data_source()
+    st.caption(f"{months_caption(day)} {latest_rule(deployment)} The scheduler starts it as soon as its work "
+               "queue has room.")
+    if st.button("Enqueue run", type="primary", icon=":material/play_arrow:", key="trigger_run") \
+            and access.allowed("trigger"):
         try:
-            row = actions.trigger(queries.settings(), date=day, deployment=deployment)
+            row = actions.trigger(queries.settings(), date=day, deployment=deployment, data_url=source)
         except PipelineError as error:
             st.error(str(error), icon=":material/error:")
             return
         queries.refresh()
-        confirm(f"Enqueued {row['name']} for run date {row['run_date']} ({labels.months(row)}).", [row])
+        confirm(f"Enqueued {row['name']} for run date {row['run_date']} ({labels.months(row)}, "
+                f"{labels.data_label(row) or 'data as configured'}).", [row])
 
 
 def backfill() -> None:
     st.subheader("Backfill", divider="gray")
-    today = queries.now().date()
-    start_col, end_col = st.columns(2)
-    start = start_col.date_input("First run date", (today - dt.timedelta(days=183)).replace(day=15),
-                                 min_value=FIRST_DATE, key="backfill_start", format="YYYY-MM-DD")
-    end = end_col.date_input("Last run date", today, min_value=FIRST_DATE, key="backfill_end", format="YYYY-MM-DD")
+    if backfill_result():
+        return
     deployment = deployment_choice("backfill_deployment")
+    last = latest_date(deployment)
+    start_col, end_col = st.columns(2)
+    start = start_col.date_input("First run date", (last - dt.timedelta(days=183)).replace(day=15),
+                                 min_value=FIRST_DATE, max_value=last, key="backfill_start", format="YYYY-MM-DD")
+    end = end_col.date_input("Last run date", last, min_value=FIRST_DATE, max_value=last, key="backfill_end",
+                             format="YYYY-MM-DD")
+    st.caption(latest_rule(deployment))
     force = st.checkbox("Also rerun months that already completed", key="backfill_force")
     inputs = (start, end, deployment, force)
     if st.button("Preview", icon=":material/visibility:", key="backfill_preview"):
@@ -66,6 +103,30 @@ def backfill() -> None:
     planned_for, plan = st.session_state.get("backfill_plan", (None, None))
     if plan is not None and planned_for == inputs:  # a changed input needs a new preview
         show_plan(plan)
+
+
+def backfill_result() -> bool:
+    """After a confirmed backfill: what it enqueued, with links, instead of the form (True then)."""
+    done = st.session_state.get("backfill_done")
+    if not done:
+        return False
+    st.success(done["message"], icon=":material/check_circle:")
+    if len(done["runs"]) <= LINKS:
+        for row in done["runs"]:
+            widgets.run_link(row)
+    else:
+        st.page_link(widgets.RUNS_PAGE, label=f"See the {len(done['runs'])} backfill runs on Runs",
+                     icon=":material/list:", query_params={"trigger": "backfill", "deployment": done["deployment"]})
+    if not widgets.scheduler_alive():
+        st.caption("No scheduler is running: the runs wait as Scheduled until one starts. Start it with:")
+        widgets.scheduler_code()
+    if st.button("New backfill", icon=":material/add:", key="backfill_again"):
+        st.session_state.pop("backfill_done", None)
+        st.rerun()
+    return True
+
+
+LINKS = 6
 
 
 def preview(start: dt.date, end: dt.date, deployment: str | None, force: bool) -> Any:
@@ -86,7 +147,7 @@ def show_plan(plan: Any) -> None:
         st.dataframe(pd.DataFrame([{"Run date": d.isoformat(), "Skipped because": why} for d, why in plan.skipped]),
                      hide_index=True, key="backfill_skipped")
     if plan.dates and st.button(f"Confirm: enqueue {len(plan.dates)} run(s)", type="primary",
-                                icon=":material/done_all:", key="backfill_confirm"):
+                                icon=":material/done_all:", key="backfill_confirm") and access.allowed("backfill"):
         enqueue(plan)
 
 
@@ -106,7 +167,11 @@ def enqueue(plan: Any) -> None:
     first, last = plan.dates[0], plan.dates[-1]
     taken = (f" {len(done.taken)} date(s) were enqueued meanwhile by another request and were left out: "
              f"{', '.join(d.isoformat() for d in done.taken)}.") if done.taken else ""
-    confirm(f"Enqueued {len(done.runs)} backfill run(s) for run dates {first} to {last}.{taken}", done.runs)
+    message = f"Enqueued {len(done.runs)} backfill run(s) for run dates {first} to {last}.{taken}"
+    st.toast(message, icon=":material/check_circle:")
+    st.session_state["backfill_done"] = {"message": message, "deployment": plan.deployment,
+                                         "runs": [{k: r[k] for k in ("id", "name", "state")} for r in done.runs]}
+    st.rerun()  # the result replaces the plan and its Confirm button
 
 
 def confirm(message: str, rows: list[dict[str, Any]]) -> None:

@@ -1,0 +1,257 @@
+"""What the dashboard says must be true: a started run is not late, a queued run waits, pause holds,
+the Overview's cards name their run, a backfill's result replaces its plan, logs are whole, a
+cancelled run is neutral, data sources are named, and the runs list filters, sorts and cancels."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from dashboard import frames, labels
+from pipeline.orchestration.states import State
+from pipeline.store import Store
+from tests.dashboard_seed import FLOW, TLC, run_fields, seed_history
+from tests.test_dashboard import APP, table, texts
+
+UTC = dt.timezone.utc
+QUEUE_FULL = "its work queue 'default' is full (1 of 1 running)"
+WAITING = "waiting for a free slot: 2nd in line in 'default' (1 of 1 running)"
+
+
+@pytest.fixture
+def history(tmp_path, monkeypatch):
+    seeded = seed_history(tmp_path / "fhv", scheduler_alive=True)
+    monkeypatch.setenv("FHV_HOME", str(seeded.settings.home))
+    monkeypatch.setenv("FHV_DATA_URL", "demo:3000")
+    yield seeded
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+def write(history, **fields) -> str:
+    """One more run in the seeded history (a scheduled run due a minute ago unless told otherwise)."""
+    store = Store(history.settings.db_path)
+    try:
+        now = dt.datetime.now(UTC)
+        base = {"flow": FLOW, "name": "extra-run", "state": State.SCHEDULED, "now": now - dt.timedelta(minutes=1),
+                "scheduled_time": now - dt.timedelta(minutes=1), "trigger": "manual",
+                **run_fields(dt.date(2023, 5, 15), store.get_deployment(history.deployment)["id"])}
+        return store.create_run(**(base | fields))
+    finally:
+        store.close()
+
+
+def open_page(page: str, **query: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.query_params.update(query)
+    at.run()
+    at.switch_page(f"app_pages/{page}.py").run()
+    assert not at.exception, at.exception[0].value
+    return at
+
+
+# -- honest status ---------------------------------------------------------------------------------
+def test_a_run_that_started_shows_no_late_reason_left_in_its_row(history):
+    started = dt.datetime.now(UTC) - dt.timedelta(minutes=5)
+    run_id = write(history, name="finally-ran", state=State.COMPLETED, late_reason=QUEUE_FULL, started_at=started,
+                   ended_at=started + dt.timedelta(seconds=4))
+    at = open_page("runs")
+    row = table(at, "Reason").set_index("id").loc[run_id]
+    assert row["Reason"] == "" and row["State"] == ["Completed"]
+    detail = open_page("run_detail", id=run_id)
+    assert QUEUE_FULL not in texts(detail)
+
+
+@pytest.mark.parametrize("note, shown", [(WAITING, "Waiting"), ("held: its deployment monthly-fhv is paused", "Held"),
+                                          ("held: its work queue 'default' is paused", "Held")])
+def test_a_scheduled_run_waiting_for_its_queue_or_held_is_shown_so_not_late(history, note, shown):
+    run_id = write(history, name="in-line", late_reason=note)
+    at = open_page("runs")
+    row = table(at, "Reason").set_index("id").loc[run_id]
+    assert row["State"] == [shown] and row["Reason"] == note
+    assert labels.run_badge({"state": "SCHEDULED", "late_reason": note}).endswith(f"{shown}]")
+    upcoming = open_page("upcoming")
+    assert not any("late" in w.value and "in-line" in w.value for w in upcoming.warning)
+
+
+def test_many_late_runs_make_one_summary_with_a_link_to_the_list(history):
+    for i in range(6):
+        write(history, name=f"late-{i}", state=State.LATE, late_reason="no scheduler was running when it was due")
+    at = open_page("upcoming")
+    late = [w.value for w in at.warning if "late" in w.value.lower() and "run(s)" in w.value]
+    assert len(late) == 1 and late[0].startswith("**7 run(s) are late**")
+    (link,) = [p for p in at.get("page_link") if "late run(s)" in p.proto.label]
+    assert link.proto.page.endswith("runs") or "runs" in link.proto.page
+
+
+def test_a_paused_deployment_says_how_many_runs_it_holds(history):
+    store = Store(history.settings.db_path)
+    try:
+        store.set_deployment_active(history.deployment, False, dt.datetime.now(UTC))
+    finally:
+        store.close()
+    at = open_page("upcoming")
+    assert any("Paused: it starts nothing" in i.value and "holds 4 waiting run(s)" in i.value for i in at.info)
+
+
+def test_overview_cards_name_their_run_and_the_last_run_shows_its_own_errors(history):
+    at = open_page("overview")
+    store = Store(history.settings.db_path, readonly=True)
+    last = store.get_run(store.run_timeline(limit=1)[0]["id"])
+    store.close()
+    links = [p.proto.label for p in at.get("page_link")]
+    assert f"Open {last['name']}" in links and sum(label.startswith("Open ") for label in links) == 3
+    metrics = {m.label: m.value for m in at.metric}
+    if last["metrics"]:
+        assert metrics["Validation RMSE"] == labels.number(last["metrics"]["val_rmse"], 4)
+
+
+def test_the_last_run_card_shows_its_train_and_validation_mse_and_rmse(history):
+    started = dt.datetime.now(UTC)
+    metrics = {"train_mse": 100.0, "train_rmse": 10.0, "val_mse": 121.0, "val_rmse": 11.0, "synthetic": False}
+    write(history, name="fresh-run", state=State.COMPLETED, started_at=started,
+          ended_at=started + dt.timedelta(seconds=3), metrics=metrics)
+    at = open_page("overview")
+    metrics_shown = {m.label: m.value for m in at.metric}
+    assert metrics_shown["Training RMSE"] == "10.0000" and metrics_shown["Validation RMSE"] == "11.0000"
+    assert any("MSE: training 100.0000 · validation 121.0000" in c.value for c in at.caption)
+
+
+def test_a_cancelled_run_is_shown_as_cancelled_not_as_an_error(history):
+    at = open_page("run_detail", id=history.cancelled)
+    assert not at.error and any(i.value.startswith("**Cancelled.**") for i in at.info)
+
+
+def test_logs_have_millisecond_times_whole_messages_and_the_error_in_its_task(history):
+    at = open_page("run_detail", id=history.failed)
+    logs = next(t.value for t in at.table if "Level" in t.value.columns)
+    assert all(len(stamp) == 23 and stamp[19] == "." for stamp in logs.index)  # 2026-11-25 13:11:24.042
+    error = logs[logs["Level"] == "ERROR"].iloc[0]
+    assert error["Task"] == "train_model" and error["Message"].endswith("the month is empty.")
+
+
+@pytest.mark.parametrize("url, label", [
+    (TLC, "TLC (cloudfront)"), ("https://mirror.example.org/fhv/fhv_tripdata_{month}.parquet", "mirror mirror.example.org"),
+    ("/data/fhv/fhv_tripdata_{month}.parquet", "local folder /data/fhv"),
+    ("file:///data/fhv/fhv_tripdata_{month}.parquet", "local folder /data/fhv"), ("demo:3000", "synthetic demo data"),
+])
+def test_the_data_label_says_where_the_data_came_from(url, label):
+    assert labels.data_label({"data_source": url, "synthetic": url.startswith("demo")}) == label
+
+
+def test_real_data_only_means_any_non_demo_source_and_says_so(history):
+    at = open_page("trends")
+    toggle = at.toggle(key="trends_real_only")
+    assert toggle.label == "Real data only" and "non-demo" not in toggle.label
+    shown = table(at, "val_rmse")
+    toggle.set_value(True).run()
+    real = table(at, "val_rmse")
+    assert len(shown) == 12 and len(real) == 9 and "synthetic demo data" not in set(real["data"])
+
+
+# -- backfill and run once ----------------------------------------------------------------------
+def test_a_confirmed_backfill_shows_its_result_with_links_and_the_plan_is_gone(history):
+    at = open_page("trigger")
+    at.date_input(key="backfill_start").set_value(dt.date(2023, 1, 1))
+    at.date_input(key="backfill_end").set_value(dt.date(2023, 3, 31)).run()
+    at.button(key="backfill_preview").click().run()
+    at.button(key="backfill_confirm").click().run()
+    assert not at.exception
+    assert any(s.value.startswith("Enqueued 3 backfill run(s)") for s in at.success)
+    assert not [b for b in at.button if b.key == "backfill_confirm"]
+    assert not [d for d in at.dataframe if "Train month" in d.value.columns]  # the plan is gone
+    assert len([p for p in at.get("page_link") if "Scheduled" in p.proto.label]) == 3
+
+
+def test_a_big_backfill_links_to_the_filtered_runs_list(history):
+    at = open_page("trigger")
+    at.date_input(key="backfill_start").set_value(dt.date(2022, 6, 1))
+    at.date_input(key="backfill_end").set_value(dt.date(2023, 6, 30)).run()
+    at.button(key="backfill_preview").click().run()
+    at.button(key="backfill_confirm").click().run()
+    (link,) = [p for p in at.get("page_link") if "backfill runs on Runs" in p.proto.label]
+    assert "trigger=backfill" in link.proto.query_string
+
+
+# -- the runs list ---------------------------------------------------------------------------------
+def test_runs_filter_by_trigger_and_run_dates_and_sort_by_validation_rmse(history):
+    at = open_page("runs")
+    at.multiselect(key="runs_triggers").set_value(["manual"]).run()
+    assert set(table(at, "Reason")["Trigger"]) == {"manual"}
+    at.multiselect(key="runs_triggers").set_value([]).run()
+    at.date_input(key="runs_run_dates").set_value((dt.date(2021, 3, 1), dt.date(2021, 12, 31))).run()
+    dates = table(at, "Reason")["Run date"]
+    assert len(dates) == 10 and dates.between("2021-03-01", "2021-12-31").all()
+    at.selectbox(key="runs_sort").set_value("val_rmse_asc").run()
+    rmse = table(at, "Reason")["Val RMSE"].astype(float)
+    assert rmse.is_monotonic_increasing
+
+
+def test_runs_filters_come_from_the_address(history):
+    at = open_page("runs", state="LATE")
+    assert list(table(at, "Reason")["id"]) == [history.late]
+
+
+def test_runs_filter_by_a_deployment_tag(history):
+    at = open_page("runs")
+    every = len(table(at, "Reason"))
+    at.selectbox(key="runs_tag").set_value("ml").run()
+    assert len(table(at, "Reason")) == every  # every seeded run belongs to the default deployment (tag ml)
+    store = Store(history.settings.db_path, readonly=True)
+    try:
+        assert store.count_run_list(tag="no-such-tag") == 0 and store.tags_in_use() == ["ml"]
+    finally:
+        store.close()
+
+
+def test_empty_values_are_blank_not_none():
+    row = frames.runs_table([{"id": "x", "name": "n", "state": "SCHEDULED"}]).iloc[0]
+    assert all(row[c] == "" for c in ("Run date", "Val RMSE", "Months", "Started (UTC)", "Duration", "Reason"))
+
+
+def test_selected_runs_are_cancelled_together(history):
+    at = open_page("runs", state="SCHEDULED")
+    ids = list(table(at, "Reason")["id"])
+    assert any(b.key == "runs_cancel_selected" and b.disabled for b in at.button)  # nothing selected yet
+    store = Store(history.settings.db_path)
+    try:
+        from dashboard import actions
+        done, refused = actions.cancel_many(history.settings, ids[:2])
+        assert [r["state"] for r in done] == ["CANCELLED", "CANCELLED"] and not refused
+        assert {store.get_run(i)["state"] for i in ids[2:]} == {"SCHEDULED"}
+    finally:
+        store.close()
+
+
+def test_a_whole_backfill_is_cancelled_from_one_of_its_runs(history):
+    store = Store(history.settings.db_path)
+    try:
+        now = dt.datetime.now(UTC)
+        dep = store.get_deployment(history.deployment)["id"]
+        ids = [store.create_run(flow=FLOW, name=f"fill-{i}", state=State.SCHEDULED, now=now, trigger="backfill",
+                                scheduled_time=now, **run_fields(dt.date(2020, i, 15), dep)) for i in (1, 2, 3)]
+    finally:
+        store.close()
+    at = open_page("run_detail", id=ids[1])
+    button = next(b for b in at.button if b.key == "detail_cancel_backfill")
+    assert button.label == "Cancel its backfill (3 of 3 waiting or running)"
+    button.click().run()
+    store = Store(history.settings.db_path, readonly=True)
+    try:
+        assert {store.get_run(i)["state"] for i in ids} == {"CANCELLED"}
+    finally:
+        store.close()
+
+
+def test_run_list_reads_no_metrics_blob_and_pages_in_sql(history):
+    store = Store(history.settings.db_path, readonly=True)
+    try:
+        page = store.run_list(limit=5, offset=5, sort="newest")
+        assert len(page) == 5 and all(set(r["metrics"]) <= {"val_rmse", "synthetic", "data_source"} for r in page)
+        assert store.count_run_list(triggers=["schedule"]) == len(store.run_list(limit=100, triggers=["schedule"]))
+    finally:
+        store.close()
+    assert json.dumps(page, default=str)
