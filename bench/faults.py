@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import psutil  # noqa: E402
 from rich.console import Console  # noqa: E402
+from rich.markup import escape  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from faults_support import (FINAL, ORPHAN_AFTER, ROOT, Context, Proc, Result, Stage, TrickleServer,  # noqa: E402
@@ -56,18 +57,22 @@ def kill_scheduler(ctx: Context, trials: int) -> Result:
     """kill -9 of the scheduler at a random moment after its start, then a restart after a random pause."""
     stage = Stage(ctx, "kill-scheduler", "kill -9 of the scheduler", data_url="demo:100000")  # ~1 s runs
     stage.deploy("fast", FAST)
+    hits = 0
     for _ in range(trials):
         proc = stage.lab.scheduler()
         stage.observe([proc], proc.spawned + stage.rng.uniform(0.3, 4.0 if ctx.quick else 6.0))
         proc.signal(signal.SIGKILL)
         killed = time.time()
         proc.wait(5)
-        stage.watch.add([r["id"] for r in stage.lab.runs("state = 'RUNNING'")], killed)
+        running = [r["id"] for r in stage.lab.runs("state = 'RUNNING'")]
+        stage.watch.add(running, killed)
+        hits += bool(running)
         stage.orphan_checks.append((proc.pid, killed + ORPHAN_AFTER))
         stage.end_window(proc, killed)
         stage.result.trials += 1
         stage.observe([], time.time() + stage.rng.uniform(0.0, 2.5))
-    stage.result.notes.insert(0, f"{len(stage.windows)} of {trials} killed after they served")
+    stage.result.notes.insert(0, f"{len(stage.windows)} of {trials} killed after they served, {hits} while runs "
+                                 "were RUNNING")
     return stage.settle()
 
 
@@ -334,7 +339,7 @@ def _trickle_verdict(stage: Stage, run: dict[str, Any], server: TrickleServer, q
         stage.result.lost += 1
         spans = ", ".join(f"{(a.ended or time.time()) - a.began:.1f} s{'' if a.ended else ' (still open)'}"
                           f" ({a.sent} bytes)" for a in attempts)
-        stage.result.details.append(f"lost (hung download): attempts {spans or 'none reached the server'}; "
+        stage.result.details.append(f"lost (download hung or never attempted): attempts {spans or 'none reached the server'}; "
                                     f"{describe(run)}")
 
 
@@ -402,7 +407,8 @@ def table(results: list[Result]) -> Table:
                    "notes"):
         grid.add_column(column, overflow="fold")
     for r in results:
-        grid.add_row(r.name, str(r.trials), _flag(r.duplicates), _flag(r.lost), r.seconds_text(), "; ".join(r.notes))
+        grid.add_row(r.name, str(r.trials), _flag(r.duplicates), _flag(r.lost), r.seconds_text(),
+                     escape("; ".join(r.notes)))
     return grid
 
 
@@ -434,7 +440,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     console = Console(width=None if sys.stdout.isatty() else 200)
     ctx = Context(args.product.resolve(), random.Random(args.seed), args.quick, args.keep)
-    signal.signal(signal.SIGTERM, _interrupt)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _interrupt)
     began, results = time.time(), []
     console.print(f"Fault campaign on {ctx.product} ({product_label(ctx.product)}), seed {args.seed}")
     try:
@@ -448,10 +455,11 @@ def main(argv: list[str] | None = None) -> int:
     console.print(table(results))
     for r in results:
         for line in r.details:
-            console.print(f"[bold]{r.name}[/]: {line}", markup=True, highlight=False, soft_wrap=True)
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(markdown(results, header))
-    console.print(f"Written to {OUT}.")
+            console.print(f"[bold]{r.name}[/]: {escape(line)}", highlight=False, soft_wrap=True)
+    if results:
+        OUT.parent.mkdir(parents=True, exist_ok=True)
+        OUT.write_text(markdown(results, header))
+        console.print(f"Written to {OUT}.")
     if any("CAMPAIGN ERROR" in n for r in results for n in r.notes):
         return 2
     return 1 if any(r.duplicates or r.lost for r in results) else 0

@@ -524,7 +524,7 @@ class Result:
     def seconds_text(self) -> str:
         if not self.seconds:
             return "-"
-        return f"{statistics.median(self.seconds):.2f} / {max(self.seconds):.2f}"
+        return f"{statistics.median(self.seconds):.2f} / {max(self.seconds):.2f} (n={len(self.seconds)})"
 
 
 @dataclass
