@@ -1,15 +1,18 @@
 """The course's steps as a standalone script: the baseline the benchmark times.
 
-    python bench/reference_steps.py train.parquet val.parquet
+    python bench/reference_steps.py train.parquet val.parquet [--save FOLDER]
 
 Prints one JSON line: rows, feature count, MSE and RMSE for train and validation, and the wall
 time of each step in seconds. The steps are the oracle's (tests/reference.py, independent of
 pipeline/): pd.read_parquet, total_seconds() / 60, the 1..60 filter,
 fillna(-1).astype(int).astype(str), to_dict(orient="records"), DictVectorizer, LinearRegression.
+``--save FOLDER`` also pickles the fitted vectorizer and model there (``dv.b``, ``lr.bin``), so a
+benchmark can compare them with the pipeline's artifacts.
 """
 from __future__ import annotations
 
 import json
+import pickle
 import sys
 import time
 from pathlib import Path
@@ -28,7 +31,7 @@ def metrics(prefix, y, predicted) -> dict:
             f"{prefix}_rmse": root_mean_squared_error(y, predicted)}
 
 
-def run(train_path, val_path) -> dict:
+def run(train_path, val_path, save: Path | None = None) -> dict:
     clock = {"start": time.perf_counter()}
     df_train, df_val = read_dataframe(train_path), read_dataframe(val_path)
     clock["read_prepare"] = time.perf_counter()
@@ -42,6 +45,10 @@ def run(train_path, val_path) -> dict:
     result.update(metrics("train", df_train.duration.values, lr.predict(X_train)))
     result.update(metrics("val", df_val.duration.values, lr.predict(X_val)))
     clock["evaluate"] = time.perf_counter()
+    if save is not None:
+        save.mkdir(parents=True, exist_ok=True)
+        (save / "dv.b").write_bytes(pickle.dumps(dv))
+        (save / "lr.bin").write_bytes(pickle.dumps(lr))
     return result | _timings(clock)
 
 
@@ -52,10 +59,13 @@ def _timings(clock: dict) -> dict:
 
 
 def main(argv: list[str]) -> int:
+    save = None
+    if len(argv) == 4 and argv[2] == "--save":
+        argv, save = argv[:2], Path(argv[3])
     if len(argv) != 2:
-        print("usage: python bench/reference_steps.py train.parquet val.parquet", file=sys.stderr)
+        print("usage: python bench/reference_steps.py train.parquet val.parquet [--save FOLDER]", file=sys.stderr)
         return 2
-    print(json.dumps(run(*argv)))
+    print(json.dumps(run(*argv, save=save)))
     return 0
 
 

@@ -55,7 +55,7 @@ def test_a_streamed_month_has_the_figures_of_the_in_memory_path(months):
 
 def test_the_model_from_sums_equals_the_model_from_the_matrix_and_the_course(months):
     train_path, val_path = months
-    train, val = features.read_months(list(months), ["train", "val"])
+    train, val = data.read_months(list(months), ["train", "val"])
     trained = model.fit(model.design(train.summary))
     matrix_model = model.train(in_memory(train_path))
     assert trained.onehot.feature_names == matrix_model.onehot.feature_names
@@ -94,8 +94,8 @@ def test_the_median_is_exact_to_the_millisecond(tmp_path, monkeypatch, unit, ste
 
 
 def test_reading_logs_row_groups_done_out_of_total(months, caplog):
-    with caplog.at_level(logging.INFO, logger="pipeline.training.features"):
-        features.read_months(list(months), ["fhv_tripdata_2021-01", "fhv_tripdata_2021-02"])
+    with caplog.at_level(logging.INFO, logger="pipeline.training.data"):
+        data.read_months(list(months), ["fhv_tripdata_2021-01", "fhv_tripdata_2021-02"])
     lines = [r.getMessage() for r in caplog.records if "row groups read" in r.getMessage()]
     assert "fhv_tripdata_2021-01: 6 of 6 row groups read (6,000 of 6,000 rows)." in lines
     assert "fhv_tripdata_2021-02: 4 of 4 row groups read (6,000 of 6,000 rows)." in lines
@@ -110,7 +110,7 @@ def test_bad_zones_anywhere_in_a_month_fail_with_the_count_of_the_whole_file(mon
     table = table.set_column(table.schema.get_field_index("DOlocationID"), "DOlocationID", pa.array(do))
     pq.write_table(table, val_path, row_group_size=1_500)
     with pytest.raises(DataError) as caught:
-        features.read_months([train_path, val_path], ["fhv_tripdata_2021-01", "fhv_tripdata_2021-02"])
+        data.read_months([train_path, val_path], ["fhv_tripdata_2021-01", "fhv_tripdata_2021-02"])
     assert str(caught.value) == ("fhv_tripdata_2021-02: column 'DOlocationID' has 3 value(s) that are not a taxi "
                                  "zone number from 1 to 265 (for example 0.5).")
 
@@ -119,7 +119,7 @@ def test_a_file_that_breaks_midway_fails_naming_it(months):
     train_path, val_path = months
     val_path.write_bytes(val_path.read_bytes()[:3_000] + val_path.read_bytes()[-2_000:])
     with pytest.raises(DataError, match="fhv_tripdata_2021-02"):
-        features.read_months([train_path, val_path], ["fhv_tripdata_2021-01", "fhv_tripdata_2021-02"])
+        data.read_months([train_path, val_path], ["fhv_tripdata_2021-01", "fhv_tripdata_2021-02"])
 
 
 def test_a_download_logs_its_progress_with_bytes_rate_and_time_left(tmp_path, http_server, caplog):

@@ -1,4 +1,5 @@
-"""Fetch a month of FHV trips: a local, validated parquet file, downloaded and cached if needed.
+"""Fetch a month of FHV trips: a local, validated parquet file, downloaded and cached if needed;
+then read months, two at once (``read_months``), logging the progress of both.
 
 Sources (``Settings.data_url``):
 
@@ -8,6 +9,10 @@ Sources (``Settings.data_url``):
   the cache is therefore always whole and valid, and is reused without a network call.
 * a local template (``/dir/fhv_tripdata_{month}.parquet`` or ``file://...``) or a folder holding
   ``fhv_tripdata_YYYY-MM.parquet`` files: used in place, after the same checks.
+
+Downloads log their progress at every tenth (bytes, rate, time left): the scheduler's log and
+the run's history, which the dashboard shows on the running task, get these lines; the CLI
+also draws a rich progress bar.
 
 Outcomes: HTTP 403/404 or a missing local file raise ``NotPublishedError``; HTTP 5xx, refused or
 reset connections, timeouts (``download_timeout`` without a byte, or ``download_deadline`` for the
@@ -20,24 +25,28 @@ from __future__ import annotations
 import hashlib
 import http.client
 import logging
+import queue
 import os
 import re
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
-from . import demo
+from . import demo, features
 from ..config import DATA_ALIASES, TLC_TEMPLATE, Settings, is_synthetic
 from ..errors import DataError, NotPublishedError, TransientError
 from .months import parse_month
@@ -297,6 +306,64 @@ def progress_line(label: str, received: int, total: int | None, seconds: float) 
     left = f"about {(total - received) / rate:.0f} s left" if rate and received < total else "done"
     return (f"{label}: {100 * received // total} % downloaded ({received / 1e6:.1f} of {total / 1e6:.1f} MB, "
             f"{speed}, {left}).")
+
+
+# --- reading months -----------------------------------------------------------------------------
+
+def read_months(paths: list, labels: list[str], *, keep_trips: bool = False) -> list[features.Month]:
+    """Read months at once, a thread each (pyarrow and numpy release the GIL), logging progress here.
+
+    Only this thread logs. If a reader fails, or this thread is interrupted (a task timeout, a
+    cancel), the other readers stop at their next batch.
+    """
+    features.tune_memory()
+    events: queue.SimpleQueue = queue.SimpleQueue()
+    stop = threading.Event()
+    logs = [ReadProgress(label) for label in labels]
+    with ThreadPoolExecutor(len(paths), thread_name_prefix="read-month") as pool:
+        futures = [pool.submit(features.read_month, path, label, keep_trips=keep_trips, stop=stop,
+                               progress=lambda done, ends, i=i: events.put((i, done, ends)))
+                   for i, (path, label) in enumerate(zip(paths, labels))]
+        try:
+            _relay(futures, events, logs, stop)
+        finally:
+            stop.set()
+    return _results(futures)
+
+
+def _relay(futures: list, events: queue.SimpleQueue, logs: list["ReadProgress"], stop: threading.Event) -> None:
+    pending = set(futures)
+    while pending:
+        done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
+        if any(future.exception() for future in done):
+            stop.set()
+        while not events.empty():
+            index, rows, ends = events.get()
+            logs[index].update(rows, ends)
+
+
+def _results(futures: list) -> list[features.Month]:
+    errors = [f.exception() for f in futures if f.exception() and not isinstance(f.exception(), features.Stopped)]
+    if errors:
+        raise errors[0]
+    return [future.result() for future in futures]
+
+
+class ReadProgress:
+    """Logs a month's reading at every tenth of its rows: row groups done out of total."""
+
+    def __init__(self, label: str):
+        self.label, self.logged = label, 0  # tenths
+
+    def update(self, rows: int, ends: np.ndarray) -> None:
+        total = int(ends[-1])
+        tenths = rows * 10 // max(total, 1)
+        if tenths <= self.logged:
+            return
+        self.logged = tenths
+        groups = int(np.searchsorted(ends, rows, side="right"))
+        log.info("%s: %d of %d row groups read (%s of %s rows).", self.label, groups, len(ends),
+                 f"{rows:,}", f"{total:,}")
 
 
 # --- helpers ------------------------------------------------------------------------------------

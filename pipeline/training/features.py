@@ -8,16 +8,12 @@ A month is reduced to a ``MonthSummary`` as it is read: trips and summed duratio
 (pickup zone, drop-off zone) cell, the sum of squared durations, zone counts and a histogram
 of durations. That is all the model needs: the least-squares problem for two one-hot zone
 blocks and an intercept, and the MSE of any weights, depend on the trips only through them.
-So ``read_months`` reads a month of 23 million trips in the memory of one batch, two months at
-once on two cores, and logs its progress in row groups.
+So ``read_month`` reads a month of 23 million trips in the memory of one batch (and
+``data.read_months`` two months at once, on two cores).
 """
 from __future__ import annotations
 
 import ctypes
-import logging
-import queue
-import threading
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,13 +22,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import DataError
-from .schema import DO, DROPOFF, NEEDED_COLUMNS, PICKUP, PU, check_schema
-
-log = logging.getLogger("pipeline.training.features")
+from .schema import (DO, DROPOFF, NEEDED_COLUMNS, PICKUP, PU, SLOTS, BadZones, check_schema, one_chunk, present,
+                     values_view, zone_slots)
 
 MIN_MINUTES, MAX_MINUTES = 1.0, 60.0
-FIRST_ZONE, LAST_ZONE = 1, 265  # the TLC's taxi zones (LocationID)
-SLOTS = LAST_ZONE + 2  # a zone code's slot is code + 1: 0 for a missing zone (-1), 2..266 for zones
 FIRST_SECOND, LAST_SECOND = 60, 3600  # a kept trip lasts this many whole seconds
 _UNITS = ("s", "ms", "us", "ns")
 _PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
@@ -49,15 +42,6 @@ class Features:
 
     def __len__(self) -> int:
         return len(self.duration)
-
-
-class BadZones(DataError):
-    """A zone column holds values that are not taxi zone numbers."""
-
-    def __init__(self, label: str, column: str, count: int, example: float):
-        self.column, self.count, self.example = column, count, example
-        super().__init__(f"{label}: column {column!r} has {count:,} value(s) that are not a taxi zone "
-                         f"number from {FIRST_ZONE} to {LAST_ZONE} (for example {example:.15g}).")
 
 
 def tune_memory() -> None:
@@ -165,89 +149,16 @@ def _timed(pickup, dropoff) -> np.ndarray | None:
     """Where both timestamps are present, or None when none is missing."""
     if not (pickup.null_count or dropoff.null_count):
         return None
-    present = [_valid(_one_chunk(column)) for column in (pickup, dropoff) if column.null_count]
-    return present[0] if len(present) == 1 else present[0] & present[1]
+    return present(one_chunk(pickup)) & present(one_chunk(dropoff))
 
 
 def _ticks(column, unit: str) -> np.ndarray:
     """int64 ticks in ``unit`` (a view of the column's data when it has that unit); null slots hold
     anything (the caller masks them). ``to_numpy`` would import pandas (0.4 s) for nothing."""
-    column = _one_chunk(column)
+    column = one_chunk(column)
     if column.type.unit != unit:
         column = column.cast(pa.timestamp(unit, column.type.tz))
-    return _data(column, np.int64)
-
-
-def _data(column: pa.Array, dtype) -> np.ndarray:
-    """A read-only view of a fixed-width column's values."""
-    if len(column) == 0:
-        return np.empty(0, dtype)
-    return np.frombuffer(column.buffers()[1], dtype, len(column), column.offset * np.dtype(dtype).itemsize)
-
-
-def _one_chunk(column) -> pa.Array:
-    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-
-
-def _valid(column: pa.Array) -> np.ndarray:
-    """Where ``column`` is not null, from its validity bitmap."""
-    if not column.null_count:
-        return np.ones(len(column), bool)
-    bits = np.unpackbits(np.frombuffer(column.buffers()[0], np.uint8), count=column.offset + len(column),
-                         bitorder="little")
-    return bits[column.offset:].view(bool)
-
-
-def location_codes(column, name: str, label: str) -> np.ndarray:
-    """Zone codes with -1 for null or NaN (pandas ``fillna(-1).astype(int)``)."""
-    return zone_slots(column, name, label) - 1
-
-
-def zone_slots(column, name: str, label: str) -> np.ndarray:
-    """Zone slots (code + 1) as int32: 0 for null or NaN, 2..266 for the zones 1..265.
-
-    Anything else fails with ``BadZones``: a hostile or broken file can therefore never make
-    the model build more than 2 x 267 features. The common case takes a few cheap passes.
-    """
-    if pa.types.is_null(column.type):
-        return np.zeros(len(column), np.int32)
-    column = _one_chunk(column)
-    if column.type != pa.float64():
-        column = column.cast(pa.float64(), safe=False)  # integers: exact up to 2**53, and beyond that no zone
-    slots = _data(column, np.float64) + 1.0
-    if column.null_count:
-        slots *= _valid(column)  # null -> 0, unless a null slot holds inf or NaN: then the careful path
-    if np.count_nonzero(slots < 2) != column.null_count or not slots.max(initial=0) <= LAST_ZONE + 1:
-        return _checked_slots(column, name, label)  # a NaN, or a value outside 1..265
-    codes = slots.astype(np.int32)
-    if np.not_equal(codes, slots).any():
-        raise _bad_zones(_values(column), name, label)
-    return codes
-
-
-def _checked_slots(column: pa.Array, name: str, label: str) -> np.ndarray:
-    """The careful path: NaN is missing too; anything else not a zone raises ``BadZones``."""
-    values = _values(column)
-    missing = np.isnan(values)
-    if not _are_zones(values, missing).all():
-        raise _bad_zones(values, name, label)
-    return np.where(missing, 0.0, values + 1.0).astype(np.int32)
-
-
-def _values(column: pa.Array) -> np.ndarray:
-    """A float64 column's values, NaN where null."""
-    values = _data(column, np.float64)
-    return np.where(_valid(column), values, np.nan) if column.null_count else values
-
-
-def _are_zones(values: np.ndarray, missing: np.ndarray) -> np.ndarray:
-    return missing | ((values >= FIRST_ZONE) & (values <= LAST_ZONE) & (values == np.trunc(values)))
-
-
-def _bad_zones(values: np.ndarray, name: str, label: str) -> BadZones:
-    """The error naming the file, the column, how many values are not zones and one of them."""
-    bad = ~_are_zones(values, np.isnan(values))
-    return BadZones(label, name, int(np.count_nonzero(bad)), float(values[bad][0]))
+    return values_view(column, np.int64)
 
 
 # --- a month, summed up -------------------------------------------------------------------------
@@ -405,6 +316,7 @@ def prepare_features(table: pa.Table, label: str) -> Features:
 # --- streaming: months read batch by batch, two at once -------------------------------------------
 
 BATCH_ROWS = 1 << 18  # 2 MiB a float column: the arrays of a batch stay in the cache
+WHOLE_GROUP_ROWS = 1 << 21
 
 
 @dataclass(frozen=True, eq=False)
@@ -419,7 +331,7 @@ class Month:
         return self.summary.stats()
 
 
-class _Stopped(Exception):
+class Stopped(Exception):
     """A reader stopped because another one failed or the task was interrupted."""
 
 
@@ -446,9 +358,9 @@ def _batches(parquet: pq.ParquetFile, label: str, stop):
     """(rows done, trips) for each batch of the four needed columns."""
     done = 0
     try:
-        for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=list(NEEDED_COLUMNS)):
+        for batch in _record_batches(parquet):
             if stop is not None and stop.is_set():
-                raise _Stopped()
+                raise Stopped()
             try:
                 trips = trip_arrays(batch, label)
             except BadZones as bad:
@@ -459,12 +371,23 @@ def _batches(parquet: pq.ParquetFile, label: str, stop):
         raise DataError(f"{label} could not be read ({exc}).") from exc
 
 
+def _record_batches(parquet: pq.ParquetFile, columns=NEEDED_COLUMNS):
+    """Batches of ``BATCH_ROWS``: a row group of up to ``WHOLE_GROUP_ROWS`` is read at once (the
+    cheapest way), a bigger one batch by batch (the memory of one batch)."""
+    for group in range(parquet.num_row_groups):
+        if parquet.metadata.row_group(group).num_rows <= WHOLE_GROUP_ROWS:
+            table = parquet.read_row_group(group, columns=list(columns))
+            yield from table.to_batches(max_chunksize=BATCH_ROWS)
+        else:
+            yield from parquet.iter_batches(batch_size=BATCH_ROWS, row_groups=[group], columns=list(columns))
+
+
 def _count_bad_zones(parquet: pq.ParquetFile, label: str, column: str) -> BadZones:
     """The error for ``column`` counting its bad values in the whole file, not just one batch."""
     count, example = 0, None
-    for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=[column]):
+    for batch in _record_batches(parquet, [column]):
         try:
-            location_codes(batch.column(0), column, label)
+            zone_slots(batch.column(0), column, label)
         except BadZones as bad:
             count, example = count + bad.count, bad.example if example is None else example
     return BadZones(label, column, count, example)
@@ -477,57 +400,3 @@ def _joined(kept: list[Features], summary: MonthSummary) -> Features | None:
     return Features(join("pu"), join("do"), join("duration"), {})
 
 
-def read_months(paths: list, labels: list[str], *, keep_trips: bool = False) -> list[Month]:
-    """Read months at once, a thread each (pyarrow and numpy release the GIL), logging progress here.
-
-    Only this thread logs. If a reader fails, or this thread is interrupted (a task timeout, a
-    cancel), the other readers stop at their next batch.
-    """
-    tune_memory()
-    events: queue.SimpleQueue = queue.SimpleQueue()
-    stop = threading.Event()
-    logs = [ReadProgress(label) for label in labels]
-    with ThreadPoolExecutor(len(paths), thread_name_prefix="read-month") as pool:
-        futures = [pool.submit(read_month, path, label, keep_trips=keep_trips, stop=stop,
-                               progress=lambda done, ends, i=i: events.put((i, done, ends)))
-                   for i, (path, label) in enumerate(zip(paths, labels))]
-        try:
-            _relay(futures, events, logs, stop)
-        finally:
-            stop.set()
-    return _results(futures)
-
-
-def _relay(futures: list, events: queue.SimpleQueue, logs: list["ReadProgress"], stop: threading.Event) -> None:
-    pending = set(futures)
-    while pending:
-        done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
-        if any(future.exception() for future in done):
-            stop.set()
-        while not events.empty():
-            index, rows, ends = events.get()
-            logs[index].update(rows, ends)
-
-
-def _results(futures: list) -> list[Month]:
-    errors = [f.exception() for f in futures if f.exception() and not isinstance(f.exception(), _Stopped)]
-    if errors:
-        raise errors[0]
-    return [future.result() for future in futures]
-
-
-class ReadProgress:
-    """Logs a month's reading at every tenth of its rows: row groups done out of total."""
-
-    def __init__(self, label: str):
-        self.label, self.logged = label, 0  # tenths
-
-    def update(self, rows: int, ends: np.ndarray) -> None:
-        total = int(ends[-1])
-        tenths = rows * 10 // max(total, 1)
-        if tenths <= self.logged:
-            return
-        self.logged = tenths
-        groups = int(np.searchsorted(ends, rows, side="right"))
-        log.info("%s: %d of %d row groups read (%s of %s rows).", self.label, groups, len(ends),
-                 f"{rows:,}", f"{total:,}")

@@ -4,8 +4,8 @@
 ``{'PUlocationID': str(pu), 'DOlocationID': str(do)}``: one column per ``name=value`` seen in
 training, sorted as strings (so every ``DOlocationID=`` column comes before ``PUlocationID=``),
 unseen values ignored. It is built from integer codes with lookup tables, not from dicts.
-Codes are -1 (missing) or a zone 0..265 (``features.location_codes`` refuses anything else), so
-there are at most 2 x 267 features whatever a file holds.
+Codes are -1 (missing) or a zone 1..265 (``schema.zone_slots`` refuses anything else), and the
+encoding takes nothing outside -1..265, so there are at most 2 x 267 features whatever a file holds.
 The artifacts are a real fitted ``DictVectorizer`` and ``LinearRegression``, pickled.
 
 The exact solver needs no matrix: ``design`` builds the normal equations (X'X, X'y) from a
@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .features import SLOTS, Features, MonthSummary
-from .schema import DO, PU
+from .features import Features, MonthSummary
+from .schema import DO, PU, SLOTS
 
 if TYPE_CHECKING:
     import scipy.sparse as sp
