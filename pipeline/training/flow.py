@@ -26,7 +26,7 @@ def read_data(settings: Settings, train_month: str, val_month: str) -> tuple[Any
     per-month sums (``features.Month``); the kept trips themselves only for FHV_SOLVER=lsqr."""
     labels = [f"fhv_tripdata_{month}" for month in (train_month, val_month)]
     paths = [data.fetch_month(settings, month) for month in (train_month, val_month)]
-    months = features.read_months(paths, labels, keep_trips=settings.solver == "lsqr")
+    months = data.read_months(paths, labels, keep_trips=settings.solver == "lsqr")
     for label, path, month in zip(labels, paths, months):
         log.info("Read %s: %s rows from %s.", label, f"{month.summary.raw_rows:,}", path)
     return months[0], months[1]
