@@ -137,14 +137,14 @@ def run_columns_config() -> dict[str, Any]:
     """How each column of a runs table is drawn (widths fit 1440 px up to Reason)."""
     text = st.column_config.TextColumn
     return {
-        "Run": st.column_config.LinkColumn("Run", display_text=r"name=([^&]+)", width=150,
+        "Run": st.column_config.LinkColumn("Run", display_text=r"name=([^&]+)", width=140,
                                            help="Open the run's detail page"),
         "State": st.column_config.MultiselectColumn("State", options=STATE_OPTIONS, width=104,
                                                     color=list(labels.STATUS_COLORS.values())),
         "Run date": text("Run date", width=92),
         "Val RMSE": text("Val RMSE", width=78, help="Validation RMSE in minutes"),
         "Months": text("Months", width=132, help="Training month → validation month"),
-        "Started (UTC)": text("Started (UTC)", width=128, help="Start time, or the time it is due"),
+        "Started (UTC)": text("Started (UTC)", width=150, help="Start time, or the time it is due"),
         "Duration": text("Duration", width=74),
         "Covers": text("Covers", help="Run date: training month → validation month"),
         "Tasks": st.column_config.NumberColumn("Tasks", format="%d", width=56),

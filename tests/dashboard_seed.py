@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import math
 import pickle
 import random
 from dataclasses import dataclass, field
@@ -289,3 +290,32 @@ def _bulk_tasks(run: tuple, count: int) -> list[tuple]:
         begin, end = start + dt.timedelta(seconds=position), start + dt.timedelta(seconds=position + 0.8)
         rows.append((run[0], name, position, 1, "COMPLETED", to_db(begin), to_db(end)))
     return rows
+
+
+# -- a long monthly history (trends of 70 months, the README's screenshots) -----------------------------
+def monthly_history(store: Store, *, months: int = 60, first: dt.date = dt.date(2016, 3, 15),
+                    gaps: tuple[int, ...] = (20, 21), now: dt.datetime | None = None) -> int:
+    """Completed scheduled runs, one a month from ``first``, ``months`` months minus the ``gaps``
+    (indexes of months that have no run), with the flow's metrics: a slow drift and a seasonal wave
+    in the errors, demo data for the first six months. Returns how many runs it wrote."""
+    now = now or dt.datetime.now(UTC)
+    dep_id = store.get_deployment(DEPLOYMENT)["id"]
+    rng, written = random.Random(70), 0
+    for i in range(months):
+        if i in gaps:
+            continue
+        run_date = dt.date(first.year + (first.month - 1 + i) // 12, (first.month - 1 + i) % 12 + 1, 15)
+        synthetic = i < 6
+        metrics = flow_metrics(run_date, rng, synthetic)
+        wave = 0.6 * math.sin(i / 12 * 2 * math.pi) + i * 0.01
+        for part in ("train", "val"):
+            metrics[f"{part}_rmse"] += wave
+            metrics[f"{part}_mse"] = metrics[f"{part}_rmse"] ** 2
+        start = now - dt.timedelta(days=30 * (months - i), hours=3)
+        store.create_run(flow=FLOW, name=f"month-{run_date:%Y-%m}", state=State.COMPLETED, now=start,
+                         parameters={"date": run_date.isoformat()}, trigger="schedule",
+                         scheduled_time=scheduled_at(run_date), started_at=start,
+                         ended_at=start + dt.timedelta(seconds=rng.uniform(3.0, 6.0)), metrics=metrics,
+                         **run_fields(run_date, dep_id, synthetic=synthetic))
+        written += 1
+    return written

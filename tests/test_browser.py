@@ -33,7 +33,8 @@ from pipeline.training import demo
 from pipeline.config import load_settings
 from pipeline.training.months import month_of, months_for, parse_month, shift_month
 from pipeline.store import Store
-from tests.dashboard_seed import seed_history
+from pipeline import users
+from tests.dashboard_seed import monthly_history, seed_history
 from tests.httpserver import serve
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,7 +106,14 @@ def shots(tmp_path_factory, request) -> Path:
 
 @pytest.fixture(scope="module")
 def history(tmp_path_factory):
-    return seed_history(tmp_path_factory.mktemp("browser") / "fhv")
+    """The seeded history plus a run a month for five years: trends of 70 months with two gaps."""
+    seeded = seed_history(tmp_path_factory.mktemp("browser") / "fhv")
+    store = Store(seeded.settings.db_path)
+    try:
+        monthly_history(store)
+    finally:
+        store.close()
+    return seeded
 
 
 def run_date_to_watch(today: dt.date) -> dt.date:
@@ -256,8 +264,10 @@ def test_each_page_renders_in_chromium_and_is_screenshotted(page, dashboard, sho
 
 def test_a_row_of_the_runs_table_opens_the_run_in_a_new_tab(page, dashboard, history):
     open_page(page, dashboard + "/runs")
-    grid = page.locator("[data-testid='stDataFrame']").first.bounding_box()
-    first_row = (grid["x"] + 30, grid["y"] + 35 + 17)  # the Run column of the first row, under the header
+    grid = page.locator("[data-testid='stDataFrame']").first
+    grid.scroll_into_view_if_needed()
+    grid = grid.bounding_box()
+    first_row = (grid["x"] + 34 + 104 + 92 + 78 + 30, grid["y"] + 35 + 17)  # the Run column of the first row
     page.mouse.move(*first_row)
     with page.context.expect_page(timeout=10_000) as opened:
         page.mouse.click(*first_row)
@@ -372,3 +382,111 @@ def _read(history, read: Callable[[Store], object]):
 
 def _runs_named(history) -> set[str]:
     return _read(history, lambda store: {r["id"] for r in store.runs(limit=10_000)})
+
+
+# -- fits the screen ----------------------------------------------------------------------------------
+def grid_columns(page) -> list[str]:
+    """The column headers the runs grid draws in its visible width (no horizontal scroll)."""
+    grid = page.locator("[data-testid='stDataFrame']").first
+    grid.scroll_into_view_if_needed()
+    page.wait_for_timeout(500)
+    return page.evaluate("""() => Array.from(document.querySelectorAll(
+        "[data-testid='stDataFrame'] [role='columnheader']")).map(e => e.innerText)""")
+
+
+@pytest.mark.parametrize("width, columns", [
+    (1440, ["State", "Run date", "Val RMSE", "Run", "Months", "Started (UTC)", "Duration", "Reason"]),
+    (390, ["State", "Run date", "Val RMSE"]),
+])
+def test_the_runs_grid_shows_its_main_columns_without_scrolling(browser, dashboard, shots, width, columns):
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    page = context.new_page()
+    try:
+        open_page(page, dashboard + "/runs")
+        shown = grid_columns(page)
+        assert shown[:len(columns)] == columns
+        body = page.locator("[data-testid='stMain']").inner_text()
+        assert "None" not in body
+        page.screenshot(path=str(shots / f"runs_{width}px.png"))
+    finally:
+        context.close()
+
+
+# -- no request leaves the machine ----------------------------------------------------------------
+def test_no_page_asks_anything_of_another_machine(browser, dashboard, history):
+    context = browser.new_context(viewport={"width": 1440, "height": 1000})
+    page = context.new_page()
+    hosts, errors = set(), []
+    page.on("request", lambda request: hosts.add(urlsplit(request.url).hostname))
+    page.on("console", lambda message: message.type == "error" and errors.append(message.text))
+    try:
+        for _, path in PAGES + [("run", f"/run?id={history.completed[-1]}")]:
+            open_page(page, dashboard + path)
+        assert hosts <= {"127.0.0.1"}, hosts
+        assert not [e for e in errors if "gstatic" in e or "googleapis" in e or "ERR_" in e], errors
+    finally:
+        context.close()
+
+
+# -- safe when shared -----------------------------------------------------------------------------------
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(scope="module")
+def shared_dashboard(tmp_path_factory):
+    """A dashboard whose history has two users: an operator and a viewer."""
+    seeded = seed_history(tmp_path_factory.mktemp("shared") / "fhv")
+    users.add(users.users_path(seeded.settings.home), "olga", PASSWORD, "operator")
+    users.add(users.users_path(seeded.settings.home), "victor", PASSWORD, "viewer")
+    port = free_port()
+    log = seeded.settings.home / "streamlit.log"
+    process = start(["-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port),
+                     "--server.headless", "true"], seeded, log, "demo:3000")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, process, log)
+        yield url, seeded
+    finally:
+        stop(process)
+
+
+def sign_in(page, url: str, name: str, password: str) -> None:
+    page.goto(url)
+    page.wait_for_selector(IDLE, timeout=60_000)
+    page.get_by_label("User name").fill(name)
+    page.get_by_label("Password", exact=True).fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_timeout(500)
+    page.wait_for_selector(IDLE, timeout=30_000)
+
+
+def test_a_wrong_password_is_refused_and_the_right_one_signs_in(page, shared_dashboard, shots):
+    url, _ = shared_dashboard
+    sign_in(page, url, "olga", "not the password")
+    main = page.locator("[data-testid='stMain']")
+    expect_text(main, "Wrong user name or password.")
+    assert page.locator("[data-testid='stSidebarNav']").count() == 0  # nothing to navigate before signing in
+    screenshot(page, shots, "login_refused")
+    sign_in(page, url, "olga", PASSWORD)
+    page.wait_for_selector("[data-testid='stMain'] h1:has-text('Overview')", timeout=30_000)
+    expect_text(page.locator("[data-testid='stSidebar']"), "Signed in as olga (operator)")
+
+
+def test_a_viewer_is_refused_an_action_and_nothing_is_written(page, shared_dashboard, shots):
+    url, seeded = shared_dashboard
+    before = _runs_named(seeded)
+    sign_in(page, url, "victor", PASSWORD)
+    page.wait_for_selector("[data-testid='stMain'] h1:has-text('Overview')", timeout=30_000)
+    page.locator("[data-testid='stSidebarNav'] a").filter(has_text="Trigger").click()
+    page.wait_for_selector("[data-testid='stMain'] h1:has-text('Trigger')", timeout=30_000)
+    page.wait_for_selector(IDLE, timeout=30_000)
+    page.get_by_role("button", name="Enqueue run").click()
+    expect_text(page.locator("[data-testid='stMain']"), "victor is a viewer: only an operator may trigger runs")
+    assert _runs_named(seeded) == before
+    screenshot(page, shots, "viewer_refused")
+
+
+def expect_text(locator, text: str) -> None:
+    from playwright.sync_api import expect
+
+    expect(locator).to_contain_text(text, timeout=20_000)
