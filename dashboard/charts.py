@@ -10,7 +10,6 @@ import math
 
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from .labels import STATE_COLORS, state_label
 
@@ -118,7 +117,8 @@ def _not_run_trace(group: pd.DataFrame, *, start: float, width: float) -> go.Bar
 
 
 def metric_trends(history: pd.DataFrame) -> go.Figure:
-    """RMSE and MSE for training and validation across run months, one point a month.
+    """RMSE for training and validation across run months, one point a month (the MSE, its square,
+    is in the per-month table: one plot draws twice as fast as two).
 
     The x axis is a date axis with labels thinned to the span (every month up to a year and a
     half, then every quarter, half year or year), a month without a run breaks the line (never
@@ -128,19 +128,15 @@ def metric_trends(history: pd.DataFrame) -> go.Figure:
     if history.empty:
         return empty_figure("No completed run with metrics yet.", height=320)
     monthly = by_month(history)
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
-                        subplot_titles=("RMSE (minutes)", "MSE (minutes²)"))
-    for row, metric in ((1, "rmse"), (2, "mse")):
-        for part in ("train", "val"):
-            fig.add_trace(_metric_trace(monthly, part, metric, legend=row == 1), row=row, col=1)
+    fig = go.Figure([_metric_trace(monthly, part, "rmse", legend=True) for part in ("train", "val")])
     if monthly["synthetic"].fillna(False).any():
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=SYNTHETIC_NAME, hoverinfo="skip",
                                  marker=dict(size=9, color="white", line=dict(color="#475569", width=2))))
-    _layout(fig, height=560)
+    _layout(fig, height=420, title=dict(text="RMSE (minutes)", x=0.5, xanchor="center", font=dict(size=14)))
+    fig.update_layout(margin=dict(l=10, r=10, t=70, b=10), legend=dict(x=1, xanchor="right", y=1.02))
+    fig.update_yaxes(title_text="minutes")
     fig.update_xaxes(type="date", tickformat="%Y-%m", dtick=_month_step(monthly), ticklabelmode="period",
-                     title_text=None)
-    fig.update_xaxes(title_text="Run date (training month = run month - 2)", row=2, col=1)
-    fig.update_xaxes(row=1, col=1, rangeselector=dict(x=0, y=1.12, buttons=[
+                     title_text="Run date (training month = run month - 2)", rangeselector=dict(x=0, y=1.02, buttons=[
         dict(count=6, label="6 m", step="month", stepmode="backward"),
         dict(count=1, label="1 y", step="year", stepmode="backward"),
         dict(count=2, label="2 y", step="year", stepmode="backward"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,6 +23,7 @@ from pipeline.store import Store
 from . import frames, labels
 
 TTL_S = 2.0
+KEEP_S = 300.0
 LIVE_EVERY_S = 5.0
 STARTED_STATES = tuple(s.value for s in (FINAL_STATES | ACTIVE_STATES) if s is not State.NOT_RUN)
 
@@ -48,23 +50,44 @@ def refresh() -> None:
     st.cache_data.clear()
 
 
-def _cached(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Cache ``fn(store, ...)`` for TTL_S seconds per history path and arguments."""
-    def cached(path: str, *args: Any, **kwargs: Any) -> Any:
+def version(path: str) -> tuple[int, ...]:
+    """Changes whenever the history does: the modification times and sizes of the database and its
+    write-ahead log (every commit appends to the log; a checkpoint rewrites the database)."""
+    marks: list[int] = []
+    for name in (path, f"{path}-wal"):
+        try:
+            found = os.stat(name)
+            marks += [found.st_mtime_ns, found.st_size]
+        except OSError:
+            marks += [0, 0]
+    return tuple(marks)
+
+
+def _cached(fn: Callable[..., Any] | None = None, *, live: bool = False) -> Callable[..., Any]:
+    """Cache ``fn(store, ...)`` per history path, history version and arguments.
+
+    A read of the history alone stays cached until the history changes (at most KEEP_S); a read
+    whose result depends on the clock too (``live``: durations so far, overdue) for TTL_S seconds.
+    """
+    if fn is None:
+        return functools.partial(_cached, live=live)
+
+    def cached(path: str, _version: tuple[int, ...], *args: Any, **kwargs: Any) -> Any:
         return fn(_store(path), *args, **kwargs)
 
     # st.cache_data keys a cache on the function's qualified name: give each wrapper its own.
     cached.__qualname__ = cached.__name__ = f"cached_{fn.__name__}"
-    cached = st.cache_data(ttl=TTL_S, show_spinner=False)(cached)
+    cached = st.cache_data(ttl=TTL_S if live else KEEP_S, show_spinner=False, max_entries=256)(cached)
 
     @functools.wraps(fn)
     def call(*args: Any, **kwargs: Any) -> Any:
-        return cached(str(settings().db_path), *args, **kwargs)
+        path = str(settings().db_path)
+        return cached(path, version(path), *args, **kwargs)
     return call
 
 
 # -- runs -----------------------------------------------------------------------------
-@_cached
+@_cached(live=True)
 def runs_page(history: Store, *, page: int, per_page: int, overdue_note: str | None = None,
               **filters: Any) -> pd.DataFrame:
     """One page of the runs list as a table (``overdue_note``: see ``frames.runs_table``)."""
@@ -73,7 +96,7 @@ def runs_page(history: Store, *, page: int, per_page: int, overdue_note: str | N
                              overdue_note=overdue_note)
 
 
-@_cached
+@_cached(live=True)
 def run_list(history: Store, *, page: int, per_page: int, sort: str = "newest", overdue_note: str | None = None,
              **filters: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One page of the runs list, paged, filtered and sorted in SQL (``filters``: the list's), as
@@ -89,7 +112,7 @@ def count_run_list(history: Store, **filters: Any) -> int:
     return history.count_run_list(**filters)
 
 
-@_cached
+@_cached(live=True)
 def run_list_points(history: Store, *, limit: int = 1000, **filters: Any) -> pd.DataFrame:
     return frames.run_points(history.run_list_points(limit=limit, **filters), now())
 
@@ -114,7 +137,7 @@ def count_runs(history: Store, **filters: Any) -> int:
     return history.count_runs(**filters)
 
 
-@_cached
+@_cached(live=True)
 def run_points(history: Store, *, limit: int = 2000, **filters: Any) -> pd.DataFrame:
     return frames.run_points(history.run_timeline(limit=limit, **filters), now())
 
@@ -136,7 +159,7 @@ def last_run(history: Store) -> dict[str, Any] | None:
     return history.run_with_deployment(started[0]["id"]) if started else None
 
 
-@_cached
+@_cached(live=True)
 def latest_run(history: Store) -> dict[str, Any] | None:
     """The run created last among those due (a run just triggered), whatever its state now."""
     return history.latest_run(now=now())
@@ -159,7 +182,7 @@ def late_runs(history: Store, limit: int = 20) -> list[dict[str, Any]]:
     return history.runs(states=[State.LATE.value], order="upcoming", limit=limit)
 
 
-@_cached
+@_cached(live=True)
 def overdue_runs(history: Store, limit: int = 20) -> tuple[list[dict[str, Any]], int]:
     """Up to ``limit`` waiting runs past due, oldest first, and how many there are."""
     moment = now()

@@ -111,6 +111,19 @@ def synthetic_banner(*, compact: bool = False) -> None:
                    "about the real model (hollow markers in charts).", icon=":material/science:")
 
 
+def figures(items: list[tuple[str, str, tuple[float, str] | None]]) -> None:
+    """A row of labelled numbers, each with an optional change (green when it fell, red when it rose)
+    as one Markdown element: drawn at once, where ``st.metric`` loads a component per number."""
+    parts = []
+    for label, value, delta in items:
+        change = ""
+        if delta is not None:
+            colour, arrow = ("green", "↓") if delta[0] <= 0 else ("red", "↑")
+            change = f" :{colour}[{arrow} {delta[1]}]"
+        parts.append(f":gray[{label}]  \n### {value}{change}")
+    st.markdown(" \n\n".join(parts) if len(parts) == 1 else "\n\n".join(parts))
+
+
 def state_badge(state: str) -> None:
     st.markdown(labels.badge(state))
 

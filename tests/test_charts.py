@@ -107,14 +107,12 @@ def test_task_bars_name_retried_attempts():
 
 
 # -- metric trends -------------------------------------------------------------------------
-def test_metric_trends_chart_train_and_validation_rmse_and_mse_labelled(seeded):
+def test_metric_trends_chart_train_and_validation_rmse_labelled(seeded):
     _, store = seeded
-    fig = charts.metric_trends(frames.metric_history(store.metric_history()))
-    titles = [a.text for a in fig.layout.annotations]
-    assert titles[:2] == ["RMSE (minutes)", "MSE (minutes²)"]
-    lines = [t for t in fig.data if t.type == "scatter" and t.mode == "lines+markers" and "duration" not in t.name]
-    assert [t.name for t in lines] == ["training", "validation", "training", "validation"]
-    assert all(len(t.x) == 12 for t in lines)
+    fig = charts.metric_trends(frames.metric_months(store.metric_months()))
+    assert fig.layout.title.text == "RMSE (minutes)" and fig.layout.yaxis.title.text == "minutes"
+    lines = [t for t in fig.data if t.mode == "lines+markers"]
+    assert [t.name for t in lines] == ["training", "validation"] and all(len(t.x) == 12 for t in lines)
 
 
 def test_metric_trends_mark_synthetic_runs_with_hollow_markers(seeded):

@@ -33,12 +33,9 @@ def own_errors(run: dict[str, Any]) -> None:
     values = run.get("metrics") or {}
     if "val_rmse" not in values:
         return
-    train, val = st.columns(2)
-    train.metric("Training RMSE", labels.number(values.get("train_rmse"), 4),
-                 help=f"Training MSE {labels.number(values.get('train_mse'), 4)} min²; RMSE in minutes")
-    val.metric("Validation RMSE", labels.number(values.get("val_rmse"), 4),
-               help=f"Validation MSE {labels.number(values.get('val_mse'), 4)} min²; RMSE in minutes")
-    st.caption(f"MSE: training {labels.number(values.get('train_mse'), 4)} · validation "
+    widgets.figures([("Training RMSE", labels.number(values.get("train_rmse"), 4), None),
+                     ("Validation RMSE", labels.number(values.get("val_rmse"), 4), None)])
+    st.caption(f"RMSE in minutes. MSE: training {labels.number(values.get('train_mse'), 4)} · validation "
                f"{labels.number(values.get('val_mse'), 4)} (min²)")
 
 
@@ -48,7 +45,7 @@ def next_run_card(run: dict[str, Any] | None) -> None:
         st.info("Nothing is scheduled. Resume a deployment on *Upcoming*, or trigger a run.")
         return
     zone = queries.deployment_zone(run.get("deployment"))
-    st.metric("Starts", labels.countdown(run["scheduled_time"], queries.now()))
+    widgets.figures([("Starts", labels.countdown(run["scheduled_time"], queries.now()), None)])
     st.markdown(f"{labels.run_badge(run)} &nbsp; **{run['name']}** · {run.get('deployment') or 'manual'} · "
                 f"run date {run['run_date']}")
     st.caption(widgets.time_pair(run["scheduled_time"], zone))
@@ -64,12 +61,12 @@ def latest_metrics_card(rows: list[dict[str, Any]]) -> None:
         st.info("No completed run with metrics yet.")
         return
     latest, previous = rows[-1], (rows[-2] if len(rows) > 1 else None)
-    left, right = st.columns(2)
-    for column, key, unit, digits in ((left, "val_rmse", "min", 4), (right, "val_mse", "min²", 2)):
+    shown = []
+    for key, unit, digits in (("val_rmse", "min", 4), ("val_mse", "min²", 2)):
         value, before = latest["metrics"].get(key), (previous or {}).get("metrics", {}).get(key)
-        delta = None if before is None or value is None else f"{value - before:+.{digits}f} {unit}"
-        column.metric(f"Validation {key[4:].upper()}", labels.number(value, digits), delta, delta_color="inverse",
-                      help="Change against the previous run month (lower is better).")
+        delta = None if before is None or value is None else (value - before, f"{value - before:+.{digits}f} {unit}")
+        shown.append((f"Validation {key[4:].upper()}", labels.number(value, digits), delta))
+    widgets.figures(shown)  # a change is green when the error fell (lower is better)
     st.markdown(f"**{latest['name']}** · run date {latest['run_date']} · {labels.months(latest)}")
     st.caption(f"Data: {labels.data_label(latest) or '-'}" + (
         f" · change against {previous['name']} ({previous['val_month']})" if previous else ""))

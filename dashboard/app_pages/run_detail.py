@@ -143,7 +143,7 @@ def metrics(run: dict[str, Any]) -> None:
                                  ("Training MSE (min²)", "Training RMSE (min)", "Validation MSE (min²)",
                                   "Validation RMSE (min)")):
         column.metric(name, labels.number(values.get(key)))
-    st.dataframe(data_figures(values), hide_index=True, width="stretch", key="detail_data")
+    st.table(data_figures(values).set_index("Month"))  # a static table: no data grid to draw
     st.caption(f"{labels.number(values.get('feature_count'))} one-hot features (pickup and drop-off zones).")
 
 
