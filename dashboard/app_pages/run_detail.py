@@ -99,12 +99,12 @@ def write(request: Any, message: str, *, link: bool = False) -> None:
 
 def facts(run: dict[str, Any]) -> None:
     zone = queries.deployment_zone(run.get("deployment"))
-    cols = st.columns(4)
-    cols[0].metric("Run date", run["run_date"] or "-")
-    cols[1].metric("Months", f"{run['train_month']} → {run['val_month']}" if run["train_month"] else "-",
-                   help="Training month → validation month")
-    cols[2].metric("Duration", labels.duration(run["started_at"], run["ended_at"]))
-    cols[3].metric("Data", labels.data_label(run) or "-", help="Where the run's months came from")
+    shown = (("Run date", run["run_date"] or "-"),
+             ("Months", f"{run['train_month']} → {run['val_month']}" if run["train_month"] else "-"),
+             ("Duration", labels.duration(run["started_at"], run["ended_at"])), ("Data", labels.data_label(run) or "-"))
+    for column, (label, value) in zip(st.columns(4), shown):
+        with column:
+            widgets.figures([(label, value, None)])
     st.caption(f"Scheduled {widgets.time_pair(run['scheduled_time'], zone)} · started {labels.utc(run['started_at'])}"
                f" · ended {labels.utc(run['ended_at'])} · source `{labels.data_source(run)}`")
 
@@ -138,11 +138,11 @@ def metrics(run: dict[str, Any]) -> None:
     if "val_rmse" not in values:  # another flow (a user's Prefect 2 flow): the numbers it returned, as they are
         own_metrics(values)
         return
-    cols = st.columns(4)
-    for column, key, name in zip(cols, ("train_mse", "train_rmse", "val_mse", "val_rmse"),
+    for column, key, name in zip(st.columns(4), ("train_mse", "train_rmse", "val_mse", "val_rmse"),
                                  ("Training MSE (min²)", "Training RMSE (min)", "Validation MSE (min²)",
                                   "Validation RMSE (min)")):
-        column.metric(name, labels.number(values.get(key)))
+        with column:
+            widgets.figures([(name, labels.number(values.get(key)), None)])
     st.table(data_figures(values).set_index("Month"))  # a static table: no data grid to draw
     st.caption(f"{labels.number(values.get('feature_count'))} one-hot features (pickup and drop-off zones).")
 
