@@ -122,6 +122,13 @@ def cancellable_ids(**filters: Any) -> list[str]:
     return _store(str(settings().db_path)).cancellable_ids(**filters)
 
 
+@_cached(live=True)
+def recent_runs_of(history: Store, deployment: str, limit: int = 5) -> pd.DataFrame:
+    """The deployment's last runs that started, newest first, as a runs table."""
+    rows = history.run_list(limit=limit, deployment=deployment, states=STARTED_STATES)
+    return frames.runs_table(rows, history.task_counts([r["id"] for r in rows]), now=now())
+
+
 @_cached
 def backfill_batch(history: Store, run_id: str) -> list[dict[str, Any]]:
     return history.backfill_batch(run_id)

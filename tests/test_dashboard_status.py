@@ -253,3 +253,23 @@ def test_run_list_reads_no_metrics_blob_and_pages_in_sql(history):
     finally:
         store.close()
     assert json.dumps(page, default=str)
+
+
+def test_the_runs_chart_draws_the_runs_of_the_page_on_demand(history):
+    at = open_page("runs")
+    assert not at.get("plotly_chart")  # the list first: no charting library to load
+    at.toggle(key="runs_chart_on").set_value(True).run()
+    (chart,) = at.get("plotly_chart")
+    drawn = sum(len(trace["x"]) for trace in json.loads(chart.proto.spec)["data"])
+    assert drawn == len([r for r in table(at, "Reason")["Started (UTC)"] if r and "(due)" not in r])
+
+
+def test_a_deployment_card_shows_its_schedule_zone_queue_limit_catchup_and_recent_runs(history):
+    at = open_page("upcoming")
+    shown = texts(at)
+    assert "At 09:00 AM, on day 15 of the month" in shown or "day 15" in shown
+    assert "America/New_York" in shown and "DST:" in shown and "catch-up" in shown
+    assert "Work queue `default` (" in shown
+    recent = next(d.value for d in at.dataframe if "Reason" in d.value.columns and len(d.value) == 5)
+    assert set(recent["State"].map(tuple)) <= {("Completed",), ("Failed",), ("Crashed",), ("Cancelled",)}
+    assert any(b.key == f"toggle_{history.deployment}" for b in at.button)

@@ -154,7 +154,8 @@ def live_runs(filters: dict[str, Any]) -> None:
     if table.empty:
         st.info("No run matches these filters.")
         return
-    with st.expander("Runs of this page over time (x = start, y = duration, colour = state)", expanded=True):
+    if st.toggle("Chart of this page's runs over time (x = start, y = duration, colour = state)", key="runs_chart_on",
+                 help="Off by default: the list draws at once; the chart costs a charting library's time"):
         runs_chart(points)
     event = widgets.runs_table(table, key="runs_table", height=min(38 + 35 * len(table), 740), select=True)
     left, right = st.columns([1, 2])

@@ -22,7 +22,8 @@ def deployment_card(dep: dict[str, Any]) -> None:
         zone = dep.get("timezone") or "UTC"
         st.markdown(f"**{dep['schedule_text']}**")
         st.caption(f"Schedule `{dep['schedule_expr']}` in **{zone}** · DST: {dep['dst_policy']}")
-        st.caption(f"Work queue `{dep.get('work_queue') or 'default'}` · tags {', '.join(dep.get('tags') or []) or '-'}"
+        st.caption(f"Work queue `{dep.get('work_queue') or 'default'}` ({queue_limit(dep.get('work_queue'))}) · "
+                   f"tags {', '.join(dep.get('tags') or []) or '-'}"
                    f" · catch-up `{dep.get('catchup') or '-'}` · crash retries {dep.get('retries') or 0}"
                    f" · parameters `{dep.get('parameters') or {}}`")
         skipped_slots_note(dep)
@@ -36,6 +37,19 @@ def deployment_card(dep: dict[str, Any]) -> None:
             widgets.runs_table(table, key=f"upcoming_{dep['name']}")
         elif dep["active"]:
             st.info("No run materialised yet: the scheduler keeps the next runs ready while it runs.")
+        recent = queries.recent_runs_of(dep["name"])
+        if not recent.empty:
+            st.caption("Recent runs")
+            widgets.runs_table(recent, key=f"recent_{dep['name']}")
+
+
+def queue_limit(name: str | None) -> str:
+    """``at most 1 at once`` or ``no limit``, for the deployment's work queue."""
+    for queue in queries.work_queues():
+        if queue["name"] == (name or "default"):
+            limit = queue.get("concurrency_limit")
+            return "no limit" if limit is None else f"at most {limit} at once"
+    return "no limit"
 
 
 def skipped_slots_note(dep: dict[str, Any]) -> None:
