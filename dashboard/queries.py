@@ -72,7 +72,7 @@ def _cached(fn: Callable[..., Any] | None = None, *, live: bool = False) -> Call
     if fn is None:
         return functools.partial(_cached, live=live)
 
-    def cached(path: str, _version: tuple[int, ...], *args: Any, **kwargs: Any) -> Any:
+    def cached(path: str, history_version: tuple[int, ...], *args: Any, **kwargs: Any) -> Any:  # hashed: no leading _
         return fn(_store(path), *args, **kwargs)
 
     # st.cache_data keys a cache on the function's qualified name: give each wrapper its own.

@@ -273,3 +273,33 @@ def test_a_deployment_card_shows_its_schedule_zone_queue_limit_catchup_and_recen
     recent = next(d.value for d in at.dataframe if "Reason" in d.value.columns and len(d.value) == 5)
     assert set(recent["State"].map(tuple)) <= {("Completed",), ("Failed",), ("Crashed",), ("Cancelled",)}
     assert any(b.key == f"toggle_{history.deployment}" for b in at.button)
+
+
+def test_pause_and_resume_from_the_dashboard_keep_the_runs_ids_and_names(history):
+    def waiting() -> set[tuple[str, str]]:
+        store = Store(history.settings.db_path, readonly=True)
+        try:
+            return {(r["id"], r["name"]) for r in store.runs(states=["SCHEDULED", "LATE"], limit=100)}
+        finally:
+            store.close()
+
+    before = waiting()
+    at = open_page("upcoming")
+    at.button(key=f"toggle_{history.deployment}").click().run()
+    assert waiting() == before
+    assert any("Paused: it starts nothing" in i.value for i in at.info)
+    at.button(key=f"toggle_{history.deployment}").click().run()
+    assert {run_id for run_id, _ in before} <= {run_id for run_id, _ in waiting()}
+    assert not any("Paused: it starts nothing" in i.value for i in at.info)
+
+
+def test_cached_reads_see_a_write_at_once(history):
+    at = open_page("run_detail", id=history.scheduled[0])
+    assert any("Scheduled]" in m.value and history.scheduled[0] in m.value for m in at.markdown)
+    store = Store(history.settings.db_path)
+    try:
+        store.transition(history.scheduled[0], State.PENDING, now=dt.datetime.now(UTC))
+    finally:
+        store.close()
+    at.run()
+    assert any("Pending]" in m.value and history.scheduled[0] in m.value for m in at.markdown)
