@@ -21,7 +21,7 @@ $py -m pipeline runs ls --limit 10
 
 $py -m pipeline scheduler &
 scheduler=$!
-$py -m streamlit run dashboard/app.py --server.port "$port" &
+$py dashboard/serve.py --server.port "$port" &  # 127.0.0.1 only, from any folder
 dashboard=$!
 stop() {
   trap - INT TERM EXIT
