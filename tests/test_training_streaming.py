@@ -200,3 +200,33 @@ def test_a_month_without_a_trip_of_1_to_60_minutes_fails_in_prepare_features(fol
     assert run["state"] == "FAILED" and run["error_task"] == "prepare_features"
     assert run["error"] == ("fhv_tripdata_2021-07 has no trips with a duration between 1 and 60 minutes "
                             "(4000 rows read).")
+
+
+# --- the helper process that writes the pickles ----------------------------------------------------
+
+@pytest.fixture
+def trained(months):
+    return model.fit(model.design(features.read_month(months[0], "train").summary))
+
+
+def test_the_helper_process_writes_the_same_pickles_as_this_process(trained, tmp_path):
+    here = model.save_artifacts(trained, tmp_path / "here", "2021-08-15")
+    writer = model.ArtifactWriter.start(only_if_cold=False)
+    try:
+        there = model.save_artifacts(trained, tmp_path / "there", "2021-08-15", writer)
+    finally:
+        writer.close()
+    assert [(a.name, a.path.name, a.sha256, a.size) for a in there] == [
+        (a.name, a.path.name, a.sha256, a.size) for a in here]
+    assert all(a.path.read_bytes() == b.path.read_bytes() for a, b in zip(here, there))
+
+
+def test_a_helper_process_that_died_is_replaced_by_writing_here(trained, tmp_path, caplog):
+    writer = model.ArtifactWriter.start(only_if_cold=False)
+    writer.process.kill()
+    writer.process.wait()
+    with caplog.at_level(logging.WARNING, logger="pipeline.training.model"):
+        written = model.save_artifacts(trained, tmp_path, "2021-08-15", writer)
+    writer.close()
+    assert [a.path.name for a in written] == ["dv-2021-08-15.b", "model-2021-08-15.bin"]
+    assert "writing them here" in caplog.text

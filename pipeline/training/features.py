@@ -316,7 +316,7 @@ def prepare_features(table: pa.Table, label: str) -> Features:
 # --- streaming: months read batch by batch, two at once -------------------------------------------
 
 BATCH_ROWS = 1 << 18  # 2 MiB a float column: the arrays of a batch stay in the cache
-WHOLE_GROUP_ROWS = 1 << 21
+WHOLE_GROUP_ROWS = 1 << 20
 
 
 @dataclass(frozen=True, eq=False)

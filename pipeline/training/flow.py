@@ -51,14 +51,14 @@ def _model() -> Any:
 
 
 @task(timeout=1800)
-def train_model(design: Any, train: Any, run_date: str, settings: Settings) -> Any:
+def train_model(design: Any, train: Any, run_date: str, settings: Settings, writer: Any = None) -> Any:
     model = _model()
     trained = model.fit(design, settings.solver, train.trips)
     log.info("Trained LinearRegression (%s solver) on %s rows and %d one-hot features.", settings.solver,
              f"{design.rows:,}", len(trained.onehot.feature_names))
     context = run_context()
     folder = settings.artifacts_dir / (context.run_id if context else f"adhoc-{run_date}")
-    for artifact in model.save_artifacts(trained, folder, run_date):
+    for artifact in model.save_artifacts(trained, folder, run_date, writer):
         log.info("Saved %s (%s bytes, sha256 %s).", artifact.name, f"{artifact.size:,}", artifact.sha256[:12])
         if context:
             context.record_artifact(name=artifact.name, path=str(artifact.path), sha256=artifact.sha256,
@@ -86,9 +86,15 @@ def training_flow(*, settings: Settings, date: str | None = None, data_url: str 
         context.store.record_data_source(context.run_id, settings.data_url, settings.is_synthetic)
     log.info("Run date %s: training on %s, validating on %s, data from %s.", run_date, train_month,
              val_month, data.describe_source(settings.data_url))
-    train, val = read_data(settings, train_month, val_month)
-    design = prepare_features(train, val)
-    trained = train_model(design, train, run_date.isoformat(), settings)
+    # scikit-learn (for the pickles only) is imported by a helper process while the months are read
+    writer = _model().ArtifactWriter.start() if settings.solver == "exact" else None
+    try:
+        train, val = read_data(settings, train_month, val_month)
+        design = prepare_features(train, val)
+        trained = train_model(design, train, run_date.isoformat(), settings, writer)
+    finally:
+        if writer is not None:
+            writer.close()
     scores = run_model(trained, train, val)
     return _metrics(run_date, train_month, val_month, train, val, trained, scores, settings)
 

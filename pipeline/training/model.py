@@ -12,13 +12,19 @@ The exact solver needs no matrix: ``design`` builds the normal equations (X'X, X
 month's ``MonthSummary`` (trips and summed minutes per zone pair), and ``evaluate_summary`` the
 MSE of the fitted weights from the same sums. ``FHV_SOLVER=lsqr`` fits scikit-learn's
 ``LinearRegression`` on the full sparse matrix of the kept trips instead.
-scikit-learn is imported when a regression or a vectorizer is made, not with this module.
+scikit-learn is imported when a regression or a vectorizer is made, not with this module; a
+run hides that import (2 s) in ``ArtifactWriter``, a helper process that imports it while the
+months are read and then pickles the fitted weights.
 """
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import os
 import pickle
+import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +42,9 @@ if TYPE_CHECKING:
     from sklearn.linear_model import LinearRegression
 
 FIRST_CODE, LAST_CODE = -1, SLOTS - 2  # one slot per possible code: slot = code + 1
+ROOT = Path(__file__).resolve().parents[2]  # the folder holding the ``pipeline`` package
+
+log = logging.getLogger("pipeline.training.model")
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,12 +87,27 @@ class OneHot:
 
     def to_dict_vectorizer(self) -> "DictVectorizer":
         """A fitted DictVectorizer whose ``transform(dicts)`` equals ``transform(pu, do)``."""
-        from sklearn.feature_extraction import DictVectorizer
+        return dict_vectorizer(self.feature_names)
 
-        dv = DictVectorizer()
-        dv.feature_names_ = [str(name) for name in self.feature_names]
-        dv.vocabulary_ = {name: i for i, name in enumerate(dv.feature_names_)}
-        return dv
+
+def dict_vectorizer(feature_names) -> "DictVectorizer":
+    """A fitted DictVectorizer with these feature names, in this order."""
+    from sklearn.feature_extraction import DictVectorizer
+
+    dv = DictVectorizer()
+    dv.feature_names_ = [str(name) for name in feature_names]
+    dv.vocabulary_ = {name: i for i, name in enumerate(dv.feature_names_)}
+    return dv
+
+
+def linear_regression(coef: np.ndarray, intercept: float) -> "LinearRegression":
+    """A fitted LinearRegression with these weights."""
+    from sklearn.linear_model import LinearRegression
+
+    regression = LinearRegression()
+    regression.coef_, regression.intercept_ = np.asarray(coef, np.float64), float(intercept)
+    regression.n_features_in_ = len(regression.coef_)
+    return regression
 
 
 def slot_counts(codes: np.ndarray) -> np.ndarray:
@@ -125,8 +149,16 @@ def _csr(columns: np.ndarray, found: np.ndarray, width: int) -> "sp.csr_matrix":
 
 @dataclass(frozen=True, eq=False)
 class TrainedModel:
+    """The encoding and the weights; ``fitted`` is scikit-learn's own fit when it made one (lsqr)."""
+
     onehot: OneHot
-    regression: "LinearRegression"
+    coef: np.ndarray
+    intercept: float
+    fitted: "LinearRegression | None" = None
+
+    @property
+    def regression(self) -> "LinearRegression":
+        return self.fitted if self.fitted is not None else linear_regression(self.coef, self.intercept)
 
 
 @dataclass(frozen=True)
@@ -180,8 +212,8 @@ def fit(design: Design, solver: str = "exact", trips: Features | None = None) ->
         return train(trips, "lsqr")
     if solver not in SOLVERS:
         raise ValueError(f"solver={solver!r} is not one of {', '.join(SOLVERS)}")
-    return TrainedModel(design.onehot, _solve(design.gram, design.moment, design.column_sums, design.rows,
-                                              design.y_sum))
+    return TrainedModel(design.onehot, *_solve(design.gram, design.moment, design.column_sums, design.rows,
+                                               design.y_sum))
 
 
 def train(features: Features, solver: str = "exact") -> TrainedModel:
@@ -199,30 +231,26 @@ def train(features: Features, solver: str = "exact") -> TrainedModel:
     if solver == "lsqr":
         from sklearn.linear_model import LinearRegression
 
-        return TrainedModel(onehot, LinearRegression().fit(matrix, features.duration))
-    return TrainedModel(onehot, fit_exact(matrix, features.duration))
+        fitted = LinearRegression().fit(matrix, features.duration)
+        return TrainedModel(onehot, fitted.coef_, float(fitted.intercept_), fitted)
+    return TrainedModel(onehot, *fit_exact(matrix, features.duration))
 
 
-def fit_exact(matrix: "sp.csr_matrix", y: np.ndarray, rcond: float = 1e-10) -> "LinearRegression":
-    """Minimum-norm least squares with an intercept, from the matrix itself."""
+def fit_exact(matrix: "sp.csr_matrix", y: np.ndarray, rcond: float = 1e-10) -> tuple[np.ndarray, float]:
+    """Minimum-norm least squares with an intercept, from the matrix itself: the weights and the intercept."""
     sums = np.asarray(matrix.sum(axis=0)).ravel()
     return _solve(_gram(matrix), matrix.T @ y, sums, matrix.shape[0], float(y.sum()), rcond)
 
 
 def _solve(gram: np.ndarray, moment: np.ndarray, sums: np.ndarray, rows: int, y_sum: float,
-           rcond: float = 1e-10) -> "LinearRegression":
+           rcond: float = 1e-10) -> tuple[np.ndarray, float]:
     """Minimum-norm least squares with an intercept, via the eigen-decomposition of the centred Gram matrix."""
-    from sklearn.linear_model import LinearRegression
-
     means, y_mean = sums / rows, y_sum / rows
     centred = gram - rows * np.outer(means, means)
     values, vectors = np.linalg.eigh(centred)
     keep = values > rcond * values.max()
     coef = vectors[:, keep] @ ((vectors[:, keep].T @ (moment - rows * means * y_mean)) / values[keep])
-    regression = LinearRegression()
-    regression.coef_, regression.intercept_ = coef, y_mean - float(means @ coef)
-    regression.n_features_in_ = len(sums)
-    return regression
+    return coef, y_mean - float(means @ coef)
 
 
 def _gram(matrix: sp.csr_matrix) -> np.ndarray:
@@ -239,7 +267,8 @@ def _gram(matrix: sp.csr_matrix) -> np.ndarray:
 
 
 def predict(model: TrainedModel, features: Features) -> np.ndarray:
-    return model.regression.predict(model.onehot.transform(features.pu, features.do))
+    """What ``LinearRegression.predict`` gives on the one-hot rows."""
+    return model.onehot.transform(features.pu, features.do) @ model.coef + model.intercept
 
 
 def evaluate(model: TrainedModel, features: Features) -> dict:
@@ -260,23 +289,33 @@ def evaluate_summary(model: TrainedModel, summary: MonthSummary) -> dict:
 
 def cell_predictions(model: TrainedModel) -> np.ndarray:
     """The prediction for each (pickup slot, drop-off slot) pair, flat as ``MonthSummary`` cells."""
-    coef, onehot = model.regression.coef_, model.onehot
+    coef, onehot = model.coef, model.onehot
 
     def by_slot(columns: np.ndarray) -> np.ndarray:
         return np.where(columns >= 0, coef[np.maximum(columns, 0)], 0.0)
 
     grid = by_slot(onehot.pu_columns)[:, None] + by_slot(onehot.do_columns)[None, :]
-    return (grid + model.regression.intercept_).ravel()
+    return (grid + model.intercept).ravel()
 
 
-def save_artifacts(model: TrainedModel, folder, run_date: str) -> list[Artifact]:
-    """Pickle the vectorizer (``dv-DATE.b``) and the regression (``model-DATE.bin``)."""
+def save_artifacts(model: TrainedModel, folder, run_date: str,
+                   writer: "ArtifactWriter | None" = None) -> list[Artifact]:
+    """Pickle the vectorizer (``dv-DATE.b``) and the regression (``model-DATE.bin``), by ``writer``
+    when one is given and the model is just weights, else (or if the writer fails) here."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    return [
-        _write_pickle("vectorizer", folder / f"dv-{run_date}.b", model.onehot.to_dict_vectorizer()),
-        _write_pickle("model", folder / f"model-{run_date}.bin", model.regression),
-    ]
+    paths = (folder / f"dv-{run_date}.b", folder / f"model-{run_date}.bin")
+    if writer is not None and model.fitted is None:
+        try:
+            return writer.write(model, paths)
+        except (OSError, ValueError, subprocess.SubprocessError) as exc:
+            log.warning("The helper process could not write the artifacts (%s); writing them here.", exc)
+    return _artifacts(model.onehot.feature_names, model.regression, paths)
+
+
+def _artifacts(feature_names, regression: "LinearRegression", paths: tuple[Path, Path]) -> list[Artifact]:
+    return [_write_pickle("vectorizer", paths[0], dict_vectorizer(feature_names)),
+            _write_pickle("model", paths[1], regression)]
 
 
 def _write_pickle(name: str, path: Path, value) -> Artifact:
@@ -293,3 +332,51 @@ def _write_pickle(name: str, path: Path, value) -> Artifact:
         Path(temp).unlink(missing_ok=True)
         raise
     return Artifact(name, path, hashlib.sha256(payload).hexdigest(), len(payload))
+
+
+class ArtifactWriter:
+    """A helper process that imports scikit-learn (about 2 s of a cold process) while the months
+    are read, then pickles the one model it is sent: the same objects, from the same weights."""
+
+    def __init__(self, process: subprocess.Popen):
+        self.process = process
+
+    @classmethod
+    def start(cls, *, only_if_cold: bool = True) -> "ArtifactWriter | None":
+        """None when scikit-learn is imported here already (a preloaded worker) or no process starts."""
+        if only_if_cold and "sklearn.linear_model" in sys.modules:
+            return None
+        path = os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))
+        try:
+            return cls(subprocess.Popen([sys.executable, "-c", "from pipeline.training.model import serve; serve()"],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        text=True, env={**os.environ, "PYTHONPATH": path}))
+        except OSError:
+            return None
+
+    def write(self, model: TrainedModel, paths: tuple[Path, Path], timeout: float = 300) -> list[Artifact]:
+        request = {"names": list(model.onehot.feature_names), "coef": model.coef.tolist(),
+                   "intercept": model.intercept, "paths": [str(p) for p in paths]}
+        out, err = self.process.communicate(json.dumps(request) + "\n", timeout=timeout)
+        if self.process.returncode != 0:
+            raise subprocess.SubprocessError((err.strip().splitlines() or [f"exit {self.process.returncode}"])[-1])
+        return [Artifact(a["name"], Path(a["path"]), a["sha256"], a["size"]) for a in json.loads(out)]
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.communicate()
+
+
+def serve() -> None:
+    """The helper process: import scikit-learn at once, then pickle the model read from stdin."""
+    import sklearn.feature_extraction  # noqa: F401  (the slow part, while the parent reads)
+    import sklearn.linear_model  # noqa: F401
+
+    line = sys.stdin.readline()
+    if not line:  # the parent went away without a model
+        return
+    request = json.loads(line)
+    written = _artifacts(request["names"], linear_regression(request["coef"], request["intercept"]),
+                         tuple(Path(p) for p in request["paths"]))
+    print(json.dumps([{"name": a.name, "path": str(a.path), "sha256": a.sha256, "size": a.size} for a in written]))
