@@ -61,6 +61,9 @@ def whole_processes(folder: Path, home: Path, pairs: int) -> dict[str, list]:
 
 
 def flow_in_process(folder: Path, home: Path, repeats: int) -> list[float]:
+    import sklearn.feature_extraction  # noqa: F401  (imports excluded: the artifacts are pickled here, at once)
+    import sklearn.linear_model  # noqa: F401
+
     from pipeline.config import Settings
     from pipeline.training.flow import run_now
     from pipeline.store import Store

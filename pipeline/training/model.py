@@ -18,6 +18,7 @@ months are read and then pickles the fitted weights.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -28,10 +29,15 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+try:
+    from threadpoolctl import threadpool_limits  # installed with scikit-learn
+except ImportError:  # pragma: no cover - then BLAS picks its own number of threads
+    def threadpool_limits(limits):  # noqa: ARG001
+        return contextlib.nullcontext()
 
 from .features import Features, MonthSummary
 from .schema import DO, PU, SLOTS
@@ -247,9 +253,10 @@ def _solve(gram: np.ndarray, moment: np.ndarray, sums: np.ndarray, rows: int, y_
     """Minimum-norm least squares with an intercept, via the eigen-decomposition of the centred Gram matrix."""
     means, y_mean = sums / rows, y_sum / rows
     centred = gram - rows * np.outer(means, means)
-    values, vectors = np.linalg.eigh(centred)
-    keep = values > rcond * values.max()
-    coef = vectors[:, keep] @ ((vectors[:, keep].T @ (moment - rows * means * y_mean)) / values[keep])
+    with threadpool_limits(1):  # 525 x 525: one thread is as fast, and never spins against busy cores
+        values, vectors = np.linalg.eigh(centred)
+        keep = values > rcond * values.max()
+        coef = vectors[:, keep] @ ((vectors[:, keep].T @ (moment - rows * means * y_mean)) / values[keep])
     return coef, y_mean - float(means @ coef)
 
 
@@ -281,8 +288,8 @@ def evaluate_summary(model: TrainedModel, summary: MonthSummary) -> dict:
     """``evaluate`` from a month's sums: the prediction is one number per zone pair, so
     sum (y - p)^2 = sum y^2 - 2 sum_pairs p * (sum of y) + sum_pairs p^2 * trips."""
     predicted = cell_predictions(model)
-    squared = (summary.squared_minutes - 2 * float(predicted @ summary.cell_minutes)
-               + float((predicted * summary.cell_trips) @ predicted))
+    squared = (summary.squared_minutes - 2 * float(np.einsum("i,i->", predicted, summary.cell_minutes))
+               + float(np.einsum("i,i,i->", predicted, predicted, summary.cell_trips)))
     mse = max(squared, 0.0) / summary.rows
     return {"mse": mse, "rmse": float(np.sqrt(mse)), "rows": summary.rows}
 
