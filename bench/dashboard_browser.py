@@ -159,16 +159,18 @@ def navigation(browser, url: str, repeat: int) -> dict[str, float]:
     page.goto(url)
     page.wait_for_function(USABLE, arg="", polling="raf", timeout=60_000)
     times: dict[str, list[float]] = {name: [] for name in PAGES}
+    current = PAGES[0]
     for round_ in range(repeat + 1):  # the first round warms the server's caches and the browser's
         for i, name in enumerate(PAGES):
-            before = PAGES[(i + 1 + round_) % len(PAGES)]
-            if before == name:
-                before = PAGES[(i + 2) % len(PAGES)]
+            # from a page that varies by round, never the target nor the page already shown
+            before = next(PAGES[(i + k + round_) % len(PAGES)] for k in range(1, len(PAGES))
+                          if PAGES[(i + k + round_) % len(PAGES)] not in (name, current))
             click_to_usable(page, before)
             page.wait_for_timeout(300)
             elapsed = click_to_usable(page, name)
             if round_:
                 times[name].append(elapsed)
+            current = name
             page.wait_for_timeout(300)
     context.close()
     return {name: statistics.median(values) for name, values in times.items()}

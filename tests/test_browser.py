@@ -244,7 +244,7 @@ def watch(watched: dict, state: re.Pattern, suffix: str, shots: Path, seconds: f
 
 def shown_command(page) -> str:
     """The scheduler command a page shows in its main part."""
-    code = page.locator("[data-testid='stMain'] [data-testid='stMarkdown'] code").filter(has_text="-m pipeline scheduler")
+    code = page.locator("[data-testid='stMain'] code").filter(has_text="-m pipeline scheduler")
     return code.first.inner_text().strip()
 
 

@@ -100,7 +100,8 @@ def test_overview_looks_forward_with_the_next_run_and_scheduled_count(history):
 
 def test_the_scheduler_command_shown_names_the_repo_the_history_and_the_data(history):
     at = open_page("overview")
-    (command,) = {c.value.strip("`") for c in at.markdown if "-m pipeline scheduler" in c.value}  # page and sidebar
+    (command,) = {c.value.strip("`") for c in at.markdown if "-m pipeline scheduler" in c.value}  # the sidebar
+    assert f"`{command}`" in next(e.value for e in at.main.error if "Scheduler down" in e.value)  # and the page
     home = history.settings.home.absolute()
     assert command.startswith(f"cd {ROOT} && FHV_HOME={home} FHV_DATA_URL=demo:3000 ")
     assert command.endswith((" .venv/bin/python -m pipeline scheduler", " .venv/bin/python3 -m pipeline scheduler",
