@@ -314,6 +314,11 @@ def skipped_deployments(names: list[str]) -> str:
     return f"{len(names)} {verb} skipped by the scheduler: {', '.join(names)}"
 
 
+def plural(count: int, noun: str) -> str:
+    """``1 run``, ``7 runs``, ``1,200 runs``."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
 def how_many(count: int, at_least: bool = False) -> str:
     """``12``, ``at least 100,000`` (a count that stopped at its limit)."""
     return f"at least {count:,}" if at_least else f"{count:,}"

@@ -143,7 +143,7 @@ def test_upcoming_explains_runs_past_due_by_the_missing_scheduler_with_its_comma
     past_due_manual_run(history)
     at = open_page("upcoming")
     (overdue,) = [w.value for w in at.warning if OVERDUE in w.value]  # one summary, not a banner a run
-    assert overdue.startswith("**2 run(s) past due will not start**") and "(tardy-pelican)" in overdue
+    assert overdue.startswith("**2 runs past due will not start**") and "(tardy-pelican)" in overdue
     assert "FHV_HOME=" in overdue and "-m pipeline scheduler`" in overdue
     deployment, manual = [d.value for d in at.dataframe if "Why it waits" in d.value.columns]
     assert list(deployment["Why it waits"].str.startswith(OVERDUE)) == [True, False, False, False]  # slots to come

@@ -88,11 +88,11 @@ def late_explanations() -> None:
     note = widgets.overdue_note(markdown=True)
     if note:
         runs, total = queries.overdue_runs()
-        what, link = f"{total} run(s) past due will not start", None
+        what, link = f"{labels.plural(total, 'run')} past due will not start", None
         reason = note
     else:
         runs, total = queries.late_runs(), queries.count_by_state().get("LATE", 0)
-        what, link = f"{total} run(s) are late", {"state": "LATE"}
+        what, link = f"{labels.plural(total, 'run')} {'is' if total == 1 else 'are'} late", {"state": "LATE"}
         reason = runs[0].get("late_reason") if runs else ""
     if not total:
         return
@@ -101,7 +101,7 @@ def late_explanations() -> None:
     st.warning(f"**{what}**, the oldest due {due} ({oldest.get('name', '-')}): "
                f"{(reason or 'not started at its scheduled time').rstrip('.')}.", icon=":material/running_with_errors:")
     if link:
-        st.page_link(widgets.RUNS_PAGE, label=f"See the {total} late run(s) on Runs", icon=":material/list:",
+        st.page_link(widgets.RUNS_PAGE, label=f"See the {labels.plural(total, 'late run')} on Runs", icon=":material/list:",
                      query_params=link)
 
 
