@@ -485,3 +485,22 @@ def expect_text(locator, text: str) -> None:
     from playwright.sync_api import expect
 
     expect(locator).to_contain_text(text, timeout=20_000)
+
+
+def test_runs_selected_in_the_grid_are_cancelled_together(page, dashboard, history, shots):
+    waiting = _read(history, lambda store: [r["id"] for r in store.run_list(limit=100, states=["SCHEDULED"])])
+    open_page(page, dashboard + "/runs?state=SCHEDULED")
+    grid = page.locator("[data-testid='stDataFrame']").first
+    grid.scroll_into_view_if_needed()
+    box = grid.bounding_box()
+    for row in (0, 1):  # the row markers: the boxes left of the first column
+        page.mouse.click(box["x"] + 17, box["y"] + 35 + 35 * row + 17)
+        page.wait_for_timeout(300)
+    page.wait_for_selector(IDLE, timeout=30_000)
+    button = page.get_by_role("button", name="Cancel 2 selected run(s)")
+    button.click()
+    page.wait_for_timeout(500)
+    page.wait_for_selector(IDLE, timeout=30_000)
+    states = _read(history, lambda store: [store.get_run(run_id)["state"] for run_id in waiting])
+    assert sorted(states) == sorted(["CANCELLED"] * 2 + ["SCHEDULED"] * (len(waiting) - 2))
+    screenshot(page, shots, "runs_cancelled_together")
