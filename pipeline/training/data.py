@@ -17,16 +17,16 @@ also draws a rich progress bar.
 Outcomes: HTTP 403/404 or a missing local file raise ``NotPublishedError``; HTTP 5xx, refused or
 reset connections, timeouts (``download_timeout`` without a byte, or ``download_deadline`` for the
 whole attempt) and truncated bodies raise ``TransientError`` (the runtime retries those); anything
-else wrong with the file, a file without a single trip included, raises ``DataError``. Nothing
-here retries.
+else wrong with the file, a file without a single trip included, raises ``DataError``: it is
+never cached. Nothing here retries.
 """
 from __future__ import annotations
 
 import hashlib
 import http.client
 import logging
-import queue
 import os
+import queue
 import re
 import sys
 import tempfile
@@ -54,9 +54,9 @@ from .schema import check_schema
 
 CHUNK = 1 << 20
 UNSIZED_STEP = 50_000_000  # without a Content-Length, a log line every 50 MB
+USER_AGENT = "fhv-retrain/1.0 (python urllib)"
 
 log = logging.getLogger("pipeline.training.data")
-USER_AGENT = "fhv-retrain/1.0 (python urllib)"
 
 
 def fetch_month(settings: Settings, month: str, *, progress: bool | None = None) -> Path:
