@@ -7,12 +7,11 @@ scheduler process, never here. Bad input raises ``pipeline.errors.ConfigError`` 
 from __future__ import annotations
 
 import contextlib
-import inspect
 import datetime as dt
 from typing import Any, Iterator
 
-from pipeline.config import Settings, normalize_data_url
-from pipeline.errors import ConfigError, PipelineError
+from pipeline.config import Settings
+from pipeline.errors import PipelineError
 from pipeline.orchestration import control, enqueue
 from pipeline.store import Store
 
@@ -36,16 +35,12 @@ def trigger(settings: Settings, *, date: dt.date | str | None, deployment: str |
     """Enqueue one run for ``date`` (a SCHEDULED run due now); returns the run row.
 
     ``data_url`` (``demo``, ``tlc``, a mirror's template or a folder) is the run's own data source,
-    checked here; None keeps the deployment's (FHV_DATA_URL).
+    checked by its flow; None keeps the deployment's (FHV_DATA_URL).
     """
-    extra = {}
-    if data_url:
-        extra["parameters"] = {"data_url": normalize_data_url(data_url)}
-        if "parameters" not in inspect.signature(control.trigger).parameters:
-            raise ConfigError("This orchestrator cannot give a single run its own data source yet; "
-                              "set FHV_DATA_URL for the scheduler instead.")
+    parameters = {"data_url": data_url} if data_url else None
     with writable(settings) as history:
-        return control.trigger(history, settings, deployment=deployment, date=parse_date(date), now=now(), **extra)
+        return control.trigger(history, settings, deployment=deployment, date=parse_date(date), now=now(),
+                               parameters=parameters)
 
 
 def plan_backfill(settings: Settings, *, start: dt.date, end: dt.date, deployment: str | None,

@@ -305,13 +305,6 @@ def test_cached_reads_see_a_write_at_once(history):
     assert any("Pending]" in m.value and history.scheduled[0] in m.value for m in at.markdown)
 
 
-def _trigger_takes_parameters() -> bool:
-    import inspect
-
-    from pipeline.orchestration import control
-    return "parameters" in inspect.signature(control.trigger).parameters
-
-
 def test_run_once_offers_the_data_sources_and_checks_a_template(history):
     at = open_page("trigger")
     assert at.radio(key="trigger_source").options == ["As configured", "Demo (synthetic)", "TLC", "A mirror or folder"]
@@ -323,7 +316,7 @@ def test_run_once_offers_the_data_sources_and_checks_a_template(history):
     assert len(table(open_page("runs"), "Reason")) == before
 
 
-@pytest.mark.xfail(not _trigger_takes_parameters(), reason="control.trigger takes no parameters yet", strict=True)
+
 def test_run_once_on_demo_data_records_that_source(history):
     at = open_page("trigger")
     at.radio(key="trigger_source").set_value("demo").run()

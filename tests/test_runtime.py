@@ -153,3 +153,26 @@ def test_tasks_called_outside_a_flow_are_plain_functions():
 def test_invalid_retry_policies_are_refused(retries, delay):
     with pytest.raises(ConfigError):
         Retry(retries, delay)
+
+
+def test_a_tasks_error_is_logged_under_that_task_once(tmp_path):
+    from pipeline.orchestration.runtime import flow, run_flow, task
+    from pipeline.orchestration.states import State
+    from pipeline.store import Store
+    import datetime as dt
+
+    store = Store(tmp_path / "h.db")
+    run_id = store.create_run(flow="t", name="r", state=State.PENDING, now=dt.datetime.now(dt.timezone.utc))
+
+    @task(name="explode")
+    def explode() -> None:
+        raise ValueError("the file is empty")
+
+    @flow("t", tasks=("explode",))
+    def made() -> None:
+        explode()
+
+    result = run_flow(store, made, run_id, {}, heartbeat_every=60)
+    errors = [line for line in store.logs(run_id) if line["level"] == "ERROR"]
+    assert result.error_task == "explode" and len(errors) == 1
+    assert errors[0]["task"] == "explode" and errors[0]["message"].startswith("ValueError: the file is empty")

@@ -21,9 +21,10 @@ BACKFILL_QUEUE = "backfill"
 
 
 def trigger(store: Store, settings: Settings, *, deployment: str | None, date: dt.date | None,
-            now: dt.datetime) -> RunRow:
-    """Enqueue one manual run of ``deployment`` (None: the default one) for ``date`` (None: today)."""
-    return enqueue.trigger_run(store, settings, deployment=deployment, date=date, now=now)
+            now: dt.datetime, parameters: dict | None = None) -> RunRow:
+    """Enqueue one manual run of ``deployment`` (None: the default one) for ``date`` (None: today);
+    ``parameters`` (such as ``data_url``) apply to this run only."""
+    return enqueue.trigger_run(store, settings, deployment=deployment, date=date, now=now, parameters=parameters)
 
 
 def plan_backfill(store: Store, settings: Settings, *, deployment: str | None, start: dt.date, end: dt.date,

@@ -44,14 +44,22 @@ class BackfillPlan:
 
 
 def trigger_run(store: Store, settings: Settings, *, deployment: str | None = None,
-                date: dt.date | None = None, now: dt.datetime) -> dict[str, Any]:
-    """Enqueue one manual run, due now; ``date`` defaults to today in the deployment's zone."""
+                date: dt.date | None = None, now: dt.datetime,
+                parameters: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Enqueue one manual run, due now; ``date`` defaults to today in the deployment's zone.
+
+    ``parameters`` override the deployment's for this run only (checked by its flow, like a
+    deployment's: for training, ``data_url``), and the run records what they make of it.
+    """
     found = find_deployment(store, deployment)
     today = _today(found, now)
     run_date = date or today
-    flow_entry(found["flow"]).refuse_date(run_date, today)
+    entry = flow_entry(found["flow"])
+    entry.refuse_date(run_date, today)
+    own = entry.check_parameters(parameters or {}, found["name"])
     row = resolve_deployment(store, settings, deployment, now)
-    run_id = _create(store, settings, row, run_date, now=now, when=now, trigger="manual")
+    run_id = _create(store, settings, {**row, "parameters": {**(row.get("parameters") or {}), **own}}, run_date,
+                     now=now, when=now, trigger="manual")
     return store.get_run(run_id)
 
 

@@ -105,6 +105,7 @@ class RunContext:
     attempt_base: int = 0  # task attempts recorded by earlier executions of this run (a run awaiting data)
     started: list[str] = field(default_factory=list)
     calls: dict[str, int] = field(default_factory=dict)
+    last_task_run_id: int | None = None
 
     def position(self, task_name: str) -> int:
         if task_name in self.flow.tasks:
@@ -125,6 +126,7 @@ class RunContext:
             except Exception as error:  # noqa: BLE001 - decided by the retry policy
                 if not made.retry.should_retry(error, attempt):
                     setattr(error, "task_name", made.name)
+                    self._log_in_task(error)
                     raise
                 logger.warning("%s failed (attempt %d of %d): %s; retrying in %g s.", made.name,
                                attempt, made.retry.retries + 1, error, made.retry.delay)
@@ -136,13 +138,26 @@ class RunContext:
             return self._record_attempt(made, attempt, args, kwargs)
         except TaskTimeout as error:  # not an Exception: never retried, never swallowed by task code
             setattr(error, "task_name", made.name)
+            self._log_in_task(error)
             raise
+
+    def _log_in_task(self, error: BaseException) -> None:
+        """Log a task's final error under that task's run, so the logs show where it happened."""
+        self.task_run_id = self.last_task_run_id
+        try:
+            if isinstance(error, PipelineError):
+                logger.error("%s", error)
+            else:
+                logger.error("%s", _describe(error), exc_info=(type(error), error, error.__traceback__))
+        finally:
+            self.task_run_id = None
+        setattr(error, "logged", True)
 
     def _record_attempt(self, made: Task, attempt: int, args: tuple, kwargs: dict) -> Any:
         task_run_id = self.store.create_task_run(self.run_id, made.name, position=self.position(made.name),
                                                  attempt=self.attempt_base + attempt, state=State.RUNNING,
                                                  now=self.clock.now())
-        self.task_run_id = task_run_id
+        self.task_run_id = self.last_task_run_id = task_run_id
         try:
             with _deadline(made.timeout, made.name):
                 result = made.fn(*args, **kwargs)
@@ -233,15 +248,18 @@ def _execute(made: Flow, run_id: str, parameters: dict[str, Any]) -> FlowResult:
         return FlowResult(run_id, State.CANCELLED, error="Cancelled on request.")
     except TaskTimeout as error:
         where = getattr(error, "task_name", None)
-        logger.error("%s", error)
+        if not getattr(error, "logged", False):
+            logger.error("%s", error)
         return FlowResult(run_id, State.FAILED, error=str(error), error_task=where, exception=error)
     except PipelineError as error:
-        logger.error("%s", error)
+        if not getattr(error, "logged", False):
+            logger.error("%s", error)
         return FlowResult(run_id, State.FAILED, error=str(error), error_task=getattr(error, "task_name", None),
                           exception=error)
     except Exception as error:  # noqa: BLE001 - the one boundary for unexpected errors
         where = getattr(error, "task_name", None)
-        logger.error("Unexpected error%s: %s", f" in {where}" if where else "", _describe(error), exc_info=True)
+        if not getattr(error, "logged", False):
+            logger.error("Unexpected error%s: %s", f" in {where}" if where else "", _describe(error), exc_info=True)
         return FlowResult(run_id, State.FAILED, error=f"Unexpected error{f' in {where}' if where else ''}: "
                                                       f"{_describe(error)}", error_task=where, exception=error)
     return FlowResult(run_id, State.COMPLETED, result=result)
