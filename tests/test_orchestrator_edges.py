@@ -426,3 +426,12 @@ def test_a_foreground_run_between_its_creation_and_its_start_is_never_handed_to_
     clock.advance(7 * 86400)
     make(store, settings, clock).tick()
     assert store.get_run(run_id)["state"] == "PENDING"
+
+
+def test_a_triggered_run_may_read_its_own_data_source_and_a_bad_one_is_refused(settings, store, monkeypatch, capsys):
+    monkeypatch.setenv("FHV_HOME", str(settings.home))
+    assert main(["trigger", "--date", "2025-06-15", "--data-url", "demo:500", "--json"]) == 0
+    run = store.get_run(__import__("json").loads(capsys.readouterr().out)["id"])
+    assert (run["parameters"]["data_url"], run["data_source"], run["synthetic"]) == ("demo:500", "demo:500", 1)
+    assert main(["trigger", "--date", "2025-06-15", "--data-url", "ftp://x/{month}"]) == 2
+    assert "uses the scheme 'ftp', which is not supported" in capsys.readouterr().err

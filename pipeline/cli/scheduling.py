@@ -367,6 +367,8 @@ def _enqueue_commands(commands: argparse._SubParsersAction) -> None:
     trigger = commands.add_parser("trigger", help="enqueue a manual run for the scheduler")
     trigger.add_argument("--deployment", help="deployment name (default: monthly-training)")
     trigger.add_argument("--date", help="run date YYYY-MM-DD (default: today in the deployment's time zone)")
+    trigger.add_argument("--data-url", help="this run's data source: a template with {month}, a folder, 'tlc' or "
+                                            "'demo' (default: the deployment's)")
     trigger.add_argument("--json", action="store_true")
     trigger.set_defaults(handler=cmd_trigger)
     backfill = commands.add_parser("backfill", help="enqueue one run per scheduled date in a range")
@@ -384,7 +386,8 @@ def _enqueue_commands(commands: argparse._SubParsersAction) -> None:
 def cmd_trigger(args: argparse.Namespace, settings: Settings) -> int:
     store, now = open_store(settings), SYSTEM_CLOCK.now()
     date = parse_date(args.date) if args.date else None
-    run = control.trigger(store, settings, deployment=args.deployment, date=date, now=now)
+    parameters = {"data_url": args.data_url} if args.data_url else None
+    run = control.trigger(store, settings, deployment=args.deployment, date=date, now=now, parameters=parameters)
     if args.json:
         render.print_json(run)
     else:
