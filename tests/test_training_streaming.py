@@ -211,7 +211,8 @@ def trained(months):
 
 def test_the_helper_process_writes_the_same_pickles_as_this_process(trained, tmp_path):
     here = model.save_artifacts(trained, tmp_path / "here", "2021-08-15")
-    writer = model.ArtifactWriter.start(only_if_cold=False)
+    writer = model.ArtifactWriter()
+    writer.start(only_if_cold=False)
     try:
         there = model.save_artifacts(trained, tmp_path / "there", "2021-08-15", writer)
     finally:
@@ -222,7 +223,8 @@ def test_the_helper_process_writes_the_same_pickles_as_this_process(trained, tmp
 
 
 def test_a_helper_process_that_died_is_replaced_by_writing_here(trained, tmp_path, caplog):
-    writer = model.ArtifactWriter.start(only_if_cold=False)
+    writer = model.ArtifactWriter()
+    writer.start(only_if_cold=False)
     writer.process.kill()
     writer.process.wait()
     with caplog.at_level(logging.WARNING, logger="pipeline.training.model"):
@@ -230,3 +232,15 @@ def test_a_helper_process_that_died_is_replaced_by_writing_here(trained, tmp_pat
     writer.close()
     assert [a.path.name for a in written] == ["dv-2021-08-15.b", "model-2021-08-15.bin"]
     assert "writing them here" in caplog.text
+
+
+def test_the_helper_process_starts_only_for_months_big_enough(tmp_path, monkeypatch):
+    started = []
+    monkeypatch.setattr(model.ArtifactWriter, "start", lambda self, **options: started.append(options))
+    month = tmp_path / "fhv_tripdata_2021-01.parquet"
+    month.write_bytes(b"x" * 1_000)
+    model.ArtifactWriter().start_for([month, month])
+    assert started == []
+    monkeypatch.setattr(model.ArtifactWriter, "WORTH_BYTES", 2_000)
+    model.ArtifactWriter().start_for([month, month])
+    assert started == [{}]

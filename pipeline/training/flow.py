@@ -21,11 +21,14 @@ log = logging.getLogger("pipeline.training.flow")
 
 
 @task(retries=3, retry_delay=5.0, retry_on=(TransientError,), timeout=3600)
-def read_data(settings: Settings, train_month: str, val_month: str) -> tuple[Any, Any]:
+def read_data(settings: Settings, train_month: str, val_month: str, writer: Any = None) -> tuple[Any, Any]:
     """Fetch (download, generate or open) both months, then read both at once, batch by batch, into
-    per-month sums (``features.Month``); the kept trips themselves only for FHV_SOLVER=lsqr."""
+    per-month sums (``features.Month``); the kept trips themselves only for FHV_SOLVER=lsqr.
+    ``writer`` (the artifacts' helper process) starts meanwhile if the months are big."""
     labels = [f"fhv_tripdata_{month}" for month in (train_month, val_month)]
     paths = [data.fetch_month(settings, month) for month in (train_month, val_month)]
+    if writer is not None:
+        writer.start_for(paths)
     months = data.read_months(paths, labels, keep_trips=settings.solver == "lsqr")
     for label, path, month in zip(labels, paths, months):
         log.info("Read %s: %s rows from %s.", label, f"{month.summary.raw_rows:,}", path)
@@ -86,10 +89,10 @@ def training_flow(*, settings: Settings, date: str | None = None, data_url: str 
         context.store.record_data_source(context.run_id, settings.data_url, settings.is_synthetic)
     log.info("Run date %s: training on %s, validating on %s, data from %s.", run_date, train_month,
              val_month, data.describe_source(settings.data_url))
-    # scikit-learn (for the pickles only) is imported by a helper process while the months are read
-    writer = _model().ArtifactWriter.start() if settings.solver == "exact" else None
+    # scikit-learn (for the pickles only) is imported by a helper process while big months are read
+    writer = _model().ArtifactWriter() if settings.solver == "exact" else None
     try:
-        train, val = read_data(settings, train_month, val_month)
+        train, val = read_data(settings, train_month, val_month, writer)
         design = prepare_features(train, val)
         trained = train_model(design, train, run_date.isoformat(), settings, writer)
     finally:

@@ -13,8 +13,8 @@ month's ``MonthSummary`` (trips and summed minutes per zone pair), and ``evaluat
 MSE of the fitted weights from the same sums. ``FHV_SOLVER=lsqr`` fits scikit-learn's
 ``LinearRegression`` on the full sparse matrix of the kept trips instead.
 scikit-learn is imported when a regression or a vectorizer is made, not with this module; a
-run hides that import (2 s) in ``ArtifactWriter``, a helper process that imports it while the
-months are read and then pickles the fitted weights.
+run on big months hides that import (2 s) in ``ArtifactWriter``, a helper process that imports
+it while the months are read and then pickles the fitted weights.
 """
 from __future__ import annotations
 
@@ -312,7 +312,7 @@ def save_artifacts(model: TrainedModel, folder, run_date: str,
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = (folder / f"dv-{run_date}.b", folder / f"model-{run_date}.bin")
-    if writer is not None and model.fitted is None:
+    if writer is not None and writer.started and model.fitted is None:
         try:
             return writer.write(model, paths)
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
@@ -342,24 +342,39 @@ def _write_pickle(name: str, path: Path, value) -> Artifact:
 
 
 class ArtifactWriter:
-    """A helper process that imports scikit-learn (about 2 s of a cold process) while the months
-    are read, then pickles the one model it is sent: the same objects, from the same weights."""
+    """A helper process that imports scikit-learn (about 2 s of a cold process) while big months
+    are read, then pickles the one model it is sent: the same objects, from the same weights.
 
-    def __init__(self, process: subprocess.Popen):
-        self.process = process
+    Started only for months worth it (``start_for``): for small ones the import takes as long
+    here, and a second interpreter would only add its memory.
+    """
 
-    @classmethod
-    def start(cls, *, only_if_cold: bool = True) -> "ArtifactWriter | None":
-        """None when scikit-learn is imported here already (a preloaded worker) or no process starts."""
-        if only_if_cold and "sklearn.linear_model" in sys.modules:
-            return None
+    WORTH_BYTES = 100_000_000  # two files of this size together take about a second to read
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen | None = None
+
+    def start_for(self, paths) -> None:
+        """Start the helper if the files are big enough and scikit-learn is not imported here yet."""
+        if sum(Path(path).stat().st_size for path in paths) >= self.WORTH_BYTES:
+            self.start()
+
+    def start(self, *, only_if_cold: bool = True) -> None:
+        """Start the helper (once); nothing when scikit-learn is here already (a preloaded worker)."""
+        if self.process is not None or (only_if_cold and "sklearn.linear_model" in sys.modules):
+            return
         path = os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))
         try:
-            return cls(subprocess.Popen([sys.executable, "-c", "from pipeline.training.model import serve; serve()"],
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                        text=True, env={**os.environ, "PYTHONPATH": path}))
-        except OSError:
-            return None
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", "from pipeline.training.model import serve; serve()"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                env={**os.environ, "PYTHONPATH": path})
+        except OSError as exc:
+            log.warning("No helper process for the artifacts (%s); they are written here.", exc)
+
+    @property
+    def started(self) -> bool:
+        return self.process is not None
 
     def write(self, model: TrainedModel, paths: tuple[Path, Path], timeout: float = 300) -> list[Artifact]:
         request = {"names": list(model.onehot.feature_names), "coef": model.coef.tolist(),
@@ -370,6 +385,8 @@ class ArtifactWriter:
         return [Artifact(a["name"], Path(a["path"]), a["sha256"], a["size"]) for a in json.loads(out)]
 
     def close(self) -> None:
+        if self.process is None:
+            return
         if self.process.poll() is None:
             self.process.kill()
         self.process.communicate()
