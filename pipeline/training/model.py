@@ -376,13 +376,17 @@ class ArtifactWriter:
     def started(self) -> bool:
         return self.process is not None
 
-    def write(self, model: TrainedModel, paths: tuple[Path, Path], timeout: float = 300) -> list[Artifact]:
+    def write(self, model: TrainedModel, paths: tuple[Path, Path]) -> list[Artifact]:
+        """Send the weights, read back the artifacts (one JSON line); SubprocessError if the helper died."""
         request = {"names": list(model.onehot.feature_names), "coef": model.coef.tolist(),
                    "intercept": model.intercept, "paths": [str(p) for p in paths]}
-        out, err = self.process.communicate(json.dumps(request) + "\n", timeout=timeout)
-        if self.process.returncode != 0:
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        reply = self.process.stdout.readline()
+        if not reply:
+            _, err = self.process.communicate()
             raise subprocess.SubprocessError((err.strip().splitlines() or [f"exit {self.process.returncode}"])[-1])
-        return [Artifact(a["name"], Path(a["path"]), a["sha256"], a["size"]) for a in json.loads(out)]
+        return [Artifact(a["name"], Path(a["path"]), a["sha256"], a["size"]) for a in json.loads(reply)]
 
     def close(self) -> None:
         if self.process is None:
@@ -403,4 +407,6 @@ def serve() -> None:
     request = json.loads(line)
     written = _artifacts(request["names"], linear_regression(request["coef"], request["intercept"]),
                          tuple(Path(p) for p in request["paths"]))
-    print(json.dumps([{"name": a.name, "path": str(a.path), "sha256": a.sha256, "size": a.size} for a in written]))
+    print(json.dumps([{"name": a.name, "path": str(a.path), "sha256": a.sha256, "size": a.size} for a in written]),
+          flush=True)
+    os._exit(0)  # the files are written, synced and renamed: skip tearing down scikit-learn (0.3 s)
