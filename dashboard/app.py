@@ -16,7 +16,7 @@ if str(ROOT) not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-from dashboard import access, widgets  # noqa: E402
+from dashboard import access, queries, widgets  # noqa: E402
 
 # A local icon: a ``:material/...`` page icon makes the browser fetch its SVG from a font server.
 st.set_page_config(page_title="FHV retraining", page_icon=str(HERE / "static" / "icon.png"), layout="wide")
@@ -36,6 +36,10 @@ PAGES = {
 
 if access.gate():
     page = st.navigation(PAGES)
+    problem = queries.history_problem()  # a corrupt, unreadable or newer history: one sentence, no traceback
+    if problem:
+        st.error(problem, icon=":material/error:")
+        st.stop()
     widgets.sidebar()
     page.run()
 else:

@@ -17,6 +17,7 @@ import pandas as pd
 import streamlit as st
 
 from pipeline.config import Settings, load_settings
+from pipeline.errors import StorageError
 from pipeline.orchestration.states import ACTIVE_STATES, FINAL_STATES, State
 from pipeline.store import Store
 
@@ -43,6 +44,16 @@ def _store(path: str) -> Store:
     if not Path(path).exists():
         Store(path).close()  # migrates an empty schema so that the pages can read
     return Store(path, readonly=True)
+
+
+def history_problem() -> str | None:
+    """The sentence saying why the history cannot be read (corrupt, unreadable, a newer schema), or None."""
+    path = str(settings().db_path)
+    try:
+        _store(path).applied_migrations()
+    except StorageError as error:
+        return str(error)
+    return None
 
 
 def refresh() -> None:

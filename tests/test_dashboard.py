@@ -480,3 +480,17 @@ def test_a_completed_run_of_a_users_prefect_flow_shows_its_own_numbers_not_empty
     labels = {m.label: m.value for m in at.metric}
     assert absent not in texts(at) and ":gray[Months]  \n### -" in texts(at) and ":gray[Data]  \n### -" in texts(at)
     assert shown in texts(at) or shown in labels
+
+
+@pytest.mark.parametrize("page", ["overview", "runs"])
+def test_a_corrupt_history_gives_one_sentence_not_a_traceback(tmp_path, monkeypatch, page):
+    home = tmp_path / "fhv"
+    home.mkdir()
+    (home / "history.db").write_bytes(b"this is not a database at all" * 100)
+    monkeypatch.setenv("FHV_HOME", str(home))
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.run()
+    if page != "overview":
+        at.switch_page(f"app_pages/{page}.py").run()
+    assert not at.exception
+    assert any(str(home / "history.db") in e.value for e in at.error)
