@@ -303,7 +303,7 @@ def progress_line(label: str, received: int, total: int | None, seconds: float) 
     speed = f"{rate / 1e6:.1f} MB/s"
     if not total:
         return f"{label}: {received / 1e6:.1f} MB downloaded ({speed})."
-    left = f"about {(total - received) / rate:.0f} s left" if rate and received < total else "done"
+    left = "done" if received >= total else _time_left((total - received) / rate if rate else float("inf"))
     return (f"{label}: {100 * received // total} % downloaded ({received / 1e6:.1f} of {total / 1e6:.1f} MB, "
             f"{speed}, {left}).")
 
@@ -364,6 +364,12 @@ class ReadProgress:
         groups = int(np.searchsorted(ends, rows, side="right"))
         log.info("%s: %d of %d row groups read (%s of %s rows).", self.label, groups, len(ends),
                  f"{rows:,}", f"{total:,}")
+
+
+def _time_left(seconds: float) -> str:
+    if seconds == float("inf"):
+        return "time left unknown"
+    return f"about {seconds:.0f} s left" if seconds >= 1 else "under a second left"
 
 
 # --- helpers ------------------------------------------------------------------------------------
