@@ -275,3 +275,13 @@ def test_the_test_server_stops_quickly_even_with_a_sleeping_answer():
             urllib.request.urlopen(server.url("/slow"), timeout=0.1)
         started = time.perf_counter()
     assert time.perf_counter() - started < 2
+
+
+def test_demo_months_before_the_first_fhv_month_are_not_published_like_the_tlcs(tmp_path):
+    from pipeline.config import Settings
+    from pipeline.errors import NotPublishedError
+
+    settings = Settings(home=tmp_path, data_url="demo:500").ensure_dirs()
+    with pytest.raises(NotPublishedError, match="fhv_tripdata_2014-12 is not published yet"):
+        data.fetch_month(settings, "2014-12")
+    assert data.fetch_month(settings, "2015-01").is_file()

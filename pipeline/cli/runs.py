@@ -62,7 +62,7 @@ def open_store(settings: Settings) -> Store:
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from ..training.flow import run_now  # imports scikit-learn: only for the commands that train
+    from ..training.flow import run_now  # imports pyarrow and the model: only for the commands that train
 
     store = open_store(settings)
     result = run_now(store, settings, date=args.date, data_url=args.data_url, name=new_run_name())

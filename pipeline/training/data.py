@@ -49,7 +49,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from . import demo, features
 from ..config import DATA_ALIASES, TLC_TEMPLATE, Settings, is_synthetic
 from ..errors import DataError, NotPublishedError, TransientError
-from .months import parse_month
+from .months import FIRST_MONTH, parse_month
 from .schema import check_schema
 
 CHUNK = 1 << 20
@@ -64,6 +64,8 @@ def fetch_month(settings: Settings, month: str, *, progress: bool | None = None)
     parse_month(month)
     data_url = _expand(settings.data_url)
     if is_synthetic(data_url):
+        if month < FIRST_MONTH:  # like the TLC's own files: nothing before the first FHV month
+            raise NotPublishedError(month, "the first FHV month is 2015-01")
         return _demo_file(settings.cache_dir, month, demo_rows(data_url))
     if _is_http(data_url):
         return _http_file(settings, data_url, month, _show_progress(progress))

@@ -64,7 +64,6 @@ def tune_memory() -> None:
         pass
 
 
-return_memory_promptly = tune_memory  # the name flow.execute calls
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
 
 

@@ -6,16 +6,16 @@ import importlib
 import logging
 from typing import Any
 
-from . import data, features
-from ..config import Settings, is_synthetic, normalize_data_url
+from ..config import Settings, normalize_data_url
 from ..errors import TransientError
-from .months import check_run_date, months_for, parse_date
-from ..orchestration.runtime import FlowResult, SYSTEM_CLOCK, flow, run_context, run_flow, task
 from ..orchestration.clock import Clock
 from ..orchestration.liveness import this_process
+from ..orchestration.runtime import SYSTEM_CLOCK, FlowResult, flow, run_context, run_flow, task
 from ..orchestration.states import State
 from ..store import Store
+from . import data, features
 from .job import FLOW_NAME, TASKS, run_fields  # noqa: F401  (run_fields: the registered fields)
+from .months import check_run_date, months_for, parse_date
 
 log = logging.getLogger("pipeline.training.flow")
 
@@ -49,7 +49,7 @@ def prepare_features(train: Any, val: Any) -> Any:
 
 
 def _model() -> Any:
-    """``model`` imports scikit-learn (about 1 s): only the tasks that need it pay for it."""
+    """The model module (the exact solve from the months' sums; scikit-learn only for the artifacts)."""
     return importlib.import_module("pipeline.training.model")
 
 
@@ -117,7 +117,7 @@ def _metrics(run_date: dt.date, train_month: str, val_month: str, train: Any, va
 def execute(store: Store, settings: Settings, run_id: str, *, clock: Clock = SYSTEM_CLOCK,
             await_policy: Any = None, heartbeat_every: float = 5.0) -> FlowResult:
     """Run an existing PENDING run of the training flow to its end."""
-    features.return_memory_promptly()
+    features.tune_memory()
     parameters = dict(store.get_run(run_id)["parameters"])
     return run_flow(store, training_flow, run_id, {**parameters, "settings": settings}, clock=clock,
                     await_policy=await_policy, heartbeat_every=heartbeat_every)

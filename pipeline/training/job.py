@@ -35,5 +35,6 @@ def normalize(parameters: Mapping[str, Any]) -> dict[str, Any]:
 
 ENTRY = register_flow(FlowEntry(
     name=FLOW_NAME, execute="pipeline.training.flow:execute", run_fields=run_fields, parameters=PARAMETERS,
-    await_errors=(NotPublishedError,), preload=("pipeline.training.flow", "pipeline.training.model"),
+    await_errors=(NotPublishedError,), preload=("pipeline.training.flow", "pipeline.training.model",
+                                                    "sklearn.linear_model", "sklearn.feature_extraction"),
     normalize=normalize, check_date=check_run_date))
