@@ -22,20 +22,9 @@ from dashboard import access
 from pipeline import users
 from pipeline.errors import ConfigError
 from pipeline.store import Store
-from tests.dashboard_seed import seed_history
-from tests.test_dashboard import APP, ROOT
+from tests.test_dashboard import APP, ROOT, history  # noqa: F401  (history: the seeded fixture)
 
 PASSWORD = "correct horse battery"
-
-
-@pytest.fixture
-def history(tmp_path, monkeypatch):
-    seeded = seed_history(tmp_path / "fhv")
-    monkeypatch.setenv("FHV_HOME", str(seeded.settings.home))
-    monkeypatch.setenv("FHV_DATA_URL", "demo:3000")
-    yield seeded
-    st.cache_data.clear()
-    st.cache_resource.clear()
 
 
 @contextlib.contextmanager

@@ -8,13 +8,12 @@ import json
 
 import pytest
 import streamlit as st
-from streamlit.testing.v1 import AppTest
 
 from dashboard import frames, labels
 from pipeline.orchestration.states import State
 from pipeline.store import Store
 from tests.dashboard_seed import FLOW, TLC, run_fields, seed_history
-from tests.test_dashboard import APP, table, texts
+from tests.test_dashboard import APP, open_page, table, texts
 
 UTC = dt.timezone.utc
 QUEUE_FULL = "its work queue 'default' is full (1 of 1 running)"
@@ -42,15 +41,6 @@ def write(history, **fields) -> str:
         return store.create_run(**(base | fields))
     finally:
         store.close()
-
-
-def open_page(page: str, **query: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=30)
-    at.query_params.update(query)
-    at.run()
-    at.switch_page(f"app_pages/{page}.py").run()
-    assert not at.exception, at.exception[0].value
-    return at
 
 
 # -- honest status ---------------------------------------------------------------------------------
