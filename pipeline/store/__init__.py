@@ -10,6 +10,7 @@ from __future__ import annotations
 from .base import BUSY_TIMEOUT_MS, UTC, BaseStore, connect, from_db, new_run_id, to_db
 from .dashboard import DashboardStore
 from .migrations import MIGRATIONS
+from .models import ModelStore
 from .rows import DeploymentRow, RunRow
 from .runs import RunStore
 from .scheduling import SchedulingStore
@@ -18,5 +19,5 @@ __all__ = ["BUSY_TIMEOUT_MS", "MIGRATIONS", "UTC", "DeploymentRow", "RunRow", "S
            "new_run_id", "to_db"]
 
 
-class Store(RunStore, SchedulingStore, DashboardStore, BaseStore):
+class Store(RunStore, SchedulingStore, DashboardStore, ModelStore, BaseStore):
     """The run history. One instance per process; one connection per thread."""

@@ -138,6 +138,22 @@ INSERT INTO history_identity (id) VALUES (lower(hex(randomblob(16))));
 CREATE INDEX flow_runs_started ON flow_runs(started_at);
 CREATE INDEX flow_runs_state_month ON flow_runs(state, val_month, ended_at);
 """),
+    ("0007_model_versions", """
+CREATE TABLE model_events (
+    id INTEGER PRIMARY KEY,
+    flow TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    run_id TEXT NOT NULL REFERENCES flow_runs(id) ON DELETE CASCADE,
+    action TEXT NOT NULL CHECK (action IN ('promoted', 'rollback', 'manual')),
+    actor TEXT NOT NULL,
+    at TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    undo_to INTEGER REFERENCES model_events(id) ON DELETE SET NULL,
+    UNIQUE (flow, seq)
+);
+CREATE UNIQUE INDEX model_events_promoted_once ON model_events(run_id) WHERE action = 'promoted';
+CREATE INDEX model_events_run ON model_events(run_id);
+"""),
 ]
 
 

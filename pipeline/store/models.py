@@ -1,0 +1,76 @@
+"""Model versions and the champion: the promotion events of each flow.
+
+Every completed training run is a model version. The champion (the model in use) is the run of
+the latest *effective* event: the event with the highest ``seq`` of its flow whose run has
+completed (a run promotes itself in its last task, so its event takes effect when it completes).
+Each change is one conditional INSERT: it names the ``seq`` it expects to follow, and the unique
+``(flow, seq)`` makes the loser of a race insert nothing. ``undo_to`` is the event a rollback
+returns to, so rollbacks walk back through the champions one by one.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from .base import from_db, to_db
+from .rows import RunRow
+
+ACTIONS = ("promoted", "rollback", "manual")
+DEFAULT_FLOW = "fhv-duration-training"
+
+_EFFECTIVE = ("FROM model_events e JOIN flow_runs r ON r.id = e.run_id "
+              "WHERE e.flow = ? AND r.state = 'COMPLETED'")
+
+
+class ModelStore:
+    """Model versions, the champion and its promotion events (mixed into ``Store``)."""
+
+    def champion(self, flow: str = DEFAULT_FLOW) -> RunRow | None:
+        """The run whose model is in use (with its metrics and the event that made it champion)."""
+        return self._one(
+            "SELECT r.*, e.id AS event_id, e.seq AS event_seq, e.action AS event_action, e.actor AS event_actor, "
+            f"e.at AS event_at, e.reason AS event_reason, e.undo_to AS event_undo_to {_EFFECTIVE} "
+            "ORDER BY e.seq DESC LIMIT 1", (flow,))
+
+    def promotion_events(self, after_id: int = 0, *, flow: str | None = None,
+                         limit: int = 1000) -> list[dict[str, Any]]:
+        """Promotion events with an id above ``after_id``, oldest first; ``at`` is a datetime."""
+        where, params = ("WHERE e.id > ?", [after_id])
+        if flow is not None:
+            where += " AND e.flow = ?"
+            params.append(flow)
+        rows = self._all(
+            "SELECT e.id, e.run_id, e.action, e.actor, e.at, e.reason, e.flow, e.seq, e.undo_to, "
+            "r.name AS run_name, r.run_date, r.val_month, r.state AS run_state "
+            f"FROM model_events e JOIN flow_runs r ON r.id = e.run_id {where} ORDER BY e.id LIMIT ?",
+            (*params, limit))
+        return [{**row, "at": from_db(row["at"])} for row in rows]
+
+    def model_event(self, event_id: int) -> dict[str, Any] | None:
+        return self._one("SELECT * FROM model_events WHERE id = ?", (event_id,))
+
+    def last_model_seq(self, flow: str = DEFAULT_FLOW) -> int:
+        """The ``seq`` of the flow's latest event, effective or not (0: none): what the next change follows."""
+        row = self.conn.execute("SELECT MAX(seq) FROM model_events WHERE flow = ?", (flow,)).fetchone()
+        return row[0] or 0
+
+    def record_model_event(self, *, flow: str, run_id: str, action: str, actor: str, reason: str,
+                           now: dt.datetime, after_seq: int, undo_to: int | None) -> int | None:
+        """Append one event if the flow's latest event is still ``after_seq``; its id, or None if it lost a race
+        (another change came first, or this run was promoted automatically already)."""
+        if action not in ACTIONS:
+            raise ValueError(f"unknown promotion action {action!r}")
+        with self.atomic() as conn:
+            row = conn.execute(
+                "INSERT INTO model_events (flow, seq, run_id, action, actor, at, reason, undo_to) "
+                "SELECT ?, ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS "
+                "(SELECT 1 FROM model_events WHERE flow = ? AND seq > ?) ON CONFLICT DO NOTHING RETURNING id",
+                (flow, after_seq + 1, run_id, action, actor, to_db(now), reason, undo_to, flow, after_seq)).fetchone()
+        return row[0] if row else None
+
+    def model_versions(self, flow: str = DEFAULT_FLOW, *, limit: int = 200) -> list[RunRow]:
+        """Completed runs of the flow (each one a model version), newest first, with their metrics."""
+        return self._all(
+            "SELECT r.*, d.name AS deployment FROM flow_runs r LEFT JOIN deployments d ON d.id = r.deployment_id "
+            "WHERE r.flow = ? AND r.state = 'COMPLETED' AND r.metrics IS NOT NULL "
+            "ORDER BY r.ended_at DESC LIMIT ?", (flow, limit))
