@@ -20,8 +20,11 @@ class DataError(PipelineError):
 class NotPublishedError(DataError):
     """The month is not published yet (HTTP 403/404 or a missing local file)."""
 
-    def __init__(self, month: str, detail: str = "", *, path: str | None = None):
+    def __init__(self, month: str, detail: str = "", *, path: str | None = None, first: str | None = None):
         self.month = month
+        if first is not None:  # before the first month of the records: the TLC answers 404 for these too
+            super().__init__(f"fhv_tripdata_{month} is not published: the FHV trip records start in {first}.")
+            return
         if path is not None:
             super().__init__(f"fhv_tripdata_{month} is not in the data folder yet: there is no file {path}.")
             return

@@ -12,13 +12,13 @@ from pipeline.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 
-FLOOR = "before the first FHV month 2015-01; use a run date from 2015-03-01 on."
+FLOOR = "is before the first FHV month 2015-01; use a run date from 2015-01-01 on."
 CALENDAR_END = "is too close to the ends of the calendar (years 1 and 9999)"
 
 BAD_COMMAND_LINES = [
-    # run dates: the first FHV month is 2015-01, so the first run date is 2015-03-01
-    (["run", "--date", "0001-01-01"], "The run date 0001-01-01 would train on 0000-11, " + FLOOR),
-    (["run", "--date", "2015-02-28"], "The run date 2015-02-28 would train on 2014-12, " + FLOOR),
+    # run dates: the first FHV month is 2015-01, so the first run date is 2015-01-01
+    (["run", "--date", "0001-01-01"], "The run date 0001-01-01 " + FLOOR),
+    (["run", "--date", "2014-12-31"], "The run date 2014-12-31 " + FLOOR),
     (["run", "--date", "2021-02-30"], "The date '2021-02-30' is not a valid date; use YYYY-MM-DD"),
     (["run", "--date", ""], "The date '' is not a valid date"),
     (["run", "--date", "10000-01-01"], "The date '10000-01-01' is not a valid date"),
@@ -26,11 +26,11 @@ BAD_COMMAND_LINES = [
     (["run", "--date", "2021-03-15", "--data-url", "demo:5"], "The demo size in 'demo:5' must be a whole number"),
     (["run", "--date", "2021-03-15", "--data-url", "demo:99999999999999999999"], "at most 25,000,000"),
     (["run", "--date", "2021-03-15", "--data-url", "ftp://h/{month}"], "uses the scheme 'ftp', which is not supported"),
-    (["trigger", "--date", "0001-01-01"], "The run date 0001-01-01 would train on 0000-11, " + FLOOR),
+    (["trigger", "--date", "0001-01-01"], "The run date 0001-01-01 " + FLOOR),
     (["backfill", "--start", "0001-01-01", "--end", "0001-02-01", "--dry-run"],
-     "The run date 0001-01-01 would train on 0000-11, " + FLOOR),
-    (["backfill", "--start", "2014-12-01", "--end", "2021-02-01"], "The run date 2014-12-01 would train on 2014-10"),
-    (["backfill", "--start", "2021-03-01", "--end", "0001-02-01", "--dry-run"], "The run date 0001-02-01 would"),
+     "The run date 0001-01-01 " + FLOOR),
+    (["backfill", "--start", "2014-12-01", "--end", "2021-02-01"], "The run date 2014-12-01 is before the first FHV month 2015-01"),
+    (["backfill", "--start", "2021-03-01", "--end", "0001-02-01", "--dry-run"], "The run date 0001-02-01 is before the first FHV month"),
     # schedule preview: numbers that overflow, times at the ends of the calendar
     (["schedule", "preview", "--interval", "1e20"], "The interval 1e20 is not valid; use a whole number of seconds"),
     (["schedule", "preview", "--interval", "1e400"], "The interval 1e400 is not valid"),
@@ -137,8 +137,8 @@ def test_no_download_deadline_is_a_valid_setting(monkeypatch, capsys, tmp_path):
 
 
 def test_the_first_allowed_run_date_is_accepted_by_trigger(monkeypatch, capsys, tmp_path):
-    code, output = run(monkeypatch, capsys, tmp_path, ["trigger", "--date", "2015-03-01", "--json"])
-    assert code == 0 and '"train_month": "2015-01"' in output
+    code, output = run(monkeypatch, capsys, tmp_path, ["trigger", "--date", "2015-01-01", "--json"])
+    assert code == 0 and '"train_month": "2014-11"' in output
 
 
 def test_a_preview_that_reaches_the_end_of_the_calendar_lists_what_fits(monkeypatch, capsys, tmp_path):
@@ -160,7 +160,7 @@ def test_a_real_process_refuses_a_run_date_before_fhv_with_one_line(tmp_path):
     done = subprocess.run([sys.executable, "-m", "pipeline", "run", "--date", "0001-01-01"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and done.stdout == ""
-    assert done.stderr.strip().splitlines() == ["error: The run date 0001-01-01 would train on 0000-11, " + FLOOR]
+    assert done.stderr.strip().splitlines() == ["error: The run date 0001-01-01 " + FLOOR]
 
 
 @pytest.mark.parametrize("name", ["[/]", "[bold]x[/bold]", "a[red"])

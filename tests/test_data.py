@@ -282,6 +282,6 @@ def test_demo_months_before_the_first_fhv_month_are_not_published_like_the_tlcs(
     from pipeline.errors import NotPublishedError
 
     settings = Settings(home=tmp_path, data_url="demo:500").ensure_dirs()
-    with pytest.raises(NotPublishedError, match="fhv_tripdata_2014-12 is not published yet"):
+    with pytest.raises(NotPublishedError, match="fhv_tripdata_2014-12 is not published: the FHV trip records start in 2015-01."):
         data.fetch_month(settings, "2014-12")
     assert data.fetch_month(settings, "2015-01").is_file()

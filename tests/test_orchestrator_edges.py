@@ -408,7 +408,7 @@ def test_slots_beyond_the_catch_up_cap_are_recorded_with_the_reason(store, setti
 # -- the flow decides which run dates it can take (through its registration) ---------------------
 
 def test_a_backfill_reaching_before_the_first_fhv_month_is_refused_whatever_the_caller(store, settings):
-    with pytest.raises(ConfigError, match="would train on 2013-11, before the first FHV month 2015-01"):
+    with pytest.raises(ConfigError, match="The run date 2014-01-01 is before the first FHV month 2015-01"):
         control.plan_backfill(store, settings, deployment=None, start=D(2014, 1, 1), end=D(2015, 6, 1),
                               now=dt.datetime(2026, 1, 10, tzinfo=UTC))
 

@@ -62,10 +62,10 @@ log = logging.getLogger("pipeline.training.data")
 def fetch_month(settings: Settings, month: str, *, progress: bool | None = None) -> Path:
     """Return a local, validated parquet file with the trips of ``month`` (``YYYY-MM``)."""
     parse_month(month)
+    if month < FIRST_MONTH:  # the TLC has no file before the first FHV month, and the demo source none either
+        raise NotPublishedError(month, first=FIRST_MONTH)
     data_url = _expand(settings.data_url)
     if is_synthetic(data_url):
-        if month < FIRST_MONTH:  # like the TLC's own files: nothing before the first FHV month
-            raise NotPublishedError(month, "the first FHV month is 2015-01")
         return _demo_file(settings.cache_dir, month, demo_rows(data_url))
     if _is_http(data_url):
         return _http_file(settings, data_url, month, _show_progress(progress))
