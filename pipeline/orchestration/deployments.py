@@ -53,6 +53,8 @@ class DeploymentSpec:
     skips any slot that could not start within that long after its time, whatever the policy.
     ``active`` is the state a new deployment starts in; later, pause and resume it instead.
     ``retries`` is how many times a run that CRASHED (its process died) is run again; off by default.
+    ``gates`` (data checks: ``pipeline/training/gates.py``) and ``promotion_tolerance`` reach the flow as
+    the run parameters of those names; None leaves them to the flow's defaults.
     """
 
     name: str
@@ -66,6 +68,8 @@ class DeploymentSpec:
     active: bool = True
     description: str | None = None
     retries: int = 0
+    gates: Mapping[str, Any] | None = None
+    promotion_tolerance: float | None = None
 
     def __post_init__(self) -> None:
         check_name(self.name, "deployment")
@@ -74,7 +78,9 @@ class DeploymentSpec:
             raise ConfigError(f"The schedule of {self.name!r} must be a CronSchedule or an IntervalSchedule, "
                               f"not {type(self.schedule).__name__}.")
         object.__setattr__(self, "flow", _flow_name(self.flow, self.name))
-        object.__setattr__(self, "parameters", _parameters(self.parameters, self.name, self.flow))
+        object.__setattr__(self, "parameters", _parameters(_with_quality(self), self.name, self.flow))
+        object.__setattr__(self, "gates", self.parameters.get("gates"))
+        object.__setattr__(self, "promotion_tolerance", self.parameters.get("promotion_tolerance"))
         object.__setattr__(self, "retries", _retries(self.retries, self.name))
         object.__setattr__(self, "tags", _tags(self.tags, self.name))
         object.__setattr__(self, "catchup", _catchup(self.catchup, self.name))
@@ -323,6 +329,19 @@ def _parameters(parameters: Any, name: str, flow: str) -> dict[str, Any]:
     if not isinstance(parameters, Mapping):
         raise ConfigError(f"The parameters of {name!r} must be a dict, not {type(parameters).__name__}.")
     return flow_entry(flow).check_parameters(parameters, name)
+
+
+def _with_quality(spec: DeploymentSpec) -> Any:
+    """The spec's parameters with its ``gates`` and ``promotion_tolerance``, which its runs get as parameters."""
+    extra = {key: value for key, value in (("gates", spec.gates), ("promotion_tolerance", spec.promotion_tolerance))
+             if value is not None}
+    if not extra or not isinstance(spec.parameters, Mapping):
+        return spec.parameters
+    twice = sorted(set(extra) & set(spec.parameters))
+    if twice:
+        raise ConfigError(f"The deployment {spec.name!r} sets {twice[0]!r} both as a field and in its parameters; "
+                          "keep one.")
+    return {**spec.parameters, **extra}
 
 
 def _retries(value: Any, name: str) -> int:

@@ -95,6 +95,14 @@ class Trips:
         return int(self.timed.sum()), float(self.minutes[self.timed].sum())
 
 
+def _short(trips: Trips) -> int:
+    """How many trips of a batch have both timestamps and last under a minute."""
+    short = trips.seconds < FIRST_SECOND
+    if trips.timed is not None:
+        short &= trips.timed
+    return int(np.count_nonzero(short))
+
+
 def trip_arrays(table: pa.Table | pa.RecordBatch, label: str) -> Trips:
     """Durations, the filter and zone slots of a table or batch with the four needed columns.
 
@@ -186,12 +194,14 @@ class MonthSummary:
     cell_minutes: np.ndarray = field(default_factory=lambda: np.zeros(CELLS, np.float64))
     by_second: np.ndarray = field(default_factory=lambda: np.zeros(DURATION_BINS, np.int64))
     by_milli: np.ndarray | None = None
+    short_rows: int = 0  # rows with both timestamps and under a minute (negative durations included)
 
     def add(self, trips: Trips) -> None:
         keep = trips.keep
         timed, minutes = trips.timed_minutes()
         self.raw_rows, self.timed_rows, self.raw_minutes = (self.raw_rows + len(keep), self.timed_rows + timed,
                                                             self.raw_minutes + minutes)
+        self.short_rows += _short(trips)
         cells = np.multiply(trips.pu, SLOTS, dtype=np.int64)
         cells += trips.do
         kept_minutes = trips.minutes * keep  # minutes are finite, even where a timestamp is missing
@@ -249,6 +259,21 @@ class MonthSummary:
             "pu_missing_share": float(pu[0] / raw), "do_missing_share": float(do[0] / raw),
             "pu_distinct": int(np.count_nonzero(pu[1:])), "do_distinct": int(np.count_nonzero(do[1:])),
         }
+
+    def dropped_by_rule(self) -> dict[str, int]:
+        """The rows not kept, by the first rule that drops them: a missing timestamp, then under a
+        minute, then over 60 minutes (a row dropped by one rule is not counted by the next)."""
+        missing = self.raw_rows - self.timed_rows
+        return {"missing_times": missing, "under_1_min": self.short_rows,
+                "over_60_min": self.raw_rows - self.rows - missing - self.short_rows}
+
+    def quantile(self, q: float) -> float:
+        """np.quantile of the kept durations (linear interpolation), exact: from the per-second and
+        per-millisecond counts, not from bins."""
+        position = q * (self.rows - 1)
+        below = int(np.floor(position))
+        low, high = self._kth(below), self._kth(min(below + 1, self.rows - 1))
+        return float(low + (high - low) * (position - below))
 
     def median(self) -> float:
         """np.median of the kept durations: the middle one, or the mean of the two middle ones."""

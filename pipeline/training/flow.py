@@ -1,4 +1,4 @@
-"""The monthly training flow: read_data -> prepare_features -> train_model -> run_model."""
+"""The monthly training flow: read_data -> prepare_features -> check_data -> train_model -> run_model."""
 from __future__ import annotations
 
 import datetime as dt
@@ -7,13 +7,14 @@ import logging
 from typing import Any
 
 from ..config import Settings, normalize_data_url
-from ..errors import TransientError
+from ..errors import PipelineError, TransientError
 from ..orchestration.clock import Clock
 from ..orchestration.liveness import this_process
 from ..orchestration.runtime import SYSTEM_CLOCK, FlowResult, flow, run_context, run_flow, task
 from ..orchestration.states import State
 from ..store import Store
-from . import data, features
+from . import champion, data, features, quality
+from .gates import check_gates
 from .job import FLOW_NAME, TASKS, run_fields  # noqa: F401  (run_fields: the registered fields)
 from .months import check_run_date, months_for, parse_date
 
@@ -48,6 +49,29 @@ def prepare_features(train: Any, val: Any) -> Any:
     return _model().design(train.summary)
 
 
+@task(timeout=600)
+def check_data(train: Any, val: Any, train_month: str, val_month: str, gates: Any = None,
+               champion: Any = None) -> dict[str, Any]:
+    """Each month's figures, their drift (training month against the champion's, validation against
+    training) and the deployment's gates: warnings, or GateBlocked in ``block`` mode."""
+    figures = {"train": quality.month_figures(train.summary, train_month),
+               "val": quality.month_figures(val.summary, val_month)}
+    drift = {"train_vs_champion": quality.drift(champion, figures["train"]) if champion else None,
+             "val_vs_train": quality.drift(figures["train"], figures["val"])}
+    warnings = quality.apply_gates(check_gates(gates), figures, drift)
+    for warning in warnings:
+        log.warning("%s", warning)
+    return {"data": figures, "drift": drift, "warnings": warnings}
+
+
+def _champion_figures() -> dict | None:
+    """The training month figures of the run whose model is in use, if it recorded them."""
+    context = run_context()
+    champion = context.store.champion(FLOW_NAME) if context else None
+    figures = ((champion or {}).get("metrics") or {}).get("data") or {}
+    return figures.get("train") if "hist" in (figures.get("train") or {}) else None
+
+
 def _model() -> Any:
     """The model module (the exact solve from the months' sums; scikit-learn only for the artifacts)."""
     return importlib.import_module("pipeline.training.model")
@@ -79,8 +103,19 @@ def run_model(trained: Any, train: Any, val: Any) -> dict[str, Any]:
             "val_mse": on_val["mse"], "val_rmse": on_val["rmse"]}
 
 
+@task(timeout=600)
+def compare_with_champion(scores: dict[str, Any], val: Any, synthetic: bool, tolerance: float) -> dict[str, Any]:
+    """Score the champion on this run's validation month and decide whether this version replaces it."""
+    context = run_context()
+    promotion = champion.challenge(context.store, run_id=context.run_id, new_rmse=scores["val_rmse"],
+                                   val_summary=val.summary, synthetic=synthetic, tolerance=tolerance,
+                                   now=context.clock.now())
+    log.info("Promotion: %s. %s", promotion["decision"], promotion["reason"])
+    return promotion
+
 @flow(FLOW_NAME, tasks=TASKS)
-def training_flow(*, settings: Settings, date: str | None = None, data_url: str | None = None) -> dict:
+def training_flow(*, settings: Settings, date: str | None = None, data_url: str | None = None,
+                  gates: dict | None = None, promotion_tolerance: float = 0.0) -> dict:
     run_date = parse_date(date)
     settings = settings.with_data_url(data_url)
     train_month, val_month = months_for(run_date)
@@ -94,12 +129,15 @@ def training_flow(*, settings: Settings, date: str | None = None, data_url: str 
     try:
         train, val = read_data(settings, train_month, val_month, writer)
         design = prepare_features(train, val)
+        checks = check_data(train, val, train_month, val_month, gates, _champion_figures())
         trained = train_model(design, train, run_date.isoformat(), settings, writer)
     finally:
         if writer is not None:
             writer.close()
     scores = run_model(trained, train, val)
-    return _metrics(run_date, train_month, val_month, train, val, trained, scores, settings)
+    promotion = compare_with_champion(scores, val, settings.is_synthetic, promotion_tolerance)
+    return (_metrics(run_date, train_month, val_month, train, val, trained, scores, settings) | checks
+           | {"promotion": promotion})
 
 
 def _metrics(run_date: dt.date, train_month: str, val_month: str, train: Any, val: Any,
@@ -119,8 +157,20 @@ def execute(store: Store, settings: Settings, run_id: str, *, clock: Clock = SYS
     """Run an existing PENDING run of the training flow to its end."""
     features.tune_memory()
     parameters = dict(store.get_run(run_id)["parameters"])
-    return run_flow(store, training_flow, run_id, {**parameters, "settings": settings}, clock=clock,
-                    await_policy=await_policy, heartbeat_every=heartbeat_every)
+    result = run_flow(store, training_flow, run_id, {**parameters, "settings": settings}, clock=clock,
+                      await_policy=await_policy, heartbeat_every=heartbeat_every)
+    if result.state is State.COMPLETED:
+        _publish_champion(store, settings)
+    return result
+
+
+def _publish_champion(store: Store, settings: Settings) -> None:
+    """Copy the champion to models/current/ once a run completed (it may be the new champion); the run
+    stays COMPLETED whatever happens here, and the next promotion or rollback publishes again."""
+    try:
+        champion.publish_current(store, settings)
+    except (PipelineError, OSError) as error:
+        log.warning("The champion could not be copied to %s: %s", champion.current_dir(settings), error)
 
 
 FOREGROUND_HEARTBEAT = 1.0  # a foreground run notices a cancel from the CLI or dashboard within a second or two

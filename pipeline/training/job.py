@@ -10,11 +10,13 @@ from typing import Any, Mapping
 from ..config import Settings, is_synthetic, normalize_data_url
 from ..errors import NotPublishedError
 from ..orchestration.registry import FlowEntry, register_flow
+from .gates import check_gates, check_tolerance
 from .months import check_run_date, months_for, parse_date
 
 FLOW_NAME = "fhv-duration-training"
-TASKS = ("read_data", "prepare_features", "train_model", "run_model")
-PARAMETERS = ("data_url",)  # what a deployment may set; ``date`` comes from each run's slot
+TASKS = ("read_data", "prepare_features", "check_data", "train_model", "run_model", "compare_with_champion")
+# what a deployment may set; ``date`` comes from each run's slot
+PARAMETERS = ("data_url", "gates", "promotion_tolerance")
 
 
 def run_fields(parameters: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
@@ -30,6 +32,10 @@ def normalize(parameters: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(parameters)
     if out.get("data_url"):
         out["data_url"] = normalize_data_url(out["data_url"])
+    if "gates" in out:
+        out["gates"] = check_gates(out["gates"]).to_json()
+    if "promotion_tolerance" in out:
+        out["promotion_tolerance"] = check_tolerance(out["promotion_tolerance"])
     return out
 
 
