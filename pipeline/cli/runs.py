@@ -74,6 +74,9 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if result.state is State.COMPLETED else 1
 
 
+QUALITY_KEYS = ("data", "drift", "warnings")  # the data checks (pipeline/training/quality.py)
+
+
 def run_summary(store: Store, run: dict[str, Any]) -> dict[str, Any]:
     metrics = run.get("metrics") or {}
     keys = ("train_rows", "val_rows", "feature_count", "train_mse", "val_mse", "train_rmse", "val_rmse",
@@ -85,6 +88,7 @@ def run_summary(store: Store, run: dict[str, Any]) -> dict[str, Any]:
         "synthetic": bool(run["synthetic"]), "data_source": run["data_source"],
         "started_at": run["started_at"], "ended_at": run["ended_at"], "error": run["error"],
         "artifacts": [{k: a[k] for k in ("name", "path", "sha256", "size")} for a in store.artifacts(run["id"])],
+        **{k: metrics.get(k) for k in QUALITY_KEYS},
     }
 
 

@@ -51,12 +51,13 @@ def prepare_features(train: Any, val: Any) -> Any:
 
 @task(timeout=600)
 def check_data(train: Any, val: Any, train_month: str, val_month: str, gates: Any = None,
-               champion: Any = None) -> dict[str, Any]:
-    """Each month's figures, their drift (training month against the champion's, validation against
-    training) and the deployment's gates: warnings, or GateBlocked in ``block`` mode."""
+               in_use: Any = None) -> dict[str, Any]:
+    """Each month's figures, their drift (training month against ``in_use``'s, the champion's training
+    month, and validation against training) and the deployment's gates: warnings, or GateBlocked in
+    ``block`` mode."""
     figures = {"train": quality.month_figures(train.summary, train_month),
                "val": quality.month_figures(val.summary, val_month)}
-    drift = {"train_vs_champion": quality.drift(champion, figures["train"]) if champion else None,
+    drift = {"train_vs_champion": quality.drift(in_use, figures["train"]) if in_use else None,
              "val_vs_train": quality.drift(figures["train"], figures["val"])}
     warnings = quality.apply_gates(check_gates(gates), figures, drift)
     for warning in warnings:
@@ -67,8 +68,8 @@ def check_data(train: Any, val: Any, train_month: str, val_month: str, gates: An
 def _champion_figures() -> dict | None:
     """The training month figures of the run whose model is in use, if it recorded them."""
     context = run_context()
-    champion = context.store.champion(FLOW_NAME) if context else None
-    figures = ((champion or {}).get("metrics") or {}).get("data") or {}
+    in_use = context.store.champion(FLOW_NAME) if context else None
+    figures = ((in_use or {}).get("metrics") or {}).get("data") or {}
     return figures.get("train") if "hist" in (figures.get("train") or {}) else None
 
 
@@ -137,7 +138,7 @@ def training_flow(*, settings: Settings, date: str | None = None, data_url: str 
     scores = run_model(trained, train, val)
     promotion = compare_with_champion(scores, val, settings.is_synthetic, promotion_tolerance)
     return (_metrics(run_date, train_month, val_month, train, val, trained, scores, settings) | checks
-           | {"promotion": promotion})
+            | {"promotion": promotion})
 
 
 def _metrics(run_date: dt.date, train_month: str, val_month: str, train: Any, val: Any,
