@@ -1,0 +1,320 @@
+"""The champion: the model version in use, how a new version challenges it, and its stable folder.
+
+A completed training run is a model version. On its validation month a run scores the current
+champion too (its pickled DictVectorizer and LinearRegression, loaded as a user would), and
+becomes champion only if its RMSE is not worse than the champion's by more than the deployment's
+tolerance. A run on synthetic data never replaces a champion trained on real data. Each change of
+champion is one event in the history (``Store.record_model_event``); the champion's files are then
+copied to ``$FHV_HOME/models/current/`` with a card, atomically, for a batch job to load.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import datetime as dt
+import errno
+import fcntl
+import hashlib
+import json
+import logging
+import math
+import os
+import pickle
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from ..config import Settings
+from ..errors import DataError, InvalidTransition, NotFound
+from ..store import Store
+from .job import FLOW_NAME
+from .schema import DO, PU, SLOTS
+
+log = logging.getLogger("pipeline.training.champion")
+
+AUTO_ACTOR = "pipeline"
+CARD = "card.json"
+FILES = {"vectorizer": "dv.b", "model": "model.bin"}  # artifact name -> its file in models/current/
+CARD_METRICS = ("train_rows", "val_rows", "feature_count", "train_mse", "train_rmse", "val_mse", "val_rmse")
+RACE_TRIES = 3
+
+
+# -- the champion's artifacts, loaded as a user would --------------------------------------------
+def artifact_files(store: Store, run_id: str) -> dict[str, dict[str, Any]]:
+    """The run's vectorizer and model artifacts by name; a sentence when one is missing."""
+    found = {a["name"]: a for a in store.artifacts(run_id) if a["name"] in FILES}
+    missing = [name for name in FILES if name not in found]
+    if missing:
+        raise NotFound(f"The run {run_id[:8]} has no {' and no '.join(missing)} artifact: it is not a model version.")
+    return found
+
+
+def artifact_bytes(store: Store, artifact: dict[str, Any]) -> bytes:
+    """An artifact's bytes (from its file), checked against the sha256 the run recorded."""
+    reader = getattr(store, "read_artifact", None)  # the history's copy of the bytes, where the store keeps one
+    try:
+        payload = reader(artifact) if reader is not None else Path(artifact["path"]).read_bytes()
+    except OSError as error:
+        raise DataError(f"The artifact {artifact['path']} cannot be read: {error.strerror or error}.") from None
+    digest = hashlib.sha256(payload).hexdigest()
+    if digest != artifact["sha256"]:
+        raise DataError(f"The artifact {artifact['path']} has sha256 {digest[:12]}, not the {artifact['sha256'][:12]} "
+                        "its run recorded: the file was changed or damaged.")
+    return payload
+
+
+def load_model(store: Store, run_id: str) -> tuple[Any, Any]:
+    """The run's fitted DictVectorizer and LinearRegression, unpickled from its artifacts."""
+    files = artifact_files(store, run_id)
+    return tuple(pickle.loads(artifact_bytes(store, files[name])) for name in ("vectorizer", "model"))
+
+
+def score_on_summary(dv: Any, regression: Any, summary: Any) -> dict[str, float]:
+    """The MSE and RMSE of a pickled model on a month's sums: one prediction per zone pair seen in
+    the month, weighted by its trips, its summed minutes and the month's summed squared minutes."""
+    cells = np.flatnonzero(summary.cell_trips)
+    pu, do = cells // SLOTS - 1, cells % SLOTS - 1
+    rows = [{PU: str(p), DO: str(d)} for p, d in zip(pu.tolist(), do.tolist())]
+    predicted = regression.predict(dv.transform(rows)) if rows else np.zeros(0)
+    trips, minutes = summary.cell_trips[cells].astype(np.float64), summary.cell_minutes[cells]
+    squared = summary.squared_minutes - 2 * float(predicted @ minutes) + float((predicted * predicted) @ trips)
+    mse = max(squared, 0.0) / summary.rows
+    return {"mse": mse, "rmse": math.sqrt(mse), "rows": summary.rows}
+
+
+# -- the decision ---------------------------------------------------------------------------------
+def decide(*, new_rmse: float, synthetic: bool, champion: dict[str, Any] | None, champion_rmse: float | None,
+           tolerance: float, unreadable: str | None = None) -> dict[str, Any]:
+    """The promotion record of a new version (a pure function): decision, both RMSEs, tolerance, reason."""
+    record = {"new_rmse": new_rmse, "champion_rmse": champion_rmse,
+              "champion_run_id": champion["id"] if champion else None, "tolerance": tolerance}
+    if champion is None:
+        return {"decision": "first", **record, "reason": "The first completed version becomes the champion."}
+    name = f"{champion['name']} ({champion['id'][:8]})"
+    if synthetic and not champion["synthetic"]:
+        return {"decision": "not_eligible", **record,
+                "reason": f"A run on synthetic data never replaces the champion {name}, trained on real data."}
+    if unreadable:
+        return {"decision": "promoted", **record,
+                "reason": f"The champion {name} could not be scored ({unreadable}); the new version replaces it."}
+    limit = champion_rmse + tolerance
+    if new_rmse <= limit:
+        return {"decision": "promoted", **record,
+                "reason": f"Validation RMSE {new_rmse:.4f} is not worse than the champion {name}'s "
+                          f"{champion_rmse:.4f} by more than the tolerance {tolerance:g}."}
+    return {"decision": "kept", **record,
+            "reason": f"Validation RMSE {new_rmse:.4f} is worse than the champion {name}'s {champion_rmse:.4f} "
+                      f"by more than the tolerance {tolerance:g}: the champion stays."}
+
+
+def challenge(store: Store, *, run_id: str, new_rmse: float, val_summary: Any, synthetic: bool,
+              tolerance: float, now: dt.datetime, flow: str = FLOW_NAME) -> dict[str, Any]:
+    """Score the champion on the run's validation month, decide, and record a promotion event.
+
+    The event names the ``seq`` it follows: if another change came in between, the run decides
+    again against the new champion (a few times, then it keeps what it has).
+    """
+    tolerance = float(tolerance or 0.0)
+    for _ in range(RACE_TRIES):
+        after_seq, champion = store.last_model_seq(flow), store.champion(flow)
+        record = _decision(store, new_rmse, val_summary, synthetic, tolerance, champion)
+        if record["decision"] in ("kept", "not_eligible"):
+            return record
+        event = store.record_model_event(flow=flow, run_id=run_id, action="promoted", actor=AUTO_ACTOR,
+                                         reason=record["reason"], now=now, after_seq=after_seq,
+                                         undo_to=champion["event_id"] if champion else None)
+        if event is not None:
+            return {**record, "event_id": event}
+    return {**record, "decision": "kept", "reason": "The champion changed while this run was deciding; "
+                                                    "it stays as it is (promote this run by hand if wanted)."}
+
+
+def _decision(store: Store, new_rmse: float, val_summary: Any, synthetic: bool, tolerance: float,
+              champion: dict[str, Any] | None) -> dict[str, Any]:
+    champion_rmse, unreadable = None, None
+    if champion is not None and not (synthetic and not champion["synthetic"]):
+        try:
+            champion_rmse = score_on_summary(*load_model(store, champion["id"]), val_summary)["rmse"]
+        except (DataError, NotFound, pickle.UnpicklingError, AttributeError, ValueError) as error:
+            unreadable = str(error).rstrip(".")
+            log.warning("The champion %s could not be scored: %s", champion["name"], error)
+    return decide(new_rmse=new_rmse, synthetic=synthetic, champion=champion, champion_rmse=champion_rmse,
+                  tolerance=tolerance, unreadable=unreadable)
+
+
+# -- by hand: promote a version, roll back to the previous champion --------------------------------
+def promote(store: Store, settings: Settings, run_ref: str, *, actor: str, now: dt.datetime,
+            reason: str | None = None, flow: str = FLOW_NAME) -> dict[str, Any]:
+    """Make run ``run_ref`` (id, unique prefix or name) the champion; returns its event."""
+    run = store.get_run(run_ref)
+    check_version(store, run, flow)
+    after_seq, champion = store.last_model_seq(flow), store.champion(flow)
+    if champion is not None and champion["id"] == run["id"]:
+        raise InvalidTransition(f"The run {run['name']} ({run['id'][:8]}) is the champion already.")
+    if champion is not None and run["synthetic"] and not champion["synthetic"]:
+        raise InvalidTransition(f"The run {run['name']} ({run['id'][:8]}) was trained on synthetic data; it cannot "
+                                f"replace the champion {champion['name']} ({champion['id'][:8]}), trained on real data.")
+    text = reason or f"Promoted by hand by {actor}."
+    return _apply(store, settings, flow=flow, run_id=run["id"], action="manual", actor=actor, reason=text, now=now,
+                  after_seq=after_seq, undo_to=champion["event_id"] if champion else None)
+
+
+def rollback(store: Store, settings: Settings, *, actor: str, now: dt.datetime,
+             flow: str = FLOW_NAME) -> dict[str, Any]:
+    """Make the previous champion the champion again (each rollback goes one champion further back)."""
+    after_seq, champion = store.last_model_seq(flow), store.champion(flow)
+    if champion is None:
+        raise InvalidTransition("There is no champion yet, so there is nothing to roll back.")
+    previous = store.model_event(champion["event_undo_to"]) if champion["event_undo_to"] else None
+    if previous is None:
+        raise InvalidTransition(f"The champion {champion['name']} ({champion['id'][:8]}) has no previous champion "
+                                "to roll back to.")
+    target = store.get_run(previous["run_id"])
+    if target["state"] != "COMPLETED":
+        raise InvalidTransition(f"The previous champion {target['name']} is {target['state']}: it cannot be used.")
+    text = f"Rolled back by {actor} from {champion['name']} ({champion['id'][:8]}) to {target['name']}."
+    return _apply(store, settings, flow=flow, run_id=target["id"], action="rollback", actor=actor, reason=text,
+                  now=now, after_seq=after_seq, undo_to=previous["undo_to"])
+
+
+def check_version(store: Store, run: dict[str, Any], flow: str = FLOW_NAME) -> None:
+    """A sentence unless ``run`` is a completed run of the flow with its two artifacts."""
+    where = f"The run {run['name']} ({run['id'][:8]})"
+    if run["flow"] != flow:
+        raise InvalidTransition(f"{where} is a run of {run['flow']}, not a model version of {flow}.")
+    if run["state"] != "COMPLETED":
+        raise InvalidTransition(f"{where} is {run['state']}: only a completed run is a model version.")
+    artifact_files(store, run["id"])
+
+
+def _apply(store: Store, settings: Settings, **event: Any) -> dict[str, Any]:
+    event_id = store.record_model_event(**event)
+    if event_id is None:
+        raise InvalidTransition("The champion changed meanwhile (another promotion or rollback came first); "
+                                "look again and retry.")
+    publish_current(store, settings, flow=event["flow"])
+    return store.model_event(event_id)
+
+
+# -- the stable folder models/current/ -------------------------------------------------------------
+def current_dir(settings: Settings) -> Path:
+    return settings.home / "models" / "current"
+
+
+def publish_current(store: Store, settings: Settings, *, flow: str = FLOW_NAME) -> dict[str, Any] | None:
+    """Copy the champion's artifacts and its card to ``models/current/`` atomically; the card, or None
+    when there is no champion. Under a lock, so the last to publish publishes the latest champion."""
+    folder = current_dir(settings)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(folder.parent / ".current.lock"):
+        champion = store.champion(flow)
+        if champion is None:
+            return None
+        card = champion_card(store, champion)
+        if _card_of(folder) == card:
+            return card
+        files = {FILES[name]: artifact_bytes(store, artifact) for name, artifact in
+                 artifact_files(store, champion["id"]).items()}
+        _swap_in(folder, files, card)
+    log.info("Published %s (%s) to %s.", champion["name"], champion["id"][:8], folder)
+    return card
+
+
+def champion_card(store: Store, champion: dict[str, Any]) -> dict[str, Any]:
+    """What ``models/current/card.json`` says: the run, its months, metrics and the files' checksums."""
+    metrics = champion.get("metrics") or {}
+    artifacts = artifact_files(store, champion["id"])
+    return {
+        "run_id": champion["id"], "name": champion["name"], "run_date": champion["run_date"],
+        "train_month": champion["train_month"], "val_month": champion["val_month"],
+        "synthetic": bool(champion["synthetic"]), "data_source": champion["data_source"],
+        "metrics": {k: metrics.get(k) for k in CARD_METRICS},
+        "files": {name: {"file": FILES[name], "sha256": a["sha256"], "size": a["size"],
+                         "source": a["path"]} for name, a in artifacts.items()},
+        "champion_since": champion["event_at"], "action": champion["event_action"], "by": champion["event_actor"],
+        "reason": champion["event_reason"],
+    }
+
+
+def read_card(settings: Settings) -> dict[str, Any] | None:
+    return _card_of(current_dir(settings))
+
+
+def _card_of(folder: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((folder / CARD).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _swap_in(folder: Path, files: dict[str, bytes], card: dict[str, Any]) -> None:
+    """Write a temp folder next to ``folder``, fsync it, then swap it in with one rename."""
+    temp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".current-"))
+    try:
+        temp.chmod(0o755)  # mkdtemp's 0700 would hide the folder from a batch job run by another user
+        for name, payload in {**files, CARD: json.dumps(card, indent=2).encode()}.items():
+            _write_synced(temp / name, payload)
+        _fsync_dir(temp)
+        _exchange(temp, folder)
+        _fsync_dir(folder.parent)
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)  # after the swap: the old folder
+
+
+def _write_synced(path: Path, payload: bytes) -> None:
+    with open(path, "wb") as out:
+        out.write(payload)
+        out.flush()
+        os.fsync(out.fileno())
+
+
+def _fsync_dir(folder: Path) -> None:
+    handle = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+
+
+_RENAME_EXCHANGE, _AT_FDCWD = 2, -100
+
+
+def _exchange(new: Path, folder: Path) -> None:
+    """Put ``new`` at ``folder`` in one step: renameat2(RENAME_EXCHANGE) on Linux swaps the two folders
+    (``new`` then holds the old one, for the caller to remove); the first time, a plain rename."""
+    if not folder.exists():
+        os.rename(new, folder)
+        return
+    if _renameat2_exchange(new, folder):
+        return
+    old = new.with_name(new.name + "-old")  # no atomic swap here: the shortest window without a folder
+    os.rename(folder, old)
+    os.rename(new, folder)
+    os.rename(old, new)
+
+
+def _renameat2_exchange(a: Path, b: Path) -> bool:
+    libc = ctypes.CDLL(None, use_errno=True)
+    call = getattr(libc, "renameat2", None)
+    if call is None:
+        return False
+    done = call(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    if done == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
