@@ -89,6 +89,7 @@ def run_summary(store: Store, run: dict[str, Any]) -> dict[str, Any]:
         "started_at": run["started_at"], "ended_at": run["ended_at"], "error": run["error"],
         "artifacts": [{k: a[k] for k in ("name", "path", "sha256", "size")} for a in store.artifacts(run["id"])],
         **{k: metrics.get(k) for k in QUALITY_KEYS},
+        "promotion": metrics.get("promotion"),  # the champion decision (pipeline/training/champion.py)
     }
 
 
