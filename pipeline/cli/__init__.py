@@ -15,10 +15,10 @@ from rich.markup import escape
 from ..config import load_settings
 from ..errors import PipelineError
 from ..store.base import storage_error
-from . import runs, users
+from . import models, runs, users
 from .render import err_console
 
-GROUPS = [runs, users]
+GROUPS = [runs, users, models]
 
 
 def _optional_groups() -> list:

@@ -21,6 +21,10 @@ DEFAULT_FLOW = "fhv-duration-training"
 _EFFECTIVE = ("FROM model_events e JOIN flow_runs r ON r.id = e.run_id "
               "WHERE e.flow = ? AND r.state = 'COMPLETED'")
 
+_EVENTS = ("SELECT e.id, e.run_id, e.action, e.actor, e.at, e.reason, e.flow, e.seq, e.undo_to, "
+           "r.name AS run_name, r.run_date, r.val_month, r.synthetic, r.state AS run_state "
+           "FROM model_events e JOIN flow_runs r ON r.id = e.run_id")
+
 
 class ModelStore:
     """Model versions, the champion and its promotion events (mixed into ``Store``)."""
@@ -39,15 +43,13 @@ class ModelStore:
         if flow is not None:
             where += " AND e.flow = ?"
             params.append(flow)
-        rows = self._all(
-            "SELECT e.id, e.run_id, e.action, e.actor, e.at, e.reason, e.flow, e.seq, e.undo_to, "
-            "r.name AS run_name, r.run_date, r.val_month, r.state AS run_state "
-            f"FROM model_events e JOIN flow_runs r ON r.id = e.run_id {where} ORDER BY e.id LIMIT ?",
-            (*params, limit))
+        rows = self._all(f"{_EVENTS} {where} ORDER BY e.id LIMIT ?", (*params, limit))
         return [{**row, "at": from_db(row["at"])} for row in rows]
 
     def model_event(self, event_id: int) -> dict[str, Any] | None:
-        return self._one("SELECT * FROM model_events WHERE id = ?", (event_id,))
+        """One promotion event (``at`` a datetime), with its run's name, or None."""
+        row = self._one(f"{_EVENTS} WHERE e.id = ?", (event_id,))
+        return None if row is None else {**row, "at": from_db(row["at"])}
 
     def last_model_seq(self, flow: str = DEFAULT_FLOW) -> int:
         """The ``seq`` of the flow's latest event, effective or not (0: none): what the next change follows."""

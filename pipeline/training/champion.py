@@ -318,3 +318,34 @@ def _locked(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# -- reading: the versions and the champion ------------------------------------------------------
+def versions(store: Store, *, flow: str = FLOW_NAME, limit: int = 200) -> list[dict[str, Any]]:
+    """The model versions (completed runs), newest first: months, RMSEs, decision, champion or not."""
+    now = store.champion(flow)
+    return [_version(run, now is not None and run["id"] == now["id"]) for run in store.model_versions(flow, limit=limit)]
+
+
+def _version(run: dict[str, Any], is_champion: bool) -> dict[str, Any]:
+    metrics = run.get("metrics") or {}
+    promotion = metrics.get("promotion") or {}
+    return {"run_id": run["id"], "name": run["name"], "champion": is_champion, "run_date": run["run_date"],
+            "train_month": run["train_month"], "val_month": run["val_month"], "val_rmse": metrics.get("val_rmse"),
+            "train_rmse": metrics.get("train_rmse"), "feature_count": metrics.get("feature_count"),
+            "decision": promotion.get("decision"), "champion_rmse": promotion.get("champion_rmse"),
+            "synthetic": bool(run["synthetic"]), "data_source": run["data_source"], "ended_at": run["ended_at"]}
+
+
+def current(store: Store, settings: Settings, *, flow: str = FLOW_NAME) -> dict[str, Any] | None:
+    """The champion as ``models current`` shows it: its card, its artifacts in the history and whether
+    the stable folder holds it; None before the first version."""
+    now = store.champion(flow)
+    if now is None:
+        return None
+    card = champion_card(store, now)
+    on_disk = read_card(settings)
+    artifacts = [{k: a[k] for k in ("name", "path", "sha256", "size")} for a in artifact_files(store, now["id"]).values()]
+    folder = {"path": str(current_dir(settings)), "up_to_date": on_disk == card,
+              "run_id": on_disk.get("run_id") if on_disk else None}
+    return {**{k: v for k, v in card.items() if k != "files"}, "artifacts": artifacts, "folder": folder}

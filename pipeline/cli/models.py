@@ -1,0 +1,104 @@
+"""``models ls|current|promote|rollback``: the model versions and the champion (the model in use)."""
+from __future__ import annotations
+
+import argparse
+import getpass
+from typing import Any
+
+from ..config import Settings
+from ..orchestration.runtime import SYSTEM_CLOCK
+from ..training import champion
+from . import render
+from .render import console
+from .runs import open_store
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    group = commands.add_parser("models", help="model versions and the champion: list, show, promote, roll back"
+                                ).add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    ls = group.add_parser("ls", help="the model versions (completed runs), newest first, the champion marked")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(handler=cmd_ls)
+    current = group.add_parser("current", help="the champion: its run, months, metrics, artifacts and checksums")
+    current.add_argument("--json", action="store_true")
+    current.set_defaults(handler=cmd_current)
+    promote = group.add_parser("promote", help="make a model version the champion")
+    promote.add_argument("run_id", help="run id, a unique prefix of it, or the run's name")
+    promote.add_argument("--reason", help="why (recorded with the event)")
+    promote.add_argument("--json", action="store_true")
+    promote.set_defaults(handler=cmd_promote)
+    rollback = group.add_parser("rollback", help="make the previous champion the champion again")
+    rollback.add_argument("--json", action="store_true")
+    rollback.set_defaults(handler=cmd_rollback)
+
+
+def actor() -> str:
+    """Who does it from the command line: the OS user."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a uid without a name (a container)
+        return "unknown"
+
+
+def cmd_ls(args: argparse.Namespace, settings: Settings) -> int:
+    versions = champion.versions(open_store(settings))
+    if args.json:
+        render.print_json(versions)
+        return 0
+    grid = render.table("Model versions", ["", "Name", "Id", "Run date", "Months", "Val RMSE", "Train RMSE",
+                                           "Decision", "Data", "Ended"])
+    for v in versions:
+        grid.add_row("[bold green]★[/]" if v["champion"] else "", render.plain(v["name"]), v["run_id"][:8],
+                     v["run_date"] or "-", render.months(v), render.number(v["val_rmse"]),
+                     render.number(v["train_rmse"]), v["decision"] or "-", render.data_kind(v), render.when(v["ended_at"]))
+    console.print(grid if versions else "No model version yet: a completed training run is one.")
+    return 0
+
+
+def cmd_current(args: argparse.Namespace, settings: Settings) -> int:
+    payload = champion.current(open_store(settings), settings)
+    if args.json:
+        render.print_json(payload)
+        return 0
+    if payload is None:
+        console.print("No champion yet: the first completed training run becomes it.")
+        return 0
+    _print_current(payload)
+    return 0
+
+
+def _print_current(payload: dict[str, Any]) -> None:
+    console.print(f"[bold]Champion {render.plain(payload['name'])}[/]  {payload['run_id']}")
+    console.print(f"Run date {payload['run_date']}{render.months_note(payload)}")
+    console.print(f"{payload['action'].capitalize()} by {render.plain(payload['by'])} at "
+                  f"{render.when(payload['champion_since'])}: {render.plain(payload['reason'])}", soft_wrap=True)
+    metrics = payload["metrics"]
+    console.print(f"Validation RMSE {render.number(metrics.get('val_rmse'))}, training RMSE "
+                  f"{render.number(metrics.get('train_rmse'))}, {metrics.get('feature_count')} one-hot features")
+    grid = render.table("Artifacts", ["Name", "Size", "SHA-256", "Path"])
+    for a in payload["artifacts"]:
+        grid.add_row(a["name"], f"{a['size']:,} B", a["sha256"], render.plain(a["path"]))
+    console.print(grid)
+    folder = payload["folder"]
+    note = "up to date" if folder["up_to_date"] else "[bold yellow]not up to date[/] (the next promotion rewrites it)"
+    console.print(f"Stable copy: {render.plain(folder['path'])} ({note})")
+
+
+def cmd_promote(args: argparse.Namespace, settings: Settings) -> int:
+    event = champion.promote(open_store(settings), settings, args.run_id, actor=actor(), now=SYSTEM_CLOCK.now(),
+                             reason=args.reason)
+    return _print_event(args, event)
+
+
+def cmd_rollback(args: argparse.Namespace, settings: Settings) -> int:
+    event = champion.rollback(open_store(settings), settings, actor=actor(), now=SYSTEM_CLOCK.now())
+    return _print_event(args, event)
+
+
+def _print_event(args: argparse.Namespace, event: dict[str, Any]) -> int:
+    if args.json:
+        render.print_json(event)
+    else:
+        console.print(f"{render.plain(event['reason'])} The champion is now {render.plain(event['run_name'])} "
+                      f"({event['run_id'][:8]}).", soft_wrap=True)
+    return 0
