@@ -1,12 +1,16 @@
 """Is a run's process alive? What to do with a run whose process is gone.
 
-Pure functions of a run row, the scheduler's identity and ``now`` (plus the process table of
-this host). Used by the scheduler's sweep:
+Pure functions of a run row, the scheduler's identity, the rows of the workers that claimed runs
+and ``now`` (plus the process table of this host). Used by the scheduler's sweep:
 
-* a run claimed by a scheduler that died before its process began goes back to the queue
+* a run claimed by a scheduler or worker that died before its process began goes back to the queue
   (nothing of it ran);
 * a run whose process is gone ends CRASHED (or CANCELLED, if its cancel had been asked for);
-* a run claimed by another scheduler that is still alive is left alone.
+* a run claimed by another scheduler or worker that is still alive is left alone.
+
+On this host a process id answers at once (the fast path); elsewhere a worker is gone once its
+heartbeat is older than its own ``stale_after`` (or it stopped), and a running run once its own
+heartbeat is older than the scheduler's stale time.
 """
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ import datetime as dt
 import os
 import socket
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 import psutil
 
@@ -58,9 +62,16 @@ class Verdict:
     reason: str
 
 
-def judge(run: dict[str, Any], *, now: dt.datetime, identity: str, stale_after: float) -> Verdict | None:
-    """What to do with an active run this scheduler did not start; None while it may still run."""
+def judge(run: dict[str, Any], *, now: dt.datetime, identity: str, stale_after: float,
+          workers: Mapping[str, dict[str, Any]] | None = None) -> Verdict | None:
+    """What to do with an active run this scheduler did not start; None while it may still run.
+
+    ``workers``: the rows of the workers among the runs' claimers, by identity.
+    """
     if run["state"] == State.PENDING and not run["started_at"]:
+        worker = (workers or {}).get(run["claimed_by"])
+        if worker is not None:
+            return _unstarted_by_worker(run, worker, now=now)
         return _unstarted(run, now=now, identity=identity, stale_after=stale_after)
     if run["pid"] and run["hostname"] == socket.gethostname():
         if process_alive(run["pid"], from_db(run["started_at"])):
@@ -89,14 +100,38 @@ def _unstarted(run: dict[str, Any], *, now: dt.datetime, identity: str, stale_af
     return Verdict("requeue", f"claimed by {who}, which stopped before starting it; back in the queue")
 
 
-def ending_message(why: str, pid: int | None, how: str, *, cancel_grace: float, stale_after: float) -> str:
+def worker_alive(worker: dict[str, Any], *, now: dt.datetime) -> bool:
+    """Whether a worker still runs: its process on this host, else a heartbeat within its stale time."""
+    if worker["stopped_at"]:
+        return False
+    alive = identity_alive(worker["id"], since=from_db(worker["started_at"]))
+    if alive is not None:
+        return alive
+    return (now - from_db(worker["heartbeat_at"])).total_seconds() <= worker["stale_after"]
+
+
+def _unstarted_by_worker(run: dict[str, Any], worker: dict[str, Any], *, now: dt.datetime) -> Verdict | None:
+    if worker_alive(worker, now=now):
+        return None
+    if worker["stopped_at"]:
+        why = f"claimed by the worker {worker['id']}, which stopped before starting it; back in the queue"
+    else:
+        why = (f"claimed by the worker {worker['id']}, silent since {utc_text(from_db(worker['heartbeat_at']))} "
+               "before starting it; back in the queue")
+    return Verdict("requeue", why)
+
+
+def ending_message(why: str, pid: int | None, how: str, *, cancel_grace: float, stale_after: float,
+                   role: str = "scheduler") -> str:
     """What to record for a run whose process ended without a final state; ``why`` we signalled it."""
     process = f"The flow process (pid {pid}) {how}"
     if why.startswith("cancel"):
         late = f" after not stopping within {seconds_words(cancel_grace)} of SIGTERM" if "killed" in why else ""
         return f"Cancelled on request{late}. {process}."
     if why.startswith("stop"):
-        return f"Cancelled because the scheduler stopped before the run finished. {process}."
+        return f"Cancelled because the {role} stopped before the run finished. {process}."
+    if why == "ended elsewhere":
+        return f"The scheduler had ended this run while its {role} could not reach the history. {process}."
     if why == "hung":
         return f"No heartbeat for more than {seconds_words(stale_after)}, so the flow process was killed."
     return f"{process} before recording a final state."

@@ -11,11 +11,16 @@ deployment (or run) has its own guard, and a deployment whose job fails is marke
   deleted or replaced), kill own children whose run heartbeat went stale;
 * ``sweep``: runs not started by this scheduler whose process is gone end CRASHED (or CANCELLED if
   their cancel was asked; a crashed run of a deployment with ``retries`` runs again); runs claimed
-  by a scheduler that died before their process began go back to the queue;
+  by a scheduler or worker that died before their process began go back to the queue (a worker on
+  another host is judged by its heartbeat, ``liveness.py``);
 * ``materialise``: keep the upcoming runs of every active deployment made;
 * ``step``: reap ended children, honour cancel requests, apply the catch-up policy after a
   downtime and skip slots past their maximum lateness (``catchup.py``), claim and start due runs up
-  to each work queue's concurrency limit, mark what is still waiting LATE with the reason.
+  to each work queue's concurrency limit (not with ``--no-execute``: then only workers claim), mark
+  what is still waiting LATE with the reason.
+
+Starting, reaping, cancelling and stopping its own flow processes is shared with the workers
+(``supervisor.py``).
 
 Stopping (SIGTERM, SIGINT): no new claims; running flows get ``shutdown_grace`` seconds to finish,
 then SIGTERM (the runtime records CANCELLED), then SIGKILL after ``cancel_grace``. Waiting runs
@@ -24,90 +29,61 @@ skips the grace.
 """
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import logging
 import os
-import signal
 import socket
-import threading
 import uuid
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import schedule
 
 from ..config import Settings
-from ..errors import ConfigError, HistoryLost, PipelineError
-from ..formatting import duration_text, seconds_words
-from ..formatting import utc_text as _when
+from ..errors import HistoryLost
 from ..store import DeploymentRow, RunRow, Store, from_db
 from . import catchup
 from .clock import SYSTEM_CLOCK, Clock
 from .deployments import ensure_default, materialise
-from .executor import AwaitData, Executor, Exit, ProcessExecutor
-from .liveness import ending_message, identity_alive, judge
+from .executor import Executor, ProcessExecutor
+from .liveness import identity_alive, judge
 from .lock import HistoryWatch, exclusive, lease_refused
-from .runtime import new_run_name
-from .states import ACTIVE_STATES, State
+from .states import State
+from .supervisor import ProcessOptions, Supervisor, sentence, stop_on_signals
 
 logger = logging.getLogger("pipeline.orchestration.scheduler")
 UNLIMITED = 1_000
 
 
 @dataclass(frozen=True)
-class SchedulerOptions:
+class SchedulerOptions(ProcessOptions):
     """Intervals and thresholds, in seconds (small values make the process tests fast)."""
 
-    tick: float = 1.0
-    heartbeat: float = 5.0
-    stale_after: float = 60.0
     late_after: float = 15.0
     materialise_every: float = 30.0
-    cancel_grace: float = 10.0
-    shutdown_grace: float = 30.0
-    retry_every: float = 6 * 3600.0
-    give_up_after: float = 10 * 86400.0
-
-    def __post_init__(self) -> None:
-        for name, value in vars(self).items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise ConfigError(f"The scheduler option {name}={value!r} must be a positive number of seconds.")
-        if self.stale_after <= self.heartbeat:
-            raise ConfigError(f"stale_after={self.stale_after:g} s must be longer than the heartbeat "
-                              f"of {self.heartbeat:g} s, or live processes would look dead.")
-
-    @property
-    def run_heartbeat(self) -> float:
-        """How often a flow process stamps its run: well inside ``stale_after``."""
-        return min(5.0, self.stale_after / 4)
-
-    @property
-    def await_data(self) -> AwaitData:
-        return AwaitData(self.retry_every, self.give_up_after)
 
 
-class Scheduler:
-    """Claims, starts, watches and stops flow runs of one history."""
+class Scheduler(Supervisor):
+    """Claims, starts, watches and stops flow runs of one history.
+
+    With ``execute=False`` (``scheduler --no-execute``) it makes, times, sweeps and judges runs but never
+    claims one: only workers run flows.
+    """
 
     def __init__(self, store: Store, settings: Settings, *, options: SchedulerOptions = SchedulerOptions(),
-                 clock: Clock = SYSTEM_CLOCK, executor: Executor | None = None, watch: HistoryWatch | None = None):
-        self.store, self.settings, self.options, self.clock = store, settings, options, clock
-        self.executor: Executor = executor or ProcessExecutor(settings, await_data=options.await_data,
-                                                              heartbeat_every=options.run_heartbeat)
+                 clock: Clock = SYSTEM_CLOCK, executor: Executor | None = None, watch: HistoryWatch | None = None,
+                 execute: bool = True):
+        super().__init__(store, settings, options=options, clock=clock,
+                         executor=executor or ProcessExecutor(settings, await_data=options.await_data,
+                                                              heartbeat_every=options.run_heartbeat))
         self.watch = watch
+        self.execute = execute
         self.identity = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.jobs = schedule.Scheduler()
-        self.stopping = threading.Event()
-        self.hurry = threading.Event()
         self.last_alive: dt.datetime | None = None  # when the previous scheduler was last known to run
         self.started_at: dt.datetime | None = None
         self.caught_up: dict[int, dt.datetime] = {}  # deployment id -> when its catch-up last succeeded
         self.failing: dict[int, dict[str, str]] = {}  # deployment id -> job -> error, while it fails
-        self.started: dict[str, dt.datetime] = {}  # run id -> when this scheduler started its process
-        self.ending: dict[str, tuple[str, dt.datetime]] = {}  # run id -> (why we signalled it, when)
-        self.failures = 0
-        self.fatal: HistoryLost | None = None
         self._last_step: dt.datetime | None = None
         self.ready = False
 
@@ -152,8 +128,9 @@ class Scheduler:
         A run falling due between two steps gets a step at its time, so it starts on time.
         Raises HistoryLost (after stopping) if the history was deleted or replaced, or the lease taken.
         """
-        with _stop_on_signals(self.request_stop):
-            self.executor.warm_up()
+        with stop_on_signals(self.request_stop):
+            if self.execute:
+                self.executor.warm_up()
             try:
                 self.tick()
                 while not self.stopping.is_set():
@@ -181,35 +158,6 @@ class Scheduler:
             wait = min(wait, (due - self.clock.now()).total_seconds())
         return max(0.0, min(self.options.tick, wait))
 
-    def request_stop(self) -> None:
-        if self.stopping.is_set():
-            self.hurry.set()
-        self.stopping.set()
-
-    def _guarded(self, job: Callable[[], Any]) -> Callable[[], None]:
-        def run() -> None:
-            try:
-                job()
-            except HistoryLost as error:
-                self._lose_history(error)
-            except Exception as error:  # noqa: BLE001 - one failing job must not stop the loop
-                self._record_failure(job.__name__, error)
-        run.__name__ = job.__name__
-        return run
-
-    def _lose_history(self, error: HistoryLost) -> None:
-        if self.fatal is None:
-            logger.error("%s", error)
-        self.fatal = error
-        self.stopping.set()
-        self.hurry.set()
-
-    def _record_failure(self, name: str, error: Exception) -> None:
-        self.failures += 1
-        logger.exception("The scheduler job %s failed: %s", name, error)
-        with contextlib.suppress(Exception):
-            self.store.scheduler_error(f"{name}: {type(error).__name__}: {error}", self.clock.now())
-
     def _for_deployment(self, row: DeploymentRow, job: str, work: Callable[[], Any]) -> None:
         """Run one deployment's part of a job in its own guard; mark the deployment while it fails."""
         failing = self.failing.setdefault(row["id"], {})
@@ -218,10 +166,10 @@ class Scheduler:
         except HistoryLost:
             raise
         except Exception as error:  # noqa: BLE001 - this deployment is marked; the others go on
-            message = f"{job}: {_sentence(error)}"
+            message = f"{job}: {sentence(error)}"
             if failing.get(job) != message:
                 logger.warning("The deployment %s is skipped by the scheduler's %s: %s", row["name"], job,
-                               _sentence(error))
+                               sentence(error))
                 self.store.set_deployment_error(row["id"], message, self.clock.now())
             failing[job] = message
             return
@@ -236,6 +184,12 @@ class Scheduler:
         for part in (self.reap, self.cancel, self.catch_up, self.expire, self.dispatch, self.mark_late):
             self._guarded(part)()
 
+    def record_error(self, message: str, now: dt.datetime) -> None:
+        self.store.scheduler_error(message, now)
+
+    def stopped(self, now: dt.datetime) -> None:
+        self.store.scheduler_stopped(now, owner=self.identity)
+
     def heartbeat(self) -> None:
         """Renew the lease (or stop: HistoryLost), and kill own children whose run heartbeat went stale."""
         now = self.clock.now()
@@ -245,18 +199,16 @@ class Scheduler:
             holder = self.store.scheduler_status() or {}
             raise HistoryLost(f"Another scheduler ({holder.get('owner') or 'unknown'}) took over {self.store.path}; "
                               "this one stops so that only one serves the history.")
-        own = self.executor.running()
-        for run in self.store.active_runs():
-            if run["id"] in own and run["id"] not in self.ending and self._stale(run, now):
-                self._signal(run["id"], signal.SIGKILL, "hung", now)
+        self.kill_hung()
 
     def sweep(self) -> None:
         """Runs this scheduler did not start and whose process is gone: requeue or end them."""
         own, now = self.executor.running(), self.clock.now()
-        for run in self.store.active_runs():
-            if run["id"] in own:
-                continue
-            verdict = judge(run, now=now, identity=self.identity, stale_after=self.options.stale_after)
+        runs = [run for run in self.store.active_runs() if run["id"] not in own]
+        workers = self.store.claimers(run["claimed_by"] for run in runs)
+        for run in runs:
+            verdict = judge(run, now=now, identity=self.identity, stale_after=self.options.stale_after,
+                            workers=workers)
             if verdict is None:
                 continue
             if verdict.action == "requeue":
@@ -272,17 +224,6 @@ class Scheduler:
                 self._for_deployment(row, "materialise", lambda row=row: materialise(self.store, self.settings, row, now))
 
     # -- step parts ---------------------------------------------------------------------
-    def reap(self) -> None:
-        for exit_ in self.executor.poll():
-            self._settle(exit_, self.clock.now())
-
-    def cancel(self) -> None:
-        """SIGTERM the flows whose cancellation was asked; SIGKILL them after the grace."""
-        own, now = self.executor.running(), self.clock.now()
-        for run in self.store.active_runs():
-            if run["cancel_requested"] and run["id"] in own:
-                self._escalate(run["id"], "cancel", now)
-
     def catch_up(self) -> None:
         """After a downtime, apply each deployment's catch-up policy to the slots it missed.
 
@@ -321,7 +262,7 @@ class Scheduler:
 
     def dispatch(self) -> None:
         """Claim due runs, queue by queue, up to each queue's concurrency limit, and start them."""
-        if self.stopping.is_set():
+        if self.stopping.is_set() or not self.execute:
             return
         held = tuple(self.held())
         for queue in self.store.work_queues():
@@ -329,7 +270,7 @@ class Scheduler:
             free = UNLIMITED if limit is None else limit - queue["running"]
             while not queue["paused"] and free > 0 and not self.stopping.is_set():
                 run = self.store.claim_due_run(now=self.clock.now(), work_queue=queue["name"], claimer=self.identity,
-                                               skip_deployments=held)
+                                               skip_deployments=held, within_limit=True)
                 if run is None:
                     break
                 self._start(run)
@@ -370,130 +311,9 @@ class Scheduler:
         return False, (f"waiting for a free slot: {_ordinal(place)} in line in '{queue['name']}' "
                        f"({queue['running']} of {queue['concurrency_limit']} running)")
 
-    # -- processes ----------------------------------------------------------------------
-    def _start(self, run: RunRow) -> None:
-        now = self.clock.now()
-        try:
-            pid = self.executor.start(run)
-        except Exception as error:  # noqa: BLE001 - recorded on the run; the loop goes on
-            message = f"The flow process could not be started: {type(error).__name__}: {error}"
-            self.store.transition(run["id"], State.CRASHED, now=now, message=message, error=message,
-                                  expect=(State.PENDING,))
-            return
-        self.started[run["id"]] = now
-        logger.info("Started run %s (%s) in process %d.", run["name"], run["id"][:8], pid)
-
-    def _end_dead(self, run: RunRow, message: str, now: dt.datetime) -> None:
-        """End a run whose process is gone (CANCELLED if asked, else CRASHED, retried if its deployment says so)."""
-        ended, retry = self.store.end_dead_run(run["id"], message=message, now=now,
-                                               retries=run.get("deployment_retries") or 0, name=new_run_name())
-        if ended is None:
-            return
-        logger.warning("Run %s (%s) ended %s: %s", run["name"], run["id"][:8], ended["state"], ended["error"])
-        if retry:
-            logger.info("Run %s (%s) will run again as %s (retry %d).", run["name"], run["id"][:8], retry[:8],
-                        ended["retry_number"] + 1)
-
-    def _escalate(self, run_id: str, why: str, now: dt.datetime) -> None:
-        """SIGTERM first; SIGKILL once ``cancel_grace`` has passed since."""
-        signalled = self.ending.get(run_id)
-        if signalled is None:
-            self._signal(run_id, signal.SIGTERM, why, now)
-        elif (now - signalled[1]).total_seconds() > self.options.cancel_grace and "killed" not in signalled[0]:
-            self._signal(run_id, signal.SIGKILL, f"{signalled[0]}, killed", now)
-
-    def _signal(self, run_id: str, signum: int, why: str, now: dt.datetime) -> None:
-        self.ending[run_id] = (why, now)
-        self.executor.signal(run_id, signum)
-
-    def _settle(self, exit_: Exit, now: dt.datetime) -> None:
-        """Record what a child left unrecorded: CANCELLED if we stopped it, else CRASHED."""
-        self.started.pop(exit_.run_id, None)
-        why = self.ending.pop(exit_.run_id, ("", now))[0]
-        run = self.store.run_for_sweep(exit_.run_id)
-        state = State(run["state"])
-        if state is State.AWAITING_RETRY:
-            self.store.set_late_reason(run["id"], f"awaiting data: {run['error']} Next attempt at "
-                                                  f"{_when(run['next_attempt_at'])}.")
-        elif state in ACTIVE_STATES:
-            message = ending_message(why, exit_.pid, exit_.how, cancel_grace=self.options.cancel_grace,
-                                     stale_after=self.options.stale_after)
-            if why in ("", "hung"):
-                self._end_dead(run, message, now)
-            else:
-                self.store.transition(run["id"], State.CANCELLED, now=now, message=message, error=message,
-                                      expect=ACTIVE_STATES)
-        elif why.startswith("stop"):
-            self.store.add_log(run["id"], level="WARNING", ts=now,
-                               message="The scheduler stopped while this run was running, so it was cancelled.")
-        _log_end(self.store.get_run(run["id"]), now)
-
-    def _stale(self, run: RunRow, now: dt.datetime) -> bool:
-        beat = max(filter(None, (from_db(run["heartbeat_at"]), self.started.get(run["id"]))), default=None)
-        return beat is not None and (now - beat).total_seconds() > self.options.stale_after
-
-    # -- stopping -----------------------------------------------------------------------
-    def shutdown(self) -> None:
-        """Let running flows finish within the grace, then cancel them; hand waiting runs back."""
-        self.stopping.set()
-        if self.executor.running():
-            logger.info("Stopping: %d running flow(s) get %s to finish (signal again to stop them now).",
-                        len(self.executor.running()), seconds_words(self.options.shutdown_grace))
-        self._wait_for_children(self.options.shutdown_grace, use_hurry=True)
-        now = self.clock.now()
-        for run_id in self.executor.running():
-            self._signal(run_id, signal.SIGTERM, "stop", now)
-        self._wait_for_children(self.options.cancel_grace)
-        for run_id in self.executor.running():
-            self._signal(run_id, signal.SIGKILL, "stop, killed", self.clock.now())
-        self._wait_for_children(5.0)
-        if self.fatal is None:
-            self.store.scheduler_stopped(self.clock.now(), owner=self.identity)
-        self.executor.close()
-
-    def _wait_for_children(self, seconds: float, use_hurry: bool = False) -> None:
-        deadline = self.clock.now() + dt.timedelta(seconds=seconds)
-        while True:
-            self._guarded(self.reap)()
-            if not self.executor.running() or self.clock.now() >= deadline or (use_hurry and self.hurry.is_set()):
-                return
-            self._guarded(self.cancel)()
-            if self.fatal is None:
-                self._guarded(self.heartbeat)()
-            self.clock.sleep(min(self.options.tick, 0.1))
-
-
 def _ordinal(number: int) -> str:
     suffix = "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
     return f"{number}{suffix}"
-
-
-def _sentence(error: BaseException) -> str:
-    text = str(error)
-    return text if isinstance(error, PipelineError) and text else f"{type(error).__name__}: {text}"
-
-
-def _log_end(run: dict[str, Any], now: dt.datetime) -> None:
-    """'Run NAME (ID) ended STATE after 3.2 s: error', its process having ended at ``now``."""
-    started, ended = from_db(run["started_at"]), from_db(run["ended_at"]) or now
-    took = f"after {duration_text((ended - started).total_seconds())}" if started else "before its flow started"
-    detail = f": {run['error']}" if run["error"] else ""
-    level = logging.INFO if run["state"] in ("COMPLETED", "AWAITING_RETRY") else logging.WARNING
-    logger.log(level, "Run %s (%s) ended %s %s%s", run["name"], run["id"][:8], run["state"], took, detail)
-
-
-@contextlib.contextmanager
-def _stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
-    """SIGTERM and SIGINT call ``stop`` (in the main thread; elsewhere nothing changes)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, lambda signum, frame: stop()) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def serve(settings: Settings, options: SchedulerOptions, *, clock: Clock = SYSTEM_CLOCK) -> None:

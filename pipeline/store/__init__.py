@@ -11,13 +11,15 @@ from .base import BUSY_TIMEOUT_MS, UTC, BaseStore, connect, from_db, new_run_id,
 from .dashboard import DashboardStore
 from .migrations import MIGRATIONS
 from .models import ModelStore
+from .notifications import NotificationStore
 from .rows import DeploymentRow, RunRow
 from .runs import RunStore
 from .scheduling import SchedulingStore
+from .workers import WorkerStore
 
 __all__ = ["BUSY_TIMEOUT_MS", "MIGRATIONS", "UTC", "DeploymentRow", "RunRow", "Store", "connect", "from_db",
            "new_run_id", "to_db"]
 
 
-class Store(RunStore, SchedulingStore, DashboardStore, ModelStore, BaseStore):
+class Store(RunStore, SchedulingStore, WorkerStore, DashboardStore, ModelStore, NotificationStore, BaseStore):
     """The run history. One instance per process; one connection per thread."""

@@ -90,7 +90,8 @@ class RunStore:
         """A claimed run whose process never began goes back to the queue (LATE), as if never claimed."""
         with self.atomic() as conn:
             row = conn.execute(
-                "UPDATE flow_runs SET state = 'LATE', claimed_by = NULL, attempts = MAX(attempts - 1, 0), "
+                "UPDATE flow_runs SET state = 'LATE', claimed_by = NULL, "
+                "attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, "
                 "late_reason = ?, state_message = ? WHERE id = ? AND state = 'PENDING' AND started_at IS NULL "
                 "RETURNING *", (reason, reason, run_id)).fetchone()
         return _row(row)
@@ -133,29 +134,40 @@ class RunStore:
         return bool(row and row[0])
 
     def claim_due_run(self, *, now: dt.datetime, work_queue: str, claimer: str,
-                      skip_deployments: tuple[int, ...] = ()) -> dict[str, Any] | None:
+                      skip_deployments: tuple[int, ...] = (), within_limit: bool = False) -> dict[str, Any] | None:
         """Atomically move the oldest due waiting run of a queue to PENDING; None if none is due.
 
-        The WHERE on the state makes the claim safe against a second scheduler: the row is
-        claimed once, whoever comes second updates nothing. Runs of ``skip_deployments`` wait.
+        One conditional UPDATE, safe against any number of schedulers and workers claiming at once:
+        the row is claimed once, whoever comes second updates nothing. With ``within_limit`` (the
+        scheduler's dispatch and the workers) the queue's pause and concurrency limit hold across all
+        claimers together, because claims of one queue are serialised (SQLite: the write transaction;
+        PostgreSQL: the queue's row ``FOR UPDATE``, then the candidate run ``FOR UPDATE SKIP LOCKED``).
+        Runs of ``skip_deployments`` and of paused deployments wait.
         """
         waiting = tuple(s.value for s in WAITING_STATES)
-        due = to_db(now)
-        skip = f"AND COALESCE(deployment_id, -1) NOT IN ({', '.join('?' * len(skip_deployments))})" \
+        skip = f"AND COALESCE(r.deployment_id, -1) NOT IN ({', '.join('?' * len(skip_deployments))})" \
             if skip_deployments else ""
-        skip += " AND (deployment_id IS NULL OR deployment_id NOT IN (SELECT id FROM deployments WHERE active = 0))"
+        skip += " AND (r.deployment_id IS NULL OR r.deployment_id NOT IN (SELECT id FROM deployments WHERE active = 0))"
+        locks = self.row_locks()
         with self.atomic() as conn:
+            if locks:
+                conn.execute("SELECT name FROM work_queues WHERE name = ? FOR UPDATE", (work_queue,))
             row = conn.execute(
                 f"""UPDATE flow_runs SET state = 'PENDING', claimed_by = ?, state_message = NULL,
                         attempts = attempts + 1
-                    WHERE id = (SELECT id FROM flow_runs
-                                WHERE state IN ({', '.join('?' * len(waiting))}) AND work_queue = ?
-                                  AND COALESCE(next_attempt_at, scheduled_time) <= ?
-                                  AND cancel_requested = 0 {skip}
-                                ORDER BY COALESCE(next_attempt_at, scheduled_time), created_at LIMIT 1)
+                    WHERE id = (SELECT r.id FROM flow_runs r LEFT JOIN work_queues q ON q.name = r.work_queue
+                                WHERE r.state IN ({', '.join('?' * len(waiting))}) AND r.work_queue = ?
+                                  AND COALESCE(r.next_attempt_at, r.scheduled_time) <= ?
+                                  AND r.cancel_requested = 0 {skip}
+                                  AND (? = 0 OR q.paused = 0 AND (q.concurrency_limit IS NULL
+                                       OR q.concurrency_limit > (SELECT COUNT(*) FROM flow_runs a
+                                       WHERE a.work_queue = ? AND a.state IN ('PENDING', 'RUNNING'))))
+                                ORDER BY COALESCE(r.next_attempt_at, r.scheduled_time), r.created_at LIMIT 1
+                                {'FOR UPDATE OF r SKIP LOCKED' if locks else ''})
                       AND state IN ({', '.join('?' * len(waiting))})
                     RETURNING *""",
-                (claimer, *waiting, work_queue, due, *skip_deployments, *waiting)).fetchone()
+                (claimer, *waiting, work_queue, to_db(now), *skip_deployments, int(within_limit), work_queue,
+                 *waiting)).fetchone()
             return _row(row)
 
     def request_cancel(self, run_id: str, *, now: dt.datetime) -> dict[str, Any]:
@@ -233,10 +245,10 @@ class RunStore:
     def create_task_run(self, run_id: str, task: str, *, position: int, attempt: int,
                         state: State, now: dt.datetime | None) -> int:
         with self.atomic() as conn:
-            cursor = conn.execute(
+            return conn.execute(
                 "INSERT INTO task_runs (flow_run_id, task, position, attempt, state, started_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)", (run_id, task, position, attempt, State(state).value, to_db(now)))
-            return cursor.lastrowid
+                "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                (run_id, task, position, attempt, State(state).value, to_db(now))).fetchone()[0]
 
     def finish_task_run(self, task_run_id: int, state: State, *, now: dt.datetime,
                         error: str | None = None) -> None:

@@ -1,0 +1,266 @@
+"""What the scheduler and the workers share: the flow processes they start, and their guarded jobs.
+
+A ``Supervisor`` starts claimed runs in its executor, reaps ended processes and records what a
+process left unrecorded (CRASHED, or CANCELLED if it was stopped on purpose), honours cancel
+requests (SIGTERM, then SIGKILL after ``cancel_grace``), kills its own flows whose run heartbeat went
+stale, and on stop gives running flows ``shutdown_grace`` seconds before cancelling them. Every job
+runs in a guard: an exception is logged and recorded, never raised out of the loop; a HistoryLost
+stops the process.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import signal
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+from ..config import Settings
+from ..errors import ConfigError, HistoryLost, PipelineError
+from ..formatting import duration_text, seconds_words
+from ..formatting import utc_text as _when
+from ..store import RunRow, Store, from_db
+from .clock import Clock
+from .executor import AwaitData, Executor, Exit
+from .liveness import ending_message
+from .runtime import new_run_name
+from .states import ACTIVE_STATES, State
+
+logger = logging.getLogger("pipeline.orchestration.scheduler")
+
+
+@dataclass(frozen=True)
+class ProcessOptions:
+    """Intervals and thresholds of a process that runs flows, in seconds (small values make tests fast)."""
+
+    tick: float = 1.0
+    heartbeat: float = 5.0
+    stale_after: float = 60.0
+    cancel_grace: float = 10.0
+    shutdown_grace: float = 30.0
+    retry_every: float = 6 * 3600.0
+    give_up_after: float = 10 * 86400.0
+
+    def __post_init__(self) -> None:
+        kind = type(self).__name__.removesuffix("Options").lower() or "process"
+        for name, value in vars(self).items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ConfigError(f"The {kind} option {name}={value!r} must be a positive number of seconds.")
+        if self.stale_after <= self.heartbeat:
+            raise ConfigError(f"stale_after={self.stale_after:g} s must be longer than the heartbeat "
+                              f"of {self.heartbeat:g} s, or live processes would look dead.")
+
+    @property
+    def run_heartbeat(self) -> float:
+        """How often a flow process stamps its run: well inside ``stale_after``."""
+        return min(5.0, self.stale_after / 4)
+
+    @property
+    def await_data(self) -> AwaitData:
+        return AwaitData(self.retry_every, self.give_up_after)
+
+
+class Supervisor:
+    """Starts, watches and stops the flow processes of the runs this process claimed."""
+
+    role = "scheduler"  # how its log lines name it
+
+    def __init__(self, store: Store, settings: Settings, *, options: Any, clock: Clock, executor: Executor):
+        self.store, self.settings, self.options, self.clock = store, settings, options, clock
+        self.executor = executor
+        self.stopping = threading.Event()
+        self.hurry = threading.Event()
+        self.started: dict[str, dt.datetime] = {}  # run id -> when this process started its flow
+        self.ending: dict[str, tuple[str, dt.datetime]] = {}  # run id -> (why we signalled it, when)
+        self.failures = 0
+        self.fatal: HistoryLost | None = None
+
+    # -- guards -------------------------------------------------------------------------
+    def request_stop(self) -> None:
+        if self.stopping.is_set():
+            self.hurry.set()
+        self.stopping.set()
+
+    def _guarded(self, job: Callable[[], Any]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                job()
+            except HistoryLost as error:
+                self._lose_history(error)
+            except Exception as error:  # noqa: BLE001 - one failing job must not stop the loop
+                self._record_failure(job.__name__, error)
+        run.__name__ = job.__name__
+        return run
+
+    def _lose_history(self, error: HistoryLost) -> None:
+        if self.fatal is None:
+            logger.error("%s", error)
+        self.fatal = error
+        self.stopping.set()
+        self.hurry.set()
+
+    def _record_failure(self, name: str, error: Exception) -> None:
+        self.failures += 1
+        logger.exception("The %s job %s failed: %s", self.role, name, error)
+        with contextlib.suppress(Exception):
+            self.record_error(f"{name}: {type(error).__name__}: {error}", self.clock.now())
+
+    def record_error(self, message: str, now: dt.datetime) -> None:
+        """Where a failing job is recorded (the scheduler's row, a worker's row)."""
+        raise NotImplementedError
+
+    def stopped(self, now: dt.datetime) -> None:
+        """Record that this process stopped cleanly."""
+        raise NotImplementedError
+
+    # -- own flow processes -------------------------------------------------------------
+    def reap(self) -> None:
+        for exit_ in self.executor.poll():
+            self._settle(exit_, self.clock.now())
+
+    def cancel(self) -> None:
+        """SIGTERM the flows whose cancellation was asked; SIGKILL them after the grace."""
+        own, now = self.executor.running(), self.clock.now()
+        for run in self.store.active_runs():
+            if run["cancel_requested"] and run["id"] in own:
+                self._escalate(run["id"], "cancel", now)
+
+    def kill_hung(self) -> None:
+        """SIGKILL own flows whose run heartbeat went stale (a hung process), and own flows whose run was
+        marked CRASHED by the scheduler meanwhile (this host was cut off for longer than the stale time)."""
+        own, now = self.executor.running(), self.clock.now()
+        if not own:
+            return
+        active = {run["id"]: run for run in self.store.active_runs()}
+        for run_id in own:
+            if run_id in self.ending:
+                continue
+            run = active.get(run_id)
+            if run is None and self.store.get_run(run_id)["state"] == State.CRASHED:
+                self._signal(run_id, signal.SIGKILL, "ended elsewhere", now)
+            elif run is not None and self._stale(run, now):
+                self._signal(run_id, signal.SIGKILL, "hung", now)
+
+    def _start(self, run: RunRow) -> None:
+        now = self.clock.now()
+        try:
+            pid = self.executor.start(run)
+        except Exception as error:  # noqa: BLE001 - recorded on the run; the loop goes on
+            message = f"The flow process could not be started: {type(error).__name__}: {error}"
+            self.store.transition(run["id"], State.CRASHED, now=now, message=message, error=message,
+                                  expect=(State.PENDING,))
+            return
+        self.started[run["id"]] = now
+        logger.info("Started run %s (%s) in process %d.", run["name"], run["id"][:8], pid)
+
+    def _end_dead(self, run: RunRow, message: str, now: dt.datetime) -> None:
+        """End a run whose process is gone (CANCELLED if asked, else CRASHED, retried if its deployment says so)."""
+        ended, retry = self.store.end_dead_run(run["id"], message=message, now=now,
+                                               retries=run.get("deployment_retries") or 0, name=new_run_name())
+        if ended is None:
+            return
+        logger.warning("Run %s (%s) ended %s: %s", run["name"], run["id"][:8], ended["state"], ended["error"])
+        if retry:
+            logger.info("Run %s (%s) will run again as %s (retry %d).", run["name"], run["id"][:8], retry[:8],
+                        ended["retry_number"] + 1)
+
+    def _escalate(self, run_id: str, why: str, now: dt.datetime) -> None:
+        """SIGTERM first; SIGKILL once ``cancel_grace`` has passed since."""
+        signalled = self.ending.get(run_id)
+        if signalled is None:
+            self._signal(run_id, signal.SIGTERM, why, now)
+        elif (now - signalled[1]).total_seconds() > self.options.cancel_grace and "killed" not in signalled[0]:
+            self._signal(run_id, signal.SIGKILL, f"{signalled[0]}, killed", now)
+
+    def _signal(self, run_id: str, signum: int, why: str, now: dt.datetime) -> None:
+        self.ending[run_id] = (why, now)
+        self.executor.signal(run_id, signum)
+
+    def _settle(self, exit_: Exit, now: dt.datetime) -> None:
+        """Record what a child left unrecorded: CANCELLED if we stopped it, else CRASHED."""
+        self.started.pop(exit_.run_id, None)
+        why = self.ending.pop(exit_.run_id, ("", now))[0]
+        run = self.store.run_for_sweep(exit_.run_id)
+        state = State(run["state"])
+        if state is State.AWAITING_RETRY:
+            self.store.set_late_reason(run["id"], f"awaiting data: {run['error']} Next attempt at "
+                                                  f"{_when(run['next_attempt_at'])}.")
+        elif state in ACTIVE_STATES:
+            message = ending_message(why, exit_.pid, exit_.how, cancel_grace=self.options.cancel_grace,
+                                     stale_after=self.options.stale_after, role=self.role)
+            if why in ("", "hung"):
+                self._end_dead(run, message, now)
+            else:
+                self.store.transition(run["id"], State.CANCELLED, now=now, message=message, error=message,
+                                      expect=ACTIVE_STATES)
+        elif why.startswith("stop"):
+            self.store.add_log(run["id"], level="WARNING", ts=now,
+                               message=f"The {self.role} stopped while this run was running, so it was cancelled.")
+        _log_end(self.store.get_run(run["id"]), now)
+
+    def _stale(self, run: RunRow, now: dt.datetime) -> bool:
+        beat = max(filter(None, (from_db(run["heartbeat_at"]), self.started.get(run["id"]))), default=None)
+        return beat is not None and (now - beat).total_seconds() > self.options.stale_after
+
+    # -- stopping -----------------------------------------------------------------------
+    def shutdown(self) -> None:
+        """Let running flows finish within the grace, then cancel them; hand waiting runs back."""
+        self.stopping.set()
+        if self.executor.running():
+            logger.info("Stopping: %d running flow(s) get %s to finish (signal again to stop them now).",
+                        len(self.executor.running()), seconds_words(self.options.shutdown_grace))
+        self._wait_for_children(self.options.shutdown_grace, use_hurry=True)
+        now = self.clock.now()
+        for run_id in self.executor.running():
+            self._signal(run_id, signal.SIGTERM, "stop", now)
+        self._wait_for_children(self.options.cancel_grace)
+        for run_id in self.executor.running():
+            self._signal(run_id, signal.SIGKILL, "stop, killed", self.clock.now())
+        self._wait_for_children(5.0)
+        if self.fatal is None:
+            self.stopped(self.clock.now())
+        self.executor.close()
+
+    def _wait_for_children(self, seconds: float, use_hurry: bool = False) -> None:
+        deadline = self.clock.now() + dt.timedelta(seconds=seconds)
+        while True:
+            self._guarded(self.reap)()
+            if not self.executor.running() or self.clock.now() >= deadline or (use_hurry and self.hurry.is_set()):
+                return
+            self._guarded(self.cancel)()
+            if self.fatal is None:
+                self._guarded(self.heartbeat)()
+            self.clock.sleep(min(self.options.tick, 0.1))
+
+    def heartbeat(self) -> None:
+        raise NotImplementedError
+
+
+def sentence(error: BaseException) -> str:
+    text = str(error)
+    return text if isinstance(error, PipelineError) and text else f"{type(error).__name__}: {text}"
+
+
+def _log_end(run: dict[str, Any], now: dt.datetime) -> None:
+    """'Run NAME (ID) ended STATE after 3.2 s: error', its process having ended at ``now``."""
+    started, ended = from_db(run["started_at"]), from_db(run["ended_at"]) or now
+    took = f"after {duration_text((ended - started).total_seconds())}" if started else "before its flow started"
+    detail = f": {run['error']}" if run["error"] else ""
+    level = logging.INFO if run["state"] in ("COMPLETED", "AWAITING_RETRY") else logging.WARNING
+    logger.log(level, "Run %s (%s) ended %s %s%s", run["name"], run["id"][:8], run["state"], took, detail)
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
+    """SIGTERM and SIGINT call ``stop`` (in the main thread; elsewhere nothing changes)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, lambda signum, frame: stop()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

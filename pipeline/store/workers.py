@@ -1,0 +1,71 @@
+"""Workers: processes on any host that claim due runs of their queues and run them.
+
+A worker registers itself in ``workers`` (one row per worker process, keyed by its identity
+``host:pid:tag``) and stamps ``heartbeat_at`` every few seconds; its ``stale_after`` says how long a
+silence means it is gone. The scheduler's sweep reads these rows to judge runs claimed by a worker
+on another host, where process ids mean nothing.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any, Iterable
+
+from .base import to_db
+
+
+class WorkerStore:
+    """Worker registration and heartbeats (mixed into ``Store``)."""
+
+    def row_locks(self) -> bool:
+        """Whether claims lock rows themselves (PostgreSQL); SQLite's one writer at a time needs no row lock."""
+        return getattr(self, "dialect", "sqlite") == "postgresql"
+
+    def register_worker(self, *, identity: str, hostname: str, pid: int, queues: Iterable[str], concurrency: int,
+                        stale_after: float, now: dt.datetime) -> dict[str, Any]:
+        """Record a starting worker (its identity is new: a pid and a random tag)."""
+        with self.atomic() as conn:
+            conn.execute("INSERT INTO workers (id, hostname, pid, queues, concurrency, stale_after, started_at, "
+                         "heartbeat_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                         (identity, hostname, pid, json.dumps(sorted(set(queues))), concurrency, stale_after,
+                          to_db(now), to_db(now)))
+        return self.worker(identity)
+
+    def worker_heartbeat(self, identity: str, now: dt.datetime) -> bool:
+        """Stamp the worker's heartbeat; False when its row is gone or marked stopped (it must stop)."""
+        with self.atomic() as conn:
+            return conn.execute("UPDATE workers SET heartbeat_at = ? WHERE id = ? AND stopped_at IS NULL",
+                                (to_db(now), identity)).rowcount == 1
+
+    def worker_stopped(self, identity: str, now: dt.datetime) -> None:
+        with self.atomic() as conn:
+            conn.execute("UPDATE workers SET stopped_at = ?, heartbeat_at = ? WHERE id = ? AND stopped_at IS NULL",
+                         (to_db(now), to_db(now), identity))
+
+    def worker_error(self, identity: str, message: str, now: dt.datetime) -> None:
+        with self.atomic() as conn:
+            conn.execute("UPDATE workers SET last_error = ?, last_error_at = ? WHERE id = ?",
+                         (message, to_db(now), identity))
+
+    def worker(self, identity: str) -> dict[str, Any] | None:
+        return _decoded(self._one("SELECT * FROM workers WHERE id = ?", (identity,)))
+
+    def workers(self, *, live_only: bool = False, limit: int = 100) -> list[dict[str, Any]]:
+        """Workers, the most recently started first (``live_only``: those not stopped)."""
+        where = "WHERE stopped_at IS NULL " if live_only else ""
+        return [_decoded(row) for row in
+                self._all(f"SELECT * FROM workers {where}ORDER BY started_at DESC LIMIT ?", (limit,))]
+
+    def claimers(self, identities: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The worker rows of these claimers (identities that are no worker are left out)."""
+        names = sorted({name for name in identities if name})
+        if not names:
+            return {}
+        rows = self._all(f"SELECT * FROM workers WHERE id IN ({', '.join('?' * len(names))})", names)
+        return {row["id"]: _decoded(row) for row in rows}
+
+
+def _decoded(row: dict[str, Any] | None) -> dict[str, Any] | None:
+    if row is not None and isinstance(row.get("queues"), str):
+        row["queues"] = json.loads(row["queues"])
+    return row
