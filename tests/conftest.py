@@ -8,7 +8,7 @@ import pytest
 from pipeline.config import Settings
 from pipeline.store import Store
 
-pytest_plugins = ["tests.httpserver"]
+pytest_plugins = ["tests.httpserver", "tests.pgserver"]
 
 UTC = dt.timezone.utc
 
@@ -47,3 +47,11 @@ def store(settings) -> Store:
     history = Store(settings.db_path)
     yield history
     history.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def location(request, tmp_path):
+    """Where a contract test's history lives: a SQLite file in tmp_path, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return tmp_path / "h.db"
+    return request.getfixturevalue("pg_url")

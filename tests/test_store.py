@@ -8,6 +8,11 @@ from pipeline.errors import InvalidTransition, NotFound
 from pipeline.orchestration.states import State
 from pipeline.store import MIGRATIONS, Store, from_db, to_db
 
+try:
+    from psycopg.errors import ReadOnlySqlTransaction
+except ImportError:  # without psycopg only the SQLite half runs
+    ReadOnlySqlTransaction = sqlite3.OperationalError
+
 UTC = dt.timezone.utc
 T0 = dt.datetime(2026, 3, 1, 12, tzinfo=UTC)
 
@@ -19,11 +24,19 @@ def make_run(store, state=State.SCHEDULED, when=T0, **fields):
                             train_month="2021-06", val_month="2021-07", **fields)
 
 
-def test_a_committed_run_survives_reopening_the_file(tmp_path):
-    first = Store(tmp_path / "h.db")
+@pytest.fixture
+def store(location):
+    """The contract suite: each test below that takes ``store`` or ``location`` runs on both backends."""
+    history = Store(location)
+    yield history
+    history.close()
+
+
+def test_a_committed_run_survives_reopening_the_file(location):
+    first = Store(location)
     run_id = make_run(first)
     first.close()
-    again = Store(tmp_path / "h.db")
+    again = Store(location)
     assert again.get_run(run_id)["parameters"] == {"date": "2021-08-15"}
 
 
@@ -36,19 +49,19 @@ def test_the_history_uses_wal_busy_timeout_and_foreign_keys(tmp_path):
     assert (tmp_path / "h.db-wal").exists()
 
 
-def test_migrations_apply_in_order_on_an_empty_file(tmp_path):
-    store = Store(tmp_path / "h.db")
+def test_migrations_apply_in_order_on_an_empty_file(location):
+    store = Store(location)
     assert store.applied_migrations() == [name for name, _ in MIGRATIONS]
     assert store.migrate() == []
 
 
-def test_migrating_from_the_previous_schema_keeps_the_runs(tmp_path):
-    old = Store(tmp_path / "h.db", migrate=False)
+def test_migrating_from_the_previous_schema_keeps_the_runs(location):
+    old = Store(location, migrate=False)
     old.migrate(upto=len(MIGRATIONS) - 1)
     old.conn.execute("INSERT INTO flow_runs (id, name, flow, state, created_at) "
                      "VALUES ('r1', 'old-run', 'f', 'COMPLETED', '2021-01-01T00:00:00.000000Z')")
     old.close()
-    new = Store(tmp_path / "h.db")
+    new = Store(location)
     assert new.applied_migrations()[-1] == MIGRATIONS[-1][0]
     assert new.get_run("r1")["name"] == "old-run"
     assert new.integrity_check() == "ok"
@@ -83,9 +96,9 @@ def test_an_invalid_transition_loses_quietly_and_changes_nothing(store, old, new
     assert store.get_run(run_id)["state"] == old.value
 
 
-def test_of_two_racing_state_changes_exactly_one_wins(tmp_path):
+def test_of_two_racing_state_changes_exactly_one_wins(location):
     """A cancel against a start, from two connections: the conditional UPDATE decides."""
-    path = tmp_path / "h.db"
+    path = location
     seed = Store(path)
     run_id = make_run(seed, State.PENDING)
     results = {}
@@ -125,8 +138,8 @@ def test_only_due_runs_are_claimed_oldest_first(store):
     assert store.claim_due_run(now=T0, work_queue="default", claimer="s1") is None
 
 
-def test_two_claimers_racing_never_claim_the_same_run(tmp_path):
-    path = tmp_path / "h.db"
+def test_two_claimers_racing_never_claim_the_same_run(location):
+    path = location
     seed = Store(path)
     for _ in range(40):
         make_run(seed)
@@ -182,11 +195,12 @@ def test_run_filters_combine_state_time_and_search(store):
     assert store.count_by_state() == {"SCHEDULED": 2}
 
 
-def test_a_read_only_store_cannot_write(tmp_path):
-    Store(tmp_path / "h.db")
-    reader = Store(tmp_path / "h.db", readonly=True)
-    with pytest.raises(sqlite3.OperationalError):
+def test_a_read_only_store_cannot_write(location):
+    Store(location).close()
+    reader = Store(location, readonly=True)
+    with pytest.raises((sqlite3.OperationalError, ReadOnlySqlTransaction)):
         make_run(reader)
+    reader.close()
 
 
 def test_times_are_stored_as_sortable_utc_text():

@@ -38,11 +38,20 @@ def new_run_id() -> str:
     return str(uuid.uuid4())
 
 
-def connect(path: Path | str, *, readonly: bool = False) -> sqlite3.Connection:
+def is_database_url(location: Any) -> bool:
+    """A PostgreSQL URL (the history on a server) rather than a SQLite file."""
+    return isinstance(location, str) and location.startswith(("postgresql://", "postgres://"))
+
+
+def connect(path: Path | str, *, readonly: bool = False) -> Any:
     """Open the history with WAL, a busy timeout and foreign keys (autocommit mode).
 
     Storage faults (corrupt, read-only, full, I/O) come out as a ``StorageError`` naming the file.
+    A ``postgresql://`` URL opens the history on that server instead (``postgres.connect``).
     """
+    if is_database_url(path):
+        from . import postgres
+        return postgres.connect(path, readonly=readonly)
     conn = _open(Path(path), readonly)
     try:
         if not readonly:
@@ -80,6 +89,8 @@ class HistoryConnection(sqlite3.Connection):
 
     history_path: Path = Path("history.db")
     readonly = False
+    dialect = "sqlite"
+    usable = True
 
     def execute(self, *args: Any) -> sqlite3.Cursor:
         try:
@@ -98,6 +109,12 @@ class HistoryConnection(sqlite3.Connection):
         if self.readonly and _code(error) == sqlite3.SQLITE_READONLY:
             return error  # writing through a read-only store is a bug in the caller, not a fault of the disk
         return storage_error(error, self.history_path) if _code(error) in FAULTS else error
+
+    def has_table(self, name: str) -> bool:
+        return self.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
+
+    def serialize_migrations(self) -> None:
+        """Nothing to do: BEGIN IMMEDIATE already lets one writer in at a time."""
 
 
 # SQLite's primary result code -> what it means for the history (the end of a sentence naming the file)
@@ -151,7 +168,8 @@ class BaseStore:
     """Connections, transactions and migrations. One instance per process; one connection per thread."""
 
     def __init__(self, path: Path | str, *, readonly: bool = False, migrate: bool = True):
-        self.path = Path(path)
+        self.location = path if is_database_url(path) else Path(path)  # what connect() opens
+        self.path = shown_location(path)  # what sentences name: the file, or the URL without its password
         self.readonly = readonly
         self._local = threading.local()
         if migrate and not readonly:
@@ -159,10 +177,18 @@ class BaseStore:
 
     # -- connection and transactions -------------------------------------------------
     @property
+    def dialect(self) -> str:
+        """'postgresql' for a history on a server, else 'sqlite' (the few statements that differ ask)."""
+        return "postgresql" if is_database_url(self.location) else "sqlite"
+
+    @property
     def conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
+        if conn is not None and not conn.usable:  # a PostgreSQL connection the server dropped: open another
+            self.close()
+            conn = None
         if conn is None:
-            conn = self._local.conn = connect(self.path, readonly=self.readonly)
+            conn = self._local.conn = connect(self.location, readonly=self.readonly)
             if self.readonly:
                 self._check_schema_or_close()
         return conn
@@ -177,8 +203,8 @@ class BaseStore:
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
         if conn is not None:
-            conn.close()
             self._local.conn = None
+            conn.close()
 
     @contextlib.contextmanager
     def atomic(self) -> Iterator[sqlite3.Connection]:
@@ -218,6 +244,7 @@ class BaseStore:
         """Apply the migrations not yet recorded, in order; returns the names applied."""
         applied: list[str] = []
         with self.atomic() as conn:
+            conn.serialize_migrations()
             conn.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
             done = {r[0] for r in conn.execute("SELECT name FROM migrations").fetchall()}
             check_schema(self.path, done)
@@ -231,13 +258,16 @@ class BaseStore:
 
     def check_schema(self) -> None:
         """Refuse a history written by a newer version of the pipeline (a read-only store cannot migrate)."""
-        if self._one("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'migrations'"):
+        if self.conn.has_table("migrations"):
             check_schema(self.path, {r["name"] for r in self._all("SELECT name FROM migrations")})
 
     def applied_migrations(self) -> list[str]:
         return [r["name"] for r in self._all("SELECT name FROM migrations ORDER BY name")]
 
     def integrity_check(self) -> str:
+        """SQLite's own check of the file ('ok'); PostgreSQL checks its pages itself."""
+        if self.conn.dialect != "sqlite":
+            return "ok"
         return self.conn.execute("PRAGMA integrity_check").fetchone()[0]
 
 
@@ -257,19 +287,28 @@ def schema_version(names: Iterable[str]) -> int:
 SCHEMA_VERSION = schema_version(name for name, _ in MIGRATIONS)
 
 
-def check_schema(path: Path, applied: set[str]) -> None:
+def shown_location(location: Path | str) -> Path | str:
+    """The history as sentences name it: the file, or the URL without its password."""
+    if is_database_url(location):
+        from .postgres import shown
+        return shown(location)
+    return Path(location)
+
+
+def check_schema(path: Path | str, applied: set[str]) -> None:
     """A history with a migration this code does not know was written by a newer pipeline: refuse it."""
     unknown = sorted(applied - {name for name, _ in MIGRATIONS})
     if not unknown:
         return
     theirs = schema_version(applied)
+    elsewhere = "point FHV_DATABASE_URL at another database" if is_database_url(str(path)) else \
+        "set FHV_HOME to another folder"
     if theirs > SCHEMA_VERSION:
         raise StorageError(f"The history {path} was written by schema version {theirs}; this version of the "
-                           f"pipeline knows up to {SCHEMA_VERSION}: upgrade the pipeline, or set FHV_HOME to "
-                           "another folder.")
+                           f"pipeline knows up to {SCHEMA_VERSION}: upgrade the pipeline, or {elsewhere}.")
     raise StorageError(f"The history {path} has the schema change {unknown[0]!r}, which this version of the "
                        f"pipeline does not know (it knows up to schema version {SCHEMA_VERSION}): upgrade the "
-                       "pipeline, or set FHV_HOME to another folder.")
+                       f"pipeline, or {elsewhere}.")
 
 
 def _db_value(value: Any) -> Any:

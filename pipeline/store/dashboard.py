@@ -110,13 +110,13 @@ class DashboardStore:
         request time), oldest run date first; empty for a run that no backfill made."""
         return self._all(
             "SELECT b.id, b.name, b.state, b.run_date FROM flow_runs r JOIN flow_runs b "
-            "ON b.trigger = 'backfill' AND b.created_at = r.created_at AND b.deployment_id IS r.deployment_id "
+            "ON b.trigger = 'backfill' AND b.created_at = r.created_at AND b.deployment_id IS NOT DISTINCT FROM r.deployment_id "
             "WHERE r.id = ? AND r.trigger = 'backfill' ORDER BY b.run_date", (run_id,))
 
     def tags_in_use(self) -> list[str]:
         """Every tag some deployment carries, sorted."""
-        rows = self.conn.execute("SELECT DISTINCT j.value FROM deployments d, json_each(d.tags) j "
-                                 "ORDER BY j.value").fetchall()
+        rows = self.conn.execute("SELECT DISTINCT json_each.value FROM deployments d, json_each(d.tags) "
+                                 "ORDER BY json_each.value").fetchall()
         return [row[0] for row in rows]
 
     # -- trends: one row per validation month, aggregated in SQL ---------------------------
@@ -124,37 +124,47 @@ class DashboardStore:
         """The latest completed run of each validation month with its metrics (and how many
         completed runs that month had), oldest run date first; ``real_only``: non-demo sources only."""
         # Only the chosen rows' metrics blobs are read: the ranking reads small columns.
-        real = "AND NOT synthetic" if real_only else ""
+        real = "AND synthetic = 0" if real_only else ""
         keys = ", ".join(f"json_extract(f.metrics, '$.{key}') AS {key}" for key in METRIC_KEYS)
         rows = self._all(
             "WITH ranked AS (SELECT id, val_month, ROW_NUMBER() OVER (PARTITION BY val_month ORDER BY "
             "ended_at DESC) AS position, COUNT(*) OVER (PARTITION BY val_month) AS runs "
             f"FROM flow_runs WHERE state = 'COMPLETED' AND val_month IS NOT NULL {real}) "
             f"SELECT f.id, f.name, f.run_date, f.train_month, f.val_month, k.runs, "
-            f"COALESCE(json_extract(f.metrics, '$.synthetic'), f.synthetic) AS synthetic, "
-            f"COALESCE(json_extract(f.metrics, '$.data_source'), f.data_source) AS data_source, {keys} "
+            f"f.synthetic AS column_synthetic, f.data_source AS column_data_source, "
+            f"json_extract(f.metrics, '$.synthetic') AS synthetic, "
+            f"json_extract(f.metrics, '$.data_source') AS data_source, {keys} "
             "FROM ranked k JOIN flow_runs f ON f.id = k.id WHERE k.position = 1 "
             "ORDER BY f.run_date DESC LIMIT ?", (limit,))
-        return [row for row in rows[::-1] if row["val_rmse"] is not None]
+        return [_with_columns(row) for row in rows[::-1] if row["val_rmse"] is not None]
     # (end of dashboard reads)
 
 
 METRIC_KEYS = ("train_mse", "val_mse", "train_rmse", "val_rmse", "train_rows", "val_rows",
                "train_mean_duration", "val_mean_duration", "feature_count")
 _LIST_FROM = "FROM flow_runs r LEFT JOIN deployments d ON d.id = r.deployment_id"
-_LIST_METRICS = ("json_extract(r.metrics, '$.val_rmse') AS m_val_rmse, "
+_VAL_RMSE = "json_extract(r.metrics, '$.val_rmse')"
+_LIST_METRICS = (f"{_VAL_RMSE} AS m_val_rmse, "
                  "json_extract(r.metrics, '$.synthetic') AS m_synthetic, "
                  "json_extract(r.metrics, '$.data_source') AS m_data_source")
 _MOMENT = "COALESCE(r.started_at, r.scheduled_time, r.created_at)"
 SORTS = {
     "newest": f"{_MOMENT} DESC", "oldest": f"{_MOMENT} ASC",
     "run_date_desc": f"r.run_date DESC, {_MOMENT} DESC", "run_date_asc": f"r.run_date ASC, {_MOMENT} ASC",
-    "val_rmse_desc": f"m_val_rmse IS NULL, m_val_rmse DESC, {_MOMENT} DESC",
-    "val_rmse_asc": f"m_val_rmse IS NULL, m_val_rmse ASC, {_MOMENT} DESC",
+    "val_rmse_desc": f"{_VAL_RMSE} IS NULL, {_VAL_RMSE} DESC, {_MOMENT} DESC",
+    "val_rmse_asc": f"{_VAL_RMSE} IS NULL, {_VAL_RMSE} ASC, {_MOMENT} DESC",
     "duration_desc": f"(julianday(r.ended_at) - julianday(r.started_at)) IS NULL, "
                      f"julianday(r.ended_at) - julianday(r.started_at) DESC, {_MOMENT} DESC",
     "name": "r.name ASC",
 }
+
+
+def _with_columns(row: dict[str, Any]) -> dict[str, Any]:
+    """A trends row whose synthetic flag and data source come from its metrics, else from its columns."""
+    for key in ("synthetic", "data_source"):
+        column = row.pop(f"column_{key}")
+        row[key] = column if row[key] is None else row[key]
+    return row
 
 
 def _with_metrics(row: dict[str, Any]) -> dict[str, Any]:

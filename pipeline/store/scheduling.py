@@ -17,7 +17,8 @@ class SchedulingStore:
     def ensure_work_queue(self, name: str, *, now: dt.datetime) -> dict[str, Any]:
         """The work queue ``name``, created without a concurrency limit if it does not exist."""
         with self.atomic() as conn:
-            conn.execute("INSERT OR IGNORE INTO work_queues (name, concurrency_limit, created_at) VALUES (?, NULL, ?)",
+            conn.execute("INSERT INTO work_queues (name, concurrency_limit, created_at) VALUES (?, NULL, ?) "
+                         "ON CONFLICT DO NOTHING",
                          (name, to_db(now)))
         return self.work_queue(name)
 
@@ -47,9 +48,10 @@ class SchedulingStore:
             "SELECT q.name, q.concurrency_limit, q.paused, q.created_at, COALESCE(c.running, 0) AS running, "
             "COALESCE(c.scheduled, 0) AS scheduled, COALESCE(c.late, 0) AS late, "
             "COALESCE(c.awaiting, 0) AS awaiting FROM work_queues q LEFT JOIN ("
-            "  SELECT work_queue, SUM(state IN ('PENDING', 'RUNNING')) AS running, "
-            "  SUM(state = 'SCHEDULED') AS scheduled, SUM(state = 'LATE') AS late, "
-            "  SUM(state = 'AWAITING_RETRY') AS awaiting FROM flow_runs "
+            "  SELECT work_queue, COUNT(CASE WHEN state IN ('PENDING', 'RUNNING') THEN 1 END) AS running, "
+            "  COUNT(CASE WHEN state = 'SCHEDULED' THEN 1 END) AS scheduled, "
+            "  COUNT(CASE WHEN state = 'LATE' THEN 1 END) AS late, "
+            "  COUNT(CASE WHEN state = 'AWAITING_RETRY' THEN 1 END) AS awaiting FROM flow_runs "
             "  WHERE state IN ('PENDING', 'RUNNING', 'SCHEDULED', 'LATE', 'AWAITING_RETRY') GROUP BY work_queue"
             ") c ON c.work_queue = q.name ORDER BY q.name")
         return [{**row, "paused": bool(row["paused"])} for row in rows]

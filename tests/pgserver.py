@@ -1,0 +1,126 @@
+"""A throwaway PostgreSQL server for the tests: ``initdb`` and ``pg_ctl`` in a temporary folder.
+
+One server per test session (per xdist worker), on a free 127.0.0.1 port, started as the
+``postgres`` user when the tests run as root (the server refuses root), and stopped at the
+end. Each test gets a fresh empty database (``fresh_database()``, a ``CREATE DATABASE``).
+Nothing depends on a system service. Without PostgreSQL's programs, its tests are skipped.
+"""
+from __future__ import annotations
+
+import contextlib
+import glob
+import itertools
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+PASSWORD_USER, PASSWORD = "fhv_secret", "right-horse-battery"  # a role that must give its password
+
+
+def postgres_bin() -> Path | None:
+    """The folder of initdb and pg_ctl (Debian's /usr/lib/postgresql/N/bin, newest first), or None."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3]), reverse=True)
+    if found:
+        return Path(found[0]).parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+class PgServer:
+    """One PostgreSQL cluster in a temporary folder; ``url()`` connects to it as the superuser."""
+
+    def __init__(self, bin_dir: Path, *, host: str = "127.0.0.1", port: int | None = None,
+                 clients: str = "127.0.0.1/32"):
+        self.bin, self.host, self.port, self.clients = bin_dir, host, port or free_port(host), clients
+        self.folder = Path(tempfile.mkdtemp(prefix="fhv-pg-"))
+        self.data, self.log = self.folder / "data", self.folder / "server.log"
+        self.as_postgres = os.geteuid() == 0
+        self.superuser = "postgres" if self.as_postgres else pwd.getpwuid(os.geteuid()).pw_name
+        self._names = itertools.count(1)
+
+    def _run(self, *argv: str) -> None:
+        prefix = ["runuser", "-u", "postgres", "--"] if self.as_postgres else []
+        done = subprocess.run([*prefix, *argv], capture_output=True, text=True, timeout=120)
+        if done.returncode:
+            log = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
+            raise RuntimeError(f"{' '.join(argv[:2])} failed: {done.stderr or done.stdout}{log}")
+
+    def start(self) -> "PgServer":
+        if self.as_postgres:
+            shutil.chown(self.folder, "postgres", "postgres")
+        self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", self.superuser, "--auth=trust",
+                  "--no-sync", "-E", "UTF8", "--locale=C")
+        (self.data / "pg_hba.conf").write_text(
+            "local all all trust\n"
+            f"host all {PASSWORD_USER} {self.clients} scram-sha-256\n"
+            f"host all all {self.clients} trust\n")
+        options = (f"-c listen_addresses={self.host} -c port={self.port} -c unix_socket_directories={self.folder} "
+                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 "
+                   "-c shared_buffers=32MB")
+        self._run(str(self.bin / "pg_ctl"), "start", "-w", "-t", "60", "-D", str(self.data), "-l", str(self.log),
+                  "-o", options)
+        self.admin(f"CREATE ROLE {PASSWORD_USER} LOGIN PASSWORD '{PASSWORD}'")
+        return self
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            self._run(str(self.bin / "pg_ctl"), "stop", "-D", str(self.data), "-m", "immediate", "-w")
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def url(self, dbname: str = "postgres", *, user: str | None = None, password: str | None = None,
+            port: int | None = None) -> str:
+        secret = f":{password}" if password else ""
+        return f"postgresql://{user or self.superuser}{secret}@{self.host}:{port or self.port}/{dbname}"
+
+    def admin(self, *statements: str) -> None:
+        """Run statements as the superuser, each in its own transaction (CREATE DATABASE needs that)."""
+        import psycopg
+
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            for statement in statements:
+                conn.execute(statement)
+
+    def fresh_database(self, prefix: str = "t") -> str:
+        """A new, empty database; returns its URL."""
+        name = f"{prefix}{os.getpid()}_{next(self._names)}"
+        self.admin(f"CREATE DATABASE {name}")
+        return self.url(name)
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """The session's PostgreSQL server (skipped, with the reason, where PostgreSQL is not installed)."""
+    bin_dir = postgres_bin()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb): "
+                    "apt-get install postgresql, as test.sh does when run as root.")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        pytest.skip("psycopg is not installed: pip install -r requirements.txt.")
+    server = PgServer(bin_dir)
+    try:
+        server.start()
+    except BaseException:
+        server.stop()
+        raise
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server) -> str:
+    """A fresh empty PostgreSQL database for one test."""
+    return pg_server.fresh_database()
