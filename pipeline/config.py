@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -23,6 +24,9 @@ class Settings:
     download_timeout: float = 60.0  # seconds without a byte before a download attempt gives up
     download_deadline: float = 1800.0  # seconds a whole download attempt may take (0: no deadline)
     solver: str = "exact"  # "exact" (closed-form least squares) or "lsqr" (scikit-learn's iterative fit)
+    notify: tuple[str, ...] = ()  # Apprise URLs told of failures, lateness, gates and promotions (FHV_NOTIFY)
+    notify_late_after: float = 3600.0  # seconds a LATE run waits past its slot before it is told
+    notify_timeout: float = 10.0  # seconds one delivery attempt may take
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -143,8 +147,19 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         download_timeout=_float_env(env, "FHV_DOWNLOAD_TIMEOUT", 60.0),
         download_deadline=_float_env(env, "FHV_DOWNLOAD_DEADLINE", 1800.0),
         solver=_solver(env.get("FHV_SOLVER") or "exact"),
+        notify=notify_urls(env.get("FHV_NOTIFY") or ""),
+        notify_late_after=_float_env(env, "FHV_NOTIFY_LATE_AFTER", 3600.0),
+        notify_timeout=_float_env(env, "FHV_NOTIFY_TIMEOUT", 10.0),
         extra={k: v for k, v in env.items() if k.startswith("FHV_")},
     )
+
+
+_URL_GAP = re.compile(r"\s+|,\s*(?=[A-Za-z][A-Za-z0-9+.-]*://)")
+
+
+def notify_urls(text: str) -> tuple[str, ...]:
+    """FHV_NOTIFY: Apprise URLs separated by spaces, new lines or commas (a comma inside a URL stays)."""
+    return tuple(url for url in _URL_GAP.split(text.strip()) if url)
 
 
 def is_synthetic(data_url: str) -> bool:

@@ -1,0 +1,140 @@
+"""The notifications outbox: one row per (event, subject, target), each delivery attempt its own row.
+
+The unique ``(event, subject, target_key)`` makes an event go to a target once, however many
+schedulers or foreground runs notice it. ``target_key`` is a hash of the target's URL and ``target``
+its masked form: the URLs themselves (they hold tokens) are only in ``notify_targets``, for the
+deployments that add their own, and are never shown. ``notify_marks`` keeps how far the history
+has been scanned for events.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Iterable
+
+from .base import _row, from_db, to_db
+
+OUTCOMES = ("sent", "failed", "timeout", "dropped")
+
+
+class NotificationStore:
+    """The outbox of notifications and the targets deployments add (mixed into ``Store``)."""
+
+    # -- targets --------------------------------------------------------------------------
+    def set_notify_targets(self, deployment_id: int, urls: Iterable[str]) -> None:
+        """The deployment's own notification URLs, replacing the ones it had."""
+        with self.atomic() as conn:
+            conn.execute("DELETE FROM notify_targets WHERE deployment_id = ?", (deployment_id,))
+            conn.executemany("INSERT INTO notify_targets (deployment_id, url) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                             [(deployment_id, url) for url in urls])
+
+    def notify_targets(self) -> dict[int, list[str]]:
+        """Deployment id -> its own notification URLs (secrets included: never show them)."""
+        targets: dict[int, list[str]] = {}
+        for row in self._all("SELECT deployment_id, url FROM notify_targets ORDER BY id"):
+            targets.setdefault(row["deployment_id"], []).append(row["url"])
+        return targets
+
+    # -- how far the history was scanned ------------------------------------------------------
+    def notify_mark(self, name: str) -> str | None:
+        row = self._one("SELECT value FROM notify_marks WHERE name = ?", (name,))
+        return row["value"] if row else None
+
+    def set_notify_mark(self, name: str, value: str) -> None:
+        with self.atomic() as conn:
+            conn.execute("INSERT INTO notify_marks (name, value) VALUES (?, ?) "
+                         "ON CONFLICT (name) DO UPDATE SET value = excluded.value", (name, value))
+
+    def runs_ended_since(self, since: dt.datetime) -> list[dict[str, Any]]:
+        """Runs that ended COMPLETED, FAILED or CRASHED at or after ``since``, oldest first."""
+        return self._all(
+            "SELECT r.*, d.name AS deployment FROM flow_runs r LEFT JOIN deployments d ON d.id = r.deployment_id "
+            "WHERE r.ended_at >= ? AND r.state IN ('COMPLETED', 'FAILED', 'CRASHED') ORDER BY r.ended_at",
+            (to_db(since),))
+
+    def late_runs(self, *, due_before: dt.datetime) -> list[dict[str, Any]]:
+        """LATE runs whose slot is at or before ``due_before``, oldest first."""
+        return self._all(
+            "SELECT r.*, d.name AS deployment FROM flow_runs r LEFT JOIN deployments d ON d.id = r.deployment_id "
+            "WHERE r.state = 'LATE' AND r.scheduled_time <= ? ORDER BY r.scheduled_time", (to_db(due_before),))
+
+    # -- the outbox -----------------------------------------------------------------------
+    def add_notification(self, *, event: str, subject: str, run_id: str | None, target_key: str, target: str,
+                         title: str, body: str, level: str, now: dt.datetime) -> int | None:
+        """Queue one message for one target, due now; None when that event already went to that target."""
+        with self.atomic() as conn:
+            row = conn.execute(
+                "INSERT INTO notifications (event, subject, run_id, target_key, target, title, body, level, "
+                "next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING "
+                "RETURNING id", (event, subject, run_id, target_key, target, title, body, level, to_db(now),
+                                 to_db(now))).fetchone()
+        return row[0] if row else None
+
+    def due_notifications(self, now: dt.datetime, *, limit: int = 100) -> list[dict[str, Any]]:
+        """PENDING messages whose next attempt is due, oldest first."""
+        return self._all("SELECT * FROM notifications WHERE state = 'PENDING' AND next_attempt_at <= ? "
+                         "ORDER BY next_attempt_at, id LIMIT ?", (to_db(now), limit))
+
+    def claim_notification(self, notification_id: int, *, attempts: int, now: dt.datetime,
+                           until: dt.datetime) -> dict[str, Any] | None:
+        """Take a due message for one attempt (no other sender takes it before ``until``); None if taken."""
+        with self.atomic() as conn:
+            row = conn.execute(
+                "UPDATE notifications SET next_attempt_at = ? WHERE id = ? AND state = 'PENDING' AND attempts = ? "
+                "AND next_attempt_at <= ? RETURNING *", (to_db(until), notification_id, attempts, to_db(now))
+            ).fetchone()
+        return _row(row)
+
+    def record_notification_attempt(self, notification: dict[str, Any], *, outcome: str, detail: str | None,
+                                    started: dt.datetime, ended: dt.datetime,
+                                    retry_at: dt.datetime | None) -> bool:
+        """Record one attempt and move the message on: SENT, PENDING again at ``retry_at``, or FAILED.
+
+        One conditional UPDATE on the attempt count: a second sender recording the same attempt changes nothing.
+        """
+        if outcome not in OUTCOMES:
+            raise ValueError(f"unknown notification outcome {outcome!r}")
+        attempt = notification["attempts"] + 1
+        state = "SENT" if outcome == "sent" else ("PENDING" if retry_at is not None else "FAILED")
+        with self.atomic() as conn:
+            moved = conn.execute(
+                "UPDATE notifications SET state = ?, attempts = ?, next_attempt_at = ?, sent_at = ?, last_error = ? "
+                "WHERE id = ? AND attempts = ? AND state = 'PENDING'",
+                (state, attempt, to_db(retry_at or ended), to_db(ended) if state == "SENT" else None,
+                 None if state == "SENT" else detail, notification["id"], notification["attempts"])).rowcount
+            if moved:
+                conn.execute("INSERT INTO notification_attempts (notification_id, attempt, started_at, ended_at, "
+                             "outcome, detail) VALUES (?, ?, ?, ?, ?, ?)",
+                             (notification["id"], attempt, to_db(started), to_db(ended), outcome, detail))
+        return bool(moved)
+
+    def notifications(self, *, run_id: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """Messages, newest first (one run's only, with ``run_id``), each with its ``attempts_made``."""
+        where, params = ("WHERE n.run_id = ?", [run_id]) if run_id else ("", [])
+        rows = self._all(
+            "SELECT n.id, n.event, n.subject, n.run_id, r.name AS run_name, n.target, n.title, n.body, n.level, "
+            "n.state, n.attempts, n.next_attempt_at, n.created_at, n.sent_at, n.last_error "
+            f"FROM notifications n LEFT JOIN flow_runs r ON r.id = n.run_id {where} "
+            "ORDER BY n.id DESC LIMIT ?", (*params, limit))
+        attempts = self._attempts_of([row["id"] for row in rows])
+        return [{**row, "attempts_made": attempts.get(row["id"], [])} for row in rows]
+
+    def _attempts_of(self, ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+        if not ids:
+            return {}
+        found: dict[int, list[dict[str, Any]]] = {}
+        for row in self._all("SELECT notification_id, attempt, started_at, ended_at, outcome, detail "
+                             f"FROM notification_attempts WHERE notification_id IN ({', '.join('?' * len(ids))}) "
+                             "ORDER BY notification_id, attempt", ids):
+            found.setdefault(row.pop("notification_id"), []).append(row)
+        return found
+
+    def notification_attempts(self, run_id: str) -> list[dict[str, Any]]:
+        """Every delivery attempt of one run's messages, in order: event, masked target, outcome."""
+        return self._all(
+            "SELECT n.event, n.target, n.state, a.attempt, a.started_at, a.ended_at, a.outcome, a.detail "
+            "FROM notification_attempts a JOIN notifications n ON n.id = a.notification_id "
+            "WHERE n.run_id = ? ORDER BY a.started_at, a.id", (run_id,))
+
+    def next_notification_due(self) -> dt.datetime | None:
+        row = self.conn.execute("SELECT MIN(next_attempt_at) FROM notifications WHERE state = 'PENDING'").fetchone()
+        return from_db(row[0])
