@@ -28,10 +28,16 @@ class Settings:
     notify_late_after: float = 3600.0  # seconds a LATE run waits past its slot before it is told
     notify_timeout: float = 10.0  # seconds one delivery attempt may take
     extra: Mapping[str, str] = field(default_factory=dict)
+    database_url: str | None = None  # FHV_DATABASE_URL: the history on PostgreSQL instead of db_path
 
     @property
     def db_path(self) -> Path:
         return self.home / "history.db"
+
+    @property
+    def history(self) -> Path | str:
+        """Where the run history is: the FHV_DATABASE_URL (PostgreSQL), else the SQLite file db_path."""
+        return self.database_url or self.db_path
 
     @property
     def cache_dir(self) -> Path:
@@ -151,7 +157,20 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         notify_late_after=_float_env(env, "FHV_NOTIFY_LATE_AFTER", 3600.0),
         notify_timeout=_float_env(env, "FHV_NOTIFY_TIMEOUT", 10.0),
         extra={k: v for k, v in env.items() if k.startswith("FHV_")},
+        database_url=database_url(env.get("FHV_DATABASE_URL") or ""),
     )
+
+
+def database_url(text: str) -> str | None:
+    """FHV_DATABASE_URL: a postgresql:// URL, or nothing (the history stays $FHV_HOME/history.db)."""
+    text = text.strip()
+    if not text:
+        return None
+    if not text.startswith(("postgresql://", "postgres://")):
+        shown = text.split("://", 1)[0] + "://..." if "://" in text else text
+        raise ConfigError(f"FHV_DATABASE_URL={shown!r} is not a PostgreSQL URL; use postgresql://user@host:port/"
+                          "database, or leave it unset to keep the history in $FHV_HOME/history.db.")
+    return text
 
 
 _URL_GAP = re.compile(r"\s+|,\s*(?=[A-Za-z][A-Za-z0-9+.-]*://)")
