@@ -12,7 +12,6 @@ from .dashboard import DashboardStore
 from .migrations import MIGRATIONS
 from .models import ModelStore
 from .notifications import NotificationStore
-from .notifications import NotificationStore
 from .rows import DeploymentRow, RunRow
 from .runs import RunStore
 from .scheduling import SchedulingStore
