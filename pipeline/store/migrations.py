@@ -197,49 +197,6 @@ CREATE TABLE notify_marks (
 );
 CREATE INDEX flow_runs_ended ON flow_runs(ended_at);
 """),
-    ("0008_notifications", """
-CREATE TABLE notify_targets (
-    id INTEGER PRIMARY KEY,
-    deployment_id INTEGER NOT NULL REFERENCES deployments(id) ON DELETE CASCADE,
-    url TEXT NOT NULL,
-    UNIQUE (deployment_id, url)
-);
-CREATE TABLE notifications (
-    id INTEGER PRIMARY KEY,
-    event TEXT NOT NULL,
-    subject TEXT NOT NULL,
-    run_id TEXT REFERENCES flow_runs(id) ON DELETE CASCADE,
-    target_key TEXT NOT NULL,
-    target TEXT NOT NULL,
-    title TEXT NOT NULL,
-    body TEXT NOT NULL,
-    level TEXT NOT NULL,
-    state TEXT NOT NULL DEFAULT 'PENDING' CHECK (state IN ('PENDING', 'SENT', 'FAILED')),
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    sent_at TEXT,
-    last_error TEXT,
-    UNIQUE (event, subject, target_key)
-);
-CREATE INDEX notifications_due ON notifications(state, next_attempt_at);
-CREATE INDEX notifications_run ON notifications(run_id, id);
-CREATE TABLE notification_attempts (
-    id INTEGER PRIMARY KEY,
-    notification_id INTEGER NOT NULL REFERENCES notifications(id) ON DELETE CASCADE,
-    attempt INTEGER NOT NULL,
-    started_at TEXT NOT NULL,
-    ended_at TEXT NOT NULL,
-    outcome TEXT NOT NULL CHECK (outcome IN ('sent', 'failed', 'timeout', 'dropped')),
-    detail TEXT,
-    UNIQUE (notification_id, attempt)
-);
-CREATE TABLE notify_marks (
-    name TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-CREATE INDEX flow_runs_ended ON flow_runs(ended_at);
-"""),
     ("0010_workers", """
 CREATE TABLE workers (
     id TEXT PRIMARY KEY,
