@@ -1,7 +1,12 @@
 """Data checks: each month's figures against plain pandas, PSI and JS distance against independent
 computations, the gates through real runs, and the deployment settings."""
 import datetime as dt
+import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -205,3 +210,34 @@ def test_bad_gate_settings_are_refused_with_one_sentence(fields, message):
     with pytest.raises(ConfigError) as error:
         DeploymentSpec(name="q", **fields)
     assert str(error.value) == message
+
+
+def test_the_training_month_drifts_against_the_champions_training_month(store, settings, clock):
+    first = store.get_run(flow.run_now(store, settings, date="2021-08-15", name="first", clock=clock).run_id)
+    second = store.get_run(flow.run_now(store, settings, date="2021-09-15", name="second", clock=clock).run_id)
+    assert first["metrics"]["drift"]["train_vs_champion"] is None  # no champion yet
+    drift = second["metrics"]["drift"]["train_vs_champion"]
+    assert (drift["reference"], drift["current"]) == ("2021-06", "2021-07")
+    before, now = first["metrics"]["data"]["train"]["hist"], second["metrics"]["data"]["train"]["hist"]
+    keys = sorted(set(before["dropoff"]) | set(now["dropoff"]))
+    assert drift["dropoff"]["psi"] == pytest.approx(plain_psi([before["dropoff"].get(k, 0) for k in keys],
+                                                              [now["dropoff"].get(k, 0) for k in keys]))
+
+
+def test_run_json_and_runs_show_json_carry_data_drift_and_warnings(tmp_path):
+    env = {**os.environ, "FHV_HOME": str(tmp_path), "FHV_DATA_URL": "demo:500",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    cli = [sys.executable, "-m", "pipeline"]
+    done = subprocess.run([*cli, "run", "--date", "2021-08-15", "--json"], env=env, capture_output=True, text=True,
+                          timeout=120)
+    ran = json.loads(done.stdout)
+    assert done.returncode == 0 and ran["data"]["train"]["rows_read"] == 500
+    assert ran["drift"]["val_vs_train"]["reference"] == "2021-06" and ran["drift"]["train_vs_champion"] is None
+    assert ran["warnings"] == [  # 500 trips a month: too few, and too few for the zones' shares to be stable
+        "The gate min_rows_kept failed: 2021-06 kept 466 trips of 1 to 60 minutes, fewer than the limit of 1,000.",
+        "The gate max_psi failed: the PSI of drop-off zones of the validation month 2021-07 against the training "
+        "month 2021-06 is 1.325, above the limit of 0.25."]
+    shown = subprocess.run([*cli, "runs", "show", ran["run_id"], "--json"], env=env, capture_output=True, text=True,
+                           timeout=60)
+    assert {k: json.loads(shown.stdout)[k] for k in ("data", "drift", "warnings")} == {
+        k: ran[k] for k in ("data", "drift", "warnings")}
