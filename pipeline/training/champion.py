@@ -44,8 +44,8 @@ RACE_TRIES = 3
 
 # -- the champion's artifacts, loaded as a user would --------------------------------------------
 def artifact_files(store: Store, run_id: str) -> dict[str, dict[str, Any]]:
-    """The run's vectorizer and model artifacts by name; a sentence when one is missing."""
-    found = {a["name"]: a for a in store.artifacts(run_id) if a["name"] in FILES}
+    """The run's vectorizer and model artifacts (by their kind); a sentence when one is missing."""
+    found = {a["kind"] or a["name"]: a for a in store.artifacts(run_id) if (a["kind"] or a["name"]) in FILES}
     missing = [name for name in FILES if name not in found]
     if missing:
         raise NotFound(f"The run {run_id[:8]} has no {' and no '.join(missing)} artifact: it is not a model version.")

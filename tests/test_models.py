@@ -1,0 +1,271 @@
+"""Model versions and the champion: the promotion rule, the champion scored exactly, the CLI, the
+stable folder models/current/ and the Models page. Real runs of the flow on small months in a
+folder (real data for the product) or the demo source (synthetic), real SQLite, real pickles."""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import pickle
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from pipeline import users
+from pipeline.cli import main
+from pipeline.config import Settings
+from pipeline.errors import InvalidTransition
+from pipeline.orchestration.states import State
+from pipeline.store import Store
+from pipeline.training import champion, compare
+from pipeline.training.demo import generate_month
+from pipeline.training.flow import FLOW_NAME, execute
+from pipeline.training.job import run_fields
+from tests.conftest import FakeClock
+from tests.reference import CATEGORICAL, read_dataframe
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "dashboard" / "app.py")
+ROWS = 2000
+PASSWORD = "correct horse battery"
+
+
+def train(store: Store, settings: Settings, date: str, clock: FakeClock, *, tolerance: float = 0.0,
+          data_url: str | None = None) -> dict:
+    """One real run of the training flow, as the scheduler would execute it; returns its row."""
+    data_url = data_url or settings.data_url
+    clock.advance(3600)
+    parameters = {"date": date, "data_url": data_url, "promotion_tolerance": tolerance}
+    run_id = store.create_run(flow=FLOW_NAME, name=f"run-{date}-{data_url[:4]}", state=State.PENDING,
+                              now=clock.now(), parameters=parameters, **run_fields(parameters, settings))
+    execute(store, settings, run_id, clock=clock, heartbeat_every=60)
+    return store.get_run(run_id)
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    """A history of four versions: a real first one, a real one under tolerance 0, a real one under
+    tolerance 100 (promoted whatever its RMSE), then a synthetic one (never replaces a real champion)."""
+    base = tmp_path_factory.mktemp("models")
+    folder = base / "months"
+    folder.mkdir()
+    for month in ("2021-01", "2021-02", "2021-03", "2021-04"):
+        pq.write_table(generate_month(month, ROWS), folder / f"fhv_tripdata_{month}.parquet")
+    settings = Settings(home=base / "fhv", data_url=str(folder)).ensure_dirs()
+    store, clock = Store(settings.db_path), FakeClock()
+    runs = [train(store, settings, "2021-03-15", clock), train(store, settings, "2021-04-15", clock),
+            train(store, settings, "2021-05-15", clock, tolerance=100.0),
+            train(store, settings, "2021-05-15", clock, tolerance=100.0, data_url=f"demo:{ROWS}")]
+    store.close()
+    return settings, runs
+
+
+@pytest.fixture
+def history(template, tmp_path, monkeypatch):
+    """A copy of the template's FHV_HOME (its artifacts stay the template's files, read only)."""
+    settings, runs = template
+    home = tmp_path / "fhv"
+    shutil.copytree(settings.home, home)
+    copy = Settings(home=home, data_url=settings.data_url)
+    monkeypatch.setenv("FHV_HOME", str(home))
+    monkeypatch.setenv("FHV_DATA_URL", settings.data_url)
+    store = Store(copy.db_path)
+    yield copy, store, runs
+    store.close()
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+# -- the rule -------------------------------------------------------------------------------------
+REAL = {"id": "c" * 36, "name": "champ", "synthetic": 0}
+FAKE = {**REAL, "synthetic": 1}
+
+
+@pytest.mark.parametrize("new, synthetic, holder, held, tolerance, decision", [
+    (10.0, False, None, None, 0.0, "first"),
+    (10.0, True, None, None, 0.0, "first"),
+    (9.0, False, REAL, 10.0, 0.0, "promoted"),
+    (10.0, False, REAL, 10.0, 0.0, "promoted"),  # not worse: the newer model wins a tie
+    (10.05, False, REAL, 10.0, 0.0, "kept"),
+    (10.05, False, REAL, 10.0, 0.1, "promoted"),
+    (10.2, False, REAL, 10.0, 0.1, "kept"),
+    (1.0, True, REAL, None, 0.0, "not_eligible"),  # synthetic never replaces real, however good
+    (9.0, True, FAKE, 10.0, 0.0, "promoted"),
+    (9.0, False, FAKE, 10.0, 0.0, "promoted"),
+])
+def test_the_promotion_rule(new, synthetic, holder, held, tolerance, decision):
+    record = champion.decide(new_rmse=new, synthetic=synthetic, champion=holder, champion_rmse=held,
+                             tolerance=tolerance)
+    assert record["decision"] == decision
+    assert record["champion_run_id"] == (holder["id"] if holder else None) and record["tolerance"] == tolerance
+    assert record["reason"].endswith(".") and "\n" not in record["reason"]
+
+
+def test_runs_record_their_decision_and_the_champion_follows_the_rule(history):
+    settings, store, (first, second, third, fake) = history
+    promotions = [run["metrics"]["promotion"] for run in (first, second, third, fake)]
+    assert promotions[0]["decision"] == "first" and promotions[0]["champion_rmse"] is None
+    worse = promotions[1]["new_rmse"] > promotions[1]["champion_rmse"]
+    assert promotions[1]["decision"] == ("kept" if worse else "promoted")
+    assert promotions[1]["champion_run_id"] == first["id"] and promotions[1]["tolerance"] == 0.0
+    assert promotions[2]["decision"] == "promoted" and promotions[2]["tolerance"] == 100.0
+    assert promotions[3]["decision"] == "not_eligible" and promotions[3]["champion_run_id"] == third["id"]
+    assert store.champion()["id"] == third["id"]
+    events = store.promotion_events()
+    assert [(e["run_id"], e["action"], e["actor"]) for e in events] == \
+        [(first["id"], "promoted", "pipeline")] + ([] if worse else [(second["id"], "promoted", "pipeline")]) + \
+        [(third["id"], "promoted", "pipeline")]
+    assert isinstance(events[0]["at"], dt.datetime) and store.promotion_events(after_id=events[-1]["id"]) == []
+
+
+def test_the_champion_is_scored_exactly_like_pandas_and_pickle_on_the_challengers_month(history):
+    settings, store, (first, second, *_) = history
+    files = {a["kind"]: Path(a["path"]) for a in store.artifacts(first["id"])}
+    dv, lr = (pickle.loads(files[k].read_bytes()) for k in ("vectorizer", "model"))
+    frame = read_dataframe(Path(settings.data_url) / f"fhv_tripdata_{second['val_month']}.parquet")
+    predicted = lr.predict(dv.transform(frame[CATEGORICAL].to_dict(orient="records")))
+    rmse = float(np.sqrt(np.mean((frame.duration.to_numpy() - predicted) ** 2)))
+    assert second["metrics"]["promotion"]["champion_rmse"] == pytest.approx(rmse, rel=1e-9)
+    assert second["metrics"]["promotion"]["new_rmse"] == second["metrics"]["val_rmse"]
+
+
+def test_a_champion_whose_files_were_changed_is_replaced_with_the_reason(tmp_path):
+    settings = Settings(home=tmp_path / "fhv", data_url=f"demo:{ROWS}").ensure_dirs()
+    store, clock = Store(settings.db_path), FakeClock()
+    first = train(store, settings, "2021-03-15", clock)
+    model = next(Path(a["path"]) for a in store.artifacts(first["id"]) if a["kind"] == "model")
+    model.write_bytes(model.read_bytes() + b"!")
+    second = train(store, settings, "2021-04-15", clock)
+    promotion = second["metrics"]["promotion"]
+    assert promotion["decision"] == "promoted" and promotion["champion_rmse"] is None
+    assert f"The artifact {model} has sha256" in promotion["reason"] and store.champion()["id"] == second["id"]
+    store.close()
+
+
+# -- events: one conditional insert each -----------------------------------------------------------
+def test_a_change_that_lost_a_race_inserts_nothing(history):
+    settings, store, (first, second, third, fake) = history
+    now = dt.datetime(2026, 2, 1, tzinfo=dt.timezone.utc)
+    seq = store.last_model_seq()
+    common = dict(flow=FLOW_NAME, actor="x", reason="r.", now=now, undo_to=None)
+    assert store.record_model_event(run_id=first["id"], action="manual", after_seq=seq - 1, **common) is None
+    assert store.record_model_event(run_id=third["id"], action="promoted", after_seq=seq, **common) is None
+    assert store.record_model_event(run_id=first["id"], action="manual", after_seq=seq, **common) is not None
+    assert store.record_model_event(run_id=second["id"], action="manual", after_seq=seq, **common) is None
+    assert store.champion()["id"] == first["id"] and store.last_model_seq() == seq + 1
+
+
+def test_an_event_of_a_run_that_did_not_complete_is_not_in_effect(history):
+    settings, store, (first, *_) = history
+    now = dt.datetime(2026, 2, 1, tzinfo=dt.timezone.utc)
+    running = store.create_run(flow=FLOW_NAME, name="still-running", state=State.RUNNING, now=now)
+    store.record_model_event(flow=FLOW_NAME, run_id=running, action="promoted", actor="pipeline", reason="r.",
+                             now=now, after_seq=store.last_model_seq(), undo_to=None)
+    before = store.champion()["id"]
+    assert before != running
+    store.transition(running, State.COMPLETED, now=now)
+    assert store.champion()["id"] == running
+
+
+# -- the command line ------------------------------------------------------------------------------
+def cli(capsys, *args) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_models_ls_and_current_as_json(history, capsys):
+    settings, store, (first, second, third, fake) = history
+    code, out, _ = cli(capsys, "models", "ls", "--json")
+    versions = json.loads(out)
+    assert code == 0 and [v["run_id"] for v in versions] == [fake["id"], third["id"], second["id"], first["id"]]
+    assert [v["champion"] for v in versions] == [False, True, False, False]
+    assert versions[0]["decision"] == "not_eligible" and versions[0]["synthetic"] is True
+    code, out, _ = cli(capsys, "models", "current", "--json")
+    current = json.loads(out)
+    assert code == 0 and current["run_id"] == third["id"]
+    assert (current["train_month"], current["val_month"]) == (third["train_month"], third["val_month"])
+    assert current["metrics"]["val_rmse"] == third["metrics"]["val_rmse"]
+    recorded = {a["kind"]: (a["path"], a["sha256"]) for a in store.artifacts(third["id"])}
+    assert {a["name"]: (a["path"], a["sha256"]) for a in current["artifacts"]} == recorded
+    assert current["folder"]["up_to_date"] is True and current["folder"]["run_id"] == third["id"]
+
+
+def test_models_promote_and_rollback_walk_back_through_the_champions(history, capsys):
+    settings, store, (first, second, third, fake) = history
+    code, out, _ = cli(capsys, "models", "promote", first["id"][:8], "--json", "--reason", "Back to basics.")
+    event = json.loads(out)
+    assert code == 0 and (event["run_id"], event["action"], event["reason"]) == (first["id"], "manual",
+                                                                                 "Back to basics.")
+    assert event["actor"] and store.champion()["id"] == first["id"]
+    code, out, _ = cli(capsys, "models", "rollback", "--json")
+    assert code == 0 and json.loads(out)["run_id"] == third["id"] and json.loads(out)["action"] == "rollback"
+    code, out, _ = cli(capsys, "models", "rollback")
+    assert code == 0 and "The champion is now" in out
+    chain = [e["run_id"] for e in store.promotion_events()]
+    assert store.champion()["id"] == chain[-1] == (first["id"] if len(chain) == 5 else second["id"])
+    while cli(capsys, "models", "rollback")[0] == 0:
+        pass
+    assert store.champion()["id"] == first["id"]
+
+
+@pytest.mark.parametrize("args, sentence", [
+    (("models", "promote", "no-such-run"), "The run id 'no-such-run' matches no run in the history."),
+    (("models", "promote", "FAKE"), "was trained on synthetic data; it cannot replace the champion"),
+    (("models", "promote", "THIRD"), "is the champion already."),
+])
+def test_a_bad_promotion_is_one_sentence(history, capsys, args, sentence):
+    settings, store, (first, second, third, fake) = history
+    args = tuple({"FAKE": fake["id"], "THIRD": third["id"]}.get(a, a) for a in args)
+    code, out, err = cli(capsys, *args)
+    assert code == 2 and out == "" and sentence in " ".join(err.split()) and "Traceback" not in err
+    assert store.champion()["id"] == third["id"]
+
+
+def test_a_run_that_is_not_a_completed_version_cannot_be_promoted(history):
+    settings, store, _ = history
+    now = dt.datetime(2026, 2, 1, tzinfo=dt.timezone.utc)
+    failed = store.create_run(flow=FLOW_NAME, name="broken", state=State.FAILED, now=now)
+    with pytest.raises(InvalidTransition, match="The run broken .* is FAILED: only a completed run is a model version."):
+        champion.promote(store, settings, failed, actor="ann", now=now)
+
+
+# -- models/current/ -------------------------------------------------------------------------------
+def current_files(settings: Settings) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in champion.current_dir(settings).iterdir()}
+
+
+def test_the_current_folder_holds_the_champion_with_its_card_and_checksums(history):
+    settings, store, (first, second, third, fake) = history
+    files = current_files(settings)
+    card = json.loads(files["card.json"])
+    assert set(files) == {"card.json", "dv.b", "model.bin"} and card["run_id"] == third["id"]
+    for name, entry in card["files"].items():
+        assert hashlib.sha256(files[entry["file"]]).hexdigest() == entry["sha256"]
+        assert entry["sha256"] == next(a["sha256"] for a in store.artifacts(third["id"]) if a["kind"] == name)
+    dv, lr = pickle.loads(files["dv.b"]), pickle.loads(files["model.bin"])
+    assert len(dv.feature_names_) == card["metrics"]["feature_count"] == len(lr.coef_)
+    champion.promote(store, settings, first["id"], actor="ann", now=dt.datetime(2026, 2, 1, tzinfo=dt.timezone.utc))
+    assert json.loads(current_files(settings)["card.json"])["run_id"] == first["id"]
+    assert [p.name for p in champion.current_dir(settings).parent.iterdir() if p.name != ".current.lock"] == ["current"]
+    assert oct(champion.current_dir(settings).stat().st_mode & 0o777) == "0o755"
+
+
+# -- comparison ------------------------------------------------------------------------------------
+def test_two_versions_compare_on_the_same_month_features_and_coefficients(history):
+    settings, store, (first, second, *_) = history
+    both = compare.compare(store, first["id"], second["id"], top=5)
+    same = both["same_month"]
+    assert same["month"] == second["val_month"] and same["a"] == second["metrics"]["promotion"]["champion_rmse"]
+    scored = compare.score_on_month(store, settings, [first, second], second["val_month"], settings.data_url)
+    assert scored[first["id"]] == pytest.approx(same["a"], rel=1e-12)
+    assert scored[second["id"]] == pytest.approx(second["metrics"]["val_rmse"], rel=1e-9)
+    weights = both["coefficients"]
+    assert weights["a_count"] == first["metrics"]["feature_count"] and len(weights["changes"]) == 5
+    changes = [abs(c["change"]) for c in weights["changes"]]
+    assert changes == sorted(changes, reverse=True) and weights["changes"][0]["side"] in ("pickup", "drop-off")
