@@ -58,7 +58,7 @@ def _positive(text: str) -> int:
 
 def open_store(settings: Settings) -> Store:
     settings.ensure_dirs()
-    return Store(settings.db_path)
+    return Store(settings.history)
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
@@ -99,7 +99,7 @@ def cmd_ls(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         render.print_json([_list_item(r) for r in rows])
         return 0
-    grid = render.table(f"Flow runs in {render.plain(settings.db_path)}", ["Name", "Id", "State", "Run date", "Months",
+    grid = render.table(f"Flow runs in {render.plain(settings.history_label)}", ["Name", "Id", "State", "Run date", "Months",
                                                               "Started / due", "Duration", "Val RMSE", "Data"])
     for r in rows:
         metrics = r.get("metrics") or {}

@@ -210,7 +210,7 @@ def _deployment_commands(commands: argparse._SubParsersAction) -> None:
 
 def open_store(settings: Settings) -> Store:
     settings.ensure_dirs()
-    return Store(settings.db_path)
+    return Store(settings.history)
 
 
 def cmd_create(args: argparse.Namespace, settings: Settings) -> int:
@@ -416,8 +416,8 @@ def _history(settings: Settings, *, dry_run: bool) -> Store:
     """The history; a dry run only reads it (an empty one in memory when there is none yet)."""
     if not dry_run:
         return open_store(settings)
-    if settings.db_path.exists():
-        return Store(settings.db_path, readonly=True)
+    if settings.database_url or settings.db_path.exists():
+        return Store(settings.history, readonly=True)
     return Store(":memory:")
 
 

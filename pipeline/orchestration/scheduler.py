@@ -323,7 +323,7 @@ def serve(settings: Settings, options: SchedulerOptions, *, clock: Clock = SYSTE
     is deleted or replaced while it runs.
     """
     settings.ensure_dirs()
-    store = Store(settings.db_path)
+    store = Store(settings.history)
     try:
         with exclusive(settings, store):
             ensure_default(store, clock.now(), settings=settings)
