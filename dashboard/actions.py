@@ -23,7 +23,7 @@ def now() -> dt.datetime:
 @contextlib.contextmanager
 def writable(settings: Settings) -> Iterator[Store]:
     """A writable store for one request, closed right after it."""
-    history = Store(settings.db_path)
+    history = Store(settings.history)
     try:
         yield history
     finally:

@@ -20,6 +20,7 @@ from pipeline.config import Settings, load_settings
 from pipeline.errors import StorageError
 from pipeline.orchestration.states import ACTIVE_STATES, FINAL_STATES, State
 from pipeline.store import Store
+from pipeline.store.base import is_database_url
 
 from . import frames, labels
 
@@ -41,14 +42,14 @@ def settings() -> Settings:
 @st.cache_resource(show_spinner=False)
 def _store(path: str) -> Store:
     """The read-only store of a history; creates an empty history the first time."""
-    if not Path(path).exists():
+    if is_database_url(path) or not Path(path).exists():
         Store(path).close()  # migrates an empty schema so that the pages can read
     return Store(path, readonly=True)
 
 
 def history_problem() -> str | None:
     """The sentence saying why the history cannot be read (corrupt, unreadable, a newer schema), or None."""
-    path = str(settings().db_path)
+    path = str(settings().history)
     try:
         _store(path).applied_migrations()
     except StorageError as error:
@@ -63,7 +64,10 @@ def refresh() -> None:
 
 def version(path: str) -> tuple[int, ...]:
     """Changes whenever the history does: the modification times and sizes of the database and its
-    write-ahead log (every commit appends to the log; a checkpoint rewrites the database)."""
+    write-ahead log (every commit appends to the log; a checkpoint rewrites the database).
+    On PostgreSQL: the server's write-ahead log position (``Store.change_mark``)."""
+    if is_database_url(path):
+        return (_store(path).change_mark(),)
     marks: list[int] = []
     for name in (path, f"{path}-wal"):
         try:
@@ -92,7 +96,7 @@ def _cached(fn: Callable[..., Any] | None = None, *, live: bool = False) -> Call
 
     @functools.wraps(fn)
     def call(*args: Any, **kwargs: Any) -> Any:
-        path = str(settings().db_path)
+        path = str(settings().history)
         return cached(path, version(path), *args, **kwargs)
     return call
 
@@ -130,7 +134,7 @@ def run_list_points(history: Store, *, limit: int = 1000, **filters: Any) -> pd.
 
 def cancellable_ids(**filters: Any) -> list[str]:
     """Waiting or running runs matching the filters, read fresh (it decides what a button cancels)."""
-    return _store(str(settings().db_path)).cancellable_ids(**filters)
+    return _store(str(settings().history)).cancellable_ids(**filters)
 
 
 @_cached(live=True)

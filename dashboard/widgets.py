@@ -22,7 +22,7 @@ def sidebar() -> None:
     with st.sidebar:
         _sidebar_live()
         st.caption("Run history")
-        st.markdown(inline_code(str(settings.db_path)))
+        st.markdown(inline_code(settings.history_label))
         access.sidebar()
 
 

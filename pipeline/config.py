@@ -40,6 +40,13 @@ class Settings:
         return self.database_url or self.db_path
 
     @property
+    def history_label(self) -> str:
+        """The history as messages show it: the file, or the URL without its password."""
+        if not self.database_url:
+            return str(self.db_path)
+        return re.sub(r"^(\w+://[^:/@]*):[^@/]*@", r"\1:***@", self.database_url)
+
+    @property
     def cache_dir(self) -> Path:
         return self.home / "cache"
 

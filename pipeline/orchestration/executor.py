@@ -117,7 +117,7 @@ class Executor(Protocol):
 class ChildJob:
     """Everything a child process needs, pickled to it."""
 
-    db_path: Path
+    db_path: Path | str  # the history: a SQLite file or a PostgreSQL URL (Settings.history)
     settings: Settings
     run_id: str
     await_data: AwaitData
@@ -146,7 +146,7 @@ class ProcessExecutor:
 
     def start(self, run: RunRow) -> int:
         self.warm_up()  # (re)starts a forkserver that can import the preload, whatever the working directory
-        job = ChildJob(self.settings.db_path, self.settings, run["id"], self.await_data, self.heartbeat_every,
+        job = ChildJob(self.settings.history, self.settings, run["id"], self.await_data, self.heartbeat_every,
                        os.getpid())
         process = self.context.Process(target=child_main, args=(job,), name=f"flow-{run['name']}", daemon=True)
         process.start()

@@ -21,6 +21,7 @@ from typing import Iterator
 from ..config import Settings
 from ..errors import HistoryLost, SchedulerLocked
 from ..store import Store
+from ..store.base import is_database_url
 
 
 @contextlib.contextmanager
@@ -33,7 +34,7 @@ def exclusive(settings: Settings, store: Store) -> Iterator[None]:
     except BlockingIOError:
         holder = _holder(fd, store)
         os.close(fd)
-        raise SchedulerLocked(f"Another scheduler {holder} already runs on {settings.db_path}; "
+        raise SchedulerLocked(f"Another scheduler {holder} already runs on {settings.history_label}; "
                               "stop it first, or use another FHV_HOME.") from None
     try:
         os.ftruncate(fd, 0)
@@ -67,10 +68,11 @@ class HistoryWatch:
     """Remembers which file the history is (its inode and the random id inside it) to notice it being
     deleted or replaced: an open connection would go on writing to the old file, unseen."""
 
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self.identity = _file_identity(self.path)
-        self.token = _token(self.path)
+    def __init__(self, path: Path | str):
+        # A database on a PostgreSQL server is no file: it cannot be deleted or swapped under an open connection.
+        self.path = path if is_database_url(path) else Path(path)
+        self.identity = None if is_database_url(path) else _file_identity(self.path)
+        self.token = None if self.identity is None else _token(self.path)
 
     def check(self) -> None:
         """Raise HistoryLost with a sentence if the history file is gone or is another file now."""

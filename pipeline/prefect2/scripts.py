@@ -19,7 +19,7 @@ def run_as_script(flow: api.PrefectFlow, parameters: dict[str, Any]) -> api.Stat
 
     settings = load_settings().ensure_dirs()
     entry = register_user_flow(flow)
-    store = Store(settings.db_path)
+    store = Store(settings.history)
     try:
         now = SYSTEM_CLOCK.now()
         recorded = json.loads(json.dumps(parameters, default=str))

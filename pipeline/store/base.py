@@ -264,6 +264,20 @@ class BaseStore:
     def applied_migrations(self) -> list[str]:
         return [r["name"] for r in self._all("SELECT name FROM migrations ORDER BY name")]
 
+    def change_mark(self) -> Any:
+        """A value that changes whenever the history does (the dashboard's cache key): on PostgreSQL the
+        server's write-ahead log position; on SQLite the file's and its log's times and sizes."""
+        if self.conn.dialect != "sqlite":
+            return self.conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]
+        marks: list[int] = []
+        for name in (self.path, Path(f"{self.path}-wal")):
+            try:
+                found = name.stat()
+                marks += [found.st_mtime_ns, found.st_size]
+            except OSError:
+                marks += [0, 0]
+        return tuple(marks)
+
     def integrity_check(self) -> str:
         """SQLite's own check of the file ('ok'); PostgreSQL checks its pages itself."""
         if self.conn.dialect != "sqlite":
