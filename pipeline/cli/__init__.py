@@ -15,19 +15,19 @@ from rich.markup import escape
 from ..config import load_settings
 from ..errors import PipelineError
 from ..store.base import storage_error
-from . import models, runs, users
+from . import models, notify, runs, users
 from .render import err_console
 
-GROUPS = [runs, users, models]
+GROUPS = [runs, users, models, notify]
 
 
 def _optional_groups() -> list:
     """Command groups of the scheduler, when present."""
     try:
-        from . import scheduling
+        from . import scheduling, workers
     except ImportError:
         return []
-    return [scheduling]
+    return [scheduling, workers]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -85,6 +85,8 @@ def _scheduler_command(commands: argparse._SubParsersAction) -> None:
             ("--give-up-after", "give_up_after", "a month not published yet: fail this long after the slot")):
         cmd.add_argument(flag, dest=field, type=seconds, default=getattr(defaults, field), metavar="SECONDS",
                          help=f"{text} (default {getattr(defaults, field):g} s)")
+    cmd.add_argument("--no-execute", dest="execute", action="store_false",
+                     help="run no flow here: make, time and judge runs; only workers claim and run them")
     cmd.set_defaults(handler=cmd_scheduler)
 
 
@@ -94,10 +96,11 @@ def cmd_scheduler(args: argparse.Namespace, settings: Settings) -> int:
     names = [f.name for f in dataclasses.fields(SchedulerOptions)]
     options = SchedulerOptions(**{name: getattr(args, name) for name in names})
     label = " (synthetic demo data)" if settings.is_synthetic else ""
-    render.err_console.print(f"Scheduler on {settings.db_path}, data {settings.data_url}{label}; tick "
-                             f"{options.tick:g} s. Ctrl-C or SIGTERM stops it (running flows get "
-                             f"{options.shutdown_grace:g} s to finish).")
-    serve(settings, options)
+    where = "runs no flow itself (only workers do)" if not args.execute else \
+        f"running flows get {options.shutdown_grace:g} s to finish"
+    render.err_console.print(f"Scheduler on {settings.history_label}, data {settings.data_url}{label}; tick "
+                             f"{options.tick:g} s. Ctrl-C or SIGTERM stops it ({where}).")
+    serve(settings, options, execute=args.execute)
     render.err_console.print("Scheduler stopped.")
     return 0
 

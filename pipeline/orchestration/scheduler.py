@@ -46,8 +46,9 @@ from . import catchup
 from .clock import SYSTEM_CLOCK, Clock
 from .deployments import ensure_default, materialise
 from .executor import Executor, ProcessExecutor
-from .liveness import identity_alive, judge
+from .liveness import identity_alive, judge, worker_alive
 from .lock import HistoryWatch, exclusive, lease_refused
+from .notify import Notifier
 from .states import State
 from .supervisor import ProcessOptions, Supervisor, sentence, stop_on_signals
 
@@ -86,6 +87,7 @@ class Scheduler(Supervisor):
         self.failing: dict[int, dict[str, str]] = {}  # deployment id -> job -> error, while it fails
         self._last_step: dt.datetime | None = None
         self.ready = False
+        self.notifier = Notifier(store, settings, clock=clock)  # tells of events in a thread of its own
 
     # -- loop ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -181,7 +183,8 @@ class Scheduler(Supervisor):
     # -- jobs ---------------------------------------------------------------------------
     def step(self) -> None:
         self._last_step = self.clock.now()
-        for part in (self.reap, self.cancel, self.catch_up, self.expire, self.dispatch, self.mark_late):
+        for part in (self.reap, self.cancel, self.catch_up, self.expire, self.dispatch, self.mark_late,
+                     self.notifier.poke):
             self._guarded(part)()
 
     def record_error(self, message: str, now: dt.datetime) -> None:
@@ -282,9 +285,13 @@ class Scheduler(Supervisor):
         LATE means the scheduler could have started it and did not (it is stopping, the run's queue
         does not exist, its deployment's catch-up cannot be applied yet). A run waiting for a free
         slot in its queue, or held by a paused queue or deployment, stays SCHEDULED with that reason.
+        Without local execution, a run whose queue no live worker serves is LATE too.
         """
         now = self.clock.now()
         queues = {q["name"]: q for q in self.store.work_queues()}
+        if not self.execute:
+            served = self._served_by_workers(now)
+            queues = {name: {**q, "unserved": served is not None and name not in served} for name, q in queues.items()}
         in_line: dict[str, int] = {}
         for run in self.store.due_runs(due_by=now - dt.timedelta(seconds=self.options.late_after)):
             late, reason = self._why_waiting(run, queues.get(run["work_queue"]), in_line)
@@ -307,16 +314,29 @@ class Scheduler(Supervisor):
             return True, f"its work queue '{run['work_queue']}' does not exist"
         if queue["paused"]:
             return False, f"held: its work queue '{queue['name']}' is paused"
+        if queue.get("unserved"):
+            return True, f"no live worker serves its work queue '{queue['name']}'"
         place = in_line[queue["name"]] = in_line.get(queue["name"], 0) + 1
         return False, (f"waiting for a free slot: {_ordinal(place)} in line in '{queue['name']}' "
                        f"({queue['running']} of {queue['concurrency_limit']} running)")
+
+    def _served_by_workers(self, now: dt.datetime) -> set[str] | None:
+        """The queues that live workers serve (None: every queue, a worker serves them all)."""
+        served: set[str] = set()
+        for worker in self.store.workers(live_only=True):
+            if worker_alive(worker, now=now):
+                if not worker["queues"]:
+                    return None
+                served.update(worker["queues"])
+        return served
+
 
 def _ordinal(number: int) -> str:
     suffix = "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
     return f"{number}{suffix}"
 
 
-def serve(settings: Settings, options: SchedulerOptions, *, clock: Clock = SYSTEM_CLOCK) -> None:
+def serve(settings: Settings, options: SchedulerOptions, *, clock: Clock = SYSTEM_CLOCK, execute: bool = True) -> None:
     """``python -m pipeline scheduler``: lock the history, ship the default deployment, loop.
 
     Raises SchedulerLocked if another scheduler serves the history, HistoryLost if the history
@@ -327,6 +347,7 @@ def serve(settings: Settings, options: SchedulerOptions, *, clock: Clock = SYSTE
     try:
         with exclusive(settings, store):
             ensure_default(store, clock.now(), settings=settings)
-            Scheduler(store, settings, options=options, clock=clock, watch=HistoryWatch(settings.db_path)).run_forever()
+            Scheduler(store, settings, options=options, clock=clock, watch=HistoryWatch(settings.history),
+                      execute=execute).run_forever()
     finally:
         store.close()

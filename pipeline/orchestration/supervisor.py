@@ -152,7 +152,7 @@ class Supervisor:
             self.store.transition(run["id"], State.CRASHED, now=now, message=message, error=message,
                                   expect=(State.PENDING,))
             return
-        self.started[run["id"]] = now
+        self.started[run["id"]] = self.clock.now()  # the start may wait for the forkserver's imports
         logger.info("Started run %s (%s) in process %d.", run["name"], run["id"][:8], pid)
 
     def _end_dead(self, run: RunRow, message: str, now: dt.datetime) -> None:

@@ -1,0 +1,189 @@
+"""``python -m pipeline worker``: on any host, claim due runs of some queues and run each in its own process.
+
+A worker registers in the history's ``workers`` table and stamps its heartbeat there; every step it
+reaps its ended flows, honours cancel requests, and claims due runs of its queues (all queues when
+none is named) while it has fewer than ``concurrency`` flows running, with the same one-statement
+claim as the scheduler, so a queue's concurrency limit holds across every worker together. Each run
+executes in a child of the worker's forkserver, which stamps the run's heartbeat itself.
+
+Liveness: the scheduler's sweep judges a worker's runs. On the worker's host a process id answers at
+once; elsewhere a worker whose heartbeat is older than its ``stale_after`` (kill -9, a host down, a cut
+network) is gone: its claimed runs that had not started go back to the queue, and its running runs end
+CRASHED once their own heartbeat is that old. A worker cut off from the history for longer than its
+stale time kills its flows (the scheduler has ended them by then) and claims nothing until it is back.
+
+Stopping (SIGTERM, SIGINT): no new claims; running flows get ``shutdown_grace`` seconds to finish, then
+they are cancelled, as with the scheduler. The worker's row is marked stopped.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import signal
+import socket
+import uuid
+from dataclasses import dataclass
+from typing import Iterable
+
+import schedule
+
+from ..config import Settings
+from ..errors import ConfigError, HistoryLost
+from ..store import Store
+from .clock import SYSTEM_CLOCK, Clock
+from .executor import Executor, ProcessExecutor
+from .supervisor import ProcessOptions, Supervisor, stop_on_signals
+
+logger = logging.getLogger("pipeline.orchestration.worker")
+
+
+@dataclass(frozen=True)
+class WorkerOptions(ProcessOptions):
+    """A worker's intervals and thresholds, in seconds."""
+
+
+class Worker(Supervisor):
+    """Claims due runs of its queues and runs at most ``concurrency`` flows at once."""
+
+    role = "worker"
+
+    def __init__(self, store: Store, settings: Settings, *, queues: Iterable[str] = (), concurrency: int = 1,
+                 options: WorkerOptions = WorkerOptions(), clock: Clock = SYSTEM_CLOCK,
+                 executor: Executor | None = None):
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ConfigError(f"The worker concurrency {concurrency!r} must be a whole number of at least 1.")
+        super().__init__(store, settings, options=options, clock=clock,
+                         executor=executor or ProcessExecutor(settings, await_data=options.await_data,
+                                                              heartbeat_every=options.run_heartbeat))
+        self.queues = tuple(dict.fromkeys(queues))
+        self.concurrency = concurrency
+        self.identity = f"{socket.gethostname()}:{os.getpid()}:w{uuid.uuid4().hex[:6]}"
+        self.jobs = schedule.Scheduler()
+        self.last_beat: dt.datetime | None = None  # the last heartbeat the history took
+        self.unreachable = False
+        self.ready = False
+
+    # -- loop ---------------------------------------------------------------------------
+    def start(self) -> None:
+        """Check the queues, register this worker, register the jobs' cadence."""
+        known = {queue["name"] for queue in self.store.work_queues()}
+        missing = [name for name in self.queues if name not in known]
+        if missing:
+            raise ConfigError(f"There is no work queue named {missing[0]!r} in the history; create it with: "
+                              f"python -m pipeline work-queue create {missing[0]}.")
+        now = self.clock.now()
+        self.store.register_worker(identity=self.identity, hostname=socket.gethostname(), pid=os.getpid(),
+                                   queues=self.queues, concurrency=self.concurrency,
+                                   stale_after=self.options.stale_after, now=now)
+        self.last_beat = now
+        self.jobs.every(self.options.heartbeat).seconds.do(self._guarded(self.heartbeat))
+        self.jobs.every(self.options.tick).seconds.do(self._guarded(self.step))
+        self.ready = True
+        queues = ", ".join(self.queues) if self.queues else "every queue"
+        logger.info("Worker %s started: %s, up to %d flow(s) at once.", self.identity, queues, self.concurrency)
+
+    def tick(self) -> None:
+        """Run every job once, in order (the first call registers the worker)."""
+        if not self.ready:
+            self.start()
+        for job in (self.heartbeat, self.step):
+            self._guarded(job)()
+
+    def run_forever(self) -> None:
+        """Run the jobs at their cadence until SIGTERM/SIGINT (or ``request_stop``), then stop cleanly."""
+        with stop_on_signals(self.request_stop):
+            if not self.ready:
+                self.start()
+            self.executor.warm_up()
+            try:
+                self.tick()
+                while not self.stopping.is_set():
+                    self.jobs.run_pending()
+                    self.clock.sleep(self._idle())
+            finally:
+                self.shutdown()
+        if self.fatal is not None:
+            raise self.fatal
+
+    def _idle(self) -> float:
+        """Until the next job, or the next run falling due (so that it starts on time), at most a tick."""
+        idle = self.jobs.idle_seconds
+        wait = self.options.tick if idle is None else idle
+        due = None if len(self.executor.running()) >= self.concurrency else \
+            self.store.next_due_time(after=self.clock.now())
+        if due is not None:
+            wait = min(wait, (due - self.clock.now()).total_seconds())
+        return max(0.0, min(self.options.tick, wait))
+
+    # -- jobs ---------------------------------------------------------------------------
+    def record_error(self, message: str, now: dt.datetime) -> None:
+        self.store.worker_error(self.identity, message, now)
+
+    def stopped(self, now: dt.datetime) -> None:
+        self.store.worker_stopped(self.identity, now)
+
+    def heartbeat(self) -> None:
+        """Stamp this worker's heartbeat; kill own flows that hung or were ended while this host was cut off."""
+        now = self.clock.now()
+        try:
+            alive = self.store.worker_heartbeat(self.identity, now)
+        except Exception:
+            self.unreachable = True
+            self._kill_when_cut_off(now)
+            raise
+        if not alive:
+            raise HistoryLost(f"The worker {self.identity} is marked stopped in the history; it stops.")
+        if self.unreachable:
+            logger.warning("The history can be reached again, after %.0f s.", (now - self.last_beat).total_seconds())
+        self.last_beat, self.unreachable = now, False
+        self.kill_hung()
+
+    def _kill_when_cut_off(self, now: dt.datetime) -> None:
+        """The history cannot be reached: past the stale time, this worker's flows are presumed CRASHED."""
+        silent = (now - self.last_beat).total_seconds() if self.last_beat else 0.0
+        if silent <= self.options.stale_after:
+            return
+        for run_id in self.executor.running():
+            if run_id not in self.ending:
+                logger.warning("Killing the flow of run %s: the history has been out of reach for %.0f s, "
+                               "longer than the stale time, so the run is ended as CRASHED.", run_id[:8], silent)
+                self._signal(run_id, signal.SIGKILL, "cut off", now)
+
+    def step(self) -> None:
+        for part in (self.reap, self.cancel, self.claim):
+            self._guarded(part)()
+
+    def cut_off(self) -> bool:
+        """Whether the last heartbeat is older than the stale time (claims would race the sweep)."""
+        return self.last_beat is not None and \
+            (self.clock.now() - self.last_beat).total_seconds() > self.options.stale_after
+
+    def claim(self) -> None:
+        """Claim due runs of this worker's queues while fewer than ``concurrency`` flows run, and start them."""
+        if self.stopping.is_set() or self.cut_off():
+            return
+        free = self.concurrency - len(self.executor.running())
+        for queue in self.serving():
+            while free > 0 and not self.stopping.is_set():
+                run = self.store.claim_due_run(now=self.clock.now(), work_queue=queue, claimer=self.identity,
+                                               within_limit=True)
+                if run is None:
+                    break
+                self._start(run)
+                free -= 1
+
+    def serving(self) -> tuple[str, ...]:
+        """The queues to claim from: the ones named, else every queue of the history."""
+        return self.queues or tuple(queue["name"] for queue in self.store.work_queues())
+
+
+def serve(settings: Settings, options: WorkerOptions, *, queues: Iterable[str] = (), concurrency: int = 1,
+          clock: Clock = SYSTEM_CLOCK) -> None:
+    """``python -m pipeline worker``: register, claim and run until stopped."""
+    settings.ensure_dirs()
+    store = Store(settings.db_path)
+    try:
+        Worker(store, settings, queues=queues, concurrency=concurrency, options=options, clock=clock).run_forever()
+    finally:
+        store.close()
