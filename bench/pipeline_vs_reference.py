@@ -1,6 +1,6 @@
 """Our pipeline against the course's pandas + DictVectorizer + LinearRegression steps.
 
-    .venv/bin/python bench/pipeline_vs_reference.py [--pairs 3] [--rows 1150000]
+    .venv/bin/python bench/pipeline_vs_reference.py [--pairs 3] [--rows 1150000] [--checks-only]
 
 Generates two full-size synthetic months (June and July 2021), then, in one run:
 1. times both as whole processes, in alternating pairs: ``bench/reference_steps.py`` and
@@ -8,13 +8,17 @@ Generates two full-size synthetic months (June and July 2021), then, in one run:
    RSS of each process, from wait4);
 2. times the flow alone in this process (imports excluded, the history and artifacts written)
    against the reference steps' own in-process time;
-3. checks that both report the same row counts, feature count and MSE.
-Targets: whole process >= 6x faster, flow in-process >= 20x faster, peak RSS <= 0.4x.
+3. checks that both report the same row counts, feature count and MSE;
+4. times the flow in this process with the data checks (figures, drift, gates: the task check_data
+   and the count of short trips while reading) and without them, in alternating pairs
+   (``--checks-only``: this step alone).
+Targets: whole process >= 6x faster, flow in-process >= 20x faster, peak RSS <= 0.4x, data checks <= 10 %.
 ``FHV_SOLVER=lsqr`` times scikit-learn's iterative fit instead of the closed form (identical MSE).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -79,6 +83,66 @@ def flow_in_process(folder: Path, home: Path, repeats: int) -> list[float]:
     return times[1:]
 
 
+def checks_cost(folder: Path, home: Path, pairs: int) -> dict[str, list[float]]:
+    """In-process flow times with the data checks and without them, in pairs whose order alternates
+    (the first pair warms up), and the task check_data's own time."""
+    import sklearn.feature_extraction  # noqa: F401
+    import sklearn.linear_model  # noqa: F401
+
+    from pipeline.config import Settings
+    from pipeline.store import Store
+    from pipeline.training.flow import run_now
+
+    settings = Settings(home=home / "checks", data_url=str(folder),
+                        solver=os.environ.get("FHV_SOLVER", "exact")).ensure_dirs()
+    store = Store(settings.db_path)
+    times: dict[str, list[float]] = {"with": [], "without": [], "task": []}
+    for pair in range(pairs + 1):
+        for mode in ("with", "without") if pair % 2 else ("without", "with"):
+            with contextlib.nullcontext() if mode == "with" else checks_off():
+                start = time.perf_counter()
+                result = run_now(store, settings, date="2021-08-15", name="bench-checks")
+                elapsed = time.perf_counter() - start
+            assert result.state.value == "COMPLETED", result.error
+            if pair:
+                times[mode].append(elapsed)
+            if pair and mode == "with":
+                times["task"].append(task_seconds(store, result.run_id, "check_data"))
+    return times
+
+
+def task_seconds(store, run_id: str, name: str) -> float:
+    from pipeline.store import from_db
+
+    row = next(t for t in store.task_runs(run_id) if t["task"] == name)
+    return (from_db(row["ended_at"]) - from_db(row["started_at"])).total_seconds()
+
+
+@contextlib.contextmanager
+def checks_off():
+    """The flow without its data checks: check_data does nothing, readers do not count short trips."""
+    from pipeline.orchestration.runtime import task
+    from pipeline.training import features, flow
+
+    @task(timeout=600)
+    def check_data(*args, **kwargs) -> dict:
+        return {}
+
+    saved = flow.check_data, flow._champion_figures, features._short
+    flow.check_data, flow._champion_figures, features._short = check_data, (lambda: None), (lambda trips: 0)
+    try:
+        yield
+    finally:
+        flow.check_data, flow._champion_figures, features._short = saved
+
+
+def checks_line(times: dict[str, list[float]]) -> str:
+    on, off = statistics.median(times["with"]), statistics.median(times["without"])
+    return (f"data checks    with   {on:6.3f} s   without  {off:6.3f} s   cost {100 * (on / off - 1):+5.1f} % "
+            f"(target <= 10 %; flow in-process, median of {len(times['with'])} alternating pairs); the task "
+            f"check_data alone {1000 * statistics.median(times['task']):.1f} ms")
+
+
 def compare(reference: dict, ours: dict) -> list[str]:
     lines = []
     for key in ("train_rows", "val_rows", "feature_count", "train_mse", "val_mse", "train_rmse", "val_rmse"):
@@ -94,14 +158,21 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--rows", type=int, default=1_150_000)
+    parser.add_argument("--checks-only", action="store_true", help="only time the flow with and without data checks")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder, home = Path(tmp) / "data", Path(tmp) / "home"
         folder.mkdir()
         make_months(folder, args.rows)
+        if args.checks_only:
+            print(f"Two synthetic months of {args.rows:,} rows, {os.cpu_count()} cores")
+            print(checks_line(checks_cost(folder, home, args.pairs)))
+            return
         procs = whole_processes(folder, home, args.pairs)
         flow_times = flow_in_process(folder, home, args.pairs)
+        checks = checks_cost(folder, home, args.pairs)
     report(procs, flow_times, args)
+    print(checks_line(checks))
 
 
 def report(procs: dict[str, list], flow_times: list[float], args: argparse.Namespace) -> None:
