@@ -1,0 +1,257 @@
+"""Workers: claims within each queue's limit across all workers, liveness judged by heartbeat across hosts,
+``scheduler --no-execute``, and a real worker process killed with -9 on this host."""
+import datetime as dt
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline.cli import main
+from pipeline.errors import ConfigError, StorageError
+from pipeline.orchestration.liveness import judge, worker_alive
+from pipeline.orchestration.scheduler import Scheduler, SchedulerOptions
+from pipeline.orchestration.states import State
+from pipeline.orchestration.worker import Worker, WorkerOptions
+from pipeline.store import Store, to_db
+from pipeline.training.job import FLOW_NAME
+from tests.conftest import FakeClock
+from tests.fakes import FakeExecutor
+
+UTC = dt.timezone.utc
+ROOT = Path(__file__).resolve().parent.parent
+OPTIONS = WorkerOptions(tick=1, heartbeat=5, stale_after=30)
+ELSEWHERE = "other-host:4242:wabcdef"
+
+
+@pytest.fixture
+def clock():
+    """A fake clock starting now: a worker of this process is judged by its pid and start time."""
+    return FakeClock(dt.datetime.now(UTC))
+
+
+def due_runs(store, clock, count, queue="q", limit=None):
+    store.upsert_work_queue(queue, concurrency_limit=limit, now=clock.now())
+    return [store.create_run(flow=FLOW_NAME, name=f"run-{queue}-{i}", state=State.SCHEDULED, now=clock.now(),
+                             work_queue=queue, scheduled_time=clock.now(), trigger="manual",
+                             parameters={"date": f"2025-{i % 12 + 1:02d}-15"}) for i in range(count)]
+
+
+def worker(store, settings, clock, behaviour="hang", **kwargs):
+    executor = FakeExecutor(store, clock=clock, behaviour=lambda run: behaviour)
+    return Worker(store, settings, options=kwargs.pop("options", OPTIONS), clock=clock, executor=executor, **kwargs)
+
+
+def states(store, run_ids):
+    return [store.get_run(run_id)["state"] for run_id in run_ids]
+
+
+def test_a_worker_registers_and_runs_at_most_its_concurrency(store, settings, clock):
+    runs = due_runs(store, clock, 5)
+    made = worker(store, settings, clock, queues=["q"], concurrency=2)
+    made.tick()
+    assert states(store, runs).count("RUNNING") == 2
+    row = store.worker(made.identity)
+    assert row["queues"] == ["q"] and row["concurrency"] == 2 and row["stale_after"] == 30
+    assert worker_alive(row, now=clock.now()) and made.identity.startswith(f"{socket.gethostname()}:{os.getpid()}:")
+
+
+def test_workers_together_never_exceed_a_queues_concurrency_limit(store, settings, clock):
+    runs = due_runs(store, clock, 6, limit=3)
+    others = [Store(settings.db_path) for _ in range(2)]
+    workers = [worker(history, settings, clock, queues=["q"], concurrency=3) for history in others]
+    for made in workers * 2:
+        made.tick()
+    assert states(store, runs).count("RUNNING") == 3
+    assert sorted(len(made.executor.running()) for made in workers) == [0, 3]
+    for history in others:
+        history.close()
+
+
+def test_a_worker_claims_only_from_its_queues_and_every_queue_when_none_is_named(store, settings, clock):
+    mine, theirs = due_runs(store, clock, 1, queue="mine"), due_runs(store, clock, 1, queue="theirs")
+    worker(store, settings, clock, queues=["mine"], concurrency=5).tick()
+    assert states(store, mine + theirs) == ["RUNNING", "SCHEDULED"]
+    worker(store, settings, clock, concurrency=5).tick()
+    assert states(store, theirs) == ["RUNNING"]
+
+
+def test_a_paused_queue_gives_a_worker_nothing(store, settings, clock):
+    runs = due_runs(store, clock, 2)
+    store.set_work_queue_paused("q", True)
+    worker(store, settings, clock, queues=["q"], concurrency=2).tick()
+    assert states(store, runs) == ["SCHEDULED"] * 2
+
+
+@pytest.mark.parametrize("queues, concurrency, message", [
+    (["nope"], 1, "There is no work queue named 'nope'"),
+    ([], 0, "The worker concurrency 0 must be a whole number of at least 1."),
+])
+def test_a_worker_with_bad_queues_or_concurrency_fails_with_a_sentence(store, settings, clock, queues, concurrency,
+                                                                         message):
+    with pytest.raises(ConfigError, match=message):
+        worker(store, settings, clock, queues=queues, concurrency=concurrency).tick()
+    assert store.workers() == []
+
+
+def test_the_worker_command_names_an_unknown_queue(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FHV_HOME", str(tmp_path / "fhv"))
+    assert main(["worker", "--queue", "nope"]) == 2
+    assert "There is no work queue named 'nope'" in capsys.readouterr().err
+    assert main(["workers", "--json"]) == 0 and capsys.readouterr().out.strip() == "[]"
+
+
+def test_a_worker_finishes_its_runs_cancels_on_request_and_marks_itself_stopped(store, settings, clock):
+    runs = due_runs(store, clock, 2)
+    made = worker(store, settings, clock, queues=["q"], concurrency=2)
+    made.tick()
+    store.request_cancel(runs[0], now=clock.now())
+    made.tick()
+    made.tick()
+    assert states(store, runs) == ["CANCELLED", "RUNNING"]
+    made.options = WorkerOptions(tick=1, heartbeat=5, stale_after=30, shutdown_grace=1, cancel_grace=1)
+    made.shutdown()
+    assert states(store, runs) == ["CANCELLED", "CANCELLED"]
+    assert store.worker(made.identity)["stopped_at"] and store.workers(live_only=True) == []
+
+
+def test_a_worker_kills_its_flow_once_the_scheduler_ended_the_run_as_crashed(store, settings, clock):
+    [run] = due_runs(store, clock, 1)
+    made = worker(store, settings, clock, queues=["q"])
+    made.tick()
+    store.end_dead_run(run, message="No heartbeat: presumed gone.", now=clock.now())
+    made.tick()
+    assert made.executor.running() == {} and made.ending == {}
+    assert store.get_run(run)["state"] == "CRASHED"
+
+
+class Unreachable(Store):
+    """The history as seen from a worker whose network is cut: every heartbeat fails."""
+
+    cut = False
+
+    def worker_heartbeat(self, identity, now):
+        if self.cut:
+            raise StorageError("The history cannot be reached (the network is cut).")
+        return super().worker_heartbeat(identity, now)
+
+
+def test_a_worker_cut_off_longer_than_its_stale_time_kills_its_flows_and_claims_nothing(settings, clock):
+    history = Unreachable(settings.db_path)
+    runs = due_runs(history, clock, 3)
+    made = worker(history, settings, clock, queues=["q"], concurrency=1)
+    made.tick()
+    history.cut = True
+    clock.advance(20)
+    made.tick()
+    assert len(made.executor.running()) == 1
+    clock.advance(20)
+    made.tick()
+    assert made.executor.running() == {} and made.failures == 2
+    assert states(history, runs).count("PENDING") + states(history, runs).count("RUNNING") == 0
+    history.cut = False
+    clock.advance(1)
+    made.tick()
+    assert states(history, runs).count("RUNNING") == 1
+    history.close()
+
+
+# -- the scheduler judges workers ------------------------------------------------------------------
+
+def scheduler(store, settings, clock, execute=False):
+    options = SchedulerOptions(heartbeat=5, stale_after=30, late_after=10, materialise_every=60)
+    return Scheduler(store, settings, options=options, clock=clock, execute=execute,
+                     executor=FakeExecutor(store, clock=clock, behaviour=lambda run: "hang"))
+
+
+def claimed_elsewhere(store, clock, *, stale_after=30):
+    """A worker on another host that claimed two runs and started one, then went silent."""
+    runs = due_runs(store, clock, 2, limit=2)
+    store.register_worker(identity=ELSEWHERE, hostname="other-host", pid=4242, queues=["q"], concurrency=2,
+                          stale_after=stale_after, now=clock.now())
+    for _ in runs:
+        store.claim_due_run(now=clock.now(), work_queue="q", claimer=ELSEWHERE, within_limit=True)
+    store.start_run(runs[0], now=clock.now(), pid=4242)
+    with store.atomic() as conn:
+        conn.execute("UPDATE flow_runs SET hostname = 'other-host' WHERE id = ?", (runs[0],))
+    return runs
+
+
+def test_the_sweep_leaves_a_worker_on_another_host_alone_while_its_heartbeat_is_fresh(store, settings, clock):
+    runs = claimed_elsewhere(store, clock)
+    clock.advance(25)
+    store.worker_heartbeat(ELSEWHERE, clock.now())
+    store.heartbeat_run(runs[0], clock.now())
+    clock.advance(25)
+    scheduler(store, settings, clock).tick()
+    assert states(store, runs) == ["RUNNING", "PENDING"]
+
+
+def test_a_silent_worker_on_another_host_has_its_running_run_crashed_and_its_claimed_run_requeued(
+        store, settings, clock):
+    runs = claimed_elsewhere(store, clock)
+    clock.advance(31)
+    scheduler(store, settings, clock).tick()
+    assert states(store, runs) == ["CRASHED", "LATE"]
+    crashed, requeued = (store.get_run(run_id) for run_id in runs)
+    assert "No heartbeat since" in crashed["error"] and "on other-host" in crashed["error"]
+    assert requeued["claimed_by"] is None and requeued["attempts"] == 0
+    assert f"claimed by the worker {ELSEWHERE}, silent since" in requeued["state_message"]
+
+
+def test_a_stopped_worker_hands_its_claimed_runs_back_at_once(store, settings, clock):
+    runs = claimed_elsewhere(store, clock)
+    store.worker_stopped(ELSEWHERE, clock.now())
+    verdict = judge(store.get_run(runs[1]), now=clock.now(), identity="me", stale_after=30,
+                    workers=store.claimers([ELSEWHERE]))
+    assert verdict.action == "requeue" and "which stopped before starting it" in verdict.reason
+
+
+def test_scheduler_no_execute_never_claims_and_names_queues_no_live_worker_serves(store, settings, clock):
+    runs = due_runs(store, clock, 2)
+    made = scheduler(store, settings, clock)
+    made.tick()
+    clock.advance(11)
+    made.tick()
+    assert made.executor.started == []
+    assert [store.get_run(r)["late_reason"] for r in runs] == ["no live worker serves its work queue 'q'"] * 2
+    assert states(store, runs) == ["LATE", "LATE"]
+    worker(store, settings, clock, queues=["q"], concurrency=2).tick()
+    assert states(store, runs) == ["RUNNING", "RUNNING"] and made.executor.started == []
+
+
+def test_the_scheduler_with_local_execution_honours_a_limit_that_workers_filled(store, settings, clock):
+    runs = due_runs(store, clock, 3, limit=2)
+    worker(store, settings, clock, queues=["q"], concurrency=1).tick()
+    with store.atomic() as conn:  # its (fake) flow process is this live one
+        conn.execute("UPDATE flow_runs SET pid = ? WHERE state = 'RUNNING'", (os.getpid(),))
+    made = scheduler(store, settings, clock, execute=True)
+    made.tick()
+    assert states(store, runs).count("RUNNING") == 2 and len(made.executor.started) == 1
+
+
+# -- racing claimers ---------------------------------------------------------------------------------
+
+def test_claimers_racing_in_threads_claim_each_run_once_and_never_past_the_limit(store, settings, clock):
+    runs = due_runs(store, clock, 40, limit=7)
+    claimed, lock = [], threading.Lock()
+
+    def claim(name):
+        history = Store(settings.db_path)
+        while (run := history.claim_due_run(now=clock.now(), work_queue="q", claimer=name, within_limit=True)):
+            with lock:
+                claimed.append(run["id"])
+        history.close()
+
+    threads = [threading.Thread(target=claim, args=(f"claimer-{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(claimed) == len(set(claimed)) == 7 and states(store, runs).count("PENDING") == 7
