@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dashboard import access, actions, charts, frames, labels, queries, widgets
+from dashboard import access, actions, charts, frames, labels, notify_view, queries, widgets
 from pipeline.errors import PipelineError
 from pipeline.orchestration.states import ACTIVE_STATES, WAITING_STATES
 
@@ -193,6 +193,7 @@ def live_detail(run_id: str) -> None:
     widgets.show_notice()
     header(run)
     facts(run)
+    notify_view.section(run)
     tasks_tab, logs_tab, metrics_tab, artifacts_tab, parameters_tab = st.tabs(
         ["Task runs", "Logs", "Metrics and data", "Artifacts", "Parameters"])
     with tasks_tab:

@@ -64,8 +64,12 @@ def open_store(settings: Settings) -> Store:
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from ..training.flow import run_now  # imports pyarrow and the model: only for the commands that train
 
+    from ..orchestration import notify
+
+    notify.settings_targets(settings)  # a bad FHV_NOTIFY is refused before the run, not after it
     store = open_store(settings)
     result = run_now(store, settings, date=args.date, data_url=args.data_url, name=new_run_name())
+    notify.after_run(store, settings)  # the run's final state is recorded: telling of it never changes it
     run = store.get_run(result.run_id)
     if args.json:
         render.print_json(run_summary(store, run))

@@ -70,6 +70,7 @@ class DeploymentSpec:
     retries: int = 0
     gates: Mapping[str, Any] | None = None
     promotion_tolerance: float | None = None
+    notify: Iterable[str] = ()  # Apprise URLs told of this deployment's events, besides FHV_NOTIFY
 
     def __post_init__(self) -> None:
         check_name(self.name, "deployment")
@@ -86,6 +87,7 @@ class DeploymentSpec:
         object.__setattr__(self, "catchup", _catchup(self.catchup, self.name))
         object.__setattr__(self, "max_lateness", _lateness(self.max_lateness, self.name))
         object.__setattr__(self, "active", bool(self.active))
+        object.__setattr__(self, "notify", _notify(self.notify, self.name))
 
     def to_row(self) -> dict[str, Any]:
         """The deployments columns for this spec."""
@@ -159,6 +161,7 @@ def register(store: Store, spec: DeploymentSpec, now: dt.datetime, *,
         store.ensure_work_queue(spec.work_queue, now=now)
         fields = spec.to_row() | ({"source_file": source_file} if source_file else {})
         row, stale = store.upsert_deployment(fields, now=now)
+        store.set_notify_targets(row["id"], spec.notify)  # kept apart: the URLs hold tokens
         if stale:
             store.drop_upcoming_runs(row["id"], now)
     if settings is not None:
@@ -361,6 +364,15 @@ def _catchup(policy: Any, name: str) -> str:
         raise ConfigError(f"The catch-up policy {policy!r} of {name!r} is unknown; use one of "
                           f"{', '.join(CATCHUP_POLICIES)}.")
     return policy
+
+
+def _notify(urls: Any, name: str) -> tuple[str, ...]:
+    """Apprise URLs, each checked by Apprise (a sentence names the deployment, never the URL's secrets)."""
+    if not isinstance(urls, (list, tuple)) or not all(isinstance(url, str) and url.strip() for url in urls):
+        raise ConfigError(f"The notify list of {name!r} must be a list of Apprise URLs, like [\"json://host/path\"].")
+    from .notify import deployment_targets
+
+    return tuple(t.url for t in deployment_targets([url.strip() for url in urls], name))
 
 
 def _lateness(value: Any, name: str) -> float | None:

@@ -22,6 +22,7 @@ its masked form (Apprise's privacy mode, without the query string), and deployme
 """
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
 import hashlib
 import logging
@@ -40,6 +41,7 @@ from .clock import SYSTEM_CLOCK, Clock
 from .states import ACTIVE_STATES
 
 logger = logging.getLogger("pipeline.orchestration.notify")
+SENDERS = 8  # messages sent at the same time
 LOOKBACK = dt.timedelta(minutes=15)  # each scan looks this far behind the last one (slow commits)
 RUNS_MARK, PROMOTIONS_MARK = "runs_scanned_until", "promotions_settled_until"
 LEVELS = {"failed": "failure", "crashed": "failure", "gate_blocked": "failure", "gave_up": "failure",
@@ -339,17 +341,22 @@ class _ThreadWarnings(logging.Handler):
             self.messages.append(record.getMessage().strip())
 
 
-def deliver_due(store: Store, targets: Targets, policy: RetryPolicy, clock: Clock = SYSTEM_CLOCK, *,
-                deadline: float | None = None) -> int:
-    """Make one attempt at each due message; returns how many were sent. With ``deadline`` (seconds),
-    stop taking new messages after that long; the rest stay due for the next sender."""
-    started, sent, by_key = clock.now(), 0, targets.by_key()
-    for row in store.due_notifications(clock.now()):
-        if deadline is not None and (clock.now() - started).total_seconds() >= deadline:
-            break
-        result = attempt(store, row, by_key.get(row["target_key"]), policy, clock)
-        sent += result is not None and result.outcome == "sent"
-    return sent
+def deliver_due(store: Store, targets: Targets, policy: RetryPolicy, clock: Clock = SYSTEM_CLOCK) -> int:
+    """Make one attempt at each due message, ``SENDERS`` at a time (so a hanging target delays the others by
+    one timeout at most); returns how many were sent."""
+    by_key = targets.by_key()
+    with concurrent.futures.ThreadPoolExecutor(SENDERS, thread_name_prefix="notify") as pool:
+        results = pool.map(lambda row: _attempt_closing(store, row, by_key.get(row["target_key"]), policy, clock),
+                           store.due_notifications(clock.now()))
+        return sum(result is not None and result.outcome == "sent" for result in results)
+
+
+def _attempt_closing(store: Store, row: dict[str, Any], item: Target | None, policy: RetryPolicy,
+                     clock: Clock) -> Outcome | None:
+    try:
+        return attempt(store, row, item, policy, clock)
+    finally:
+        store.close()  # this worker thread's connection
 
 
 def attempt(store: Store, row: dict[str, Any], item: Target | None, policy: RetryPolicy,
@@ -374,12 +381,14 @@ def attempt(store: Store, row: dict[str, Any], item: Target | None, policy: Retr
 
 
 def _log_attempt(row: dict[str, Any], result: Outcome, retry: dt.datetime | None) -> None:
+    if row["event"] == "test":
+        return  # ``notify test`` prints its own outcome
     if result.outcome == "sent":
         logger.info("Notified %s of %s (%s).", row["target"], row["event"], row["subject"])
         return
-    then = f"; next attempt at {_when(retry)}" if retry else "; no attempt left"
-    logger.warning("Could not notify %s of %s (%s): %s %s%s.", row["target"], row["event"], row["subject"],
-                   result.outcome, result.detail or "", then)
+    then = f"next attempt at {_when(retry)}" if retry else "no attempt left"
+    logger.warning("Could not notify %s of %s (%s): %s, %s; %s.", row["target"], row["event"], row["subject"],
+                   result.outcome, (result.detail or "").rstrip("."), then)
 
 
 # -- the two ways it runs --------------------------------------------------------------------------
@@ -403,8 +412,9 @@ class Notifier:
         if self._last is not None and (now - self._last).total_seconds() < self.every:
             return
         self._last = now
-        self._thread = threading.Thread(target=self.round, name="notifications", daemon=True)
-        self._thread.start()
+        if self.settings.notify or self.store.notify_targets():  # nothing to tell, no thread
+            self._thread = threading.Thread(target=self.round, name="notifications", daemon=True)
+            self._thread.start()
 
     def round(self) -> None:
         """Scan the history and make one attempt at each due message; errors are logged, never raised."""
@@ -425,15 +435,13 @@ class Notifier:
 
 
 def after_run(store: Store, settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> None:
-    """After a foreground run's final state is recorded: queue its events and try each due message once,
-    taking new ones for at most ``notify_timeout`` seconds; what fails is retried by the scheduler."""
+    """After a foreground run's final state is recorded: queue its events and try each due message once
+    (``notify_timeout`` seconds at most for up to ``SENDERS`` messages); what fails is retried by the scheduler."""
     try:
         targets = Targets.load(store, settings)
         if targets:
             scan(store, settings, targets, clock.now())
-            deliver_due(store, targets, RetryPolicy.for_settings(settings), clock, deadline=settings.notify_timeout)
-    except ConfigError:
-        raise
+            deliver_due(store, targets, RetryPolicy.for_settings(settings), clock)
     except Exception as error:  # noqa: BLE001 - the run is recorded; telling about it must not fail the command
         logger.warning("Notifications: %s: %s", type(error).__name__, error)
 
@@ -443,7 +451,7 @@ def send_test(store: Store, settings: Settings, *, clock: Clock = SYSTEM_CLOCK,
     """Send a test message to every configured target, one attempt each, recorded like any message."""
     targets, now = Targets.load(store, settings), clock.now()
     subject = f"test:{uuid.uuid4().hex[:12]}"
-    body = f"A test message from the FHV training pipeline at {_when(now)} ({settings.db_path})."
+    body = f"A test message from the FHV training pipeline, sent at {_when(now)}."
     once, results = RetryPolicy(attempts=1, timeout=settings.notify_timeout), []
     for item in targets.all():
         queued = store.add_notification(event="test", subject=subject, run_id=None, target_key=item.key,

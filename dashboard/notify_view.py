@@ -1,0 +1,42 @@
+"""The notifications of a run on its page: every delivery attempt, its event, masked target and outcome."""
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import queries
+from pipeline.store import Store
+
+EVENT_LABELS = {"failed": "failed", "crashed": "crashed", "late": "late", "gate_warned": "data-check warning",
+                "gate_blocked": "blocked by a data check", "gave_up": "gave up waiting for data",
+                "promoted": "model promoted", "rolled_back": "model rolled back", "test": "test"}
+OUTCOME_LABELS = {"sent": "✅ sent", "failed": "❌ failed", "timeout": "⏱ timed out", "dropped": "— dropped"}
+
+
+@queries._cached
+def notification_attempts(history: Store, run_id: str) -> list[dict[str, Any]]:
+    return history.notification_attempts(run_id)
+
+
+def attempts_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per attempt: when, event, target (masked), attempt number, outcome and Apprise's reason."""
+    return pd.DataFrame({
+        "When": [pd.Timestamp(r["started_at"]) for r in rows],
+        "Event": [EVENT_LABELS.get(r["event"], r["event"]) for r in rows],
+        "Target": [r["target"] for r in rows],
+        "Attempt": [r["attempt"] for r in rows],
+        "Outcome": [OUTCOME_LABELS.get(r["outcome"], r["outcome"]) for r in rows],
+        "Detail": [r["detail"] or "" for r in rows],
+    }, columns=["When", "Event", "Target", "Attempt", "Outcome", "Detail"])
+
+
+def section(run: dict[str, Any]) -> None:
+    """An expander with the run's notification attempts; nothing when none was made."""
+    rows = notification_attempts(run["id"])
+    if not rows:
+        return
+    sent = sum(r["outcome"] == "sent" for r in rows)
+    with st.expander(f"Notifications · {len(rows)} attempt(s), {sent} sent", icon=":material/notifications:"):
+        st.dataframe(attempts_frame(rows), hide_index=True, width="stretch")
