@@ -255,3 +255,97 @@ def test_claimers_racing_in_threads_claim_each_run_once_and_never_past_the_limit
     for thread in threads:
         thread.join()
     assert len(claimed) == len(set(claimed)) == 7 and states(store, runs).count("PENDING") == 7
+
+
+# -- real worker processes on this host ---------------------------------------------------------------
+
+TINY_FLOW = '''
+import pathlib
+import time
+
+from prefect import flow
+
+HERE = pathlib.Path(__file__).resolve().parent
+while (HERE / "gate").exists():  # a run whose flow loads while the gate is there stays claimed, not started
+    time.sleep(0.05)
+
+
+@flow
+def tiny(seconds: float = 0.2):
+    print("executing")
+    time.sleep(seconds)
+'''
+
+
+def tiny_flow(folder):
+    """A Prefect 2 flow file: each execution logs 'executing' in its run, then sleeps ``seconds``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "tiny.py").write_text(TINY_FLOW)
+    return f"prefect2:{folder / 'tiny.py'}:tiny"
+
+
+def executions(store, run_id):
+    return sum(1 for line in store.logs(run_id) if line["message"] == "executing")
+
+
+def wait_for(check, what, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+WORKER_FLAGS = ["--tick", "0.1", "--heartbeat", "0.3", "--stale-after", "2", "--grace", "1", "--cancel-grace", "1"]
+
+
+def start_worker(home, log, *extra):
+    env = {**os.environ, "FHV_HOME": str(home), "FHV_DATA_URL": "demo"}
+    return subprocess.Popen([sys.executable, "-m", "pipeline", "worker", "--queue", "q", *WORKER_FLAGS, *extra],
+                            cwd=ROOT, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
+
+
+@pytest.mark.timeout(90)
+def test_a_worker_killed_with_kill_9_has_its_running_run_crashed_and_its_claimed_run_run_by_another(tmp_path):
+    home, flow = tmp_path / "fhv", tiny_flow(tmp_path / "flows")
+    store, clock = Store(home / "history.db"), FakeClock(dt.datetime.now(UTC))
+    store.upsert_work_queue("q", concurrency_limit=None, now=clock.now())
+
+    def run(seconds):
+        return store.create_run(flow=flow, name=f"tiny-{seconds}", state=State.SCHEDULED, now=dt.datetime.now(UTC),
+                                work_queue="q", scheduled_time=dt.datetime.now(UTC), parameters={"seconds": seconds})
+
+    doomed = start_worker(home, tmp_path / "doomed.log", "--concurrency", "2")
+    survivor = None
+    try:
+        long = run(60)
+        wait_for(lambda: executions(store, long) == 1, "the long run to execute on the doomed worker")
+        (tmp_path / "flows" / "gate").touch()
+        held = run(0.2)
+        wait_for(lambda: store.get_run(held)["state"] == "PENDING", "the doomed worker to claim the held run")
+        os.killpg(doomed.pid, signal.SIGKILL)
+        doomed.wait(timeout=10)
+        (tmp_path / "flows" / "gate").unlink()
+        sweeper = Scheduler(store, load_settings_for(home), clock=clock, execute=False,
+                           options=SchedulerOptions(heartbeat=0.3, stale_after=2, late_after=60))
+        sweeper.tick()
+        assert states(store, [long, held]) == ["CRASHED", "LATE"]
+        assert "is gone" in store.get_run(long)["error"] and store.get_run(held)["claimed_by"] is None
+        survivor = start_worker(home, tmp_path / "survivor.log")
+        wait_for(lambda: store.get_run(held)["state"] == "COMPLETED", "the other worker to run the held run")
+        assert store.get_run(held)["claimed_by"].split(":")[1] == str(survivor.pid)
+        assert [executions(store, r) for r in (long, held)] == [1, 1]
+    finally:
+        for process in (doomed, survivor):
+            if process is not None and process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+        store.close()
+
+
+def load_settings_for(home):
+    from pipeline.config import load_settings
+
+    return load_settings({"FHV_HOME": str(home), "FHV_DATA_URL": "demo"})
