@@ -1,8 +1,9 @@
 """The only writes the dashboard makes: small requests, through the pipeline's functions.
 
-Trigger a run, enqueue a backfill, cancel a run, pause or resume a deployment. Each opens a
-writable ``Store`` for the one request and closes it. Training and scheduling happen in the
-scheduler process, never here. Bad input raises ``pipeline.errors.ConfigError`` with a sentence.
+Trigger a run, enqueue a backfill, cancel a run, pause or resume a deployment, promote or roll
+back a model. Each opens a writable ``Store`` for the one request and closes it. Training and
+scheduling happen in the scheduler process, never here. Bad input raises
+``pipeline.errors.ConfigError`` with a sentence.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pipeline.config import Settings
 from pipeline.errors import PipelineError
 from pipeline.orchestration import control, enqueue
 from pipeline.store import Store
+from pipeline.training import champion
 
 
 def now() -> dt.datetime:
@@ -84,6 +86,18 @@ def set_active(settings: Settings, deployment: str, active: bool) -> None:
             control.resume(history, settings, deployment, now=now())
         else:
             control.pause(history, deployment, now=now())
+
+
+def promote(settings: Settings, run_id: str, *, actor: str) -> dict[str, Any]:
+    """Make a model version the champion (and copy it to models/current/); returns the event."""
+    with writable(settings) as history:
+        return champion.promote(history, settings, run_id, actor=actor, now=now())
+
+
+def rollback(settings: Settings, *, actor: str) -> dict[str, Any]:
+    """Make the previous champion the champion again; returns the event."""
+    with writable(settings) as history:
+        return champion.rollback(history, settings, actor=actor, now=now())
 
 
 def parse_date(date: dt.date | str | None) -> dt.date | None:

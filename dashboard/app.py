@@ -30,6 +30,7 @@ PAGES = {
     ],
     "Model": [
         st.Page("app_pages/trends.py", title="Trends", icon=":material/show_chart:", url_path="trends"),
+        st.Page("app_pages/models.py", title="Models", icon=":material/model_training:", url_path="models"),
         st.Page("app_pages/trigger.py", title="Trigger", icon=":material/play_circle:", url_path="trigger"),
     ],
 }

@@ -134,16 +134,23 @@ def test_the_champion_is_scored_exactly_like_pandas_and_pickle_on_the_challenger
     assert second["metrics"]["promotion"]["new_rmse"] == second["metrics"]["val_rmse"]
 
 
-def test_a_champion_whose_files_were_changed_is_replaced_with_the_reason(tmp_path):
+def test_a_champion_that_cannot_be_scored_is_replaced_with_the_reason(tmp_path):
     settings = Settings(home=tmp_path / "fhv", data_url=f"demo:{ROWS}").ensure_dirs()
     store, clock = Store(settings.db_path), FakeClock()
-    first = train(store, settings, "2021-03-15", clock)
-    model = next(Path(a["path"]) for a in store.artifacts(first["id"]) if a["kind"] == "model")
-    model.write_bytes(model.read_bytes() + b"!")
-    second = train(store, settings, "2021-04-15", clock)
-    promotion = second["metrics"]["promotion"]
+    odd = store.create_run(flow=FLOW_NAME, name="odd-pickles", state=State.COMPLETED, now=clock.now(), metrics={},
+                           synthetic=True)
+    for kind, value in (("vectorizer", {"vocabulary": {}}), ("model", {"coef": [0.1]})):
+        path = tmp_path / f"{kind}.pkl"
+        path.write_bytes(pickle.dumps(value))
+        store.add_artifact(odd, name=kind, kind=kind, path=str(path), size=path.stat().st_size, now=clock.now(),
+                           sha256=hashlib.sha256(path.read_bytes()).hexdigest())
+    store.record_model_event(flow=FLOW_NAME, run_id=odd, action="manual", actor="ann", reason="r.", now=clock.now(),
+                             after_seq=0, undo_to=None)
+    run = train(store, settings, "2021-04-15", clock)
+    promotion = run["metrics"]["promotion"]
     assert promotion["decision"] == "promoted" and promotion["champion_rmse"] is None
-    assert f"The artifact {model} has sha256" in promotion["reason"] and store.champion()["id"] == second["id"]
+    assert promotion["reason"].startswith("The champion odd-pickles (") and "could not be scored (" in promotion["reason"]
+    assert store.champion()["id"] == run["id"] and store.promotion_events()[-1]["undo_to"] == 1
     store.close()
 
 
@@ -269,3 +276,71 @@ def test_two_versions_compare_on_the_same_month_features_and_coefficients(histor
     assert weights["a_count"] == first["metrics"]["feature_count"] and len(weights["changes"]) == 5
     changes = [abs(c["change"]) for c in weights["changes"]]
     assert changes == sorted(changes, reverse=True) and weights["changes"][0]["side"] in ("pickup", "drop-off")
+
+
+# -- the dashboard ---------------------------------------------------------------------------------
+def models_page(*, user: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.run()
+    if user:
+        at.text_input(key="login_name").input(user)
+        at.text_input(key="login_password").input(PASSWORD)
+        at.button[0].click().run()
+    at.switch_page("app_pages/models.py").run()
+    assert not at.exception, at.exception[0].value
+    return at
+
+
+def page_text(at: AppTest) -> str:
+    return "\n".join(str(e.value) for kind in ("markdown", "caption", "error", "info", "subheader")
+                     for e in getattr(at, kind))
+
+
+def test_the_models_page_shows_the_champion_versions_history_and_a_comparison(history):
+    settings, store, (first, second, third, fake) = history
+    at = models_page()
+    text = page_text(at)
+    assert f"**{third['name']}** · `{third['id']}`" in text and "(up to date)" in text
+    versions = next(d.value for d in at.dataframe if "decision" in d.value.columns)
+    assert list(versions["name"]) == [fake["name"], third["name"], second["name"], first["name"]]
+    assert list(versions[""])[1] == "★ champion" and list(versions["decision"])[0] == "not eligible (synthetic data)"
+    events = next(d.value for d in at.dataframe if "by" in d.value.columns)
+    assert list(events["run"])[0] == third["name"] and set(events["by"]) == {"pipeline"}
+    assert "**Features:** A" in text and any("change" in d.value.columns for d in at.dataframe)
+    figures = at.table[0].value
+    assert list(figures.columns) == [f"A: {third['name']}", f"B: {fake['name']}"]
+
+
+def test_an_operator_promotes_and_rolls_back_from_the_page_under_their_name(history):
+    settings, store, (first, second, third, fake) = history
+    users.add(users.users_path(settings.home), "olga", PASSWORD, "operator")
+    at = models_page(user="olga")
+    options = at.selectbox(key="models_pick").options
+    at.selectbox(key="models_pick").select_index(next(i for i, o in enumerate(options) if first["name"] in o)).run()
+    at.button(key="models_promote").click().run()
+    assert not at.exception and store.champion()["id"] == first["id"]
+    assert store.promotion_events()[-1]["actor"] == "olga"
+    assert json.loads((champion.current_dir(settings) / "card.json").read_text())["run_id"] == first["id"]
+    at.button(key="models_rollback").click().run()
+    assert store.champion()["id"] == third["id"] and store.promotion_events()[-1]["action"] == "rollback"
+
+
+def test_a_viewer_sees_the_models_but_is_refused_a_promotion(history):
+    settings, store, (first, second, third, fake) = history
+    users.add(users.users_path(settings.home), "victor", PASSWORD, "viewer")
+    at = models_page(user="victor")
+    at.button(key="models_promote").click().run()
+    assert any("victor is a viewer: only an operator may promote or roll back models." in e.value for e in at.error)
+    at.button(key="models_rollback").click().run()
+    assert store.champion()["id"] == third["id"] and len(store.promotion_events()) <= 3
+
+
+def test_the_run_page_shows_the_runs_champion_decision(history):
+    settings, store, (first, second, third, fake) = history
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.query_params["id"] = fake["id"]
+    at.run()
+    at.switch_page("app_pages/run_detail.py").run()
+    assert not at.exception
+    assert "**Champion decision:** not eligible (synthetic data). A run on synthetic data never replaces" \
+        in page_text(at)

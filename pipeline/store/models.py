@@ -22,7 +22,7 @@ _EFFECTIVE = ("FROM model_events e JOIN flow_runs r ON r.id = e.run_id "
               "WHERE e.flow = ? AND r.state = 'COMPLETED'")
 
 _EVENTS = ("SELECT e.id, e.run_id, e.action, e.actor, e.at, e.reason, e.flow, e.seq, e.undo_to, "
-           "r.name AS run_name, r.run_date, r.val_month, r.synthetic, r.state AS run_state "
+           "r.name AS run_name, r.run_date, r.train_month, r.val_month, r.synthetic, r.state AS run_state "
            "FROM model_events e JOIN flow_runs r ON r.id = e.run_id")
 
 

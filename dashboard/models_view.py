@@ -1,0 +1,213 @@
+"""The champion model on the dashboard: cached reads, the Models page's sections and the promotion
+section of the run page. Promote and roll back are operator actions (``access``), recorded with
+the signed-in user's name."""
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from pipeline.errors import PipelineError
+from pipeline.store import Store
+from pipeline.training import champion, compare
+
+from . import access, actions, labels, queries, widgets
+
+DECISIONS = {"first": "first version: champion", "promoted": "promoted to champion", "kept": "champion kept",
+             "not_eligible": "not eligible (synthetic data)"}
+ACTION_NAMES = {"promoted": "promoted by its run", "manual": "promoted by hand", "rollback": "rolled back"}
+
+
+# -- reads ------------------------------------------------------------------------------------------
+@queries._cached
+def versions(history: Store) -> list[dict[str, Any]]:
+    return champion.versions(history)
+
+
+@queries._cached
+def current(history: Store) -> dict[str, Any] | None:
+    return champion.current(history, queries.settings())
+
+
+@queries._cached
+def events(history: Store) -> list[dict[str, Any]]:
+    return history.promotion_events(flow=champion.FLOW_NAME)
+
+
+@queries._cached
+def side_by_side(history: Store, a: str, b: str) -> dict[str, Any]:
+    return compare.compare(history, a, b)
+
+
+def actor() -> str:
+    """Who acts: the signed-in user, else this dashboard without sign-in (only on 127.0.0.1)."""
+    found = access.user()
+    return found.name if found is not None else "dashboard (no sign-in)"
+
+
+# -- the Models page ------------------------------------------------------------------------------
+def champion_section(now: dict[str, Any] | None) -> None:
+    st.subheader("Champion", divider="gray")
+    if now is None:
+        st.info("No champion yet: the first completed training run becomes it.", icon=":material/info:")
+        return
+    st.markdown(f"**{now['name']}** · `{now['run_id']}` · {labels.months(now)} · "
+                f"{'synthetic demo data' if now['synthetic'] else 'real data'}")
+    metrics = now["metrics"]
+    for column, (name, value) in zip(st.columns(4), (
+            ("Validation RMSE (min)", labels.number(metrics.get("val_rmse"))),
+            ("Training RMSE (min)", labels.number(metrics.get("train_rmse"))),
+            ("One-hot features", labels.number(metrics.get("feature_count"))),
+            ("Champion since", labels.utc(now["champion_since"], seconds=False)))):
+        with column:
+            widgets.figures([(name, value, None)])
+    done = f"{ACTION_NAMES.get(now['action'], now['action'])} by {now['by']}"
+    st.caption(now["reason"] if now["by"] in now["reason"] else f"{now['reason']} ({done})")
+    folder = now["folder"]
+    note = "up to date" if folder["up_to_date"] else "not up to date: the next promotion or rollback rewrites it"
+    st.caption(f"Stable copy for batch jobs: {widgets.inline_code(folder['path'])} ({note}).")
+
+
+def rollback_button(now: dict[str, Any] | None) -> None:
+    if st.button("Roll back to the previous champion", icon=":material/undo:", key="models_rollback",
+                 disabled=now is None) and access.allowed("promote"):
+        _write(lambda: actions.rollback(queries.settings(), actor=actor()))
+
+
+def versions_section(rows: list[dict[str, Any]]) -> None:
+    st.subheader("Versions", divider="gray")
+    if not rows:
+        st.info("No model version yet: a completed training run is one.")
+        return
+    st.dataframe(versions_table(rows), hide_index=True, width="stretch", key="models_versions", column_config={
+        "val_rmse": st.column_config.NumberColumn("Val RMSE (min)", format="%.4f"),
+        "champion_rmse": st.column_config.NumberColumn("Champion's RMSE then", format="%.4f"),
+        "train_rmse": st.column_config.NumberColumn("Train RMSE (min)", format="%.4f")})
+    promote_form(rows)
+
+
+def versions_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    return pd.DataFrame([{
+        "": "★ champion" if v["champion"] else "", "name": v["name"], "id": v["run_id"][:8],
+        "months": labels.months(v), "val_rmse": v["val_rmse"], "champion_rmse": v["champion_rmse"],
+        "train_rmse": v["train_rmse"], "decision": DECISIONS.get(v["decision"], v["decision"] or "-"),
+        "data": "synthetic" if v["synthetic"] else "real", "ended": labels.utc(v["ended_at"], seconds=False),
+    } for v in rows])
+
+
+def promote_form(rows: list[dict[str, Any]]) -> None:
+    others = [v for v in rows if not v["champion"]]
+    picked_col, button_col = st.columns([4, 1], vertical_alignment="bottom")
+    picked = picked_col.selectbox("Promote a version", others, format_func=version_label, key="models_pick",
+                                  disabled=not others)
+    if button_col.button("Promote", icon=":material/upgrade:", key="models_promote", disabled=not others) \
+            and access.allowed("promote"):
+        _write(lambda: actions.promote(queries.settings(), picked["run_id"], actor=actor()))
+
+
+def version_label(v: dict[str, Any]) -> str:
+    return f"{v['name']} · {labels.months(v)} · val RMSE {labels.number(v['val_rmse'])}"
+
+
+def history_section(found: list[dict[str, Any]]) -> None:
+    st.subheader("Promotion history", divider="gray")
+    if not found:
+        st.caption("No promotion yet.")
+        return
+    st.dataframe(pd.DataFrame([{
+        "when (UTC)": labels.utc(e["at"]), "what": ACTION_NAMES.get(e["action"], e["action"]), "run": e["run_name"],
+        "months": labels.months(e), "by": e["actor"], "reason": e["reason"]} for e in reversed(found)]),
+        hide_index=True, width="stretch", key="models_history")
+
+
+def compare_section(rows: list[dict[str, Any]]) -> None:
+    st.subheader("Compare two versions", divider="gray")
+    if len(rows) < 2:
+        st.caption("Two versions are needed to compare.")
+        return
+    first = next((i for i, v in enumerate(rows) if v["champion"]), 0)
+    left, right = st.columns(2)
+    a = left.selectbox("Version A", rows, index=first, format_func=version_label, key="models_a")
+    b = right.selectbox("Version B", rows, index=1 if first == 0 else 0, format_func=version_label, key="models_b")
+    if a["run_id"] == b["run_id"]:
+        st.caption("Pick two different versions.")
+        return
+    both = side_by_side(a["run_id"], b["run_id"])
+    figures_table(both)
+    same_month(both)
+    coefficients(both)
+
+
+def figures_table(both: dict[str, Any]) -> None:
+    names = {"a": f"A: {both['a']['name']}", "b": f"B: {both['b']['name']}"}
+    frame = pd.DataFrame([{"figure": row["figure"], names["a"]: _shown(row["a"]), names["b"]: _shown(row["b"])}
+                          for row in both["figures"]])
+    st.table(frame.set_index("figure"))
+
+
+def _shown(value: Any) -> str:
+    return labels.number(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
+
+
+def same_month(both: dict[str, Any]) -> None:
+    a, b = both["a"], both["b"]
+    found = both["same_month"]
+    if found:
+        st.markdown(f"**On the same month {found['month']}** ({found['how']}): A {labels.number(found['a'])}, "
+                    f"B {labels.number(found['b'])} min RMSE.")
+        return
+    newer = max((a, b), key=lambda run: run["val_month"] or "")
+    month = newer["val_month"]
+    if st.button(f"Score both on {month}", icon=":material/calculate:", key="models_score",
+                 help=f"Reads {month} from {labels.data_source(newer)} (the cached file if there is one)"):
+        try:
+            scores = compare.score_on_month(queries._store(str(queries.settings().history)), queries.settings(),
+                                            [a, b], month, newer["data_source"])
+        except PipelineError as error:
+            st.error(str(error))
+            return
+        st.markdown(f"**On the same month {month}:** A {labels.number(scores[a['id']])}, "
+                    f"B {labels.number(scores[b['id']])} min RMSE.")
+
+
+def coefficients(both: dict[str, Any]) -> None:
+    weights = both["coefficients"]
+    if isinstance(weights, str):
+        st.warning(f"Features and coefficients cannot be compared: {weights}", icon=":material/warning:")
+        return
+    st.markdown(f"**Features:** A {weights['a_count']}, B {weights['b_count']}, {weights['common']} in both; "
+                f"only in A: {_few(weights['only_a'])}; only in B: {_few(weights['only_b'])}.")
+    st.caption("Largest coefficient changes by zone (B − A, minutes):")
+    st.dataframe(pd.DataFrame(weights["changes"]), hide_index=True, width="stretch", key="models_changes",
+                 column_config={k: st.column_config.NumberColumn(k, format="%.3f") for k in ("a", "b", "change")})
+
+
+def _few(names: list[str], shown: int = 5) -> str:
+    if not names:
+        return "none"
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(f"`{n}`" for n in names[:shown]) + more
+
+
+def _write(request: Any) -> None:
+    try:
+        event = request()
+    except PipelineError as error:
+        st.error(str(error))
+        return
+    queries.refresh()
+    widgets.notify(f"{event['reason']} The champion is now {event['run_name']}.")
+    st.rerun()
+
+
+# -- the run page ---------------------------------------------------------------------------------
+def promotion(run: dict[str, Any]) -> None:
+    """What the run decided about the champion (a small section of the run page)."""
+    record = (run.get("metrics") or {}).get("promotion")
+    if not record:
+        return
+    st.markdown(f"**Champion decision:** {DECISIONS.get(record['decision'], record['decision'])}. {record['reason']}")
+    held = labels.number(record["champion_rmse"]) if record.get("champion_rmse") is not None else "-"
+    st.caption(f"Validation RMSE {labels.number(record['new_rmse'])} min; the champion's on the same month {held}; "
+               f"tolerance {record['tolerance']:g}.")
