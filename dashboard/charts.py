@@ -197,3 +197,55 @@ def state_counts(counts: dict[str, int]) -> go.Figure:
     fig.update_xaxes(title_text="runs", rangemode="tozero")
     fig.update_yaxes(autorange="reversed")
     return fig
+
+
+# -- data checks (dashboard/quality.py) ----------------------------------------------------------------
+SIDE_COLOR = {"pickup": "#2563eb", "dropoff": "#f59e0b", "duration": "#10b981"}
+SIDE_NAME = {"pickup": "pickup zones", "dropoff": "drop-off zones", "duration": "durations"}
+
+
+def duration_shares(shares: pd.DataFrame) -> go.Figure:
+    """The kept trips' durations of a run's months, share per minute: columns ``minute``, ``month``
+    (a label), ``share``; one line a month, so that a shift between the months shows."""
+    if shares.empty:
+        return empty_figure("No duration histogram recorded for this run.", height=300)
+    fig = go.Figure()
+    for (label, group), color in zip(shares.groupby("month", sort=False), ("#94a3b8", "#2563eb")):
+        fig.add_trace(go.Scatter(x=group["minute"], y=group["share"], mode="lines", name=label, line_shape="hvh",
+                                 line=dict(color=color, width=2),
+                                 customdata=group["minute"] + 1,
+                                 hovertemplate="%{x}-%{customdata} min: %{y:.2%}<extra>" + label + "</extra>"))
+    _layout(fig, height=300, title=dict(text="Trip durations (share of kept trips per minute)", x=0.5,
+                                        xanchor="center", font=dict(size=14)))
+    fig.update_layout(margin=dict(l=10, r=10, t=70, b=10), legend=dict(x=1, xanchor="right", y=1.02))
+    fig.update_xaxes(title_text="minutes", range=[1, 60])
+    fig.update_yaxes(tickformat=".0%", rangemode="tozero")
+    return fig
+
+
+def drift_trends(history: pd.DataFrame, *, limit: float | None = None) -> go.Figure:
+    """PSI of the validation month against the training month across run months, a line for pickup
+    zones, drop-off zones and durations (columns ``psi_pickup`` ...), gaps for months without a run,
+    and ``limit`` (a gate's max_psi) as a dashed line."""
+    if history.empty:
+        return empty_figure("No completed run with data checks yet.", height=320)
+    monthly = by_month(history)
+    fig = go.Figure([_side_trace(monthly, side) for side in SIDE_NAME])
+    if limit is not None:
+        fig.add_hline(y=limit, line=dict(color="#dc2626", dash="dash", width=1),
+                      annotation_text=f"max_psi {limit:g}", annotation_position="top left")
+    _layout(fig, height=320, title=dict(text="Drift: PSI, validation month against training month", x=0.5,
+                                        xanchor="center", font=dict(size=14)))
+    fig.update_layout(margin=dict(l=10, r=10, t=70, b=10), legend=dict(x=1, xanchor="right", y=1.02))
+    fig.update_xaxes(type="date", tickformat="%Y-%m", dtick=_month_step(monthly), ticklabelmode="period",
+                     title_text="Run date")
+    fig.update_yaxes(title_text="PSI", rangemode="tozero")
+    return fig
+
+
+def _side_trace(monthly: pd.DataFrame, side: str) -> go.Scatter:
+    return go.Scatter(x=monthly["run_date"], y=monthly[f"psi_{side}"], mode="lines+markers", name=SIDE_NAME[side],
+                      connectgaps=False, line=dict(color=SIDE_COLOR[side]), marker=dict(size=7),
+                      customdata=monthly[["name", "months"]].fillna("").to_numpy(),
+                      hovertemplate=(f"<b>%{{customdata[0]}}</b><br>PSI of {SIDE_NAME[side]} %{{y:.4f}}"
+                                     "<br>%{customdata[1]}<extra></extra>"))

@@ -139,7 +139,8 @@ def test_each_gate_that_fails_gives_one_sentence_naming_its_value_and_limit():
     assert [b.gate for b in found] == ["min_rows_kept", "max_psi", "max_missing_change"]
     assert found[0].sentence == ("The gate min_rows_kept failed: 2021-06 kept 900 trips of 1 to 60 minutes, fewer "
                                  "than the limit of 1,000.")
-    assert "pickup zones of the validation month 2021-07 against the training month 2021-06 is 1.325," in found[1].sentence
+    assert "pickup zones of the validation month 2021-07 against the training month 2021-06 is 1.325," \
+        in found[1].sentence
     assert found[2].sentence.endswith("moved by +20.0 points in the validation month 2021-07 against the training "
                                       "month 2021-06, more than the limit of 10 points.")
     assert quality.breaches(Gates(min_rows_kept=900, max_psi=2, max_missing_change=0.2), {"train": train}, drifts) == []
@@ -241,3 +242,61 @@ def test_run_json_and_runs_show_json_carry_data_drift_and_warnings(tmp_path):
                            timeout=60)
     assert {k: json.loads(shown.stdout)[k] for k in ("data", "drift", "warnings")} == {
         k: ran[k] for k in ("data", "drift", "warnings")}
+
+
+# --- dashboard ------------------------------------------------------------------------------------
+
+@pytest.fixture
+def two_runs(tmp_path, monkeypatch):
+    """A history with two real demo runs (the second one drifts against the first, its champion)."""
+    import streamlit as st
+
+    from pipeline.config import Settings
+    from pipeline.store import Store
+    from tests.conftest import FakeClock
+
+    settings = Settings(home=tmp_path / "fhv", data_url="demo:500").ensure_dirs()
+    store = Store(settings.db_path)
+    ids = [flow.run_now(store, settings, date=day, name=f"run-{day}", clock=FakeClock()).run_id
+           for day in ("2021-08-15", "2021-09-15")]
+    store.close()
+    monkeypatch.setenv("FHV_HOME", str(settings.home))
+    monkeypatch.setenv("FHV_DATA_URL", "demo:500")
+    yield ids
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+def test_a_runs_page_shows_its_data_report(two_runs):
+    from tests.test_dashboard import open_page, texts
+
+    at = open_page("run_detail", id=two_runs[1])
+    shown = texts(at)
+    assert "Data checks" in [h.value for h in at.subheader] and "The gate min_rows_kept failed: 2021-07 kept" in shown
+    assert "training vs champion's" in shown and "vanished" in shown
+    months = next(t.value for t in at.table if "Rows kept" in t.value.columns)
+    assert list(months.index) == ["training 2021-07", "validation 2021-08"]
+    drift = next(t.value for t in at.table if "PSI" in t.value.columns)
+    assert len(drift) == 6  # two comparisons, three distributions each
+
+
+def test_the_trends_page_shows_the_data_checks_across_months(two_runs):
+    from tests.test_dashboard import open_page, table
+
+    at = open_page("trends")
+    trend = table(at, "psi_pickup")
+    assert list(trend["months"]) == ["train 2021-07 → val 2021-08", "train 2021-06 → val 2021-07"]
+    assert (trend["warnings"] >= 1).all() and trend["psi_duration"].notna().all()
+
+
+def test_the_data_charts_draw_their_data_and_say_when_there_is_none():
+    from dashboard import charts
+    from dashboard import quality as view
+
+    data = {"train": {"month": "2021-06", "hist": {"duration": [1] * 60}},
+            "val": {"month": "2021-07", "hist": {"duration": [2] * 30 + [0] * 30}}}
+    figure = charts.duration_shares(view.duration_shares(data))
+    assert [t.name for t in figure.data] == ["training 2021-06", "validation 2021-07"]
+    assert sum(figure.data[1].y) == pytest.approx(1.0) and figure.data[1].y[0] == pytest.approx(1 / 30)
+    assert charts.duration_shares(view.duration_shares({})).layout.annotations[0].text.startswith("No duration")
+    assert charts.drift_trends(view.trend_frame([])).layout.annotations[0].text.startswith("No completed run")

@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dashboard import access, actions, charts, frames, labels, models_view, notify_view, queries, widgets
+from dashboard import access, actions, charts, frames, labels, models_view, notify_view, quality, queries, widgets
 from pipeline.errors import PipelineError
 from pipeline.orchestration.states import ACTIVE_STATES, WAITING_STATES
 
@@ -202,6 +202,7 @@ def live_detail(run_id: str) -> None:
         logs(run)
     with metrics_tab:
         metrics(run)
+        quality.data_report(run)
         models_view.promotion(run)
     with artifacts_tab:
         artifacts(run)

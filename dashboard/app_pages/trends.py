@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, queries
+from dashboard import charts, quality, queries
 
 REGRESSION = 0.05  # a validation RMSE 5 % above the previous month's is flagged
 
@@ -47,6 +47,7 @@ def live_trends(real_only: bool) -> None:
                     key="trends_chart")
     if not history.empty:
         figures_table(history)
+    quality.trends(real_only)
 
 
 st.title("Trends")
