@@ -36,6 +36,14 @@ def clock():
     return FakeClock(dt.datetime.now(UTC))
 
 
+@pytest.fixture
+def history(location):
+    """The history on either backend: a SQLite file, or a fresh PostgreSQL database."""
+    made = Store(location)
+    yield made
+    made.close()
+
+
 def due_runs(store, clock, count, queue="q", limit=None):
     store.upsert_work_queue(queue, concurrency_limit=limit, now=clock.now())
     return [store.create_run(flow=FLOW_NAME, name=f"run-{queue}-{i}", state=State.SCHEDULED, now=clock.now(),
@@ -62,9 +70,10 @@ def test_a_worker_registers_and_runs_at_most_its_concurrency(store, settings, cl
     assert worker_alive(row, now=clock.now()) and made.identity.startswith(f"{socket.gethostname()}:{os.getpid()}:")
 
 
-def test_workers_together_never_exceed_a_queues_concurrency_limit(store, settings, clock):
+def test_workers_together_never_exceed_a_queues_concurrency_limit(history, location, settings, clock):
+    store = history
     runs = due_runs(store, clock, 6, limit=3)
-    others = [Store(settings.db_path) for _ in range(2)]
+    others = [Store(location) for _ in range(2)]
     workers = [worker(history, settings, clock, queues=["q"], concurrency=3) for history in others]
     for made in workers * 2:
         made.tick()
@@ -194,7 +203,8 @@ def test_the_sweep_leaves_a_worker_on_another_host_alone_while_its_heartbeat_is_
 
 
 def test_a_silent_worker_on_another_host_has_its_running_run_crashed_and_its_claimed_run_requeued(
-        store, settings, clock):
+        history, settings, clock):
+    store = history
     runs = claimed_elsewhere(store, clock)
     clock.advance(31)
     scheduler(store, settings, clock).tick()
@@ -213,7 +223,8 @@ def test_a_stopped_worker_hands_its_claimed_runs_back_at_once(store, settings, c
     assert verdict.action == "requeue" and "which stopped before starting it" in verdict.reason
 
 
-def test_scheduler_no_execute_never_claims_and_names_queues_no_live_worker_serves(store, settings, clock):
+def test_scheduler_no_execute_never_claims_and_names_queues_no_live_worker_serves(history, settings, clock):
+    store = history
     runs = due_runs(store, clock, 2)
     made = scheduler(store, settings, clock)
     made.tick()
@@ -238,23 +249,34 @@ def test_the_scheduler_with_local_execution_honours_a_limit_that_workers_filled(
 
 # -- racing claimers ---------------------------------------------------------------------------------
 
-def test_claimers_racing_in_threads_claim_each_run_once_and_never_past_the_limit(store, settings, clock):
-    runs = due_runs(store, clock, 40, limit=7)
-    claimed, lock = [], threading.Lock()
+def test_claimers_racing_for_the_last_free_slot_never_pass_the_limit(history, location, clock):
+    """Rounds of four claimers let loose at once on a queue with one free slot: exactly one wins each round."""
+    store, rounds, racers = history, 12, 4
+    runs = due_runs(store, clock, rounds * 2, limit=2)
+    store.claim_due_run(now=clock.now(), work_queue="q", claimer="holder", within_limit=True)
+    start, claimers = threading.Barrier(racers), [Store(location) for _ in range(racers)]
+    won: list[list[str]] = [[] for _ in range(racers)]
 
-    def claim(name):
-        history = Store(settings.db_path)
-        while (run := history.claim_due_run(now=clock.now(), work_queue="q", claimer=name, within_limit=True)):
-            with lock:
-                claimed.append(run["id"])
-        history.close()
+    def race(index):
+        start.wait()
+        run = claimers[index].claim_due_run(now=clock.now(), work_queue="q", claimer=f"racer-{index}",
+                                            within_limit=True)
+        won[index] += [run["id"]] if run else []
 
-    threads = [threading.Thread(target=claim, args=(f"claimer-{i}",)) for i in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert len(claimed) == len(set(claimed)) == 7 and states(store, runs).count("PENDING") == 7
+    for _ in range(rounds):
+        before = sum(map(len, won))
+        threads = [threading.Thread(target=race, args=(i,)) for i in range(racers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sum(map(len, won)) == before + 1 and states(store, runs).count("PENDING") == 2
+        last = next(run_id for claimed in won for run_id in claimed if store.get_run(run_id)["state"] == "PENDING")
+        store.transition(last, State.CANCELLED, now=clock.now())
+    claimed = [run_id for ids in won for run_id in ids]
+    assert len(claimed) == len(set(claimed)) == rounds
+    for claimer in claimers:
+        claimer.close()
 
 
 # -- real worker processes on this host ---------------------------------------------------------------
