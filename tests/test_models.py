@@ -27,6 +27,7 @@ from pipeline.training.demo import generate_month
 from pipeline.training.flow import FLOW_NAME, execute
 from pipeline.training.job import run_fields
 from tests.conftest import FakeClock
+from tests.dashboard_seed import seed_history
 from tests.reference import CATEGORICAL, read_dataframe
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -344,3 +345,14 @@ def test_the_run_page_shows_the_runs_champion_decision(history):
     assert not at.exception
     assert "**Champion decision:** not eligible (synthetic data). A run on synthetic data never replaces" \
         in page_text(at)
+
+
+def test_the_models_page_renders_an_empty_history_and_foreign_pickles(tmp_path, monkeypatch):
+    monkeypatch.setenv("FHV_HOME", str(tmp_path / "empty"))
+    at = models_page()
+    assert "No champion yet" in page_text(at) and "No model version yet" in page_text(at)
+    seeded = seed_history(tmp_path / "seeded")  # completed runs whose artifacts are pickled dicts
+    monkeypatch.setenv("FHV_HOME", str(seeded.settings.home))
+    st.cache_data.clear()
+    at = models_page()
+    assert "Features and coefficients cannot be compared: The artifacts of" in "\n".join(w.value for w in at.warning)
