@@ -237,6 +237,11 @@ def artifacts(history: Store, run_id: str) -> list[dict[str, Any]]:
     return history.artifacts(run_id)
 
 
+def artifact_data(artifact: dict[str, Any]) -> bytes:
+    """An artifact's bytes as the history keeps them (any host's dashboard can serve them)."""
+    return _store(str(settings().history)).read_artifact(artifact, local=False)
+
+
 # -- metrics --------------------------------------------------------------------------
 @_cached
 def metric_months(history: Store, real_only: bool = False) -> pd.DataFrame:

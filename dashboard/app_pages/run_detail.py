@@ -2,6 +2,7 @@
 months and data source, the task runs as a timeline, logs, metrics, data figures, artifacts."""
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -180,7 +181,10 @@ def artifacts(run: dict[str, Any]) -> None:
         name_col, sum_col, button_col = st.columns([2, 5, 1])
         name_col.markdown(f"**{item['name']}** · {item['kind'] or '-'} · {item['size']:,} B")
         sum_col.markdown(f"`sha256 {item['sha256']}`")
-        if path.is_file() and path.resolve().is_relative_to(home):
+        if item.get("stored"):  # the history's bytes: whichever host wrote the file
+            button_col.download_button("Download", functools.partial(queries.artifact_data, item), file_name=path.name,
+                                       on_click="ignore", icon=":material/download:", key=f"artifact_{item['id']}")
+        elif path.is_file() and path.resolve().is_relative_to(home):
             button_col.download_button("Download", path.read_bytes, file_name=path.name, on_click="ignore",
                                        icon=":material/download:", key=f"artifact_{item['id']}")
         else:

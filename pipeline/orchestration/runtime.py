@@ -15,6 +15,7 @@ import os
 import signal
 import threading
 import traceback
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
@@ -173,8 +174,9 @@ class RunContext:
         return result
 
     def record_artifact(self, *, name: str, path: str, sha256: str, size: int, kind: str | None = None) -> None:
+        """Record the artifact with its bytes: the history keeps them, so any host can read them."""
         self.store.add_artifact(self.run_id, name=name, path=path, sha256=sha256, size=size,
-                                now=self.clock.now(), kind=kind)
+                                now=self.clock.now(), kind=kind, data=Path(path).read_bytes())
 
 
 _context: contextvars.ContextVar[RunContext] = contextvars.ContextVar("fhv_run_context")

@@ -7,6 +7,7 @@ Each part of ``Store`` lives in its own module: ``runs``, ``scheduling``, ``dash
 """
 from __future__ import annotations
 
+from .artifacts import ArtifactStore
 from .base import BUSY_TIMEOUT_MS, UTC, BaseStore, connect, from_db, new_run_id, to_db
 from .dashboard import DashboardStore
 from .migrations import MIGRATIONS
@@ -21,5 +22,6 @@ __all__ = ["BUSY_TIMEOUT_MS", "MIGRATIONS", "UTC", "DeploymentRow", "RunRow", "S
            "new_run_id", "to_db"]
 
 
-class Store(RunStore, SchedulingStore, WorkerStore, DashboardStore, ModelStore, NotificationStore, BaseStore):
+class Store(RunStore, SchedulingStore, WorkerStore, DashboardStore, ModelStore, NotificationStore, ArtifactStore,
+            BaseStore):
     """The run history. One instance per process; one connection per thread."""

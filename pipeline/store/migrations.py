@@ -197,6 +197,15 @@ CREATE TABLE notify_marks (
 );
 CREATE INDEX flow_runs_ended ON flow_runs(ended_at);
 """),
+    ("0009_artifact_blobs", """
+CREATE TABLE artifact_blobs (
+    sha256 TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    created_at TEXT NOT NULL,
+    CHECK (length(data) = size)
+);
+"""),
     ("0010_workers", """
 CREATE TABLE workers (
     id TEXT PRIMARY KEY,

@@ -69,7 +69,61 @@ def translate(sql: str) -> str:
     if re.match(r"\s*(CREATE|ALTER)\b", sql, re.IGNORECASE):
         for pattern, replacement in _DDL_REWRITES:
             sql = pattern.sub(replacement, sql)
-    return _placeholders(sql)
+    return _placeholders(_nulls_as_in_sqlite(sql))
+
+
+_ORDER_BY = re.compile(r"\bORDER\s+BY\b", re.IGNORECASE)
+_CLAUSE_END = re.compile(r"\s+(LIMIT|OFFSET|FOR|FETCH)\b", re.IGNORECASE)
+_HAS_NULLS = re.compile(r"\bNULLS\s+(FIRST|LAST)\s*$", re.IGNORECASE)
+_DESC = re.compile(r"\bDESC\s*$", re.IGNORECASE)
+
+
+def _nulls_as_in_sqlite(sql: str) -> str:
+    """SQLite sorts NULL first going up and last going down; PostgreSQL the other way: say it in each term."""
+    out, done = [], 0
+    for match in _ORDER_BY.finditer(sql):
+        if match.start() < done:
+            continue
+        end = _clause_end(sql, match.end())
+        terms = [term.rstrip() for term in _top_level_split(sql[match.end():end])]
+        out += [sql[done:match.end()], ",".join(t if _HAS_NULLS.search(t) else
+                                                t + (" NULLS LAST" if _DESC.search(t) else " NULLS FIRST")
+                                                for t in terms)]
+        done = end
+    return "".join(out) + sql[done:]
+
+
+def _clause_end(sql: str, index: int) -> int:
+    """Where the ORDER BY that starts at ``index`` ends: a closing parenthesis, LIMIT, OFFSET, FOR or the end."""
+    depth, quoted = 0, False
+    for position in range(index, len(sql)):
+        char = sql[position]
+        if char == "'":
+            quoted = not quoted
+        elif quoted:
+            continue
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            if depth == 0:
+                return position
+            depth -= 1
+        elif depth == 0 and _CLAUSE_END.match(sql, position):
+            return position
+    return len(sql)
+
+
+def _top_level_split(text: str) -> list[str]:
+    parts, depth, quoted, start = [], 0, False, 0
+    for position, char in enumerate(text):
+        if char == "'":
+            quoted = not quoted
+        elif not quoted and char in "()":
+            depth += 1 if char == "(" else -1
+        elif not quoted and depth == 0 and char == ",":
+            parts.append(text[start:position])
+            start = position + 1
+    return parts + [text[start:]]
 
 
 def _placeholders(sql: str) -> str:

@@ -276,13 +276,19 @@ class RunStore:
         return self._all(sql + " ORDER BY l.id", params)
 
     def add_artifact(self, run_id: str, *, name: str, path: str, sha256: str, size: int,
-                     now: dt.datetime, kind: str | None = None) -> None:
+                     now: dt.datetime, kind: str | None = None, data: bytes | None = None) -> None:
+        """Record an artifact; with ``data`` (its bytes, checked against ``sha256``) the history keeps them too."""
         with self.atomic() as conn:
             conn.execute("INSERT INTO artifacts (flow_run_id, name, kind, path, sha256, size, created_at) "
                          "VALUES (?, ?, ?, ?, ?, ?, ?)", (run_id, name, kind, path, sha256, size, to_db(now)))
+            if data is not None:
+                self.put_artifact_blob(sha256, data, now=now)
 
     def artifacts(self, run_id: str) -> list[dict[str, Any]]:
-        return self._all("SELECT * FROM artifacts WHERE flow_run_id = ? ORDER BY id", (run_id,))
+        """A run's artifacts; ``stored`` says whether the history holds their bytes (``read_artifact``)."""
+        return self._all("SELECT a.*, CASE WHEN EXISTS (SELECT 1 FROM artifact_blobs b WHERE b.sha256 = a.sha256) "
+                         "THEN 1 ELSE 0 END AS stored FROM artifacts a WHERE a.flow_run_id = ? ORDER BY a.id",
+                         (run_id,))
 
 
 def _run_filters(states: Iterable[str] | None = None, deployment: str | None = None,

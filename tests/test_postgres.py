@@ -1,0 +1,217 @@
+"""The history on PostgreSQL: one sentence per bad setting, ``history copy``, the dashboard's reads
+giving the same answers as on SQLite, and artifacts served from the history. A real throwaway
+server (``tests/pgserver.py``); the store's contract tests run on both backends in test_store.py."""
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+import streamlit as st
+
+from pipeline.cli import main
+from pipeline.config import load_settings
+from pipeline.errors import ConfigError, StorageError
+from pipeline.orchestration.states import State
+from pipeline.store import MIGRATIONS, Store
+from pipeline.store.base import SCHEMA_VERSION
+from pipeline.store.dashboard import SORTS
+from pipeline.store.postgres import check_server_version
+from tests.dashboard_seed import seed_history
+from tests.pgserver import PASSWORD, PASSWORD_USER, free_port
+
+UTC = dt.timezone.utc
+NOW = dt.datetime(2026, 11, 20, 12, tzinfo=UTC)
+
+
+# -- configuration: one sentence each ---------------------------------------------------------
+def test_fhv_database_url_must_be_a_postgresql_url_and_its_password_is_not_repeated():
+    with pytest.raises(ConfigError, match=r"FHV_DATABASE_URL='mysql://\.\.\.' is not a PostgreSQL URL") as caught:
+        load_settings({"FHV_DATABASE_URL": "mysql://me:hunter2@db/fhv"})
+    assert "hunter2" not in str(caught.value)
+    url = "postgresql://me:hunter2@db:5432/fhv"
+    settings = load_settings({"FHV_DATABASE_URL": url, "FHV_HOME": "/tmp/x"})
+    assert settings.history == url and settings.history_label == "postgresql://me:***@db:5432/fhv"
+    assert load_settings({"FHV_HOME": "/tmp/x"}).history == Path("/tmp/x/history.db")
+
+
+def test_a_closed_port_is_an_unreachable_server(pg_server):
+    url = pg_server.url(port=free_port())
+    with pytest.raises(StorageError, match=r"The PostgreSQL server of the history postgresql://postgres@127\.0\.0\.1:"
+                                           r"\d+/postgres cannot be reached: check the host and port"):
+        Store(url)
+
+
+def test_a_wrong_password_is_refused_with_a_sentence_that_does_not_repeat_it(pg_server):
+    with pytest.raises(ConfigError, match=f"PostgreSQL refused the password of the user '{PASSWORD_USER}'") as caught:
+        Store(pg_server.url(user=PASSWORD_USER, password="wrong-horse"))
+    assert "wrong-horse" not in str(caught.value)
+    pg_server.admin(f"CREATE DATABASE owned_by_secret OWNER {PASSWORD_USER}")
+    right = Store(pg_server.url("owned_by_secret", user=PASSWORD_USER, password=PASSWORD))
+    assert right.applied_migrations() == [name for name, _ in MIGRATIONS]
+    right.close()
+
+
+def test_a_missing_database_is_named_with_how_to_create_it(pg_server):
+    with pytest.raises(ConfigError, match="The database 'no_such_history' of the history .* does not exist on that "
+                                          r"PostgreSQL server: create it \(createdb no_such_history\)"):
+        Store(pg_server.url("no_such_history"))
+
+
+def test_a_server_older_than_13_is_refused_and_13_is_enough():
+    url = "postgresql://me:pw@db:5432/fhv"
+    with pytest.raises(ConfigError, match=r"runs version 12\.17; the pipeline needs PostgreSQL 13 or newer"):
+        check_server_version(120017, url)
+    with pytest.raises(ConfigError, match=r"runs version 9\.6\.24"):
+        check_server_version(90624, url)
+    check_server_version(130000, url)
+
+
+def test_a_history_written_by_a_newer_schema_is_refused_with_both_versions(pg_url):
+    Store(pg_url).conn.execute("INSERT INTO migrations VALUES ('0099_future', 't')")
+    newer = (f"written by schema version 99; this version of the pipeline knows up to {SCHEMA_VERSION}: upgrade "
+             "the pipeline, or point FHV_DATABASE_URL at another database")
+    with pytest.raises(StorageError, match=newer):
+        Store(pg_url)
+    with pytest.raises(StorageError, match=newer):
+        Store(pg_url, readonly=True).runs()
+
+
+def test_the_command_line_says_one_sentence_for_a_bad_database(pg_server, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FHV_HOME", str(tmp_path))
+    monkeypatch.setenv("FHV_DATABASE_URL", pg_server.url("missing_db", password="secret"))
+    assert main(["runs", "ls"]) == 2
+    err = capsys.readouterr().err
+    assert "The database 'missing_db' of the history" in err and "Traceback" not in err and "secret" not in err
+
+
+def test_a_lost_connection_is_a_storage_error_and_the_next_call_reconnects(pg_server, pg_url):
+    store = Store(pg_url)
+    pg_server.admin(f"SELECT pg_terminate_backend({store.conn.raw.info.backend_pid})")
+    with pytest.raises(StorageError, match="the connection to the PostgreSQL server failed or was lost"):
+        store.count_runs()
+    assert store.count_runs() == 0
+    store.close()
+
+
+def test_processes_migrating_at_once_apply_each_migration_once(pg_url):
+    errors: list[BaseException] = []
+
+    def open_history():
+        try:
+            Store(pg_url).close()
+        except BaseException as error:  # noqa: BLE001 - reported by the assert below
+            errors.append(error)
+
+    threads = [threading.Thread(target=open_history) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert Store(pg_url).applied_migrations() == [name for name, _ in MIGRATIONS]
+
+
+# -- history copy -------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def copied(pg_server, tmp_path_factory):
+    """The dashboard's seeded history (with its artifacts' bytes), copied onto PostgreSQL by the CLI."""
+    seeded = seed_history(tmp_path_factory.mktemp("seed") / "fhv", now=NOW)
+    source = Store(seeded.settings.db_path)
+    for run_id in seeded.completed:
+        for artifact in source.artifacts(run_id):
+            source.put_artifact_blob(artifact["sha256"], Path(artifact["path"]).read_bytes(), now=NOW)
+    source.create_run(flow="f", name="pending-one", state=State.PENDING, now=NOW, work_queue="default")
+    source.close()
+    url = pg_server.fresh_database()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FHV_HOME", str(seeded.settings.home))
+        code = main(["history", "copy", "--to", url])
+    assert code == 0
+    return seeded, Store(seeded.settings.db_path, readonly=True), Store(url), url
+
+
+def test_history_copy_copies_every_table_row_for_row(copied):
+    _, sqlite, postgres, _ = copied
+    tables = [r[0] for r in sqlite.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                                "AND name NOT IN ('migrations', 'history_identity')").fetchall()]
+    assert {"flow_runs", "task_runs", "logs", "deployments", "work_queues", "artifacts", "artifact_blobs"} <= set(tables)
+    for table in tables:
+        order = "ORDER BY 1" if table != "schedulers" else ""
+        mine = [tuple(r) for r in sqlite.conn.execute(f"SELECT * FROM {table} {order}").fetchall()]
+        theirs = [tuple(bytes(v) if isinstance(v, memoryview) else v for v in r)
+                  for r in postgres.conn.execute(f"SELECT * FROM {table} {order}").fetchall()]
+        assert theirs == mine, table
+    assert postgres.history_identity() != sqlite.history_identity()  # another history, with its own id
+
+
+def test_after_a_copy_new_rows_get_ids_after_the_copied_ones(copied):
+    seeded, sqlite, postgres, _ = copied
+    last = sqlite.conn.execute("SELECT MAX(id) FROM task_runs").fetchone()[0]
+    new = postgres.create_task_run(seeded.completed[0], "extra", position=9, attempt=1, state=State.COMPLETED, now=NOW)
+    postgres.conn.execute("DELETE FROM task_runs WHERE id = ?", (new,))  # the module's copy stays a copy
+    assert new == last + 1
+
+
+def test_history_copy_refuses_a_database_that_is_not_empty(copied, pg_server, capsys):
+    seeded, _, postgres, url = copied
+    runs = postgres.count_runs()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FHV_HOME", str(seeded.settings.home))
+        assert main(["history", "copy", "--to", url]) == 2
+        assert "is not empty (its table" in capsys.readouterr().err
+        other = pg_server.fresh_database()
+        with Store(other, migrate=False).atomic() as conn:
+            conn.execute("CREATE TABLE invoices (x INTEGER)")
+        assert main(["history", "copy", "--to", other]) == 2
+        assert "already has tables that are not a history (invoices)" in capsys.readouterr().err
+    assert postgres.count_runs() == runs
+
+
+# -- the dashboard's reads: the same answers on both backends -------------------------------------
+READS = {
+    "runs": lambda s: s.runs(limit=500), "upcoming order": lambda s: s.runs(limit=500, order="upcoming"),
+    "count_by_state": lambda s: s.count_by_state(), "metric_history": lambda s: s.metric_history(),
+    "active_runs": lambda s: s.active_runs(), "work_queues": lambda s: s.work_queues(),
+    "deployments": lambda s: s.deployments(), "tags_in_use": lambda s: s.tags_in_use(),
+    "metric_months": lambda s: s.metric_months(), "metric_months real": lambda s: s.metric_months(real_only=True),
+    "synthetic_counts": lambda s: s.synthetic_counts(), "latest_run": lambda s: s.latest_run(now=NOW),
+    "overdue_runs": lambda s: s.overdue_runs(now=NOW), "run_timeline": lambda s: s.run_timeline(),
+    "upcoming_runs": lambda s: s.upcoming_runs(until=NOW + dt.timedelta(days=400)),
+    "due_runs": lambda s: s.due_runs(due_by=NOW), "next_due_time": lambda s: s.next_due_time(after=NOW),
+    "scheduler_status": lambda s: s.scheduler_status(), "run_list_points": lambda s: s.run_list_points(),
+    "cancellable_ids": lambda s: sorted(s.cancellable_ids()), "search": lambda s: s.run_list(search="2026"),
+    "tag filter": lambda s: s.run_list(tag="monthly") + s.run_list(tag="nope"),
+    "run detail": lambda s: [(s.task_runs(r), s.logs(r), s.log_level_counts(r), s.backfill_batch(r))
+                             for r in [x["id"] for x in s.runs(limit=500)]],
+    **{f"run_list {sort}": (lambda sort: lambda s: s.run_list(limit=500, sort=sort))(sort) for sort in SORTS},
+}
+
+
+@pytest.mark.parametrize("read", READS)
+def test_the_dashboard_reads_give_the_same_answers_on_both_backends(copied, read):
+    _, sqlite, postgres, _ = copied
+    assert READS[read](postgres) == READS[read](sqlite)
+
+
+# -- artifacts served from the history -------------------------------------------------------------
+def test_the_dashboard_downloads_artifacts_from_the_history_when_no_local_file_is_there(copied, monkeypatch):
+    from tests.test_dashboard import open_page
+
+    seeded, _, postgres, url = copied
+    shutil.rmtree(seeded.settings.artifacts_dir)
+    monkeypatch.setenv("FHV_HOME", str(seeded.settings.home))
+    monkeypatch.setenv("FHV_DATABASE_URL", url)
+    try:
+        at = open_page("run_detail", id=seeded.completed[-1])
+        assert len([b for b in at.download_button if b.key and b.key.startswith("artifact_")]) == 2
+        assert not [c for c in at.caption if c.value == "file not found"]
+        from dashboard import queries
+        for artifact in postgres.artifacts(seeded.completed[-1]):
+            data = queries.artifact_data(artifact)
+            assert len(data) == artifact["size"] and postgres.read_artifact(artifact) == data
+    finally:
+        st.cache_data.clear()
+        st.cache_resource.clear()
