@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite, from nothing: virtual environment, requirements, Debian's Chromium.
+# The whole test suite, from nothing: virtual environment, requirements, Debian's Chromium and PostgreSQL.
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/ensure-venv.sh
@@ -9,6 +9,14 @@ if [ ! -x /usr/bin/chromium ]; then
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null
   else
     echo "The browser tests need /usr/bin/chromium: run 'sudo apt-get install chromium' first." >&2
+  fi
+fi
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "Installing Debian's postgresql for the PostgreSQL tests (they start their own server) ..."
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql) >/dev/null
+  else
+    echo "The PostgreSQL tests need initdb: run 'sudo apt-get install postgresql' first (they are skipped)." >&2
   fi
 fi
 # The browser tests save a screenshot of every page here.
