@@ -171,8 +171,20 @@ def test_promotions_are_told_once_their_run_completed_and_rollbacks_too(store, s
     store.transition(running, State.COMPLETED, now=clock.now())
     store.record_model_event(flow=FLOW, run_id=first, action="rollback", actor="ops", reason="6.5 was a fluke.",
                              now=clock.now(), after_seq=2, undo_to=promoted)
-    events = [(e.kind, e.run_id) for e in notify._promotions(store)]
+    events = [(e.kind, e.run_id) for e in notify.find_events(store, settings, clock.now())]
     assert events == [("promoted", running), ("rolled_back", first)]
+
+
+def test_what_happened_before_notifications_were_set_up_is_not_told(store, settings, clock):
+    old = ended(store, clock, "COMPLETED")
+    ended(store, clock, "FAILED")
+    store.record_model_event(flow=FLOW, run_id=old, action="promoted", actor="pipeline", reason="the first model.",
+                             now=clock.now(), after_seq=0, undo_to=None)
+    clock.advance(notify.LOOKBACK.total_seconds() + 1)
+    assert notify.find_events(store, settings, clock.now()) == []
+    store.record_model_event(flow=FLOW, run_id=old, action="manual", actor="ops", reason="kept by hand.",
+                             now=clock.now(), after_seq=1, undo_to=None)
+    assert [e.kind for e in notify.find_events(store, settings, clock.now())] == ["promoted"]
 
 
 def test_a_deployment_adds_its_own_targets_for_its_runs_only(store, settings, clock, http_server):

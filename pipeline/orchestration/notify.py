@@ -225,14 +225,15 @@ def find_events(store: Store, settings: Settings, now: dt.datetime) -> list[Even
     events = [e for run in store.runs_ended_since(min(mark, now) - LOOKBACK) for e in run_events(run)]
     late_by = now - dt.timedelta(seconds=settings.notify_late_after)
     events += [late_event(run, now) for run in store.late_runs(due_before=late_by)]
-    return events + _promotions(store)
+    return events + _promotions(store, now)
 
 
-def _promotions(store: Store) -> list[Event]:
+def _promotions(store: Store, now: dt.datetime) -> list[Event]:
     """Promotion events whose run completed (a run promotes itself in its last task); the mark stops at a
-    run still running, so its event is read again until the run ends."""
-    settled = int(store.notify_mark(PROMOTIONS_MARK) or 0)
-    events, waiting = [], False
+    run still running, so its event is read again until the run ends. The first scan starts LOOKBACK ago."""
+    mark = store.notify_mark(PROMOTIONS_MARK)
+    settled = int(mark) if mark is not None else _promotions_before(store, now - LOOKBACK)
+    events, waiting, first = [], False, settled
     for row in store.promotion_events(settled):
         if row["run_state"] in {s.value for s in ACTIVE_STATES}:
             waiting = True
@@ -240,15 +241,24 @@ def _promotions(store: Store) -> list[Event]:
             events.append(promotion_event(row, store.get_run(row["run_id"]).get("deployment_id")))
         if not waiting:
             settled = row["id"]
-    store.set_notify_mark(PROMOTIONS_MARK, str(settled))
+    if mark is None or settled != first:
+        store.set_notify_mark(PROMOTIONS_MARK, str(settled))
     return events
+
+
+def _promotions_before(store: Store, moment: dt.datetime) -> int:
+    """The id of the last promotion event before ``moment``: history when notifications start."""
+    return max((row["id"] for row in store.promotion_events(0) if row["at"] < moment), default=0)
 
 
 def queue(store: Store, events: Iterable[Event], targets: Targets, now: dt.datetime) -> int:
     """Add each event for each of its targets to the outbox; returns how many were new."""
-    added = 0
+    events = list(events)
+    known, added = store.known_notifications([event.subject for event in events]), 0
     for event in events:
         for item in targets.for_deployment(event.deployment_id):
+            if (event.kind, event.subject, item.key) in known:
+                continue  # a read spares a write; the unique constraint still decides
             added += store.add_notification(event=event.kind, subject=event.subject, run_id=event.run_id,
                                             target_key=item.key, target=item.label, title=event.title,
                                             body=event.body, level=event.level, now=now) is not None

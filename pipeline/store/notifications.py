@@ -69,6 +69,16 @@ class NotificationStore:
                                  to_db(now))).fetchone()
         return row[0] if row else None
 
+    def known_notifications(self, subjects: list[str]) -> set[tuple[str, str, str]]:
+        """The (event, subject, target_key) already in the outbox for these subjects."""
+        found: set[tuple[str, str, str]] = set()
+        for start in range(0, len(subjects), 500):
+            chunk = subjects[start:start + 500]
+            found |= {(r["event"], r["subject"], r["target_key"]) for r in self._all(
+                f"SELECT event, subject, target_key FROM notifications WHERE subject IN ({', '.join('?' * len(chunk))})",
+                chunk)}
+        return found
+
     def due_notifications(self, now: dt.datetime, *, limit: int = 100) -> list[dict[str, Any]]:
         """PENDING messages whose next attempt is due, oldest first."""
         return self._all("SELECT * FROM notifications WHERE state = 'PENDING' AND next_attempt_at <= ? "
