@@ -219,6 +219,14 @@ def test_secrets_are_masked_in_the_history_and_everything_it_shows(store, settin
     assert "s3cretpass" not in capsys.readouterr().out
 
 
+def test_what_apprise_says_about_an_attempt_is_scrubbed_of_the_url_secrets():
+    item = notify.target("json://robot:s3cretpass@127.0.0.1:9/hook?+X-Api-Key=k3yvalue")
+    said = "POST to json://robot:s3cretpass@127.0.0.1:9/hook with X-Api-Key k3yvalue failed"
+    scrubbed = notify.scrub(said, item)
+    assert "s3cretpass" not in scrubbed and "k3yvalue" not in scrubbed
+    assert scrubbed.startswith("POST to json://robot:****@127.0.0.1:9/hook with ") and scrubbed.endswith(" failed")
+
+
 @pytest.mark.parametrize("text, urls", [
     ("", ()),
     ("json://a/x json://b/y", ("json://a/x", "json://b/y")),

@@ -320,7 +320,16 @@ def send(item: Target, *, title: str, body: str, level: str, timeout: float) -> 
         return Outcome("timeout", f"no answer within {seconds_words(timeout)}")
     if box.get("sent"):
         return Outcome("sent")
-    return Outcome("failed", box.get("error") or " ".join(box.get("log", [])) or "Apprise could not send it.")
+    detail = box.get("error") or " ".join(box.get("log", [])) or "Apprise could not send it."
+    return Outcome("failed", scrub(detail, item))
+
+
+def scrub(text: str, item: Target) -> str:
+    """``text`` without any part of the target's URL that its masked label hides (tokens, passwords, keys)."""
+    for part in sorted(set(re.split(r"[/:@?&=#,+]+", item.url)), key=len, reverse=True):
+        if len(part) >= 4 and part not in item.label:
+            text = text.replace(part, "****")
+    return text
 
 
 def _send_in_thread(item: Target, title: str, body: str, level: str, timeout: float, box: dict[str, Any]) -> None:
