@@ -59,11 +59,12 @@ def champion_section(now: dict[str, Any] | None) -> None:
             ("Validation RMSE (min)", labels.number(metrics.get("val_rmse"))),
             ("Training RMSE (min)", labels.number(metrics.get("train_rmse"))),
             ("One-hot features", labels.number(metrics.get("feature_count"))),
-            ("Champion since", labels.utc(now["champion_since"], seconds=False)))):
+            ("Champion since", (labels.as_moment(now["champion_since"]) or queries.now()).strftime("%Y-%m-%d")))):
         with column:
             widgets.figures([(name, value, None)])
     done = f"{ACTION_NAMES.get(now['action'], now['action'])} by {now['by']}"
-    st.caption(now["reason"] if now["by"] in now["reason"] else f"{now['reason']} ({done})")
+    said = now["reason"] if now["by"] in now["reason"] else f"{now['reason']} ({done})"
+    st.caption(f"{said} · {labels.utc(now['champion_since'])}")
     folder = now["folder"]
     note = "up to date" if folder["up_to_date"] else "not up to date: the next promotion or rollback rewrites it"
     st.caption(f"Stable copy for batch jobs: {widgets.inline_code(folder['path'])} ({note}).")
@@ -118,7 +119,8 @@ def history_section(found: list[dict[str, Any]]) -> None:
     st.dataframe(pd.DataFrame([{
         "when (UTC)": labels.utc(e["at"]), "what": ACTION_NAMES.get(e["action"], e["action"]), "run": e["run_name"],
         "months": labels.months(e), "by": e["actor"], "reason": e["reason"]} for e in reversed(found)]),
-        hide_index=True, width="stretch", key="models_history")
+        hide_index=True, width="stretch", key="models_history",
+        column_config={"reason": st.column_config.TextColumn("reason", width="large")})
 
 
 def compare_section(rows: list[dict[str, Any]]) -> None:
