@@ -371,3 +371,31 @@ def load_settings_for(home):
     from pipeline.config import load_settings
 
     return load_settings({"FHV_HOME": str(home), "FHV_DATA_URL": "demo"})
+
+
+# -- one scheduler per history on PostgreSQL ---------------------------------------------------------
+
+def test_on_postgresql_one_scheduler_holds_the_lock_until_its_session_is_gone(pg_url, tmp_path):
+    import psycopg
+
+    from pipeline.config import Settings
+    from pipeline.errors import HistoryLost, SchedulerLocked
+    from pipeline.orchestration.lock import LockWatch, exclusive
+
+    settings = Settings(home=tmp_path / "fhv", database_url=pg_url)
+    first, second = Store(pg_url), Store(pg_url)
+    with exclusive(settings, first) as lock:
+        watch = LockWatch(lock, settings.history_label)
+        watch.check()
+        with pytest.raises(SchedulerLocked, match="holds the lock of postgresql://"):
+            with exclusive(settings, second):
+                pass
+        with psycopg.connect(pg_url, autocommit=True) as admin:  # the server drops the holder's session
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+                          "AND objid = %s", (0x66687601 & 0xFFFFFFFF,))
+        with pytest.raises(HistoryLost, match="lost its connection"):
+            watch.check()
+        with exclusive(settings, second) as taken:
+            assert taken.held()
+    first.close()
+    second.close()

@@ -1,10 +1,14 @@
-"""One scheduler per history: a file lock for a quick answer, a lease in the history as the authority.
+"""One scheduler per history: a lock for a quick answer, a lease in the history as the authority.
 
 ``exclusive`` holds ``$FHV_HOME/scheduler.lock`` with flock (the OS releases it even on kill -9) so
 a second scheduler on this host is told at once which process holds it. The lock file can be
 deleted, though, so the history itself holds the lease (``schedulers.owner``): it is taken in one
 transaction only when the last holder stopped or its process is gone, and every heartbeat renews
 it conditionally; a scheduler that finds the lease taken by another stops.
+
+On PostgreSQL the lock is an advisory lock held by a session of the scheduler's own
+(``Store.take_scheduler_lock``): schedulers on other hosts see it, and a scheduler whose host dies
+or whose network is cut loses it with its session; ``LockWatch`` stops a scheduler that lost it.
 
 ``HistoryWatch`` notices when the history file is deleted or replaced under a running scheduler.
 """
@@ -21,12 +25,17 @@ from typing import Iterator
 from ..config import Settings
 from ..errors import HistoryLost, SchedulerLocked
 from ..store import Store
+from ..store.workers import SessionLock
 from ..store.base import is_database_url
 
 
 @contextlib.contextmanager
-def exclusive(settings: Settings, store: Store) -> Iterator[None]:
-    """Hold the history's scheduler lock file (flock)."""
+def exclusive(settings: Settings, store: Store) -> Iterator[SessionLock | None]:
+    """Hold the history's scheduler lock: an advisory lock on PostgreSQL (yielded), else a lock file (flock)."""
+    if store.dialect == "postgresql":
+        with _advisory(settings, store) as lock:
+            yield lock
+        return
     settings.lock_path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(settings.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -39,9 +48,36 @@ def exclusive(settings: Settings, store: Store) -> Iterator[None]:
     try:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
-        yield
+        yield None
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def _advisory(settings: Settings, store: Store) -> Iterator[SessionLock]:
+    lock = store.take_scheduler_lock()
+    if lock is None:
+        row = store.scheduler_status() or {}
+        raise SchedulerLocked(f"Another scheduler (pid {row.get('pid') or '?'} on {row.get('hostname') or '?'}, last "
+                              f"heartbeat {row.get('heartbeat_at') or '-'}) holds the lock of {settings.history_label}; "
+                              "stop it first, or use another database.")
+    try:
+        yield lock
+    finally:
+        lock.release()
+
+
+class LockWatch:
+    """Stops the scheduler (HistoryLost) once its PostgreSQL session, and with it the history's lock, is gone."""
+
+    def __init__(self, lock: SessionLock, label: str):
+        self.lock, self.label = lock, label
+
+    def check(self) -> None:
+        if not self.lock.held():
+            raise HistoryLost(f"The scheduler lost its connection to {self.label}, and with it the history's lock: "
+                              "another scheduler may take over, so this one stops. Start it again once the server "
+                              "can be reached.")
 
 
 def _holder(fd: int, store: Store) -> str:

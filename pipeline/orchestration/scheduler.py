@@ -47,7 +47,7 @@ from .clock import SYSTEM_CLOCK, Clock
 from .deployments import ensure_default, materialise
 from .executor import Executor, ProcessExecutor
 from .liveness import identity_alive, judge, worker_alive
-from .lock import HistoryWatch, exclusive, lease_refused
+from .lock import HistoryWatch, LockWatch, exclusive, lease_refused
 from .notify import Notifier
 from .states import State
 from .supervisor import ProcessOptions, Supervisor, sentence, stop_on_signals
@@ -72,13 +72,14 @@ class Scheduler(Supervisor):
     """
 
     def __init__(self, store: Store, settings: Settings, *, options: SchedulerOptions = SchedulerOptions(),
-                 clock: Clock = SYSTEM_CLOCK, executor: Executor | None = None, watch: HistoryWatch | None = None,
-                 execute: bool = True):
+                 clock: Clock = SYSTEM_CLOCK, executor: Executor | None = None,
+                 watch: HistoryWatch | LockWatch | None = None, execute: bool = True, holds_lock: bool = False):
         super().__init__(store, settings, options=options, clock=clock,
                          executor=executor or ProcessExecutor(settings, await_data=options.await_data,
                                                               heartbeat_every=options.run_heartbeat))
         self.watch = watch
         self.execute = execute
+        self.holds_lock = holds_lock  # it holds the history's session lock (PostgreSQL): any earlier holder is gone
         self.identity = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.jobs = schedule.Scheduler()
         self.last_alive: dt.datetime | None = None  # when the previous scheduler was last known to run
@@ -109,6 +110,8 @@ class Scheduler(Supervisor):
     def _holder_gone(self, row: dict[str, Any], now: dt.datetime) -> bool:
         """Whether the scheduler holding the lease is gone: its process (this host) or its heartbeat (elsewhere)."""
         owner = row.get("owner") or ""
+        if self.holds_lock:
+            return True
         if owner.split(":")[:2] == self.identity.split(":")[:2]:
             return True  # this very process: an earlier Scheduler object of it (one process runs one scheduler)
         alive = identity_alive(owner, since=from_db(row.get("started_at")))
@@ -345,9 +348,10 @@ def serve(settings: Settings, options: SchedulerOptions, *, clock: Clock = SYSTE
     settings.ensure_dirs()
     store = Store(settings.history)
     try:
-        with exclusive(settings, store):
+        with exclusive(settings, store) as lock:
             ensure_default(store, clock.now(), settings=settings)
-            Scheduler(store, settings, options=options, clock=clock, watch=HistoryWatch(settings.history),
-                      execute=execute).run_forever()
+            watch = HistoryWatch(settings.history) if lock is None else LockWatch(lock, settings.history_label)
+            Scheduler(store, settings, options=options, clock=clock, watch=watch, execute=execute,
+                      holds_lock=lock is not None).run_forever()
     finally:
         store.close()

@@ -182,7 +182,7 @@ def serve(settings: Settings, options: WorkerOptions, *, queues: Iterable[str] =
           clock: Clock = SYSTEM_CLOCK) -> None:
     """``python -m pipeline worker``: register, claim and run until stopped."""
     settings.ensure_dirs()
-    store = Store(settings.db_path)
+    store = Store(settings.history)
     try:
         Worker(store, settings, queues=queues, concurrency=concurrency, options=options, clock=clock).run_forever()
     finally:

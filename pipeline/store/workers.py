@@ -11,7 +11,30 @@ import datetime as dt
 import json
 from typing import Any, Iterable
 
-from .base import to_db
+from .base import connect, to_db
+
+SCHEDULER_LOCK = 0x66687601  # the PostgreSQL advisory lock of the one scheduler of a history ('fhv\1')
+
+
+class SessionLock:
+    """An advisory lock held by a PostgreSQL session of its own: it ends with the session, so a scheduler
+    whose host dies or whose network is cut loses it when the server drops the connection."""
+
+    def __init__(self, conn: Any):
+        self.conn = conn
+
+    def held(self) -> bool:
+        """Whether the session (and with it the lock) is still there."""
+        try:
+            return bool(self.conn.execute("SELECT 1").fetchone())
+        except Exception:  # noqa: BLE001 - any failure of the session means the lock is gone
+            return False
+
+    def release(self) -> None:
+        try:
+            self.conn.close()
+        except Exception:  # noqa: BLE001 - a session already gone holds nothing
+            pass
 
 
 class WorkerStore:
@@ -20,6 +43,20 @@ class WorkerStore:
     def row_locks(self) -> bool:
         """Whether claims lock rows themselves (PostgreSQL); SQLite's one writer at a time needs no row lock."""
         return getattr(self, "dialect", "sqlite") == "postgresql"
+
+    def take_scheduler_lock(self) -> SessionLock | None:
+        """PostgreSQL: try to become the one scheduler of the history, on a session of its own; None if another
+        session holds the lock. (SQLite's schedulers lock a file next to the history instead.)"""
+        conn = connect(self.location)
+        try:
+            won = conn.execute("SELECT pg_try_advisory_lock(?)", (SCHEDULER_LOCK,)).fetchone()[0]
+        except BaseException:
+            conn.close()
+            raise
+        if not won:
+            conn.close()
+            return None
+        return SessionLock(conn)
 
     def register_worker(self, *, identity: str, hostname: str, pid: int, queues: Iterable[str], concurrency: int,
                         stale_after: float, now: dt.datetime) -> dict[str, Any]:
