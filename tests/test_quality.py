@@ -242,6 +242,9 @@ def test_run_json_and_runs_show_json_carry_data_drift_and_warnings(tmp_path):
                            timeout=60)
     assert {k: json.loads(shown.stdout)[k] for k in ("data", "drift", "warnings")} == {
         k: ran[k] for k in ("data", "drift", "warnings")}
+    plain = subprocess.run([*cli, "runs", "show", ran["run_id"]], env=env, capture_output=True, text=True,
+                           timeout=60, check=True)
+    assert "Warning: The gate min_rows_kept failed: 2021-06 kept 466" in " ".join(plain.stdout.split())
 
 
 # --- dashboard ------------------------------------------------------------------------------------

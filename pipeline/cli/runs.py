@@ -156,6 +156,8 @@ def _print_run(store: Store, run: dict[str, Any], *, with_logs: bool = False) ->
         console.print(f"[bold red]Failed{render.plain(where)}:[/] {render.plain(run['error'])}", soft_wrap=True)
     if metrics:
         console.print(_metrics_table(metrics))
+    for warning in metrics.get("warnings") or []:  # the data gates that failed in warn mode
+        console.print(f"[bold yellow]Warning:[/] {render.plain(warning)}", soft_wrap=True)
     console.print(_tasks_table(store.task_runs(run["id"])))
     artifacts = store.artifacts(run["id"])
     if artifacts:
