@@ -150,7 +150,8 @@ def test_a_champion_that_cannot_be_scored_is_replaced_with_the_reason(tmp_path):
     run = train(store, settings, "2021-04-15", clock)
     promotion = run["metrics"]["promotion"]
     assert promotion["decision"] == "promoted" and promotion["champion_rmse"] is None
-    assert promotion["reason"].startswith("The champion odd-pickles (") and "could not be scored (" in promotion["reason"]
+    reason = promotion["reason"]
+    assert reason.startswith("The champion odd-pickles (") and "could not be scored (" in reason
     assert store.champion()["id"] == run["id"] and store.promotion_events()[-1]["undo_to"] == 1
     store.close()
 
@@ -178,6 +179,24 @@ def test_an_event_of_a_run_that_did_not_complete_is_not_in_effect(history):
     assert before != running
     store.transition(running, State.COMPLETED, now=now)
     assert store.champion()["id"] == running
+
+
+def test_the_champion_and_its_events_on_either_history(location):
+    store, now = Store(location), dt.datetime(2026, 2, 1, tzinfo=dt.timezone.utc)
+    a, b = (store.create_run(flow=FLOW_NAME, name=name, state=State.COMPLETED, now=now, metrics={"val_rmse": 1.0})
+            for name in ("a", "b"))
+    assert store.champion() is None and store.last_model_seq() == 0
+    first = store.record_model_event(flow=FLOW_NAME, run_id=a, action="promoted", actor="pipeline", reason="r.",
+                                     now=now, after_seq=0, undo_to=None)
+    assert store.record_model_event(flow=FLOW_NAME, run_id=b, action="promoted", actor="pipeline", reason="r.",
+                                    now=now, after_seq=0, undo_to=None) is None
+    store.record_model_event(flow=FLOW_NAME, run_id=b, action="manual", actor="ann", reason="r.", now=now,
+                             after_seq=1, undo_to=first)
+    assert store.champion()["id"] == b and store.champion()["metrics"] == {"val_rmse": 1.0}
+    events = store.promotion_events(after_id=first)
+    assert [(e["run_id"], e["action"], e["actor"], e["at"], e["undo_to"]) for e in events] == \
+        [(b, "manual", "ann", now, first)]
+    store.close()
 
 
 # -- the command line ------------------------------------------------------------------------------
@@ -239,7 +258,7 @@ def test_a_run_that_is_not_a_completed_version_cannot_be_promoted(history):
     settings, store, _ = history
     now = dt.datetime(2026, 2, 1, tzinfo=dt.timezone.utc)
     failed = store.create_run(flow=FLOW_NAME, name="broken", state=State.FAILED, now=now)
-    with pytest.raises(InvalidTransition, match="The run broken .* is FAILED: only a completed run is a model version."):
+    with pytest.raises(InvalidTransition, match="The run broken .* is FAILED: only a completed run is a model "):
         champion.promote(store, settings, failed, actor="ann", now=now)
 
 

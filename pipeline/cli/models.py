@@ -50,7 +50,8 @@ def cmd_ls(args: argparse.Namespace, settings: Settings) -> int:
     for v in versions:
         grid.add_row("[bold green]★[/]" if v["champion"] else "", render.plain(v["name"]), v["run_id"][:8],
                      v["run_date"] or "-", render.months(v), render.number(v["val_rmse"]),
-                     render.number(v["train_rmse"]), v["decision"] or "-", render.data_kind(v), render.when(v["ended_at"]))
+                     render.number(v["train_rmse"]), v["decision"] or "-", render.data_kind(v),
+                     render.when(v["ended_at"]))
     console.print(grid if versions else "No model version yet: a completed training run is one.")
     return 0
 

@@ -155,8 +155,9 @@ def promote(store: Store, settings: Settings, run_ref: str, *, actor: str, now: 
     if champion is not None and champion["id"] == run["id"]:
         raise InvalidTransition(f"The run {run['name']} ({run['id'][:8]}) is the champion already.")
     if champion is not None and run["synthetic"] and not champion["synthetic"]:
-        raise InvalidTransition(f"The run {run['name']} ({run['id'][:8]}) was trained on synthetic data; it cannot "
-                                f"replace the champion {champion['name']} ({champion['id'][:8]}), trained on real data.")
+        raise InvalidTransition(f"The run {run['name']} ({run['id'][:8]}) was trained on synthetic data; it "
+                                f"cannot replace the champion {champion['name']} ({champion['id'][:8]}), trained on "
+                                "real data.")
     text = reason or f"Promoted by hand by {actor}."
     return _apply(store, settings, flow=flow, run_id=run["id"], action="manual", actor=actor, reason=text, now=now,
                   after_seq=after_seq, undo_to=champion["event_id"] if champion else None)
@@ -324,7 +325,8 @@ def _locked(path: Path) -> Iterator[None]:
 def versions(store: Store, *, flow: str = FLOW_NAME, limit: int = 200) -> list[dict[str, Any]]:
     """The model versions (completed runs), newest first: months, RMSEs, decision, champion or not."""
     now = store.champion(flow)
-    return [_version(run, now is not None and run["id"] == now["id"]) for run in store.model_versions(flow, limit=limit)]
+    held = now["id"] if now is not None else None
+    return [_version(run, run["id"] == held) for run in store.model_versions(flow, limit=limit)]
 
 
 def _version(run: dict[str, Any], is_champion: bool) -> dict[str, Any]:
@@ -345,7 +347,8 @@ def current(store: Store, settings: Settings, *, flow: str = FLOW_NAME) -> dict[
         return None
     card = champion_card(store, now)
     on_disk = read_card(settings)
-    artifacts = [{k: a[k] for k in ("name", "path", "sha256", "size")} for a in artifact_files(store, now["id"]).values()]
+    artifacts = [{k: a[k] for k in ("name", "path", "sha256", "size")}
+                 for a in artifact_files(store, now["id"]).values()]
     folder = {"path": str(current_dir(settings)), "up_to_date": on_disk == card,
               "run_id": on_disk.get("run_id") if on_disk else None}
     return {**{k: v for k, v in card.items() if k != "files"}, "artifacts": artifacts, "folder": folder}
