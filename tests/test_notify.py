@@ -397,3 +397,14 @@ def test_the_outbox_keeps_an_event_once_per_target_and_every_attempt_on_both_bac
         assert history.notify_targets() == {deployment["id"]: ["json://h/other"]}
     finally:
         history.close()
+
+
+def test_a_hanging_target_costs_a_round_one_timeout_not_one_per_message(store, settings, clock, http_server):
+    settings = configured(settings, hook(http_server, "/hang", delay=30), hook(http_server, "/ok"))
+    for _ in range(notify.SENDERS + 4):
+        ended(store, clock)
+    began = time.monotonic()
+    assert round_trip(store, settings, clock) == notify.SENDERS + 4
+    assert time.monotonic() - began < 2.0
+    hang = [n for n in store.notifications(limit=100) if n["target"].endswith("/hang")]
+    assert sum(n["attempts"] for n in hang) <= notify.SENDERS and all(n["state"] == "PENDING" for n in hang)

@@ -360,14 +360,27 @@ class _ThreadWarnings(logging.Handler):
             self.messages.append(record.getMessage().strip())
 
 
-def deliver_due(store: Store, targets: Targets, policy: RetryPolicy, clock: Clock = SYSTEM_CLOCK) -> int:
-    """Make one attempt at each due message, ``SENDERS`` at a time (so a hanging target delays the others by
-    one timeout at most); returns how many were sent."""
-    by_key = targets.by_key()
+def deliver_due(store: Store, targets: Targets, policy: RetryPolicy, clock: Clock = SYSTEM_CLOCK, *,
+                most: int = 1000) -> int:
+    """Make one attempt at each due message (``most`` at most), ``SENDERS`` at a time; returns how many were sent.
+
+    A target that timed out gets no more attempts this round (its messages stay due), so a hanging
+    receiver costs a round one timeout, not one per message.
+    """
+    by_key, stalled, sent, tried = targets.by_key(), set(), 0, 0
     with concurrent.futures.ThreadPoolExecutor(SENDERS, thread_name_prefix="notify") as pool:
-        results = pool.map(lambda row: _attempt_closing(store, row, by_key.get(row["target_key"]), policy, clock),
-                           store.due_notifications(clock.now()))
-        return sum(result is not None and result.outcome == "sent" for result in results)
+        while tried < most:
+            batch = store.due_notifications(clock.now(), limit=SENDERS, skip_targets=stalled)
+            if not batch:
+                break
+            results = pool.map(lambda row: _attempt_closing(store, row, by_key.get(row["target_key"]), policy, clock),
+                               batch)
+            for row, result in zip(batch, results):
+                tried += 1
+                sent += result is not None and result.outcome == "sent"
+                if result is not None and result.outcome == "timeout":
+                    stalled.add(row["target_key"])
+    return sent
 
 
 def _attempt_closing(store: Store, row: dict[str, Any], item: Target | None, policy: RetryPolicy,

@@ -45,11 +45,14 @@ class NotificationStore:
                          "ON CONFLICT (name) DO UPDATE SET value = excluded.value", (name, value))
 
     def runs_ended_since(self, since: dt.datetime) -> list[dict[str, Any]]:
-        """Runs that ended COMPLETED, FAILED or CRASHED at or after ``since``, oldest first."""
-        return self._all(
+        """Runs that ended COMPLETED, FAILED or CRASHED at or after ``since``, oldest first.
+
+        The states are picked here, not in SQL: a condition on the state would lead SQLite to the state
+        index and read every completed run (80 ms on 20,000 runs, 1 ms through the ``ended_at`` index)."""
+        rows = self._all(
             "SELECT r.*, d.name AS deployment FROM flow_runs r LEFT JOIN deployments d ON d.id = r.deployment_id "
-            "WHERE r.ended_at >= ? AND r.state IN ('COMPLETED', 'FAILED', 'CRASHED') ORDER BY r.ended_at",
-            (to_db(since),))
+            "WHERE r.ended_at >= ? ORDER BY r.ended_at", (to_db(since),))
+        return [row for row in rows if row["state"] in ("COMPLETED", "FAILED", "CRASHED")]
 
     def late_runs(self, *, due_before: dt.datetime) -> list[dict[str, Any]]:
         """LATE runs whose slot is at or before ``due_before``, oldest first."""
@@ -79,10 +82,13 @@ class NotificationStore:
                 chunk)}
         return found
 
-    def due_notifications(self, now: dt.datetime, *, limit: int = 100) -> list[dict[str, Any]]:
-        """PENDING messages whose next attempt is due, oldest first."""
-        return self._all("SELECT * FROM notifications WHERE state = 'PENDING' AND next_attempt_at <= ? "
-                         "ORDER BY next_attempt_at, id LIMIT ?", (to_db(now), limit))
+    def due_notifications(self, now: dt.datetime, *, limit: int = 100,
+                          skip_targets: Iterable[str] = ()) -> list[dict[str, Any]]:
+        """PENDING messages whose next attempt is due, oldest first, but those to ``skip_targets`` (keys)."""
+        skip = list(skip_targets)
+        where = f"AND target_key NOT IN ({', '.join('?' * len(skip))}) " if skip else ""
+        return self._all(f"SELECT * FROM notifications WHERE state = 'PENDING' AND next_attempt_at <= ? {where}"
+                         "ORDER BY next_attempt_at, id LIMIT ?", (to_db(now), *skip, limit))
 
     def claim_notification(self, notification_id: int, *, attempts: int, now: dt.datetime,
                            until: dt.datetime) -> dict[str, Any] | None:
