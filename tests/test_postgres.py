@@ -4,6 +4,7 @@ server (``tests/pgserver.py``); the store's contract tests run on both backends 
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import shutil
 import threading
 from pathlib import Path
@@ -183,7 +184,7 @@ READS = {
     "due_runs": lambda s: s.due_runs(due_by=NOW), "next_due_time": lambda s: s.next_due_time(after=NOW),
     "scheduler_status": lambda s: s.scheduler_status(), "run_list_points": lambda s: s.run_list_points(),
     "cancellable_ids": lambda s: sorted(s.cancellable_ids()), "search": lambda s: s.run_list(search="2026"),
-    "tag filter": lambda s: s.run_list(tag="monthly") + s.run_list(tag="nope"),
+    "tag filter": lambda s: s.run_list(tag="ml") + s.run_list(tag="nope"),
     "run detail": lambda s: [(s.task_runs(r), s.logs(r), s.log_level_counts(r), s.backfill_batch(r))
                              for r in [x["id"] for x in s.runs(limit=500)]],
     **{f"run_list {sort}": (lambda sort: lambda s: s.run_list(limit=500, sort=sort))(sort) for sort in SORTS},
@@ -215,3 +216,40 @@ def test_the_dashboard_downloads_artifacts_from_the_history_when_no_local_file_i
     finally:
         st.cache_data.clear()
         st.cache_resource.clear()
+
+
+# -- the scheduler's own tests, on PostgreSQL -----------------------------------------------------
+SLOW_WALKS = {  # months of ticks: thousands of statements each; the SQLite run covers them
+    "test_a_monthly_deployment_runs_each_month_exactly_once_over_two_years",
+    "test_a_yearly_deployment_runs_once_a_year_and_always_shows_its_next_run",
+    "test_an_unpublished_month_waits_every_6_hours_in_sight_then_runs",
+    "test_waiting_for_data_is_not_cut_short_by_the_maximum_lateness",
+    "test_a_month_never_published_fails_10_days_after_its_slot",
+}
+
+
+def _scheduler_tests() -> list[str]:
+    """The scheduler tests that need only a store, settings, a clock and a folder: the same bodies run here on
+    PostgreSQL (test_scheduler.py runs them on SQLite)."""
+    from tests import test_scheduler
+
+    names = []
+    for name, fn in vars(test_scheduler).items():
+        if name.startswith("test_") and callable(fn) and not hasattr(fn, "pytestmark") and name not in SLOW_WALKS:
+            if set(inspect.signature(fn).parameters) <= {"store", "settings", "clock", "tmp_path"} and \
+                    "store" in inspect.signature(fn).parameters:
+                names.append(name)
+    return names
+
+
+@pytest.mark.parametrize("name", _scheduler_tests())
+def test_the_scheduler_tests_pass_on_postgresql(name, pg_url, settings, clock, tmp_path):
+    from tests import test_scheduler
+
+    fn = getattr(test_scheduler, name)
+    store = Store(pg_url)
+    given = {"store": store, "settings": settings, "clock": clock, "tmp_path": tmp_path}
+    try:
+        fn(**{key: given[key] for key in inspect.signature(fn).parameters})
+    finally:
+        store.close()

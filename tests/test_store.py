@@ -1,4 +1,5 @@
 import datetime as dt
+import hashlib
 import sqlite3
 import threading
 
@@ -209,3 +210,27 @@ def test_times_are_stored_as_sortable_utc_text():
     assert from_db(to_db(moment)) == moment
     with pytest.raises(ValueError, match="naive"):
         to_db(dt.datetime(2026, 1, 1))
+
+
+def test_an_artifact_is_kept_in_the_history_and_read_from_it_when_the_local_file_is_gone(store, tmp_path):
+    run_id = make_run(store, State.PENDING)
+    path = tmp_path / "model.bin"
+    path.write_bytes(b"\x00weights\xff" * 100)
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    store.add_artifact(run_id, name="model.bin", path=str(path), sha256=sha, size=1000, now=T0, data=path.read_bytes())
+    store.add_artifact(run_id, name="again.bin", path=str(path), sha256=sha, size=1000, now=T0, data=path.read_bytes())
+    artifacts = store.artifacts(run_id)
+    assert [a["stored"] for a in artifacts] == [1, 1]
+    assert store.conn.execute("SELECT COUNT(*) FROM artifact_blobs").fetchone()[0] == 1  # the same bytes once
+    path.unlink()
+    assert store.read_artifact(artifacts[0]) == b"\x00weights\xff" * 100
+
+
+def test_artifact_bytes_must_match_their_sha256_and_a_missing_artifact_is_named(store, tmp_path):
+    run_id = make_run(store, State.PENDING)
+    with pytest.raises(ValueError, match="not the recorded " + "0" * 64):
+        store.add_artifact(run_id, name="m", path="/nowhere/m", sha256="0" * 64, size=3, now=T0, data=b"abc")
+    assert store.artifacts(run_id) == []  # the row went with the refused bytes
+    store.add_artifact(run_id, name="m", path=str(tmp_path / "gone"), sha256="0" * 64, size=3, now=T0)
+    with pytest.raises(NotFound, match="The artifact m \\(000000000000\\) is neither at"):
+        store.read_artifact(store.artifacts(run_id)[0])

@@ -152,11 +152,18 @@ class Row(tuple):
 
 
 def _row_factory(cursor: psycopg.Cursor) -> Any:
+    """The row class of this result's columns (made once per set of names, read from the raw result)."""
+    result = cursor.pgresult
+    names = tuple(result.fname(i) or b"" for i in range(result.nfields)) if result is not None else ()
+    return _row_class(names, cursor.connection.info.encoding)
+
+
+@functools.lru_cache(maxsize=1024)
+def _row_class(names: tuple[bytes, ...], encoding: str) -> type[Row]:
     index: dict[str, int] = {}
-    for position, column in enumerate(cursor.description or ()):
-        index.setdefault(column.name, position)
-    kind = type("Row", (Row,), {"_index": index, "__slots__": ()})
-    return kind
+    for position, name in enumerate(names):
+        index.setdefault(name.decode(encoding), position)
+    return type("Row", (Row,), {"_index": index, "__slots__": ()})
 
 
 # -- connections --------------------------------------------------------------------------
