@@ -40,6 +40,13 @@ def side_by_side(history: Store, a: str, b: str) -> dict[str, Any]:
     return compare.compare(history, a, b)
 
 
+@queries._cached
+def scored(history: Store, a: str, b: str, month: str, data_url: str) -> dict[str, float]:
+    """Both versions' RMSE on ``month`` of ``data_url`` (the cached file, else fetched once)."""
+    return compare.score_on_month(history, queries.settings(), [history.get_run(a), history.get_run(b)], month,
+                                  data_url)
+
+
 def actor() -> str:
     """Who acts: the signed-in user, else this dashboard without sign-in (only on 127.0.0.1)."""
     found = access.user()
@@ -164,8 +171,7 @@ def same_month(both: dict[str, Any]) -> None:
     if st.button(f"Score both on {month}", icon=":material/calculate:", key="models_score",
                  help=f"Reads {month} from {labels.data_source(newer)} (the cached file if there is one)"):
         try:
-            scores = compare.score_on_month(queries._store(str(queries.settings().history)), queries.settings(),
-                                            [a, b], month, newer["data_source"])
+            scores = scored(a["id"], b["id"], month, newer["data_source"])
         except PipelineError as error:
             st.error(str(error))
             return

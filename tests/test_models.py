@@ -223,6 +223,18 @@ def test_models_ls_and_current_as_json(history, capsys):
     assert current["folder"]["up_to_date"] is True and current["folder"]["run_id"] == third["id"]
 
 
+def test_run_json_and_runs_show_json_carry_the_promotion(history, capsys):
+    settings, store, (first, second, third, fake) = history
+    code, out, _ = cli(capsys, "run", "--date", "2021-04-15", "--json")
+    payload = json.loads(out)
+    promotion = payload["promotion"]
+    assert code == 0 and promotion["champion_run_id"] == third["id"] and promotion["tolerance"] == 0.0
+    assert promotion["new_rmse"] == payload["val_rmse"] and promotion["decision"] in ("promoted", "kept")
+    assert (store.champion()["id"] == payload["run_id"]) == (promotion["decision"] == "promoted")
+    code, out, _ = cli(capsys, "runs", "show", payload["run_id"], "--json")
+    assert code == 0 and json.loads(out)["metrics"]["promotion"] == promotion
+
+
 def test_models_promote_and_rollback_walk_back_through_the_champions(history, capsys):
     settings, store, (first, second, third, fake) = history
     code, out, _ = cli(capsys, "models", "promote", first["id"][:8], "--json", "--reason", "Back to basics.")
@@ -329,6 +341,10 @@ def test_the_models_page_shows_the_champion_versions_history_and_a_comparison(hi
     assert "**Features:** A" in text and any("change" in d.value.columns for d in at.dataframe)
     figures = at.table[0].value
     assert list(figures.columns) == [f"A: {third['name']}", f"B: {fake['name']}"]
+    at.button(key="models_score").click().run()  # the synthetic run did not score the real champion: on demand
+    expected = compare.score_on_month(store, settings, [third, fake], fake["val_month"], fake["data_source"])
+    shown = f"**On the same month {fake['val_month']}:** A {expected[third['id']]:.4f}, B {expected[fake['id']]:.4f}"
+    assert not at.exception and shown in page_text(at)
 
 
 def test_an_operator_promotes_and_rolls_back_from_the_page_under_their_name(history):
