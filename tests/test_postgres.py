@@ -253,3 +253,22 @@ def test_the_scheduler_tests_pass_on_postgresql(name, pg_url, settings, clock, t
         fn(**{key: given[key] for key in inspect.signature(fn).parameters})
     finally:
         store.close()
+
+
+# -- a real run on PostgreSQL --------------------------------------------------------------------
+def test_a_run_on_postgresql_records_its_tasks_and_keeps_its_model_in_the_history(pg_url, tmp_path, monkeypatch,
+                                                                                 capsys):
+    monkeypatch.setenv("FHV_HOME", str(tmp_path / "fhv"))
+    monkeypatch.setenv("FHV_DATABASE_URL", pg_url)
+    assert main(["run", "--date", "2021-08-15", "--data-url", "demo:2000", "--json"]) == 0
+    capsys.readouterr()
+    store = Store(pg_url, readonly=True)
+    (run,) = store.runs()
+    assert run["state"] == "COMPLETED" and run["metrics"]["val_rmse"] > 0
+    assert {t["task"] for t in store.task_runs(run["id"])} >= {"read_data", "train_model"}
+    artifacts = store.artifacts(run["id"])
+    assert artifacts and all(a["stored"] for a in artifacts)
+    shutil.rmtree(tmp_path / "fhv" / "artifacts")  # another host: no local files, the history has the bytes
+    assert [len(store.read_artifact(a)) for a in artifacts] == [a["size"] for a in artifacts]
+    assert not (tmp_path / "fhv" / "history.db").exists()
+    store.close()
