@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import inspect
+import os
 import shutil
 import threading
 from pathlib import Path
@@ -271,4 +272,26 @@ def test_a_run_on_postgresql_records_its_tasks_and_keeps_its_model_in_the_histor
     shutil.rmtree(tmp_path / "fhv" / "artifacts")  # another host: no local files, the history has the bytes
     assert [len(store.read_artifact(a)) for a in artifacts] == [a["size"] for a in artifacts]
     assert not (tmp_path / "fhv" / "history.db").exists()
+    store.close()
+
+
+def test_the_integrity_check_names_an_index_left_invalid(pg_url):
+    store = Store(pg_url)
+    assert store.integrity_check() == "ok"
+    store.conn.execute("UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'flow_runs_created'::regclass")
+    assert store.integrity_check() == "invalid indexes: flow_runs_created"
+    store.close()
+
+
+def test_a_forked_child_opens_its_own_connection_and_leaves_its_parents_alone(pg_url):
+    store = Store(pg_url)
+    parent = store.conn
+    pid = os.fork()
+    if pid == 0:  # the child: a connection of its own, then exit without closing the parent's socket
+        try:
+            ok = store.conn is not parent and store.count_runs() == 0
+        finally:
+            os._exit(0 if ok else 1)
+    assert os.waitpid(pid, 0)[1] == 0
+    assert store.conn is parent and store.count_runs() == 0
     store.close()

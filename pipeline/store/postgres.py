@@ -9,6 +9,7 @@ missing database, old server) a ``ConfigError``; each one sentence naming the hi
 from __future__ import annotations
 
 import functools
+import os
 import re
 from typing import Any, Iterable, Sequence
 
@@ -175,6 +176,7 @@ class PgConnection:
     def __init__(self, raw: psycopg.Connection, url: str, readonly: bool):
         self.raw, self.url, self.readonly = raw, url, readonly
         self.history_path = shown(url)
+        self.pid = os.getpid()  # a forked child must not use (or close) its parent's socket
 
     def execute(self, sql: str, params: Sequence[Any] | None = ()) -> psycopg.Cursor:
         try:
@@ -196,10 +198,17 @@ class PgConnection:
 
     @property
     def usable(self) -> bool:
-        return not (self.raw.closed or self.raw.broken)
+        return self.pid == os.getpid() and not (self.raw.closed or self.raw.broken)
 
     def close(self) -> None:
-        self.raw.close()
+        if self.pid == os.getpid():
+            self.raw.close()
+
+    def integrity_check(self) -> str:
+        """'ok', or the indexes PostgreSQL marks invalid (a build that failed half-way)."""
+        rows = self.execute("SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                            "WHERE NOT i.indisvalid AND c.relnamespace = current_schema()::regnamespace").fetchall()
+        return "ok" if not rows else "invalid indexes: " + ", ".join(r[0] for r in rows)
 
     def has_table(self, name: str) -> bool:
         return self.execute("SELECT to_regclass(?) IS NOT NULL", (name,)).fetchone()[0]
