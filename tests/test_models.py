@@ -156,6 +156,19 @@ def test_a_champion_that_cannot_be_scored_is_replaced_with_the_reason(tmp_path):
     store.close()
 
 
+def test_a_champion_whose_files_are_gone_is_scored_from_the_historys_copy(tmp_path):
+    settings = Settings(home=tmp_path / "fhv", data_url=f"demo:{ROWS}").ensure_dirs()
+    store, clock = Store(settings.db_path), FakeClock()
+    first = train(store, settings, "2021-03-15", clock)
+    shutil.rmtree(settings.artifacts_dir / first["id"])
+    shutil.rmtree(champion.current_dir(settings))
+    second = train(store, settings, "2021-04-15", clock, tolerance=100.0)
+    assert second["metrics"]["promotion"]["champion_rmse"] > 0
+    champion.promote(store, settings, first["id"], actor="ann", now=clock.now())  # copied from the history too
+    assert json.loads((champion.current_dir(settings) / "card.json").read_text())["run_id"] == first["id"]
+    store.close()
+
+
 # -- events: one conditional insert each -----------------------------------------------------------
 def test_a_change_that_lost_a_race_inserts_nothing(history):
     settings, store, (first, second, third, fake) = history
