@@ -171,6 +171,19 @@ def test_a_worker_cut_off_longer_than_its_stale_time_kills_its_flows_and_claims_
     history.close()
 
 
+def test_a_flow_process_of_a_claim_that_was_handed_back_does_not_start_the_run(history, location, clock):
+    [run] = due_runs(history, clock, 1)
+    history.claim_due_run(now=clock.now(), work_queue="q", claimer="slow:1:wa", within_limit=True)
+    history.requeue_unstarted(run, reason="claimed by the worker slow:1:wa, silent", now=clock.now())
+    history.claim_due_run(now=clock.now(), work_queue="q", claimer="fast:2:wb", within_limit=True)
+    late, on_time = Store(location, migrate=False), Store(location, migrate=False)
+    late.claimer, on_time.claimer = "slow:1:wa", "fast:2:wb"
+    assert late.start_run(run, now=clock.now(), pid=1) is None
+    assert on_time.start_run(run, now=clock.now(), pid=2)["state"] == "RUNNING"
+    late.close()
+    on_time.close()
+
+
 # -- the scheduler judges workers ------------------------------------------------------------------
 
 def scheduler(store, settings, clock, execute=False):

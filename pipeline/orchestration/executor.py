@@ -106,8 +106,8 @@ class Executor(Protocol):
     def signal(self, run_id: str, signum: int) -> bool:
         """Send ``signum`` to the run's process; False if it is not running."""
 
-    def warm_up(self) -> None:
-        """Get ready to start runs quickly (may do nothing)."""
+    def warm_up(self, wait: bool = False) -> None:
+        """Get ready to start runs quickly (may do nothing); ``wait``: until ready (a worker, before it registers)."""
 
     def close(self) -> None:
         """Kill what still runs and release the executor's resources."""
@@ -123,6 +123,7 @@ class ChildJob:
     await_data: AwaitData
     heartbeat_every: float
     scheduler_pid: int
+    claimer: str | None = None  # who claimed the run: only that claim may start it
 
 
 class ProcessExecutor:
@@ -137,17 +138,25 @@ class ProcessExecutor:
         self.context.set_forkserver_preload(list(preload_modules() if preload is None else preload))
         self.processes: dict[str, Any] = {}
 
-    def warm_up(self) -> None:
-        """Start the forkserver now (if it is not running), so that the first run does not wait for its imports."""
+    def warm_up(self, wait: bool = False) -> None:
+        """Start the forkserver now (if it is not running), so that the first run does not wait for its imports.
+
+        With ``wait``, return once it has imported them: one empty child is forked and joined.
+        """
         from multiprocessing import forkserver
 
         with _package_importable():
             forkserver.ensure_running()
+        if wait:
+            probe = self.context.Process(target=_nothing, name="forkserver-ready", daemon=True)
+            probe.start()
+            probe.join()
+            probe.close()
 
     def start(self, run: RunRow) -> int:
         self.warm_up()  # (re)starts a forkserver that can import the preload, whatever the working directory
         job = ChildJob(self.settings.history, self.settings, run["id"], self.await_data, self.heartbeat_every,
-                       os.getpid())
+                       os.getpid(), run.get("claimed_by"))
         process = self.context.Process(target=child_main, args=(job,), name=f"flow-{run['name']}", daemon=True)
         process.start()
         self.processes[run["id"]] = process
@@ -198,12 +207,17 @@ def _package_importable() -> Iterator[None]:
             os.environ["PYTHONPATH"] = before
 
 
+def _nothing() -> None:
+    """The child that shows the forkserver is ready."""
+
+
 def child_main(job: ChildJob) -> None:
     """The child: die with the parent, ignore Ctrl-C (the scheduler decides), run the flow."""
     _let_the_forkserver_go()
     _die_with_parent(job.scheduler_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     store = Store(job.db_path, migrate=False)
+    store.claimer = job.claimer
     try:
         run = store.get_run(job.run_id)
         entry = flow_entry(run["flow"])

@@ -66,6 +66,7 @@ class Supervisor:
     """Starts, watches and stops the flow processes of the runs this process claimed."""
 
     role = "scheduler"  # how its log lines name it
+    identity = ""  # who it claims runs as (host:pid:tag)
 
     def __init__(self, store: Store, settings: Settings, *, options: Any, clock: Clock, executor: Executor):
         self.store, self.settings, self.options, self.clock = store, settings, options, clock
@@ -184,6 +185,11 @@ class Supervisor:
         why = self.ending.pop(exit_.run_id, ("", now))[0]
         run = self.store.run_for_sweep(exit_.run_id)
         state = State(run["state"])
+        if state in ACTIVE_STATES and run["claimed_by"] != self.identity:
+            logger.warning("Run %s (%s) was handed back to the queue and claimed by %s before its process here "
+                           "started it; this process ended without running it.", run["name"], run["id"][:8],
+                           run["claimed_by"])
+            return
         if state is State.AWAITING_RETRY:
             self.store.set_late_reason(run["id"], f"awaiting data: {run['error']} Next attempt at "
                                                   f"{_when(run['next_attempt_at'])}.")

@@ -93,9 +93,9 @@ class Worker(Supervisor):
     def run_forever(self) -> None:
         """Run the jobs at their cadence until SIGTERM/SIGINT (or ``request_stop``), then stop cleanly."""
         with stop_on_signals(self.request_stop):
+            self.executor.warm_up(wait=True)  # before registering: a worker busy importing would look silent
             if not self.ready:
                 self.start()
-            self.executor.warm_up()
             try:
                 self.tick()
                 while not self.stopping.is_set():

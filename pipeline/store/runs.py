@@ -80,11 +80,23 @@ class RunStore:
                 (*updates.values(), run_id, *allowed)).fetchone()
         return _row(row)
 
+    claimer: str | None = None  # a flow process started for a claim: only that claim may start its run
+
     def start_run(self, run_id: str, *, now: dt.datetime, pid: int) -> dict[str, Any] | None:
-        """PENDING -> RUNNING for the process that executes it; None if the run is no longer PENDING."""
-        return self.transition(run_id, State.RUNNING, now=now, expect=(State.PENDING,), started_at=now,
-                               heartbeat_at=now, pid=pid, hostname=socket.gethostname(), ended_at=None,
-                               error=None, error_task=None, late_reason=None)
+        """PENDING -> RUNNING for the process that executes it; None if the run is no longer PENDING.
+
+        In a flow process started for a claim (``claimer`` set), the run must still be claimed by that
+        claimer: a run handed back to the queue and claimed again elsewhere is not started twice.
+        """
+        claim = "AND claimed_by = ? " if self.claimer else ""
+        with self.atomic() as conn:
+            row = conn.execute(
+                "UPDATE flow_runs SET state = 'RUNNING', state_message = NULL, started_at = ?, heartbeat_at = ?, "
+                "pid = ?, hostname = ?, ended_at = NULL, error = NULL, error_task = NULL, late_reason = NULL "
+                f"WHERE id = ? AND state = 'PENDING' {claim}RETURNING *",
+                (to_db(now), to_db(now), pid, socket.gethostname(), run_id, *([self.claimer] if self.claimer else [])),
+            ).fetchone()
+        return _row(row)
 
     def requeue_unstarted(self, run_id: str, *, reason: str, now: dt.datetime) -> dict[str, Any] | None:
         """A claimed run whose process never began goes back to the queue (LATE), as if never claimed."""
