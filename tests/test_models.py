@@ -302,6 +302,10 @@ def test_the_current_folder_holds_the_champion_with_its_card_and_checksums(histo
         assert entry["sha256"] == next(a["sha256"] for a in store.artifacts(third["id"]) if a["kind"] == name)
     dv, lr = pickle.loads(files["dv.b"]), pickle.loads(files["model.bin"])
     assert len(dv.feature_names_) == card["metrics"]["feature_count"] == len(lr.coef_)
+    (champion.current_dir(settings) / "model.bin").write_bytes(b"changed by hand")
+    assert champion.current(store, settings)["folder"]["up_to_date"] is False
+    assert champion.publish_current(store, settings)["run_id"] == third["id"]
+    assert current_files(settings)["model.bin"] == files["model.bin"]
     champion.promote(store, settings, first["id"], actor="ann", now=dt.datetime(2026, 2, 1, tzinfo=dt.timezone.utc))
     assert json.loads(current_files(settings)["card.json"])["run_id"] == first["id"]
     assert [p.name for p in champion.current_dir(settings).parent.iterdir() if p.name != ".current.lock"] == ["current"]

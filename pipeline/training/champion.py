@@ -14,6 +14,7 @@ import ctypes
 import datetime as dt
 import errno
 import fcntl
+import hashlib
 import json
 import logging
 import math
@@ -206,7 +207,7 @@ def publish_current(store: Store, settings: Settings, *, flow: str = FLOW_NAME) 
         if champion is None:
             return None
         card = champion_card(store, champion)
-        if _card_of(folder) == card:
+        if holds(folder, card):
             return card
         files = {FILES[name]: artifact_bytes(store, artifact) for name, artifact in
                  artifact_files(store, champion["id"]).items()}
@@ -233,6 +234,17 @@ def champion_card(store: Store, champion: dict[str, Any]) -> dict[str, Any]:
 
 def read_card(settings: Settings) -> dict[str, Any] | None:
     return _card_of(current_dir(settings))
+
+
+def holds(folder: Path, card: dict[str, Any]) -> bool:
+    """Whether ``folder`` holds this card and files with the card's checksums."""
+    if _card_of(folder) != card:
+        return False
+    try:
+        return all(hashlib.sha256((folder / f["file"]).read_bytes()).hexdigest() == f["sha256"]
+                   for f in card["files"].values())
+    except OSError:
+        return False
 
 
 def _card_of(folder: Path) -> dict[str, Any] | None:
@@ -340,6 +352,6 @@ def current(store: Store, settings: Settings, *, flow: str = FLOW_NAME) -> dict[
     on_disk = read_card(settings)
     artifacts = [{k: a[k] for k in ("name", "path", "sha256", "size")}
                  for a in artifact_files(store, now["id"]).values()]
-    folder = {"path": str(current_dir(settings)), "up_to_date": on_disk == card,
+    folder = {"path": str(current_dir(settings)), "up_to_date": holds(current_dir(settings), card),
               "run_id": on_disk.get("run_id") if on_disk else None}
     return {**{k: v for k, v in card.items() if k != "files"}, "artifacts": artifacts, "folder": folder}
