@@ -1,4 +1,5 @@
-"""The monthly training flow: read_data -> prepare_features -> check_data -> train_model -> run_model."""
+"""The monthly training flow: read_data -> prepare_features -> check_data -> train_model -> run_model
+-> compare_with_champion (which decides whether the new model replaces the one in use)."""
 from __future__ import annotations
 
 import datetime as dt
