@@ -73,7 +73,8 @@ def champion_section(now: dict[str, Any] | None) -> None:
     said = now["reason"] if now["by"] in now["reason"] else f"{now['reason']} ({done})"
     st.caption(f"{said} · {labels.utc(now['champion_since'])}")
     folder = now["folder"]
-    note = "up to date" if folder["up_to_date"] else "not up to date: the next completed run, promotion or rollback rewrites it"
+    note = "up to date" if folder["up_to_date"] else \
+        "not up to date: the next completed run, promotion or rollback rewrites it"
     st.caption(f"Stable copy for batch jobs: {widgets.inline_code(folder['path'])} ({note}).")
 
 

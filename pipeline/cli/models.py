@@ -81,7 +81,8 @@ def _print_current(payload: dict[str, Any]) -> None:
         grid.add_row(a["name"], f"{a['size']:,} B", a["sha256"], render.plain(a["path"]))
     console.print(grid)
     folder = payload["folder"]
-    note = "up to date" if folder["up_to_date"] else "[bold yellow]not up to date[/] (the next completed run, promotion or rollback rewrites it)"
+    note = "up to date" if folder["up_to_date"] else \
+        "[bold yellow]not up to date[/] (the next completed run, promotion or rollback rewrites it)"
     console.print(f"Stable copy: {render.plain(folder['path'])} ({note})")
 
 
