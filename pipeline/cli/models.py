@@ -82,7 +82,7 @@ def _print_current(payload: dict[str, Any]) -> None:
     console.print(grid)
     folder = payload["folder"]
     note = "up to date" if folder["up_to_date"] else \
-        "[bold yellow]not up to date[/] (the next completed run, promotion or rollback rewrites it)"
+        "[bold yellow]not up to date[/]: the next completed run, promotion or rollback rewrites it"
     console.print(f"Stable copy: {render.plain(folder['path'])} ({note})")
 
 
