@@ -6,13 +6,13 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dashboard import queries
+from dashboard import labels, queries
 from pipeline.store import Store
 
 EVENT_LABELS = {"failed": "failed", "crashed": "crashed", "late": "late", "gate_warned": "data-check warning",
                 "gate_blocked": "blocked by a data check", "gave_up": "gave up waiting for data",
                 "promoted": "model promoted", "rolled_back": "model rolled back", "test": "test"}
-OUTCOME_LABELS = {"sent": "✅ sent", "failed": "❌ failed", "timeout": "⏱ timed out", "dropped": "— dropped"}
+OUTCOME_LABELS = {"sent": "sent", "failed": "failed", "timeout": "timed out", "dropped": "dropped (target gone)"}
 
 
 @queries._cached
@@ -23,13 +23,13 @@ def notification_attempts(history: Store, run_id: str) -> list[dict[str, Any]]:
 def attempts_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """One row per attempt: when, event, target (masked), attempt number, outcome and Apprise's reason."""
     return pd.DataFrame({
-        "When": [pd.Timestamp(r["started_at"]) for r in rows],
+        "When (UTC)": [labels.utc(r["started_at"]).removesuffix(" UTC") for r in rows],
         "Event": [EVENT_LABELS.get(r["event"], r["event"]) for r in rows],
         "Target": [r["target"] for r in rows],
         "Attempt": [r["attempt"] for r in rows],
         "Outcome": [OUTCOME_LABELS.get(r["outcome"], r["outcome"]) for r in rows],
         "Detail": [r["detail"] or "" for r in rows],
-    }, columns=["When", "Event", "Target", "Attempt", "Outcome", "Detail"])
+    }, columns=["When (UTC)", "Event", "Target", "Attempt", "Outcome", "Detail"])
 
 
 def section(run: dict[str, Any]) -> None:

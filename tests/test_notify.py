@@ -362,7 +362,8 @@ def test_the_run_page_shows_every_attempt_with_its_masked_target(store, settings
         (expander,) = [e for e in at.expander if e.label.startswith("Notifications")]
         assert expander.label == "Notifications · 2 attempt(s), 1 sent"
         frame = next(d.value for d in at.dataframe if "Outcome" in d.value.columns)
-        assert list(frame["Outcome"]) == ["❌ failed", "✅ sent"] and set(frame["Event"]) == {"failed"}
+        assert list(frame["Outcome"]) == ["failed", "sent"] and set(frame["Event"]) == {"failed"}
+        assert list(frame["Attempt"]) == [1, 2] and "error=500" in frame["Detail"][0]
         assert set(frame["Target"]) == {f"json://u:****@127.0.0.1:{http_server.port}/flaky"}
     finally:
         st.cache_data.clear()
