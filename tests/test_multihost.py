@@ -188,9 +188,9 @@ def run_the_scenario(hosts, pg, tmp_path, monkeypatch):
     (flows / "deployments.py").write_text(textwrap.dedent(DEPLOYMENTS.format(flow=flows / "tiny.py")))
     for name, value in (("FHV_HOME", str(tmp_path / "root")), ("FHV_DATABASE_URL", url), ("FHV_DATA_URL", "demo")):
         monkeypatch.setenv(name, value)
+    (flows / "hold-w1").touch()  # the first run w1 executes stays RUNNING
     store = Store(url)
     store.upsert_work_queue("multi", concurrency_limit=3, now=dt.datetime.now(UTC))
-    assert main(["deployment", "create", str(flows / "deployments.py")]) == 0
 
     def start(role, command, flags):
         env = {**os.environ, "FHV_HOME": str(tmp_path / role), "PYTHONUNBUFFERED": "1"}
@@ -201,7 +201,10 @@ def run_the_scenario(hosts, pg, tmp_path, monkeypatch):
     start("w1", "worker", WORKER)
     start("w2", "worker", WORKER)
     try:
-        check_the_scenario(store, flows, hosts, tmp_path)
+        workers = wait_for(lambda: (found := {w["hostname"]: w["id"] for w in store.workers(live_only=True)}).keys()
+                           == {"w1", "w2"} and found, "both workers to register", timeout=60)
+        assert main(["deployment", "create", str(flows / "deployments.py")]) == 0  # slots every half second from now
+        check_the_scenario(store, flows, hosts, workers["w1"], dt.datetime.now(UTC))
     except BaseException:
         for role in ("sched", "w1", "w2"):
             print(f"--- {role}.log ---\n" + (tmp_path / f"{role}.log").read_text()[-3000:])
@@ -217,10 +220,7 @@ def active_on_w1(store, w1):
     return running[0] if running else None, claimed[0] if claimed else None
 
 
-def check_the_scenario(store, flows, hosts, tmp_path):
-    wait_for(lambda: len(store.runs(states=["COMPLETED"], limit=50)) >= 3, "three runs to complete", timeout=60)
-    w1 = wait_for(lambda: [w["id"] for w in store.workers(live_only=True) if w["hostname"] == "w1"], "w1")[0]
-    (flows / "hold-w1").touch()
+def check_the_scenario(store, flows, hosts, w1, created):
     held = wait_for(lambda: active_on_w1(store, w1)[0], "a run held RUNNING on w1")
     (flows / "gate-w1").touch()
     claimed = wait_for(lambda: active_on_w1(store, w1)[1], "a run w1 claimed and did not start")
@@ -233,7 +233,7 @@ def check_the_scenario(store, flows, hosts, tmp_path):
     rerun = wait_for(lambda: (r := store.get_run(claimed["id"]))["state"] == "COMPLETED" and r,
                      "the run w1 had claimed to complete on w2", timeout=STALE + 10)
     assert rerun["claimed_by"].startswith("w2:") and executions(store, rerun["id"]) == ["executing on w2"]
-    window = killed_at + dt.timedelta(seconds=STALE)
+    window = max(killed_at + dt.timedelta(seconds=STALE), created + dt.timedelta(seconds=6.5))  # a dozen slots
     slots = wait_for(lambda: settled_slots(store, window), "every slot up to the window to end", timeout=30)
     assert len(slots) >= 12
     assert [r["id"] for r in slots if r["state"] == "CRASHED"] == [held["id"]]
