@@ -125,6 +125,18 @@ def test_a_months_figures_match_a_plain_pandas_computation(demo_file):
     assert ours["hist"] == {side: expected[side] for side in ("pickup", "dropoff", "duration")}
 
 
+@pytest.mark.parametrize("fraction_us, tolerance", [(1000, 0.0), (1, 1 / 60_000)])  # ms: exact; us: within 1 ms
+def test_quantiles_of_sub_second_times_are_exact_to_the_millisecond(tmp_path, fraction_us, tolerance):
+    table = generate_month("2021-06", 3000)
+    shift = np.random.default_rng(7).integers(0, 1000, table.num_rows) * fraction_us
+    dropoff = pa.array(table.column("dropOff_datetime").to_numpy() + shift.astype("timedelta64[us]"))
+    path = tmp_path / "sub_second.parquet"
+    pq.write_table(table.set_column(2, "dropOff_datetime", dropoff), path)
+    ours, expected = quality.month_figures(read_month(path, "s").summary, "2021-06"), pandas_figures(path)
+    for key in ("duration_p5", "duration_p50", "duration_p95"):
+        assert ours[key] == pytest.approx(expected[key], rel=1e-12, abs=tolerance)
+
+
 # --- gates ----------------------------------------------------------------------------------------
 
 def figures(month: str, kept: int, pu_missing: float, pickup: dict) -> dict:

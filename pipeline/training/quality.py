@@ -16,8 +16,10 @@ over the file, no pandas), in numpy.
 
 A row is dropped by the first rule that applies: a missing timestamp, then under a minute
 (negative durations included), then over 60 minutes. The quantiles are those of ``np.quantile``
-(linear interpolation) and exact: the summary counts kept trips by whole second and, where a file
-has sub-second times, by millisecond, so they agree with pandas to the last bit or two.
+(linear interpolation) and exact, not binned: the summary counts kept trips by whole second and,
+where a file has sub-second times, by millisecond, so for times to the second (TLC's) or to the
+millisecond they agree with pandas to 1e-12; finer times count to their millisecond (within
+1/60,000 of a minute).
 ``hist.duration[i]`` counts the kept trips of i+1 to i+2 minutes (the last bin includes 60 minutes).
 
 **Drift** (``drift``, in ``drift.train_vs_champion`` and ``drift.val_vs_train``)::
