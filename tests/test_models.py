@@ -8,6 +8,7 @@ import hashlib
 import json
 import pickle
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from streamlit.testing.v1 import AppTest
 from pipeline import users
 from pipeline.cli import main
 from pipeline.config import Settings
-from pipeline.errors import InvalidTransition
+from pipeline.errors import DataError, InvalidTransition
 from pipeline.orchestration.states import State
 from pipeline.store import Store
 from pipeline.training import champion, compare
@@ -302,7 +303,11 @@ def test_the_current_folder_holds_the_champion_with_its_card_and_checksums(histo
         assert entry["sha256"] == next(a["sha256"] for a in store.artifacts(third["id"]) if a["kind"] == name)
     dv, lr = pickle.loads(files["dv.b"]), pickle.loads(files["model.bin"])
     assert len(dv.feature_names_) == card["metrics"]["feature_count"] == len(lr.coef_)
+    loaded, dv, lr = champion.load_current(champion.current_dir(settings))
+    assert loaded == card and lr.coef_.tolist() == pickle.loads(files["model.bin"]).coef_.tolist()
     (champion.current_dir(settings) / "model.bin").write_bytes(b"changed by hand")
+    with pytest.raises(DataError, match="do not match the checksums of its card.json"):
+        champion.load_current(champion.current_dir(settings), tries=2)
     assert champion.current(store, settings)["folder"]["up_to_date"] is False
     assert champion.publish_current(store, settings)["run_id"] == third["id"]
     assert current_files(settings)["model.bin"] == files["model.bin"]
@@ -310,6 +315,28 @@ def test_the_current_folder_holds_the_champion_with_its_card_and_checksums(histo
     assert json.loads(current_files(settings)["card.json"])["run_id"] == first["id"]
     assert [p.name for p in champion.current_dir(settings).parent.iterdir() if p.name != ".current.lock"] == ["current"]
     assert oct(champion.current_dir(settings).stat().st_mode & 0o777) == "0o755"
+
+
+def test_a_batch_job_reading_while_the_champion_changes_gets_one_champion_whole(history):
+    settings, store, (first, second, third, fake) = history
+    sizes = {run["id"]: run["metrics"]["feature_count"] for run in (first, third)}
+    stop, seen = threading.Event(), []
+
+    def read() -> None:
+        while not stop.is_set():
+            card, dv, lr = champion.load_current(champion.current_dir(settings), tries=50)
+            seen.append((card["run_id"], len(dv.feature_names_), len(lr.coef_)))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for i in range(10):
+            champion.promote(store, settings, (first, third)[i % 2]["id"], actor="ann",
+                             now=dt.datetime(2026, 2, 1, tzinfo=dt.timezone.utc))
+    finally:
+        stop.set()
+        reader.join()
+    assert seen and all(sizes[run] == features == coefs for run, features, coefs in seen)
 
 
 # -- comparison ------------------------------------------------------------------------------------

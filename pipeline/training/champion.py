@@ -236,6 +236,23 @@ def read_card(settings: Settings) -> dict[str, Any] | None:
     return _card_of(current_dir(settings))
 
 
+def load_current(folder: Path | str, tries: int = 5) -> tuple[dict[str, Any], Any, Any]:
+    """The card, DictVectorizer and LinearRegression in ``folder`` (``$FHV_HOME/models/current``), for a
+    batch job: the files are checked against the card's SHA-256 and read again if a publication swapped
+    the folder between two reads. No history needed."""
+    folder = Path(folder)
+    for _ in range(tries):
+        card = _card_of(folder)
+        if card is None:
+            raise NotFound(f"{folder} holds no champion (no readable {CARD}).")
+        with contextlib.suppress(OSError):
+            payloads = {name: (folder / f["file"]).read_bytes() for name, f in card["files"].items()}
+            if all(hashlib.sha256(payloads[name]).hexdigest() == f["sha256"] for name, f in card["files"].items()):
+                return card, pickle.loads(payloads["vectorizer"]), pickle.loads(payloads["model"])
+    raise DataError(f"The files in {folder} do not match the checksums of its {CARD}: the next completed run, "
+                    "promotion or rollback writes them again.")
+
+
 def holds(folder: Path, card: dict[str, Any]) -> bool:
     """Whether ``folder`` holds this card and files with the card's checksums."""
     if _card_of(folder) != card:
