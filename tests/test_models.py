@@ -247,6 +247,8 @@ def test_run_json_and_runs_show_json_carry_the_promotion(history, capsys):
     assert (store.champion()["id"] == payload["run_id"]) == (promotion["decision"] == "promoted")
     code, out, _ = cli(capsys, "runs", "show", payload["run_id"], "--json")
     assert code == 0 and json.loads(out)["metrics"]["promotion"] == promotion
+    code, out, _ = cli(capsys, "runs", "show", payload["run_id"])
+    assert code == 0 and f"Champion: {promotion['decision']}. {promotion['reason'][:40]}" in out
 
 
 def test_models_promote_and_rollback_walk_back_through_the_champions(history, capsys):

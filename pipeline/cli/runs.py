@@ -158,6 +158,9 @@ def _print_run(store: Store, run: dict[str, Any], *, with_logs: bool = False) ->
         console.print(_metrics_table(metrics))
     for warning in metrics.get("warnings") or []:  # the data gates that failed in warn mode
         console.print(f"[bold yellow]Warning:[/] {render.plain(warning)}", soft_wrap=True)
+    if metrics.get("promotion"):  # what the run decided about the champion (pipeline/training/champion.py)
+        promotion = metrics["promotion"]
+        console.print(f"[bold]Champion:[/] {promotion['decision']}. {render.plain(promotion['reason'])}", soft_wrap=True)
     console.print(_tasks_table(store.task_runs(run["id"])))
     artifacts = store.artifacts(run["id"])
     if artifacts:
