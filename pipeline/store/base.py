@@ -116,6 +116,11 @@ class HistoryConnection(sqlite3.Connection):
     def serialize_migrations(self) -> None:
         """Nothing to do: BEGIN IMMEDIATE already lets one writer in at a time."""
 
+    def run_statements(self, statements: list[str]) -> None:
+        """A migration's statements, in the open transaction (``executescript`` would commit it)."""
+        for statement in statements:
+            self.execute(statement)
+
 
 # SQLite's primary result code -> what it means for the history (the end of a sentence naming the file)
 FAULTS = {
@@ -250,8 +255,7 @@ class BaseStore:
             check_schema(self.path, done)
             for name, sql in MIGRATIONS[:upto]:
                 if name not in done:
-                    for statement in _statements(sql):
-                        conn.execute(statement)
+                    conn.run_statements(_statements(sql))
                     conn.execute("INSERT INTO migrations VALUES (?, ?)", (name, to_db(dt.datetime.now(UTC))))
                     applied.append(name)
         return applied

@@ -63,14 +63,16 @@ _DDL_REWRITES = [  # column types and index expressions, in CREATE and ALTER sta
 
 
 @functools.lru_cache(maxsize=2048)
-def translate(sql: str) -> str:
-    """The store's SQL in PostgreSQL's spelling, with ``%s`` placeholders (and ``%`` doubled)."""
+def translate(sql: str, *, placeholders: bool = True) -> str:
+    """The store's SQL in PostgreSQL's spelling, with ``%s`` placeholders (and ``%`` doubled); without
+    ``placeholders``, for a statement sent without parameters, as it is."""
     for pattern, replacement in _REWRITES:
         sql = pattern.sub(replacement, sql)
     if re.match(r"\s*(CREATE|ALTER)\b", sql, re.IGNORECASE):
         for pattern, replacement in _DDL_REWRITES:
             sql = pattern.sub(replacement, sql)
-    return _placeholders(_nulls_as_in_sqlite(sql))
+    sql = _nulls_as_in_sqlite(sql)
+    return _placeholders(sql) if placeholders else sql
 
 
 _ORDER_BY = re.compile(r"\bORDER\s+BY\b", re.IGNORECASE)
@@ -212,6 +214,13 @@ class PgConnection:
 
     def has_table(self, name: str) -> bool:
         return self.execute("SELECT to_regclass(?) IS NOT NULL", (name,)).fetchone()[0]
+
+    def run_statements(self, statements: list[str]) -> None:
+        """A migration's statements (no parameters) in one round trip, in the open transaction."""
+        try:
+            self.raw.execute(";\n".join(translate(s, placeholders=False) for s in statements))
+        except psycopg.Error as error:
+            raise self.fault(error) from error
 
     def serialize_migrations(self) -> None:
         """Inside the migration transaction: one process migrates at a time, the others wait for it."""
