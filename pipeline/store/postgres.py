@@ -26,7 +26,8 @@ CONNECT_TIMEOUT_S = 10
 LOCK_TIMEOUT_MS = 10_000  # like SQLite's busy timeout: a lock held longer is an error worth a sentence
 MIGRATIONS_LOCK = 0x66687600  # the advisory lock that serializes migrations ('fhv\0')
 DEFAULTS = {"connect_timeout": str(CONNECT_TIMEOUT_S), "keepalives": "1", "keepalives_idle": "10",
-            "keepalives_interval": "5", "keepalives_count": "3", "application_name": "fhv-pipeline"}
+            "keepalives_interval": "5", "keepalives_count": "3", "tcp_user_timeout": "25000",
+            "application_name": "fhv-pipeline"}
 
 
 def is_url(location: Any) -> bool:
