@@ -341,6 +341,16 @@ def test_a_batch_job_reading_while_the_champion_changes_gets_one_champion_whole(
     assert seen and all(sizes[run] == features == coefs for run, features, coefs in seen)
 
 
+def test_a_promotion_whose_copy_fails_still_changes_the_champion_and_says_why(history, capsys):
+    settings, store, (first, second, third, fake) = history
+    models = champion.current_dir(settings).parent
+    shutil.rmtree(models)
+    models.write_text("not a folder")  # models/ cannot hold current/
+    code, out, err = cli(capsys, "models", "promote", first["id"])
+    assert code == 0 and store.champion()["id"] == first["id"] and "The champion is now" in out
+    assert f"The champion could not be copied to {champion.current_dir(settings)}" in " ".join(err.split())
+
+
 # -- comparison ------------------------------------------------------------------------------------
 def test_two_versions_compare_on_the_same_month_features_and_coefficients(history):
     settings, store, (first, second, *_) = history

@@ -28,7 +28,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from ..config import Settings
-from ..errors import DataError, InvalidTransition, NotFound
+from ..errors import DataError, InvalidTransition, NotFound, PipelineError
 from ..store import Store
 from .job import FLOW_NAME
 from .schema import DO, PU, SLOTS
@@ -188,7 +188,10 @@ def _apply(store: Store, settings: Settings, **event: Any) -> dict[str, Any]:
     if event_id is None:
         raise InvalidTransition("The champion changed meanwhile (another promotion or rollback came first); "
                                 "look again and retry.")
-    publish_current(store, settings, flow=event["flow"])
+    try:
+        publish_current(store, settings, flow=event["flow"])
+    except (OSError, PipelineError) as error:  # the champion did change: say so, and the copy's fault
+        log.warning("The champion could not be copied to %s: %s", current_dir(settings), error)
     return store.model_event(event_id)
 
 
