@@ -9,15 +9,23 @@ import streamlit as st
 from dashboard import labels, queries
 from pipeline.store import Store
 
+MIGRATION = "0008_notifications"
 EVENT_LABELS = {"failed": "failed", "crashed": "crashed", "late": "late", "gate_warned": "data-check warning",
                 "gate_blocked": "blocked by a data check", "gave_up": "gave up waiting for data",
                 "promoted": "model promoted", "rolled_back": "model rolled back", "test": "test"}
 OUTCOME_LABELS = {"sent": "sent", "failed": "failed", "timeout": "timed out", "dropped": "dropped (target gone)"}
 
 
+def attempts_of(history: Store, run_id: str) -> list[dict[str, Any]]:
+    """The run's attempts; none on a history the scheduler or the CLI has not migrated yet (read-only here)."""
+    if MIGRATION not in history.applied_migrations():
+        return []
+    return history.notification_attempts(run_id)
+
+
 @queries._cached
 def notification_attempts(history: Store, run_id: str) -> list[dict[str, Any]]:
-    return history.notification_attempts(run_id)
+    return attempts_of(history, run_id)
 
 
 def attempts_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:

@@ -409,3 +409,23 @@ def test_a_hanging_target_costs_a_round_one_timeout_not_one_per_message(store, s
     assert time.monotonic() - began < 2.0
     hang = [n for n in store.notifications(limit=100) if n["target"].endswith("/hang")]
     assert sum(n["attempts"] for n in hang) <= notify.SENDERS and all(n["state"] == "PENDING" for n in hang)
+
+
+def test_a_history_not_yet_migrated_to_notifications_shows_no_attempts_on_the_run_page(settings, clock):
+    from dashboard.notify_view import attempts_of
+    from pipeline.store import MIGRATIONS
+
+    old = Store(settings.db_path, migrate=False)
+    old.migrate(upto=[name for name, _ in MIGRATIONS].index("0008_notifications"))
+    run_id = ended(old, clock)
+    old.close()
+    with contextlib.closing(Store(settings.db_path, readonly=True)) as history:
+        assert attempts_of(history, run_id) == []
+    with contextlib.closing(Store(settings.db_path)) as history:  # migrates
+        assert attempts_of(history, run_id) == []
+        history.add_notification(event="failed", subject=f"run:{run_id}", run_id=run_id, target_key="k",
+                                 target="json://h/x", title="t", body="b", level="failure", now=clock.now())
+        row = history.claim_notification(1, attempts=0, now=clock.now(), until=clock.now())
+        history.record_notification_attempt(row, outcome="sent", detail=None, started=clock.now(),
+                                            ended=clock.now(), retry_at=None)
+        assert [a["outcome"] for a in attempts_of(history, run_id)] == ["sent"]
