@@ -54,4 +54,4 @@ def location(request, tmp_path):
     """Where a contract test's history lives: a SQLite file in tmp_path, or a fresh PostgreSQL database."""
     if request.param == "sqlite":
         return tmp_path / "h.db"
-    return request.getfixturevalue("pg_url")
+    return request.getfixturevalue("pg_schema_url")

@@ -2,7 +2,7 @@
 
 One server per test session (per xdist worker), on a free 127.0.0.1 port, started as the
 ``postgres`` user when the tests run as root (the server refuses root), and stopped at the
-end. Each test gets a fresh empty history (``fresh_database()``: a schema of its own).
+end. Each test gets a fresh empty history: a database (``pg_url``), or a schema (``pg_schema_url``).
 Nothing depends on a system service. Without PostgreSQL's programs, its tests are skipped.
 """
 from __future__ import annotations
@@ -94,8 +94,14 @@ class PgServer:
                 conn.execute(statement)
 
     def fresh_database(self, prefix: str = "t") -> str:
-        """A new, empty place for a history; returns its URL. It is a schema of its own in one shared
-        database (milliseconds, no copy of a template on disk), named by the URL's search_path."""
+        """A new, empty database; returns its URL (a tenth of a second: a copy of template1)."""
+        name = f"{prefix}{os.getpid()}_{next(self._names)}"
+        self.admin(f"CREATE DATABASE {name}")
+        return self.url(name)
+
+    def fresh_schema(self, prefix: str = "s") -> str:
+        """A new, empty schema of one shared database, named by the URL's search_path: milliseconds, for
+        the store's contract tests. (Advisory locks are per database: use fresh_database where they matter.)"""
         name = f"{prefix}{os.getpid()}_{next(self._names)}"
         if not self._shared:
             self.admin("CREATE DATABASE histories")
@@ -136,3 +142,9 @@ def pg_server():
 def pg_url(pg_server) -> str:
     """A fresh empty PostgreSQL database for one test."""
     return pg_server.fresh_database()
+
+
+@pytest.fixture
+def pg_schema_url(pg_server) -> str:
+    """A fresh empty schema for one test (quicker than a database; shares the database's advisory locks)."""
+    return pg_server.fresh_schema()

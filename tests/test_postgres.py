@@ -50,7 +50,7 @@ def test_a_wrong_password_is_refused_with_a_sentence_that_does_not_repeat_it(pg_
     with pytest.raises(ConfigError, match=f"PostgreSQL refused the password of the user '{PASSWORD_USER}'") as caught:
         Store(pg_server.url(user=PASSWORD_USER, password="wrong-horse"))
     assert "wrong-horse" not in str(caught.value)
-    place = pg_server.fresh_database()  # a schema of the shared database, given to that user
+    place = pg_server.fresh_schema()  # a schema of the shared database, given to that user
     schema = place.rsplit("%3D", 1)[1]
     pg_server.admin_in("histories", f"ALTER SCHEMA {schema} OWNER TO {PASSWORD_USER}")
     right = Store(place.replace("//postgres@", f"//{PASSWORD_USER}:{PASSWORD}@"))
@@ -73,14 +73,14 @@ def test_a_server_older_than_13_is_refused_and_13_is_enough():
     check_server_version(130000, url)
 
 
-def test_a_history_written_by_a_newer_schema_is_refused_with_both_versions(pg_url):
-    Store(pg_url).conn.execute("INSERT INTO migrations VALUES ('0099_future', 't')")
+def test_a_history_written_by_a_newer_schema_is_refused_with_both_versions(pg_schema_url):
+    Store(pg_schema_url).conn.execute("INSERT INTO migrations VALUES ('0099_future', 't')")
     newer = (f"written by schema version 99; this version of the pipeline knows up to {SCHEMA_VERSION}: upgrade "
              "the pipeline, or point FHV_DATABASE_URL at another database")
     with pytest.raises(StorageError, match=newer):
-        Store(pg_url)
+        Store(pg_schema_url)
     with pytest.raises(StorageError, match=newer):
-        Store(pg_url, readonly=True).runs()
+        Store(pg_schema_url, readonly=True).runs()
 
 
 def test_the_command_line_says_one_sentence_for_a_bad_database(pg_server, tmp_path, monkeypatch, capsys):
@@ -91,8 +91,8 @@ def test_the_command_line_says_one_sentence_for_a_bad_database(pg_server, tmp_pa
     assert "The database 'missing_db' of the history" in err and "Traceback" not in err and "secret" not in err
 
 
-def test_a_lost_connection_is_a_storage_error_and_the_next_call_reconnects(pg_server, pg_url):
-    store = Store(pg_url)
+def test_a_lost_connection_is_a_storage_error_and_the_next_call_reconnects(pg_server, pg_schema_url):
+    store = Store(pg_schema_url)
     pg_server.admin(f"SELECT pg_terminate_backend({store.conn.raw.info.backend_pid})")
     with pytest.raises(StorageError, match="the connection to the PostgreSQL server failed or was lost"):
         store.count_runs()
@@ -100,12 +100,12 @@ def test_a_lost_connection_is_a_storage_error_and_the_next_call_reconnects(pg_se
     store.close()
 
 
-def test_processes_migrating_at_once_apply_each_migration_once(pg_url):
+def test_processes_migrating_at_once_apply_each_migration_once(pg_schema_url):
     errors: list[BaseException] = []
 
     def open_history():
         try:
-            Store(pg_url).close()
+            Store(pg_schema_url).close()
         except BaseException as error:  # noqa: BLE001 - reported by the assert below
             errors.append(error)
 
@@ -115,7 +115,7 @@ def test_processes_migrating_at_once_apply_each_migration_once(pg_url):
     for thread in threads:
         thread.join()
     assert errors == []
-    assert Store(pg_url).applied_migrations() == [name for name, _ in MIGRATIONS]
+    assert Store(pg_schema_url).applied_migrations() == [name for name, _ in MIGRATIONS]
 
 
 # -- history copy -------------------------------------------------------------------------------
@@ -277,16 +277,16 @@ def test_a_run_on_postgresql_records_its_tasks_and_keeps_its_model_in_the_histor
     store.close()
 
 
-def test_the_integrity_check_names_an_index_left_invalid(pg_url):
-    store = Store(pg_url)
+def test_the_integrity_check_names_an_index_left_invalid(pg_schema_url):
+    store = Store(pg_schema_url)
     assert store.integrity_check() == "ok"
     store.conn.execute("UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'flow_runs_created'::regclass")
     assert store.integrity_check() == "invalid indexes: flow_runs_created"
     store.close()
 
 
-def test_a_forked_child_opens_its_own_connection_and_leaves_its_parents_alone(pg_url):
-    store = Store(pg_url)
+def test_a_forked_child_opens_its_own_connection_and_leaves_its_parents_alone(pg_schema_url):
+    store = Store(pg_schema_url)
     parent = store.conn
     pid = os.fork()
     if pid == 0:  # the child: a connection of its own, then exit without closing the parent's socket
