@@ -36,7 +36,7 @@ def hook(server, path: str, **route) -> str:
     return server.url(path).replace("http://", "json://")
 
 
-def configured(settings, *urls: str, timeout: float = 0.5):
+def configured(settings, *urls: str, timeout: float = 0.3):
     return dataclasses.replace(settings, notify=tuple(urls), notify_timeout=timeout)
 
 
@@ -95,7 +95,7 @@ def test_a_receiver_answering_500_is_retried_after_the_backoff_then_sent(store, 
 
 def test_attempts_stop_at_the_policy_and_the_message_is_failed(store, settings, clock, http_server):
     settings = configured(settings, hook(http_server, "/down", status=500))
-    policy = notify.RetryPolicy(attempts=2, backoff=1, timeout=0.5)
+    policy = notify.RetryPolicy(attempts=2, backoff=1, timeout=0.3)
     ended(store, clock)
     for _ in range(4):
         round_trip(store, settings, clock, policy)
@@ -112,7 +112,7 @@ def test_a_hanging_receiver_times_out_and_holds_nothing_up(store, settings, cloc
     assert time.monotonic() - began < 2.0
     by_target = {n["target"].rsplit("/", 1)[1]: n for n in store.notifications()}
     assert [a["outcome"] for a in by_target["hang"]["attempts_made"]] == ["timeout"]
-    assert by_target["hang"]["last_error"] == "no answer within 0.5 seconds" and by_target["hang"]["state"] == "PENDING"
+    assert by_target["hang"]["last_error"] == "no answer within 0.3 seconds" and by_target["hang"]["state"] == "PENDING"
     assert by_target["ok"]["state"] == "SENT" and store.get_run(run_id)["state"] == "FAILED"
 
 
@@ -243,7 +243,7 @@ def test_fhv_notify_holds_urls_separated_by_spaces_or_commas(text, urls):
 @pytest.fixture
 def cli_env(settings, monkeypatch):
     monkeypatch.setenv("FHV_HOME", str(settings.home))
-    monkeypatch.setenv("FHV_NOTIFY_TIMEOUT", "0.5")
+    monkeypatch.setenv("FHV_NOTIFY_TIMEOUT", "0.3")
     return monkeypatch
 
 
@@ -255,7 +255,7 @@ def test_notify_test_says_what_happened_to_each_target(settings, cli_env, http_s
     assert lines[0].startswith("sent    json://127.0.0.1:") and lines[0].endswith("/ok")
     assert lines[1].startswith("failed  json://") and "/bad: Failed to send JSON POST notification" in lines[1]
     assert "error=500" in lines[1]
-    assert lines[2].startswith("timeout json://") and lines[2].endswith("/hang: no answer within 0.5 seconds")
+    assert lines[2].startswith("timeout json://") and lines[2].endswith("/hang: no answer within 0.3 seconds")
     assert lines[3] == "1 of 3 target(s) took the test message."
     assert received(http_server, "/ok")[0]["title"] == "FHV pipeline: test message"
     assert main(["notifications", "ls", "--json"]) == 0
@@ -429,3 +429,30 @@ def test_a_history_not_yet_migrated_to_notifications_shows_no_attempts_on_the_ru
         history.record_notification_attempt(row, outcome="sent", detail=None, started=clock.now(),
                                             ended=clock.now(), retry_at=None)
         assert [a["outcome"] for a in attempts_of(history, run_id)] == ["sent"]
+
+
+# -- through the real training flow ------------------------------------------------------------------------
+
+def test_real_runs_tell_of_their_gates_and_of_the_first_model_promoted(store, settings, clock, http_server):
+    from pipeline.orchestration import control
+    from pipeline.training import flow
+
+    settings = dataclasses.replace(configured(settings, hook(http_server, "/team")), data_url="demo:1000")
+
+    def run(gates: dict) -> dict:
+        register(store, DeploymentSpec(name="gated", gates=gates), clock.now(), settings=settings)
+        row = control.trigger(store, settings, deployment="gated", date=dt.date(2021, 8, 15), now=clock.now())
+        store.claim_due_run(now=clock.now(), work_queue="default", claimer="test")
+        flow.execute(store, settings, row["id"], clock=clock)
+        round_trip(store, settings, clock)
+        return store.get_run(row["id"])
+
+    warned = run({"min_rows_kept": 10**7})
+    blocked = run({"max_psi": 0, "min_rows_kept": 10, "mode": "block"})
+    told = {(m["title"].split(": ", 1)[-1], m["type"]) for m in received(http_server, "/team")}
+    assert told == {("data-check warning", "warning"), ("FHV model promoted", "success"),
+                    ("blocked by a data check", "failure")}
+    by_event = {(n["event"], n["run_id"]) for n in store.notifications()}
+    assert by_event == {("gate_warned", warned["id"]), ("promoted", warned["id"]), ("gate_blocked", blocked["id"])}
+    (blocked_message,) = [m for m in received(http_server, "/team") if m["type"] == "failure"]
+    assert blocked["error"] in blocked_message["message"] and "The gate max_psi failed" in blocked_message["message"]
