@@ -17,7 +17,8 @@ deployment (or run) has its own guard, and a deployment whose job fails is marke
 * ``step``: reap ended children, honour cancel requests, apply the catch-up policy after a
   downtime and skip slots past their maximum lateness (``catchup.py``), claim and start due runs up
   to each work queue's concurrency limit (not with ``--no-execute``: then only workers claim), mark
-  what is still waiting LATE with the reason.
+  what is still waiting LATE with the reason, and start a notifications round (failures, lateness,
+  data checks, promotions) in a thread of its own, at most every 5 s (``notify``).
 
 Starting, reaping, cancelling and stopping its own flow processes is shared with the workers
 (``supervisor.py``).
