@@ -260,6 +260,14 @@ def test_notify_test_says_what_happened_to_each_target(settings, cli_env, http_s
     assert received(http_server, "/ok")[0]["title"] == "FHV pipeline: test message"
     assert main(["notifications", "ls", "--json"]) == 0
     assert sorted(n["state"] for n in json.loads(capsys.readouterr().out)) == ["FAILED", "FAILED", "SENT"]
+    assert main(["notifications", "ls"]) == 0
+    table = capsys.readouterr().out
+    assert "Notifications" in table and table.count("│ Failed ") == 2 and table.count("│ Sent ") == 1
+    assert main(["notifications", "ls", "--run", "no-such-run"]) == 2
+    assert "The run id 'no-such-run' matches no run in the history." in capsys.readouterr().err
+    cli_env.setenv("FHV_NOTIFY", urls[0])
+    assert main(["notify", "test", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == [{"target": urls[0], "outcome": "sent", "detail": None}]
 
 
 @pytest.mark.parametrize("notify_env, sentence", [
