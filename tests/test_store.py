@@ -234,3 +234,11 @@ def test_artifact_bytes_must_match_their_sha256_and_a_missing_artifact_is_named(
     store.add_artifact(run_id, name="m", path=str(tmp_path / "gone"), sha256="0" * 64, size=3, now=T0)
     with pytest.raises(NotFound, match="The artifact m \\(000000000000\\) is neither at"):
         store.read_artifact(store.artifacts(run_id)[0])
+
+
+def test_the_change_mark_moves_with_every_commit(store):
+    """The dashboard's cache key: a read stays cached until the history changes."""
+    before = store.change_mark()
+    assert store.change_mark() == before
+    make_run(store)
+    assert store.change_mark() != before

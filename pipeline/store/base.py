@@ -270,9 +270,9 @@ class BaseStore:
 
     def change_mark(self) -> Any:
         """A value that changes whenever the history does (the dashboard's cache key): on PostgreSQL the
-        server's write-ahead log position; on SQLite the file's and its log's times and sizes."""
+        server's write-ahead log insert position; on SQLite the file's and its log's times and sizes."""
         if self.conn.dialect != "sqlite":
-            return self.conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]
+            return self.conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()[0]
         marks: list[int] = []
         for name in (self.path, Path(f"{self.path}-wal")):
             try:
