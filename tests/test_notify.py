@@ -464,3 +464,12 @@ def test_real_runs_tell_of_their_gates_and_of_the_first_model_promoted(store, se
     assert by_event == {("gate_warned", warned["id"]), ("promoted", warned["id"]), ("gate_blocked", blocked["id"])}
     (blocked_message,) = [m for m in received(http_server, "/team") if m["type"] == "failure"]
     assert blocked["error"] in blocked_message["message"] and "The gate max_psi failed" in blocked_message["message"]
+
+
+def test_a_round_with_its_time_budget_spent_leaves_the_rest_due(store, settings, clock, http_server):
+    settings = configured(settings, hook(http_server, "/ok"))
+    ended(store, clock)
+    targets = notify.Targets.load(store, settings)
+    notify.scan(store, settings, targets, clock.now())
+    assert notify.deliver_due(store, targets, notify.RetryPolicy(), clock, budget=0) == 0
+    assert len(store.due_notifications(clock.now())) == 1 and http_server.count("/ok") == 0

@@ -88,13 +88,13 @@ class Notifier:
 
 
 def after_run(store: Store, settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> None:
-    """After a foreground run's final state is recorded: queue its events and try each due message once
-    (``notify_timeout`` seconds at most for up to ``SENDERS`` messages); what fails is retried by the scheduler."""
+    """After a foreground run's final state is recorded: queue its events and try each due message once,
+    starting new batches for ``notify_timeout`` seconds (so at most twice that); the scheduler retries the rest."""
     try:
         targets = Targets.load(store, settings)
         if targets:
             scan(store, settings, targets, clock.now())
-            deliver_due(store, targets, RetryPolicy.for_settings(settings), clock)
+            deliver_due(store, targets, RetryPolicy.for_settings(settings), clock, budget=settings.notify_timeout)
     except Exception as error:  # noqa: BLE001 - the run is recorded; telling about it must not fail the command
         logger.warning("Notifications: %s: %s", type(error).__name__, error)
 
