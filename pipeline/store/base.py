@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from ..errors import StorageError
+from ..errors import ConfigError, StorageError
 from ..orchestration.states import State
 from .migrations import MIGRATIONS, _statements
 
@@ -50,7 +50,11 @@ def connect(path: Path | str, *, readonly: bool = False) -> Any:
     A ``postgresql://`` URL opens the history on that server instead (``postgres.connect``).
     """
     if is_database_url(path):
-        from . import postgres
+        try:
+            from . import postgres
+        except ImportError as error:
+            raise ConfigError(f"A history on PostgreSQL needs psycopg 3 ({error}): install the requirements "
+                              "(pip install -r requirements.txt).") from None
         return postgres.connect(path, readonly=readonly)
     conn = _open(Path(path), readonly)
     try:
