@@ -297,3 +297,11 @@ def test_a_forked_child_opens_its_own_connection_and_leaves_its_parents_alone(pg
     assert os.waitpid(pid, 0)[1] == 0
     assert store.conn is parent and store.count_runs() == 0
     store.close()
+
+
+def test_history_copy_needs_a_postgresql_url_and_an_existing_history(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FHV_HOME", str(tmp_path))
+    assert main(["history", "copy", "--to", "mysql://me:hunter2@db/fhv"]) == 2
+    assert "--to 'mysql://...' is not a PostgreSQL URL" in capsys.readouterr().err
+    assert main(["history", "copy", "--to", "postgresql://me@db/fhv"]) == 2
+    assert f"There is no history at {tmp_path / 'history.db'} to copy" in capsys.readouterr().err

@@ -25,7 +25,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 def cmd_copy(args: argparse.Namespace, settings: Settings) -> int:
     url = args.to.strip()
     if not is_database_url(url):
-        raise ConfigError(f"--to {url.split('@')[-1]!r} is not a PostgreSQL URL; use postgresql://user@host:5432/fhv.")
+        shown = url.split("://", 1)[0] + "://..." if "://" in url else url
+        raise ConfigError(f"--to {shown!r} is not a PostgreSQL URL; use postgresql://user@host:5432/database.")
     source = Store(open_source(args.source or settings.db_path))
     target = Store(url, migrate=False)
     try:
