@@ -305,3 +305,14 @@ def test_history_copy_needs_a_postgresql_url_and_an_existing_history(tmp_path, m
     assert "--to 'mysql://...' is not a PostgreSQL URL" in capsys.readouterr().err
     assert main(["history", "copy", "--to", "postgresql://me@db/fhv"]) == 2
     assert f"There is no history at {tmp_path / 'history.db'} to copy" in capsys.readouterr().err
+
+
+def test_a_schema_change_by_another_process_does_not_break_a_statement_read_before(pg_schema_url):
+    """A newer pipeline on another host migrates the history while this one runs (a rolling upgrade)."""
+    mine, theirs = Store(pg_schema_url), Store(pg_schema_url)
+    for _ in range(7):  # often enough for a driver that prepares repeated statements
+        assert mine.count_runs() == 0 and mine.runs() == []
+    theirs.conn.execute("ALTER TABLE flow_runs ADD COLUMN added_by_a_newer_pipeline TEXT")
+    assert mine.runs() == []
+    mine.close()
+    theirs.close()

@@ -263,7 +263,9 @@ def connect(url: str, *, readonly: bool = False) -> PgConnection:
                           "use postgresql://user@host:port/database.") from None
     options = {k: v for k, v in DEFAULTS.items() if k not in info}
     try:
-        raw = psycopg.connect(url, autocommit=True, row_factory=_row_factory, **options)
+        # No server-side prepared statements: a plan cached for "SELECT *" fails once a newer pipeline on
+        # another host migrates the schema ("cached plan must not change result type"); SQLite re-prepares.
+        raw = psycopg.connect(url, autocommit=True, row_factory=_row_factory, prepare_threshold=None, **options)
     except psycopg.OperationalError as error:
         raise connect_error(error, url, info) from None
     try:
