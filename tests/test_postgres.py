@@ -316,3 +316,19 @@ def test_a_schema_change_by_another_process_does_not_break_a_statement_read_befo
     assert mine.runs() == []
     mine.close()
     theirs.close()
+
+
+def test_a_user_who_may_only_read_and_write_rows_uses_a_migrated_history(pg_server, pg_schema_url):
+    """Migrations by the owner, the services as a user without CREATE: opening the history makes no DDL."""
+    Store(pg_schema_url).close()
+    schema = pg_schema_url.rsplit("%3D", 1)[1]
+    pg_server.admin_in("histories", "CREATE ROLE fhv_rows LOGIN", f"GRANT USAGE ON SCHEMA {schema} TO fhv_rows",
+                       f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO fhv_rows",
+                       f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA {schema} TO fhv_rows")
+    store = Store(pg_schema_url.replace("//postgres@", "//fhv_rows@"))
+    assert make_history_run(store) and store.count_runs() == 1
+    store.close()
+
+
+def make_history_run(store: Store) -> str:
+    return store.create_run(flow="f", name="by-a-row-user", state=State.SCHEDULED, now=NOW, work_queue="default")

@@ -254,7 +254,8 @@ class BaseStore:
         applied: list[str] = []
         with self.atomic() as conn:
             conn.serialize_migrations()
-            conn.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+            if not conn.has_table("migrations"):  # no DDL at all when the schema is current (a user may lack CREATE)
+                conn.execute("CREATE TABLE migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
             done = {r[0] for r in conn.execute("SELECT name FROM migrations").fetchall()}
             check_schema(self.path, done)
             for name, sql in MIGRATIONS[:upto]:
