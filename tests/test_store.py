@@ -242,3 +242,26 @@ def test_the_change_mark_moves_with_every_commit(store):
     assert store.change_mark() == before
     make_run(store)
     assert store.change_mark() != before
+
+
+def test_two_processes_registering_a_new_deployment_at_once_make_it_once(location):
+    Store(location).close()
+    errors, barrier = [], threading.Barrier(4)
+
+    def register():
+        mine = Store(location)
+        try:
+            barrier.wait()
+            mine.upsert_deployment({"name": "nightly", "flow": "f", "work_queue": "default"}, now=T0)
+        except BaseException as error:  # noqa: BLE001 - reported by the assert below
+            errors.append(error)
+        finally:
+            mine.close()
+
+    threads = [threading.Thread(target=register) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert [d["name"] for d in Store(location).deployments()] == ["nightly"]

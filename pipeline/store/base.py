@@ -120,6 +120,9 @@ class HistoryConnection(sqlite3.Connection):
     def serialize_migrations(self) -> None:
         """Nothing to do: BEGIN IMMEDIATE already lets one writer in at a time."""
 
+    def serialize(self, topic: str) -> None:
+        """Nothing to do: BEGIN IMMEDIATE already lets one writer in at a time (PostgreSQL: an advisory lock)."""
+
     def run_statements(self, statements: list[str]) -> None:
         """A migration's statements, in the open transaction (``executescript`` would commit it)."""
         for statement in statements:

@@ -25,6 +25,7 @@ MIN_SERVER_VERSION = 130000
 CONNECT_TIMEOUT_S = 10
 LOCK_TIMEOUT_MS = 10_000  # like SQLite's busy timeout: a lock held longer is an error worth a sentence
 MIGRATIONS_LOCK = 0x66687600  # the advisory lock that serializes migrations ('fhv\0')
+TOPIC_LOCKS = 0x66687602  # the class of the advisory locks of ``serialize(topic)`` (two 32-bit keys)
 DEFAULTS = {"connect_timeout": str(CONNECT_TIMEOUT_S), "keepalives": "1", "keepalives_idle": "10",
             "keepalives_interval": "5", "keepalives_count": "3", "tcp_user_timeout": "25000",
             "application_name": "fhv-pipeline"}
@@ -226,6 +227,11 @@ class PgConnection:
     def serialize_migrations(self) -> None:
         """Inside the migration transaction: one process migrates at a time, the others wait for it."""
         self.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATIONS_LOCK,))
+
+    def serialize(self, topic: str) -> None:
+        """Inside a transaction that reads, then writes what it read: one such transaction per ``topic`` at a
+        time, until it ends (what BEGIN IMMEDIATE gives every transaction on SQLite)."""
+        self.execute("SELECT pg_advisory_xact_lock(?, hashtext(?))", (TOPIC_LOCKS, topic))
 
     def fault(self, error: psycopg.Error) -> Exception:
         """The StorageError for a fault of the server or the connection; any other error as it was."""

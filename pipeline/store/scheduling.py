@@ -63,6 +63,7 @@ class SchedulingStore:
         ``active`` is only set on insert: pausing and resuming go through ``set_deployment_active``.
         """
         with self.atomic() as conn:
+            conn.serialize(f"deployment:{fields['name']}")  # two hosts registering it at once: one inserts
             old = self._one("SELECT * FROM deployments WHERE name = ?", (fields["name"],))
             if old is None:
                 row = {**fields, "schedule_since": now, "created_at": now, "updated_at": now}
