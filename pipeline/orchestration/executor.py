@@ -135,7 +135,10 @@ class ProcessExecutor:
         self.await_data = await_data
         self.heartbeat_every = heartbeat_every
         self.context = multiprocessing.get_context("forkserver")
-        self.context.set_forkserver_preload(list(preload_modules() if preload is None else preload))
+        modules = list(preload_modules() if preload is None else preload)
+        if getattr(settings, "database_url", None):  # each child connects to PostgreSQL: import psycopg once
+            modules.append("pipeline.store.postgres")
+        self.context.set_forkserver_preload(modules)
         self.processes: dict[str, Any] = {}
 
     def warm_up(self, wait: bool = False) -> None:

@@ -62,6 +62,7 @@ class Worker(Supervisor):
         self.jobs = schedule.Scheduler()
         self.last_beat: dt.datetime | None = None  # the last heartbeat the history took
         self.unreachable = False
+        self._last_step: dt.datetime | None = None
         self.ready = False
 
     # -- loop ---------------------------------------------------------------------------
@@ -100,18 +101,26 @@ class Worker(Supervisor):
                 self.tick()
                 while not self.stopping.is_set():
                     self.jobs.run_pending()
+                    if not self.stopping.is_set() and self._run_due():
+                        self._guarded(self.step)()
                     self.clock.sleep(self._idle())
             finally:
                 self.shutdown()
         if self.fatal is not None:
             raise self.fatal
 
+    def _run_due(self) -> bool:
+        """Whether a run fell due since the last step (it is claimed now, not at the next tick)."""
+        if self._last_step is None:
+            return False
+        due = self.store.next_due_time(after=self._last_step)
+        return due is not None and due <= self.clock.now()
+
     def _idle(self) -> float:
         """Until the next job, or the next run falling due (so that it starts on time), at most a tick."""
         idle = self.jobs.idle_seconds
         wait = self.options.tick if idle is None else idle
-        due = None if len(self.executor.running()) >= self.concurrency else \
-            self.store.next_due_time(after=self.clock.now())
+        due = self.store.next_due_time(after=self.clock.now())
         if due is not None:
             wait = min(wait, (due - self.clock.now()).total_seconds())
         return max(0.0, min(self.options.tick, wait))
@@ -151,6 +160,7 @@ class Worker(Supervisor):
                 self._signal(run_id, signal.SIGKILL, "cut off", now)
 
     def step(self) -> None:
+        self._last_step = self.clock.now()
         for part in (self.reap, self.cancel, self.claim):
             self._guarded(part)()
 
