@@ -67,7 +67,7 @@ def run(runs: int, tasks: int, repeat: int) -> None:
             copy_s = time.perf_counter() - start
             postgres = Store(url)
             print(f"\nhistory copy of {runs:,} runs and {runs * tasks:,} task runs: {copy_s:.2f} s\n")
-            print(f"| read | SQLite ms | PostgreSQL ms |\n|---|---:|---:|")
+            print("| read | SQLite ms | PostgreSQL ms |\n|---|---:|---:|")
             for name, fn in READS.items():
                 print(f"| {name} | {median_ms(fn, sqlite, repeat):.1f} | {median_ms(fn, postgres, repeat):.1f} |")
             postgres.close()

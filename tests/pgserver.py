@@ -125,7 +125,8 @@ def pg_server():
         pytest.skip("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb): "
                     "apt-get install postgresql, as test.sh does when run as root.")
     try:
-        import psycopg  # noqa: F401
+        import psycopg  # noqa: F401  (only whether it is there)
+        del psycopg
     except ImportError:
         pytest.skip("psycopg is not installed: pip install -r requirements.txt.")
     server = PgServer(bin_dir)

@@ -20,7 +20,6 @@ from psycopg.pq import TransactionStatus
 
 from ..errors import ConfigError, StorageError
 
-SCHEMES = ("postgresql://", "postgres://")
 MIN_SERVER_VERSION = 130000
 CONNECT_TIMEOUT_S = 10
 LOCK_TIMEOUT_MS = 10_000  # like SQLite's busy timeout: a lock held longer is an error worth a sentence
@@ -29,10 +28,6 @@ TOPIC_LOCKS = 0x66687602  # the class of the advisory locks of ``serialize(topic
 DEFAULTS = {"connect_timeout": str(CONNECT_TIMEOUT_S), "keepalives": "1", "keepalives_idle": "10",
             "keepalives_interval": "5", "keepalives_count": "3", "tcp_user_timeout": "25000",
             "application_name": "fhv-pipeline"}
-
-
-def is_url(location: Any) -> bool:
-    return isinstance(location, str) and location.startswith(SCHEMES)
 
 
 def shown(url: str) -> str:
