@@ -141,7 +141,8 @@ def test_history_copy_copies_every_table_row_for_row(copied):
     _, sqlite, postgres, _ = copied
     tables = [r[0] for r in sqlite.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
                                                 "AND name NOT IN ('migrations', 'history_identity')").fetchall()]
-    assert {"flow_runs", "task_runs", "logs", "deployments", "work_queues", "artifacts", "artifact_blobs"} <= set(tables)
+    assert {"flow_runs", "task_runs", "logs", "deployments", "work_queues", "artifacts",
+            "artifact_blobs"} <= set(tables)
     for table in tables:
         order = "ORDER BY 1" if table != "schedulers" else ""
         mine = [tuple(r) for r in sqlite.conn.execute(f"SELECT * FROM {table} {order}").fetchall()]
@@ -338,7 +339,8 @@ def make_history_run(store: Store) -> str:
 @pytest.mark.parametrize("sqlite, postgresql", [
     ("SELECT * FROM t WHERE a = ? AND b LIKE '%?%'", "SELECT * FROM t WHERE a = %s AND b LIKE '%%?%%'"),
     ("BEGIN IMMEDIATE", "BEGIN"),
-    ("SELECT a FROM t ORDER BY a DESC, b LIMIT ?", "SELECT a FROM t ORDER BY a DESC NULLS LAST, b NULLS FIRST LIMIT %s"),
+    ("SELECT a FROM t ORDER BY a DESC, b LIMIT ?",
+     "SELECT a FROM t ORDER BY a DESC NULLS LAST, b NULLS FIRST LIMIT %s"),
     ("SELECT ROW_NUMBER() OVER (PARTITION BY v ORDER BY e DESC) FROM t ORDER BY x NULLS LAST",
      "SELECT ROW_NUMBER() OVER (PARTITION BY v ORDER BY e DESC NULLS LAST) FROM t ORDER BY x NULLS LAST"),
     ("CREATE TABLE t (id INTEGER PRIMARY KEY, x REAL, b BLOB)",

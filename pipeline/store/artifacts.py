@@ -44,8 +44,9 @@ class ArtifactStore:
             return local
         row = self.conn.execute("SELECT data FROM artifact_blobs WHERE sha256 = ?", (artifact["sha256"],)).fetchone()
         if row is None:
-            raise NotFound(f"The artifact {artifact['name']} ({artifact['sha256'][:12]}) is neither at {artifact['path']} "
-                           "nor in the history (it was recorded before the history kept artifact bytes).")
+            raise NotFound(f"The artifact {artifact['name']} ({artifact['sha256'][:12]}) is neither at "
+                           f"{artifact['path']} nor in the history (it was recorded before the history kept "
+                           "artifact bytes).")
         data = bytes(row[0])
         if hashlib.sha256(data).hexdigest() != artifact["sha256"]:
             raise StorageError(f"The history's copy of the artifact {artifact['name']} does not match its SHA-256 "

@@ -115,7 +115,8 @@ class HistoryConnection(sqlite3.Connection):
         return storage_error(error, self.history_path) if _code(error) in FAULTS else error
 
     def has_table(self, name: str) -> bool:
-        return self.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
+        found = self.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone()
+        return found is not None
 
     def serialize_migrations(self) -> None:
         """Nothing to do: BEGIN IMMEDIATE already lets one writer in at a time."""

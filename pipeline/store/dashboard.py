@@ -116,7 +116,8 @@ class DashboardStore:
         request time), oldest run date first; empty for a run that no backfill made."""
         return self._all(
             "SELECT b.id, b.name, b.state, b.run_date FROM flow_runs r JOIN flow_runs b "
-            "ON b.trigger = 'backfill' AND b.created_at = r.created_at AND b.deployment_id IS NOT DISTINCT FROM r.deployment_id "
+            "ON b.trigger = 'backfill' AND b.created_at = r.created_at "
+            "AND b.deployment_id IS NOT DISTINCT FROM r.deployment_id "
             "WHERE r.id = ? AND r.trigger = 'backfill' ORDER BY b.run_date", (run_id,))
 
     def tags_in_use(self) -> list[str]:
