@@ -44,9 +44,10 @@ class PgServer:
     def __init__(self, bin_dir: Path, *, host: str = "127.0.0.1", port: int | None = None,
                  clients: str = "127.0.0.1/32"):
         self.bin, self.host, self.port, self.clients = bin_dir, host, port or free_port(host), clients
-        self.folder = Path(tempfile.mkdtemp(prefix="fhv-pg-"))
-        self.data, self.log = self.folder / "data", self.folder / "server.log"
         self.as_postgres = os.geteuid() == 0
+        # The postgres user must reach the folder: under /tmp itself, whatever TMPDIR says, when root.
+        self.folder = Path(tempfile.mkdtemp(prefix="fhv-pg-", dir="/tmp" if self.as_postgres else None))
+        self.data, self.log = self.folder / "data", self.folder / "server.log"
         self.superuser = "postgres" if self.as_postgres else pwd.getpwuid(os.geteuid()).pw_name
         self._names = itertools.count(1)
         self._shared = False
