@@ -97,6 +97,12 @@ def test_a_lost_connection_is_a_storage_error_and_the_next_call_reconnects(pg_se
     with pytest.raises(StorageError, match="the connection to the PostgreSQL server failed or was lost"):
         store.count_runs()
     assert store.count_runs() == 0
+    with pytest.raises(StorageError, match="failed or was lost"):  # lost inside a transaction: nothing half-written
+        with store.atomic() as conn:
+            conn.execute("INSERT INTO work_queues (name, created_at) VALUES ('half', 't')")
+            pg_server.admin(f"SELECT pg_terminate_backend({store.conn.raw.info.backend_pid})")
+            conn.execute("INSERT INTO work_queues (name, created_at) VALUES ('written', 't')")
+    assert [q["name"] for q in store.work_queues()] == ["default"]
     store.close()
 
 
