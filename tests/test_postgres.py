@@ -204,7 +204,9 @@ READS = {
 @pytest.mark.parametrize("read", READS)
 def test_the_dashboard_reads_give_the_same_answers_on_both_backends(copied, read):
     _, sqlite, postgres, _ = copied
-    assert READS[read](postgres) == READS[read](sqlite)
+    expected = READS[read](sqlite)
+    assert expected not in ([], {}, None, (0, 0))  # the seeded history gives every read something to return
+    assert READS[read](postgres) == expected
 
 
 # -- artifacts served from the history -------------------------------------------------------------
