@@ -6,6 +6,7 @@ Every time shown carries its zone: ``UTC`` or the schedule's zone, named.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -200,6 +201,8 @@ def scheduler_command(settings: Settings, *, root: Path = REPO_ROOT, executable:
     """
     defaults = Settings(home=settings.home)
     env = {"FHV_HOME": str(settings.home.absolute()), "FHV_DATA_URL": settings.data_url}
+    if settings.database_url:  # the history on PostgreSQL; its password stays in ~/.pgpass or PGPASSWORD
+        env["FHV_DATABASE_URL"] = re.sub(r"^(\w+://[^:/@]*):[^@/]*@", r"\1@", settings.database_url)
     if settings.solver != defaults.solver:
         env["FHV_SOLVER"] = settings.solver
     if settings.download_timeout != defaults.download_timeout:

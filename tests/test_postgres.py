@@ -361,3 +361,11 @@ def make_history_run(store: Store) -> str:
 ])
 def test_the_store_s_sql_is_translated_to_postgresql(sqlite, postgresql):
     assert translate(sqlite) == postgresql
+
+
+def test_the_dashboard_s_scheduler_command_names_the_database_but_not_its_password(tmp_path):
+    from dashboard import labels
+
+    settings = load_settings({"FHV_HOME": str(tmp_path), "FHV_DATABASE_URL": "postgresql://fhv:hunter2@db:5432/fhv"})
+    command = labels.scheduler_command(settings)
+    assert "FHV_DATABASE_URL=postgresql://fhv@db:5432/fhv" in command and "hunter2" not in command
