@@ -365,8 +365,8 @@ def test_a_worker_killed_with_kill_9_has_its_running_run_crashed_and_its_claimed
         (tmp_path / "flows" / "gate").unlink()
         sweeper = Scheduler(store, load_settings_for(home), clock=clock, execute=False,
                            options=SchedulerOptions(heartbeat=0.3, stale_after=2, late_after=60))
-        sweeper.tick()
-        assert states(store, [long, held]) == ["CRASHED", "LATE"]
+        wait_for(lambda: sweeper.tick() or states(store, [long, held]) == ["CRASHED", "LATE"],
+                 "the sweep to end the long run and hand the held one back", timeout=5)  # once its flow has died
         assert "is gone" in store.get_run(long)["error"] and store.get_run(held)["claimed_by"] is None
         survivor = start_worker(home, tmp_path / "survivor.log")
         wait_for(lambda: store.get_run(held)["state"] == "COMPLETED", "the other worker to run the held run")
