@@ -369,3 +369,16 @@ def test_the_dashboard_s_scheduler_command_names_the_database_but_not_its_passwo
     settings = load_settings({"FHV_HOME": str(tmp_path), "FHV_DATABASE_URL": "postgresql://fhv:hunter2@db:5432/fhv"})
     command = labels.scheduler_command(settings)
     assert "FHV_DATABASE_URL=postgresql://fhv@db:5432/fhv" in command and "hunter2" not in command
+
+
+def test_a_row_locked_longer_than_the_lock_timeout_is_a_busy_history(pg_schema_url):
+    import psycopg
+
+    store = Store(pg_schema_url.replace("?options=", "?options=-c%20lock_timeout%3D200%20"))
+    run_id = store.create_run(flow="f", name="held", state=State.PENDING, now=NOW, work_queue="default")
+    with psycopg.connect(pg_schema_url) as other:  # another process holds the run's row in its transaction
+        other.execute("SELECT 1 FROM flow_runs WHERE id = %s FOR UPDATE", (run_id,))
+        with pytest.raises(StorageError, match=r"is busy: another process held a lock for more than"):
+            store.transition(run_id, State.RUNNING, now=NOW)
+    assert store.transition(run_id, State.RUNNING, now=NOW)["state"] == "RUNNING"
+    store.close()

@@ -239,8 +239,9 @@ def fault_error(error: psycopg.Error, url: str) -> StorageError:
     where = f"The history {shown(url)}"
     detail = _detail(error)
     if isinstance(error, pg_errors.LockNotAvailable):
-        return StorageError(f"{where} is busy: another process held a lock for more than "
-                            f"{LOCK_TIMEOUT_MS // 1000} s; try again (PostgreSQL: {detail}).")
+        return StorageError(f"{where} is busy: another process held a lock for more than the lock timeout "
+                            f"({LOCK_TIMEOUT_MS // 1000} s unless the URL sets lock_timeout); try again "
+                            f"(PostgreSQL: {detail}).")
     if isinstance(error, (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)):
         return StorageError(f"{where} is busy: this change collided with another one; try again "
                             f"(PostgreSQL: {detail}).")
@@ -271,7 +272,8 @@ def connect(url: str, *, readonly: bool = False) -> PgConnection:
         raise connect_error(error, url, info) from None
     try:
         check_server_version(raw.info.server_version, url)
-        raw.execute(f"SET lock_timeout = {LOCK_TIMEOUT_MS}")
+        if "lock_timeout" not in info.get("options", ""):  # the URL's options=-c lock_timeout=... wins
+            raw.execute(f"SET lock_timeout = {LOCK_TIMEOUT_MS}")
         raw.execute("SET TIME ZONE 'UTC'")
         if readonly:
             raw.execute("SET default_transaction_read_only = on")
