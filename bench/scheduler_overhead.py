@@ -149,8 +149,8 @@ def pg_racing_claims(url: str, due: int, racers: int) -> float:
 
     store, queue, now = Store(url), f"race-{racers}", SYSTEM_CLOCK.now()
     store.upsert_work_queue(queue, concurrency_limit=None, now=now)
-    rows = [{"name": f"race-{racers}-{i}", "flow": "fhv-duration-training", "work_queue": queue, "run_date": "2021-03-15",
-             "parameters": {"date": "2021-03-15"}, "scheduled_time": now - dt.timedelta(seconds=due - i),
+    rows = [{"name": f"race-{racers}-{i}", "flow": "fhv-duration-training", "work_queue": queue,
+             "run_date": "2021-03-15", "parameters": {"date": "2021-03-15"}, "scheduled_time": now - dt.timedelta(seconds=due - i),
              "trigger": "manual"} for i in range(due)]
     store.insert_scheduled_runs(rows, now)
     store.close()

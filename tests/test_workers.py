@@ -6,7 +6,6 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ from pipeline.orchestration.liveness import judge, worker_alive
 from pipeline.orchestration.scheduler import Scheduler, SchedulerOptions
 from pipeline.orchestration.states import State
 from pipeline.orchestration.worker import Worker, WorkerOptions
-from pipeline.store import Store, to_db
+from pipeline.store import Store
 from pipeline.training.job import FLOW_NAME
 from tests.conftest import FakeClock
 from tests.fakes import FakeExecutor

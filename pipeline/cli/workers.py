@@ -51,8 +51,8 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
     options = WorkerOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(WorkerOptions)})
     queues = ", ".join(args.queues) if args.queues else "every queue"
-    render.err_console.print(f"Worker on {settings.history_label} ({queues}, up to {args.concurrency} flow(s) at once), "
-                             f"cache {settings.cache_dir}. Ctrl-C or SIGTERM stops it (running flows get "
+    render.err_console.print(f"Worker on {settings.history_label} ({queues}, up to {args.concurrency} flow(s) at "
+                             f"once), cache {settings.cache_dir}. Ctrl-C or SIGTERM stops it (running flows get "
                              f"{options.shutdown_grace:g} s to finish).")
     serve(settings, options, queues=args.queues, concurrency=args.concurrency)
     render.err_console.print("Worker stopped.")

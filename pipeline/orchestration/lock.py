@@ -58,9 +58,10 @@ def _advisory(settings: Settings, store: Store) -> Iterator[SessionLock]:
     lock = store.take_scheduler_lock()
     if lock is None:
         row = store.scheduler_status() or {}
-        raise SchedulerLocked(f"Another scheduler (pid {row.get('pid') or '?'} on {row.get('hostname') or '?'}, last "
-                              f"heartbeat {row.get('heartbeat_at') or '-'}) holds the lock of {settings.history_label}; "
-                              "stop it first, or use another database.")
+        holder = f"pid {row.get('pid') or '?'} on {row.get('hostname') or '?'}, last heartbeat " \
+                 f"{row.get('heartbeat_at') or '-'}"
+        raise SchedulerLocked(f"Another scheduler ({holder}) holds the lock of {settings.history_label}; stop it "
+                              "first, or use another database.")
     try:
         yield lock
     finally:
