@@ -382,3 +382,11 @@ def test_a_row_locked_longer_than_the_lock_timeout_is_a_busy_history(pg_schema_u
             store.transition(run_id, State.RUNNING, now=NOW)
     assert store.transition(run_id, State.RUNNING, now=NOW)["state"] == "RUNNING"
     store.close()
+
+
+def test_a_user_who_may_not_create_the_tables_is_told_what_to_grant(pg_server):
+    pg_server.admin("CREATE ROLE fhv_guest LOGIN")
+    url = pg_server.fresh_database().replace("//postgres@", "//fhv_guest@")  # owned by postgres: no CREATE in public
+    with pytest.raises(ConfigError, match=r"The PostgreSQL user 'fhv_guest' lacks a right the history .* needs "
+                                          r"\(permission denied for schema public\): make it the owner"):
+        Store(url)

@@ -229,9 +229,15 @@ class PgConnection:
         self.execute("SELECT pg_advisory_xact_lock(?, hashtext(?))", (TOPIC_LOCKS, topic))
 
     def fault(self, error: psycopg.Error) -> Exception:
-        """The StorageError for a fault of the server or the connection; any other error as it was."""
+        """The StorageError for a fault of the server or the connection, the ConfigError for a user without
+        the rights it needs; any other error as it was."""
         if isinstance(error, (psycopg.OperationalError, psycopg.InterfaceError)) or self.raw.broken:
             return fault_error(error, self.url)
+        if isinstance(error, pg_errors.InsufficientPrivilege):
+            user = self.raw.info.user
+            return ConfigError(f"The PostgreSQL user {user!r} lacks a right the history {shown(self.url)} needs "
+                               f"({_detail(error)}): make it the owner of the database (createdb -O {user} ...) or "
+                               "grant it the rights, or let the owner open the history once to create its tables.")
         return error
 
 
@@ -253,7 +259,9 @@ def fault_error(error: psycopg.Error, url: str) -> StorageError:
 
 
 def _detail(error: Exception) -> str:
-    return " ".join(str(error).split()).rstrip(".") or type(error).__name__
+    """PostgreSQL's own words: the server's primary message (no statement excerpt), else the driver's."""
+    primary = getattr(getattr(error, "diag", None), "message_primary", None)
+    return " ".join((primary or str(error)).split()).rstrip(".") or type(error).__name__
 
 
 def connect(url: str, *, readonly: bool = False) -> PgConnection:
