@@ -7,7 +7,9 @@ import datetime as dt
 import inspect
 import os
 import shutil
+import signal
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -303,7 +305,13 @@ def test_a_forked_child_opens_its_own_connection_and_leaves_its_parents_alone(pg
             ok = store.conn is not parent and store.count_runs() == 0
         finally:
             os._exit(0 if ok else 1)
-    assert os.waitpid(pid, 0)[1] == 0
+    deadline = time.monotonic() + 30  # a child that hangs fails the test rather than the suite's timeout
+    while (done := os.waitpid(pid, os.WNOHANG)) == (0, 0) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if done == (0, 0):
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    assert done != (0, 0) and done[1] == 0
     assert store.conn is parent and store.count_runs() == 0
     store.close()
 
