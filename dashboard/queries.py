@@ -19,7 +19,7 @@ import streamlit as st
 from pipeline.config import Settings, load_settings
 from pipeline.errors import StorageError
 from pipeline.orchestration.states import ACTIVE_STATES, FINAL_STATES, State
-from pipeline.store import Store
+from pipeline.store import MIGRATIONS, Store
 from pipeline.store.base import is_database_url
 
 from . import frames, labels
@@ -41,10 +41,22 @@ def settings() -> Settings:
 
 @st.cache_resource(show_spinner=False)
 def _store(path: str) -> Store:
-    """The read-only store of a history; creates an empty history the first time."""
-    if is_database_url(path) or not Path(path).exists():
-        Store(path).close()  # migrates an empty schema so that the pages can read
+    """The read-only store of a history; creates an empty history the first time, and upgrades the
+    schema of a history written by an older version of the pipeline (the pages read its new tables)."""
+    if is_database_url(path) or not Path(path).exists() or _behind(path):
+        Store(path).close()  # migrates, so that the pages can read
     return Store(path, readonly=True)
+
+
+def _behind(path: str) -> bool:
+    """Whether the history's schema misses migrations this version knows (checked without writing)."""
+    probe = Store(path, readonly=True)
+    try:
+        if not probe.conn.has_table("migrations"):
+            return True
+        return not {name for name, _ in MIGRATIONS} <= set(probe.applied_migrations())
+    finally:
+        probe.close()
 
 
 def history_problem() -> str | None:

@@ -317,3 +317,25 @@ def test_run_once_on_demo_data_records_that_source(history):
     finally:
         store.close()
     assert run["parameters"].get("data_url") == "demo" and labels.data_label(run) == "synthetic demo data"
+
+
+def test_a_history_from_an_older_version_is_upgraded_when_the_dashboard_opens_it(tmp_path, monkeypatch):
+    from pipeline.store import MIGRATIONS
+
+    home = tmp_path / "old"
+    old = Store(home / "history.db", migrate=False)
+    old.migrate(upto=6)  # the schema of the version before model quality, workers and PostgreSQL
+    old.close()
+    monkeypatch.setenv("FHV_HOME", str(home))
+    try:
+        for page in ("overview", "runs", "models", "trends"):
+            at = open_page(page)
+            assert not at.exception and not any("no such table" in str(e.value) for e in at.error), page
+    finally:
+        st.cache_data.clear()
+        st.cache_resource.clear()
+    upgraded = Store(home / "history.db", readonly=True)
+    try:
+        assert upgraded.applied_migrations() == sorted(name for name, _ in MIGRATIONS)
+    finally:
+        upgraded.close()
