@@ -183,6 +183,35 @@ def test_a_flow_process_of_a_claim_that_was_handed_back_does_not_start_the_run(h
     on_time.close()
 
 
+def test_while_no_scheduler_runs_a_worker_leaves_scheduled_slots_to_the_catch_up_policy(store, settings, clock):
+    store.upsert_work_queue("q", concurrency_limit=None, now=clock.now())
+    slot, manual = (store.create_run(flow=FLOW_NAME, name=f"{kind}-run", state=State.SCHEDULED, now=clock.now(),
+                                     work_queue="q", scheduled_time=clock.now(), trigger=kind,
+                                     parameters={"date": "2025-06-15"}) for kind in ("schedule", "manual"))
+    made = worker(store, settings, clock, queues=["q"], concurrency=5)
+    made.tick()
+    assert states(store, [slot, manual]) == ["SCHEDULED", "RUNNING"]
+    store.end_dead_run(manual, message="done with it", now=clock.now())  # (its fake process has no pid to sweep)
+    scheduler(store, settings, clock).tick()  # a scheduler runs (here, without executing): slots are claimed again
+    made.tick()
+    assert states(store, [slot]) == ["RUNNING"]
+
+
+def test_a_worker_holds_the_runs_of_a_deployment_whose_catch_up_fails(store, settings, clock):
+    from pipeline.orchestration.deployments import DeploymentSpec, register
+
+    row = register(store, DeploymentSpec(name="held", work_queue="q"), clock.now(), settings=settings)
+    run = store.create_run(flow=FLOW_NAME, name="held-run", state=State.SCHEDULED, now=clock.now(), work_queue="q",
+                           scheduled_time=clock.now(), deployment_id=row["id"], parameters={"date": "2025-06-15"})
+    store.set_deployment_error(row["id"], "catch-up: the data folder /gone does not exist.", clock.now())
+    made = worker(store, settings, clock, queues=["q"])
+    made.tick()
+    assert states(store, [run]) == ["SCHEDULED"]
+    store.clear_deployment_error(row["id"])
+    made.tick()
+    assert states(store, [run]) == ["RUNNING"]
+
+
 # -- the scheduler judges workers ------------------------------------------------------------------
 
 def scheduler(store, settings, clock, execute=False):

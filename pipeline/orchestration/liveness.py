@@ -110,6 +110,16 @@ def worker_alive(worker: dict[str, Any], *, now: dt.datetime) -> bool:
     return (now - from_db(worker["heartbeat_at"])).total_seconds() <= worker["stale_after"]
 
 
+def scheduler_alive(row: dict[str, Any] | None, *, now: dt.datetime) -> bool:
+    """Whether the history's scheduler (its ``schedulers`` row) runs: its process here, else a fresh heartbeat."""
+    if not row or not row.get("owner") or row.get("stopped_at") or not row.get("heartbeat_at"):
+        return False
+    alive = identity_alive(row["owner"], since=from_db(row.get("started_at")))
+    if alive is not None:
+        return alive
+    return (now - from_db(row["heartbeat_at"])).total_seconds() <= (row.get("stale_after") or 60.0)
+
+
 def _unstarted_by_worker(run: dict[str, Any], worker: dict[str, Any], *, now: dt.datetime) -> Verdict | None:
     if worker_alive(worker, now=now):
         return None

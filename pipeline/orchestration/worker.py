@@ -3,7 +3,9 @@
 A worker registers in the history's ``workers`` table and stamps its heartbeat there; every step it
 reaps its ended flows, honours cancel requests, and claims due runs of its queues (all queues when
 none is named) while it has fewer than ``concurrency`` flows running, with the same one-statement
-claim as the scheduler, so a queue's concurrency limit holds across every worker together. Each run
+claim as the scheduler, so a queue's concurrency limit holds across every worker together. While no
+scheduler runs it leaves scheduled slots alone (the catch-up policy decides them once one runs),
+and it holds the runs of a deployment whose catch-up fails, as the scheduler does. Each run
 executes in a child of the worker's forkserver, which stamps the run's heartbeat itself.
 
 Liveness: the scheduler's sweep judges a worker's runs. On the worker's host a process id answers at
@@ -33,6 +35,7 @@ from ..errors import ConfigError, HistoryLost
 from ..store import Store
 from .clock import SYSTEM_CLOCK, Clock
 from .executor import Executor, ProcessExecutor
+from .liveness import scheduler_alive
 from .supervisor import ProcessOptions, Supervisor, stop_on_signals
 
 logger = logging.getLogger("pipeline.orchestration.worker")
@@ -170,14 +173,21 @@ class Worker(Supervisor):
             (self.clock.now() - self.last_beat).total_seconds() > self.options.stale_after
 
     def claim(self) -> None:
-        """Claim due runs of this worker's queues while fewer than ``concurrency`` flows run, and start them."""
+        """Claim due runs of this worker's queues while fewer than ``concurrency`` flows run, and start them.
+
+        While no scheduler runs, scheduled slots wait: after its downtime the scheduler's catch-up
+        policy decides which of them run. Manual runs, backfills and retries are claimed regardless.
+        """
         if self.stopping.is_set() or self.cut_off():
             return
         free = self.concurrency - len(self.executor.running())
+        if free <= 0:
+            return
+        slots = scheduler_alive(self.store.scheduler_status(), now=self.clock.now())
         for queue in self.serving():
             while free > 0 and not self.stopping.is_set():
                 run = self.store.claim_due_run(now=self.clock.now(), work_queue=queue, claimer=self.identity,
-                                               within_limit=True)
+                                               within_limit=True, slots=slots)
                 if run is None:
                     break
                 self._start(run)

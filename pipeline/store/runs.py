@@ -146,20 +146,25 @@ class RunStore:
         return bool(row and row[0])
 
     def claim_due_run(self, *, now: dt.datetime, work_queue: str, claimer: str,
-                      skip_deployments: tuple[int, ...] = (), within_limit: bool = False) -> dict[str, Any] | None:
+                      skip_deployments: tuple[int, ...] = (), within_limit: bool = False,
+                      slots: bool = True) -> dict[str, Any] | None:
         """Atomically move the oldest due waiting run of a queue to PENDING; None if none is due.
 
         One conditional UPDATE, safe against any number of schedulers and workers claiming at once:
         the row is claimed once, whoever comes second updates nothing. With ``within_limit`` (the
         scheduler's dispatch and the workers) the queue's pause and concurrency limit hold across all
         claimers together, because claims of one queue are serialised (SQLite: the write transaction;
-        PostgreSQL: the queue's row ``FOR UPDATE``, then the candidate run ``FOR UPDATE SKIP LOCKED``).
-        Runs of ``skip_deployments`` and of paused deployments wait.
+        PostgreSQL: the queue's row ``FOR UPDATE``, then the candidate run ``FOR UPDATE SKIP LOCKED``),
+        and the runs of a deployment whose catch-up fails (its error says ``catch-up: ...``) wait.
+        Runs of ``skip_deployments`` and of paused deployments wait; without ``slots``, so do the runs
+        of scheduled slots (a worker while no scheduler runs: the catch-up policy decides them).
         """
         waiting = tuple(s.value for s in WAITING_STATES)
         skip = f"AND COALESCE(r.deployment_id, -1) NOT IN ({', '.join('?' * len(skip_deployments))})" \
             if skip_deployments else ""
-        skip += " AND (r.deployment_id IS NULL OR r.deployment_id NOT IN (SELECT id FROM deployments WHERE active = 0))"
+        held = " OR last_error LIKE 'catch-up:%'" if within_limit else ""
+        skip += (" AND (r.deployment_id IS NULL OR r.deployment_id NOT IN (SELECT id FROM deployments WHERE active = 0"
+                 f"{held}))" + ("" if slots else " AND r.trigger <> 'schedule'"))
         locks = self.row_locks()
         with self.atomic() as conn:
             if locks:
