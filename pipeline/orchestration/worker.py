@@ -69,13 +69,17 @@ class Worker(Supervisor):
         self.ready = False
 
     # -- loop ---------------------------------------------------------------------------
-    def start(self) -> None:
-        """Check the queues, register this worker, register the jobs' cadence."""
+    def check_queues(self) -> None:
+        """ConfigError naming the first queue of this worker that the history does not have."""
         known = {queue["name"] for queue in self.store.work_queues()}
         missing = [name for name in self.queues if name not in known]
         if missing:
             raise ConfigError(f"There is no work queue named {missing[0]!r} in the history; create it with: "
                               f"python -m pipeline work-queue create {missing[0]}.")
+
+    def start(self) -> None:
+        """Check the queues, register this worker, register the jobs' cadence."""
+        self.check_queues()
         now = self.clock.now()
         self.store.register_worker(identity=self.identity, hostname=socket.gethostname(), pid=os.getpid(),
                                    queues=self.queues, concurrency=self.concurrency,
@@ -97,6 +101,7 @@ class Worker(Supervisor):
     def run_forever(self) -> None:
         """Run the jobs at their cadence until SIGTERM/SIGINT (or ``request_stop``), then stop cleanly."""
         with stop_on_signals(self.request_stop):
+            self.check_queues()  # a typo is told at once, before the imports
             self.executor.warm_up(wait=True)  # before registering: a worker busy importing would look silent
             if not self.ready:
                 self.start()
