@@ -24,7 +24,19 @@ ROOT = Path(__file__).resolve().parent.parent
 UTC = dt.timezone.utc
 STALE = 3.0
 TAG = os.getpid() % 100_000
-NET = f"10.213.{os.getpid() % 200 + 20}"  # a /24 on the test's own bridge
+
+
+def free_net() -> str:
+    """A 10.213.N /24 no interface of this machine uses yet (two test sessions may run at once)."""
+    used = subprocess.run(["ip", "-o", "-4", "addr", "show"], capture_output=True, text=True).stdout
+    for number in range(20 + os.getpid() % 200, 20 + os.getpid() % 200 + 230):
+        net = f"10.213.{number % 250 + 1}"
+        if f" {net}." not in used:
+            return net
+    raise RuntimeError("no free 10.213.N.0/24 for the test's bridge")
+
+
+NET = free_net() if shutil.which("ip") else "10.213.1"  # a /24 on the test's own bridge
 WORKER = ["--queue", "multi", "--concurrency", "2", "--tick", "0.1", "--heartbeat", "0.5", "--stale-after", str(STALE),
           "--grace", "1", "--cancel-grace", "1"]
 SCHEDULER = ["--no-execute", "--tick", "0.2", "--heartbeat", "0.5", "--stale-after", str(STALE), "--late-after", "5",
@@ -71,7 +83,7 @@ class Hosts:
     """Network namespaces on one bridge, each a 'host' with an address in NET and a hostname of its own."""
 
     def __init__(self):
-        self.bridge, self.names, self.processes = f"fhvbr{TAG}", [], []
+        self.bridge, self.names, self.links, self.processes = f"fhvbr{TAG}", [], [], []
 
     def make_bridge(self) -> None:
         ip("link", "add", self.bridge, "type", "bridge")
@@ -83,6 +95,7 @@ class Hosts:
         name, outside, inside = f"fhv{TAG}-{role}", f"fv{TAG}{number}", f"fp{TAG}{number}"
         ip("netns", "add", name)
         self.names.append(name)
+        self.links.append(outside)
         ip("link", "add", outside, "type", "veth", "peer", "name", inside)
         ip("link", "set", inside, "netns", name)
         ip("link", "set", outside, "master", self.bridge, "up")
@@ -116,6 +129,8 @@ class Hosts:
                 process.wait(timeout=10)
         for name in self.names:
             ip("netns", "del", name, check=False)
+        for link in self.links:  # gone with its namespace, unless the test failed before moving its peer there
+            ip("link", "del", link, check=False)
         ip("link", "del", self.bridge, check=False)
 
 

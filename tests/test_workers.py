@@ -139,6 +139,16 @@ def test_a_worker_kills_its_flow_once_the_scheduler_ended_the_run_as_crashed(sto
     assert store.get_run(run)["state"] == "CRASHED"
 
 
+def test_a_worker_stops_when_its_history_file_is_deleted(store, settings, clock):
+    from pipeline.orchestration.lock import HistoryWatch
+
+    made = worker(store, settings, clock, watch=HistoryWatch(settings.db_path, role="worker"))
+    made.tick()
+    settings.db_path.unlink()
+    made.tick()
+    assert made.stopping.is_set() and "was deleted while the worker ran" in str(made.fatal)
+
+
 class Unreachable(Store):
     """The history as seen from a worker whose network is cut: every heartbeat fails."""
 

@@ -105,7 +105,8 @@ class HistoryWatch:
     """Remembers which file the history is (its inode and the random id inside it) to notice it being
     deleted or replaced: an open connection would go on writing to the old file, unseen."""
 
-    def __init__(self, path: Path | str):
+    def __init__(self, path: Path | str, role: str = "scheduler"):
+        self.role = role
         # A database on a PostgreSQL server is no file: it cannot be deleted or swapped under an open connection.
         self.path = path if is_database_url(path) else Path(path)
         self.identity = None if is_database_url(path) else _file_identity(self.path)
@@ -116,10 +117,10 @@ class HistoryWatch:
         if self.identity is None:
             return
         if _file_identity(self.path) is None:
-            raise HistoryLost(f"The history {self.path} was deleted while the scheduler ran; it stops so that "
+            raise HistoryLost(f"The history {self.path} was deleted while the {self.role} ran; it stops so that "
                               "nothing is written to a file nobody reads. Restore the file, then start it again.")
         if _file_identity(self.path) != self.identity or _token(self.path) != self.token:
-            raise HistoryLost(f"The history {self.path} was replaced by another file while the scheduler ran; it "
+            raise HistoryLost(f"The history {self.path} was replaced by another file while the {self.role} ran; it "
                               "stops rather than mix two histories. Start it again to serve the new file.")
 
 

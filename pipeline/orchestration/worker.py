@@ -36,6 +36,7 @@ from ..store import Store
 from .clock import SYSTEM_CLOCK, Clock
 from .executor import Executor, ProcessExecutor
 from .liveness import scheduler_alive
+from .lock import HistoryWatch
 from .supervisor import ProcessOptions, Supervisor, stop_on_signals
 
 logger = logging.getLogger("pipeline.orchestration.worker")
@@ -53,12 +54,13 @@ class Worker(Supervisor):
 
     def __init__(self, store: Store, settings: Settings, *, queues: Iterable[str] = (), concurrency: int = 1,
                  options: WorkerOptions = WorkerOptions(), clock: Clock = SYSTEM_CLOCK,
-                 executor: Executor | None = None):
+                 executor: Executor | None = None, watch: HistoryWatch | None = None):
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ConfigError(f"The worker concurrency {concurrency!r} must be a whole number of at least 1.")
         super().__init__(store, settings, options=options, clock=clock,
                          executor=executor or ProcessExecutor(settings, await_data=options.await_data,
                                                               heartbeat_every=options.run_heartbeat))
+        self.watch = watch  # the SQLite history file deleted or replaced: the worker stops
         self.queues = tuple(dict.fromkeys(queues))
         self.concurrency = concurrency
         self.identity = f"{socket.gethostname()}:{os.getpid()}:w{uuid.uuid4().hex[:6]}"
@@ -143,6 +145,8 @@ class Worker(Supervisor):
     def heartbeat(self) -> None:
         """Stamp this worker's heartbeat; kill own flows that hung or were ended while this host was cut off."""
         now = self.clock.now()
+        if self.watch is not None:
+            self.watch.check()
         try:
             alive = self.store.worker_heartbeat(self.identity, now)
         except Exception:
@@ -209,6 +213,7 @@ def serve(settings: Settings, options: WorkerOptions, *, queues: Iterable[str] =
     settings.ensure_dirs()
     store = Store(settings.history)
     try:
-        Worker(store, settings, queues=queues, concurrency=concurrency, options=options, clock=clock).run_forever()
+        Worker(store, settings, queues=queues, concurrency=concurrency, options=options, clock=clock,
+               watch=HistoryWatch(settings.history, role="worker")).run_forever()
     finally:
         store.close()
