@@ -447,6 +447,6 @@ def test_on_postgresql_one_scheduler_holds_the_lock_until_its_session_is_gone(pg
         with pytest.raises(HistoryLost, match="lost its connection"):
             watch.check()
         with exclusive(settings, second) as taken:
-            assert taken.held()
+            assert taken.held() and taken.conn.execute("SHOW tcp_keepalives_idle").fetchone()[0] == "5"
     first.close()
     second.close()

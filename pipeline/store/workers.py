@@ -14,6 +14,10 @@ from typing import Any, Iterable
 from .base import connect, to_db
 
 SCHEDULER_LOCK = 0x66687601  # the PostgreSQL advisory lock of the one scheduler of a history ('fhv\1')
+# The server drops the lock's session, and so frees the lock, about 15 s after its host went silent
+# (without these it would wait for the operating system's two-hour TCP keepalive).
+LOCK_SESSION = ("SET tcp_keepalives_idle = 5", "SET tcp_keepalives_interval = 2", "SET tcp_keepalives_count = 3",
+                "SET tcp_user_timeout = 15000")
 
 
 class SessionLock:
@@ -49,6 +53,8 @@ class WorkerStore:
         session holds the lock. (SQLite's schedulers lock a file next to the history instead.)"""
         conn = connect(self.location)
         try:
+            for statement in LOCK_SESSION:
+                conn.execute(statement)
             won = conn.execute("SELECT pg_try_advisory_lock(?)", (SCHEDULER_LOCK,)).fetchone()[0]
         except BaseException:
             conn.close()
