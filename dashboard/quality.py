@@ -124,7 +124,9 @@ def data_report(run: dict[str, Any]) -> None:
         return
     for warning in values.get("warnings") or []:
         st.warning(warning, icon=":material/report:")
-    if not values.get("warnings"):
+    if blocked(run):
+        st.error(run["error"], icon=":material/block:")
+    elif not values.get("warnings"):
         st.success("Every data gate passed.", icon=":material/task_alt:")
     st.table(month_table(values["data"]).set_index("Month"))
     drift = values.get("drift") or {}
@@ -135,6 +137,11 @@ def data_report(run: dict[str, Any]) -> None:
         st.caption("No champion with recorded figures when this run checked its data: no training-month drift.")
     st.plotly_chart(charts.duration_shares(duration_shares(values["data"])), config={"displayModeBar": False},
                     key="quality_durations")
+
+
+def blocked(run: dict[str, Any]) -> bool:
+    """Whether a data gate in ``block`` mode failed the run (its error is the gate's sentence)."""
+    return run["state"] == "FAILED" and run.get("error_task") == "check_data"
 
 
 def trends(real_only: bool = False) -> None:

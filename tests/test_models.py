@@ -93,6 +93,10 @@ FAKE = {**REAL, "synthetic": 1}
     (10.0, True, None, None, 0.0, "first"),
     (9.0, False, REAL, 10.0, 0.0, "promoted"),
     (10.0, False, REAL, 10.0, 0.0, "promoted"),  # not worse: the newer model wins a tie
+    # the same model retrained on the same months: its RMSE from the solve and from the pickles differ in the
+    # last digits (seen on demo:200000, run date 2021-05-15 twice); still a tie
+    (10.94277866489083, False, REAL, 10.942778664890822, 0.0, "promoted"),
+    (10.00001, False, REAL, 10.0, 0.0, "kept"),
     (10.05, False, REAL, 10.0, 0.0, "kept"),
     (10.05, False, REAL, 10.0, 0.1, "promoted"),
     (10.2, False, REAL, 10.0, 0.1, "kept"),

@@ -188,6 +188,29 @@ def test_a_gate_in_block_mode_fails_the_run_in_check_data_with_its_sentence(depl
     states = {t["task"]: t["state"] for t in store.task_runs(run["id"])}
     assert states["check_data"] == "FAILED" and states["train_model"] == "NOT_RUN"
     assert store.artifacts(run["id"]) == []
+    # the blocked run keeps the figures that made the gate fail (no warnings: its error says it)
+    assert set(run["metrics"]) == {"data", "drift"} and run["metrics"]["data"]["val"]["month"] == "2021-07"
+    drift = run["metrics"]["drift"]["val_vs_train"]
+    worst = max(drift[side]["psi"] for side in ("pickup", "dropoff", "duration"))
+    assert f"is {worst:.3f}, above the limit of 0." in run["error"]
+
+
+def test_a_blocked_run_shows_its_data_report_and_the_gate_that_stopped_it(deployed, settings, monkeypatch):
+    import streamlit as st
+
+    from tests.test_dashboard import open_page, texts
+
+    run = deployed({"max_psi": 0, "mode": "block"})
+    monkeypatch.setenv("FHV_HOME", str(settings.home))
+    monkeypatch.setenv("FHV_DATA_URL", settings.data_url)
+    try:
+        at = open_page("run_detail", id=run["id"])
+        shown = texts(at)
+        assert not at.exception and run["error"] in shown and "Every data gate passed." not in shown
+        assert any("Rows kept" in t.value.columns for t in at.table) and "No metrics: the run did not complete." in shown
+    finally:
+        st.cache_data.clear()
+        st.cache_resource.clear()
 
 
 def test_a_run_without_gate_failures_has_no_warnings(deployed):

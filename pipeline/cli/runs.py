@@ -154,7 +154,7 @@ def _print_run(store: Store, run: dict[str, Any], *, with_logs: bool = False) ->
     if run["error"]:
         where = f" in {run['error_task']}" if run["error_task"] else ""
         console.print(f"[bold red]Failed{render.plain(where)}:[/] {render.plain(run['error'])}", soft_wrap=True)
-    if metrics:
+    if "val_rmse" in metrics:  # a run a data gate blocked has its data checks only
         console.print(_metrics_table(metrics))
     for warning in metrics.get("warnings") or []:  # the data gates that failed in warn mode
         console.print(f"[bold yellow]Warning:[/] {render.plain(warning)}", soft_wrap=True)

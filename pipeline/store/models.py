@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from .base import from_db, to_db
+from .base import _db_value, from_db, to_db
 from .rows import RunRow
 
 ACTIONS = ("promoted", "rollback", "manual")
@@ -76,3 +76,11 @@ class ModelStore:
             "SELECT r.*, d.name AS deployment FROM flow_runs r LEFT JOIN deployments d ON d.id = r.deployment_id "
             "WHERE r.flow = ? AND r.state = 'COMPLETED' AND r.metrics IS NOT NULL "
             "ORDER BY r.ended_at DESC LIMIT ?", (flow, limit))
+
+    def keep_blocked_checks(self, run_id: str, checks: dict[str, Any]) -> bool:
+        """A run a data gate FAILED keeps its months' figures and drift (``data``, ``drift``) as its metrics,
+        set after its final state, which records no metrics for a failed run; only on such a run."""
+        with self.atomic() as conn:
+            return conn.execute("UPDATE flow_runs SET metrics = ? WHERE id = ? AND state = 'FAILED' "
+                                "AND error_task = 'check_data' AND metrics IS NULL",
+                                (_db_value(dict(checks)), run_id)).rowcount == 1

@@ -40,6 +40,9 @@ CARD = "card.json"
 FILES = {"vectorizer": "dv.b", "model": "model.bin"}  # artifact name -> its file in models/current/
 CARD_METRICS = ("train_rows", "val_rows", "feature_count", "train_mse", "train_rmse", "val_mse", "val_rmse")
 RACE_TRIES = 3
+# Relative slack when comparing RMSEs: the new version's comes from the exact solve, the champion's from its
+# pickles, so one model scored both ways differs in the last digits (1e-15) and a tie must stay a tie.
+ROUNDING = 1e-9
 
 
 # -- the champion's artifacts, loaded as a user would --------------------------------------------
@@ -93,7 +96,7 @@ def decide(*, new_rmse: float, synthetic: bool, champion: dict[str, Any] | None,
         return {"decision": "promoted", **record,
                 "reason": f"The champion {name} could not be scored ({unreadable}); the new version replaces it."}
     limit = champion_rmse + tolerance
-    if new_rmse <= limit:
+    if new_rmse <= limit + ROUNDING * max(abs(limit), 1.0):
         return {"decision": "promoted", **record,
                 "reason": f"Validation RMSE {new_rmse:.4f} is not worse than the champion {name}'s "
                           f"{champion_rmse:.4f} by more than the tolerance {tolerance:g}."}

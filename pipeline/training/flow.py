@@ -163,6 +163,8 @@ def execute(store: Store, settings: Settings, run_id: str, *, clock: Clock = SYS
                       await_policy=await_policy, heartbeat_every=heartbeat_every)
     if result.state is State.COMPLETED:
         _publish_champion(store, settings)
+    elif isinstance(result.exception, quality.GateBlocked):
+        store.keep_blocked_checks(run_id, result.exception.checks)  # the figures that made the gate fail
     return result
 
 

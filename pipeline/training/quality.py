@@ -54,7 +54,12 @@ QUANTILES = {"duration_p5": 0.05, "duration_p50": 0.5, "duration_p95": 0.95}
 
 
 class GateBlocked(DataError):
-    """A gate in ``block`` mode failed: the run stops before training."""
+    """A gate in ``block`` mode failed: the run stops before training. ``checks`` holds the months'
+    figures and drift (``{"data": ..., "drift": ...}``), which the flow keeps on the FAILED run."""
+
+    def __init__(self, sentence: str, checks: Mapping[str, Any] | None = None):
+        super().__init__(sentence)
+        self.checks = dict(checks or {})
 
 
 # --- a month ----------------------------------------------------------------------------------------
@@ -215,5 +220,5 @@ def apply_gates(gates: Gates, data: Mapping[str, Any], drifts: Mapping[str, Any]
     """The warnings of the gates that failed; in ``block`` mode, GateBlocked with the first one."""
     found = breaches(gates, data, drifts)
     if found and gates.mode == "block":
-        raise GateBlocked(found[0].sentence)
+        raise GateBlocked(found[0].sentence, {"data": dict(data), "drift": dict(drifts)})
     return [b.sentence for b in found]
