@@ -123,17 +123,25 @@ class Worker(Supervisor):
         """Whether a run fell due since the last step (it is claimed now, not at the next tick)."""
         if self._last_step is None:
             return False
-        due = self.store.next_due_time(after=self._last_step)
+        due = self._next_due(after=self._last_step)
         return due is not None and due <= self.clock.now()
 
     def _idle(self) -> float:
         """Until the next job, or the next run falling due (so that it starts on time), at most a tick."""
         idle = self.jobs.idle_seconds
         wait = self.options.tick if idle is None else idle
-        due = self.store.next_due_time(after=self.clock.now())
+        due = self._next_due(after=self.clock.now())
         if due is not None:
             wait = min(wait, (due - self.clock.now()).total_seconds())
         return max(0.0, min(self.options.tick, wait))
+
+    def _next_due(self, *, after: dt.datetime) -> dt.datetime | None:
+        """When the next waiting run falls due; None while the history cannot be read (the loop goes on:
+        its guarded heartbeat logs the fault, and kills the flows past the stale time)."""
+        try:
+            return self.store.next_due_time(after=after)
+        except Exception:  # noqa: BLE001 - a history out of reach must not end the worker
+            return None
 
     # -- jobs ---------------------------------------------------------------------------
     def record_error(self, message: str, now: dt.datetime) -> None:
