@@ -286,6 +286,18 @@ def test_a_bad_promotion_is_one_sentence(history, capsys, args, sentence):
     assert store.champion()["id"] == third["id"]
 
 
+def test_a_rollback_never_puts_a_synthetic_version_in_place_of_a_real_champion(history):
+    settings, store, (first, second, third, fake) = history
+    now = dt.datetime(2026, 2, 1, tzinfo=dt.timezone.utc)
+    held = store.champion()  # the demo version was champion once (before real data came), then a real one
+    store.record_model_event(flow=FLOW_NAME, run_id=fake["id"], action="manual", actor="ann", reason="A demo.",
+                             now=now, after_seq=store.last_model_seq(), undo_to=held["event_id"])
+    champion.promote(store, settings, third["id"], actor="ann", now=now)
+    with pytest.raises(InvalidTransition, match="was trained on synthetic data; it cannot replace the champion"):
+        champion.rollback(store, settings, actor="ann", now=now)
+    assert store.champion()["id"] == third["id"]
+
+
 def test_a_run_that_is_not_a_completed_version_cannot_be_promoted(history):
     settings, store, _ = history
     now = dt.datetime(2026, 2, 1, tzinfo=dt.timezone.utc)

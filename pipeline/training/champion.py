@@ -171,6 +171,10 @@ def rollback(store: Store, settings: Settings, *, actor: str, now: dt.datetime,
     target = store.get_run(previous["run_id"])
     if target["state"] != "COMPLETED":
         raise InvalidTransition(f"The previous champion {target['name']} is {target['state']}: it cannot be used.")
+    if target["synthetic"] and not champion["synthetic"]:
+        raise InvalidTransition(f"The previous champion {target['name']} ({target['id'][:8]}) was trained on synthetic "
+                                f"data; it cannot replace the champion {champion['name']} ({champion['id'][:8]}), "
+                                "trained on real data (promote another version instead).")
     text = f"Rolled back by {actor} from {champion['name']} ({champion['id'][:8]}) to {target['name']}."
     return _apply(store, settings, flow=flow, run_id=target["id"], action="rollback", actor=actor, reason=text,
                   now=now, after_seq=after_seq, undo_to=previous["undo_to"])
