@@ -260,6 +260,18 @@ def test_the_training_month_drifts_against_the_champions_training_month(store, s
                                                               [now["dropoff"].get(k, 0) for k in keys]))
 
 
+def test_the_reference_month_is_the_champions_not_the_previous_runs(store, settings, clock):
+    from pipeline.training import champion
+
+    first = flow.run_now(store, settings, date="2021-08-15", name="first", clock=clock).run_id
+    flow.run_now(store, settings, date="2021-09-15", name="second", clock=clock)
+    if store.champion()["id"] != first:  # second may have been promoted: make first the champion again
+        champion.promote(store, settings, first, actor="ann", now=clock.now())
+    third = store.get_run(flow.run_now(store, settings, date="2021-10-15", name="third", clock=clock).run_id)
+    drift = third["metrics"]["drift"]["train_vs_champion"]
+    assert (drift["reference"], drift["current"]) == ("2021-06", "2021-08")  # first's training month, not second's
+
+
 def test_run_json_and_runs_show_json_carry_data_drift_and_warnings(tmp_path):
     env = {**os.environ, "FHV_HOME": str(tmp_path), "FHV_DATA_URL": "demo:500",
            "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
