@@ -1,6 +1,7 @@
 """Workers: claims within each queue's limit across all workers, liveness judged by heartbeat across hosts,
 ``scheduler --no-execute``, and a real worker process killed with -9 on this host."""
 import datetime as dt
+import json
 import os
 import signal
 import socket
@@ -108,11 +109,22 @@ def test_a_worker_with_bad_queues_or_concurrency_fails_with_a_sentence(store, se
     assert store.workers() == []
 
 
-def test_the_worker_command_names_an_unknown_queue(tmp_path, monkeypatch, capsys):
+def test_the_worker_command_names_an_unknown_queue_and_workers_lists_them(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("FHV_HOME", str(tmp_path / "fhv"))
     assert main(["worker", "--queue", "nope"]) == 2
     assert "There is no work queue named 'nope'" in capsys.readouterr().err
     assert main(["workers", "--json"]) == 0 and capsys.readouterr().out.strip() == "[]"
+    store, now = Store(tmp_path / "fhv" / "history.db"), dt.datetime.now(UTC)
+    for identity, minutes in ((ELSEWHERE, 0), ("silent-host:7:wsilent", 5), ("done-host:8:wdone", 5)):
+        store.register_worker(identity=identity, hostname=identity.split(":")[0], pid=7, queues=["default"],
+                              concurrency=2, stale_after=30, now=now - dt.timedelta(minutes=minutes))
+    store.worker_stopped("done-host:8:wdone", now)
+    assert main(["workers", "--all", "--json"]) == 0
+    listed = {row["id"]: row["status"] for row in json.loads(capsys.readouterr().out)}
+    assert listed == {ELSEWHERE: "alive", "silent-host:7:wsilent": "gone (silent for more than 30 s)",
+                      "done-host:8:wdone": "stopped"}
+    assert main(["workers"]) == 0 and "silent-host:7:wsilent" in capsys.readouterr().out  # the live ones, as a table
+    store.close()
 
 
 def test_a_worker_finishes_its_runs_cancels_on_request_and_marks_itself_stopped(store, settings, clock):
