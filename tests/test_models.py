@@ -140,14 +140,21 @@ def test_the_champion_is_scored_exactly_like_pandas_and_pickle_on_the_challenger
     assert second["metrics"]["promotion"]["new_rmse"] == second["metrics"]["val_rmse"]
 
 
-def test_a_champion_that_cannot_be_scored_is_replaced_with_the_reason(tmp_path):
+GONE_MODULE = b"cgone_module\nThing\n)\x81."  # a pickle of an object whose module is no longer installed
+
+
+@pytest.mark.parametrize("payloads, said", [
+    ((pickle.dumps({"vocabulary": {}}), pickle.dumps({"coef": [0.1]})), "'dict' object has no attribute"),
+    ((GONE_MODULE, GONE_MODULE), "does not unpickle (ModuleNotFoundError: No module named 'gone_module')"),
+])
+def test_a_champion_that_cannot_be_scored_is_replaced_with_the_reason(tmp_path, payloads, said):
     settings = Settings(home=tmp_path / "fhv", data_url=f"demo:{ROWS}").ensure_dirs()
     store, clock = Store(settings.db_path), FakeClock()
     odd = store.create_run(flow=FLOW_NAME, name="odd-pickles", state=State.COMPLETED, now=clock.now(), metrics={},
                            synthetic=True)
-    for kind, value in (("vectorizer", {"vocabulary": {}}), ("model", {"coef": [0.1]})):
+    for kind, payload in zip(("vectorizer", "model"), payloads):
         path = tmp_path / f"{kind}.pkl"
-        path.write_bytes(pickle.dumps(value))
+        path.write_bytes(payload)
         store.add_artifact(odd, name=kind, kind=kind, path=str(path), size=path.stat().st_size, now=clock.now(),
                            sha256=hashlib.sha256(path.read_bytes()).hexdigest())
     store.record_model_event(flow=FLOW_NAME, run_id=odd, action="manual", actor="ann", reason="r.", now=clock.now(),
@@ -156,7 +163,7 @@ def test_a_champion_that_cannot_be_scored_is_replaced_with_the_reason(tmp_path):
     promotion = run["metrics"]["promotion"]
     assert promotion["decision"] == "promoted" and promotion["champion_rmse"] is None
     reason = promotion["reason"]
-    assert reason.startswith("The champion odd-pickles (") and "could not be scored (" in reason
+    assert reason.startswith("The champion odd-pickles (") and "could not be scored (" in reason and said in reason
     assert store.champion()["id"] == run["id"] and store.promotion_events()[-1]["undo_to"] == 1
     store.close()
 

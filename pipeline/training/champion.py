@@ -62,9 +62,18 @@ def artifact_bytes(store: Store, artifact: dict[str, Any]) -> bytes:
 
 
 def load_model(store: Store, run_id: str) -> tuple[Any, Any]:
-    """The run's fitted DictVectorizer and LinearRegression, unpickled from its artifacts."""
+    """The run's fitted DictVectorizer and LinearRegression, unpickled from its artifacts; DataError with
+    a sentence when one does not unpickle."""
     files = artifact_files(store, run_id)
-    return tuple(pickle.loads(artifact_bytes(store, files[name])) for name in ("vectorizer", "model"))
+    return tuple(_unpickle(artifact_bytes(store, files[name]), run_id, name) for name in ("vectorizer", "model"))
+
+
+def _unpickle(payload: bytes, run_id: str, name: str) -> Any:
+    try:
+        return pickle.loads(payload)
+    except Exception as error:  # noqa: BLE001 - pickle.loads may raise any error (ImportError, EOFError, ...)
+        raise DataError(f"The {name} of run {run_id[:8]} does not unpickle ({type(error).__name__}: "
+                        f"{error})") from None
 
 
 def score_on_summary(dv: Any, regression: Any, summary: Any) -> dict[str, float]:
