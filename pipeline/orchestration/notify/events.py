@@ -20,6 +20,7 @@ LEVELS = {"failed": "failure", "crashed": "failure", "gate_blocked": "failure", 
           "test": "info"}
 EVENTS = tuple(LEVELS)
 _GAVE_UP = re.compile(r"fhv_tripdata_\S+ is not (published yet|in the data folder yet)")
+GATE_SENTENCE = "The gate "  # how a gate in block mode words its error (pipeline/training/quality.py)
 WAITED_TRIGGERS = ("schedule", "backfill")  # the runs that wait for an unpublished month (AwaitData)
 
 
@@ -55,8 +56,8 @@ def _failure_kind(run: dict[str, Any]) -> str | None:
         return "crashed"
     if run["state"] != "FAILED":
         return None
-    if run.get("error_task") == "check_data":
-        return "gate_blocked"
+    if run.get("error_task") == "check_data" and (run.get("error") or "").startswith(GATE_SENTENCE):
+        return "gate_blocked"  # not a check_data that failed otherwise (a bug, a timeout): that is "failed"
     if run.get("trigger") in WAITED_TRIGGERS and _GAVE_UP.search(run.get("error") or ""):
         return "gave_up"
     return "failed"
