@@ -219,9 +219,10 @@ def test_while_no_scheduler_runs_a_worker_leaves_scheduled_slots_to_the_catch_up
     assert states(store, [slot]) == ["RUNNING"]
 
 
-def test_a_worker_holds_the_runs_of_a_deployment_whose_catch_up_fails(store, settings, clock):
+def test_a_worker_holds_the_runs_of_a_deployment_whose_catch_up_fails(history, settings, clock):
     from pipeline.orchestration.deployments import DeploymentSpec, register
 
+    store = history
     row = register(store, DeploymentSpec(name="held", work_queue="q"), clock.now(), settings=settings)
     run = store.create_run(flow=FLOW_NAME, name="held-run", state=State.SCHEDULED, now=clock.now(), work_queue="q",
                            scheduled_time=clock.now(), deployment_id=row["id"], parameters={"date": "2025-06-15"})
