@@ -15,6 +15,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import streamlit as st
+from sklearn.feature_extraction import DictVectorizer
+from sklearn.linear_model import LinearRegression
 from streamlit.testing.v1 import AppTest
 
 from pipeline import users
@@ -146,12 +148,17 @@ GONE_MODULE = b"cgone_module\nThing\n)\x81."  # a pickle of an object whose modu
 @pytest.mark.parametrize("payloads, said", [
     ((pickle.dumps({"vocabulary": {}}), pickle.dumps({"coef": [0.1]})), "'dict' object has no attribute"),
     ((GONE_MODULE, GONE_MODULE), "does not unpickle (ModuleNotFoundError: No module named 'gone_module')"),
+    ("nan", "its RMSE on this month is not a number"),  # a model that predicts NaN
 ])
 def test_a_champion_that_cannot_be_scored_is_replaced_with_the_reason(tmp_path, payloads, said):
     settings = Settings(home=tmp_path / "fhv", data_url=f"demo:{ROWS}").ensure_dirs()
     store, clock = Store(settings.db_path), FakeClock()
     odd = store.create_run(flow=FLOW_NAME, name="odd-pickles", state=State.COMPLETED, now=clock.now(), metrics={},
                            synthetic=True)
+    if payloads == "nan":
+        regression = LinearRegression().fit([[0.0], [1.0]], [0.0, 1.0])
+        regression.intercept_ = np.nan
+        payloads = (pickle.dumps(DictVectorizer().fit([{"PUlocationID": "1"}])), pickle.dumps(regression))
     for kind, payload in zip(("vectorizer", "model"), payloads):
         path = tmp_path / f"{kind}.pkl"
         path.write_bytes(payload)

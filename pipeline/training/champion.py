@@ -142,9 +142,12 @@ def _decision(store: Store, new_rmse: float, val_summary: Any, synthetic: bool, 
     if champion is not None and not (synthetic and not champion["synthetic"]):
         try:
             champion_rmse = score_on_summary(*load_model(store, champion["id"]), val_summary)["rmse"]
+            if not math.isfinite(champion_rmse):  # NaN would keep it forever: no RMSE is "not worse" than NaN
+                champion_rmse, unreadable = None, "its RMSE on this month is not a number"
         except (DataError, NotFound, pickle.UnpicklingError, AttributeError, ValueError) as error:
             unreadable = str(error).rstrip(".")
-            log.warning("The champion %s could not be scored: %s", champion["name"], error)
+        if unreadable:
+            log.warning("The champion %s could not be scored: %s.", champion["name"], unreadable)
     return decide(new_rmse=new_rmse, synthetic=synthetic, champion=champion, champion_rmse=champion_rmse,
                   tolerance=tolerance, unreadable=unreadable)
 
