@@ -463,3 +463,19 @@ def test_on_postgresql_one_scheduler_holds_the_lock_until_its_session_is_gone(pg
             assert taken.held() and taken.conn.execute("SHOW tcp_keepalives_idle").fetchone()[0] == "5"
     first.close()
     second.close()
+
+
+def test_on_postgresql_a_claimer_silent_inside_its_claim_blocks_the_queue_only_briefly(pg_url, clock):
+    stuck, other = Store(pg_url), Store(pg_url)
+    runs = due_runs(other, clock, 1)
+    stuck.claim_idle_timeout_ms = 500
+    with pytest.raises(StorageError):
+        with stuck.atomic() as conn:
+            stuck.lock_queue(conn, "q")  # the claim's first statement; then its host goes silent
+            began = time.monotonic()
+            assert other.claim_due_run(now=clock.now(), work_queue="q", claimer="other", within_limit=True)
+            waited = time.monotonic() - began
+            conn.execute("SELECT 1")  # the silent claimer's session is gone
+    assert 0.4 < waited < 5 and states(other, runs) == ["PENDING"]
+    stuck.close()
+    other.close()

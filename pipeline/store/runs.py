@@ -168,7 +168,7 @@ class RunStore:
         locks = self.row_locks()
         with self.atomic() as conn:
             if locks:
-                conn.execute("SELECT name FROM work_queues WHERE name = ? FOR UPDATE", (work_queue,))
+                self.lock_queue(conn, work_queue)
             row = conn.execute(
                 f"""UPDATE flow_runs SET state = 'PENDING', claimed_by = ?, state_message = NULL,
                         attempts = attempts + 1

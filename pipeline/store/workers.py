@@ -48,6 +48,16 @@ class WorkerStore:
         """Whether claims lock rows themselves (PostgreSQL); SQLite's one writer at a time needs no row lock."""
         return getattr(self, "dialect", "sqlite") == "postgresql"
 
+    claim_idle_timeout_ms = 5000  # a claimer silent this long inside its claim loses its session (and the lock)
+
+    def lock_queue(self, conn: Any, work_queue: str) -> None:
+        """PostgreSQL, inside a claim's transaction: take the queue's row lock, which serialises the queue's
+        claims. A claimer whose host goes silent while it holds the lock would block every claim of the queue
+        until the server noticed (hours, for a cut network): the server ends such a session after
+        ``claim_idle_timeout_ms`` of silence inside the transaction (claims take milliseconds)."""
+        conn.execute("SELECT set_config('idle_in_transaction_session_timeout', ?, true), name FROM work_queues "
+                     "WHERE name = ? FOR UPDATE", (str(self.claim_idle_timeout_ms), work_queue))
+
     def take_scheduler_lock(self) -> SessionLock | None:
         """PostgreSQL: try to become the one scheduler of the history, on a session of its own; None if another
         session holds the lock. (SQLite's schedulers lock a file next to the history instead.)"""
