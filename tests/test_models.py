@@ -228,6 +228,10 @@ def test_the_champion_and_its_events_on_either_history(location):
     events = store.promotion_events(after_id=first)
     assert [(e["run_id"], e["action"], e["actor"], e["at"], e["undo_to"]) for e in events] == \
         [(b, "manual", "ann", now, first)]
+    blocked = store.create_run(flow=FLOW_NAME, name="c", state=State.FAILED, now=now, error_task="check_data")
+    checks = {"data": {"train": {"rows_kept": 5}}, "drift": {"val_vs_train": None}}
+    assert store.keep_blocked_checks(blocked, checks) and not store.keep_blocked_checks(a, checks)
+    assert store.get_run(blocked)["metrics"] == checks and store.get_run(a)["metrics"] == {"val_rmse": 1.0}
     store.close()
 
 
