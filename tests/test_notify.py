@@ -222,6 +222,17 @@ def test_secrets_are_masked_in_the_history_and_everything_it_shows(store, settin
     assert "s3cretpass" not in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("url, label", [
+    ("json://127.0.0.1:9/services/T0A1B2C3D4/hook", "json://127.0.0.1:9/services/T0****/hook"),
+    ("jsons://hooks.example.com/abcdefghijklmnopqrstuvwxyz", "jsons://hooks.example.com/ab****"),
+    ("json://127.0.0.1:9/ops/fhv-alerts", "json://127.0.0.1:9/ops/fhv-alerts"),  # words are not tokens
+])
+def test_a_token_in_a_webhooks_path_is_masked_too(url, label):
+    item = notify.target(url)
+    assert item.label == label
+    assert "T0A1B2C3D4" not in notify.scrub(f"POST to {url} failed", item)
+
+
 def test_what_apprise_says_about_an_attempt_is_scrubbed_of_the_url_secrets():
     item = notify.target("json://robot:s3cretpass@127.0.0.1:9/hook?+X-Api-Key=k3yvalue")
     said = "POST to json://robot:s3cretpass@127.0.0.1:9/hook with X-Api-Key k3yvalue failed"

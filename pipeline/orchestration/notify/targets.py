@@ -42,9 +42,18 @@ def _instantiate(url: str) -> Any:
     return apprise.Apprise.instantiate(url.strip(), suppress_exceptions=True) if url.strip() else None
 
 
+# A path segment that looks like a token (a webhook's secret is often its path: json://host/hooks/T0A1B2C3D4E5)
+_TOKEN = re.compile(r"^(?=[^/]*\d)(?=[^/]*[A-Za-z])[\w.~-]{8,}$|^[\w.~-]{16,}$")
+
+
 def mask(plugin: Any) -> str:
-    """Apprise's privacy rendering of the URL, without the query string (it may carry tokens in headers)."""
-    return plugin.url(privacy=True).split("?", 1)[0].rstrip("/")
+    """Apprise's privacy rendering of the URL, without the query string (it may carry tokens in headers)
+    and with token-like path segments hidden too (Apprise shows the path of generic webhooks in full)."""
+    shown = plugin.url(privacy=True).split("?", 1)[0].rstrip("/")
+    scheme, sep, rest = shown.partition("://")
+    host, slash, path = rest.partition("/")
+    path = "/".join(f"{part[:2]}****" if _TOKEN.match(part) else part for part in path.split("/"))
+    return f"{scheme}{sep}{host}{slash}{path}"
 
 
 def settings_targets(settings: Settings) -> list[Target]:
