@@ -105,6 +105,8 @@ FAKE = {**REAL, "synthetic": 1}
     (1.0, True, REAL, None, 0.0, "not_eligible"),  # synthetic never replaces real, however good
     (9.0, True, FAKE, 10.0, 0.0, "promoted"),
     (9.0, False, FAKE, 10.0, 0.0, "promoted"),
+    (12.0, False, FAKE, 10.0, 0.0, "promoted"),  # real data replaces a synthetic champion, however it scores
+    (12.0, True, FAKE, 10.0, 0.0, "kept"),
 ])
 def test_the_promotion_rule(new, synthetic, holder, held, tolerance, decision):
     record = champion.decide(new_rmse=new, synthetic=synthetic, champion=holder, champion_rmse=held,

@@ -101,6 +101,10 @@ def decide(*, new_rmse: float, synthetic: bool, champion: dict[str, Any] | None,
     if synthetic and not champion["synthetic"]:
         return {"decision": "not_eligible", **record,
                 "reason": f"A run on synthetic data never replaces the champion {name}, trained on real data."}
+    if not synthetic and champion["synthetic"]:
+        return {"decision": "promoted", **record,
+                "reason": f"The champion {name} was trained on synthetic data; the first version trained on real "
+                          "data replaces it."}
     if unreadable:
         return {"decision": "promoted", **record,
                 "reason": f"The champion {name} could not be scored ({unreadable}); the new version replaces it."}
