@@ -161,6 +161,30 @@ def test_a_worker_stops_when_its_history_file_is_deleted(store, settings, clock)
     assert made.stopping.is_set() and "was deleted while the worker ran" in str(made.fatal)
 
 
+class StuckExecutor(FakeExecutor):
+    """Flow processes stuck before they start their run: it stays PENDING, claimed."""
+
+    def start(self, run):
+        pid = next(self._pids)
+        self.processes[run["id"]] = {"pid": pid, "kind": "hang", "exitcode": None}
+        self.started.append(run["id"])
+        return pid
+
+
+def test_a_worker_kills_the_flow_of_a_run_handed_back_and_claimed_elsewhere_and_leaves_that_claim_alone(
+        store, settings, clock):
+    [run] = due_runs(store, clock, 1)
+    made = Worker(store, settings, options=OPTIONS, clock=clock, executor=StuckExecutor(store, clock=clock),
+                  queues=["q"])
+    made.tick()
+    store.requeue_unstarted(run, reason="claimed by a silent worker; back in the queue", now=clock.now())
+    store.claim_due_run(now=clock.now(), work_queue="q", claimer="elsewhere:1:wother", within_limit=True)
+    made.tick()
+    made.tick()
+    assert made.executor.running() == {} and made.failures == 0
+    assert store.get_run(run)["state"] == "PENDING" and store.get_run(run)["claimed_by"] == "elsewhere:1:wother"
+
+
 class Unreachable(Store):
     """The history as seen from a worker whose network is cut: every heartbeat fails."""
 

@@ -129,8 +129,9 @@ class Supervisor:
                 self._escalate(run["id"], "cancel", now)
 
     def kill_hung(self) -> None:
-        """SIGKILL own flows whose run heartbeat went stale (a hung process), and own flows whose run was
-        marked CRASHED by the scheduler meanwhile (this host was cut off for longer than the stale time)."""
+        """SIGKILL own flows whose run heartbeat went stale (a hung process), and own flows whose run the
+        scheduler ended as CRASHED or handed back to the queue meanwhile (this host was cut off for longer
+        than the stale time): that run is not theirs any more."""
         own, now = self.executor.running(), self.clock.now()
         if not own:
             return
@@ -138,14 +139,16 @@ class Supervisor:
         for run_id in own:
             if run_id in self.ending:
                 continue
-            run = active.get(run_id)
-            if run is None and self.store.get_run(run_id)["state"] == State.CRASHED:
+            run = active.get(run_id) or self.store.get_run(run_id)
+            if run["state"] == State.CRASHED or run["claimed_by"] != self.identity:
                 self._signal(run_id, signal.SIGKILL, "ended elsewhere", now)
-            elif run is not None and self._stale(run, now):
+            elif run_id in active and self._stale(run, now):
                 self._signal(run_id, signal.SIGKILL, "hung", now)
 
     def _start(self, run: RunRow) -> None:
         now = self.clock.now()
+        if run["id"] in self.executor.running():  # claimed again while the flow of an earlier claim of it lives
+            self.executor.signal(run["id"], signal.SIGKILL)
         try:
             pid = self.executor.start(run)
         except Exception as error:  # noqa: BLE001 - recorded on the run; the loop goes on
