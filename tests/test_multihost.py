@@ -13,6 +13,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from pipeline.cli import main
@@ -258,6 +259,37 @@ def check_the_scenario(store, flows, hosts, w1, created):
         times = [r["scheduled_time"] for r in slots if r["deployment"] == name]
         assert len(times) == len(set(times)) and gaps_of_one_second(times), name
     assert most_running_at_once(slots) <= 3
+    cut_the_network_of_w2(store, flows)
+
+
+def cut_the_network_of_w2(store, flows):
+    """w2's network is cut while it runs a held run: the run ends CRASHED within the stale time; once the
+    network is back, w2 kills that flow (the run is not its own any more) and runs new slots again."""
+    (flows / "hold-w2").touch()
+    held = wait_for(lambda: next((r for r in store.runs(states=["RUNNING"], limit=50) if on_host(store, r["id"], "w2")),
+                                 None), "a run held RUNNING on w2")
+    link = ["ip", "netns", "exec", f"fhv{TAG}-w2", "ip", "link", "set", f"fp{TAG}5"]
+    subprocess.run([*link, "down"], check=True, timeout=20)
+    cut_at = dt.datetime.now(UTC)
+    try:
+        crashed = wait_for(lambda: (r := store.get_run(held["id"]))["state"] == "CRASHED" and r,
+                           "the run on the cut-off w2 to end CRASHED", timeout=STALE + 5)
+    finally:
+        subprocess.run([*link, "up"], check=True, timeout=20)
+    assert (from_db(crashed["ended_at"]) - cut_at).total_seconds() <= STALE + 1.5, crashed["ended_at"]
+    wait_for(lambda: not process_alive(held["pid"]), "w2 to kill the flow of the run it lost", timeout=40)
+    (flows / "hold-w2").unlink()
+    back = dt.datetime.now(UTC)
+    wait_for(lambda: [r for r in store.runs(states=["COMPLETED"], limit=20) if r["claimed_by"].startswith("w2:")
+                      and from_db(r["started_at"]) > back], "w2 to run slots again", timeout=40)
+    assert store.get_run(held["id"])["state"] == "CRASHED" and executions(store, held["id"]) == ["executing on w2"]
+
+
+def process_alive(pid):
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def settled_slots(store, window):
