@@ -1,7 +1,8 @@
 """Several machines: PostgreSQL, the scheduler and two workers, each in a network namespace (and a
 hostname) of its own on a bridge this test makes and deletes. One worker host is killed with -9
 mid-run: no slot runs twice, no run is lost, its running run ends CRASHED within the stale time and
-the run it had claimed but not started runs on the other worker."""
+the run it had claimed but not started runs on the other worker. Then the other worker's network is
+cut mid-run: that run ends CRASHED too, and the worker, back online, kills its flow and goes on."""
 import contextlib
 import datetime as dt
 import os
