@@ -19,6 +19,14 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
     echo "The PostgreSQL tests need initdb: run 'sudo apt-get install postgresql' first (they are skipped)." >&2
   fi
 fi
+if ! command -v ip >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "Installing Debian's iproute2 for the multi-host test (network namespaces) ..."
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2) >/dev/null
+  else
+    echo "The multi-host test needs root and the ip command (iproute2); it is skipped." >&2
+  fi
+fi
 # The browser tests save a screenshot of every page here.
 export FHV_SCREENSHOTS="${FHV_SCREENSHOTS:-$PWD/test-artifacts/screenshots}"
 # Two workers, one test file each at a time (the browser tests share their server): about 3 minutes.

@@ -7,6 +7,8 @@ from urllib.parse import urlencode
 
 import pandas as pd
 
+from pipeline.orchestration.liveness import worker_alive
+
 from . import labels
 
 METRIC_KEYS = ("train_mse", "val_mse", "train_rmse", "val_rmse", "train_rows", "val_rows",
@@ -201,6 +203,19 @@ def work_queues_table(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
                 "Awaiting data": q.get("awaiting", 0)} for q in rows]
     return pd.DataFrame.from_records(records, columns=["Work queue", "Concurrency limit", "Status", "Running",
                                                        "Scheduled", "Late", "Awaiting data"])
+
+
+def workers_table(rows: Iterable[dict[str, Any]], running: dict[str, int], now: dt.datetime) -> pd.DataFrame:
+    """One line per worker (``python -m pipeline worker``): where it runs, what it serves, its load, alive or not."""
+    records = [{"Worker": w["id"], "Host": w["hostname"],
+                "Queues": ", ".join(w["queues"]) or "every queue",
+                "Running": f"{running.get(w['id'], 0)} of {w['concurrency']}",
+                "Last heartbeat (UTC)": labels.utc(w["heartbeat_at"]).removesuffix(" UTC"),
+                "Status": "stopped" if w["stopped_at"] else "alive" if worker_alive(w, now=now)
+                else f"gone: silent for more than {w['stale_after']:g} s",
+                "Last error": w.get("last_error") or ""} for w in rows]
+    return pd.DataFrame.from_records(records, columns=["Worker", "Host", "Queues", "Running", "Last heartbeat (UTC)",
+                                                       "Status", "Last error"])
 
 
 def skipped_slots_table(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:

@@ -322,3 +322,9 @@ def deployment_zone(name: str | None) -> str | None:
         if dep["name"] == name:
             return dep.get("timezone")
     return None
+
+
+@_cached(live=True)
+def workers(history: Store) -> pd.DataFrame:
+    """The workers of the history (the live ones and the latest stopped ones), with their load and status."""
+    return frames.workers_table(history.workers(limit=20), history.running_by_claimer(), now())

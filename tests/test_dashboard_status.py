@@ -339,3 +339,28 @@ def test_a_history_from_an_older_version_is_upgraded_when_the_dashboard_opens_it
         assert upgraded.applied_migrations() == sorted(name for name, _ in MIGRATIONS)
     finally:
         upgraded.close()
+
+
+def test_upcoming_lists_the_workers_with_their_load_and_whether_they_are_alive(history):
+    store = Store(history.settings.db_path)
+    try:
+        now = dt.datetime.now(UTC)
+        for identity, beat in (("gpu-box:4242:a1", now), ("old-box:77:b2", now - dt.timedelta(minutes=10)),
+                               ("done-box:9:c3", now)):
+            store.register_worker(identity=identity, hostname=identity.split(":")[0], pid=int(identity.split(":")[1]),
+                                  queues=["default"] if identity.startswith("gpu") else [], concurrency=2,
+                                  stale_after=30.0, now=beat)
+        store.worker_stopped("done-box:9:c3", now)
+        write(history, name="on-the-gpu-box", state=State.RUNNING, started_at=now, claimed_by="gpu-box:4242:a1")
+    finally:
+        store.close()
+    shown = table(open_page("upcoming"), "Worker").set_index("Worker")
+    assert shown.loc["gpu-box:4242:a1", ["Host", "Queues", "Running", "Status"]].tolist() == [
+        "gpu-box", "default", "1 of 2", "alive"]
+    assert shown.loc["old-box:77:b2", "Status"] == "gone: silent for more than 30 s"
+    assert shown.loc["old-box:77:b2", "Queues"] == "every queue"
+    assert shown.loc["done-box:9:c3", "Status"] == "stopped"
+
+
+def test_upcoming_shows_no_workers_section_when_flows_run_in_the_scheduler(history):
+    assert "Workers" not in [s.value for s in open_page("upcoming").subheader]

@@ -123,6 +123,17 @@ def work_queues() -> None:
     st.dataframe(frames.work_queues_table(queries.work_queues()), hide_index=True, key="upcoming_queues")
 
 
+def workers() -> None:
+    """The workers serving the history from this or other hosts; nothing when flows run only in the scheduler."""
+    table = queries.workers()
+    if table.empty:
+        return
+    st.subheader("Workers", divider="gray")
+    st.caption("Workers (`python -m pipeline worker`) claim due runs of their queues and run them on their own "
+               "host; a worker silent past its stale time is gone, and its runs are judged as crashed or handed back.")
+    st.dataframe(table, hide_index=True, key="upcoming_workers")
+
+
 @st.fragment(run_every=queries.LIVE_EVERY_S)
 def live_upcoming() -> None:
     widgets.show_notice()
@@ -137,6 +148,7 @@ def live_upcoming() -> None:
     skipped_slots()
     manual_runs()
     work_queues()
+    workers()
 
 
 st.title("Upcoming")

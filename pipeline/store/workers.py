@@ -109,6 +109,12 @@ class WorkerStore:
         return [_decoded(row) for row in
                 self._all(f"SELECT * FROM workers {where}ORDER BY started_at DESC LIMIT ?", (limit,))]
 
+    def running_by_claimer(self) -> dict[str, int]:
+        """How many runs each claimer has PENDING or RUNNING (a worker's current load)."""
+        rows = self._all("SELECT claimed_by, COUNT(*) AS n FROM flow_runs WHERE state IN ('PENDING', 'RUNNING') "
+                         "AND claimed_by IS NOT NULL GROUP BY claimed_by")
+        return {row["claimed_by"]: row["n"] for row in rows}
+
     def claimers(self, identities: Iterable[str]) -> dict[str, dict[str, Any]]:
         """The worker rows of these claimers (identities that are no worker are left out)."""
         names = sorted({name for name in identities if name})
