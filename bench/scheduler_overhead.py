@@ -242,13 +242,15 @@ def main() -> None:
     parser.add_argument("--history", type=int, default=100_000)
     parser.add_argument("--pg-claims", type=int, default=1000, help="runs claimed in each PostgreSQL race")
     parser.add_argument("--pg-only", action="store_true", help="only the PostgreSQL figures")
+    parser.add_argument("--no-postgres", action="store_true", help="only the SQLite figures")
     args = parser.parse_args()
     logging.getLogger("pipeline").setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory() as folder:
         home = Path(folder)
         if not args.pg_only:
             sqlite_figures(home, args.runs, args.history)
-        postgres_figures(home, args.runs, args.pg_claims)
+        if not args.no_postgres:
+            postgres_figures(home, args.runs, args.pg_claims)
 
 
 def sqlite_figures(home: Path, runs: int, history: int) -> None:

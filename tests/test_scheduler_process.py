@@ -232,7 +232,7 @@ def test_a_scheduler_started_from_another_folder_still_gives_its_flows_the_prelo
 
 def test_the_scheduler_bench_runs_from_any_folder_through_the_store(tmp_path):
     bench = ROOT / "bench" / "scheduler_overhead.py"
-    done = subprocess.run([sys.executable, str(bench), "--runs", "1", "--history", "2000"], cwd=tmp_path,
+    done = subprocess.run([sys.executable, str(bench), "--runs", "1", "--history", "2000", "--no-postgres"], cwd=tmp_path,
                           env=elsewhere_env(), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "python -c 'import pipeline.training.model'" in done.stdout and "claims/s" in done.stdout
