@@ -73,7 +73,7 @@ class FakeExecutor:
             process["exitcode"] = 0
         return True
 
-    def warm_up(self) -> None:
+    def warm_up(self, wait: bool = False) -> None:
         """Nothing to prepare in-process."""
 
     def close(self) -> None:

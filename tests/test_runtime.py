@@ -176,3 +176,34 @@ def test_a_tasks_error_is_logged_under_that_task_once(tmp_path):
     errors = [line for line in store.logs(run_id) if line["level"] == "ERROR"]
     assert result.error_task == "explode" and len(errors) == 1
     assert errors[0]["task"] == "explode" and errors[0]["message"].startswith("ValueError: the file is empty")
+
+
+def test_a_history_that_refuses_log_lines_is_said_once_per_streak_without_a_traceback(capsys):
+    import logging
+    from types import SimpleNamespace
+
+    from pipeline.errors import StorageError
+    from pipeline.orchestration.runtime import HistoryHandler
+
+    class Refusing:
+        refuse = True
+        written: list[str] = []
+
+        def add_log(self, run_id, *, message, **_):
+            if self.refuse:
+                raise StorageError("The history h.db could not be read or written.")
+            self.written.append(message)
+
+    store = Refusing()
+    handler = HistoryHandler(SimpleNamespace(store=store, run_id="abcdef123456", task_run_id=None))
+    line = lambda text: logging.LogRecord("flow", logging.INFO, __file__, 1, text, None, None)  # noqa: E731
+    handler.emit(line("one"))
+    handler.emit(line("two"))
+    store.refuse = False
+    handler.emit(line("three"))
+    store.refuse = True
+    handler.emit(line("four"))
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and store.written == ["three"]
+    assert err.count("Log lines of run abcdef12 cannot be written to the history for now (The history h.db could "
+                     "not be read or written.); they still go to this output.") == 2

@@ -13,6 +13,7 @@ import datetime as dt
 import logging
 import os
 import signal
+import sys
 import threading
 import traceback
 from pathlib import Path
@@ -193,6 +194,7 @@ class HistoryHandler(logging.Handler):
     def __init__(self, context: RunContext):
         super().__init__(logging.DEBUG)
         self.context = context
+        self.failing = False  # the history refused a line: said once per failing streak, not per line
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -202,8 +204,12 @@ class HistoryHandler(logging.Handler):
             ts = dt.datetime.fromtimestamp(record.created, UTC)
             self.context.store.add_log(self.context.run_id, level=record.levelname, message=message,
                                        ts=ts, task_run_id=self.context.task_run_id)
-        except Exception:  # noqa: BLE001 - logging must never break the flow
-            self.handleError(record)
+            self.failing = False
+        except Exception as error:  # noqa: BLE001 - logging must never break the flow
+            if not self.failing:
+                self.failing = True
+                sys.stderr.write(f"Log lines of run {self.context.run_id[:8]} cannot be written to the history "
+                                 f"for now ({error}); they still go to this output.\n")
 
 
 AwaitPolicy = Callable[[BaseException, dt.datetime], "dt.datetime | None"]
