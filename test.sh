@@ -29,5 +29,6 @@ if ! command -v ip >/dev/null 2>&1; then
 fi
 # The browser tests save a screenshot of every page here.
 export FHV_SCREENSHOTS="${FHV_SCREENSHOTS:-$PWD/test-artifacts/screenshots}"
-# Two workers, one test file each at a time (the browser tests share their server): about 3 minutes.
-exec .venv/bin/python -m pytest -n 2 --dist loadfile tests "$@"
+# Three workers, one test file each at a time (a browser test file shares its server): many tests
+# wait on processes, servers and the browser, so a third worker fits on two cores. About 3 minutes.
+exec .venv/bin/python -m pytest -n 3 --dist loadfile tests "$@"

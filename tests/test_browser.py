@@ -1,11 +1,12 @@
 """The dashboard in a real browser: ``streamlit run`` on a free port, headless Chromium.
 
 Each page is opened and saved as a screenshot in the folder FHV_SCREENSHOTS names (else a
-temporary folder; the path is printed). A run enqueued on the trigger page is watched in the
-pages themselves, their live parts refreshing on their own: Scheduled, then Pending or Running
-once the scheduler the dashboard told us to start (its command, as shown) picks it up, then
-Completed, on the Runs page and on the run's detail page. An invalid backfill is refused with
-a message. Chromium is Debian's ``/usr/bin/chromium``: CI installs it, so a missing one fails.
+temporary folder; the path is printed). An invalid backfill is refused with a message; the runs
+grid fits a wide screen and a phone; runs selected in the grid are cancelled together. Chromium
+is Debian's ``/usr/bin/chromium``: CI installs it, so a missing one fails. A run watched from
+Scheduled to Completed is in ``test_browser_run.py``, the login and roles in
+``test_browser_access.py`` (files of their own, so that they run beside these), with the fixtures
+and helpers of this file.
 
 The months come from a local mirror serving demo months of 3,000 trips, each download taking
 DATA_DELAY_S: with ``demo:3000`` generated in the process a run is Running for some 50 ms,
@@ -24,7 +25,7 @@ import time
 import urllib.request
 from pathlib import Path
 from typing import Callable, Mapping
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -33,7 +34,6 @@ from pipeline.training import demo
 from pipeline.config import load_settings
 from pipeline.training.months import month_of, months_for, parse_month, shift_month
 from pipeline.store import Store
-from pipeline import users
 from tests.dashboard_seed import monthly_history, seed_history
 from tests.httpserver import serve
 
@@ -316,51 +316,6 @@ def test_overview_says_loudly_that_the_scheduler_is_down_with_the_exact_command(
     assert "Scheduler down" in body and shown_command(page) == labels.scheduler_command(settings)
 
 
-@pytest.mark.timeout(240)
-def test_a_triggered_run_goes_scheduled_running_completed_on_the_runs_page_and_its_detail_page(
-        page, dashboard, shots, start_scheduler):
-    from playwright.sync_api import expect
-
-    open_page(page, dashboard + "/trigger")
-    run_date = page.locator("[data-testid='stDateInput']").filter(
-        has=page.get_by_text("Run date", exact=True)).locator("input")
-    run_date.fill(run_date_to_watch(dt.datetime.now(dt.timezone.utc).date()).isoformat())
-    run_date.press("Enter")
-    page.keyboard.press("Escape")
-    page.wait_for_selector(IDLE, timeout=30_000)
-    page.get_by_role("button", name="Enqueue run").click()
-    enqueued = page.locator("[data-testid='stAlert']").filter(has_text="Enqueued")
-    expect(enqueued.first).to_be_visible(timeout=20_000)
-    name = re.search(r"Enqueued (\S+) for run date", enqueued.first.inner_text()).group(1)
-    command = shown_command(page)  # no scheduler runs: the page says how to start one
-    screenshot(page, shots, "trigger_enqueued")
-
-    open_page(page, dashboard + "/runs")
-    latest = page.locator("[data-testid='stMarkdown']").filter(has_text="Latest run:").first
-    expect(latest).to_contain_text(name)
-    expect(latest).to_contain_text("Scheduled")
-    href = latest.get_by_role("link", name=name).get_attribute("href")
-    run_id = parse_qs(urlsplit(href).query)["id"][0]
-    detail = page.context.new_page()
-    detail.set_viewport_size({"width": 1440, "height": 1000})
-    open_page(detail, f"{dashboard}/run?id={run_id}")
-    badge = detail.locator("[data-testid='stMain'] [data-testid='stMarkdown']").filter(has_text=run_id).first
-    expect(detail.locator("h1").first).to_have_text(name)
-    expect(badge).to_contain_text("Scheduled")
-    expect(detail.locator("[data-testid='stMain']")).to_contain_text("overdue: no scheduler alive (start it with")
-    screenshot(page, shots, "runs_scheduled")
-    screenshot(detail, shots, "run_detail_scheduled")
-
-    start_scheduler(command)
-    watched = {"runs": (page, latest), "run_detail": (detail, badge)}
-    watch(watched, IN_FLIGHT, "running", shots)  # the pages refresh themselves
-    watch(watched, re.compile(r"\bCompleted\b"), "completed", shots)
-    detail.close()
-    open_page(page, dashboard + "/")
-    expect(page.locator("[data-testid='stApp']")).to_contain_text("Scheduler alive")
-    screenshot(page, shots, "overview_live")
-
-
 def test_backfill_ending_before_it_starts_is_refused_and_writes_nothing(page, dashboard, history, shots):
     before = _runs_named(history)
     open_page(page, dashboard + "/trigger")
@@ -421,64 +376,6 @@ def test_the_page_icon_is_served_by_the_dashboard_itself(page, dashboard):
     open_page(page, dashboard + "/")
     icon = page.evaluate("() => (document.querySelector(\"link[rel*='icon']\") || {}).href || ''")
     assert urlsplit(icon).hostname in ("127.0.0.1", None) and "gstatic" not in icon
-
-
-# -- safe when shared -----------------------------------------------------------------------------------
-PASSWORD = "correct horse battery"
-
-
-@pytest.fixture(scope="module")
-def shared_dashboard(tmp_path_factory):
-    """A dashboard whose history has two users: an operator and a viewer."""
-    seeded = seed_history(tmp_path_factory.mktemp("shared") / "fhv")
-    users.add(users.users_path(seeded.settings.home), "olga", PASSWORD, "operator")
-    users.add(users.users_path(seeded.settings.home), "victor", PASSWORD, "viewer")
-    port = free_port()
-    log = seeded.settings.home / "streamlit.log"
-    process = start(["-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port),
-                     "--server.headless", "true"], seeded, log, "demo:3000")
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, process, log)
-        yield url, seeded
-    finally:
-        stop(process)
-
-
-def sign_in(page, url: str, name: str, password: str) -> None:
-    page.goto(url)
-    page.wait_for_selector(IDLE, timeout=60_000)
-    page.get_by_label("User name").fill(name)
-    page.get_by_label("Password", exact=True).fill(password)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_timeout(500)
-    page.wait_for_selector(IDLE, timeout=30_000)
-
-
-def test_a_wrong_password_is_refused_and_the_right_one_signs_in(page, shared_dashboard, shots):
-    url, _ = shared_dashboard
-    sign_in(page, url, "olga", "not the password")
-    main = page.locator("[data-testid='stMain']")
-    expect_text(main, "Wrong user name or password.")
-    assert page.locator("[data-testid='stSidebarNav']").count() == 0  # nothing to navigate before signing in
-    screenshot(page, shots, "login_refused")
-    sign_in(page, url, "olga", PASSWORD)
-    page.wait_for_selector("[data-testid='stMain'] h1:has-text('Overview')", timeout=30_000)
-    expect_text(page.locator("[data-testid='stSidebar']"), "Signed in as olga (operator)")
-
-
-def test_a_viewer_is_refused_an_action_and_nothing_is_written(page, shared_dashboard, shots):
-    url, seeded = shared_dashboard
-    before = _runs_named(seeded)
-    sign_in(page, url, "victor", PASSWORD)
-    page.wait_for_selector("[data-testid='stMain'] h1:has-text('Overview')", timeout=30_000)
-    page.locator("[data-testid='stSidebarNav'] a").filter(has_text="Trigger").click()
-    page.wait_for_selector("[data-testid='stMain'] h1:has-text('Trigger')", timeout=30_000)
-    page.wait_for_selector(IDLE, timeout=30_000)
-    page.get_by_role("button", name="Enqueue run").click()
-    expect_text(page.locator("[data-testid='stMain']"), "victor is a viewer: only an operator may trigger runs")
-    assert _runs_named(seeded) == before
-    screenshot(page, shots, "viewer_refused")
 
 
 def expect_text(locator, text: str) -> None:
