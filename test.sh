@@ -29,6 +29,5 @@ if ! command -v ip >/dev/null 2>&1; then
 fi
 # The browser tests save a screenshot of every page here.
 export FHV_SCREENSHOTS="${FHV_SCREENSHOTS:-$PWD/test-artifacts/screenshots}"
-# Three workers, one test file each at a time (a browser test file shares its server): many tests
-# wait on processes, servers and the browser, so a third worker fits on two cores. About 3 minutes.
-exec .venv/bin/python -m pytest -n 3 --dist loadfile tests "$@"
+# Two workers, one test file each at a time (a browser test file shares its server): about 4 minutes.
+exec .venv/bin/python -m pytest -n 2 --dist loadfile tests "$@"
