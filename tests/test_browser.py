@@ -44,7 +44,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 PAGES = [("overview", "/"), ("runs", "/runs"), ("upcoming", "/upcoming"), ("trends", "/trends"),
          ("trigger", "/trigger")]
-DATA_DELAY_S = 8.0  # per month: the watched run stays Running ~16 s, over twice a refresh (5 s + 2 s cache)
+DATA_DELAY_S = 5.0  # per month: the watched run stays Running ~10 s, longer than a refresh (5 s + 2 s cache)
 FAST_SCHEDULER = ["--tick", "0.2", "--materialise-every", "1"]
 IN_FLIGHT = re.compile(r"\b(Pending|Running)\b")
 
@@ -208,7 +208,7 @@ def open_page(page, url: str) -> None:
     page.goto(url)
     page.wait_for_selector("[data-testid='stMain'] h1", timeout=60_000)
     page.wait_for_selector(IDLE, timeout=60_000)
-    page.wait_for_timeout(1200)  # charts and data grids draw after the script finished
+    page.wait_for_timeout(400)  # charts and data grids draw after the script finished (a screenshot waits more)
     page.wait_for_selector(IDLE, timeout=30_000)
 
 
