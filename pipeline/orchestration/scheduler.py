@@ -137,32 +137,7 @@ class Scheduler(Supervisor):
         with stop_on_signals(self.request_stop):
             if self.execute:
                 self.executor.warm_up()
-            try:
-                self.tick()
-                while not self.stopping.is_set():
-                    self.jobs.run_pending()
-                    if not self.stopping.is_set() and self._run_due():
-                        self._guarded(self.step)()
-                    self.clock.sleep(self._idle())
-            finally:
-                self.shutdown()
-        if self.fatal is not None:
-            raise self.fatal
-
-    def _run_due(self) -> bool:
-        """Whether a run fell due since the last step."""
-        if self._last_step is None:
-            return False
-        due = self.store.next_due_time(after=self._last_step)
-        return due is not None and due <= self.clock.now()
-
-    def _idle(self) -> float:
-        idle = self.jobs.idle_seconds
-        wait = self.options.tick if idle is None else idle
-        due = self.store.next_due_time(after=self.clock.now())
-        if due is not None:
-            wait = min(wait, (due - self.clock.now()).total_seconds())
-        return max(0.0, min(self.options.tick, wait))
+            self.loop()
 
     def _for_deployment(self, row: DeploymentRow, job: str, work: Callable[[], Any]) -> None:
         """Run one deployment's part of a job in its own guard; mark the deployment while it fails."""

@@ -78,6 +78,42 @@ class Supervisor:
         self.failures = 0
         self.fatal: HistoryLost | None = None
 
+    # -- the loop ------------------------------------------------------------------------
+    def loop(self) -> None:
+        """Tick once, then run each job when it falls due and a step as soon as a run falls due
+        (so that it starts on time, not at the next tick), until asked to stop; then shut down.
+        The subclass gives ``tick``, ``step``, ``jobs`` (a ``schedule.Scheduler``) and ``_last_step``."""
+        try:
+            self.tick()
+            while not self.stopping.is_set():
+                self.jobs.run_pending()
+                if not self.stopping.is_set() and self._run_due():
+                    self._guarded(self.step)()
+                self.clock.sleep(self._idle())
+        finally:
+            self.shutdown()
+        if self.fatal is not None:
+            raise self.fatal
+
+    def _run_due(self) -> bool:
+        """Whether a run fell due since the last step."""
+        if self._last_step is None:
+            return False
+        due = self._next_due(after=self._last_step)
+        return due is not None and due <= self.clock.now()
+
+    def _idle(self) -> float:
+        """Until the next job, or the next run falling due, at most a tick."""
+        idle = self.jobs.idle_seconds
+        wait = self.options.tick if idle is None else idle
+        due = self._next_due(after=self.clock.now())
+        if due is not None:
+            wait = min(wait, (due - self.clock.now()).total_seconds())
+        return max(0.0, min(self.options.tick, wait))
+
+    def _next_due(self, *, after: dt.datetime) -> dt.datetime | None:
+        return self.store.next_due_time(after=after)
+
     # -- guards -------------------------------------------------------------------------
     def request_stop(self) -> None:
         if self.stopping.is_set():

@@ -107,33 +107,7 @@ class Worker(Supervisor):
             self.executor.warm_up(wait=True)  # before registering: a worker busy importing would look silent
             if not self.ready:
                 self.start()
-            try:
-                self.tick()
-                while not self.stopping.is_set():
-                    self.jobs.run_pending()
-                    if not self.stopping.is_set() and self._run_due():
-                        self._guarded(self.step)()
-                    self.clock.sleep(self._idle())
-            finally:
-                self.shutdown()
-        if self.fatal is not None:
-            raise self.fatal
-
-    def _run_due(self) -> bool:
-        """Whether a run fell due since the last step (it is claimed now, not at the next tick)."""
-        if self._last_step is None:
-            return False
-        due = self._next_due(after=self._last_step)
-        return due is not None and due <= self.clock.now()
-
-    def _idle(self) -> float:
-        """Until the next job, or the next run falling due (so that it starts on time), at most a tick."""
-        idle = self.jobs.idle_seconds
-        wait = self.options.tick if idle is None else idle
-        due = self._next_due(after=self.clock.now())
-        if due is not None:
-            wait = min(wait, (due - self.clock.now()).total_seconds())
-        return max(0.0, min(self.options.tick, wait))
+            self.loop()
 
     def _next_due(self, *, after: dt.datetime) -> dt.datetime | None:
         """When the next waiting run falls due; None while the history cannot be read (the loop goes on:
