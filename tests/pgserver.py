@@ -60,6 +60,7 @@ class PgServer:
             raise RuntimeError(f"{' '.join(argv[:2])} failed: {done.stderr or done.stdout}{log}")
 
     def start(self) -> "PgServer":
+        (self.folder / OWNER).write_text(str(os.getpid()))  # a later session stops it if this process dies
         if self.as_postgres:
             shutil.chown(self.folder, "postgres", "postgres")
         self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", self.superuser, "--auth=trust",
@@ -118,6 +119,29 @@ class PgServer:
                 conn.execute(statement)
 
 
+OWNER = "owner.pid"
+
+
+def stop_orphans(bin_dir: Path) -> list[Path]:
+    """Stop the servers of test sessions that were killed before they could stop them (their owner
+    process is gone); the folders of live sessions, and of servers being made, are left alone."""
+    stopped = []
+    for owner in Path("/tmp").glob(f"fhv-pg-*/{OWNER}"):
+        try:
+            os.kill(int(owner.read_text()), 0)
+            continue  # its session still runs
+        except ProcessLookupError:
+            pass
+        except (OSError, ValueError):
+            continue
+        server = PgServer.__new__(PgServer)
+        server.bin, server.folder, server.data = bin_dir, owner.parent, owner.parent / "data"
+        server.as_postgres, server.log = os.geteuid() == 0, owner.parent / "server.log"
+        server.stop()
+        stopped.append(owner.parent)
+    return stopped
+
+
 @pytest.fixture(scope="session")
 def pg_server():
     """The session's PostgreSQL server (skipped, with the reason, where PostgreSQL is not installed)."""
@@ -130,6 +154,7 @@ def pg_server():
         del psycopg
     except ImportError:
         pytest.skip("psycopg is not installed: pip install -r requirements.txt.")
+    stop_orphans(bin_dir)
     server = PgServer(bin_dir)
     try:
         server.start()

@@ -8,6 +8,7 @@ import inspect
 import os
 import shutil
 import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -398,3 +399,22 @@ def test_a_user_who_may_not_create_the_tables_is_told_what_to_grant(pg_server):
     with pytest.raises(ConfigError, match=r"The PostgreSQL user 'fhv_guest' lacks a right the history .* needs "
                                           r"\(permission denied for schema public\): make it the owner"):
         Store(url)
+
+
+def test_a_server_left_by_a_killed_test_session_is_stopped_by_the_next(tmp_path):
+    from tests.pgserver import OWNER, PgServer, postgres_bin, stop_orphans
+
+    bin_dir = postgres_bin()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL is not installed")
+    orphan = PgServer(bin_dir).start()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (orphan.folder / OWNER).write_text(str(dead.pid))  # its session was killed
+    alive = PgServer(bin_dir).start()  # this session's own: left alone
+    try:
+        assert stop_orphans(bin_dir) == [orphan.folder]
+        assert not orphan.folder.exists() and (alive.data / "postmaster.pid").exists()
+    finally:
+        orphan.stop()
+        alive.stop()
