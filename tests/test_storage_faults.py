@@ -325,3 +325,27 @@ def test_a_history_locked_too_long_gives_one_sentence(tmp_path, monkeypatch, cap
         holder.close()
     assert code == 2 and "Traceback" not in output
     assert f"error: The history {path} is busy" in output and "try again" in output
+
+
+def test_a_thread_of_a_store_whose_history_was_deleted_never_makes_an_empty_one(tmp_path):
+    import threading
+
+    path = tmp_path / "fhv" / "history.db"
+    store = Store(path)
+    for suffix in ("", "-wal", "-shm"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+    said: list[str] = []
+
+    def read() -> None:  # a thread of its own opens a connection of its own
+        try:
+            store.runs(limit=1)
+        except StorageError as error:
+            said.append(str(error))
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    thread.join()
+    assert said == [f"The history {path} is gone: it was deleted or moved while this process used it; "
+                    "nothing was written."]
+    assert not path.exists()
+    store.close()

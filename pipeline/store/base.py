@@ -43,10 +43,12 @@ def is_database_url(location: Any) -> bool:
     return isinstance(location, str) and location.startswith(("postgresql://", "postgres://"))
 
 
-def connect(path: Path | str, *, readonly: bool = False) -> Any:
+def connect(path: Path | str, *, readonly: bool = False, create: bool = True) -> Any:
     """Open the history with WAL, a busy timeout and foreign keys (autocommit mode).
 
     Storage faults (corrupt, read-only, full, I/O) come out as a ``StorageError`` naming the file.
+    ``create`` False: a SQLite file that is gone is not made anew (a store's later connections, so
+    that a thread of a process whose history was deleted never leaves an empty history behind).
     A ``postgresql://`` URL opens the history on that server instead (``postgres.connect``).
     """
     if is_database_url(path):
@@ -56,7 +58,7 @@ def connect(path: Path | str, *, readonly: bool = False) -> Any:
             raise ConfigError(f"A history on PostgreSQL needs psycopg 3 ({error}): install the requirements "
                               "(pip install -r requirements.txt).") from None
         return postgres.connect(path, readonly=readonly)
-    conn = _open(Path(path), readonly)
+    conn = _open(Path(path), readonly, create)
     try:
         if not readonly:
             conn.execute("PRAGMA journal_mode=WAL")
@@ -69,12 +71,17 @@ def connect(path: Path | str, *, readonly: bool = False) -> Any:
     return conn
 
 
-def _open(path: Path, readonly: bool) -> "HistoryConnection":
+def _open(path: Path, readonly: bool, create: bool = True) -> "HistoryConnection":
     options = dict(isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000,
                    factory=HistoryConnection)
     try:
         if readonly:  # a URI, percent-encoded: a folder may contain '#', '?', '%' or spaces
             conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, **options)
+        elif not create and str(path) != ":memory:":
+            if not path.exists():
+                raise StorageError(f"The history {path} is gone: it was deleted or moved while this process "
+                                   "used it; nothing was written.")
+            conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=rw", uri=True, **options)
         else:
             if str(path) != ":memory:":
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -184,6 +191,7 @@ class BaseStore:
         self.location = path if is_database_url(path) else Path(path)  # what connect() opens
         self.path = shown_location(path)  # what sentences name: the file, or the URL without its password
         self.readonly = readonly
+        self._opened = False  # a first connection was made: later ones never create the file again
         self._local = threading.local()
         if migrate and not readonly:
             self.migrate()
@@ -201,7 +209,8 @@ class BaseStore:
             self.close()
             conn = None
         if conn is None:
-            conn = self._local.conn = connect(self.location, readonly=self.readonly)
+            conn = self._local.conn = connect(self.location, readonly=self.readonly, create=not self._opened)
+            self._opened = True
             if self.readonly:
                 self._check_schema_or_close()
         return conn
