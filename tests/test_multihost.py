@@ -20,6 +20,7 @@ import pytest
 from pipeline.cli import main
 from pipeline.store import Store, from_db
 from tests.pgserver import PgServer, postgres_bin
+from tests.prerequisites import unavailable
 
 pytestmark = pytest.mark.timeout(150)
 ROOT = Path(__file__).resolve().parent.parent
@@ -154,15 +155,15 @@ class NamespacedPg(PgServer):
 @pytest.fixture
 def hosts():
     if os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("unshare"):
-        pytest.skip("Network namespaces cannot be made here: the multi-host test needs root, ip and unshare.")
+        unavailable("Network namespaces cannot be made here: the multi-host test needs root, ip and unshare.")
     if postgres_bin() is None:
-        pytest.skip("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb).")
+        unavailable("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb).")
     made = Hosts()
     try:
         made.make_bridge()
     except subprocess.CalledProcessError as error:
         made.close()
-        pytest.skip(f"Network namespaces cannot be made here: {error.stderr.strip()}")
+        unavailable(f"Network namespaces cannot be made here: {error.stderr.strip()}")
     try:
         yield made
     finally:

@@ -401,12 +401,10 @@ def test_a_user_who_may_not_create_the_tables_is_told_what_to_grant(pg_server):
         Store(url)
 
 
-def test_a_server_left_by_a_killed_test_session_is_stopped_by_the_next(tmp_path):
-    from tests.pgserver import OWNER, PgServer, postgres_bin, stop_orphans
+def test_a_server_left_by_a_killed_test_session_is_stopped_by_the_next(pg_server):
+    from tests.pgserver import OWNER, PgServer, stop_orphans
 
-    bin_dir = postgres_bin()
-    if bin_dir is None:
-        pytest.skip("PostgreSQL is not installed")
+    bin_dir = pg_server.bin  # the session's server is there, so PostgreSQL is (else the fixture said why)
     orphan = PgServer(bin_dir).start()
     dead = subprocess.Popen(["true"])
     dead.wait()
