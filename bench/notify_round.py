@@ -25,15 +25,8 @@ from pipeline.orchestration import notify  # noqa: E402
 from pipeline.orchestration.states import State  # noqa: E402
 from pipeline.store import Store  # noqa: E402
 from tests.dashboard_seed import bulk_history  # noqa: E402
+from tests.conftest import FakeClock  # noqa: E402  (a clock that stands still)
 from tests.httpserver import serve  # noqa: E402
-
-
-class Fixed:
-    def __init__(self, moment: dt.datetime):
-        self.moment = moment
-
-    def now(self) -> dt.datetime:
-        return self.moment
 
 
 def fail_runs(store: Store, count: int, now: dt.datetime, tag: str) -> None:
@@ -77,7 +70,7 @@ def main() -> None:
             timed(f"{names}: scan of {args.failed} failed runs (messages queued)",
                   lambda: notify.scan(store, settings, targets, moment))
             timed(f"{names}: one delivery round (messages sent)",
-                  lambda: notify.deliver_due(store, targets, policy, Fixed(moment)))
+                  lambda: notify.deliver_due(store, targets, policy, FakeClock(moment)))
         store.close()
 
 

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
+from typing import Any, Callable
 
 import pytest
 
@@ -30,6 +32,17 @@ class FakeClock:
     def advance(self, seconds: float) -> dt.datetime:
         self.moment += dt.timedelta(seconds=seconds)
         return self.moment
+
+
+def wait_for(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
+    """Poll ``check`` (real time) until it returns something true, and return that; fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-import streamlit as st
 
 from pipeline.config import Settings, load_settings
 from pipeline.errors import NotPublishedError
@@ -15,21 +14,11 @@ from pipeline.orchestration.executor import AwaitData
 from pipeline.orchestration.states import State
 from pipeline.store import Store, from_db
 from pipeline.training import data, flow
-from tests.dashboard_seed import seed_history
 from tests.test_dashboard import open_page, texts
+from tests.test_dashboard_status import history  # noqa: F401 - fixture: the seeded history, FHV_HOME set
 
 UTC = dt.timezone.utc
 NOT_PUBLISHED = "fhv_tripdata_2014-11 is not published: the FHV trip records start in 2015-01."
-
-
-@pytest.fixture
-def history(tmp_path, monkeypatch):
-    seeded = seed_history(tmp_path / "fhv", scheduler_alive=True)
-    monkeypatch.setenv("FHV_HOME", str(seeded.settings.home))
-    monkeypatch.setenv("FHV_DATA_URL", "demo:3000")
-    yield seeded
-    st.cache_data.clear()
-    st.cache_resource.clear()
 
 
 def test_run_once_for_january_2015_on_demo_data_fails_with_one_sentence(history):

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import psutil
@@ -19,6 +18,7 @@ import pytest
 
 from pipeline.cli import main
 from pipeline.store import Store, from_db
+from tests.conftest import wait_for
 from tests.pgserver import PgServer, postgres_bin
 from tests.prerequisites import unavailable
 
@@ -168,16 +168,6 @@ def hosts():
         yield made
     finally:
         made.close()
-
-
-def wait_for(check, what, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def on_host(store, run_id, host):

@@ -8,7 +8,8 @@ import pytest
 
 from pipeline.cli import main
 from tests.httpserver import http_server  # noqa: F401 - fixture
-from tests.test_scheduler_process import ROOT, service, wait_for  # noqa: F401 - fixture
+from tests.conftest import wait_for
+from tests.test_scheduler_process import ROOT, service  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.timeout(60)
 

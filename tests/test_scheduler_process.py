@@ -5,7 +5,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import psutil
@@ -15,6 +14,7 @@ from pipeline.training import demo
 from pipeline.cli import main
 from pipeline.training.months import months_for
 from pipeline.store import Store
+from tests.conftest import wait_for
 from tests.httpserver import http_server  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.timeout(60)
@@ -95,16 +95,6 @@ def _months_around_today():
     today = dt.datetime.now(dt.timezone.utc).date()
     days = [today + dt.timedelta(days=d) for d in (-1, 0, 1)]
     return sorted({month for day in days for month in months_for(day)})
-
-
-def wait_for(check, what, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def gone(pid):

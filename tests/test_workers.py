@@ -21,7 +21,7 @@ from pipeline.orchestration.states import State
 from pipeline.orchestration.worker import Worker, WorkerOptions
 from pipeline.store import Store
 from pipeline.training.job import FLOW_NAME
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, wait_for
 from tests.fakes import FakeExecutor
 
 UTC = dt.timezone.utc
@@ -396,16 +396,6 @@ def tiny_flow(folder):
 
 def executions(store, run_id):
     return sum(1 for line in store.logs(run_id) if line["message"] == "executing")
-
-
-def wait_for(check, what, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 WORKER_FLAGS = ["--tick", "0.1", "--heartbeat", "0.3", "--stale-after", "2", "--grace", "1", "--cancel-grace", "1"]

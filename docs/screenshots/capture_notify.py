@@ -25,15 +25,8 @@ from pipeline.config import Settings  # noqa: E402
 from pipeline.orchestration import notify  # noqa: E402
 from pipeline.store import Store  # noqa: E402
 from pipeline.training.flow import run_now  # noqa: E402
+from tests.conftest import FakeClock  # noqa: E402  (a clock that stands still)
 from tests.httpserver import serve  # noqa: E402
-
-
-class Fixed:
-    def __init__(self, moment: dt.datetime):
-        self.moment = moment
-
-    def now(self) -> dt.datetime:
-        return self.moment
 
 
 def seed(home: Path) -> str:
@@ -49,7 +42,7 @@ def seed(home: Path) -> str:
                     server.url("/hooks/fhv").replace("http://", "json://bot:s3cret@"),
                     server.url("/pager").replace("http://", "json://"))
             settings = dataclasses.replace(settings, notify=urls)
-            clock = Fixed(dt.datetime.now(dt.timezone.utc))
+            clock = FakeClock(dt.datetime.now(dt.timezone.utc))
             targets = notify.Targets.load(store, settings)
             notify.scan(store, settings, targets, clock.now())
             notify.deliver_due(store, targets, notify.RetryPolicy.for_settings(settings), clock)
