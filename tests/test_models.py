@@ -483,3 +483,15 @@ def test_the_models_page_renders_an_empty_history_and_foreign_pickles(tmp_path, 
     st.cache_data.clear()
     at = models_page()
     assert "Features and coefficients cannot be compared: The artifacts of" in "\n".join(w.value for w in at.warning)
+
+
+def test_the_champions_one_hot_rows_are_exactly_its_vectorizers():
+    from sklearn.feature_extraction import DictVectorizer
+
+    rng = np.random.default_rng(7)
+    dv = DictVectorizer().fit([{champion.PU: str(p), champion.DO: str(d)}
+                               for p, d in rng.integers(0, 200, (3000, 2)).tolist()])
+    pu, do = rng.integers(-1, 266, 5000), rng.integers(-1, 266, 5000)  # zones it never saw, and missing (-1)
+    expected = dv.transform([{champion.PU: str(p), champion.DO: str(d)} for p, d in zip(pu.tolist(), do.tolist())])
+    made = champion._onehot(dv, pu, do)
+    assert made.shape == expected.shape and (made != expected).nnz == 0

@@ -81,12 +81,30 @@ def score_on_summary(dv: Any, regression: Any, summary: Any) -> dict[str, float]
     the month, weighted by its trips, its summed minutes and the month's summed squared minutes."""
     cells = np.flatnonzero(summary.cell_trips)
     pu, do = cells // SLOTS - 1, cells % SLOTS - 1
-    rows = [{PU: str(p), DO: str(d)} for p, d in zip(pu.tolist(), do.tolist())]
-    predicted = regression.predict(dv.transform(rows)) if rows else np.zeros(0)
+    predicted = regression.predict(_onehot(dv, pu, do)) if len(cells) else np.zeros(0)
     trips, minutes = summary.cell_trips[cells].astype(np.float64), summary.cell_minutes[cells]
     squared = summary.squared_minutes - 2 * float(predicted @ minutes) + float((predicted * predicted) @ trips)
     mse = max(squared, 0.0) / summary.rows
     return {"mse": mse, "rmse": math.sqrt(mse), "rows": summary.rows}
+
+
+def _onehot(dv: Any, pu: np.ndarray, do: np.ndarray) -> Any:
+    """``dv.transform([{PU: str(p), DO: str(d)}, ...])`` for many pairs: the vectorizer itself maps each
+    distinct zone to its column (a few hundred dicts, not one per pair); zones it never saw get none."""
+    from scipy import sparse
+
+    columns = []
+    for key, zones in ((PU, pu), (DO, do)):
+        distinct, inverse = np.unique(zones, return_inverse=True)
+        known = dv.transform([{key: str(zone)} for zone in distinct.tolist()]).tocsr()
+        column = np.full(len(distinct), -1, dtype=np.int64)
+        has = np.diff(known.indptr) > 0
+        column[has] = known.indices[known.indptr[:-1][has]]
+        columns.append(column[inverse])
+    both = np.stack(columns, axis=1)  # one row per pair: its PU column, then its DO column (-1: unseen)
+    kept = both >= 0
+    indptr = np.concatenate(([0], np.cumsum(kept.sum(axis=1))))
+    return sparse.csr_matrix((np.ones(int(kept.sum())), both[kept], indptr), shape=(len(both), len(dv.vocabulary_)))
 
 
 # -- the decision ---------------------------------------------------------------------------------
