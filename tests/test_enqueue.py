@@ -183,3 +183,18 @@ def test_trigger_from_the_cli_prints_the_run_or_a_clear_error(monkeypatch, setti
     assert (run["state"], run["trigger"], run["run_date"]) == ("SCHEDULED", "manual", "2021-08-15")
     assert cli(monkeypatch, settings, "trigger", "--date", "2999-01-01") == 2
     assert "would validate on 2998-12" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("paused, says", [
+    ("deployment", f"Deployment {DEFAULT_DEPLOYMENT} is paused: the run waits until `python -m pipeline deployment "
+                   f"resume {DEFAULT_DEPLOYMENT}`."),
+    ("queue", "Work queue default is paused: the run waits until `python -m pipeline work-queue resume default`.")])
+def test_trigger_while_paused_says_the_run_waits_for_the_resume(monkeypatch, settings, store, capsys, paused, says):
+    trigger_run(store, settings, date=D(2021, 8, 15), now=NOW)  # registers the default deployment
+    if paused == "deployment":
+        store.set_deployment_active(DEFAULT_DEPLOYMENT, False, NOW)
+    else:
+        store.set_work_queue_paused("default", True)
+    assert cli(monkeypatch, settings, "trigger", "--date", "2021-09-15") == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert says in out and "The scheduler starts it" not in out

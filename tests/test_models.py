@@ -9,6 +9,7 @@ import json
 import pickle
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +20,10 @@ from sklearn.feature_extraction import DictVectorizer
 from sklearn.linear_model import LinearRegression
 from streamlit.testing.v1 import AppTest
 
+from dashboard import access, sessions
 from pipeline import users
 from pipeline.cli import main
-from pipeline.config import Settings
+from pipeline.config import Settings, load_settings
 from pipeline.errors import DataError, InvalidTransition
 from pipeline.orchestration.states import State
 from pipeline.store import Store
@@ -403,13 +405,12 @@ def test_two_versions_compare_on_the_same_month_features_and_coefficients(histor
 
 
 # -- the dashboard ---------------------------------------------------------------------------------
-def models_page(*, user: str | None = None) -> AppTest:
+def models_page(monkeypatch=None, *, user: str | None = None) -> AppTest:
+    if user:  # signed in as the sign-in page does: the page reads that session's cookie
+        token = sessions.issue(load_settings().home, user, time.time())
+        monkeypatch.setattr(access, "token", lambda: token)
     at = AppTest.from_file(APP, default_timeout=30)
     at.run()
-    if user:
-        at.text_input(key="login_name").input(user)
-        at.text_input(key="login_password").input(PASSWORD)
-        at.button[0].click().run()
     at.switch_page("app_pages/models.py").run()
     assert not at.exception, at.exception[0].value
     return at
@@ -439,10 +440,10 @@ def test_the_models_page_shows_the_champion_versions_history_and_a_comparison(hi
     assert not at.exception and shown in page_text(at)
 
 
-def test_an_operator_promotes_and_rolls_back_from_the_page_under_their_name(history):
+def test_an_operator_promotes_and_rolls_back_from_the_page_under_their_name(history, monkeypatch):
     settings, store, (first, second, third, fake) = history
     users.add(users.users_path(settings.home), "olga", PASSWORD, "operator")
-    at = models_page(user="olga")
+    at = models_page(monkeypatch, user="olga")
     options = at.selectbox(key="models_pick").options
     at.selectbox(key="models_pick").select_index(next(i for i, o in enumerate(options) if first["name"] in o)).run()
     at.button(key="models_promote").click().run()
@@ -453,10 +454,10 @@ def test_an_operator_promotes_and_rolls_back_from_the_page_under_their_name(hist
     assert store.champion()["id"] == third["id"] and store.promotion_events()[-1]["action"] == "rollback"
 
 
-def test_a_viewer_sees_the_models_but_is_refused_a_promotion(history):
+def test_a_viewer_sees_the_models_but_is_refused_a_promotion(history, monkeypatch):
     settings, store, (first, second, third, fake) = history
     users.add(users.users_path(settings.home), "victor", PASSWORD, "viewer")
-    at = models_page(user="victor")
+    at = models_page(monkeypatch, user="victor")
     at.button(key="models_promote").click().run()
     assert any("victor is a viewer: only an operator may promote or roll back models." in e.value for e in at.error)
     at.button(key="models_rollback").click().run()

@@ -75,8 +75,10 @@ def manual_run() -> None:
     day = st.date_input("Run date", today(deployment), min_value=FIRST_DATE, max_value=last, key="trigger_date",
                         format="YYYY-MM-DD")
     source = data_source()
-    st.caption(f"{months_caption(day)} {latest_rule(deployment)} The scheduler starts it as soon as its work "
-               "queue has room.")
+    paused = any(d["name"] == deployment and not d["active"] for d in queries.deployments())
+    starts = (f"Deployment {deployment} is paused: the run waits until it is resumed on *Upcoming*." if paused else
+              "The scheduler starts it as soon as its work queue has room.")
+    st.caption(f"{months_caption(day)} {latest_rule(deployment)} {starts}")
     if access.button(st, "Enqueue run", "trigger", type="primary", icon=":material/play_arrow:", key="trigger_run"):
         try:
             row = actions.trigger(queries.settings(), date=day, deployment=deployment, data_url=source)
