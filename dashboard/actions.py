@@ -88,10 +88,11 @@ def set_active(settings: Settings, deployment: str, active: bool) -> None:
             control.pause(history, deployment, now=now())
 
 
-def promote(settings: Settings, run_id: str, *, actor: str) -> dict[str, Any]:
-    """Make a model version the champion (and copy it to models/current/); returns the event."""
+def promote(settings: Settings, run_id: str, *, actor: str, confirmed: bool = False) -> dict[str, Any]:
+    """Make a model version the champion (and copy it to models/current/); returns the event. A version
+    trained on older months than the champion's needs ``confirmed``."""
     with writable(settings) as history:
-        return champion.promote(history, settings, run_id, actor=actor, now=now())
+        return champion.promote(history, settings, run_id, actor=actor, now=now(), confirmed=confirmed)
 
 
 def rollback(settings: Settings, *, actor: str) -> dict[str, Any]:

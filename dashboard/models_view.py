@@ -15,7 +15,7 @@ from pipeline.training import champion, compare
 from . import access, actions, labels, queries, widgets
 
 DECISIONS = {"first": "first version: champion", "promoted": "promoted to champion", "kept": "champion kept",
-             "not_eligible": "not eligible (synthetic data)"}
+             "not_eligible": "not eligible (synthetic data)", "older_months": "not eligible (older months)"}
 SHOWN = 60  # versions on the page: five years of monthly runs
 ACTION_NAMES = {"promoted": "promoted by its run", "manual": "promoted by hand", "rollback": "rolled back"}
 
@@ -114,9 +114,19 @@ def promote_form(rows: list[dict[str, Any]]) -> None:
     picked_col, button_col = st.columns([4, 1], vertical_alignment="bottom")
     picked = picked_col.selectbox("Promote a version", others, format_func=version_label, key="models_pick",
                                   disabled=not others)
+    older = champion.older_than_champion(_as_run(picked), _as_run(next((v for v in rows if v["champion"]), None)))
+    confirmed = older is not None and st.checkbox(f"Yes, promote it: {older}.", key="models_confirm_older")
     if button_col.button("Promote", icon=":material/upgrade:", key="models_promote", disabled=not others) \
             and access.allowed("promote"):
-        _write(lambda: actions.promote(queries.settings(), picked["run_id"], actor=actor()))
+        if older and not confirmed:
+            st.warning(f"{older}: tick the box above to confirm.", icon=":material/warning:")
+            return
+        _write(lambda: actions.promote(queries.settings(), picked["run_id"], actor=actor(), confirmed=confirmed))
+
+
+def _as_run(version: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A version as ``champion.older_than_champion`` reads a run (``id`` for ``run_id``)."""
+    return None if version is None else {**version, "id": version["run_id"]}
 
 
 def version_label(v: dict[str, Any]) -> str:

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import getpass
+import sys
 from typing import Any
 
 from ..config import Settings
+from ..errors import NeedsConfirmation
 from ..orchestration.runtime import SYSTEM_CLOCK
 from ..training import champion
 from . import render
@@ -25,6 +28,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     promote = group.add_parser("promote", help="make a model version the champion")
     promote.add_argument("run_id", help="run id, a unique prefix of it, or the run's name")
     promote.add_argument("--reason", help="why (recorded with the event)")
+    promote.add_argument("--yes", action="store_true",
+                         help="confirm promoting a version trained on older months than the champion's")
     promote.add_argument("--json", action="store_true")
     promote.set_defaults(handler=cmd_promote)
     rollback = group.add_parser("rollback", help="make the previous champion the champion again")
@@ -87,9 +92,27 @@ def _print_current(payload: dict[str, Any]) -> None:
 
 
 def cmd_promote(args: argparse.Namespace, settings: Settings) -> int:
-    event = champion.promote(open_store(settings), settings, args.run_id, actor=actor(), now=SYSTEM_CLOCK.now(),
-                             reason=args.reason)
+    store = open_store(settings)
+    promote = functools.partial(champion.promote, store, settings, args.run_id, actor=actor(), reason=args.reason)
+    try:
+        event = promote(now=SYSTEM_CLOCK.now(), confirmed=args.yes)
+    except NeedsConfirmation as question:
+        if not _confirmed(str(question)):
+            return 2
+        event = promote(now=SYSTEM_CLOCK.now(), confirmed=True)
     return _print_event(args, event)
+
+
+def _confirmed(question: str) -> bool:
+    """Ask on a terminal; without one, say to add --yes (nothing changes)."""
+    if not sys.stdin.isatty():
+        print(f"{question.removesuffix('.')} with --yes.", file=sys.stderr)
+        return False
+    answer = input(f"{question.removesuffix(': confirm to promote it anyway.')}. Promote it anyway? [y/N] ")
+    if answer.strip().lower() in ("y", "yes"):
+        return True
+    print("Nothing changed.", file=sys.stderr)
+    return False
 
 
 def cmd_rollback(args: argparse.Namespace, settings: Settings) -> int:
