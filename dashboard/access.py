@@ -19,7 +19,8 @@ from . import queries
 
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
 ACTIONS = {"trigger": "trigger runs", "backfill": "enqueue backfills", "cancel": "cancel runs",
-           "pause": "pause or resume deployments", "promote": "promote or roll back models"}
+           "pause": "pause or resume deployments", "promote": "promote or roll back models",
+           "accept": "accept a blocked run's data"}
 
 
 def users_file():

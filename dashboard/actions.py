@@ -15,7 +15,7 @@ from pipeline.config import Settings
 from pipeline.errors import PipelineError
 from pipeline.orchestration import control, enqueue
 from pipeline.store import Store
-from pipeline.training import champion
+from pipeline.training import acceptance, champion
 
 
 def now() -> dt.datetime:
@@ -93,6 +93,12 @@ def promote(settings: Settings, run_id: str, *, actor: str, confirmed: bool = Fa
     trained on older months than the champion's needs ``confirmed``."""
     with writable(settings) as history:
         return champion.promote(history, settings, run_id, actor=actor, now=now(), confirmed=confirmed)
+
+
+def accept(settings: Settings, run_id: str, *, actor: str, reason: str) -> dict[str, Any]:
+    """Accept a blocked run's data and enqueue a run of its date past the gate; returns the acceptance."""
+    with writable(settings) as history:
+        return acceptance.accept(history, settings, run_id, actor=actor, reason=reason, now=now())
 
 
 def rollback(settings: Settings, *, actor: str) -> dict[str, Any]:

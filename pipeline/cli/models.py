@@ -10,7 +10,7 @@ from typing import Any
 from ..config import Settings
 from ..errors import NeedsConfirmation
 from ..orchestration.runtime import SYSTEM_CLOCK
-from ..training import champion
+from ..training import acceptance, champion, in_use
 from . import render
 from .render import console
 from .runs import open_store
@@ -32,6 +32,16 @@ def register(commands: argparse._SubParsersAction) -> None:
                          help="confirm promoting a version trained on older months than the champion's")
     promote.add_argument("--json", action="store_true")
     promote.set_defaults(handler=cmd_promote)
+    history = group.add_parser("history", help="the model in use on each new month: its RMSE beside the "
+                                                "retrained version's, and the promotions")
+    history.add_argument("--json", action="store_true")
+    history.set_defaults(handler=cmd_history)
+    accept = group.add_parser("accept", help="accept the data of a run a gate in block mode stopped (after a "
+                                             "lasting shift): recorded, and a run of its date enqueued past the gate")
+    accept.add_argument("run_id", help="the blocked run: its id, a unique prefix of it, or its name")
+    accept.add_argument("--reason", required=True, help="why the data is accepted (recorded with who and when)")
+    accept.add_argument("--json", action="store_true")
+    accept.set_defaults(handler=cmd_accept)
     rollback = group.add_parser("rollback", help="make the previous champion the champion again")
     rollback.add_argument("--json", action="store_true")
     rollback.set_defaults(handler=cmd_rollback)
@@ -58,6 +68,36 @@ def cmd_ls(args: argparse.Namespace, settings: Settings) -> int:
                      render.number(v["train_rmse"]), v["decision"] or "-", render.data_kind(v),
                      render.when(v["ended_at"]))
     console.print(grid if versions else "No model version yet: a completed training run is one.")
+    return 0
+
+
+def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
+    points = in_use.on_new_months(open_store(settings))
+    if args.json:
+        render.print_json(points)
+        return 0
+    grid = render.table("The model in use on each new month", ["Val month", "In use (RMSE)", "Retrained (RMSE)",
+                                                                "Decision", "Run", "Data"])
+    for p in points:
+        grid.add_row(p["val_month"], render.number(p["in_use_rmse"]), render.number(p["retrained_rmse"]),
+                     f"[bold green]{p['decision']}[/]" if p["promoted"] else p["decision"], render.plain(p["name"]),
+                     render.data_kind(p))
+    console.print(grid if points else "No run has been judged on a new month yet.")
+    if points:
+        console.print(champion.RULE, soft_wrap=True, markup=False, highlight=False)
+    return 0
+
+
+def cmd_accept(args: argparse.Namespace, settings: Settings) -> int:
+    found = acceptance.accept(open_store(settings), settings, args.run_id, actor=actor(), reason=args.reason,
+                              now=SYSTEM_CLOCK.now())
+    if args.json:
+        render.print_json(found)
+        return 0
+    rerun = found["rerun"]
+    console.print(f"{acceptance.said(found)} Run {rerun['name']} ({rerun['id'][:8]}) for {rerun['run_date']} is "
+                  "enqueued: it passes the gates that fail on these months (each breach stays a warning), then the "
+                  "promotion rule judges it.", soft_wrap=True, markup=False, highlight=False)
     return 0
 
 
