@@ -20,7 +20,7 @@ found (2 if the campaign itself broke).
   recorded its start, if later) until the run's row leaves RUNNING (CRASHED or requeued).
 
 Scenarios (``--only``): kill-scheduler, kill-flow, two-schedulers, lock-deleted, two-backfills, broken,
-trickle. The fast deployments fire every 3 s into the work queue ``faults`` (at most 3 at once).
+trickle, swallowed-timeout. The fast deployments fire every 3 s into the work queue ``faults`` (at most 3 at once).
 """
 from __future__ import annotations
 
@@ -343,6 +343,58 @@ def _trickle_verdict(stage: Stage, run: dict[str, Any], server: TrickleServer, q
                                     f"{describe(run)}")
 
 
+SWALLOWER = '''
+import time
+from prefect import flow, task
+
+
+@task(timeout_seconds=30)
+def inner():
+    time.sleep(0.01)
+
+
+@task(timeout_seconds={timeout})
+def stubborn(nested):
+    if nested:
+        inner()
+    for _ in range(400):  # 20 s, whatever it is told
+        try:
+            time.sleep(0.05)
+        except:
+            pass
+
+
+@flow
+def main():
+    stubborn({nested})
+
+
+main()
+'''
+TIMEOUT = 2.0
+
+
+def swallowed_timeout(ctx: Context, trials: int) -> Result:
+    """A Prefect 2 task with timeout_seconds=2 and a bare ``except:`` (every other trial with a nested task
+    inside it) run as a script: it must end FAILED by its timeout and grace, not complete after 20 s."""
+    stage = Stage(ctx, "swallowed-timeout", "swallowed task timeout")
+    for trial in range(trials):
+        path = stage.lab.dir / f"swallow-{trial}.py"
+        path.write_text(SWALLOWER.format(timeout=TIMEOUT, nested=bool(trial % 2)))
+        began = time.time()
+        subprocess.run([sys.executable, "-m", "pipeline.prefect2", str(path)], cwd=stage.lab.dir, timeout=60,
+                       env={**stage.lab.env, "PYTHONPATH": str(ctx.product)}, capture_output=True)
+        stage.result.seconds.append(time.time() - began)
+        stage.result.trials += 1
+    for run in stage.lab.runs("1 = 1"):
+        took = (moment(run["ended_at"]) or time.time()) - (moment(run["started_at"]) or time.time())
+        if run["state"] != "FAILED" or took > 2 * TIMEOUT + SLACK:
+            stage.result.lost += 1
+            stage.result.details.append(f"lost (the timeout was swallowed): {took:.1f} s, {describe(run)}")
+    stage.result.notes.insert(0, f"seconds = the script from start to exit, timeout {TIMEOUT:g} s (+ its grace)")
+    return stage.result
+
+
 # -- the campaign ----------------------------------------------------------------------------------------
 
 SCENARIOS: dict[str, tuple[Callable[[Context, int], Result], int, int]] = {  # name: (scenario, trials, quick trials)
@@ -353,6 +405,7 @@ SCENARIOS: dict[str, tuple[Callable[[Context, int], Result], int, int]] = {  # n
     "two-backfills": (two_backfills, 6, 1),
     "broken": (broken_deployment, 3, 1),
     "trickle": (trickle, 3, 1),
+    "swallowed-timeout": (swallowed_timeout, 4, 2),
 }
 
 

@@ -68,6 +68,10 @@ class HistoryLost(PipelineError):
     """The history file was deleted or replaced under a running scheduler, or its lease was taken."""
 
 
+class HistoryFileLost(HistoryLost):
+    """The history file was deleted or replaced under this process: nothing more may be written to it."""
+
+
 class Cancelled(BaseException):
     """Raised inside a running flow when its cancellation was requested (SIGTERM).
 

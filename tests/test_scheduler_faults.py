@@ -1,7 +1,9 @@
 """Faults at the edges with real processes: the lock file deleted, the history deleted, a foreground cancel."""
 import datetime as dt
+import json
 import subprocess
 import sys
+import shutil
 import time
 
 import pytest
@@ -9,7 +11,7 @@ import pytest
 from pipeline.cli import main
 from tests.httpserver import http_server  # noqa: F401 - fixture
 from tests.conftest import wait_for
-from tests.test_scheduler_process import ROOT, service  # noqa: F401 - fixture
+from tests.test_scheduler_process import ROOT, gone, service  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -59,3 +61,36 @@ def test_a_foreground_run_stops_within_seconds_when_cancelled_from_the_cli(servi
 def _a_served_date(service):
     """Today: the test server has its two months."""
     return dt.date.today().isoformat()
+
+
+@pytest.mark.parametrize("how", ["mv", "cp"])
+def test_a_history_replaced_under_a_running_flow_stays_sound_and_gets_nothing_of_the_old_one(service, how):  # noqa: F811
+    other = service.tmp / "other.db"
+    subprocess.run([sys.executable, "-c", "import sys; from pipeline.store import Store; Store(sys.argv[1]).close()",
+                    str(other)], cwd=ROOT, check=True)  # another history, made and closed by another process
+    service.serve(delay=30)  # the download waits: the flow sits in read_data, stamping its heartbeat
+    assert main(["trigger"]) == 0
+    scheduler = service.start("scheduler")
+    victim = wait_for(service.running_in_a_task_of_any, "the flow inside read_data")
+    service.store.close()
+    history = service.tmp / "fhv" / "history.db"
+    if how == "mv":
+        shutil.copy(other, history.with_name("new.db"))
+        history.with_name("new.db").rename(history)
+    else:
+        shutil.copyfile(other, history)
+    assert scheduler.wait(timeout=30) == 2
+    log = " ".join(scheduler.log.read_text().split())
+    assert f"The history {history} was replaced by another file while the scheduler ran" in log
+    assert _fresh_look(history) == ["ok", 0, None]  # another process: this one may still hold the old file open
+    assert f"The flow of run {victim['id'][:8]} (pid {victim['pid']}) was stopped and not recorded" in log
+    assert "Traceback" not in log and gone(victim["pid"])
+
+
+def _fresh_look(history):
+    """The integrity check, the number of runs and the scheduler's row of ``history``, as a new process sees them."""
+    look = ("import json, sys; from pipeline.store import Store; s = Store(sys.argv[1], readonly=True); "
+            "print(json.dumps([s.integrity_check(), len(s.runs(limit=10)), s.scheduler_status()]))")
+    done = subprocess.run([sys.executable, "-c", look, str(history)], cwd=ROOT, capture_output=True, text=True,
+                          check=True)
+    return json.loads(done.stdout)

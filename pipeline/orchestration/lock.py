@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Iterator
 
 from ..config import Settings
-from ..errors import HistoryLost, SchedulerLocked
+from ..errors import HistoryFileLost, HistoryLost, SchedulerLocked
 from ..store import Store
+from ..store.base import file_identity, identity_in_file, is_database_url
 from ..store.workers import SessionLock
-from ..store.base import is_database_url
 
 
 @contextlib.contextmanager
@@ -103,42 +103,44 @@ def lease_refused(path: Path, holder: dict) -> SchedulerLocked:
 
 class HistoryWatch:
     """Remembers which file the history is (its inode and the random id inside it) to notice it being
-    deleted or replaced: an open connection would go on writing to the old file, unseen."""
+    deleted or replaced: an open connection would go on writing to the old file, unseen, and through the
+    old file's write-ahead log (``-wal``, ``-shm``, found by name) into the new one. The id is read from the
+    file itself, past that log (``identity_in_file``), so a file copied over the history is seen too."""
 
     def __init__(self, path: Path | str, role: str = "scheduler"):
         self.role = role
         # A database on a PostgreSQL server is no file: it cannot be deleted or swapped under an open connection.
         self.path = path if is_database_url(path) else Path(path)
-        self.identity = None if is_database_url(path) else _file_identity(self.path)
-        self.token = None if self.identity is None else _token(self.path)
+        self.identity = None if is_database_url(path) else file_identity(self.path)
+        self.token = None if self.identity is None else _settled_token(self.path)
 
     def check(self) -> None:
-        """Raise HistoryLost with a sentence if the history file is gone or is another file now."""
+        """Raise HistoryFileLost with a sentence if the history file is gone or is another file now."""
         if self.identity is None:
             return
-        if _file_identity(self.path) is None:
-            raise HistoryLost(f"The history {self.path} was deleted while the {self.role} ran; it stops so that "
-                              "nothing is written to a file nobody reads. Restore the file, then start it again.")
-        if _file_identity(self.path) != self.identity or _token(self.path) != self.token:
-            raise HistoryLost(f"The history {self.path} was replaced by another file while the {self.role} ran; it "
-                              "stops rather than mix two histories. Start it again to serve the new file.")
+        if file_identity(self.path) is None:
+            raise HistoryFileLost(f"The history {self.path} was deleted while the {self.role} ran; it stops so that "
+                                  "nothing is written to a file nobody reads, and its flows stop unrecorded. Restore "
+                                  "the file, then start it again.")
+        if file_identity(self.path) != self.identity or self._other_token():
+            raise HistoryFileLost(f"The history {self.path} was replaced by another file while the {self.role} ran; "
+                                  "it stops rather than mix two histories, writes nothing more, and its flows stop "
+                                  "unrecorded. Start it again to serve the new file.")
+
+    def _other_token(self) -> bool:
+        """Whether the file now holds another history's id (asked twice: a read can meet a page being written)."""
+        if self.token is None:
+            self.token = _settled_token(self.path)
+            return False
+        return all(identity_in_file(self.path) != self.token for _ in range(2))
 
 
-def _token(path: Path) -> str | None:
-    """The history's own random id, read through a fresh read-only connection ('' if unreadable)."""
-    try:
-        reader = Store(path, readonly=True)
+def _settled_token(path: Path) -> str | None:
+    """The history's id once its file holds it: a checkpoint first copies it there from the log."""
+    with contextlib.suppress(Exception):
+        store = Store(path, migrate=False)
         try:
-            return reader.history_identity()
+            store.checkpoint()
         finally:
-            reader.close()
-    except Exception:  # noqa: BLE001 - a file that is no history (any more) has no id
-        return ""
-
-
-def _file_identity(path: Path) -> tuple[int, int] | None:
-    try:
-        stat = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return stat.st_dev, stat.st_ino
+            store.close()
+    return identity_in_file(path)

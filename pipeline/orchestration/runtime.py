@@ -24,6 +24,7 @@ from ..errors import Cancelled, ConfigError, PipelineError, TaskTimeout
 from ..store import Store
 from .clock import SYSTEM_CLOCK, Clock, SystemClock  # noqa: F401  (re-exported)
 from .states import State
+from .watchdog import Expired, Timer, Watchdog
 
 logger = logging.getLogger("pipeline.orchestration.runtime")
 UTC = dt.timezone.utc
@@ -108,6 +109,9 @@ class RunContext:
     started: list[str] = field(default_factory=list)
     calls: dict[str, int] = field(default_factory=dict)
     last_task_run_id: int | None = None
+    watchdog: Watchdog | None = None  # in the main thread: the tasks' timers and the cancel's grace
+    open_task_runs: list[int] = field(default_factory=list)  # task runs started and not yet recorded as ended
+    timed_out: TaskTimeout | None = None  # a task's timeout, even if the flow's code caught it
 
     def position(self, task_name: str) -> int:
         if task_name in self.flow.tasks:
@@ -138,8 +142,10 @@ class RunContext:
     def _attempt(self, made: Task, attempt: int, args: tuple, kwargs: dict) -> Any:
         try:
             return self._record_attempt(made, attempt, args, kwargs)
-        except TaskTimeout as error:  # not an Exception: never retried, never swallowed by task code
-            setattr(error, "task_name", made.name)
+        except TaskTimeout as error:  # not an Exception: never retried; the run fails even if the flow catches it
+            if not getattr(error, "task_name", None):
+                setattr(error, "task_name", made.name)
+            self.timed_out = self.timed_out or error
             self._log_in_task(error)
             raise
 
@@ -160,19 +166,31 @@ class RunContext:
                                                  attempt=self.attempt_base + attempt, state=State.RUNNING,
                                                  now=self.clock.now())
         self.task_run_id = self.last_task_run_id = task_run_id
+        self.open_task_runs.append(task_run_id)
         try:
-            with _deadline(made.timeout, made.name):
+            with self._timer(made, task_run_id) as timer:
                 result = made.fn(*args, **kwargs)
+            if timer is not None and timer.fired:  # it caught its TaskTimeout and went on: it still timed out
+                raise timer.error()
         except (Cancelled, KeyboardInterrupt):
             self.store.finish_task_run(task_run_id, State.CANCELLED, now=self.clock.now(), error="Cancelled.")
             raise
         except BaseException as error:
             self.store.finish_task_run(task_run_id, State.FAILED, now=self.clock.now(), error=_describe(error))
+            if not getattr(error, "task_name", None):
+                setattr(error, "task_name", made.name)
             raise
         finally:
             self.task_run_id = None
+            self.open_task_runs.remove(task_run_id)
         self.store.finish_task_run(task_run_id, State.COMPLETED, now=self.clock.now())
         return result
+
+    def _timer(self, made: Task, task_run_id: int) -> contextlib.AbstractContextManager[Timer | None]:
+        """The task's own timer (in the main thread only: SIGALRM), or nothing."""
+        if not made.timeout or self.watchdog is None:
+            return contextlib.nullcontext()
+        return self.watchdog.timing(made.name, made.timeout, task_run_id)
 
     def record_artifact(self, *, name: str, path: str, sha256: str, size: int, kind: str | None = None) -> None:
         """Record the artifact with its bytes: the history keeps them, so any host can read them."""
@@ -217,13 +235,15 @@ AwaitPolicy = Callable[[BaseException, dt.datetime], "dt.datetime | None"]
 
 def run_flow(store: Store, made: Flow, run_id: str, parameters: dict[str, Any], *,
              clock: Clock = SYSTEM_CLOCK, heartbeat_every: float = 5.0,
-             await_policy: AwaitPolicy | None = None) -> FlowResult:
+             await_policy: AwaitPolicy | None = None, cancel_grace: float = 10.0) -> FlowResult:
     """Run a PENDING flow run to a final state and record everything on the way.
 
     This is the one boundary that catches unexpected errors. ``await_policy(error, now)`` may
     turn a failure into AWAITING_RETRY by returning the time of the next attempt (used by the
     scheduler for months that are not published yet). A run that is no longer PENDING when its
-    process starts (cancelled, or handed back to the queue meanwhile) is left as it is.
+    process starts (cancelled, or handed back to the queue meanwhile) is left as it is. In the main
+    thread, a task past its timeout or a flow asked to cancel that does not stop within its grace
+    (``cancel_grace`` for a cancel) is recorded so and its process ended (``watchdog.py``).
     """
     earlier = max((t["attempt"] for t in store.task_runs(run_id)), default=0)
     context = RunContext(store, run_id, made, clock, attempt_base=earlier)
@@ -234,9 +254,9 @@ def run_flow(store: Store, made: Flow, run_id: str, parameters: dict[str, Any], 
         return FlowResult(run_id, state, error=f"The run was {state.value} when its process started.")
     token = _context.set(context)
     try:
-        with _capture_logs(context), _cancel_on_sigterm() as stoppable, \
-                _heartbeat(store, run_id, clock, heartbeat_every, stoppable):
-            outcome = _execute(made, run_id, parameters)
+        with _capture_logs(context), _watched(context, cancel_grace) as watchdog, \
+                _heartbeat(store, run_id, clock, heartbeat_every, watchdog):
+            outcome = _overruled(_execute(made, run_id, parameters), context)
     finally:
         _context.reset(token)
     _record_not_run(context)
@@ -264,13 +284,73 @@ def _execute(made: Flow, run_id: str, parameters: dict[str, Any]) -> FlowResult:
             logger.error("%s", error)
         return FlowResult(run_id, State.FAILED, error=str(error), error_task=getattr(error, "task_name", None),
                           exception=error)
-    except Exception as error:  # noqa: BLE001 - the one boundary for unexpected errors
+    except BaseException as error:  # noqa: BLE001 - the one boundary for unexpected errors (sys.exit() too)
         where = getattr(error, "task_name", None)
         if not getattr(error, "logged", False):
             logger.error("Unexpected error%s: %s", f" in {where}" if where else "", _describe(error), exc_info=True)
         return FlowResult(run_id, State.FAILED, error=f"Unexpected error{f' in {where}' if where else ''}: "
                                                       f"{_describe(error)}", error_task=where, exception=error)
     return FlowResult(run_id, State.COMPLETED, result=result)
+
+
+def _overruled(outcome: FlowResult, context: RunContext) -> FlowResult:
+    """A flow that caught its cancel or a task's timeout and went on still ends CANCELLED or FAILED."""
+    if context.watchdog is not None and context.watchdog.cancelled and outcome.state is not State.CANCELLED:
+        return FlowResult(context.run_id, State.CANCELLED, error="Cancelled on request (the flow went on after it "
+                                                                 "was asked to stop).")
+    timed_out = context.timed_out
+    if timed_out is not None and outcome.state is State.COMPLETED:
+        return FlowResult(context.run_id, State.FAILED, error=str(timed_out),
+                          error_task=getattr(timed_out, "task_name", None), exception=timed_out)
+    return outcome
+
+
+@contextlib.contextmanager
+def _watched(context: RunContext, cancel_grace: float) -> Iterator[Watchdog | None]:
+    """The run's watchdog, in the main thread (signals); elsewhere none, and SIGTERM keeps its meaning."""
+    if threading.current_thread() is not threading.main_thread():
+        yield None
+        return
+    context.watchdog = Watchdog(lambda expired: _end_process(context, expired), cancel_grace=cancel_grace)
+    try:
+        with context.watchdog.running():
+            yield context.watchdog
+    finally:
+        context.watchdog = None
+
+
+def _end_process(context: RunContext, expired: Expired) -> None:
+    """The watchdog's last word on a flow that ignored its timeout or its cancel: record it, end the process."""
+    state, message = _ending(expired)
+    try:
+        logger.error("%s", message)
+        if not _logged_to_a_console():
+            sys.stderr.write(f"error: {message}\n")
+        now = context.clock.now()
+        for task_run_id in list(context.open_task_runs):
+            context.store.finish_task_run(task_run_id, state, now=now, error=message)
+        _record_not_run(context)
+        context.store.transition(context.run_id, state, now=now, message=message, expect=(State.RUNNING,),
+                                 error=message, error_task=expired.timer.name if expired.timer else None)
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(1)
+
+
+def _logged_to_a_console() -> bool:
+    """Whether the pipeline's log lines go anywhere besides the history (the CLI's console)."""
+    handlers = logging.getLogger("pipeline").handlers + logging.getLogger().handlers
+    return any(not isinstance(h, HistoryHandler) for h in handlers)
+
+
+def _ending(expired: Expired) -> tuple[State, str]:
+    if expired.timer is None:
+        return State.CANCELLED, (f"Cancelled on request; the flow did not stop within {expired.grace:g} s of being "
+                                 "asked, so its process was ended.")
+    return State.FAILED, (f"{expired.timer.error()} It did not stop within {expired.grace:g} s more, so its "
+                          "process was ended.")
 
 
 def _finish(store: Store, outcome: FlowResult, clock: Clock) -> None:
@@ -317,12 +397,13 @@ def _capture_logs(context: RunContext) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _heartbeat(store: Store, run_id: str, clock: Clock, every: float, stoppable: bool) -> Iterator[None]:
+def _heartbeat(store: Store, run_id: str, clock: Clock, every: float, watchdog: Watchdog | None) -> Iterator[None]:
     """A daemon thread that stamps the run's heartbeat so crash detection can tell it lives.
 
     When the history says the run's cancellation was asked for (``runs cancel``, the dashboard),
     it sends this process SIGTERM, which stops the flow where it is: a run in the foreground
-    (``python -m pipeline run``) is cancelled as promptly as one the scheduler started.
+    (``python -m pipeline run``) is cancelled as promptly as one the scheduler started, and, as
+    the scheduler does, ended after a grace if it ignores that (the watchdog).
     """
     stop = threading.Event()
 
@@ -339,10 +420,10 @@ def _heartbeat(store: Store, run_id: str, clock: Clock, every: float, stoppable:
             if failing:
                 logger.info("The heartbeat of run %s is recorded again.", run_id[:8])
             failing = False
-            if cancel and stoppable and not stop.is_set():
+            if cancel and watchdog is not None and not stop.is_set() and not watchdog.cancelled:
                 logger.warning("Cancellation was requested; stopping the run.")
+                watchdog.cancel_asked()
                 os.kill(os.getpid(), signal.SIGTERM)
-                stop.wait(every * 5)
         store.close()
 
     thread = threading.Thread(target=beat, name=f"heartbeat-{run_id[:8]}", daemon=True)
@@ -351,49 +432,6 @@ def _heartbeat(store: Store, run_id: str, clock: Clock, every: float, stoppable:
         yield
     finally:
         stop.set()
-
-
-@contextlib.contextmanager
-def _cancel_on_sigterm() -> Iterator[bool]:
-    """In the main thread, SIGTERM raises Cancelled inside the flow (once) so it stops where it is.
-
-    Yields whether it could: elsewhere SIGTERM keeps its default meaning.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield False
-        return
-    fired = False
-
-    def on_term(signum: int, frame: Any) -> None:
-        nonlocal fired
-        if not fired:
-            fired = True
-            raise Cancelled()
-
-    previous = signal.signal(signal.SIGTERM, on_term)
-    try:
-        yield True
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-@contextlib.contextmanager
-def _deadline(seconds: float | None, name: str) -> Iterator[None]:
-    """Raise TaskTimeout in the task after ``seconds`` (main thread only: SIGALRM)."""
-    if not seconds or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def on_alarm(signum: int, frame: Any) -> None:
-        raise TaskTimeout(f"The task {name} ran longer than its timeout of {seconds:g} s.")
-
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def new_run_name() -> str:

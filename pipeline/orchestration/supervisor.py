@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from ..config import Settings
-from ..errors import ConfigError, HistoryLost, PipelineError
+from ..errors import ConfigError, HistoryFileLost, HistoryLost, PipelineError
 from ..formatting import duration_text, seconds_words
 from ..formatting import utc_text as _when
 from ..store import RunRow, Store, from_db
@@ -134,7 +134,12 @@ class Supervisor:
     def _lose_history(self, error: HistoryLost) -> None:
         if self.fatal is None:
             logger.error("%s", error)
-        self.fatal = error
+        if isinstance(error, HistoryFileLost) and not isinstance(self.fatal, HistoryFileLost):
+            self.store.abandon(str(error))  # from now on nothing of this process writes to that file
+            for run_id in self.executor.running():  # a flow stopped by SIGTERM would record its end there
+                self.executor.signal(run_id, signal.SIGKILL)
+        if not isinstance(self.fatal, HistoryFileLost):
+            self.fatal = error
         self.stopping.set()
         self.hurry.set()
 
@@ -154,6 +159,8 @@ class Supervisor:
 
     # -- own flow processes -------------------------------------------------------------
     def reap(self) -> None:
+        if isinstance(self.fatal, HistoryFileLost):
+            return  # its flows end unrecorded (``shutdown``)
         for exit_ in self.executor.poll():
             self._settle(exit_, self.clock.now())
 
@@ -253,6 +260,9 @@ class Supervisor:
     def shutdown(self) -> None:
         """Let running flows finish within the grace, then cancel them; hand waiting runs back."""
         self.stopping.set()
+        if isinstance(self.fatal, HistoryFileLost):
+            self._drop_flows_unrecorded()
+            return
         if self.executor.running():
             logger.info("Stopping: %d running flow(s) get %s to finish (signal again to stop them now).",
                         len(self.executor.running()), seconds_words(self.options.shutdown_grace))
@@ -267,6 +277,16 @@ class Supervisor:
         if self.fatal is None:
             self.stopped(self.clock.now())
         self.executor.close()
+
+    def _drop_flows_unrecorded(self) -> None:
+        """The history file was deleted or replaced: end the flows (killed already) without recording them,
+        say so, then remove the old history's log so that it never reaches a new file of that name."""
+        for run_id, pid in self.executor.running().items():
+            logger.warning("The flow of run %s (pid %d) was stopped and not recorded: its history file was deleted "
+                           "or replaced.", run_id[:8], pid)
+        self.executor.close()
+        for log in self.store.drop_old_log():
+            logger.info("Removed %s, the write-ahead log of the old history.", log)
 
     def _wait_for_children(self, seconds: float, use_hurry: bool = False) -> None:
         deadline = self.clock.now() + dt.timedelta(seconds=seconds)

@@ -4,13 +4,14 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import os
 import sqlite3
 import threading
 import uuid
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from ..errors import ConfigError, StorageError
+from ..errors import ConfigError, HistoryFileLost, StorageError
 from ..orchestration.states import State
 from .migrations import MIGRATIONS, _statements
 
@@ -18,6 +19,9 @@ UTC = dt.timezone.utc
 BUSY_TIMEOUT_MS = 10_000
 
 RUN_JSON_FIELDS = ("parameters", "metrics")
+# Connections of a history file that was deleted or replaced: kept open until the process ends, because closing
+# the last one makes SQLite checkpoint its log into whatever file now bears the name (``BaseStore.abandon``).
+ABANDONED: list[sqlite3.Connection] = []
 
 
 def to_db(moment: dt.datetime | None) -> str | None:
@@ -102,14 +106,19 @@ class HistoryConnection(sqlite3.Connection):
     readonly = False
     dialect = "sqlite"
     usable = True
+    lost: str | None = None  # why the history file may not be written any more (``BaseStore.abandon``)
 
     def execute(self, *args: Any) -> sqlite3.Cursor:
+        if self.lost is not None:
+            raise HistoryFileLost(self.lost)
         try:
             return super().execute(*args)
         except sqlite3.Error as error:
             raise self.fault(error) from error
 
     def executemany(self, *args: Any) -> sqlite3.Cursor:
+        if self.lost is not None:
+            raise HistoryFileLost(self.lost)
         try:
             return super().executemany(*args)
         except sqlite3.Error as error:
@@ -193,6 +202,9 @@ class BaseStore:
         self.readonly = readonly
         self._opened = False  # a first connection was made: later ones never create the file again
         self._local = threading.local()
+        self._connections: list[Any] = []  # every thread's, so that ``abandon`` reaches them all
+        self._file: tuple[int, int] | None = None  # the SQLite file's (device, inode) when first opened
+        self.abandoned: str | None = None
         if migrate and not readonly:
             self.migrate()
 
@@ -209,11 +221,24 @@ class BaseStore:
             self.close()
             conn = None
         if conn is None:
+            if self.abandoned:
+                raise HistoryFileLost(self.abandoned)
+            self._check_same_file()
             conn = self._local.conn = connect(self.location, readonly=self.readonly, create=not self._opened)
             self._opened = True
+            self._connections.append(conn)
+            if self._file is None and self.dialect == "sqlite":
+                self._file = file_identity(self.location)
             if self.readonly:
                 self._check_schema_or_close()
         return conn
+
+    def _check_same_file(self) -> None:
+        """A later connection must open the file the first one did, never one moved over it since: even
+        opening and closing it could let SQLite checkpoint the old history's log into it."""
+        if self._file is not None and file_identity(self.location) not in (self._file, None):
+            raise HistoryFileLost(f"The history {self.path} was replaced by another file while this process "
+                                  "used it; nothing more is written to it.")
 
     def _check_schema_or_close(self) -> None:
         try:
@@ -224,9 +249,37 @@ class BaseStore:
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
-        if conn is not None:
+        if conn is not None and not self.abandoned:
             self._local.conn = None
+            self._connections.remove(conn)
             conn.close()
+
+    # -- a history file deleted or replaced under this process ----------------------------
+    def abandon(self, reason: str) -> None:
+        """Write nothing more to a history file that was deleted or replaced: every statement of this store
+        raises HistoryFileLost(``reason``) from now on, and its connections stay open until the process ends
+        (``ABANDONED``): closing the last one would make SQLite checkpoint the old history's log into whatever
+        file now bears the name. The process then ends with ``os._exit`` (``pipeline/__main__.py``)."""
+        if self.dialect != "sqlite" or self.abandoned:
+            return
+        self.abandoned = reason
+        for conn in self._connections:
+            conn.lost = reason
+        ABANDONED.extend(self._connections)
+
+    def drop_old_log(self) -> list[Path]:
+        """Delete the ``-wal`` and ``-shm`` files next to an abandoned history if they are still the ones this
+        process has open (the old history's): left there, SQLite would read the old history's pages into a new
+        file of that name. Call it once no other process of ours (a flow) can write to them. Returns what went."""
+        if not self.abandoned:
+            return []
+        ours, dropped = _open_files(), []
+        for log in (Path(f"{self.location}-wal"), Path(f"{self.location}-shm")):
+            if file_identity(log) in ours:
+                with contextlib.suppress(OSError):
+                    log.unlink()
+                    dropped.append(log)
+        return dropped
 
     @contextlib.contextmanager
     def atomic(self) -> Iterator[sqlite3.Connection]:
@@ -300,11 +353,53 @@ class BaseStore:
                 marks += [0, 0]
         return tuple(marks)
 
+    def checkpoint(self) -> None:
+        """Copy what the write-ahead log holds into the SQLite file, as far as readers allow (PostgreSQL: nothing)."""
+        if self.conn.dialect == "sqlite":
+            self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
     def integrity_check(self) -> str:
         """SQLite's own check of the file ('ok'); on PostgreSQL, 'ok' unless an index was left invalid."""
         if self.conn.dialect != "sqlite":
             return self.conn.integrity_check()
         return self.conn.execute("PRAGMA integrity_check").fetchone()[0]
+
+
+def file_identity(path: Path | str) -> tuple[int, int] | None:
+    """A file's (device, inode), None if there is no such file."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
+
+
+def _open_files() -> set[tuple[int, int]]:
+    """The (device, inode) of every file this process has open (Linux; elsewhere none is known)."""
+    found = set()
+    with contextlib.suppress(OSError):
+        for fd in os.listdir("/proc/self/fd"):
+            with contextlib.suppress(OSError):
+                stat = os.stat(f"/proc/self/fd/{fd}")
+                found.add((stat.st_dev, stat.st_ino))
+    return found
+
+
+def identity_in_file(path: Path) -> str | None:
+    """The history's id as its file holds it, read past its write-ahead log (``immutable``); None if the file
+    holds none (not a history, or its id still only in the log). A file copied over the history has another id,
+    although the old history's log, still next to it, would show the old one to a normal connection."""
+    try:
+        conn = sqlite3.connect(f"{path.absolute().as_uri()}?immutable=1", uri=True)
+    except sqlite3.Error:
+        return None
+    try:
+        row = conn.execute("SELECT id FROM history_identity LIMIT 1").fetchone()
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
+    return row[0] if row else None
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
