@@ -231,10 +231,10 @@ def test_acceptances_on_either_history(location):
     store.close()
 
 
-def test_the_run_page_lets_an_operator_accept_and_shows_a_viewer_why_not(gated):
+def test_the_run_page_lets_an_operator_accept_and_shows_a_viewer_why_not(gated, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
-    from tests.test_models import APP, PASSWORD
+    from tests.test_models import APP, PASSWORD, signed_in
 
     settings, store, clock = gated
     blocked = run_of(store, settings, clock, "2021-08-15", deployment="gated")
@@ -243,12 +243,10 @@ def test_the_run_page_lets_an_operator_accept_and_shows_a_viewer_why_not(gated):
     users.add(path, "victor", PASSWORD, "viewer")
 
     def page(user: str) -> AppTest:
+        signed_in(monkeypatch, settings.home, user)
         at = AppTest.from_file(APP, default_timeout=30)
         at.query_params["id"] = blocked["id"]
         at.run()
-        at.text_input(key="login_name").input(user)
-        at.text_input(key="login_password").input(PASSWORD)
-        at.button[0].click().run()
         at.switch_page("app_pages/run_detail.py").run()
         assert not at.exception, at.exception[0].value
         return at

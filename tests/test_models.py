@@ -9,6 +9,7 @@ import json
 import pickle
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -409,13 +410,19 @@ def test_two_versions_compare_on_the_same_month_features_and_coefficients(histor
 
 
 # -- the dashboard ---------------------------------------------------------------------------------
-def models_page(*, user: str | None = None) -> AppTest:
+def signed_in(monkeypatch, home: Path, user: str) -> None:
+    """Sign ``user`` in as ``/signin`` does: the page reads that session's cookie (AppTest has no browser)."""
+    from dashboard import access, sessions
+
+    token = sessions.issue(home, user, time.time())
+    monkeypatch.setattr(access, "token", lambda: token)
+
+
+def models_page(*, user: str | None = None, monkeypatch=None, home: Path | None = None) -> AppTest:
+    if user:
+        signed_in(monkeypatch, home, user)
     at = AppTest.from_file(APP, default_timeout=30)
     at.run()
-    if user:
-        at.text_input(key="login_name").input(user)
-        at.text_input(key="login_password").input(PASSWORD)
-        at.button[0].click().run()
     at.switch_page("app_pages/models.py").run()
     assert not at.exception, at.exception[0].value
     return at
@@ -445,10 +452,10 @@ def test_the_models_page_shows_the_champion_versions_history_and_a_comparison(hi
     assert not at.exception and shown in page_text(at)
 
 
-def test_an_operator_promotes_and_rolls_back_from_the_page_under_their_name(history):
+def test_an_operator_promotes_and_rolls_back_from_the_page_under_their_name(history, monkeypatch):
     settings, store, (first, second, third, fake) = history
     users.add(users.users_path(settings.home), "olga", PASSWORD, "operator")
-    at = models_page(user="olga")
+    at = models_page(user="olga", monkeypatch=monkeypatch, home=settings.home)
     options = at.selectbox(key="models_pick").options
     at.selectbox(key="models_pick").select_index(next(i for i, o in enumerate(options) if first["name"] in o)).run()
     confirm = at.checkbox(key="models_confirm_older")
@@ -464,10 +471,10 @@ def test_an_operator_promotes_and_rolls_back_from_the_page_under_their_name(hist
     assert store.champion()["id"] == third["id"] and store.promotion_events()[-1]["action"] == "rollback"
 
 
-def test_a_viewer_sees_the_models_but_is_refused_a_promotion(history):
+def test_a_viewer_sees_the_models_but_is_refused_a_promotion(history, monkeypatch):
     settings, store, (first, second, third, fake) = history
     users.add(users.users_path(settings.home), "victor", PASSWORD, "viewer")
-    at = models_page(user="victor")
+    at = models_page(user="victor", monkeypatch=monkeypatch, home=settings.home)
     at.button(key="models_promote").click().run()
     assert any("victor is a viewer: only an operator may promote or roll back models." in e.value for e in at.error)
     at.button(key="models_rollback").click().run()
