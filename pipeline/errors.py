@@ -48,6 +48,10 @@ class InvalidTransition(PipelineError):
     """A state change that the state machine does not allow."""
 
 
+class NeedsConfirmation(InvalidTransition):
+    """A change a person may make but must confirm (promoting a version older than the champion)."""
+
+
 class NotFound(PipelineError):
     """A run, deployment or work queue that does not exist."""
 

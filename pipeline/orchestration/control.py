@@ -16,15 +16,29 @@ from ..errors import NotFound
 from ..store import DeploymentRow, RunRow, Store, from_db
 from . import catchup, enqueue
 from .deployments import DeploymentSpec, check_name, load_specs, materialise, register
+from .registry import flow_entry
 
 BACKFILL_QUEUE = "backfill"
 
 
 def trigger(store: Store, settings: Settings, *, deployment: str | None, date: dt.date | None,
             now: dt.datetime, parameters: dict | None = None) -> RunRow:
-    """Enqueue one manual run of ``deployment`` (None: the default one) for ``date`` (None: today);
-    ``parameters`` (such as ``data_url``) apply to this run only."""
+    """Enqueue one manual run of ``deployment`` (None: the default one) for ``date`` (None: the date the
+    deployment sets itself, if its flow lets it, else today); ``parameters`` (such as ``data_url``) apply to
+    this run only."""
+    date = date or _own_date(store, deployment)
     return enqueue.trigger_run(store, settings, deployment=deployment, date=date, now=now, parameters=parameters)
+
+
+def _own_date(store: Store, deployment: str | None) -> dt.date | None:
+    """A deployment's own ``date`` parameter (a Prefect 2 spec's ``parameters={"date": "2021-08-15"}``)."""
+    row = enqueue.find_deployment(store, deployment)
+    if not flow_entry(row["flow"]).deployment_date:
+        return None
+    try:
+        return dt.date.fromisoformat(str((row.get("parameters") or {}).get("date"))[:10])
+    except ValueError:
+        return None
 
 
 def plan_backfill(store: Store, settings: Settings, *, deployment: str | None, start: dt.date, end: dt.date,

@@ -118,11 +118,14 @@ def load_specs(path: str | Path) -> list[DeploymentSpec]:
             collected = [stack.enter_context(scope(path.resolve().parent)) for scope in LOAD_SCOPES]
             namespace = runpy.run_path(str(path), run_name="__deployments__")
             namespace = {**namespace, "__collected__": [spec for specs in collected for spec in specs]}
-    except ConfigError as error:
-        raise ConfigError(f"The deployment file {path} has an invalid spec: {error}") from None
     except ModuleNotFoundError as error:
         raise ConfigError(f"The deployment file {path} (or a file it loads) imports the package {error.name!r}, which "
                           f"is not installed here (pip install {(error.name or '?').split('.')[0]}).") from None
+    except ImportError as error:  # a module or name a load scope refuses (an unsupported Prefect feature)
+        raise ConfigError(f"The deployment file {path} (or a file it loads) imports what is not supported here: "
+                          f"{error}") from None
+    except ConfigError as error:
+        raise ConfigError(f"The deployment file {path} has an invalid spec: {error}") from None
     except SystemExit as error:
         raise ConfigError(f"The deployment file {path} called sys.exit({error.code!r}) while loading; a deployment "
                           "file should only define DeploymentSpecs.") from None

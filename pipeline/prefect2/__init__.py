@@ -14,13 +14,14 @@ from __future__ import annotations
 from ..orchestration import deployments as _deployments
 from .api import (ConcurrentTaskRunner, PrefectFlow, PrefectFuture, SequentialTaskRunner, State,
                   SubprocessFlowRunner, flow, get_run_logger, task)
-from .deployments import CronSchedule, DeploymentSpec, IntervalSchedule
+from .context import get_run_context
+from .deployments import CronSchedule, Deployment, DeploymentSpec, FlowScript, IntervalSchedule
 from .execution import register_user_flow  # noqa: F401  (registers the resolver of user flows)
 from .scope import UnsupportedPrefect, prefect_scope
 
-__all__ = ["ConcurrentTaskRunner", "CronSchedule", "DeploymentSpec", "IntervalSchedule", "PrefectFlow",
-           "PrefectFuture", "SequentialTaskRunner", "State", "SubprocessFlowRunner", "UnsupportedPrefect", "flow",
-           "get_run_logger", "task"]
+__all__ = ["ConcurrentTaskRunner", "CronSchedule", "Deployment", "DeploymentSpec", "FlowScript", "IntervalSchedule",
+           "PrefectFlow", "PrefectFuture", "SequentialTaskRunner", "State", "SubprocessFlowRunner", "UnsupportedPrefect",
+           "flow", "get_run_context", "get_run_logger", "task"]
 
 if prefect_scope not in _deployments.LOAD_SCOPES:
     _deployments.LOAD_SCOPES.append(prefect_scope)

@@ -1,16 +1,23 @@
 """``python -m pipeline.prefect2 homework.py [ARGS...]``: run a Prefect 2.0 beta file as a script.
 
 Its ``import prefect`` is served by this package, and its top-level ``main(...)`` call runs the flow
-now, recorded in the history ($FHV_HOME) like any run.
+now, recorded in the history ($FHV_HOME) like any run, with the file's folder as working directory
+(as a deployment's runs have), from whatever folder it is started. The run's log lines and final
+state are printed to the terminal; the exit code is 1 if a flow run failed (or the file raised), 2 for
+an error of this product's (a file that cannot be run), else what the file exits with.
 """
 from __future__ import annotations
 
+import contextlib
 import runpy
 import sys
+import traceback
 from pathlib import Path
 
 from ..errors import PipelineError
+from .adaptations import adapted_libraries
 from .scope import prefect_scope
+from .scripts import on_the_terminal
 
 
 def main(argv: list[str]) -> int:
@@ -20,13 +27,30 @@ def main(argv: list[str]) -> int:
         return 2
     path = Path(argv[0]).resolve()
     sys.argv = [str(path), *argv[1:]]
+    with on_the_terminal() as ended, contextlib.chdir(path.parent):
+        code = _run(path)
+    failed = [state for state in ended if state.is_failed()]
+    return code or (1 if failed else 0)
+
+
+def _run(path: Path) -> int:
     try:
-        with prefect_scope(path.parent, mode="script"):
+        with prefect_scope(path.parent, mode="script"), adapted_libraries():
             runpy.run_path(str(path), run_name="__main__")
     except PipelineError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except SystemExit as error:
+        return error.code if isinstance(error.code, int) else (0 if error.code is None else 1)
+    except Exception as error:  # noqa: BLE001 - the file's own error, outside any flow: where it happened
+        print(f"error: {path.name} raised {type(error).__name__}: {error} ({_where(error, path)})", file=sys.stderr)
+        return 1
     return 0
+
+
+def _where(error: BaseException, path: Path) -> str:
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if Path(f.filename).resolve() == path]
+    return f"line {frames[-1].lineno} of {path.name}" if frames else "while it ran"
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 from ..errors import ConfigError
 from ..orchestration.runtime import Retry, Task, run_context
+from .parameters import cast_parameters
 
 logger = logging.getLogger("pipeline.prefect2")
 
@@ -155,6 +156,7 @@ class PrefectFlow:
     def body(self, **parameters: Any) -> Any:
         """Run the function; a task that failed fails the flow, as in Prefect 2.0."""
         futures: list[PrefectFuture] = []
+        parameters = cast_parameters(self.fn, self.name, parameters)
         token = _FUTURES.set(futures)
         try:
             value = self.fn(**parameters)
@@ -202,10 +204,33 @@ def _scalars(value: Any) -> Any:
     return None
 
 
-def get_run_logger() -> logging.Logger:
-    """The logger whose lines go into the run's logs (and to the console in a script)."""
-    context = run_context()
-    return logging.getLogger(f"pipeline.prefect2.run.{context.flow.name if context else 'script'}")
+def get_run_logger(context: Any = None, **kwargs: Any) -> logging.LoggerAdapter:
+    """The logger whose lines go into the run's logs (and to the terminal in a script).
+
+    As in Prefect 2.0 beta, ``context`` (a run context) and extra keyword fields are accepted; the
+    lines go to the run this process runs either way.
+    """
+    current = run_context()
+    name = current.flow.name if current else "script"
+    reserved = vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime"}
+    extra = {k if k not in reserved else f"extra_{k}": v for k, v in kwargs.items()}
+    return logging.LoggerAdapter(logging.getLogger(f"pipeline.prefect2.run.{name}"), extra)
+
+
+def get_logger(name: str | None = None) -> logging.Logger:
+    """``prefect.logging.get_logger(name)``: a logger whose lines go into the run's logs while a flow runs."""
+    return logging.getLogger(f"pipeline.prefect2.user{'.' + name if name else ''}")
+
+
+def raise_failed_state(state: Any) -> None:
+    """``prefect.engine.raise_failed_state``: raise the error of a failed state (or future)."""
+    if hasattr(state, "result"):
+        state.result(raise_on_failure=True)
+
+
+def get_result(state: Any, raise_failures: bool = True) -> Any:
+    """``prefect.engine.get_result``: the value of a state or future (its error raised if it failed)."""
+    return state.result(raise_on_failure=raise_failures)
 
 
 class SequentialTaskRunner:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import runpy
+import sys
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -53,25 +54,51 @@ def RRuleSchedule(*args: Any, **kwargs: Any) -> None:  # noqa: N802
 class DeploymentSpec:
     """Prefect 2.0 beta's spec: made into a deployment of the user's flow as soon as it is built."""
 
-    def __init__(self, *, name: str, flow: Any = None, flow_location: str | None = None,
+    def __init__(self, *, name: str | None = None, flow: Any = None, flow_location: str | Path | None = None,
                  flow_name: str | None = None, schedule: Any = None, parameters: Mapping[str, Any] | None = None,
                  tags: Any = (), flow_runner: Any = None, flow_storage: Any = None, **unsupported: Any):
-        _refuse(unsupported, "DeploymentSpec")
-        self.name = name
+        _refuse(unsupported, type(self).__name__)
         self.flow = _the_flow(flow, flow_location, flow_name, name)
-        _check_runner(flow_runner, name)
+        self.name = name or self.flow.name
+        _check_runner(flow_runner, self.name)
         if flow_storage is not None:
-            logger.warning("The deployment %s sets flow_storage; its runs use the local file %s.", name,
+            logger.warning("The deployment %s sets flow_storage; its runs use the local file %s.", self.name,
                            self.flow.path)
         from .execution import register_user_flow
 
         entry = register_user_flow(self.flow)
-        self.spec = Spec(name=name, schedule=schedule, flow=entry.name, parameters=dict(parameters or {}),
+        self.spec = Spec(name=self.name, schedule=schedule, flow=entry.name, parameters=dict(parameters or {}),
                          tags=tuple(tags or ()), description=f"Prefect 2 flow {self.flow.name} from {self.flow.path}")
         scope.collect(self.spec)
 
 
-def _the_flow(flow: Any, location: str | None, flow_name: str | None, name: str) -> api.PrefectFlow:
+class FlowScript:
+    """Prefect 2.0b8's ``FlowScript(path="homework.py", name="main")``: a flow named by its file."""
+
+    def __init__(self, path: str | Path, name: str | None = None):
+        self.path, self.name = Path(path), name
+
+
+class Deployment(DeploymentSpec):
+    """Prefect 2.0b8's ``Deployment(flow=main, name=..., schedule=..., flow_runner=..., tags=...)``.
+
+    ``flow`` is a @flow, a path to its file or a ``FlowScript``; without ``name`` the deployment takes the
+    flow's name. A packager other than the default is refused: runs use the local file.
+    """
+
+    def __init__(self, *, flow: Any, name: str | None = None, packager: Any = None, **options: Any):
+        if packager is not None:
+            raise ConfigError(f"The deployment {name or '(unnamed)'!r} sets packager={type(packager).__name__}(), "
+                              "which is not supported here; leave it out: runs use the local file.")
+        if isinstance(flow, FlowScript):
+            options.update(flow_location=flow.path, flow_name=flow.name)
+            flow = None
+        elif isinstance(flow, (str, Path)):
+            options["flow_location"], flow = flow, None
+        super().__init__(flow=flow, name=name, **options)
+
+
+def _the_flow(flow: Any, location: str | Path | None, flow_name: str | None, name: str | None) -> api.PrefectFlow:
     if isinstance(flow, api.PrefectFlow):
         return flow
     if callable(flow):
@@ -80,19 +107,37 @@ def _the_flow(flow: Any, location: str | None, flow_name: str | None, name: str)
     if location is None:
         raise ConfigError(f"The deployment {name!r} names no flow; give flow=<a @flow function> or "
                           "flow_location=\"file.py\" (and flow_name if the file has several flows).")
-    return _flow_from_file(scope.relative(location), flow_name, name)
+    return _flow_from_file(scope.relative(str(location)), flow_name, name)
 
 
-def _flow_from_file(path: Path, flow_name: str | None, name: str) -> api.PrefectFlow:
+def _flow_from_file(path: Path, flow_name: str | None, name: str | None) -> api.PrefectFlow:
     if not path.is_file():
         raise ConfigError(f"The deployment {name!r} has flow_location {str(path)!r}, which does not exist.")
-    flows = find_flows(runpy.run_path(str(path), run_name="__prefect2_flow__"))
+    flows = find_flows(_namespace_of(path))
     if flow_name is not None:
         flows = [f for f in flows if flow_name in (f.name, f.fn.__name__)]
     if len(flows) != 1:
         what = f"no flow named {flow_name!r}" if flow_name else f"{len(flows)} flows"
         raise ConfigError(f"The flow file {path} has {what}; name one with flow_name=\"...\".")
     return flows[0]
+
+
+def _namespace_of(path: Path) -> Mapping[str, Any]:
+    """The names of the file ``path``, run once: the file being run or imported now (a spec in the flow's own
+    file, or in a file that imported it) is not run again, as Prefect 2.0 beta loaded a flow once."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if _same_file(frame.f_globals.get("__file__"), path):
+            return frame.f_globals
+        frame = frame.f_back
+    for module in list(sys.modules.values()):
+        if _same_file(getattr(module, "__file__", None), path):
+            return vars(module)
+    return runpy.run_path(str(path), run_name="__prefect2_flow__")
+
+
+def _same_file(where: Any, path: Path) -> bool:
+    return isinstance(where, str) and Path(where).resolve() == path
 
 
 def find_flows(namespace: Mapping[str, Any]) -> list[api.PrefectFlow]:

@@ -23,6 +23,7 @@ from ..orchestration.registry import FlowEntry, register_flow, register_resolver
 from ..orchestration.runtime import AwaitPolicy, Flow, FlowResult, run_flow
 from ..store import Store
 from . import api
+from .adaptations import adapted_libraries
 from .deployments import find_flows
 from .scope import prefect_scope
 
@@ -85,7 +86,7 @@ def execute(store: Store, settings: Settings, run_id: str, *, clock: Clock = SYS
     """Run an existing PENDING run of a user's flow to its end, in its deployment file's folder."""
     run = store.run_with_deployment(run_id)
     path, function = parse_name(run["flow"])
-    with contextlib.chdir(_workdir(store, run, path)), prefect_scope(path.parent):
+    with contextlib.chdir(_workdir(store, run, path)), prefect_scope(path.parent), adapted_libraries():
         made, parameters = _prepare(path, function, run["parameters"])
         with prints_to_log():
             return run_flow(store, made, run_id, parameters, clock=clock, await_policy=await_policy,

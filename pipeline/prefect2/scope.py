@@ -24,11 +24,12 @@ from . import api
 _FOLDER: contextvars.ContextVar[Path | None] = contextvars.ContextVar("prefect2_folder", default=None)
 _COLLECTED: contextvars.ContextVar[list | None] = contextvars.ContextVar("prefect2_specs", default=None)
 SUPPORTED = ("prefect", "prefect.deployments", "prefect.orion", "prefect.orion.schemas",
-             "prefect.orion.schemas.schedules", "prefect.flow_runners", "prefect.task_runners")
+             "prefect.orion.schemas.schedules", "prefect.flow_runners", "prefect.task_runners", "prefect.logging",
+             "prefect.context", "prefect.engine")
 
 
-class UnsupportedPrefect(ConfigError):
-    """A Prefect feature this product does not provide."""
+class UnsupportedPrefect(ConfigError, ImportError):
+    """A Prefect feature this product does not provide (raised where the file imports or names it)."""
 
 
 def _module(name: str, **names: Any) -> types.ModuleType:
@@ -40,35 +41,42 @@ def _module(name: str, **names: Any) -> types.ModuleType:
         if attribute.startswith("__"):
             raise AttributeError(attribute)
         raise UnsupportedPrefect(f"{name}.{attribute} is not supported here; a Prefect 2.0 beta file may use "
-                                 "flow, task, get_run_logger, DeploymentSpec, IntervalSchedule, CronSchedule, "
-                                 "SubprocessFlowRunner, SequentialTaskRunner and ConcurrentTaskRunner.")
+                                 "flow, task, get_run_logger, get_run_context, DeploymentSpec, Deployment, "
+                                 "IntervalSchedule, CronSchedule, SubprocessFlowRunner, SequentialTaskRunner and "
+                                 "ConcurrentTaskRunner.")
     module.__getattr__ = missing  # type: ignore[attr-defined]
     return module
 
 
 def _modules() -> dict[str, types.ModuleType]:
-    from . import deployments
+    from . import context, deployments
 
-    runners = {"SubprocessFlowRunner": api.SubprocessFlowRunner}
+    runners = {"SubprocessFlowRunner": api.SubprocessFlowRunner, "UniversalFlowRunner": api.SubprocessFlowRunner}
     schedules = {"IntervalSchedule": deployments.IntervalSchedule, "CronSchedule": deployments.CronSchedule,
                  "RRuleSchedule": deployments.RRuleSchedule}
+    contexts = {"get_run_context": context.get_run_context, "FlowRunContext": context.FlowRunContext,
+                "TaskRunContext": context.TaskRunContext, "MissingContextError": context.MissingContextError}
     made = {
         "prefect": _module("prefect", flow=api.flow, task=api.task, get_run_logger=api.get_run_logger,
-                           __version__="2.0b5 (compatibility layer of pipeline.prefect2)"),
-        "prefect.deployments": _module("prefect.deployments", DeploymentSpec=deployments.DeploymentSpec),
+                           Deployment=deployments.Deployment, get_run_context=context.get_run_context,
+                           __version__="2.0b8 (compatibility layer of pipeline.prefect2)"),
+        "prefect.deployments": _module("prefect.deployments", DeploymentSpec=deployments.DeploymentSpec,
+                                       Deployment=deployments.Deployment, FlowScript=deployments.FlowScript),
         "prefect.orion": _module("prefect.orion"),
         "prefect.orion.schemas": _module("prefect.orion.schemas"),
         "prefect.orion.schemas.schedules": _module("prefect.orion.schemas.schedules", **schedules),
         "prefect.flow_runners": _module("prefect.flow_runners", **runners),
         "prefect.task_runners": _module("prefect.task_runners", SequentialTaskRunner=api.SequentialTaskRunner,
                                         ConcurrentTaskRunner=api.ConcurrentTaskRunner),
+        "prefect.logging": _module("prefect.logging", get_run_logger=api.get_run_logger, get_logger=api.get_logger),
+        "prefect.context": _module("prefect.context", **contexts),
+        "prefect.engine": _module("prefect.engine", raise_failed_state=api.raise_failed_state,
+                                  get_result=api.get_result),
     }
-    made["prefect"].deployments = made["prefect.deployments"]
-    made["prefect"].orion = made["prefect.orion"]
-    made["prefect.orion"].schemas = made["prefect.orion.schemas"]
-    made["prefect.orion.schemas"].schedules = made["prefect.orion.schemas.schedules"]
-    made["prefect"].flow_runners = made["prefect.flow_runners"]
-    made["prefect"].task_runners = made["prefect.task_runners"]
+    for name, module in made.items():  # each submodule is an attribute of its parent, as after a real import
+        parent, _, child = name.rpartition(".")
+        if parent:
+            setattr(made[parent], child, module)
     return made
 
 

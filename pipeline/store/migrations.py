@@ -225,6 +225,24 @@ CREATE TABLE workers (
 CREATE INDEX workers_live ON workers(stopped_at, heartbeat_at);
 CREATE INDEX flow_runs_claimed_by ON flow_runs(claimed_by) WHERE claimed_by IS NOT NULL;
 """),
+    ("0011_data_acceptances_and_target_seen", """
+CREATE TABLE data_acceptances (
+    id INTEGER PRIMARY KEY,
+    flow TEXT NOT NULL,
+    blocked_run_id TEXT NOT NULL UNIQUE REFERENCES flow_runs(id) ON DELETE CASCADE,
+    rerun_id TEXT REFERENCES flow_runs(id) ON DELETE SET NULL,
+    train_month TEXT NOT NULL,
+    val_month TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    at TEXT NOT NULL,
+    reason TEXT NOT NULL
+);
+CREATE INDEX data_acceptances_months ON data_acceptances(flow, train_month, val_month);
+CREATE TABLE notify_target_seen (
+    target_key TEXT PRIMARY KEY,
+    first_seen TEXT NOT NULL
+);
+"""),
 ]
 
 
