@@ -41,7 +41,7 @@ from typing import Any, Callable
 import schedule
 
 from ..config import Settings
-from ..errors import HistoryLost
+from ..errors import HistoryDamaged, HistoryLost
 from ..store import DeploymentRow, RunRow, Store, from_db
 from . import catchup
 from .clock import SYSTEM_CLOCK, Clock
@@ -94,6 +94,7 @@ class Scheduler(Supervisor):
     # -- loop ---------------------------------------------------------------------------
     def start(self) -> None:
         """Take the history's lease, note since when no scheduler ran, register the jobs' cadence."""
+        self.store.check_damage()
         now = self.clock.now()
         won, previous = self.store.take_scheduler_lease(
             owner=self.identity, pid=os.getpid(), hostname=socket.gethostname(), now=now,
@@ -144,7 +145,7 @@ class Scheduler(Supervisor):
         failing = self.failing.setdefault(row["id"], {})
         try:
             work()
-        except HistoryLost:
+        except (HistoryLost, HistoryDamaged):
             raise
         except Exception as error:  # noqa: BLE001 - this deployment is marked; the others go on
             message = f"{job}: {sentence(error)}"
