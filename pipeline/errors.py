@@ -64,6 +64,10 @@ class StorageError(PipelineError):
     """The history file cannot be used: corrupt, truncated, read-only, disk full, I/O error, newer schema."""
 
 
+class HistoryDamaged(StorageError):
+    """The history file is damaged (a corrupt page, a table gone): a process serving it stops, recording nothing."""
+
+
 class HistoryLost(PipelineError):
     """The history file was deleted or replaced under a running scheduler, or its lease was taken."""
 

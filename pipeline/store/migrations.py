@@ -1,6 +1,8 @@
 """The schema of the history: ordered, named migrations (never edit one that shipped; add the next)."""
 from __future__ import annotations
 
+import re
+
 MIGRATIONS: list[tuple[str, str]] = [
     ("0001_runs_tasks_logs_artifacts", """
 CREATE TABLE flow_runs (
@@ -246,3 +248,11 @@ CREATE TABLE notify_target_seen (
 
 def _statements(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def tables(upto: int | None = None) -> set[str]:
+    """The tables the migrations make (up to ``upto``): a history that lacks one is damaged."""
+    made = set()
+    for _, sql in MIGRATIONS[:upto]:
+        made |= set(re.findall(r"CREATE TABLE (\w+)", sql)) - set(re.findall(r"DROP TABLE (\w+)", sql))
+    return made
