@@ -383,3 +383,26 @@ def test_a_targets_first_sight_is_kept_on_either_history(location):
     assert first == {"a": NOW, "b": NOW} and later == {"b": NOW, "c": NOW + dt.timedelta(hours=1)}
     assert store.note_notify_targets([], NOW) == {}
     store.close()
+
+
+def test_a_stopping_scheduler_lets_the_messages_on_the_wire_be_recorded_and_starts_no_more(home, http_server):
+    """A clean stop used to abandon the sending thread: messages delivered but unrecorded went again later."""
+    import threading
+    import time
+
+    settings, store, clock = home
+    settings = dataclasses.replace(settings, notify=(hook(http_server, "/slow", delay=0.5),), notify_timeout=3.0)
+    notifier = notify.Notifier(store, settings, clock=clock)
+    clock.advance(1)
+    for i in range(notify.SENDERS + 2):
+        failed = store.create_run(flow=FLOW_NAME, name=f"broken-{i}", state=State.RUNNING, now=clock.now())
+        store.transition(failed, State.FAILED, now=clock.now(), error="boom.")
+    notifier.poke()
+    time.sleep(0.2)  # the first batch is on the wire
+    notifier.finish()
+    assert not any(t.name == "notifications" and t.is_alive() for t in threading.enumerate())
+    states = sorted(n["state"] for n in store.notifications())
+    assert states == ["PENDING"] * 2 + ["SENT"] * notify.SENDERS
+    assert all(n["attempts"] == 0 for n in store.notifications() if n["state"] == "PENDING")
+    notifier.poke()  # a stopped notifier starts no round
+    assert http_server.count("/slow") == notify.SENDERS
