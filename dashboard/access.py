@@ -23,7 +23,8 @@ from . import queries, sessions
 from .web import LOOPBACK_NAMES, address, beyond_loopback  # noqa: F401  (where it listens)
 
 ACTIONS = {"trigger": "trigger runs", "backfill": "enqueue backfills", "cancel": "cancel runs",
-           "pause": "pause or resume deployments", "promote": "promote or roll back models"}
+           "pause": "pause or resume deployments", "promote": "promote or roll back models",
+           "accept": "accept a blocked run's data"}
 
 
 def users_file():
