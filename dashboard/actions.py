@@ -15,7 +15,7 @@ from pipeline.config import Settings
 from pipeline.errors import PipelineError
 from pipeline.orchestration import control, enqueue
 from pipeline.store import Store
-from pipeline.training import champion
+from pipeline.training import acceptance, champion
 
 
 def now() -> dt.datetime:
@@ -88,10 +88,17 @@ def set_active(settings: Settings, deployment: str, active: bool) -> None:
             control.pause(history, deployment, now=now())
 
 
-def promote(settings: Settings, run_id: str, *, actor: str) -> dict[str, Any]:
-    """Make a model version the champion (and copy it to models/current/); returns the event."""
+def promote(settings: Settings, run_id: str, *, actor: str, confirmed: bool = False) -> dict[str, Any]:
+    """Make a model version the champion (and copy it to models/current/); returns the event. A version
+    trained on older months than the champion's needs ``confirmed``."""
     with writable(settings) as history:
-        return champion.promote(history, settings, run_id, actor=actor, now=now())
+        return champion.promote(history, settings, run_id, actor=actor, now=now(), confirmed=confirmed)
+
+
+def accept(settings: Settings, run_id: str, *, actor: str, reason: str) -> dict[str, Any]:
+    """Accept a blocked run's data and enqueue a run of its date past the gate; returns the acceptance."""
+    with writable(settings) as history:
+        return acceptance.accept(history, settings, run_id, actor=actor, reason=reason, now=now())
 
 
 def rollback(settings: Settings, *, actor: str) -> dict[str, Any]:

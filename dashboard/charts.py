@@ -249,3 +249,34 @@ def _side_trace(monthly: pd.DataFrame, side: str) -> go.Scatter:
                       customdata=monthly[["name", "months"]].fillna("").to_numpy(),
                       hovertemplate=(f"<b>%{{customdata[0]}}</b><br>PSI of {SIDE_NAME[side]} %{{y:.4f}}"
                                      "<br>%{customdata[1]}<extra></extra>"))
+
+
+IN_USE_COLOR, RETRAINED_COLOR, PROMOTED_COLOR = "#dc2626", "#2563eb", "#16a34a"
+
+
+def model_in_use(points: pd.DataFrame) -> go.Figure:
+    """The model in use on each new month: its RMSE there (``in_use_rmse``) beside the retrained version's
+    (``retrained_rmse``), by validation month (``val_month``), the promotions marked with a star."""
+    if points.empty:
+        return empty_figure("No run has been judged on a new month yet.", height=340)
+    months = pd.to_datetime(points["val_month"] + "-01")
+    hover = points[["name", "decision"]].fillna("").to_numpy()
+    fig = go.Figure([
+        go.Scatter(x=months, y=points["in_use_rmse"], mode="lines+markers", name="model in use", connectgaps=False,
+                   line=dict(color=IN_USE_COLOR), marker=dict(size=7), customdata=hover,
+                   hovertemplate="<b>%{x|%Y-%m}</b><br>model in use: RMSE %{y:.4f}<extra></extra>"),
+        go.Scatter(x=months, y=points["retrained_rmse"], mode="lines+markers", name="retrained", connectgaps=False,
+                   line=dict(color=RETRAINED_COLOR, dash="dot"), marker=dict(size=7), customdata=hover,
+                   hovertemplate="<b>%{x|%Y-%m}</b><br>retrained (%{customdata[0]}): RMSE %{y:.4f}"
+                                 "<br>%{customdata[1]}<extra></extra>"),
+    ])
+    promoted = points["promoted"].astype(bool)
+    fig.add_trace(go.Scatter(x=months[promoted], y=points.loc[promoted, "retrained_rmse"], mode="markers",
+                             name="promoted", marker=dict(symbol="star", size=14, color=PROMOTED_COLOR),
+                             hoverinfo="skip"))
+    _layout(fig, height=340, title=dict(text="The model in use on each new month (validation RMSE, minutes)", x=0.5,
+                                        xanchor="center", font=dict(size=14)))
+    fig.update_layout(margin=dict(l=10, r=10, t=70, b=10), legend=dict(x=1, xanchor="right", y=1.02))
+    fig.update_xaxes(type="date", tickformat="%Y-%m", ticklabelmode="period", title_text="Validation month")
+    fig.update_yaxes(title_text="RMSE (min)")
+    return fig

@@ -10,12 +10,12 @@ import streamlit as st
 
 from pipeline.errors import PipelineError
 from pipeline.store import Store
-from pipeline.training import champion, compare
+from pipeline.training import acceptance, champion, compare, in_use
 
-from . import access, actions, labels, queries, widgets
+from . import access, actions, charts, labels, queries, widgets
 
 DECISIONS = {"first": "first version: champion", "promoted": "promoted to champion", "kept": "champion kept",
-             "not_eligible": "not eligible (synthetic data)"}
+             "not_eligible": "not eligible (synthetic data)", "older_months": "not eligible (older months)"}
 SHOWN = 60  # versions on the page: five years of monthly runs
 ACTION_NAMES = {"promoted": "promoted by its run", "manual": "promoted by hand", "rollback": "rolled back"}
 
@@ -25,6 +25,11 @@ ACTION_NAMES = {"promoted": "promoted by its run", "manual": "promoted by hand",
 def versions(history: Store) -> list[dict[str, Any]]:
     """The latest SHOWN versions (each one's metrics are parsed: 60 months in about 30 ms)."""
     return champion.versions(history, limit=SHOWN)
+
+
+@queries._cached
+def on_new_months(history: Store) -> list[dict[str, Any]]:
+    return in_use.on_new_months(history)
 
 
 @queries._cached
@@ -80,6 +85,21 @@ def champion_section(now: dict[str, Any] | None) -> None:
     st.caption(f"Stable copy for batch jobs: {widgets.inline_code(folder['path'])} ({note}).")
 
 
+def rule_caption() -> None:
+    st.caption(f"**The rule.** {champion.RULE}")
+
+
+def watch_section(points: list[dict[str, Any]]) -> None:
+    """Is the model in use getting worse? Its RMSE on each new month beside the retrained version's."""
+    st.subheader("The model in use on each new month", divider="gray")
+    st.plotly_chart(charts.model_in_use(pd.DataFrame(points)), width="stretch", key="models_in_use",
+                    config={"displayModeBar": False})
+    if points:
+        st.caption("Each point is the latest run judged on that month: the model in use then (red) scored on the "
+                   "month beside the version trained for it (blue); a star marks a promotion. "
+                   "`python -m pipeline models history --json` gives the same series.")
+
+
 def rollback_button(now: dict[str, Any] | None) -> None:
     if st.button("Roll back to the previous champion", icon=":material/undo:", key="models_rollback",
                  disabled=now is None) and access.allowed("promote"):
@@ -114,9 +134,19 @@ def promote_form(rows: list[dict[str, Any]]) -> None:
     picked_col, button_col = st.columns([4, 1], vertical_alignment="bottom")
     picked = picked_col.selectbox("Promote a version", others, format_func=version_label, key="models_pick",
                                   disabled=not others)
+    older = champion.older_than_champion(_as_run(picked), _as_run(next((v for v in rows if v["champion"]), None)))
+    confirmed = older is not None and st.checkbox(f"Yes, promote it: {older}.", key="models_confirm_older")
     if button_col.button("Promote", icon=":material/upgrade:", key="models_promote", disabled=not others) \
             and access.allowed("promote"):
-        _write(lambda: actions.promote(queries.settings(), picked["run_id"], actor=actor()))
+        if older and not confirmed:
+            st.warning(f"{older}: tick the box above to confirm.", icon=":material/warning:")
+            return
+        _write(lambda: actions.promote(queries.settings(), picked["run_id"], actor=actor(), confirmed=confirmed))
+
+
+def _as_run(version: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A version as ``champion.older_than_champion`` reads a run (``id`` for ``run_id``)."""
+    return None if version is None else {**version, "id": version["run_id"]}
 
 
 def version_label(v: dict[str, Any]) -> str:
@@ -216,7 +246,10 @@ def _write(request: Any) -> None:
 
 # -- the run page ---------------------------------------------------------------------------------
 def promotion(run: dict[str, Any]) -> None:
-    """What the run decided about the champion (a small section of the run page)."""
+    """What the run decided about the champion (a small section of the run page), with the rule; for a run
+    a gate blocked, the operator's way past it."""
+    if acceptance.blocked(run):
+        accept_form(run)
     record = (run.get("metrics") or {}).get("promotion")
     if not record:
         return
@@ -224,3 +257,41 @@ def promotion(run: dict[str, Any]) -> None:
     held = labels.number(record["champion_rmse"]) if record.get("champion_rmse") is not None else "-"
     st.caption(f"Validation RMSE {labels.number(record['new_rmse'])} min; the champion's on the same month {held}; "
                f"tolerance {record['tolerance']:g}.")
+    rule_caption()
+
+
+def accept_form(run: dict[str, Any]) -> None:
+    """Accept a blocked run's months (operators): recorded with who, when and why; a run of its date is
+    enqueued past the gate and judged by the promotion rule."""
+    found = accepted(run["id"])
+    if found is not None:
+        st.info(acceptance.said(found), icon=":material/verified:")
+        return
+    st.markdown(f"**A data gate stopped this run.** After a real and lasting shift, an operator can accept the data "
+                f"of {labels.months(run)}: a run of {run['run_date']} is then enqueued past the gate (each breach "
+                "stays a warning), and later runs measure drift against the accepted month.")
+    refused = access.refusal("accept")
+    with st.form("accept_data", border=True):
+        reason = st.text_input("Why is this data right?", key="accept_reason", disabled=refused is not None)
+        pressed = st.form_submit_button("Accept the data and retrain", disabled=refused is not None,
+                                        help=refused)
+    if refused:
+        st.caption(refused)
+    if pressed and access.allowed("accept"):
+        _accept(run, reason)
+
+
+@queries._cached
+def accepted(history: Store, run_id: str) -> dict[str, Any] | None:
+    return history.acceptance(flow=champion.FLOW_NAME, blocked_run_id=run_id)
+
+
+def _accept(run: dict[str, Any], reason: str) -> None:
+    try:
+        found = actions.accept(queries.settings(), run["id"], actor=actor(), reason=reason)
+    except PipelineError as error:
+        st.error(str(error))
+        return
+    queries.refresh()
+    widgets.notify(f"{acceptance.said(found)} Run {found['rerun']['name']} is enqueued.")
+    st.rerun()

@@ -48,6 +48,10 @@ class InvalidTransition(PipelineError):
     """A state change that the state machine does not allow."""
 
 
+class NeedsConfirmation(InvalidTransition):
+    """A change a person may make but must confirm (promoting a version older than the champion)."""
+
+
 class NotFound(PipelineError):
     """A run, deployment or work queue that does not exist."""
 
@@ -58,6 +62,10 @@ class SchedulerLocked(PipelineError):
 
 class StorageError(PipelineError):
     """The history file cannot be used: corrupt, truncated, read-only, disk full, I/O error, newer schema."""
+
+
+class HistoryDamaged(StorageError):
+    """The history file is damaged (a corrupt page, a table gone): a process serving it stops, recording nothing."""
 
 
 class HistoryLost(PipelineError):

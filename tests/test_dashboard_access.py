@@ -18,7 +18,7 @@ import streamlit as st
 from streamlit import config as st_config
 from streamlit.testing.v1 import AppTest
 
-from dashboard import access
+from dashboard import access, sessions
 from pipeline import users
 from pipeline.errors import ConfigError
 from pipeline.store import Store
@@ -51,11 +51,14 @@ def app() -> AppTest:
     return at
 
 
-def sign_in(at: AppTest, name: str, password: str) -> AppTest:
-    at.text_input(key="login_name").input(name)
-    at.text_input(key="login_password").input(password)
-    at.button[0].click().run()
-    return at
+@pytest.fixture
+def signed_in(monkeypatch, history):
+    """Sign a user in as ``/signin`` does: the page then reads that session's cookie (AppTest has no browser)."""
+    def sign_in(name: str) -> AppTest:
+        token = sessions.issue(history.settings.home, name, time.time())
+        monkeypatch.setattr(access, "token", lambda: token)
+        return app()
+    return sign_in
 
 
 def enqueue(at: AppTest) -> AppTest:
@@ -105,13 +108,14 @@ def test_without_users_on_loopback_actions_are_allowed(history):
 
 
 @pytest.mark.parametrize("address", ["0.0.0.0", "", "192.168.1.20"])
-def test_beyond_loopback_without_users_actions_are_refused_with_how_to_add_one(history, address):
-    before = run_count(history)
+def test_beyond_loopback_without_users_actions_are_disabled_with_how_to_add_one(history, address):
     with listening_on(address):
-        at = enqueue(app())
-    refusal = [e.value for e in at.error if "beyond this machine" in e.value]
+        at = app()
+        at.switch_page("app_pages/trigger.py").run()
+    button = at.button(key="trigger_run")
+    assert button.disabled and "beyond this machine" in button.help
+    refusal = [c.value for c in at.caption if "beyond this machine" in c.value]
     assert refusal and "python -m pipeline users add NAME --role operator" in refusal[0]
-    assert run_count(history) == before
 
 
 @pytest.mark.parametrize("address, beyond", [("127.0.0.1", False), ("localhost", False), ("::1", False),
@@ -120,32 +124,58 @@ def test_only_loopback_addresses_count_as_this_machine(address, beyond):
     assert access.beyond_loopback(address) is beyond
 
 
-def test_with_users_the_login_comes_first_and_a_wrong_password_is_refused(history):
+def test_with_users_a_page_without_a_session_shows_only_the_way_to_sign_in(history):
     users.add(users.users_path(history.settings.home), "alice", PASSWORD, "operator")
     at = app()
-    assert [t.value for t in at.title] == ["Sign in"] and not at.metric
-    sign_in(at, "alice", "not the password")
-    assert any(e.value == "Wrong user name or password." for e in at.error)
-    assert "user" not in at.session_state
-    sign_in(at, "alice", PASSWORD)
+    assert [t.value for t in at.title] == ["Sign in"] and not at.metric and not at.button
+    assert any('href="/signin?next=' in m.value for m in at.markdown)
+
+
+def test_a_signed_in_operator_is_named_in_the_sidebar_with_a_way_to_sign_out(history, signed_in):
+    users.add(users.users_path(history.settings.home), "alice", PASSWORD, "operator")
+    at = signed_in("alice")
     assert [t.value for t in at.title] == ["Overview"]
-    assert any("Signed in as **alice** (operator)" in c.value for c in at.sidebar.caption)
+    assert any("Signed in as **alice** (operator)" in m.value and 'href="/signout"' in m.value
+               for m in at.sidebar.markdown)
 
 
-def test_a_viewer_reads_but_is_refused_an_action(history):
+def test_a_viewer_sees_the_action_disabled_with_the_reason_and_nothing_is_written(history, signed_in):
     users.add(users.users_path(history.settings.home), "victor", PASSWORD, "viewer")
     before = run_count(history)
-    at = enqueue(sign_in(app(), "victor", PASSWORD))
-    assert any("victor is a viewer: only an operator may trigger runs" in e.value for e in at.error)
+    at = signed_in("victor")
+    at.switch_page("app_pages/trigger.py").run()
+    button = at.button(key="trigger_run")
+    assert button.disabled and "victor is a viewer: only an operator may trigger runs" in button.help
+    assert any("only an operator may trigger runs" in c.value for c in at.caption)
     assert run_count(history) == before
 
 
-def test_an_operator_may_act_beyond_loopback(history):
+def test_an_operator_may_act_beyond_loopback(history, signed_in):
     users.add(users.users_path(history.settings.home), "olga", PASSWORD, "operator")
     before = run_count(history)
     with listening_on("0.0.0.0"):
-        enqueue(sign_in(app(), "olga", PASSWORD))
+        enqueue(signed_in("olga"))
     assert run_count(history) == before + 1
+
+
+@pytest.mark.parametrize("change", ["removed", "demoted"])
+def test_an_operator_removed_or_demoted_cannot_act_from_a_page_already_open(history, signed_in, change):
+    path = users.users_path(history.settings.home)
+    users.add(path, "olga", PASSWORD, "operator")
+    users.add(path, "victor", PASSWORD, "viewer")  # with no user left, the dashboard would have no login at all
+    at = signed_in("olga")
+    at.switch_page("app_pages/trigger.py").run()
+    before = run_count(history)
+    if change == "removed":
+        users.remove(path, "olga")
+    else:
+        entry = users.load(path)
+        entry["olga"]["role"] = "viewer"
+        users._write(path, entry)  # the role changed in the file, the password kept
+    at.button(key="trigger_run").click().run()
+    assert run_count(history) == before
+    shown = [t.value for t in at.title] + [e.value for e in at.error] + [c.value for c in at.caption]
+    assert ("Sign in" in shown) if change == "removed" else any("olga is a viewer" in text for text in shown)
 
 
 # -- where it listens --------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import json
 import pickle
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -185,7 +186,7 @@ def test_a_champion_whose_files_are_gone_is_scored_from_the_historys_copy(tmp_pa
     shutil.rmtree(champion.current_dir(settings))
     second = train(store, settings, "2021-04-15", clock, tolerance=100.0)
     assert second["metrics"]["promotion"]["champion_rmse"] > 0
-    champion.promote(store, settings, first["id"], actor="ann", now=clock.now())  # copied from the history too
+    champion.promote(store, settings, first["id"], actor="ann", now=clock.now(), confirmed=True)  # from the history
     assert json.loads((champion.current_dir(settings) / "card.json").read_text())["run_id"] == first["id"]
     store.close()
 
@@ -263,11 +264,12 @@ def test_models_ls_and_current_as_json(history, capsys):
 
 def test_run_json_and_runs_show_json_carry_the_promotion(history, capsys):
     settings, store, (first, second, third, fake) = history
-    code, out, _ = cli(capsys, "run", "--date", "2021-04-15", "--json")
+    code, out, _ = cli(capsys, "run", "--date", "2021-05-15", "--json")
     payload = json.loads(out)
     promotion = payload["promotion"]
     assert code == 0 and promotion["champion_run_id"] == third["id"] and promotion["tolerance"] == 0.0
     assert promotion["new_rmse"] == payload["val_rmse"] and promotion["decision"] in ("promoted", "kept")
+    assert "(a rerun on the champion's own months)" in promotion["reason"]
     assert (store.champion()["id"] == payload["run_id"]) == (promotion["decision"] == "promoted")
     code, out, _ = cli(capsys, "runs", "show", payload["run_id"], "--json")
     assert code == 0 and json.loads(out)["metrics"]["promotion"] == promotion
@@ -277,10 +279,14 @@ def test_run_json_and_runs_show_json_carry_the_promotion(history, capsys):
 
 def test_models_promote_and_rollback_walk_back_through_the_champions(history, capsys):
     settings, store, (first, second, third, fake) = history
-    code, out, _ = cli(capsys, "models", "promote", first["id"][:8], "--json", "--reason", "Back to basics.")
+    code, out, err = cli(capsys, "models", "promote", first["id"][:8], "--json", "--reason", "Back to basics.")
+    assert code == 2 and out == "" and "trained on 2021-01, older than the champion" in err and "--yes" in err
+    assert store.champion()["id"] == third["id"]
+    code, out, _ = cli(capsys, "models", "promote", first["id"][:8], "--json", "--reason", "Back to basics.", "--yes")
     event = json.loads(out)
-    assert code == 0 and (event["run_id"], event["action"], event["reason"]) == (first["id"], "manual",
-                                                                                 "Back to basics.")
+    assert code == 0 and (event["run_id"], event["action"]) == (first["id"], "manual")
+    assert event["reason"].startswith("Back to basics. ") and "trained on 2021-01, older than the champion" in \
+        event["reason"] and "trained on 2021-03" in event["reason"]
     assert event["actor"] and store.champion()["id"] == first["id"]
     code, out, _ = cli(capsys, "models", "rollback", "--json")
     assert code == 0 and json.loads(out)["run_id"] == third["id"] and json.loads(out)["action"] == "rollback"
@@ -349,7 +355,8 @@ def test_the_current_folder_holds_the_champion_with_its_card_and_checksums(histo
     assert champion.current(store, settings)["folder"]["up_to_date"] is False
     assert champion.publish_current(store, settings)["run_id"] == third["id"]
     assert current_files(settings)["model.bin"] == files["model.bin"]
-    champion.promote(store, settings, first["id"], actor="ann", now=dt.datetime(2026, 2, 1, tzinfo=dt.timezone.utc))
+    champion.promote(store, settings, first["id"], actor="ann", now=dt.datetime(2026, 2, 1, tzinfo=dt.timezone.utc),
+                     confirmed=True)
     assert json.loads(current_files(settings)["card.json"])["run_id"] == first["id"]
     assert [p.name for p in champion.current_dir(settings).parent.iterdir() if p.name != ".current.lock"] == ["current"]
     assert oct(champion.current_dir(settings).stat().st_mode & 0o777) == "0o755"
@@ -370,7 +377,7 @@ def test_a_batch_job_reading_while_the_champion_changes_gets_one_champion_whole(
     try:
         for i in range(10):
             champion.promote(store, settings, (first, third)[i % 2]["id"], actor="ann",
-                             now=dt.datetime(2026, 2, 1, tzinfo=dt.timezone.utc))
+                             now=dt.datetime(2026, 2, 1, tzinfo=dt.timezone.utc), confirmed=True)
     finally:
         stop.set()
         reader.join()
@@ -382,7 +389,7 @@ def test_a_promotion_whose_copy_fails_still_changes_the_champion_and_says_why(hi
     models = champion.current_dir(settings).parent
     shutil.rmtree(models)
     models.write_text("not a folder")  # models/ cannot hold current/
-    code, out, err = cli(capsys, "models", "promote", first["id"])
+    code, out, err = cli(capsys, "models", "promote", first["id"], "--yes")
     assert code == 0 and store.champion()["id"] == first["id"] and "The champion is now" in out
     assert f"The champion could not be copied to {champion.current_dir(settings)}" in " ".join(err.split())
 
@@ -403,13 +410,19 @@ def test_two_versions_compare_on_the_same_month_features_and_coefficients(histor
 
 
 # -- the dashboard ---------------------------------------------------------------------------------
-def models_page(*, user: str | None = None) -> AppTest:
+def signed_in(monkeypatch, home: Path, user: str) -> None:
+    """Sign ``user`` in as ``/signin`` does: the page reads that session's cookie (AppTest has no browser)."""
+    from dashboard import access, sessions
+
+    token = sessions.issue(home, user, time.time())
+    monkeypatch.setattr(access, "token", lambda: token)
+
+
+def models_page(*, user: str | None = None, monkeypatch=None, home: Path | None = None) -> AppTest:
+    if user:
+        signed_in(monkeypatch, home, user)
     at = AppTest.from_file(APP, default_timeout=30)
     at.run()
-    if user:
-        at.text_input(key="login_name").input(user)
-        at.text_input(key="login_password").input(PASSWORD)
-        at.button[0].click().run()
     at.switch_page("app_pages/models.py").run()
     assert not at.exception, at.exception[0].value
     return at
@@ -439,12 +452,17 @@ def test_the_models_page_shows_the_champion_versions_history_and_a_comparison(hi
     assert not at.exception and shown in page_text(at)
 
 
-def test_an_operator_promotes_and_rolls_back_from_the_page_under_their_name(history):
+def test_an_operator_promotes_and_rolls_back_from_the_page_under_their_name(history, monkeypatch):
     settings, store, (first, second, third, fake) = history
     users.add(users.users_path(settings.home), "olga", PASSWORD, "operator")
-    at = models_page(user="olga")
+    at = models_page(user="olga", monkeypatch=monkeypatch, home=settings.home)
     options = at.selectbox(key="models_pick").options
     at.selectbox(key="models_pick").select_index(next(i for i, o in enumerate(options) if first["name"] in o)).run()
+    confirm = at.checkbox(key="models_confirm_older")
+    assert "trained on 2021-01" in confirm.label and "trained on 2021-03" in confirm.label
+    at.button(key="models_promote").click().run()
+    assert store.champion()["id"] == third["id"] and "confirm" in " ".join(w.value for w in at.warning)
+    at.checkbox(key="models_confirm_older").check().run()
     at.button(key="models_promote").click().run()
     assert not at.exception and store.champion()["id"] == first["id"]
     assert store.promotion_events()[-1]["actor"] == "olga"
@@ -453,10 +471,10 @@ def test_an_operator_promotes_and_rolls_back_from_the_page_under_their_name(hist
     assert store.champion()["id"] == third["id"] and store.promotion_events()[-1]["action"] == "rollback"
 
 
-def test_a_viewer_sees_the_models_but_is_refused_a_promotion(history):
+def test_a_viewer_sees_the_models_but_is_refused_a_promotion(history, monkeypatch):
     settings, store, (first, second, third, fake) = history
     users.add(users.users_path(settings.home), "victor", PASSWORD, "viewer")
-    at = models_page(user="victor")
+    at = models_page(user="victor", monkeypatch=monkeypatch, home=settings.home)
     at.button(key="models_promote").click().run()
     assert any("victor is a viewer: only an operator may promote or roll back models." in e.value for e in at.error)
     at.button(key="models_rollback").click().run()

@@ -76,7 +76,8 @@ def test_a_failed_run_reaches_each_target_once_as_a_json_message(store, settings
     (message,) = received(http_server, "/a")
     assert received(http_server, "/b") == [message]
     assert message["type"] == "failure" and message["title"] == "FHV run brave-run: FAILED"
-    assert message["message"] == f"Run brave-run ({run_id[:8]}) for 2021-03-15 FAILED in train_model: boom."
+    assert message["message"] == f"Run brave-run ({run_id[:8]}) for 2021-03-15 FAILED in train_model: boom.\n\n" \
+        f"Event id: fhv:failed:run:{run_id} (a repeat of this message carries the same id)."
     assert [(n["event"], n["state"], n["run_id"]) for n in store.notifications()] == [("failed", "SENT", run_id)] * 2
 
 
@@ -121,7 +122,8 @@ def test_a_target_no_longer_configured_is_dropped_not_retried(store, settings, c
     round_trip(store, configured(settings, hook(http_server, "/down", status=500)), clock)
     clock.advance(HOUR)
     round_trip(store, configured(settings, hook(http_server, "/other")), clock)
-    assert sorted(map(tuple, outcomes(store))) == [("failed", "dropped"), ("sent",)]
+    # the run ended before /other was configured: a new target is not told of the past
+    assert sorted(map(tuple, outcomes(store))) == [("failed", "dropped")] and http_server.count("/other") == 0
 
 
 # -- events --------------------------------------------------------------------------------------------
@@ -271,6 +273,9 @@ def test_notify_test_says_what_happened_to_each_target(settings, cli_env, http_s
     assert "error=500" in lines[1]
     assert lines[2].startswith("timeout json://") and lines[2].endswith("/hang: no answer within 0.3 seconds")
     assert lines[3] == "1 of 3 target(s) took the test message."
+    promise = " ".join(lines[4:])
+    assert "receives the events that happen from when it was first configured" in promise
+    assert "never replayed" in promise and "at least once" in promise and "same event id" in promise
     assert received(http_server, "/ok")[0]["title"] == "FHV pipeline: test message"
     assert main(["notifications", "ls", "--json"]) == 0
     assert sorted(n["state"] for n in json.loads(capsys.readouterr().out)) == ["FAILED", "FAILED", "SENT"]
@@ -281,7 +286,10 @@ def test_notify_test_says_what_happened_to_each_target(settings, cli_env, http_s
     assert "The run id 'no-such-run' matches no run in the history." in capsys.readouterr().err
     cli_env.setenv("FHV_NOTIFY", urls[0])
     assert main(["notify", "test", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == [{"target": urls[0], "outcome": "sent", "detail": None}]
+    (result,) = json.loads(capsys.readouterr().out)
+    assert {k: result[k] for k in ("target", "outcome", "detail")} == {"target": urls[0], "outcome": "sent",
+                                                                      "detail": None}
+    assert result["receives_events_from"].startswith("20")
 
 
 @pytest.mark.parametrize("notify_env, sentence", [

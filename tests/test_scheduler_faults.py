@@ -1,6 +1,9 @@
 """Faults at the edges with real processes: the lock file deleted, the history deleted, a foreground cancel."""
+import contextlib
 import datetime as dt
 import json
+import random
+import sqlite3
 import subprocess
 import sys
 import shutil
@@ -94,3 +97,37 @@ def _fresh_look(history):
     done = subprocess.run([sys.executable, "-c", look, str(history)], cwd=ROOT, capture_output=True, text=True,
                           check=True)
     return json.loads(done.stdout)
+
+
+def _drop_task_runs(history):
+    with contextlib.closing(sqlite3.connect(history)) as conn:
+        conn.execute("PRAGMA foreign_keys=OFF")
+        conn.execute("DROP TABLE task_runs")
+
+
+def _random_bytes_over_task_runs(history):
+    """Random bytes over the first page of the table ``task_runs`` (a deterministic spot of 'the middle')."""
+    with contextlib.closing(sqlite3.connect(history)) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        page = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'task_runs'").fetchone()[0]
+        size = conn.execute("PRAGMA page_size").fetchone()[0]
+    with open(history, "r+b") as file:
+        file.seek((page - 1) * size)
+        file.write(random.Random(7).randbytes(size))
+
+
+@pytest.mark.parametrize("damage, says", [(_drop_task_runs, "has no table task_runs"),
+                                          (_random_bytes_over_task_runs, "is damaged")])
+def test_a_history_damaged_under_the_scheduler_stops_it_with_a_sentence_and_fails_no_run(service, damage, says):  # noqa: F811
+    scheduler = service.start("scheduler")
+    wait_for(lambda: (service.store.scheduler_status() or {}).get("pid") == scheduler.pid, "the scheduler's lease")
+    service.store.close()
+    history = service.tmp / "fhv" / "history.db"
+    damage(history)
+    assert main(["trigger"]) == 0
+    assert scheduler.wait(timeout=30) == 2
+    log = " ".join(scheduler.log.read_text().split())
+    assert f"error: The history {history} " in log and says in log and "Traceback" not in log
+    with contextlib.closing(sqlite3.connect(history)) as conn:
+        states = {state for state, in conn.execute("SELECT state FROM flow_runs")}
+    assert not states & {"FAILED", "CRASHED"}

@@ -5,15 +5,16 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import models_view, widgets
+from pipeline.training import champion
 
 st.title("Models")
-st.caption("Each completed training run is a model version; the champion is the one in use. A new version "
-           "replaces it when its validation RMSE is not worse than the champion's on the same month (by more than "
-           "the deployment's tolerance); a version trained on synthetic data never replaces one trained on real data.")
+st.caption("Each completed training run is a model version; the champion is the one in use. "
+           f"{champion.RULE} A version trained on synthetic data never replaces one trained on real data.")
 widgets.show_notice()
 now = models_view.current()
 models_view.champion_section(now)
 models_view.rollback_button(now)
+models_view.watch_section(models_view.on_new_months())
 rows = models_view.versions()
 models_view.versions_section(rows)
 models_view.history_section(models_view.events())

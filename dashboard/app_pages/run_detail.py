@@ -59,14 +59,15 @@ def header(run: dict[str, Any]) -> None:
 def buttons(run: dict[str, Any]) -> None:
     cancel_col, rerun_col, batch_col = st.columns([1, 1, 4])
     can_cancel = run["state"] in CANCELLABLE and not run.get("cancel_requested")
-    if cancel_col.button("Cancel", icon=":material/cancel:", disabled=not can_cancel, key="detail_cancel") \
-            and access.allowed("cancel"):
+    if access.button(cancel_col, "Cancel", "cancel", icon=":material/cancel:", disabled=not can_cancel,
+                     key="detail_cancel"):
         write(lambda: actions.cancel(queries.settings(), run["id"]), "Cancel requested for {name}: now {state}.")
-    if rerun_col.button("Rerun", icon=":material/replay:", key="detail_rerun",
-                        help="Enqueue a new run with the same run date and deployment") and access.allowed("trigger"):
+    if access.button(rerun_col, "Rerun", "trigger", icon=":material/replay:", key="detail_rerun",
+                     help="Enqueue a new run with the same run date and deployment"):
         write(lambda: actions.trigger(queries.settings(), date=run["run_date"], deployment=run.get("deployment")),
               "Enqueued {name} for run date {run_date}.", link=True)
     backfill_button(batch_col, run)
+    access.explain("cancel", "trigger")
 
 
 def backfill_button(column: Any, run: dict[str, Any]) -> None:
@@ -75,9 +76,8 @@ def backfill_button(column: Any, run: dict[str, Any]) -> None:
     alive = [r["id"] for r in batch if r["state"] in CANCELLABLE]
     if not batch:
         return
-    if column.button(f"Cancel its backfill ({len(alive)} of {len(batch)} waiting or running)",
-                     icon=":material/cancel_schedule_send:", disabled=not alive, key="detail_cancel_backfill") \
-            and access.allowed("cancel"):
+    if access.button(column, f"Cancel its backfill ({len(alive)} of {len(batch)} waiting or running)", "cancel",
+                     icon=":material/cancel_schedule_send:", disabled=not alive, key="detail_cancel_backfill"):
         done, refused = actions.cancel_many(queries.settings(), alive)
         queries.refresh()
         widgets.notify(f"Cancel requested for {len(done)} run(s) of this backfill."

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import streamlit as st
 
@@ -112,14 +113,48 @@ def latest_line(run: dict[str, Any] | None) -> None:
                 f"&nbsp; {frames.covers(run)} · {run.get('deployment') or 'manual'}")
 
 
-def cancel_selected(table: Any, event: Any) -> None:
-    """A button that cancels the selected rows that still wait or run."""
+def table_key() -> str:
+    """The grid's key: a new one clears its ticks (after a cancel, or when its rows changed under them)."""
+    return f"runs_table_{st.session_state.get('runs_selection_round', 0)}"
+
+
+def clear_selection() -> None:
+    st.session_state["runs_selection_round"] = st.session_state.get("runs_selection_round", 0) + 1
+    st.session_state.pop("runs_shown", None)
+
+
+def selected_runs(table: Any, event: Any) -> dict[str, str]:
+    """The ticked runs, ``{id: name}``, read from the rows the user saw when ticking them (the grid
+    reports positions); if the rows changed since, the ticks are cleared rather than moved to other runs."""
+    shown = st.session_state.get("runs_shown") or {}
     rows = list(((event or {}).get("selection") or {}).get("rows") or [])
-    ids = [table.iloc[i]["id"] for i in rows if i < len(table)]
-    label = f"Cancel {len(ids)} selected run(s)" if ids else "Cancel selected runs"
-    if st.button(label, icon=":material/cancel:", disabled=not ids, key="runs_cancel_selected",
-                 help="Select rows with the boxes on their left"):
-        cancel(ids)
+    picked = {shown[str(i)][0]: shown[str(i)][1] for i in rows if str(i) in shown}
+    now_shown = {str(i): (run_id, run_name(url)) for i, (run_id, url) in enumerate(zip(table["id"], table["Run"]))}
+    st.session_state["runs_shown"] = now_shown
+    if picked and now_shown != shown:
+        clear_selection()
+        st.rerun()
+    return picked
+
+
+def run_name(url: str | None) -> str:
+    return (parse_qs(urlsplit(url or "").query).get("name") or ["?"])[0]
+
+
+def cancel_label(picked: dict[str, str]) -> str:
+    """The button names the runs it cancels (the first three, then how many more)."""
+    if not picked:
+        return "Cancel selected runs"
+    names = list(picked.values())
+    more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+    return f"Cancel {', '.join(names[:3])}{more}"
+
+
+def cancel_selected(picked: dict[str, str]) -> None:
+    """A button that cancels the ticked runs that still wait or run, named on it."""
+    if access.button(st, cancel_label(picked), "cancel", icon=":material/cancel:", disabled=not picked,
+                     key="runs_cancel_selected", help="Tick runs with the boxes on the left of their rows"):
+        cancel(list(picked))
 
 
 def cancel_matching(filters: dict[str, Any]) -> None:
@@ -128,8 +163,8 @@ def cancel_matching(filters: dict[str, Any]) -> None:
         return
     matching = {k: v for k, v in filters.items() if k != "sort"}
     count = len(queries.cancellable_ids(**matching))
-    if st.button(f"Cancel the {count} waiting or running backfill run(s) matching these filters",
-                 icon=":material/cancel_schedule_send:", disabled=not count, key="runs_cancel_backfill"):
+    if access.button(st, f"Cancel the {count} waiting or running backfill run(s) matching these filters", "cancel",
+                     icon=":material/cancel_schedule_send:", disabled=not count, key="runs_cancel_backfill"):
         cancel(queries.cancellable_ids(**matching))
 
 
@@ -137,6 +172,7 @@ def cancel(ids: list[str]) -> None:
     if not access.allowed("cancel"):
         return
     done, refused = actions.cancel_many(queries.settings(), ids)
+    clear_selection()
     queries.refresh()
     message = f"Cancel requested for {len(done)} run(s)." + (f" {len(refused)} could not be cancelled: "
                                                               f"{refused[0]}" if refused else "")
@@ -157,12 +193,13 @@ def live_runs(filters: dict[str, Any]) -> None:
     if st.toggle("Chart of this page's runs over time (x = start, y = duration, colour = state)", key="runs_chart_on",
                  help="Off by default: the list draws at once; the chart costs a charting library's time"):
         runs_chart(points)
-    event = widgets.runs_table(table, key="runs_table", height=min(38 + 35 * len(table), 740), select=True)
+    event = widgets.runs_table(table, key=table_key(), height=min(38 + 35 * len(table), 740), select=True)
     left, right = st.columns([1, 2])
     with left:
-        cancel_selected(table, event)
+        cancel_selected(selected_runs(table, event))
     with right:
         cancel_matching(filters)
+    access.explain("cancel")
 
 
 st.title("Runs")

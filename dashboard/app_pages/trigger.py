@@ -72,8 +72,7 @@ def manual_run() -> None:
     source = data_source()
     st.caption(f"{months_caption(day)} {latest_rule(deployment)} The scheduler starts it as soon as its work "
                "queue has room.")
-    if st.button("Enqueue run", type="primary", icon=":material/play_arrow:", key="trigger_run") \
-            and access.allowed("trigger"):
+    if access.button(st, "Enqueue run", "trigger", type="primary", icon=":material/play_arrow:", key="trigger_run"):
         try:
             row = actions.trigger(queries.settings(), date=day, deployment=deployment, data_url=source)
         except PipelineError as error:
@@ -146,8 +145,8 @@ def show_plan(plan: Any) -> None:
     if plan.skipped:
         st.dataframe(pd.DataFrame([{"Run date": d.isoformat(), "Skipped because": why} for d, why in plan.skipped]),
                      hide_index=True, key="backfill_skipped")
-    if plan.dates and st.button(f"Confirm: enqueue {len(plan.dates)} run(s)", type="primary",
-                                icon=":material/done_all:", key="backfill_confirm") and access.allowed("backfill"):
+    if plan.dates and access.button(st, f"Confirm: enqueue {len(plan.dates)} run(s)", "backfill", type="primary",
+                                    icon=":material/done_all:", key="backfill_confirm"):
         enqueue(plan)
 
 
@@ -186,6 +185,7 @@ def confirm(message: str, rows: list[dict[str, Any]]) -> None:
 
 st.title("Trigger")
 st.caption("Runs go to the history as Scheduled; the scheduler process runs them. Nothing trains in the dashboard.")
+access.explain("trigger", "backfill")
 once, many = st.columns(2, gap="large")
 with once:
     manual_run()

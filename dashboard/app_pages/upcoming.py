@@ -62,7 +62,7 @@ def skipped_slots_note(dep: dict[str, Any]) -> None:
 
 def pause_button(column: Any, dep: dict[str, Any]) -> None:
     label, icon = ("Pause", ":material/pause:") if dep["active"] else ("Resume", ":material/play_arrow:")
-    if column.button(label, icon=icon, key=f"toggle_{dep['name']}", width="stretch") and access.allowed("pause"):
+    if access.button(column, label, "pause", icon=icon, key=f"toggle_{dep['name']}", width="stretch"):
         try:
             actions.set_active(queries.settings(), dep["name"], not dep["active"])
         except PipelineError as error:
@@ -153,4 +153,5 @@ def live_upcoming() -> None:
 
 st.title("Upcoming")
 st.caption("Each time is shown in its schedule's zone (named) and in UTC; countdowns are from now.")
+access.explain("pause")
 live_upcoming()

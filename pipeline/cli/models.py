@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import getpass
+import sys
 from typing import Any
 
 from ..config import Settings
+from ..errors import NeedsConfirmation
 from ..orchestration.runtime import SYSTEM_CLOCK
-from ..training import champion
+from ..training import acceptance, champion, in_use
 from . import render
 from .render import console
 from .runs import open_store
@@ -25,8 +28,20 @@ def register(commands: argparse._SubParsersAction) -> None:
     promote = group.add_parser("promote", help="make a model version the champion")
     promote.add_argument("run_id", help="run id, a unique prefix of it, or the run's name")
     promote.add_argument("--reason", help="why (recorded with the event)")
+    promote.add_argument("--yes", action="store_true",
+                         help="confirm promoting a version trained on older months than the champion's")
     promote.add_argument("--json", action="store_true")
     promote.set_defaults(handler=cmd_promote)
+    history = group.add_parser("history", help="the model in use on each new month: its RMSE beside the "
+                                                "retrained version's, and the promotions")
+    history.add_argument("--json", action="store_true")
+    history.set_defaults(handler=cmd_history)
+    accept = group.add_parser("accept", help="accept the data of a run a gate in block mode stopped (after a "
+                                             "lasting shift): recorded, and a run of its date enqueued past the gate")
+    accept.add_argument("run_id", help="the blocked run: its id, a unique prefix of it, or its name")
+    accept.add_argument("--reason", required=True, help="why the data is accepted (recorded with who and when)")
+    accept.add_argument("--json", action="store_true")
+    accept.set_defaults(handler=cmd_accept)
     rollback = group.add_parser("rollback", help="make the previous champion the champion again")
     rollback.add_argument("--json", action="store_true")
     rollback.set_defaults(handler=cmd_rollback)
@@ -53,6 +68,36 @@ def cmd_ls(args: argparse.Namespace, settings: Settings) -> int:
                      render.number(v["train_rmse"]), v["decision"] or "-", render.data_kind(v),
                      render.when(v["ended_at"]))
     console.print(grid if versions else "No model version yet: a completed training run is one.")
+    return 0
+
+
+def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
+    points = in_use.on_new_months(open_store(settings))
+    if args.json:
+        render.print_json(points)
+        return 0
+    grid = render.table("The model in use on each new month", ["Val month", "In use (RMSE)", "Retrained (RMSE)",
+                                                                "Decision", "Run", "Data"])
+    for p in points:
+        grid.add_row(p["val_month"], render.number(p["in_use_rmse"]), render.number(p["retrained_rmse"]),
+                     f"[bold green]{p['decision']}[/]" if p["promoted"] else p["decision"], render.plain(p["name"]),
+                     render.data_kind(p))
+    console.print(grid if points else "No run has been judged on a new month yet.")
+    if points:
+        console.print(champion.RULE, soft_wrap=True, markup=False, highlight=False)
+    return 0
+
+
+def cmd_accept(args: argparse.Namespace, settings: Settings) -> int:
+    found = acceptance.accept(open_store(settings), settings, args.run_id, actor=actor(), reason=args.reason,
+                              now=SYSTEM_CLOCK.now())
+    if args.json:
+        render.print_json(found)
+        return 0
+    rerun = found["rerun"]
+    console.print(f"{acceptance.said(found)} Run {rerun['name']} ({rerun['id'][:8]}) for {rerun['run_date']} is "
+                  "enqueued: it passes the gates that fail on these months (each breach stays a warning), then the "
+                  "promotion rule judges it.", soft_wrap=True, markup=False, highlight=False)
     return 0
 
 
@@ -87,9 +132,27 @@ def _print_current(payload: dict[str, Any]) -> None:
 
 
 def cmd_promote(args: argparse.Namespace, settings: Settings) -> int:
-    event = champion.promote(open_store(settings), settings, args.run_id, actor=actor(), now=SYSTEM_CLOCK.now(),
-                             reason=args.reason)
+    store = open_store(settings)
+    promote = functools.partial(champion.promote, store, settings, args.run_id, actor=actor(), reason=args.reason)
+    try:
+        event = promote(now=SYSTEM_CLOCK.now(), confirmed=args.yes)
+    except NeedsConfirmation as question:
+        if not _confirmed(str(question)):
+            return 2
+        event = promote(now=SYSTEM_CLOCK.now(), confirmed=True)
     return _print_event(args, event)
+
+
+def _confirmed(question: str) -> bool:
+    """Ask on a terminal; without one, say to add --yes (nothing changes)."""
+    if not sys.stdin.isatty():
+        print(f"{question.removesuffix('.')} with --yes.", file=sys.stderr)
+        return False
+    answer = input(f"{question.removesuffix(': confirm to promote it anyway.')}. Promote it anyway? [y/N] ")
+    if answer.strip().lower() in ("y", "yes"):
+        return True
+    print("Nothing changed.", file=sys.stderr)
+    return False
 
 
 def cmd_rollback(args: argparse.Namespace, settings: Settings) -> int:

@@ -6,10 +6,15 @@ from typing import Any
 
 from ..config import Settings
 from ..errors import ConfigError
+from ..orchestration.runtime import SYSTEM_CLOCK
 from . import render
 from .render import console
 from .runs import _positive, open_store
 
+PROMISE = ("Each target receives the events that happen from when it was first configured (the first since "
+           "{since}): failed, crashed, late, data-check warnings and blocks, gave up, promoted, rolled back; the "
+           "history before that is never replayed. Delivery is at least once: a message repeated after a crash "
+           "carries the same event id, for a receiver to deduplicate.")
 OUTCOME_STYLES = {"sent": "bold green", "failed": "bold red", "timeout": "bold magenta", "dropped": "grey50"}
 STATE_STYLES = {"SENT": "bold green", "PENDING": "yellow", "FAILED": "bold red"}
 
@@ -38,14 +43,17 @@ def cmd_test(args: argparse.Namespace, settings: Settings) -> int:
     if not targets:
         raise ConfigError("No notification target is configured: set FHV_NOTIFY to one or more Apprise URLs "
                           "(like json://host/path or slack://...), or give a deployment notify=[...].")
+    since = notify.note_targets(store, settings, SYSTEM_CLOCK.now())
     show = None if args.json else _print_result
     results = notify.send_test(store, settings, on_result=show)
     if args.json:
-        render.print_json([{"target": item.label, "outcome": result.outcome, "detail": result.detail}
-                           for item, result in results])
+        render.print_json([{"target": item.label, "outcome": result.outcome, "detail": result.detail,
+                            "receives_events_from": since.get(item.key)} for item, result in results])
     else:
         sent = sum(result.outcome == "sent" for _, result in results)
         console.print(f"{sent} of {len(results)} target(s) took the test message.")
+        console.print(PROMISE.format(since=render.when(min(since.values(), default=None))), soft_wrap=True,
+                      markup=False, highlight=False)
     return 0 if all(result.outcome == "sent" for _, result in results) else 1
 
 

@@ -68,6 +68,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
     notify.settings_targets(settings)  # a bad FHV_NOTIFY is refused before the run, not after it
     store = open_store(settings)
+    notify.note_targets(store, settings, SYSTEM_CLOCK.now())  # a target new now gets this run's events
     result = run_now(store, settings, date=args.date, data_url=args.data_url, name=new_run_name())
     notify.after_run(store, settings)  # the run's final state is recorded: telling of it never changes it
     run = store.get_run(result.run_id)

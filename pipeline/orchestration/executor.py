@@ -37,6 +37,7 @@ from .registry import flow_entry, preload_modules
 
 logger = logging.getLogger("pipeline.orchestration.executor")
 PR_SET_PDEATHSIG = 1
+EXIT_DAMAGED = 86  # a flow process that found its history damaged ends with this code, recording nothing
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder that holds the ``pipeline`` package
 
 
@@ -220,6 +221,7 @@ def child_main(job: ChildJob) -> None:
     _die_with_parent(job.scheduler_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     store = Store(job.db_path, migrate=False)
+    store.on_damage = _end_damaged
     store.claimer = job.claimer
     try:
         run = store.get_run(job.run_id)
@@ -229,6 +231,12 @@ def child_main(job: ChildJob) -> None:
                      heartbeat_every=job.heartbeat_every)
     finally:
         store.close()
+
+
+def _end_damaged(error: Exception) -> None:
+    """The history is damaged: end this flow process at once, writing nothing more (its supervisor, seeing
+    ``EXIT_DAMAGED``, looks at the file itself and stops with the sentence)."""
+    os._exit(EXIT_DAMAGED)
 
 
 def warn_unless_preloaded(modules: tuple[str, ...]) -> bool:

@@ -41,11 +41,11 @@ from typing import Any, Callable
 import schedule
 
 from ..config import Settings
-from ..errors import HistoryLost
+from ..errors import HistoryDamaged, HistoryLost
 from ..store import DeploymentRow, RunRow, Store, from_db
 from . import catchup
 from .clock import SYSTEM_CLOCK, Clock
-from .deployments import ensure_default, materialise
+from .deployments import ensure_default, materialise, spec_of
 from .executor import Executor, ProcessExecutor
 from .liveness import identity_alive, judge, worker_alive
 from .lock import HistoryWatch, LockWatch, exclusive, lease_refused
@@ -94,6 +94,7 @@ class Scheduler(Supervisor):
     # -- loop ---------------------------------------------------------------------------
     def start(self) -> None:
         """Take the history's lease, note since when no scheduler ran, register the jobs' cadence."""
+        self.store.check_damage()
         now = self.clock.now()
         won, previous = self.store.take_scheduler_lease(
             owner=self.identity, pid=os.getpid(), hostname=socket.gethostname(), now=now,
@@ -144,7 +145,7 @@ class Scheduler(Supervisor):
         failing = self.failing.setdefault(row["id"], {})
         try:
             work()
-        except HistoryLost:
+        except (HistoryLost, HistoryDamaged):
             raise
         except Exception as error:  # noqa: BLE001 - this deployment is marked; the others go on
             message = f"{job}: {sentence(error)}"
@@ -227,6 +228,7 @@ class Scheduler(Supervisor):
         return self.last_alive
 
     def _catch_up_one(self, row: DeploymentRow, since: dt.datetime | None, now: dt.datetime) -> None:
+        spec_of(row)  # a row that cannot be used is marked with its sentence, like any failing deployment
         catchup.catch_up_deployment(self.store, self.settings, self.options, row, since=since, now=now)
         self.caught_up[row["id"]] = now
 

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from ..config import Settings
-from ..errors import ConfigError, HistoryFileLost, HistoryLost, PipelineError
+from ..errors import ConfigError, HistoryDamaged, HistoryFileLost, HistoryLost, PipelineError
 from ..formatting import duration_text, seconds_words
 from ..formatting import utc_text as _when
 from ..store import RunRow, Store, from_db
 from .clock import Clock
-from .executor import AwaitData, Executor, Exit
+from .executor import EXIT_DAMAGED, AwaitData, Executor, Exit
 from .liveness import ending_message
 from .runtime import new_run_name
 from .states import ACTIVE_STATES, State
@@ -76,7 +76,7 @@ class Supervisor:
         self.started: dict[str, dt.datetime] = {}  # run id -> when this process started its flow
         self.ending: dict[str, tuple[str, dt.datetime]] = {}  # run id -> (why we signalled it, when)
         self.failures = 0
-        self.fatal: HistoryLost | None = None
+        self.fatal: HistoryLost | HistoryDamaged | None = None
 
     # -- the loop ------------------------------------------------------------------------
     def loop(self) -> None:
@@ -124,21 +124,25 @@ class Supervisor:
         def run() -> None:
             try:
                 job()
-            except HistoryLost as error:
+            except (HistoryLost, HistoryDamaged) as error:
                 self._lose_history(error)
             except Exception as error:  # noqa: BLE001 - one failing job must not stop the loop
                 self._record_failure(job.__name__, error)
         run.__name__ = job.__name__
         return run
 
-    def _lose_history(self, error: HistoryLost) -> None:
+    def _lose_history(self, error: HistoryLost | HistoryDamaged) -> None:
+        """Stop: the lease was taken, or the history file was deleted, replaced or damaged. In the last three
+        cases nothing more is written to it: the flows are killed (a flow stopped by SIGTERM would record its
+        end) and end unrecorded; a file deleted or replaced is abandoned (``Store.abandon``)."""
         if self.fatal is None:
             logger.error("%s", error)
-        if isinstance(error, HistoryFileLost) and not isinstance(self.fatal, HistoryFileLost):
-            self.store.abandon(str(error))  # from now on nothing of this process writes to that file
-            for run_id in self.executor.running():  # a flow stopped by SIGTERM would record its end there
+        if _unrecorded(error) and not _unrecorded(self.fatal):
+            if isinstance(error, HistoryFileLost):
+                self.store.abandon(str(error))
+            for run_id in self.executor.running():
                 self.executor.signal(run_id, signal.SIGKILL)
-        if not isinstance(self.fatal, HistoryFileLost):
+        if not _unrecorded(self.fatal):
             self.fatal = error
         self.stopping.set()
         self.hurry.set()
@@ -159,7 +163,7 @@ class Supervisor:
 
     # -- own flow processes -------------------------------------------------------------
     def reap(self) -> None:
-        if isinstance(self.fatal, HistoryFileLost):
+        if _unrecorded(self.fatal):
             return  # its flows end unrecorded (``shutdown``)
         for exit_ in self.executor.poll():
             self._settle(exit_, self.clock.now())
@@ -227,6 +231,8 @@ class Supervisor:
 
     def _settle(self, exit_: Exit, now: dt.datetime) -> None:
         """Record what a child left unrecorded: CANCELLED if we stopped it, else CRASHED."""
+        if exit_.exitcode == EXIT_DAMAGED:
+            self._damaged(exit_)
         self.started.pop(exit_.run_id, None)
         why = self.ending.pop(exit_.run_id, ("", now))[0]
         run = self.store.run_for_sweep(exit_.run_id)
@@ -252,6 +258,18 @@ class Supervisor:
                                message=f"The {self.role} stopped while this run was running, so it was cancelled.")
         _log_end(self.store.get_run(run["id"]), now)
 
+    def _damaged(self, exit_: Exit) -> None:
+        """A flow process found the history damaged and ended recording nothing: say what is damaged, and stop."""
+        try:
+            self.store.check_damage(thorough=True)  # HistoryDamaged naming the table, or SQLite's findings
+        except HistoryDamaged:
+            raise
+        except Exception:  # noqa: BLE001 - the check itself failed: the flow's word stands
+            pass
+        raise HistoryDamaged(f"The history {self.store.path} is damaged: the flow process of run {exit_.run_id[:8]} "
+                             f"(pid {exit_.pid}) met a damaged page; move the file aside to start a new history, "
+                             "or put back a copy.")
+
     def _stale(self, run: RunRow, now: dt.datetime) -> bool:
         beat = max(filter(None, (from_db(run["heartbeat_at"]), self.started.get(run["id"]))), default=None)
         return beat is not None and (now - beat).total_seconds() > self.options.stale_after
@@ -260,7 +278,7 @@ class Supervisor:
     def shutdown(self) -> None:
         """Let running flows finish within the grace, then cancel them; hand waiting runs back."""
         self.stopping.set()
-        if isinstance(self.fatal, HistoryFileLost):
+        if _unrecorded(self.fatal):
             self._drop_flows_unrecorded()
             return
         if self.executor.running():
@@ -279,11 +297,12 @@ class Supervisor:
         self.executor.close()
 
     def _drop_flows_unrecorded(self) -> None:
-        """The history file was deleted or replaced: end the flows (killed already) without recording them,
-        say so, then remove the old history's log so that it never reaches a new file of that name."""
+        """The history file was deleted, replaced or damaged: end the flows (killed already) without recording
+        them, say so, then remove a lost file's old log so that it never reaches a new file of that name."""
+        what = "damaged" if isinstance(self.fatal, HistoryDamaged) else "deleted or replaced"
         for run_id, pid in self.executor.running().items():
-            logger.warning("The flow of run %s (pid %d) was stopped and not recorded: its history file was deleted "
-                           "or replaced.", run_id[:8], pid)
+            logger.warning("The flow of run %s (pid %d) was stopped and not recorded: its history file was %s.",
+                           run_id[:8], pid, what)
         self.executor.close()
         for log in self.store.drop_old_log():
             logger.info("Removed %s, the write-ahead log of the old history.", log)
@@ -301,6 +320,11 @@ class Supervisor:
 
     def heartbeat(self) -> None:
         raise NotImplementedError
+
+
+def _unrecorded(error: BaseException | None) -> bool:
+    """Whether this reason to stop forbids writing to the history: its file was deleted, replaced or damaged."""
+    return isinstance(error, (HistoryFileLost, HistoryDamaged))
 
 
 def sentence(error: BaseException) -> str:

@@ -82,6 +82,7 @@ class Worker(Supervisor):
     def start(self) -> None:
         """Check the queues, register this worker, register the jobs' cadence."""
         self.check_queues()
+        self.store.check_damage()
         now = self.clock.now()
         self.store.register_worker(identity=self.identity, hostname=socket.gethostname(), pid=os.getpid(),
                                    queues=self.queues, concurrency=self.concurrency,

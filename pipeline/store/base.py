@@ -5,15 +5,16 @@ import contextlib
 import datetime as dt
 import json
 import os
+import re
 import sqlite3
 import threading
 import uuid
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
-from ..errors import ConfigError, HistoryFileLost, StorageError
+from ..errors import ConfigError, HistoryDamaged, HistoryFileLost, StorageError
 from ..orchestration.states import State
-from .migrations import MIGRATIONS, _statements
+from .migrations import MIGRATIONS, _statements, tables
 
 UTC = dt.timezone.utc
 BUSY_TIMEOUT_MS = 10_000
@@ -107,6 +108,7 @@ class HistoryConnection(sqlite3.Connection):
     dialect = "sqlite"
     usable = True
     lost: str | None = None  # why the history file may not be written any more (``BaseStore.abandon``)
+    on_damage: Callable[[HistoryDamaged], None] | None = None  # told of a damaged history (a flow process exits)
 
     def execute(self, *args: Any) -> sqlite3.Cursor:
         if self.lost is not None:
@@ -128,7 +130,14 @@ class HistoryConnection(sqlite3.Connection):
         """The StorageError for a storage fault; any other error (a constraint, a bug) as it was."""
         if self.readonly and _code(error) == sqlite3.SQLITE_READONLY:
             return error  # writing through a read-only store is a bug in the caller, not a fault of the disk
-        return storage_error(error, self.history_path) if _code(error) in FAULTS else error
+        missing = re.match(r"no such table: (?:main\.)?(\w+)", str(error))
+        if missing and missing.group(1) in tables():
+            fault: Exception = missing_table(self.history_path, missing.group(1))
+        else:
+            fault = storage_error(error, self.history_path) if _code(error) in FAULTS else error
+        if isinstance(fault, HistoryDamaged) and self.on_damage is not None:
+            self.on_damage(fault)
+        return fault
 
     def has_table(self, name: str) -> bool:
         found = self.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone()
@@ -173,10 +182,19 @@ def _code(error: sqlite3.Error) -> int | None:
     return None if code is None else code & 0xFF
 
 
+DAMAGE = (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT)
+
+
 def storage_error(error: sqlite3.Error, path: Path | str) -> StorageError:
     """One sentence naming the history file, what went wrong (SQLite's own words) and what to do."""
     fault = FAULTS.get(_code(error)) or BUSY.get(_code(error), "cannot be used")
-    return StorageError(f"The history {path} {fault} (SQLite: {error}).")
+    kind = HistoryDamaged if _code(error) in DAMAGE else StorageError
+    return kind(f"The history {path} {fault} (SQLite: {error}).")
+
+
+def missing_table(path: Path | str, table: str) -> HistoryDamaged:
+    return HistoryDamaged(f"The history {path} has no table {table}: it was dropped or the file is damaged; move "
+                          "the file aside to start a new history, or put back a copy.")
 
 
 def _row(row: sqlite3.Row | None) -> dict[str, Any] | None:
@@ -185,7 +203,8 @@ def _row(row: sqlite3.Row | None) -> dict[str, Any] | None:
     out = dict(row)
     for key in RUN_JSON_FIELDS + ("schedule", "tags"):
         if key in out and isinstance(out[key], str):
-            out[key] = json.loads(out[key])
+            with contextlib.suppress(ValueError):  # text that is not JSON stays text: the row's checks name it
+                out[key] = json.loads(out[key])
     return out
 
 
@@ -205,6 +224,7 @@ class BaseStore:
         self._connections: list[Any] = []  # every thread's, so that ``abandon`` reaches them all
         self._file: tuple[int, int] | None = None  # the SQLite file's (device, inode) when first opened
         self.abandoned: str | None = None
+        self.on_damage: Callable[[HistoryDamaged], None] | None = None  # set before the first statement
         if migrate and not readonly:
             self.migrate()
 
@@ -225,6 +245,7 @@ class BaseStore:
                 raise HistoryFileLost(self.abandoned)
             self._check_same_file()
             conn = self._local.conn = connect(self.location, readonly=self.readonly, create=not self._opened)
+            conn.on_damage = self.on_damage
             self._opened = True
             self._connections.append(conn)
             if self._file is None and self.dialect == "sqlite":
@@ -352,6 +373,22 @@ class BaseStore:
             except OSError:
                 marks += [0, 0]
         return tuple(marks)
+
+    def check_damage(self, *, thorough: bool = False) -> None:
+        """HistoryDamaged if a table of the schema is missing or (``thorough``: SQLite's ``quick_check``,
+        which reads every page) a page is damaged. PostgreSQL: nothing to check here."""
+        if self.conn.dialect != "sqlite":
+            return
+        found = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()}
+        applied = self.applied_migrations() if "migrations" in found else []
+        missing = sorted(tables(len(applied)) - found)
+        if missing:
+            raise missing_table(self.path, missing[0])
+        if thorough:
+            problems = [r["quick_check"] for r in self._all("PRAGMA quick_check(3)")]
+            if problems != ["ok"]:
+                raise HistoryDamaged(f"The history {self.path} is damaged: the file is corrupt; move it aside to "
+                                     f"start a new history, or put back a copy (SQLite: {'; '.join(problems)}).")
 
     def checkpoint(self) -> None:
         """Copy what the write-ahead log holds into the SQLite file, as far as readers allow (PostgreSQL: nothing)."""

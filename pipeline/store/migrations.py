@@ -1,6 +1,8 @@
 """The schema of the history: ordered, named migrations (never edit one that shipped; add the next)."""
 from __future__ import annotations
 
+import re
+
 MIGRATIONS: list[tuple[str, str]] = [
     ("0001_runs_tasks_logs_artifacts", """
 CREATE TABLE flow_runs (
@@ -223,8 +225,34 @@ CREATE TABLE workers (
 CREATE INDEX workers_live ON workers(stopped_at, heartbeat_at);
 CREATE INDEX flow_runs_claimed_by ON flow_runs(claimed_by) WHERE claimed_by IS NOT NULL;
 """),
+    ("0011_data_acceptances_and_target_seen", """
+CREATE TABLE data_acceptances (
+    id INTEGER PRIMARY KEY,
+    flow TEXT NOT NULL,
+    blocked_run_id TEXT NOT NULL UNIQUE REFERENCES flow_runs(id) ON DELETE CASCADE,
+    rerun_id TEXT REFERENCES flow_runs(id) ON DELETE SET NULL,
+    train_month TEXT NOT NULL,
+    val_month TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    at TEXT NOT NULL,
+    reason TEXT NOT NULL
+);
+CREATE INDEX data_acceptances_months ON data_acceptances(flow, train_month, val_month);
+CREATE TABLE notify_target_seen (
+    target_key TEXT PRIMARY KEY,
+    first_seen TEXT NOT NULL
+);
+"""),
 ]
 
 
 def _statements(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def tables(upto: int | None = None) -> set[str]:
+    """The tables the migrations make (up to ``upto``): a history that lacks one is damaged."""
+    made = set()
+    for _, sql in MIGRATIONS[:upto]:
+        made |= set(re.findall(r"CREATE TABLE (\w+)", sql)) - set(re.findall(r"DROP TABLE (\w+)", sql))
+    return made

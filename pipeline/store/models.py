@@ -21,6 +21,12 @@ DEFAULT_FLOW = "fhv-duration-training"
 _EFFECTIVE = ("FROM model_events e JOIN flow_runs r ON r.id = e.run_id "
               "WHERE e.flow = ? AND r.state = 'COMPLETED'")
 
+_HOLDER = ("SELECT r.*, e.id AS event_id, e.seq AS event_seq, e.action AS event_action, e.actor AS event_actor, "
+           "e.at AS event_at, e.reason AS event_reason, e.undo_to AS event_undo_to")
+
+_ACCEPTED = ("SELECT a.*, r.name AS blocked_run_name, r.metrics AS metrics FROM data_acceptances a "
+             "JOIN flow_runs r ON r.id = a.blocked_run_id")
+
 _EVENTS = ("SELECT e.id, e.run_id, e.action, e.actor, e.at, e.reason, e.flow, e.seq, e.undo_to, "
            "r.name AS run_name, r.run_date, r.train_month, r.val_month, r.synthetic, r.state AS run_state "
            "FROM model_events e JOIN flow_runs r ON r.id = e.run_id")
@@ -31,10 +37,15 @@ class ModelStore:
 
     def champion(self, flow: str = DEFAULT_FLOW) -> RunRow | None:
         """The run whose model is in use (with its metrics and the event that made it champion)."""
+        return self._one(f"{_HOLDER} {_EFFECTIVE} ORDER BY e.seq DESC LIMIT 1", (flow,))
+
+    def contender(self, flow: str = DEFAULT_FLOW, *, besides: str | None = None) -> RunRow | None:
+        """What a finishing run is judged against: the champion, or a newer event's run that promoted itself
+        and is still RUNNING (about to complete), other than ``besides``; as ``champion`` returns it."""
         return self._one(
-            "SELECT r.*, e.id AS event_id, e.seq AS event_seq, e.action AS event_action, e.actor AS event_actor, "
-            f"e.at AS event_at, e.reason AS event_reason, e.undo_to AS event_undo_to {_EFFECTIVE} "
-            "ORDER BY e.seq DESC LIMIT 1", (flow,))
+            f"{_HOLDER} FROM model_events e JOIN flow_runs r ON r.id = e.run_id WHERE e.flow = ? "
+            "AND (r.state = 'COMPLETED' OR (r.state = 'RUNNING' AND r.id <> ?)) ORDER BY e.seq DESC LIMIT 1",
+            (flow, besides or ""))
 
     def promotion_events(self, after_id: int = 0, *, flow: str | None = None,
                          limit: int = 1000) -> list[dict[str, Any]]:
@@ -76,6 +87,43 @@ class ModelStore:
             "SELECT r.*, d.name AS deployment FROM flow_runs r LEFT JOIN deployments d ON d.id = r.deployment_id "
             "WHERE r.flow = ? AND r.state = 'COMPLETED' AND r.metrics IS NOT NULL "
             "ORDER BY r.ended_at DESC LIMIT ?", (flow, limit))
+
+    # -- data accepted after a lasting shift ------------------------------------------------------
+    def record_acceptance(self, *, flow: str, blocked_run_id: str, train_month: str, val_month: str, actor: str,
+                          reason: str, now: dt.datetime) -> int | None:
+        """Record that ``actor`` accepted a blocked run's months; its id, or None if that run was accepted already."""
+        with self.atomic() as conn:
+            row = conn.execute(
+                "INSERT INTO data_acceptances (flow, blocked_run_id, train_month, val_month, actor, at, reason) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
+                (flow, blocked_run_id, train_month, val_month, actor, to_db(now), reason)).fetchone()
+        return row[0] if row else None
+
+    def set_acceptance_rerun(self, acceptance_id: int, rerun_id: str) -> bool:
+        with self.atomic() as conn:
+            return conn.execute("UPDATE data_acceptances SET rerun_id = ? WHERE id = ? AND rerun_id IS NULL",
+                                (rerun_id, acceptance_id)).rowcount == 1
+
+    def acceptance(self, *, flow: str, blocked_run_id: str | None = None, train_month: str | None = None,
+                   val_month: str | None = None) -> dict[str, Any] | None:
+        """The acceptance of a blocked run, or the latest one of these months; ``at`` a datetime."""
+        if blocked_run_id is not None:
+            row = self._one(f"{_ACCEPTED} WHERE a.blocked_run_id = ?", (blocked_run_id,))
+        else:
+            row = self._one(f"{_ACCEPTED} WHERE a.flow = ? AND a.train_month = ? AND a.val_month = ? "
+                            "ORDER BY a.id DESC LIMIT 1", (flow, train_month, val_month))
+        return None if row is None else {**row, "at": from_db(row["at"])}
+
+    def deployment_name(self, deployment_id: int | None) -> str | None:
+        """The name of the deployment a run belongs to (None: a foreground run, or a deleted deployment)."""
+        row = self._one("SELECT name FROM deployments WHERE id = ?", (deployment_id,)) if deployment_id else None
+        return row["name"] if row else None
+
+    def newest_acceptance(self, flow: str = DEFAULT_FLOW) -> dict[str, Any] | None:
+        """The acceptance of the newest training month (the drift baseline when newer than the champion's),
+        with the blocked run's metrics (its months' figures)."""
+        row = self._one(f"{_ACCEPTED} WHERE a.flow = ? ORDER BY a.train_month DESC, a.id DESC LIMIT 1", (flow,))
+        return None if row is None else {**row, "at": from_db(row["at"])}
 
     def keep_blocked_checks(self, run_id: str, checks: dict[str, Any]) -> bool:
         """A run a data gate FAILED keeps its months' figures and drift (``data``, ``drift``) as its metrics,

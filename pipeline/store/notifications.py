@@ -34,6 +34,19 @@ class NotificationStore:
             targets.setdefault(row["deployment_id"], []).append(row["url"])
         return targets
 
+    def note_notify_targets(self, keys: Iterable[str], now: dt.datetime) -> dict[str, dt.datetime]:
+        """When each target (by key) was first configured: ``now`` for one never seen before. A new target
+        gets only the events from that moment on (the history before it is not replayed)."""
+        keys = sorted(set(keys))
+        if not keys:
+            return {}
+        with self.atomic() as conn:
+            conn.executemany("INSERT INTO notify_target_seen (target_key, first_seen) VALUES (?, ?) "
+                             "ON CONFLICT DO NOTHING", [(key, to_db(now)) for key in keys])
+        rows = self._all(f"SELECT target_key, first_seen FROM notify_target_seen WHERE target_key IN "
+                         f"({', '.join('?' * len(keys))})", keys)
+        return {row["target_key"]: from_db(row["first_seen"]) for row in rows}
+
     # -- how far the history was scanned ------------------------------------------------------
     def notify_mark(self, name: str) -> str | None:
         row = self._one("SELECT value FROM notify_marks WHERE name = ?", (name,))

@@ -28,7 +28,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from ..config import Settings
-from ..errors import DataError, InvalidTransition, NotFound, PipelineError
+from ..errors import DataError, InvalidTransition, NeedsConfirmation, NotFound, PipelineError
 from ..store import Store
 from .job import FLOW_NAME
 from .schema import DO, PU, SLOTS
@@ -40,6 +40,7 @@ CARD = "card.json"
 FILES = {"vectorizer": "dv.b", "model": "model.bin"}  # artifact name -> its file in models/current/
 CARD_METRICS = ("train_rows", "val_rows", "feature_count", "train_mse", "train_rmse", "val_mse", "val_rmse")
 RACE_TRIES = 3
+PROMOTING = ("first", "promoted")
 # Relative slack when comparing RMSEs: the new version's comes from the exact solve, the champion's from its
 # pickles, so one model scored both ways differs in the last digits (1e-15) and a tie must stay a tie.
 ROUNDING = 1e-9
@@ -108,11 +109,22 @@ def _onehot(dv: Any, pu: np.ndarray, do: np.ndarray) -> Any:
 
 
 # -- the decision ---------------------------------------------------------------------------------
+RULE = ("A run replaces the model in use only if it was trained on the same or newer months and its validation "
+        "RMSE on its own validation month (the newest) is not worse than the champion's there by more than the "
+        "tolerance; a version trained on older months (a backfill) is never promoted by a run, only by hand.")
+
+
 def decide(*, new_rmse: float, synthetic: bool, champion: dict[str, Any] | None, champion_rmse: float | None,
-           tolerance: float, unreadable: str | None = None) -> dict[str, Any]:
-    """The promotion record of a new version (a pure function): decision, both RMSEs, tolerance, reason."""
+           tolerance: float, unreadable: str | None = None, train_month: str | None = None,
+           val_month: str | None = None) -> dict[str, Any]:
+    """The promotion record of a new version (a pure function): decision, both RMSEs, tolerance, reason.
+
+    ``train_month`` and ``val_month`` are the new version's; a version trained on months older than the
+    champion's is ``older_months`` whatever it scores (on its old validation month an old model wins)."""
     record = {"new_rmse": new_rmse, "champion_rmse": champion_rmse,
-              "champion_run_id": champion["id"] if champion else None, "tolerance": tolerance}
+              "champion_run_id": champion["id"] if champion else None, "tolerance": tolerance,
+              "train_month": train_month, "val_month": val_month,
+              "champion_train_month": champion.get("train_month") if champion else None}
     if champion is None:
         return {"decision": "first", **record, "reason": "The first completed version becomes the champion."}
     name = f"{champion['name']} ({champion['id'][:8]})"
@@ -123,35 +135,58 @@ def decide(*, new_rmse: float, synthetic: bool, champion: dict[str, Any] | None,
         return {"decision": "promoted", **record,
                 "reason": f"The champion {name} was trained on synthetic data; the first version trained on real "
                           "data replaces it."}
+    held = record["champion_train_month"]
+    if train_month and held and train_month < held:
+        return {"decision": "older_months", **record,
+                "reason": f"Trained on {train_month}, older than the champion {name} trained on {held}: a run "
+                          "never replaces a model trained on newer months (promote it by hand if wanted)."}
     if unreadable:
         return {"decision": "promoted", **record,
                 "reason": f"The champion {name} could not be scored ({unreadable}); the new version replaces it."}
+    return _by_rmse(record, name, new_rmse, champion_rmse, tolerance, _where(train_month, held, val_month))
+
+
+def _where(train_month: str | None, held: str | None, val_month: str | None) -> str:
+    """On which month the two were compared, in words: the champion's own (a rerun) or the newest."""
+    if not val_month:
+        return ""
+    if train_month and train_month == held:
+        return f" on {val_month} (a rerun on the champion's own months)"
+    return f" on {val_month} (the newest month)"
+
+
+def _by_rmse(record: dict[str, Any], name: str, new_rmse: float, champion_rmse: float, tolerance: float,
+             where: str) -> dict[str, Any]:
     limit = champion_rmse + tolerance
     if new_rmse <= limit + ROUNDING * max(abs(limit), 1.0):
         return {"decision": "promoted", **record,
-                "reason": f"Validation RMSE {new_rmse:.4f} is not worse than the champion {name}'s "
+                "reason": f"Validation RMSE {new_rmse:.4f}{where} is not worse than the champion {name}'s "
                           f"{champion_rmse:.4f} by more than the tolerance {tolerance:g}."}
     return {"decision": "kept", **record,
-            "reason": f"Validation RMSE {new_rmse:.4f} is worse than the champion {name}'s {champion_rmse:.4f} "
-                      f"by more than the tolerance {tolerance:g}: the champion stays."}
+            "reason": f"Validation RMSE {new_rmse:.4f}{where} is worse than the champion {name}'s "
+                      f"{champion_rmse:.4f} by more than the tolerance {tolerance:g}: the champion stays."}
 
 
 def challenge(store: Store, *, run_id: str, new_rmse: float, val_summary: Any, synthetic: bool,
-              tolerance: float, now: dt.datetime, flow: str = FLOW_NAME) -> dict[str, Any]:
+              tolerance: float, now: dt.datetime, flow: str = FLOW_NAME, train_month: str | None = None,
+              val_month: str | None = None) -> dict[str, Any]:
     """Score the champion on the run's validation month, decide, and record a promotion event.
 
-    The event names the ``seq`` it follows: if another change came in between, the run decides
-    again against the new champion (a few times, then it keeps what it has).
+    The run is judged against the *contender*: the champion, or a run that promoted itself and is still
+    finishing (``Store.contender``), so two runs finishing together end as if one had finished first.
+    The event names the ``seq`` it follows: if another change came in between, the run decides again
+    against the new contender (a few times, then it keeps what it has).
     """
     tolerance = float(tolerance or 0.0)
+    months = {"train_month": train_month, "val_month": val_month}
     for _ in range(RACE_TRIES):
-        after_seq, champion = store.last_model_seq(flow), store.champion(flow)
-        record = _decision(store, new_rmse, val_summary, synthetic, tolerance, champion)
-        if record["decision"] in ("kept", "not_eligible"):
+        after_seq, held = store.last_model_seq(flow), store.contender(flow, besides=run_id)
+        record = _decision(store, new_rmse, val_summary, synthetic, tolerance, held, months)
+        if record["decision"] not in PROMOTING:
             return record
         event = store.record_model_event(flow=flow, run_id=run_id, action="promoted", actor=AUTO_ACTOR,
                                          reason=record["reason"], now=now, after_seq=after_seq,
-                                         undo_to=champion["event_id"] if champion else None)
+                                         undo_to=held["event_id"] if held else None)
         if event is not None:
             return {**record, "event_id": event}
     return {**record, "decision": "kept", "reason": "The champion changed while this run was deciding; "
@@ -159,9 +194,9 @@ def challenge(store: Store, *, run_id: str, new_rmse: float, val_summary: Any, s
 
 
 def _decision(store: Store, new_rmse: float, val_summary: Any, synthetic: bool, tolerance: float,
-              champion: dict[str, Any] | None) -> dict[str, Any]:
+              champion: dict[str, Any] | None, months: dict[str, str | None]) -> dict[str, Any]:
     champion_rmse, unreadable = None, None
-    if champion is not None and not (synthetic and not champion["synthetic"]):
+    if _scored(champion, synthetic, months["train_month"]):
         try:
             champion_rmse = score_on_summary(*load_model(store, champion["id"]), val_summary)["rmse"]
             if not math.isfinite(champion_rmse):  # NaN would keep it forever: no RMSE is "not worse" than NaN
@@ -171,13 +206,22 @@ def _decision(store: Store, new_rmse: float, val_summary: Any, synthetic: bool, 
         if unreadable:
             log.warning("The champion %s could not be scored: %s.", champion["name"], unreadable)
     return decide(new_rmse=new_rmse, synthetic=synthetic, champion=champion, champion_rmse=champion_rmse,
-                  tolerance=tolerance, unreadable=unreadable)
+                  tolerance=tolerance, unreadable=unreadable, **months)
+
+
+def _scored(champion: dict[str, Any] | None, synthetic: bool, train_month: str | None) -> bool:
+    """Whether the decision needs the champion's RMSE: not for a synthetic run against a real champion,
+    nor for a version trained on older months (neither can win)."""
+    if champion is None or (synthetic and not champion["synthetic"]):
+        return False
+    return not (train_month and champion.get("train_month") and train_month < champion["train_month"])
 
 
 # -- by hand: promote a version, roll back to the previous champion --------------------------------
 def promote(store: Store, settings: Settings, run_ref: str, *, actor: str, now: dt.datetime,
-            reason: str | None = None, flow: str = FLOW_NAME) -> dict[str, Any]:
-    """Make run ``run_ref`` (id, unique prefix or name) the champion; returns its event."""
+            reason: str | None = None, flow: str = FLOW_NAME, confirmed: bool = False) -> dict[str, Any]:
+    """Make run ``run_ref`` (id, unique prefix or name) the champion; returns its event. A version trained
+    on older months than the champion's needs ``confirmed`` (NeedsConfirmation names both months)."""
     run = store.get_run(run_ref)
     check_version(store, run, flow)
     after_seq, champion = store.last_model_seq(flow), store.champion(flow)
@@ -187,9 +231,22 @@ def promote(store: Store, settings: Settings, run_ref: str, *, actor: str, now: 
         raise InvalidTransition(f"The run {run['name']} ({run['id'][:8]}) was trained on synthetic data; it "
                                 f"cannot replace the champion {champion['name']} ({champion['id'][:8]}), trained on "
                                 "real data.")
+    older = older_than_champion(run, champion)
+    if older and not confirmed:
+        raise NeedsConfirmation(f"{older}: confirm to promote it anyway.")
     text = reason or f"Promoted by hand by {actor}."
+    text = f"{text} {older}." if older else text
     return _apply(store, settings, flow=flow, run_id=run["id"], action="manual", actor=actor, reason=text, now=now,
                   after_seq=after_seq, undo_to=champion["event_id"] if champion else None)
+
+
+def older_than_champion(run: dict[str, Any], champion: dict[str, Any] | None) -> str | None:
+    """A sentence (no final stop) when ``run`` was trained on older months than ``champion``, else None."""
+    if champion is None or not run.get("train_month") or not champion.get("train_month") \
+            or run["train_month"] >= champion["train_month"]:
+        return None
+    return (f"{run['name']} ({run['id'][:8]}) was trained on {run['train_month']}, older than the champion "
+            f"{champion['name']} ({champion['id'][:8]}) trained on {champion['train_month']}")
 
 
 def rollback(store: Store, settings: Settings, *, actor: str, now: dt.datetime,

@@ -14,7 +14,7 @@ from ..orchestration.liveness import this_process
 from ..orchestration.runtime import SYSTEM_CLOCK, FlowResult, flow, run_context, run_flow, task
 from ..orchestration.states import State
 from ..store import Store
-from . import champion, data, features, quality
+from . import acceptance, champion, data, features, quality
 from .gates import check_gates
 from .job import FLOW_NAME, TASKS, run_fields  # noqa: F401  (run_fields: the registered fields)
 from .months import check_run_date, months_for, parse_date
@@ -52,26 +52,35 @@ def prepare_features(train: Any, val: Any) -> Any:
 
 @task(timeout=600)
 def check_data(train: Any, val: Any, train_month: str, val_month: str, gates: Any = None,
-               in_use: Any = None) -> dict[str, Any]:
-    """Each month's figures, their drift (training month against ``in_use``'s, the champion's training
-    month, and validation against training) and the deployment's gates: warnings, or GateBlocked in
-    ``block`` mode."""
+               in_use: Any = None, accepted: dict | None = None) -> dict[str, Any]:
+    """Each month's figures, their drift (training month against ``in_use``'s figures, the baseline's
+    training month, and validation against training) and the deployment's gates: warnings, or
+    GateBlocked in ``block`` mode unless an operator ``accepted`` these months (``acceptance``)."""
     figures = {"train": quality.month_figures(train.summary, train_month),
                "val": quality.month_figures(val.summary, val_month)}
     drift = {"train_vs_champion": quality.drift(in_use, figures["train"]) if in_use else None,
              "val_vs_train": quality.drift(figures["train"], figures["val"])}
-    warnings = quality.apply_gates(check_gates(gates), figures, drift)
+    warnings = quality.apply_gates(check_gates(gates), figures, drift, accepted["said"] if accepted else None)
     for warning in warnings:
         log.warning("%s", warning)
-    return {"data": figures, "drift": drift, "warnings": warnings}
+    return {"data": figures, "drift": drift, "warnings": warnings} | ({"accepted": accepted} if accepted else {})
 
 
-def _champion_figures() -> dict | None:
-    """The training month figures of the run whose model is in use, if it recorded them."""
+def _drift_baseline(train_month: str) -> dict | None:
+    """The training month figures later runs measure drift against (``acceptance.baseline``: the champion's,
+    or a newer accepted month's), if recorded; logged with its month."""
     context = run_context()
-    in_use = context.store.champion(FLOW_NAME) if context else None
-    figures = ((in_use or {}).get("metrics") or {}).get("data") or {}
-    return figures.get("train") if "hist" in (figures.get("train") or {}) else None
+    found = acceptance.baseline(context.store) if context else None
+    if found is None or found["figures"] is None:
+        return None
+    why = "the champion's training month" if found["why"] == "champion" else "accepted by an operator"
+    log.info("Drift of %s is measured against %s (%s).", train_month, found["month"], why)
+    return found["figures"]
+
+
+def _accepted(train_month: str, val_month: str) -> dict | None:
+    context = run_context()
+    return acceptance.for_months(context.store, train_month, val_month) if context else None
 
 
 def _model() -> Any:
@@ -106,12 +115,14 @@ def run_model(trained: Any, train: Any, val: Any) -> dict[str, Any]:
 
 
 @task(timeout=600)
-def compare_with_champion(scores: dict[str, Any], val: Any, synthetic: bool, tolerance: float) -> dict[str, Any]:
-    """Score the champion on this run's validation month and decide whether this version replaces it."""
+def compare_with_champion(scores: dict[str, Any], val: Any, synthetic: bool, tolerance: float,
+                          train_month: str | None = None, val_month: str | None = None) -> dict[str, Any]:
+    """Score the champion on this run's validation month and decide whether this version replaces it
+    (never when it was trained on older months than the champion: ``champion.RULE``)."""
     context = run_context()
     promotion = champion.challenge(context.store, run_id=context.run_id, new_rmse=scores["val_rmse"],
                                    val_summary=val.summary, synthetic=synthetic, tolerance=tolerance,
-                                   now=context.clock.now())
+                                   now=context.clock.now(), train_month=train_month, val_month=val_month)
     log.info("Promotion: %s. %s", promotion["decision"], promotion["reason"])
     return promotion
 
@@ -131,13 +142,14 @@ def training_flow(*, settings: Settings, date: str | None = None, data_url: str 
     try:
         train, val = read_data(settings, train_month, val_month, writer)
         design = prepare_features(train, val)
-        checks = check_data(train, val, train_month, val_month, gates, _champion_figures())
+        checks = check_data(train, val, train_month, val_month, gates, _drift_baseline(train_month),
+                            _accepted(train_month, val_month))
         trained = train_model(design, train, run_date.isoformat(), settings, writer)
     finally:
         if writer is not None:
             writer.close()
     scores = run_model(trained, train, val)
-    promotion = compare_with_champion(scores, val, settings.is_synthetic, promotion_tolerance)
+    promotion = compare_with_champion(scores, val, settings.is_synthetic, promotion_tolerance, train_month, val_month)
     return (_metrics(run_date, train_month, val_month, train, val, trained, scores, settings) | checks
             | {"promotion": promotion})
 

@@ -216,9 +216,13 @@ def _missing_breach(gates: Gates, drifts: Mapping[str, Any]) -> Breach | None:
                   f"{100 * gates.max_missing_change:g} points.")
 
 
-def apply_gates(gates: Gates, data: Mapping[str, Any], drifts: Mapping[str, Any]) -> list[str]:
-    """The warnings of the gates that failed; in ``block`` mode, GateBlocked with the first one."""
+def apply_gates(gates: Gates, data: Mapping[str, Any], drifts: Mapping[str, Any],
+                accepted: str | None = None) -> list[str]:
+    """The warnings of the gates that failed; in ``block`` mode, GateBlocked with the first one, unless an
+    operator ``accepted`` these months (a sentence): then each breach is a warning that says so."""
     found = breaches(gates, data, drifts)
+    if found and gates.mode == "block" and accepted:
+        return [f"{b.sentence.rstrip('.')}; passed because {accepted[0].lower()}{accepted[1:]}" for b in found]
     if found and gates.mode == "block":
         raise GateBlocked(found[0].sentence, {"data": dict(data), "drift": dict(drifts)})
     return [b.sentence for b in found]

@@ -37,12 +37,12 @@ from ...formatting import utc_text as _when
 from ...store import Store
 from ..clock import SYSTEM_CLOCK, Clock
 from .delivery import SENDERS, Outcome, RetryPolicy, attempt, deliver_due, send
-from .events import EVENTS, LOOKBACK, Event, find_events, queue, run_events, scan
+from .events import EVENTS, LOOKBACK, Event, event_id, find_events, queue, run_events, scan, with_id
 from .targets import Target, Targets, deployment_targets, mask, scrub, settings_targets, target
 
 __all__ = ["EVENTS", "LOOKBACK", "SENDERS", "Event", "Notifier", "Outcome", "RetryPolicy", "Target", "Targets",
-           "after_run", "attempt", "deliver_due", "deployment_targets", "find_events", "mask", "queue",
-           "run_events", "scan", "scrub", "send", "send_test", "settings_targets", "target"]
+           "after_run", "attempt", "deliver_due", "deployment_targets", "event_id", "find_events", "mask", "note_targets",
+           "queue", "run_events", "scan", "scrub", "send", "send_test", "settings_targets", "target", "with_id"]
 logger = logging.getLogger("pipeline.orchestration.notify")
 
 
@@ -55,6 +55,7 @@ class Notifier:
         self.store, self.settings, self.clock, self.every = store, settings, clock, every
         self.policy = policy or RetryPolicy.for_settings(settings)
         settings_targets(settings)  # a bad FHV_NOTIFY stops the scheduler at start-up, with its sentence
+        note_targets(store, settings, clock.now())  # a new target gets what happens from now on
         self._thread: threading.Thread | None = None
         self._last: dt.datetime | None = None
 
@@ -87,6 +88,11 @@ class Notifier:
             self._thread.join(timeout)
 
 
+def note_targets(store: Store, settings: Settings, now: dt.datetime) -> dict[str, dt.datetime]:
+    """Record when each configured target was first seen (``now`` for a new one); key -> that moment."""
+    return store.note_notify_targets([item.key for item in Targets.load(store, settings).all()], now)
+
+
 def after_run(store: Store, settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> None:
     """After a foreground run's final state is recorded: queue its events and try each due message once,
     starting new batches for ``notify_timeout`` seconds (so at most twice that); the scheduler retries the rest."""
@@ -104,7 +110,7 @@ def send_test(store: Store, settings: Settings, *, clock: Clock = SYSTEM_CLOCK,
     """Send a test message to every configured target, one attempt each, recorded like any message."""
     targets, now = Targets.load(store, settings), clock.now()
     subject = f"test:{uuid.uuid4().hex[:12]}"
-    body = f"A test message from the FHV training pipeline, sent at {_when(now)}."
+    body = with_id(f"A test message from the FHV training pipeline, sent at {_when(now)}.", event_id("test", subject))
     once, results = RetryPolicy(attempts=1, timeout=settings.notify_timeout), []
     for item in targets.all():
         queued = store.add_notification(event="test", subject=subject, run_id=None, target_key=item.key,

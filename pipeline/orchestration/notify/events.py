@@ -32,10 +32,20 @@ class Event:
     deployment_id: int | None
     title: str
     body: str
+    at: dt.datetime | None = None  # when it happened: a target configured later does not get it
 
     @property
     def level(self) -> str:
         return LEVELS[self.kind]
+
+    @property
+    def event_id(self) -> str:
+        """Stable across repeats (the outbox's unique key less the target): receivers deduplicate on it."""
+        return event_id(self.kind, self.subject)
+
+
+def event_id(kind: str, subject: str) -> str:
+    return f"fhv:{kind}:{subject}"
 
 
 def run_events(run: dict[str, Any]) -> list[Event]:
@@ -73,11 +83,12 @@ def _failure_text(kind: str, run: dict[str, Any]) -> str:
     return f"Run {_who(run)} {run['state']}{where}: {error}"
 
 
-def late_event(run: dict[str, Any], now: dt.datetime) -> Event:
-    waited = (now - from_db(run["scheduled_time"])).total_seconds()
+def late_event(run: dict[str, Any], now: dt.datetime, late_after: float = 0.0) -> Event:
+    slot = from_db(run["scheduled_time"])
     why = f" ({run['late_reason']})" if run.get("late_reason") else ""
     return _event("late", run, f"Run {_who(run)} is LATE: its slot {_when(run['scheduled_time'])} passed "
-                               f"{seconds_words(waited)} ago and it has not started{why}.")
+                               f"{seconds_words((now - slot).total_seconds())} ago and it has not started{why}.",
+                  at=slot + dt.timedelta(seconds=late_after))
 
 
 def promotion_event(row: dict[str, Any], deployment_id: int | None) -> Event:
@@ -87,14 +98,14 @@ def promotion_event(row: dict[str, Any], deployment_id: int | None) -> Event:
     month = f" (validated on {row['val_month']})" if row.get("val_month") else ""
     body = f"The model of run {row['run_name']} ({row['run_id'][:8]}){month} {how}: {row['reason']}"
     title = "FHV model rolled back" if kind == "rolled_back" else "FHV model promoted"
-    return Event(kind, f"model_event:{row['id']}", row["run_id"], deployment_id, title, body)
+    return Event(kind, f"model_event:{row['id']}", row["run_id"], deployment_id, title, body, row["at"])
 
 
-def _event(kind: str, run: dict[str, Any], body: str) -> Event:
+def _event(kind: str, run: dict[str, Any], body: str, at: dt.datetime | None = None) -> Event:
     title = {"failed": "FAILED", "crashed": "CRASHED", "late": "LATE", "gate_warned": "data-check warning",
              "gate_blocked": "blocked by a data check", "gave_up": "gave up waiting for data"}[kind]
     return Event(kind, f"run:{run['id']}", run["id"], run.get("deployment_id"), f"FHV run {run['name']}: {title}",
-                 body)
+                 body, at or from_db(run.get("ended_at")))
 
 
 def _who(run: dict[str, Any]) -> str:
@@ -108,7 +119,7 @@ def find_events(store: Store, settings: Settings, now: dt.datetime) -> list[Even
     mark = from_db(store.notify_mark(RUNS_MARK)) or now
     events = [e for run in store.runs_ended_since(min(mark, now) - LOOKBACK) for e in run_events(run)]
     late_by = now - dt.timedelta(seconds=settings.notify_late_after)
-    events += [late_event(run, now) for run in store.late_runs(due_before=late_by)]
+    events += [late_event(run, now, settings.notify_late_after) for run in store.late_runs(due_before=late_by)]
     return events + _promotions(store, now)
 
 
@@ -136,17 +147,30 @@ def _promotions_before(store: Store, moment: dt.datetime) -> int:
 
 
 def queue(store: Store, events: Iterable[Event], targets: Targets, now: dt.datetime) -> int:
-    """Add each event for each of its targets to the outbox; returns how many were new."""
+    """Add each event for each of its targets to the outbox, but not to a target first configured after the
+    event happened (``Store.note_notify_targets``); returns how many were new. Each body ends with the
+    event's id, the same in every repeat of it."""
     events = list(events)
     known, added = store.known_notifications([event.subject for event in events]), 0
+    since = store.note_notify_targets([item.key for item in targets.all()], now)
     for event in events:
         for item in targets.for_deployment(event.deployment_id):
-            if (event.kind, event.subject, item.key) in known:
+            if (event.kind, event.subject, item.key) in known or before(event, since.get(item.key)):
                 continue  # a read spares a write; the unique constraint still decides
             added += store.add_notification(event=event.kind, subject=event.subject, run_id=event.run_id,
                                             target_key=item.key, target=item.label, title=event.title,
-                                            body=event.body, level=event.level, now=now) is not None
+                                            body=with_id(event.body, event.event_id), level=event.level,
+                                            now=now) is not None
     return added
+
+
+def before(event: Event, first_seen: dt.datetime | None) -> bool:
+    """Whether the event happened before its target was first configured (then it is not sent)."""
+    return event.at is not None and first_seen is not None and event.at < first_seen
+
+
+def with_id(body: str, identifier: str) -> str:
+    return f"{body}\n\nEvent id: {identifier} (a repeat of this message carries the same id)."
 
 
 def scan(store: Store, settings: Settings, targets: Targets, now: dt.datetime) -> int:
