@@ -171,6 +171,7 @@ class Scheduler(Supervisor):
         self.store.scheduler_error(message, now)
 
     def stopped(self, now: dt.datetime) -> None:
+        self.notifier.finish()  # the messages on the wire are recorded, not sent again by the next scheduler
         self.store.scheduler_stopped(now, owner=self.identity)
 
     def heartbeat(self) -> None:
