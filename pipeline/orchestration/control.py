@@ -15,7 +15,7 @@ from ..config import Settings
 from ..errors import NotFound
 from ..store import DeploymentRow, RunRow, Store, from_db
 from . import catchup, enqueue
-from .deployments import DeploymentSpec, check_name, load_specs, materialise, register
+from .deployments import LOAD_TIMEOUT, DeploymentSpec, check_name, load_specs, materialise, register
 from .registry import flow_entry
 
 BACKFILL_QUEUE = "backfill"
@@ -108,9 +108,11 @@ class Registered:
     notes: list[str] = field(default_factory=list)
 
 
-def register_file(store: Store, settings: Settings, path: Path, *, now: dt.datetime) -> list[Registered]:
-    """Register every spec of a deployment file; a work queue it names that does not exist is created, and said."""
-    specs = load_specs(path)
+def register_file(store: Store, settings: Settings, path: Path, *, now: dt.datetime, python: str | None = None,
+                  timeout: float = LOAD_TIMEOUT) -> list[Registered]:
+    """Register every spec of a deployment file (loaded in ``python`` if given, within ``timeout`` seconds); a
+    work queue it names that does not exist is created, and said."""
+    specs = load_specs(path, python=python, timeout=timeout)
     out = []
     for spec in specs:
         notes = [] if _queue_exists(store, spec.work_queue) else [
