@@ -23,13 +23,13 @@ import runpy
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 from ..config import Settings
 from ..errors import ConfigError, NotFound
 from ..formatting import utc_text
 from ..store import DeploymentRow, Store, from_db
-from .registry import flow_entry, slot_parameters
+from .registry import FOREIGN_LOADERS, LOAD_SCOPES, flow_entry, slot_parameters
 from .runtime import new_run_name
 from .schedules import CronSchedule, IntervalSchedule, Schedule, schedule_from_json
 
@@ -37,8 +37,6 @@ TRAINING_FLOW = "fhv-duration-training"  # the flow deployments run unless they 
 DEFAULT_DEPLOYMENT = "monthly-training"
 CATCHUP_POLICIES = ("all", "latest", "none")
 MAX_RETRIES = 10
-# Scopes a deployment file is loaded in (the Prefect 2 layer adds one); each yields the specs it collected.
-LOAD_SCOPES: list[Callable[[Path], ContextManager[list]]] = []
 logger = logging.getLogger("pipeline.orchestration.deployments")
 MIN_RUNS, MIN_AHEAD = 3, dt.timedelta(hours=1)
 MAX_RUNS, MAX_AHEAD = 100, dt.timedelta(days=100)
@@ -109,11 +107,28 @@ def default_deployment() -> DeploymentSpec:
         description="Monthly retraining: train on the month two months back, validate on the last month.")
 
 
-def load_specs(path: str | Path) -> list[DeploymentSpec]:
-    """Run a deployment file and return the specs it defines at module level."""
+LOAD_TIMEOUT = 60.0  # seconds a deployment file may take to load
+
+
+def load_specs(path: str | Path, *, python: str | None = None, timeout: float = LOAD_TIMEOUT) -> list[DeploymentSpec]:
+    """Run a deployment file and return the specs it defines at module level.
+
+    ``python``: load it in that interpreter, where its flows will run (a foreign loader does, for the
+    files it knows); a file that names its own environment is loaded there too.
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"The deployment file {path} does not exist.")
+    for loader in FOREIGN_LOADERS:
+        specs = loader(path, python, timeout)
+        if specs is not None:
+            return _collect({"__collected__": specs}, path)
+    if python is not None:
+        raise ConfigError(f"The deployment file {path} cannot be loaded with --python {python}.")
+    return _load_here(path)
+
+
+def _load_here(path: Path) -> list[DeploymentSpec]:
     try:
         with contextlib.ExitStack() as stack:
             collected = [stack.enter_context(scope(path.resolve().parent)) for scope in LOAD_SCOPES]
