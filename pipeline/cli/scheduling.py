@@ -412,8 +412,9 @@ def cmd_trigger(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         render.print_json(run)
     else:
+        held = control.held_by(store, run)
         console.print(f"Enqueued {run['name']} ({run['id'][:8]}) for {run['run_date']}{render.months_note(run)}. "
-                      "The scheduler starts it.")
+                      + (f"{held}." if held else "The scheduler starts it."), soft_wrap=True)
     return 0
 
 

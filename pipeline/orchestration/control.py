@@ -62,6 +62,18 @@ def cancel(store: Store, run_id: str, *, now: dt.datetime) -> RunRow:
     return store.request_cancel(run_id, now=now)
 
 
+def held_by(store: Store, run: RunRow) -> str | None:
+    """What holds a waiting run, with the command that releases it: its paused deployment or work queue."""
+    deployment = next((d for d in store.deployments() if d["id"] == run.get("deployment_id")), None)
+    if deployment and not deployment["active"]:
+        return (f"Deployment {deployment['name']} is paused: the run waits until "
+                f"`python -m pipeline deployment resume {deployment['name']}`")
+    queue = next((q for q in store.work_queues() if q["name"] == run.get("work_queue")), None)
+    if queue and queue["paused"]:
+        return f"Work queue {queue['name']} is paused: the run waits until `python -m pipeline work-queue resume {queue['name']}`"
+    return None
+
+
 def pause(store: Store, name: str, *, now: dt.datetime) -> DeploymentRow:
     """Hold a deployment: it starts nothing (scheduled, manual or backfill runs) until resumed.
 

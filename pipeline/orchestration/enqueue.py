@@ -81,8 +81,10 @@ def plan_backfill(store: Store, settings: Settings, *, deployment: str | None = 
     Writes nothing: the default deployment, when not registered yet, is planned from its spec.
     """
     row = find_deployment(store, deployment)
-    _check_range(start, end, _today(row, now))
-    flow_entry(row["flow"]).refuse_date(start, max(start, end))  # e.g. before the flow's first data
+    entry, today = flow_entry(row["flow"]), _today(row, now)
+    _check_range(start, end, today, future=entry.check_date is None)  # else the flow's own rule decides
+    for day in (start, end):
+        entry.refuse_date(day, today)  # e.g. before the flow's first data, or a month not over yet
     dates = fire_dates(row, start, end)
     if force or row["id"] is None:
         return BackfillPlan(row["name"], dates, [], force=force)
@@ -152,11 +154,11 @@ def fire_dates(row: dict[str, Any], start: dt.date, end: dt.date) -> list[dt.dat
     return list(days)
 
 
-def _check_range(start: dt.date, end: dt.date, today: dt.date) -> None:
+def _check_range(start: dt.date, end: dt.date, today: dt.date, *, future: bool = True) -> None:
     if end < start:
         raise ConfigError(f"The backfill end {end.isoformat()} is before its start {start.isoformat()}.")
     for label, day in (("start", start), ("end", end)):
-        if day > today:
+        if future and day > today:
             raise ConfigError(f"The backfill {label} {day.isoformat()} is in the future "
                               f"(today is {today.isoformat()}).")
     months = (end.year - start.year) * 12 + end.month - start.month + 1
