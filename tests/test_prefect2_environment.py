@@ -262,3 +262,18 @@ def test_the_real_scheduler_runs_the_flow_in_the_users_interpreter_and_a_cancel_
     assert store.get_run(quick["id"])["state"] == "COMPLETED", store.get_run(quick["id"])["error"]
     assert f"waiting in {user_venv / 'bin' / 'python'}" in messages(store, quick["id"])
     assert store.get_run(slow["id"])["state"] == "CANCELLED"
+
+
+@pytest.mark.timeout(900)
+def test_a_file_that_hangs_while_loading_in_its_own_environment_is_stopped_after_the_time_limit(homework, user_venv,
+                                                                                                capsys):
+    write(homework, "homework.py", '''
+        import dotenv
+        from prefect.flow_runners import SubprocessFlowRunner
+        SubprocessFlowRunner(virtualenv="%s")
+        while True:
+            pass
+    ''' % user_venv)
+    assert main(["deployment", "create", str(homework / "homework.py"), "--timeout", "1"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"did not finish loading in {user_venv / 'bin' / 'python'} within 1 s" in err

@@ -10,7 +10,8 @@ from typing import Any, Callable
 
 from ..config import Settings
 from ..orchestration import control
-from ..orchestration.deployments import LOAD_TIMEOUT, ensure_default, row_problem, schedule_of
+from ..orchestration.deployment_files import LOAD_TIMEOUT
+from ..orchestration.deployments import ensure_default, row_problem, schedule_of
 from ..errors import ConfigError
 from ..training.months import parse_date
 from ..orchestration.runtime import SYSTEM_CLOCK

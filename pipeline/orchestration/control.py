@@ -15,7 +15,8 @@ from ..config import Settings
 from ..errors import NotFound
 from ..store import DeploymentRow, RunRow, Store, from_db
 from . import catchup, enqueue
-from .deployments import LOAD_TIMEOUT, DeploymentSpec, check_name, load_specs, materialise, register
+from .deployment_files import LOAD_TIMEOUT
+from .deployments import DeploymentSpec, check_name, load_specs, materialise, register
 from .registry import flow_entry
 
 BACKFILL_QUEUE = "backfill"
