@@ -360,3 +360,30 @@ def test_a_file_that_ends_or_hangs_its_loading_gets_one_sentence_and_registers_n
     err = " ".join(capsys.readouterr().err.split())
     assert words in err and "Traceback" not in err
     assert Store(tmp_path / "fhv" / "history.db").deployments() == []
+
+
+def test_wait_for_and_futures_inside_a_dict_are_resolved_as_in_prefect_2_beta(homework):
+    write(homework, "homework.py", '''
+        from prefect import flow, task, get_run_logger
+        from prefect.deployments import DeploymentSpec
+
+        @task
+        def download(month):
+            return f"fhv_tripdata_{month}.parquet"
+
+        @task
+        def report(files):
+            get_run_logger().info(f"files {files['train']} and {files['val']}")
+
+        @flow
+        def main(date=None):
+            train, val = download("2021-06"), download("2021-07")
+            report({"train": train, "val": val}, wait_for=[train, val])
+
+        DeploymentSpec(flow=main, name="waiting")
+    ''')
+    assert main(["deployment", "create", str(homework / "homework.py")]) == 0
+    store = history(homework)
+    run = run_once(store, "waiting")
+    assert run["state"] == "COMPLETED", run["error"]
+    assert "files fhv_tripdata_2021-06.parquet and fhv_tripdata_2021-07.parquet" in messages(store, run["id"])

@@ -86,8 +86,10 @@ def _resolve(value: Any) -> Any:
     """A future passed into a task is its value (its error, if it failed, is raised)."""
     if isinstance(value, PrefectFuture):
         return value.result()
-    if isinstance(value, (list, tuple)) and any(isinstance(v, PrefectFuture) for v in value):
+    if isinstance(value, (list, tuple, set)) and any(isinstance(v, PrefectFuture) for v in value):
         return type(value)(_resolve(v) for v in value)
+    if isinstance(value, dict) and any(isinstance(v, PrefectFuture) for v in value.values()):
+        return {k: _resolve(v) for k, v in value.items()}
     return value
 
 
@@ -102,8 +104,10 @@ class PrefectTask:
         self.fn, self.name = fn, name or fn.__name__
         self.runtime_task = Task(fn, self.name, Retry(int(retries), float(retry_delay_seconds)), timeout_seconds)
 
-    def __call__(self, *args: Any, **kwargs: Any) -> PrefectFuture:
+    def __call__(self, *args: Any, wait_for: Any = None, **kwargs: Any) -> PrefectFuture:
+        """Run the task now; ``wait_for=[futures]`` (Prefect 2.0 beta) runs it only if those completed."""
         try:
+            _resolve(list(wait_for or ()))
             value = self.runtime_task(*[_resolve(a) for a in args], **{k: _resolve(v) for k, v in kwargs.items()})
             future = PrefectFuture(self.name, value)
         except Exception as error:  # noqa: BLE001 - kept in the future, as Prefect does
