@@ -101,6 +101,15 @@ def accept(settings: Settings, run_id: str, *, actor: str, reason: str) -> dict[
         return acceptance.accept(history, settings, run_id, actor=actor, reason=reason, now=now())
 
 
+def repair_current(settings: Settings) -> dict[str, Any]:
+    """Write models/current/ again from the history when it does not hold the champion; the folder's state."""
+    with writable(settings) as history:
+        found = champion.current(history, settings, repair=True)
+    if found is None:
+        raise PipelineError("There is no champion yet, so there is no stable copy to write.")
+    return found["folder"]
+
+
 def rollback(settings: Settings, *, actor: str) -> dict[str, Any]:
     """Make the previous champion the champion again; returns the event."""
     with writable(settings) as history:

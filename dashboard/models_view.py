@@ -80,9 +80,26 @@ def champion_section(now: dict[str, Any] | None) -> None:
     said = now["reason"] if now["by"] in now["reason"] else f"{now['reason']} ({done})"
     st.caption(f"{said} · {labels.utc(now['champion_since'])}")
     folder = now["folder"]
-    note = "up to date" if folder["up_to_date"] else \
-        "not up to date: the next completed run, promotion or rollback rewrites it"
-    st.caption(f"Stable copy for batch jobs: {widgets.inline_code(folder['path'])} ({note}).")
+    if folder["up_to_date"]:
+        st.caption(f"Stable copy for batch jobs: {widgets.inline_code(folder['path'])} (up to date).")
+        return
+    st.warning(f"The stable copy {folder['path']} does not hold the champion's files (truncated, changed or "
+               "missing): a batch job reading it now gets an error.", icon=":material/warning:")
+    refused = access.refusal("promote")
+    if st.button("Write it again from the history", icon=":material/build:", key="models_repair",
+                 disabled=refused is not None, help=refused) and access.allowed("promote"):
+        _repair()
+
+
+def _repair() -> None:
+    try:
+        found = actions.repair_current(queries.settings())
+    except PipelineError as error:
+        st.error(str(error))
+        return
+    queries.refresh()
+    widgets.notify(f"{found['path']} holds the champion again." if found["up_to_date"] else found["repair_error"])
+    st.rerun()
 
 
 def rule_caption() -> None:

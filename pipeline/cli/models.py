@@ -102,7 +102,7 @@ def cmd_accept(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_current(args: argparse.Namespace, settings: Settings) -> int:
-    payload = champion.current(open_store(settings), settings)
+    payload = champion.current(open_store(settings), settings, repair=True)
     if args.json:
         render.print_json(payload)
         return 0
@@ -127,7 +127,9 @@ def _print_current(payload: dict[str, Any]) -> None:
     console.print(grid)
     folder = payload["folder"]
     note = "up to date" if folder["up_to_date"] else \
-        "[bold yellow]not up to date[/]: the next completed run, promotion or rollback rewrites it"
+        f"[bold yellow]not up to date[/]: {render.plain(folder['repair_error'] or '')}"
+    if folder["repaired"]:
+        note = "[bold yellow]it did not hold the champion's files (truncated or changed)[/]: written again now"
     console.print(f"Stable copy: {render.plain(folder['path'])} ({note})")
 
 

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from ..config import Settings
 from ..orchestration import control
-from ..orchestration.deployments import ensure_default, schedule_of
+from ..orchestration.deployments import ensure_default, row_problem, schedule_of
 from ..errors import ConfigError
 from ..training.months import parse_date
 from ..orchestration.runtime import SYSTEM_CLOCK
@@ -235,28 +235,40 @@ def cmd_create(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_deployments(args: argparse.Namespace, settings: Settings) -> int:
     store = open_store(settings)
     ensure_default(store, SYSTEM_CLOCK.now(), settings=settings)  # the default ships with the product
-    rows = store.deployments()
+    rows = [row | {"problem": row_problem(row)} for row in store.deployments()]
     if args.json:
         render.print_json(rows)
         return 0
     grid = render.table("Deployments", ["Name", "Schedule", "Next run", "Work queue", "Tags", "Catch-up", "Status"])
     for row in rows:
-        grid.add_row(row["name"], _schedule_text(row), render.when(row["next_run_time"]), row["work_queue"],
-                     ", ".join(row["tags"]) or "-", _catchup_text(row), _status_text(row))
+        grid.add_row(*(render.plain(_cell(text, row)) for text in (
+            lambda r: r["name"], _schedule_text, lambda r: render.when(r["next_run_time"]), lambda r: r["work_queue"],
+            lambda r: ", ".join(r["tags"]) or "-", _catchup_text)), _status_text(row))
     console.print(grid if rows else "No deployments yet. Create one with: python -m pipeline deployment create FILE.py")
     for row in rows:
         if row["last_error"]:
-            console.print(f"[bold red]{row['name']}[/] is skipped by the scheduler since "
-                          f"{render.when(row['last_error_at'])}: {row['last_error']}", soft_wrap=True, highlight=False)
+            console.print(f"[bold red]{render.plain(row['name'])}[/] is skipped by the scheduler since "
+                          f"{render.when(row['last_error_at'])}: {render.plain(row['last_error'])}", soft_wrap=True,
+                          highlight=False)
+        elif row["problem"]:
+            console.print(f"[bold red]error:[/] {render.plain(row['problem'])}", soft_wrap=True, highlight=False)
     for skipped in store.skipped_slots(limit=5):
         console.print(f"[yellow]Skipped slots[/] ({render.when(skipped['recorded_at'])}): {skipped['reason']}",
                       soft_wrap=True, highlight=False)
     return 0
 
 
+def _cell(text: Callable[[dict[str, Any]], str], row: dict[str, Any]) -> str:
+    """One cell of a deployment's row; a field that cannot be shown says so (the row's problem follows)."""
+    try:
+        return str(text(row))
+    except Exception:  # noqa: BLE001 - a row changed by hand holds anything; its problem is listed below
+        return "(unreadable)"
+
+
 def _status_text(row: dict[str, Any]) -> str:
     status = "[green]active[/]" if row["active"] else "[yellow]paused[/]"
-    return status + (" [bold red]error[/]" if row["last_error"] else "")
+    return status + (" [bold red]error[/]" if row["last_error"] or row.get("problem") else "")
 
 
 def cmd_set_active(args: argparse.Namespace, settings: Settings) -> int:

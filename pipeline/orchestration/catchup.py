@@ -82,6 +82,8 @@ def _past_lateness(run: dict[str, Any], now: dt.datetime) -> bool:
     limit = run["max_lateness"]
     if run["trigger"] != "schedule" or not limit or run["attempts"]:
         return False  # a run that started once (awaiting data) follows its retry policy instead
+    if isinstance(limit, bool) or not isinstance(limit, (int, float)):
+        return False  # a row changed by hand: its deployment is marked with the sentence (deployments.spec_of)
     return (now - from_db(run["scheduled_time"])).total_seconds() > limit
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import logging
 import re
 import runpy
@@ -197,7 +198,44 @@ def ensure_default(store: Store, now: dt.datetime, *, settings: Settings | None 
 
 
 def schedule_of(row: Mapping[str, Any]) -> Schedule | None:
-    return schedule_from_json(row.get("schedule"))
+    """The row's schedule; ConfigError with a sentence if the stored schedule cannot be read."""
+    stored = row.get("schedule")
+    try:
+        return schedule_from_json(stored)
+    except ConfigError:
+        raise
+    except (ValueError, TypeError, KeyError, AttributeError) as error:  # a row changed by hand holds anything
+        text = stored if isinstance(stored, str) else json.dumps(stored, default=str)
+        raise ConfigError(f"The stored schedule {text!r} cannot be read ({type(error).__name__}: {error}).") from None
+
+
+def spec_of(row: Mapping[str, Any]) -> DeploymentSpec:
+    """The spec a stored deployment row stands for, every field checked as ``deployment create`` checks a
+    file's; ConfigError: one sentence naming the deployment and what is wrong with its row."""
+    try:
+        spec = DeploymentSpec(name=row["name"], schedule=schedule_of(row), flow=row["flow"], tags=row["tags"],
+                              work_queue=row["work_queue"], catchup=row["catchup"], max_lateness=row["max_lateness"],
+                              active=row["active"], description=row.get("description"), retries=row["retries"])
+        if not isinstance(row["parameters"], Mapping):
+            raise ConfigError(f"The parameters of {spec.name!r} must be a dict, not {row['parameters']!r}.")
+        # their names, not their values: a data folder that vanished is the materialise job's to say
+        flow_entry(spec.flow).check_parameters(row["parameters"], spec.name, normalize=False)
+        return spec
+    except ConfigError as error:
+        reason = str(error)
+    except Exception as error:  # noqa: BLE001 - a row changed by hand (or by another version) holds anything
+        reason = f"{type(error).__name__}: {error}"
+    reason = reason[0].lower() + reason[1:] if reason.startswith("The ") else reason
+    raise ConfigError(f"The deployment {row.get('name')!r} cannot be scheduled: {reason}")
+
+
+def row_problem(row: Mapping[str, Any]) -> str | None:
+    """What is wrong with a stored deployment row, in one sentence, or None."""
+    try:
+        spec_of(row)
+    except ConfigError as error:
+        return str(error)
+    return None
 
 
 def zone_name(row: Mapping[str, Any]) -> str:
@@ -268,7 +306,7 @@ def materialise(store: Store, settings: Settings, row: DeploymentRow, now: dt.da
     policy decides which of them run). At most the latest 100 missed slots within 100 days are
     made; the older ones are recorded as skipped, with the reason. Returns how many runs were new.
     """
-    schedule = schedule_of(row)
+    schedule = spec_of(row).schedule
     if schedule is None or not row["active"]:
         return 0
     run_columns(row["flow"], run_parameters(row, now.date()), settings)  # still valid (a data folder may vanish)

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..config import Settings
 from .deployments import (DEFAULT_DEPLOYMENT, default_deployment, register, run_columns, run_parameters,
-                          schedule_of, zone_name)
+                          schedule_of, spec_of, zone_name)
 from ..errors import ConfigError, NotFound
 from .registry import flow_entry
 from .runtime import new_run_name
@@ -118,7 +118,9 @@ def find_deployment(store: Store, name: str | None) -> dict[str, Any]:
     """The deployment ``name`` (None: the default one); the default's spec, with ``id`` None, if not registered."""
     name = DEFAULT_DEPLOYMENT if name is None else name
     try:
-        return store.get_deployment(name)
+        row = store.get_deployment(name)
+        spec_of(row)  # a stored row that cannot be used: its sentence, not a traceback
+        return row
     except NotFound:
         if name != DEFAULT_DEPLOYMENT:
             raise

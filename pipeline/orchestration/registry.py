@@ -67,8 +67,10 @@ class FlowEntry:
         if self.check_date is not None:
             self.check_date(run_date, today)
 
-    def check_parameters(self, parameters: Mapping[str, Any], deployment: str) -> dict[str, Any]:
-        """A deployment's parameters, checked against this flow's; ConfigError names the bad one."""
+    def check_parameters(self, parameters: Mapping[str, Any], deployment: str, *,
+                         normalize: bool = True) -> dict[str, Any]:
+        """A deployment's parameters, checked against this flow's (their values too, with ``normalize``);
+        ConfigError names the bad one."""
         if "date" in parameters and not self.deployment_date:
             raise ConfigError(f"The deployment {deployment!r} sets the parameter 'date'; each run gets its slot's "
                               "date, so remove it (use trigger --date or backfill for other dates).")
@@ -77,7 +79,7 @@ class FlowEntry:
             takes = ", ".join(dict.fromkeys(("date", *self.parameters)))
             raise ConfigError(f"The deployment {deployment!r} has the unknown parameter {unknown[0]!r}; "
                               f"the flow {self.name!r} takes {takes}.")
-        return self.normalize(parameters) if self.normalize else dict(parameters)
+        return self.normalize(parameters) if self.normalize and normalize else dict(parameters)
 
 
 _FLOWS: dict[str, FlowEntry] = {}

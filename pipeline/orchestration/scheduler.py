@@ -45,7 +45,7 @@ from ..errors import HistoryDamaged, HistoryLost
 from ..store import DeploymentRow, RunRow, Store, from_db
 from . import catchup
 from .clock import SYSTEM_CLOCK, Clock
-from .deployments import ensure_default, materialise
+from .deployments import ensure_default, materialise, spec_of
 from .executor import Executor, ProcessExecutor
 from .liveness import identity_alive, judge, new_identity, visible_pid, worker_alive
 from .lock import HistoryWatch, LockWatch, exclusive, lease_refused
@@ -171,6 +171,7 @@ class Scheduler(Supervisor):
         self.store.scheduler_error(message, now)
 
     def stopped(self, now: dt.datetime) -> None:
+        self.notifier.finish()  # the messages on the wire are recorded, not sent again by the next scheduler
         self.store.scheduler_stopped(now, owner=self.identity)
 
     def heartbeat(self) -> None:
@@ -228,6 +229,7 @@ class Scheduler(Supervisor):
         return self.last_alive
 
     def _catch_up_one(self, row: DeploymentRow, since: dt.datetime | None, now: dt.datetime) -> None:
+        spec_of(row)  # a row that cannot be used is marked with its sentence, like any failing deployment
         catchup.catch_up_deployment(self.store, self.settings, self.options, row, since=since, now=now)
         self.caught_up[row["id"]] = now
 

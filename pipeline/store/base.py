@@ -203,7 +203,8 @@ def _row(row: sqlite3.Row | None) -> dict[str, Any] | None:
     out = dict(row)
     for key in RUN_JSON_FIELDS + ("schedule", "tags"):
         if key in out and isinstance(out[key], str):
-            out[key] = json.loads(out[key])
+            with contextlib.suppress(ValueError):  # text that is not JSON stays text: the row's checks name it
+                out[key] = json.loads(out[key])
     return out
 
 

@@ -240,9 +240,9 @@ def promote(store: Store, settings: Settings, run_ref: str, *, actor: str, now: 
                   after_seq=after_seq, undo_to=champion["event_id"] if champion else None)
 
 
-def older_than_champion(run: dict[str, Any], champion: dict[str, Any] | None) -> str | None:
+def older_than_champion(run: dict[str, Any] | None, champion: dict[str, Any] | None) -> str | None:
     """A sentence (no final stop) when ``run`` was trained on older months than ``champion``, else None."""
-    if champion is None or not run.get("train_month") or not champion.get("train_month") \
+    if champion is None or run is None or not run.get("train_month") or not champion.get("train_month") \
             or run["train_month"] >= champion["train_month"]:
         return None
     return (f"{run['name']} ({run['id'][:8]}) was trained on {run['train_month']}, older than the champion "
@@ -460,16 +460,37 @@ def _version(run: dict[str, Any], is_champion: bool) -> dict[str, Any]:
             "synthetic": bool(run["synthetic"]), "data_source": run["data_source"], "ended_at": run["ended_at"]}
 
 
-def current(store: Store, settings: Settings, *, flow: str = FLOW_NAME) -> dict[str, Any] | None:
+def current(store: Store, settings: Settings, *, flow: str = FLOW_NAME, repair: bool = False) -> dict[str, Any] | None:
     """The champion as ``models current`` shows it: its card, its artifacts in the history and whether
-    the stable folder holds it; None before the first version."""
+    the stable folder holds it; None before the first version. With ``repair``, a folder that does not
+    hold it (a truncated or edited file, a missing card) is written again from the history at once."""
     now = store.champion(flow)
     if now is None:
         return None
     card = champion_card(store, now)
-    on_disk = read_card(settings)
     artifacts = [{k: a[k] for k in ("name", "path", "sha256", "size")}
                  for a in artifact_files(store, now["id"]).values()]
-    folder = {"path": str(current_dir(settings)), "up_to_date": holds(current_dir(settings), card),
-              "run_id": on_disk.get("run_id") if on_disk else None}
-    return {**{k: v for k, v in card.items() if k != "files"}, "artifacts": artifacts, "folder": folder}
+    return {**{k: v for k, v in card.items() if k != "files"}, "artifacts": artifacts,
+            "folder": _folder(store, settings, card, flow, repair)}
+
+
+def _folder(store: Store, settings: Settings, card: dict[str, Any], flow: str, repair: bool) -> dict[str, Any]:
+    """Whether ``models/current/`` holds ``card``'s files (written again first, with ``repair``)."""
+    up_to_date = holds(current_dir(settings), card)
+    found = {"path": str(current_dir(settings)), "up_to_date": up_to_date, "repaired": False, "repair_error": None}
+    if repair and not up_to_date:
+        error = _repair(store, settings, flow)
+        found.update(up_to_date=error is None, repaired=error is None, repair_error=error)
+    on_disk = read_card(settings)
+    return {**found, "run_id": on_disk.get("run_id") if on_disk else None}
+
+
+def _repair(store: Store, settings: Settings, flow: str) -> str | None:
+    """Write the stable folder again; None when it then holds the champion, else why not (a sentence)."""
+    try:
+        publish_current(store, settings, flow=flow)
+    except (OSError, PipelineError) as error:
+        return f"{current_dir(settings)} could not be written again: {error}"
+    log.warning("The stable copy %s did not hold the champion's files: written again from the history.",
+                current_dir(settings))
+    return None

@@ -58,10 +58,11 @@ class Notifier:
         note_targets(store, settings, clock.now())  # a new target gets what happens from now on
         self._thread: threading.Thread | None = None
         self._last: dt.datetime | None = None
+        self._stop = threading.Event()
 
     def poke(self) -> None:
         now = self.clock.now()
-        if self._thread is not None and self._thread.is_alive():
+        if self._stop.is_set() or (self._thread is not None and self._thread.is_alive()):
             return
         if self._last is not None and (now - self._last).total_seconds() < self.every:
             return
@@ -76,7 +77,7 @@ class Notifier:
             targets = Targets.load(self.store, self.settings)
             if targets:
                 scan(self.store, self.settings, targets, self.clock.now())
-                deliver_due(self.store, targets, self.policy, self.clock)
+                deliver_due(self.store, targets, self.policy, self.clock, stop=self._stop)
         except Exception as error:  # noqa: BLE001 - notifications never stop the scheduler
             logger.warning("Notifications: %s: %s", type(error).__name__, error)
         finally:
@@ -86,6 +87,12 @@ class Notifier:
         """Wait for the running round (tests, and a clean stop)."""
         if self._thread is not None:
             self._thread.join(timeout)
+
+    def finish(self) -> None:
+        """On a clean stop: start nothing more, and let the messages on the wire be answered and recorded
+        (each attempt ``timeout`` seconds at most), so a stop does not make them go again later."""
+        self._stop.set()
+        self.wait(self.policy.timeout + 2.0)
 
 
 def note_targets(store: Store, settings: Settings, now: dt.datetime) -> dict[str, dt.datetime]:

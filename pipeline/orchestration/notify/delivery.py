@@ -102,16 +102,18 @@ class _ThreadWarnings(logging.Handler):
 
 
 def deliver_due(store: Store, targets: Targets, policy: RetryPolicy, clock: Clock = SYSTEM_CLOCK, *,
-                most: int = 1000, budget: float | None = None) -> int:
+                most: int = 1000, budget: float | None = None, stop: threading.Event | None = None) -> int:
     """Make one attempt at each due message, ``SENDERS`` at a time; returns how many were sent.
 
     A target that timed out gets no more attempts this round (its messages stay due), so a hanging
     receiver costs a round one timeout, not one per message. At most ``most`` attempts; with
-    ``budget`` (seconds), no new batch starts after that long: the rest stay due for the next round.
+    ``budget`` (seconds), no new batch starts after that long: the rest stay due for the next round;
+    nor once ``stop`` is set (a scheduler stopping lets the batch on the wire finish and be recorded).
     """
     by_key, stalled, sent, tried, began = targets.by_key(), set(), 0, 0, time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(SENDERS, thread_name_prefix="notify") as pool:
-        while tried < most and (budget is None or time.monotonic() - began < budget):
+        while tried < most and (budget is None or time.monotonic() - began < budget) and \
+                not (stop is not None and stop.is_set()):
             batch = store.due_notifications(clock.now(), limit=SENDERS, skip_targets=stalled)
             if not batch:
                 break
