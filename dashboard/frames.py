@@ -74,6 +74,8 @@ def covers(run: dict[str, Any]) -> str:
 def _when(run: dict[str, Any]) -> str:
     if run.get("started_at"):
         return labels.utc(run["started_at"], seconds=False).removesuffix(" UTC")
+    if run.get("state") == "AWAITING_RETRY" and run.get("next_attempt_at"):
+        return f"{labels.utc(run['next_attempt_at'], seconds=False).removesuffix(' UTC')} (retry)"
     if run.get("scheduled_time"):
         return f"{labels.utc(run['scheduled_time'], seconds=False).removesuffix(' UTC')} (due)"
     return ""
@@ -186,9 +188,9 @@ def upcoming_table(rows: Iterable[dict[str, Any]], zone: str | None, now: dt.dat
     """
     local = f"Local time ({zone})" if zone and zone != "UTC" else "Local time (UTC)"
     records = [{"Run": run_url(r), "State": [labels.state_label(labels.status(r))],
-                local: labels.in_zone(r["scheduled_time"], zone or "UTC").split(" (")[0],
-                "UTC": labels.utc(r["scheduled_time"], seconds=False),
-                "Starts": labels.countdown(r.get("next_attempt_at") or r["scheduled_time"], now),
+                local: labels.in_zone(labels.due_time(r), zone or "UTC").split(" (")[0],
+                "UTC": labels.utc(labels.due_time(r), seconds=False),
+                "Starts": labels.countdown(labels.due_time(r), now) if not labels.is_held(r) else "when resumed",
                 "Why it waits": labels.reason(r, now=now, overdue_note=overdue_note),
                 "Covers": covers(r)} for r in rows]
     columns = ["Run", "State", local, "UTC", "Starts", "Why it waits", "Covers"]

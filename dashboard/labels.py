@@ -59,11 +59,30 @@ def status(run: dict[str, Any]) -> str:
     (its ``late_reason`` says which), else the run's state."""
     state = run.get("state") or "SCHEDULED"
     note = (run.get("late_reason") or "").lower()
-    if state == "SCHEDULED" and note.startswith("held"):
+    if state in ("SCHEDULED", "LATE") and note.startswith("held"):
         return "HELD"
     if state == "SCHEDULED" and note.startswith("waiting"):
         return "WAITING"
     return state
+
+
+def hold(run: dict[str, Any], paused_deployments: set[str], paused_queues: set[str]) -> dict[str, Any]:
+    """A waiting run held now by a paused deployment or work queue, with that as its reason (the
+    scheduler writes it only once the run is due); a "held" reason that no longer holds is dropped."""
+    if run.get("state") not in WAITING:
+        return run
+    if run.get("deployment") in paused_deployments:
+        return {**run, "late_reason": f"Held: deployment {run['deployment']} is paused"}
+    if run.get("work_queue") in paused_queues:
+        return {**run, "late_reason": f"Held: work queue {run['work_queue']} is paused"}
+    if (run.get("late_reason") or "").lower().startswith("held"):
+        return {**run, "late_reason": None}
+    return run
+
+
+def is_held(run: dict[str, Any]) -> bool:
+    """A waiting run that a paused deployment or work queue holds now (see ``hold``)."""
+    return run.get("state") in WAITING and (run.get("late_reason") or "").startswith("Held:")
 
 
 def badge(state: str) -> str:
@@ -78,6 +97,13 @@ def run_badge(run: dict[str, Any]) -> str:
         icon = ":material/hourglass_empty:" if shown == "WAITING" else ":material/pause_circle:"
         return f":{'blue' if shown == 'WAITING' else 'gray'}-badge[{icon} {state_label(shown)}]"
     return badge(shown)
+
+
+def due_time(run: dict[str, Any]) -> str | dt.datetime | None:
+    """When a waiting run may start: an Awaiting Retry run's next attempt, else its scheduled time."""
+    if run.get("state") == "AWAITING_RETRY" and run.get("next_attempt_at"):
+        return run["next_attempt_at"]
+    return run.get("scheduled_time")
 
 
 def as_moment(value: str | dt.datetime | None) -> dt.datetime | None:
@@ -164,6 +190,8 @@ def reason(run: dict[str, Any], *, now: dt.datetime | None = None, overdue_note:
     ``overdue_note`` is the sentence for a waiting run past due while no scheduler is alive
     (``overdue_reason``); it wins over what was recorded, since nothing will start the run.
     """
+    if is_held(run):
+        return run["late_reason"]  # not overdue: nothing may start it until it is resumed
     if overdue_note and now is not None and is_overdue(run, now):
         return overdue_note
     if run.get("state") in WAITING:
@@ -228,6 +256,19 @@ def is_synthetic(run: dict[str, Any]) -> bool:
     """Whether a run used synthetic data: what its metrics say it ran on, else what it was made with."""
     metrics = run.get("metrics") or {}
     return bool(metrics["synthetic"] if "synthetic" in metrics else run.get("synthetic"))
+
+
+def synthetic_sentence(state: str) -> str:
+    """What a run on synthetic data did, does or would have done with it, told by its state."""
+    if state == "COMPLETED":
+        return ("This run trained and validated on generated demo months, not on real TLC trips: its errors say "
+                "nothing about the real model.")
+    if state in ("PENDING", "RUNNING"):
+        return "This run is using generated demo months, not real TLC trips."
+    if state in WAITING:
+        return "This run will train and validate on generated demo months, not on real TLC trips."
+    return (f"This run was to train and validate on generated demo months, not on real TLC trips; it ended "
+            f"{State(state).label.lower()} before it had any errors.")
 
 
 def data_label(run: dict[str, Any]) -> str:

@@ -118,7 +118,7 @@ def _cached(fn: Callable[..., Any] | None = None, *, live: bool = False) -> Call
 def runs_page(history: Store, *, page: int, per_page: int, overdue_note: str | None = None,
               **filters: Any) -> pd.DataFrame:
     """One page of the runs list as a table (``overdue_note``: see ``frames.runs_table``)."""
-    rows = history.runs(limit=per_page, offset=page * per_page, **filters)
+    rows = held(history, history.runs(limit=per_page, offset=page * per_page, **filters))
     return frames.runs_table(rows, history.task_counts([r["id"] for r in rows]), now=now(),
                              overdue_note=overdue_note)
 
@@ -128,7 +128,7 @@ def run_list(history: Store, *, page: int, per_page: int, sort: str = "newest", 
              **filters: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One page of the runs list, paged, filtered and sorted in SQL (``filters``: the list's), as
     the table and the chart's points (the same runs: the page draws only what it read)."""
-    rows = history.run_list(limit=per_page, offset=page * per_page, sort=sort, **filters)
+    rows = held(history, history.run_list(limit=per_page, offset=page * per_page, sort=sort, **filters))
     table = frames.runs_table(rows, history.task_counts([r["id"] for r in rows]), now=now(),
                               overdue_note=overdue_note)
     return table, frames.run_points(rows, now())
@@ -152,7 +152,7 @@ def cancellable_ids(**filters: Any) -> list[str]:
 @_cached(live=True)
 def recent_runs_of(history: Store, deployment: str, limit: int = 5) -> pd.DataFrame:
     """The deployment's last runs that started, newest first, as a runs table."""
-    rows = history.run_list(limit=limit, deployment=deployment, states=STARTED_STATES)
+    rows = held(history, history.run_list(limit=limit, deployment=deployment, states=STARTED_STATES))
     return frames.runs_table(rows, history.task_counts([r["id"] for r in rows]), now=now())
 
 
@@ -176,9 +176,16 @@ def run_points(history: Store, *, limit: int = 2000, **filters: Any) -> pd.DataF
     return frames.run_points(history.run_timeline(limit=limit, **filters), now())
 
 
+def held(history: Store, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows with what holds each waiting one now (a paused deployment or work queue) as its reason."""
+    paused = ({d["name"] for d in history.deployments() if not d["active"]},
+              {q["name"] for q in history.work_queues() if q["paused"]})
+    return [labels.hold(row, *paused) for row in rows]
+
+
 @_cached
 def run(history: Store, run_id: str) -> dict[str, Any]:
-    return history.run_with_deployment(run_id)
+    return held(history, [history.run_with_deployment(run_id)])[0]
 
 
 @_cached
@@ -196,19 +203,21 @@ def last_run(history: Store) -> dict[str, Any] | None:
 @_cached(live=True)
 def latest_run(history: Store) -> dict[str, Any] | None:
     """The run created last among those due (a run just triggered), whatever its state now."""
-    return history.latest_run(now=now())
+    found = history.latest_run(now=now())
+    return held(history, [found])[0] if found else None
 
 
 @_cached
 def next_run(history: Store) -> dict[str, Any] | None:
-    rows = history.runs(states=[State.SCHEDULED.value], order="upcoming", limit=1)
-    return rows[0] if rows else None
+    """The next run that will start (not one a paused deployment or queue holds); else the first held one."""
+    rows = held(history, history.runs(states=[State.SCHEDULED.value], order="upcoming", limit=50))
+    return next((r for r in rows if labels.status(r) != "HELD"), rows[0] if rows else None)
 
 
 @_cached
 def upcoming_runs(history: Store, deployment: str | None = None, limit: int = 10) -> list[dict[str, Any]]:
     waiting = [State.LATE.value, State.AWAITING_RETRY.value, State.SCHEDULED.value]
-    return history.runs(states=waiting, deployment=deployment, order="upcoming", limit=limit)
+    return held(history, history.runs(states=waiting, deployment=deployment, order="upcoming", limit=limit))
 
 
 @_cached

@@ -5,6 +5,7 @@ import dataclasses
 import math
 import os
 import re
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -96,6 +97,25 @@ def _check_scheme(text: str, data_url: str) -> None:
     if scheme not in (None, "http", "https", "file"):
         raise ConfigError(f"The data URL {data_url!r} uses the scheme {scheme!r}, which is not supported; "
                           "use http(s)://, file://, a folder, 'tlc' or 'demo'.")
+    if scheme in ("http", "https"):
+        _check_host(text, data_url)
+
+
+_HOST = re.compile(r"^[a-z0-9._:-]+$")  # what urlsplit leaves of a name, an IPv4 or an IPv6 address
+
+
+def _check_host(text: str, data_url: str) -> None:
+    """An http(s) template that no request could ever reach is refused now, not retried as if the network were down."""
+    try:
+        host = urllib.parse.urlsplit(text.replace("{month}", "2021-01")).hostname
+    except ValueError as error:  # 'http://[::1/...': an unclosed IPv6 address
+        raise ConfigError(f"The data URL {data_url!r} is not a valid URL: {error}.") from None
+    if not host:
+        raise ConfigError(f"The data URL {data_url!r} names no host; use one like "
+                          "https://host/fhv_tripdata_{month}.parquet.")
+    if not _HOST.match(host):
+        raise ConfigError(f"The data URL {data_url!r} has the host {host!r}, which is not a host name "
+                          "(letters, digits, '-' and '.') or an IP address.")
 
 
 def _check_template_folder(text: str, data_url: str) -> None:

@@ -27,6 +27,15 @@ BAD_COMMAND_LINES = [
     (["run", "--date", "2021-03-15", "--data-url", "demo:99999999999999999999"], "at most 25,000,000"),
     (["run", "--date", "2021-03-15", "--data-url", "ftp://h/{month}"], "uses the scheme 'ftp', which is not supported"),
     (["trigger", "--date", "0001-01-01"], "The run date 0001-01-01 " + FLOOR),
+    # data URLs no request could reach: refused at once, not retried as if the network were down
+    (["run", "--data-url", "http://[::1/{month}"], "The data URL 'http://[::1/{month}' is not a valid URL"),
+    (["run", "--data-url", "http://a b/{month}"], "has the host 'a b', which is not a host name"),
+    (["trigger", "--data-url", "http:///{month}"], "The data URL 'http:///{month}' names no host"),
+    # arguments that are not UTF-8 (bytes a shell passed as they are)
+    *[(argv, "The argument 'ab\\xff' is not UTF-8 text") for argv in (
+        ["runs", "show", "ab\udcff"], ["runs", "cancel", "ab\udcff"], ["models", "promote", "ab\udcff"],
+        ["deployment", "pause", "ab\udcff"], ["deployment", "resume", "ab\udcff"],
+        ["trigger", "--deployment", "ab\udcff"], ["notifications", "ls", "--run", "ab\udcff"])],
     (["backfill", "--start", "0001-01-01", "--end", "0001-02-01", "--dry-run"],
      "The run date 0001-01-01 " + FLOOR),
     (["backfill", "--start", "2014-12-01", "--end", "2021-02-01"], "The run date 2014-12-01 is before the first FHV month 2015-01"),
@@ -161,6 +170,14 @@ def test_a_real_process_refuses_a_run_date_before_fhv_with_one_line(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.strip().splitlines() == ["error: The run date 0001-01-01 " + FLOOR]
+
+
+@pytest.mark.parametrize("command", ["runs ls", "runs ls --json"])
+def test_a_closed_stdout_is_no_traceback(tmp_path, command):
+    env = {**os.environ, "FHV_HOME": str(tmp_path / "fhv"), "FHV_DATA_URL": "demo:2000"}
+    done = subprocess.run(f"{sys.executable} -m pipeline {command} >&-", shell=True, cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (0, "")
 
 
 @pytest.mark.parametrize("name", ["[/]", "[bold]x[/bold]", "a[red"])

@@ -18,7 +18,9 @@ from streamlit.config import ShowErrorDetailsConfigOptions
 from streamlit.testing.v1 import AppTest
 
 from dashboard import labels as dashboard_labels
+from pipeline.errors import ConfigError
 from pipeline.orchestration.states import State
+from pipeline.training.months import check_run_date, last_allowed_run_date
 from pipeline.store import Store
 from tests.dashboard_seed import DEPLOYMENT, FLOW, bulk_history, seed_history
 
@@ -363,20 +365,25 @@ def test_trigger_enqueues_a_scheduled_run_and_confirms_it(history, store):
     assert any(c.value.startswith(f"`cd {ROOT} && FHV_HOME=") for c in at.main.markdown)  # no scheduler: how to start one
 
 
-def test_run_once_and_backfill_share_the_latest_run_date_and_say_it_the_same_way(history):
+def test_run_once_and_backfill_share_the_cli_rule_for_the_latest_run_date_and_say_it_the_same_way(history):
     at = open_page("trigger")
     today = dashboard_labels.today_in(dt.datetime.now(dt.timezone.utc), "America/New_York")
-    assert {at.date_input(key=k).max for k in ("trigger_date", "backfill_start", "backfill_end")} == {today}
-    rule = f"Latest run date: today, {today.isoformat()} in America/New_York."
+    last = last_allowed_run_date(today)  # the last day of this month: its validation month, last month, has ended
+    assert last.month == today.month and (last + dt.timedelta(days=1)).day == 1
+    assert {at.date_input(key=k).max for k in ("trigger_date", "backfill_start", "backfill_end")} == {last}
+    rule = f"Latest run date: {last.isoformat()}; a run validates on the month before its run date"
     assert sum(rule in c.value for c in at.caption) == 2
+    check_run_date(last, today)
+    with pytest.raises(ConfigError, match=f"a month not over yet .* use a run date up to {last.isoformat()}"):
+        check_run_date(last + dt.timedelta(days=1), today)
 
 
 def test_a_run_date_validating_on_a_future_month_is_refused_and_writes_nothing(history, store):
     from dashboard import actions
     from pipeline.errors import ConfigError
     before = run_ids(store)
-    with pytest.raises(ConfigError, match="future"):
-        actions.trigger(history.settings, date=dt.date.today() + dt.timedelta(days=75), deployment=None)
+    with pytest.raises(ConfigError, match="future|not over yet"):
+        actions.trigger(history.settings, date=dt.date.today() + dt.timedelta(days=35), deployment=None)
     assert run_ids(store) == before
 
 

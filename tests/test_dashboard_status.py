@@ -55,10 +55,24 @@ def test_a_run_that_started_shows_no_late_reason_left_in_its_row(history):
     assert QUEUE_FULL not in texts(detail)
 
 
-@pytest.mark.parametrize("note, shown", [(WAITING, "Waiting"), ("held: its deployment monthly-fhv is paused", "Held"),
-                                          ("held: its work queue 'default' is paused", "Held")])
-def test_a_scheduled_run_waiting_for_its_queue_or_held_is_shown_so_not_late(history, note, shown):
-    run_id = write(history, name="in-line", late_reason=note)
+def pause(history, what: str) -> None:
+    store = Store(history.settings.db_path)
+    try:
+        if what == "deployment":
+            store.set_deployment_active(history.deployment, False, dt.datetime.now(UTC))
+        else:
+            store.set_work_queue_paused("default", True)
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("note, shown, paused", [
+    (WAITING, "Waiting", None), ("Held: deployment monthly-training is paused", "Held", "deployment"),
+    ("Held: work queue default is paused", "Held", "queue")])
+def test_a_scheduled_run_waiting_for_its_queue_or_held_is_shown_so_not_late(history, note, shown, paused):
+    run_id = write(history, name="in-line", late_reason=None if paused else note)  # held: before the scheduler says so
+    if paused:
+        pause(history, paused)
     at = open_page("runs")
     row = table(at, "Reason").set_index("id").loc[run_id]
     assert row["State"] == [shown] and row["Reason"] == note
@@ -75,6 +89,28 @@ def test_many_late_runs_make_one_summary_with_a_link_to_the_list(history):
     assert len(late) == 1 and late[0].startswith("**7 runs are late**")
     (link,) = [p for p in at.get("page_link") if p.proto.label == "See the 7 late runs on Runs"]
     assert link.proto.page.endswith("runs") or "runs" in link.proto.page
+
+
+@pytest.mark.parametrize("paused", ["deployment", "queue"])
+def test_runs_held_by_a_pause_say_so_everywhere_never_overdue_and_the_next_run_says_paused(tmp_path, monkeypatch,
+                                                                                           paused):
+    seeded = seed_history(tmp_path / "fhv")  # no scheduler alive: a due run would read "overdue"
+    monkeypatch.setenv("FHV_HOME", str(seeded.settings.home))
+    write(seeded, name="held-run")  # due a minute ago
+    pause(seeded, paused)
+    held = f"Held: deployment {seeded.deployment} is paused" if paused == "deployment" else "Held: work queue default is paused"
+    runs = table(open_page("runs"), "Reason").set_index("Run")
+    waiting = runs[runs["State"].map(lambda s: s[0] in ("Scheduled", "Held", "Late"))]
+    assert not waiting.empty and set(waiting["Reason"]) == {held}
+    upcoming = open_page("upcoming")
+    rows = table(upcoming, "Why it waits")
+    assert set(rows["Why it waits"]) == {held} and set(rows["Starts"]) == {"when resumed"}
+    overview = open_page("overview")
+    assert ":gray[Starts]  \n### Paused" in texts(overview) and "Starts in" not in texts(overview)
+    warning = [w.value for w in overview.warning if w.value.startswith(held)]
+    assert warning and ("it holds 5 waiting runs" in warning[0]) == (paused == "deployment")
+    st.cache_data.clear()
+    st.cache_resource.clear()
 
 
 def test_a_paused_deployment_says_how_many_runs_it_holds(history):
@@ -364,3 +400,49 @@ def test_upcoming_lists_the_workers_with_their_load_and_whether_they_are_alive(h
 
 def test_upcoming_shows_no_workers_section_when_flows_run_in_the_scheduler(history):
     assert "Workers" not in [s.value for s in open_page("upcoming").subheader]
+
+
+def test_an_awaiting_retry_run_shows_its_next_attempt_in_the_time_columns(history):
+    retry_at = dt.datetime.now(UTC) + dt.timedelta(hours=3)
+    run_id = write(history, name="second-try", state=State.AWAITING_RETRY, next_attempt_at=retry_at)
+    shown = labels.utc(retry_at, seconds=False)
+    runs = table(open_page("runs"), "Reason").set_index("id")
+    assert runs.loc[run_id, "Started (UTC)"] == f"{shown.removesuffix(' UTC')} (retry)"
+    upcoming = table(open_page("upcoming"), "Why it waits")
+    row = upcoming[upcoming["Run"].str.contains("second-try")].iloc[0]
+    assert row["UTC"] == shown and row["Starts"].startswith("in 2 h 59 min")
+
+
+@pytest.mark.parametrize("state, says", [
+    (State.COMPLETED, "This run trained and validated on generated demo months"),
+    (State.FAILED, "This run was to train and validate on generated demo months"),
+    (State.CANCELLED, "This run was to train and validate on generated demo months"),
+    (State.SCHEDULED, "This run will train and validate on generated demo months")])
+def test_the_demo_months_note_says_what_the_run_did_or_would_have_done(history, state, says):
+    fields = {"run_date": "2023-05-15", "train_month": "2023-03", "val_month": "2023-04", "data_source": "demo:3000",
+              "synthetic": True}
+    run_id = write(history, name="demo-run", state=state, **fields)
+    notes = [w.value for w in open_page("run_detail", id=run_id).main.warning if "This run" in w.value]
+    assert len(notes) == 1 and says in notes[0]
+    assert ("trained and validated on" in notes[0]) == (state is State.COMPLETED)
+
+
+def test_real_data_only_without_real_runs_says_how_many_synthetic_runs_it_hides(tmp_path, monkeypatch):
+    from pipeline.config import Settings
+    from tests.dashboard_seed import completed_run, ensure_deployment
+    settings = Settings(home=tmp_path / "fhv", data_url="demo:3000").ensure_dirs()
+    store = Store(settings.db_path)
+    try:
+        now = dt.datetime.now(UTC)
+        dep_id = ensure_deployment(store, now)
+        for i in range(2):  # the seed's first three months are synthetic
+            completed_run(store, settings, dep_id, i, now)
+    finally:
+        store.close()
+    monkeypatch.setenv("FHV_HOME", str(settings.home))
+    at = open_page("trends")
+    at.toggle(key="trends_real_only").set_value(True).run()
+    assert any("No completed run on real data yet: 2 runs on synthetic demo data are hidden. Turn off *Real data "
+               "only* to see them." in i.value for i in at.info)
+    st.cache_data.clear()
+    st.cache_resource.clear()

@@ -40,12 +40,13 @@ def test_a_trigger_carries_the_deployment_parameters_and_queue(store, settings):
     assert (run["work_queue"], run["data_source"], run["val_month"]) == ("mirror-queue", "demo:300", "2021-07")
 
 
-@pytest.mark.parametrize("day, allowed", [(D(2026, 12, 31), True), (D(2027, 1, 1), False), (D(2030, 1, 15), False)])
-def test_a_run_date_validating_on_a_future_month_is_refused(store, settings, day, allowed):
+@pytest.mark.parametrize("day, allowed", [(D(2026, 11, 30), True), (D(2026, 12, 1), False), (D(2030, 1, 15), False)])
+def test_a_run_date_validating_on_a_month_not_over_yet_is_refused_naming_the_latest_date(store, settings, day, allowed):
     if allowed:
-        assert trigger_run(store, settings, date=day, now=NOW)["val_month"] == "2026-11"
+        assert trigger_run(store, settings, date=day, now=NOW)["val_month"] == "2026-10"
         return
-    with pytest.raises(ConfigError, match=f"The run date {day.isoformat()} would validate on .* a month in the future"):
+    with pytest.raises(ConfigError, match=f"The run date {day.isoformat()} would validate on .*, a month (not over "
+                                          r"yet|in the future) \(today is 2026-11-25\); use a run date up to 2026-11-30"):
         trigger_run(store, settings, date=day, now=NOW)
 
 
@@ -70,8 +71,8 @@ def test_backfill_ranges_include_both_ends(store, settings, start, end, count):
 
 @pytest.mark.parametrize("start, end, words", [
     (D(2025, 5, 1), D(2025, 4, 1), "The backfill end 2025-04-01 is before its start 2025-05-01"),
-    (D(2026, 11, 26), D(2026, 11, 27), "The backfill start 2026-11-26 is in the future"),
-    (D(2026, 1, 1), D(2026, 12, 1), "The backfill end 2026-12-01 is in the future"),
+    (D(2026, 12, 1), D(2026, 12, 2), "The run date 2026-12-01 would validate on 2026-11, a month not over yet"),
+    (D(2026, 1, 1), D(2026, 12, 1), "The run date 2026-12-01 would validate on 2026-11, .* up to 2026-11-30"),
     (D(2016, 11, 1), D(2026, 11, 1), "spans 121 months; the most is 120"),
 ])
 def test_bad_backfill_ranges_are_refused_with_a_sentence(store, settings, start, end, words):
@@ -93,7 +94,7 @@ def test_planning_a_backfill_of_the_unregistered_default_deployment_writes_nothi
 
 
 def test_a_refused_backfill_or_trigger_registers_nothing(store, settings):
-    with pytest.raises(ConfigError, match="is in the future"):
+    with pytest.raises(ConfigError, match="a month in the future"):
         plan_backfill(store, settings, start=D(2027, 1, 1), end=D(2027, 2, 1), now=NOW)
     with pytest.raises(ConfigError, match="would validate on"):
         trigger_run(store, settings, date=D(2030, 1, 15), now=NOW)
@@ -182,3 +183,18 @@ def test_trigger_from_the_cli_prints_the_run_or_a_clear_error(monkeypatch, setti
     assert (run["state"], run["trigger"], run["run_date"]) == ("SCHEDULED", "manual", "2021-08-15")
     assert cli(monkeypatch, settings, "trigger", "--date", "2999-01-01") == 2
     assert "would validate on 2998-12" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("paused, says", [
+    ("deployment", f"Deployment {DEFAULT_DEPLOYMENT} is paused: the run waits until `python -m pipeline deployment "
+                   f"resume {DEFAULT_DEPLOYMENT}`."),
+    ("queue", "Work queue default is paused: the run waits until `python -m pipeline work-queue resume default`.")])
+def test_trigger_while_paused_says_the_run_waits_for_the_resume(monkeypatch, settings, store, capsys, paused, says):
+    trigger_run(store, settings, date=D(2021, 8, 15), now=NOW)  # registers the default deployment
+    if paused == "deployment":
+        store.set_deployment_active(DEFAULT_DEPLOYMENT, False, NOW)
+    else:
+        store.set_work_queue_paused("default", True)
+    assert cli(monkeypatch, settings, "trigger", "--date", "2021-09-15") == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert says in out and "The scheduler starts it" not in out

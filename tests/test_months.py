@@ -56,3 +56,16 @@ def test_the_first_run_dates_are_in_the_first_fhv_month():
     assert months_for(FIRST_RUN_DATE) == ("2014-11", "2014-12")
     assert months_for(dt.date(2015, 3, 1)) == (FIRST_MONTH, "2015-02")
     check_run_date(FIRST_RUN_DATE, today=dt.date(2026, 11, 25))
+
+
+@pytest.mark.parametrize("day, refused", [
+    ("2026-12-31", None), ("2027-01-20", "2027-01-20 would validate on 2026-12, a month not over yet"),
+    ("2027-02-01", "2027-02-01 would validate on 2027-01, a month in the future"),
+])
+def test_a_run_date_is_allowed_only_when_its_validation_month_has_ended_and_a_refusal_names_the_latest(day, refused):
+    today = dt.date(2026, 12, 6)
+    if refused is None:
+        check_run_date(dt.date.fromisoformat(day), today)
+        return
+    with pytest.raises(ConfigError, match=f"{refused} \\(today is 2026-12-06\\); use a run date up to 2026-12-31"):
+        check_run_date(dt.date.fromisoformat(day), today)

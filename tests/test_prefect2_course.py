@@ -368,3 +368,21 @@ def test_script_mode_exits_0_and_says_completed_when_the_flow_completes(homework
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "Finished in state Completed()" in done.stderr
+
+
+@pytest.mark.parametrize("source, options, words", [
+    ("import os\nfrom prefect import flow\n\n@flow\ndef main():\n    pass\n\nos._exit(0)\n", [],
+     "ended its process with exit code 0 (as os._exit(0) does) while loading, before it defined anything"),
+    ("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n", [], "was killed by SIGKILL while loading"),
+    ("from prefect import flow\n\nwhile True:\n    pass\n", ["--timeout", "1"],
+     "did not finish loading within 1 s (a loop or a long computation at import time?); it was stopped"),
+])
+@pytest.mark.timeout(30)
+def test_a_file_that_ends_or_hangs_its_loading_gets_one_sentence_and_registers_nothing(tmp_path, monkeypatch, capsys,
+                                                                                       source, options, words):
+    monkeypatch.setenv("FHV_HOME", str(tmp_path / "fhv"))
+    write(tmp_path, "homework.py", source)
+    assert main(["deployment", "create", str(tmp_path / "homework.py"), *options]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert words in err and "Traceback" not in err
+    assert Store(tmp_path / "fhv" / "history.db").deployments() == []

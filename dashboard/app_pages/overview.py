@@ -45,6 +45,9 @@ def next_run_card(run: dict[str, Any] | None) -> None:
         st.info("Nothing is scheduled. Resume a deployment on *Upcoming*, or trigger a run.")
         return
     zone = queries.deployment_zone(run.get("deployment"))
+    if labels.status(run) == "HELD":
+        held_run_card(run)
+        return
     widgets.figures([("Starts", labels.countdown(run["scheduled_time"], queries.now()), None)])
     st.markdown(f"{labels.run_badge(run)} &nbsp; **{run['name']}** · {run.get('deployment') or 'manual'} · "
                 f"run date {run['run_date']}")
@@ -52,6 +55,18 @@ def next_run_card(run: dict[str, Any] | None) -> None:
     note = widgets.overdue_note(markdown=True)
     if note and labels.is_overdue(run, queries.now()):
         st.warning(note[:1].upper() + note[1:], icon=":material/schedule:")
+    widgets.run_link(run, f"Open {run['name']}")
+
+
+def held_run_card(run: dict[str, Any]) -> None:
+    """Every waiting run is held: say by what, how many it holds, and where to resume it."""
+    widgets.figures([("Starts", "Paused", None)])
+    dep = next((d for d in queries.deployments() if d["name"] == run.get("deployment")), None)
+    holds = f"; it holds {labels.plural(dep.get('held_runs') or 0, 'waiting run')}" if dep and not dep["active"] else ""
+    st.warning(f"{run['late_reason']}{holds}. Nothing starts until it is resumed on *Upcoming*.",
+               icon=":material/pause_circle:")
+    st.markdown(f"{labels.run_badge(run)} &nbsp; **{run['name']}** · {run.get('deployment') or 'manual'} · "
+                f"run date {run['run_date']}")
     widgets.run_link(run, f"Open {run['name']}")
 
 

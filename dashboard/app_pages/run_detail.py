@@ -41,7 +41,7 @@ def header(run: dict[str, Any]) -> None:
                 f"{run.get('deployment') or 'manual run'} · trigger {run['trigger']}")
     overdue = widgets.overdue_note(markdown=True)
     reason = labels.reason(run)
-    if overdue and labels.is_overdue(run, queries.now()):
+    if overdue and labels.is_overdue(run, queries.now()) and not labels.is_held(run):
         st.warning(overdue + (f". Recorded earlier: {reason}" if reason else ""), icon=":material/schedule:")
     elif run["state"] == "CANCELLED":  # a person asked for it: neutral, not an error
         st.info(f"**Cancelled.** {reason or 'Cancelled on request.'}", icon=":material/cancel:")
@@ -51,8 +51,7 @@ def header(run: dict[str, Any]) -> None:
     elif reason:
         st.info(reason, icon=":material/hourglass_empty:" if run["state"] == "SCHEDULED" else ":material/info:")
     if labels.is_synthetic(run):
-        st.warning("**SYNTHETIC DATA.** This run trained and validated on generated demo months, "
-                   "not on real TLC trips: its errors say nothing about the real model.", icon=":material/science:")
+        st.warning(f"**SYNTHETIC DATA.** {labels.synthetic_sentence(run['state'])}", icon=":material/science:")
     buttons(run)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, quality, queries
+from dashboard import charts, labels, quality, queries
 
 REGRESSION = 0.05  # a validation RMSE 5 % above the previous month's is flagged
 
@@ -39,9 +39,19 @@ def figures_table(history: pd.DataFrame) -> None:
     st.caption("One row per run month: its latest completed run (Runs: how many completed that month).")
 
 
+def hidden_note(history: pd.DataFrame, real_only: bool) -> None:
+    """With "Real data only" and no real run: how many synthetic runs it hides, and how to see them."""
+    synthetic = queries.synthetic_share()[0]
+    if real_only and history.empty and synthetic:
+        st.info(f"No completed run on real data yet: {labels.plural(synthetic, 'run')} on synthetic demo data "
+                f"{'is' if synthetic == 1 else 'are'} hidden. Turn off *Real data only* to see "
+                f"{'it' if synthetic == 1 else 'them'}.", icon=":material/visibility_off:")
+
+
 @st.fragment(run_every=queries.LIVE_EVERY_S * 6)
 def live_trends(real_only: bool) -> None:
     history = queries.metric_months(real_only)
+    hidden_note(history, real_only)
     regression_note(history)
     st.plotly_chart(charts.metric_trends(history), config={"displaylogo": False, "displayModeBar": False},
                     key="trends_chart")

@@ -11,7 +11,7 @@ import streamlit as st
 from dashboard import access, actions, labels, queries, widgets
 from pipeline.orchestration.deployments import DEFAULT_DEPLOYMENT
 from pipeline.errors import PipelineError
-from pipeline.training.months import months_for
+from pipeline.training.months import last_allowed_run_date, months_for
 
 # The pickers reach back to the first FHV files (2015), so every range the pipeline would refuse
 # (over 120 months, in the future, reversed) can be entered and gets its sentence.
@@ -34,16 +34,21 @@ def months_caption(day: dt.date) -> str:
     return f"Trains on {train}, validates on {val}."
 
 
-def latest_date(deployment: str) -> dt.date:
-    """The latest run date either form accepts: today in the deployment's zone (a later date's
-    validation month is not over, so its data cannot be published)."""
+def today(deployment: str) -> dt.date:
     return labels.today_in(queries.now(), queries.deployment_zone(deployment) or "America/New_York")
+
+
+def latest_date(deployment: str) -> dt.date:
+    """The latest run date either form accepts, by the rule of ``run``, ``trigger`` and ``backfill``: the
+    last day of this month in the deployment's zone (a later date's validation month is not over)."""
+    return last_allowed_run_date(today(deployment))
 
 
 def latest_rule(deployment: str) -> str:
     """The same sentence under both forms."""
-    zone = queries.deployment_zone(deployment) or "America/New_York"
-    return f"Latest run date: today, {latest_date(deployment).isoformat()} in {zone}."
+    last = latest_date(deployment)
+    return (f"Latest run date: {last.isoformat()}; a run validates on the month before its run date, and "
+            f"that month must be over ({months_for(last)[1]} is the latest).")
 
 
 SOURCES = {"configured": "As configured", "demo": "Demo (synthetic)", "tlc": "TLC", "custom": "A mirror or folder"}
@@ -67,11 +72,13 @@ def manual_run() -> None:
     st.subheader("Run once", divider="gray")
     deployment = deployment_choice("trigger_deployment")
     last = latest_date(deployment)
-    day = st.date_input("Run date", last, min_value=FIRST_DATE, max_value=last, key="trigger_date",
+    day = st.date_input("Run date", today(deployment), min_value=FIRST_DATE, max_value=last, key="trigger_date",
                         format="YYYY-MM-DD")
     source = data_source()
-    st.caption(f"{months_caption(day)} {latest_rule(deployment)} The scheduler starts it as soon as its work "
-               "queue has room.")
+    paused = any(d["name"] == deployment and not d["active"] for d in queries.deployments())
+    starts = (f"Deployment {deployment} is paused: the run waits until it is resumed on *Upcoming*." if paused else
+              "The scheduler starts it as soon as its work queue has room.")
+    st.caption(f"{months_caption(day)} {latest_rule(deployment)} {starts}")
     if access.button(st, "Enqueue run", "trigger", type="primary", icon=":material/play_arrow:", key="trigger_run"):
         try:
             row = actions.trigger(queries.settings(), date=day, deployment=deployment, data_url=source)
@@ -90,9 +97,9 @@ def backfill() -> None:
     deployment = deployment_choice("backfill_deployment")
     last = latest_date(deployment)
     start_col, end_col = st.columns(2)
-    start = start_col.date_input("First run date", (last - dt.timedelta(days=183)).replace(day=15),
+    start = start_col.date_input("First run date", (today(deployment) - dt.timedelta(days=183)).replace(day=15),
                                  min_value=FIRST_DATE, max_value=last, key="backfill_start", format="YYYY-MM-DD")
-    end = end_col.date_input("Last run date", last, min_value=FIRST_DATE, max_value=last, key="backfill_end",
+    end = end_col.date_input("Last run date", today(deployment), min_value=FIRST_DATE, max_value=last, key="backfill_end",
                              format="YYYY-MM-DD")
     st.caption(latest_rule(deployment))
     force = st.checkbox("Also rerun months that already completed", key="backfill_force")

@@ -43,8 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; bad input or a storage fault gives one sentence on stderr and exit code 2."""
+    _closed_streams_to_devnull()
     parser = build_parser()
     args = parser.parse_args(argv)
+    undecodable = _undecodable(args)
+    if undecodable is not None:
+        return _fail(f"The argument '{undecodable}' is not UTF-8 text; names, run ids, dates and URLs must be.")
     handler: Callable = args.handler
     settings = None
     try:
@@ -63,6 +67,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         err_console.print("Interrupted.")
         return 130
+
+
+def _closed_streams_to_devnull() -> None:
+    """``runs ls >&-``: a closed stdout (or stderr) swallows what is printed, as /dev/null would."""
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))
+
+
+def _undecodable(args: argparse.Namespace) -> str | None:
+    """The first argument given as bytes that are not UTF-8 (shown with escapes), else None; a Path may be any bytes."""
+    for value in vars(args).values():
+        for text in value if isinstance(value, list) else [value]:
+            if isinstance(text, str) and not text.isascii() and _has_surrogates(text):
+                return os.fsencode(text).decode("utf-8", "backslashreplace")
+    return None
+
+
+def _has_surrogates(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _fail(sentence: str) -> int:

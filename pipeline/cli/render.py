@@ -39,7 +39,7 @@ class SafeConsole(Console):
 def _console(stderr: bool = False) -> Console:
     """A terminal gets its own width; a pipe or a file gets wide tables rather than cut ones."""
     stream = sys.stderr if stderr else sys.stdout
-    width = None if stream.isatty() else 160
+    width = None if stream is not None and stream.isatty() else 160  # None: closed (`>&-`)
     return SafeConsole(stderr=stderr, highlight=False, width=width)
 
 

@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 from ..config import Settings
 from ..orchestration import control
+from ..orchestration.deployment_files import LOAD_TIMEOUT
 from ..orchestration.deployments import ensure_default, row_problem, schedule_of
 from ..errors import ConfigError
 from ..training.months import parse_date
@@ -200,6 +201,11 @@ def _deployment_commands(commands: argparse._SubParsersAction) -> None:
                     "once created, a deployment stays paused or active as set with 'deployment pause|resume NAME' "
                     "(or the dashboard), whatever its file says.")
     create.add_argument("file", type=Path)
+    create.add_argument("--python", help="the Python interpreter (of a virtualenv or conda environment) that loads "
+                                         "the file and runs its Prefect 2 flows (default: this one, or the "
+                                         "environment its SubprocessFlowRunner names)")
+    create.add_argument("--timeout", type=_above_zero("seconds", "60"), default=LOAD_TIMEOUT,
+                        help=f"seconds the file may take to load (default {LOAD_TIMEOUT:g})")
     create.set_defaults(handler=cmd_create)
     ls = group.add_parser("ls", help="list deployments")
     ls.add_argument("--json", action="store_true")
@@ -218,7 +224,7 @@ def open_store(settings: Settings) -> Store:
 
 def cmd_create(args: argparse.Namespace, settings: Settings) -> int:
     store, now = open_store(settings), SYSTEM_CLOCK.now()
-    for done in control.register_file(store, settings, args.file, now=now):
+    for done in control.register_file(store, settings, args.file, now=now, python=args.python, timeout=args.timeout):
         row, spec = done.row, done.spec
         for note in done.notes:
             console.print(note, soft_wrap=True)
@@ -406,8 +412,9 @@ def cmd_trigger(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         render.print_json(run)
     else:
+        held = control.held_by(store, run)
         console.print(f"Enqueued {run['name']} ({run['id'][:8]}) for {run['run_date']}{render.months_note(run)}. "
-                      "The scheduler starts it.")
+                      + (f"{held}." if held else "The scheduler starts it."), soft_wrap=True)
     return 0
 
 

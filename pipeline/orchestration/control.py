@@ -15,6 +15,7 @@ from ..config import Settings
 from ..errors import NotFound
 from ..store import DeploymentRow, RunRow, Store, from_db
 from . import catchup, enqueue
+from .deployment_files import LOAD_TIMEOUT
 from .deployments import DeploymentSpec, check_name, load_specs, materialise, register
 from .registry import flow_entry
 
@@ -61,6 +62,18 @@ def cancel(store: Store, run_id: str, *, now: dt.datetime) -> RunRow:
     return store.request_cancel(run_id, now=now)
 
 
+def held_by(store: Store, run: RunRow) -> str | None:
+    """What holds a waiting run, with the command that releases it: its paused deployment or work queue."""
+    deployment = next((d for d in store.deployments() if d["id"] == run.get("deployment_id")), None)
+    if deployment and not deployment["active"]:
+        return (f"Deployment {deployment['name']} is paused: the run waits until "
+                f"`python -m pipeline deployment resume {deployment['name']}`")
+    queue = next((q for q in store.work_queues() if q["name"] == run.get("work_queue")), None)
+    if queue and queue["paused"]:
+        return f"Work queue {queue['name']} is paused: the run waits until `python -m pipeline work-queue resume {queue['name']}`"
+    return None
+
+
 def pause(store: Store, name: str, *, now: dt.datetime) -> DeploymentRow:
     """Hold a deployment: it starts nothing (scheduled, manual or backfill runs) until resumed.
 
@@ -96,9 +109,11 @@ class Registered:
     notes: list[str] = field(default_factory=list)
 
 
-def register_file(store: Store, settings: Settings, path: Path, *, now: dt.datetime) -> list[Registered]:
-    """Register every spec of a deployment file; a work queue it names that does not exist is created, and said."""
-    specs = load_specs(path)
+def register_file(store: Store, settings: Settings, path: Path, *, now: dt.datetime, python: str | None = None,
+                  timeout: float = LOAD_TIMEOUT) -> list[Registered]:
+    """Register every spec of a deployment file (loaded in ``python`` if given, within ``timeout`` seconds); a
+    work queue it names that does not exist is created, and said."""
+    specs = load_specs(path, python=python, timeout=timeout)
     out = []
     for spec in specs:
         notes = [] if _queue_exists(store, spec.work_queue) else [

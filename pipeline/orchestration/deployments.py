@@ -14,16 +14,14 @@ Each run of a deployment gets the parameter ``date`` = the date of its slot in t
 """
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import logging
 import re
-import runpy
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 from ..config import Settings
 from ..errors import ConfigError, NotFound
@@ -37,8 +35,6 @@ TRAINING_FLOW = "fhv-duration-training"  # the flow deployments run unless they 
 DEFAULT_DEPLOYMENT = "monthly-training"
 CATCHUP_POLICIES = ("all", "latest", "none")
 MAX_RETRIES = 10
-# Scopes a deployment file is loaded in (the Prefect 2 layer adds one); each yields the specs it collected.
-LOAD_SCOPES: list[Callable[[Path], ContextManager[list]]] = []
 logger = logging.getLogger("pipeline.orchestration.deployments")
 MIN_RUNS, MIN_AHEAD = 3, dt.timedelta(hours=1)
 MAX_RUNS, MAX_AHEAD = 100, dt.timedelta(days=100)
@@ -109,44 +105,12 @@ def default_deployment() -> DeploymentSpec:
         description="Monthly retraining: train on the month two months back, validate on the last month.")
 
 
-def load_specs(path: str | Path) -> list[DeploymentSpec]:
-    """Run a deployment file and return the specs it defines at module level."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"The deployment file {path} does not exist.")
-    try:
-        with contextlib.ExitStack() as stack:
-            collected = [stack.enter_context(scope(path.resolve().parent)) for scope in LOAD_SCOPES]
-            namespace = runpy.run_path(str(path), run_name="__deployments__")
-            namespace = {**namespace, "__collected__": [spec for specs in collected for spec in specs]}
-    except ModuleNotFoundError as error:
-        raise ConfigError(f"The deployment file {path} (or a file it loads) imports the package {error.name!r}, which "
-                          f"is not installed here (pip install {(error.name or '?').split('.')[0]}).") from None
-    except ImportError as error:  # a module or name a load scope refuses (an unsupported Prefect feature)
-        raise ConfigError(f"The deployment file {path} (or a file it loads) imports what is not supported here: "
-                          f"{error}") from None
-    except ConfigError as error:
-        raise ConfigError(f"The deployment file {path} has an invalid spec: {error}") from None
-    except SystemExit as error:
-        raise ConfigError(f"The deployment file {path} called sys.exit({error.code!r}) while loading; a deployment "
-                          "file should only define DeploymentSpecs.") from None
-    except Exception as error:  # noqa: BLE001 - any error in user code is reported as a config error
-        raise ConfigError(f"The deployment file {path} failed to load: {type(error).__name__}: {error}") from None
-    return _collect(namespace, path)
+def load_specs(path: str | Path, *, python: str | None = None, timeout: float | None = None) -> list[DeploymentSpec]:
+    """Run a deployment file (in a process of its own, within ``timeout`` seconds) and return the specs it
+    defines at module level; see ``deployment_files.py``."""
+    from .deployment_files import LOAD_TIMEOUT, load_file
 
-
-def _collect(namespace: dict[str, Any], path: Path) -> list[DeploymentSpec]:
-    specs: dict[str, DeploymentSpec] = {}
-    for value in namespace.values():
-        for spec in value if isinstance(value, (list, tuple)) else [value]:
-            if not isinstance(spec, DeploymentSpec) or specs.get(spec.name) is spec:
-                continue
-            if spec.name in specs:
-                raise ConfigError(f"The deployment file {path} defines the deployment {spec.name!r} twice.")
-            specs[spec.name] = spec
-    if not specs:
-        raise ConfigError(f"The deployment file {path} defines no DeploymentSpec at module level.")
-    return list(specs.values())
+    return load_file(Path(path), python=python, timeout=LOAD_TIMEOUT if timeout is None else timeout)
 
 
 def register(store: Store, spec: DeploymentSpec, now: dt.datetime, *,

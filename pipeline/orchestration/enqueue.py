@@ -6,10 +6,11 @@ range (one a month for the monthly deployment) and skips dates that already have
 waiting or running run, unless ``force``. Planning writes nothing: a dry run leaves the history as
 it was, and a refused date or range registers nothing either.
 
-Enqueueing is atomic: each backfill run carries the key ``backfill:<deployment>:<date>``, unique
-among live runs (a database index), so two backfills of the same dates at once, or a plan made
-earlier and confirmed after another backfill, enqueue each date once. ``force`` leaves the key
-out: the user asked for a second run.
+Enqueueing is atomic: a run a person asks for (a backfill's, a manual trigger's) carries the key
+``date:<deployment>:<date>``, unique among live runs (a database index), so two backfills of the
+same dates at once, or a plan confirmed after another backfill or a trigger of one of its dates,
+enqueue each date once; the confirm says which dates another request took. ``force`` leaves the
+key out, and so does a trigger whose date has a live run already: the user asked for a second run.
 """
 from __future__ import annotations
 
@@ -58,8 +59,10 @@ def trigger_run(store: Store, settings: Settings, *, deployment: str | None = No
     entry.refuse_date(run_date, today)
     own = entry.check_parameters(parameters or {}, found["name"])
     row = resolve_deployment(store, settings, deployment, now)
-    run_id = _create(store, settings, {**row, "parameters": {**(row.get("parameters") or {}), **own}}, run_date,
-                     now=now, when=now, trigger="manual")
+    row = {**row, "parameters": {**(row.get("parameters") or {}), **own}}
+    run_id = (_create(store, settings, row, run_date, now=now, when=now, trigger="manual",
+                      enqueue_key=date_key(row["id"], run_date))
+              or _create(store, settings, row, run_date, now=now, when=now, trigger="manual"))  # a second on purpose
     return store.get_run(run_id)
 
 
@@ -78,8 +81,10 @@ def plan_backfill(store: Store, settings: Settings, *, deployment: str | None = 
     Writes nothing: the default deployment, when not registered yet, is planned from its spec.
     """
     row = find_deployment(store, deployment)
-    _check_range(start, end, _today(row, now))
-    flow_entry(row["flow"]).refuse_date(start, max(start, end))  # e.g. before the flow's first data
+    entry, today = flow_entry(row["flow"]), _today(row, now)
+    _check_range(start, end, today, future=entry.check_date is None)  # else the flow's own rule decides
+    for day in (start, end):
+        entry.refuse_date(day, today)  # e.g. before the flow's first data, or a month not over yet
     dates = fire_dates(row, start, end)
     if force or row["id"] is None:
         return BackfillPlan(row["name"], dates, [], force=force)
@@ -97,15 +102,16 @@ def enqueue_backfill(store: Store, settings: Settings, plan: BackfillPlan, *, no
     made: dict[dt.date, str | None] = {}
     with store.atomic():
         for i, day in enumerate(sorted(plan.dates)):
-            key = None if plan.force else backfill_key(row["id"], day)
+            key = None if plan.force else date_key(row["id"], day)
             made[day] = _create(store, settings, row, day, now=now, when=now + dt.timedelta(microseconds=i),
                                 trigger="backfill", work_queue=plan.work_queue, enqueue_key=key)
     return Enqueued([store.get_run(run_id) for run_id in made.values() if run_id],
                     [day for day, run_id in made.items() if run_id is None])
 
 
-def backfill_key(deployment_id: int, day: dt.date) -> str:
-    return f"backfill:{deployment_id}:{day.isoformat()}"
+def date_key(deployment_id: int, day: dt.date) -> str:
+    """The key of the run a person asked for on ``day``: one live run per deployment and date holds it."""
+    return f"date:{deployment_id}:{day.isoformat()}"
 
 
 def resolve_deployment(store: Store, settings: Settings, name: str | None, now: dt.datetime) -> dict[str, Any]:
@@ -148,11 +154,11 @@ def fire_dates(row: dict[str, Any], start: dt.date, end: dt.date) -> list[dt.dat
     return list(days)
 
 
-def _check_range(start: dt.date, end: dt.date, today: dt.date) -> None:
+def _check_range(start: dt.date, end: dt.date, today: dt.date, *, future: bool = True) -> None:
     if end < start:
         raise ConfigError(f"The backfill end {end.isoformat()} is before its start {start.isoformat()}.")
     for label, day in (("start", start), ("end", end)):
-        if day > today:
+        if future and day > today:
             raise ConfigError(f"The backfill {label} {day.isoformat()} is in the future "
                               f"(today is {today.isoformat()}).")
     months = (end.year - start.year) * 12 + end.month - start.month + 1

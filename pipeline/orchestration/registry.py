@@ -11,7 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Mapping, Protocol
 
 from ..errors import ConfigError
 
@@ -81,6 +82,12 @@ class FlowEntry:
                               f"the flow {self.name!r} takes {takes}.")
         return self.normalize(parameters) if self.normalize and normalize else dict(parameters)
 
+
+# How deployment files load (the Prefect 2 layer adds its own). A load scope is entered around running a
+# file here and yields the specs it collected; a foreign loader, given (path, python, timeout), loads a
+# file meant for another Python interpreter there and returns its specs, or None when the file is not one.
+LOAD_SCOPES: list[Callable[[Path], ContextManager[list]]] = []
+FOREIGN_LOADERS: list[Callable[[Path, "str | None", float], "list | None"]] = []
 
 _FLOWS: dict[str, FlowEntry] = {}
 _RESOLVERS: dict[str, Callable[[str], FlowEntry]] = {}

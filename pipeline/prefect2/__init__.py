@@ -11,11 +11,11 @@ same names from here::
 """
 from __future__ import annotations
 
-from ..orchestration import deployments as _deployments
+from ..orchestration import registry as _registry
 from .api import (ConcurrentTaskRunner, PrefectFlow, PrefectFuture, SequentialTaskRunner, State,
                   SubprocessFlowRunner, flow, get_run_logger, task)
 from .context import get_run_context
-from .deployments import CronSchedule, Deployment, DeploymentSpec, FlowScript, IntervalSchedule
+from .deployments import CronSchedule, Deployment, DeploymentSpec, FlowScript, IntervalSchedule, load_elsewhere
 from .execution import register_user_flow  # noqa: F401  (registers the resolver of user flows)
 from .scope import UnsupportedPrefect, prefect_scope
 
@@ -23,5 +23,7 @@ __all__ = ["ConcurrentTaskRunner", "CronSchedule", "Deployment", "DeploymentSpec
            "PrefectFlow", "PrefectFuture", "SequentialTaskRunner", "State", "SubprocessFlowRunner", "UnsupportedPrefect",
            "flow", "get_run_context", "get_run_logger", "task"]
 
-if prefect_scope not in _deployments.LOAD_SCOPES:
-    _deployments.LOAD_SCOPES.append(prefect_scope)
+if prefect_scope not in _registry.LOAD_SCOPES:
+    _registry.LOAD_SCOPES.append(prefect_scope)
+if load_elsewhere not in _registry.FOREIGN_LOADERS:
+    _registry.FOREIGN_LOADERS.append(load_elsewhere)

@@ -24,8 +24,9 @@ from .parameters import cast_parameters
 
 logger = logging.getLogger("pipeline.prefect2")
 
-# What calling a flow means here: "load" while a deployment or flow file is being read (a top-level
-# ``main(...)`` does nothing), "script" when the file runs as a script (the flow runs and is recorded).
+# Why a file is being run: "load" (deployment create, here), "inspect" (deployment create, in the user's own
+# interpreter), "run" (a worker loads it to run one of its flows): a top-level ``main(...)`` does nothing;
+# "script" (the file runs as a script): the flow runs now and is recorded.
 MODE: contextvars.ContextVar[str] = contextvars.ContextVar("prefect2_mode", default="script")
 _FUTURES: contextvars.ContextVar[list | None] = contextvars.ContextVar("prefect2_futures", default=None)
 
@@ -170,7 +171,7 @@ class PrefectFlow:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if run_context() is not None:  # a flow called inside another flow: run it as part of this run
             return self.body(**_bind(self.fn, args, kwargs))
-        if MODE.get() == "load":
+        if MODE.get() != "script":
             logger.info("Not running %s(...) while its file is loaded; it runs on its schedule or by hand.",
                         self.fn.__name__)
             return None
@@ -245,7 +246,13 @@ class ConcurrentTaskRunner(SequentialTaskRunner):
 
 
 class SubprocessFlowRunner:
-    """Accepted: every run has its own process here."""
+    """Every run has its own process here; ``virtualenv=`` or ``condaenv=`` name the Python environment it
+    runs in (see ``environment.py``); ``stream_output`` is accepted (the run's output is always in its logs)."""
 
-    def __init__(self, *args: Any, **kwargs: Any):
-        pass
+    def __init__(self, virtualenv: Any = None, condaenv: Any = None, stream_output: bool = True, env: Any = None,
+                 **unsupported: Any):
+        if env or unsupported:
+            what = ", ".join(f"{k}=..." for k in ({"env": env} if env else {}) | unsupported)
+            raise ConfigError(f"SubprocessFlowRunner({what}) is not supported here; runs get the environment "
+                              "variables of the scheduler or worker that starts them.")
+        self.virtualenv, self.condaenv = virtualenv, condaenv

@@ -1,54 +1,33 @@
-"""Prefect 2.0 beta's ``DeploymentSpec`` and schedules, turned into this product's deployments.
+"""Prefect 2.0 beta's ``DeploymentSpec`` (and 2.0b8's ``Deployment``), turned into this product's deployments.
 
 ``DeploymentSpec(flow=main, name=..., schedule=..., parameters=..., tags=..., flow_runner=...)``,
 bound to a name or not, and ``DeploymentSpec(flow_location="homework.py", flow_name="main", ...)``
 with the path relative to the deployment file. Each spec becomes a ``pipeline`` DeploymentSpec whose
-flow is the user's flow, registered by its file (``prefect2:/abs/path/homework.py:main``).
+flow is the user's flow, registered by its file (``prefect2:/abs/path/homework.py:main``, followed by
+``?python=/path/bin/python`` when its runs use an interpreter of their own: see ``environment.py``).
+
+While a file is created here (mode ``load``), each spec is made at once, so an error names its line;
+in another interpreter (mode ``inspect``) each spec is described as JSON and made here from that; while
+a flow runs or a file runs as a script, specs are inert.
 """
 from __future__ import annotations
 
-import datetime as dt
+import contextlib
+import contextvars
 import logging
 import runpy
 import sys
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from ..errors import ConfigError
-from ..orchestration.deployments import DeploymentSpec as Spec
-from ..orchestration.schedules import CronSchedule as Cron
-from ..orchestration.schedules import IntervalSchedule as Interval
 from . import api, scope
+from .environment import declared_python, explicit_python, python_of_runner
+from .schedules import CronSchedule, IntervalSchedule, PrefectSchedule, RRuleSchedule  # noqa: F401  (the API)
 
 logger = logging.getLogger("pipeline.prefect2")
-SUPPORTED_RUNNERS = ("SubprocessFlowRunner", "UniversalFlowRunner", "NoneType")
-
-
-def IntervalSchedule(interval: dt.timedelta | float | None = None, anchor_date: dt.datetime | None = None,  # noqa: N802
-                     timezone: str | None = None, **unsupported: Any) -> Interval:
-    """``IntervalSchedule(interval=timedelta(minutes=5), anchor_date=...)``; the anchor defaults to 2020-01-01."""
-    _refuse(unsupported, "IntervalSchedule")
-    if interval is None:
-        raise ConfigError("IntervalSchedule needs an interval, like interval=timedelta(minutes=5).")
-    zone = timezone or (anchor_date.tzinfo.key if anchor_date is not None and hasattr(anchor_date.tzinfo, "key")
-                        else "UTC")
-    return Interval(interval, anchor_date or dt.datetime(2020, 1, 1), zone)
-
-
-def CronSchedule(cron: str | None = None, timezone: str | None = None, day_or: bool = True,  # noqa: N802
-                 **unsupported: Any) -> Cron:
-    """``CronSchedule(cron="0 9 15 * *", timezone="America/New_York")``; without a zone, UTC."""
-    _refuse(unsupported, "CronSchedule")
-    if not day_or:
-        raise ConfigError("CronSchedule(day_or=False) is not supported here: day-of-month and day-of-week "
-                          "combine as in cron (either matches).")
-    if not cron:
-        raise ConfigError("CronSchedule needs a cron expression, like cron=\"0 9 15 * *\".")
-    return Cron(cron, timezone or "UTC")
-
-
-def RRuleSchedule(*args: Any, **kwargs: Any) -> None:  # noqa: N802
-    raise ConfigError("RRuleSchedule is not supported here; use a CronSchedule or an IntervalSchedule.")
+SUPPORTED_RUNNERS = ("SubprocessFlowRunner", "NoneType")
+_PYTHON: contextvars.ContextVar[str | None] = contextvars.ContextVar("prefect2_python", default=None)
 
 
 class DeploymentSpec:
@@ -58,18 +37,50 @@ class DeploymentSpec:
                  flow_name: str | None = None, schedule: Any = None, parameters: Mapping[str, Any] | None = None,
                  tags: Any = (), flow_runner: Any = None, flow_storage: Any = None, **unsupported: Any):
         _refuse(unsupported, type(self).__name__)
+        self.name, self.spec = name, None
+        if api.MODE.get() in ("run", "script"):
+            return
         self.flow = _the_flow(flow, flow_location, flow_name, name)
         self.name = name or self.flow.name
         _check_runner(flow_runner, self.name)
         if flow_storage is not None:
             logger.warning("The deployment %s sets flow_storage; its runs use the local file %s.", self.name,
                            self.flow.path)
-        from .execution import register_user_flow
+        python = python_of_runner(flow_runner, scope.folder(), self.name) or _PYTHON.get()
+        described = describe(self, schedule, parameters, tags, python)
+        if api.MODE.get() == "inspect":
+            scope.collect(described)
+            return
+        if python is not None:
+            from .elsewhere import check_python
 
-        entry = register_user_flow(self.flow)
-        self.spec = Spec(name=self.name, schedule=schedule, flow=entry.name, parameters=dict(parameters or {}),
-                         tags=tuple(tags or ()), description=f"Prefect 2 flow {self.flow.name} from {self.flow.path}")
+            check_python(python)
+        self.spec = make_spec(described)
         scope.collect(self.spec)
+
+
+def describe(spec: DeploymentSpec, schedule: Any, parameters: Any, tags: Any, python: str | None) -> dict[str, Any]:
+    """A spec as plain values: what a file loaded in another interpreter sends back."""
+    if schedule is not None and not isinstance(schedule, PrefectSchedule):
+        raise ConfigError(f"The schedule of {spec.name!r} must be a CronSchedule or an IntervalSchedule from "
+                          f"prefect.orion.schemas.schedules, not {type(schedule).__name__}.")
+    return {"name": spec.name, "path": str(Path(spec.flow.path).resolve()), "function": spec.flow.fn.__name__,
+            "flow": spec.flow.name, "takes": spec.flow.parameters, "python": python,
+            "schedule": schedule.to_json() if schedule else None, "parameters": dict(parameters or {}),
+            "tags": list(tags or ())}
+
+
+def make_spec(described: Mapping[str, Any]) -> Any:
+    """The orchestrator's DeploymentSpec for a described spec, its user flow registered."""
+    from ..orchestration.deployments import DeploymentSpec as Spec
+    from .execution import register_described
+
+    entry = register_described(described)
+    schedule = PrefectSchedule.from_json(described["schedule"])
+    where = f" with {described['python']}" if described["python"] else ""
+    return Spec(name=described["name"], schedule=schedule.to_schedule() if schedule else None, flow=entry.name,
+                parameters=dict(described["parameters"]), tags=tuple(described["tags"]),
+                description=f"Prefect 2 flow {described['flow']} from {described['path']}{where}")
 
 
 class FlowScript:
@@ -154,3 +165,33 @@ def _check_runner(runner: Any, name: str) -> None:
 def _refuse(unsupported: Mapping[str, Any], what: str) -> None:
     if unsupported:
         raise ConfigError(f"{what}({', '.join(f'{k}=...' for k in unsupported)}) is not supported here.")
+
+
+# -- files loaded in another interpreter ------------------------------------------------------------
+
+@contextlib.contextmanager
+def default_python(python: str | None) -> Iterator[None]:
+    """Specs built meanwhile that name no environment run with ``python`` (``deployment create --python``)."""
+    token = _PYTHON.set(python)
+    try:
+        yield
+    finally:
+        _PYTHON.reset(token)
+
+
+def load_descriptions(path: Path, python: str | None) -> list[dict[str, Any]]:
+    """In the user's interpreter: the described specs of the deployment file ``path``."""
+    with scope.prefect_scope(path.resolve().parent, mode="inspect") as collected, default_python(python):
+        runpy.run_path(str(path), run_name="__deployments__")
+    return collected
+
+
+def load_elsewhere(path: Path, python: str | None, timeout: float) -> list | None:
+    """A foreign loader (orchestration's ``FOREIGN_LOADERS``): the specs of a file given ``--python``, or of a
+    file that names its one environment in ``SubprocessFlowRunner(...)``, loaded there; else None."""
+    from .elsewhere import inspect_file
+
+    chosen = explicit_python(python) if python is not None else declared_python(path)
+    if chosen is None:
+        return None
+    return [make_spec(described) for described in inspect_file(path.resolve(), chosen, timeout)]

@@ -28,16 +28,20 @@ from .deployments import find_flows
 from .scope import prefect_scope
 
 PREFIX = "prefect2:"
+PYTHON = "?python="
 printed = logging.getLogger("pipeline.prefect2.print")
 
 
-def flow_name(flow: api.PrefectFlow) -> str:
-    return f"{PREFIX}{Path(flow.path).resolve()}:{flow.fn.__name__}"
+def flow_name(path: str | Path, function: str, python: str | None = None) -> str:
+    """``prefect2:/abs/homework.py:main``, with ``?python=/env/bin/python`` when its runs use that interpreter."""
+    return f"{PREFIX}{Path(path).resolve()}:{function}" + (f"{PYTHON}{python}" if python else "")
 
 
-def parse_name(name: str) -> tuple[Path, str]:
-    path, _, function = name[len(PREFIX):].rpartition(":")
-    return Path(path), function
+def parse_name(name: str) -> tuple[Path, str, str | None]:
+    """(file, function, interpreter or None) of a user's flow name."""
+    base, _, python = name[len(PREFIX):].partition(PYTHON)
+    path, _, function = base.rpartition(":")
+    return Path(path), function, python or None
 
 
 def run_fields(parameters: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
@@ -55,13 +59,20 @@ def _entry(name: str, parameters: tuple[str, ...] | None) -> FlowEntry:
 
 
 def register_user_flow(flow: api.PrefectFlow) -> FlowEntry:
-    """Register a live flow with the parameters its function takes."""
-    return register_flow(_entry(flow_name(flow), flow.parameters))
+    """Register a live flow (run in this interpreter) with the parameters its function takes."""
+    return register_flow(_entry(flow_name(flow.path, flow.fn.__name__), flow.parameters))
+
+
+def register_described(described: Mapping[str, Any]) -> FlowEntry:
+    """Register the flow of a described spec (``deployments.describe``), with its interpreter."""
+    takes = described["takes"]
+    name = flow_name(described["path"], described["function"], described["python"])
+    return register_flow(_entry(name, None if takes is None else tuple(takes)))
 
 
 def resolve(name: str) -> FlowEntry:
     """A user's flow known by name only (its file is imported when a run executes)."""
-    path, function = parse_name(name)
+    path, function, _ = parse_name(name)
     if not function or not path.is_absolute():
         raise ConfigError(f"The flow name {name!r} is not a Prefect 2 flow name like prefect2:/path/file.py:main.")
     return _entry(name, None)
@@ -83,14 +94,24 @@ def load_flow(path: Path, function: str) -> api.PrefectFlow:
 
 def execute(store: Store, settings: Settings, run_id: str, *, clock: Clock = SYSTEM_CLOCK,
             await_policy: AwaitPolicy | None = None, heartbeat_every: float = 5.0) -> FlowResult:
-    """Run an existing PENDING run of a user's flow to its end, in its deployment file's folder."""
+    """Run an existing PENDING run of a user's flow to its end, here or in the interpreter its deployment names."""
+    python = parse_name(store.get_run(run_id)["flow"])[2]
+    if python is not None:
+        from .elsewhere import run_elsewhere
+
+        return run_elsewhere(store, run_id, python, heartbeat_every=heartbeat_every)
+    return execute_here(store, settings, run_id, clock=clock, heartbeat_every=heartbeat_every)
+
+
+def execute_here(store: Store, settings: Settings | None, run_id: str, *, clock: Clock = SYSTEM_CLOCK,
+                 heartbeat_every: float = 5.0) -> FlowResult:
+    """Run an existing PENDING run of a user's flow in this interpreter, in its deployment file's folder."""
     run = store.run_with_deployment(run_id)
-    path, function = parse_name(run["flow"])
-    with contextlib.chdir(_workdir(store, run, path)), prefect_scope(path.parent), adapted_libraries():
+    path, function, _ = parse_name(run["flow"])
+    with contextlib.chdir(_workdir(store, run, path)), prefect_scope(path.parent, mode="run"), adapted_libraries():
         made, parameters = _prepare(path, function, run["parameters"])
         with prints_to_log():
-            return run_flow(store, made, run_id, parameters, clock=clock, await_policy=await_policy,
-                            heartbeat_every=heartbeat_every)
+            return run_flow(store, made, run_id, parameters, clock=clock, heartbeat_every=heartbeat_every)
 
 
 def _prepare(path: Path, function: str, parameters: dict[str, Any]) -> tuple[Flow, dict[str, Any]]:

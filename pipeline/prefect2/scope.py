@@ -139,6 +139,11 @@ def collect(spec: Any) -> None:
         specs.append(spec)
 
 
+def folder() -> Path:
+    """The folder of the file being loaded (where relative paths of its specs point)."""
+    return _FOLDER.get() or Path.cwd()
+
+
 def relative(location: str) -> Path:
     """``flow_location`` is relative to the deployment file's folder."""
     path = Path(location)

@@ -85,7 +85,7 @@ class DashboardStore:
         rows = self._all(
             f"SELECT r.id, r.name, r.state, r.run_date, r.train_month, r.val_month, r.trigger, r.scheduled_time, "
             f"r.next_attempt_at, r.started_at, r.ended_at, r.error, r.error_task, r.state_message, r.late_reason, "
-            f"r.data_source, r.synthetic, r.deployment_id, r.created_at, d.name AS deployment, {_LIST_METRICS} "
+            f"r.data_source, r.synthetic, r.deployment_id, r.work_queue, r.created_at, d.name AS deployment, {_LIST_METRICS} "
             f"FROM (SELECT r.id AS page_id {_LIST_FROM} {where} ORDER BY {order} LIMIT ? OFFSET ?) page "
             f"JOIN flow_runs r ON r.id = page.page_id LEFT JOIN deployments d ON d.id = r.deployment_id "
             f"ORDER BY {order}", (*params, limit, offset))

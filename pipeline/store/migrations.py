@@ -243,6 +243,9 @@ CREATE TABLE notify_target_seen (
     first_seen TEXT NOT NULL
 );
 """),
+    ("0012_request_date_keys", """
+UPDATE flow_runs SET enqueue_key = 'date:' || substr(enqueue_key, 10) WHERE enqueue_key LIKE 'backfill:%';
+"""),
 ]
 
 

@@ -62,13 +62,14 @@ def months_between(start: dt.date, end: dt.date) -> list[str]:
 
 
 def check_run_date(run_date: dt.date, today: dt.date) -> None:
-    """Refuse a run date that trains before the first FHV month or validates on a month not started yet."""
+    """Refuse a run date that trains before the first FHV month or validates on a month not over yet
+    (the one rule of ``run``, ``trigger``, ``backfill`` and the dashboard: no month is published before it ends)."""
     check_first_month(run_date)
     val_month = months_for(run_date)[1]
-    if val_month > month_of(today):
-        raise ConfigError(f"The run date {run_date.isoformat()} would validate on {val_month}, a month in the "
-                          f"future (today is {today.isoformat()}); use a date up to "
-                          f"{last_allowed_run_date(today).isoformat()}.")
+    if val_month >= month_of(today):
+        when = "a month not over yet" if val_month == month_of(today) else "a month in the future"
+        raise ConfigError(f"The run date {run_date.isoformat()} would validate on {val_month}, {when} (today is "
+                          f"{today.isoformat()}); use a run date up to {last_allowed_run_date(today).isoformat()}.")
 
 
 def check_first_month(run_date: dt.date) -> None:
@@ -79,6 +80,6 @@ def check_first_month(run_date: dt.date) -> None:
 
 
 def last_allowed_run_date(today: dt.date) -> dt.date:
-    """The last day of next month: its validation month is this month."""
-    first_after = (today.replace(day=1) + dt.timedelta(days=62)).replace(day=1)
+    """The last day of this month: its validation month, last month, has ended."""
+    first_after = (today.replace(day=1) + dt.timedelta(days=31)).replace(day=1)
     return first_after - dt.timedelta(days=1)
