@@ -15,6 +15,7 @@ module's ``pytest_plugins``)::
         http_server.route("/stall", body=data, delay=1.0, pause_at=100)  # 100 bytes, sleep, the rest
         http_server.route("/cut", body=data, truncate_at=100)            # full Content-Length, 100 bytes, close
         http_server.route("/trickle", body=data, trickle=0.05)           # one byte every 0.05 s, for ever
+        http_server.route("/slow-head", body=data, header_trickle=0.05)  # the headers one byte every 0.05 s
         http_server.route("/api", json={"ok": True}, methods=("GET", "POST"))
         url = http_server.url("/fhv_tripdata_2021-01.parquet")         # http://127.0.0.1:PORT/...
         template = http_server.url("/fhv_tripdata_{month}.parquet")    # braces are kept as they are
@@ -29,7 +30,7 @@ API of ``HTTPTestServer``:
 
 * ``route(path, *, status=200, body=b"", json=None, headers=None, content_type=None,
   fail_times=0, fail_status=500, delay=0.0, pause_at=None, truncate_at=None, trickle=0.0,
-  methods=("GET", "HEAD"))`` sets (or replaces) what ``path`` answers and returns the ``Route``.
+  header_trickle=0.0, methods=("GET", "HEAD"))`` sets (or replaces) what ``path`` answers and returns the ``Route``.
   ``path`` is matched without its query string. Unknown paths answer 404.
 * ``url(path="/")``, ``base_url``, ``port``.
 * ``count(path)``: how many requests reached ``path`` (query ignored); ``requests``: a list of
@@ -63,6 +64,7 @@ class Route:
     pause_at: int | None = None  # sleep ``delay`` after this many body bytes instead of before
     truncate_at: int | None = None  # announce the full length, send this many bytes, close
     trickle: float = 0.0  # send the body one byte at a time, this many seconds apart
+    header_trickle: float = 0.0  # send the status line and headers one byte at a time, this many seconds apart
     methods: tuple[str, ...] = ("GET", "HEAD")
 
 
@@ -199,7 +201,13 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in headers.items():
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
+        if route is not None and route.header_trickle:
+            head, self._headers_buffer = b"".join(self._headers_buffer) + b"\r\n", []
+            self._trickle(head, route.header_trickle)
+            if self.owner.stopping.is_set():
+                return
+        else:
+            self.end_headers()
         if self.command != "HEAD":
             self._write_body(body, route)
 

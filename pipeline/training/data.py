@@ -49,6 +49,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from . import demo, features
 from ..config import DATA_ALIASES, TLC_TEMPLATE, Settings, is_synthetic
 from ..errors import DataError, NotPublishedError, TransientError
+from .deadline import Deadline
 from .months import FIRST_MONTH, parse_month
 from .schema import check_schema
 
@@ -165,13 +166,16 @@ def cache_slug(template: str) -> str:
 def _download(url: str, month: str, path: Path, settings: Settings, progress: bool) -> None:
     """Stream ``url`` to a temp file beside ``path``, check it, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    deadline = _Deadline(settings.download_deadline, url, month)
-    with _temp_file(path) as (tmp, out):
-        with _open(url, month, settings.download_timeout) as response:
-            _copy(response, out, deadline, progress)
-        out.close()
-        validate_parquet(tmp, f"fhv_tripdata_{month} from {url}")
-        os.replace(tmp, path)
+    deadline = Deadline(settings.download_deadline, url, month)
+    try:
+        with _temp_file(path) as (tmp, out):
+            with _open(url, month, settings.download_timeout, deadline) as response:
+                _copy(response, out, deadline, progress)
+            out.close()
+            validate_parquet(tmp, f"fhv_tripdata_{month} from {url}")
+            os.replace(tmp, path)
+    finally:
+        deadline.close()
 
 
 @contextmanager
@@ -186,14 +190,16 @@ def _temp_file(path: Path) -> Iterator[tuple[Path, BinaryIO]]:
         tmp.unlink(missing_ok=True)
 
 
-def _open(url: str, month: str, timeout: float) -> http.client.HTTPResponse:
+def _open(url: str, month: str, timeout: float, deadline: Deadline) -> http.client.HTTPResponse:
+    """The response once its headers are in: connecting and the headers count towards the deadline."""
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
     try:
-        return urllib.request.urlopen(request, timeout=timeout)
+        return deadline.opener().open(request, timeout=deadline.timeout(timeout))
     except urllib.error.HTTPError as exc:
         exc.close()
         raise _status_error(exc.code, url, month) from None
-    except (OSError, http.client.HTTPException) as exc:  # URLError, refused, reset, timeout
+    except (OSError, http.client.HTTPException) as exc:  # URLError, refused, reset, timeout, cut at the deadline
+        deadline.check(0)
         raise _network_error(exc, url, month) from None
 
 
@@ -217,21 +223,7 @@ def _reason(exc: BaseException) -> str:
     return str(reason).rstrip(".") or type(reason).__name__
 
 
-class _Deadline:
-    """The moment a download attempt must be done by (``seconds`` <= 0: never)."""
-
-    def __init__(self, seconds: float, url: str, month: str):
-        self.seconds, self.url, self.month = seconds, url, month
-        self.ends = time.monotonic() + seconds if seconds > 0 else float("inf")
-
-    def check(self, received: int) -> None:
-        if time.monotonic() > self.ends:
-            raise TransientError(f"Downloading fhv_tripdata_{self.month} from {self.url} took longer than its "
-                                 f"deadline of {self.seconds:g} s per attempt ({received:,} bytes received; "
-                                 "FHV_DOWNLOAD_DEADLINE sets it).")
-
-
-def _copy(response: http.client.HTTPResponse, out: BinaryIO, deadline: _Deadline, progress: bool) -> None:
+def _copy(response: http.client.HTTPResponse, out: BinaryIO, deadline: Deadline, progress: bool) -> None:
     """Copy the body as it arrives; raise TransientError on a stall, a reset, the deadline or a short body.
 
     ``read1`` returns what one read of the socket gives, so a server trickling bytes cannot keep
@@ -249,7 +241,9 @@ def _copy(response: http.client.HTTPResponse, out: BinaryIO, deadline: _Deadline
                 report.update(received)
                 deadline.check(received)
         except (OSError, http.client.HTTPException) as exc:
+            deadline.check(received)
             raise _network_error(exc, url, month) from None
+    deadline.check(received)  # the body may have ended because the deadline cut it
     if expected is not None and received < expected:
         raise TransientError(f"Downloading fhv_tripdata_{month} from {url} stopped after {received:,} of "
                              f"{expected:,} bytes (a truncated body).")
