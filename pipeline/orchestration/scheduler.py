@@ -196,10 +196,18 @@ class Scheduler(Supervisor):
             if verdict is None:
                 continue
             if verdict.action == "requeue":
-                if self.store.requeue_unstarted(run["id"], reason=verdict.reason, now=now):
-                    logger.warning("Run %s (%s) was %s.", run["name"], run["id"][:8], verdict.reason)
+                self._requeue(run, verdict.reason, now)
             else:
                 self._end_dead(run, verdict.reason, now)
+
+    def _requeue(self, run: RunRow, reason: str, now: dt.datetime) -> None:
+        """Back to the queue, or CANCELLED if its cancel was asked while it was claimed."""
+        why = reason.removesuffix("; back in the queue")
+        back = self.store.requeue_unstarted(run["id"], reason=reason, now=now,
+                                            cancelled=f"Cancelled on request before it started; it was {why}.")
+        if back is not None:
+            logger.warning("Run %s (%s): %s", run["name"], run["id"][:8],
+                           back["state_message"] if back["state"] == State.CANCELLED else f"{reason}.")
 
     def materialise_all(self) -> None:
         now = self.clock.now()
