@@ -19,16 +19,37 @@ if [ "$($py -m pipeline runs ls --json --limit 1)" = "[]" ]; then
 fi
 $py -m pipeline runs ls --limit 10
 
-$py -m pipeline scheduler &
-scheduler=$!
-$py dashboard/serve.py --server.port "$port" &  # 127.0.0.1 only, from any folder
-dashboard=$!
+scheduler="" dashboard=""
 stop() {
   trap - INT TERM EXIT
-  kill -TERM "$dashboard" "$scheduler" 2>/dev/null || true
-  wait "$dashboard" "$scheduler" 2>/dev/null || true
+  kill -TERM $dashboard $scheduler 2>/dev/null || true
+  wait $dashboard $scheduler 2>/dev/null || true
   echo "Scheduler and dashboard stopped."
 }
 trap stop INT TERM EXIT
+
+# The scheduler first: on a history that another demo (or scheduler) already runs, it says so and exits.
+lock=$($py -c 'from pipeline.config import load_settings; print(load_settings().lock_path)')
+$py -m pipeline scheduler &
+scheduler=$!
+until [ "$(cut -d' ' -f1 "$lock" 2>/dev/null)" = "$scheduler" ]; do  # until it holds the history's lock
+  if ! kill -0 "$scheduler" 2>/dev/null; then
+    code=0; wait "$scheduler" || code=$?
+    scheduler=""
+    echo "The scheduler did not start (above: why); the demo stops." >&2
+    exit $(( code ? code : 1 ))
+  fi
+  sleep 0.2
+done
+
+if ! $py -c 'import socket, sys; socket.create_server(("127.0.0.1", int(sys.argv[1])))' "$port" 2>/dev/null; then
+  echo "Port $port is busy: another program (a dashboard?) listens on it. Choose a free port with" \
+       "FHV_DASHBOARD_PORT, e.g. FHV_DASHBOARD_PORT=8502 ./demo.sh" >&2
+  exit 1
+fi
+$py dashboard/serve.py --server.port "$port" &  # 127.0.0.1 only, from any folder
+dashboard=$!
 echo "Dashboard: http://127.0.0.1:$port  (history: $FHV_HOME/history.db, data: $FHV_DATA_URL). Ctrl-C stops both."
-wait -n "$scheduler" "$dashboard" || true  # one of them ended: stop the other too
+code=0
+wait -n "$scheduler" "$dashboard" || code=$?  # one of them ended: stop the other too, and say how it ended
+exit "$code"

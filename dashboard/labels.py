@@ -249,7 +249,8 @@ def _python(root: Path, executable: str) -> str:
 
 
 def share(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.2f} %"
+    """A share as a percent, the one format of every page (``83.53%``, as tables' ``percent`` columns and charts)."""
+    return "-" if value is None else f"{value:.2%}"
 
 
 def is_synthetic(run: dict[str, Any]) -> bool:

@@ -446,3 +446,9 @@ def test_real_data_only_without_real_runs_says_how_many_synthetic_runs_it_hides(
                "only* to see them." in i.value for i in at.info)
     st.cache_data.clear()
     st.cache_resource.clear()
+
+
+def test_one_matching_run_is_one_run_and_shares_have_one_format_everywhere(history):
+    at = open_page("runs", q="steady-run-01")
+    assert "**1 run** matches these filters." in texts(at)
+    assert labels.share(0.8353) == "83.53%" and labels.share(None) == "-"  # as tables' "percent" columns show it

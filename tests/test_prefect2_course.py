@@ -11,19 +11,14 @@ import math
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from pipeline.cli import main
-from pipeline.config import load_settings
-from pipeline.orchestration import control
-from pipeline.orchestration.scheduler import Scheduler, SchedulerOptions
 from pipeline.store import Store
 from pipeline.training import demo
-from tests.conftest import FakeClock
-from tests.fakes import InlineExecutor
+from tests.homework import history, messages, run_once, write
 
 ROOT = Path(__file__).resolve().parent.parent
 UTC = dt.timezone.utc
@@ -124,29 +119,6 @@ def homework(tmp_path, monkeypatch):
     return folder
 
 
-def write(folder: Path, name: str, source: str) -> Path:
-    (folder / name).write_text(textwrap.dedent(source))
-    return folder / name
-
-
-def history(folder: Path) -> Store:
-    return Store(folder.parent / "fhv" / "history.db")
-
-
-def run_once(store: Store, deployment: str, date: dt.date | None = None) -> dict:
-    """Trigger ``deployment`` and let a scheduler on a fake clock run it in this process."""
-    clock = FakeClock(dt.datetime.now(UTC))
-    settings = load_settings()
-    run = control.trigger(store, settings, deployment=deployment, date=date, now=clock.now())
-    Scheduler(store, settings, options=SchedulerOptions(heartbeat=60, stale_after=3600), clock=clock,
-              executor=InlineExecutor(store, settings, clock=clock)).tick()
-    return store.get_run(run["id"])
-
-
-def messages(store: Store, run_id: str) -> list[str]:
-    return [line["message"] for line in store.logs(run_id)]
-
-
 def test_a_students_file_with_squared_false_runs_unchanged_and_the_log_says_it_was_adapted_once(homework):
     assert main(["deployment", "create", str(write(homework, "homework.py", STUDENT))]) == 0
     store = history(homework)
@@ -177,7 +149,7 @@ def test_the_run_context_logging_module_and_typed_date_work_as_in_prefect_2_beta
     assert "task run prepare_features-2: mean duration" in " ".join(said)
 
 
-def test_a_flow_without_a_date_takes_its_run_date_from_the_expected_start_time(homework):
+def test_a_flow_without_a_date_takes_its_run_date_from_the_expected_start_time_or_the_date_asked(homework):
     write(homework, "score.py", '''
         from datetime import datetime
         from prefect import flow, get_run_logger
@@ -203,6 +175,8 @@ def test_a_flow_without_a_date_takes_its_run_date_from_the_expected_start_time(h
     when = dt.datetime.now(UTC)
     assert run["state"] == "COMPLETED", run["error"]
     assert f"scoring fhv for {when:%Y-%m} in run {run['name']}" in messages(store, run["id"])
+    backfilled = run_once(store, "scoring", dt.date(2021, 3, 2))  # a run asked for another date scores that month
+    assert f"scoring fhv for 2021-03 in run {backfilled['name']}" in messages(store, backfilled["id"])
 
 
 @pytest.mark.parametrize("parameters, words", [

@@ -99,7 +99,7 @@ def pager(total: int) -> tuple[int, int]:
     count_col, size_col = st.columns([5, 1])
     per_page = size_col.selectbox("Items per page", PER_PAGE, index=1, key="runs_per_page")
     pages = max(math.ceil(total / per_page), 1)
-    count_col.markdown(f"**{total:,} runs** match these filters.")
+    count_col.markdown(f"**{labels.plural(total, 'run')}** {'matches' if total == 1 else 'match'} these filters.")
     page = st.pagination(pages, key=f"runs_page_{pages}") if pages > 1 else 1
     return per_page, page - 1
 

@@ -18,7 +18,7 @@ def regression_note(history: pd.DataFrame) -> None:
     latest, previous = history.iloc[-1], history.iloc[-2]
     if previous["val_rmse"] and latest["val_rmse"] > previous["val_rmse"] * (1 + REGRESSION):
         rise = latest["val_rmse"] / previous["val_rmse"] - 1
-        st.warning(f"Validation RMSE rose {rise:.1%} in the latest run ({latest['name']}, {latest['months']}): "
+        st.warning(f"Validation RMSE rose {labels.share(rise)} in the latest run ({latest['name']}, {latest['months']}): "
                    f"{previous['val_rmse']:.4f} → {latest['val_rmse']:.4f} min.", icon=":material/trending_up:")
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import logging
 import os
 import sqlite3
@@ -45,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; bad input or a storage fault gives one sentence on stderr and exit code 2."""
     _closed_streams_to_devnull()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _parse(parser, sys.argv[1:] if argv is None else list(argv))
     undecodable = _undecodable(args)
     if undecodable is not None:
         return _fail(f"The argument '{undecodable}' is not UTF-8 text; names, run ids, dates and URLs must be.")
@@ -67,6 +68,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         err_console.print("Interrupted.")
         return 130
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Parse ``argv``; an unknown option names the command's closest one (``--limt``: did you mean ``--limit``?)."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        command = _command_parser(parser, argv)
+        known = [s for action in command._actions for s in action.option_strings]
+        option = extra[0].split("=")[0]
+        close = difflib.get_close_matches(option, known, n=1) if option.startswith("-") else []
+        if close:
+            command.error(f"unrecognized option {option}; did you mean {close[0]}?")
+        command.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
+def _command_parser(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.ArgumentParser:
+    """The parser of the (sub)command ``argv`` names, e.g. ``runs ls``'s."""
+    for token in argv:
+        commands = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if commands and token in commands[0].choices:
+            parser = commands[0].choices[token]
+    return parser
 
 
 def _closed_streams_to_devnull() -> None:

@@ -87,7 +87,7 @@ def run_summary(store: Store, run: dict[str, Any]) -> dict[str, Any]:
     keys = ("train_rows", "val_rows", "feature_count", "train_mse", "val_mse", "train_rmse", "val_rmse",
             "train_mean_duration", "val_mean_duration")
     return {
-        "run_id": run["id"], "name": run["name"], "state": run["state"], "run_date": run["run_date"],
+        "run_id": run["id"], "id": run["id"], "name": run["name"], "state": run["state"], "run_date": run["run_date"],
         "train_month": run["train_month"], "val_month": run["val_month"],
         **{k: metrics.get(k) for k in keys},
         "synthetic": bool(run["synthetic"]), "data_source": run["data_source"],
@@ -118,9 +118,9 @@ def cmd_ls(args: argparse.Namespace, settings: Settings) -> int:
 
 def _list_item(run: dict[str, Any]) -> dict[str, Any]:
     metrics = run.get("metrics") or {}
-    keys = ("id", "name", "state", "run_date", "train_month", "val_month", "trigger", "deployment",
+    keys = ("name", "state", "run_date", "train_month", "val_month", "trigger", "deployment",
             "scheduled_time", "started_at", "ended_at", "error", "data_source")
-    return {**{k: run.get(k) for k in keys}, "synthetic": bool(run["synthetic"]),
+    return {"run_id": run["id"], "id": run["id"], **{k: run.get(k) for k in keys}, "synthetic": bool(run["synthetic"]),
             "val_rmse": metrics.get("val_rmse"), "val_mse": metrics.get("val_mse")}
 
 

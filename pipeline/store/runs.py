@@ -54,10 +54,13 @@ class RunStore:
     def _find_by_prefix(self, prefix: str) -> dict[str, Any]:
         """The one run whose id starts with ``prefix`` (taken literally) or whose name it is."""
         rows = [] if not prefix else self._all(
-            "SELECT * FROM flow_runs WHERE substr(id, 1, ?) = ? OR name = ? LIMIT 2", (len(prefix), prefix, prefix))
-        if len(rows) != 1:
-            what = "matches several runs" if rows else "matches no run"
-            raise NotFound(f"The run id {prefix!r} {what} in the history.")
+            "SELECT * FROM flow_runs WHERE substr(id, 1, ?) = ? OR name = ? ORDER BY created_at DESC, id LIMIT 6",
+            (len(prefix), prefix, prefix))
+        if not rows:
+            raise NotFound(f"The run id {prefix!r} matches no run in the history.")
+        if len(rows) > 1:
+            shown = ", ".join(f"{r['id'][:8]} ({r['name']})" for r in rows[:5]) + (" and more" if len(rows) > 5 else "")
+            raise NotFound(f"The run id {prefix!r} matches several runs: {shown}; give more of the id.")
         return rows[0]
 
     def transition(self, run_id: str, new: State, *, now: dt.datetime, message: str | None = None,
