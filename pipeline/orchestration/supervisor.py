@@ -72,7 +72,8 @@ class Supervisor:
     """Starts, watches and stops the flow processes of the runs this process claimed."""
 
     role = "scheduler"  # how its log lines name it
-    identity = ""  # who it claims runs as (host:pid:tag)
+    identity = ""  # who it claims runs as (host:pid:tag:pid-namespace)
+    watch: Any = None  # notices the history file deleted or replaced (``lock.HistoryWatch``)
 
     def __init__(self, store: Store, settings: Settings, *, options: Any, clock: Clock, executor: Executor):
         self.store, self.settings, self.options, self.clock = store, settings, options, clock
@@ -141,6 +142,8 @@ class Supervisor:
         """Stop: the lease was taken, or the history file was deleted, replaced or damaged. In the last three
         cases nothing more is written to it: the flows are killed (a flow stopped by SIGTERM would record its
         end) and end unrecorded; a file deleted or replaced is abandoned (``Store.abandon``)."""
+        if isinstance(error, HistoryDamaged) and hasattr(self.watch, "explain") and not _unrecorded(self.fatal):
+            error = self.watch.explain(error, self.clock.sleep)  # or a file being copied over the history
         if self.fatal is None:
             logger.error("%s", error)
         if _unrecorded(error) and not _unrecorded(self.fatal):
