@@ -31,6 +31,9 @@ from .states import ACTIVE_STATES, State
 logger = logging.getLogger("pipeline.orchestration.scheduler")
 
 
+SHORTEST = 0.01  # seconds: the shortest interval a scheduler's or worker's loop is given
+
+
 @dataclass(frozen=True)
 class ProcessOptions:
     """Intervals and thresholds of a process that runs flows, in seconds (small values make tests fast)."""
@@ -48,6 +51,9 @@ class ProcessOptions:
         for name, value in vars(self).items():
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
                 raise ConfigError(f"The {kind} option {name}={value!r} must be a positive number of seconds.")
+            if value < SHORTEST:
+                raise ConfigError(f"The {kind} option {name}={value:g} s is shorter than the {SHORTEST:g} s its loop "
+                                  "can honour (each pass reads the history; its jobs count whole microseconds).")
         if self.stale_after <= self.heartbeat:
             raise ConfigError(f"stale_after={self.stale_after:g} s must be longer than the heartbeat "
                               f"of {self.heartbeat:g} s, or live processes would look dead.")
