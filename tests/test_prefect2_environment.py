@@ -19,6 +19,7 @@ import pytest
 from pipeline.cli import main
 from pipeline.config import load_settings
 from pipeline.orchestration import control
+from pipeline.store import Store
 from tests.conftest import wait_for
 from tests.homework import history, messages, run_once, write
 from tests.prerequisites import unavailable
@@ -252,3 +253,20 @@ def test_a_file_that_hangs_while_loading_in_its_own_environment_is_stopped_after
     assert main(["deployment", "create", str(homework / "homework.py"), "--timeout", "1"]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert f"did not finish loading in {user_venv / 'bin' / 'python'} within 1 s" in err
+
+
+@pytest.mark.timeout(900)
+def test_with_the_history_on_postgresql_an_environment_without_psycopg_fails_the_run_saying_so(homework, user_venv,
+                                                                                                pg_url, monkeypatch):
+    monkeypatch.setenv("FHV_DATABASE_URL", pg_url)
+    write(homework, "homework.py", IN_ITS_OWN_VENV + '''
+DeploymentSpec(flow=main, name="on-postgresql", flow_runner=SubprocessFlowRunner(virtualenv="%s"))
+''' % user_venv)
+    assert main(["deployment", "create", str(homework / "homework.py")]) == 0
+    store = Store(pg_url)
+    run = run_once(store, "on-postgresql", dt.date(2021, 8, 15))
+    python = user_venv / "bin" / "python"
+    assert run["state"] == "FAILED"
+    assert run["error"] == (f"The environment of {python} lacks the package 'psycopg', which runs of this deployment "
+                            f"need there ({python} -m pip install 'psycopg[binary]').")
+    store.close()
