@@ -180,7 +180,7 @@ def test_a_flow_without_a_date_takes_its_run_date_from_the_expected_start_time_o
 
 
 @pytest.mark.parametrize("parameters, words", [
-    ({"n": "three"}, "The parameter 'n' of the flow counting is 'three', which is not a int (a whole number)"),
+    ({"n": "three"}, "The parameter 'n' of the flow counting is 'three', which is not an int (a whole number)"),
     ({"when": "someday"}, "The parameter 'when' of the flow counting is 'someday', which is not a date"),
 ])
 def test_a_parameter_that_cannot_be_cast_fails_the_run_with_one_sentence_naming_it(homework, parameters, words):
