@@ -170,3 +170,30 @@ def test_a_scoring_run_is_not_the_latest_metrics_of_training(trained):
     settings, store, _ = trained
     score_now(store, settings, date="2021-09-15", name="not-training", clock=FakeClock())
     assert {row["name"] for row in store.metric_history()} == {"trained"}
+
+
+def test_the_champions_coefficients_are_kept_and_a_damaged_copy_is_built_again(trained):
+    settings, store, _ = trained
+    folder = settings.home / "models" / "coefficients"
+    first = store.get_run(score_now(store, settings, date="2021-09-15", name="first", clock=FakeClock()).run_id)
+    (kept,) = folder.glob("*.npz")
+    kept.write_bytes(b"not a numpy file")
+    again = store.get_run(score_now(store, settings, date="2021-09-15", name="again", clock=FakeClock()).run_id)
+    third = store.get_run(score_now(store, settings, date="2021-09-15", name="third", clock=FakeClock()).run_id)
+    said = {run["name"]: " ".join(line["message"] for line in store.logs(run["id"]) if line["task"] == "load_champion")
+            for run in (again, third)}
+    assert "from its pickles" in said["again"] and "kept from an earlier run" in said["third"]
+    assert first["metrics"]["rmse"] == again["metrics"]["rmse"] == third["metrics"]["rmse"]
+
+
+def test_a_champion_whose_pickles_do_not_load_fails_the_run_with_one_sentence(tmp_path, trained):
+    _, _, folder = trained
+    settings = Settings(home=tmp_path / "home", data_url=str(folder)).ensure_dirs()
+    store = Store(settings.db_path)
+    trained_run = run_now(store, settings, date="2021-08-15", name="broken", clock=FakeClock())
+    for artifact in store.artifacts(trained_run.run_id):
+        if artifact["kind"] == "model":
+            store.conn.execute("UPDATE artifacts SET sha256 = ? WHERE id = ?", ("0" * 64, artifact["id"]))
+    run = store.get_run(score_now(store, settings, date="2021-09-15", name="unloadable", clock=FakeClock()).run_id)
+    assert run["state"] == "FAILED" and run["error_task"] == "load_champion"
+    assert "is neither at" in run["error"] and "\n" not in run["error"]

@@ -39,23 +39,25 @@ class InUse:
 
 
 @task(timeout=600)
-def load_champion(month: str) -> InUse:
-    """The champion now: its pickles (checked against their SHA-256) turned into coefficients by zone."""
+def load_champion(month: str, settings: Settings) -> InUse:
+    """The champion now: its pickles (checked against their SHA-256) turned into coefficients by zone, or
+    those coefficients kept from an earlier run with the same pickles (``zones.cached``)."""
     store = run_context().store
     held = store.champion(TRAINING_FLOW)
     if held is None:
         raise NoChampion(f"There is no champion model to score {month} with: train one first "
                          "(python -m pipeline run); the first completed training run becomes the champion.")
     files = champion.artifact_files(store, held["id"])
-    dv, lr = champion.load_model(store, held["id"])
     label = f"the champion {held['name']} ({held['id'][:8]})"
+    model, kept = zones.cached(settings.home / "models" / "coefficients", files,
+                               lambda: zones.from_pickles(*champion.load_model(store, held["id"]), label))
     version = {"run_id": held["id"], "name": held["name"], "run_date": held["run_date"],
                "train_month": held["train_month"], "val_month": held["val_month"], "synthetic": bool(held["synthetic"]),
                "files": {name: {"sha256": a["sha256"], "size": a["size"]} for name, a in files.items()}}
-    log.info("Scoring with %s, trained on %s (model sha256 %s).", label, held["train_month"],
-             files["model"]["sha256"][:12])
+    log.info("Scoring with %s, trained on %s (model sha256 %s; its coefficients %s).", label, held["train_month"],
+             files["model"]["sha256"][:12], "kept from an earlier run" if kept else "from its pickles")
     figures = ((held.get("metrics") or {}).get("data") or {}).get("train")
-    return InUse(zones.from_pickles(dv, lr, label), version, figures if figures and "hist" in figures else None)
+    return InUse(model, version, figures if figures and "hist" in figures else None)
 
 
 @task(retries=3, retry_delay=5.0, retry_on=(TransientError,), timeout=3600)
@@ -108,7 +110,7 @@ def scoring_flow(*, settings: Settings, date: str | None = None, data_url: str |
     if context:
         context.store.record_data_source(context.run_id, settings.data_url, settings.is_synthetic)
     log.info("Run date %s: scoring %s, data from %s.", run_date, month, data.describe_source(settings.data_url))
-    in_use = load_champion(month)
+    in_use = load_champion(month, settings)
     path = read_data(settings, month)
     scored = score_month(path, month, in_use, predictions.output_path(output, settings.home / "predictions", month))
     try:

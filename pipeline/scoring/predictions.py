@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,19 +86,32 @@ def score_file(path: Path, label: str, month: str, model: ZoneModel, version: st
     return scored
 
 
+# Written as fast as it compresses well: snappy, dictionaries where values repeat (zones, the version, the
+# predictions: one a pair of zones), pickup times as deltas; no statistics.
+WRITE_OPTIONS = {"compression": "snappy", "use_dictionary": ["model_version", PU, DO, "predicted_duration"],
+                 "column_encoding": {PICKUP: "DELTA_BINARY_PACKED"}, "write_statistics": False}
+
+
 def _score_into(scored: Scored, path: Path, label: str, prefix: str, model: ZoneModel, version: str) -> None:
+    """Read, score and write batch by batch; a thread writes (compresses) each batch while the next one is
+    read and scored, so a month takes about the longer of the two, on two cores, with two batches in memory."""
     with features.open_parquet(Path(path), label) as parquet, \
-            pq.ParquetWriter(scored.temp, _schema(parquet.schema_arrow.field(PICKUP).type),
-                             use_dictionary=["model_version", PU, DO], write_statistics=False) as writer:
-        offset = 0
+            pq.ParquetWriter(scored.temp, _schema(parquet.schema_arrow.field(PICKUP).type), **WRITE_OPTIONS) as writer, \
+            ThreadPoolExecutor(1, thread_name_prefix="write-predictions") as pool:
+        offset, pending = 0, None
         try:
             for batch in features._record_batches(parquet):
-                writer.write_batch(_scored_batch(scored, batch, label, offset, prefix, model, version))
+                out = _scored_batch(scored, batch, label, offset, prefix, model, version)
                 offset += batch.num_rows
+                if pending is not None:
+                    pending.result()
+                pending = pool.submit(writer.write_batch, out)
+            if pending is not None:
+                pending.result()
         except BadZones as bad:
             raise features._count_bad_zones(parquet, label, bad.column) from None
         except (OSError, pa.ArrowException) as exc:
-            raise DataError(f"{label} could not be read ({exc}).") from exc
+            raise DataError(f"{label} could not be read or its predictions written ({exc}).") from exc
 
 
 def _scored_batch(scored: Scored, batch: pa.RecordBatch, label: str, offset: int, prefix: str, model: ZoneModel,
