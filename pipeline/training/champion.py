@@ -21,6 +21,7 @@ import math
 import os
 import pickle
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -30,6 +31,7 @@ import numpy as np
 from ..config import Settings
 from ..errors import DataError, InvalidTransition, NeedsConfirmation, NotFound, PipelineError
 from ..store import Store
+from . import helper
 from .job import FLOW_NAME
 from .schema import DO, PU, SLOTS
 
@@ -78,34 +80,43 @@ def _unpickle(payload: bytes, run_id: str, name: str) -> Any:
 
 
 def score_on_summary(dv: Any, regression: Any, summary: Any) -> dict[str, float]:
-    """The MSE and RMSE of a pickled model on a month's sums: one prediction per zone pair seen in
-    the month, weighted by its trips, its summed minutes and the month's summed squared minutes."""
+    """The MSE and RMSE of a pickled model on a month's sums (see ``score_predictions``)."""
+    pu, do = summary_pairs(summary)
+    return score_predictions(helper.predict_pairs(dv, regression, pu, do), summary)
+
+
+def summary_pairs(summary: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The (pickup, drop-off) zone codes of each pair seen in the month, in the order of its cells."""
     cells = np.flatnonzero(summary.cell_trips)
-    pu, do = cells // SLOTS - 1, cells % SLOTS - 1
-    predicted = regression.predict(_onehot(dv, pu, do)) if len(cells) else np.zeros(0)
+    return cells // SLOTS - 1, cells % SLOTS - 1
+
+
+def score_predictions(predicted: np.ndarray, summary: Any) -> dict[str, float]:
+    """The MSE and RMSE of one prediction per zone pair seen in the month (``summary_pairs``' order),
+    weighted by its trips, its summed minutes and the month's summed squared minutes."""
+    cells = np.flatnonzero(summary.cell_trips)
     trips, minutes = summary.cell_trips[cells].astype(np.float64), summary.cell_minutes[cells]
     squared = summary.squared_minutes - 2 * float(predicted @ minutes) + float((predicted * predicted) @ trips)
     mse = max(squared, 0.0) / summary.rows
     return {"mse": mse, "rmse": math.sqrt(mse), "rows": summary.rows}
 
 
-def _onehot(dv: Any, pu: np.ndarray, do: np.ndarray) -> Any:
-    """``dv.transform([{PU: str(p), DO: str(d)}, ...])`` for many pairs: the vectorizer itself maps each
-    distinct zone to its column (a few hundred dicts, not one per pair); zones it never saw get none."""
-    from scipy import sparse
-
-    columns = []
-    for key, zones in ((PU, pu), (DO, do)):
-        distinct, inverse = np.unique(zones, return_inverse=True)
-        known = dv.transform([{key: str(zone)} for zone in distinct.tolist()]).tocsr()
-        column = np.full(len(distinct), -1, dtype=np.int64)
-        has = np.diff(known.indptr) > 0
-        column[has] = known.indices[known.indptr[:-1][has]]
-        columns.append(column[inverse])
-    both = np.stack(columns, axis=1)  # one row per pair: its PU column, then its DO column (-1: unseen)
-    kept = both >= 0
-    indptr = np.concatenate(([0], np.cumsum(kept.sum(axis=1))))
-    return sparse.csr_matrix((np.ones(int(kept.sum())), both[kept], indptr), shape=(len(both), len(dv.vocabulary_)))
+def scored_rmse(store: Store, run_id: str, summary: Any, writer: Any = None) -> float:
+    """The RMSE of run ``run_id``'s pickled model on a month's sums: in the helper process when one runs
+    (scikit-learn is imported there, not here), else here. DataError/NotFound with a sentence when its
+    artifacts are missing, do not unpickle or do not predict."""
+    if writer is not None and writer.started:
+        payloads = {name: artifact_bytes(store, artifact) for name, artifact in artifact_files(store, run_id).items()}
+        pu, do = summary_pairs(summary)
+        try:
+            return score_predictions(writer.predict(payloads, pu, do), summary)["rmse"]
+        except helper.Unloadable as error:
+            if error.name == "predict":
+                raise DataError(error.detail) from None
+            raise DataError(f"The {error.name} of run {run_id[:8]} does not unpickle ({error.detail})") from None
+        except (OSError, ValueError, subprocess.SubprocessError) as error:
+            log.warning("The helper process could not score the champion (%s); scoring it here.", error)
+    return score_on_summary(*load_model(store, run_id), summary)["rmse"]
 
 
 # -- the decision ---------------------------------------------------------------------------------
@@ -169,19 +180,20 @@ def _by_rmse(record: dict[str, Any], name: str, new_rmse: float, champion_rmse: 
 
 def challenge(store: Store, *, run_id: str, new_rmse: float, val_summary: Any, synthetic: bool,
               tolerance: float, now: dt.datetime, flow: str = FLOW_NAME, train_month: str | None = None,
-              val_month: str | None = None) -> dict[str, Any]:
+              val_month: str | None = None, writer: Any = None) -> dict[str, Any]:
     """Score the champion on the run's validation month, decide, and record a promotion event.
 
     The run is judged against the *contender*: the champion, or a run that promoted itself and is still
     finishing (``Store.contender``), so two runs finishing together end as if one had finished first.
     The event names the ``seq`` it follows: if another change came in between, the run decides again
-    against the new contender (a few times, then it keeps what it has).
+    against the new contender (a few times, then it keeps what it has). With ``writer`` (the run's
+    helper process, ``helper.ArtifactWriter``), the champion is scored there.
     """
     tolerance = float(tolerance or 0.0)
     months = {"train_month": train_month, "val_month": val_month}
     for _ in range(RACE_TRIES):
         after_seq, held = store.last_model_seq(flow), store.contender(flow, besides=run_id)
-        record = _decision(store, new_rmse, val_summary, synthetic, tolerance, held, months)
+        record = _decision(store, new_rmse, val_summary, synthetic, tolerance, held, months, writer)
         if record["decision"] not in PROMOTING:
             return record
         event = store.record_model_event(flow=flow, run_id=run_id, action="promoted", actor=AUTO_ACTOR,
@@ -194,11 +206,11 @@ def challenge(store: Store, *, run_id: str, new_rmse: float, val_summary: Any, s
 
 
 def _decision(store: Store, new_rmse: float, val_summary: Any, synthetic: bool, tolerance: float,
-              champion: dict[str, Any] | None, months: dict[str, str | None]) -> dict[str, Any]:
+              champion: dict[str, Any] | None, months: dict[str, str | None], writer: Any = None) -> dict[str, Any]:
     champion_rmse, unreadable = None, None
     if _scored(champion, synthetic, months["train_month"]):
         try:
-            champion_rmse = score_on_summary(*load_model(store, champion["id"]), val_summary)["rmse"]
+            champion_rmse = scored_rmse(store, champion["id"], val_summary, writer)
             if not math.isfinite(champion_rmse):  # NaN would keep it forever: no RMSE is "not worse" than NaN
                 champion_rmse, unreadable = None, "its RMSE on this month is not a number"
         except (DataError, NotFound, pickle.UnpicklingError, AttributeError, ValueError) as error:
