@@ -552,9 +552,9 @@ def test_the_champions_one_hot_rows_are_exactly_its_vectorizers():
     from sklearn.feature_extraction import DictVectorizer
 
     rng = np.random.default_rng(7)
-    dv = DictVectorizer().fit([{champion.PU: str(p), champion.DO: str(d)}
+    dv = DictVectorizer().fit([{helper.PU: str(p), helper.DO: str(d)}
                                for p, d in rng.integers(0, 200, (3000, 2)).tolist()])
     pu, do = rng.integers(-1, 266, 5000), rng.integers(-1, 266, 5000)  # zones it never saw, and missing (-1)
-    expected = dv.transform([{champion.PU: str(p), champion.DO: str(d)} for p, d in zip(pu.tolist(), do.tolist())])
+    expected = dv.transform([{helper.PU: str(p), helper.DO: str(d)} for p, d in zip(pu.tolist(), do.tolist())])
     made = helper.pair_matrix(dv, pu, do)
     assert made.shape == expected.shape and (made != expected).nnz == 0
