@@ -190,9 +190,9 @@ def process_alive(pid: int | None, started_at: float | None) -> bool:
 
 
 def claimer_pid(run: dict[str, Any]) -> int | None:
-    """The scheduler pid in ``claimed_by`` (host:pid:suffix)."""
+    """The scheduler pid in ``claimed_by`` (host:pid:tag:pid-namespace)."""
     parts = str(run.get("claimed_by") or "").split(":")
-    return int(parts[-2]) if len(parts) >= 3 and parts[-2].isdigit() else None
+    return int(parts[1]) if len(parts) >= 3 and parts[1].isdigit() else None
 
 
 # -- a temporary history and the CLI on it ---------------------------------------------------------

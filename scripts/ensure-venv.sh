@@ -13,3 +13,9 @@ if [ "$(cat "$venv/.requirements-hash" 2>/dev/null)" != "$want" ]; then
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$root/requirements-dev.txt"
   echo "$want" > "$venv/.requirements-hash"
 fi
+# The project's folder on the environment's path, so that `.venv/bin/python -m pipeline.prefect2 FILE.py`
+# (a Prefect 2 file run as a script) works from any folder.
+site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+if [ "$(cat "$site/fhv-project.pth" 2>/dev/null)" != "$root" ]; then
+  echo "$root" > "$site/fhv-project.pth"
+fi

@@ -87,6 +87,9 @@ BAD_COMMAND_LINES = [
     (["backfill", "--start", "2021-03-01", "--end", "2021-04-01", "--concurrency", "1e300"],
      "The concurrency 1e300 is not valid"),
     (["scheduler", "--tick", "1e308"], "The number of seconds 1e308 is not valid"),
+    (["scheduler", "--tick", "0.0000004"], "The scheduler option tick=4e-07 s is shorter than the 0.01 s its loop "
+                                           "can honour"),
+    (["worker", "--heartbeat", "0.001"], "The worker option heartbeat=0.001 s is shorter than the 0.01 s"),
     (["scheduler", "--stale-after", "1e20"], "The number of seconds 1e20 is not valid"),
 ]
 

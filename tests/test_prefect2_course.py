@@ -11,19 +11,14 @@ import math
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from pipeline.cli import main
-from pipeline.config import load_settings
-from pipeline.orchestration import control
-from pipeline.orchestration.scheduler import Scheduler, SchedulerOptions
 from pipeline.store import Store
 from pipeline.training import demo
-from tests.conftest import FakeClock
-from tests.fakes import InlineExecutor
+from tests.homework import history, messages, run_once, write
 
 ROOT = Path(__file__).resolve().parent.parent
 UTC = dt.timezone.utc
@@ -124,29 +119,6 @@ def homework(tmp_path, monkeypatch):
     return folder
 
 
-def write(folder: Path, name: str, source: str) -> Path:
-    (folder / name).write_text(textwrap.dedent(source))
-    return folder / name
-
-
-def history(folder: Path) -> Store:
-    return Store(folder.parent / "fhv" / "history.db")
-
-
-def run_once(store: Store, deployment: str, date: dt.date | None = None) -> dict:
-    """Trigger ``deployment`` and let a scheduler on a fake clock run it in this process."""
-    clock = FakeClock(dt.datetime.now(UTC))
-    settings = load_settings()
-    run = control.trigger(store, settings, deployment=deployment, date=date, now=clock.now())
-    Scheduler(store, settings, options=SchedulerOptions(heartbeat=60, stale_after=3600), clock=clock,
-              executor=InlineExecutor(store, settings, clock=clock)).tick()
-    return store.get_run(run["id"])
-
-
-def messages(store: Store, run_id: str) -> list[str]:
-    return [line["message"] for line in store.logs(run_id)]
-
-
 def test_a_students_file_with_squared_false_runs_unchanged_and_the_log_says_it_was_adapted_once(homework):
     assert main(["deployment", "create", str(write(homework, "homework.py", STUDENT))]) == 0
     store = history(homework)
@@ -177,7 +149,7 @@ def test_the_run_context_logging_module_and_typed_date_work_as_in_prefect_2_beta
     assert "task run prepare_features-2: mean duration" in " ".join(said)
 
 
-def test_a_flow_without_a_date_takes_its_run_date_from_the_expected_start_time(homework):
+def test_a_flow_without_a_date_takes_its_run_date_from_the_expected_start_time_or_the_date_asked(homework):
     write(homework, "score.py", '''
         from datetime import datetime
         from prefect import flow, get_run_logger
@@ -203,10 +175,12 @@ def test_a_flow_without_a_date_takes_its_run_date_from_the_expected_start_time(h
     when = dt.datetime.now(UTC)
     assert run["state"] == "COMPLETED", run["error"]
     assert f"scoring fhv for {when:%Y-%m} in run {run['name']}" in messages(store, run["id"])
+    backfilled = run_once(store, "scoring", dt.date(2021, 3, 2))  # a run asked for another date scores that month
+    assert f"scoring fhv for 2021-03 in run {backfilled['name']}" in messages(store, backfilled["id"])
 
 
 @pytest.mark.parametrize("parameters, words", [
-    ({"n": "three"}, "The parameter 'n' of the flow counting is 'three', which is not a int (a whole number)"),
+    ({"n": "three"}, "The parameter 'n' of the flow counting is 'three', which is not an int (a whole number)"),
     ({"when": "someday"}, "The parameter 'when' of the flow counting is 'someday', which is not a date"),
 ])
 def test_a_parameter_that_cannot_be_cast_fails_the_run_with_one_sentence_naming_it(homework, parameters, words):
@@ -386,3 +360,57 @@ def test_a_file_that_ends_or_hangs_its_loading_gets_one_sentence_and_registers_n
     err = " ".join(capsys.readouterr().err.split())
     assert words in err and "Traceback" not in err
     assert Store(tmp_path / "fhv" / "history.db").deployments() == []
+
+
+def test_wait_for_and_futures_inside_a_dict_are_resolved_as_in_prefect_2_beta(homework):
+    write(homework, "homework.py", '''
+        from prefect import flow, task, get_run_logger
+        from prefect.deployments import DeploymentSpec
+
+        @task
+        def download(month):
+            return f"fhv_tripdata_{month}.parquet"
+
+        @task
+        def report(files):
+            get_run_logger().info(f"files {files['train']} and {files['val']}")
+
+        @flow
+        def main(date=None):
+            train, val = download("2021-06"), download("2021-07")
+            report({"train": train, "val": val}, wait_for=[train, val])
+
+        DeploymentSpec(flow=main, name="waiting")
+    ''')
+    assert main(["deployment", "create", str(homework / "homework.py")]) == 0
+    store = history(homework)
+    run = run_once(store, "waiting")
+    assert run["state"] == "COMPLETED", run["error"]
+    assert "files fhv_tripdata_2021-06.parquet and fhv_tripdata_2021-07.parquet" in messages(store, run["id"])
+
+
+def test_a_cached_task_runs_every_time_and_the_log_says_so_once(homework):
+    write(homework, "homework.py", '''
+        from datetime import timedelta
+        from prefect import flow, task, get_run_logger
+        from prefect.tasks import task_input_hash
+        from prefect.deployments import DeploymentSpec
+
+        @task(cache_key_fn=task_input_hash, cache_expiration=timedelta(days=1))
+        def read(month):
+            get_run_logger().info(f"reading {month}")
+            return month
+
+        @flow
+        def main(date=None):
+            read("2021-06")
+            read("2021-06")
+
+        DeploymentSpec(flow=main, name="cached")
+    ''')
+    assert main(["deployment", "create", str(homework / "homework.py")]) == 0
+    store = history(homework)
+    run = run_once(store, "cached")
+    said = messages(store, run["id"])
+    assert run["state"] == "COMPLETED" and said.count("reading 2021-06") == 2
+    assert said.count("The task read sets cache_key_fn: here it runs every time (task results are not cached).") == 1

@@ -12,7 +12,6 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -20,10 +19,9 @@ import pytest
 from pipeline.cli import main
 from pipeline.config import load_settings
 from pipeline.orchestration import control
-from pipeline.orchestration.scheduler import Scheduler, SchedulerOptions
 from pipeline.store import Store
-from tests.conftest import FakeClock, wait_for
-from tests.fakes import InlineExecutor
+from tests.conftest import wait_for
+from tests.homework import history, messages, run_once, write
 from tests.prerequisites import unavailable
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,28 +93,6 @@ def homework(tmp_path, monkeypatch):
     return folder
 
 
-def write(folder: Path, name: str, source: str) -> Path:
-    (folder / name).write_text(textwrap.dedent(source))
-    return folder / name
-
-
-def history(folder: Path) -> Store:
-    return Store(folder.parent / "fhv" / "history.db")
-
-
-def run_once(store: Store, deployment: str) -> dict:
-    clock = FakeClock(dt.datetime.now(UTC))
-    settings = load_settings()
-    run = control.trigger(store, settings, deployment=deployment, date=dt.date(2021, 8, 15), now=clock.now())
-    Scheduler(store, settings, options=SchedulerOptions(heartbeat=60, stale_after=3600), clock=clock,
-              executor=InlineExecutor(store, settings, clock=clock)).tick()
-    return store.get_run(run["id"])
-
-
-def messages(store: Store, run_id: str) -> list[str]:
-    return [line["message"] for line in store.logs(run_id)]
-
-
 @pytest.mark.timeout(900)  # the first run of the suite on a machine makes the virtualenv (about 20 s)
 def test_a_deployment_in_its_own_virtualenv_runs_with_its_packages_and_records_tasks_and_logs(homework, user_venv):
     (homework / "env").symlink_to(user_venv)  # the student's virtualenv beside the file, named relatively
@@ -127,7 +103,7 @@ DeploymentSpec(flow=main, name="own-env", flow_runner=SubprocessFlowRunner(virtu
     store = history(homework)
     python = homework / "env" / "bin" / "python"
     assert store.get_deployment("own-env")["flow"] == f"prefect2:{homework / 'homework.py'}:main?python={python}"
-    run = run_once(store, "own-env")
+    run = run_once(store, "own-env", dt.date(2021, 8, 15))
     assert run["state"] == "COMPLETED", run["error"]
     said = messages(store, run["id"])
     assert f"python {python}" in said and "scikit-learn 1.5.2" in said
@@ -146,7 +122,7 @@ DeploymentSpec(flow=main, name="with-python")
     python = user_venv / "bin" / "python"
     assert main(["deployment", "create", str(homework / "homework.py"), "--python", str(python)]) == 0
     store = history(homework)
-    run = run_once(store, "with-python")
+    run = run_once(store, "with-python", dt.date(2021, 8, 15))
     assert run["state"] == "COMPLETED", run["error"]
     assert "scikit-learn 1.5.2" in messages(store, run["id"])
 
@@ -184,7 +160,7 @@ def test_a_run_whose_interpreter_is_gone_fails_with_one_sentence(homework, user_
     link.symlink_to(user_venv)
     assert main(["deployment", "create", str(homework / "homework.py"), "--python", str(link / "bin" / "python")]) == 0
     link.unlink()
-    run = run_once(history(homework), "gone")
+    run = run_once(history(homework), "gone", dt.date(2021, 8, 15))
     assert run["state"] == "FAILED"
     assert run["error"].startswith(f"The interpreter {link / 'bin' / 'python'} cannot be started"), run["error"]
 
@@ -277,3 +253,20 @@ def test_a_file_that_hangs_while_loading_in_its_own_environment_is_stopped_after
     assert main(["deployment", "create", str(homework / "homework.py"), "--timeout", "1"]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert f"did not finish loading in {user_venv / 'bin' / 'python'} within 1 s" in err
+
+
+@pytest.mark.timeout(900)
+def test_with_the_history_on_postgresql_an_environment_without_psycopg_fails_the_run_saying_so(homework, user_venv,
+                                                                                                pg_url, monkeypatch):
+    monkeypatch.setenv("FHV_DATABASE_URL", pg_url)
+    write(homework, "homework.py", IN_ITS_OWN_VENV + '''
+DeploymentSpec(flow=main, name="on-postgresql", flow_runner=SubprocessFlowRunner(virtualenv="%s"))
+''' % user_venv)
+    assert main(["deployment", "create", str(homework / "homework.py")]) == 0
+    store = Store(pg_url)
+    run = run_once(store, "on-postgresql", dt.date(2021, 8, 15))
+    python = user_venv / "bin" / "python"
+    assert run["state"] == "FAILED"
+    assert run["error"] == (f"The environment of {python} lacks the package 'psycopg', which runs of this deployment "
+                            f"need there ({python} -m pip install 'psycopg[binary]').")
+    store.close()

@@ -365,6 +365,19 @@ def test_on_start_up_runs_whose_process_is_gone_become_crashed(store, settings, 
     assert "No heartbeat since 2025-12-31 23:55:00 UTC: its process on other-host" in states[silent]["state_message"]
 
 
+def test_a_run_cancelled_while_claimed_by_a_scheduler_that_died_before_starting_it_ends_cancelled(
+        store, settings, clock):
+    dead = f"{socket.gethostname()}:{FakeExecutor.PIDS - 2}:abc"
+    never_started = orphan(store, clock, claimed_by=dead, start=False)
+    store.request_cancel(never_started, now=clock.now())
+    make(store, settings, clock, stale_after=120).tick()
+    run = store.get_run(never_started)
+    assert (run["state"], run["claimed_by"], run["attempts"]) == ("CANCELLED", None, 0)
+    assert run["state_message"] == (f"Cancelled on request before it started; it was claimed by the scheduler {dead}, "
+                                    "which stopped before starting it.")
+    assert run["ended_at"] is not None
+
+
 def test_a_run_claimed_by_a_dead_scheduler_before_its_process_began_goes_back_to_the_queue(store, settings, clock):
     dead = f"{socket.gethostname()}:{FakeExecutor.PIDS - 2}:abc"
     never_started = orphan(store, clock, claimed_by=dead, start=False)

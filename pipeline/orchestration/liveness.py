@@ -10,7 +10,9 @@ and ``now`` (plus the process table of this host). Used by the scheduler's sweep
 
 On this host a process id answers at once (the fast path); elsewhere a worker is gone once its
 heartbeat is older than its own ``stale_after`` (or it stopped), and a running run once its own
-heartbeat is older than the scheduler's stale time.
+heartbeat is older than the scheduler's stale time. "This host" is this host name *and* this pid
+namespace (the last field of an identity): containers of one host name sharing a volume cannot see
+each other's processes, so a process of another namespace is judged by its heartbeat too.
 """
 from __future__ import annotations
 
@@ -39,19 +41,38 @@ def process_alive(pid: int, started_at: dt.datetime | None) -> bool:
     return started_at is None or born <= started_at + dt.timedelta(seconds=2)
 
 
+def pid_namespace() -> str:
+    """This process's pid namespace ('4026531836'; '' where unknown): a process id means something only in it."""
+    try:
+        return os.readlink("/proc/self/ns/pid").partition("[")[2].rstrip("]")
+    except OSError:
+        return ""
+
+
+def new_identity(tag: str) -> str:
+    """Who claims runs and holds leases: ``host:pid:tag:pid-namespace``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{tag}:{pid_namespace()}"
+
+
 def this_process() -> str:
     """The claimer of a run executed in this very process (``python -m pipeline run``, a script):
     a scheduler's sweep sees it alive and never hands the run to the queue."""
-    return f"{socket.gethostname()}:{os.getpid()}:foreground"
+    return new_identity("foreground")
+
+
+def visible_pid(identity: str | None) -> int | None:
+    """The process id of ``identity`` if this process can see it (same host name, same pid namespace)."""
+    host, pid, _, namespace = ((identity or "").split(":") + ["", "", "", ""])[:4]
+    if host != socket.gethostname() or not pid.isdigit() or namespace not in ("", pid_namespace()):
+        return None  # an identity made before namespaces were recorded has none: taken as this namespace
+    return int(pid)
 
 
 def identity_alive(identity: str | None, *, since: dt.datetime | None = None) -> bool | None:
-    """Whether the scheduler ``host:pid:tag`` still runs: True/False on this host, None elsewhere."""
-    host, _, rest = (identity or "").partition(":")
-    pid = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid.isdigit():
-        return None
-    return process_alive(int(pid), since)
+    """Whether the process ``host:pid:tag:namespace`` still runs: True/False where its pid can be seen (this
+    host and pid namespace), None elsewhere (judge it by its heartbeat)."""
+    pid = visible_pid(identity)
+    return None if pid is None else process_alive(pid, since)
 
 
 @dataclass(frozen=True)
@@ -73,7 +94,7 @@ def judge(run: dict[str, Any], *, now: dt.datetime, identity: str, stale_after: 
         if worker is not None:
             return _unstarted_by_worker(run, worker, now=now)
         return _unstarted(run, now=now, identity=identity, stale_after=stale_after)
-    if run["pid"] and run["hostname"] == socket.gethostname():
+    if run["pid"] and run["hostname"] == socket.gethostname() and _same_namespace(run["claimed_by"]):
         if process_alive(run["pid"], from_db(run["started_at"])):
             return None
         return Verdict("end", f"Its flow process (pid {run['pid']}) is gone: the scheduler or command that ran it "
@@ -83,6 +104,13 @@ def judge(run: dict[str, Any], *, now: dt.datetime, identity: str, stale_after: 
         host = f" on {run['hostname']}" if run["hostname"] else ""
         return Verdict("end", f"No heartbeat since {utc_text(last)}: its process{host} is presumed gone.")
     return None
+
+
+def _same_namespace(claimer: str | None) -> bool:
+    """Whether a run's process ids can be seen from here: its claimer (whose child runs it) shares our pid
+    namespace (a claimer without one recorded is taken as sharing it)."""
+    namespace = ((claimer or "").split(":") + ["", "", "", ""])[3]
+    return namespace in ("", pid_namespace())
 
 
 def _unstarted(run: dict[str, Any], *, now: dt.datetime, identity: str, stale_after: float) -> Verdict | None:

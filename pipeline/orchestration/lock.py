@@ -20,7 +20,7 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from ..config import Settings
 from ..errors import HistoryFileLost, HistoryLost, SchedulerLocked
@@ -126,6 +126,20 @@ class HistoryWatch:
             raise HistoryFileLost(f"The history {self.path} was replaced by another file while the {self.role} ran; "
                                   "it stops rather than mix two histories, writes nothing more, and its flows stop "
                                   "unrecorded. Start it again to serve the new file.")
+
+    def explain(self, damage: Exception, sleep: Callable[[float], None]) -> Exception:
+        """A history that looks damaged may be a file being copied over it: after a moment for the copy to end,
+        HistoryFileLost if the file is another one now (its id), else ``damage`` as it was."""
+        if self.identity is None:
+            return damage
+        sleep(0.5)
+        found = identity_in_file(self.path)
+        if file_identity(self.path) != self.identity or (found is not None and found != self.token):
+            try:
+                self.check()
+            except HistoryFileLost as lost:
+                return lost
+        return damage
 
     def _other_token(self) -> bool:
         """Whether the file now holds another history's id (asked twice: a read can meet a page being written)."""

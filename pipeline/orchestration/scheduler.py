@@ -47,7 +47,7 @@ from . import catchup
 from .clock import SYSTEM_CLOCK, Clock
 from .deployments import ensure_default, materialise, spec_of
 from .executor import Executor, ProcessExecutor
-from .liveness import identity_alive, judge, worker_alive
+from .liveness import identity_alive, judge, new_identity, visible_pid, worker_alive
 from .lock import HistoryWatch, LockWatch, exclusive, lease_refused
 from .notify import Notifier
 from .states import State
@@ -81,7 +81,7 @@ class Scheduler(Supervisor):
         self.watch = watch
         self.execute = execute
         self.holds_lock = holds_lock  # it holds the history's session lock (PostgreSQL): any earlier holder is gone
-        self.identity = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.identity = new_identity(uuid.uuid4().hex[:6])
         self.jobs = schedule.Scheduler()
         self.last_alive: dt.datetime | None = None  # when the previous scheduler was last known to run
         self.started_at: dt.datetime | None = None
@@ -114,7 +114,7 @@ class Scheduler(Supervisor):
         owner = row.get("owner") or ""
         if self.holds_lock:
             return True
-        if owner.split(":")[:2] == self.identity.split(":")[:2]:
+        if visible_pid(owner) == os.getpid():
             return True  # this very process: an earlier Scheduler object of it (one process runs one scheduler)
         alive = identity_alive(owner, since=from_db(row.get("started_at")))
         if alive is not None:
@@ -196,10 +196,18 @@ class Scheduler(Supervisor):
             if verdict is None:
                 continue
             if verdict.action == "requeue":
-                if self.store.requeue_unstarted(run["id"], reason=verdict.reason, now=now):
-                    logger.warning("Run %s (%s) was %s.", run["name"], run["id"][:8], verdict.reason)
+                self._requeue(run, verdict.reason, now)
             else:
                 self._end_dead(run, verdict.reason, now)
+
+    def _requeue(self, run: RunRow, reason: str, now: dt.datetime) -> None:
+        """Back to the queue, or CANCELLED if its cancel was asked while it was claimed."""
+        why = reason.removesuffix("; back in the queue")
+        back = self.store.requeue_unstarted(run["id"], reason=reason, now=now,
+                                            cancelled=f"Cancelled on request before it started; it was {why}.")
+        if back is not None:
+            logger.warning("Run %s (%s): %s", run["name"], run["id"][:8],
+                           back["state_message"] if back["state"] == State.CANCELLED else f"{reason}.")
 
     def materialise_all(self) -> None:
         now = self.clock.now()

@@ -31,6 +31,9 @@ from .states import ACTIVE_STATES, State
 logger = logging.getLogger("pipeline.orchestration.scheduler")
 
 
+SHORTEST = 0.01  # seconds: the shortest interval a scheduler's or worker's loop is given
+
+
 @dataclass(frozen=True)
 class ProcessOptions:
     """Intervals and thresholds of a process that runs flows, in seconds (small values make tests fast)."""
@@ -48,6 +51,9 @@ class ProcessOptions:
         for name, value in vars(self).items():
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
                 raise ConfigError(f"The {kind} option {name}={value!r} must be a positive number of seconds.")
+            if value < SHORTEST:
+                raise ConfigError(f"The {kind} option {name}={value:g} s is shorter than the {SHORTEST:g} s its loop "
+                                  "can honour (each pass reads the history; its jobs count whole microseconds).")
         if self.stale_after <= self.heartbeat:
             raise ConfigError(f"stale_after={self.stale_after:g} s must be longer than the heartbeat "
                               f"of {self.heartbeat:g} s, or live processes would look dead.")
@@ -66,7 +72,8 @@ class Supervisor:
     """Starts, watches and stops the flow processes of the runs this process claimed."""
 
     role = "scheduler"  # how its log lines name it
-    identity = ""  # who it claims runs as (host:pid:tag)
+    identity = ""  # who it claims runs as (host:pid:tag:pid-namespace)
+    watch: Any = None  # notices the history file deleted or replaced (``lock.HistoryWatch``)
 
     def __init__(self, store: Store, settings: Settings, *, options: Any, clock: Clock, executor: Executor):
         self.store, self.settings, self.options, self.clock = store, settings, options, clock
@@ -135,6 +142,8 @@ class Supervisor:
         """Stop: the lease was taken, or the history file was deleted, replaced or damaged. In the last three
         cases nothing more is written to it: the flows are killed (a flow stopped by SIGTERM would record its
         end) and end unrecorded; a file deleted or replaced is abandoned (``Store.abandon``)."""
+        if isinstance(error, HistoryDamaged) and hasattr(self.watch, "explain") and not _unrecorded(self.fatal):
+            error = self.watch.explain(error, self.clock.sleep)  # or a file being copied over the history
         if self.fatal is None:
             logger.error("%s", error)
         if _unrecorded(error) and not _unrecorded(self.fatal):

@@ -35,7 +35,7 @@ from ..errors import ConfigError, HistoryLost
 from ..store import Store
 from .clock import SYSTEM_CLOCK, Clock
 from .executor import Executor, ProcessExecutor
-from .liveness import scheduler_alive
+from .liveness import new_identity, scheduler_alive
 from .lock import HistoryWatch
 from .supervisor import ProcessOptions, Supervisor, stop_on_signals
 
@@ -63,7 +63,7 @@ class Worker(Supervisor):
         self.watch = watch  # the SQLite history file deleted or replaced: the worker stops
         self.queues = tuple(dict.fromkeys(queues))
         self.concurrency = concurrency
-        self.identity = f"{socket.gethostname()}:{os.getpid()}:w{uuid.uuid4().hex[:6]}"
+        self.identity = new_identity(f"w{uuid.uuid4().hex[:6]}")
         self.jobs = schedule.Scheduler()
         self.last_beat: dt.datetime | None = None  # the last heartbeat the history took
         self.unreachable = False

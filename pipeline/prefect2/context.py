@@ -1,8 +1,9 @@
 """Prefect 2.0 beta's ``prefect.context``: what a running flow or task knows about its run.
 
 ``get_run_context()`` inside a flow gives a ``FlowRunContext`` whose ``flow_run`` has the run's
-``id`` (a UUID), ``name``, ``expected_start_time`` (the time it was scheduled for, in UTC; the course's
-week-4 ``score.py`` takes its run date from it), ``parameters``, ``deployment_id`` and ``flow_name``;
+``id`` (a UUID), ``name``, ``expected_start_time`` (the time it was scheduled for, in UTC; for a trigger
+or backfill asked for another date, that date at that time of day: the course's week-4 ``score.py``
+takes its run date from it), ``parameters``, ``deployment_id`` and ``flow_name``;
 inside a task it gives a ``TaskRunContext`` whose ``task_run`` has the task run's ``id`` and ``name``
 (and, for convenience, the same ``flow_run``). Outside a run it raises, as Prefect did.
 """
@@ -79,7 +80,15 @@ def get_run_context() -> FlowRunContext | TaskRunContext:
 
 def _flow_run(context: RunContext) -> FlowRun:
     run = context.store.get_run(context.run_id)
-    expected = from_db(run.get("scheduled_time")) or from_db(run["created_at"])
     return FlowRun(id=uuid.UUID(run["id"]), name=run["name"], flow_name=context.flow.name,
-                   expected_start_time=expected, start_time=from_db(run.get("started_at")),
+                   expected_start_time=_expected_start(run), start_time=from_db(run.get("started_at")),
                    parameters=dict(run.get("parameters") or {}), deployment_id=run.get("deployment_id"))
+
+
+def _expected_start(run: dict[str, Any]) -> dt.datetime:
+    """When the run was scheduled for; a trigger or backfill for another date D: D at that time of day."""
+    scheduled = from_db(run.get("scheduled_time")) or from_db(run["created_at"])
+    asked = run.get("run_date")
+    if run.get("trigger") in ("manual", "backfill") and asked and asked != scheduled.date().isoformat():
+        return dt.datetime.combine(dt.date.fromisoformat(asked), scheduled.timetz())
+    return scheduled

@@ -101,14 +101,19 @@ class RunStore:
             ).fetchone()
         return _row(row)
 
-    def requeue_unstarted(self, run_id: str, *, reason: str, now: dt.datetime) -> dict[str, Any] | None:
-        """A claimed run whose process never began goes back to the queue (LATE), as if never claimed."""
+    def requeue_unstarted(self, run_id: str, *, reason: str, now: dt.datetime,
+                          cancelled: str = "Cancelled on request before it started.") -> dict[str, Any] | None:
+        """A claimed run whose process never began goes back to the queue (LATE), as if never claimed; one
+        whose cancel was asked meanwhile ends CANCELLED with the message ``cancelled`` (claims skip it)."""
         with self.atomic() as conn:
             row = conn.execute(
-                "UPDATE flow_runs SET state = 'LATE', claimed_by = NULL, "
-                "attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, "
-                "late_reason = ?, state_message = ? WHERE id = ? AND state = 'PENDING' AND started_at IS NULL "
-                "RETURNING *", (reason, reason, run_id)).fetchone()
+                "UPDATE flow_runs SET state = CASE WHEN cancel_requested = 1 THEN 'CANCELLED' ELSE 'LATE' END, "
+                "claimed_by = NULL, attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, "
+                "late_reason = CASE WHEN cancel_requested = 1 THEN NULL ELSE ? END, "
+                "state_message = CASE WHEN cancel_requested = 1 THEN ? ELSE ? END, "
+                "ended_at = CASE WHEN cancel_requested = 1 THEN ? ELSE ended_at END "
+                "WHERE id = ? AND state = 'PENDING' AND started_at IS NULL RETURNING *",
+                (reason, cancelled, reason, to_db(now), run_id)).fetchone()
         return _row(row)
 
     def end_dead_run(self, run_id: str, *, message: str, now: dt.datetime, retries: int = 0,

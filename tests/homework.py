@@ -1,0 +1,39 @@
+"""A student's homework folder for the Prefect 2 tests: write a file, run a deployment once, read its logs."""
+from __future__ import annotations
+
+import datetime as dt
+import textwrap
+from pathlib import Path
+
+from pipeline.config import load_settings
+from pipeline.orchestration import control
+from pipeline.orchestration.scheduler import Scheduler, SchedulerOptions
+from pipeline.store import Store
+from tests.conftest import FakeClock
+from tests.fakes import InlineExecutor
+
+UTC = dt.timezone.utc
+
+
+def write(folder: Path, name: str, source: str) -> Path:
+    (folder / name).write_text(textwrap.dedent(source))
+    return folder / name
+
+
+def history(folder: Path) -> Store:
+    """The history of FHV_HOME, which the tests put beside the homework folder."""
+    return Store(folder.parent / "fhv" / "history.db")
+
+
+def run_once(store: Store, deployment: str, date: dt.date | None = None) -> dict:
+    """Trigger ``deployment`` and let a scheduler on a fake clock run it in this process."""
+    clock = FakeClock(dt.datetime.now(UTC))
+    settings = load_settings()
+    run = control.trigger(store, settings, deployment=deployment, date=date, now=clock.now())
+    Scheduler(store, settings, options=SchedulerOptions(heartbeat=60, stale_after=3600), clock=clock,
+              executor=InlineExecutor(store, settings, clock=clock)).tick()
+    return store.get_run(run["id"])
+
+
+def messages(store: Store, run_id: str) -> list[str]:
+    return [line["message"] for line in store.logs(run_id)]
