@@ -147,7 +147,7 @@ class PrefectFlow:
             raise ConfigError(f"@flow on {fn.__name__} uses task_runner={type(task_runner).__name__}(), which is not "
                               "supported here; use SequentialTaskRunner() or ConcurrentTaskRunner().")
         functools.update_wrapper(self, fn)
-        self.fn = fn
+        self.fn, self.validate = fn, validate_parameters
         self.name = name or fn.__name__.replace("_", "-")
         self.path = inspect.getsourcefile(fn)
 
@@ -167,7 +167,8 @@ class PrefectFlow:
     def body(self, **parameters: Any) -> Any:
         """Run the function; a task that failed fails the flow, as in Prefect 2.0."""
         futures: list[PrefectFuture] = []
-        parameters = cast_parameters(self.fn, self.name, parameters)
+        if self.validate:  # cast to the type hints, as Prefect 2.0 beta's pydantic did
+            parameters = cast_parameters(self.fn, self.name, parameters)
         token = _FUTURES.set(futures)
         try:
             value = self.fn(**parameters)
