@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import textwrap
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -19,6 +20,8 @@ SYNTHETIC_NAME = "synthetic demo data"
 PART_STYLE = {"train": dict(dash="dot"), "val": dict(dash="solid")}
 PART_NAME = {"train": "training", "val": "validation"}
 PART_COLOR = {"train": "#94a3b8", "val": "#2563eb"}
+TITLE_WIDTH = 42  # characters a line: a chart title fits a phone (390 px)
+LEGEND_BELOW = 70  # px under the x axis's title for a legend of one or two rows
 
 
 def _layout(fig: go.Figure, *, height: int, **extra) -> go.Figure:
@@ -27,6 +30,18 @@ def _layout(fig: go.Figure, *, height: int, **extra) -> go.Figure:
                       legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0), **extra)
     fig.update_xaxes(gridcolor=GRID, zeroline=False, showline=True, linecolor=GRID)
     fig.update_yaxes(gridcolor=GRID, zeroline=False, showline=True, linecolor=GRID)
+    return fig
+
+
+def _titled(fig: go.Figure, title: str, *, height: int) -> go.Figure:
+    """A chart with a title: the title at the top left (wrapped to fit a phone), range buttons under it, the
+    legend under the plot, so that none of them overlaps another at any width."""
+    lines = textwrap.wrap(title, TITLE_WIDTH)
+    _layout(fig, height=height + 18 * (len(lines) - 1) + LEGEND_BELOW,
+            title=dict(text="<br>".join(lines), x=0, xanchor="left", y=1, yanchor="top", yref="container",
+                       pad=dict(t=8, l=4), font=dict(size=14)))
+    fig.update_layout(margin=dict(l=10, r=10, t=46 + 18 * len(lines), b=10 + LEGEND_BELOW),
+                      legend=dict(orientation="h", x=0, xanchor="left", y=0, yanchor="bottom", yref="container"))
     return fig
 
 
@@ -132,8 +147,7 @@ def metric_trends(history: pd.DataFrame) -> go.Figure:
     if monthly["synthetic"].fillna(False).any():
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=SYNTHETIC_NAME, hoverinfo="skip",
                                  marker=dict(size=9, color="white", line=dict(color="#475569", width=2))))
-    _layout(fig, height=420, title=dict(text="RMSE (minutes)", x=0.5, xanchor="center", font=dict(size=14)))
-    fig.update_layout(margin=dict(l=10, r=10, t=70, b=10), legend=dict(x=1, xanchor="right", y=1.02))
+    _titled(fig, "RMSE (minutes)", height=420)
     fig.update_yaxes(title_text="minutes")
     fig.update_xaxes(type="date", tickformat="%Y-%m", dtick=_month_step(monthly), ticklabelmode="period",
                      title_text="Run date (training month = run month - 2)", rangeselector=dict(x=0, y=1.02, buttons=[
@@ -215,9 +229,7 @@ def duration_shares(shares: pd.DataFrame) -> go.Figure:
                                  line=dict(color=color, width=2),
                                  customdata=group["minute"] + 1,
                                  hovertemplate="%{x}-%{customdata} min: %{y:.2%}<extra>" + label + "</extra>"))
-    _layout(fig, height=300, title=dict(text="Trip durations (share of kept trips per minute)", x=0.5,
-                                        xanchor="center", font=dict(size=14)))
-    fig.update_layout(margin=dict(l=10, r=10, t=70, b=10), legend=dict(x=1, xanchor="right", y=1.02))
+    _titled(fig, "Trip durations (share of kept trips per minute)", height=300)
     fig.update_xaxes(title_text="minutes", range=[1, 60])
     fig.update_yaxes(tickformat=".0%", rangemode="tozero")
     return fig
@@ -234,9 +246,7 @@ def drift_trends(history: pd.DataFrame, *, limit: float | None = None) -> go.Fig
     if limit is not None:
         fig.add_hline(y=limit, line=dict(color="#dc2626", dash="dash", width=1),
                       annotation_text=f"max_psi {limit:g}", annotation_position="top left")
-    _layout(fig, height=320, title=dict(text="Drift: PSI, validation month against training month", x=0.5,
-                                        xanchor="center", font=dict(size=14)))
-    fig.update_layout(margin=dict(l=10, r=10, t=70, b=10), legend=dict(x=1, xanchor="right", y=1.02))
+    _titled(fig, "Drift: PSI, validation month against training month", height=320)
     fig.update_xaxes(type="date", tickformat="%Y-%m", dtick=_month_step(monthly), ticklabelmode="period",
                      title_text="Run date")
     fig.update_yaxes(title_text="PSI", rangemode="tozero")
@@ -274,9 +284,7 @@ def model_in_use(points: pd.DataFrame) -> go.Figure:
     fig.add_trace(go.Scatter(x=months[promoted], y=points.loc[promoted, "retrained_rmse"], mode="markers",
                              name="promoted", marker=dict(symbol="star", size=14, color=PROMOTED_COLOR),
                              hoverinfo="skip"))
-    _layout(fig, height=340, title=dict(text="The model in use on each new month (validation RMSE, minutes)", x=0.5,
-                                        xanchor="center", font=dict(size=14)))
-    fig.update_layout(margin=dict(l=10, r=10, t=70, b=10), legend=dict(x=1, xanchor="right", y=1.02))
+    _titled(fig, "The model in use on each new month (validation RMSE, minutes)", height=340)
     fig.update_xaxes(type="date", tickformat="%Y-%m", ticklabelmode="period", title_text="Validation month")
     fig.update_yaxes(title_text="RMSE (min)")
     return fig

@@ -175,6 +175,12 @@ def span(seconds: float) -> str:
     return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
 
 
+def nowrap(*parts: str) -> str:
+    """Parts of a Markdown line that never break inside (a date or a month range wraps whole), joined by
+    `` · ``; for ``st.markdown(..., unsafe_allow_html=True)``."""
+    return " · ".join(f'<span style="white-space:nowrap">{part}</span>' for part in parts)
+
+
 def months(run: dict[str, Any]) -> str:
     """What a run covered: ``train 2021-06 → val 2021-07``."""
     if not run.get("train_month"):

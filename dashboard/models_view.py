@@ -118,8 +118,8 @@ def watch_section(points: list[dict[str, Any]]) -> None:
 
 
 def rollback_button(now: dict[str, Any] | None) -> None:
-    if st.button("Roll back to the previous champion", icon=":material/undo:", key="models_rollback",
-                 disabled=now is None) and access.allowed("promote"):
+    if access.button(st, "Roll back to the previous champion", "promote", icon=":material/undo:",
+                     key="models_rollback", disabled=now is None):
         _write(lambda: actions.rollback(queries.settings(), actor=actor()))
 
 
@@ -153,8 +153,8 @@ def promote_form(rows: list[dict[str, Any]]) -> None:
                                   disabled=not others)
     older = champion.older_than_champion(_as_run(picked), _as_run(next((v for v in rows if v["champion"]), None)))
     confirmed = older is not None and st.checkbox(f"Yes, promote it: {older}.", key="models_confirm_older")
-    if button_col.button("Promote", icon=":material/upgrade:", key="models_promote", disabled=not others) \
-            and access.allowed("promote"):
+    if access.button(button_col, "Promote", "promote", icon=":material/upgrade:", key="models_promote",
+                     disabled=not others):
         if older and not confirmed:
             st.warning(f"{older}: tick the box above to confirm.", icon=":material/warning:")
             return

@@ -14,6 +14,17 @@ RUN_PAGE = "app_pages/run_detail.py"
 UPCOMING_PAGE = "app_pages/upcoming.py"
 RUNS_PAGE = "app_pages/runs.py"
 STATE_OPTIONS = [labels.state_label(s) for s in labels.STATUS_COLORS]
+# On a phone the sidebar covers the page: close it once a page is chosen in it (Streamlit leaves it open).
+# One listener for the whole session (the flag), on the document: it outlives the sidebar's reruns.
+CLOSE_ON_NAVIGATION = """<script>
+if (!window.fhvClosesSidebar) {
+  window.fhvClosesSidebar = true;
+  document.addEventListener("click", (event) => {
+    if (window.innerWidth >= 768 || !event.target.closest('[data-testid="stSidebarNavLink"]')) return;
+    setTimeout(() => document.querySelector('[data-testid="stSidebarCollapseButton"] button')?.click(), 50);
+  });
+}
+</script>"""
 
 
 def sidebar() -> None:
@@ -24,6 +35,7 @@ def sidebar() -> None:
         st.caption("Run history")
         st.markdown(inline_code(settings.history_label))
         access.sidebar()
+        st.html(CLOSE_ON_NAVIGATION, unsafe_allow_javascript=True)
 
 
 @st.fragment(run_every=queries.LIVE_EVERY_S)
@@ -152,7 +164,7 @@ def run_columns_config() -> dict[str, Any]:
     return {
         "Run": st.column_config.LinkColumn("Run", display_text=r"name=([^&]+)", width=140,
                                            help="Open the run's detail page"),
-        "State": st.column_config.MultiselectColumn("State", options=STATE_OPTIONS, width=104,
+        "State": st.column_config.MultiselectColumn("State", options=STATE_OPTIONS, width=124,  # "Awaiting Retry"
                                                     color=list(labels.STATUS_COLORS.values())),
         "Run date": text("Run date", width=92),
         "Val RMSE": text("Val RMSE", width=78, help="Validation RMSE in minutes"),

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from dashboard import labels
+from dashboard import labels, widgets
 from pipeline.training import demo
 from pipeline.config import load_settings
 from pipeline.training.months import month_of, months_for, parse_month, shift_month
@@ -408,3 +408,40 @@ def test_runs_selected_in_the_grid_are_named_on_the_button_cancelled_together_th
     expect_text(cleared, "Cancel selected runs")
     assert cleared.is_disabled()  # the runs that slid into the ticked rows are not offered
     screenshot(page, shots, "runs_cancelled_together")
+
+
+def test_on_a_phone_the_sidebar_closes_once_a_page_is_chosen_in_it(browser, dashboard):
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    try:
+        open_page(page, dashboard + "/")
+        sidebar = page.locator("[data-testid='stSidebar']")
+        page.locator("[data-testid='stExpandSidebarButton']").click()
+        expect_attribute(sidebar, "data-collapsed", "false")
+        page.locator("[data-testid='stSidebarNavLink']").filter(has_text="Upcoming").click()
+        page.wait_for_selector("[data-testid='stMain'] h1:has-text('Upcoming')", timeout=30_000)
+        expect_attribute(sidebar, "data-collapsed", "true")
+    finally:
+        context.close()
+
+
+def expect_attribute(locator, name: str, value: str) -> None:
+    from playwright.sync_api import expect
+
+    expect(locator).to_have_attribute(name, value, timeout=10_000)
+
+
+@pytest.mark.parametrize("width", [390, 1440])
+def test_dates_and_month_ranges_never_wrap_inside_and_an_awaiting_retry_badge_fits(browser, dashboard, width):
+    context = browser.new_context(viewport={"width": width, "height": 1000})
+    page = context.new_page()
+    try:
+        open_page(page, dashboard + "/")
+        values = page.evaluate("""() => Array.from(document.querySelectorAll("[data-testid='stMain'] span"))
+            .filter(e => /^(run date )?\\d{4}-\\d{2}(-\\d{2})?$|→/.test(e.innerText.trim()) && e.children.length === 0)
+            .map(e => [e.innerText, e.getClientRects().length])""")
+        assert values and all(lines == 1 for _, lines in values), values
+    finally:
+        context.close()
+    column = widgets.run_columns_config()["State"]
+    assert column["width"] >= 8 * len("Awaiting Retry") + 12  # the pill's text at 13 px and its padding

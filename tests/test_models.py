@@ -8,6 +8,8 @@ import hashlib
 import json
 import pickle
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -26,7 +28,7 @@ from pipeline.config import Settings
 from pipeline.errors import DataError, InvalidTransition
 from pipeline.orchestration.states import State
 from pipeline.store import Store
-from pipeline.training import champion, compare
+from pipeline.training import champion, compare, features, helper
 from pipeline.training.demo import generate_month
 from pipeline.training.flow import FLOW_NAME, execute
 from pipeline.training.job import run_fields
@@ -148,12 +150,21 @@ def test_the_champion_is_scored_exactly_like_pandas_and_pickle_on_the_challenger
 GONE_MODULE = b"cgone_module\nThing\n)\x81."  # a pickle of an object whose module is no longer installed
 
 
+def in_the_helper(monkeypatch) -> None:
+    """Runs start their helper process whatever the months' size (as on big months): it scores the champion."""
+    monkeypatch.setattr(helper.ArtifactWriter, "start_for", lambda self, paths: self.start(only_if_cold=False))
+
+
+@pytest.mark.parametrize("where", ["here", "in the helper"])
 @pytest.mark.parametrize("payloads, said", [
     ((pickle.dumps({"vocabulary": {}}), pickle.dumps({"coef": [0.1]})), "'dict' object has no attribute"),
+    ((GONE_MODULE, GONE_MODULE), "The vectorizer of run"),
     ((GONE_MODULE, GONE_MODULE), "does not unpickle (ModuleNotFoundError: No module named 'gone_module')"),
     ("nan", "its RMSE on this month is not a number"),  # a model that predicts NaN
 ])
-def test_a_champion_that_cannot_be_scored_is_replaced_with_the_reason(tmp_path, payloads, said):
+def test_a_champion_that_cannot_be_scored_is_replaced_with_the_reason(tmp_path, monkeypatch, payloads, said, where):
+    if where == "in the helper":
+        in_the_helper(monkeypatch)
     settings = Settings(home=tmp_path / "fhv", data_url=f"demo:{ROWS}").ensure_dirs()
     store, clock = Store(settings.db_path), FakeClock()
     odd = store.create_run(flow=FLOW_NAME, name="odd-pickles", state=State.COMPLETED, now=clock.now(), metrics={},
@@ -176,6 +187,40 @@ def test_a_champion_that_cannot_be_scored_is_replaced_with_the_reason(tmp_path, 
     assert reason.startswith("The champion odd-pickles (") and "could not be scored (" in reason and said in reason
     assert store.champion()["id"] == run["id"] and store.promotion_events()[-1]["undo_to"] == 1
     store.close()
+
+
+@pytest.mark.parametrize("where", ["here", "in the helper"])
+def test_the_champion_scored_in_the_helper_process_is_scored_exactly_as_here(history, where, monkeypatch):
+    settings, store, (first, second, *_) = history
+    summary = features.read_month(Path(settings.data_url) / f"fhv_tripdata_{second['val_month']}.parquet",
+                                  "val").summary
+    writer = helper.ArtifactWriter()
+    if where == "in the helper":
+        writer.start(only_if_cold=False)
+        monkeypatch.setattr(champion, "load_model", None)  # never unpickled here
+    try:
+        rmse = champion.scored_rmse(store, first["id"], summary, writer)
+    finally:
+        writer.close()
+    assert rmse == pytest.approx(second["metrics"]["promotion"]["champion_rmse"], rel=1e-12)
+
+
+def test_a_run_whose_helper_scores_the_champion_never_imports_scikit_learn(tmp_path):
+    """As on big months: the helper imports scikit-learn, writes the pickles and scores the champion."""
+    script = (
+        "import sys\n"
+        "from pipeline.config import Settings\n"
+        "from pipeline.store import Store\n"
+        "from pipeline.training import flow, helper\n"
+        "helper.ArtifactWriter.WORTH_BYTES = 0\n"
+        f"settings = Settings(home=__import__('pathlib').Path({str(tmp_path)!r}), data_url='demo:{ROWS}').ensure_dirs()\n"
+        "store = Store(settings.db_path)\n"
+        "runs = [flow.run_now(store, settings, date=d, name=d) for d in ('2021-03-15', '2021-04-15')]\n"
+        "second = store.get_run(runs[1].run_id)\n"
+        "print(second['state'], second['metrics']['promotion']['champion_rmse'] > 0,\n"
+        "      any(m.startswith('sklearn') for m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["COMPLETED", "True", "False"], done.stderr[-2000:]
 
 
 def test_a_champion_whose_files_are_gone_is_scored_from_the_historys_copy(tmp_path):
@@ -471,13 +516,13 @@ def test_an_operator_promotes_and_rolls_back_from_the_page_under_their_name(hist
     assert store.champion()["id"] == third["id"] and store.promotion_events()[-1]["action"] == "rollback"
 
 
-def test_a_viewer_sees_the_models_but_is_refused_a_promotion(history, monkeypatch):
+def test_a_viewer_sees_the_models_with_promotion_and_rollback_disabled_and_why(history, monkeypatch):
     settings, store, (first, second, third, fake) = history
     users.add(users.users_path(settings.home), "victor", PASSWORD, "viewer")
     at = models_page(user="victor", monkeypatch=monkeypatch, home=settings.home)
-    at.button(key="models_promote").click().run()
-    assert any("victor is a viewer: only an operator may promote or roll back models." in e.value for e in at.error)
-    at.button(key="models_rollback").click().run()
+    for key in ("models_promote", "models_rollback"):
+        button = at.button(key=key)
+        assert button.disabled and "victor is a viewer: only an operator may promote or roll back models." in button.help
     assert store.champion()["id"] == third["id"] and len(store.promotion_events()) <= 3
 
 
@@ -507,9 +552,9 @@ def test_the_champions_one_hot_rows_are_exactly_its_vectorizers():
     from sklearn.feature_extraction import DictVectorizer
 
     rng = np.random.default_rng(7)
-    dv = DictVectorizer().fit([{champion.PU: str(p), champion.DO: str(d)}
+    dv = DictVectorizer().fit([{helper.PU: str(p), helper.DO: str(d)}
                                for p, d in rng.integers(0, 200, (3000, 2)).tolist()])
     pu, do = rng.integers(-1, 266, 5000), rng.integers(-1, 266, 5000)  # zones it never saw, and missing (-1)
-    expected = dv.transform([{champion.PU: str(p), champion.DO: str(d)} for p, d in zip(pu.tolist(), do.tolist())])
-    made = champion._onehot(dv, pu, do)
+    expected = dv.transform([{helper.PU: str(p), helper.DO: str(d)} for p, d in zip(pu.tolist(), do.tolist())])
+    made = helper.pair_matrix(dv, pu, do)
     assert made.shape == expected.shape and (made != expected).nnz == 0

@@ -260,7 +260,7 @@ def test_a_failing_task_fails_the_flow_naming_the_task_and_its_error(course, tmp
     ("from prefect.flow_runners import DockerFlowRunner", "prefect.flow_runners.DockerFlowRunner is not supported"),
     ("from prefect.orion.schemas.schedules import RRuleSchedule\nRRuleSchedule(rrule='x')",
      "RRuleSchedule is not supported here"),
-    ("from prefect import task\n@task(cache_key_fn=len)\ndef t(): pass", "@task on t: the option cache_key_fn is not"),
+    ("from prefect import task\n@task(log_prints=True)\ndef t(): pass", "@task on t: the option log_prints is not"),
     ("from prefect import flow\nclass DaskTaskRunner: pass\n@flow(task_runner=DaskTaskRunner())\ndef f(): pass",
      "uses task_runner=DaskTaskRunner(), which is not supported here"),
 ])

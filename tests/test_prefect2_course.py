@@ -180,7 +180,7 @@ def test_a_flow_without_a_date_takes_its_run_date_from_the_expected_start_time_o
 
 
 @pytest.mark.parametrize("parameters, words", [
-    ({"n": "three"}, "The parameter 'n' of the flow counting is 'three', which is not a int (a whole number)"),
+    ({"n": "three"}, "The parameter 'n' of the flow counting is 'three', which is not an int (a whole number)"),
     ({"when": "someday"}, "The parameter 'when' of the flow counting is 'someday', which is not a date"),
 ])
 def test_a_parameter_that_cannot_be_cast_fails_the_run_with_one_sentence_naming_it(homework, parameters, words):
@@ -360,3 +360,57 @@ def test_a_file_that_ends_or_hangs_its_loading_gets_one_sentence_and_registers_n
     err = " ".join(capsys.readouterr().err.split())
     assert words in err and "Traceback" not in err
     assert Store(tmp_path / "fhv" / "history.db").deployments() == []
+
+
+def test_wait_for_and_futures_inside_a_dict_are_resolved_as_in_prefect_2_beta(homework):
+    write(homework, "homework.py", '''
+        from prefect import flow, task, get_run_logger
+        from prefect.deployments import DeploymentSpec
+
+        @task
+        def download(month):
+            return f"fhv_tripdata_{month}.parquet"
+
+        @task
+        def report(files):
+            get_run_logger().info(f"files {files['train']} and {files['val']}")
+
+        @flow
+        def main(date=None):
+            train, val = download("2021-06"), download("2021-07")
+            report({"train": train, "val": val}, wait_for=[train, val])
+
+        DeploymentSpec(flow=main, name="waiting")
+    ''')
+    assert main(["deployment", "create", str(homework / "homework.py")]) == 0
+    store = history(homework)
+    run = run_once(store, "waiting")
+    assert run["state"] == "COMPLETED", run["error"]
+    assert "files fhv_tripdata_2021-06.parquet and fhv_tripdata_2021-07.parquet" in messages(store, run["id"])
+
+
+def test_a_cached_task_runs_every_time_and_the_log_says_so_once(homework):
+    write(homework, "homework.py", '''
+        from datetime import timedelta
+        from prefect import flow, task, get_run_logger
+        from prefect.tasks import task_input_hash
+        from prefect.deployments import DeploymentSpec
+
+        @task(cache_key_fn=task_input_hash, cache_expiration=timedelta(days=1))
+        def read(month):
+            get_run_logger().info(f"reading {month}")
+            return month
+
+        @flow
+        def main(date=None):
+            read("2021-06")
+            read("2021-06")
+
+        DeploymentSpec(flow=main, name="cached")
+    ''')
+    assert main(["deployment", "create", str(homework / "homework.py")]) == 0
+    store = history(homework)
+    run = run_once(store, "cached")
+    said = messages(store, run["id"])
+    assert run["state"] == "COMPLETED" and said.count("reading 2021-06") == 2
+    assert said.count("The task read sets cache_key_fn: here it runs every time (task results are not cached).") == 1

@@ -19,6 +19,7 @@ import pytest
 from pipeline.cli import main
 from pipeline.config import load_settings
 from pipeline.orchestration import control
+from pipeline.store import Store
 from tests.conftest import wait_for
 from tests.homework import history, messages, run_once, write
 from tests.prerequisites import unavailable
@@ -54,6 +55,17 @@ def _build(venv: Path) -> None:
     shutil.rmtree(venv, ignore_errors=True)
     building.rename(venv)
 
+
+LIGHT = '''
+from prefect import flow
+from prefect.deployments import DeploymentSpec
+from prefect.flow_runners import SubprocessFlowRunner
+
+
+@flow
+def main(date=None):
+    pass
+'''
 
 IN_ITS_OWN_VENV = '''
 import sys
@@ -113,9 +125,18 @@ DeploymentSpec(flow=main, name="own-env", flow_runner=SubprocessFlowRunner(virtu
 
 @pytest.mark.timeout(900)
 def test_deployment_create_with_python_loads_and_runs_a_file_that_names_no_environment(homework, user_venv, capsys):
-    write(homework, "homework.py", IN_ITS_OWN_VENV + '''
-DeploymentSpec(flow=main, name="with-python")
-''')
+    write(homework, "homework.py", '''
+        import sys
+        from dotenv import load_dotenv
+        from prefect import flow, get_run_logger
+        from prefect.deployments import DeploymentSpec
+
+        @flow
+        def main(date=None):
+            get_run_logger().info(f"python {sys.executable}")
+
+        DeploymentSpec(flow=main, name="with-python")
+    ''')
     assert main(["deployment", "create", str(homework / "homework.py")]) == 2
     assert "imports the package 'dotenv', which is not installed here" in " ".join(capsys.readouterr().err.split())
     python = user_venv / "bin" / "python"
@@ -123,7 +144,7 @@ DeploymentSpec(flow=main, name="with-python")
     store = history(homework)
     run = run_once(store, "with-python", dt.date(2021, 8, 15))
     assert run["state"] == "COMPLETED", run["error"]
-    assert "scikit-learn 1.5.2" in messages(store, run["id"])
+    assert f"python {python}" in messages(store, run["id"])
 
 
 @pytest.mark.timeout(900)
@@ -154,7 +175,7 @@ def test_an_environment_that_lacks_a_package_says_which_and_how_to_install_it(ho
 
 @pytest.mark.timeout(900)
 def test_a_run_whose_interpreter_is_gone_fails_with_one_sentence(homework, user_venv):
-    write(homework, "homework.py", IN_ITS_OWN_VENV + 'DeploymentSpec(flow=main, name="gone")\n')
+    write(homework, "homework.py", LIGHT + 'DeploymentSpec(flow=main, name="gone")\n')
     link = homework / "venv"
     link.symlink_to(user_venv)
     assert main(["deployment", "create", str(homework / "homework.py"), "--python", str(link / "bin" / "python")]) == 0
@@ -252,3 +273,20 @@ def test_a_file_that_hangs_while_loading_in_its_own_environment_is_stopped_after
     assert main(["deployment", "create", str(homework / "homework.py"), "--timeout", "1"]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert f"did not finish loading in {user_venv / 'bin' / 'python'} within 1 s" in err
+
+
+@pytest.mark.timeout(900)
+def test_with_the_history_on_postgresql_an_environment_without_psycopg_fails_the_run_saying_so(homework, user_venv,
+                                                                                                pg_url, monkeypatch):
+    monkeypatch.setenv("FHV_DATABASE_URL", pg_url)
+    write(homework, "homework.py", LIGHT + '''
+DeploymentSpec(flow=main, name="on-postgresql", flow_runner=SubprocessFlowRunner(virtualenv="%s"))
+''' % user_venv)
+    assert main(["deployment", "create", str(homework / "homework.py")]) == 0
+    store = Store(pg_url)
+    run = run_once(store, "on-postgresql", dt.date(2021, 8, 15))
+    python = user_venv / "bin" / "python"
+    assert run["state"] == "FAILED"
+    assert run["error"] == (f"The environment of {python} lacks the package 'psycopg', which runs of this deployment "
+                            f"need there ({python} -m pip install 'psycopg[binary]').")
+    store.close()

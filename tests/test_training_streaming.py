@@ -14,7 +14,7 @@ import pytest
 
 from pipeline.config import Settings
 from pipeline.errors import DataError
-from pipeline.training import data, demo, features, model
+from pipeline.training import data, demo, features, helper, model
 from pipeline.training.flow import run_now
 from tests.conftest import FakeClock
 from tests.reference import reference_run
@@ -211,7 +211,7 @@ def trained(months):
 
 def test_the_helper_process_writes_the_same_pickles_as_this_process(trained, tmp_path):
     here = model.save_artifacts(trained, tmp_path / "here", "2021-08-15")
-    writer = model.ArtifactWriter()
+    writer = helper.ArtifactWriter()
     writer.start(only_if_cold=False)
     try:
         there = model.save_artifacts(trained, tmp_path / "there", "2021-08-15", writer)
@@ -223,7 +223,7 @@ def test_the_helper_process_writes_the_same_pickles_as_this_process(trained, tmp
 
 
 def test_a_helper_process_that_died_is_replaced_by_writing_here(trained, tmp_path, caplog):
-    writer = model.ArtifactWriter()
+    writer = helper.ArtifactWriter()
     writer.start(only_if_cold=False)
     writer.process.kill()
     writer.process.wait()
@@ -236,11 +236,11 @@ def test_a_helper_process_that_died_is_replaced_by_writing_here(trained, tmp_pat
 
 def test_the_helper_process_starts_only_for_months_big_enough(tmp_path, monkeypatch):
     started = []
-    monkeypatch.setattr(model.ArtifactWriter, "start", lambda self, **options: started.append(options))
+    monkeypatch.setattr(helper.ArtifactWriter, "start", lambda self, **options: started.append(options))
     month = tmp_path / "fhv_tripdata_2021-01.parquet"
     month.write_bytes(b"x" * 1_000)
-    model.ArtifactWriter().start_for([month, month])
+    helper.ArtifactWriter().start_for([month, month])
     assert started == []
-    monkeypatch.setattr(model.ArtifactWriter, "WORTH_BYTES", 2_000)
-    model.ArtifactWriter().start_for([month, month])
+    monkeypatch.setattr(helper.ArtifactWriter, "WORTH_BYTES", 2_000)
+    helper.ArtifactWriter().start_for([month, month])
     assert started == [{}]

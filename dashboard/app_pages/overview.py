@@ -16,8 +16,9 @@ def last_run_card(run: dict[str, Any] | None) -> None:
     if run is None:
         st.info("No run has started yet.")
         return
-    st.markdown(f"{labels.run_badge(run)} &nbsp; **{run['name']}** · run date {run['run_date'] or '-'} · "
-                f"{labels.months(run)}")
+    day = f"run date {run['run_date'] or '-'}"
+    st.markdown(f"{labels.run_badge(run)} &nbsp; **{run['name']}** · {labels.nowrap(day, labels.months(run))}",
+                unsafe_allow_html=True)
     st.caption(f"Started {labels.utc(run['started_at'] or run['scheduled_time'])} · "
                f"took {labels.duration(run['started_at'], run['ended_at'])}")
     own_errors(run)
@@ -49,8 +50,9 @@ def next_run_card(run: dict[str, Any] | None) -> None:
         held_run_card(run)
         return
     widgets.figures([("Starts", labels.countdown(run["scheduled_time"], queries.now()), None)])
-    st.markdown(f"{labels.run_badge(run)} &nbsp; **{run['name']}** · {run.get('deployment') or 'manual'} · "
-                f"run date {run['run_date']}")
+    where, day = run.get("deployment") or "manual", f"run date {run['run_date']}"
+    st.markdown(f"{labels.run_badge(run)} &nbsp; **{run['name']}** · {labels.nowrap(where, day)}",
+                unsafe_allow_html=True)
     st.caption(widgets.time_pair(run["scheduled_time"], zone))
     note = widgets.overdue_note(markdown=True)
     if note and labels.is_overdue(run, queries.now()):
@@ -65,8 +67,9 @@ def held_run_card(run: dict[str, Any]) -> None:
     holds = f"; it holds {labels.plural(dep.get('held_runs') or 0, 'waiting run')}" if dep and not dep["active"] else ""
     st.warning(f"{run['late_reason']}{holds}. Nothing starts until it is resumed on *Upcoming*.",
                icon=":material/pause_circle:")
-    st.markdown(f"{labels.run_badge(run)} &nbsp; **{run['name']}** · {run.get('deployment') or 'manual'} · "
-                f"run date {run['run_date']}")
+    where, day = run.get("deployment") or "manual", f"run date {run['run_date']}"
+    st.markdown(f"{labels.run_badge(run)} &nbsp; **{run['name']}** · {labels.nowrap(where, day)}",
+                unsafe_allow_html=True)
     widgets.run_link(run, f"Open {run['name']}")
 
 
@@ -82,7 +85,8 @@ def latest_metrics_card(rows: list[dict[str, Any]]) -> None:
         delta = None if before is None or value is None else (value - before, f"{value - before:+.{digits}f} {unit}")
         shown.append((f"Validation {key[4:].upper()}", labels.number(value, digits), delta))
     widgets.figures(shown)  # a change is green when the error fell (lower is better)
-    st.markdown(f"**{latest['name']}** · run date {latest['run_date']} · {labels.months(latest)}")
+    day = f"run date {latest['run_date']}"
+    st.markdown(f"**{latest['name']}** · {labels.nowrap(day, labels.months(latest))}", unsafe_allow_html=True)
     st.caption(f"Data: {labels.data_label(latest) or '-'}" + (
         f" · change against {previous['name']} ({previous['val_month']})" if previous else ""))
     widgets.run_link(latest, f"Open {latest['name']}")

@@ -15,7 +15,6 @@ import os
 import signal
 import sys
 import threading
-import traceback
 from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
@@ -24,6 +23,7 @@ from ..errors import Cancelled, ConfigError, PipelineError, TaskTimeout
 from ..store import Store
 from .clock import SYSTEM_CLOCK, Clock, SystemClock  # noqa: F401  (re-exported)
 from .states import State
+from .runlog import HistoryHandler, capture_logs
 from .watchdog import Expired, Timer, Watchdog
 
 logger = logging.getLogger("pipeline.orchestration.runtime")
@@ -206,30 +206,6 @@ def run_context() -> RunContext | None:
     return _context.get(None)
 
 
-class HistoryHandler(logging.Handler):
-    """Writes log records emitted while a flow runs into the run's history."""
-
-    def __init__(self, context: RunContext):
-        super().__init__(logging.DEBUG)
-        self.context = context
-        self.failing = False  # the history refused a line: said once per failing streak, not per line
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            message = record.getMessage()
-            if record.exc_info and record.levelno >= logging.ERROR:
-                message += "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip()
-            ts = dt.datetime.fromtimestamp(record.created, UTC)
-            self.context.store.add_log(self.context.run_id, level=record.levelname, message=message,
-                                       ts=ts, task_run_id=self.context.task_run_id)
-            self.failing = False
-        except Exception as error:  # noqa: BLE001 - logging must never break the flow
-            if not self.failing:
-                self.failing = True
-                sys.stderr.write(f"Log lines of run {self.context.run_id[:8]} cannot be written to the history "
-                                 f"for now ({error}); they still go to this output.\n")
-
-
 AwaitPolicy = Callable[[BaseException, dt.datetime], "dt.datetime | None"]
 
 
@@ -254,7 +230,7 @@ def run_flow(store: Store, made: Flow, run_id: str, parameters: dict[str, Any], 
         return FlowResult(run_id, state, error=f"The run was {state.value} when its process started.")
     token = _context.set(context)
     try:
-        with _capture_logs(context), _watched(context, cancel_grace) as watchdog, \
+        with capture_logs(context), _watched(context, cancel_grace) as watchdog, \
                 _heartbeat(store, run_id, clock, heartbeat_every, watchdog):
             outcome = _overruled(_execute(made, run_id, parameters), context)
     finally:
@@ -379,21 +355,6 @@ def _describe(error: BaseException) -> str:
     if isinstance(error, PipelineError) and text:
         return text
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
-@contextlib.contextmanager
-def _capture_logs(context: RunContext) -> Iterator[None]:
-    handler = HistoryHandler(context)
-    root = logging.getLogger("pipeline")
-    previous = root.level
-    root.addHandler(handler)
-    if root.getEffectiveLevel() > logging.INFO:
-        root.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(previous)
 
 
 @contextlib.contextmanager

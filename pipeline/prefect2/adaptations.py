@@ -28,7 +28,8 @@ logger = logging.getLogger("pipeline.prefect2")
 _SAID: set[tuple[str, str]] = set()  # (run id, adaptation): said once per run
 
 
-def _said_once(what: str, sentence: str) -> None:
+def say_once(what: str, sentence: str) -> None:
+    """Log ``sentence`` (a warning) once per run and adaptation."""
     context = run_context()
     key = (context.run_id if context else "", what)
     if key not in _SAID:
@@ -41,7 +42,7 @@ def _squared(original: Callable[..., Any], root: Callable[..., Any], name: str) 
     def adapted(*args: Any, squared: bool = True, **kwargs: Any) -> Any:
         if squared:
             return original(*args, **kwargs)
-        _said_once(name, f"{name}(..., squared=False) computed as the RMSE with {root.__name__}: scikit-learn 1.6 "
+        say_once(name, f"{name}(..., squared=False) computed as the RMSE with {root.__name__}: scikit-learn 1.6 "
                          "removed squared=.")
         return root(*args, **kwargs)
     adapted.__fhv_adapted__ = original  # type: ignore[attr-defined]
@@ -49,7 +50,7 @@ def _squared(original: Callable[..., Any], root: Callable[..., Any], name: str) 
 
 
 def _get_feature_names(self: Any) -> list[str]:
-    _said_once("get_feature_names", f"{type(self).__name__}.get_feature_names() answered with "
+    say_once("get_feature_names", f"{type(self).__name__}.get_feature_names() answered with "
                                     "get_feature_names_out(): scikit-learn 1.2 removed get_feature_names.")
     return list(self.get_feature_names_out())
 

@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 from ..errors import ConfigError
 from ..orchestration.runtime import Retry, Task, run_context
+from .adaptations import say_once
 from .parameters import cast_parameters
 
 logger = logging.getLogger("pipeline.prefect2")
@@ -86,8 +87,10 @@ def _resolve(value: Any) -> Any:
     """A future passed into a task is its value (its error, if it failed, is raised)."""
     if isinstance(value, PrefectFuture):
         return value.result()
-    if isinstance(value, (list, tuple)) and any(isinstance(v, PrefectFuture) for v in value):
+    if isinstance(value, (list, tuple, set)) and any(isinstance(v, PrefectFuture) for v in value):
         return type(value)(_resolve(v) for v in value)
+    if isinstance(value, dict) and any(isinstance(v, PrefectFuture) for v in value.values()):
+        return {k: _resolve(v) for k, v in value.items()}
     return value
 
 
@@ -96,14 +99,21 @@ class PrefectTask:
 
     def __init__(self, fn: Callable[..., Any], name: str | None = None, retries: int = 0,
                  retry_delay_seconds: float = 0, timeout_seconds: float | None = None, description: str | None = None,
-                 tags: Any = None, version: str | None = None, **unsupported: Any):
+                 tags: Any = None, version: str | None = None, cache_key_fn: Any = None, cache_expiration: Any = None,
+                 **unsupported: Any):
         _refuse(unsupported, f"@task on {fn.__name__}")
         functools.update_wrapper(self, fn)
         self.fn, self.name = fn, name or fn.__name__
         self.runtime_task = Task(fn, self.name, Retry(int(retries), float(retry_delay_seconds)), timeout_seconds)
+        self.cached = cache_key_fn is not None
 
-    def __call__(self, *args: Any, **kwargs: Any) -> PrefectFuture:
+    def __call__(self, *args: Any, wait_for: Any = None, **kwargs: Any) -> PrefectFuture:
+        """Run the task now; ``wait_for=[futures]`` (Prefect 2.0 beta) runs it only if those completed."""
+        if self.cached:
+            say_once(f"cache of {self.name}", f"The task {self.name} sets cache_key_fn: here it runs every time "
+                                              "(task results are not cached).")
         try:
+            _resolve(list(wait_for or ()))
             value = self.runtime_task(*[_resolve(a) for a in args], **{k: _resolve(v) for k, v in kwargs.items()})
             future = PrefectFuture(self.name, value)
         except Exception as error:  # noqa: BLE001 - kept in the future, as Prefect does
@@ -137,7 +147,7 @@ class PrefectFlow:
             raise ConfigError(f"@flow on {fn.__name__} uses task_runner={type(task_runner).__name__}(), which is not "
                               "supported here; use SequentialTaskRunner() or ConcurrentTaskRunner().")
         functools.update_wrapper(self, fn)
-        self.fn = fn
+        self.fn, self.validate = fn, validate_parameters
         self.name = name or fn.__name__.replace("_", "-")
         self.path = inspect.getsourcefile(fn)
 
@@ -157,7 +167,8 @@ class PrefectFlow:
     def body(self, **parameters: Any) -> Any:
         """Run the function; a task that failed fails the flow, as in Prefect 2.0."""
         futures: list[PrefectFuture] = []
-        parameters = cast_parameters(self.fn, self.name, parameters)
+        if self.validate:  # cast to the type hints, as Prefect 2.0 beta's pydantic did
+            parameters = cast_parameters(self.fn, self.name, parameters)
         token = _FUTURES.set(futures)
         try:
             value = self.fn(**parameters)
@@ -187,10 +198,16 @@ def flow(fn: Callable | None = None, **options: Any) -> Any:
     return PrefectFlow(fn, **options)
 
 
+_OPTIONS = {"@task": "name, retries, retry_delay_seconds, timeout_seconds, description, tags, version, cache_key_fn "
+                    "and cache_expiration",
+            "@flow": "name, task_runner, description, version, validate_parameters and timeout_seconds"}
+
+
 def _refuse(unsupported: dict[str, Any], what: str) -> None:
     if unsupported:
+        kind = what.split()[0]
         raise ConfigError(f"{what}: the option {', '.join(sorted(unsupported))} is not supported here; a Prefect 2.0 "
-                          "beta task may set name, retries, retry_delay_seconds, timeout_seconds, description, tags.")
+                          f"beta {kind[1:]} may set {_OPTIONS[kind]}.")
 
 
 def _bind(fn: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -216,6 +233,11 @@ def get_run_logger(context: Any = None, **kwargs: Any) -> logging.LoggerAdapter:
     reserved = vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime"}
     extra = {k if k not in reserved else f"extra_{k}": v for k, v in kwargs.items()}
     return logging.LoggerAdapter(logging.getLogger(f"pipeline.prefect2.run.{name}"), extra)
+
+
+def task_input_hash(context: Any, arguments: dict[str, Any]) -> str:
+    """``prefect.tasks.task_input_hash``: accepted as a cache key function (tasks are not cached here)."""
+    return repr(sorted(arguments.items(), key=lambda item: item[0]))
 
 
 def get_logger(name: str | None = None) -> logging.Logger:

@@ -26,6 +26,7 @@ from ..errors import ConfigError
 MIN_PYTHON = (3, 11)
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder that holds the ``pipeline`` package
 CHECK_TIMEOUT = 60.0
+INSTALL = {"psycopg": "'psycopg[binary]'"}  # what to pip install for a module runs need
 
 # Run with ``python -c`` in the user's interpreter: written for any Python 3, so that an old one still says why.
 BOOTSTRAP = """
@@ -134,7 +135,7 @@ def problem_sentence(python: str, code: int, stderr: str) -> str | None:
     if said:
         module = said.split()[1]
         return (f"The environment of {python} lacks the package {module!r}, which runs of this deployment need there "
-                f"({python} -m pip install {module}).")
+                f"({python} -m pip install {INSTALL.get(module, module)}).")
     if code != 0:
         return f"The interpreter {python} could not start ({lines[-1] if lines else f'exit code {code}'})."
     return None

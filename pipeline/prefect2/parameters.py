@@ -155,5 +155,7 @@ def _hints(fn: Callable[..., Any]) -> dict[str, Any]:
 
 def _describe(hint: Any) -> str:
     options = [o for o in typing.get_args(hint) if o is not type(None)] or [hint]
-    words = [f"a {getattr(o, '__name__', str(o))}" + (f" ({_EXAMPLES[o]})" if o in _EXAMPLES else "") for o in options]
+    names = [getattr(o, "__name__", str(o)) for o in options]
+    words = [f"{'an' if n[:1] in 'aeiou' else 'a'} {n}" + (f" ({_EXAMPLES[o]})" if o in _EXAMPLES else "")
+             for n, o in zip(names, options)]
     return " or ".join(words)

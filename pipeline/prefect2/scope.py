@@ -25,7 +25,7 @@ _FOLDER: contextvars.ContextVar[Path | None] = contextvars.ContextVar("prefect2_
 _COLLECTED: contextvars.ContextVar[list | None] = contextvars.ContextVar("prefect2_specs", default=None)
 SUPPORTED = ("prefect", "prefect.deployments", "prefect.orion", "prefect.orion.schemas",
              "prefect.orion.schemas.schedules", "prefect.flow_runners", "prefect.task_runners", "prefect.logging",
-             "prefect.context", "prefect.engine")
+             "prefect.context", "prefect.engine", "prefect.tasks", "prefect.flows")
 
 
 class UnsupportedPrefect(ConfigError, ImportError):
@@ -70,6 +70,9 @@ def _modules() -> dict[str, types.ModuleType]:
                                         ConcurrentTaskRunner=api.ConcurrentTaskRunner),
         "prefect.logging": _module("prefect.logging", get_run_logger=api.get_run_logger, get_logger=api.get_logger),
         "prefect.context": _module("prefect.context", **contexts),
+        "prefect.tasks": _module("prefect.tasks", task=api.task, task_input_hash=api.task_input_hash,
+                                 Task=api.PrefectTask),
+        "prefect.flows": _module("prefect.flows", flow=api.flow, Flow=api.PrefectFlow),
         "prefect.engine": _module("prefect.engine", raise_failed_state=api.raise_failed_state,
                                   get_result=api.get_result),
     }

@@ -1,44 +1,37 @@
-"""The champion: the model version in use, how a new version challenges it, and its stable folder.
+"""The champion: the model version in use, how a new version challenges it, promotions by hand.
 
 A completed training run is a model version. On its validation month a run scores the current
 champion too (its pickled DictVectorizer and LinearRegression, loaded as a user would), and
 becomes champion only if its RMSE is not worse than the champion's by more than the deployment's
 tolerance. A run on synthetic data never replaces a champion trained on real data. Each change of
 champion is one event in the history (``Store.record_model_event``); the champion's files are then
-copied to ``$FHV_HOME/models/current/`` with a card, atomically, for a batch job to load.
+copied to ``$FHV_HOME/models/current/`` with a card, atomically, for a batch job to load
+(``model_files``, whose names are also this module's).
 """
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import datetime as dt
-import errno
-import fcntl
-import hashlib
-import json
 import logging
 import math
-import os
 import pickle
-import shutil
-import tempfile
-from pathlib import Path
-from typing import Any, Iterator
+import subprocess
+from typing import Any
 
 import numpy as np
 
 from ..config import Settings
 from ..errors import DataError, InvalidTransition, NeedsConfirmation, NotFound, PipelineError
 from ..store import Store
+from . import helper
 from .job import FLOW_NAME
-from .schema import DO, PU, SLOTS
+from .model_files import (  # noqa: F401  (the stable copy's names, as callers know them)
+    CARD, FILES, artifact_bytes, artifact_files, champion_card, current_dir, holds, load_current, load_model,
+    publish_current, read_card)
+from .schema import SLOTS
 
 log = logging.getLogger("pipeline.training.champion")
 
 AUTO_ACTOR = "pipeline"
-CARD = "card.json"
-FILES = {"vectorizer": "dv.b", "model": "model.bin"}  # artifact name -> its file in models/current/
-CARD_METRICS = ("train_rows", "val_rows", "feature_count", "train_mse", "train_rmse", "val_mse", "val_rmse")
 RACE_TRIES = 3
 PROMOTING = ("first", "promoted")
 # Relative slack when comparing RMSEs: the new version's comes from the exact solve, the champion's from its
@@ -46,66 +39,45 @@ PROMOTING = ("first", "promoted")
 ROUNDING = 1e-9
 
 
-# -- the champion's artifacts, loaded as a user would --------------------------------------------
-def artifact_files(store: Store, run_id: str) -> dict[str, dict[str, Any]]:
-    """The run's vectorizer and model artifacts (by their kind); a sentence when one is missing."""
-    found = {a["kind"] or a["name"]: a for a in store.artifacts(run_id) if (a["kind"] or a["name"]) in FILES}
-    missing = [name for name in FILES if name not in found]
-    if missing:
-        raise NotFound(f"The run {run_id[:8]} has no {' and no '.join(missing)} artifact: it is not a model version.")
-    return found
-
-
-def artifact_bytes(store: Store, artifact: dict[str, Any]) -> bytes:
-    """An artifact's bytes, checked against the SHA-256 its run recorded: its file when intact, else the
-    history's copy (``Store.read_artifact``); NotFound with a sentence when neither is there."""
-    return store.read_artifact(artifact)
-
-
-def load_model(store: Store, run_id: str) -> tuple[Any, Any]:
-    """The run's fitted DictVectorizer and LinearRegression, unpickled from its artifacts; DataError with
-    a sentence when one does not unpickle."""
-    files = artifact_files(store, run_id)
-    return tuple(_unpickle(artifact_bytes(store, files[name]), run_id, name) for name in ("vectorizer", "model"))
-
-
-def _unpickle(payload: bytes, run_id: str, name: str) -> Any:
-    try:
-        return pickle.loads(payload)
-    except Exception as error:  # noqa: BLE001 - pickle.loads may raise any error (ImportError, EOFError, ...)
-        raise DataError(f"The {name} of run {run_id[:8]} does not unpickle ({type(error).__name__}: "
-                        f"{error})") from None
-
-
+# -- the champion scored on a month, exactly, from the month's sums ----------------------------------
 def score_on_summary(dv: Any, regression: Any, summary: Any) -> dict[str, float]:
-    """The MSE and RMSE of a pickled model on a month's sums: one prediction per zone pair seen in
-    the month, weighted by its trips, its summed minutes and the month's summed squared minutes."""
+    """The MSE and RMSE of a pickled model on a month's sums (see ``score_predictions``)."""
+    pu, do = summary_pairs(summary)
+    return score_predictions(helper.predict_pairs(dv, regression, pu, do), summary)
+
+
+def summary_pairs(summary: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The (pickup, drop-off) zone codes of each pair seen in the month, in the order of its cells."""
     cells = np.flatnonzero(summary.cell_trips)
-    pu, do = cells // SLOTS - 1, cells % SLOTS - 1
-    predicted = regression.predict(_onehot(dv, pu, do)) if len(cells) else np.zeros(0)
+    return cells // SLOTS - 1, cells % SLOTS - 1
+
+
+def score_predictions(predicted: np.ndarray, summary: Any) -> dict[str, float]:
+    """The MSE and RMSE of one prediction per zone pair seen in the month (``summary_pairs``' order),
+    weighted by its trips, its summed minutes and the month's summed squared minutes."""
+    cells = np.flatnonzero(summary.cell_trips)
     trips, minutes = summary.cell_trips[cells].astype(np.float64), summary.cell_minutes[cells]
     squared = summary.squared_minutes - 2 * float(predicted @ minutes) + float((predicted * predicted) @ trips)
     mse = max(squared, 0.0) / summary.rows
     return {"mse": mse, "rmse": math.sqrt(mse), "rows": summary.rows}
 
 
-def _onehot(dv: Any, pu: np.ndarray, do: np.ndarray) -> Any:
-    """``dv.transform([{PU: str(p), DO: str(d)}, ...])`` for many pairs: the vectorizer itself maps each
-    distinct zone to its column (a few hundred dicts, not one per pair); zones it never saw get none."""
-    from scipy import sparse
-
-    columns = []
-    for key, zones in ((PU, pu), (DO, do)):
-        distinct, inverse = np.unique(zones, return_inverse=True)
-        known = dv.transform([{key: str(zone)} for zone in distinct.tolist()]).tocsr()
-        column = np.full(len(distinct), -1, dtype=np.int64)
-        has = np.diff(known.indptr) > 0
-        column[has] = known.indices[known.indptr[:-1][has]]
-        columns.append(column[inverse])
-    both = np.stack(columns, axis=1)  # one row per pair: its PU column, then its DO column (-1: unseen)
-    kept = both >= 0
-    indptr = np.concatenate(([0], np.cumsum(kept.sum(axis=1))))
-    return sparse.csr_matrix((np.ones(int(kept.sum())), both[kept], indptr), shape=(len(both), len(dv.vocabulary_)))
+def scored_rmse(store: Store, run_id: str, summary: Any, writer: Any = None) -> float:
+    """The RMSE of run ``run_id``'s pickled model on a month's sums: in the helper process when one runs
+    (scikit-learn is imported there, not here), else here. DataError/NotFound with a sentence when its
+    artifacts are missing, do not unpickle or do not predict."""
+    if writer is not None and writer.started:
+        payloads = {name: artifact_bytes(store, artifact) for name, artifact in artifact_files(store, run_id).items()}
+        pu, do = summary_pairs(summary)
+        try:
+            return score_predictions(writer.predict(payloads, pu, do), summary)["rmse"]
+        except helper.Unloadable as error:
+            if error.name == "predict":
+                raise DataError(error.detail) from None
+            raise DataError(f"The {error.name} of run {run_id[:8]} does not unpickle ({error.detail})") from None
+        except (OSError, ValueError, subprocess.SubprocessError) as error:
+            log.warning("The helper process could not score the champion (%s); scoring it here.", error)
+    return score_on_summary(*load_model(store, run_id), summary)["rmse"]
 
 
 # -- the decision ---------------------------------------------------------------------------------
@@ -169,19 +141,20 @@ def _by_rmse(record: dict[str, Any], name: str, new_rmse: float, champion_rmse: 
 
 def challenge(store: Store, *, run_id: str, new_rmse: float, val_summary: Any, synthetic: bool,
               tolerance: float, now: dt.datetime, flow: str = FLOW_NAME, train_month: str | None = None,
-              val_month: str | None = None) -> dict[str, Any]:
+              val_month: str | None = None, writer: Any = None) -> dict[str, Any]:
     """Score the champion on the run's validation month, decide, and record a promotion event.
 
     The run is judged against the *contender*: the champion, or a run that promoted itself and is still
     finishing (``Store.contender``), so two runs finishing together end as if one had finished first.
     The event names the ``seq`` it follows: if another change came in between, the run decides again
-    against the new contender (a few times, then it keeps what it has).
+    against the new contender (a few times, then it keeps what it has). With ``writer`` (the run's
+    helper process, ``helper.ArtifactWriter``), the champion is scored there.
     """
     tolerance = float(tolerance or 0.0)
     months = {"train_month": train_month, "val_month": val_month}
     for _ in range(RACE_TRIES):
         after_seq, held = store.last_model_seq(flow), store.contender(flow, besides=run_id)
-        record = _decision(store, new_rmse, val_summary, synthetic, tolerance, held, months)
+        record = _decision(store, new_rmse, val_summary, synthetic, tolerance, held, months, writer)
         if record["decision"] not in PROMOTING:
             return record
         event = store.record_model_event(flow=flow, run_id=run_id, action="promoted", actor=AUTO_ACTOR,
@@ -194,11 +167,11 @@ def challenge(store: Store, *, run_id: str, new_rmse: float, val_summary: Any, s
 
 
 def _decision(store: Store, new_rmse: float, val_summary: Any, synthetic: bool, tolerance: float,
-              champion: dict[str, Any] | None, months: dict[str, str | None]) -> dict[str, Any]:
+              champion: dict[str, Any] | None, months: dict[str, str | None], writer: Any = None) -> dict[str, Any]:
     champion_rmse, unreadable = None, None
     if _scored(champion, synthetic, months["train_month"]):
         try:
-            champion_rmse = score_on_summary(*load_model(store, champion["id"]), val_summary)["rmse"]
+            champion_rmse = scored_rmse(store, champion["id"], val_summary, writer)
             if not math.isfinite(champion_rmse):  # NaN would keep it forever: no RMSE is "not worse" than NaN
                 champion_rmse, unreadable = None, "its RMSE on this month is not a number"
         except (DataError, NotFound, pickle.UnpicklingError, AttributeError, ValueError) as error:
@@ -291,155 +264,6 @@ def _apply(store: Store, settings: Settings, **event: Any) -> dict[str, Any]:
     except (OSError, PipelineError) as error:  # the champion did change: say so, and the copy's fault
         log.warning("The champion could not be copied to %s: %s", current_dir(settings), error)
     return store.model_event(event_id)
-
-
-# -- the stable folder models/current/ -------------------------------------------------------------
-def current_dir(settings: Settings) -> Path:
-    return settings.home / "models" / "current"
-
-
-def publish_current(store: Store, settings: Settings, *, flow: str = FLOW_NAME) -> dict[str, Any] | None:
-    """Copy the champion's artifacts and its card to ``models/current/`` atomically; the card, or None
-    when there is no champion. Under a lock, so the last to publish publishes the latest champion."""
-    folder = current_dir(settings)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(folder.parent / ".current.lock"):
-        champion = store.champion(flow)
-        if champion is None:
-            return None
-        card = champion_card(store, champion)
-        if holds(folder, card):
-            return card
-        files = {FILES[name]: artifact_bytes(store, artifact) for name, artifact in
-                 artifact_files(store, champion["id"]).items()}
-        _swap_in(folder, files, card)
-    log.info("Published %s (%s) to %s.", champion["name"], champion["id"][:8], folder)
-    return card
-
-
-def champion_card(store: Store, champion: dict[str, Any]) -> dict[str, Any]:
-    """What ``models/current/card.json`` says: the run, its months, metrics and the files' checksums."""
-    metrics = champion.get("metrics") or {}
-    artifacts = artifact_files(store, champion["id"])
-    return {
-        "run_id": champion["id"], "name": champion["name"], "run_date": champion["run_date"],
-        "train_month": champion["train_month"], "val_month": champion["val_month"],
-        "synthetic": bool(champion["synthetic"]), "data_source": champion["data_source"],
-        "metrics": {k: metrics.get(k) for k in CARD_METRICS},
-        "files": {name: {"file": FILES[name], "sha256": a["sha256"], "size": a["size"],
-                         "source": a["path"]} for name, a in artifacts.items()},
-        "champion_since": champion["event_at"], "action": champion["event_action"], "by": champion["event_actor"],
-        "reason": champion["event_reason"],
-    }
-
-
-def read_card(settings: Settings) -> dict[str, Any] | None:
-    return _card_of(current_dir(settings))
-
-
-def load_current(folder: Path | str, tries: int = 5) -> tuple[dict[str, Any], Any, Any]:
-    """The card, DictVectorizer and LinearRegression in ``folder`` (``$FHV_HOME/models/current``), for a
-    batch job: the files are checked against the card's SHA-256 and read again if a publication swapped
-    the folder between two reads. No history needed."""
-    folder = Path(folder)
-    for _ in range(tries):
-        card = _card_of(folder)
-        if card is None:
-            raise NotFound(f"{folder} holds no champion (no readable {CARD}).")
-        with contextlib.suppress(OSError):
-            payloads = {name: (folder / f["file"]).read_bytes() for name, f in card["files"].items()}
-            if all(hashlib.sha256(payloads[name]).hexdigest() == f["sha256"] for name, f in card["files"].items()):
-                return card, pickle.loads(payloads["vectorizer"]), pickle.loads(payloads["model"])
-    raise DataError(f"The files in {folder} do not match the checksums of its {CARD}: the next completed run, "
-                    "promotion or rollback writes them again.")
-
-
-def holds(folder: Path, card: dict[str, Any]) -> bool:
-    """Whether ``folder`` holds this card and files with the card's checksums."""
-    if _card_of(folder) != card:
-        return False
-    try:
-        return all(hashlib.sha256((folder / f["file"]).read_bytes()).hexdigest() == f["sha256"]
-                   for f in card["files"].values())
-    except OSError:
-        return False
-
-
-def _card_of(folder: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((folder / CARD).read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _swap_in(folder: Path, files: dict[str, bytes], card: dict[str, Any]) -> None:
-    """Write a temp folder next to ``folder``, fsync it, then swap it in with one rename."""
-    temp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".current-"))
-    try:
-        temp.chmod(0o755)  # mkdtemp's 0700 would hide the folder from a batch job run by another user
-        for name, payload in {**files, CARD: json.dumps(card, indent=2).encode()}.items():
-            _write_synced(temp / name, payload)
-        _fsync_dir(temp)
-        _exchange(temp, folder)
-        _fsync_dir(folder.parent)
-    finally:
-        shutil.rmtree(temp, ignore_errors=True)  # after the swap: the old folder
-
-
-def _write_synced(path: Path, payload: bytes) -> None:
-    with open(path, "wb") as out:
-        out.write(payload)
-        out.flush()
-        os.fsync(out.fileno())
-
-
-def _fsync_dir(folder: Path) -> None:
-    handle = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(handle)
-    finally:
-        os.close(handle)
-
-
-_RENAME_EXCHANGE, _AT_FDCWD = 2, -100
-
-
-def _exchange(new: Path, folder: Path) -> None:
-    """Put ``new`` at ``folder`` in one step: renameat2(RENAME_EXCHANGE) on Linux swaps the two folders
-    (``new`` then holds the old one, for the caller to remove); the first time, a plain rename."""
-    if not folder.exists():
-        os.rename(new, folder)
-        return
-    if _renameat2_exchange(new, folder):
-        return
-    old = new.with_name(new.name + "-old")  # no atomic swap here: the shortest window without a folder
-    os.rename(folder, old)
-    os.rename(new, folder)
-    os.rename(old, new)
-
-
-def _renameat2_exchange(a: Path, b: Path) -> bool:
-    libc = ctypes.CDLL(None, use_errno=True)
-    call = getattr(libc, "renameat2", None)
-    if call is None:
-        return False
-    done = call(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
-    if done == 0:
-        return True
-    code = ctypes.get_errno()
-    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-        return False
-    raise OSError(code, os.strerror(code), str(b))
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 # -- reading: the versions and the champion ------------------------------------------------------

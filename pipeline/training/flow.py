@@ -14,7 +14,7 @@ from ..orchestration.liveness import this_process
 from ..orchestration.runtime import SYSTEM_CLOCK, FlowResult, flow, run_context, run_flow, task
 from ..orchestration.states import State
 from ..store import Store
-from . import acceptance, champion, data, features, quality
+from . import acceptance, champion, data, features, helper, quality
 from .gates import check_gates
 from .job import FLOW_NAME, TASKS, run_fields  # noqa: F401  (run_fields: the registered fields)
 from .months import check_run_date, months_for, parse_date
@@ -116,13 +116,15 @@ def run_model(trained: Any, train: Any, val: Any) -> dict[str, Any]:
 
 @task(timeout=600)
 def compare_with_champion(scores: dict[str, Any], val: Any, synthetic: bool, tolerance: float,
-                          train_month: str | None = None, val_month: str | None = None) -> dict[str, Any]:
+                          train_month: str | None = None, val_month: str | None = None,
+                          writer: Any = None) -> dict[str, Any]:
     """Score the champion on this run's validation month and decide whether this version replaces it
     (never when it was trained on older months than the champion: ``champion.RULE``)."""
     context = run_context()
     promotion = champion.challenge(context.store, run_id=context.run_id, new_rmse=scores["val_rmse"],
                                    val_summary=val.summary, synthetic=synthetic, tolerance=tolerance,
-                                   now=context.clock.now(), train_month=train_month, val_month=val_month)
+                                   now=context.clock.now(), train_month=train_month, val_month=val_month,
+                                   writer=writer)
     log.info("Promotion: %s. %s", promotion["decision"], promotion["reason"])
     return promotion
 
@@ -137,19 +139,21 @@ def training_flow(*, settings: Settings, date: str | None = None, data_url: str 
         context.store.record_data_source(context.run_id, settings.data_url, settings.is_synthetic)
     log.info("Run date %s: training on %s, validating on %s, data from %s.", run_date, train_month,
              val_month, data.describe_source(settings.data_url))
-    # scikit-learn (for the pickles only) is imported by a helper process while big months are read
-    writer = _model().ArtifactWriter() if settings.solver == "exact" else None
+    # scikit-learn is imported by a helper process while big months are read; it pickles the model
+    # and scores the champion, so that this process never imports it (``helper``)
+    writer = helper.ArtifactWriter() if settings.solver == "exact" else None
     try:
         train, val = read_data(settings, train_month, val_month, writer)
         design = prepare_features(train, val)
         checks = check_data(train, val, train_month, val_month, gates, _drift_baseline(train_month),
                             _accepted(train_month, val_month))
         trained = train_model(design, train, run_date.isoformat(), settings, writer)
+        scores = run_model(trained, train, val)
+        promotion = compare_with_champion(scores, val, settings.is_synthetic, promotion_tolerance, train_month,
+                                          val_month, writer)
     finally:
         if writer is not None:
             writer.close()
-    scores = run_model(trained, train, val)
-    promotion = compare_with_champion(scores, val, settings.is_synthetic, promotion_tolerance, train_month, val_month)
     return (_metrics(run_date, train_month, val_month, train, val, trained, scores, settings) | checks
             | {"promotion": promotion})
 

@@ -13,8 +13,8 @@ month's ``MonthSummary`` (trips and summed minutes per zone pair), and ``evaluat
 MSE of the fitted weights from the same sums. ``FHV_SOLVER=lsqr`` fits scikit-learn's
 ``LinearRegression`` on the full sparse matrix of the kept trips instead.
 scikit-learn is imported when a regression or a vectorizer is made, not with this module; a
-run on big months hides that import (2 s) in ``ArtifactWriter``, a helper process that imports
-it while the months are read and then pickles the fitted weights.
+run on big months hides that import (2 s) in ``helper.ArtifactWriter``, a helper process that
+imports it while the months are read, then pickles the fitted weights and scores the champion.
 """
 from __future__ import annotations
 
@@ -306,7 +306,7 @@ def cell_predictions(model: TrainedModel) -> np.ndarray:
 
 
 def save_artifacts(model: TrainedModel, folder, run_date: str,
-                   writer: "ArtifactWriter | None" = None) -> list[Artifact]:
+                   writer: "helper.ArtifactWriter | None" = None) -> list[Artifact]:
     """Pickle the vectorizer (``dv-DATE.b``) and the regression (``model-DATE.bin``), by ``writer``
     when one is given and the model is just weights, else (or if the writer fails) here."""
     folder = Path(folder)
@@ -339,74 +339,3 @@ def _write_pickle(name: str, path: Path, value) -> Artifact:
         Path(temp).unlink(missing_ok=True)
         raise
     return Artifact(name, path, hashlib.sha256(payload).hexdigest(), len(payload))
-
-
-class ArtifactWriter:
-    """A helper process that imports scikit-learn (about 2 s of a cold process) while big months
-    are read, then pickles the one model it is sent: the same objects, from the same weights.
-
-    Started only for months worth it (``start_for``): for small ones the import takes as long
-    here, and a second interpreter would only add its memory.
-    """
-
-    WORTH_BYTES = 100_000_000  # two files of this size together take about a second to read
-
-    def __init__(self) -> None:
-        self.process: subprocess.Popen | None = None
-
-    def start_for(self, paths) -> None:
-        """Start the helper if the files are big enough and scikit-learn is not imported here yet."""
-        if sum(Path(path).stat().st_size for path in paths) >= self.WORTH_BYTES:
-            self.start()
-
-    def start(self, *, only_if_cold: bool = True) -> None:
-        """Start the helper (once); nothing when scikit-learn is here already (a preloaded worker)."""
-        if self.process is not None or (only_if_cold and "sklearn.linear_model" in sys.modules):
-            return
-        path = os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))
-        try:
-            self.process = subprocess.Popen(
-                [sys.executable, "-c", "from pipeline.training.model import serve; serve()"],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                env={**os.environ, "PYTHONPATH": path})
-        except OSError as exc:
-            log.warning("No helper process for the artifacts (%s); they are written here.", exc)
-
-    @property
-    def started(self) -> bool:
-        return self.process is not None
-
-    def write(self, model: TrainedModel, paths: tuple[Path, Path]) -> list[Artifact]:
-        """Send the weights, read back the artifacts (one JSON line); SubprocessError if the helper died."""
-        request = {"names": list(model.onehot.feature_names), "coef": model.coef.tolist(),
-                   "intercept": model.intercept, "paths": [str(p) for p in paths]}
-        self.process.stdin.write(json.dumps(request) + "\n")
-        self.process.stdin.flush()
-        reply = self.process.stdout.readline()
-        if not reply:
-            _, err = self.process.communicate()
-            raise subprocess.SubprocessError((err.strip().splitlines() or [f"exit {self.process.returncode}"])[-1])
-        return [Artifact(a["name"], Path(a["path"]), a["sha256"], a["size"]) for a in json.loads(reply)]
-
-    def close(self) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.communicate()
-
-
-def serve() -> None:
-    """The helper process: import scikit-learn at once, then pickle the model read from stdin."""
-    import sklearn.feature_extraction  # noqa: F401  (the slow part, while the parent reads)
-    import sklearn.linear_model  # noqa: F401
-
-    line = sys.stdin.readline()
-    if not line:  # the parent went away without a model
-        return
-    request = json.loads(line)
-    written = _artifacts(request["names"], linear_regression(request["coef"], request["intercept"]),
-                         tuple(Path(p) for p in request["paths"]))
-    print(json.dumps([{"name": a.name, "path": str(a.path), "sha256": a.sha256, "size": a.size} for a in written]),
-          flush=True)
-    os._exit(0)  # the files are written, synced and renamed: skip tearing down scikit-learn (0.3 s)
