@@ -163,6 +163,7 @@ def test_a_flow_without_a_date_takes_its_run_date_from_the_expected_start_time_o
                 run_date = ctx.flow_run.expected_start_time
             get_run_logger().info(f"scoring {taxi_type} for {run_date.year:04d}-{run_date.month:02d} "
                                   f"in run {get_run_context().flow_run.name}")
+            get_run_logger().info(f"run id {ctx.flow_run.id.hex}")
     ''')
     write(homework, "deploy.py", '''
         from prefect.deployments import DeploymentSpec
@@ -175,6 +176,7 @@ def test_a_flow_without_a_date_takes_its_run_date_from_the_expected_start_time_o
     when = dt.datetime.now(UTC)
     assert run["state"] == "COMPLETED", run["error"]
     assert f"scoring fhv for {when:%Y-%m} in run {run['name']}" in messages(store, run["id"])
+    assert f"run id {run['id'].replace('-', '')}" in messages(store, run["id"])  # a UUID, as Prefect's
     backfilled = run_once(store, "scoring", dt.date(2021, 3, 2))  # a run asked for another date scores that month
     assert f"scoring fhv for 2021-03 in run {backfilled['name']}" in messages(store, backfilled["id"])
 
