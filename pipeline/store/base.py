@@ -390,6 +390,15 @@ class BaseStore:
                 raise HistoryDamaged(f"The history {self.path} is damaged: the file is corrupt; move it aside to "
                                      f"start a new history, or put back a copy (SQLite: {'; '.join(problems)}).")
 
+    def ping(self) -> None:
+        """Reach the history once (a server back after an outage: a connection it dropped is opened anew)."""
+        try:
+            self.conn.execute("SELECT 1").fetchone()
+        except StorageError:
+            if self.conn.dialect == "sqlite":
+                raise
+            self.conn.execute("SELECT 1").fetchone()  # the first attempt found the old session gone
+
     def checkpoint(self) -> None:
         """Copy what the write-ahead log holds into the SQLite file, as far as readers allow (PostgreSQL: nothing)."""
         if self.conn.dialect == "sqlite":
