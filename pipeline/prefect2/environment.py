@@ -119,10 +119,17 @@ def _called(node: ast.Call) -> str | None:
 
 
 def environment_for(python: str) -> dict[str, str]:
-    """The environment a user's interpreter runs with: this product's package importable, nothing of ours else."""
-    before = os.environ.get("PYTHONPATH")
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(PACKAGE_ROOT), before))),
-            "PYTHONNOUSERSITE": "1"}
+    """The environment a user's interpreter runs with, as if activated: its ``bin`` first on PATH (a flow that
+    starts ``python`` gets that one), and this product's package importable, none of its packages."""
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "CONDA_PREFIX")}
+    prefix = Path(python).parent.parent
+    if (prefix / "pyvenv.cfg").is_file():
+        env["VIRTUAL_ENV"] = str(prefix)
+    elif (prefix / "conda-meta").is_dir():
+        env["CONDA_PREFIX"] = str(prefix)
+    env["PATH"] = os.pathsep.join(filter(None, (str(Path(python).parent), env.get("PATH"))))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(PACKAGE_ROOT), env.get("PYTHONPATH"))))
+    return env
 
 
 def problem_sentence(python: str, code: int, stderr: str) -> str | None:
