@@ -87,35 +87,40 @@ def score_file(path: Path, label: str, month: str, model: ZoneModel, version: st
 
 
 # Written as fast as it compresses well: snappy, dictionaries where values repeat (zones, the version, the
-# predictions: one a pair of zones), pickup times as deltas; no statistics.
-WRITE_OPTIONS = {"compression": "snappy", "use_dictionary": ["model_version", PU, DO, "predicted_duration"],
+# predictions: one a pair of zones), pickup times as deltas, none for the minutes (random digits do not
+# compress); no statistics.
+WRITE_OPTIONS = {"compression": {**dict.fromkeys(SCHEMA_COLUMNS, "snappy"), "actual_duration": "none", "diff": "none"},
+                 "use_dictionary": ["model_version", PU, DO, "predicted_duration"],
                  "column_encoding": {PICKUP: "DELTA_BINARY_PACKED"}, "write_statistics": False}
 
 
 def _score_into(scored: Scored, path: Path, label: str, prefix: str, model: ZoneModel, version: str) -> None:
-    """Read, score and write batch by batch; a thread writes (compresses) each batch while the next one is
-    read and scored, so a month takes about the longer of the two, on two cores, with two batches in memory."""
-    with features.open_parquet(Path(path), label) as parquet, \
-            pq.ParquetWriter(scored.temp, _schema(parquet.schema_arrow.field(PICKUP).type), **WRITE_OPTIONS) as writer, \
-            ThreadPoolExecutor(1, thread_name_prefix="write-predictions") as pool:
-        offset, pending = 0, None
+    """Read and score batch by batch; a thread builds each batch's columns (ride ids, pickup times) and writes
+    (compresses) them while the next batch is read and scored, so a month takes about the longer of the two,
+    on two cores, with two batches in memory."""
+    with features.open_parquet(Path(path), label) as parquet:
+        schema = _schema(parquet.schema_arrow.field(PICKUP).type)
         try:
-            for batch in features._record_batches(parquet):
-                out = _scored_batch(scored, batch, label, offset, prefix, model, version)
-                offset += batch.num_rows
+            with pq.ParquetWriter(scored.temp, schema, **WRITE_OPTIONS) as writer, \
+                    ThreadPoolExecutor(1, thread_name_prefix="write-predictions") as pool:
+                pending, offset = None, 0
+                for batch in features._record_batches(parquet):
+                    columns = _scored_columns(scored, batch, label, model)
+                    if pending is not None:
+                        pending.result()
+                    pending = pool.submit(_write, writer, schema, batch, columns, offset, prefix, version)
+                    offset += batch.num_rows
                 if pending is not None:
                     pending.result()
-                pending = pool.submit(writer.write_batch, out)
-            if pending is not None:
-                pending.result()
         except BadZones as bad:
             raise features._count_bad_zones(parquet, label, bad.column) from None
         except (OSError, pa.ArrowException) as exc:
             raise DataError(f"{label} could not be read or its predictions written ({exc}).") from exc
 
 
-def _scored_batch(scored: Scored, batch: pa.RecordBatch, label: str, offset: int, prefix: str, model: ZoneModel,
-                  version: str) -> pa.RecordBatch:
+def _scored_columns(scored: Scored, batch: pa.RecordBatch, label: str, model: ZoneModel) -> tuple[np.ndarray, ...]:
+    """The kept rows of a batch (1 to 60 minutes), their zone slots, actual and predicted minutes and the
+    difference; the batch is added to the month's summary and its squared errors to the sums."""
     trips = features.trip_arrays(batch, label)
     scored.summary.add(trips)
     kept = np.flatnonzero(trips.keep)
@@ -125,13 +130,19 @@ def _scored_batch(scored: Scored, batch: pa.RecordBatch, label: str, offset: int
     diff = actual - predicted
     scored.squared_error += float(np.einsum("i,i->", diff, diff))
     scored.predicted_sum += float(predicted.sum())
+    return kept, pu, do, actual, predicted, diff
+
+
+def _write(writer: pq.ParquetWriter, schema: pa.Schema, batch: pa.RecordBatch, columns: tuple[np.ndarray, ...],
+           offset: int, prefix: str, version: str) -> None:
+    kept, pu, do, actual, predicted, diff = columns
     rows = pa.array(kept + offset)
-    return pa.record_batch([
+    writer.write_batch(pa.record_batch([
         pc.binary_join_element_wise(prefix, pc.cast(rows, pa.string()), ""),
         batch.column(PICKUP).take(pa.array(kept)),
         pa.array(pu - 1), pa.array(do - 1), pa.array(actual), pa.array(predicted), pa.array(diff),
         pa.DictionaryArray.from_arrays(pa.array(np.zeros(len(kept), np.int8)), pa.array([version])),
-    ], schema=_schema(batch.schema.field(PICKUP).type))
+    ], schema=schema))
 
 
 def _schema(pickup: pa.DataType) -> pa.Schema:
