@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -416,3 +417,14 @@ def test_a_cached_task_runs_every_time_and_the_log_says_so_once(homework):
     said = messages(store, run["id"])
     assert run["state"] == "COMPLETED" and said.count("reading 2021-06") == 2
     assert said.count("The task read sets cache_key_fn: here it runs every time (task results are not cached).") == 1
+
+
+def test_the_example_homework_registers_and_runs_unchanged(homework):
+    shutil.copy(ROOT / "examples" / "prefect2" / "homework.py", homework / "homework.py")
+    assert main(["deployment", "create", str(homework / "homework.py")]) == 0
+    store = history(homework)
+    run = run_once(store, "cron-schedule-deployment", dt.date(2021, 8, 15))
+    assert run["state"] == "COMPLETED", run["error"]
+    assert [t["task"] for t in store.task_runs(run["id"])][-2:] == ["train_model", "run_model"]
+    assert (homework / "models" / "dv-2021-08-15.b").is_file()
+    assert any(m.startswith("The MSE of validation is: ") for m in messages(store, run["id"]))

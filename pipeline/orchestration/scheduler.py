@@ -14,7 +14,8 @@ deployment (or run) has its own guard, and a deployment whose job fails is marke
   by a scheduler or worker that died before their process began go back to the queue (a worker on
   another host is judged by its heartbeat, ``liveness.py``);
 * ``materialise``: keep the upcoming runs of every active deployment made;
-* ``step``: reap ended children, honour cancel requests, apply the catch-up policy after a
+* ``step``: reap ended children, honour cancel requests, make the runs other deployments' completions
+  trigger (``triggers.py``), apply the catch-up policy after a
   downtime and skip slots past their maximum lateness (``catchup.py``), claim and start due runs up
   to each work queue's concurrency limit (not with ``--no-execute``: then only workers claim), mark
   what is still waiting LATE with the reason, and start a notifications round (failures, lateness,
@@ -43,7 +44,7 @@ import schedule
 from ..config import Settings
 from ..errors import HistoryDamaged, HistoryLost, HistoryUnreachable
 from ..store import DeploymentRow, RunRow, Store, from_db
-from . import catchup
+from . import catchup, triggers
 from .clock import SYSTEM_CLOCK, Clock
 from .deployments import ensure_default, materialise, spec_of
 from .executor import Executor, ProcessExecutor
@@ -164,7 +165,7 @@ class Scheduler(Supervisor):
     # -- jobs ---------------------------------------------------------------------------
     def step(self) -> None:
         self._last_step = self.clock.now()
-        for part in (self.reap, self.cancel, self.catch_up, self.expire, self.dispatch, self.mark_late,
+        for part in (self.reap, self.cancel, self.follow, self.catch_up, self.expire, self.dispatch, self.mark_late,
                      self.notifier.poke):
             self._guarded(part)()
 
@@ -225,6 +226,13 @@ class Scheduler(Supervisor):
                 self._for_deployment(row, "materialise", lambda row=row: materialise(self.store, self.settings, row, now))
 
     # -- step parts ---------------------------------------------------------------------
+    def follow(self) -> None:
+        """Make the runs that other deployments' completed runs trigger (``triggers.py``), each deployment guarded."""
+        now = self.clock.now()
+        for row in self.store.deployments():
+            if row["active"] and row.get("after_deployment"):
+                self._for_deployment(row, "trigger", lambda row=row: triggers.follow(self.store, self.settings, row, now))
+
     def catch_up(self) -> None:
         """After a downtime, apply each deployment's catch-up policy to the slots it missed.
 

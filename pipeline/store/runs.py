@@ -9,6 +9,7 @@ from typing import Any, Iterable
 from ..errors import InvalidTransition, NotFound
 from ..orchestration.states import ACTIVE_STATES, WAITING_STATES, State, sources
 from .base import _db_value, _row, new_run_id, to_db
+from .models import DEFAULT_FLOW
 
 
 class RunStore:
@@ -265,12 +266,12 @@ class RunStore:
         rows = self.conn.execute("SELECT state, COUNT(*) FROM flow_runs GROUP BY state").fetchall()
         return {state: count for state, count in rows}
 
-    def metric_history(self, limit: int = 500) -> list[dict[str, Any]]:
-        """Completed runs with their metrics, oldest first (for trends)."""
+    def metric_history(self, limit: int = 500, *, flow: str = DEFAULT_FLOW) -> list[dict[str, Any]]:
+        """Completed runs of ``flow`` with their metrics, oldest first (for trends)."""
         rows = self._all(
             "SELECT id, name, run_date, train_month, val_month, synthetic, data_source, started_at, "
-            "ended_at, metrics FROM flow_runs WHERE state = 'COMPLETED' AND metrics IS NOT NULL "
-            "ORDER BY run_date DESC, ended_at DESC LIMIT ?", (limit,))
+            "ended_at, metrics FROM flow_runs WHERE state = 'COMPLETED' AND metrics IS NOT NULL AND flow = ? "
+            "ORDER BY run_date DESC, ended_at DESC LIMIT ?", (flow, limit))
         return rows[::-1]
 
     # -- task runs, logs, artifacts ---------------------------------------------------
