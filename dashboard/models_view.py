@@ -129,12 +129,16 @@ def versions_section(rows: list[dict[str, Any]]) -> None:
         st.info("No model version yet: a completed training run is one.")
         return
     st.dataframe(versions_table(rows), hide_index=True, width="stretch", key="models_versions", column_config={
+        "": st.column_config.TextColumn("", width=CHAMPION_MARK_WIDTH),  # "★ champion" whole, never clipped
         "val_rmse": st.column_config.NumberColumn("Val RMSE (min)", format="%.4f"),
         "champion_rmse": st.column_config.NumberColumn("Champion's RMSE then", format="%.4f"),
         "train_rmse": st.column_config.NumberColumn("Train RMSE (min)", format="%.4f")})
     if len(rows) == SHOWN:
         st.caption(f"The latest {SHOWN} versions; `python -m pipeline models ls --json` lists up to 200.")
     promote_form(rows)
+
+
+CHAMPION_MARK_WIDTH = 100  # px
 
 
 def versions_table(rows: list[dict[str, Any]]) -> pd.DataFrame:

@@ -162,6 +162,13 @@ def backfill_batch(history: Store, run_id: str) -> list[dict[str, Any]]:
 
 
 @_cached
+def run_links(history: Store, run_id: str, triggered_by: str | None) -> dict[str, Any]:
+    """The run whose completion triggered this one (another deployment's), and the runs this one's triggered."""
+    return {"triggered_by": history.run_with_deployment(triggered_by) if triggered_by else None,
+            "triggered": history.followups(run_id)}
+
+
+@_cached
 def tags(history: Store) -> list[str]:
     return history.tags_in_use()
 

@@ -14,6 +14,7 @@ RUN_PAGE = "app_pages/run_detail.py"
 UPCOMING_PAGE = "app_pages/upcoming.py"
 RUNS_PAGE = "app_pages/runs.py"
 STATE_OPTIONS = [labels.state_label(s) for s in labels.STATUS_COLORS]
+RUN_NAME_WIDTH = 190  # px: the longest two-word run name (25 characters) whole
 # On a phone the sidebar covers the page: close it once a page is chosen in it (Streamlit leaves it open).
 # One listener for the whole session (the flag), on the document: it outlives the sidebar's reruns.
 CLOSE_ON_NAVIGATION = """<script>
@@ -162,7 +163,7 @@ def run_columns_config() -> dict[str, Any]:
     """How each column of a runs table is drawn (widths fit 1440 px up to Reason)."""
     text = st.column_config.TextColumn
     return {
-        "Run": st.column_config.LinkColumn("Run", display_text=r"name=([^&]+)", width=140,
+        "Run": st.column_config.LinkColumn("Run", display_text=r"name=([^&]+)", width=RUN_NAME_WIDTH,
                                            help="Open the run's detail page"),
         "State": st.column_config.MultiselectColumn("State", options=STATE_OPTIONS, width=124,  # "Awaiting Retry"
                                                     color=list(labels.STATUS_COLORS.values())),

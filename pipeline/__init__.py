@@ -5,7 +5,7 @@ scheduler), ``store`` (every SQL statement), ``cli`` (``python -m pipeline``).
 
 The public API for deployment files::
 
-    from pipeline import CronSchedule, DeploymentSpec, IntervalSchedule
+    from pipeline import AfterCompletion, CronSchedule, DeploymentSpec, IntervalSchedule
 
 The flat module paths of earlier versions (``pipeline.deployments``, ``pipeline.schedules``,
 ``pipeline.flow``, ...) still import: each is the same module object as its new home.
@@ -18,7 +18,7 @@ import importlib.machinery
 import sys
 from typing import Any
 
-__all__ = ["CronSchedule", "DeploymentSpec", "IntervalSchedule"]
+__all__ = ["AfterCompletion", "CronSchedule", "DeploymentSpec", "IntervalSchedule"]
 
 MOVED = {
     **{f"pipeline.{name}": f"pipeline.training.{name}"
@@ -27,7 +27,8 @@ MOVED = {
        for name in ("states", "runtime", "schedules", "deployments", "enqueue", "catchup", "scheduler",
                     "executor")},
 }
-_PUBLIC = {"DeploymentSpec": "pipeline.orchestration.deployments",
+_PUBLIC = {"AfterCompletion": "pipeline.orchestration.triggers",
+           "DeploymentSpec": "pipeline.orchestration.deployments",
            "CronSchedule": "pipeline.orchestration.schedules",
            "IntervalSchedule": "pipeline.orchestration.schedules"}
 
@@ -58,4 +59,5 @@ def __getattr__(name: str) -> Any:
 
 
 from . import training as _training  # noqa: E402,F401  (registers the monthly training flow)
+from . import scoring as _scoring  # noqa: E402,F401  (registers the monthly batch-scoring flow)
 from . import prefect2 as _prefect2  # noqa: E402,F401  (Prefect 2.0 beta files: their flows and deployments)

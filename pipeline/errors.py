@@ -68,6 +68,11 @@ class HistoryDamaged(StorageError):
     """The history file is damaged (a corrupt page, a table gone): a process serving it stops, recording nothing."""
 
 
+class HistoryUnreachable(StorageError):
+    """The history's PostgreSQL server cannot be reached (a restart, a failover, a cut network): a scheduler
+    or worker waits for it to come back."""
+
+
 class HistoryLost(PipelineError):
     """The history file was deleted or replaced under a running scheduler, or its lease was taken."""
 

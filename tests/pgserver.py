@@ -71,13 +71,21 @@ class PgServer:
             "local all all trust\n"
             f"host all {PASSWORD_USER} {self.clients} scram-sha-256\n"
             f"host all all {self.clients} trust\n")
+        self.resume()
+        self.admin(f"CREATE ROLE {PASSWORD_USER} LOGIN PASSWORD '{PASSWORD}'")
+        return self
+
+    def resume(self) -> None:
+        """Start the server (again, after ``pause``) on its port, with its data."""
         options = (f"-c listen_addresses={self.host} -c port={self.port} -c unix_socket_directories={self.folder} "
                    "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 "
                    "-c shared_buffers=32MB")
         self._run(str(self.bin / "pg_ctl"), "start", "-w", "-t", "60", "-D", str(self.data), "-l", str(self.log),
                   "-o", options)
-        self.admin(f"CREATE ROLE {PASSWORD_USER} LOGIN PASSWORD '{PASSWORD}'")
-        return self
+
+    def pause(self) -> None:
+        """Stop the server, keeping its data: an outage its clients must ride out (``resume`` ends it)."""
+        self._run(str(self.bin / "pg_ctl"), "stop", "-D", str(self.data), "-m", "fast", "-w")
 
     def stop(self) -> None:
         with contextlib.suppress(Exception):

@@ -64,7 +64,7 @@ def test_run_columns_are_the_fields_the_flow_registered(settings):
     ({"parameters": ["data_url"]}, "The parameters of 'x' must be a dict"),
     ({"parameters": {"data_url": "https://host/no-placeholder"}}, "has no {month} placeholder"),
     ({"tags": "ml"}, "The tags of 'x' must be a list of words"),
-    ({"flow": "other-flow"}, "The flow 'other-flow' is not registered; the flows are: 'fhv-duration-training'"),
+    ({"flow": "other-flow"}, "The flow 'other-flow' is not registered; the flows are: 'fhv-batch-scoring', 'fhv-duration-training'"),
     ({"schedule": "0 9 15 * *"}, "must be a CronSchedule or an IntervalSchedule"),
 ])
 def test_invalid_specs_are_refused_with_a_sentence_naming_the_field(fields, words):

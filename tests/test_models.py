@@ -559,3 +559,10 @@ def test_the_champions_one_hot_rows_are_exactly_its_vectorizers():
     expected = dv.transform([{helper.PU: str(p), helper.DO: str(d)} for p, d in zip(pu.tolist(), do.tolist())])
     made = helper.pair_matrix(dv, pu, do)
     assert made.shape == expected.shape and (made != expected).nnz == 0
+
+
+def test_the_champion_mark_has_room_for_its_whole_word(history, monkeypatch):
+    at = models_page()
+    versions = next(d for d in at.dataframe if "decision" in d.value.columns)
+    column = json.loads(versions.proto.columns)[""]
+    assert "★ champion" in set(versions.value[""]) and column["width"] >= 8 * len("★ champion") + 16

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -163,6 +164,7 @@ def test_a_flow_without_a_date_takes_its_run_date_from_the_expected_start_time_o
                 run_date = ctx.flow_run.expected_start_time
             get_run_logger().info(f"scoring {taxi_type} for {run_date.year:04d}-{run_date.month:02d} "
                                   f"in run {get_run_context().flow_run.name}")
+            get_run_logger().info(f"run id {ctx.flow_run.id.hex}")
     ''')
     write(homework, "deploy.py", '''
         from prefect.deployments import DeploymentSpec
@@ -175,6 +177,7 @@ def test_a_flow_without_a_date_takes_its_run_date_from_the_expected_start_time_o
     when = dt.datetime.now(UTC)
     assert run["state"] == "COMPLETED", run["error"]
     assert f"scoring fhv for {when:%Y-%m} in run {run['name']}" in messages(store, run["id"])
+    assert f"run id {run['id'].replace('-', '')}" in messages(store, run["id"])  # a UUID, as Prefect's
     backfilled = run_once(store, "scoring", dt.date(2021, 3, 2))  # a run asked for another date scores that month
     assert f"scoring fhv for 2021-03 in run {backfilled['name']}" in messages(store, backfilled["id"])
 
@@ -414,3 +417,14 @@ def test_a_cached_task_runs_every_time_and_the_log_says_so_once(homework):
     said = messages(store, run["id"])
     assert run["state"] == "COMPLETED" and said.count("reading 2021-06") == 2
     assert said.count("The task read sets cache_key_fn: here it runs every time (task results are not cached).") == 1
+
+
+def test_the_example_homework_registers_and_runs_unchanged(homework):
+    shutil.copy(ROOT / "examples" / "prefect2" / "homework.py", homework / "homework.py")
+    assert main(["deployment", "create", str(homework / "homework.py")]) == 0
+    store = history(homework)
+    run = run_once(store, "cron-schedule-deployment", dt.date(2021, 8, 15))
+    assert run["state"] == "COMPLETED", run["error"]
+    assert [t["task"] for t in store.task_runs(run["id"])][-2:] == ["train_model", "run_model"]
+    assert (homework / "models" / "dv-2021-08-15.b").is_file()
+    assert any(m.startswith("The MSE of validation is: ") for m in messages(store, run["id"]))

@@ -68,6 +68,7 @@ def main(date=None):
 '''
 
 IN_ITS_OWN_VENV = '''
+import os
 import sys
 
 import sklearn
@@ -91,6 +92,7 @@ def main(date=None):
     logger = get_run_logger()
     logger.info(f"python {sys.executable}")
     logger.info(f"scikit-learn {sklearn.__version__}")
+    logger.info(f"VIRTUAL_ENV {os.environ.get('VIRTUAL_ENV')}")
     rmse = evaluate([3.0, 5.0, 7.0], [2.0, 5.0, 9.0]).result()
     logger.info(f"The RMSE is {rmse:.6f} for {date}")
 '''
@@ -118,6 +120,7 @@ DeploymentSpec(flow=main, name="own-env", flow_runner=SubprocessFlowRunner(virtu
     assert run["state"] == "COMPLETED", run["error"]
     said = messages(store, run["id"])
     assert f"python {python}" in said and "scikit-learn 1.5.2" in said
+    assert f"VIRTUAL_ENV {homework / 'env'}" in said  # as if activated
     assert "The RMSE is 1.290994 for 2021-08-15" in said  # squared=False, native in 1.5.2: nothing adapted
     assert not [m for m in said if "computed as the RMSE" in m]
     assert [(t["task"], t["state"]) for t in store.task_runs(run["id"])] == [("evaluate", "COMPLETED")]
@@ -290,3 +293,20 @@ DeploymentSpec(flow=main, name="on-postgresql", flow_runner=SubprocessFlowRunner
     assert run["error"] == (f"The environment of {python} lacks the package 'psycopg', which runs of this deployment "
                             f"need there ({python} -m pip install 'psycopg[binary]').")
     store.close()
+
+
+@pytest.mark.timeout(900)
+def test_a_conda_environment_named_by_its_name_is_found_with_conda(homework, user_venv, monkeypatch):
+    bin_dir = homework / "conda-bin"
+    bin_dir.mkdir()
+    conda = bin_dir / "conda"  # a stand-in that lists the test's environment as conda would
+    conda.write_text(f"#!/bin/sh\necho '{{\"envs\": [\"/opt/conda\", \"{user_venv}\"]}}'\n")
+    conda.chmod(0o755)
+    monkeypatch.setenv("CONDA_EXE", str(conda))
+    named = f"DeploymentSpec(flow=main, name='in-conda', flow_runner=SubprocessFlowRunner(condaenv={user_venv.name!r}))"
+    write(homework, "homework.py", LIGHT + named + "\n")
+    assert main(["deployment", "create", str(homework / "homework.py")]) == 0
+    store = history(homework)
+    assert store.get_deployment("in-conda")["flow"].endswith(f"?python={user_venv / 'bin' / 'python'}")
+    run = run_once(store, "in-conda", dt.date(2021, 8, 15))
+    assert run["state"] == "COMPLETED", run["error"]

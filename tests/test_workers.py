@@ -453,11 +453,17 @@ def load_settings_for(home):
 
 # -- one scheduler per history on PostgreSQL ---------------------------------------------------------
 
-def test_on_postgresql_one_scheduler_holds_the_lock_until_its_session_is_gone(pg_url, tmp_path):
+def _drop_the_lock_holders_session(pg_url):
     import psycopg
 
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+                      "AND objid = %s", (0x66687601 & 0xFFFFFFFF,))
+
+
+def test_on_postgresql_one_scheduler_holds_the_lock_until_its_session_is_gone(pg_url, tmp_path):
     from pipeline.config import Settings
-    from pipeline.errors import HistoryLost, SchedulerLocked
+    from pipeline.errors import HistoryLost, HistoryUnreachable, SchedulerLocked
     from pipeline.orchestration.lock import LockWatch, exclusive
 
     settings = Settings(home=tmp_path / "fhv", database_url=pg_url)
@@ -468,13 +474,32 @@ def test_on_postgresql_one_scheduler_holds_the_lock_until_its_session_is_gone(pg
         with pytest.raises(SchedulerLocked, match="holds the lock of postgresql://"):
             with exclusive(settings, second):
                 pass
-        with psycopg.connect(pg_url, autocommit=True) as admin:  # the server drops the holder's session
-            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
-                          "AND objid = %s", (0x66687601 & 0xFFFFFFFF,))
-        with pytest.raises(HistoryLost, match="lost its connection"):
+        _drop_the_lock_holders_session(pg_url)
+        with pytest.raises(HistoryUnreachable, match="lost its connection"):
             watch.check()
         with exclusive(settings, second) as taken:
             assert taken.held() and taken.conn.execute("SHOW tcp_keepalives_idle").fetchone()[0] == "5"
+            with pytest.raises(HistoryLost, match="Another scheduler took the lock"):
+                watch.reacquire(first)
+    first.close()
+    second.close()
+
+
+def test_on_postgresql_a_scheduler_whose_session_was_dropped_takes_the_lock_again_if_it_is_free(pg_url, tmp_path):
+    from pipeline.config import Settings
+    from pipeline.errors import SchedulerLocked
+    from pipeline.orchestration.lock import LockWatch, exclusive
+
+    settings = Settings(home=tmp_path / "fhv", database_url=pg_url)
+    first, second = Store(pg_url), Store(pg_url)
+    with exclusive(settings, first) as lock:
+        watch = LockWatch(lock, settings.history_label)
+        _drop_the_lock_holders_session(pg_url)
+        watch.reacquire(first)
+        watch.check()
+        with pytest.raises(SchedulerLocked, match="holds the lock of postgresql://"):
+            with exclusive(settings, second):
+                pass
     first.close()
     second.close()
 
@@ -493,3 +518,29 @@ def test_on_postgresql_a_claimer_silent_inside_its_claim_blocks_the_queue_only_b
     assert 0.4 < waited < 5 and states(other, runs) == ["PENDING"]
     stuck.close()
     other.close()
+
+
+def test_a_flow_process_slower_to_start_than_the_stale_time_is_killed_and_its_run_goes_back_to_the_queue(
+        store, settings, clock):
+    [run] = due_runs(store, clock, 1)
+    executor = StuckExecutor(store, clock=clock)
+    made = Worker(store, settings, options=OPTIONS, clock=clock, executor=executor, queues=["q"])
+    made.tick()
+    clock.advance(OPTIONS.stale_after + 1)
+    made.tick()
+    row = store.get_run(run)
+    assert row["state"] != "CRASHED" and row["ended_at"] is None and executor.started == [run, run]
+    assert row["late_reason"] == ("its flow process did not start it within the stale time of 30 seconds (a slow "
+                                  "start); back in the queue")
+
+
+def test_a_flow_cancelled_because_its_worker_stopped_says_so(store, settings, clock):
+    [run] = due_runs(store, clock, 1)
+    made = worker(store, settings, clock, queues=["q"])
+    made.tick()
+    made.request_stop()
+    made.shutdown()
+    row = store.get_run(run)
+    assert row["state"] == "CANCELLED"
+    assert row["state_message"].startswith("Cancelled because the worker stopped before the run finished.")
+    assert row["error"] == row["state_message"]

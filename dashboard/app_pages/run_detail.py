@@ -107,6 +107,19 @@ def facts(run: dict[str, Any]) -> None:
             widgets.figures([(label, value, None)])
     st.caption(f"Scheduled {widgets.time_pair(run['scheduled_time'], zone)} · started {labels.utc(run['started_at'])}"
                f" · ended {labels.utc(run['ended_at'])} · source `{labels.data_source(run)}`")
+    trigger_links(run)
+
+
+def trigger_links(run: dict[str, Any]) -> None:
+    """Links both ways between a run and the runs another deployment ran after its completion."""
+    found = queries.run_links(run["id"], run.get("triggered_by"))
+    upstream = found["triggered_by"]
+    if upstream:
+        widgets.run_link(upstream, f"Triggered by the completion of {upstream['name']} "
+                                   f"({upstream['deployment'] or 'no deployment'})")
+    for after in found["triggered"]:
+        widgets.run_link(after, f"Its completion triggered {after['name']} of {after['deployment']} "
+                                f"({labels.state_label(after['state'])})")
 
 
 def timeline(run: dict[str, Any]) -> None:

@@ -16,10 +16,10 @@ from rich.markup import escape
 from ..config import load_settings
 from ..errors import PipelineError
 from ..store.base import storage_error
-from . import history, models, notify, runs, users
+from . import history, models, notify, runs, score, users
 from .render import err_console
 
-GROUPS = [runs, users, models, notify, history]
+GROUPS = [runs, score, users, models, notify, history]
 
 
 def _optional_groups() -> list:

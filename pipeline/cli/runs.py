@@ -95,7 +95,17 @@ def run_summary(store: Store, run: dict[str, Any]) -> dict[str, Any]:
         "artifacts": [{k: a[k] for k in ("name", "path", "sha256", "size")} for a in store.artifacts(run["id"])],
         **{k: metrics.get(k) for k in QUALITY_KEYS},
         "promotion": metrics.get("promotion"),  # the champion decision (pipeline/training/champion.py)
+        **links(store, run),
     }
+
+
+def links(store: Store, run: dict[str, Any]) -> dict[str, Any]:
+    """What triggered the run (another deployment's completed run) and the runs its completion triggered."""
+    upstream = None
+    if run.get("triggered_by"):
+        found = store.run_with_deployment(run["triggered_by"])
+        upstream = {k: found[k] for k in ("id", "name", "deployment", "state", "run_date")}
+    return {"trigger": run.get("trigger"), "triggered_by": upstream, "triggered": store.followups(run["id"])}
 
 
 def cmd_ls(args: argparse.Namespace, settings: Settings) -> int:
@@ -162,6 +172,8 @@ def _print_run(store: Store, run: dict[str, Any], *, with_logs: bool = False) ->
     if metrics.get("promotion"):  # what the run decided about the champion (pipeline/training/champion.py)
         promotion = metrics["promotion"]
         console.print(f"[bold]Champion:[/] {promotion['decision']}. {render.plain(promotion['reason'])}", soft_wrap=True)
+    for line in link_lines(links(store, run)):
+        console.print(line, soft_wrap=True, markup=False)
     console.print(_tasks_table(store.task_runs(run["id"])))
     artifacts = store.artifacts(run["id"])
     if artifacts:
@@ -191,3 +203,15 @@ def _tasks_table(task_runs: list[dict[str, Any]]) -> Any:
         grid.add_row(t["task"], str(t["attempt"]), render.state_text(t["state"]), render.when(t["started_at"]),
                      render.duration(t["started_at"], t["ended_at"]), render.plain(t["error"] or ""))
     return grid
+
+
+def link_lines(found: dict[str, Any]) -> list[str]:
+    """'Triggered by the completion of ...' and 'Its completion triggered ...', as runs show prints them."""
+    lines = []
+    upstream = found["triggered_by"]
+    if upstream:
+        lines.append(f"Triggered by the completion of {upstream['name']} ({upstream['id'][:8]}) of "
+                     f"{upstream['deployment'] or 'no deployment'}.")
+    for run in found["triggered"]:
+        lines.append(f"Its completion triggered {run['name']} ({run['id'][:8]}) of {run['deployment']}: {run['state']}.")
+    return lines

@@ -30,6 +30,7 @@ from ..store import DeploymentRow, Store, from_db
 from .registry import flow_entry, slot_parameters
 from .runtime import new_run_name
 from .schedules import CronSchedule, IntervalSchedule, Schedule, schedule_from_json
+from .triggers import AfterCompletion, check_trigger
 
 TRAINING_FLOW = "fhv-duration-training"  # the flow deployments run unless they name another registered one
 DEFAULT_DEPLOYMENT = "monthly-training"
@@ -68,6 +69,7 @@ class DeploymentSpec:
     gates: Mapping[str, Any] | None = None
     promotion_tolerance: float | None = None
     notify: Iterable[str] = ()  # Apprise URLs told of this deployment's events, besides FHV_NOTIFY
+    trigger: AfterCompletion | str | None = None  # run once for each completed run of another deployment
 
     def __post_init__(self) -> None:
         check_name(self.name, "deployment")
@@ -85,6 +87,7 @@ class DeploymentSpec:
         object.__setattr__(self, "max_lateness", _lateness(self.max_lateness, self.name))
         object.__setattr__(self, "active", bool(self.active))
         object.__setattr__(self, "notify", _notify(self.notify, self.name))
+        object.__setattr__(self, "trigger", check_trigger(self.trigger, self.name))
 
     def to_row(self) -> dict[str, Any]:
         """The deployments columns for this spec."""
@@ -94,7 +97,7 @@ class DeploymentSpec:
                 "schedule_fingerprint": schedule.fingerprint() if schedule else None,
                 "tags": list(self.tags), "work_queue": self.work_queue, "catchup": self.catchup,
                 "max_lateness": self.max_lateness, "active": self.active, "description": self.description,
-                "retries": self.retries}
+                "retries": self.retries, "after_deployment": self.trigger.deployment if self.trigger else None}
 
 
 def default_deployment() -> DeploymentSpec:
@@ -179,7 +182,8 @@ def spec_of(row: Mapping[str, Any]) -> DeploymentSpec:
     try:
         spec = DeploymentSpec(name=row["name"], schedule=schedule_of(row), flow=row["flow"], tags=row["tags"],
                               work_queue=row["work_queue"], catchup=row["catchup"], max_lateness=row["max_lateness"],
-                              active=row["active"], description=row.get("description"), retries=row["retries"])
+                              active=row["active"], description=row.get("description"), retries=row["retries"],
+                              trigger=row.get("after_deployment"))
         if not isinstance(row["parameters"], Mapping):
             raise ConfigError(f"The parameters of {spec.name!r} must be a dict, not {row['parameters']!r}.")
         # their names, not their values: a data folder that vanished is the materialise job's to say

@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterator, Protocol
 import psutil
 
 from ..config import Settings
-from ..errors import ConfigError
+from ..errors import ConfigError, HistoryUnreachable
 from ..store import RunRow, Store, from_db
 from .clock import SYSTEM_CLOCK
 from .registry import flow_entry, preload_modules
@@ -229,6 +229,9 @@ def child_main(job: ChildJob) -> None:
         warn_unless_preloaded(entry.preload)
         entry.load()(store, job.settings, job.run_id, clock=SYSTEM_CLOCK, await_policy=job.await_data.policy_for(run),
                      heartbeat_every=job.heartbeat_every)
+    except HistoryUnreachable as error:  # one line, not a traceback: its supervisor judges the run once back
+        logger.error("The flow of run %s stops: %s", job.run_id[:8], error)
+        sys.exit(1)
     finally:
         store.close()
 

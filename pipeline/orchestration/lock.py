@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from ..config import Settings
-from ..errors import HistoryFileLost, HistoryLost, SchedulerLocked
+from ..errors import HistoryFileLost, HistoryLost, HistoryUnreachable, SchedulerLocked
 from ..store import Store
 from ..store.base import file_identity, identity_in_file, is_database_url
 from ..store.workers import SessionLock
@@ -69,16 +69,27 @@ def _advisory(settings: Settings, store: Store) -> Iterator[SessionLock]:
 
 
 class LockWatch:
-    """Stops the scheduler (HistoryLost) once its PostgreSQL session, and with it the history's lock, is gone."""
+    """Tells the scheduler (HistoryUnreachable) when its PostgreSQL session, and with it the history's lock, is
+    gone; ``reacquire`` takes the lock again once the server answers, or stops the scheduler (HistoryLost) if
+    another scheduler took it meanwhile."""
 
     def __init__(self, lock: SessionLock, label: str):
         self.lock, self.label = lock, label
 
     def check(self) -> None:
         if not self.lock.held():
-            raise HistoryLost(f"The scheduler lost its connection to {self.label}, and with it the history's lock: "
-                              "another scheduler may take over, so this one stops. Start it again once the server "
-                              "can be reached.")
+            raise HistoryUnreachable(f"The scheduler lost its connection to {self.label}, and with it the history's "
+                                     "lock.")
+
+    def reacquire(self, store: Store) -> None:
+        if self.lock.held():
+            return
+        taken = store.take_scheduler_lock()
+        if taken is None:
+            raise HistoryLost(f"Another scheduler took the lock of {self.label} while this one could not reach the "
+                              "server; this one stops so that only one serves the history.")
+        self.lock.release()
+        self.lock.conn = taken.conn  # the lock ``exclusive`` releases at the end is this new session's
 
 
 def _holder(fd: int, store: Store) -> str:

@@ -14,7 +14,8 @@ deployment (or run) has its own guard, and a deployment whose job fails is marke
   by a scheduler or worker that died before their process began go back to the queue (a worker on
   another host is judged by its heartbeat, ``liveness.py``);
 * ``materialise``: keep the upcoming runs of every active deployment made;
-* ``step``: reap ended children, honour cancel requests, apply the catch-up policy after a
+* ``step``: reap ended children, honour cancel requests, make the runs other deployments' completions
+  trigger (``triggers.py``), apply the catch-up policy after a
   downtime and skip slots past their maximum lateness (``catchup.py``), claim and start due runs up
   to each work queue's concurrency limit (not with ``--no-execute``: then only workers claim), mark
   what is still waiting LATE with the reason, and start a notifications round (failures, lateness,
@@ -41,9 +42,9 @@ from typing import Any, Callable
 import schedule
 
 from ..config import Settings
-from ..errors import HistoryDamaged, HistoryLost
+from ..errors import HistoryDamaged, HistoryLost, HistoryUnreachable
 from ..store import DeploymentRow, RunRow, Store, from_db
-from . import catchup
+from . import catchup, triggers
 from .clock import SYSTEM_CLOCK, Clock
 from .deployments import ensure_default, materialise, spec_of
 from .executor import Executor, ProcessExecutor
@@ -88,6 +89,7 @@ class Scheduler(Supervisor):
         self.caught_up: dict[int, dt.datetime] = {}  # deployment id -> when its catch-up last succeeded
         self.failing: dict[int, dict[str, str]] = {}  # deployment id -> job -> error, while it fails
         self._last_step: dt.datetime | None = None
+        self.back_at: dt.datetime | None = None  # when the history answered again after an outage
         self.ready = False
         self.notifier = Notifier(store, settings, clock=clock)  # tells of events in a thread of its own
 
@@ -145,7 +147,7 @@ class Scheduler(Supervisor):
         failing = self.failing.setdefault(row["id"], {})
         try:
             work()
-        except (HistoryLost, HistoryDamaged):
+        except (HistoryLost, HistoryDamaged, HistoryUnreachable):
             raise
         except Exception as error:  # noqa: BLE001 - this deployment is marked; the others go on
             message = f"{job}: {sentence(error)}"
@@ -163,7 +165,7 @@ class Scheduler(Supervisor):
     # -- jobs ---------------------------------------------------------------------------
     def step(self) -> None:
         self._last_step = self.clock.now()
-        for part in (self.reap, self.cancel, self.catch_up, self.expire, self.dispatch, self.mark_late,
+        for part in (self.reap, self.cancel, self.follow, self.catch_up, self.expire, self.dispatch, self.mark_late,
                      self.notifier.poke):
             self._guarded(part)()
 
@@ -186,8 +188,11 @@ class Scheduler(Supervisor):
         self.kill_hung()
 
     def sweep(self) -> None:
-        """Runs this scheduler did not start and whose process is gone: requeue or end them."""
+        """Runs this scheduler did not start and whose process is gone: requeue or end them. Right after an
+        outage of the history nobody could stamp a heartbeat: each process gets a stale time to beat again."""
         own, now = self.executor.running(), self.clock.now()
+        if self.back_at is not None and (now - self.back_at).total_seconds() <= self.options.stale_after:
+            return
         runs = [run for run in self.store.active_runs() if run["id"] not in own]
         workers = self.store.claimers(run["claimed_by"] for run in runs)
         for run in runs:
@@ -200,14 +205,19 @@ class Scheduler(Supervisor):
             else:
                 self._end_dead(run, verdict.reason, now)
 
-    def _requeue(self, run: RunRow, reason: str, now: dt.datetime) -> None:
-        """Back to the queue, or CANCELLED if its cancel was asked while it was claimed."""
-        why = reason.removesuffix("; back in the queue")
-        back = self.store.requeue_unstarted(run["id"], reason=reason, now=now,
-                                            cancelled=f"Cancelled on request before it started; it was {why}.")
-        if back is not None:
-            logger.warning("Run %s (%s): %s", run["name"], run["id"][:8],
-                           back["state_message"] if back["state"] == State.CANCELLED else f"{reason}.")
+    def reconnect(self) -> None:
+        """Reach the history again, and take its lock again (PostgreSQL: it went with the session)."""
+        super().reconnect()
+        if isinstance(self.watch, LockWatch):
+            self.watch.reacquire(self.store)
+
+    def back(self, now: dt.datetime) -> None:
+        """The history answers again: this scheduler ran all along, so the slots that fell due meanwhile are
+        due runs, not a downtime for the catch-up policies (deployments whose catch-up fails stay as they are)."""
+        self.back_at = now
+        for deployment in self.caught_up:
+            if "catch-up" not in self.failing.get(deployment, {}):
+                self.caught_up[deployment] = now
 
     def materialise_all(self) -> None:
         now = self.clock.now()
@@ -216,11 +226,19 @@ class Scheduler(Supervisor):
                 self._for_deployment(row, "materialise", lambda row=row: materialise(self.store, self.settings, row, now))
 
     # -- step parts ---------------------------------------------------------------------
+    def follow(self) -> None:
+        """Make the runs that other deployments' completed runs trigger (``triggers.py``), each deployment guarded."""
+        now = self.clock.now()
+        for row in self.store.deployments():
+            if row["active"] and row.get("after_deployment"):
+                self._for_deployment(row, "trigger", lambda row=row: triggers.follow(self.store, self.settings, row, now))
+
     def catch_up(self) -> None:
         """After a downtime, apply each deployment's catch-up policy to the slots it missed.
 
         Each deployment's "served until" moves only after its catch-up succeeded, so a failing
-        deployment never turns a ``latest`` or ``none`` policy into ``all``.
+        deployment never turns a ``latest`` or ``none`` policy into ``all``. An outage of the history
+        is no downtime (``back``); a machine that slept is.
         """
         now = self.clock.now()
         for row in self.store.deployments():

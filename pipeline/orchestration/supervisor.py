@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from ..config import Settings
-from ..errors import ConfigError, HistoryDamaged, HistoryFileLost, HistoryLost, PipelineError
+from ..errors import ConfigError, HistoryDamaged, HistoryFileLost, HistoryLost, HistoryUnreachable, PipelineError
 from ..formatting import duration_text, seconds_words
 from ..formatting import utc_text as _when
 from ..store import RunRow, Store, from_db
 from .clock import Clock
 from .executor import EXIT_DAMAGED, AwaitData, Executor, Exit
 from .liveness import ending_message
+from .outage import Outage
 from .runtime import new_run_name
 from .states import ACTIVE_STATES, State
 
@@ -84,6 +85,7 @@ class Supervisor:
         self.ending: dict[str, tuple[str, dt.datetime]] = {}  # run id -> (why we signalled it, when)
         self.failures = 0
         self.fatal: HistoryLost | HistoryDamaged | None = None
+        self.outage = Outage(self.role)
 
     # -- the loop ------------------------------------------------------------------------
     def loop(self) -> None:
@@ -93,9 +95,12 @@ class Supervisor:
         try:
             self.tick()
             while not self.stopping.is_set():
-                self.jobs.run_pending()
-                if not self.stopping.is_set() and self._run_due():
-                    self._guarded(self.step)()
+                if self.outage.active:
+                    self._ride_out()
+                else:
+                    self.jobs.run_pending()
+                    if not self.stopping.is_set() and self._run_due():
+                        self._guarded(self.step)()
                 self.clock.sleep(self._idle())
         finally:
             self.shutdown()
@@ -111,6 +116,8 @@ class Supervisor:
 
     def _idle(self) -> float:
         """Until the next job, or the next run falling due, at most a tick."""
+        if self.outage.active:
+            return min(self.options.tick, self.outage.wait(self.clock.now()))
         idle = self.jobs.idle_seconds
         wait = self.options.tick if idle is None else idle
         due = self._next_due(after=self.clock.now())
@@ -119,7 +126,39 @@ class Supervisor:
         return max(0.0, min(self.options.tick, wait))
 
     def _next_due(self, *, after: dt.datetime) -> dt.datetime | None:
-        return self.store.next_due_time(after=after)
+        try:
+            return self.store.next_due_time(after=after)
+        except HistoryUnreachable as error:
+            self.outage.begin(error, self.clock.now())
+            return None
+
+    # -- a database outage ----------------------------------------------------------------
+    def _ride_out(self) -> None:
+        """While the history is out of reach: no job runs; try to reach it again, with backoff."""
+        now = self.clock.now()
+        self.while_unreachable(now)
+        if not self.outage.due(now):
+            return
+        try:
+            self.reconnect()
+        except HistoryUnreachable:
+            self.outage.failed(now)
+            return
+        except (HistoryLost, HistoryDamaged) as error:
+            self._lose_history(error)
+            return
+        self.outage.end(now)
+        self.back(now)
+
+    def reconnect(self) -> None:
+        """Reach the history again (HistoryUnreachable while it is still away)."""
+        self.store.ping()
+
+    def while_unreachable(self, now: dt.datetime) -> None:
+        """What to do each tick while the history is out of reach (a worker kills flows past its stale time)."""
+
+    def back(self, now: dt.datetime) -> None:
+        """The history answers again after an outage that began at ``self.outage.since``."""
 
     # -- guards -------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -133,6 +172,8 @@ class Supervisor:
                 job()
             except (HistoryLost, HistoryDamaged) as error:
                 self._lose_history(error)
+            except HistoryUnreachable as error:
+                self.outage.begin(error, self.clock.now())
             except Exception as error:  # noqa: BLE001 - one failing job must not stop the loop
                 self._record_failure(job.__name__, error)
         run.__name__ = job.__name__
@@ -255,6 +296,10 @@ class Supervisor:
             self.store.set_late_reason(run["id"], f"awaiting data: {run['error']} Next attempt at "
                                                   f"{_when(run['next_attempt_at'])}.")
         elif state in ACTIVE_STATES:
+            if why == "hung" and not run["started_at"]:
+                self._requeue(run, "its flow process did not start it within the stale time of "
+                                   f"{seconds_words(self.options.stale_after)} (a slow start); back in the queue", now)
+                return
             message = ending_message(why, exit_.pid, exit_.how, cancel_grace=self.options.cancel_grace,
                                      stale_after=self.options.stale_after, role=self.role)
             if why in ("", "hung"):
@@ -263,9 +308,23 @@ class Supervisor:
                 self.store.transition(run["id"], State.CANCELLED, now=now, message=message, error=message,
                                       expect=ACTIVE_STATES)
         elif why.startswith("stop"):
-            self.store.add_log(run["id"], level="WARNING", ts=now,
-                               message=f"The {self.role} stopped while this run was running, so it was cancelled.")
+            self._stopped_by_us(run, now)
         _log_end(self.store.get_run(run["id"]), now)
+
+    def _stopped_by_us(self, run: RunRow, now: dt.datetime) -> None:
+        """A flow this process stopped on its way out recorded itself CANCELLED "on request": say who stopped it."""
+        self.store.add_log(run["id"], level="WARNING", ts=now,
+                           message=f"The {self.role} stopped while this run was running, so it was cancelled.")
+        self.store.reword_cancel(run["id"], f"Cancelled because the {self.role} stopped before the run finished.")
+
+    def _requeue(self, run: RunRow, reason: str, now: dt.datetime) -> None:
+        """Back to the queue, or CANCELLED if its cancel was asked while it was claimed."""
+        why = reason.removesuffix("; back in the queue")
+        back = self.store.requeue_unstarted(run["id"], reason=reason, now=now,
+                                            cancelled=f"Cancelled on request before it started; it was {why}.")
+        if back is not None:
+            logger.warning("Run %s (%s): %s", run["name"], run["id"][:8],
+                           back["state_message"] if back["state"] == State.CANCELLED else f"{reason}.")
 
     def _damaged(self, exit_: Exit) -> None:
         """A flow process found the history damaged and ended recording nothing: say what is damaged, and stop."""
@@ -302,8 +361,11 @@ class Supervisor:
             self._signal(run_id, signal.SIGKILL, "stop, killed", self.clock.now())
         self._wait_for_children(5.0)
         if self.fatal is None:
-            self.stopped(self.clock.now())
+            self._guarded(self._record_stop)()
         self.executor.close()
+
+    def _record_stop(self) -> None:
+        self.stopped(self.clock.now())
 
     def _drop_flows_unrecorded(self) -> None:
         """The history file was deleted, replaced or damaged: end the flows (killed already) without recording

@@ -138,10 +138,12 @@ class Worker(Supervisor):
             raise
         if not alive:
             raise HistoryLost(f"The worker {self.identity} is marked stopped in the history; it stops.")
-        if self.unreachable:
-            logger.warning("The history can be reached again, after %.0f s.", (now - self.last_beat).total_seconds())
         self.last_beat, self.unreachable = now, False
         self.kill_hung()
+
+    def while_unreachable(self, now: dt.datetime) -> None:
+        self.unreachable = True
+        self._kill_when_cut_off(now)
 
     def _kill_when_cut_off(self, now: dt.datetime) -> None:
         """The history cannot be reached: past the stale time, this worker's flows are presumed CRASHED."""

@@ -73,8 +73,14 @@ def _conda_prefix(name: str, folder: Path, deployment: str) -> Path:
         raise ConfigError(f"The deployment {deployment!r} runs its flows in the conda environment {name!r}, but "
                           "conda is not on PATH here to find it; give its folder (condaenv=\"/opt/conda/envs/"
                           f"{name}\") or use: deployment create FILE --python /path/to/envs/{name}/bin/python")
-    listed = subprocess.run([conda, "env", "list", "--json"], capture_output=True, text=True, timeout=CHECK_TIMEOUT)
-    prefixes = [Path(p) for p in json.loads(listed.stdout or "{}").get("envs", [])]
+    try:
+        listed = subprocess.run([conda, "env", "list", "--json"], capture_output=True, text=True,
+                                timeout=CHECK_TIMEOUT)
+        prefixes = [Path(p) for p in json.loads(listed.stdout or "{}").get("envs", [])]
+    except (OSError, subprocess.TimeoutExpired, ValueError) as error:
+        raise ConfigError(f"The deployment {deployment!r} runs its flows in the conda environment {name!r}, but "
+                          f"'{conda} env list' did not list the environments ({error}); give its folder "
+                          f"instead (condaenv=\"/opt/conda/envs/{name}\").") from None
     found = [p for p in prefixes if p.name == name]
     if not found:
         raise ConfigError(f"The deployment {deployment!r} runs its flows in the conda environment {name!r}, which "
@@ -119,10 +125,17 @@ def _called(node: ast.Call) -> str | None:
 
 
 def environment_for(python: str) -> dict[str, str]:
-    """The environment a user's interpreter runs with: this product's package importable, nothing of ours else."""
-    before = os.environ.get("PYTHONPATH")
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(PACKAGE_ROOT), before))),
-            "PYTHONNOUSERSITE": "1"}
+    """The environment a user's interpreter runs with, as if activated: its ``bin`` first on PATH (a flow that
+    starts ``python`` gets that one), and this product's package importable, none of its packages."""
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "CONDA_PREFIX")}
+    prefix = Path(python).parent.parent
+    if (prefix / "pyvenv.cfg").is_file():
+        env["VIRTUAL_ENV"] = str(prefix)
+    elif (prefix / "conda-meta").is_dir():
+        env["CONDA_PREFIX"] = str(prefix)
+    env["PATH"] = os.pathsep.join(filter(None, (str(Path(python).parent), env.get("PATH"))))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(PACKAGE_ROOT), env.get("PYTHONPATH"))))
+    return env
 
 
 def problem_sentence(python: str, code: int, stderr: str) -> str | None:

@@ -16,6 +16,7 @@ from .notifications import NotificationStore
 from .rows import DeploymentRow, RunRow
 from .runs import RunStore
 from .scheduling import SchedulingStore
+from .triggers import TriggerStore
 from .workers import WorkerStore
 
 __all__ = ["BUSY_TIMEOUT_MS", "MIGRATIONS", "UTC", "DeploymentRow", "RunRow", "Store", "connect", "from_db",
@@ -23,5 +24,5 @@ __all__ = ["BUSY_TIMEOUT_MS", "MIGRATIONS", "UTC", "DeploymentRow", "RunRow", "S
 
 
 class Store(RunStore, SchedulingStore, WorkerStore, DashboardStore, ModelStore, NotificationStore, ArtifactStore,
-            BaseStore):
+            TriggerStore, BaseStore):
     """The run history. One instance per process; one connection per thread."""

@@ -246,6 +246,13 @@ CREATE TABLE notify_target_seen (
     ("0012_request_date_keys", """
 UPDATE flow_runs SET enqueue_key = 'date:' || substr(enqueue_key, 10) WHERE enqueue_key LIKE 'backfill:%';
 """),
+    ("0013_completion_triggers", """
+ALTER TABLE deployments ADD COLUMN after_deployment TEXT;
+ALTER TABLE flow_runs ADD COLUMN triggered_by TEXT;
+CREATE UNIQUE INDEX flow_runs_triggered_once ON flow_runs(deployment_id, triggered_by)
+    WHERE triggered_by IS NOT NULL;
+CREATE INDEX flow_runs_triggered_by ON flow_runs(triggered_by) WHERE triggered_by IS NOT NULL;
+"""),
 ]
 
 

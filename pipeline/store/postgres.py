@@ -18,7 +18,8 @@ from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 
-from ..errors import ConfigError, StorageError
+from ..config import check_user_info, masked_url
+from ..errors import ConfigError, HistoryUnreachable, StorageError
 
 MIN_SERVER_VERSION = 130000
 CONNECT_TIMEOUT_S = 10
@@ -32,6 +33,10 @@ DEFAULTS = {"connect_timeout": str(CONNECT_TIMEOUT_S), "keepalives": "1", "keepa
 
 def shown(url: str) -> str:
     """The URL without its password, for sentences and logs."""
+    try:
+        check_user_info(url)
+    except ConfigError:
+        return masked_url(url).partition("?")[0]
     try:
         info = conninfo_to_dict(url)
     except psycopg.ProgrammingError:
@@ -254,8 +259,9 @@ def fault_error(error: psycopg.Error, url: str) -> StorageError:
     if isinstance(error, pg_errors.DiskFull):
         return StorageError(f"{where} cannot grow because the server's disk is full; nothing was written: free "
                             f"some space on the server and try again (PostgreSQL: {detail}).")
-    return StorageError(f"{where} cannot be used: the connection to the PostgreSQL server failed or was lost; "
-                        f"check that the server runs and is reachable, then try again (PostgreSQL: {detail}).")
+    return HistoryUnreachable(f"{where} cannot be used: the connection to the PostgreSQL server failed or was "
+                              f"lost; check that the server runs and is reachable, then try again (PostgreSQL: "
+                              f"{detail}).")
 
 
 def _detail(error: Exception) -> str:
@@ -266,6 +272,7 @@ def _detail(error: Exception) -> str:
 
 def connect(url: str, *, readonly: bool = False) -> PgConnection:
     """Open the history at ``url``; one sentence (ConfigError or StorageError) if that cannot be done."""
+    check_user_info(url)
     try:
         info = conninfo_to_dict(url)
     except psycopg.ProgrammingError as error:
@@ -318,6 +325,6 @@ def connect_error(error: psycopg.OperationalError, url: str, info: dict[str, Any
     if "pg_hba.conf" in text:
         return ConfigError(f"The PostgreSQL server of the history {where} does not let this host in as {user!r} "
                            f"(pg_hba.conf): allow it there or fix FHV_DATABASE_URL (PostgreSQL: {text}).")
-    return StorageError(f"The PostgreSQL server of the history {where} cannot be reached: check the host and port "
-                        f"in FHV_DATABASE_URL and that the server runs and accepts TCP connections "
-                        f"(PostgreSQL: {text}).")
+    return HistoryUnreachable(f"The PostgreSQL server of the history {where} cannot be reached: check the host and "
+                              f"port in FHV_DATABASE_URL and that the server runs and accepts TCP connections "
+                              f"(PostgreSQL: {text}).")

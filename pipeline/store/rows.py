@@ -39,6 +39,7 @@ class RunRow(TypedDict, total=False):
     late_reason: str | None
     enqueue_key: str | None
     retry_of: str | None
+    triggered_by: str | None  # the completed run of another deployment that made this one (its trigger)
     retry_number: int
     max_lateness: float | None
     run_date: str | None
@@ -66,6 +67,7 @@ class DeploymentRow(TypedDict, total=False):
     description: str | None
     source_file: str | None
     schedule_since: str | None
+    after_deployment: str | None  # runs once for each completed run of that deployment
     last_error: str | None
     last_error_at: str | None
     next_run_time: str | None

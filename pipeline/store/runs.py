@@ -9,6 +9,7 @@ from typing import Any, Iterable
 from ..errors import InvalidTransition, NotFound
 from ..orchestration.states import ACTIVE_STATES, WAITING_STATES, State, sources
 from .base import _db_value, _row, new_run_id, to_db
+from .models import DEFAULT_FLOW
 
 
 class RunStore:
@@ -115,6 +116,13 @@ class RunStore:
                 "WHERE id = ? AND state = 'PENDING' AND started_at IS NULL RETURNING *",
                 (reason, cancelled, reason, to_db(now), run_id)).fetchone()
         return _row(row)
+
+    def reword_cancel(self, run_id: str, message: str) -> bool:
+        """A run that recorded itself "Cancelled on request" when it was stopped for another reason: say that
+        reason instead (the flow process cannot tell one SIGTERM from another)."""
+        with self.atomic() as conn:
+            return conn.execute("UPDATE flow_runs SET state_message = ?, error = ? WHERE id = ? AND state = 'CANCELLED' "
+                                "AND state_message LIKE 'Cancelled on request%'", (message, message, run_id)).rowcount == 1
 
     def end_dead_run(self, run_id: str, *, message: str, now: dt.datetime, retries: int = 0,
                      name: str | None = None) -> tuple[dict[str, Any] | None, str | None]:
@@ -258,12 +266,12 @@ class RunStore:
         rows = self.conn.execute("SELECT state, COUNT(*) FROM flow_runs GROUP BY state").fetchall()
         return {state: count for state, count in rows}
 
-    def metric_history(self, limit: int = 500) -> list[dict[str, Any]]:
-        """Completed runs with their metrics, oldest first (for trends)."""
+    def metric_history(self, limit: int = 500, *, flow: str = DEFAULT_FLOW) -> list[dict[str, Any]]:
+        """Completed runs of ``flow`` with their metrics, oldest first (for trends)."""
         rows = self._all(
             "SELECT id, name, run_date, train_month, val_month, synthetic, data_source, started_at, "
-            "ended_at, metrics FROM flow_runs WHERE state = 'COMPLETED' AND metrics IS NOT NULL "
-            "ORDER BY run_date DESC, ended_at DESC LIMIT ?", (limit,))
+            "ended_at, metrics FROM flow_runs WHERE state = 'COMPLETED' AND metrics IS NOT NULL AND flow = ? "
+            "ORDER BY run_date DESC, ended_at DESC LIMIT ?", (flow, limit))
         return rows[::-1]
 
     # -- task runs, logs, artifacts ---------------------------------------------------

@@ -1,0 +1,173 @@
+"""Score a month of trips batch by batch and write the predictions file, in the memory of one batch.
+
+Each batch of the four needed columns gets the training path's durations, 1-60 minute filter and zone
+slots (``features.trip_arrays``), so the rows kept are those of the course's steps; the kept trips are
+scored with the champion's coefficients by zone (``zones.ZoneModel``) and appended to a parquet file
+under a temporary name beside the target, which ``publish`` renames into place. The same pass adds
+each batch to a ``MonthSummary`` (the month's figures and drift) and sums the squared errors.
+
+The columns, as the course's week-4 ``score.py`` wrote them: ``ride_id`` (``YYYY/MM_`` and the row's
+index in the month's file), ``pickup_datetime``, ``PUlocationID`` and ``DOlocationID`` (the zone, -1
+when missing, as the course's steps fill them), ``actual_duration``, ``predicted_duration``, ``diff``
+(actual minus predicted) and ``model_version`` (the champion's run id).
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ..errors import DataError
+from ..training import features
+from ..training.months import parse_month
+from ..training.schema import DO, PICKUP, PU, BadZones
+from .zones import ZoneModel
+
+SCHEMA_COLUMNS = ("ride_id", PICKUP, PU, DO, "actual_duration", "predicted_duration", "diff", "model_version")
+
+
+def file_name(month: str) -> str:
+    return f"fhv_predictions_{month}.parquet"
+
+
+def absolute(output: str) -> str:
+    """``--output`` as an absolute path or template, so that the run records where it writes."""
+    return str(Path(output).expanduser().absolute())
+
+
+def output_path(output: str | None, default_folder: Path, month: str) -> Path:
+    """Where ``month``'s predictions go: ``output`` as a template with ``{month}``, or a folder
+    (default ``default_folder``), holding ``fhv_predictions_YYYY-MM.parquet``."""
+    if not output:
+        return default_folder / file_name(month)
+    if "{month}" in output:
+        return Path(output.replace("{month}", month)).expanduser().absolute()
+    return Path(output).expanduser().absolute() / file_name(month)
+
+
+@dataclass(eq=False)
+class Scored:
+    """A month scored: its summary, the errors' sums, and the predictions file under its temporary name."""
+
+    summary: features.MonthSummary
+    temp: Path
+    target: Path
+    squared_error: float = 0.0
+    predicted_sum: float = 0.0
+
+    @property
+    def rows(self) -> int:
+        return self.summary.rows
+
+    def rmse(self) -> float:
+        return math.sqrt(self.squared_error / self.rows) if self.rows else float("nan")
+
+
+def score_file(path: Path, label: str, month: str, model: ZoneModel, version: str, target: Path) -> Scored:
+    """Score the parquet month ``path`` into a temporary file beside ``target`` (removed if anything fails)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    os.close(fd)
+    scored = Scored(features.MonthSummary(label), Path(name), target)
+    try:
+        _score_into(scored, path, label, _prefix(month), model, version)
+        scored.summary.check()  # a month without a trip of 1 to 60 minutes: a sentence naming it
+    except BaseException:
+        scored.temp.unlink(missing_ok=True)
+        raise
+    return scored
+
+
+# Written as fast as it compresses well: snappy, dictionaries where values repeat (zones, the version, the
+# predictions: one a pair of zones), pickup times as deltas, none for the minutes (random digits do not
+# compress); no statistics.
+WRITE_OPTIONS = {"compression": {**dict.fromkeys(SCHEMA_COLUMNS, "snappy"), "actual_duration": "none", "diff": "none"},
+                 "use_dictionary": ["model_version", PU, DO, "predicted_duration"],
+                 "column_encoding": {PICKUP: "DELTA_BINARY_PACKED"}, "write_statistics": False}
+
+
+def _score_into(scored: Scored, path: Path, label: str, prefix: str, model: ZoneModel, version: str) -> None:
+    """Read and score batch by batch; a thread builds each batch's columns (ride ids, pickup times) and writes
+    (compresses) them while the next batch is read and scored, so a month takes about the longer of the two,
+    on two cores, with two batches in memory."""
+    with features.open_parquet(Path(path), label) as parquet:
+        schema = _schema(parquet.schema_arrow.field(PICKUP).type)
+        try:
+            with pq.ParquetWriter(scored.temp, schema, **WRITE_OPTIONS) as writer, \
+                    ThreadPoolExecutor(1, thread_name_prefix="write-predictions") as pool:
+                pending, offset = None, 0
+                for batch in features._record_batches(parquet):
+                    columns = _scored_columns(scored, batch, label, model)
+                    if pending is not None:
+                        pending.result()
+                    pending = pool.submit(_write, writer, schema, batch, columns, offset, prefix, version)
+                    offset += batch.num_rows
+                if pending is not None:
+                    pending.result()
+        except BadZones as bad:
+            raise features._count_bad_zones(parquet, label, bad.column) from None
+        except (OSError, pa.ArrowException) as exc:
+            raise DataError(f"{label} could not be read or its predictions written ({exc}).") from exc
+
+
+def _scored_columns(scored: Scored, batch: pa.RecordBatch, label: str, model: ZoneModel) -> tuple[np.ndarray, ...]:
+    """The kept rows of a batch (1 to 60 minutes), their zone slots, actual and predicted minutes and the
+    difference; the batch is added to the month's summary and its squared errors to the sums."""
+    trips = features.trip_arrays(batch, label)
+    scored.summary.add(trips)
+    kept = np.flatnonzero(trips.keep)
+    pu, do = trips.pu[kept], trips.do[kept]
+    predicted = model.predict(pu, do)
+    actual = trips.minutes[kept]
+    diff = actual - predicted
+    scored.squared_error += float(np.einsum("i,i->", diff, diff))
+    scored.predicted_sum += float(predicted.sum())
+    return kept, pu, do, actual, predicted, diff
+
+
+def _write(writer: pq.ParquetWriter, schema: pa.Schema, batch: pa.RecordBatch, columns: tuple[np.ndarray, ...],
+           offset: int, prefix: str, version: str) -> None:
+    kept, pu, do, actual, predicted, diff = columns
+    rows = pa.array(kept + offset)
+    writer.write_batch(pa.record_batch([
+        pc.binary_join_element_wise(prefix, pc.cast(rows, pa.string()), ""),
+        batch.column(PICKUP).take(pa.array(kept)),
+        pa.array(pu - 1), pa.array(do - 1), pa.array(actual), pa.array(predicted), pa.array(diff),
+        pa.DictionaryArray.from_arrays(pa.array(np.zeros(len(kept), np.int8)), pa.array([version])),
+    ], schema=schema))
+
+
+def _schema(pickup: pa.DataType) -> pa.Schema:
+    return pa.schema([("ride_id", pa.string()), (PICKUP, pickup), (PU, pa.int32()), (DO, pa.int32()),
+                      ("actual_duration", pa.float64()), ("predicted_duration", pa.float64()),
+                      ("diff", pa.float64()), ("model_version", pa.dictionary(pa.int8(), pa.string()))])
+
+
+def _prefix(month: str) -> str:
+    year, number = parse_month(month)
+    return f"{year:04d}/{number:02d}_"
+
+
+def publish(scored: Scored) -> Path:
+    """Rename the temporary file into place (replacing an earlier run's file of the month) and sync its folder."""
+    os.replace(scored.temp, scored.target)
+    handle = os.open(scored.target.parent, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+    return scored.target
+
+
+def discard(scored: Scored | None) -> None:
+    """Remove a scored month's temporary file (a run that failed after scoring leaves no file behind)."""
+    if scored is not None:
+        scored.temp.unlink(missing_ok=True)
