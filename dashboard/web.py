@@ -73,16 +73,18 @@ border-radius:.4rem}} .alert{{color:#b91c1c;background:#fef2f2;padding:.6rem;bor
 .note{{color:#166534;background:#f0fdf4;padding:.6rem;border-radius:.4rem}}</style></head><body><main>
 <h1>Sign in</h1><p>This dashboard has users: sign in with the name and password an administrator gave you.</p>
 {message}<form method="post" action="/signin"><input type="hidden" name="next" value="{next}">
-<label for="name">User name</label><input id="name" name="name" autocomplete="username" value="{name}" required autofocus>
+<label for="name">User name</label><input id="name" name="name" autocomplete="username" value="{name}" required {focus_name}>
 <label for="password">Password</label>
-<input id="password" name="password" type="password" autocomplete="current-password" required>
+<input id="password" name="password" type="password" autocomplete="current-password" required {focus_password}>
 <button type="submit">Sign in</button></form></main></body></html>"""
 
 
 def page(next_path: str, *, name: str = "", alert: str = "", note: str = "", status: int = 200) -> HTMLResponse:
     message = (f'<p class="alert" role="alert">{html.escape(alert)}</p>' if alert else
                f'<p class="note" role="status">{html.escape(note)}</p>' if note else "")
-    body = PAGE.format(message=message, next=html.escape(next_path), name=html.escape(name))
+    focus = ("", "autofocus") if name else ("autofocus", "")  # after a failed attempt: the password again
+    body = PAGE.format(message=message, next=html.escape(next_path), name=html.escape(name), focus_name=focus[0],
+                       focus_password=focus[1])
     return HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
 
 

@@ -45,7 +45,7 @@ class Settings:
         """The history as messages show it: the file, or the URL without its password."""
         if not self.database_url:
             return str(self.db_path)
-        return re.sub(r"^(\w+://[^:/@]*):[^@/]*@", r"\1:***@", self.database_url)
+        return masked_url(self.database_url)
 
     @property
     def cache_dir(self) -> Path:
@@ -197,7 +197,31 @@ def database_url(text: str) -> str | None:
         shown = text.split("://", 1)[0] + "://..." if "://" in text else text
         raise ConfigError(f"FHV_DATABASE_URL={shown!r} is not a PostgreSQL URL; use postgresql://user@host:port/"
                           "database, or leave it unset to keep the history in $FHV_HOME/history.db.")
+    check_user_info(text)
     return text
+
+
+def _user_info(url: str) -> str:
+    """What stands between ``//`` and the host's ``@`` (the last one before any ``?``): user[:password]."""
+    head = url.partition("://")[2].partition("?")[0]
+    return head.rpartition("@")[0]
+
+
+def masked_url(url: str) -> str:
+    """The URL with its password hidden, whatever it holds (an '@' or '/' not percent-encoded too)."""
+    info = _user_info(url)
+    if ":" not in info:
+        return url
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{info.partition(':')[0]}:***{rest[len(info):]}"
+
+
+def check_user_info(url: str) -> None:
+    """PostgreSQL reads a URL's user name and password up to the first '@' or '/': one left unencoded would
+    send the rest of the password to the server as its host name (and show it in every error)."""
+    if "@" in _user_info(url) or "/" in _user_info(url):
+        raise ConfigError(f"FHV_DATABASE_URL={masked_url(url).partition('?')[0]!r} has an '@' or '/' in its user "
+                          "name or password that is not percent-encoded: write '@' as %40 and '/' as %2F.")
 
 
 _URL_GAP = re.compile(r"\s+|,\s*(?=[A-Za-z][A-Za-z0-9+.-]*://)")

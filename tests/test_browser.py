@@ -398,6 +398,7 @@ def test_runs_selected_in_the_grid_are_named_on_the_button_cancelled_together_th
         page.wait_for_timeout(300)
     page.wait_for_selector(IDLE, timeout=30_000)
     button = page.locator("[data-testid='stButton'] button", has_text="Cancel ").first
+    expect_text(button, ", ")  # the second tick's rerun may come after the first idle moment on a busy machine
     named = button.inner_text().split("Cancel ", 1)[1].strip().split(", ")  # after the icon's name
     assert len(named) == 2 and set(named) <= set(waiting), named
     button.click()

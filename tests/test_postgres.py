@@ -416,3 +416,14 @@ def test_a_server_left_by_a_killed_test_session_is_stopped_by_the_next(pg_server
     finally:
         orphan.stop()
         alive.stop()
+
+
+@pytest.mark.parametrize("password", ["k3y@zq9", "k3y@zq9/xw7@", "k3y/zq9"])
+def test_a_password_with_an_unescaped_at_or_slash_is_refused_and_never_partly_shown(password):
+    url = f"postgresql://fhv:{password}@db.example:5432/fhv"
+    for attempt in (lambda: load_settings({"FHV_DATABASE_URL": url, "FHV_HOME": "/tmp/x"}), lambda: Store(url)):
+        with pytest.raises(ConfigError) as caught:
+            attempt()
+        text = str(caught.value)
+        assert "FHV_DATABASE_URL='postgresql://fhv:***@db.example:5432/fhv' has an '@' or '/'" in text, text
+        assert not [piece for piece in ("k3y", "zq9", "xw7") if piece in text]

@@ -293,3 +293,20 @@ DeploymentSpec(flow=main, name="on-postgresql", flow_runner=SubprocessFlowRunner
     assert run["error"] == (f"The environment of {python} lacks the package 'psycopg', which runs of this deployment "
                             f"need there ({python} -m pip install 'psycopg[binary]').")
     store.close()
+
+
+@pytest.mark.timeout(900)
+def test_a_conda_environment_named_by_its_name_is_found_with_conda(homework, user_venv, monkeypatch):
+    bin_dir = homework / "conda-bin"
+    bin_dir.mkdir()
+    conda = bin_dir / "conda"  # a stand-in that lists the test's environment as conda would
+    conda.write_text(f"#!/bin/sh\necho '{{\"envs\": [\"/opt/conda\", \"{user_venv}\"]}}'\n")
+    conda.chmod(0o755)
+    monkeypatch.setenv("CONDA_EXE", str(conda))
+    named = f"DeploymentSpec(flow=main, name='in-conda', flow_runner=SubprocessFlowRunner(condaenv={user_venv.name!r}))"
+    write(homework, "homework.py", LIGHT + named + "\n")
+    assert main(["deployment", "create", str(homework / "homework.py")]) == 0
+    store = history(homework)
+    assert store.get_deployment("in-conda")["flow"].endswith(f"?python={user_venv / 'bin' / 'python'}")
+    run = run_once(store, "in-conda", dt.date(2021, 8, 15))
+    assert run["state"] == "COMPLETED", run["error"]

@@ -532,7 +532,8 @@ def test_run_forever_sleeps_on_the_clock_and_records_a_clean_stop(store, setting
     assert abs((stopped - (T0 + dt.timedelta(seconds=10))).total_seconds()) < 1
 
 
-@pytest.mark.parametrize("behaviour, ended_by", [("hang", "Cancelled on request."),
+@pytest.mark.parametrize("behaviour, ended_by", [("hang", "Cancelled because the scheduler stopped before the run "
+                                                           "finished."),
                                                  ("stubborn", "Cancelled because the scheduler stopped")])
 def test_stopping_lets_flows_finish_within_the_grace_then_cancels_them_and_hands_back_waiting_runs(
         store, settings, behaviour, ended_by):

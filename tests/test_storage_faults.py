@@ -349,3 +349,15 @@ def test_a_thread_of_a_store_whose_history_was_deleted_never_makes_an_empty_one(
                     "nothing was written."]
     assert not path.exists()
     store.close()
+
+
+def test_a_zero_length_history_file_is_made_a_new_history_and_said_so(tmp_path, monkeypatch, capsys, caplog):
+    home = tmp_path / "fhv"
+    Settings(home=home).ensure_dirs()
+    (home / "history.db").write_bytes(b"")
+    code, _ = cli(monkeypatch, capsys, home, "trigger", "--date", "2021-03-15")
+    assert code == 0 and run_ids(home / "history.db")
+    assert (f"The history {home / 'history.db'} was an empty file (0 bytes), so a new history was made in it; if "
+            "it held runs, stop every process using it and put back a copy.") in caplog.text
+    caplog.clear()
+    assert cli(monkeypatch, capsys, home, "runs", "ls")[0] == 0 and "empty file" not in caplog.text

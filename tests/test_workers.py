@@ -518,3 +518,29 @@ def test_on_postgresql_a_claimer_silent_inside_its_claim_blocks_the_queue_only_b
     assert 0.4 < waited < 5 and states(other, runs) == ["PENDING"]
     stuck.close()
     other.close()
+
+
+def test_a_flow_process_slower_to_start_than_the_stale_time_is_killed_and_its_run_goes_back_to_the_queue(
+        store, settings, clock):
+    [run] = due_runs(store, clock, 1)
+    executor = StuckExecutor(store, clock=clock)
+    made = Worker(store, settings, options=OPTIONS, clock=clock, executor=executor, queues=["q"])
+    made.tick()
+    clock.advance(OPTIONS.stale_after + 1)
+    made.tick()
+    row = store.get_run(run)
+    assert row["state"] != "CRASHED" and row["ended_at"] is None and executor.started == [run, run]
+    assert row["late_reason"] == ("its flow process did not start it within the stale time of 30 seconds (a slow "
+                                  "start); back in the queue")
+
+
+def test_a_flow_cancelled_because_its_worker_stopped_says_so(store, settings, clock):
+    [run] = due_runs(store, clock, 1)
+    made = worker(store, settings, clock, queues=["q"])
+    made.tick()
+    made.request_stop()
+    made.shutdown()
+    row = store.get_run(run)
+    assert row["state"] == "CANCELLED"
+    assert row["state_message"].startswith("Cancelled because the worker stopped before the run finished.")
+    assert row["error"] == row["state_message"]

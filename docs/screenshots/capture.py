@@ -4,7 +4,7 @@
 
 Seeds a temporary history (the dashboard test history, a run a month for five more years with
 two months missing, a scheduler alive), starts the dashboard on 127.0.0.1 and saves each page
-from Debian's Chromium at 1440 px, and the runs list on a 390 px phone.
+from Debian's Chromium at 1440 px, the runs list on a 390 px phone, and the sign-in page once a user exists.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.dashboard_browser import CHROMIUM, CHROMIUM_ARGS, USABLE, streamlit  # noqa: E402
+from pipeline import users  # noqa: E402
 from pipeline.store import Store  # noqa: E402
 from tests.dashboard_seed import monthly_history, seed_history  # noqa: E402
 
@@ -54,6 +55,19 @@ def chart_on(page) -> None:
     page.wait_for_function(USABLE, arg="", polling="raf", timeout=60_000)
 
 
+def sign_in_page(page, url: str, home: Path) -> None:
+    """With a user, a page load goes to the sign-in page first: shot after a wrong password."""
+    users.add(users.users_path(home), "olga", "correct horse battery", "operator")
+    page.set_viewport_size({"width": 1440, "height": 700})
+    page.goto(url + "/runs")
+    page.get_by_label("User name").fill("olga")
+    page.get_by_label("Password", exact=True).fill("not the password")
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_selector("[role=alert]")
+    page.screenshot(path=str(HERE / "signin.png"))
+    print("saved signin.png")
+
+
 def main() -> int:
     from playwright.sync_api import sync_playwright
 
@@ -68,6 +82,7 @@ def main() -> int:
                 shoot(page, url + path, name, before=chart_on if name == "runs" else None)
             shoot(page, f"{url}/run?id={failed}", "run_detail_failed")
             shoot(page, url + "/runs", "runs_phone", width=390)
+            sign_in_page(page, url, home)
             browser.close()
     return 0
 

@@ -205,15 +205,6 @@ class Scheduler(Supervisor):
             else:
                 self._end_dead(run, verdict.reason, now)
 
-    def _requeue(self, run: RunRow, reason: str, now: dt.datetime) -> None:
-        """Back to the queue, or CANCELLED if its cancel was asked while it was claimed."""
-        why = reason.removesuffix("; back in the queue")
-        back = self.store.requeue_unstarted(run["id"], reason=reason, now=now,
-                                            cancelled=f"Cancelled on request before it started; it was {why}.")
-        if back is not None:
-            logger.warning("Run %s (%s): %s", run["name"], run["id"][:8],
-                           back["state_message"] if back["state"] == State.CANCELLED else f"{reason}.")
-
     def reconnect(self) -> None:
         """Reach the history again, and take its lock again (PostgreSQL: it went with the session)."""
         super().reconnect()

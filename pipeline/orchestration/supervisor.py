@@ -296,6 +296,10 @@ class Supervisor:
             self.store.set_late_reason(run["id"], f"awaiting data: {run['error']} Next attempt at "
                                                   f"{_when(run['next_attempt_at'])}.")
         elif state in ACTIVE_STATES:
+            if why == "hung" and not run["started_at"]:
+                self._requeue(run, "its flow process did not start it within the stale time of "
+                                   f"{seconds_words(self.options.stale_after)} (a slow start); back in the queue", now)
+                return
             message = ending_message(why, exit_.pid, exit_.how, cancel_grace=self.options.cancel_grace,
                                      stale_after=self.options.stale_after, role=self.role)
             if why in ("", "hung"):
@@ -304,9 +308,23 @@ class Supervisor:
                 self.store.transition(run["id"], State.CANCELLED, now=now, message=message, error=message,
                                       expect=ACTIVE_STATES)
         elif why.startswith("stop"):
-            self.store.add_log(run["id"], level="WARNING", ts=now,
-                               message=f"The {self.role} stopped while this run was running, so it was cancelled.")
+            self._stopped_by_us(run, now)
         _log_end(self.store.get_run(run["id"]), now)
+
+    def _stopped_by_us(self, run: RunRow, now: dt.datetime) -> None:
+        """A flow this process stopped on its way out recorded itself CANCELLED "on request": say who stopped it."""
+        self.store.add_log(run["id"], level="WARNING", ts=now,
+                           message=f"The {self.role} stopped while this run was running, so it was cancelled.")
+        self.store.reword_cancel(run["id"], f"Cancelled because the {self.role} stopped before the run finished.")
+
+    def _requeue(self, run: RunRow, reason: str, now: dt.datetime) -> None:
+        """Back to the queue, or CANCELLED if its cancel was asked while it was claimed."""
+        why = reason.removesuffix("; back in the queue")
+        back = self.store.requeue_unstarted(run["id"], reason=reason, now=now,
+                                            cancelled=f"Cancelled on request before it started; it was {why}.")
+        if back is not None:
+            logger.warning("Run %s (%s): %s", run["name"], run["id"][:8],
+                           back["state_message"] if back["state"] == State.CANCELLED else f"{reason}.")
 
     def _damaged(self, exit_: Exit) -> None:
         """A flow process found the history damaged and ended recording nothing: say what is damaged, and stop."""

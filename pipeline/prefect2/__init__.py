@@ -19,9 +19,9 @@ from .deployments import CronSchedule, Deployment, DeploymentSpec, FlowScript, I
 from .execution import register_user_flow  # noqa: F401  (registers the resolver of user flows)
 from .scope import UnsupportedPrefect, prefect_scope
 
-__all__ = ["ConcurrentTaskRunner", "CronSchedule", "Deployment", "DeploymentSpec", "FlowScript", "IntervalSchedule",
-           "PrefectFlow", "PrefectFuture", "SequentialTaskRunner", "State", "SubprocessFlowRunner", "UnsupportedPrefect",
-           "flow", "get_run_context", "get_run_logger", "task"]
+__all__ = ["ConcurrentTaskRunner", "CronSchedule", "Deployment", "DeploymentSpec", "FlowScript",
+           "IntervalSchedule", "PrefectFlow", "PrefectFuture", "SequentialTaskRunner", "State", "SubprocessFlowRunner",
+           "UnsupportedPrefect", "flow", "get_run_context", "get_run_logger", "task"]
 
 if prefect_scope not in _registry.LOAD_SCOPES:
     _registry.LOAD_SCOPES.append(prefect_scope)

@@ -43,6 +43,8 @@ def check_python(python: str, needs: tuple[str, ...] = ()) -> None:
                               env=environment_for(python), timeout=CHECK_TIMEOUT)
     except OSError as error:
         raise ConfigError(f"The interpreter {python} cannot be started: {error.strerror or error}.") from None
+    except subprocess.TimeoutExpired:
+        raise ConfigError(f"The interpreter {python} did not answer within {CHECK_TIMEOUT:g} s.") from None
     problem = problem_sentence(python, done.returncode, done.stderr)
     if problem:
         raise ConfigError(problem)

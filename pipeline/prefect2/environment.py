@@ -73,8 +73,14 @@ def _conda_prefix(name: str, folder: Path, deployment: str) -> Path:
         raise ConfigError(f"The deployment {deployment!r} runs its flows in the conda environment {name!r}, but "
                           "conda is not on PATH here to find it; give its folder (condaenv=\"/opt/conda/envs/"
                           f"{name}\") or use: deployment create FILE --python /path/to/envs/{name}/bin/python")
-    listed = subprocess.run([conda, "env", "list", "--json"], capture_output=True, text=True, timeout=CHECK_TIMEOUT)
-    prefixes = [Path(p) for p in json.loads(listed.stdout or "{}").get("envs", [])]
+    try:
+        listed = subprocess.run([conda, "env", "list", "--json"], capture_output=True, text=True,
+                                timeout=CHECK_TIMEOUT)
+        prefixes = [Path(p) for p in json.loads(listed.stdout or "{}").get("envs", [])]
+    except (OSError, subprocess.TimeoutExpired, ValueError) as error:
+        raise ConfigError(f"The deployment {deployment!r} runs its flows in the conda environment {name!r}, but "
+                          f"'{conda} env list' did not list the environments ({error}); give its folder "
+                          f"instead (condaenv=\"/opt/conda/envs/{name}\").") from None
     found = [p for p in prefixes if p.name == name]
     if not found:
         raise ConfigError(f"The deployment {deployment!r} runs its flows in the conda environment {name!r}, which "

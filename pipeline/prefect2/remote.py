@@ -40,7 +40,8 @@ def _needs(modules: list[str]) -> int:
 
 
 def inspect(job: dict[str, Any]) -> int:
-    """Load ``job['file']`` in the prefect scope here; write ``{"specs": [...]}`` or ``{"error": ...}`` to job['out']."""
+    """Load ``job['file']`` in the prefect scope here; write ``{"specs": [...]}`` or ``{"error": ...}`` to
+    ``job['out']``."""
     from .deployments import load_descriptions
 
     try:

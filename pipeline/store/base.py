@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import logging
 import os
 import re
 import sqlite3
@@ -17,6 +18,7 @@ from ..orchestration.states import State
 from .migrations import MIGRATIONS, _statements, tables
 
 UTC = dt.timezone.utc
+logger = logging.getLogger("pipeline.store")
 BUSY_TIMEOUT_MS = 10_000
 
 RUN_JSON_FIELDS = ("parameters", "metrics")
@@ -226,7 +228,21 @@ class BaseStore:
         self.abandoned: str | None = None
         self.on_damage: Callable[[HistoryDamaged], None] | None = None  # set before the first statement
         if migrate and not readonly:
+            empty = self._empty_file()
             self.migrate()
+            if empty:
+                logger.warning("The history %s was an empty file (0 bytes), so a new history was made in it; if it "
+                               "held runs, stop every process using it and put back a copy.", self.path)
+
+    def _empty_file(self) -> bool:
+        """A SQLite history file of 0 bytes: no history (even one whose pages are all in its log has a first page),
+        but maybe one truncated by accident, so making a new one in it is said, not silent."""
+        if self.dialect != "sqlite":
+            return False
+        try:
+            return Path(self.location).stat().st_size == 0
+        except OSError:
+            return False
 
     # -- connection and transactions -------------------------------------------------
     @property

@@ -18,6 +18,7 @@ from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 
+from ..config import check_user_info, masked_url
 from ..errors import ConfigError, HistoryUnreachable, StorageError
 
 MIN_SERVER_VERSION = 130000
@@ -32,6 +33,10 @@ DEFAULTS = {"connect_timeout": str(CONNECT_TIMEOUT_S), "keepalives": "1", "keepa
 
 def shown(url: str) -> str:
     """The URL without its password, for sentences and logs."""
+    try:
+        check_user_info(url)
+    except ConfigError:
+        return masked_url(url).partition("?")[0]
     try:
         info = conninfo_to_dict(url)
     except psycopg.ProgrammingError:
@@ -267,6 +272,7 @@ def _detail(error: Exception) -> str:
 
 def connect(url: str, *, readonly: bool = False) -> PgConnection:
     """Open the history at ``url``; one sentence (ConfigError or StorageError) if that cannot be done."""
+    check_user_info(url)
     try:
         info = conninfo_to_dict(url)
     except psycopg.ProgrammingError as error:

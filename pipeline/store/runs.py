@@ -117,6 +117,13 @@ class RunStore:
                 (reason, cancelled, reason, to_db(now), run_id)).fetchone()
         return _row(row)
 
+    def reword_cancel(self, run_id: str, message: str) -> bool:
+        """A run that recorded itself "Cancelled on request" when it was stopped for another reason: say that
+        reason instead (the flow process cannot tell one SIGTERM from another)."""
+        with self.atomic() as conn:
+            return conn.execute("UPDATE flow_runs SET state_message = ?, error = ? WHERE id = ? AND state = 'CANCELLED' "
+                                "AND state_message LIKE 'Cancelled on request%'", (message, message, run_id)).rowcount == 1
+
     def end_dead_run(self, run_id: str, *, message: str, now: dt.datetime, retries: int = 0,
                      name: str | None = None) -> tuple[dict[str, Any] | None, str | None]:
         """A run whose process is gone: CANCELLED if its cancel was asked, else CRASHED.
