@@ -206,7 +206,8 @@ def test_the_champion_scored_in_the_helper_process_is_scored_exactly_as_here(his
 
 
 def test_a_run_whose_helper_scores_the_champion_never_imports_scikit_learn(tmp_path):
-    """As on big months: the helper imports scikit-learn, writes the pickles and scores the champion."""
+    """As on big months of a new history: the helper imports scikit-learn and writes the pickles (learning how,
+    ``pickles``); the next run needs neither scikit-learn nor the helper."""
     script = (
         "import sys\n"
         "from pipeline.config import Settings\n"
