@@ -137,3 +137,16 @@ def test_runs_show_links_the_two_runs_both_ways(tmp_path, monkeypatch, capsys):
     assert main(["runs", "show", upstream]) == 0
     assert f"Its completion triggered {store.get_run(made)['name']} ({made[:8]}) of monthly-scoring" in \
         capsys.readouterr().out
+
+
+
+def test_deployment_create_says_what_triggers_a_deployment(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "deployments.py"
+    path.write_text("from pipeline import AfterCompletion, DeploymentSpec\n"
+                    "training = DeploymentSpec(name='monthly-training')\n"
+                    "scoring = DeploymentSpec(name='monthly-scoring', flow='fhv-batch-scoring', "
+                    "trigger=AfterCompletion('monthly-training'))\n")
+    monkeypatch.setenv("FHV_HOME", str(tmp_path / "fhv"))
+    assert main(["deployment", "create", str(path)]) == 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert "Deployment monthly-scoring (active): after each completed run of monthly-training;" in said
