@@ -174,7 +174,7 @@ def _as_written(layout: Layout, kind: str, value: Any, classes: dict[tuple[str, 
 def _checked(vectorizer: dict[str, Any], regression: dict[str, Any]) -> Weights | None:
     vocabulary, coef, intercept = vectorizer["vocabulary_"], regression["coef_"], regression["intercept_"]
     width = len(vectorizer["feature_names_"])
-    if not (isinstance(vocabulary, dict) and all(isinstance(k, str) for k in vocabulary)
+    if not (isinstance(vocabulary, dict) and all(type(k) is str and type(v) is int for k, v in vocabulary.items())
             and sorted(vocabulary.values()) == list(range(width)) and isinstance(coef, np.ndarray)
             and coef.dtype == np.float64 and coef.shape == (width,) and type(intercept) is float
             and regression["n_features_in_"] == width):
