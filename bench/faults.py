@@ -20,7 +20,8 @@ found (2 if the campaign itself broke).
   recorded its start, if later) until the run's row leaves RUNNING (CRASHED or requeued).
 
 Scenarios (``--only``): kill-scheduler, kill-flow, two-schedulers, lock-deleted, two-backfills, broken,
-trickle, swallowed-timeout. The fast deployments fire every 3 s into the work queue ``faults`` (at most 3 at once).
+trickle, swallowed-timeout, and where the history lives (``faults_storage.py``): history-replaced,
+pid-namespace, db-outage. The fast deployments fire every 3 s into the work queue ``faults`` (at most 3 at once).
 """
 from __future__ import annotations
 
@@ -46,6 +47,7 @@ from rich.table import Table  # noqa: E402
 
 from faults_support import (FINAL, ORPHAN_AFTER, ROOT, Context, Proc, Result, Stage, TrickleServer,  # noqa: E402
                             describe, iso, moment, process_alive)
+from faults_storage import db_outage, history_replaced, pid_namespace  # noqa: E402
 
 OUT = ROOT / "bench" / "out" / "faults.md"
 FAST = 3  # seconds between the slots of the fast deployments
@@ -406,6 +408,9 @@ SCENARIOS: dict[str, tuple[Callable[[Context, int], Result], int, int]] = {  # n
     "broken": (broken_deployment, 3, 1),
     "trickle": (trickle, 3, 1),
     "swallowed-timeout": (swallowed_timeout, 4, 2),
+    "history-replaced": (history_replaced, 6, 2),
+    "pid-namespace": (pid_namespace, 5, 1),
+    "db-outage": (db_outage, 5, 2),
 }
 
 
@@ -456,11 +461,11 @@ def run_one(ctx: Context, name: str, trials: int, console: Console) -> Result:
 
 def table(results: list[Result]) -> Table:
     grid = Table(title="Fault campaign", show_lines=True)
-    for column in ("scenario", "trials", "duplicates", "lost runs", "s until a dead run is marked\n(median / max)",
-                   "notes"):
+    for column in ("scenario", "trials", "duplicates", "lost runs", "corrupted histories",
+                   "s until a dead run is marked\n(median / max)", "notes"):
         grid.add_column(column, overflow="fold")
     for r in results:
-        grid.add_row(r.name, str(r.trials), _flag(r.duplicates), _flag(r.lost), r.seconds_text(),
+        grid.add_row(r.name, str(r.trials), _flag(r.duplicates), _flag(r.lost), _flag(r.corrupted), r.seconds_text(),
                      escape("; ".join(r.notes)))
     return grid
 
@@ -471,9 +476,10 @@ def _flag(count: int) -> str:
 
 def markdown(results: list[Result], header: str) -> str:
     lines = ["# Fault campaign", "", header, "",
-             "| scenario | trials | duplicates | lost runs | seconds until a dead run is marked (median / max) | notes |",
-             "|---|---:|---:|---:|---|---|"]
-    lines += [f"| {r.name} | {r.trials} | {r.duplicates} | {r.lost} | {r.seconds_text()} | "
+             "| scenario | trials | duplicates | lost runs | corrupted histories | seconds until a dead run is marked "
+             "(median / max) | notes |",
+             "|---|---:|---:|---:|---:|---|---|"]
+    lines += [f"| {r.name} | {r.trials} | {r.duplicates} | {r.lost} | {r.corrupted} | {r.seconds_text()} | "
               f"{'; '.join(r.notes).replace('|', '/')} |" for r in results]
     details = [f"- **{r.name}**: {d}" for r in results for d in r.details]
     return "\n".join(lines + (["", "## Details", ""] + details if details else []) + [""])
@@ -515,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"Written to {OUT}.")
     if any("CAMPAIGN ERROR" in n for r in results for n in r.notes):
         return 2
-    return 1 if any(r.duplicates or r.lost for r in results) else 0
+    return 1 if any(r.duplicates or r.lost or r.corrupted for r in results) else 0
 
 
 def _interrupt(signum: int, frame: Any) -> None:

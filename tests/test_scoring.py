@@ -2,7 +2,10 @@
 week-4 steps make them, streamed batch by batch, recorded and written atomically."""
 import datetime as dt
 import json
-import pickle
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -24,6 +27,7 @@ from pipeline.training.flow import run_now
 from tests.conftest import FakeClock
 from tests.reference_scoring import score as reference_score
 
+ROOT = Path(__file__).resolve().parents[1]
 ROWS = 4_000
 
 
@@ -197,3 +201,13 @@ def test_a_champion_whose_pickles_do_not_load_fails_the_run_with_one_sentence(tm
     run = store.get_run(score_now(store, settings, date="2021-09-15", name="unloadable", clock=FakeClock()).run_id)
     assert run["state"] == "FAILED" and run["error_task"] == "load_champion"
     assert "is neither at" in run["error"] and "\n" not in run["error"]
+
+
+def test_a_score_with_kept_coefficients_imports_neither_pandas_nor_scikit_learn(trained):
+    settings, store, folder = trained
+    score_now(store, settings, date="2021-09-15", name="warm", clock=FakeClock())  # keeps the coefficients
+    code = ("import sys; from pipeline.cli import main; code = main(['score', '--date', '2021-09-15', '--json']); "
+            "print(code, sorted(m for m in ('pandas', 'sklearn') if m in sys.modules))")
+    env = {**os.environ, "FHV_HOME": str(settings.home), "FHV_DATA_URL": str(folder), "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert done.stdout.splitlines()[-1] == "0 []", done.stderr[-2000:]

@@ -72,3 +72,34 @@ def test_failed_sign_ins_are_limited_per_client_whatever_the_names_and_a_success
     assert throttle.wait("someone", "10.0.0.8", NOW + 1) is None
     throttle.succeeded("name3", "10.0.0.9")
     assert throttle.wait("someone", "10.0.0.9", NOW + 1) is None
+
+
+@pytest.mark.parametrize("scope, headers, refused", [
+    ({"type": "websocket"}, {"host": "127.0.0.1:8501", "origin": "http://127.0.0.1:8501"}, False),
+    ({"type": "websocket"}, {"host": "127.0.0.1:8501", "origin": "http://127.0.0.1:8502"}, True),
+    ({"type": "websocket"}, {"host": "127.0.0.1:8501"}, True),  # a browser always sends one
+    ({"type": "http", "method": "POST"}, {"host": "localhost:8501", "origin": "http://localhost:8501"}, False),
+    ({"type": "http", "method": "POST"}, {"host": "localhost:8501", "origin": "null"}, True),
+    ({"type": "http", "method": "GET"}, {"host": "127.0.0.1:8501"}, False),
+    ({"type": "http", "method": "GET"}, {"host": "evil.example:8501"}, True),  # DNS rebinding onto loopback
+])
+def test_the_guard_takes_only_the_dashboards_own_origin_and_loopback_names(scope, headers, refused):
+    from dashboard import web
+
+    assert (web.refused(scope, headers) is not None) is refused
+
+
+@pytest.mark.parametrize("asked, goes", [("/runs?state=LATE", "/runs?state=LATE"), ("//evil.example/x", "/"),
+                                         ("https://evil.example", "/"), ("/\\evil.example", "/"), ("", "/")])
+def test_after_signing_in_the_page_goes_back_only_to_a_page_of_the_dashboard(asked, goes):
+    from dashboard import web
+
+    assert web.local_path(asked) == goes
+
+
+def test_a_bad_setting_lets_the_page_load_to_say_so_instead_of_failing_in_the_guard(monkeypatch, tmp_path):
+    from dashboard import web
+
+    monkeypatch.setenv("FHV_DATABASE_URL", "mysql://somewhere/db")
+    scope = {"type": "http", "method": "GET", "path": "/runs"}
+    assert web.needs_signin(scope, {"accept": "text/html"}) is False

@@ -105,6 +105,21 @@ def test_a_flow_that_catches_its_cancel_and_returns_is_recorded_cancelled(store,
     assert result.state is State.CANCELLED and store.get_run(run_id)["state"] == "CANCELLED"
 
 
+def test_a_run_whose_tasks_have_no_timeout_starts_no_watchdog_thread_and_one_with_a_timeout_does(store):
+    seen = []
+
+    @task(name="plain")
+    def plain() -> None:
+        seen.append(sorted(t.name for t in threading.enumerate() if t.name == "watchdog"))
+
+    @task(name="timed", timeout=30)
+    def timed() -> None:
+        plain()
+
+    run_flow(store, flow("t")(lambda: (plain(), timed())), new_run(store), {}, heartbeat_every=60)
+    assert seen == [[], ["watchdog"]]
+
+
 # -- flows that never stop: the watchdog ends their process --------------------------------------
 
 def run_script(tmp_path: Path, source: str, before: tuple[str, ...] = (), after: tuple[str, ...] = ()) -> subprocess.Popen:

@@ -64,13 +64,13 @@ class Watchdog:
         self.stopped = False
         self.busy = False
         self.saved: tuple[Any, tuple[float, float]] | None = None  # SIGALRM handler and timer before the first task
+        self.thread: threading.Thread | None = None  # started with the first timer or cancel: most runs need none
 
     @contextlib.contextmanager
     def running(self) -> Iterator["Watchdog"]:
-        """SIGTERM raises Cancelled (once) while the flow runs; the watchdog thread watches."""
+        """SIGTERM raises Cancelled (once) while the flow runs; the watchdog thread watches once there is a
+        timer or a cancel to watch (a thread's start costs a run of quick tasks more than all its records)."""
         previous = signal.signal(signal.SIGTERM, self._on_term)
-        thread = threading.Thread(target=self._watch, name="watchdog", daemon=True)
-        thread.start()
         try:
             yield self
         finally:
@@ -84,6 +84,7 @@ class Watchdog:
         with self.changed:
             if self.cancel_due is None:
                 self.cancel_due = time.monotonic() + self.cancel_grace
+                self._watching()
                 self.changed.notify()
 
     @contextlib.contextmanager
@@ -93,6 +94,7 @@ class Watchdog:
         try:
             with self._quiet():
                 self.timers.append(timer)
+                self._watching()
                 self._arm()
             yield timer
         finally:
@@ -128,6 +130,12 @@ class Watchdog:
                 signal.setitimer(signal.ITIMER_REAL, delay, interval)
         else:
             signal.setitimer(signal.ITIMER_REAL, 0)
+
+    def _watching(self) -> None:
+        """The watchdog thread, started once, under the lock."""
+        if self.thread is None and not self.stopped:
+            self.thread = threading.Thread(target=self._watch, name="watchdog", daemon=True)
+            self.thread.start()
 
     def _on_alarm(self, signum: int, frame: Any) -> None:
         if self.busy:  # in the middle of the book-keeping: come back in a moment

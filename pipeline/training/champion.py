@@ -22,7 +22,7 @@ import numpy as np
 from ..config import Settings
 from ..errors import DataError, InvalidTransition, NeedsConfirmation, NotFound, PipelineError
 from ..store import Store
-from . import helper
+from . import helper, pickles
 from .job import FLOW_NAME
 from .model_files import (  # noqa: F401  (the stable copy's names, as callers know them)
     CARD, FILES, artifact_bytes, artifact_files, champion_card, current_dir, holds, load_current, load_model,
@@ -63,21 +63,38 @@ def score_predictions(predicted: np.ndarray, summary: Any) -> dict[str, float]:
 
 
 def scored_rmse(store: Store, run_id: str, summary: Any, writer: Any = None) -> float:
-    """The RMSE of run ``run_id``'s pickled model on a month's sums: in the helper process when one runs
+    """The RMSE of run ``run_id``'s pickled model on a month's sums: read without scikit-learn when its pickles
+    are as this scikit-learn writes them (``pickles``), else in the helper process when one runs
     (scikit-learn is imported there, not here), else here. DataError/NotFound with a sentence when its
     artifacts are missing, do not unpickle or do not predict."""
-    if writer is not None and writer.started:
-        payloads = {name: artifact_bytes(store, artifact) for name, artifact in artifact_files(store, run_id).items()}
-        pu, do = summary_pairs(summary)
-        try:
-            return score_predictions(writer.predict(payloads, pu, do), summary)["rmse"]
-        except helper.Unloadable as error:
-            if error.name == "predict":
-                raise DataError(error.detail) from None
-            raise DataError(f"The {error.name} of run {run_id[:8]} does not unpickle ({error.detail})") from None
-        except (OSError, ValueError, subprocess.SubprocessError) as error:
-            log.warning("The helper process could not score the champion (%s); scoring it here.", error)
-    return score_on_summary(*load_model(store, run_id), summary)["rmse"]
+    if writer is None or (writer.layout is None and not writer.started):
+        return score_on_summary(*load_model(store, run_id), summary)["rmse"]
+    payloads = {name: artifact_bytes(store, artifact) for name, artifact in artifact_files(store, run_id).items()}
+    pu, do = summary_pairs(summary)
+    found = pickles.weights(writer.layout, payloads)  # pickles as this scikit-learn writes a run's
+    if found is not None:
+        predicted = pickles.predict_pairs(found, pu, do)
+    else:
+        predicted = _in_the_helper(writer, run_id, payloads, pu, do)
+    if predicted is None:
+        return score_on_summary(*load_model(store, run_id), summary)["rmse"]
+    return score_predictions(predicted, summary)["rmse"]
+
+
+def _in_the_helper(writer: Any, run_id: str, payloads: dict[str, bytes], pu: np.ndarray,
+                   do: np.ndarray) -> np.ndarray | None:
+    """The champion's predictions by the helper process; None when it runs no more (then scored here)."""
+    if not writer.started:
+        return None
+    try:
+        return writer.predict(payloads, pu, do)
+    except helper.Unloadable as error:
+        if error.name == "predict":
+            raise DataError(error.detail) from None
+        raise DataError(f"The {error.name} of run {run_id[:8]} does not unpickle ({error.detail})") from None
+    except (OSError, ValueError, subprocess.SubprocessError) as error:
+        log.warning("The helper process could not score the champion (%s); scoring it here.", error)
+        return None
 
 
 # -- the decision ---------------------------------------------------------------------------------

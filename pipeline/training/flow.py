@@ -139,9 +139,9 @@ def training_flow(*, settings: Settings, date: str | None = None, data_url: str 
         context.store.record_data_source(context.run_id, settings.data_url, settings.is_synthetic)
     log.info("Run date %s: training on %s, validating on %s, data from %s.", run_date, train_month,
              val_month, data.describe_source(settings.data_url))
-    # scikit-learn is imported by a helper process while big months are read; it pickles the model
-    # and scores the champion, so that this process never imports it (``helper``)
-    writer = helper.ArtifactWriter() if settings.solver == "exact" else None
+    # the model is pickled and the champion scored without scikit-learn once a run of this history learned
+    # how it pickles them; until then by a helper process that imports it while big months are read (``helper``)
+    writer = helper.ArtifactWriter(settings.cache_dir) if settings.solver == "exact" else None
     try:
         train, val = read_data(settings, train_month, val_month, writer)
         design = prepare_features(train, val)

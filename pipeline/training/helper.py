@@ -1,6 +1,8 @@
 """The helper process of a run on big months: scikit-learn is imported there, not on the run's path.
 
-Importing scikit-learn takes about 2 s of a cold process. A run on big months starts this helper
+Importing scikit-learn takes about 2 s of a cold process. Once a run of the history has learned how
+this scikit-learn pickles the two estimators (``pickles``), runs need neither it nor this helper.
+Until then, a run on big months starts this helper
 while it reads the months (``ArtifactWriter.start_for``); the helper imports scikit-learn meanwhile,
 then answers, one JSON line each:
 
@@ -27,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from . import model
+from . import model, pickles
 from .schema import DO, PU
 
 log = logging.getLogger("pipeline.training.model")
@@ -43,21 +45,26 @@ class Unloadable(Exception):
 
 
 class ArtifactWriter:
-    """A helper process that imports scikit-learn (about 2 s of a cold process) while big months
-    are read, then pickles the one model it is sent and scores the champion on request.
+    """How a run pickles its model and scores the champion without importing scikit-learn: by the
+    ``layout`` a run of this history learned (``pickles``, kept in ``cache``) when there is one, else by
+    a helper process that imports scikit-learn (about 2 s of a cold process) while big months are read,
+    then pickles the one model it is sent (learning the layout) and scores the champion on request.
 
-    Started only for months worth it (``start_for``): for small ones the import takes as long
-    here, and a second interpreter would only add its memory.
+    The helper is started only for months worth it (``start_for``): for small ones the import takes as
+    long here, and a second interpreter would only add its memory.
     """
 
     WORTH_BYTES = 100_000_000  # two files of this size together take about a second to read
 
-    def __init__(self) -> None:
+    def __init__(self, cache: Path | None = None) -> None:
         self.process: subprocess.Popen | None = None
+        self.cache = cache
+        self.layout = pickles.cached(cache)
 
     def start_for(self, paths) -> None:
-        """Start the helper if the files are big enough and scikit-learn is not imported here yet."""
-        if sum(Path(path).stat().st_size for path in paths) >= self.WORTH_BYTES:
+        """Start the helper if the files are big enough, no layout is known and scikit-learn is not
+        imported here yet."""
+        if self.layout is None and sum(Path(path).stat().st_size for path in paths) >= self.WORTH_BYTES:
             self.start()
 
     def start(self, *, only_if_cold: bool = True) -> None:
@@ -81,7 +88,7 @@ class ArtifactWriter:
         """Send the weights, read back the artifacts; SubprocessError if the helper died."""
         reply = self._ask({"op": "write", "names": list(trained.onehot.feature_names),
                            "coef": trained.coef.tolist(), "intercept": trained.intercept,
-                           "paths": [str(p) for p in paths]})
+                           "paths": [str(p) for p in paths], "cache": str(self.cache) if self.cache else None})
         return [model.Artifact(a["name"], Path(a["path"]), a["sha256"], a["size"]) for a in reply]
 
     def predict(self, payloads: dict[str, bytes], pu: np.ndarray, do: np.ndarray) -> np.ndarray:
@@ -149,7 +156,8 @@ def serve() -> None:
 
 def _write(request: dict[str, Any]) -> list[dict[str, Any]]:
     written = model._artifacts(request["names"], model.linear_regression(request["coef"], request["intercept"]),
-                               tuple(Path(p) for p in request["paths"]))
+                               tuple(Path(p) for p in request["paths"]),
+                               Path(request["cache"]) if request.get("cache") else None)
     return [{"name": a.name, "path": str(a.path), "sha256": a.sha256, "size": a.size} for a in written]
 
 

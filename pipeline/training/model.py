@@ -39,6 +39,7 @@ except ImportError:  # pragma: no cover - then BLAS picks its own number of thre
     def threadpool_limits(limits):  # noqa: ARG001
         return contextlib.nullcontext()
 
+from . import pickles
 from .features import Features, MonthSummary
 from .schema import DO, PU, SLOTS
 
@@ -307,27 +308,34 @@ def cell_predictions(model: TrainedModel) -> np.ndarray:
 
 def save_artifacts(model: TrainedModel, folder, run_date: str,
                    writer: "helper.ArtifactWriter | None" = None) -> list[Artifact]:
-    """Pickle the vectorizer (``dv-DATE.b``) and the regression (``model-DATE.bin``), by ``writer``
-    when one is given and the model is just weights, else (or if the writer fails) here."""
+    """Pickle the vectorizer (``dv-DATE.b``) and the regression (``model-DATE.bin``): without scikit-learn when
+    ``writer`` knows how this scikit-learn pickles them (``pickles``), else by ``writer``'s helper process
+    when it runs and the model is just weights, else (or if the helper fails) here."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = (folder / f"dv-{run_date}.b", folder / f"model-{run_date}.bin")
+    if writer is not None and writer.layout is not None and model.fitted is None:
+        payloads = pickles.artifact_bytes(writer.layout, model.onehot.feature_names, model.coef, model.intercept)
+        return [_write_payload(kind, path, payloads[kind]) for kind, path in zip(pickles.KINDS, paths)]
     if writer is not None and writer.started and model.fitted is None:
         try:
             return writer.write(model, paths)
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
             log.warning("The helper process could not write the artifacts (%s); writing them here.", exc)
-    return _artifacts(model.onehot.feature_names, model.regression, paths)
+    return _artifacts(model.onehot.feature_names, model.regression, paths, writer.cache if writer else None)
 
 
-def _artifacts(feature_names, regression: "LinearRegression", paths: tuple[Path, Path]) -> list[Artifact]:
-    return [_write_pickle("vectorizer", paths[0], dict_vectorizer(feature_names)),
-            _write_pickle("model", paths[1], regression)]
+def _artifacts(feature_names, regression: "LinearRegression", paths: tuple[Path, Path],
+               cache: Path | None = None) -> list[Artifact]:
+    """Pickle them with scikit-learn, and keep its layout in ``cache`` for the next runs (``pickles.remember``)."""
+    vectorizer = dict_vectorizer(feature_names)
+    payloads = {"vectorizer": pickle.dumps(vectorizer), "model": pickle.dumps(regression)}
+    pickles.remember(cache, vectorizer, regression, payloads)
+    return [_write_payload(kind, path, payloads[kind]) for kind, path in zip(pickles.KINDS, paths)]
 
 
-def _write_pickle(name: str, path: Path, value) -> Artifact:
+def _write_payload(name: str, path: Path, payload: bytes) -> Artifact:
     """Write atomically: a temp file in the same folder, fsync, then os.replace."""
-    payload = pickle.dumps(value)
     handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as out:
