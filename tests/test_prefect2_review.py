@@ -267,3 +267,43 @@ def test_a_conda_environment_that_cannot_be_found_names_the_file_not_a_deploymen
     assert main(["deployment", "create", str(homework / "homework.py")]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert "The deployment file homework.py runs its flows in the conda environment 'mlops-zoomcamp', but conda" in err
+
+
+SMALL_FLOW = '''
+from prefect import flow
+from prefect.deployments import DeploymentSpec
+
+@flow
+def main(date=None):
+    print(date)
+
+DeploymentSpec(flow=main, name="model_training", tags=["ml"])
+'''
+
+
+def test_a_deployment_name_taken_by_another_files_flow_is_replaced_and_said(homework, tmp_path, capsys):
+    write(homework, "homework.py", SMALL_FLOW)
+    week4 = tmp_path / "week4"
+    week4.mkdir()
+    write(week4, "homework.py", SMALL_FLOW)
+    assert main(["deployment", "create", str(homework / "homework.py")]) == 0
+    assert "ran the flow" not in capsys.readouterr().out
+    assert main(["deployment", "create", str(homework / "homework.py")]) == 0  # the same file again: nothing to say
+    assert "ran the flow" not in capsys.readouterr().out
+    assert main(["deployment", "create", str(week4 / "homework.py")]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert (f"The deployment model_training ran the flow prefect2:{homework / 'homework.py'}:main; it runs "
+            f"prefect2:{week4 / 'homework.py'}:main from now on (a deployment name is unique here: give the spec "
+            "another name to keep both).") in out
+
+
+def test_prefects_flow_slash_deployment_name_is_answered_with_the_name_used_here(homework, capsys):
+    write(homework, "homework.py", SMALL_FLOW)
+    assert main(["deployment", "create", str(homework / "homework.py")]) == 0
+    assert main(["trigger", "--deployment", "main/model_training", "--date", "2021-08-15"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert ("There is no deployment named 'main/model_training'; deployments are named without their flow here "
+            "(Prefect's FLOW/NAME): use 'model_training'.") in err
+    assert main(["trigger", "--deployment", "main/nothing", "--date", "2021-08-15"]) == 2
+    assert "There is no deployment named 'main/nothing'; see: python -m pipeline deployment ls." in \
+           " ".join(capsys.readouterr().err.split())
