@@ -94,3 +94,10 @@ def test_a_run_after_the_first_pickles_and_scores_the_champion_without_importing
     expected = champion.score_on_summary(*champion.load_model(store, first.run_id), summary)["rmse"]
     assert second["metrics"]["promotion"]["champion_rmse"] == expected
     store.close()
+
+
+def test_a_cache_folder_that_cannot_be_written_leaves_the_run_to_scikit_learn_without_failing(tmp_path, fitted):
+    blocked = tmp_path / "cache"
+    blocked.write_text("a file where the folder should be")
+    pickles.remember(blocked, *fitted)
+    assert pickles.cached(blocked) is None

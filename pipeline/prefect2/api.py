@@ -82,6 +82,10 @@ class State:
     def message(self) -> str | None:
         return str(self.error) if self.error else None
 
+    def __repr__(self) -> str:  # as Prefect 2.0 beta printed a state: Completed(message=None, type=COMPLETED, ...)
+        result = self.error if self.error is not None else self.value
+        return f"{self.name}(message={self.message!r}, type={self.name.upper()}, result={result!r})"
+
 
 def _resolve(value: Any) -> Any:
     """A future passed into a task is its value (its error, if it failed, is raised)."""
@@ -102,6 +106,7 @@ class PrefectTask:
                  tags: Any = None, version: str | None = None, cache_key_fn: Any = None, cache_expiration: Any = None,
                  **unsupported: Any):
         _refuse(unsupported, f"@task on {fn.__name__}")
+        _refuse_async(fn, "@task")
         functools.update_wrapper(self, fn)
         self.fn, self.name = fn, name or fn.__name__
         self.runtime_task = Task(fn, self.name, Retry(int(retries), float(retry_delay_seconds)), timeout_seconds)
@@ -143,8 +148,10 @@ class PrefectFlow:
                  description: str | None = None, version: str | None = None, validate_parameters: bool = True,
                  timeout_seconds: float | None = None, **unsupported: Any):
         _refuse(unsupported, f"@flow on {fn.__name__}")
-        if type(task_runner).__name__ not in ("NoneType", "SequentialTaskRunner", "ConcurrentTaskRunner"):
-            raise ConfigError(f"@flow on {fn.__name__} uses task_runner={type(task_runner).__name__}(), which is not "
+        _refuse_async(fn, "@flow")
+        runner = task_runner if isinstance(task_runner, type) else type(task_runner)  # Prefect took the class too
+        if runner.__name__ not in ("NoneType", "SequentialTaskRunner", "ConcurrentTaskRunner"):
+            raise ConfigError(f"@flow on {fn.__name__} uses task_runner={runner.__name__}(), which is not "
                               "supported here; use SequentialTaskRunner() or ConcurrentTaskRunner().")
         functools.update_wrapper(self, fn)
         self.fn, self.validate = fn, validate_parameters
@@ -208,6 +215,13 @@ def _refuse(unsupported: dict[str, Any], what: str) -> None:
         kind = what.split()[0]
         raise ConfigError(f"{what}: the option {', '.join(sorted(unsupported))} is not supported here; a Prefect 2.0 "
                           f"beta {kind[1:]} may set {_OPTIONS[kind]}.")
+
+
+def _refuse_async(fn: Callable[..., Any], what: str) -> None:
+    """Flows and tasks run synchronously here: an ``async def`` would be called and never awaited."""
+    if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+        raise ConfigError(f"{what} on {fn.__name__}: async functions are not supported here; write it as a plain "
+                          "def (and call its tasks without await).")
 
 
 def _bind(fn: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import copyreg
 import importlib.util
 import io
 import json
+import logging
 import os
 import pickle
 import re
@@ -33,6 +34,7 @@ import numpy as np
 
 from .schema import DO, PU
 
+log = logging.getLogger("pipeline.training.model")
 KINDS = ("vectorizer", "model")
 FITTED = {"vectorizer": ("feature_names_", "vocabulary_"), "model": ("coef_", "intercept_", "n_features_in_")}
 VERSION_KEY = "_sklearn_version"  # what scikit-learn's BaseEstimator.__getstate__ adds
@@ -232,8 +234,12 @@ def remember(cache: Path | None, vectorizer: Any, regression: Any, written: dict
     except TypeError:  # a parameter that is not a plain value: this version is left to scikit-learn
         return
     read_back = Layout.from_json(json.loads(text))  # as a later run reads it
-    if artifact_bytes(read_back, vectorizer.feature_names_, regression.coef_, regression.intercept_) == written:
+    if artifact_bytes(read_back, vectorizer.feature_names_, regression.coef_, regression.intercept_) != written:
+        return
+    try:
         _write_atomically(layout_path(cache, layout.version), text)
+    except OSError as error:  # the run goes on; the next one imports scikit-learn again
+        log.warning("How scikit-learn pickles the model could not be kept in %s: %s", cache, error)
 
 
 def _write_atomically(path: Path, text: str) -> None:
