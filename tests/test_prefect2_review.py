@@ -307,3 +307,36 @@ def test_prefects_flow_slash_deployment_name_is_answered_with_the_name_used_here
     assert main(["trigger", "--deployment", "main/nothing", "--date", "2021-08-15"]) == 2
     assert "There is no deployment named 'main/nothing'; see: python -m pipeline deployment ls." in \
            " ".join(capsys.readouterr().err.split())
+
+
+def test_a_missing_file_given_by_a_relative_path_is_named_where_the_run_looked(homework):
+    (homework / "models").rmdir()
+    write(homework, "orchestration.py", '''
+        import pickle
+        import pandas as pd
+        from prefect import flow, task
+        from prefect.deployments import DeploymentSpec
+
+        @task
+        def read_dataframe(filename):
+            return pd.read_parquet(filename)
+
+        @task
+        def train_best_model(df):
+            with open("models/preprocessor.b", "wb") as f_out:
+                pickle.dump(len(df), f_out)
+
+        @flow
+        def main(train_path: str = './data/fhv_tripdata_2021-01.parquet', month: str = "2021-05"):
+            train_best_model(read_dataframe(train_path))
+            read_dataframe(f"./data/fhv_tripdata_{month}.parquet").result()
+
+        DeploymentSpec(flow=main, name="model_training")
+    ''')
+    assert main(["deployment", "create", str(homework / "orchestration.py")]) == 0
+    store = history(homework)
+    run = run_once(store, "model_training")
+    assert run["state"] == "FAILED"
+    [first, second] = [t["error"] for t in store.task_runs(run["id"]) if t["error"]]
+    assert f"No such file or directory: '{homework / 'models' / 'preprocessor.b'}'" in first  # open()'s error
+    assert second.endswith(f"FileNotFoundError: {homework / 'data' / 'fhv_tripdata_2021-05.parquet'}")  # pyarrow's

@@ -15,6 +15,7 @@ import contextvars
 import functools
 import inspect
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -109,7 +110,8 @@ class PrefectTask:
         _refuse_async(fn, "@task")
         functools.update_wrapper(self, fn)
         self.fn, self.name = fn, name or fn.__name__
-        self.runtime_task = Task(fn, self.name, Retry(int(retries), float(retry_delay_seconds)), timeout_seconds)
+        self.runtime_task = Task(absolute_paths(fn), self.name, Retry(int(retries), float(retry_delay_seconds)),
+                                 timeout_seconds)
         self.cached = cache_key_fn is not None
 
     def __call__(self, *args: Any, wait_for: Any = None, **kwargs: Any) -> PrefectFuture:
@@ -178,7 +180,7 @@ class PrefectFlow:
             parameters = cast_parameters(self.fn, self.name, parameters)
         token = _FUTURES.set(futures)
         try:
-            value = self.fn(**parameters)
+            value = absolute_paths(self.fn)(**parameters)
         finally:
             _FUTURES.reset(token)
         failed = [f for f in futures if f.error is not None]
@@ -215,6 +217,29 @@ def _refuse(unsupported: dict[str, Any], what: str) -> None:
         kind = what.split()[0]
         raise ConfigError(f"{what}: the option {', '.join(sorted(unsupported))} is not supported here; a Prefect 2.0 "
                           f"beta {kind[1:]} may set {_OPTIONS[kind]}.")
+
+
+def absolute_paths(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn``, whose missing file given by a relative path is named by its absolute path (where the run looked:
+    relative paths start at the run's working directory, the deployment file's folder)."""
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except FileNotFoundError as error:
+            _made_absolute(error)
+            raise
+    return run
+
+
+def _made_absolute(error: FileNotFoundError) -> None:
+    named = error.filename if error.errno is not None else (error.args[0] if len(error.args) == 1 else None)
+    if not isinstance(named, str) or os.path.isabs(named) or any(c.isspace() for c in named):
+        return  # no path, a path already absolute, or a message (pyarrow raises FileNotFoundError(path))
+    if error.errno is not None:
+        error.filename = os.path.abspath(named)
+    else:
+        error.args = (os.path.abspath(named),)
 
 
 def _refuse_async(fn: Callable[..., Any], what: str) -> None:
