@@ -340,3 +340,18 @@ def test_a_missing_file_given_by_a_relative_path_is_named_where_the_run_looked(h
     [first, second] = [t["error"] for t in store.task_runs(run["id"]) if t["error"]]
     assert f"No such file or directory: '{homework / 'models' / 'preprocessor.b'}'" in first  # open()'s error
     assert second.endswith(f"FileNotFoundError: {homework / 'data' / 'fhv_tripdata_2021-05.parquet'}")  # pyarrow's
+
+
+@pytest.mark.timeout(60)
+def test_python_given_on_the_command_line_wins_over_a_conda_environment_that_is_not_found(homework, monkeypatch,
+                                                                                           capsys):
+    write(homework, "homework.py", SMALL_FLOW.replace(
+        'DeploymentSpec(flow=main, name="model_training", tags=["ml"])',
+        'from prefect.flow_runners import SubprocessFlowRunner\n\n'
+        'DeploymentSpec(flow=main, name="model_training", flow_runner=SubprocessFlowRunner(condaenv="mlops-zoomcamp"))'))
+    monkeypatch.delenv("CONDA_EXE", raising=False)
+    monkeypatch.setenv("PATH", str(homework))  # no conda on it, as the sentence without --python says
+    assert main(["deployment", "create", str(homework / "homework.py"), "--python", sys.executable]) == 0, \
+        capsys.readouterr().err
+    [row] = [r for r in history(homework).deployments() if r["name"] == "model_training"]
+    assert row["flow"] == f"prefect2:{homework / 'homework.py'}:main?python={sys.executable}"

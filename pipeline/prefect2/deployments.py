@@ -48,7 +48,7 @@ class DeploymentSpec:
         if flow_storage is not None:
             logger.warning("The deployment %s sets flow_storage; its runs use the local file %s.", self.name,
                            self.flow.path)
-        python = python_of_runner(flow_runner, scope.folder(), f"The deployment {self.name!r}") or _PYTHON.get()
+        python = _PYTHON.get() or python_of_runner(flow_runner, scope.folder(), f"The deployment {self.name!r}")
         described = describe(self, schedule, parameters, tags, python)
         if api.MODE.get() == "inspect":
             scope.collect(described)
@@ -184,7 +184,8 @@ def _refuse(unsupported: Mapping[str, Any], what: str) -> None:
 
 @contextlib.contextmanager
 def default_python(python: str | None) -> Iterator[None]:
-    """Specs built meanwhile that name no environment run with ``python`` (``deployment create --python``)."""
+    """Specs built meanwhile run with ``python`` (``deployment create --python``), even one whose
+    ``SubprocessFlowRunner`` names another environment: the command line wins over the file."""
     token = _PYTHON.set(python)
     try:
         yield
