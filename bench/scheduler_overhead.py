@@ -5,8 +5,8 @@
 1. Due -> RUNNING with the real executor (forkserver child, the real flow on demo:1000 data):
    ``started_at - scheduled_time`` for runs that fall due one after another, with the loop
    ticking every 0.05 s and every 1 s (the default), plus the part that is only process start-up
-   (claim -> RUNNING). For comparison, the import a child would pay without the preloaded forkserver
-   (``import pipeline.training.model``: scikit-learn). Runs the same from any working directory.
+   (claim -> RUNNING). For comparison, what the forkserver preloads, imported by a fresh interpreter
+   (the flow, the model, scikit-learn). Runs the same from any working directory.
 2. Claims per second on a history of 100,000 runs (99 % finished, the rest due), and the time of
    a scheduler tick with nothing to start on that history.
 3. The history on PostgreSQL (a throwaway server, as the tests start it; skipped without PostgreSQL):
@@ -36,6 +36,9 @@ from pipeline.orchestration.runtime import SYSTEM_CLOCK  # noqa: E402
 from pipeline.orchestration.scheduler import Scheduler, SchedulerOptions  # noqa: E402
 from pipeline.orchestration.states import State  # noqa: E402
 from pipeline.store import Store, from_db  # noqa: E402
+from pipeline.training.job import ENTRY  # noqa: E402
+
+TRAINING_PRELOAD = ENTRY.preload  # the training flow's modules, which the forkserver imports once
 
 UTC = dt.timezone.utc
 
@@ -125,12 +128,11 @@ def idle_step_ms(store: Store, settings: Settings, repeat: int = 50) -> float:
 
 
 def import_cost() -> float:
-    """Seconds for a fresh interpreter to import the model (scikit-learn), which the forkserver preloads.
-
-    Not ``pipeline.training.flow`` alone: it imports ``pipeline.training.model`` lazily, in a thread, during read_data.
-    """
+    """Seconds for a fresh interpreter to import the flow's modules the forkserver preloads: the flow, the model
+    and scikit-learn (which a run imports only for a new history's first run, and the scoring flow's first
+    use of a champion)."""
     began = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import pipeline.training.model"], check=True, cwd=ROOT)
+    subprocess.run([sys.executable, "-c", f"import {', '.join(TRAINING_PRELOAD)}"], check=True, cwd=ROOT)
     return time.perf_counter() - began
 
 
@@ -259,8 +261,8 @@ def sqlite_figures(home: Path, runs: int, history: int) -> None:
         due, start = latencies(home / f"tick-{tick}", tick, runs)
         print(f"  tick {tick:>4} s: due -> RUNNING   {describe(due)}")
         print(f"             claim -> RUNNING {describe(start)}  (forkserver child start-up)")
-    print(f"  without the preloaded forkserver each run would first import the model (scikit-learn): "
-          f"{import_cost() * 1000:.0f} ms (python -c 'import pipeline.training.model')")
+    print(f"  what the forkserver preloads, imported by a fresh interpreter: {import_cost() * 1000:.0f} ms "
+          f"(python -c 'import {', '.join(TRAINING_PRELOAD)}')")
     per_second, step_ms, filled = claims(home, history)
     print(f"History of {history:,} runs ({history // 100:,} due; filled in {filled:.1f} s):")
     print(f"  claim_due_run: {per_second:,.0f} claims/s")

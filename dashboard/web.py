@@ -28,6 +28,7 @@ import streamlit as st
 
 from pipeline import users
 from pipeline.config import load_settings
+from pipeline.errors import PipelineError
 
 from . import sessions
 
@@ -183,9 +184,12 @@ def needs_signin(scope: dict[str, Any], headers: dict[str, str]) -> bool:
     path = scope.get("path", "/")
     if scope.get("method") != "GET" or path.startswith(OPEN_PATHS) or "text/html" not in headers.get("accept", ""):
         return False
-    where = home()
-    if not users.load(users.users_path(where)):
-        return False
+    try:
+        where = home()
+        if not users.load(users.users_path(where)):
+            return False
+    except PipelineError:
+        return False  # a bad FHV_* setting or users file: the page itself says so in one sentence
     return sessions.user_of(where, cookie(headers.get("cookie", "")), clock()) is None
 
 

@@ -14,7 +14,7 @@ RUN_PAGE = "app_pages/run_detail.py"
 UPCOMING_PAGE = "app_pages/upcoming.py"
 RUNS_PAGE = "app_pages/runs.py"
 STATE_OPTIONS = [labels.state_label(s) for s in labels.STATUS_COLORS]
-RUN_NAME_WIDTH = 190  # px: the longest two-word run name (25 characters) whole
+RUN_NAME_WIDTH = 192  # px: the longest two-word run name (25 characters) whole
 # On a phone the sidebar covers the page: close it once a page is chosen in it (Streamlit leaves it open).
 # One listener for the whole session (the flag), on the document: it outlives the sidebar's reruns.
 CLOSE_ON_NAVIGATION = """<script>

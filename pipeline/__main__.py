@@ -2,7 +2,7 @@ import os
 import sys
 
 from .cli import main
-from .store.base import ABANDONED
+from .store.files import ABANDONED
 
 code = main()
 if ABANDONED:  # a history file deleted or replaced under this process: closing its connections would write to it

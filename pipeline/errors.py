@@ -3,6 +3,11 @@
 Every message is one sentence that names the offending value, month or file.
 The runtime catches unexpected errors at exactly one boundary (``runtime.py``).
 """
+from __future__ import annotations
+
+import sysconfig
+import traceback
+from pathlib import Path
 
 
 class PipelineError(Exception):
@@ -86,3 +91,12 @@ class Cancelled(BaseException):
 
     A BaseException so that ``except Exception`` in task code cannot swallow it.
     """
+
+
+def user_line(error: BaseException) -> str:
+    """`` (line 12 of homework.py)``: where the user's code raised ``error`` (not a library's line), or ''."""
+    libraries = {Path(p).resolve() for p in (sysconfig.get_path("stdlib"), sysconfig.get_path("purelib"))}
+    libraries.add(Path(__file__).resolve().parent)  # the ``pipeline`` package
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if not f.filename.startswith("<")
+              and not any(Path(f.filename).resolve().is_relative_to(folder) for folder in libraries)]
+    return f" (line {frames[-1].lineno} of {Path(frames[-1].filename).name})" if frames else ""

@@ -96,7 +96,7 @@ def test_specs_in_module_level_lists_are_found_once(tmp_path):
 @pytest.mark.parametrize("text, words", [
     ("x = 1\n", "defines no DeploymentSpec"),
     ("raise RuntimeError('boom')\n", "failed to load: RuntimeError: boom"),
-    ("from pipeline.orchestration.schedules import CronSchedule\nCronSchedule('0 25 * * *')\n", "has an invalid spec: The cron"),
+    ("from pipeline.orchestration.schedules import CronSchedule\nCronSchedule('0 25 * * *')\n", r"cannot be registered \(line 2 of deploy.py\): The cron"),
     ("from pipeline.orchestration.deployments import DeploymentSpec as D\na = D(name='a')\nb = D(name='a')\n",
      "defines the deployment 'a' twice"),
 ])

@@ -155,12 +155,14 @@ def in_the_helper(monkeypatch) -> None:
     monkeypatch.setattr(helper.ArtifactWriter, "start_for", lambda self, paths: self.start(only_if_cold=False))
 
 
-@pytest.mark.parametrize("where", ["here", "in the helper"])
-@pytest.mark.parametrize("payloads, said", [
-    ((pickle.dumps({"vocabulary": {}}), pickle.dumps({"coef": [0.1]})), "'dict' object has no attribute"),
-    ((GONE_MODULE, GONE_MODULE), "The vectorizer of run"),
-    ((GONE_MODULE, GONE_MODULE), "does not unpickle (ModuleNotFoundError: No module named 'gone_module')"),
-    ("nan", "its RMSE on this month is not a number"),  # a model that predicts NaN
+@pytest.mark.parametrize("payloads, said, where", [
+    ((pickle.dumps({"vocabulary": {}}), pickle.dumps({"coef": [0.1]})), "'dict' object has no attribute", "here"),
+    ((pickle.dumps({"vocabulary": {}}), pickle.dumps({"coef": [0.1]})), "'dict' object has no attribute",
+     "in the helper"),
+    ((GONE_MODULE, GONE_MODULE), "The vectorizer of run", "here"),
+    ((GONE_MODULE, GONE_MODULE), "does not unpickle (ModuleNotFoundError: No module named 'gone_module')",
+     "in the helper"),
+    ("nan", "its RMSE on this month is not a number", "here"),  # a model that predicts NaN
 ])
 def test_a_champion_that_cannot_be_scored_is_replaced_with_the_reason(tmp_path, monkeypatch, payloads, said, where):
     if where == "in the helper":

@@ -12,8 +12,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from pipeline.config import Settings
 from pipeline.store import Store
-from pipeline.training import champion, features, helper, model, pickles
+from pipeline.training import champion, features, flow, helper, model, pickles
 from pipeline.training.demo import generate_month
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,28 +69,35 @@ def test_a_layout_is_kept_only_when_it_writes_scikit_learns_own_bytes(tmp_path, 
 
 
 def test_a_run_after_the_first_pickles_and_scores_the_champion_without_importing_scikit_learn(tmp_path):
-    """The first run of a history imports scikit-learn (and learns its layout); the next never does, and
-    scores the champion exactly as scikit-learn does."""
+    """The first run of a history imports scikit-learn (here, and learns its layout); the next, in a process of
+    its own, never does, and scores the champion exactly as scikit-learn does."""
     folder = tmp_path / "months"
     folder.mkdir()
     for month in ("2021-01", "2021-02", "2021-03"):
         pq.write_table(generate_month(month, 3000), folder / f"fhv_tripdata_{month}.parquet")
+    settings = Settings(home=tmp_path / "fhv", data_url=str(folder)).ensure_dirs()
+    store = Store(settings.db_path)
+    first = flow.run_now(store, settings, date="2021-03-15", name="first")
     script = (
         "import sys, json\n"
         "from pathlib import Path\n"
         "from pipeline.config import Settings\n"
         "from pipeline.store import Store\n"
         "from pipeline.training import flow\n"
-        f"settings = Settings(home=Path({str(tmp_path / 'fhv')!r}), data_url={str(folder)!r}).ensure_dirs()\n"
-        "run = flow.run_now(Store(settings.db_path), settings, date=sys.argv[1], name=sys.argv[1])\n"
+        f"settings = Settings(home=Path({str(settings.home)!r}), data_url={str(folder)!r})\n"
+        "run = flow.run_now(Store(settings.db_path), settings, date='2021-04-15', name='second')\n"
         "print(json.dumps([run.state.value, any(m.startswith(('sklearn', 'scipy')) for m in sys.modules)]))\n")
-    outcomes = [subprocess.run([sys.executable, "-c", script, date], cwd=ROOT, capture_output=True, text=True,
-                               timeout=120) for date in ("2021-03-15", "2021-04-15")]
-    assert [json.loads(o.stdout) for o in outcomes] == [["COMPLETED", True], ["COMPLETED", False]], \
-        outcomes[-1].stderr[-2000:]
-    store = Store(tmp_path / "fhv" / "history.db")
-    second, first = store.runs(limit=2)
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert json.loads(done.stdout or "null") == ["COMPLETED", False], done.stderr[-2000:]
+    [second] = [run for run in store.runs(limit=2) if run["name"] == "second"]
     summary = features.read_month(folder / f"fhv_tripdata_{second['val_month']}.parquet", "val").summary
-    expected = champion.score_on_summary(*champion.load_model(store, first["id"]), summary)["rmse"]
+    expected = champion.score_on_summary(*champion.load_model(store, first.run_id), summary)["rmse"]
     assert second["metrics"]["promotion"]["champion_rmse"] == expected
     store.close()
+
+
+def test_a_cache_folder_that_cannot_be_written_leaves_the_run_to_scikit_learn_without_failing(tmp_path, fitted):
+    blocked = tmp_path / "cache"
+    blocked.write_text("a file where the folder should be")
+    pickles.remember(blocked, *fitted)
+    assert pickles.cached(blocked) is None

@@ -1,11 +1,13 @@
 import logging
 import os
 import signal
+import threading
 import time
 
 import pytest
 
 from pipeline.errors import ConfigError, DataError, NotPublishedError, TransientError
+from pipeline.orchestration.heartbeat import heartbeats
 from pipeline.orchestration.runtime import Retry, flow, run_flow, task
 from pipeline.orchestration.states import State
 
@@ -143,6 +145,27 @@ def test_the_heartbeat_is_stamped_while_the_flow_runs(store, clock):
     clock.advance(60)
     run_flow(store, make_flow(waits), run_id, {}, clock=clock, heartbeat_every=0.02)
     assert store.get_run(run_id)["heartbeat_at"].startswith("2026-01-01T00:01:00")
+
+
+def test_runs_of_a_process_share_one_heartbeat_thread_instead_of_starting_one_each(store, clock):
+    seen = []
+
+    @task(name="looks")
+    def looks():
+        seen.append({t for t in threading.enumerate() if t.name.startswith("heartbeat")})
+
+    for _ in range(2):
+        run_flow(store, make_flow(looks), pending_run(store, clock), {}, clock=clock, heartbeat_every=60)
+    assert len(seen[0]) == 1 and seen[1] == seen[0]
+
+
+def test_a_forked_child_beats_with_a_heartbeat_thread_of_its_own():
+    parent = heartbeats()
+    child = os.fork()
+    if child == 0:  # the parent's thread does not run here
+        os._exit(0 if heartbeats() is not parent and heartbeats().thread is None else 1)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0 and heartbeats() is parent
 
 
 def test_tasks_called_outside_a_flow_are_plain_functions():

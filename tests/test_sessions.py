@@ -95,3 +95,11 @@ def test_after_signing_in_the_page_goes_back_only_to_a_page_of_the_dashboard(ask
     from dashboard import web
 
     assert web.local_path(asked) == goes
+
+
+def test_a_bad_setting_lets_the_page_load_to_say_so_instead_of_failing_in_the_guard(monkeypatch, tmp_path):
+    from dashboard import web
+
+    monkeypatch.setenv("FHV_DATABASE_URL", "mysql://somewhere/db")
+    scope = {"type": "http", "method": "GET", "path": "/runs"}
+    assert web.needs_signin(scope, {"accept": "text/html"}) is False

@@ -202,8 +202,9 @@ def _deployment_commands(commands: argparse._SubParsersAction) -> None:
                     "(or the dashboard), whatever its file says.")
     create.add_argument("file", type=Path)
     create.add_argument("--python", help="the Python interpreter (of a virtualenv or conda environment) that loads "
-                                         "the file and runs its Prefect 2 flows (default: this one, or the "
-                                         "environment its SubprocessFlowRunner names)")
+                                         "the file and runs its Prefect 2 flows, whatever environment their "
+                                         "SubprocessFlowRunner names (default: this one, or the environment its "
+                                         "SubprocessFlowRunner names)")
     create.add_argument("--timeout", type=_above_zero("seconds", "60"), default=LOAD_TIMEOUT,
                         help=f"seconds the file may take to load (default {LOAD_TIMEOUT:g})")
     create.set_defaults(handler=cmd_create)

@@ -116,13 +116,25 @@ def register_file(store: Store, settings: Settings, path: Path, *, now: dt.datet
     specs = load_specs(path, python=python, timeout=timeout)
     out = []
     for spec in specs:
-        notes = [] if _queue_exists(store, spec.work_queue) else [
+        notes = _replaced_flow(store, spec) + ([] if _queue_exists(store, spec.work_queue) else [
             f"Created the work queue {spec.work_queue!r} (no concurrency limit) for {spec.name}; the queues were "
             f"{', '.join(q['name'] for q in store.work_queues())}. Set a limit with: python -m pipeline work-queue "
-            f"set-limit {spec.work_queue} N"]
+            f"set-limit {spec.work_queue} N"])
         row = register(store, spec, now, settings=settings, source_file=str(Path(path).resolve()))
         out.append(Registered(row, spec, notes))
     return out
+
+
+def _replaced_flow(store: Store, spec: DeploymentSpec) -> list[str]:
+    """A deployment of this name that ran another flow (another file's) is replaced: said, not silent."""
+    try:
+        before = store.get_deployment(spec.name)["flow"]
+    except NotFound:
+        return []
+    if before == spec.flow:
+        return []
+    return [f"The deployment {spec.name} ran the flow {before}; it runs {spec.flow} from now on (a deployment "
+            "name is unique here: give the spec another name to keep both)."]
 
 
 def _queue_exists(store: Store, name: str) -> bool:

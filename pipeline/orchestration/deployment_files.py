@@ -15,7 +15,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, user_line
 from .deployments import DeploymentSpec
 from .registry import FOREIGN_LOADERS, LOAD_SCOPES
 
@@ -102,8 +102,8 @@ def load_here(path: Path) -> list[DeploymentSpec]:
     except ImportError as error:  # a module or name a load scope refuses (an unsupported Prefect feature)
         raise ConfigError(f"The deployment file {path} (or a file it loads) imports what is not supported here: "
                           f"{error}") from None
-    except ConfigError as error:
-        raise ConfigError(f"The deployment file {path} has an invalid spec: {error}") from None
+    except ConfigError as error:  # a spec, schedule, flow or task the file defines is refused
+        raise ConfigError(f"The deployment file {path} cannot be registered{user_line(error)}: {error}") from None
     except SystemExit as error:
         raise ConfigError(f"The deployment file {path} called sys.exit({error.code!r}) while loading; a deployment "
                           "file should only define DeploymentSpecs.") from None

@@ -129,8 +129,22 @@ def find_deployment(store: Store, name: str | None) -> dict[str, Any]:
         return row
     except NotFound:
         if name != DEFAULT_DEPLOYMENT:
+            _refuse_flow_slash_name(store, name)
             raise
     return {**default_deployment().to_row(), "id": None}
+
+
+def _refuse_flow_slash_name(store: Store, name: str) -> None:
+    """Prefect named a deployment ``FLOW/NAME``; here it is ``NAME`` alone: say so when that one exists."""
+    flow, _, tail = name.rpartition("/")
+    if not flow or not tail:
+        return
+    try:
+        store.get_deployment(tail)
+    except NotFound:
+        return
+    raise NotFound(f"There is no deployment named {name!r}; deployments are named without their flow here "
+                   f"(Prefect's FLOW/NAME): use {tail!r}.")
 
 
 def _today(row: dict[str, Any], now: dt.datetime) -> dt.date:

@@ -25,7 +25,8 @@ from typing import Callable, Iterator
 from ..config import Settings
 from ..errors import HistoryFileLost, HistoryLost, HistoryUnreachable, SchedulerLocked
 from ..store import Store
-from ..store.base import file_identity, identity_in_file, is_database_url
+from ..store.base import is_database_url
+from ..store.files import file_identity, identity_in_file
 from ..store.workers import SessionLock
 
 

@@ -23,6 +23,7 @@ from ..errors import Cancelled, ConfigError, PipelineError, TaskTimeout
 from ..store import Store
 from .clock import SYSTEM_CLOCK, Clock, SystemClock  # noqa: F401  (re-exported)
 from .states import State
+from .heartbeat import heartbeats
 from .runlog import HistoryHandler, capture_logs
 from .watchdog import Expired, Timer, Watchdog
 
@@ -359,40 +360,21 @@ def _describe(error: BaseException) -> str:
 
 @contextlib.contextmanager
 def _heartbeat(store: Store, run_id: str, clock: Clock, every: float, watchdog: Watchdog | None) -> Iterator[None]:
-    """A daemon thread that stamps the run's heartbeat so crash detection can tell it lives.
+    """The run's heartbeat, stamped by the process's heartbeat thread so crash detection can tell it lives.
 
     When the history says the run's cancellation was asked for (``runs cancel``, the dashboard),
     it sends this process SIGTERM, which stops the flow where it is: a run in the foreground
     (``python -m pipeline run``) is cancelled as promptly as one the scheduler started, and, as
     the scheduler does, ended after a grace if it ignores that (the watchdog).
     """
-    stop = threading.Event()
+    def cancel() -> None:
+        if watchdog is not None and not watchdog.cancelled:
+            logger.warning("Cancellation was requested; stopping the run.")
+            watchdog.cancel_asked()
+            os.kill(os.getpid(), signal.SIGTERM)
 
-    def beat() -> None:
-        failing = False
-        while not stop.wait(every):
-            try:
-                cancel = store.heartbeat_run(run_id, clock.now())
-            except Exception as error:  # noqa: BLE001 - the flow goes on; the failure is logged
-                if not failing:
-                    logger.warning("Could not record the heartbeat of run %s: %s", run_id[:8], _describe(error))
-                failing = True
-                continue
-            if failing:
-                logger.info("The heartbeat of run %s is recorded again.", run_id[:8])
-            failing = False
-            if cancel and watchdog is not None and not stop.is_set() and not watchdog.cancelled:
-                logger.warning("Cancellation was requested; stopping the run.")
-                watchdog.cancel_asked()
-                os.kill(os.getpid(), signal.SIGTERM)
-        store.close()
-
-    thread = threading.Thread(target=beat, name=f"heartbeat-{run_id[:8]}", daemon=True)
-    thread.start()
-    try:
+    with heartbeats().beating(store, run_id, clock, every, cancel):
         yield
-    finally:
-        stop.set()
 
 
 def new_run_name() -> str:

@@ -141,11 +141,11 @@ class Supervisor:
             return
         try:
             self.reconnect()
-        except HistoryUnreachable:
-            self.outage.failed(now)
-            return
         except (HistoryLost, HistoryDamaged) as error:
             self._lose_history(error)
+            return
+        except Exception:  # noqa: BLE001 - still away (or half back): the next attempt, later
+            self.outage.failed(now)
             return
         self.outage.end(now)
         self.back(now)

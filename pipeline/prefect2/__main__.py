@@ -16,6 +16,8 @@ from pathlib import Path
 
 from ..errors import PipelineError
 from .adaptations import adapted_libraries
+from .deployments import find_flows
+from .remote import PACKAGES
 from .scope import prefect_scope
 from .scripts import on_the_terminal
 
@@ -27,25 +29,42 @@ def main(argv: list[str]) -> int:
         return 2
     path = Path(argv[0]).resolve()
     sys.argv = [str(path), *argv[1:]]
+    namespace: dict = {}
     with on_the_terminal() as ended, contextlib.chdir(path.parent):
-        code = _run(path)
+        code = _run(path, namespace)
     failed = [state for state in ended if state.is_failed()]
+    if code == 0 and not ended:
+        _say_nothing_ran(path, namespace)
     return code or (1 if failed else 0)
 
 
-def _run(path: Path) -> int:
+def _run(path: Path, namespace: dict) -> int:
     try:
         with prefect_scope(path.parent, mode="script"), adapted_libraries():
-            runpy.run_path(str(path), run_name="__main__")
+            namespace.update(runpy.run_path(str(path), run_name="__main__"))
     except PipelineError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except SystemExit as error:
         return error.code if isinstance(error.code, int) else (0 if error.code is None else 1)
+    except ModuleNotFoundError as error:  # a package the file imports is missing here: which, and how to get it
+        package = PACKAGES.get((error.name or "?").split(".")[0], (error.name or "?").split(".")[0])
+        print(f"error: {path.name} imports the package {error.name!r}, which is not installed here "
+              f"({sys.executable} -m pip install {package}) ({_where(error, path)})", file=sys.stderr)
+        return 1
     except Exception as error:  # noqa: BLE001 - the file's own error, outside any flow: where it happened
         print(f"error: {path.name} raised {type(error).__name__}: {error} ({_where(error, path)})", file=sys.stderr)
         return 1
     return 0
+
+
+def _say_nothing_ran(path: Path, namespace: dict) -> None:
+    """A file that defines flows but calls none ran nothing: say so (``python homework.py`` was silent)."""
+    flows = [f.fn.__name__ for f in find_flows(namespace)]
+    if flows:
+        which = f"the flow {flows[0]}" if len(flows) == 1 else f"the flows {', '.join(flows)}"
+        print(f"{path.name} defines {which} but calls none, so nothing ran; call it at the end of the file "
+              "(as in if __name__ == \"__main__\": main()), or trigger its deployment.", file=sys.stderr)
 
 
 def _where(error: BaseException, path: Path) -> str:

@@ -15,6 +15,7 @@ import contextvars
 import functools
 import inspect
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -82,6 +83,10 @@ class State:
     def message(self) -> str | None:
         return str(self.error) if self.error else None
 
+    def __repr__(self) -> str:  # as Prefect 2.0 beta printed a state: Completed(message=None, type=COMPLETED, ...)
+        result = self.error if self.error is not None else self.value
+        return f"{self.name}(message={self.message!r}, type={self.name.upper()}, result={result!r})"
+
 
 def _resolve(value: Any) -> Any:
     """A future passed into a task is its value (its error, if it failed, is raised)."""
@@ -102,9 +107,11 @@ class PrefectTask:
                  tags: Any = None, version: str | None = None, cache_key_fn: Any = None, cache_expiration: Any = None,
                  **unsupported: Any):
         _refuse(unsupported, f"@task on {fn.__name__}")
+        _refuse_async(fn, "@task")
         functools.update_wrapper(self, fn)
         self.fn, self.name = fn, name or fn.__name__
-        self.runtime_task = Task(fn, self.name, Retry(int(retries), float(retry_delay_seconds)), timeout_seconds)
+        self.runtime_task = Task(absolute_paths(fn), self.name, Retry(int(retries), float(retry_delay_seconds)),
+                                 timeout_seconds)
         self.cached = cache_key_fn is not None
 
     def __call__(self, *args: Any, wait_for: Any = None, **kwargs: Any) -> PrefectFuture:
@@ -143,8 +150,10 @@ class PrefectFlow:
                  description: str | None = None, version: str | None = None, validate_parameters: bool = True,
                  timeout_seconds: float | None = None, **unsupported: Any):
         _refuse(unsupported, f"@flow on {fn.__name__}")
-        if type(task_runner).__name__ not in ("NoneType", "SequentialTaskRunner", "ConcurrentTaskRunner"):
-            raise ConfigError(f"@flow on {fn.__name__} uses task_runner={type(task_runner).__name__}(), which is not "
+        _refuse_async(fn, "@flow")
+        runner = task_runner if isinstance(task_runner, type) else type(task_runner)  # Prefect took the class too
+        if runner.__name__ not in ("NoneType", "SequentialTaskRunner", "ConcurrentTaskRunner"):
+            raise ConfigError(f"@flow on {fn.__name__} uses task_runner={runner.__name__}(), which is not "
                               "supported here; use SequentialTaskRunner() or ConcurrentTaskRunner().")
         functools.update_wrapper(self, fn)
         self.fn, self.validate = fn, validate_parameters
@@ -171,7 +180,7 @@ class PrefectFlow:
             parameters = cast_parameters(self.fn, self.name, parameters)
         token = _FUTURES.set(futures)
         try:
-            value = self.fn(**parameters)
+            value = absolute_paths(self.fn)(**parameters)
         finally:
             _FUTURES.reset(token)
         failed = [f for f in futures if f.error is not None]
@@ -208,6 +217,36 @@ def _refuse(unsupported: dict[str, Any], what: str) -> None:
         kind = what.split()[0]
         raise ConfigError(f"{what}: the option {', '.join(sorted(unsupported))} is not supported here; a Prefect 2.0 "
                           f"beta {kind[1:]} may set {_OPTIONS[kind]}.")
+
+
+def absolute_paths(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn``, whose missing file given by a relative path is named by its absolute path (where the run looked:
+    relative paths start at the run's working directory, the deployment file's folder)."""
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except FileNotFoundError as error:
+            _made_absolute(error)
+            raise
+    return run
+
+
+def _made_absolute(error: FileNotFoundError) -> None:
+    named = error.filename if error.errno is not None else (error.args[0] if len(error.args) == 1 else None)
+    if not isinstance(named, str) or os.path.isabs(named) or any(c.isspace() for c in named):
+        return  # no path, a path already absolute, or a message (pyarrow raises FileNotFoundError(path))
+    if error.errno is not None:
+        error.filename = os.path.abspath(named)
+    else:
+        error.args = (os.path.abspath(named),)
+
+
+def _refuse_async(fn: Callable[..., Any], what: str) -> None:
+    """Flows and tasks run synchronously here: an ``async def`` would be called and never awaited."""
+    if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+        raise ConfigError(f"{what} on {fn.__name__}: async functions are not supported here; write it as a plain "
+                          "def (and call its tasks without await).")
 
 
 def _bind(fn: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> dict[str, Any]:

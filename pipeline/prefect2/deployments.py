@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import datetime as dt
+import inspect
 import logging
 import runpy
 import sys
@@ -46,7 +48,7 @@ class DeploymentSpec:
         if flow_storage is not None:
             logger.warning("The deployment %s sets flow_storage; its runs use the local file %s.", self.name,
                            self.flow.path)
-        python = python_of_runner(flow_runner, scope.folder(), self.name) or _PYTHON.get()
+        python = _PYTHON.get() or python_of_runner(flow_runner, scope.folder(), f"The deployment {self.name!r}")
         described = describe(self, schedule, parameters, tags, python)
         if api.MODE.get() == "inspect":
             scope.collect(described)
@@ -66,8 +68,19 @@ def describe(spec: DeploymentSpec, schedule: Any, parameters: Any, tags: Any, py
                           f"prefect.orion.schemas.schedules, not {type(schedule).__name__}.")
     return {"name": spec.name, "path": str(Path(spec.flow.path).resolve()), "function": spec.flow.fn.__name__,
             "flow": spec.flow.name, "takes": spec.flow.parameters, "python": python,
-            "schedule": schedule.to_json() if schedule else None, "parameters": dict(parameters or {}),
+            "schedule": schedule.to_json() if schedule else None, "parameters": _with_own_date(spec.flow, parameters),
             "tags": list(tags or ())}
+
+
+def _with_own_date(flow: api.PrefectFlow, parameters: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The spec's parameters, plus the flow function's own default ``date`` (``def main(date="2021-08-15")``)
+    when the spec leaves it unset: as under Prefect, its scheduled runs and a trigger without --date use it."""
+    out = dict(parameters or {})
+    default = inspect.signature(flow.fn).parameters.get("date")
+    value = default.default if default is not None else None
+    if "date" not in out and isinstance(value, (str, dt.date)):
+        out["date"] = value if isinstance(value, str) else value.isoformat()
+    return out
 
 
 def make_spec(described: Mapping[str, Any]) -> Any:
@@ -171,7 +184,8 @@ def _refuse(unsupported: Mapping[str, Any], what: str) -> None:
 
 @contextlib.contextmanager
 def default_python(python: str | None) -> Iterator[None]:
-    """Specs built meanwhile that name no environment run with ``python`` (``deployment create --python``)."""
+    """Specs built meanwhile run with ``python`` (``deployment create --python``), even one whose
+    ``SubprocessFlowRunner`` names another environment: the command line wins over the file."""
     token = _PYTHON.set(python)
     try:
         yield

@@ -40,10 +40,13 @@ sys.exit(main(sys.argv[1:]))
 
 
 def python_of_runner(runner: Any, folder: Path, deployment: str) -> str | None:
-    """The interpreter a ``SubprocessFlowRunner(virtualenv=..., condaenv=...)`` names, or None (this one's)."""
+    """The interpreter a ``SubprocessFlowRunner(virtualenv=..., condaenv=...)`` names, or None (this one's).
+
+    ``deployment`` is who names it in the sentences, like ``The deployment 'x'`` or ``The deployment file f.py``.
+    """
     virtualenv, condaenv = getattr(runner, "virtualenv", None), getattr(runner, "condaenv", None)
     if virtualenv and condaenv:
-        raise ConfigError(f"The deployment {deployment!r} gives both virtualenv= and condaenv= to its "
+        raise ConfigError(f"{deployment} gives both virtualenv= and condaenv= to its "
                           "SubprocessFlowRunner; give one.")
     if virtualenv:
         return _in_prefix(_path(virtualenv, folder), f"virtualenv={str(virtualenv)!r}", deployment)
@@ -60,7 +63,7 @@ def _path(value: Any, folder: Path) -> Path:
 def _in_prefix(prefix: Path, what: str, deployment: str) -> str:
     python = prefix / "bin" / "python"
     if not os.access(python, os.X_OK):
-        raise ConfigError(f"The deployment {deployment!r} runs its flows in SubprocessFlowRunner({what}), but there "
+        raise ConfigError(f"{deployment} runs its flows in SubprocessFlowRunner({what}), but there "
                           f"is no Python at {python}; make the environment first (python3 -m venv {prefix}).")
     return str(python.absolute())  # not resolved: a virtualenv's python is a link that must stay one
 
@@ -70,7 +73,7 @@ def _conda_prefix(name: str, folder: Path, deployment: str) -> Path:
         return _path(name, folder)
     conda = os.environ.get("CONDA_EXE") or shutil.which("conda")
     if not conda:
-        raise ConfigError(f"The deployment {deployment!r} runs its flows in the conda environment {name!r}, but "
+        raise ConfigError(f"{deployment} runs its flows in the conda environment {name!r}, but "
                           "conda is not on PATH here to find it; give its folder (condaenv=\"/opt/conda/envs/"
                           f"{name}\") or use: deployment create FILE --python /path/to/envs/{name}/bin/python")
     try:
@@ -78,12 +81,12 @@ def _conda_prefix(name: str, folder: Path, deployment: str) -> Path:
                                 timeout=CHECK_TIMEOUT)
         prefixes = [Path(p) for p in json.loads(listed.stdout or "{}").get("envs", [])]
     except (OSError, subprocess.TimeoutExpired, ValueError) as error:
-        raise ConfigError(f"The deployment {deployment!r} runs its flows in the conda environment {name!r}, but "
+        raise ConfigError(f"{deployment} runs its flows in the conda environment {name!r}, but "
                           f"'{conda} env list' did not list the environments ({error}); give its folder "
                           f"instead (condaenv=\"/opt/conda/envs/{name}\").") from None
     found = [p for p in prefixes if p.name == name]
     if not found:
-        raise ConfigError(f"The deployment {deployment!r} runs its flows in the conda environment {name!r}, which "
+        raise ConfigError(f"{deployment} runs its flows in the conda environment {name!r}, which "
                           f"conda does not list (it has: {', '.join(p.name for p in prefixes) or 'none'}).")
     return found[0]
 
@@ -116,7 +119,7 @@ def declared_python(path: Path) -> str | None:
         return None
     [(kind, value)] = named
     runner = type("Runner", (), {kind: value})()
-    return python_of_runner(runner, path.resolve().parent, path.name)
+    return python_of_runner(runner, path.resolve().parent, f"The deployment file {path.name}")
 
 
 def _called(node: ast.Call) -> str | None:

@@ -30,6 +30,7 @@ from .scope import prefect_scope
 PREFIX = "prefect2:"
 PYTHON = "?python="
 printed = logging.getLogger("pipeline.prefect2.print")
+logger = logging.getLogger("pipeline.prefect2")
 
 
 def flow_name(path: str | Path, function: str, python: str | None = None) -> str:
@@ -120,7 +121,20 @@ def _prepare(path: Path, function: str, parameters: dict[str, Any]) -> tuple[Flo
         user_flow = load_flow(path, function)
     except Exception as error:  # noqa: BLE001 - recorded as the run's failure, in one sentence
         return Flow(_raiser(_load_error(path, error)), function), {}
-    return Flow(user_flow.body, user_flow.name), user_flow.accepted(parameters)
+    accepted = user_flow.accepted(parameters)
+    dropped = {k: v for k, v in parameters.items() if k not in accepted}
+    return Flow(_saying_dropped(user_flow, dropped), user_flow.name), accepted
+
+
+def _saying_dropped(user_flow: api.PrefectFlow, dropped: dict[str, Any]) -> Callable[..., Any]:
+    """The flow's body, which first says in the run's log which of the run's parameters its function does not take
+    (``trigger --date`` for ``def main()``): the run carries them, the flow never sees them."""
+    def body(**parameters: Any) -> Any:
+        for name, value in dropped.items():
+            logger.warning("The flow %s takes no parameter %r, so this run's %s=%r is not passed to it.",
+                           user_flow.fn.__name__, name, name, value)
+        return user_flow.body(**parameters)
+    return body
 
 
 def _load_error(path: Path, error: BaseException) -> ConfigError:

@@ -53,7 +53,7 @@ def inspect(job: dict[str, Any]) -> int:
 
 
 def _sentence(path: Path, error: BaseException) -> str:
-    from ..errors import ConfigError
+    from ..errors import ConfigError, user_line
 
     if isinstance(error, ModuleNotFoundError) and error.name:
         package = PACKAGES.get(error.name.split(".")[0], error.name.split(".")[0])
@@ -62,7 +62,7 @@ def _sentence(path: Path, error: BaseException) -> str:
     if isinstance(error, ImportError) and isinstance(error, ConfigError):
         return f"The deployment file {path} (or a file it loads) imports what is not supported here: {error}"
     if isinstance(error, ConfigError):
-        return f"The deployment file {path} has an invalid spec: {error}"
+        return f"The deployment file {path} cannot be registered{user_line(error)}: {error}"
     if isinstance(error, SystemExit):
         return f"The deployment file {path} called sys.exit({error.code!r}) while loading; it should only define specs."
     where = traceback.extract_tb(error.__traceback__)[-1:] or [None]

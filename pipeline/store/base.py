@@ -5,7 +5,6 @@ import contextlib
 import datetime as dt
 import json
 import logging
-import os
 import re
 import sqlite3
 import threading
@@ -15,6 +14,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from ..errors import ConfigError, HistoryDamaged, HistoryFileLost, StorageError
 from ..orchestration.states import State
+from .files import FileStore, file_identity, missing_table
 from .migrations import MIGRATIONS, _statements, tables
 
 UTC = dt.timezone.utc
@@ -22,11 +22,6 @@ logger = logging.getLogger("pipeline.store")
 BUSY_TIMEOUT_MS = 10_000
 
 RUN_JSON_FIELDS = ("parameters", "metrics")
-# Connections of a history file that was deleted or replaced: kept open until the process ends, because closing
-# the last one makes SQLite checkpoint its log into whatever file now bears the name (``BaseStore.abandon``).
-ABANDONED: list[sqlite3.Connection] = []
-
-
 def to_db(moment: dt.datetime | None) -> str | None:
     if moment is None:
         return None
@@ -133,7 +128,7 @@ class HistoryConnection(sqlite3.Connection):
         if self.readonly and _code(error) == sqlite3.SQLITE_READONLY:
             return error  # writing through a read-only store is a bug in the caller, not a fault of the disk
         missing = re.match(r"no such table: (?:main\.)?(\w+)", str(error))
-        if missing and missing.group(1) in tables():
+        if missing and missing.group(1) in tables() and not self.readonly:  # a writable store migrated it: damage
             fault: Exception = missing_table(self.history_path, missing.group(1))
         else:
             fault = storage_error(error, self.history_path) if _code(error) in FAULTS else error
@@ -194,11 +189,6 @@ def storage_error(error: sqlite3.Error, path: Path | str) -> StorageError:
     return kind(f"The history {path} {fault} (SQLite: {error}).")
 
 
-def missing_table(path: Path | str, table: str) -> HistoryDamaged:
-    return HistoryDamaged(f"The history {path} has no table {table}: it was dropped or the file is damaged; move "
-                          "the file aside to start a new history, or put back a copy.")
-
-
 def _row(row: sqlite3.Row | None) -> dict[str, Any] | None:
     if row is None:
         return None
@@ -214,7 +204,7 @@ def _rows(rows: Iterable[sqlite3.Row]) -> list[dict[str, Any]]:
     return [_row(r) for r in rows]
 
 
-class BaseStore:
+class BaseStore(FileStore):
     """Connections, transactions and migrations. One instance per process; one connection per thread."""
 
     def __init__(self, path: Path | str, *, readonly: bool = False, migrate: bool = True):
@@ -225,24 +215,12 @@ class BaseStore:
         self._local = threading.local()
         self._connections: list[Any] = []  # every thread's, so that ``abandon`` reaches them all
         self._file: tuple[int, int] | None = None  # the SQLite file's (device, inode) when first opened
-        self.abandoned: str | None = None
-        self.on_damage: Callable[[HistoryDamaged], None] | None = None  # set before the first statement
         if migrate and not readonly:
             empty = self._empty_file()
             self.migrate()
             if empty:
                 logger.warning("The history %s was an empty file (0 bytes), so a new history was made in it; if it "
                                "held runs, stop every process using it and put back a copy.", self.path)
-
-    def _empty_file(self) -> bool:
-        """A SQLite history file of 0 bytes: no history (even one whose pages are all in its log has a first page),
-        but maybe one truncated by accident, so making a new one in it is said, not silent."""
-        if self.dialect != "sqlite":
-            return False
-        try:
-            return Path(self.location).stat().st_size == 0
-        except OSError:
-            return False
 
     # -- connection and transactions -------------------------------------------------
     @property
@@ -290,33 +268,6 @@ class BaseStore:
             self._local.conn = None
             self._connections.remove(conn)
             conn.close()
-
-    # -- a history file deleted or replaced under this process ----------------------------
-    def abandon(self, reason: str) -> None:
-        """Write nothing more to a history file that was deleted or replaced: every statement of this store
-        raises HistoryFileLost(``reason``) from now on, and its connections stay open until the process ends
-        (``ABANDONED``): closing the last one would make SQLite checkpoint the old history's log into whatever
-        file now bears the name. The process then ends with ``os._exit`` (``pipeline/__main__.py``)."""
-        if self.dialect != "sqlite" or self.abandoned:
-            return
-        self.abandoned = reason
-        for conn in self._connections:
-            conn.lost = reason
-        ABANDONED.extend(self._connections)
-
-    def drop_old_log(self) -> list[Path]:
-        """Delete the ``-wal`` and ``-shm`` files next to an abandoned history if they are still the ones this
-        process has open (the old history's): left there, SQLite would read the old history's pages into a new
-        file of that name. Call it once no other process of ours (a flow) can write to them. Returns what went."""
-        if not self.abandoned:
-            return []
-        ours, dropped = _open_files(), []
-        for log in (Path(f"{self.location}-wal"), Path(f"{self.location}-shm")):
-            if file_identity(log) in ours:
-                with contextlib.suppress(OSError):
-                    log.unlink()
-                    dropped.append(log)
-        return dropped
 
     @contextlib.contextmanager
     def atomic(self) -> Iterator[sqlite3.Connection]:
@@ -390,78 +341,11 @@ class BaseStore:
                 marks += [0, 0]
         return tuple(marks)
 
-    def check_damage(self, *, thorough: bool = False) -> None:
-        """HistoryDamaged if a table of the schema is missing or (``thorough``: SQLite's ``quick_check``,
-        which reads every page) a page is damaged. PostgreSQL: nothing to check here."""
-        if self.conn.dialect != "sqlite":
-            return
-        found = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()}
-        applied = self.applied_migrations() if "migrations" in found else []
-        missing = sorted(tables(len(applied)) - found)
-        if missing:
-            raise missing_table(self.path, missing[0])
-        if thorough:
-            problems = [r["quick_check"] for r in self._all("PRAGMA quick_check(3)")]
-            if problems != ["ok"]:
-                raise HistoryDamaged(f"The history {self.path} is damaged: the file is corrupt; move it aside to "
-                                     f"start a new history, or put back a copy (SQLite: {'; '.join(problems)}).")
-
-    def ping(self) -> None:
-        """Reach the history once (a server back after an outage: a connection it dropped is opened anew)."""
-        try:
-            self.conn.execute("SELECT 1").fetchone()
-        except StorageError:
-            if self.conn.dialect == "sqlite":
-                raise
-            self.conn.execute("SELECT 1").fetchone()  # the first attempt found the old session gone
-
-    def checkpoint(self) -> None:
-        """Copy what the write-ahead log holds into the SQLite file, as far as readers allow (PostgreSQL: nothing)."""
-        if self.conn.dialect == "sqlite":
-            self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-
     def integrity_check(self) -> str:
         """SQLite's own check of the file ('ok'); on PostgreSQL, 'ok' unless an index was left invalid."""
         if self.conn.dialect != "sqlite":
             return self.conn.integrity_check()
         return self.conn.execute("PRAGMA integrity_check").fetchone()[0]
-
-
-def file_identity(path: Path | str) -> tuple[int, int] | None:
-    """A file's (device, inode), None if there is no such file."""
-    try:
-        found = os.stat(path)
-    except OSError:
-        return None
-    return found.st_dev, found.st_ino
-
-
-def _open_files() -> set[tuple[int, int]]:
-    """The (device, inode) of every file this process has open (Linux; elsewhere none is known)."""
-    found = set()
-    with contextlib.suppress(OSError):
-        for fd in os.listdir("/proc/self/fd"):
-            with contextlib.suppress(OSError):
-                stat = os.stat(f"/proc/self/fd/{fd}")
-                found.add((stat.st_dev, stat.st_ino))
-    return found
-
-
-def identity_in_file(path: Path) -> str | None:
-    """The history's id as its file holds it, read past its write-ahead log (``immutable``); None if the file
-    holds none (not a history, or its id still only in the log). A file copied over the history has another id,
-    although the old history's log, still next to it, would show the old one to a normal connection."""
-    try:
-        conn = sqlite3.connect(f"{path.absolute().as_uri()}?immutable=1", uri=True)
-    except sqlite3.Error:
-        return None
-    try:
-        row = conn.execute("SELECT id FROM history_identity LIMIT 1").fetchone()
-    except sqlite3.Error:
-        return None
-    finally:
-        conn.close()
-    return row[0] if row else None
 
 
 def _rollback(conn: sqlite3.Connection) -> None:

@@ -292,6 +292,9 @@ def connect(url: str, *, readonly: bool = False) -> PgConnection:
         raw.execute("SET TIME ZONE 'UTC'")
         if readonly:
             raw.execute("SET default_transaction_read_only = on")
+    except psycopg.OperationalError as error:  # the server went away between the connection and its set-up
+        raw.close()
+        raise fault_error(error, url) from None
     except BaseException:
         raw.close()
         raise

@@ -20,6 +20,7 @@ import copyreg
 import importlib.util
 import io
 import json
+import logging
 import os
 import pickle
 import re
@@ -33,6 +34,7 @@ import numpy as np
 
 from .schema import DO, PU
 
+log = logging.getLogger("pipeline.training.model")
 KINDS = ("vectorizer", "model")
 FITTED = {"vectorizer": ("feature_names_", "vocabulary_"), "model": ("coef_", "intercept_", "n_features_in_")}
 VERSION_KEY = "_sklearn_version"  # what scikit-learn's BaseEstimator.__getstate__ adds
@@ -174,7 +176,7 @@ def _as_written(layout: Layout, kind: str, value: Any, classes: dict[tuple[str, 
 def _checked(vectorizer: dict[str, Any], regression: dict[str, Any]) -> Weights | None:
     vocabulary, coef, intercept = vectorizer["vocabulary_"], regression["coef_"], regression["intercept_"]
     width = len(vectorizer["feature_names_"])
-    if not (isinstance(vocabulary, dict) and all(isinstance(k, str) for k in vocabulary)
+    if not (isinstance(vocabulary, dict) and all(type(k) is str and type(v) is int for k, v in vocabulary.items())
             and sorted(vocabulary.values()) == list(range(width)) and isinstance(coef, np.ndarray)
             and coef.dtype == np.float64 and coef.shape == (width,) and type(intercept) is float
             and regression["n_features_in_"] == width):
@@ -232,8 +234,12 @@ def remember(cache: Path | None, vectorizer: Any, regression: Any, written: dict
     except TypeError:  # a parameter that is not a plain value: this version is left to scikit-learn
         return
     read_back = Layout.from_json(json.loads(text))  # as a later run reads it
-    if artifact_bytes(read_back, vectorizer.feature_names_, regression.coef_, regression.intercept_) == written:
+    if artifact_bytes(read_back, vectorizer.feature_names_, regression.coef_, regression.intercept_) != written:
+        return
+    try:
         _write_atomically(layout_path(cache, layout.version), text)
+    except OSError as error:  # the run goes on; the next one imports scikit-learn again
+        log.warning("How scikit-learn pickles the model could not be kept in %s: %s", cache, error)
 
 
 def _write_atomically(path: Path, text: str) -> None:
