@@ -9,7 +9,8 @@
    --json``: wall time and peak RSS (of the process tree, sampled). The first pair warms the page cache
    and the champion's coefficients (``scoring/zones.py``) and is left out. CPU time (user + system, from
    wait4) is printed too: on a machine other work shares, it moves far less than the wall time.
-3. Checks that both files hold the same rides and predictions to 1e-9, and the same RMSE.
+3. Checks that both files hold the same rides and predictions to 1e-9, and the same RMSE, and times the flow
+   alone in this process (imports excluded) against the steps' own time inside their process.
 4. ``--large``: scores a month of 23,904,082 trips (2018-12, the TLC's size; written once into
    /tmp/fhv-large-months/rg1m in row groups of 1 million, as ``bench/large_months.py`` does) ``--repeats``
    times: wall time and peak RSS.
@@ -64,6 +65,25 @@ def pairs(folder: Path, home: Path, card: dict, count: int) -> dict[str, list]:
     return results
 
 
+def in_process(folder: Path, home: Path, count: int) -> list[float]:
+    """Seconds of the flow alone, in this process (imports excluded), after one run that warms up."""
+    import time
+
+    from pipeline.config import Settings
+    from pipeline.scoring.flow import score_now
+    from pipeline.store import Store
+
+    settings = Settings(home=home, data_url=str(folder))
+    store, times = Store(settings.db_path), []
+    for _ in range(count + 1):
+        start = time.perf_counter()
+        result = score_now(store, settings, date="2021-08-15", output=str(home / "in-process"), name="bench")
+        times.append(time.perf_counter() - start)
+        assert result.state.value == "COMPLETED", result.error
+    store.close()
+    return times[1:]
+
+
 def same_predictions(home: Path) -> str:
     import numpy as np
     import pandas as pd
@@ -92,15 +112,19 @@ def median(runs: list[dict], key: str) -> float:
     return statistics.median(r[key] for r in runs)
 
 
-def report(results: dict[str, list], check: str, big: list[dict] | None, load: tuple) -> list[str]:
+def report(results: dict[str, list], flow: list[float], check: str, big: list[dict] | None,
+           load: tuple) -> list[str]:
     ref, ours = results["reference"], results["pipeline"]
     ratio = median(ref, "wall") / median(ours, "wall")
+    steps = statistics.median(r["json"]["seconds"] for r in ref)
     lines = [f"load average before: {load[0]:.2f}",
              "| 1,150,000-trip month | course's steps | python -m pipeline score | ratio |", "|---|---|---|---|",
              f"| whole process, median of {len(ours)} | {median(ref, 'wall'):.2f} s | {median(ours, 'wall'):.2f} s | "
              f"{ratio:.1f}x faster |",
              f"| CPU time (user + system), median | {median(ref, 'cpu'):.2f} s | {median(ours, 'cpu'):.2f} s | "
              f"{median(ref, 'cpu') / median(ours, 'cpu'):.1f}x less |",
+             f"| the steps alone, in process (imports excluded), median | {steps:.2f} s | "
+             f"{statistics.median(flow):.2f} s | {steps / statistics.median(flow):.1f}x faster |",
              f"| peak RSS | {max(r['rss'] for r in ref):,.0f} MiB | {max(r['rss'] for r in ours):,.0f} MiB | "
              f"{max(r['rss'] for r in ours) / max(r['rss'] for r in ref):.2f}x |",
              f"| RMSE on the month | {ref[0]['json']['rmse']:.9f} | {ours[0]['json']['rmse']:.9f} | |",
@@ -127,8 +151,9 @@ def main() -> None:
         card = prepare(folder, home, args.rows)
         results = pairs(folder, home, card, args.pairs)
         check = same_predictions(home)
+        flow = in_process(folder, home, args.pairs)
         big = large(home, args.repeats) if args.large else None
-        print("\n".join(report(results, check, big, load)))
+        print("\n".join(report(results, flow, check, big, load)))
 
 
 if __name__ == "__main__":

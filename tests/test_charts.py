@@ -333,3 +333,16 @@ def test_runs_table_gives_runs_past_due_the_overdue_reason_while_no_scheduler_is
 def test_countdown_says_in_or_overdue():
     assert labels.countdown(NOW + dt.timedelta(days=20, minutes=20), NOW) == "in 20 d 00 h 20 min"
     assert labels.countdown(NOW - dt.timedelta(hours=2), NOW) == "overdue by 2 h 00 min"
+
+
+def test_a_chart_title_fits_a_phone_with_range_buttons_under_it_and_the_legend_under_the_plot():
+    months = [str(p) for p in pd.period_range("2019-01", periods=24, freq="M")]
+    for fig in (charts.metric_trends(months_frame(months)),
+                charts.drift_trends(months_frame(months).assign(psi_pickup=0.01, psi_dropoff=0.02, psi_duration=0.03))):
+        title, legend = fig.layout.title, fig.layout.legend
+        assert all(len(line) <= charts.TITLE_WIDTH for line in title.text.split("<br>"))
+        assert (title.yref, title.y, title.yanchor) == ("container", 1, "top")  # the top of the chart
+        assert (legend.yref, legend.y, legend.yanchor) == ("container", 0, "bottom")  # its bottom, under the axis
+        lines = len(title.text.split("<br>"))
+        assert fig.layout.margin.t >= 18 * lines + 40  # room for the title, then the range buttons
+    assert fig.layout.title.text.count("<br>") == 1  # the long drift title wraps

@@ -211,3 +211,23 @@ def test_a_score_with_kept_coefficients_imports_neither_pandas_nor_scikit_learn(
     env = {**os.environ, "FHV_HOME": str(settings.home), "FHV_DATA_URL": str(folder), "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert done.stdout.splitlines()[-1] == "0 []", done.stderr[-2000:]
+
+
+def test_a_zone_that_is_no_taxi_zone_fails_the_run_naming_the_file_and_the_count(trained, tmp_path, monkeypatch):
+    settings, store, folder = trained
+    monkeypatch.setattr(features, "BATCH_ROWS", 1_000)
+    table = pq.read_table(folder / "fhv_tripdata_2021-08.parquet")
+    zones = table.column("DOlocationID").to_pylist()
+    for i in (10, 2_500, 3_999):
+        zones[i] = 300.0
+    table = table.set_column(table.schema.get_field_index("DOlocationID"), "DOlocationID", pa.array(zones, pa.float64()))
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    pq.write_table(table, bad / "fhv_tripdata_2021-08.parquet", row_group_size=700)
+    result = score_now(store, settings, date="2021-09-15", data_url=str(bad), output=str(tmp_path / "out"),
+                       name="bad-zones", clock=FakeClock())
+    run = store.get_run(result.run_id)
+    assert run["state"] == "FAILED" and run["error_task"] == "score_month"
+    assert run["error"] == ("fhv_tripdata_2021-08: column 'DOlocationID' has 3 value(s) that are not a taxi zone "
+                            "number from 1 to 265 (for example 300).")
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())

@@ -291,8 +291,11 @@ def cmd_set_active(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _schedule_text(row: dict[str, Any]) -> str:
-    schedule = schedule_of(row)
-    return schedule.describe() if schedule else "no schedule (manual runs only)"
+    schedule, after = schedule_of(row), row.get("after_deployment")
+    trigger = f"after each completed run of {after}" if after else None
+    if schedule is None:
+        return trigger or "no schedule (manual runs only)"
+    return f"{schedule.describe()}; and {trigger}" if trigger else schedule.describe()
 
 
 def _catchup_text(row: dict[str, Any]) -> str:

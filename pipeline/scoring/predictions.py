@@ -13,12 +13,14 @@ when missing, as the course's steps fill them), ``actual_duration``, ``predicted
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -95,27 +97,37 @@ WRITE_OPTIONS = {"compression": {**dict.fromkeys(SCHEMA_COLUMNS, "snappy"), "act
 
 
 def _score_into(scored: Scored, path: Path, label: str, prefix: str, model: ZoneModel, version: str) -> None:
-    """Read and score batch by batch; a thread builds each batch's columns (ride ids, pickup times) and writes
-    (compresses) them while the next batch is read and scored, so a month takes about the longer of the two,
-    on two cores, with two batches in memory."""
+    """Read, score and write batch by batch, in three steps that overlap: a thread reads (decodes) the next
+    batch while this one is scored, and another builds its columns (ride ids, pickup times) and writes
+    (compresses) them meanwhile; so a month keeps both cores busy, with three batches in memory."""
     with features.open_parquet(Path(path), label) as parquet:
         schema = _schema(parquet.schema_arrow.field(PICKUP).type)
         try:
             with pq.ParquetWriter(scored.temp, schema, **WRITE_OPTIONS) as writer, \
                     ThreadPoolExecutor(1, thread_name_prefix="write-predictions") as pool:
                 pending, offset = None, 0
-                for batch in features._record_batches(parquet):
-                    columns = _scored_columns(scored, batch, label, model)
-                    if pending is not None:
-                        pending.result()
-                    pending = pool.submit(_write, writer, schema, batch, columns, offset, prefix, version)
-                    offset += batch.num_rows
+                with contextlib.closing(_prefetched(features._record_batches(parquet))) as batches:
+                    for batch in batches:  # on an error the reader stops before the file is read again below
+                        columns = _scored_columns(scored, batch, label, model)
+                        if pending is not None:
+                            pending.result()
+                        pending = pool.submit(_write, writer, schema, batch, columns, offset, prefix, version)
+                        offset += batch.num_rows
                 if pending is not None:
                     pending.result()
         except BadZones as bad:
             raise features._count_bad_zones(parquet, label, bad.column) from None
         except (OSError, pa.ArrowException) as exc:
             raise DataError(f"{label} could not be read or its predictions written ({exc}).") from exc
+
+
+def _prefetched(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """The batches, each read (decoded) by a thread while the one before is scored."""
+    with ThreadPoolExecutor(1, thread_name_prefix="read-month") as reader:
+        coming = reader.submit(next, batches, None)
+        while (batch := coming.result()) is not None:
+            coming = reader.submit(next, batches, None)
+            yield batch
 
 
 def _scored_columns(scored: Scored, batch: pa.RecordBatch, label: str, model: ZoneModel) -> tuple[np.ndarray, ...]:

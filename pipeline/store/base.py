@@ -128,7 +128,7 @@ class HistoryConnection(sqlite3.Connection):
         if self.readonly and _code(error) == sqlite3.SQLITE_READONLY:
             return error  # writing through a read-only store is a bug in the caller, not a fault of the disk
         missing = re.match(r"no such table: (?:main\.)?(\w+)", str(error))
-        if missing and missing.group(1) in tables():
+        if missing and missing.group(1) in tables() and not self.readonly:  # a writable store migrated it: damage
             fault: Exception = missing_table(self.history_path, missing.group(1))
         else:
             fault = storage_error(error, self.history_path) if _code(error) in FAULTS else error
