@@ -150,3 +150,22 @@ def test_deployment_create_says_what_triggers_a_deployment(tmp_path, monkeypatch
     assert main(["deployment", "create", str(path)]) == 0
     said = " ".join(capsys.readouterr().out.split())
     assert "Deployment monthly-scoring (active): after each completed run of monthly-training;" in said
+
+
+def test_the_triggered_run_reads_the_data_its_training_run_read(history, settings):
+    store, clock = history
+    store.create_run(flow="fhv-duration-training", name="on-demo", state=State.COMPLETED, now=clock.now(),
+                     deployment_id=store.get_deployment("monthly-training")["id"], run_date="2021-08-15",
+                     ended_at=clock.now(), parameters={"date": "2021-08-15", "data_url": "demo:500", "gates": {}})
+    (made,) = triggers.follow(store, settings, store.get_deployment("monthly-scoring"), clock.now())
+    run = store.get_run(made)
+    assert run["parameters"] == {"date": "2021-08-15", "data_url": "demo:500"} and run["data_source"] == "demo:500"
+
+
+def test_a_trigger_naming_no_deployment_marks_the_deployment_with_a_sentence(settings, clock):
+    store = Store(settings.db_path)
+    register(store, DeploymentSpec(name="orphan-scoring", flow=SCORING, trigger="nope"), clock.now(), settings=settings)
+    scheduler(store, settings, clock).tick()
+    assert store.get_deployment("orphan-scoring")["last_error"] == (
+        "trigger: There is no deployment named 'nope'; see: python -m pipeline deployment ls.")
+    store.close()
