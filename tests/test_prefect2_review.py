@@ -355,3 +355,13 @@ def test_python_given_on_the_command_line_wins_over_a_conda_environment_that_is_
         capsys.readouterr().err
     [row] = [r for r in history(homework).deployments() if r["name"] == "model_training"]
     assert row["flow"] == f"prefect2:{homework / 'homework.py'}:main?python={sys.executable}"
+
+
+def test_a_flow_timeout_that_is_not_kept_is_said_in_the_runs_log(homework):
+    write(homework, "homework.py", SMALL_FLOW.replace("@flow\n", "@flow(timeout_seconds=3600)\n"))
+    assert main(["deployment", "create", str(homework / "homework.py")]) == 0
+    store = history(homework)
+    run = run_once(store, "model_training", dt.date(2021, 8, 15))
+    assert run["state"] == "COMPLETED", run["error"]
+    assert ("The flow main sets timeout_seconds=3600: here a flow has no time limit (its tasks' timeout_seconds are "
+            "kept).") in messages(store, run["id"])

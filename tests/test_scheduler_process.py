@@ -225,7 +225,7 @@ def test_the_scheduler_bench_runs_from_any_folder_through_the_store(tmp_path):
     done = subprocess.run([sys.executable, str(bench), "--runs", "1", "--history", "2000", "--no-postgres"], cwd=tmp_path,
                           env=elsewhere_env(), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert "python -c 'import pipeline.training.model'" in done.stdout and "claims/s" in done.stdout
+    assert "python -c 'import pipeline.training.flow, pipeline.training.model" in done.stdout and "claims/s" in done.stdout
     assert "did not preload" not in done.stderr
     source = bench.read_text()
     assert ".execute(" not in source and "atomic()" not in source  # SQL belongs to pipeline/store

@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from ..config import Settings
-from ..errors import ConfigError, HistoryDamaged, HistoryFileLost, HistoryLost, HistoryUnreachable, PipelineError
+from ..errors import ConfigError, HistoryDamaged, HistoryLost, HistoryUnreachable, PipelineError
 from ..formatting import duration_text, seconds_words
 from ..formatting import utc_text as _when
 from ..store import RunRow, Store, from_db
 from .clock import Clock
 from .executor import EXIT_DAMAGED, AwaitData, Executor, Exit
 from .liveness import ending_message
+from .loss import HistoryLoss, unrecorded
 from .outage import Outage
 from .runtime import new_run_name
 from .states import ACTIVE_STATES, State
@@ -69,7 +70,7 @@ class ProcessOptions:
         return AwaitData(self.retry_every, self.give_up_after)
 
 
-class Supervisor:
+class Supervisor(HistoryLoss):
     """Starts, watches and stops the flow processes of the runs this process claimed."""
 
     role = "scheduler"  # how its log lines name it
@@ -179,24 +180,6 @@ class Supervisor:
         run.__name__ = job.__name__
         return run
 
-    def _lose_history(self, error: HistoryLost | HistoryDamaged) -> None:
-        """Stop: the lease was taken, or the history file was deleted, replaced or damaged. In the last three
-        cases nothing more is written to it: the flows are killed (a flow stopped by SIGTERM would record its
-        end) and end unrecorded; a file deleted or replaced is abandoned (``Store.abandon``)."""
-        if isinstance(error, HistoryDamaged) and hasattr(self.watch, "explain") and not _unrecorded(self.fatal):
-            error = self.watch.explain(error, self.clock.sleep)  # or a file being copied over the history
-        if self.fatal is None:
-            logger.error("%s", error)
-        if _unrecorded(error) and not _unrecorded(self.fatal):
-            if isinstance(error, HistoryFileLost):
-                self.store.abandon(str(error))
-            for run_id in self.executor.running():
-                self.executor.signal(run_id, signal.SIGKILL)
-        if not _unrecorded(self.fatal):
-            self.fatal = error
-        self.stopping.set()
-        self.hurry.set()
-
     def _record_failure(self, name: str, error: Exception) -> None:
         self.failures += 1
         logger.exception("The %s job %s failed: %s", self.role, name, error)
@@ -213,7 +196,7 @@ class Supervisor:
 
     # -- own flow processes -------------------------------------------------------------
     def reap(self) -> None:
-        if _unrecorded(self.fatal):
+        if unrecorded(self.fatal):
             return  # its flows end unrecorded (``shutdown``)
         for exit_ in self.executor.poll():
             self._settle(exit_, self.clock.now())
@@ -326,18 +309,6 @@ class Supervisor:
             logger.warning("Run %s (%s): %s", run["name"], run["id"][:8],
                            back["state_message"] if back["state"] == State.CANCELLED else f"{reason}.")
 
-    def _damaged(self, exit_: Exit) -> None:
-        """A flow process found the history damaged and ended recording nothing: say what is damaged, and stop."""
-        try:
-            self.store.check_damage(thorough=True)  # HistoryDamaged naming the table, or SQLite's findings
-        except HistoryDamaged:
-            raise
-        except Exception:  # noqa: BLE001 - the check itself failed: the flow's word stands
-            pass
-        raise HistoryDamaged(f"The history {self.store.path} is damaged: the flow process of run {exit_.run_id[:8]} "
-                             f"(pid {exit_.pid}) met a damaged page; move the file aside to start a new history, "
-                             "or put back a copy.")
-
     def _stale(self, run: RunRow, now: dt.datetime) -> bool:
         beat = max(filter(None, (from_db(run["heartbeat_at"]), self.started.get(run["id"]))), default=None)
         return beat is not None and (now - beat).total_seconds() > self.options.stale_after
@@ -346,8 +317,8 @@ class Supervisor:
     def shutdown(self) -> None:
         """Let running flows finish within the grace, then cancel them; hand waiting runs back."""
         self.stopping.set()
-        if _unrecorded(self.fatal):
-            self._drop_flows_unrecorded()
+        if unrecorded(self.fatal):
+            self._drop_flowsunrecorded()
             return
         if self.executor.running():
             logger.info("Stopping: %d running flow(s) get %s to finish (signal again to stop them now).",
@@ -367,17 +338,6 @@ class Supervisor:
     def _record_stop(self) -> None:
         self.stopped(self.clock.now())
 
-    def _drop_flows_unrecorded(self) -> None:
-        """The history file was deleted, replaced or damaged: end the flows (killed already) without recording
-        them, say so, then remove a lost file's old log so that it never reaches a new file of that name."""
-        what = "damaged" if isinstance(self.fatal, HistoryDamaged) else "deleted or replaced"
-        for run_id, pid in self.executor.running().items():
-            logger.warning("The flow of run %s (pid %d) was stopped and not recorded: its history file was %s.",
-                           run_id[:8], pid, what)
-        self.executor.close()
-        for log in self.store.drop_old_log():
-            logger.info("Removed %s, the write-ahead log of the old history.", log)
-
     def _wait_for_children(self, seconds: float, use_hurry: bool = False) -> None:
         deadline = self.clock.now() + dt.timedelta(seconds=seconds)
         while True:
@@ -391,11 +351,6 @@ class Supervisor:
 
     def heartbeat(self) -> None:
         raise NotImplementedError
-
-
-def _unrecorded(error: BaseException | None) -> bool:
-    """Whether this reason to stop forbids writing to the history: its file was deleted, replaced or damaged."""
-    return isinstance(error, (HistoryFileLost, HistoryDamaged))
 
 
 def sentence(error: BaseException) -> str:

@@ -156,7 +156,7 @@ class PrefectFlow:
             raise ConfigError(f"@flow on {fn.__name__} uses task_runner={runner.__name__}(), which is not "
                               "supported here; use SequentialTaskRunner() or ConcurrentTaskRunner().")
         functools.update_wrapper(self, fn)
-        self.fn, self.validate = fn, validate_parameters
+        self.fn, self.validate, self.timeout = fn, validate_parameters, timeout_seconds
         self.name = name or fn.__name__.replace("_", "-")
         self.path = inspect.getsourcefile(fn)
 
@@ -176,6 +176,9 @@ class PrefectFlow:
     def body(self, **parameters: Any) -> Any:
         """Run the function; a task that failed fails the flow, as in Prefect 2.0."""
         futures: list[PrefectFuture] = []
+        if self.timeout:
+            say_once(f"timeout of {self.name}", f"The flow {self.fn.__name__} sets timeout_seconds={self.timeout:g}: "
+                                                "here a flow has no time limit (its tasks' timeout_seconds are kept).")
         if self.validate:  # cast to the type hints, as Prefect 2.0 beta's pydantic did
             parameters = cast_parameters(self.fn, self.name, parameters)
         token = _FUTURES.set(futures)
