@@ -355,3 +355,37 @@ def test_python_given_on_the_command_line_wins_over_a_conda_environment_that_is_
         capsys.readouterr().err
     [row] = [r for r in history(homework).deployments() if r["name"] == "model_training"]
     assert row["flow"] == f"prefect2:{homework / 'homework.py'}:main?python={sys.executable}"
+
+
+def test_a_flow_timeout_that_is_not_kept_is_said_in_the_runs_log(homework):
+    write(homework, "homework.py", SMALL_FLOW.replace("@flow\n", "@flow(timeout_seconds=3600)\n"))
+    assert main(["deployment", "create", str(homework / "homework.py")]) == 0
+    store = history(homework)
+    run = run_once(store, "model_training", dt.date(2021, 8, 15))
+    assert run["state"] == "COMPLETED", run["error"]
+    assert ("The flow main sets timeout_seconds=3600: here a flow has no time limit (its tasks' timeout_seconds are "
+            "kept).") in messages(store, run["id"])
+
+
+def test_the_names_prefect_2_beta_exported_at_the_top_and_its_tags_context_work_in_a_script(homework, monkeypatch,
+                                                                                            capsys):
+    write(homework, "homework.py", '''
+        from prefect import Flow, State, Task, flow, tags, task
+
+        @task
+        def double(x):
+            return 2 * x
+
+        @flow
+        def main(x: int = 1):
+            return double(x).result()
+
+        assert isinstance(main, Flow) and isinstance(double, Task)
+        with tags("ml", "homework"):
+            state = main(x="21")
+        assert isinstance(state, State)
+        print(f"result {state.result()}")
+    ''')
+    code, said = run_script(homework, "homework.py", monkeypatch, capsys)
+    assert code == 0, said
+    assert "result 42" in said

@@ -156,7 +156,7 @@ class PrefectFlow:
             raise ConfigError(f"@flow on {fn.__name__} uses task_runner={runner.__name__}(), which is not "
                               "supported here; use SequentialTaskRunner() or ConcurrentTaskRunner().")
         functools.update_wrapper(self, fn)
-        self.fn, self.validate = fn, validate_parameters
+        self.fn, self.validate, self.timeout = fn, validate_parameters, timeout_seconds
         self.name = name or fn.__name__.replace("_", "-")
         self.path = inspect.getsourcefile(fn)
 
@@ -174,8 +174,15 @@ class PrefectFlow:
         return dict(parameters) if names is None else {k: v for k, v in parameters.items() if k in names}
 
     def body(self, **parameters: Any) -> Any:
-        """Run the function; a task that failed fails the flow, as in Prefect 2.0."""
+        """Run the function for a run; what it returns is the run's metrics if it is a dict of numbers and words."""
+        return scalars(self.run(**parameters))
+
+    def run(self, **parameters: Any) -> Any:
+        """Run the function and return what it returns; a task that failed fails the flow, as in Prefect 2.0."""
         futures: list[PrefectFuture] = []
+        if self.timeout:
+            say_once(f"timeout of {self.name}", f"The flow {self.fn.__name__} sets timeout_seconds={self.timeout:g}: "
+                                                "here a flow has no time limit (its tasks' timeout_seconds are kept).")
         if self.validate:  # cast to the type hints, as Prefect 2.0 beta's pydantic did
             parameters = cast_parameters(self.fn, self.name, parameters)
         token = _FUTURES.set(futures)
@@ -186,11 +193,11 @@ class PrefectFlow:
         failed = [f for f in futures if f.error is not None]
         if failed:
             raise failed[0].error
-        return _scalars(value)
+        return value
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if run_context() is not None:  # a flow called inside another flow: run it as part of this run
-            return self.body(**_bind(self.fn, args, kwargs))
+            return self.run(**_bind(self.fn, args, kwargs))
         if MODE.get() != "script":
             logger.info("Not running %s(...) while its file is loaded; it runs on its schedule or by hand.",
                         self.fn.__name__)
@@ -254,7 +261,7 @@ def _bind(fn: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> dict[s
     return dict(bound.arguments)
 
 
-def _scalars(value: Any) -> Any:
+def scalars(value: Any) -> Any:
     """What a flow returns is recorded as its metrics only when it is a dict of plain numbers and words."""
     if isinstance(value, dict) and all(isinstance(v, (int, float, str, bool)) or v is None for v in value.values()):
         return value

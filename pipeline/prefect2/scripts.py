@@ -43,17 +43,27 @@ def run_as_script(flow: api.PrefectFlow, parameters: dict[str, Any]) -> api.Stat
                                   trigger="script", scheduled_time=now, claimed_by=this_process(),
                                   **entry.fields_for(recorded, settings))
         logger.info("Created flow run %r for flow %r", name, flow.name)
+        returned: list[Any] = [None]
         with prints_to_log():
-            result = run_flow(store, Flow(flow.body, flow.name), run_id, parameters, heartbeat_every=2.0)
+            result = run_flow(store, Flow(_keeping(flow, returned), flow.name), run_id, parameters,
+                              heartbeat_every=2.0)
     finally:
         store.close()
     error = result.exception or (RuntimeError(result.error) if result.state is not State.COMPLETED else None)
-    state = api.State.of(result.result, error)
+    state = api.State.of(returned[0], error)
     _said_end(name, result.state, result.error)
     ended = _ENDED.get()
     if ended is not None:
         ended.append(state)
     return state
+
+
+def _keeping(flow: api.PrefectFlow, returned: list[Any]) -> Any:
+    """The flow's body for the run, keeping what the function returned for the script's ``state.result()``."""
+    def body(**parameters: Any) -> Any:
+        returned[0] = flow.run(**parameters)
+        return api.scalars(returned[0])
+    return body
 
 
 def _said_end(name: str, state: State, error: str | None) -> None:
