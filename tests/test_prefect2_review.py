@@ -389,3 +389,37 @@ def test_the_names_prefect_2_beta_exported_at_the_top_and_its_tags_context_work_
     code, said = run_script(homework, "homework.py", monkeypatch, capsys)
     assert code == 0, said
     assert "result 42" in said
+
+
+def test_a_subflow_returns_its_state_and_one_that_failed_fails_its_caller_as_in_prefect_2_beta(homework):
+    write(homework, "homework.py", '''
+        from prefect import flow, task, get_run_logger
+        from prefect.deployments import DeploymentSpec
+
+        @task
+        def read(path):
+            with open(path) as f:
+                return f.read()
+
+        @flow
+        def train(path):
+            return len(read(path).result())
+
+        @flow
+        def main(date=None, path="./data/fhv_tripdata_2021-06.parquet"):
+            state = train(path)
+            get_run_logger().info(f"subflow {state.name}, result {state.result(raise_on_failure=False)!r}")
+
+        DeploymentSpec(flow=main, name="fine")
+        DeploymentSpec(flow=main, name="broken", parameters={"path": "./data/missing.txt"})
+    ''')
+    (homework / "data" / "fhv_tripdata_2021-06.parquet").write_text("twelve bytes")
+    assert main(["deployment", "create", str(homework / "homework.py")]) == 0
+    store = history(homework)
+    fine = run_once(store, "fine")
+    assert fine["state"] == "COMPLETED", fine["error"]
+    assert "subflow Completed, result 12" in messages(store, fine["id"])
+    broken = run_once(store, "broken")
+    assert broken["state"] == "FAILED" and "missing.txt" in broken["error"]
+    assert any(m.startswith("subflow Failed, result FileNotFoundError(") for m in messages(store, broken["id"])), \
+        messages(store, broken["id"])
