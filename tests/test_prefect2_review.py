@@ -14,12 +14,9 @@ import sys
 import pytest
 
 from pipeline.cli import main
-from pipeline.orchestration import control
 from pipeline.prefect2.__main__ import main as script
-from pipeline.training import demo
-from tests.homework import history, messages, run_once, write
+from tests.homework import history, messages, run_once, student_folder, write
 
-UTC = dt.timezone.utc
 
 TRAINING = '''
 import pickle
@@ -94,11 +91,8 @@ Deployment(
 @pytest.fixture
 def homework(tmp_path, monkeypatch):
     """A student's folder: ./data with the months of run dates 2021-03-15 and 2021-08-15, ./models, FHV_HOME beside."""
-    folder = tmp_path / "homework"
-    for month in ("2021-01", "2021-02", "2021-06", "2021-07"):
-        demo.write_month(folder / "data" / f"fhv_tripdata_{month}.parquet", month, rows=1500)
+    folder = student_folder(tmp_path, monkeypatch, ("2021-01", "2021-02", "2021-06", "2021-07"), rows=1500)
     (folder / "models").mkdir()
-    monkeypatch.setenv("FHV_HOME", str(tmp_path / "fhv"))
     return folder
 
 
