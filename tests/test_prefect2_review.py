@@ -417,3 +417,32 @@ def test_a_subflow_returns_its_state_and_one_that_failed_fails_its_caller_as_in_
     assert broken["state"] == "FAILED" and "missing.txt" in broken["error"]
     assert any(m.startswith("subflow Failed, result FileNotFoundError(") for m in messages(store, broken["id"])), \
         messages(store, broken["id"])
+
+
+@pytest.mark.parametrize("options", [[], ["--python", sys.executable]], ids=["here", "its-own-python"])
+@pytest.mark.timeout(60)
+def test_a_file_is_loaded_in_its_own_folder_whatever_folder_deployment_create_is_run_from(homework, tmp_path,
+                                                                                         monkeypatch, options):
+    write(homework, "homework.py", '''
+        import os
+        import mlflow_free_settings
+        from prefect import flow
+        from prefect.deployments import DeploymentSpec
+
+        os.makedirs("mlruns", exist_ok=True)
+        with open("./data/tracking.txt") as f:
+            TRACKING = f.read()
+
+        @flow
+        def main(date=None):
+            print(TRACKING)
+
+        DeploymentSpec(flow=main, name="model_training")
+    ''')
+    write(homework, "mlflow_free_settings.py", "EXPERIMENT = 'nyc-taxi'\n")
+    (homework / "data" / "tracking.txt").write_text("sqlite:///mlflow.db")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["deployment", "create", str(homework / "homework.py"), *options]) == 0
+    assert (homework / "mlruns").is_dir() and not (elsewhere / "mlruns").exists()
