@@ -446,3 +446,23 @@ def test_a_file_is_loaded_in_its_own_folder_whatever_folder_deployment_create_is
     monkeypatch.chdir(elsewhere)
     assert main(["deployment", "create", str(homework / "homework.py"), *options]) == 0
     assert (homework / "mlruns").is_dir() and not (elsewhere / "mlruns").exists()
+
+
+def test_a_script_run_from_another_folder_is_recorded_in_that_folders_history_by_default(homework, tmp_path,
+                                                                                        monkeypatch, capsys):
+    write(homework, "homework.py", '''
+        from prefect import flow
+
+        @flow
+        def main(date=None):
+            print(f"training for {date}")
+
+        main(date="2021-08-15")
+    ''')
+    monkeypatch.delenv("FHV_HOME")
+    repository = tmp_path / "repository"
+    repository.mkdir()
+    monkeypatch.chdir(repository)  # where the dashboard and `runs ls` read ./.fhv
+    code, said = run_script(homework, "homework.py", monkeypatch, capsys)
+    assert code == 0, said
+    assert (repository / ".fhv" / "history.db").is_file() and not (homework / ".fhv").exists()
