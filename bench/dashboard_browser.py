@@ -42,7 +42,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--no-first-run"]
 NAV_TARGET_MS = 400
 FIRST_LOAD_RATIO = 1.3
-PAGES = ["Overview", "Runs", "Run detail", "Upcoming", "Trends", "Trigger"]
+PAGES = ["Overview", "Runs", "Run detail", "Upcoming", "Trends", "Models", "Trigger"]
 HELLO = 'import streamlit as st\n\nst.title("Hello")\nst.write("A hello-world Streamlit page.")\n'
 # The navigation floor: two hello-world pages in st.navigation, clicked in the sidebar like the dashboard's.
 HELLO_NAV = """import streamlit as st

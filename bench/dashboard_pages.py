@@ -29,7 +29,7 @@ from pipeline.store import Store  # noqa: E402
 from tests.dashboard_seed import bulk_history, seed_history  # noqa: E402
 
 APP = str(ROOT / "dashboard" / "app.py")
-PAGES = ["overview", "runs", "run_detail", "upcoming", "trends", "trigger"]
+PAGES = ["overview", "runs", "run_detail", "upcoming", "trends", "models", "trigger"]
 TARGET_MS = 300
 
 

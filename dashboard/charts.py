@@ -284,7 +284,8 @@ def model_in_use(points: pd.DataFrame) -> go.Figure:
     fig.add_trace(go.Scatter(x=months[promoted], y=points.loc[promoted, "retrained_rmse"], mode="markers",
                              name="promoted", marker=dict(symbol="star", size=14, color=PROMOTED_COLOR),
                              hoverinfo="skip"))
-    _titled(fig, "The model in use on each new month (validation RMSE, minutes)", height=340)
-    fig.update_xaxes(type="date", tickformat="%Y-%m", ticklabelmode="period", title_text="Validation month")
+    _titled(fig, "Validation RMSE (minutes) of the model in use and of the version retrained, by month", height=340)
+    fig.update_xaxes(type="date", tickformat="%Y-%m", dtick="M1" if len(points) <= 24 else "M12",
+                     title_text="Validation month (each point is scored on it)")
     fig.update_yaxes(title_text="RMSE (min)")
     return fig

@@ -10,6 +10,7 @@ from pipeline.orchestration import control
 from pipeline.orchestration.scheduler import Scheduler, SchedulerOptions
 from pipeline.store import Store
 from tests.conftest import FakeClock
+from pipeline.training import demo
 from tests.fakes import InlineExecutor
 
 UTC = dt.timezone.utc
@@ -18,6 +19,15 @@ UTC = dt.timezone.utc
 def write(folder: Path, name: str, source: str) -> Path:
     (folder / name).write_text(textwrap.dedent(source))
     return folder / name
+
+
+def student_folder(tmp_path: Path, monkeypatch, months: tuple[str, ...], rows: int = 2000) -> Path:
+    """A student's folder ``tmp_path/homework`` with ``./data`` holding these months; FHV_HOME beside it."""
+    folder = tmp_path / "homework"
+    for month in months:
+        demo.write_month(folder / "data" / f"fhv_tripdata_{month}.parquet", month, rows=rows)
+    monkeypatch.setenv("FHV_HOME", str(tmp_path / "fhv"))
+    return folder
 
 
 def history(folder: Path) -> Store:

@@ -346,3 +346,20 @@ def test_a_chart_title_fits_a_phone_with_range_buttons_under_it_and_the_legend_u
         lines = len(title.text.split("<br>"))
         assert fig.layout.margin.t >= 18 * lines + 40  # room for the title, then the range buttons
     assert fig.layout.title.text.count("<br>") == 1  # the long drift title wraps
+
+
+def test_the_model_in_use_chart_draws_both_rmses_by_month_and_stars_the_promotions():
+    points = pd.DataFrame([
+        {"val_month": "2021-05", "in_use_rmse": None, "retrained_rmse": 11.0, "promoted": True, "name": "a",
+         "decision": "first"},
+        {"val_month": "2021-06", "in_use_rmse": 11.2, "retrained_rmse": 11.3, "promoted": False, "name": "b",
+         "decision": "kept"},
+        {"val_month": "2021-07", "in_use_rmse": 11.2, "retrained_rmse": 11.1, "promoted": True, "name": "c",
+         "decision": "promoted"}])
+    fig = charts.model_in_use(points)
+    in_use, retrained, stars = fig.data
+    assert (in_use.name, retrained.name, stars.name) == ("model in use", "retrained", "promoted")
+    assert list(retrained.y) == [11.0, 11.3, 11.1] and list(in_use.y)[1:] == [11.2, 11.2]
+    assert [str(x)[:7] for x in stars.x] == ["2021-05", "2021-07"] and list(stars.y) == [11.0, 11.1]
+    empty = charts.model_in_use(pd.DataFrame())
+    assert empty.layout.annotations[0].text == "No run has been judged on a new month yet."

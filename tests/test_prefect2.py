@@ -254,7 +254,7 @@ def test_a_failing_task_fails_the_flow_naming_the_task_and_its_error(course, tmp
 
 @pytest.mark.parametrize("source, words", [
     ("from prefect.blocks.core import Block", "The module prefect.blocks is not supported here"),
-    ("import prefect\nprefect.Flow", "prefect.Flow is not supported here"),
+    ("import prefect\nprefect.get_client", "prefect.get_client is not supported here"),
     ("import mlflow_is_not_installed_here", "imports the package 'mlflow_is_not_installed_here', which is not "
                                             "installed here"),
     ("from prefect.flow_runners import DockerFlowRunner", "prefect.flow_runners.DockerFlowRunner is not supported"),

@@ -14,12 +14,9 @@ import sys
 import pytest
 
 from pipeline.cli import main
-from pipeline.orchestration import control
 from pipeline.prefect2.__main__ import main as script
-from pipeline.training import demo
-from tests.homework import history, messages, run_once, write
+from tests.homework import history, messages, run_once, student_folder, write
 
-UTC = dt.timezone.utc
 
 TRAINING = '''
 import pickle
@@ -94,11 +91,8 @@ Deployment(
 @pytest.fixture
 def homework(tmp_path, monkeypatch):
     """A student's folder: ./data with the months of run dates 2021-03-15 and 2021-08-15, ./models, FHV_HOME beside."""
-    folder = tmp_path / "homework"
-    for month in ("2021-01", "2021-02", "2021-06", "2021-07"):
-        demo.write_month(folder / "data" / f"fhv_tripdata_{month}.parquet", month, rows=1500)
+    folder = student_folder(tmp_path, monkeypatch, ("2021-01", "2021-02", "2021-06", "2021-07"), rows=1500)
     (folder / "models").mkdir()
-    monkeypatch.setenv("FHV_HOME", str(tmp_path / "fhv"))
     return folder
 
 
@@ -355,3 +349,120 @@ def test_python_given_on_the_command_line_wins_over_a_conda_environment_that_is_
         capsys.readouterr().err
     [row] = [r for r in history(homework).deployments() if r["name"] == "model_training"]
     assert row["flow"] == f"prefect2:{homework / 'homework.py'}:main?python={sys.executable}"
+
+
+def test_a_flow_timeout_that_is_not_kept_is_said_in_the_runs_log(homework):
+    write(homework, "homework.py", SMALL_FLOW.replace("@flow\n", "@flow(timeout_seconds=3600)\n"))
+    assert main(["deployment", "create", str(homework / "homework.py")]) == 0
+    store = history(homework)
+    run = run_once(store, "model_training", dt.date(2021, 8, 15))
+    assert run["state"] == "COMPLETED", run["error"]
+    assert ("The flow main sets timeout_seconds=3600: here a flow has no time limit (its tasks' timeout_seconds are "
+            "kept).") in messages(store, run["id"])
+
+
+def test_the_names_prefect_2_beta_exported_at_the_top_and_its_tags_context_work_in_a_script(homework, monkeypatch,
+                                                                                            capsys):
+    write(homework, "homework.py", '''
+        from prefect import Flow, State, Task, flow, tags, task
+
+        @task
+        def double(x):
+            return 2 * x
+
+        @flow
+        def main(x: int = 1):
+            return double(x).result()
+
+        assert isinstance(main, Flow) and isinstance(double, Task)
+        with tags("ml", "homework"):
+            state = main(x="21")
+        assert isinstance(state, State)
+        print(f"result {state.result()}")
+    ''')
+    code, said = run_script(homework, "homework.py", monkeypatch, capsys)
+    assert code == 0, said
+    assert "result 42" in said
+
+
+def test_a_subflow_returns_its_state_and_one_that_failed_fails_its_caller_as_in_prefect_2_beta(homework):
+    write(homework, "homework.py", '''
+        from prefect import flow, task, get_run_logger
+        from prefect.deployments import DeploymentSpec
+
+        @task
+        def read(path):
+            with open(path) as f:
+                return f.read()
+
+        @flow
+        def train(path):
+            return len(read(path).result())
+
+        @flow
+        def main(date=None, path="./data/fhv_tripdata_2021-06.parquet"):
+            state = train(path)
+            get_run_logger().info(f"subflow {state.name}, result {state.result(raise_on_failure=False)!r}")
+
+        DeploymentSpec(flow=main, name="fine")
+        DeploymentSpec(flow=main, name="broken", parameters={"path": "./data/missing.txt"})
+    ''')
+    (homework / "data" / "fhv_tripdata_2021-06.parquet").write_text("twelve bytes")
+    assert main(["deployment", "create", str(homework / "homework.py")]) == 0
+    store = history(homework)
+    fine = run_once(store, "fine")
+    assert fine["state"] == "COMPLETED", fine["error"]
+    assert "subflow Completed, result 12" in messages(store, fine["id"])
+    broken = run_once(store, "broken")
+    assert broken["state"] == "FAILED" and "missing.txt" in broken["error"]
+    assert any(m.startswith("subflow Failed, result FileNotFoundError(") for m in messages(store, broken["id"])), \
+        messages(store, broken["id"])
+
+
+@pytest.mark.parametrize("options", [[], ["--python", sys.executable]], ids=["here", "its-own-python"])
+@pytest.mark.timeout(60)
+def test_a_file_is_loaded_in_its_own_folder_whatever_folder_deployment_create_is_run_from(homework, tmp_path,
+                                                                                         monkeypatch, options):
+    write(homework, "homework.py", '''
+        import os
+        import mlflow_free_settings
+        from prefect import flow
+        from prefect.deployments import DeploymentSpec
+
+        os.makedirs("mlruns", exist_ok=True)
+        with open("./data/tracking.txt") as f:
+            TRACKING = f.read()
+
+        @flow
+        def main(date=None):
+            print(TRACKING)
+
+        DeploymentSpec(flow=main, name="model_training")
+    ''')
+    write(homework, "mlflow_free_settings.py", "EXPERIMENT = 'nyc-taxi'\n")
+    (homework / "data" / "tracking.txt").write_text("sqlite:///mlflow.db")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["deployment", "create", str(homework / "homework.py"), *options]) == 0
+    assert (homework / "mlruns").is_dir() and not (elsewhere / "mlruns").exists()
+
+
+def test_a_script_run_from_another_folder_is_recorded_in_that_folders_history_by_default(homework, tmp_path,
+                                                                                        monkeypatch, capsys):
+    write(homework, "homework.py", '''
+        from prefect import flow
+
+        @flow
+        def main(date=None):
+            print(f"training for {date}")
+
+        main(date="2021-08-15")
+    ''')
+    monkeypatch.delenv("FHV_HOME")
+    repository = tmp_path / "repository"
+    repository.mkdir()
+    monkeypatch.chdir(repository)  # where the dashboard and `runs ls` read ./.fhv
+    code, said = run_script(homework, "homework.py", monkeypatch, capsys)
+    assert code == 0, said
+    assert (repository / ".fhv" / "history.db").is_file() and not (homework / ".fhv").exists()

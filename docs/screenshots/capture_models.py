@@ -4,8 +4,9 @@
 
 Writes six demo months of 100,000 trips into a folder (a local folder is a real source to the
 product), runs the real training flow for run dates 2021-03-15 to 2021-07-15 (the first becomes
-champion, each next one challenges it), then promotes the oldest version by hand and rolls back
-once, as an operator would; starts the dashboard on 127.0.0.1 and saves the whole Models page
+champion, each next one challenges it on the newest month), then a backfill of 2021-04-15 (older
+months: not eligible), then promotes the oldest version by hand (confirmed) and rolls back once,
+as an operator would; starts the dashboard on 127.0.0.1 and saves the whole Models page
 from Debian's Chromium at 1440 px.
 """
 from __future__ import annotations
@@ -42,8 +43,9 @@ def seed(home: Path, months: Path) -> None:
     store = Store(settings.db_path)
     try:
         ids = [run_now(store, settings, date=day, name=f"monthly-{day[:7]}").run_id for day in DATES]
+        run_now(store, settings, date="2021-04-15", name="backfill-2021-04")
         now = dt.datetime.now(dt.timezone.utc)
-        champion.promote(store, settings, ids[0], actor="olga", now=now,
+        champion.promote(store, settings, ids[0], actor="olga", now=now, confirmed=True,
                          reason="Back to the first model while the new zones are checked.")
         champion.rollback(store, settings, actor="olga", now=now + dt.timedelta(minutes=5))
     finally:

@@ -1,7 +1,8 @@
 """Loading a deployment file: its specs, or one sentence saying why there are none.
 
 A deployment file is user code, run in a process of its own (forked from this one, so nothing is
-imported twice) within a time limit: a file that loops or computes at import time is stopped after
+imported twice), in the file's folder (where its runs start too, so that its relative paths mean the
+same), within a time limit: a file that loops or computes at import time is stopped after
 ``timeout`` seconds, one that ends its process (``os._exit(0)``) or is killed is said to have done so,
 and whatever it imports or changes stays in that process. The specs come back pickled. A file meant
 for another Python interpreter is loaded there by a foreign loader (``registry.FOREIGN_LOADERS``).
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import os
 import runpy
 import signal
 from pathlib import Path
@@ -77,8 +79,11 @@ def _ended(code: int | None) -> str:
 
 
 def _child(path: Path, writer: Any) -> None:
-    """In the loading process: send the specs, or the sentence of the error."""
+    """In the loading process, whose working directory is the file's folder (as for its runs): send the specs,
+    or the sentence of the error."""
     try:
+        path = path.resolve()
+        os.chdir(path.parent)
         answer: tuple[str, Any] = ("specs", load_here(path))
     except ConfigError as error:
         answer = ("error", str(error))

@@ -4,7 +4,9 @@ detection can tell the run lives, and tells the run when the history says its ca
 One thread serves every run of the process: started with the first run, it sleeps while none runs.
 A thread started and stopped for each run cost a flow of quick tasks more than all its records
 (0.2 to 0.4 ms on 2 cores, twice as much as its task runs). It is per process, like the logging tree,
-and made again in a forked child, where the parent's thread does not run.
+and made again in a forked child, where the parent's thread does not run. A flow process runs one flow;
+where one process runs several at once (flows in threads), a heartbeat that waits on its history delays
+the others' by as long.
 """
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ import sys
 import traceback
 from pathlib import Path
 
+from ..config import load_settings
 from ..errors import PipelineError
 from .adaptations import adapted_libraries
 from .deployments import find_flows
@@ -29,8 +30,13 @@ def main(argv: list[str]) -> int:
         return 2
     path = Path(argv[0]).resolve()
     sys.argv = [str(path), *argv[1:]]
+    try:
+        settings = load_settings()  # here, before the folder changes: FHV_HOME's default ./.fhv is the caller's
+    except PipelineError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     namespace: dict = {}
-    with on_the_terminal() as ended, contextlib.chdir(path.parent):
+    with on_the_terminal(settings) as ended, contextlib.chdir(path.parent):
         code = _run(path, namespace)
     failed = [state for state in ended if state.is_failed()]
     if code == 0 and not ended:

@@ -69,9 +69,10 @@ class State:
         return cls("Failed" if error else "Completed", value, error)
 
     def result(self, raise_on_failure: bool = True) -> Any:
+        """The value; for a failed state its error, raised (or returned with ``raise_on_failure=False``)."""
         if self.error is not None and raise_on_failure:
             raise self.error
-        return self.value
+        return self.error if self.error is not None else self.value
 
     def is_completed(self) -> bool:
         return self.error is None
@@ -156,7 +157,7 @@ class PrefectFlow:
             raise ConfigError(f"@flow on {fn.__name__} uses task_runner={runner.__name__}(), which is not "
                               "supported here; use SequentialTaskRunner() or ConcurrentTaskRunner().")
         functools.update_wrapper(self, fn)
-        self.fn, self.validate = fn, validate_parameters
+        self.fn, self.validate, self.timeout = fn, validate_parameters, timeout_seconds
         self.name = name or fn.__name__.replace("_", "-")
         self.path = inspect.getsourcefile(fn)
 
@@ -174,8 +175,15 @@ class PrefectFlow:
         return dict(parameters) if names is None else {k: v for k, v in parameters.items() if k in names}
 
     def body(self, **parameters: Any) -> Any:
-        """Run the function; a task that failed fails the flow, as in Prefect 2.0."""
+        """Run the function for a run; what it returns is the run's metrics if it is a dict of numbers and words."""
+        return scalars(self.run(**parameters))
+
+    def run(self, **parameters: Any) -> Any:
+        """Run the function and return what it returns; a task that failed fails the flow, as in Prefect 2.0."""
         futures: list[PrefectFuture] = []
+        if self.timeout:
+            say_once(f"timeout of {self.name}", f"The flow {self.fn.__name__} sets timeout_seconds={self.timeout:g}: "
+                                                "here a flow has no time limit (its tasks' timeout_seconds are kept).")
         if self.validate:  # cast to the type hints, as Prefect 2.0 beta's pydantic did
             parameters = cast_parameters(self.fn, self.name, parameters)
         token = _FUTURES.set(futures)
@@ -186,11 +194,11 @@ class PrefectFlow:
         failed = [f for f in futures if f.error is not None]
         if failed:
             raise failed[0].error
-        return _scalars(value)
+        return value
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if run_context() is not None:  # a flow called inside another flow: run it as part of this run
-            return self.body(**_bind(self.fn, args, kwargs))
+            return self._subflow(_bind(self.fn, args, kwargs))
         if MODE.get() != "script":
             logger.info("Not running %s(...) while its file is loaded; it runs on its schedule or by hand.",
                         self.fn.__name__)
@@ -198,6 +206,16 @@ class PrefectFlow:
         from .scripts import run_as_script
 
         return run_as_script(self, _bind(self.fn, args, kwargs))
+
+    def _subflow(self, parameters: dict[str, Any]) -> State:
+        """As in Prefect 2.0 beta, a subflow's call returns its state; one that failed fails the calling flow too."""
+        try:
+            return State.of(self.run(**parameters), None)
+        except Exception as error:  # noqa: BLE001 - kept in its state, as Prefect does
+            futures = _FUTURES.get()
+            if futures is not None:
+                futures.append(PrefectFuture(self.name, error=error))
+            return State.of(None, error)
 
 
 def flow(fn: Callable | None = None, **options: Any) -> Any:
@@ -254,7 +272,7 @@ def _bind(fn: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> dict[s
     return dict(bound.arguments)
 
 
-def _scalars(value: Any) -> Any:
+def scalars(value: Any) -> Any:
     """What a flow returns is recorded as its metrics only when it is a dict of plain numbers and words."""
     if isinstance(value, dict) and all(isinstance(v, (int, float, str, bool)) or v is None for v in value.values()):
         return value

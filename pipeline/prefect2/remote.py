@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -45,6 +46,7 @@ def inspect(job: dict[str, Any]) -> int:
     from .deployments import load_descriptions
 
     try:
+        os.chdir(Path(job["file"]).parent)  # the file's folder, as for its runs
         answer = {"specs": load_descriptions(Path(job["file"]), job.get("python"))}
     except (Exception, SystemExit) as error:  # noqa: BLE001 - told to the parent as the file's error, in one sentence
         answer = {"error": _sentence(Path(job["file"]), error)}

@@ -41,7 +41,7 @@ def _module(name: str, **names: Any) -> types.ModuleType:
         if attribute.startswith("__"):
             raise AttributeError(attribute)
         raise UnsupportedPrefect(f"{name}.{attribute} is not supported here; a Prefect 2.0 beta file may use "
-                                 "flow, task, get_run_logger, get_run_context, DeploymentSpec, Deployment, "
+                                 "flow, task, get_run_logger, get_run_context, tags, DeploymentSpec, Deployment, "
                                  "IntervalSchedule, CronSchedule, SubprocessFlowRunner, SequentialTaskRunner and "
                                  "ConcurrentTaskRunner.")
     module.__getattr__ = missing  # type: ignore[attr-defined]
@@ -55,10 +55,12 @@ def _modules() -> dict[str, types.ModuleType]:
     schedules = {"IntervalSchedule": deployments.IntervalSchedule, "CronSchedule": deployments.CronSchedule,
                  "RRuleSchedule": deployments.RRuleSchedule}
     contexts = {"get_run_context": context.get_run_context, "FlowRunContext": context.FlowRunContext,
-                "TaskRunContext": context.TaskRunContext, "MissingContextError": context.MissingContextError}
+                "TaskRunContext": context.TaskRunContext, "MissingContextError": context.MissingContextError,
+                "tags": context.tags}
     made = {
         "prefect": _module("prefect", flow=api.flow, task=api.task, get_run_logger=api.get_run_logger,
                            Deployment=deployments.Deployment, get_run_context=context.get_run_context,
+                           tags=context.tags, Flow=api.PrefectFlow, Task=api.PrefectTask, State=api.State,
                            __version__="2.0b8 (compatibility layer of pipeline.prefect2)"),
         "prefect.deployments": _module("prefect.deployments", DeploymentSpec=deployments.DeploymentSpec,
                                        Deployment=deployments.Deployment, FlowScript=deployments.FlowScript),

@@ -16,7 +16,7 @@ import logging
 import sys
 from typing import Any, Iterator
 
-from ..config import load_settings
+from ..config import Settings, load_settings
 from ..orchestration.clock import SYSTEM_CLOCK
 from ..orchestration.liveness import this_process
 from ..orchestration.runtime import Flow, new_run_name, run_context, run_flow
@@ -26,13 +26,14 @@ from . import api
 
 logger = logging.getLogger("pipeline.prefect2")
 _ENDED: contextvars.ContextVar[list | None] = contextvars.ContextVar("prefect2_script_states", default=None)
+_SETTINGS: contextvars.ContextVar[Settings | None] = contextvars.ContextVar("prefect2_script_settings", default=None)
 
 
 def run_as_script(flow: api.PrefectFlow, parameters: dict[str, Any]) -> api.State:
     """Record a run of ``flow`` (trigger 'script') in ``$FHV_HOME`` and run it in this process."""
     from .execution import prints_to_log, register_user_flow
 
-    settings = load_settings().ensure_dirs()
+    settings = (_SETTINGS.get() or load_settings()).ensure_dirs()
     entry = register_user_flow(flow)
     store = Store(settings.history)
     try:
@@ -43,17 +44,27 @@ def run_as_script(flow: api.PrefectFlow, parameters: dict[str, Any]) -> api.Stat
                                   trigger="script", scheduled_time=now, claimed_by=this_process(),
                                   **entry.fields_for(recorded, settings))
         logger.info("Created flow run %r for flow %r", name, flow.name)
+        returned: list[Any] = [None]
         with prints_to_log():
-            result = run_flow(store, Flow(flow.body, flow.name), run_id, parameters, heartbeat_every=2.0)
+            result = run_flow(store, Flow(_keeping(flow, returned), flow.name), run_id, parameters,
+                              heartbeat_every=2.0)
     finally:
         store.close()
     error = result.exception or (RuntimeError(result.error) if result.state is not State.COMPLETED else None)
-    state = api.State.of(result.result, error)
+    state = api.State.of(returned[0], error)
     _said_end(name, result.state, result.error)
     ended = _ENDED.get()
     if ended is not None:
         ended.append(state)
     return state
+
+
+def _keeping(flow: api.PrefectFlow, returned: list[Any]) -> Any:
+    """The flow's body for the run, keeping what the function returned for the script's ``state.result()``."""
+    def body(**parameters: Any) -> Any:
+        returned[0] = flow.run(**parameters)
+        return api.scalars(returned[0])
+    return body
 
 
 def _said_end(name: str, state: State, error: str | None) -> None:
@@ -91,8 +102,9 @@ class TerminalFormatter(logging.Formatter):
 
 
 @contextlib.contextmanager
-def on_the_terminal() -> Iterator[list[api.State]]:
-    """Print the ``pipeline`` log lines to standard error; yields the final states of the flows run meanwhile."""
+def on_the_terminal(settings: Settings | None = None) -> Iterator[list[api.State]]:
+    """Print the ``pipeline`` log lines to standard error; yields the final states of the flows run meanwhile,
+    recorded with ``settings`` (read before the script changes folder: a relative FHV_HOME is the caller's)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(TerminalFormatter())
     handler.setLevel(logging.INFO)
@@ -101,10 +113,11 @@ def on_the_terminal() -> Iterator[list[api.State]]:
     root.addHandler(handler)
     root.setLevel(logging.INFO)
     ended: list[api.State] = []
-    token = _ENDED.set(ended)
+    tokens = _ENDED.set(ended), _SETTINGS.set(settings)
     try:
         yield ended
     finally:
-        _ENDED.reset(token)
+        _SETTINGS.reset(tokens[1])
+        _ENDED.reset(tokens[0])
         root.removeHandler(handler)
         root.setLevel(previous)

@@ -119,7 +119,8 @@ def artifact_bytes(layout: Layout, feature_names, coef, intercept: float) -> dic
 
 
 def _dumps(layout: Layout, kind: str, fitted: dict[str, Any]) -> bytes:
-    stand_in = layout.stand_in(kind).__new__(layout.stand_in(kind))
+    cls = layout.stand_in(kind)
+    stand_in = cls.__new__(cls)
     stand_in.__dict__.update(layout.state(kind, fitted))
     out = io.BytesIO()
     _Pickler(out, max(pickle.DEFAULT_PROTOCOL, 4)).dump(stand_in)
