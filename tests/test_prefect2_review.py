@@ -473,3 +473,12 @@ def test_a_script_run_from_another_folder_is_recorded_in_that_folders_history_by
     code, said = run_script(homework, "homework.py", monkeypatch, capsys)
     assert code == 0, said
     assert (repository / ".fhv" / "history.db").is_file() and not (homework / ".fhv").exists()
+
+
+def test_a_flow_file_without_a_spec_is_told_how_to_add_one(homework, capsys):
+    write(homework, "homework.py", SMALL_FLOW.replace('DeploymentSpec(flow=main, name="model_training", tags=["ml"])', ""))
+    assert main(["deployment", "create", str(homework / "homework.py")]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert (f"The deployment file {homework / 'homework.py'} defines no DeploymentSpec at module level; add one at "
+            "its end, like DeploymentSpec(flow=main, name=\"model_training\", schedule=CronSchedule(cron=\"0 9 15 * "
+            "*\")), or give deployment create the file that defines it.") in err

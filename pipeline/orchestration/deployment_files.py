@@ -127,5 +127,7 @@ def _collect(namespace: dict[str, Any], path: Path) -> list[DeploymentSpec]:
                 raise ConfigError(f"The deployment file {path} defines the deployment {spec.name!r} twice.")
             specs[spec.name] = spec
     if not specs:
-        raise ConfigError(f"The deployment file {path} defines no DeploymentSpec at module level.")
+        raise ConfigError(f"The deployment file {path} defines no DeploymentSpec at module level; add one at its end, "
+                          "like DeploymentSpec(flow=main, name=\"model_training\", schedule=CronSchedule(cron=\"0 9 15 "
+                          "* *\")), or give deployment create the file that defines it.")
     return list(specs.values())
