@@ -482,3 +482,12 @@ def test_a_flow_file_without_a_spec_is_told_how_to_add_one(homework, capsys):
     assert (f"The deployment file {homework / 'homework.py'} defines no DeploymentSpec at module level; add one at "
             "its end, like DeploymentSpec(flow=main, name=\"model_training\", schedule=CronSchedule(cron=\"0 9 15 * "
             "*\")), or give deployment create the file that defines it.") in err
+
+
+def test_a_computed_default_date_is_not_frozen_at_create_the_slots_date_is_passed(homework):
+    write(homework, "homework.py", SMALL_FLOW.replace("def main(date=None):",
+                                                      "def main(date=str(__import__('datetime').date(2021, 8, 15))):"))
+    assert main(["deployment", "create", str(homework / "homework.py")]) == 0
+    store = history(homework)
+    run = run_once(store, "model_training")  # a trigger without --date: today, as Prefect computed it in each run
+    assert run["parameters"] == {"date": run["run_date"]} and run["run_date"] != "2021-08-15"
