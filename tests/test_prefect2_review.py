@@ -491,3 +491,12 @@ def test_a_computed_default_date_is_not_frozen_at_create_the_slots_date_is_passe
     store = history(homework)
     run = run_once(store, "model_training")  # a trigger without --date: today, as Prefect computed it in each run
     assert run["parameters"] == {"date": run["run_date"]} and run["run_date"] != "2021-08-15"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("dotenv") is not None, reason="python-dotenv is installed here")
+def test_a_missing_package_is_named_by_what_to_install_and_where_else_it_may_be(homework, capsys):
+    write(homework, "homework.py", "from dotenv import load_dotenv\n" + SMALL_FLOW)
+    assert main(["deployment", "create", str(homework / "homework.py")]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert ("imports the package 'dotenv', which is not installed here (pip install python-dotenv; or, if another "
+            "environment has it: deployment create homework.py --python /path/to/that/bin/python).") in err

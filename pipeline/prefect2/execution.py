@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from ..config import Settings
-from ..errors import ConfigError
+from ..errors import ConfigError, package_of
 from ..orchestration.clock import SYSTEM_CLOCK, Clock
 from ..orchestration.registry import FlowEntry, register_flow, register_resolver
 from ..orchestration.runtime import AwaitPolicy, Flow, FlowResult, run_flow
@@ -149,7 +149,7 @@ def _load_error(path: Path, error: BaseException) -> ConfigError:
         return error
     if isinstance(error, ModuleNotFoundError) and error.name:
         return ConfigError(f"The flow file {path} imports the package {error.name!r}, which is not installed here "
-                           f"(pip install {error.name.split('.')[0]}).")
+                           f"(pip install {package_of(error.name)}).")
     return ConfigError(f"The flow file {path} failed to load: {type(error).__name__}: {error}")
 
 
