@@ -15,7 +15,7 @@ import pytest
 
 from pipeline.cli import main
 from pipeline.prefect2.__main__ import main as script
-from tests.homework import history, messages, run_once, student_folder, write
+from tests.homework import history, messages, run_once, run_slot, student_folder, write
 
 
 TRAINING = '''
@@ -181,8 +181,11 @@ def test_the_flows_own_default_date_stands_for_its_slots_and_a_trigger_without_d
 
 def test_a_trigger_date_the_flow_does_not_take_is_said_in_the_runs_log(homework):
     write(homework, "orchestration.py", '''
+        from datetime import timedelta
+
         import pandas as pd
         from prefect import flow, task
+        from prefect.orion.schemas.schedules import IntervalSchedule
         from prefect.deployments import DeploymentSpec
 
         @task
@@ -197,14 +200,18 @@ def test_a_trigger_date_the_flow_does_not_take_is_said_in_the_runs_log(homework)
             read_dataframe(train_path)
             read_dataframe(val_path)
 
-        DeploymentSpec(flow=main, name="model_training", tags=["ml"])
+        DeploymentSpec(flow=main, name="model_training", tags=["ml"],
+                       schedule=IntervalSchedule(interval=timedelta(minutes=5)))
     ''')
     assert main(["deployment", "create", str(homework / "orchestration.py")]) == 0
     store = history(homework)
     run = run_once(store, "model_training", dt.date(2021, 8, 15))
     assert run["state"] == "COMPLETED", run["error"]
-    assert messages(store, run["id"])[0] == ("The flow main takes no parameter 'date', so this run's "
-                                             "date='2021-08-15' is not passed to it.")
+    assert messages(store, run["id"])[0] == ("The flow main takes no parameter 'date', so this run's date='2021-08-15' "
+                                             "is not passed to it (get_run_context().flow_run.expected_start_time "
+                                             "carries it).")
+    slot = run_slot(store, "model_training")  # a slot's own date, which every run carries, is not worth a word
+    assert slot["state"] == "COMPLETED" and not any("takes no parameter" in m for m in messages(store, slot["id"]))
 
 
 def test_a_script_that_calls_no_flow_says_that_nothing_ran(homework, monkeypatch, capsys):
@@ -466,3 +473,30 @@ def test_a_script_run_from_another_folder_is_recorded_in_that_folders_history_by
     code, said = run_script(homework, "homework.py", monkeypatch, capsys)
     assert code == 0, said
     assert (repository / ".fhv" / "history.db").is_file() and not (homework / ".fhv").exists()
+
+
+def test_a_flow_file_without_a_spec_is_told_how_to_add_one(homework, capsys):
+    write(homework, "homework.py", SMALL_FLOW.replace('DeploymentSpec(flow=main, name="model_training", tags=["ml"])', ""))
+    assert main(["deployment", "create", str(homework / "homework.py")]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert (f"The deployment file {homework / 'homework.py'} defines no DeploymentSpec at module level; add one at "
+            "its end, like DeploymentSpec(flow=main, name=\"model_training\", schedule=CronSchedule(cron=\"0 9 15 * "
+            "*\")), or give deployment create the file that defines it.") in err
+
+
+def test_a_computed_default_date_is_not_frozen_at_create_the_slots_date_is_passed(homework):
+    write(homework, "homework.py", SMALL_FLOW.replace("def main(date=None):",
+                                                      "def main(date=str(__import__('datetime').date(2021, 8, 15))):"))
+    assert main(["deployment", "create", str(homework / "homework.py")]) == 0
+    store = history(homework)
+    run = run_once(store, "model_training")  # a trigger without --date: today, as Prefect computed it in each run
+    assert run["parameters"] == {"date": run["run_date"]} and run["run_date"] != "2021-08-15"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("dotenv") is not None, reason="python-dotenv is installed here")
+def test_a_missing_package_is_named_by_what_to_install_and_where_else_it_may_be(homework, capsys):
+    write(homework, "homework.py", "from dotenv import load_dotenv\n" + SMALL_FLOW)
+    assert main(["deployment", "create", str(homework / "homework.py")]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert ("imports the package 'dotenv', which is not installed here (pip install python-dotenv; or, if another "
+            "environment has it: deployment create homework.py --python /path/to/that/bin/python).") in err

@@ -17,7 +17,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, user_line
+from ..errors import ConfigError, package_of, user_line
 from .deployments import DeploymentSpec
 from .registry import FOREIGN_LOADERS, LOAD_SCOPES
 
@@ -103,7 +103,8 @@ def load_here(path: Path) -> list[DeploymentSpec]:
             namespace = {**namespace, "__collected__": [spec for specs in collected for spec in specs]}
     except ModuleNotFoundError as error:
         raise ConfigError(f"The deployment file {path} (or a file it loads) imports the package {error.name!r}, which "
-                          f"is not installed here (pip install {(error.name or '?').split('.')[0]}).") from None
+                          f"is not installed here (pip install {package_of(error.name)}; or, if another environment "
+                          f"has it: deployment create {path.name} --python /path/to/that/bin/python).") from None
     except ImportError as error:  # a module or name a load scope refuses (an unsupported Prefect feature)
         raise ConfigError(f"The deployment file {path} (or a file it loads) imports what is not supported here: "
                           f"{error}") from None
@@ -127,5 +128,7 @@ def _collect(namespace: dict[str, Any], path: Path) -> list[DeploymentSpec]:
                 raise ConfigError(f"The deployment file {path} defines the deployment {spec.name!r} twice.")
             specs[spec.name] = spec
     if not specs:
-        raise ConfigError(f"The deployment file {path} defines no DeploymentSpec at module level.")
+        raise ConfigError(f"The deployment file {path} defines no DeploymentSpec at module level; add one at its end, "
+                          "like DeploymentSpec(flow=main, name=\"model_training\", schedule=CronSchedule(cron=\"0 9 15 "
+                          "* *\")), or give deployment create the file that defines it.")
     return list(specs.values())
