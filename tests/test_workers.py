@@ -165,9 +165,11 @@ def test_a_worker_stops_when_its_history_file_is_deleted(store, settings, clock)
 class StuckExecutor(FakeExecutor):
     """Flow processes stuck before they start their run: it stays PENDING, claimed."""
 
+    exitcode = None  # still running
+
     def start(self, run):
         pid = next(self._pids)
-        self.processes[run["id"]] = {"pid": pid, "kind": "hang", "exitcode": None}
+        self.processes[run["id"]] = {"pid": pid, "kind": "hang", "exitcode": self.exitcode}
         self.started.append(run["id"])
         return pid
 
@@ -547,14 +549,10 @@ def test_a_flow_cancelled_because_its_worker_stopped_says_so(store, settings, cl
     assert row["error"] == row["state_message"]
 
 
-class EndsUnstarted(FakeExecutor):
+class EndsUnstarted(StuckExecutor):
     """Flow processes that end before starting their run, as one that cannot reach the history does."""
 
-    def start(self, run):
-        pid = next(self._pids)
-        self.processes[run["id"]] = {"pid": pid, "kind": "gone", "exitcode": EXIT_UNREACHABLE}
-        self.started.append(run["id"])
-        return pid
+    exitcode = EXIT_UNREACHABLE
 
 
 class SweepsFailOnce(Store):
