@@ -92,14 +92,8 @@ def champion_section(now: dict[str, Any] | None) -> None:
 
 
 def _repair() -> None:
-    try:
-        found = actions.repair_current(queries.settings())
-    except PipelineError as error:
-        st.error(str(error))
-        return
-    queries.refresh()
-    widgets.notify(f"{found['path']} holds the champion again." if found["up_to_date"] else found["repair_error"])
-    st.rerun()
+    _act(lambda: actions.repair_current(queries.settings()),
+         lambda found: f"{found['path']} holds the champion again." if found["up_to_date"] else found["repair_error"])
 
 
 def rule_caption() -> None:
@@ -255,13 +249,19 @@ def _few(names: list[str], shown: int = 5) -> str:
 
 
 def _write(request: Any) -> None:
+    _act(request, lambda event: f"{event['reason']} The champion is now {event['run_name']}.")
+
+
+def _act(request: Any, said: Any) -> None:
+    """Do an operator's ``request``: its sentence on the page if refused, else what ``said`` makes of its
+    result as the notice of the page run again."""
     try:
-        event = request()
+        done = request()
     except PipelineError as error:
         st.error(str(error))
         return
     queries.refresh()
-    widgets.notify(f"{event['reason']} The champion is now {event['run_name']}.")
+    widgets.notify(said(done))
     st.rerun()
 
 
@@ -308,11 +308,5 @@ def accepted(history: Store, run_id: str) -> dict[str, Any] | None:
 
 
 def _accept(run: dict[str, Any], reason: str) -> None:
-    try:
-        found = actions.accept(queries.settings(), run["id"], actor=actor(), reason=reason)
-    except PipelineError as error:
-        st.error(str(error))
-        return
-    queries.refresh()
-    widgets.notify(f"{acceptance.said(found)} Run {found['rerun']['name']} is enqueued.")
-    st.rerun()
+    _act(lambda: actions.accept(queries.settings(), run["id"], actor=actor(), reason=reason),
+         lambda found: f"{acceptance.said(found)} Run {found['rerun']['name']} is enqueued.")

@@ -100,3 +100,12 @@ def user_line(error: BaseException) -> str:
     frames = [f for f in traceback.extract_tb(error.__traceback__) if not f.filename.startswith("<")
               and not any(Path(f.filename).resolve().is_relative_to(folder) for folder in libraries)]
     return f" (line {frames[-1].lineno} of {Path(frames[-1].filename).name})" if frames else ""
+
+
+_PACKAGES = {"sklearn": "scikit-learn", "dotenv": "python-dotenv", "yaml": "pyyaml", "PIL": "pillow"}  # module: package
+
+
+def package_of(module: str | None) -> str:
+    """What to ``pip install`` for a missing ``module`` (``sklearn.metrics``: scikit-learn)."""
+    top = (module or "?").split(".")[0]
+    return _PACKAGES.get(top, top)

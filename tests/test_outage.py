@@ -16,7 +16,7 @@ from tests.pgserver import PgServer, postgres_bin
 from tests.prerequisites import unavailable
 from tests.test_scheduler_process import ROOT
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(240)
 FAST = ["--tick", "0.1", "--heartbeat", "0.5", "--stale-after", "3", "--grace", "1"]
 DEPLOYMENT = """
     import datetime as dt
@@ -61,14 +61,14 @@ def test_the_scheduler_and_a_worker_ride_out_a_database_outage_and_run_the_slots
                  for name, extra in (("scheduler", ["--no-execute", "--late-after", "1", "--materialise-every", "1"]),
                                              ("worker", []))}
     try:
-        wait_for(lambda: [r for r in runs(url) if r["state"] == "COMPLETED"], "a first completed run")
+        wait_for(lambda: [r for r in runs(url) if r["state"] == "COMPLETED"], "a first completed run", timeout=90)
         own_server.pause()
         down = dt.datetime.now(dt.timezone.utc)
         time.sleep(5)  # longer than the stale time of 3 s
         up = dt.datetime.now(dt.timezone.utc)
         own_server.resume()
         wait_for(lambda: [r for r in runs(url) if r["state"] == "COMPLETED" and down < from_db(r["scheduled_time"]) < up],
-                 "a slot that fell due during the outage to complete")
+                 "a slot that fell due during the outage to complete", timeout=90)
         assert all(process.poll() is None for process in processes.values())
         assert [r for r in runs(url) if "catch-up policy" in (r["state_message"] or "")
                 and down < from_db(r["scheduled_time"]) < up] == []

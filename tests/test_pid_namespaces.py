@@ -15,7 +15,7 @@ from tests.httpserver import http_server  # noqa: F401 - fixture
 from tests.prerequisites import unavailable
 from tests.test_scheduler_process import FLAGS, ROOT, service  # noqa: F401 - fixture
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(150)
 
 
 def _in_another_pid_namespace(service, name, *argv):
@@ -37,10 +37,10 @@ def test_a_scheduler_in_another_pid_namespace_is_refused_while_the_holders_heart
     service.serve(delay=30)
     assert main(["trigger"]) == 0
     first = service.start("first")
-    victim = wait_for(service.running_in_a_task_of_any, "the flow inside read_data")
+    victim = wait_for(service.running_in_a_task_of_any, "the flow inside read_data", timeout=60)
     (service.tmp / "fhv" / "scheduler.lock").unlink()
     second = _in_another_pid_namespace(service, "second", "scheduler", *FLAGS)
-    assert second.wait(timeout=30) == 2
+    assert second.wait(timeout=60) == 2
     message = " ".join(second.log.read_text().split())
     assert f"Another scheduler (pid {first.pid} on" in message and "Traceback" not in message
     assert first.poll() is None and service.store.get_run(victim["id"])["state"] == "RUNNING"
@@ -52,9 +52,10 @@ def test_a_run_of_another_pid_namespace_is_judged_by_its_heartbeat_not_by_its_in
     service.serve(delay=30)
     assert main(["trigger"]) == 0
     worker = _worker(service)
-    victim = wait_for(service.running_in_a_task_of_any, "the worker's flow inside read_data")
+    victim = wait_for(service.running_in_a_task_of_any, "the worker's flow inside read_data", timeout=60)
     scheduler = _in_another_pid_namespace(service, "scheduler", "scheduler", "--no-execute", *FLAGS)
-    wait_for(lambda: (service.store.scheduler_status() or {}).get("heartbeat_at"), "the other namespace's scheduler")
+    wait_for(lambda: (service.store.scheduler_status() or {}).get("heartbeat_at"), "the other namespace's scheduler",
+             timeout=60)
     time.sleep(4)  # past the stale time of 3 s: its sweeps judged the run, whose heartbeat is fresh
     assert service.store.get_run(victim["id"])["state"] == "RUNNING"
     assert scheduler.poll() is None and worker.poll() is None

@@ -18,8 +18,7 @@ import pytest
 
 from pipeline.cli import main
 from pipeline.store import Store
-from pipeline.training import demo
-from tests.homework import history, messages, run_once, write
+from tests.homework import history, messages, run_once, student_folder, write
 
 ROOT = Path(__file__).resolve().parent.parent
 UTC = dt.timezone.utc
@@ -113,11 +112,7 @@ DeploymentSpec(
 @pytest.fixture
 def homework(tmp_path, monkeypatch):
     """A student's folder: ./data with two months, FHV_HOME beside it."""
-    folder = tmp_path / "homework"
-    for month in ("2021-06", "2021-07"):
-        demo.write_month(folder / "data" / f"fhv_tripdata_{month}.parquet", month, rows=2000)
-    monkeypatch.setenv("FHV_HOME", str(tmp_path / "fhv"))
-    return folder
+    return student_folder(tmp_path, monkeypatch, ("2021-06", "2021-07"))
 
 
 def test_a_students_file_with_squared_false_runs_unchanged_and_the_log_says_it_was_adapted_once(homework):

@@ -14,12 +14,9 @@ import sys
 import pytest
 
 from pipeline.cli import main
-from pipeline.orchestration import control
 from pipeline.prefect2.__main__ import main as script
-from pipeline.training import demo
-from tests.homework import history, messages, run_once, write
+from tests.homework import history, messages, run_once, run_slot, student_folder, write
 
-UTC = dt.timezone.utc
 
 TRAINING = '''
 import pickle
@@ -94,11 +91,8 @@ Deployment(
 @pytest.fixture
 def homework(tmp_path, monkeypatch):
     """A student's folder: ./data with the months of run dates 2021-03-15 and 2021-08-15, ./models, FHV_HOME beside."""
-    folder = tmp_path / "homework"
-    for month in ("2021-01", "2021-02", "2021-06", "2021-07"):
-        demo.write_month(folder / "data" / f"fhv_tripdata_{month}.parquet", month, rows=1500)
+    folder = student_folder(tmp_path, monkeypatch, ("2021-01", "2021-02", "2021-06", "2021-07"), rows=1500)
     (folder / "models").mkdir()
-    monkeypatch.setenv("FHV_HOME", str(tmp_path / "fhv"))
     return folder
 
 
@@ -187,8 +181,11 @@ def test_the_flows_own_default_date_stands_for_its_slots_and_a_trigger_without_d
 
 def test_a_trigger_date_the_flow_does_not_take_is_said_in_the_runs_log(homework):
     write(homework, "orchestration.py", '''
+        from datetime import timedelta
+
         import pandas as pd
         from prefect import flow, task
+        from prefect.orion.schemas.schedules import IntervalSchedule
         from prefect.deployments import DeploymentSpec
 
         @task
@@ -203,14 +200,18 @@ def test_a_trigger_date_the_flow_does_not_take_is_said_in_the_runs_log(homework)
             read_dataframe(train_path)
             read_dataframe(val_path)
 
-        DeploymentSpec(flow=main, name="model_training", tags=["ml"])
+        DeploymentSpec(flow=main, name="model_training", tags=["ml"],
+                       schedule=IntervalSchedule(interval=timedelta(minutes=5)))
     ''')
     assert main(["deployment", "create", str(homework / "orchestration.py")]) == 0
     store = history(homework)
     run = run_once(store, "model_training", dt.date(2021, 8, 15))
     assert run["state"] == "COMPLETED", run["error"]
-    assert messages(store, run["id"])[0] == ("The flow main takes no parameter 'date', so this run's "
-                                             "date='2021-08-15' is not passed to it.")
+    assert messages(store, run["id"])[0] == ("The flow main takes no parameter 'date', so this run's date='2021-08-15' "
+                                             "is not passed to it (get_run_context().flow_run.expected_start_time "
+                                             "carries it).")
+    slot = run_slot(store, "model_training")  # a slot's own date, which every run carries, is not worth a word
+    assert slot["state"] == "COMPLETED" and not any("takes no parameter" in m for m in messages(store, slot["id"]))
 
 
 def test_a_script_that_calls_no_flow_says_that_nothing_ran(homework, monkeypatch, capsys):
@@ -389,3 +390,113 @@ def test_the_names_prefect_2_beta_exported_at_the_top_and_its_tags_context_work_
     code, said = run_script(homework, "homework.py", monkeypatch, capsys)
     assert code == 0, said
     assert "result 42" in said
+
+
+def test_a_subflow_returns_its_state_and_one_that_failed_fails_its_caller_as_in_prefect_2_beta(homework):
+    write(homework, "homework.py", '''
+        from prefect import flow, task, get_run_logger
+        from prefect.deployments import DeploymentSpec
+
+        @task
+        def read(path):
+            with open(path) as f:
+                return f.read()
+
+        @flow
+        def train(path):
+            return len(read(path).result())
+
+        @flow
+        def main(date=None, path="./data/fhv_tripdata_2021-06.parquet"):
+            state = train(path)
+            get_run_logger().info(f"subflow {state.name}, result {state.result(raise_on_failure=False)!r}")
+
+        DeploymentSpec(flow=main, name="fine")
+        DeploymentSpec(flow=main, name="broken", parameters={"path": "./data/missing.txt"})
+    ''')
+    (homework / "data" / "fhv_tripdata_2021-06.parquet").write_text("twelve bytes")
+    assert main(["deployment", "create", str(homework / "homework.py")]) == 0
+    store = history(homework)
+    fine = run_once(store, "fine")
+    assert fine["state"] == "COMPLETED", fine["error"]
+    assert "subflow Completed, result 12" in messages(store, fine["id"])
+    broken = run_once(store, "broken")
+    assert broken["state"] == "FAILED" and "missing.txt" in broken["error"]
+    assert any(m.startswith("subflow Failed, result FileNotFoundError(") for m in messages(store, broken["id"])), \
+        messages(store, broken["id"])
+
+
+@pytest.mark.parametrize("options", [[], ["--python", sys.executable]], ids=["here", "its-own-python"])
+@pytest.mark.timeout(60)
+def test_a_file_is_loaded_in_its_own_folder_whatever_folder_deployment_create_is_run_from(homework, tmp_path,
+                                                                                         monkeypatch, options):
+    write(homework, "homework.py", '''
+        import os
+        import mlflow_free_settings
+        from prefect import flow
+        from prefect.deployments import DeploymentSpec
+
+        os.makedirs("mlruns", exist_ok=True)
+        with open("./data/tracking.txt") as f:
+            TRACKING = f.read()
+
+        @flow
+        def main(date=None):
+            print(TRACKING)
+
+        DeploymentSpec(flow=main, name="model_training")
+    ''')
+    write(homework, "mlflow_free_settings.py", "EXPERIMENT = 'nyc-taxi'\n")
+    (homework / "data" / "tracking.txt").write_text("sqlite:///mlflow.db")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["deployment", "create", str(homework / "homework.py"), *options]) == 0
+    assert (homework / "mlruns").is_dir() and not (elsewhere / "mlruns").exists()
+
+
+def test_a_script_run_from_another_folder_is_recorded_in_that_folders_history_by_default(homework, tmp_path,
+                                                                                        monkeypatch, capsys):
+    write(homework, "homework.py", '''
+        from prefect import flow
+
+        @flow
+        def main(date=None):
+            print(f"training for {date}")
+
+        main(date="2021-08-15")
+    ''')
+    monkeypatch.delenv("FHV_HOME")
+    repository = tmp_path / "repository"
+    repository.mkdir()
+    monkeypatch.chdir(repository)  # where the dashboard and `runs ls` read ./.fhv
+    code, said = run_script(homework, "homework.py", monkeypatch, capsys)
+    assert code == 0, said
+    assert (repository / ".fhv" / "history.db").is_file() and not (homework / ".fhv").exists()
+
+
+def test_a_flow_file_without_a_spec_is_told_how_to_add_one(homework, capsys):
+    write(homework, "homework.py", SMALL_FLOW.replace('DeploymentSpec(flow=main, name="model_training", tags=["ml"])', ""))
+    assert main(["deployment", "create", str(homework / "homework.py")]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert (f"The deployment file {homework / 'homework.py'} defines no DeploymentSpec at module level; add one at "
+            "its end, like DeploymentSpec(flow=main, name=\"model_training\", schedule=CronSchedule(cron=\"0 9 15 * "
+            "*\")), or give deployment create the file that defines it.") in err
+
+
+def test_a_computed_default_date_is_not_frozen_at_create_the_slots_date_is_passed(homework):
+    write(homework, "homework.py", SMALL_FLOW.replace("def main(date=None):",
+                                                      "def main(date=str(__import__('datetime').date(2021, 8, 15))):"))
+    assert main(["deployment", "create", str(homework / "homework.py")]) == 0
+    store = history(homework)
+    run = run_once(store, "model_training")  # a trigger without --date: today, as Prefect computed it in each run
+    assert run["parameters"] == {"date": run["run_date"]} and run["run_date"] != "2021-08-15"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("dotenv") is not None, reason="python-dotenv is installed here")
+def test_a_missing_package_is_named_by_what_to_install_and_where_else_it_may_be(homework, capsys):
+    write(homework, "homework.py", "from dotenv import load_dotenv\n" + SMALL_FLOW)
+    assert main(["deployment", "create", str(homework / "homework.py")]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert ("imports the package 'dotenv', which is not installed here (pip install python-dotenv; or, if another "
+            "environment has it: deployment create homework.py --python /path/to/that/bin/python).") in err

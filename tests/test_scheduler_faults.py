@@ -17,7 +17,7 @@ from tests.httpserver import http_server  # noqa: F401 - fixture
 from tests.conftest import wait_for
 from tests.test_scheduler_process import ROOT, gone, service  # noqa: F401 - fixture
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(150)
 
 
 def test_with_its_lock_file_deleted_a_second_scheduler_is_still_refused(service):  # noqa: F811
@@ -75,7 +75,7 @@ def test_a_history_replaced_under_a_running_flow_stays_sound_and_gets_nothing_of
     service.serve(delay=30)  # the download waits: the flow sits in read_data, stamping its heartbeat
     assert main(["trigger"]) == 0
     scheduler = service.start("scheduler")
-    victim = wait_for(service.running_in_a_task_of_any, "the flow inside read_data")
+    victim = wait_for(service.running_in_a_task_of_any, "the flow inside read_data", timeout=60)
     service.store.close()
     history = service.tmp / "fhv" / "history.db"
     if how == "mv":
@@ -83,7 +83,7 @@ def test_a_history_replaced_under_a_running_flow_stays_sound_and_gets_nothing_of
         history.with_name("new.db").rename(history)
     else:
         shutil.copyfile(other, history)
-    assert scheduler.wait(timeout=30) == 2
+    assert scheduler.wait(timeout=60) == 2
     log = " ".join(scheduler.log.read_text().split())
     assert f"The history {history} was replaced by another file while the scheduler ran" in log
     assert _fresh_look(history) == ["ok", 0, None]  # another process: this one may still hold the old file open
@@ -126,7 +126,7 @@ def test_a_history_damaged_under_the_scheduler_stops_it_with_a_sentence_and_fail
     history = service.tmp / "fhv" / "history.db"
     damage(history)
     assert main(["trigger"]) == 0
-    assert scheduler.wait(timeout=30) == 2
+    assert scheduler.wait(timeout=60) == 2
     log = " ".join(scheduler.log.read_text().split())
     assert f"error: The history {history} " in log and says in log and "Traceback" not in log
     with contextlib.closing(sqlite3.connect(history)) as conn:

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli import main
-from pipeline.errors import ConfigError, StorageError
+from pipeline.errors import ConfigError, HistoryUnreachable, StorageError
+from pipeline.orchestration.executor import EXIT_UNREACHABLE
 from pipeline.orchestration.liveness import judge, worker_alive
 from pipeline.orchestration.scheduler import Scheduler, SchedulerOptions
 from pipeline.orchestration.states import State
@@ -164,9 +165,11 @@ def test_a_worker_stops_when_its_history_file_is_deleted(store, settings, clock)
 class StuckExecutor(FakeExecutor):
     """Flow processes stuck before they start their run: it stays PENDING, claimed."""
 
+    exitcode = None  # still running
+
     def start(self, run):
         pid = next(self._pids)
-        self.processes[run["id"]] = {"pid": pid, "kind": "hang", "exitcode": None}
+        self.processes[run["id"]] = {"pid": pid, "kind": "hang", "exitcode": self.exitcode}
         self.started.append(run["id"])
         return pid
 
@@ -544,3 +547,37 @@ def test_a_flow_cancelled_because_its_worker_stopped_says_so(store, settings, cl
     assert row["state"] == "CANCELLED"
     assert row["state_message"].startswith("Cancelled because the worker stopped before the run finished.")
     assert row["error"] == row["state_message"]
+
+
+class EndsUnstarted(StuckExecutor):
+    """Flow processes that end before starting their run, as one that cannot reach the history does."""
+
+    exitcode = EXIT_UNREACHABLE
+
+
+class SweepsFailOnce(Store):
+    """The history out of reach for the first read of an ended flow's run."""
+
+    failed = False
+
+    def run_for_sweep(self, run_id):
+        if not self.failed:
+            self.failed = True
+            raise HistoryUnreachable("The history cannot be reached (the server restarts).")
+        return super().run_for_sweep(run_id)
+
+
+def test_a_flow_that_ended_while_the_history_was_away_is_settled_once_it_is_back_and_its_run_requeued(
+        settings, clock):
+    history = SweepsFailOnce(settings.db_path)
+    [run] = due_runs(history, clock, 1)
+    made = Worker(history, settings, options=OPTIONS, clock=clock, executor=EndsUnstarted(history, clock=clock),
+                  queues=["q"])
+    made.tick()
+    made.tick()  # its reap cannot read the run: the exit waits
+    assert made.outage.active and made.unsettled
+    made.tick()
+    row = history.get_run(run)
+    assert made.unsettled == [] and row["late_reason"] == ("its flow process could not reach the history to start "
+                                                           "it; back in the queue")
+    history.close()

@@ -1,7 +1,8 @@
 """Loading a deployment file: its specs, or one sentence saying why there are none.
 
 A deployment file is user code, run in a process of its own (forked from this one, so nothing is
-imported twice) within a time limit: a file that loops or computes at import time is stopped after
+imported twice), in the file's folder (where its runs start too, so that its relative paths mean the
+same), within a time limit: a file that loops or computes at import time is stopped after
 ``timeout`` seconds, one that ends its process (``os._exit(0)``) or is killed is said to have done so,
 and whatever it imports or changes stays in that process. The specs come back pickled. A file meant
 for another Python interpreter is loaded there by a foreign loader (``registry.FOREIGN_LOADERS``).
@@ -10,12 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import os
 import runpy
 import signal
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, user_line
+from ..errors import ConfigError, package_of, user_line
 from .deployments import DeploymentSpec
 from .registry import FOREIGN_LOADERS, LOAD_SCOPES
 
@@ -77,8 +79,11 @@ def _ended(code: int | None) -> str:
 
 
 def _child(path: Path, writer: Any) -> None:
-    """In the loading process: send the specs, or the sentence of the error."""
+    """In the loading process, whose working directory is the file's folder (as for its runs): send the specs,
+    or the sentence of the error."""
     try:
+        path = path.resolve()
+        os.chdir(path.parent)
         answer: tuple[str, Any] = ("specs", load_here(path))
     except ConfigError as error:
         answer = ("error", str(error))
@@ -98,7 +103,8 @@ def load_here(path: Path) -> list[DeploymentSpec]:
             namespace = {**namespace, "__collected__": [spec for specs in collected for spec in specs]}
     except ModuleNotFoundError as error:
         raise ConfigError(f"The deployment file {path} (or a file it loads) imports the package {error.name!r}, which "
-                          f"is not installed here (pip install {(error.name or '?').split('.')[0]}).") from None
+                          f"is not installed here (pip install {package_of(error.name)}; or, if another environment "
+                          f"has it: deployment create {path.name} --python /path/to/that/bin/python).") from None
     except ImportError as error:  # a module or name a load scope refuses (an unsupported Prefect feature)
         raise ConfigError(f"The deployment file {path} (or a file it loads) imports what is not supported here: "
                           f"{error}") from None
@@ -122,5 +128,7 @@ def _collect(namespace: dict[str, Any], path: Path) -> list[DeploymentSpec]:
                 raise ConfigError(f"The deployment file {path} defines the deployment {spec.name!r} twice.")
             specs[spec.name] = spec
     if not specs:
-        raise ConfigError(f"The deployment file {path} defines no DeploymentSpec at module level.")
+        raise ConfigError(f"The deployment file {path} defines no DeploymentSpec at module level; add one at its end, "
+                          "like DeploymentSpec(flow=main, name=\"model_training\", schedule=CronSchedule(cron=\"0 9 15 "
+                          "* *\")), or give deployment create the file that defines it.")
     return list(specs.values())

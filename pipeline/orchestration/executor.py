@@ -38,6 +38,7 @@ from .registry import flow_entry, preload_modules
 logger = logging.getLogger("pipeline.orchestration.executor")
 PR_SET_PDEATHSIG = 1
 EXIT_DAMAGED = 86  # a flow process that found its history damaged ends with this code, recording nothing
+EXIT_UNREACHABLE = 87  # a flow process that could not reach its history (an outage) ends with this code
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder that holds the ``pipeline`` package
 
 
@@ -231,7 +232,7 @@ def child_main(job: ChildJob) -> None:
                      heartbeat_every=job.heartbeat_every)
     except HistoryUnreachable as error:  # one line, not a traceback: its supervisor judges the run once back
         logger.error("The flow of run %s stops: %s", job.run_id[:8], error)
-        sys.exit(1)
+        sys.exit(EXIT_UNREACHABLE)
     finally:
         store.close()
 

@@ -23,7 +23,7 @@ from ..formatting import duration_text, seconds_words
 from ..formatting import utc_text as _when
 from ..store import RunRow, Store, from_db
 from .clock import Clock
-from .executor import EXIT_DAMAGED, AwaitData, Executor, Exit
+from .executor import EXIT_DAMAGED, EXIT_UNREACHABLE, AwaitData, Executor, Exit
 from .liveness import ending_message
 from .loss import HistoryLoss, unrecorded
 from .outage import Outage
@@ -86,6 +86,7 @@ class Supervisor(HistoryLoss):
         self.ending: dict[str, tuple[str, dt.datetime]] = {}  # run id -> (why we signalled it, when)
         self.failures = 0
         self.fatal: HistoryLost | HistoryDamaged | None = None
+        self.unsettled: list[Exit] = []  # flow processes that ended while the history could not record it
         self.outage = Outage(self.role)
 
     # -- the loop ------------------------------------------------------------------------
@@ -198,8 +199,13 @@ class Supervisor(HistoryLoss):
     def reap(self) -> None:
         if unrecorded(self.fatal):
             return  # its flows end unrecorded (``shutdown``)
-        for exit_ in self.executor.poll():
-            self._settle(exit_, self.clock.now())
+        ended, self.unsettled = self.unsettled + self.executor.poll(), []
+        for index, exit_ in enumerate(ended):
+            try:
+                self._settle(exit_, self.clock.now())
+            except Exception:
+                self.unsettled = ended[index:]  # the history out of reach: settled at a later reap, not forgotten
+                raise
 
     def cancel(self) -> None:
         """SIGTERM the flows whose cancellation was asked; SIGKILL them after the grace."""
@@ -266,9 +272,9 @@ class Supervisor(HistoryLoss):
         """Record what a child left unrecorded: CANCELLED if we stopped it, else CRASHED."""
         if exit_.exitcode == EXIT_DAMAGED:
             self._damaged(exit_)
+        run = self.store.run_for_sweep(exit_.run_id)
         self.started.pop(exit_.run_id, None)
         why = self.ending.pop(exit_.run_id, ("", now))[0]
-        run = self.store.run_for_sweep(exit_.run_id)
         state = State(run["state"])
         if state in ACTIVE_STATES and run["claimed_by"] != self.identity:
             logger.warning("Run %s (%s) was handed back to the queue and claimed by %s before its process here "
@@ -282,6 +288,9 @@ class Supervisor(HistoryLoss):
             if why == "hung" and not run["started_at"]:
                 self._requeue(run, "its flow process did not start it within the stale time of "
                                    f"{seconds_words(self.options.stale_after)} (a slow start); back in the queue", now)
+                return
+            if exit_.exitcode == EXIT_UNREACHABLE and not run["started_at"]:
+                self._requeue(run, "its flow process could not reach the history to start it; back in the queue", now)
                 return
             message = ending_message(why, exit_.pid, exit_.how, cancel_grace=self.options.cancel_grace,
                                      stale_after=self.options.stale_after, role=self.role)

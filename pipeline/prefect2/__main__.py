@@ -14,10 +14,10 @@ import sys
 import traceback
 from pathlib import Path
 
-from ..errors import PipelineError
+from ..config import load_settings
+from ..errors import PipelineError, package_of
 from .adaptations import adapted_libraries
 from .deployments import find_flows
-from .remote import PACKAGES
 from .scope import prefect_scope
 from .scripts import on_the_terminal
 
@@ -29,8 +29,13 @@ def main(argv: list[str]) -> int:
         return 2
     path = Path(argv[0]).resolve()
     sys.argv = [str(path), *argv[1:]]
+    try:
+        settings = load_settings()  # here, before the folder changes: FHV_HOME's default ./.fhv is the caller's
+    except PipelineError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     namespace: dict = {}
-    with on_the_terminal() as ended, contextlib.chdir(path.parent):
+    with on_the_terminal(settings) as ended, contextlib.chdir(path.parent):
         code = _run(path, namespace)
     failed = [state for state in ended if state.is_failed()]
     if code == 0 and not ended:
@@ -48,9 +53,8 @@ def _run(path: Path, namespace: dict) -> int:
     except SystemExit as error:
         return error.code if isinstance(error.code, int) else (0 if error.code is None else 1)
     except ModuleNotFoundError as error:  # a package the file imports is missing here: which, and how to get it
-        package = PACKAGES.get((error.name or "?").split(".")[0], (error.name or "?").split(".")[0])
         print(f"error: {path.name} imports the package {error.name!r}, which is not installed here "
-              f"({sys.executable} -m pip install {package}) ({_where(error, path)})", file=sys.stderr)
+              f"({sys.executable} -m pip install {package_of(error.name)}) ({_where(error, path)})", file=sys.stderr)
         return 1
     except Exception as error:  # noqa: BLE001 - the file's own error, outside any flow: where it happened
         print(f"error: {path.name} raised {type(error).__name__}: {error} ({_where(error, path)})", file=sys.stderr)

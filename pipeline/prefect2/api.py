@@ -69,9 +69,10 @@ class State:
         return cls("Failed" if error else "Completed", value, error)
 
     def result(self, raise_on_failure: bool = True) -> Any:
+        """The value; for a failed state its error, raised (or returned with ``raise_on_failure=False``)."""
         if self.error is not None and raise_on_failure:
             raise self.error
-        return self.value
+        return self.error if self.error is not None else self.value
 
     def is_completed(self) -> bool:
         return self.error is None
@@ -197,7 +198,7 @@ class PrefectFlow:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if run_context() is not None:  # a flow called inside another flow: run it as part of this run
-            return self.run(**_bind(self.fn, args, kwargs))
+            return self._subflow(_bind(self.fn, args, kwargs))
         if MODE.get() != "script":
             logger.info("Not running %s(...) while its file is loaded; it runs on its schedule or by hand.",
                         self.fn.__name__)
@@ -205,6 +206,16 @@ class PrefectFlow:
         from .scripts import run_as_script
 
         return run_as_script(self, _bind(self.fn, args, kwargs))
+
+    def _subflow(self, parameters: dict[str, Any]) -> State:
+        """As in Prefect 2.0 beta, a subflow's call returns its state; one that failed fails the calling flow too."""
+        try:
+            return State.of(self.run(**parameters), None)
+        except Exception as error:  # noqa: BLE001 - kept in its state, as Prefect does
+            futures = _FUTURES.get()
+            if futures is not None:
+                futures.append(PrefectFuture(self.name, error=error))
+            return State.of(None, error)
 
 
 def flow(fn: Callable | None = None, **options: Any) -> Any:

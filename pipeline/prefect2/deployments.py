@@ -12,13 +12,14 @@ a flow runs or a file runs as a script, specs are inert.
 """
 from __future__ import annotations
 
+import ast
 import contextlib
 import contextvars
-import datetime as dt
 import inspect
 import logging
 import runpy
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -73,14 +74,32 @@ def describe(spec: DeploymentSpec, schedule: Any, parameters: Any, tags: Any, py
 
 
 def _with_own_date(flow: api.PrefectFlow, parameters: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The spec's parameters, plus the flow function's own default ``date`` (``def main(date="2021-08-15")``)
-    when the spec leaves it unset: as under Prefect, its scheduled runs and a trigger without --date use it."""
+    """The spec's parameters, plus the flow function's own default ``date`` when the spec leaves it unset and
+    the default is written as a literal (``def main(date="2021-08-15")``): as under Prefect, its scheduled runs
+    and a trigger without --date use it. A computed default (``date=str(date.today())``), which Prefect
+    computed again in each run's process, is left to the slot's date."""
     out = dict(parameters or {})
-    default = inspect.signature(flow.fn).parameters.get("date")
-    value = default.default if default is not None else None
-    if "date" not in out and isinstance(value, (str, dt.date)):
-        out["date"] = value if isinstance(value, str) else value.isoformat()
+    literal = _literal_default(flow.fn, "date")
+    if "date" not in out and isinstance(literal, str):
+        out["date"] = literal
     return out
+
+
+def _literal_default(fn: Any, name: str) -> Any:
+    """The default of ``fn``'s parameter ``name`` if its source writes it as a literal, else None."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
+    except (OSError, TypeError, SyntaxError):
+        return None
+    function = next((n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)), None)
+    if function is None:
+        return None
+    arguments = function.args
+    positional = arguments.posonlyargs + arguments.args
+    pairs = list(zip(positional[len(positional) - len(arguments.defaults):], arguments.defaults))
+    pairs += [(a, d) for a, d in zip(arguments.kwonlyargs, arguments.kw_defaults) if d is not None]
+    found = next((d for a, d in pairs if a.arg == name), None)
+    return found.value if isinstance(found, ast.Constant) else None
 
 
 def make_spec(described: Mapping[str, Any]) -> Any:

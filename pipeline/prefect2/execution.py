@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from ..config import Settings
-from ..errors import ConfigError
+from ..errors import ConfigError, package_of
 from ..orchestration.clock import SYSTEM_CLOCK, Clock
 from ..orchestration.registry import FlowEntry, register_flow, register_resolver
 from ..orchestration.runtime import AwaitPolicy, Flow, FlowResult, run_flow
@@ -110,20 +110,27 @@ def execute_here(store: Store, settings: Settings | None, run_id: str, *, clock:
     run = store.run_with_deployment(run_id)
     path, function, _ = parse_name(run["flow"])
     with contextlib.chdir(_workdir(store, run, path)), prefect_scope(path.parent, mode="run"), adapted_libraries():
-        made, parameters = _prepare(path, function, run["parameters"])
+        made, parameters = _prepare(path, function, run["parameters"], asked=run.get("trigger") != "schedule")
         with prints_to_log():
             return run_flow(store, made, run_id, parameters, clock=clock, heartbeat_every=heartbeat_every)
 
 
-def _prepare(path: Path, function: str, parameters: dict[str, Any]) -> tuple[Flow, dict[str, Any]]:
-    """The flow to run and its parameters; a file that no longer loads makes a run that fails saying why."""
+def _prepare(path: Path, function: str, parameters: dict[str, Any], *,
+             asked: bool = True) -> tuple[Flow, dict[str, Any]]:
+    """The flow to run and its parameters; a file that no longer loads makes a run that fails saying why.
+
+    ``asked``: the run was asked for by hand (a trigger, a backfill), not made for a slot, whose date every run
+    carries whether its flow takes it or not."""
     try:
         user_flow = load_flow(path, function)
     except Exception as error:  # noqa: BLE001 - recorded as the run's failure, in one sentence
         return Flow(_raiser(_load_error(path, error)), function), {}
     accepted = user_flow.accepted(parameters)
-    dropped = {k: v for k, v in parameters.items() if k not in accepted}
+    dropped = {k: v for k, v in parameters.items() if k not in accepted and (asked or k != "date")}
     return Flow(_saying_dropped(user_flow, dropped), user_flow.name), accepted
+
+
+_DATE_NOTE = " (get_run_context().flow_run.expected_start_time carries it)"
 
 
 def _saying_dropped(user_flow: api.PrefectFlow, dropped: dict[str, Any]) -> Callable[..., Any]:
@@ -131,8 +138,8 @@ def _saying_dropped(user_flow: api.PrefectFlow, dropped: dict[str, Any]) -> Call
     (``trigger --date`` for ``def main()``): the run carries them, the flow never sees them."""
     def body(**parameters: Any) -> Any:
         for name, value in dropped.items():
-            logger.warning("The flow %s takes no parameter %r, so this run's %s=%r is not passed to it.",
-                           user_flow.fn.__name__, name, name, value)
+            logger.warning("The flow %s takes no parameter %r, so this run's %s=%r is not passed to it%s.",
+                           user_flow.fn.__name__, name, name, value, _DATE_NOTE if name == "date" else "")
         return user_flow.body(**parameters)
     return body
 
@@ -142,7 +149,7 @@ def _load_error(path: Path, error: BaseException) -> ConfigError:
         return error
     if isinstance(error, ModuleNotFoundError) and error.name:
         return ConfigError(f"The flow file {path} imports the package {error.name!r}, which is not installed here "
-                           f"(pip install {error.name.split('.')[0]}).")
+                           f"(pip install {package_of(error.name)}).")
     return ConfigError(f"The flow file {path} failed to load: {type(error).__name__}: {error}")
 
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sys
 import traceback
 from pathlib import Path
 from typing import Any
 
 NEEDS_EXIT = 3
-PACKAGES = {"sklearn": "scikit-learn", "dotenv": "python-dotenv", "yaml": "pyyaml", "PIL": "pillow"}  # module: package
 
 
 def main(argv: list[str]) -> int:
@@ -45,6 +45,7 @@ def inspect(job: dict[str, Any]) -> int:
     from .deployments import load_descriptions
 
     try:
+        os.chdir(Path(job["file"]).parent)  # the file's folder, as for its runs
         answer = {"specs": load_descriptions(Path(job["file"]), job.get("python"))}
     except (Exception, SystemExit) as error:  # noqa: BLE001 - told to the parent as the file's error, in one sentence
         answer = {"error": _sentence(Path(job["file"]), error)}
@@ -53,10 +54,10 @@ def inspect(job: dict[str, Any]) -> int:
 
 
 def _sentence(path: Path, error: BaseException) -> str:
-    from ..errors import ConfigError, user_line
+    from ..errors import ConfigError, package_of, user_line
 
     if isinstance(error, ModuleNotFoundError) and error.name:
-        package = PACKAGES.get(error.name.split(".")[0], error.name.split(".")[0])
+        package = package_of(error.name)
         return (f"The deployment file {path} (or a file it loads) imports the package {error.name!r}, which is not "
                 f"installed in the environment of {sys.executable} ({sys.executable} -m pip install {package}).")
     if isinstance(error, ImportError) and isinstance(error, ConfigError):

@@ -16,7 +16,7 @@ import logging
 import sys
 from typing import Any, Iterator
 
-from ..config import load_settings
+from ..config import Settings, load_settings
 from ..orchestration.clock import SYSTEM_CLOCK
 from ..orchestration.liveness import this_process
 from ..orchestration.runtime import Flow, new_run_name, run_context, run_flow
@@ -26,13 +26,14 @@ from . import api
 
 logger = logging.getLogger("pipeline.prefect2")
 _ENDED: contextvars.ContextVar[list | None] = contextvars.ContextVar("prefect2_script_states", default=None)
+_SETTINGS: contextvars.ContextVar[Settings | None] = contextvars.ContextVar("prefect2_script_settings", default=None)
 
 
 def run_as_script(flow: api.PrefectFlow, parameters: dict[str, Any]) -> api.State:
     """Record a run of ``flow`` (trigger 'script') in ``$FHV_HOME`` and run it in this process."""
     from .execution import prints_to_log, register_user_flow
 
-    settings = load_settings().ensure_dirs()
+    settings = (_SETTINGS.get() or load_settings()).ensure_dirs()
     entry = register_user_flow(flow)
     store = Store(settings.history)
     try:
@@ -101,8 +102,9 @@ class TerminalFormatter(logging.Formatter):
 
 
 @contextlib.contextmanager
-def on_the_terminal() -> Iterator[list[api.State]]:
-    """Print the ``pipeline`` log lines to standard error; yields the final states of the flows run meanwhile."""
+def on_the_terminal(settings: Settings | None = None) -> Iterator[list[api.State]]:
+    """Print the ``pipeline`` log lines to standard error; yields the final states of the flows run meanwhile,
+    recorded with ``settings`` (read before the script changes folder: a relative FHV_HOME is the caller's)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(TerminalFormatter())
     handler.setLevel(logging.INFO)
@@ -111,10 +113,11 @@ def on_the_terminal() -> Iterator[list[api.State]]:
     root.addHandler(handler)
     root.setLevel(logging.INFO)
     ended: list[api.State] = []
-    token = _ENDED.set(ended)
+    tokens = _ENDED.set(ended), _SETTINGS.set(settings)
     try:
         yield ended
     finally:
-        _ENDED.reset(token)
+        _SETTINGS.reset(tokens[1])
+        _ENDED.reset(tokens[0])
         root.removeHandler(handler)
         root.setLevel(previous)

@@ -250,7 +250,10 @@ class BaseStore(FileStore):
 
     def _check_same_file(self) -> None:
         """A later connection must open the file the first one did, never one moved over it since: even
-        opening and closing it could let SQLite checkpoint the old history's log into it."""
+        opening and closing it could let SQLite checkpoint the old history's log into it. (A read-only store,
+        the dashboard, writes nothing and checkpoints nothing: it may read a file put back from a copy.)"""
+        if self.readonly:
+            return
         if self._file is not None and file_identity(self.location) not in (self._file, None):
             raise HistoryFileLost(f"The history {self.path} was replaced by another file while this process "
                                   "used it; nothing more is written to it.")
