@@ -406,3 +406,13 @@ def test_a_stopping_scheduler_lets_the_messages_on_the_wire_be_recorded_and_star
     assert all(n["attempts"] == 0 for n in store.notifications() if n["state"] == "PENDING")
     notifier.poke()  # a stopped notifier starts no round
     assert http_server.count("/slow") == notify.SENDERS
+
+
+def test_a_gate_passed_by_an_acceptance_names_the_operator_as_written():
+    from pipeline.training import quality
+    from pipeline.training.gates import Gates
+
+    figures = {"train": {"month": "2021-06", "rows_kept": 10}}
+    said = "Olga Ivanova accepted the data of 2021-06 and 2021-07 at 2026-12-06 21:00 UTC: real."
+    (warning,) = quality.apply_gates(Gates(min_rows_kept=100, mode="block"), figures, {}, said)
+    assert warning.endswith(f"; passed because {said}") and warning.startswith("The gate min_rows_kept failed")

@@ -38,11 +38,18 @@ class NotificationStore:
         """When each target (by key) was first configured: ``now`` for one never seen before. A new target
         gets only the events from that moment on (the history before it is not replayed)."""
         keys = sorted(set(keys))
+        seen = self._targets_seen(keys)
+        new = [key for key in keys if key not in seen]
+        if new:  # a scan every few seconds reads; only a target seen for the first time writes
+            with self.atomic() as conn:
+                conn.executemany("INSERT INTO notify_target_seen (target_key, first_seen) VALUES (?, ?) "
+                                 "ON CONFLICT DO NOTHING", [(key, to_db(now)) for key in new])
+            seen = self._targets_seen(keys)
+        return seen
+
+    def _targets_seen(self, keys: list[str]) -> dict[str, dt.datetime]:
         if not keys:
             return {}
-        with self.atomic() as conn:
-            conn.executemany("INSERT INTO notify_target_seen (target_key, first_seen) VALUES (?, ?) "
-                             "ON CONFLICT DO NOTHING", [(key, to_db(now)) for key in keys])
         rows = self._all(f"SELECT target_key, first_seen FROM notify_target_seen WHERE target_key IN "
                          f"({', '.join('?' * len(keys))})", keys)
         return {row["target_key"]: from_db(row["first_seen"]) for row in rows}

@@ -222,7 +222,7 @@ def apply_gates(gates: Gates, data: Mapping[str, Any], drifts: Mapping[str, Any]
     operator ``accepted`` these months (a sentence): then each breach is a warning that says so."""
     found = breaches(gates, data, drifts)
     if found and gates.mode == "block" and accepted:
-        return [f"{b.sentence.rstrip('.')}; passed because {accepted[0].lower()}{accepted[1:]}" for b in found]
+        return [f"{b.sentence.rstrip('.')}; passed because {accepted}" for b in found]
     if found and gates.mode == "block":
         raise GateBlocked(found[0].sentence, {"data": dict(data), "drift": dict(drifts)})
     return [b.sentence for b in found]
