@@ -130,7 +130,7 @@ def _unshared(lab: Lab, name: str, args: list[str]) -> Proc:
     """``python -m pipeline ARGS`` in a pid namespace of its own (same host name, same FHV_HOME)."""
     out, err = lab.dir / f"{name}.out", lab.dir / f"{name}.err"
     with open(out, "wb") as stdout, open(err, "wb") as stderr:
-        popen = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-m", "pipeline",
+        popen = subprocess.Popen(["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", sys.executable, "-m", "pipeline",
                                   *args], cwd=lab.product, env=lab.env, stdout=stdout, stderr=stderr,
                                  stdin=subprocess.DEVNULL, start_new_session=True)
     proc = Proc(name, popen, out, err, time.time())

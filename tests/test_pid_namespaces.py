@@ -26,8 +26,9 @@ def _in_another_pid_namespace(service, name, *argv):
     if probe.returncode != 0:
         unavailable(f"A pid namespace cannot be made here: {probe.stderr.strip()}")
     out = open(service.tmp / f"{name}.log", "w")
-    process = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-m", "pipeline", *argv],
-                               cwd=ROOT, env=service.env, stdout=out, stderr=subprocess.STDOUT)
+    # --kill-child: the scheduler inside ends with unshare, which the fixture stops (else it outlives the test)
+    process = subprocess.Popen(["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", sys.executable, "-m",
+                                "pipeline", *argv], cwd=ROOT, env=service.env, stdout=out, stderr=subprocess.STDOUT)
     process.log = service.tmp / f"{name}.log"
     service.processes.append(process)
     return process
