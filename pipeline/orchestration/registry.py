@@ -32,6 +32,43 @@ class Execute(Protocol):
 
 
 RunFields = Callable[[Mapping[str, Any], "Settings"], dict[str, Any]]
+FAILURE_KINDS = ("not_published", "gate", "failed")  # what a flow's classify_failure may answer
+
+
+@dataclass(frozen=True)
+class Field:
+    """A flow-specific field of its runs (kept in the run's ``fields``, not as a column of the core's tables).
+
+    ``kind`` says how the generic pages show a value: ``text``, ``month`` (YYYY-MM), ``url`` (a data
+    source: shown shortened), ``flag`` (a yes/no a page counts, e.g. synthetic data: ``label`` names
+    what a yes means). ``indexed``: the store keeps an index on it (runs are looked up by it).
+    ``listed``: the runs list shows it as a column.
+    """
+
+    name: str
+    label: str
+    kind: str = "text"
+    indexed: bool = False
+    listed: bool = True
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A number a completed run of the flow reports in its metrics (``metrics[key]``)."""
+
+    key: str
+    label: str
+    format: str = ".3f"  # a format spec for the value
+    better: str | None = "lower"  # "lower", "higher" or None (no direction: a count, a size)
+
+
+@dataclass(frozen=True)
+class Trend:
+    """What the Trends page draws for a flow: ``metric`` over the completed runs, one point per value of
+    the field ``by`` (its latest completed run, e.g. one per validation month), or per run when ``by`` is None."""
+
+    metric: str
+    by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -55,6 +92,38 @@ class FlowEntry:
     preload: tuple[str, ...] = ()
     normalize: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
     check_date: Callable[[dt.date, dt.date], None] | None = None  # (run date, today): refuse a date with a sentence
+    # What the generic layers (store, CLI, dashboard, notifications) need to show and tell a run of this flow:
+    title: str = ""  # a human name ("Monthly training"); the name when empty
+    fields: tuple[Field, ...] = ()  # the fields run_fields gives besides run_date, and how to show them
+    metrics: tuple[Metric, ...] = ()  # the numbers a completed run reports; the first is the headline
+    trend: Trend | None = None  # what the Trends page draws (None: the first metric, per run)
+    # (run row) -> one of FAILURE_KINDS: the data is not published yet, a gate stopped it, anything else
+    classify_failure: Callable[[Mapping[str, Any]], str] | None = None
+    summary: str | None = None  # "module:function", (run row) -> [(label, text)]: a run's results, for CLI and page
+
+    @property
+    def display_name(self) -> str:
+        return self.title or self.name
+
+    def field(self, name: str) -> Field | None:
+        return next((f for f in self.fields if f.name == name), None)
+
+    def metric(self, key: str) -> Metric | None:
+        return next((m for m in self.metrics if m.key == key), None)
+
+    def failure_kind(self, run: Mapping[str, Any]) -> str:
+        """How a FAILED run of this flow failed (``failed`` when the flow does not classify)."""
+        kind = self.classify_failure(run) if self.classify_failure else "failed"
+        return kind if kind in FAILURE_KINDS else "failed"
+
+    def present(self, run: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """A run's results as (label, text) lines: the flow's presenter, else its declared metrics."""
+        if self.summary:
+            module, _, attribute = self.summary.partition(":")
+            return getattr(importlib.import_module(module), attribute)(run)
+        values = run.get("metrics") or {}
+        return [(m.label, format(values[m.key], m.format)) for m in self.metrics
+                if isinstance(values.get(m.key), (int, float))]
 
     def load(self) -> Execute:
         module, _, attribute = self.execute.partition(":")

@@ -5,11 +5,12 @@ to list and validate runs; only a worker imports ``flow`` to execute one.
 """
 from __future__ import annotations
 
+import re
 from typing import Any, Mapping
 
 from ..config import Settings, is_synthetic, normalize_data_url
 from ..errors import NotPublishedError
-from ..orchestration.registry import FlowEntry, register_flow
+from ..orchestration.registry import Field, FlowEntry, Metric, Trend, register_flow
 from .gates import check_gates, check_tolerance
 from .months import check_run_date, months_for, parse_date
 
@@ -39,8 +40,28 @@ def normalize(parameters: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+FIELDS = (Field("train_month", "Train month", "month", indexed=True),
+          Field("val_month", "Validation month", "month", indexed=True),
+          Field("data_source", "Data source", "url", listed=False),
+          Field("synthetic", "synthetic data", "flag", listed=False))
+METRICS = (Metric("val_rmse", "Validation RMSE"), Metric("train_rmse", "Training RMSE"),
+           Metric("val_rows", "Validation trips", ",d", None), Metric("train_rows", "Training trips", ",d", None),
+           Metric("feature_count", "Features", ",d", None))
+GATE_SENTENCE = "The gate "  # how a gate in block mode words its error (quality.py)
+_NOT_PUBLISHED = re.compile(r"fhv_tripdata_\S+ is not (published yet|in the data folder yet)")
+
+
+def classify_failure(run: Mapping[str, Any]) -> str:
+    """A FAILED training run: stopped by a gate (in check_data), its month not published yet, or anything else."""
+    error = run.get("error") or ""
+    if run.get("error_task") == "check_data" and error.startswith(GATE_SENTENCE):
+        return "gate"  # not a check_data that failed otherwise (a bug, a timeout): that is "failed"
+    return "not_published" if _NOT_PUBLISHED.search(error) else "failed"
+
+
 ENTRY = register_flow(FlowEntry(
     name=FLOW_NAME, execute="pipeline.training.flow:execute", run_fields=run_fields, parameters=PARAMETERS,
     await_errors=(NotPublishedError,), preload=("pipeline.training.flow", "pipeline.training.model",
                                                     "sklearn.linear_model", "sklearn.feature_extraction"),
-    normalize=normalize, check_date=check_run_date))
+    normalize=normalize, check_date=check_run_date, title="Monthly training", fields=FIELDS, metrics=METRICS,
+    trend=Trend("val_rmse", by="val_month"), classify_failure=classify_failure))
