@@ -18,6 +18,7 @@ import streamlit as st
 
 from pipeline.config import Settings, load_settings
 from pipeline.errors import StorageError
+from pipeline.orchestration.registry import Trend, flow_entry
 from pipeline.orchestration.states import ACTIVE_STATES, FINAL_STATES, State
 from pipeline.store import MIGRATIONS, Store
 from pipeline.store.base import is_database_url
@@ -113,40 +114,59 @@ def _cached(fn: Callable[..., Any] | None = None, *, live: bool = False) -> Call
     return call
 
 
-# -- runs -----------------------------------------------------------------------------
-@_cached(live=True)
-def runs_page(history: Store, *, page: int, per_page: int, overdue_note: str | None = None,
-              **filters: Any) -> pd.DataFrame:
-    """One page of the runs list as a table (``overdue_note``: see ``frames.runs_table``)."""
-    rows = held(history, history.runs(limit=per_page, offset=page * per_page, **filters))
-    return frames.runs_table(rows, history.task_counts([r["id"] for r in rows]), now=now(),
-                             overdue_note=overdue_note)
-
-
+# -- runs ----------------------------------------------------------------------------
 @_cached(live=True)
 def run_list(history: Store, *, page: int, per_page: int, sort: str = "newest", overdue_note: str | None = None,
-             **filters: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """One page of the runs list, paged, filtered and sorted in SQL (``filters``: the list's), as
-    the table and the chart's points (the same runs: the page draws only what it read)."""
-    rows = held(history, history.run_list(limit=per_page, offset=page * per_page, sort=sort, **filters))
+             flow: str | None = None, metric: str | None = None, **filters: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One page of the runs list of ``flow`` (None: every flow), paged, filtered and sorted in SQL (``filters``:
+    the list's; ``metric``: the key a metric sort sorts by), as the table and the chart's points (the same
+    runs: the page draws only what it read)."""
+    rows = held(history, _flowed(history.run_list, flow, limit=per_page, offset=page * per_page, sort=sort,
+                                 metric=metric, **filters))
+    entry = flow_entry(flow) if flow else None
     table = frames.runs_table(rows, history.task_counts([r["id"] for r in rows]), now=now(),
-                              overdue_note=overdue_note)
-    return table, frames.run_points(rows, now())
+                              overdue_note=overdue_note, entry=entry)
+    return table, frames.run_points(rows, now(), entry)
 
 
 @_cached
-def count_run_list(history: Store, **filters: Any) -> int:
-    return history.count_run_list(**filters)
+def count_run_list(history: Store, flow: str | None = None, **filters: Any) -> int:
+    return _flowed(history.count_run_list, flow, **filters)
 
 
 @_cached(live=True)
-def run_list_points(history: Store, *, limit: int = 1000, **filters: Any) -> pd.DataFrame:
-    return frames.run_points(history.run_list_points(limit=limit, **filters), now())
+def run_list_points(history: Store, *, limit: int = 1000, flow: str | None = None, **filters: Any) -> pd.DataFrame:
+    return frames.run_points(_flowed(history.run_list_points, flow, limit=limit, **filters), now(),
+                             flow_entry(flow) if flow else None)
 
 
-def cancellable_ids(**filters: Any) -> list[str]:
+def cancellable_ids(flow: str | None = None, **filters: Any) -> list[str]:
     """Waiting or running runs matching the filters, read fresh (it decides what a button cancels)."""
-    return _store(str(settings().history)).cancellable_ids(**filters)
+    return _flowed(_store(str(settings().history)).cancellable_ids, flow, **filters)
+
+
+@_cached
+def flows_with_runs(history: Store, names: tuple[str, ...]) -> tuple[str, ...]:
+    """Those of the flows ``names`` that have runs."""
+    return tuple(name for name in names if _flowed(history.count_run_list, name))
+
+
+def _flowed(read: Callable[..., Any], flow: str | None, **kwargs: Any) -> Any:
+    """``read(flow=flow, **kwargs)``. TEMPORARY, until the store's reads take ``flow=`` and ``metric=`` (helper
+    "fields"): on a store whose read does not take them yet, the read without them (every flow)."""
+    kwargs = {**kwargs, "flow": flow}
+    while True:
+        try:
+            return read(**{k: v for k, v in kwargs.items() if v is not None or k not in ("flow", "metric")})
+        except TypeError as error:
+            unknown = next((k for k in ("flow", "metric") if f"'{k}'" in str(error) and k in kwargs), None)
+            if unknown is None:
+                raise
+            kwargs.pop(unknown)
+        except KeyError as error:  # a metric sort the store does not know yet: its former name
+            if kwargs.get("sort") not in ("metric_desc", "metric_asc") or "metric_" not in str(error):
+                raise
+            kwargs["sort"] = f"val_rmse_{kwargs['sort'][7:]}"
 
 
 @_cached(live=True)
@@ -173,16 +193,6 @@ def tags(history: Store) -> list[str]:
     return history.tags_in_use()
 
 
-@_cached
-def count_runs(history: Store, **filters: Any) -> int:
-    return history.count_runs(**filters)
-
-
-@_cached(live=True)
-def run_points(history: Store, *, limit: int = 2000, **filters: Any) -> pd.DataFrame:
-    return frames.run_points(history.run_timeline(limit=limit, **filters), now())
-
-
 def held(history: Store, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The rows with what holds each waiting one now (a paused deployment or work queue) as its reason."""
     paused = ({d["name"] for d in history.deployments() if not d["active"]},
@@ -201,23 +211,23 @@ def recent_runs(history: Store, limit: int = 50) -> list[dict[str, Any]]:
 
 
 @_cached
-def last_run(history: Store) -> dict[str, Any] | None:
-    """The run that started last (whatever its state now)."""
-    started = history.run_timeline(limit=1)
+def last_run(history: Store, flow: str | None = None) -> dict[str, Any] | None:
+    """The run of ``flow`` that started last (whatever its state now)."""
+    started = _flowed(history.run_timeline, flow, limit=1)
     return history.run_with_deployment(started[0]["id"]) if started else None
 
 
 @_cached(live=True)
-def latest_run(history: Store) -> dict[str, Any] | None:
-    """The run created last among those due (a run just triggered), whatever its state now."""
-    found = history.latest_run(now=now())
+def latest_run(history: Store, flow: str | None = None) -> dict[str, Any] | None:
+    """The run of ``flow`` created last among those due (a run just triggered), whatever its state now."""
+    found = _flowed(history.latest_run, flow, now=now())
     return held(history, [found])[0] if found else None
 
 
 @_cached
-def next_run(history: Store) -> dict[str, Any] | None:
-    """The next run that will start (not one a paused deployment or queue holds); else the first held one."""
-    rows = held(history, history.runs(states=[State.SCHEDULED.value], order="upcoming", limit=50))
+def next_run(history: Store, flow: str | None = None) -> dict[str, Any] | None:
+    """The next run of ``flow`` that will start (not one a paused deployment or queue holds); else the first held one."""
+    rows = held(history, _flowed(history.run_list, flow, states=[State.SCHEDULED.value], sort="oldest", limit=50))
     return next((r for r in rows if labels.status(r) != "HELD"), rows[0] if rows else None)
 
 
@@ -240,8 +250,11 @@ def overdue_runs(history: Store, limit: int = 20) -> tuple[list[dict[str, Any]],
 
 
 @_cached
-def count_by_state(history: Store) -> dict[str, int]:
-    return history.count_by_state()
+def count_by_state(history: Store, flow: str | None = None) -> dict[str, int]:
+    """Runs by state, of ``flow`` (None: every flow)."""
+    if flow is None:
+        return history.count_by_state()
+    return {state: _flowed(history.count_run_list, flow, states=(state,)) for state in labels.RUN_STATES}
 
 
 # -- one run --------------------------------------------------------------------------
@@ -272,31 +285,50 @@ def artifact_data(artifact: dict[str, Any]) -> bytes:
 
 # -- metrics --------------------------------------------------------------------------
 @_cached
-def metric_months(history: Store, real_only: bool = False) -> pd.DataFrame:
-    """One row per validation month (its latest completed run), aggregated in SQL, oldest first."""
-    return frames.metric_months(history.metric_months(real_only=real_only))
+def trend(history: Store, flow: str) -> pd.DataFrame:
+    """What the Trends page draws for ``flow``: its trend metric, one row per value of the trend's field (its
+    latest completed run) or per run, with every metric the flow declares, aggregated in SQL, oldest first."""
+    entry = flow_entry(flow)
+    declared = entry.trend or Trend(entry.metrics[0].key if entry.metrics else "")
+    keys = tuple(dict.fromkeys([declared.metric, *declared.also, *(m.key for m in entry.metrics)]))
+    return frames.trend_frame(_trend_points(history, flow, declared, keys), entry)
+
+
+def _trend_points(history: Store, flow: str, trend: Trend, keys: tuple[str, ...]) -> list[dict[str, Any]]:
+    """``Store.trend_points``. TEMPORARY, until it lands (helper "fields"): built from ``metric_history``."""
+    if hasattr(history, "trend_points"):
+        return history.trend_points(flow, trend.metric, by=trend.by, keys=keys)
+    latest: dict[Any, dict[str, Any]] = {}
+    for run in history.metric_history(limit=240, flow=flow):
+        metrics = run.get("metrics") or {}
+        if metrics.get(trend.metric) is None:
+            continue
+        value = labels.field_value(run, trend.by) if trend.by else run["id"]
+        counted = latest.get(value, {}).get("runs", 0) + 1
+        latest[value] = {**run, **{k: metrics.get(k) for k in keys}, "runs": counted}
+    return list(latest.values())
 
 
 @_cached
-def metric_history(history: Store, limit: int = 500) -> pd.DataFrame:
-    return frames.metric_history(history.metric_history(limit=limit))
-
-
-@_cached
-def latest_metrics(history: Store) -> list[dict[str, Any]]:
-    """The latest completed run and the latest one of an earlier month, oldest first."""
-    rows = history.metric_history(limit=50)
+def latest_metrics(history: Store, flow: str) -> list[dict[str, Any]]:
+    """The latest completed run of ``flow`` and, when its trend goes by a field, the latest one of an earlier
+    value of that field (e.g. month), oldest first."""
+    rows = history.metric_history(limit=50, flow=flow)
     if not rows:
         return []
-    latest = rows[-1]
-    earlier = [r for r in rows if (r["val_month"] or "") < (latest["val_month"] or "")]
+    latest, by = rows[-1], (flow_entry(flow).trend or Trend("")).by
+    if by is None:
+        return rows[-2:]
+    earlier = [r for r in rows if str(labels.field_value(r, by) or "") < str(labels.field_value(latest, by) or "")]
     return [earlier[-1], latest] if earlier else [latest]
 
 
 @_cached
-def synthetic_share(history: Store) -> tuple[int, int]:
-    """(synthetic, all) among the completed runs."""
-    return history.synthetic_counts()
+def flag_share(history: Store, flow: str, field: str) -> tuple[int, int]:
+    """(runs with the flag ``field`` set, all) among the completed runs of ``flow``."""
+    if hasattr(history, "flag_counts"):
+        return history.flag_counts(flow, field)
+    return history.synthetic_counts()  # TEMPORARY, until Store.flag_counts lands (helper "fields"): every flow
 
 
 # -- deployments, queues, scheduler ---------------------------------------------------

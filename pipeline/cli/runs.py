@@ -6,7 +6,9 @@ from typing import Any
 
 from ..config import Settings
 from ..orchestration.runtime import SYSTEM_CLOCK, new_run_name
+from ..errors import ConfigError
 from ..orchestration import control
+from ..orchestration.registry import flow_entry
 from ..orchestration.states import State
 from ..store import Store
 from . import render
@@ -165,8 +167,9 @@ def _print_run(store: Store, run: dict[str, Any], *, with_logs: bool = False) ->
     if run["error"]:
         where = f" in {run['error_task']}" if run["error_task"] else ""
         console.print(f"[bold red]Failed{render.plain(where)}:[/] {render.plain(run['error'])}", soft_wrap=True)
-    if "val_rmse" in metrics:  # a run a data gate blocked has its data checks only
-        console.print(_metrics_table(metrics))
+    results = _results_table(run)
+    if results is not None:  # a run a data gate blocked has its data checks only
+        console.print(results)
     for warning in metrics.get("warnings") or []:  # the data gates that failed in warn mode
         console.print(f"[bold yellow]Warning:[/] {render.plain(warning)}", soft_wrap=True)
     if metrics.get("promotion"):  # what the run decided about the champion (pipeline/training/champion.py)
@@ -187,13 +190,17 @@ def _print_run(store: Store, run: dict[str, Any], *, with_logs: bool = False) ->
                           markup=False, soft_wrap=True)
 
 
-def _metrics_table(metrics: dict[str, Any]) -> Any:
-    grid = render.table("Metrics", ["", "Rows", "Mean duration (min)", "MSE", "RMSE"])
-    for part in ("train", "val"):
-        grid.add_row("training" if part == "train" else "validation", render.number(metrics.get(f"{part}_rows")),
-                     render.number(metrics.get(f"{part}_mean_duration")), render.number(metrics.get(f"{part}_mse")),
-                     render.number(metrics.get(f"{part}_rmse")))
-    grid.caption = f"{metrics.get('feature_count')} one-hot features"
+def _results_table(run: dict[str, Any]) -> Any:
+    """The run's results as its flow presents them (the run page shows the same lines), or None without any."""
+    try:
+        lines = flow_entry(run["flow"]).present(run)
+    except ConfigError:  # a flow this process does not load (a user's flow file)
+        return None
+    if not lines:
+        return None
+    grid = render.table("Results", ["", ""])
+    for label, text in lines:
+        grid.add_row(render.plain(label), render.plain(text))
     return grid
 
 

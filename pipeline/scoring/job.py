@@ -51,10 +51,11 @@ def normalize(parameters: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+SYNTHETIC = "A generated demo month, not real TLC trips: its errors say nothing about the real model."
 FIELDS = (Field("month", "Scored month", "month", indexed=True),
           Field("data_source", "Data source", "url", listed=False),
-          Field("synthetic", "synthetic data", "flag", listed=False))
-METRICS = (Metric("rmse", "Champion's RMSE on the month"), Metric("rows_scored", "Trips scored", ",d", None),
+          Field("synthetic", "synthetic data", "flag", listed=False, help=SYNTHETIC))
+METRICS = (Metric("rmse", "Champion's RMSE on the month", ".4f"), Metric("rows_scored", "Trips scored", ",d", None),
            Metric("mean_predicted", "Mean predicted minutes", ".2f", None),
            Metric("mean_actual", "Mean actual minutes", ".2f", None))
 
@@ -63,4 +64,4 @@ ENTRY = register_flow(FlowEntry(
     name=FLOW_NAME, execute="pipeline.scoring.flow:execute", run_fields=run_fields, parameters=PARAMETERS,
     await_errors=(NotPublishedError,), preload=("pipeline.scoring.flow",), normalize=normalize,
     check_date=check_date, title="Monthly batch scoring", fields=FIELDS, metrics=METRICS,
-    trend=Trend("rmse", by="month"), classify_failure=classify_failure))
+    trend=Trend("rmse", by="month"), classify_failure=classify_failure, summary="pipeline.scoring.results:present"))
