@@ -289,23 +289,25 @@ def artifact_data(artifact: dict[str, Any]) -> bytes:
 
 # -- metrics --------------------------------------------------------------------------
 @_cached
-def trend(history: Store, flow: str) -> pd.DataFrame:
+def trend(history: Store, flow: str, without: str | None = None) -> pd.DataFrame:
     """What the Trends page draws for ``flow``: its trend metric, one row per value of the trend's field (its
-    latest completed run) or per run, with every metric the flow declares, aggregated in SQL, oldest first."""
+    latest completed run) or per run, with every metric the flow declares, aggregated in SQL, oldest first;
+    ``without``: leave out the runs whose flag field of that name is set."""
     entry = flow_entry(flow)
     declared = entry.trend or Trend(entry.metrics[0].key if entry.metrics else "")
     keys = tuple(dict.fromkeys([declared.metric, *declared.also, *(m.key for m in entry.metrics)]))
-    return frames.trend_frame(_trend_points(history, flow, declared, keys), entry)
+    return frames.trend_frame(_trend_points(history, flow, declared, keys, without), entry)
 
 
-def _trend_points(history: Store, flow: str, trend: Trend, keys: tuple[str, ...]) -> list[dict[str, Any]]:
+def _trend_points(history: Store, flow: str, trend: Trend, keys: tuple[str, ...],
+                  without: str | None = None) -> list[dict[str, Any]]:
     """``Store.trend_points``. TEMPORARY, until it lands (helper "fields"): built from ``metric_history``."""
     if hasattr(history, "trend_points"):
-        return history.trend_points(flow, trend.metric, by=trend.by, keys=keys)
+        return history.trend_points(flow, trend.metric, by=trend.by, keys=keys, without=without)
     latest: dict[Any, dict[str, Any]] = {}
     for run in history.metric_history(limit=240, flow=flow):
         metrics = run.get("metrics") or {}
-        if metrics.get(trend.metric) is None:
+        if metrics.get(trend.metric) is None or (without and metrics.get(without, run.get(without))):
             continue
         value = labels.field_value(run, trend.by) if trend.by else run["id"]
         counted = latest.get(value, {}).get("runs", 0) + 1

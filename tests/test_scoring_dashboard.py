@@ -138,7 +138,7 @@ def test_the_trigger_page_enqueues_a_run_of_the_flow_picked(history):
     assert at.selectbox(key="trigger_deployment").options == ["monthly-scoring"]
     at.date_input(key="trigger_date").set_value(dt.date(2022, 3, 1)).run()
     at.button(key="trigger_run").click().run()
-    assert not at.exception and at.toast and "of Monthly batch scoring" in at.toast[0].value
+    assert not at.exception and at.toast and "(Monthly batch scoring" in at.toast[0].value
     store = Store(history.settings.db_path, readonly=True)
     try:
         made = store.latest_run(now=dt.datetime.now(UTC))

@@ -54,17 +54,19 @@ def figures_table(history: pd.DataFrame, entry: FlowEntry) -> None:
 
 def hidden_note(history: pd.DataFrame, entry: FlowEntry, hide: bool) -> None:
     """With the flagged runs hidden and nothing left: how many it hides, and how to see them."""
-    for field in (f for f in entry.fields if f.kind == "flag"):
-        flagged = queries.flag_share(entry.name, field.name)[0]
-        if hide and history.empty and flagged:
-            st.info(f"No completed run without {field.label} yet: {labels.plural(flagged, 'run')} with "
-                    f"{field.label} {'is' if flagged == 1 else 'are'} hidden. Turn off *{without(entry)}* to see "
-                    f"{'it' if flagged == 1 else 'them'}.", icon=":material/visibility_off:")
+    field = next((f for f in entry.fields if f.kind == "flag"), None)
+    if not (hide and history.empty and field):
+        return
+    flagged = queries.flag_share(entry.name, field.name)[0]
+    if flagged:
+        st.info(f"No completed run without {field.label} yet: {labels.plural(flagged, 'run')} with "
+                f"{field.label} {'is' if flagged == 1 else 'are'} hidden. Turn off *{without(entry)}* to see "
+                f"{'it' if flagged == 1 else 'them'}.", icon=":material/visibility_off:")
 
 
 def without(entry: FlowEntry) -> str:
     """The toggle that hides the runs with a flag set: ``Without synthetic data``."""
-    return f"Without {' or '.join(f.label for f in entry.fields if f.kind == 'flag')}"
+    return f"Without {next(f.label for f in entry.fields if f.kind == 'flag')}"
 
 
 def lines(entry: FlowEntry) -> list[tuple[str, str]]:
@@ -74,9 +76,8 @@ def lines(entry: FlowEntry) -> list[tuple[str, str]]:
 
 @st.fragment(run_every=queries.LIVE_EVERY_S * 6)
 def live_trends(entry: FlowEntry, hide: bool) -> None:
-    history = queries.trend(entry.name)
-    if hide:
-        history = history[~history["flagged"]].reset_index(drop=True)
+    flag = next((f.name for f in entry.fields if f.kind == "flag"), None)
+    history = queries.trend(entry.name, flag if hide else None)
     hidden_note(history, entry, hide)
     regression_note(history, entry)
     trend = trend_of(entry)
@@ -98,6 +99,6 @@ if chosen is None or not (chosen.metrics or chosen.trend):
     st.stop()
 flags = [f.label for f in chosen.fields if f.kind == "flag"]
 if flags:
-    st.caption(f"Hollow markers: runs with {', '.join(flags)}.")
+    st.caption(f"Hollow markers: runs with {' or '.join(flags)}.")
 live_trends(chosen, bool(flags) and st.toggle(without(chosen), key="trends_hide_flagged",
-                                              help=f"Leave out the runs with {' or '.join(flags)}"))
+                                              help=f"Leave out the runs with {flags[0]}"))

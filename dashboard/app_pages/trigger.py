@@ -110,9 +110,8 @@ def manual_run(entry: FlowEntry) -> None:
             st.error(str(error), icon=":material/error:")
             return
         queries.refresh()
-        covered = labels.covers(entry, row)
-        confirm(f"Enqueued {row['name']} of {entry.display_name} for run date {row['run_date']}"
-                f"{f' ({covered})' if covered else ''}.", [row])
+        covered = ", ".join(part for part in (entry.display_name, labels.covers(entry, row)) if part)
+        confirm(f"Enqueued {row['name']} for run date {row['run_date']} ({covered}).", [row])
 
 
 def backfill(entry: FlowEntry) -> None:
