@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 
 from ...config import Settings
 from ...formatting import seconds_words
 from ...formatting import utc_text as _when
+from ...errors import ConfigError
 from ...store import Store, from_db, to_db
+from ..registry import FlowEntry, flow_entry
 from ..states import ACTIVE_STATES
 from .targets import Targets
 
@@ -19,8 +20,6 @@ LEVELS = {"failed": "failure", "crashed": "failure", "gate_blocked": "failure", 
           "late": "warning", "gate_warned": "warning", "rolled_back": "warning", "promoted": "success",
           "test": "info"}
 EVENTS = tuple(LEVELS)
-_GAVE_UP = re.compile(r"fhv_tripdata_\S+ is not (published yet|in the data folder yet)")
-GATE_SENTENCE = "The gate "  # how a gate in block mode words its error (pipeline/training/quality.py)
 WAITED_TRIGGERS = ("schedule", "backfill")  # the runs that wait for an unpublished month (AwaitData)
 
 
@@ -66,11 +65,21 @@ def _failure_kind(run: dict[str, Any]) -> str | None:
         return "crashed"
     if run["state"] != "FAILED":
         return None
-    if run.get("error_task") == "check_data" and (run.get("error") or "").startswith(GATE_SENTENCE):
-        return "gate_blocked"  # not a check_data that failed otherwise (a bug, a timeout): that is "failed"
-    if run.get("trigger") in WAITED_TRIGGERS and _GAVE_UP.search(run.get("error") or ""):
+    entry = _entry(run)
+    kind = entry.failure_kind(run) if entry else "failed"  # its flow says how it failed
+    if kind == "gate":
+        return "gate_blocked"
+    if kind == "not_published" and run.get("trigger") in WAITED_TRIGGERS:
         return "gave_up"
     return "failed"
+
+
+def _entry(row: dict[str, Any]) -> FlowEntry | None:
+    """The registered flow of a run or a promotion event (None: a flow this process does not know)."""
+    try:
+        return flow_entry(row.get("flow"))
+    except ConfigError:
+        return None
 
 
 def _failure_text(kind: str, run: dict[str, Any]) -> str:
@@ -95,10 +104,18 @@ def promotion_event(row: dict[str, Any], deployment_id: int | None) -> Event:
     kind = "rolled_back" if row["action"] == "rollback" else "promoted"
     how = {"promoted": "was promoted automatically", "manual": f"was promoted by {row['actor']}",
            "rollback": f"is the model again: {row['actor']} rolled back to it"}[row["action"]]
-    month = f" (validated on {row['val_month']})" if row.get("val_month") else ""
+    month = _what(row)
     body = f"The model of run {row['run_name']} ({row['run_id'][:8]}){month} {how}: {row['reason']}"
     title = "FHV model rolled back" if kind == "rolled_back" else "FHV model promoted"
     return Event(kind, f"model_event:{row['id']}", row["run_id"], deployment_id, title, body, row["at"])
+
+
+def _what(row: dict[str, Any]) -> str:
+    """What a promoted run covered, by the field its flow's trend is drawn by: `` (Validation month 2021-07)``."""
+    entry = _entry(row)
+    field = entry.field(entry.trend.by) if entry and entry.trend and entry.trend.by else None
+    value = (row.get("fields") or {}).get(field.name) if field else None
+    return f" ({field.label} {value})" if value else ""
 
 
 def _event(kind: str, run: dict[str, Any], body: str, at: dt.datetime | None = None) -> Event:
