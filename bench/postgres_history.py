@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from dashboard.frames import METRIC_KEYS  # noqa: E402
 from pipeline.cli import main as cli  # noqa: E402
+from pipeline.flows import load_flows  # noqa: E402  (the entry point registers the flows)
 from pipeline.store import Store  # noqa: E402
 from pipeline.training.job import FLOW_NAME  # noqa: E402
 from tests.dashboard_seed import bulk_history, seed_history  # noqa: E402
@@ -79,6 +80,7 @@ def run(runs: int, tasks: int, repeat: int) -> None:
 
 
 if __name__ == "__main__":
+    load_flows()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10_000)
     parser.add_argument("--tasks", type=int, default=5)

@@ -2,18 +2,20 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
 from typing import Any, Iterable
 
 from ...config import Settings
+from ...errors import ConfigError
 from ...formatting import seconds_words
 from ...formatting import utc_text as _when
-from ...errors import ConfigError
 from ...store import Store, from_db, to_db
-from ..registry import FlowEntry, flow_entry
+from ..registry import flow_entry
 from ..states import ACTIVE_STATES
 from .targets import Targets
 
+logger = logging.getLogger("pipeline.orchestration.notify")
 LOOKBACK = dt.timedelta(minutes=15)  # each scan looks this far behind the last one (slow commits)
 RUNS_MARK, PROMOTIONS_MARK = "runs_scanned_until", "promotions_settled_until"
 LEVELS = {"failed": "failure", "crashed": "failure", "gate_blocked": "failure", "gave_up": "failure",
@@ -65,21 +67,24 @@ def _failure_kind(run: dict[str, Any]) -> str | None:
         return "crashed"
     if run["state"] != "FAILED":
         return None
-    entry = _entry(run)
-    kind = entry.failure_kind(run) if entry else "failed"  # its flow says how it failed
+    kind = flow_failure(run)
     if kind == "gate":
         return "gate_blocked"
     if kind == "not_published" and run.get("trigger") in WAITED_TRIGGERS:
-        return "gave_up"
+        return "gave_up"  # a manual run does not wait for its data: that is "failed"
     return "failed"
 
 
-def _entry(row: dict[str, Any]) -> FlowEntry | None:
-    """The registered flow of a run or a promotion event (None: a flow this process does not know)."""
+def flow_failure(run: dict[str, Any]) -> str:
+    """How the run's flow classifies its failure (``FlowEntry.failure_kind``); "failed" for a flow this
+    process does not know, or whose classification fails (logged: the other events still go out)."""
     try:
-        return flow_entry(row.get("flow"))
+        return flow_entry(run["flow"]).failure_kind(run)
     except ConfigError:
-        return None
+        return "failed"
+    except Exception:  # noqa: BLE001 - a flow's own code: one bad classifier must not stop every notification
+        logger.exception("The flow %r could not classify the failure of run %s.", run["flow"], run["id"][:8])
+        return "failed"
 
 
 def _failure_text(kind: str, run: dict[str, Any]) -> str:
@@ -112,7 +117,10 @@ def promotion_event(row: dict[str, Any], deployment_id: int | None) -> Event:
 
 def _what(row: dict[str, Any]) -> str:
     """What a promoted run covered, by the field its flow's trend is drawn by: `` (Validation month 2021-07)``."""
-    entry = _entry(row)
+    try:
+        entry = flow_entry(row["flow"])
+    except ConfigError:
+        return ""
     field = entry.field(entry.trend.by) if entry and entry.trend and entry.trend.by else None
     value = (row.get("fields") or {}).get(field.name) if field else None
     return f" ({field.label} {value})" if value else ""
