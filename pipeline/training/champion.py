@@ -6,7 +6,8 @@ becomes champion only if its RMSE is not worse than the champion's by more than 
 tolerance. A run on synthetic data never replaces a champion trained on real data. Each change of
 champion is one event in the history (``Store.record_model_event``); the champion's files are then
 copied to ``$FHV_HOME/models/current/`` with a card, atomically, for a batch job to load
-(``model_files``, whose names are also this module's).
+(``model_files``, whose names are also this module's). numpy, pyarrow and the helper are imported only
+to score a champion, so that ``models ls`` and the other reads stay light.
 """
 from __future__ import annotations
 
@@ -15,19 +16,18 @@ import logging
 import math
 import pickle
 import subprocess
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from ..config import Settings
 from ..errors import DataError, InvalidTransition, NeedsConfirmation, NotFound, PipelineError
 from ..store import Store
-from . import helper, pickles
 from .job import FLOW_NAME
 from .model_files import (  # noqa: F401  (the stable copy's names, as callers know them)
     CARD, FILES, artifact_bytes, artifact_files, champion_card, current_dir, holds, load_current, load_model,
     publish_current, read_card)
-from .schema import SLOTS
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger("pipeline.training.champion")
 
@@ -42,12 +42,18 @@ ROUNDING = 1e-9
 # -- the champion scored on a month, exactly, from the month's sums ----------------------------------
 def score_on_summary(dv: Any, regression: Any, summary: Any) -> dict[str, float]:
     """The MSE and RMSE of a pickled model on a month's sums (see ``score_predictions``)."""
+    from . import helper
+
     pu, do = summary_pairs(summary)
     return score_predictions(helper.predict_pairs(dv, regression, pu, do), summary)
 
 
 def summary_pairs(summary: Any) -> tuple[np.ndarray, np.ndarray]:
     """The (pickup, drop-off) zone codes of each pair seen in the month, in the order of its cells."""
+    import numpy as np
+
+    from .schema import SLOTS
+
     cells = np.flatnonzero(summary.cell_trips)
     return cells // SLOTS - 1, cells % SLOTS - 1
 
@@ -55,6 +61,8 @@ def summary_pairs(summary: Any) -> tuple[np.ndarray, np.ndarray]:
 def score_predictions(predicted: np.ndarray, summary: Any) -> dict[str, float]:
     """The MSE and RMSE of one prediction per zone pair seen in the month (``summary_pairs``' order),
     weighted by its trips, its summed minutes and the month's summed squared minutes."""
+    import numpy as np
+
     cells = np.flatnonzero(summary.cell_trips)
     trips, minutes = summary.cell_trips[cells].astype(np.float64), summary.cell_minutes[cells]
     squared = summary.squared_minutes - 2 * float(predicted @ minutes) + float((predicted * predicted) @ trips)
@@ -67,6 +75,8 @@ def scored_rmse(store: Store, run_id: str, summary: Any, writer: Any = None) -> 
     are as this scikit-learn writes them (``pickles``), else in the helper process when one runs
     (scikit-learn is imported there, not here), else here. DataError/NotFound with a sentence when its
     artifacts are missing, do not unpickle or do not predict."""
+    from . import pickles
+
     if writer is None or (writer.layout is None and not writer.started):
         return score_on_summary(*load_model(store, run_id), summary)["rmse"]
     payloads = {name: artifact_bytes(store, artifact) for name, artifact in artifact_files(store, run_id).items()}
@@ -84,6 +94,8 @@ def scored_rmse(store: Store, run_id: str, summary: Any, writer: Any = None) -> 
 def _in_the_helper(writer: Any, run_id: str, payloads: dict[str, bytes], pu: np.ndarray,
                    do: np.ndarray) -> np.ndarray | None:
     """The champion's predictions by the helper process; None when it runs no more (then scored here)."""
+    from . import helper
+
     if not writer.started:
         return None
     try:
