@@ -307,7 +307,7 @@ def _version(run: dict[str, Any], is_champion: bool) -> dict[str, Any]:
     metrics = run.get("metrics") or {}
     promotion = metrics.get("promotion") or {}
     return {"run_id": run["id"], "name": run["name"], "champion": is_champion, "run_date": run["run_date"],
-            "train_month": run["train_month"], "val_month": run["val_month"], "val_rmse": metrics.get("val_rmse"),
+            "train_month": run.get("train_month"), "val_month": run.get("val_month"), "val_rmse": metrics.get("val_rmse"),
             "train_rmse": metrics.get("train_rmse"), "feature_count": metrics.get("feature_count"),
             "decision": promotion.get("decision"), "champion_rmse": promotion.get("champion_rmse"),
             "synthetic": bool(run.get("synthetic")), "data_source": run.get("data_source"), "ended_at": run["ended_at"]}
