@@ -19,7 +19,7 @@ import streamlit as st
 from pipeline.config import Settings, load_settings
 from pipeline.errors import ConfigError, StorageError
 from pipeline.flows import load_flows
-from pipeline.orchestration.registry import Trend, flow_entry
+from pipeline.orchestration.registry import Trend, flow_entries, flow_entry
 from pipeline.orchestration.states import ACTIVE_STATES, FINAL_STATES, State
 from pipeline.store import MIGRATIONS, Store
 from pipeline.store.base import is_database_url
@@ -125,58 +125,48 @@ def run_list(history: Store, *, page: int, per_page: int, sort: str = "newest", 
     """One page of the runs list of ``flow`` (None: every flow), paged, filtered and sorted in SQL (``filters``:
     the list's; ``metric``: the key a metric sort sorts by), as the table and the chart's points (the same
     runs: the page draws only what it read)."""
-    rows = held(history, _flowed(history.run_list, flow, limit=per_page, offset=page * per_page, sort=sort,
-                                 metric=metric, **filters))
     entry = flow_entry(flow) if flow else None
+    metrics = (entry.metrics[0].key,) if entry and entry.metrics else _headlines()
+    rows = held(history, history.run_list(limit=per_page, offset=page * per_page, sort=sort, flow=flow,
+                                          metric=metric if sort.startswith("metric_") else None, metrics=metrics,
+                                          **filters))
     table = frames.runs_table(rows, history.task_counts([r["id"] for r in rows]), now=now(),
                               overdue_note=overdue_note, entry=entry)
     return table, frames.run_points(rows, now(), entry)
 
 
+def _headlines() -> tuple[str, ...]:
+    """The headline metric of every registered flow (the first it declares): what a list of any flow reads."""
+    return tuple(dict.fromkeys(entry.metrics[0].key for entry in flow_entries() if entry.metrics))
+
+
 @_cached
 def count_run_list(history: Store, flow: str | None = None, **filters: Any) -> int:
-    return _flowed(history.count_run_list, flow, **filters)
+    return history.count_run_list(flow=flow, **filters)
 
 
 @_cached(live=True)
 def run_list_points(history: Store, *, limit: int = 1000, flow: str | None = None, **filters: Any) -> pd.DataFrame:
-    return frames.run_points(_flowed(history.run_list_points, flow, limit=limit, **filters), now(),
+    return frames.run_points(history.run_list_points(limit=limit, flow=flow, **filters), now(),
                              flow_entry(flow) if flow else None)
 
 
 def cancellable_ids(flow: str | None = None, **filters: Any) -> list[str]:
     """Waiting or running runs matching the filters, read fresh (it decides what a button cancels)."""
-    return _flowed(_store(str(settings().history)).cancellable_ids, flow, **filters)
+    return _store(str(settings().history)).cancellable_ids(flow=flow, **filters)
 
 
 @_cached
 def flows_with_runs(history: Store, names: tuple[str, ...]) -> tuple[str, ...]:
     """Those of the flows ``names`` that have runs."""
-    return tuple(name for name in names if _flowed(history.count_run_list, name))
-
-
-def _flowed(read: Callable[..., Any], flow: str | None, **kwargs: Any) -> Any:
-    """``read(flow=flow, **kwargs)``. TEMPORARY, until the store's reads take ``flow=`` and ``metric=`` (helper
-    "fields"): on a store whose read does not take them yet, the read without them (every flow)."""
-    kwargs = {**kwargs, "flow": flow}
-    while True:
-        try:
-            return read(**{k: v for k, v in kwargs.items() if v is not None or k not in ("flow", "metric")})
-        except TypeError as error:
-            unknown = next((k for k in ("flow", "metric") if f"'{k}'" in str(error) and k in kwargs), None)
-            if unknown is None:
-                raise
-            kwargs.pop(unknown)
-        except KeyError as error:  # a metric sort the store does not know yet: its former name
-            if kwargs.get("sort") not in ("metric_desc", "metric_asc") or "metric_" not in str(error):
-                raise
-            kwargs["sort"] = f"val_rmse_{kwargs['sort'][7:]}"
+    return tuple(name for name in names if history.count_run_list(flow=name))
 
 
 @_cached(live=True)
 def recent_runs_of(history: Store, deployment: str, limit: int = 5) -> pd.DataFrame:
     """The deployment's last runs that started, newest first, as a runs table."""
-    rows = held(history, history.run_list(limit=limit, deployment=deployment, states=STARTED_STATES))
+    rows = held(history, history.run_list(limit=limit, deployment=deployment, states=STARTED_STATES,
+                                          metrics=_headlines()))
     return frames.runs_table(rows, history.task_counts([r["id"] for r in rows]), now=now())
 
 
@@ -211,27 +201,27 @@ def run(history: Store, run_id: str) -> dict[str, Any]:
 
 @_cached
 def recent_runs(history: Store, limit: int = 50) -> list[dict[str, Any]]:
-    return history.run_list(limit=limit, states=STARTED_STATES)
+    return history.run_list(limit=limit, states=STARTED_STATES, metrics=_headlines())
 
 
 @_cached
 def last_run(history: Store, flow: str | None = None) -> dict[str, Any] | None:
     """The run of ``flow`` that started last (whatever its state now)."""
-    started = _flowed(history.run_timeline, flow, limit=1)
+    started = history.run_timeline(limit=1, flow=flow)
     return history.run_with_deployment(started[0]["id"]) if started else None
 
 
 @_cached(live=True)
 def latest_run(history: Store, flow: str | None = None) -> dict[str, Any] | None:
     """The run of ``flow`` created last among those due (a run just triggered), whatever its state now."""
-    found = _flowed(history.latest_run, flow, now=now())
+    found = history.latest_run(now=now(), flow=flow)
     return held(history, [found])[0] if found else None
 
 
 @_cached
 def next_run(history: Store, flow: str | None = None) -> dict[str, Any] | None:
     """The next run of ``flow`` that will start (not one a paused deployment or queue holds); else the first held one."""
-    rows = held(history, _flowed(history.run_list, flow, states=[State.SCHEDULED.value], sort="oldest", limit=50))
+    rows = held(history, history.run_list(states=[State.SCHEDULED.value], sort="oldest", limit=50, flow=flow))
     return next((r for r in rows if labels.status(r) != "HELD"), rows[0] if rows else None)
 
 
@@ -258,7 +248,7 @@ def count_by_state(history: Store, flow: str | None = None) -> dict[str, int]:
     """Runs by state, of ``flow`` (None: every flow)."""
     if flow is None:
         return history.count_by_state()
-    return {state: _flowed(history.count_run_list, flow, states=(state,)) for state in labels.RUN_STATES}
+    return {state: history.count_run_list(flow=flow, states=(state,)) for state in labels.RUN_STATES}
 
 
 # -- one run --------------------------------------------------------------------------
@@ -296,30 +286,15 @@ def trend(history: Store, flow: str, without: str | None = None) -> pd.DataFrame
     entry = flow_entry(flow)
     declared = entry.trend or Trend(entry.metrics[0].key if entry.metrics else "")
     keys = tuple(dict.fromkeys([declared.metric, *declared.also, *(m.key for m in entry.metrics)]))
-    return frames.trend_frame(_trend_points(history, flow, declared, keys, without), entry)
-
-
-def _trend_points(history: Store, flow: str, trend: Trend, keys: tuple[str, ...],
-                  without: str | None = None) -> list[dict[str, Any]]:
-    """``Store.trend_points``. TEMPORARY, until it lands (helper "fields"): built from ``metric_history``."""
-    if hasattr(history, "trend_points"):
-        return history.trend_points(flow, trend.metric, by=trend.by, keys=keys, without=without)
-    latest: dict[Any, dict[str, Any]] = {}
-    for run in history.metric_history(limit=240, flow=flow):
-        metrics = run.get("metrics") or {}
-        if metrics.get(trend.metric) is None or (without and metrics.get(without, run.get(without))):
-            continue
-        value = labels.field_value(run, trend.by) if trend.by else run["id"]
-        counted = latest.get(value, {}).get("runs", 0) + 1
-        latest[value] = {**run, **{k: metrics.get(k) for k in keys}, "runs": counted}
-    return list(latest.values())
+    return frames.trend_frame(history.trend_points(flow, declared.metric, by=declared.by, keys=keys, without=without),
+                              entry)
 
 
 @_cached
 def latest_metrics(history: Store, flow: str) -> list[dict[str, Any]]:
     """The latest completed run of ``flow`` and, when its trend goes by a field, the latest one of an earlier
     value of that field (e.g. month), oldest first."""
-    rows = history.metric_history(limit=50, flow=flow)
+    rows = history.metric_history(flow, limit=50)
     if not rows:
         return []
     latest, by = rows[-1], (flow_entry(flow).trend or Trend("")).by
@@ -332,9 +307,7 @@ def latest_metrics(history: Store, flow: str) -> list[dict[str, Any]]:
 @_cached
 def flag_share(history: Store, flow: str, field: str) -> tuple[int, int]:
     """(runs with the flag ``field`` set, all) among the completed runs of ``flow``."""
-    if hasattr(history, "flag_counts"):
-        return history.flag_counts(flow, field)
-    return history.synthetic_counts()  # TEMPORARY, until Store.flag_counts lands (helper "fields"): every flow
+    return history.flag_counts(flow, field)
 
 
 # -- deployments, queues, scheduler ---------------------------------------------------

@@ -11,11 +11,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dashboard import charts, frames, labels, queries, training_charts
+from dashboard import charts, frames, labels, training_charts
 from pipeline.config import Settings
 from pipeline.orchestration.scheduler import SchedulerOptions
 from pipeline.store import Store
 from pipeline.training.job import ENTRY as TRAINING
+from pipeline.training.job import FLOW_NAME
 from tests.dashboard_seed import seed_history
 
 UTC = dt.timezone.utc
@@ -117,7 +118,7 @@ def trend_figure(history: pd.DataFrame):
 
 def seeded_trend(store) -> pd.DataFrame:
     keys = tuple(m.key for m in TRAINING.metrics)
-    return frames.trend_frame(queries._trend_points(store, TRAINING.name, TRAINING.trend, keys), TRAINING)
+    return frames.trend_frame(store.trend_points(FLOW_NAME, "val_rmse", by="val_month", keys=keys), TRAINING)
 
 
 def test_metric_trends_chart_the_trend_metric_and_the_one_drawn_beside_it_labelled(seeded):
@@ -165,10 +166,11 @@ def test_trend_labels_are_thinned_to_the_span(months, step):
 
 def test_metric_months_keep_the_latest_completed_run_of_each_month_and_count_them(seeded):
     seeded_history, store = seeded
-    rows = store.metric_months()
+    rows = store.trend_points(FLOW_NAME, "val_rmse", by="val_month", keys=("train_rmse",))
     assert len(rows) == 12 and [r["val_month"] for r in rows] == sorted(r["val_month"] for r in rows)
     assert all(r["runs"] == 1 for r in rows) and rows[-1]["id"] == seeded_history.completed[-1]
-    assert len(store.metric_months(real_only=True)) == 9  # three months ran on demo data
+    real = store.trend_points(FLOW_NAME, "val_rmse", by="val_month", without="synthetic")
+    assert len(real) == 9  # three months ran on demo data
 
 
 # -- state counts and empty data ---------------------------------------------------------
