@@ -34,7 +34,7 @@ def history(tmp_path, monkeypatch):
     seeded.scoring = store.create_run(  # on synthetic data: it must not count among the training runs'
         flow=SCORING, name="scoring-heron", state=State.COMPLETED, now=now, deployment_id=row["id"],
         trigger="completion", triggered_by=upstream["id"], run_date=upstream["run_date"], scheduled_time=now,
-        started_at=now, ended_at=now + dt.timedelta(seconds=1), synthetic=True, data_source="demo:3000",
+        started_at=now, ended_at=now + dt.timedelta(seconds=1), month="2021-07", synthetic=True, data_source="demo:3000",
         metrics={"rows_scored": 1000, "rmse": 11.2, "rows_read": 1040, "month": "2021-07", "rows_left_out": LEFT_OUT,
                  "mean_predicted": 15.1, "mean_actual": 16.2, "model_version": version, "synthetic": True,
                  "distribution": {"predicted": [0, 300, 700] + [0] * 57, "actual": [100, 400, 500] + [0] * 57}})
@@ -67,7 +67,7 @@ def test_the_overview_shows_the_first_flow_with_runs_and_a_scoring_run_is_not_it
     assert len(card) == 1 and card[0].startswith(f"**{history.upstream['name']}** · ")
     assert ":gray[Validation RMSE]" in texts(at) and "scoring-heron" not in texts(at)
     at.selectbox(key="flow_pick_overview").set_value(SCORING).run()
-    assert at.query_params["flow"] == SCORING
+    assert not at.exception and at.query_params["flow"] == SCORING
     assert "**scoring-heron** · " in texts(at) and ":gray[Champion's RMSE on the month]  \n### 11.2000" in texts(at)
     assert f"/runs?state=COMPLETED&flow={SCORING}" in texts(at)
 
@@ -83,6 +83,7 @@ def test_the_runs_list_shows_the_flow_picked_or_every_flow(history):
     at = open_page("runs")
     assert "scoring-heron" not in run_names(table(at, "Reason")) and "Validation RMSE" in table(at, "Reason")
     at.selectbox(key="flow_pick_runs").set_value(SCORING).run()
+    assert not at.exception
     scoring = table(at, "Reason")
     assert run_names(scoring) == {"scoring-heron"} and list(scoring["Champion's RMSE on the month"]) == ["11.2000"]
     at.selectbox(key="flow_pick_runs").set_value("all").run()
@@ -105,6 +106,7 @@ def test_the_trends_page_draws_the_flow_picked(history):
     at = open_page("trends")
     assert "val_rmse" in table(at, "covers").columns and len(table(at, "covers")) == 12
     at.selectbox(key="flow_pick_trends").set_value(SCORING).run()
+    assert not at.exception
     scoring = table(at, "covers")
     assert list(scoring["name"]) == ["scoring-heron"] and list(scoring["rmse"]) == [11.2]
     assert "val_rmse" not in scoring.columns and "Data checks" not in [s.value for s in at.subheader]

@@ -88,8 +88,9 @@ def latest_metrics_card(rows: list[dict[str, Any]], entry: FlowEntry) -> None:
     day = f"run date {latest['run_date']}"
     st.markdown(f"**{latest['name']}** · {labels.nowrap(day, *covered(entry, latest))}", unsafe_allow_html=True)
     flags = ", ".join(f.label for f in labels.flagged(entry, latest))
-    against = f"change against {previous['name']} ({labels.covers(entry, previous) or previous['run_date']})"
-    st.caption(" · ".join(part for part in (flags, against if previous else "") if part) or " ")
+    against = (f"change against {previous['name']} ({labels.covers(entry, previous) or previous['run_date']})"
+               if previous else "")
+    st.caption(" · ".join(part for part in (flags, against) if part) or " ")
     widgets.run_link(latest, f"Open {latest['name']}")
 
 

@@ -36,10 +36,11 @@ def check_date(run_date: dt.date, today: dt.date) -> None:
 
 
 def run_fields(parameters: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
-    """The columns a run carries before it starts: its date and data source (its month is in its parameters)."""
+    """The fields a run carries before it starts: its date, the month it scores and its data source."""
     run_date = parse_date(parameters.get("date"))
     data_url = normalize_data_url(parameters.get("data_url") or settings.data_url)
-    return {"run_date": run_date.isoformat(), "data_source": data_url, "synthetic": is_synthetic(data_url)}
+    return {"run_date": run_date.isoformat(), "month": scored_month(run_date), "data_source": data_url,
+            "synthetic": is_synthetic(data_url)}
 
 
 def normalize(parameters: Mapping[str, Any]) -> dict[str, Any]:
