@@ -73,7 +73,7 @@ def latest_rule(deployment: str) -> str:
 SOURCES = {"configured": "As configured", "demo": "Demo (synthetic)", "tlc": "TLC", "custom": "A mirror or folder"}
 
 
-def data_source(entry: FlowEntry) -> str | None:
+def data_choice(entry: FlowEntry) -> str | None:
     """The data the run reads: None for this dashboard's FHV_DATA_URL (or a flow that reads none), else a
     checked URL template."""
     if entry.parameters is not None and "data_url" not in entry.parameters:
@@ -98,7 +98,7 @@ def manual_run(entry: FlowEntry) -> None:
     last = latest_date(deployment)
     day = st.date_input("Run date", today(deployment), min_value=FIRST_DATE, max_value=last, key="trigger_date",
                         format="YYYY-MM-DD")
-    source = data_source(entry)
+    source = data_choice(entry)
     paused = any(d["name"] == deployment and not d["active"] for d in queries.deployments())
     starts = (f"Deployment {deployment} is paused: the run waits until it is resumed on *Upcoming*." if paused else
               "The scheduler starts it as soon as its work queue has room.")
