@@ -1,11 +1,12 @@
-"""What the scheduler and the workers share: the flow processes they start, and their guarded jobs.
+"""What the scheduler and the workers share: the flow processes they start, and the loop over their services.
 
-A ``Supervisor`` starts claimed runs in its executor, reaps ended processes and records what a
+A ``Supervisor`` is a list of services (``services/``), each run at its interval and in a guard, and starts
+claimed runs in its executor, reaps ended processes and records what a
 process left unrecorded (CRASHED, or CANCELLED if it was stopped on purpose), honours cancel
 requests (SIGTERM, then SIGKILL after ``cancel_grace``), kills its own flows whose run heartbeat went
-stale, and on stop gives running flows ``shutdown_grace`` seconds before cancelling them. Every job
-runs in a guard: an exception is logged and recorded, never raised out of the loop; a HistoryLost
-stops the process.
+stale, and on stop gives running flows ``shutdown_grace`` seconds before cancelling them. Every service
+runs in a guard: an exception is logged and recorded, never raised out of the loop, and the other services
+go on; a HistoryLost stops the process.
 """
 from __future__ import annotations
 
@@ -17,8 +18,10 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
+import schedule
+
 from ..config import Settings
-from ..errors import ConfigError, HistoryDamaged, HistoryLost, HistoryUnreachable, PipelineError
+from ..errors import ConfigError, HistoryDamaged, HistoryLost, HistoryUnreachable
 from ..formatting import duration_text, seconds_words
 from ..formatting import utc_text as _when
 from ..store import RunRow, Store, from_db
@@ -28,6 +31,7 @@ from .liveness import ending_message
 from .loss import HistoryLoss, unrecorded
 from .outage import Outage
 from .runtime import new_run_name
+from .services.base import Service, Step
 from .states import ACTIVE_STATES, State
 
 logger = logging.getLogger("pipeline.orchestration.scheduler")
@@ -76,6 +80,7 @@ class Supervisor(HistoryLoss):
     role = "scheduler"  # how its log lines name it
     identity = ""  # who it claims runs as (host:pid:tag:pid-namespace)
     watch: Any = None  # notices the history file deleted or replaced (``lock.HistoryWatch``)
+    heartbeat: Service  # the subclass's: stamps its lease or its worker row (also while stopping)
 
     def __init__(self, store: Store, settings: Settings, *, options: Any, clock: Clock, executor: Executor):
         self.store, self.settings, self.options, self.clock = store, settings, options, clock
@@ -88,12 +93,33 @@ class Supervisor(HistoryLoss):
         self.fatal: HistoryLost | HistoryDamaged | None = None
         self.unsettled: list[Exit] = []  # flow processes that ended while the history could not record it
         self.outage = Outage(self.role)
+        self.jobs = schedule.Scheduler()  # sets the cadence of the services, once started
+        self.step = Step(options.tick, (), self.run)  # the services run every tick, and when a run falls due
+        self.services: list[Service] = [self.step]  # the subclass's, in the order a tick runs them
+        self.ready = False
 
     # -- the loop ------------------------------------------------------------------------
+    def start(self) -> None:
+        """Begin (the subclass: take the lease, register the worker), then register the services' cadence."""
+        self.begin()
+        for service in self.services:
+            self.jobs.every(service.interval).seconds.do(self.guarded(service))
+        self.ready = True
+
+    def begin(self) -> None:
+        """What the process does before its services run (the subclass's)."""
+        raise NotImplementedError
+
+    def tick(self) -> None:
+        """Run every service once, in order (the first call starts the process)."""
+        if not self.ready:
+            self.start()
+        for service in self.services:
+            self.run(service)
+
     def loop(self) -> None:
-        """Tick once, then run each job when it falls due and a step as soon as a run falls due
-        (so that it starts on time, not at the next tick), until asked to stop; then shut down.
-        The subclass gives ``tick``, ``step``, ``jobs`` (a ``schedule.Scheduler``) and ``_last_step``."""
+        """Tick once, then run each service when it falls due and a step as soon as a run falls due
+        (so that it starts on time, not at the next tick), until asked to stop; then shut down."""
         try:
             self.tick()
             while not self.stopping.is_set():
@@ -102,7 +128,7 @@ class Supervisor(HistoryLoss):
                 else:
                     self.jobs.run_pending()
                     if not self.stopping.is_set() and self._run_due():
-                        self._guarded(self.step)()
+                        self.run(self.step)
                 self.clock.sleep(self._idle())
         finally:
             self.shutdown()
@@ -111,9 +137,9 @@ class Supervisor(HistoryLoss):
 
     def _run_due(self) -> bool:
         """Whether a run fell due since the last step."""
-        if self._last_step is None:
+        if self.step.last is None:
             return False
-        due = self._next_due(after=self._last_step)
+        due = self._next_due(after=self.step.last)
         return due is not None and due <= self.clock.now()
 
     def _idle(self) -> float:
@@ -168,7 +194,18 @@ class Supervisor(HistoryLoss):
             self.hurry.set()
         self.stopping.set()
 
-    def _guarded(self, job: Callable[[], Any]) -> Callable[[], None]:
+    def run(self, service: Service) -> None:
+        """One round of a service, in the guard."""
+        self.guarded(service)()
+
+    def guarded(self, service: Service) -> Callable[[], None]:
+        """A round of the service at the clock's ``now``, in the guard (named for the service)."""
+        return self._guarded(lambda: service.run_once(self.clock.now()), service.name)
+
+    def _guarded(self, job: Callable[[], Any], name: str | None = None) -> Callable[[], None]:
+        """``job`` run so that its exception is logged and recorded, never raised: the other jobs go on."""
+        name = name or job.__name__
+
         def run() -> None:
             try:
                 job()
@@ -177,8 +214,8 @@ class Supervisor(HistoryLoss):
             except HistoryUnreachable as error:
                 self.outage.begin(error, self.clock.now())
             except Exception as error:  # noqa: BLE001 - one failing job must not stop the loop
-                self._record_failure(job.__name__, error)
-        run.__name__ = job.__name__
+                self._record_failure(name, error)
+        run.__name__ = name
         return run
 
     def _record_failure(self, name: str, error: Exception) -> None:
@@ -227,11 +264,11 @@ class Supervisor(HistoryLoss):
                 continue
             run = active.get(run_id) or self.store.get_run(run_id)
             if run["state"] == State.CRASHED or run["claimed_by"] != self.identity:
-                self._signal(run_id, signal.SIGKILL, "ended elsewhere", now)
+                self.signal_flow(run_id, signal.SIGKILL, "ended elsewhere", now)
             elif run_id in active and self._stale(run, now):
-                self._signal(run_id, signal.SIGKILL, "hung", now)
+                self.signal_flow(run_id, signal.SIGKILL, "hung", now)
 
-    def _start(self, run: RunRow) -> None:
+    def start_flow(self, run: RunRow) -> None:
         now = self.clock.now()
         if run["id"] in self.executor.running():  # claimed again while the flow of an earlier claim of it lives
             self.executor.signal(run["id"], signal.SIGKILL)
@@ -245,7 +282,7 @@ class Supervisor(HistoryLoss):
         self.started[run["id"]] = self.clock.now()  # the start may wait for the forkserver's imports
         logger.info("Started run %s (%s) in process %d.", run["name"], run["id"][:8], pid)
 
-    def _end_dead(self, run: RunRow, message: str, now: dt.datetime) -> None:
+    def end_dead(self, run: RunRow, message: str, now: dt.datetime) -> None:
         """End a run whose process is gone (CANCELLED if asked, else CRASHED, retried if its deployment says so)."""
         ended, retry = self.store.end_dead_run(run["id"], message=message, now=now,
                                                retries=run.get("deployment_retries") or 0, name=new_run_name())
@@ -260,11 +297,11 @@ class Supervisor(HistoryLoss):
         """SIGTERM first; SIGKILL once ``cancel_grace`` has passed since."""
         signalled = self.ending.get(run_id)
         if signalled is None:
-            self._signal(run_id, signal.SIGTERM, why, now)
+            self.signal_flow(run_id, signal.SIGTERM, why, now)
         elif (now - signalled[1]).total_seconds() > self.options.cancel_grace and "killed" not in signalled[0]:
-            self._signal(run_id, signal.SIGKILL, f"{signalled[0]}, killed", now)
+            self.signal_flow(run_id, signal.SIGKILL, f"{signalled[0]}, killed", now)
 
-    def _signal(self, run_id: str, signum: int, why: str, now: dt.datetime) -> None:
+    def signal_flow(self, run_id: str, signum: int, why: str, now: dt.datetime) -> None:
         self.ending[run_id] = (why, now)
         self.executor.signal(run_id, signum)
 
@@ -286,16 +323,16 @@ class Supervisor(HistoryLoss):
                                                   f"{_when(run['next_attempt_at'])}.")
         elif state in ACTIVE_STATES:
             if why == "hung" and not run["started_at"]:
-                self._requeue(run, "its flow process did not start it within the stale time of "
+                self.requeue(run, "its flow process did not start it within the stale time of "
                                    f"{seconds_words(self.options.stale_after)} (a slow start); back in the queue", now)
                 return
             if exit_.exitcode == EXIT_UNREACHABLE and not run["started_at"]:
-                self._requeue(run, "its flow process could not reach the history to start it; back in the queue", now)
+                self.requeue(run, "its flow process could not reach the history to start it; back in the queue", now)
                 return
             message = ending_message(why, exit_.pid, exit_.how, cancel_grace=self.options.cancel_grace,
                                      stale_after=self.options.stale_after, role=self.role)
             if why in ("", "hung"):
-                self._end_dead(run, message, now)
+                self.end_dead(run, message, now)
             else:
                 self.store.transition(run["id"], State.CANCELLED, now=now, message=message, error=message,
                                       expect=ACTIVE_STATES)
@@ -309,7 +346,7 @@ class Supervisor(HistoryLoss):
                            message=f"The {self.role} stopped while this run was running, so it was cancelled.")
         self.store.reword_cancel(run["id"], f"Cancelled because the {self.role} stopped before the run finished.")
 
-    def _requeue(self, run: RunRow, reason: str, now: dt.datetime) -> None:
+    def requeue(self, run: RunRow, reason: str, now: dt.datetime) -> None:
         """Back to the queue, or CANCELLED if its cancel was asked while it was claimed."""
         why = reason.removesuffix("; back in the queue")
         back = self.store.requeue_unstarted(run["id"], reason=reason, now=now,
@@ -335,10 +372,10 @@ class Supervisor(HistoryLoss):
         self._wait_for_children(self.options.shutdown_grace, use_hurry=True)
         now = self.clock.now()
         for run_id in self.executor.running():
-            self._signal(run_id, signal.SIGTERM, "stop", now)
+            self.signal_flow(run_id, signal.SIGTERM, "stop", now)
         self._wait_for_children(self.options.cancel_grace)
         for run_id in self.executor.running():
-            self._signal(run_id, signal.SIGKILL, "stop, killed", self.clock.now())
+            self.signal_flow(run_id, signal.SIGKILL, "stop, killed", self.clock.now())
         self._wait_for_children(5.0)
         if self.fatal is None:
             self._guarded(self._record_stop)()
@@ -355,16 +392,8 @@ class Supervisor(HistoryLoss):
                 return
             self._guarded(self.cancel)()
             if self.fatal is None:
-                self._guarded(self.heartbeat)()
+                self.run(self.heartbeat)
             self.clock.sleep(min(self.options.tick, 0.1))
-
-    def heartbeat(self) -> None:
-        raise NotImplementedError
-
-
-def sentence(error: BaseException) -> str:
-    text = str(error)
-    return text if isinstance(error, PipelineError) and text else f"{type(error).__name__}: {text}"
 
 
 def _log_end(run: dict[str, Any], now: dt.datetime) -> None:
