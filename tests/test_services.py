@@ -7,7 +7,8 @@ from pipeline.orchestration.scheduler import Scheduler, SchedulerOptions
 from pipeline.orchestration.services.dispatch import Dispatch
 from pipeline.orchestration.services.waiting import MarkLate
 from pipeline.orchestration.states import State
-from pipeline.orchestration.supervisor import ProcessOptions, Supervisor
+from pipeline.orchestration.process import ProcessOptions
+from pipeline.orchestration.supervisor import Supervisor
 from pipeline.orchestration.worker import Worker, WorkerOptions
 from tests.fakes import FakeExecutor
 

@@ -44,6 +44,7 @@ from .executor import Executor, ProcessExecutor
 from .liveness import new_identity
 from .lock import HistoryWatch, LockWatch, exclusive
 from .notify import Notifier
+from .process import ProcessOptions, stop_on_signals
 from .services.base import Service
 from .services.dispatch import Dispatch
 from .services.flows import Cancel, Notify, Reap
@@ -52,7 +53,7 @@ from .services.lease import Heartbeat, Lease
 from .services.slots import CatchUp, Expire, Follow, Materialise
 from .services.sweep import Sweep
 from .services.waiting import MarkLate
-from .supervisor import ProcessOptions, Supervisor, stop_on_signals
+from .supervisor import Supervisor
 
 logger = logging.getLogger("pipeline.orchestration.scheduler")
 

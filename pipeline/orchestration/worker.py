@@ -34,9 +34,10 @@ from .clock import SYSTEM_CLOCK, Clock
 from .executor import Executor, ProcessExecutor
 from .liveness import new_identity
 from .lock import HistoryWatch
+from .process import ProcessOptions, stop_on_signals
 from .services.flows import Cancel, Reap
 from .services.workers import Claim, WorkerHeartbeat
-from .supervisor import ProcessOptions, Supervisor, stop_on_signals
+from .supervisor import Supervisor
 
 logger = logging.getLogger("pipeline.orchestration.worker")
 
