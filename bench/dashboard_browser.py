@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipeline.store import Store  # noqa: E402
+from pipeline.flows import load_flows  # noqa: E402  (the entry point registers the flows)
 from tests.dashboard_seed import bulk_history, seed_history  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
@@ -177,6 +178,7 @@ def navigation(browser, url: str, repeat: int) -> dict[str, float]:
 
 
 def main() -> int:
+    load_flows()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10_000)
     parser.add_argument("--tasks", type=int, default=50_000)

@@ -26,6 +26,7 @@ import streamlit as st  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from pipeline.store import Store  # noqa: E402
+from pipeline.flows import load_flows  # noqa: E402  (the entry point registers the flows)
 from tests.dashboard_seed import bulk_history, seed_history  # noqa: E402
 
 APP = str(ROOT / "dashboard" / "app.py")
@@ -73,6 +74,7 @@ def measure(page: str, run_id: str, repeat: int) -> tuple[float, float]:
 
 
 def main() -> int:
+    load_flows()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10_000)
     parser.add_argument("--tasks", type=int, default=50_000)

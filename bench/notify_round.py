@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent  # works from any working director
 sys.path.insert(0, str(ROOT))
 
 from pipeline.config import Settings  # noqa: E402
+from pipeline.flows import load_flows  # noqa: E402  (the entry point registers the flows)
 from pipeline.orchestration import notify  # noqa: E402
 from pipeline.orchestration.states import State  # noqa: E402
 from pipeline.store import Store  # noqa: E402
@@ -44,6 +45,7 @@ def timed(label: str, work) -> object:
 
 
 def main() -> None:
+    load_flows()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--history", type=int, default=20_000)
     parser.add_argument("--failed", type=int, default=100)

@@ -34,6 +34,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from pipeline.flows import load_flows  # noqa: E402  (the entry point registers the flows)
+
 
 def run_process(argv: list[str], env: dict[str, str]) -> tuple[float, float, dict]:
     """Wall seconds, peak RSS in MiB and the JSON printed by one child process."""
@@ -201,6 +203,7 @@ def compare(reference: dict, ours: dict) -> list[str]:
 
 
 def main() -> None:
+    load_flows()
     parser = argparse.ArgumentParser()
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--rows", type=int, default=1_150_000)

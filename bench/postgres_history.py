@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipeline.cli import main as cli  # noqa: E402
+from pipeline.flows import load_flows  # noqa: E402  (the entry point registers the flows)
 from pipeline.store import Store  # noqa: E402
 from tests.dashboard_seed import bulk_history, seed_history  # noqa: E402
 from tests.pgserver import PgServer, postgres_bin  # noqa: E402
@@ -77,6 +78,7 @@ def run(runs: int, tasks: int, repeat: int) -> None:
 
 
 if __name__ == "__main__":
+    load_flows()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10_000)
     parser.add_argument("--tasks", type=int, default=5)

@@ -19,6 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.orchestration.runtime import SYSTEM_CLOCK, flow, run_flow, task  # noqa: E402
+from pipeline.flows import load_flows  # noqa: E402  (the entry point registers the flows)
 from pipeline.orchestration.states import State  # noqa: E402
 from pipeline.store import Store  # noqa: E402
 
@@ -62,6 +63,7 @@ def one_run(store: Store) -> float:
 
 
 def main() -> None:
+    load_flows()
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=200)
     args = parser.parse_args()

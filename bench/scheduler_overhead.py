@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent  # works from any working director
 sys.path.insert(0, str(ROOT))
 
 from pipeline.config import Settings  # noqa: E402
+from pipeline.flows import load_flows  # noqa: E402  (the entry point registers the flows)
 from tests.fakes import FakeExecutor  # noqa: E402
 from pipeline.orchestration.runtime import SYSTEM_CLOCK  # noqa: E402
 from pipeline.orchestration.scheduler import Scheduler, SchedulerOptions  # noqa: E402
@@ -239,6 +240,7 @@ def postgres_figures(home: Path, runs: int, due: int) -> None:
 
 
 def main() -> None:
+    load_flows()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--history", type=int, default=100_000)

@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from large_months import run_process  # noqa: E402  (wall, peak RSS of the process tree, CPU, JSON)
+from pipeline.flows import load_flows  # noqa: E402  (the entry point registers the flows)
 
 LARGE_FOLDER, LARGE_MONTH, LARGE_ROWS = Path("/tmp/fhv-large-months/rg1m"), "2018-12", 23_904_082
 
@@ -139,6 +140,7 @@ def report(results: dict[str, list], flow: list[float], check: str, big: list[di
 
 
 def main() -> None:
+    load_flows()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--rows", type=int, default=1_150_000)

@@ -17,7 +17,8 @@ import pandas as pd
 import streamlit as st
 
 from pipeline.config import Settings, load_settings
-from pipeline.errors import StorageError
+from pipeline.errors import ConfigError, StorageError
+from pipeline.flows import load_flows
 from pipeline.orchestration.states import ACTIVE_STATES, FINAL_STATES, State
 from pipeline.store import MIGRATIONS, Store
 from pipeline.store.base import is_database_url
@@ -42,7 +43,9 @@ def settings() -> Settings:
 @st.cache_resource(show_spinner=False)
 def _store(path: str) -> Store:
     """The read-only store of a history; creates an empty history the first time, and upgrades the
-    schema of a history written by an older version of the pipeline (the pages read its new tables)."""
+    schema of a history written by an older version of the pipeline (the pages read its new tables).
+    The flows are registered first (``pipeline/flows.py``): the pages ask each run's flow how to show it."""
+    load_flows()
     if is_database_url(path) or not Path(path).exists() or _behind(path):
         Store(path).close()  # migrates, so that the pages can read
     return Store(path, readonly=True)
@@ -60,11 +63,12 @@ def _behind(path: str) -> bool:
 
 
 def history_problem() -> str | None:
-    """The sentence saying why the history cannot be read (corrupt, unreadable, a newer schema), or None."""
+    """The sentence saying why the history cannot be read (corrupt, unreadable, a newer schema) or a flow of
+    FHV_FLOWS cannot be loaded, or None."""
     path = str(settings().history)
     try:
         _store(path).applied_migrations()
-    except StorageError as error:
+    except (StorageError, ConfigError) as error:
         return str(error)
     return None
 

@@ -7,6 +7,8 @@ The public API for deployment files::
 
     from pipeline import AfterCompletion, CronSchedule, DeploymentSpec, IntervalSchedule
 
+Importing the package registers no flow: the process entry points call ``pipeline.flows.load_flows()``.
+
 The flat module paths of earlier versions (``pipeline.deployments``, ``pipeline.schedules``,
 ``pipeline.flow``, ...) still import: each is the same module object as its new home.
 """
@@ -57,7 +59,3 @@ def __getattr__(name: str) -> Any:
         return getattr(importlib.import_module(_PUBLIC[name]), name)
     raise AttributeError(f"module 'pipeline' has no attribute {name!r}")
 
-
-from . import training as _training  # noqa: E402,F401  (registers the monthly training flow)
-from . import scoring as _scoring  # noqa: E402,F401  (registers the monthly batch-scoring flow)
-from . import prefect2 as _prefect2  # noqa: E402,F401  (Prefect 2.0 beta files: their flows and deployments)

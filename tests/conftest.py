@@ -8,9 +8,12 @@ from typing import Any, Callable
 import pytest
 
 from pipeline.config import Settings
+from pipeline.flows import load_flows
 from pipeline.store import Store
 
 pytest_plugins = ["tests.httpserver", "tests.pgserver"]
+
+load_flows()  # as every entry point does: importing ``pipeline`` registers no flow
 
 UTC = dt.timezone.utc
 

@@ -15,6 +15,7 @@ from rich.markup import escape
 
 from ..config import load_settings
 from ..errors import PipelineError
+from ..flows import load_flows
 from ..store.base import storage_error
 from . import history, models, notify, runs, score, users
 from .render import err_console
@@ -54,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = None
     try:
         settings = load_settings()
+        load_flows()
         _configure_logging(args.verbose)
         return int(handler(args, settings) or 0)
     except PipelineError as error:

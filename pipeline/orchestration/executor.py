@@ -31,6 +31,7 @@ import psutil
 
 from ..config import Settings
 from ..errors import ConfigError, HistoryUnreachable
+from ..flows import flow_list, load_flows
 from ..store import RunRow, Store, from_db
 from .clock import SYSTEM_CLOCK
 from .registry import flow_entry, preload_modules
@@ -126,6 +127,7 @@ class ChildJob:
     heartbeat_every: float
     scheduler_pid: int
     claimer: str | None = None  # who claimed the run: only that claim may start it
+    flows: tuple[str, ...] = ()  # the flows the child registers: its parent's (``pipeline/flows.py``)
 
 
 class ProcessExecutor:
@@ -137,6 +139,8 @@ class ProcessExecutor:
         self.await_data = await_data
         self.heartbeat_every = heartbeat_every
         self.context = multiprocessing.get_context("forkserver")
+        self.flows = flow_list()  # registered here, and by each child: a scheduler made without the CLI too
+        load_flows(self.flows)
         modules = list(preload_modules() if preload is None else preload)
         if getattr(settings, "database_url", None):  # each child connects to PostgreSQL: import psycopg once
             modules.append("pipeline.store.postgres")
@@ -161,7 +165,7 @@ class ProcessExecutor:
     def start(self, run: RunRow) -> int:
         self.warm_up()  # (re)starts a forkserver that can import the preload, whatever the working directory
         job = ChildJob(self.settings.history, self.settings, run["id"], self.await_data, self.heartbeat_every,
-                       os.getpid(), run.get("claimed_by"))
+                       os.getpid(), run.get("claimed_by"), self.flows)
         process = self.context.Process(target=child_main, args=(job,), name=f"flow-{run['name']}", daemon=True)
         process.start()
         self.processes[run["id"]] = process
@@ -221,6 +225,7 @@ def child_main(job: ChildJob) -> None:
     _let_the_forkserver_go()
     _die_with_parent(job.scheduler_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    load_flows(job.flows or None)
     store = Store(job.db_path, migrate=False)
     store.on_damage = _end_damaged
     store.claimer = job.claimer

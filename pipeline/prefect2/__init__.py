@@ -6,24 +6,32 @@ same names from here::
 
     from pipeline.prefect2 import flow, task, get_run_logger, DeploymentSpec, IntervalSchedule
 
+Its names import when first used, and ``hooks.py`` plugs the layer into the orchestrator (listed in
+``pipeline/flows.py``), so a command that needs none of it does not import it.
+
 ``python -m pipeline.prefect2 homework.py`` runs such a file as a script (its top-level
 ``main(...)`` call runs the flow, recorded in the history).
 """
 from __future__ import annotations
 
-from ..orchestration import registry as _registry
-from .api import (ConcurrentTaskRunner, PrefectFlow, PrefectFuture, SequentialTaskRunner, State,
-                  SubprocessFlowRunner, flow, get_run_logger, task)
-from .context import get_run_context
-from .deployments import CronSchedule, Deployment, DeploymentSpec, FlowScript, IntervalSchedule, load_elsewhere
-from .execution import register_user_flow  # noqa: F401  (registers the resolver of user flows)
-from .scope import UnsupportedPrefect, prefect_scope
+import importlib
+from typing import Any
+
+_HOMES = {"api": ("ConcurrentTaskRunner", "PrefectFlow", "PrefectFuture", "SequentialTaskRunner", "State",
+                  "SubprocessFlowRunner", "flow", "get_run_logger", "task"),
+          "context": ("get_run_context",),
+          "deployments": ("CronSchedule", "Deployment", "DeploymentSpec", "FlowScript", "IntervalSchedule",
+                          "load_elsewhere"),
+          "execution": ("register_user_flow",),
+          "scope": ("UnsupportedPrefect", "prefect_scope")}
+_MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
 
 __all__ = ["ConcurrentTaskRunner", "CronSchedule", "Deployment", "DeploymentSpec", "FlowScript",
            "IntervalSchedule", "PrefectFlow", "PrefectFuture", "SequentialTaskRunner", "State", "SubprocessFlowRunner",
            "UnsupportedPrefect", "flow", "get_run_context", "get_run_logger", "task"]
 
-if prefect_scope not in _registry.LOAD_SCOPES:
-    _registry.LOAD_SCOPES.append(prefect_scope)
-if load_elsewhere not in _registry.FOREIGN_LOADERS:
-    _registry.FOREIGN_LOADERS.append(load_elsewhere)
+
+def __getattr__(name: str) -> Any:
+    if name in _MODULE_OF:
+        return getattr(importlib.import_module(f"{__name__}.{_MODULE_OF[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..config import load_settings
 from ..errors import PipelineError, package_of
+from ..flows import load_flows
 from .adaptations import adapted_libraries
 from .deployments import find_flows
 from .scope import prefect_scope
@@ -31,6 +32,7 @@ def main(argv: list[str]) -> int:
     sys.argv = [str(path), *argv[1:]]
     try:
         settings = load_settings()  # here, before the folder changes: FHV_HOME's default ./.fhv is the caller's
+        load_flows()
     except PipelineError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -19,15 +19,15 @@ from typing import Any, Callable, Iterator, Mapping
 from ..config import Settings
 from ..errors import ConfigError, package_of
 from ..orchestration.clock import SYSTEM_CLOCK, Clock
-from ..orchestration.registry import FlowEntry, register_flow, register_resolver
+from ..orchestration.registry import FlowEntry, register_flow
 from ..orchestration.runtime import AwaitPolicy, Flow, FlowResult, run_flow
 from ..store import Store
 from . import api
 from .adaptations import adapted_libraries
 from .deployments import find_flows
+from .hooks import PREFIX
 from .scope import prefect_scope
 
-PREFIX = "prefect2:"
 PYTHON = "?python="
 printed = logging.getLogger("pipeline.prefect2.print")
 logger = logging.getLogger("pipeline.prefect2")
@@ -78,8 +78,6 @@ def resolve(name: str) -> FlowEntry:
         raise ConfigError(f"The flow name {name!r} is not a Prefect 2 flow name like prefect2:/path/file.py:main.")
     return _entry(name, None)
 
-
-register_resolver(PREFIX, resolve)
 
 
 def load_flow(path: Path, function: str) -> api.PrefectFlow:

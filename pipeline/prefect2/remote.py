@@ -22,6 +22,9 @@ def main(argv: list[str]) -> int:
     command, *rest = argv or ["?"]
     if command == "check":
         return _needs(rest)
+    from ..flows import load_flows
+
+    load_flows()
     job = json.loads(sys.stdin.read() or "{}")
     if command == "inspect":
         return inspect(job)

@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 from ..config import Settings, is_synthetic, normalize_data_url
 from ..errors import ConfigError, NotPublishedError
-from ..orchestration.registry import Field, FlowEntry, Metric, Trend, register_flow
+from ..orchestration.registry import Field, FlowEntry, Metric, Trend
 from ..training.job import classify_failure
 from ..training.months import FIRST_MONTH, month_of, parse_date, shift_month
 
@@ -59,8 +59,8 @@ METRICS = (Metric("rmse", "Champion's RMSE on the month"), Metric("rows_scored",
            Metric("mean_actual", "Mean actual minutes", ".2f", None))
 
 
-ENTRY = register_flow(FlowEntry(
+ENTRY = FlowEntry(
     name=FLOW_NAME, execute="pipeline.scoring.flow:execute", run_fields=run_fields, parameters=PARAMETERS,
     await_errors=(NotPublishedError,), preload=("pipeline.scoring.flow",), normalize=normalize,
     check_date=check_date, title="Monthly batch scoring", fields=FIELDS, metrics=METRICS,
-    trend=Trend("rmse", by="month"), classify_failure=classify_failure))
+    trend=Trend("rmse", by="month"), classify_failure=classify_failure)

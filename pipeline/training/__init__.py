@@ -1,5 +1,4 @@
 """The monthly training job: months, schema, data, demo, features, model, flow.
 
-Importing the package registers the flow with the orchestrator (``job.py``).
+``job.py`` declares the flow (its ``ENTRY``, listed in ``pipeline/flows.py``).
 """
-from . import job  # noqa: F401  (registers the training flow)

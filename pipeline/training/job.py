@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 from ..config import Settings, is_synthetic, normalize_data_url
 from ..errors import NotPublishedError
-from ..orchestration.registry import Field, FlowEntry, Metric, Trend, register_flow
+from ..orchestration.registry import Field, FlowEntry, Metric, Trend
 from .gates import check_gates, check_tolerance
 from .months import check_run_date, months_for, parse_date
 
@@ -59,9 +59,9 @@ def classify_failure(run: Mapping[str, Any]) -> str:
     return "not_published" if _NOT_PUBLISHED.search(error) else "failed"
 
 
-ENTRY = register_flow(FlowEntry(
+ENTRY = FlowEntry(
     name=FLOW_NAME, execute="pipeline.training.flow:execute", run_fields=run_fields, parameters=PARAMETERS,
     await_errors=(NotPublishedError,), preload=("pipeline.training.flow", "pipeline.training.model",
                                                     "sklearn.linear_model", "sklearn.feature_extraction"),
     normalize=normalize, check_date=check_run_date, title="Monthly training", fields=FIELDS, metrics=METRICS,
-    trend=Trend("val_rmse", by="val_month"), classify_failure=classify_failure))
+    trend=Trend("val_rmse", by="val_month"), classify_failure=classify_failure)

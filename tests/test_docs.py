@@ -1,0 +1,92 @@
+"""The documentation: the MkDocs site builds strict (a broken link or anchor fails), its references
+name every command, option and environment variable, and the README stays short and points at it."""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from pipeline.cli import build_parser
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+README_LIMIT = 80  # lines: what it is, screenshots, the quick start, links into the docs
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def build(config: Path, site: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}  # Material's notice about MkDocs 2 is not our warning
+    return subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file", str(config),
+                           "--site-dir", str(site)], capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_the_documentation_site_builds_strict(tmp_path):
+    done = build(ROOT / "mkdocs.yml", tmp_path / "site")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (tmp_path / "site" / "cli" / "index.html").is_file()
+    assert (tmp_path / "site" / "screenshots" / "overview.png").is_file()
+
+
+def test_a_broken_link_or_anchor_fails_the_strict_build(tmp_path):
+    shutil.copytree(DOCS, tmp_path / "docs")
+    shutil.copy(ROOT / "mkdocs.yml", tmp_path / "mkdocs.yml")
+    with open(tmp_path / "docs" / "tests.md", "a") as page:
+        page.write("\nSee [the options](cli.md#no-such-section) and [the old page](layout.md).\n")
+    done = build(tmp_path / "mkdocs.yml", tmp_path / "site")
+    assert done.returncode != 0
+    assert "cli.md#no-such-section" in done.stderr and "layout.md" in done.stderr
+
+
+def commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
+    """(command path, its parser) for every command and action of ``python -m pipeline``."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield (*path, name), sub
+                yield from commands(sub, (*path, name))
+
+
+def test_the_cli_reference_names_every_command_and_option():
+    reference = (DOCS / "cli.md").read_text()
+    missing = []
+    for path, parser in commands(build_parser()):
+        if " ".join(path) not in reference:
+            missing.append(" ".join(path))
+        for action in parser._actions:
+            missing += [f"{' '.join(path)} {o}" for o in action.option_strings
+                        if o not in ("-h", "--help") and o not in reference]
+    assert not missing, f"docs/cli.md does not name: {missing}"
+
+
+def test_the_configuration_page_names_every_environment_variable():
+    sources = [*ROOT.glob("pipeline/**/*.py"), *ROOT.glob("dashboard/**/*.py"), *ROOT.glob("tests/*.py"),
+               *ROOT.glob("*.sh"), *ROOT.glob("scripts/*"), ROOT / ".ci" / "run"]
+    names = {name for path in sources for name in re.findall(r"\bFHV_[A-Z][A-Z_]*", path.read_text())}
+    page = (DOCS / "configuration.md").read_text()
+    assert names and not sorted(n for n in names if f"`{n}`" not in page)
+
+
+def test_the_readme_is_short_and_links_into_the_docs():
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= README_LIMIT, "README.md grew: move the details into docs/"
+    targets = [t for t in LINK.findall(readme) if "://" not in t]
+    assert "docs/index.md" in targets and sum(t.startswith("docs/") and t.endswith(".md") for t in targets) >= 10
+    broken = [t for t in targets if not (ROOT / t.partition("#")[0]).exists()]
+    assert not broken, f"README.md links to missing files: {broken}"
+
+
+def test_the_readme_quick_start_is_two_commands_and_the_test_command_is_what_ci_runs():
+    quick_start = readme_section("Quick start")
+    block = re.search(r"```bash\n(.*?)```", quick_start, re.S).group(1)
+    commands_run = [line.split("#")[0].strip() for line in block.splitlines() if line.split("#")[0].strip()]
+    assert commands_run == ["./demo.sh", "./test.sh"]
+    assert "./test.sh" in (ROOT / ".ci" / "run").read_text()
+
+
+def readme_section(title: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    return text.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]

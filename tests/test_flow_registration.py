@@ -1,0 +1,80 @@
+"""Flows are registered from one explicit list by the entry points, never as a side effect of an import."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline.cli import main
+from pipeline.errors import ConfigError
+from pipeline.flows import FLOWS, flow_list, load_flows
+from pipeline.orchestration import registry
+
+ROOT = Path(__file__).resolve().parent.parent
+ECHO = "tests.flows.echo:ENTRY"
+
+
+@pytest.fixture
+def own_registry(monkeypatch):
+    """The registry as it is now, restored after the test (so that a test's extra flow does not leak)."""
+    monkeypatch.setattr(registry, "_FLOWS", dict(registry._FLOWS))
+
+
+def python(code: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, **env}, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_importing_the_package_and_its_flows_registers_nothing():
+    done = python("import pipeline, pipeline.training, pipeline.scoring, pipeline.prefect2, pipeline.cli\n"
+                  "from pipeline.orchestration import registry\n"
+                  "print(registry.flow_names(), registry.LOAD_SCOPES, registry.FOREIGN_LOADERS, registry._RESOLVERS)")
+    assert done.stdout.strip() == "[] [] [] {}", done.stderr
+
+
+def test_load_flows_registers_the_list_once_however_often_it_is_called():
+    done = python("from pipeline.flows import load_flows\nfrom pipeline.orchestration import registry\n"
+                  "first = [e.name for e in load_flows()]\nload_flows()\n"
+                  "print(first, registry.flow_names(), len(registry.LOAD_SCOPES), len(registry.FOREIGN_LOADERS), "
+                  "sorted(registry._RESOLVERS))", FHV_FLOWS="")
+    assert done.stdout.strip() == ("['fhv-duration-training', 'fhv-batch-scoring'] ['fhv-batch-scoring', "
+                                   "'fhv-duration-training'] 1 1 ['prefect2:']"), done.stderr
+
+
+def test_fhv_flows_appends_entries_and_callables_to_the_list(monkeypatch, own_registry):
+    monkeypatch.setenv("FHV_FLOWS", f" {ECHO}, tests.flows.echo:entries ,")
+    assert flow_list() == (*FLOWS, ECHO, "tests.flows.echo:entries")
+    assert [e.name for e in load_flows()][-2:] == ["echo", "echo"]
+    assert registry.flow_entry("echo").title == "Echo"
+
+
+@pytest.mark.parametrize("item, says", [
+    ("tests.flows.echo", "'tests.flows.echo' (FHV_FLOWS) is not written module:ATTRIBUTE"),
+    ("tests.flows.nowhere:ENTRY", "its module 'tests.flows.nowhere' does not import (ModuleNotFoundError"),
+    ("tests.flows.echo:NOPE", "the module 'tests.flows.echo' has no 'NOPE'"),
+    ("tests.flows.echo:TASKS", "'tests.flows.echo:TASKS' (FHV_FLOWS) is neither a FlowEntry nor a callable"),
+])
+def test_a_bad_fhv_flows_item_is_one_sentence_naming_it(monkeypatch, own_registry, item, says):
+    monkeypatch.setenv("FHV_FLOWS", item)
+    with pytest.raises(ConfigError, match="^The flow ") as raised:
+        load_flows()
+    assert says in str(raised.value)
+
+
+def test_the_command_line_says_a_bad_fhv_flows_item_in_one_line(monkeypatch, capsys, tmp_path, own_registry):
+    monkeypatch.setenv("FHV_HOME", str(tmp_path / "fhv"))
+    monkeypatch.setenv("FHV_FLOWS", "tests.flows.echo:NOPE")
+    assert main(["runs", "ls"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: The flow 'tests.flows.echo:NOPE' (FHV_FLOWS) cannot be loaded") and \
+        "Traceback" not in error
+
+
+def test_the_command_line_registers_the_flows_of_fhv_flows(tmp_path):
+    env = {"FHV_HOME": str(tmp_path / "fhv"), "FHV_FLOWS": ECHO, "PYTHONPATH": str(ROOT)}
+    done = python("import sys\nfrom pipeline.cli import main\nfrom pipeline.orchestration import registry\n"
+                  "code = main(['runs', 'ls'])\nprint(code, registry.flow_names(), file=sys.stderr)", **env)
+    assert done.stderr.strip().splitlines()[-1] == "0 ['echo', 'fhv-batch-scoring', 'fhv-duration-training']"
