@@ -32,14 +32,22 @@ class Dispatch:
 
     def _fill(self, queue: dict[str, Any], held: tuple[int, ...]) -> int:
         """Start the queue's due runs while it has free slots; how many started."""
-        flows, limit = self.flows, queue["concurrency_limit"]
+        if queue["paused"]:
+            return 0
+        limit = queue["concurrency_limit"]
         free = UNLIMITED if limit is None else limit - queue["running"]
-        started = 0
-        while not queue["paused"] and started < free and not flows.stopping.is_set():
-            run = flows.store.claim_due_run(now=flows.clock.now(), work_queue=queue["name"], claimer=flows.identity,
-                                            skip_deployments=held, within_limit=True)
-            if run is None:
-                break
-            flows.start_flow(run)
-            started += 1
-        return started
+        return claim_and_start(self.flows, queue["name"], free, skip_deployments=held)
+
+
+def claim_and_start(flows: "Supervisor", queue: str, free: int, **claim: Any) -> int:
+    """Claim due runs of one queue and start them, at most ``free`` and none once stopping; how many started
+    (the claim is one statement that honours the queue's limit across every scheduler and worker)."""
+    started = 0
+    while started < free and not flows.stopping.is_set():
+        run = flows.store.claim_due_run(now=flows.clock.now(), work_queue=queue, claimer=flows.identity,
+                                        within_limit=True, **claim)
+        if run is None:
+            break
+        flows.start_flow(run)
+        started += 1
+    return started

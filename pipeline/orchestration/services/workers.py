@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from ...errors import HistoryLost
 from ..liveness import scheduler_alive
+from .dispatch import claim_and_start
 
 if TYPE_CHECKING:
     from ..worker import Worker
@@ -73,24 +74,13 @@ class Claim:
 
     def run_once(self, now: dt.datetime) -> int:
         worker = self.worker
-        if worker.stopping.is_set() or self.beat.cut_off(worker.clock.now()):
+        if worker.stopping.is_set() or self.beat.cut_off(now):
             return 0
         free = worker.concurrency - len(worker.executor.running())
         if free <= 0:
             return 0
-        slots = scheduler_alive(worker.store.scheduler_status(), now=worker.clock.now())
+        slots = scheduler_alive(worker.store.scheduler_status(), now=now)
         started = 0
         for queue in worker.serving():
-            started += self._fill(queue, free - started, slots)
-        return started
-
-    def _fill(self, queue: str, free: int, slots: bool) -> int:
-        worker, started = self.worker, 0
-        while started < free and not worker.stopping.is_set():
-            run = worker.store.claim_due_run(now=worker.clock.now(), work_queue=queue, claimer=worker.identity,
-                                             within_limit=True, slots=slots)
-            if run is None:
-                break
-            worker.start_flow(run)
-            started += 1
+            started += claim_and_start(worker, queue, free - started, slots=slots)
         return started
