@@ -157,28 +157,26 @@ class Supervisor(HistoryLoss):
         self.stopping.set()
 
     def run(self, service: Service) -> None:
-        """One round of a service, in the guard."""
-        self.guarded(service)()
+        """One round of a service at the clock's ``now``, in the guard."""
+        self.guard(service.name, service.run_once, self.clock.now())
 
     def guarded(self, service: Service) -> Callable[[], None]:
-        """A round of the service at the clock's ``now``, in the guard (named for the service)."""
-        return self._guarded(lambda: service.run_once(self.clock.now()), service.name)
+        """``run(service)`` for the ``schedule`` library (the job named for the service)."""
+        def job() -> None:
+            self.run(service)
+        job.__name__ = service.name
+        return job
 
-    def _guarded(self, job: Callable[[], Any], name: str | None = None) -> Callable[[], None]:
-        """``job`` run so that its exception is logged and recorded, never raised: the other jobs go on."""
-        name = name or job.__name__
-
-        def run() -> None:
-            try:
-                job()
-            except (HistoryLost, HistoryDamaged) as error:
-                self._lose_history(error)
-            except HistoryUnreachable as error:
-                self.outage.begin(error, self.clock.now())
-            except Exception as error:  # noqa: BLE001 - one failing job must not stop the loop
-                self._record_failure(name, error)
-        run.__name__ = name
-        return run
+    def guard(self, name: str, job: Callable[..., Any], *args: Any) -> None:
+        """Call ``job`` so that its exception is logged and recorded, never raised: the other jobs go on."""
+        try:
+            job(*args)
+        except (HistoryLost, HistoryDamaged) as error:
+            self._lose_history(error)
+        except HistoryUnreachable as error:
+            self.outage.begin(error, self.clock.now())
+        except Exception as error:  # noqa: BLE001 - one failing job must not stop the loop
+            self._record_failure(name, error)
 
     def _record_failure(self, name: str, error: Exception) -> None:
         self.failures += 1
@@ -340,19 +338,16 @@ class Supervisor(HistoryLoss):
             self.signal_flow(run_id, signal.SIGKILL, "stop, killed", self.clock.now())
         self._wait_for_children(5.0)
         if self.fatal is None:
-            self._guarded(self._record_stop)()
+            self.guard("_record_stop", self.stopped, self.clock.now())
         self.executor.close()
-
-    def _record_stop(self) -> None:
-        self.stopped(self.clock.now())
 
     def _wait_for_children(self, seconds: float, use_hurry: bool = False) -> None:
         deadline = self.clock.now() + dt.timedelta(seconds=seconds)
         while True:
-            self._guarded(self.reap)()
+            self.guard("reap", self.reap)
             if not self.executor.running() or self.clock.now() >= deadline or (use_hurry and self.hurry.is_set()):
                 return
-            self._guarded(self.cancel)()
+            self.guard("cancel", self.cancel)
             if self.fatal is None:
                 self.run(self.heartbeat)
             self.clock.sleep(min(self.options.tick, 0.1))
