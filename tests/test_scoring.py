@@ -26,6 +26,7 @@ from pipeline.scoring.job import FLOW_NAME
 from pipeline.store import Store
 from pipeline.training import champion, demo, features, pickles
 from pipeline.training.flow import run_now
+from pipeline.training.job import FLOW_NAME as TRAINING_FLOW
 from tests.conftest import FakeClock
 from tests.reference_scoring import score as reference_score
 
@@ -67,7 +68,7 @@ def test_the_predictions_equal_the_course_scoring_steps_batch_by_batch(trained, 
     result = score_now(store, settings, date="2021-09-15", name="scored", clock=FakeClock())
     run = store.get_run(result.run_id)
     assert run["state"] == "COMPLETED", run["error"]
-    held = store.champion()
+    held = store.champion(TRAINING_FLOW)
     files = champion.artifact_files(store, held["id"])
     expected = reference_score(folder / "fhv_tripdata_2021-08.parquet", files["vectorizer"]["path"],
                                files["model"]["path"], 2021, 8, held["id"])
@@ -101,7 +102,7 @@ def test_rows_left_out_are_counted_by_reason_and_said_in_the_log(trained):
 def test_the_run_records_the_champion_it_scored_with_and_its_checksums(trained):
     settings, store, _ = trained
     run = store.get_run(score_now(store, settings, date="2021-09-15", name="versioned", clock=FakeClock()).run_id)
-    version, held = run["metrics"]["model_version"], store.champion()
+    version, held = run["metrics"]["model_version"], store.champion(TRAINING_FLOW)
     assert (version["run_id"], version["name"], version["train_month"]) == (held["id"], held["name"], "2021-06")
     assert {name: f["sha256"] for name, f in version["files"].items()} == \
         {name: a["sha256"] for name, a in champion.artifact_files(store, held["id"]).items()}
@@ -151,7 +152,7 @@ def test_score_json_carries_the_output_rows_version_rmse_and_drift(trained, monk
     assert main(["score", "--date", "2021-09-15", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["output"].endswith("fhv_predictions_2021-08.parquet") and summary["rows_scored"] > 3_000
-    assert summary["model_version"]["run_id"] == store.champion()["id"] and summary["rmse"] > 1
+    assert summary["model_version"]["run_id"] == store.champion(TRAINING_FLOW)["id"] and summary["rmse"] > 1
     drift = summary["drift_vs_champion"]
     assert (drift["reference"], drift["current"]) == ("2021-06", "2021-08") and drift["pickup"]["psi"] >= 0
 
@@ -175,7 +176,7 @@ def test_a_deployment_schedules_the_scoring_flow(trained):
 def test_a_scoring_run_is_not_the_latest_metrics_of_training(trained):
     settings, store, _ = trained
     score_now(store, settings, date="2021-09-15", name="not-training", clock=FakeClock())
-    assert {row["name"] for row in store.metric_history()} == {"trained"}
+    assert {row["name"] for row in store.metric_history(TRAINING_FLOW)} == {"trained"}
 
 
 def test_the_champions_coefficients_are_kept_and_a_damaged_copy_is_built_again(trained):

@@ -52,7 +52,8 @@ def load_champion(month: str, settings: Settings) -> InUse:
     model, kept = zones.cached(settings.home / "models" / "coefficients", files,
                                lambda: _coefficients(store, settings, held["id"], files, label))
     version = {"run_id": held["id"], "name": held["name"], "run_date": held["run_date"],
-               "train_month": held["train_month"], "val_month": held["val_month"], "synthetic": bool(held["synthetic"]),
+               "train_month": held["train_month"], "val_month": held["val_month"],
+               "synthetic": bool(held.get("synthetic")),
                "files": {name: {"sha256": a["sha256"], "size": a["size"]} for name, a in files.items()}}
     log.info("Scoring with %s, trained on %s (model sha256 %s; its coefficients %s).", label, held["train_month"],
              files["model"]["sha256"][:12], "kept from an earlier run" if kept else "from its pickles")
@@ -120,7 +121,8 @@ def scoring_flow(*, settings: Settings, date: str | None = None, data_url: str |
     month = scored_month(run_date)
     context = run_context()
     if context:
-        context.store.record_data_source(context.run_id, settings.data_url, settings.is_synthetic)
+        context.store.update_fields(context.run_id, {"data_source": settings.data_url,
+                                                       "synthetic": settings.is_synthetic})
     log.info("Run date %s: scoring %s, data from %s.", run_date, month, data.describe_source(settings.data_url))
     in_use = load_champion(month, settings)
     path = read_data(settings, month)

@@ -129,10 +129,10 @@ def decide(*, new_rmse: float, synthetic: bool, champion: dict[str, Any] | None,
     if champion is None:
         return {"decision": "first", **record, "reason": "The first completed version becomes the champion."}
     name = f"{champion['name']} ({champion['id'][:8]})"
-    if synthetic and not champion["synthetic"]:
+    if synthetic and not champion.get("synthetic"):
         return {"decision": "not_eligible", **record,
                 "reason": f"A run on synthetic data never replaces the champion {name}, trained on real data."}
-    if not synthetic and champion["synthetic"]:
+    if not synthetic and champion.get("synthetic"):
         return {"decision": "promoted", **record,
                 "reason": f"The champion {name} was trained on synthetic data; the first version trained on real "
                           "data replaces it."}
@@ -214,7 +214,7 @@ def _decision(store: Store, new_rmse: float, val_summary: Any, synthetic: bool, 
 def _scored(champion: dict[str, Any] | None, synthetic: bool, train_month: str | None) -> bool:
     """Whether the decision needs the champion's RMSE: not for a synthetic run against a real champion,
     nor for a version trained on older months (neither can win)."""
-    if champion is None or (synthetic and not champion["synthetic"]):
+    if champion is None or (synthetic and not champion.get("synthetic")):
         return False
     return not (train_month and champion.get("train_month") and train_month < champion["train_month"])
 
@@ -229,7 +229,7 @@ def promote(store: Store, settings: Settings, run_ref: str, *, actor: str, now: 
     after_seq, champion = store.last_model_seq(flow), store.champion(flow)
     if champion is not None and champion["id"] == run["id"]:
         raise InvalidTransition(f"The run {run['name']} ({run['id'][:8]}) is the champion already.")
-    if champion is not None and run["synthetic"] and not champion["synthetic"]:
+    if champion is not None and run.get("synthetic") and not champion.get("synthetic"):
         raise InvalidTransition(f"The run {run['name']} ({run['id'][:8]}) was trained on synthetic data; it "
                                 f"cannot replace the champion {champion['name']} ({champion['id'][:8]}), trained on "
                                 "real data.")
@@ -264,7 +264,7 @@ def rollback(store: Store, settings: Settings, *, actor: str, now: dt.datetime,
     target = store.get_run(previous["run_id"])
     if target["state"] != "COMPLETED":
         raise InvalidTransition(f"The previous champion {target['name']} is {target['state']}: it cannot be used.")
-    if target["synthetic"] and not champion["synthetic"]:
+    if target.get("synthetic") and not champion.get("synthetic"):
         raise InvalidTransition(f"The previous champion {target['name']} ({target['id'][:8]}) was trained on synthetic "
                                 f"data; it cannot replace the champion {champion['name']} ({champion['id'][:8]}), "
                                 "trained on real data (promote another version instead).")
@@ -307,10 +307,10 @@ def _version(run: dict[str, Any], is_champion: bool) -> dict[str, Any]:
     metrics = run.get("metrics") or {}
     promotion = metrics.get("promotion") or {}
     return {"run_id": run["id"], "name": run["name"], "champion": is_champion, "run_date": run["run_date"],
-            "train_month": run["train_month"], "val_month": run["val_month"], "val_rmse": metrics.get("val_rmse"),
+            "train_month": run.get("train_month"), "val_month": run.get("val_month"), "val_rmse": metrics.get("val_rmse"),
             "train_rmse": metrics.get("train_rmse"), "feature_count": metrics.get("feature_count"),
             "decision": promotion.get("decision"), "champion_rmse": promotion.get("champion_rmse"),
-            "synthetic": bool(run["synthetic"]), "data_source": run["data_source"], "ended_at": run["ended_at"]}
+            "synthetic": bool(run.get("synthetic")), "data_source": run.get("data_source"), "ended_at": run["ended_at"]}
 
 
 def current(store: Store, settings: Settings, *, flow: str = FLOW_NAME, repair: bool = False) -> dict[str, Any] | None:

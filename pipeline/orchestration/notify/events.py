@@ -109,10 +109,21 @@ def promotion_event(row: dict[str, Any], deployment_id: int | None) -> Event:
     kind = "rolled_back" if row["action"] == "rollback" else "promoted"
     how = {"promoted": "was promoted automatically", "manual": f"was promoted by {row['actor']}",
            "rollback": f"is the model again: {row['actor']} rolled back to it"}[row["action"]]
-    month = f" (validated on {row['val_month']})" if row.get("val_month") else ""
+    month = _what(row)
     body = f"The model of run {row['run_name']} ({row['run_id'][:8]}){month} {how}: {row['reason']}"
     title = "FHV model rolled back" if kind == "rolled_back" else "FHV model promoted"
     return Event(kind, f"model_event:{row['id']}", row["run_id"], deployment_id, title, body, row["at"])
+
+
+def _what(row: dict[str, Any]) -> str:
+    """What a promoted run covered, by the field its flow's trend is drawn by: `` (Validation month 2021-07)``."""
+    try:
+        entry = flow_entry(row["flow"])
+    except ConfigError:
+        return ""
+    field = entry.field(entry.trend.by) if entry and entry.trend and entry.trend.by else None
+    value = (row.get("fields") or {}).get(field.name) if field else None
+    return f" ({field.label} {value})" if value else ""
 
 
 def _event(kind: str, run: dict[str, Any], body: str, at: dt.datetime | None = None) -> Event:
