@@ -218,12 +218,12 @@ def test_a_score_with_kept_coefficients_imports_neither_pandas_nor_scikit_learn(
 
 def test_the_coefficients_read_without_scikit_learn_are_exactly_those_it_unpickles(trained):
     settings, store, _ = trained
-    files = champion.artifact_files(store, store.champion()["id"])
+    files = champion.artifact_files(store, store.champion(TRAINING_FLOW)["id"])
     found = pickles.weights(pickles.cached(settings.cache_dir), {k: champion.artifact_bytes(store, files[k])
                                                                  for k in pickles.KINDS})
     assert found is not None, "the training run kept how this scikit-learn pickles"
     read = zones.from_weights(found.vocabulary, found.coef, found.intercept, "the champion")
-    unpickled = zones.from_pickles(*champion.load_model(store, store.champion()["id"]), "the champion")
+    unpickled = zones.from_pickles(*champion.load_model(store, store.champion(TRAINING_FLOW)["id"]), "the champion")
     assert read.intercept == unpickled.intercept
     assert np.array_equal(read.pu, unpickled.pu) and np.array_equal(read.do, unpickled.do)
 
