@@ -147,8 +147,8 @@ def metric_history(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
 def metric_months(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
     """``Store.metric_months`` rows as the trends frame: one row per month, oldest run date first."""
     records = [{"id": r["id"], "name": r["name"], "run_date": pd.Timestamp(r["run_date"]),
-                "months": labels.months(r), "synthetic": bool(r["synthetic"]), "runs": r.get("runs") or 1,
-                "data": labels.source_label(r.get("data_source")) if not r["synthetic"] else "synthetic demo data",
+                "months": labels.months(r), "synthetic": bool(r.get("synthetic")), "runs": r.get("runs") or 1,
+                "data": labels.source_label(r.get("data_source")) if not r.get("synthetic") else "synthetic demo data",
                 **{k: r.get(k) for k in METRIC_KEYS}} for r in rows]
     columns = ["id", "name", "run_date", "months", "synthetic", "runs", "data", *METRIC_KEYS]
     frame = pd.DataFrame.from_records(records, columns=columns)

@@ -67,7 +67,7 @@ def champion_section(now: dict[str, Any] | None) -> None:
         st.info("No champion yet: the first completed training run becomes it.", icon=":material/info:")
         return
     st.markdown(f"**{now['name']}** · `{now['run_id']}` · {labels.months(now)} · "
-                f"{'synthetic demo data' if now['synthetic'] else 'real data'}")
+                f"{'synthetic demo data' if now.get('synthetic') else 'real data'}")
     metrics = now["metrics"]
     for column, (name, value) in zip(st.columns(4), (
             ("Validation RMSE (min)", labels.number(metrics.get("val_rmse"))),
@@ -140,7 +140,7 @@ def versions_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
         "": "★ champion" if v["champion"] else "", "name": v["name"], "id": v["run_id"][:8],
         "months": labels.months(v), "val_rmse": v["val_rmse"], "champion_rmse": v["champion_rmse"],
         "train_rmse": v["train_rmse"], "decision": DECISIONS.get(v["decision"], v["decision"] or "-"),
-        "data": "synthetic" if v["synthetic"] else "real", "ended": labels.utc(v["ended_at"], seconds=False),
+        "data": "synthetic" if v.get("synthetic") else "real", "ended": labels.utc(v["ended_at"], seconds=False),
     } for v in rows])
 
 
@@ -221,7 +221,7 @@ def same_month(both: dict[str, Any]) -> None:
     if st.button(f"Score both on {month}", icon=":material/calculate:", key="models_score",
                  help=f"Reads {month} from {labels.data_source(newer)} (the cached file if there is one)"):
         try:
-            scores = scored(a["id"], b["id"], month, newer["data_source"])
+            scores = scored(a["id"], b["id"], month, newer.get("data_source"))
         except PipelineError as error:
             st.error(str(error))
             return

@@ -110,7 +110,7 @@ def trend_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
 def quality_history(history: Store, limit: int = 240) -> pd.DataFrame:
     """The latest ``limit`` completed runs' data checks (20 years of monthly runs; each run's metrics
     hold its months' histograms, some 16 kB, so not every run of a large history is read)."""
-    return trend_frame(history.metric_history(limit=limit))
+    return trend_frame(history.metric_history(queries._trained().name, limit=limit))
 
 
 # -- sections --------------------------------------------------------------------------------------------

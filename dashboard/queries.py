@@ -19,6 +19,7 @@ import streamlit as st
 from pipeline.config import Settings, load_settings
 from pipeline.errors import ConfigError, StorageError
 from pipeline.flows import load_flows
+from pipeline.orchestration.registry import flow_entry, flow_names
 from pipeline.orchestration.states import ACTIVE_STATES, FINAL_STATES, State
 from pipeline.store import MIGRATIONS, Store
 from pipeline.store.base import is_database_url
@@ -132,10 +133,35 @@ def run_list(history: Store, *, page: int, per_page: int, sort: str = "newest", 
              **filters: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One page of the runs list, paged, filtered and sorted in SQL (``filters``: the list's), as
     the table and the chart's points (the same runs: the page draws only what it read)."""
-    rows = held(history, history.run_list(limit=per_page, offset=page * per_page, sort=sort, **filters))
+    rows = held(history, history.run_list(limit=per_page, offset=page * per_page, **_sorted(sort), **filters))
     table = frames.runs_table(rows, history.task_counts([r["id"] for r in rows]), now=now(),
                               overdue_note=overdue_note)
     return table, frames.run_points(rows, now())
+
+
+def _sorted(sort: str) -> dict[str, Any]:
+    """The store's sort for the list's: ``<metric>_desc``/``<metric>_asc`` order by that metric; every list
+    reads the flows' headline metrics."""
+    order, _, direction = sort.rpartition("_")
+    if order and direction in ("desc", "asc") and order in _headlines():
+        return {"sort": f"metric_{direction}", "metric": order, "metrics": _headlines()}
+    return {"sort": sort, "metrics": _headlines()}
+
+
+def _headlines() -> tuple[str, ...]:
+    """The headline metric of every registered flow (the first it declares)."""
+    entries = [flow_entry(name) for name in flow_names()]
+    return tuple(dict.fromkeys(entry.metrics[0].key for entry in entries if entry.metrics))
+
+
+def _trained() -> Any:
+    """The flow the trends and the Overview's metrics show (until the pages let a user pick one)."""
+    from pipeline.training.job import FLOW_NAME
+    return flow_entry(FLOW_NAME)
+
+
+def _flag(entry: Any) -> str | None:
+    return next((f.name for f in entry.fields if f.kind == "flag"), None)
 
 
 @_cached
@@ -156,7 +182,8 @@ def cancellable_ids(**filters: Any) -> list[str]:
 @_cached(live=True)
 def recent_runs_of(history: Store, deployment: str, limit: int = 5) -> pd.DataFrame:
     """The deployment's last runs that started, newest first, as a runs table."""
-    rows = held(history, history.run_list(limit=limit, deployment=deployment, states=STARTED_STATES))
+    rows = held(history, history.run_list(limit=limit, deployment=deployment, states=STARTED_STATES,
+                                          metrics=_headlines()))
     return frames.runs_table(rows, history.task_counts([r["id"] for r in rows]), now=now())
 
 
@@ -201,7 +228,7 @@ def run(history: Store, run_id: str) -> dict[str, Any]:
 
 @_cached
 def recent_runs(history: Store, limit: int = 50) -> list[dict[str, Any]]:
-    return history.run_list(limit=limit, states=STARTED_STATES)
+    return history.run_list(limit=limit, states=STARTED_STATES, metrics=_headlines())
 
 
 @_cached
@@ -278,29 +305,34 @@ def artifact_data(artifact: dict[str, Any]) -> bytes:
 @_cached
 def metric_months(history: Store, real_only: bool = False) -> pd.DataFrame:
     """One row per validation month (its latest completed run), aggregated in SQL, oldest first."""
-    return frames.metric_months(history.metric_months(real_only=real_only))
+    entry = _trained()
+    return frames.metric_months(history.trend_points(entry.name, entry.trend.metric, by=entry.trend.by,
+                                                     keys=frames.METRIC_KEYS,
+                                                     without=_flag(entry) if real_only else None))
 
 
 @_cached
 def metric_history(history: Store, limit: int = 500) -> pd.DataFrame:
-    return frames.metric_history(history.metric_history(limit=limit))
+    return frames.metric_history(history.metric_history(_trained().name, limit=limit))
 
 
 @_cached
 def latest_metrics(history: Store) -> list[dict[str, Any]]:
     """The latest completed run and the latest one of an earlier month, oldest first."""
-    rows = history.metric_history(limit=50)
+    rows = history.metric_history(_trained().name, limit=50)
     if not rows:
         return []
     latest = rows[-1]
-    earlier = [r for r in rows if (r["val_month"] or "") < (latest["val_month"] or "")]
+    by = _trained().trend.by
+    earlier = [r for r in rows if (r.get(by) or "") < (latest.get(by) or "")]
     return [earlier[-1], latest] if earlier else [latest]
 
 
 @_cached
 def synthetic_share(history: Store) -> tuple[int, int]:
     """(synthetic, all) among the completed runs."""
-    return history.synthetic_counts()
+    entry = _trained()
+    return history.flag_counts(entry.name, _flag(entry))
 
 
 # -- deployments, queues, scheduler ---------------------------------------------------

@@ -265,9 +265,8 @@ def bulk_history(store: Store, *, runs: int, tasks_per_run: int = 5, now: dt.dat
                          "VALUES (?, ?, ?, ?, ?, ?, ?)", task_rows)
 
 
-BULK_RUN_COLUMNS = ("id", "name", "flow", "state", "parameters", "run_date", "train_month", "val_month",
-                    "data_source", "synthetic", "trigger", "scheduled_time", "created_at", "started_at",
-                    "ended_at", "metrics", "error", "error_task")
+BULK_RUN_COLUMNS = ("id", "name", "flow", "state", "parameters", "run_date", "fields", "trigger", "scheduled_time",
+                    "created_at", "started_at", "ended_at", "metrics", "error", "error_task")
 
 
 def _bulk_run(i: int, start: dt.datetime, rng: random.Random) -> tuple:
@@ -277,13 +276,14 @@ def _bulk_run(i: int, start: dt.datetime, rng: random.Random) -> tuple:
     train, val = months_for(run_date)
     end = start + dt.timedelta(seconds=rng.uniform(2.5, 6.0))
     return (new_run_id(), f"bulk-run-{i:05d}", FLOW, "FAILED" if failed else "COMPLETED",
-            json.dumps({"date": run_date.isoformat()}), run_date.isoformat(), train, val, TLC, int(i % 5 == 0),
+            json.dumps({"date": run_date.isoformat()}), run_date.isoformat(),
+            json.dumps({"train_month": train, "val_month": val, "data_source": TLC, "synthetic": i % 5 == 0}),
             "backfill", to_db(start), to_db(start), to_db(start), to_db(end), metrics,
             "fhv_tripdata_x: empty month." if failed else None, "train_model" if failed else None)
 
 
 def _bulk_tasks(run: tuple, count: int) -> list[tuple]:
-    start = dt.datetime.fromisoformat(run[13].replace("Z", "+00:00"))
+    start = dt.datetime.fromisoformat(run[BULK_RUN_COLUMNS.index("started_at")].replace("Z", "+00:00"))
     rows = []
     for position in range(count):
         name = TASKS[position % len(TASKS)] if position < len(TASKS) else f"extra_{position}"

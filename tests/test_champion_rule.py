@@ -95,7 +95,7 @@ def test_a_backfill_of_old_months_keeps_the_model_in_use_and_its_folder(home, ca
     assert "Trained on 2017-12, older than the champion" in decision(old)["reason"] and "2021-06" in \
         decision(old)["reason"]
     assert decision(old)["champion_rmse"] is None  # not scored: nothing it could show would let it win
-    assert store.champion()["id"] == newest["id"]
+    assert store.champion(FLOW_NAME)["id"] == newest["id"]
     assert (champion.current_dir(settings) / "card.json").read_text() == card
     assert main(["models", "ls", "--json"]) == 0
     listed = {v["run_id"]: v for v in json.loads(capsys.readouterr().out)}
@@ -110,7 +110,7 @@ def test_the_champion_is_the_same_whichever_order_a_backfill_and_a_newer_run_fin
     runs = {date: run_of(store, settings, clock, date, tolerance=100.0) for date in dates}
     assert decision(runs["2021-03-15"])["decision"] == "older_months"
     assert decision(runs["2021-07-15"])["decision"] == "promoted"
-    assert store.champion()["id"] == runs["2021-07-15"]["id"]
+    assert store.champion(FLOW_NAME)["id"] == runs["2021-07-15"]["id"]
 
 
 def finishing(store, name: str, train: str, val: str) -> str:
@@ -132,7 +132,7 @@ def test_two_runs_deciding_together_end_as_if_one_had_finished_first(location):
     assert late["decision"] == "older_months" and late["champion_run_id"] == newer
     for run_id in (backfill, newer):
         store.transition(run_id, State.COMPLETED, now=NOW)
-    assert store.champion()["id"] == newer
+    assert store.champion(FLOW_NAME)["id"] == newer
     assert store.contender(FLOW_NAME, besides=newer)["id"] == newer  # completed now: the champion itself
     store.close()
 
@@ -142,10 +142,10 @@ def test_a_run_still_finishing_is_the_contender_until_it_ends_otherwise(location
     pending = finishing(store, "pending", "2021-06", "2021-07")
     store.record_model_event(flow=FLOW_NAME, run_id=pending, action="promoted", actor="pipeline", reason="r.",
                              now=NOW, after_seq=0, undo_to=None)
-    assert store.champion() is None and store.contender(FLOW_NAME)["id"] == pending
+    assert store.champion(FLOW_NAME) is None and store.contender(FLOW_NAME)["id"] == pending
     assert store.contender(FLOW_NAME, besides=pending) is None  # a run is never its own contender
     store.transition(pending, State.CRASHED, now=NOW)
-    assert store.contender(FLOW_NAME) is None and store.champion() is None
+    assert store.contender(FLOW_NAME) is None and store.champion(FLOW_NAME) is None
     store.close()
 
 
@@ -157,9 +157,9 @@ def test_promoting_an_older_version_by_hand_asks_and_names_both_months(home, cap
     assert main(["models", "promote", old["id"][:8]]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert "was trained on 2017-12, older than the champion" in err and "trained on 2021-06" in err
-    assert "--yes" in err and store.champion()["id"] == newest["id"]
+    assert "--yes" in err and store.champion(FLOW_NAME)["id"] == newest["id"]
     assert main(["models", "promote", old["id"][:8], "--yes"]) == 0
-    assert store.champion()["id"] == old["id"] and "2017-12" in store.promotion_events()[-1]["reason"]
+    assert store.champion(FLOW_NAME)["id"] == old["id"] and "2017-12" in store.promotion_events()[-1]["reason"]
 
 
 # -- after a lasting shift: accepting a blocked run's data ---------------------------------------------------
@@ -221,10 +221,10 @@ def test_acceptances_on_either_history(location):
     store = Store(location)
     blocked = store.create_run(flow=FLOW_NAME, name="b", state=State.FAILED, now=NOW, train_month="2021-06",
                                val_month="2021-07", error_task="check_data", error="The gate max_psi failed: x.")
-    common = dict(flow=FLOW_NAME, blocked_run_id=blocked, train_month="2021-06", val_month="2021-07", now=NOW)
+    common = dict(flow=FLOW_NAME, blocked_run_id=blocked, subject="2021-06/2021-07", now=NOW)
     first = store.record_acceptance(actor="olga", reason="Real.", **common)
     assert first is not None and store.record_acceptance(actor="ivan", reason="Again.", **common) is None
-    found = store.acceptance(flow=FLOW_NAME, train_month="2021-06", val_month="2021-07")
+    found = store.acceptance(flow=FLOW_NAME, subject="2021-06/2021-07")
     assert (found["actor"], found["at"], found["blocked_run_name"]) == ("olga", NOW, "b")
     assert store.newest_acceptance(FLOW_NAME)["id"] == first and store.acceptance(flow=FLOW_NAME,
                                                                                    blocked_run_id=blocked)["id"] == first
@@ -321,7 +321,7 @@ def test_the_demo_start_ends_with_the_newest_version_as_champion(home):
     for date in ("2021-06-15", "2021-07-15", "2021-08-15", "2021-01-15", "2021-02-15", "2021-03-15",
                  "2021-04-15", "2021-05-15"):
         run_of(store, settings, clock, date)
-    assert store.champion()["train_month"] == "2021-06"
+    assert store.champion(FLOW_NAME)["train_month"] == "2021-06"
 
 
 # -- the stable copy, repaired when seen -----------------------------------------------------------------------
@@ -373,7 +373,7 @@ def test_a_backfill_and_a_newer_run_racing_in_two_processes_end_with_the_newer_o
     assert backfill["state"] == newer["state"] == "COMPLETED"
     assert backfill["promotion"]["decision"] in ("older_months", "first")
     assert newer["promotion"]["decision"] in ("first", "promoted")
-    assert store.champion()["id"] == newer["run_id"]
+    assert store.champion(FLOW_NAME)["id"] == newer["run_id"]
 
 
 def test_a_targets_first_sight_is_kept_on_either_history(location):

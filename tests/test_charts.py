@@ -15,6 +15,7 @@ from dashboard import charts, frames, labels
 from pipeline.config import Settings
 from pipeline.orchestration.scheduler import SchedulerOptions
 from pipeline.store import Store
+from pipeline.training.job import FLOW_NAME
 from tests.dashboard_seed import seed_history
 
 UTC = dt.timezone.utc
@@ -109,7 +110,7 @@ def test_task_bars_name_retried_attempts():
 # -- metric trends -------------------------------------------------------------------------
 def test_metric_trends_chart_train_and_validation_rmse_labelled(seeded):
     _, store = seeded
-    fig = charts.metric_trends(frames.metric_months(store.metric_months()))
+    fig = charts.metric_trends(monthly(store))
     assert fig.layout.title.text == "RMSE (minutes)" and fig.layout.yaxis.title.text == "minutes"
     lines = [t for t in fig.data if t.mode == "lines+markers"]
     assert [t.name for t in lines] == ["training", "validation"] and all(len(t.x) == 12 for t in lines)
@@ -117,12 +118,16 @@ def test_metric_trends_chart_train_and_validation_rmse_labelled(seeded):
 
 def test_metric_trends_mark_synthetic_runs_with_hollow_markers(seeded):
     _, store = seeded
-    history = frames.metric_months(store.metric_months())
+    history = monthly(store)
     fig = charts.metric_trends(history)
     val_rmse = fig.data[1]
     assert list(val_rmse.marker.symbol[:4]) == ["circle-open"] * 3 + ["circle"]  # steady-run-01..03: demo data
     assert any(t.name == charts.SYNTHETIC_NAME for t in fig.data)  # named in the legend
     assert "steady-run-01" in val_rmse.customdata[0][0] and val_rmse.customdata[0][2] == "synthetic demo data"
+
+
+def monthly(store: Store) -> pd.DataFrame:
+    return frames.metric_months(store.trend_points(FLOW_NAME, "val_rmse", by="val_month", keys=frames.METRIC_KEYS))
 
 
 def months_frame(months: list[str]) -> pd.DataFrame:
@@ -152,15 +157,16 @@ def test_trend_labels_are_thinned_to_the_span(months, step):
 
 def test_metric_months_keep_the_latest_completed_run_of_each_month_and_count_them(seeded):
     seeded_history, store = seeded
-    rows = store.metric_months()
+    rows = store.trend_points(FLOW_NAME, "val_rmse", by="val_month", keys=frames.METRIC_KEYS)
     assert len(rows) == 12 and [r["val_month"] for r in rows] == sorted(r["val_month"] for r in rows)
     assert all(r["runs"] == 1 for r in rows) and rows[-1]["id"] == seeded_history.completed[-1]
-    assert len(store.metric_months(real_only=True)) == 9  # three months ran on demo data
+    real = store.trend_points(FLOW_NAME, "val_rmse", by="val_month", without="synthetic")
+    assert len(real) == 9  # three months ran on demo data
 
 
 def test_metric_history_is_in_run_date_order_with_the_flow_metric_keys(seeded):
     _, store = seeded
-    history = frames.metric_history(store.metric_history())
+    history = frames.metric_history(store.metric_history(FLOW_NAME))
     assert history["run_date"].is_monotonic_increasing
     assert (history["val_mse"] - history["val_rmse"] ** 2).abs().max() < 1e-9
 

@@ -128,7 +128,7 @@ def test_runs_record_their_decision_and_the_champion_follows_the_rule(history):
     assert promotions[1]["champion_run_id"] == first["id"] and promotions[1]["tolerance"] == 0.0
     assert promotions[2]["decision"] == "promoted" and promotions[2]["tolerance"] == 100.0
     assert promotions[3]["decision"] == "not_eligible" and promotions[3]["champion_run_id"] == third["id"]
-    assert store.champion()["id"] == third["id"]
+    assert store.champion(FLOW_NAME)["id"] == third["id"]
     events = store.promotion_events()
     assert [(e["run_id"], e["action"], e["actor"]) for e in events] == \
         [(first["id"], "promoted", "pipeline")] + ([] if worse else [(second["id"], "promoted", "pipeline")]) + \
@@ -187,7 +187,7 @@ def test_a_champion_that_cannot_be_scored_is_replaced_with_the_reason(tmp_path, 
     assert promotion["decision"] == "promoted" and promotion["champion_rmse"] is None
     reason = promotion["reason"]
     assert reason.startswith("The champion odd-pickles (") and "could not be scored (" in reason and said in reason
-    assert store.champion()["id"] == run["id"] and store.promotion_events()[-1]["undo_to"] == 1
+    assert store.champion(FLOW_NAME)["id"] == run["id"] and store.promotion_events()[-1]["undo_to"] == 1
     store.close()
 
 
@@ -243,13 +243,13 @@ def test_a_champion_whose_files_are_gone_is_scored_from_the_historys_copy(tmp_pa
 def test_a_change_that_lost_a_race_inserts_nothing(history):
     settings, store, (first, second, third, fake) = history
     now = dt.datetime(2026, 2, 1, tzinfo=dt.timezone.utc)
-    seq = store.last_model_seq()
+    seq = store.last_model_seq(FLOW_NAME)
     common = dict(flow=FLOW_NAME, actor="x", reason="r.", now=now, undo_to=None)
     assert store.record_model_event(run_id=first["id"], action="manual", after_seq=seq - 1, **common) is None
     assert store.record_model_event(run_id=third["id"], action="promoted", after_seq=seq, **common) is None
     assert store.record_model_event(run_id=first["id"], action="manual", after_seq=seq, **common) is not None
     assert store.record_model_event(run_id=second["id"], action="manual", after_seq=seq, **common) is None
-    assert store.champion()["id"] == first["id"] and store.last_model_seq() == seq + 1
+    assert store.champion(FLOW_NAME)["id"] == first["id"] and store.last_model_seq(FLOW_NAME) == seq + 1
 
 
 def test_an_event_of_a_run_that_did_not_complete_is_not_in_effect(history):
@@ -257,31 +257,32 @@ def test_an_event_of_a_run_that_did_not_complete_is_not_in_effect(history):
     now = dt.datetime(2026, 2, 1, tzinfo=dt.timezone.utc)
     running = store.create_run(flow=FLOW_NAME, name="still-running", state=State.RUNNING, now=now)
     store.record_model_event(flow=FLOW_NAME, run_id=running, action="promoted", actor="pipeline", reason="r.",
-                             now=now, after_seq=store.last_model_seq(), undo_to=None)
-    before = store.champion()["id"]
+                             now=now, after_seq=store.last_model_seq(FLOW_NAME), undo_to=None)
+    before = store.champion(FLOW_NAME)["id"]
     assert before != running
     store.transition(running, State.COMPLETED, now=now)
-    assert store.champion()["id"] == running
+    assert store.champion(FLOW_NAME)["id"] == running
 
 
 def test_the_champion_and_its_events_on_either_history(location):
     store, now = Store(location), dt.datetime(2026, 2, 1, tzinfo=dt.timezone.utc)
     a, b = (store.create_run(flow=FLOW_NAME, name=name, state=State.COMPLETED, now=now, metrics={"val_rmse": 1.0})
             for name in ("a", "b"))
-    assert store.champion() is None and store.last_model_seq() == 0
+    assert store.champion(FLOW_NAME) is None and store.last_model_seq(FLOW_NAME) == 0
     first = store.record_model_event(flow=FLOW_NAME, run_id=a, action="promoted", actor="pipeline", reason="r.",
                                      now=now, after_seq=0, undo_to=None)
     assert store.record_model_event(flow=FLOW_NAME, run_id=b, action="promoted", actor="pipeline", reason="r.",
                                     now=now, after_seq=0, undo_to=None) is None
     store.record_model_event(flow=FLOW_NAME, run_id=b, action="manual", actor="ann", reason="r.", now=now,
                              after_seq=1, undo_to=first)
-    assert store.champion()["id"] == b and store.champion()["metrics"] == {"val_rmse": 1.0}
+    assert store.champion(FLOW_NAME)["id"] == b and store.champion(FLOW_NAME)["metrics"] == {"val_rmse": 1.0}
     events = store.promotion_events(after_id=first)
     assert [(e["run_id"], e["action"], e["actor"], e["at"], e["undo_to"]) for e in events] == \
         [(b, "manual", "ann", now, first)]
     blocked = store.create_run(flow=FLOW_NAME, name="c", state=State.FAILED, now=now, error_task="check_data")
     checks = {"data": {"train": {"rows_kept": 5}}, "drift": {"val_vs_train": None}}
-    assert store.keep_blocked_checks(blocked, checks) and not store.keep_blocked_checks(a, checks)
+    assert store.keep_blocked_checks(blocked, checks, task="check_data")
+    assert not store.keep_blocked_checks(a, checks, task="check_data")
     assert store.get_run(blocked)["metrics"] == checks and store.get_run(a)["metrics"] == {"val_rmse": 1.0}
     store.close()
 
@@ -318,7 +319,7 @@ def test_run_json_and_runs_show_json_carry_the_promotion(history, capsys):
     assert code == 0 and promotion["champion_run_id"] == third["id"] and promotion["tolerance"] == 0.0
     assert promotion["new_rmse"] == payload["val_rmse"] and promotion["decision"] in ("promoted", "kept")
     assert "(a rerun on the champion's own months)" in promotion["reason"]
-    assert (store.champion()["id"] == payload["run_id"]) == (promotion["decision"] == "promoted")
+    assert (store.champion(FLOW_NAME)["id"] == payload["run_id"]) == (promotion["decision"] == "promoted")
     code, out, _ = cli(capsys, "runs", "show", payload["run_id"], "--json")
     assert code == 0 and json.loads(out)["metrics"]["promotion"] == promotion
     code, out, _ = cli(capsys, "runs", "show", payload["run_id"])
@@ -329,22 +330,22 @@ def test_models_promote_and_rollback_walk_back_through_the_champions(history, ca
     settings, store, (first, second, third, fake) = history
     code, out, err = cli(capsys, "models", "promote", first["id"][:8], "--json", "--reason", "Back to basics.")
     assert code == 2 and out == "" and "trained on 2021-01, older than the champion" in err and "--yes" in err
-    assert store.champion()["id"] == third["id"]
+    assert store.champion(FLOW_NAME)["id"] == third["id"]
     code, out, _ = cli(capsys, "models", "promote", first["id"][:8], "--json", "--reason", "Back to basics.", "--yes")
     event = json.loads(out)
     assert code == 0 and (event["run_id"], event["action"]) == (first["id"], "manual")
     assert event["reason"].startswith("Back to basics. ") and "trained on 2021-01, older than the champion" in \
         event["reason"] and "trained on 2021-03" in event["reason"]
-    assert event["actor"] and store.champion()["id"] == first["id"]
+    assert event["actor"] and store.champion(FLOW_NAME)["id"] == first["id"]
     code, out, _ = cli(capsys, "models", "rollback", "--json")
     assert code == 0 and json.loads(out)["run_id"] == third["id"] and json.loads(out)["action"] == "rollback"
     code, out, _ = cli(capsys, "models", "rollback")
     assert code == 0 and "The champion is now" in out
     chain = [e["run_id"] for e in store.promotion_events()]
-    assert store.champion()["id"] == chain[-1] == (first["id"] if len(chain) == 5 else second["id"])
+    assert store.champion(FLOW_NAME)["id"] == chain[-1] == (first["id"] if len(chain) == 5 else second["id"])
     while cli(capsys, "models", "rollback")[0] == 0:
         pass
-    assert store.champion()["id"] == first["id"]
+    assert store.champion(FLOW_NAME)["id"] == first["id"]
 
 
 @pytest.mark.parametrize("args, sentence", [
@@ -357,19 +358,19 @@ def test_a_bad_promotion_is_one_sentence(history, capsys, args, sentence):
     args = tuple({"FAKE": fake["id"], "THIRD": third["id"]}.get(a, a) for a in args)
     code, out, err = cli(capsys, *args)
     assert code == 2 and out == "" and sentence in " ".join(err.split()) and "Traceback" not in err
-    assert store.champion()["id"] == third["id"]
+    assert store.champion(FLOW_NAME)["id"] == third["id"]
 
 
 def test_a_rollback_never_puts_a_synthetic_version_in_place_of_a_real_champion(history):
     settings, store, (first, second, third, fake) = history
     now = dt.datetime(2026, 2, 1, tzinfo=dt.timezone.utc)
-    held = store.champion()  # the demo version was champion once (before real data came), then a real one
+    held = store.champion(FLOW_NAME)  # the demo version was champion once (before real data came), then a real one
     store.record_model_event(flow=FLOW_NAME, run_id=fake["id"], action="manual", actor="ann", reason="A demo.",
-                             now=now, after_seq=store.last_model_seq(), undo_to=held["event_id"])
+                             now=now, after_seq=store.last_model_seq(FLOW_NAME), undo_to=held["event_id"])
     champion.promote(store, settings, third["id"], actor="ann", now=now)
     with pytest.raises(InvalidTransition, match="was trained on synthetic data; it cannot replace the champion"):
         champion.rollback(store, settings, actor="ann", now=now)
-    assert store.champion()["id"] == third["id"]
+    assert store.champion(FLOW_NAME)["id"] == third["id"]
 
 
 def test_a_run_that_is_not_a_completed_version_cannot_be_promoted(history):
@@ -438,7 +439,7 @@ def test_a_promotion_whose_copy_fails_still_changes_the_champion_and_says_why(hi
     shutil.rmtree(models)
     models.write_text("not a folder")  # models/ cannot hold current/
     code, out, err = cli(capsys, "models", "promote", first["id"], "--yes")
-    assert code == 0 and store.champion()["id"] == first["id"] and "The champion is now" in out
+    assert code == 0 and store.champion(FLOW_NAME)["id"] == first["id"] and "The champion is now" in out
     assert f"The champion could not be copied to {champion.current_dir(settings)}" in " ".join(err.split())
 
 
@@ -509,14 +510,14 @@ def test_an_operator_promotes_and_rolls_back_from_the_page_under_their_name(hist
     confirm = at.checkbox(key="models_confirm_older")
     assert "trained on 2021-01" in confirm.label and "trained on 2021-03" in confirm.label
     at.button(key="models_promote").click().run()
-    assert store.champion()["id"] == third["id"] and "confirm" in " ".join(w.value for w in at.warning)
+    assert store.champion(FLOW_NAME)["id"] == third["id"] and "confirm" in " ".join(w.value for w in at.warning)
     at.checkbox(key="models_confirm_older").check().run()
     at.button(key="models_promote").click().run()
-    assert not at.exception and store.champion()["id"] == first["id"]
+    assert not at.exception and store.champion(FLOW_NAME)["id"] == first["id"]
     assert store.promotion_events()[-1]["actor"] == "olga"
     assert json.loads((champion.current_dir(settings) / "card.json").read_text())["run_id"] == first["id"]
     at.button(key="models_rollback").click().run()
-    assert store.champion()["id"] == third["id"] and store.promotion_events()[-1]["action"] == "rollback"
+    assert store.champion(FLOW_NAME)["id"] == third["id"] and store.promotion_events()[-1]["action"] == "rollback"
 
 
 def test_a_viewer_sees_the_models_with_promotion_and_rollback_disabled_and_why(history, monkeypatch):
@@ -526,7 +527,7 @@ def test_a_viewer_sees_the_models_with_promotion_and_rollback_disabled_and_why(h
     for key in ("models_promote", "models_rollback"):
         button = at.button(key=key)
         assert button.disabled and "victor is a viewer: only an operator may promote or roll back models." in button.help
-    assert store.champion()["id"] == third["id"] and len(store.promotion_events()) <= 3
+    assert store.champion(FLOW_NAME)["id"] == third["id"] and len(store.promotion_events()) <= 3
 
 
 def test_the_run_page_shows_the_runs_champion_decision(history):

@@ -16,7 +16,7 @@ from streamlit.testing.v1 import AppTest
 from pipeline.cli import main
 from pipeline.config import load_settings, notify_urls
 from pipeline.errors import ConfigError, NotPublishedError
-from pipeline.orchestration import notify
+from pipeline.orchestration import notify, registry
 from pipeline.orchestration.deployments import DeploymentSpec, register
 from pipeline.orchestration.enqueue import trigger_run
 from pipeline.orchestration.scheduler import Scheduler, SchedulerOptions
@@ -24,6 +24,7 @@ from pipeline.orchestration.schedules import CronSchedule
 from pipeline.orchestration.states import State
 from pipeline.store import Store
 from tests.fakes import FakeExecutor
+from tests.flows import echo
 
 FLOW = "fhv-duration-training"
 HOUR = 3600
@@ -45,8 +46,8 @@ def received(server, path: str) -> list[dict]:
 
 
 def ended(store, clock, state="FAILED", *, error="boom.", error_task="train_model", metrics=None, trigger="manual",
-          deployment_id=None) -> str:
-    run_id = store.create_run(flow=FLOW, name="brave-run", state=State.PENDING, now=clock.now(), trigger=trigger,
+          deployment_id=None, flow=FLOW) -> str:
+    run_id = store.create_run(flow=flow, name="brave-run", state=State.PENDING, now=clock.now(), trigger=trigger,
                               scheduled_time=clock.now(), deployment_id=deployment_id, run_date="2021-03-15")
     store.start_run(run_id, now=clock.now(), pid=1)
     failed = state != "COMPLETED"
@@ -148,6 +149,41 @@ NOT_PUBLISHED = str(NotPublishedError("2025-11"))
 def test_each_event_of_an_ended_run_is_found_in_the_history(store, settings, clock, state, fields, kinds):
     ended(store, clock, state, **fields)
     assert [e.kind for e in notify.find_events(store, settings, clock.now())] == kinds
+
+
+GATE_TEXT = "The gate min_rows saw 10 rows; its limit is 100."
+
+
+@pytest.mark.parametrize("fields, kinds", [
+    ({"error_task": "shout", "error": f"{echo.REFUSED}'nope'."}, ["gate_blocked"]),
+    ({"error_task": "count", "error": f"{echo.REFUSED}'nope'."}, ["failed"]),  # its gate is in shout only
+    ({"error_task": "shout", "error": echo.NOT_YET, "trigger": "schedule"}, ["gave_up"]),
+    ({"error_task": "shout", "error": echo.NOT_YET, "trigger": "backfill"}, ["gave_up"]),
+    ({"error_task": "shout", "error": echo.NOT_YET, "trigger": "manual"}, ["failed"]),
+    # the training flow's texts mean nothing in another flow
+    ({"error_task": "check_data", "error": GATE_TEXT}, ["failed"]),
+    ({"error_task": "read_data", "error": NOT_PUBLISHED, "trigger": "schedule"}, ["failed"]),
+])
+def test_a_third_flows_own_classification_decides_the_kind_of_its_failure(store, settings, clock, monkeypatch,
+                                                                          fields, kinds):
+    monkeypatch.setattr(registry, "_FLOWS", {**registry._FLOWS, echo.FLOW_NAME: echo.ENTRY})
+    ended(store, clock, flow=echo.FLOW_NAME, **fields)
+    assert [e.kind for e in notify.find_events(store, settings, clock.now())] == kinds
+
+
+def test_a_failure_of_a_flow_this_process_does_not_know_is_told_as_failed(store, settings, clock):
+    ended(store, clock, flow="gone-flow", error_task="check_data", error=GATE_TEXT)
+    ended(store, clock, flow="gone-flow", error_task="read_data", error=NOT_PUBLISHED, trigger="schedule")
+    assert [e.kind for e in notify.find_events(store, settings, clock.now())] == ["failed", "failed"]
+
+
+def test_a_flow_whose_classification_raises_is_told_as_failed_and_logged(store, settings, clock, monkeypatch,
+                                                                         caplog):
+    broken = dataclasses.replace(echo.ENTRY, classify_failure=lambda run: run["no such field"])
+    monkeypatch.setattr(registry, "_FLOWS", {**registry._FLOWS, echo.FLOW_NAME: broken})
+    ended(store, clock, flow=echo.FLOW_NAME, error_task="shout", error=f"{echo.REFUSED}'nope'.")
+    assert [e.kind for e in notify.find_events(store, settings, clock.now())] == ["failed"]
+    assert "The flow 'echo' could not classify the failure of run" in caplog.text
 
 
 def test_a_late_run_is_told_only_past_the_threshold(store, settings, clock):
@@ -452,7 +488,10 @@ def test_a_history_not_yet_migrated_to_notifications_shows_no_attempts_on_the_ru
 
     old = Store(settings.db_path, migrate=False)
     old.migrate(upto=[name for name, _ in MIGRATIONS].index("0008_notifications"))
-    run_id = ended(old, clock)
+    with old.atomic() as conn:  # a run as that schema wrote it
+        conn.execute("INSERT INTO flow_runs (id, name, flow, state, created_at) VALUES ('r1', 'brave-run', ?, "
+                     "'FAILED', '2026-01-01T00:00:00.000000Z')", (FLOW,))
+    run_id = "r1"
     old.close()
     with contextlib.closing(Store(settings.db_path, readonly=True)) as history:
         assert attempts_of(history, run_id) == []

@@ -24,6 +24,7 @@ from pipeline.store import MIGRATIONS, Store
 from pipeline.store.base import SCHEMA_VERSION
 from pipeline.store.dashboard import SORTS
 from pipeline.store.postgres import check_server_version, translate
+from pipeline.training.job import FLOW_NAME as TRAINING
 from tests.dashboard_seed import seed_history
 from tests.pgserver import PASSWORD, PASSWORD_USER, free_port
 
@@ -187,11 +188,14 @@ def test_history_copy_refuses_a_database_that_is_not_empty(copied, pg_server, ca
 # -- the dashboard's reads: the same answers on both backends -------------------------------------
 READS = {
     "runs": lambda s: s.runs(limit=500), "upcoming order": lambda s: s.runs(limit=500, order="upcoming"),
-    "count_by_state": lambda s: s.count_by_state(), "metric_history": lambda s: s.metric_history(),
+    "count_by_state": lambda s: s.count_by_state(), "metric_history": lambda s: s.metric_history(TRAINING),
     "active_runs": lambda s: s.active_runs(), "work_queues": lambda s: s.work_queues(),
     "deployments": lambda s: s.deployments(), "tags_in_use": lambda s: s.tags_in_use(),
-    "metric_months": lambda s: s.metric_months(), "metric_months real": lambda s: s.metric_months(real_only=True),
-    "synthetic_counts": lambda s: s.synthetic_counts(), "latest_run": lambda s: s.latest_run(now=NOW),
+    "trend_points": lambda s: s.trend_points(TRAINING, "val_rmse", by="val_month", keys=("train_rmse", "val_rows")),
+    "trend_points real": lambda s: s.trend_points(TRAINING, "val_rmse", by="val_month", without="synthetic"),
+    "trend_points per run": lambda s: s.trend_points(TRAINING, "val_rmse"),
+    "flag_counts": lambda s: s.flag_counts(TRAINING, "synthetic"), "latest_run": lambda s: s.latest_run(now=NOW),
+    "latest_run of a flow": lambda s: s.latest_run(now=NOW, flow=TRAINING),
     "overdue_runs": lambda s: s.overdue_runs(now=NOW), "run_timeline": lambda s: s.run_timeline(),
     "upcoming_runs": lambda s: s.upcoming_runs(until=NOW + dt.timedelta(days=400)),
     "due_runs": lambda s: s.due_runs(due_by=NOW), "next_due_time": lambda s: s.next_due_time(after=NOW),
@@ -200,7 +204,10 @@ READS = {
     "tag filter": lambda s: s.run_list(tag="ml") + s.run_list(tag="nope"),
     "run detail": lambda s: [(s.task_runs(r), s.logs(r), s.log_level_counts(r), s.backfill_batch(r))
                              for r in [x["id"] for x in s.runs(limit=500)]],
-    **{f"run_list {sort}": (lambda sort: lambda s: s.run_list(limit=500, sort=sort))(sort) for sort in SORTS},
+    **{f"run_list {sort}": (lambda sort: lambda s: s.run_list(limit=500, sort=sort, metric="val_rmse",
+                                                              metrics=("val_rmse", "train_rows")))(sort)
+       for sort in SORTS},
+    "run_list of a flow": lambda s: s.run_list(limit=500, flow=TRAINING) + s.run_list(flow="nope"),
 }
 
 

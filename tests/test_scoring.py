@@ -1,6 +1,7 @@
 """The batch-scoring flow: the champion's predictions of the month before the run date, as the course's
 week-4 steps make them, streamed batch by batch, recorded and written atomically."""
 import datetime as dt
+import hashlib
 import json
 import os
 import subprocess
@@ -19,11 +20,13 @@ from pipeline.config import Settings
 from pipeline.orchestration.deployments import DeploymentSpec, register
 from pipeline.orchestration.registry import flow_entry
 from pipeline.orchestration.schedules import CronSchedule
+from pipeline.scoring import zones
 from pipeline.scoring.flow import TASKS, score_now
 from pipeline.scoring.job import FLOW_NAME
 from pipeline.store import Store
-from pipeline.training import champion, demo, features
+from pipeline.training import champion, demo, features, pickles
 from pipeline.training.flow import run_now
+from pipeline.training.job import FLOW_NAME as TRAINING_FLOW
 from tests.conftest import FakeClock
 from tests.reference_scoring import score as reference_score
 
@@ -65,7 +68,7 @@ def test_the_predictions_equal_the_course_scoring_steps_batch_by_batch(trained, 
     result = score_now(store, settings, date="2021-09-15", name="scored", clock=FakeClock())
     run = store.get_run(result.run_id)
     assert run["state"] == "COMPLETED", run["error"]
-    held = store.champion()
+    held = store.champion(TRAINING_FLOW)
     files = champion.artifact_files(store, held["id"])
     expected = reference_score(folder / "fhv_tripdata_2021-08.parquet", files["vectorizer"]["path"],
                                files["model"]["path"], 2021, 8, held["id"])
@@ -99,7 +102,7 @@ def test_rows_left_out_are_counted_by_reason_and_said_in_the_log(trained):
 def test_the_run_records_the_champion_it_scored_with_and_its_checksums(trained):
     settings, store, _ = trained
     run = store.get_run(score_now(store, settings, date="2021-09-15", name="versioned", clock=FakeClock()).run_id)
-    version, held = run["metrics"]["model_version"], store.champion()
+    version, held = run["metrics"]["model_version"], store.champion(TRAINING_FLOW)
     assert (version["run_id"], version["name"], version["train_month"]) == (held["id"], held["name"], "2021-06")
     assert {name: f["sha256"] for name, f in version["files"].items()} == \
         {name: a["sha256"] for name, a in champion.artifact_files(store, held["id"]).items()}
@@ -149,7 +152,7 @@ def test_score_json_carries_the_output_rows_version_rmse_and_drift(trained, monk
     assert main(["score", "--date", "2021-09-15", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["output"].endswith("fhv_predictions_2021-08.parquet") and summary["rows_scored"] > 3_000
-    assert summary["model_version"]["run_id"] == store.champion()["id"] and summary["rmse"] > 1
+    assert summary["model_version"]["run_id"] == store.champion(TRAINING_FLOW)["id"] and summary["rmse"] > 1
     drift = summary["drift_vs_champion"]
     assert (drift["reference"], drift["current"]) == ("2021-06", "2021-08") and drift["pickup"]["psi"] >= 0
 
@@ -173,7 +176,7 @@ def test_a_deployment_schedules_the_scoring_flow(trained):
 def test_a_scoring_run_is_not_the_latest_metrics_of_training(trained):
     settings, store, _ = trained
     score_now(store, settings, date="2021-09-15", name="not-training", clock=FakeClock())
-    assert {row["name"] for row in store.metric_history()} == {"trained"}
+    assert {row["name"] for row in store.metric_history(TRAINING_FLOW)} == {"trained"}
 
 
 def test_the_champions_coefficients_are_kept_and_a_damaged_copy_is_built_again(trained):
@@ -211,6 +214,48 @@ def test_a_score_with_kept_coefficients_imports_neither_pandas_nor_scikit_learn(
     env = {**os.environ, "FHV_HOME": str(settings.home), "FHV_DATA_URL": str(folder), "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert done.stdout.splitlines()[-1] == "0 []", done.stderr[-2000:]
+
+
+def test_the_coefficients_read_without_scikit_learn_are_exactly_those_it_unpickles(trained):
+    settings, store, _ = trained
+    files = champion.artifact_files(store, store.champion(TRAINING_FLOW)["id"])
+    found = pickles.weights(pickles.cached(settings.cache_dir), {k: champion.artifact_bytes(store, files[k])
+                                                                 for k in pickles.KINDS})
+    assert found is not None, "the training run kept how this scikit-learn pickles"
+    read = zones.from_weights(found.vocabulary, found.coef, found.intercept, "the champion")
+    unpickled = zones.from_pickles(*champion.load_model(store, store.champion(TRAINING_FLOW)["id"]), "the champion")
+    assert read.intercept == unpickled.intercept
+    assert np.array_equal(read.pu, unpickled.pu) and np.array_equal(read.do, unpickled.do)
+
+
+def test_a_first_score_of_a_version_reads_its_pickles_without_importing_scikit_learn(trained):
+    settings, store, folder = trained
+    warm = store.get_run(score_now(store, settings, date="2021-09-15", name="warm", clock=FakeClock()).run_id)
+    for kept in (settings.home / "models" / "coefficients").glob("*.npz"):
+        kept.unlink()
+    code = ("import sys; from pipeline.cli import main; code = main(['score', '--date', '2021-09-15', '--json']); "
+            "print(code, 'sklearn' in sys.modules)")
+    env = {**os.environ, "FHV_HOME": str(settings.home), "FHV_DATA_URL": str(folder), "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert done.stdout.splitlines()[-1] == "0 False", done.stderr[-2000:]
+    cold = json.loads("\n".join(done.stdout.splitlines()[:-1]))
+    assert cold["rmse"] == warm["metrics"]["rmse"]
+    assert "from its pickles" in " ".join(line["message"] for line in store.logs(cold["run_id"]))
+
+
+def test_a_champion_whose_pickle_is_not_one_fails_the_run_even_when_read_without_scikit_learn(tmp_path, trained):
+    _, _, folder = trained
+    settings = Settings(home=tmp_path / "home", data_url=str(folder)).ensure_dirs()
+    store = Store(settings.db_path)
+    trained_run = run_now(store, settings, date="2021-08-15", name="garbled", clock=FakeClock())
+    for artifact in store.artifacts(trained_run.run_id):
+        if artifact["kind"] == "model":  # its file and the history's checksum agree, but it is no pickle
+            Path(artifact["path"]).write_bytes(b"not a pickle")
+            store.conn.execute("UPDATE artifacts SET sha256 = ?, size = ? WHERE id = ?",
+                               (hashlib.sha256(b"not a pickle").hexdigest(), 12, artifact["id"]))
+    run = store.get_run(score_now(store, settings, date="2021-09-15", name="unloadable", clock=FakeClock()).run_id)
+    assert run["state"] == "FAILED" and run["error_task"] == "load_champion"
+    assert f"The model of run {trained_run.run_id[:8]} does not unpickle" in run["error"], run["error"]
 
 
 def test_a_zone_that_is_no_taxi_zone_fails_the_run_naming_the_file_and_the_count(trained, tmp_path, monkeypatch):

@@ -100,7 +100,7 @@ def write(request: Any, message: str, *, link: bool = False) -> None:
 def facts(run: dict[str, Any]) -> None:
     zone = queries.deployment_zone(run.get("deployment"))
     shown = (("Run date", run["run_date"] or "-"),
-             ("Months", f"{run['train_month']} → {run['val_month']}" if run["train_month"] else "-"),
+             ("Months", f"{run['train_month']} → {run['val_month']}" if run.get("train_month") else "-"),
              ("Duration", labels.duration(run["started_at"], run["ended_at"])), ("Data", labels.data_label(run) or "-"))
     for column, (label, value) in zip(st.columns(4), shown):
         with column:

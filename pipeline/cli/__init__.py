@@ -1,44 +1,54 @@
-"""``python -m pipeline``: the command line. Each command group lives in its own module."""
+"""``python -m pipeline``: the command line. Each command group lives in its own module.
+
+Only the group of the command given is imported (all of them for ``--help`` or an unknown command), and a
+group imports what a command needs when it runs: a light command (``runs ls``, ``deployment ls``,
+``models ls``, ...) imports neither pyarrow nor scikit-learn (``tests/test_cli_light.py``).
+"""
 from __future__ import annotations
 
 import argparse
 import contextlib
 import difflib
+import importlib
 import logging
 import os
 import sqlite3
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Callable, Sequence
-
-from rich.markup import escape
 
 from ..config import load_settings
 from ..errors import PipelineError
 from ..flows import load_flows
 from ..store.base import storage_error
-from . import history, models, notify, runs, score, users
-from .render import err_console
 
-GROUPS = [runs, score, users, models, notify, history]
-
-
-def _optional_groups() -> list:
-    """Command groups of the scheduler, when present."""
-    try:
-        from . import scheduling, workers
-    except ImportError:
-        return []
-    return [scheduling, workers]
+GROUPS = ("runs", "score", "users", "models", "notify", "history", "scheduling", "workers")  # in --help's order
+COMMANDS = {"run": "runs", "runs": "runs", "score": "score", "users": "users", "models": "models",
+            "notify": "notify", "notifications": "notify", "history": "history", "scheduler": "scheduling",
+            "schedule": "scheduling", "deployment": "scheduling", "work-queue": "scheduling",
+            "trigger": "scheduling", "backfill": "scheduling", "worker": "workers", "workers": "workers"}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _groups(argv: Sequence[str] | None) -> list[ModuleType]:
+    """The command groups to declare: the one of the command ``argv`` names, else every one (``--help``, no
+    command or an unknown one: argparse lists them all)."""
+    tokens = list(argv or ())
+    command = next((token for token in tokens if not token.startswith("-")), None)
+    before = tokens[:tokens.index(command)] if command in COMMANDS else tokens
+    names = GROUPS if argv is None or command not in COMMANDS or {"-h", "--help"} & set(before) else \
+        [COMMANDS[command]]
+    return [importlib.import_module(f"{__name__}.{name}") for name in names]
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser of the command line ``argv`` (every command when None)."""
     parser = argparse.ArgumentParser(
         prog="python -m pipeline",
         description="Monthly retraining of the NYC FHV trip-duration model, with a run history.")
     parser.add_argument("-v", "--verbose", action="store_true", help="show debug logs")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in GROUPS + _optional_groups():
+    for group in _groups(argv):
         group.register(commands)
     return parser
 
@@ -46,8 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; bad input or a storage fault gives one sentence on stderr and exit code 2."""
     _closed_streams_to_devnull()
-    parser = build_parser()
-    args = _parse(parser, sys.argv[1:] if argv is None else list(argv))
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
+    args = _parse(parser, argv)
     undecodable = _undecodable(args)
     if undecodable is not None:
         return _fail(f"The argument '{undecodable}' is not UTF-8 text; names, run ids, dates and URLs must be.")
@@ -68,6 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as error:
         return _fail(_os_sentence(error, settings.home if settings else None))
     except KeyboardInterrupt:
+        from .render import err_console
+
         err_console.print("Interrupted.")
         return 130
 
@@ -120,6 +133,10 @@ def _has_surrogates(text: str) -> bool:
 
 
 def _fail(sentence: str) -> int:
+    from rich.markup import escape
+
+    from .render import err_console
+
     err_console.print(f"[bold red]error:[/] {escape(sentence)}", markup=True, highlight=False, soft_wrap=True)
     return 2
 
@@ -143,6 +160,8 @@ def _silence_stdout() -> None:
 
 def _configure_logging(verbose: bool) -> None:
     from rich.logging import RichHandler
+
+    from .render import err_console
 
     root = logging.getLogger("pipeline")
     if not any(isinstance(h, RichHandler) for h in root.handlers):

@@ -100,5 +100,5 @@ def months_note(run: dict[str, Any]) -> str:
     if not run.get("train_month"):
         return ""
     return (f": train {run['train_month']}, validate {run['val_month']}, "
-            f"{synthetic_note(bool(run['synthetic']))}")
+            f"{synthetic_note(bool(run.get('synthetic')))}")
 

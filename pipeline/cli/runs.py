@@ -6,7 +6,6 @@ from typing import Any
 
 from ..config import Settings
 from ..orchestration.runtime import SYSTEM_CLOCK, new_run_name
-from ..orchestration import control
 from ..orchestration.states import State
 from ..store import Store
 from . import render
@@ -88,9 +87,9 @@ def run_summary(store: Store, run: dict[str, Any]) -> dict[str, Any]:
             "train_mean_duration", "val_mean_duration")
     return {
         "run_id": run["id"], "id": run["id"], "name": run["name"], "state": run["state"], "run_date": run["run_date"],
-        "train_month": run["train_month"], "val_month": run["val_month"],
+        "train_month": run.get("train_month"), "val_month": run.get("val_month"),
         **{k: metrics.get(k) for k in keys},
-        "synthetic": bool(run["synthetic"]), "data_source": run["data_source"],
+        "synthetic": bool(run.get("synthetic")), "data_source": run.get("data_source"),
         "started_at": run["started_at"], "ended_at": run["ended_at"], "error": run["error"],
         "artifacts": [{k: a[k] for k in ("name", "path", "sha256", "size")} for a in store.artifacts(run["id"])],
         **{k: metrics.get(k) for k in QUALITY_KEYS},
@@ -130,7 +129,8 @@ def _list_item(run: dict[str, Any]) -> dict[str, Any]:
     metrics = run.get("metrics") or {}
     keys = ("name", "state", "run_date", "train_month", "val_month", "trigger", "deployment",
             "scheduled_time", "started_at", "ended_at", "error", "data_source")
-    return {"run_id": run["id"], "id": run["id"], **{k: run.get(k) for k in keys}, "synthetic": bool(run["synthetic"]),
+    return {"run_id": run["id"], "id": run["id"], **{k: run.get(k) for k in keys},
+            "synthetic": bool(run.get("synthetic")),
             "val_rmse": metrics.get("val_rmse"), "val_mse": metrics.get("val_mse")}
 
 
@@ -147,6 +147,8 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
+    from ..orchestration import control  # (its deployments and schedules: only for this command)
+
     store = open_store(settings)
     run = control.cancel(store, args.run_id, now=SYSTEM_CLOCK.now())
     if run["state"] == State.CANCELLED:
@@ -161,7 +163,7 @@ def _print_run(store: Store, run: dict[str, Any], *, with_logs: bool = False) ->
     metrics = run.get("metrics") or {}
     console.print(f"[bold]{render.plain(run['name'])}[/]  {run['id']}  {render.state_text(run['state'])}")
     console.print(f"Run date {run['run_date'] or '-'}{render.months_note(run)}"
-                  + (f" ({render.plain(run['data_source'])})" if run["data_source"] else ""))
+                  + (f" ({render.plain(run.get('data_source'))})" if run.get("data_source") else ""))
     if run["error"]:
         where = f" in {run['error_task']}" if run["error_task"] else ""
         console.print(f"[bold red]Failed{render.plain(where)}:[/] {render.plain(run['error'])}", soft_wrap=True)

@@ -45,7 +45,7 @@ def score_summary(run: dict[str, Any]) -> dict[str, Any]:
     metrics = run.get("metrics") or {}
     return {"run_id": run["id"], "name": run["name"], "state": run["state"], "run_date": run["run_date"],
             **{key: metrics.get(key) for key in SUMMARY_KEYS},
-            "synthetic": bool(run["synthetic"]), "data_source": run["data_source"],
+            "synthetic": bool(run.get("synthetic")), "data_source": run.get("data_source"),
             "started_at": run["started_at"], "ended_at": run["ended_at"], "error": run["error"]}
 
 

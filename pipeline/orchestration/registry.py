@@ -164,6 +164,11 @@ _RESOLVERS: dict[str, Callable[[str], FlowEntry]] = {}
 
 def register_flow(entry: FlowEntry) -> FlowEntry:
     """Make a flow runnable by deployments (registering the same name again replaces it)."""
+    from ..store.rows import RUN_COLUMNS  # here: the store imports the orchestration's states
+    taken = next((f.name for f in entry.fields if f.name in RUN_COLUMNS), None)
+    if taken:
+        raise ConfigError(f"The flow {entry.name!r} declares the field {taken!r}, which is a column every run has; "
+                          "name the field otherwise.")
     _FLOWS[entry.name] = entry
     return entry
 

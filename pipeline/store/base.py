@@ -15,13 +15,13 @@ from typing import Any, Callable, Iterable, Iterator
 from ..errors import ConfigError, HistoryDamaged, HistoryFileLost, StorageError
 from ..orchestration.states import State
 from .files import FileStore, file_identity, missing_table
-from .migrations import MIGRATIONS, _statements, tables
+from .migrations import MIGRATIONS, _statements, script, tables
 
 UTC = dt.timezone.utc
 logger = logging.getLogger("pipeline.store")
 BUSY_TIMEOUT_MS = 10_000
 
-RUN_JSON_FIELDS = ("parameters", "metrics")
+RUN_JSON_FIELDS = ("parameters", "metrics", "fields")
 def to_db(moment: dt.datetime | None) -> str | None:
     if moment is None:
         return None
@@ -140,6 +140,9 @@ class HistoryConnection(sqlite3.Connection):
         found = self.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone()
         return found is not None
 
+    def index_names(self) -> set[str]:
+        return {row[0] for row in self.execute("SELECT name FROM sqlite_master WHERE type = 'index'").fetchall()}
+
     def serialize_migrations(self) -> None:
         """Nothing to do: BEGIN IMMEDIATE already lets one writer in at a time."""
 
@@ -197,6 +200,9 @@ def _row(row: sqlite3.Row | None) -> dict[str, Any] | None:
         if key in out and isinstance(out[key], str):
             with contextlib.suppress(ValueError):  # text that is not JSON stays text: the row's checks name it
                 out[key] = json.loads(out[key])
+    if isinstance(out.get("fields"), dict):  # a run's flow fields, also flattened (the core's columns win)
+        for key, value in out["fields"].items():
+            out.setdefault(key, value)
     return out
 
 
@@ -218,6 +224,7 @@ class BaseStore(FileStore):
         if migrate and not readonly:
             empty = self._empty_file()
             self.migrate()
+            self.index_fields(registered_flows())
             if empty:
                 logger.warning("The history %s was an empty file (0 bytes), so a new history was made in it; if it "
                                "held runs, stop every process using it and put back a copy.", self.path)
@@ -317,7 +324,7 @@ class BaseStore(FileStore):
             check_schema(self.path, done)
             for name, sql in MIGRATIONS[:upto]:
                 if name not in done:
-                    conn.run_statements(_statements(sql))
+                    conn.run_statements(_statements(script(sql, conn.dialect)))
                     conn.execute("INSERT INTO migrations VALUES (?, ?)", (name, to_db(dt.datetime.now(UTC))))
                     applied.append(name)
         return applied
@@ -349,6 +356,12 @@ class BaseStore(FileStore):
         if self.conn.dialect != "sqlite":
             return self.conn.integrity_check()
         return self.conn.execute("PRAGMA integrity_check").fetchone()[0]
+
+
+def registered_flows() -> list[Any]:
+    """The flows this process registered (their indexed fields get an index where a writer opens the history)."""
+    from ..orchestration.registry import flow_entry, flow_names  # the registry imports the store's rows
+    return [flow_entry(name) for name in flow_names()]
 
 
 def _rollback(conn: sqlite3.Connection) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any, Iterable
 
 from .base import to_db
@@ -13,12 +14,12 @@ class DashboardStore:
 
     # -- dashboard reads -------------------------------------------------------------
     def run_timeline(self, *, limit: int = 2000, **filters: Any) -> list[dict[str, Any]]:
-        """Started runs, newest first, with only the columns the runs-over-time chart needs."""
+        """Started runs (of ``flow=``, or all), newest first, with only the columns the runs-over-time chart needs."""
         where, params = _run_filters(**filters)
         started = "r.started_at IS NOT NULL"
         where = f"{where} AND {started}" if where else f"WHERE {started}"
         return self._all(
-            "SELECT r.id, r.name, r.state, r.run_date, r.train_month, r.val_month, r.started_at, "
+            "SELECT r.id, r.name, r.flow, r.state, r.run_date, r.fields, r.started_at, "
             "r.ended_at FROM flow_runs r LEFT JOIN deployments d ON d.id = r.deployment_id "
             f"{where} ORDER BY r.started_at DESC LIMIT ?", (*params, limit))
 
@@ -39,18 +40,21 @@ class DashboardStore:
                                 (run.get("deployment_id"),)).fetchone()
         return {**run, "deployment": row[0] if row else None}
 
-    def synthetic_counts(self) -> tuple[int, int]:
-        """(runs on synthetic data, all runs) among the completed runs."""
-        row = self.conn.execute(  # the column, set when the run's data source is known (no metrics blob read)
-            "SELECT COALESCE(SUM(synthetic), 0), COUNT(*) FROM flow_runs WHERE state = 'COMPLETED'").fetchone()
+    def flag_counts(self, flow: str, field: str) -> tuple[int, int]:
+        """(runs whose flag field ``field`` is set, all runs) among the completed runs of ``flow``."""
+        row = self.conn.execute(
+            f"SELECT COUNT(CASE WHEN {_field('r', field)} IS TRUE THEN 1 END), COUNT(*) FROM flow_runs r "
+            "WHERE r.flow = ? AND r.state = 'COMPLETED'", (flow,)).fetchone()
         return row[0], row[1]
 
-    def latest_run(self, *, now: dt.datetime) -> dict[str, Any] | None:
-        """The run created last among those due by ``now`` (upcoming schedule slots left out),
-        with its deployment's name: the run a user just triggered, whatever its state now."""
+    def latest_run(self, *, now: dt.datetime, flow: str | None = None) -> dict[str, Any] | None:
+        """The run (of ``flow``, or of any) created last among those due by ``now`` (upcoming schedule slots
+        left out), with its deployment's name: the run a user just triggered, whatever its state now."""
+        where, params = ("AND r.flow = ? ", (flow,)) if flow else ("", ())
         return self._one(
             "SELECT r.*, d.name AS deployment FROM flow_runs r LEFT JOIN deployments d ON d.id = r.deployment_id "
-            "WHERE COALESCE(r.scheduled_time, r.created_at) <= ? ORDER BY r.created_at DESC LIMIT 1", (to_db(now),))
+            f"WHERE COALESCE(r.scheduled_time, r.created_at) <= ? {where}ORDER BY r.created_at DESC LIMIT 1",
+            (to_db(now), *params))
 
     _OVERDUE = ("FROM flow_runs r LEFT JOIN deployments d ON d.id = r.deployment_id "
                 "WHERE r.state IN ('SCHEDULED', 'LATE', 'AWAITING_RETRY') "
@@ -74,22 +78,25 @@ class DashboardStore:
         return {level: count for level, count in rows}
 
     # -- the runs list: one page of rows, filtered and sorted in SQL --------------------
-    def run_list(self, *, limit: int = 50, offset: int = 0, sort: str = "newest", **filters: Any) -> list[dict[str, Any]]:
-        """One page of the runs list with only the columns it draws (no metrics blob: its validation
-        RMSE, synthetic flag and data source are read in SQL); ``filters``: see ``_list_filters``.
+    def run_list(self, *, limit: int = 50, offset: int = 0, sort: str = "newest", metric: str | None = None,
+                 metrics: Iterable[str] = (), **filters: Any) -> list[dict[str, Any]]:
+        """One page of the runs list with only the columns it draws: of the metrics blob, only the keys
+        ``metrics`` (and ``metric``, the one ``sort`` 'metric_desc'/'metric_asc' orders by) are read, in SQL;
+        ``filters``: see ``_list_filters`` (``flow=`` one flow's runs).
 
         The page's ids are chosen first; only its rows' metrics are read (on PostgreSQL each read
         parses the JSON, so reading them for every run before the LIMIT would cost a parse a run)."""
         where, params = _list_filters(**filters)
-        order = f"{SORTS[sort]}, r.id"
+        order = f"{_sort(sort, metric)}, r.id"
+        keys = tuple(dict.fromkeys([*metrics, *([metric] if metric else [])]))
         rows = self._all(
-            f"SELECT r.id, r.name, r.state, r.run_date, r.train_month, r.val_month, r.trigger, r.scheduled_time, "
+            f"SELECT r.id, r.name, r.flow, r.state, r.run_date, r.fields, r.trigger, r.scheduled_time, "
             f"r.next_attempt_at, r.started_at, r.ended_at, r.error, r.error_task, r.state_message, r.late_reason, "
-            f"r.data_source, r.synthetic, r.deployment_id, r.work_queue, r.created_at, d.name AS deployment, {_LIST_METRICS} "
+            f"r.deployment_id, r.work_queue, r.created_at, d.name AS deployment{_metric_columns('r', keys)} "
             f"FROM (SELECT r.id AS page_id {_LIST_FROM} {where} ORDER BY {order} LIMIT ? OFFSET ?) page "
             f"JOIN flow_runs r ON r.id = page.page_id LEFT JOIN deployments d ON d.id = r.deployment_id "
             f"ORDER BY {order}", (*params, limit, offset))
-        return [_with_metrics(row) for row in rows]
+        return [_with_metrics(row, keys) for row in rows]
 
     def count_run_list(self, **filters: Any) -> int:
         where, params = _list_filters(**filters)
@@ -101,7 +108,7 @@ class DashboardStore:
         started = "r.started_at IS NOT NULL"
         where = f"{where} AND {started}" if where else f"WHERE {started}"
         return self._all(
-            "SELECT r.id, r.name, r.state, r.run_date, r.train_month, r.val_month, r.started_at, r.ended_at "
+            "SELECT r.id, r.name, r.flow, r.state, r.run_date, r.fields, r.started_at, r.ended_at "
             f"{_LIST_FROM} {where} ORDER BY r.started_at DESC LIMIT ?", (*params, limit))
 
     def cancellable_ids(self, **filters: Any) -> list[str]:
@@ -126,72 +133,101 @@ class DashboardStore:
                                  "ORDER BY json_each.value").fetchall()
         return [row[0] for row in rows]
 
-    # -- trends: one row per validation month, aggregated in SQL ---------------------------
-    def metric_months(self, *, real_only: bool = False, limit: int = 240) -> list[dict[str, Any]]:
-        """The latest completed run of each validation month with its metrics (and how many
-        completed runs that month had), oldest run date first; ``real_only``: non-demo sources only."""
-        # Only the chosen rows' metrics blobs are read: the ranking reads small columns.
-        real = "AND synthetic = 0" if real_only else ""
-        keys = ", ".join(f"json_extract(f.metrics, '$.{key}') AS {key}" for key in METRIC_KEYS)
+    def index_fields(self, entries: Iterable[Any]) -> list[str]:
+        """An index on each field the flows ``entries`` declare ``indexed`` (their runs are looked up by it), made
+        once, on (flow, the field): the names made. No DDL when they exist (a user may lack CREATE)."""
+        wanted = {f"flow_runs_field_{_key(f.name)}": f.name for entry in entries for f in entry.fields if f.indexed}
+        missing = sorted(set(wanted) - self.conn.index_names()) if wanted else []
+        for index in missing:
+            with self.atomic() as conn:
+                conn.execute(f"CREATE INDEX IF NOT EXISTS {index} ON flow_runs(flow, ({_field('', wanted[index])}))")
+        return missing
+
+    # -- trends: one row per value of a field (its latest completed run), aggregated in SQL ---------
+    def trend_points(self, flow: str, metric: str, *, by: str | None = None, keys: Iterable[str] = (),
+                     without: str | None = None, limit: int = 240) -> list[dict[str, Any]]:
+        """The completed runs of ``flow`` that have ``metric``, oldest run date first: per value of the field
+        ``by`` its latest run (``runs``: how many completed runs that value had), or every run when ``by`` is
+        None; with their fields and the metric keys ``metric`` and ``keys`` (top-level and under ``metrics``).
+        ``without``: leave out the runs whose flag field of that name is set."""
+        group = _field("c", by) if by else "c.id"  # only the chosen rows' metrics are read
+        unflagged = f"AND NOT ({_field('c', without)} IS TRUE) " if without else ""
+        keys = tuple(dict.fromkeys([metric, *keys]))
         rows = self._all(
-            "WITH ranked AS (SELECT id, val_month, ROW_NUMBER() OVER (PARTITION BY val_month ORDER BY "
-            "ended_at DESC) AS position, COUNT(*) OVER (PARTITION BY val_month) AS runs "
-            f"FROM flow_runs WHERE state = 'COMPLETED' AND val_month IS NOT NULL {real}) "
-            f"SELECT f.id, f.name, f.run_date, f.train_month, f.val_month, k.runs, "
-            f"f.synthetic AS column_synthetic, f.data_source AS column_data_source, "
-            f"json_extract(f.metrics, '$.synthetic') AS synthetic, "
-            f"json_extract(f.metrics, '$.data_source') AS data_source, {keys} "
-            "FROM ranked k JOIN flow_runs f ON f.id = k.id WHERE k.position = 1 "
-            "ORDER BY f.run_date DESC LIMIT ?", (limit,))
-        return [_with_columns(row) for row in rows[::-1] if row["val_rmse"] is not None]
+            f"WITH ranked AS (SELECT c.id, ROW_NUMBER() OVER (PARTITION BY {group} ORDER BY c.ended_at DESC) "
+            f"AS position, COUNT(*) OVER (PARTITION BY {group}) AS runs FROM flow_runs c "
+            f"WHERE c.flow = ? AND c.state = 'COMPLETED' AND {group} IS NOT NULL {unflagged}) "
+            f"SELECT r.id, r.name, r.run_date, r.ended_at, r.fields, k.runs{_metric_columns('r', keys)} "
+            "FROM ranked k JOIN flow_runs r ON r.id = k.id WHERE k.position = 1 "
+            "ORDER BY r.run_date DESC, r.ended_at DESC LIMIT ?", (flow, limit))
+        points = [_with_metrics(row, keys) for row in rows[::-1]]
+        return [{**{k: v for k, v in p["metrics"].items() if k not in p}, **p} for p in points
+                if p["metrics"].get(metric) is not None]
     # (end of dashboard reads)
 
 
-METRIC_KEYS = ("train_mse", "val_mse", "train_rmse", "val_rmse", "train_rows", "val_rows",
-               "train_mean_duration", "val_mean_duration", "feature_count")
 _LIST_FROM = "FROM flow_runs r LEFT JOIN deployments d ON d.id = r.deployment_id"
-_VAL_RMSE = "json_extract(r.metrics, '$.val_rmse')"
-_LIST_METRICS = (f"{_VAL_RMSE} AS m_val_rmse, "
-                 "json_extract(r.metrics, '$.synthetic') AS m_synthetic, "
-                 "json_extract(r.metrics, '$.data_source') AS m_data_source")
 _MOMENT = "COALESCE(r.started_at, r.scheduled_time, r.created_at)"
 SORTS = {
     "newest": f"{_MOMENT} DESC", "oldest": f"{_MOMENT} ASC",
     "run_date_desc": f"r.run_date DESC, {_MOMENT} DESC", "run_date_asc": f"r.run_date ASC, {_MOMENT} ASC",
-    "val_rmse_desc": f"{_VAL_RMSE} DESC NULLS LAST, {_MOMENT} DESC",
-    "val_rmse_asc": f"{_VAL_RMSE} ASC NULLS LAST, {_MOMENT} DESC",
+    "metric_desc": "{metric} DESC NULLS LAST, " + f"{_MOMENT} DESC",
+    "metric_asc": "{metric} ASC NULLS LAST, " + f"{_MOMENT} DESC",
     "duration_desc": f"julianday(r.ended_at) - julianday(r.started_at) DESC NULLS LAST, {_MOMENT} DESC",
     "name": "r.name ASC",
 }
+_KEY = re.compile(r"\w+")
 
 
-def _with_columns(row: dict[str, Any]) -> dict[str, Any]:
-    """A trends row whose synthetic flag and data source come from its metrics, else from its columns."""
-    for key in ("synthetic", "data_source"):
-        column = row.pop(f"column_{key}")
-        row[key] = column if row[key] is None else row[key]
-    return row
+def _key(name: str) -> str:
+    """A field or metric name, checked before it goes into SQL (a JSON path): letters, digits, underscores."""
+    if not isinstance(name, str) or not _KEY.fullmatch(name):
+        raise ValueError(f"{name!r} is not a field or metric name (letters, digits and underscores).")
+    return name
 
 
-def _with_metrics(row: dict[str, Any]) -> dict[str, Any]:
-    """A list row with the three metrics it read put back under ``metrics`` (as a run row has them)."""
-    metrics = {key: row.pop(f"m_{key}") for key in ("val_rmse", "synthetic", "data_source")}
+def _field(alias: str, name: str) -> str:
+    """The SQL of a run's field (``alias`` the flow_runs table's, or empty)."""
+    return f"json_extract({alias + '.' if alias else ''}fields, '$.{_key(name)}')"
+
+
+def _metric(alias: str, key: str) -> str:
+    return f"json_extract({alias}.metrics, '$.{_key(key)}')"
+
+
+def _sort(sort: str, metric: str | None) -> str:
+    """The ORDER BY of a sort; the metric sorts need the ``metric`` they order by."""
+    if sort.startswith("metric_") and not metric:
+        raise ValueError(f"The sort {sort!r} needs the metric it orders by (metric=...).")
+    return SORTS[sort].format(metric=_metric("r", metric) if metric else "")
+
+
+def _metric_columns(alias: str, keys: Iterable[str]) -> str:
+    return "".join(f", {_metric(alias, key)} AS m_{index}" for index, key in enumerate(keys))
+
+
+def _with_metrics(row: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """A row with the metrics it read put back under ``metrics`` (as a run row has them)."""
+    metrics = {key: row.pop(f"m_{index}") for index, key in enumerate(keys)}
     row["metrics"] = {k: v for k, v in metrics.items() if v is not None}
     return row
 
 
-def _list_filters(*, states: Iterable[str] | None = None, deployment: str | None = None,
+def _list_filters(*, flow: str | None = None, states: Iterable[str] | None = None, deployment: str | None = None,
                   triggers: Iterable[str] | None = None, tag: str | None = None,
                   run_date_from: dt.date | None = None, run_date_to: dt.date | None = None,
                   since: dt.datetime | None = None, until: dt.datetime | None = None,
                   search: str | None = None) -> tuple[str, list[Any]]:
-    """The WHERE clause of the runs list: states, deployment, triggers, a deployment tag, a range
+    """The WHERE clause of the runs list: a flow, states, deployment, triggers, a deployment tag, a range
     of run dates, a range of start (or due) times, and a name, id or run date search."""
     clauses, params = [], []
 
     def add(clause: str, *values: Any) -> None:
         clauses.append(clause)
         params.extend(values)
+
+    if flow:
+        add("r.flow = ?", flow)
 
     for column, values in (("r.state", states), ("r.trigger", triggers)):
         values = list(values or [])

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-MIGRATIONS: list[tuple[str, str]] = [
+MIGRATIONS: list[tuple[str, str | dict[str, str]]] = [
     ("0001_runs_tasks_logs_artifacts", """
 CREATE TABLE flow_runs (
     id TEXT PRIMARY KEY,
@@ -253,7 +253,42 @@ CREATE UNIQUE INDEX flow_runs_triggered_once ON flow_runs(deployment_id, trigger
     WHERE triggered_by IS NOT NULL;
 CREATE INDEX flow_runs_triggered_by ON flow_runs(triggered_by) WHERE triggered_by IS NOT NULL;
 """),
+    # A flow's own fields leave the core's columns for the run's ``fields`` (JSON); an acceptance names what it
+    # accepted by a ``subject`` its flow composes. The one migration whose SQL differs by backend.
+    ("0014_run_fields", {"sqlite": """
+DROP INDEX flow_runs_state_month;
+ALTER TABLE flow_runs ADD COLUMN fields TEXT NOT NULL DEFAULT '{}';
+UPDATE flow_runs SET fields = json_patch('{}', json_object('train_month', train_month, 'val_month', val_month,
+    'data_source', data_source, 'synthetic', json(CASE WHEN synthetic <> 0 THEN 'true' ELSE 'false' END)));
+ALTER TABLE flow_runs DROP COLUMN train_month;
+ALTER TABLE flow_runs DROP COLUMN val_month;
+ALTER TABLE flow_runs DROP COLUMN data_source;
+ALTER TABLE flow_runs DROP COLUMN synthetic;
+CREATE INDEX flow_runs_flow_state ON flow_runs(flow, state, ended_at);
+ALTER TABLE data_acceptances ADD COLUMN subject TEXT NOT NULL DEFAULT '';
+UPDATE data_acceptances SET subject = train_month || '/' || val_month;
+DROP INDEX data_acceptances_months;
+ALTER TABLE data_acceptances DROP COLUMN train_month;
+ALTER TABLE data_acceptances DROP COLUMN val_month;
+CREATE INDEX data_acceptances_subject ON data_acceptances(flow, subject);
+""", "postgresql": """
+DROP INDEX flow_runs_state_month;
+ALTER TABLE flow_runs ADD COLUMN fields TEXT NOT NULL DEFAULT '{}';
+UPDATE flow_runs SET fields = jsonb_strip_nulls(jsonb_build_object('train_month', train_month, 'val_month', val_month,
+    'data_source', data_source, 'synthetic', synthetic <> 0))::text;
+ALTER TABLE flow_runs DROP COLUMN train_month, DROP COLUMN val_month, DROP COLUMN data_source, DROP COLUMN synthetic;
+CREATE INDEX flow_runs_flow_state ON flow_runs(flow, state, ended_at);
+ALTER TABLE data_acceptances ADD COLUMN subject TEXT NOT NULL DEFAULT '';
+UPDATE data_acceptances SET subject = train_month || '/' || val_month;
+ALTER TABLE data_acceptances DROP COLUMN train_month, DROP COLUMN val_month;
+CREATE INDEX data_acceptances_subject ON data_acceptances(flow, subject);
+"""}),
 ]
+
+
+def script(sql: str | dict[str, str], dialect: str) -> str:
+    """A migration's SQL for a backend (most migrations have one for both)."""
+    return sql if isinstance(sql, str) else sql[dialect]
 
 
 def _statements(script: str) -> list[str]:
@@ -263,6 +298,7 @@ def _statements(script: str) -> list[str]:
 def tables(upto: int | None = None) -> set[str]:
     """The tables the migrations make (up to ``upto``): a history that lacks one is damaged."""
     made = set()
-    for _, sql in MIGRATIONS[:upto]:
+    for _, migration in MIGRATIONS[:upto]:
+        sql = script(migration, "sqlite")
         made |= set(re.findall(r"CREATE TABLE (\w+)", sql)) - set(re.findall(r"DROP TABLE (\w+)", sql))
     return made

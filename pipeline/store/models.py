@@ -1,7 +1,7 @@
 """Model versions and the champion: the promotion events of each flow.
 
-Every completed training run is a model version. The champion (the model in use) is the run of
-the latest *effective* event: the event with the highest ``seq`` of its flow whose run has
+Every completed run of a flow that trains a model is a model version. The champion (the model in
+use) is the run of the latest *effective* event: the event with the highest ``seq`` of its flow whose run has
 completed (a run promotes itself in its last task, so its event takes effect when it completes).
 Each change is one conditional INSERT: it names the ``seq`` it expects to follow, and the unique
 ``(flow, seq)`` makes the loser of a race insert nothing. ``undo_to`` is the event a rollback
@@ -16,7 +16,6 @@ from .base import _db_value, from_db, to_db
 from .rows import RunRow
 
 ACTIONS = ("promoted", "rollback", "manual")
-DEFAULT_FLOW = "fhv-duration-training"
 
 _EFFECTIVE = ("FROM model_events e JOIN flow_runs r ON r.id = e.run_id "
               "WHERE e.flow = ? AND r.state = 'COMPLETED'")
@@ -24,22 +23,22 @@ _EFFECTIVE = ("FROM model_events e JOIN flow_runs r ON r.id = e.run_id "
 _HOLDER = ("SELECT r.*, e.id AS event_id, e.seq AS event_seq, e.action AS event_action, e.actor AS event_actor, "
            "e.at AS event_at, e.reason AS event_reason, e.undo_to AS event_undo_to")
 
-_ACCEPTED = ("SELECT a.*, r.name AS blocked_run_name, r.metrics AS metrics FROM data_acceptances a "
+_ACCEPTED = ("SELECT a.*, r.name AS blocked_run_name, r.metrics AS metrics, r.fields AS fields FROM data_acceptances a "
              "JOIN flow_runs r ON r.id = a.blocked_run_id")
 
 _EVENTS = ("SELECT e.id, e.run_id, e.action, e.actor, e.at, e.reason, e.flow, e.seq, e.undo_to, "
-           "r.name AS run_name, r.run_date, r.train_month, r.val_month, r.synthetic, r.state AS run_state "
+           "r.name AS run_name, r.run_date, r.fields, r.state AS run_state "
            "FROM model_events e JOIN flow_runs r ON r.id = e.run_id")
 
 
 class ModelStore:
     """Model versions, the champion and its promotion events (mixed into ``Store``)."""
 
-    def champion(self, flow: str = DEFAULT_FLOW) -> RunRow | None:
+    def champion(self, flow: str) -> RunRow | None:
         """The run whose model is in use (with its metrics and the event that made it champion)."""
         return self._one(f"{_HOLDER} {_EFFECTIVE} ORDER BY e.seq DESC LIMIT 1", (flow,))
 
-    def contender(self, flow: str = DEFAULT_FLOW, *, besides: str | None = None) -> RunRow | None:
+    def contender(self, flow: str, *, besides: str | None = None) -> RunRow | None:
         """What a finishing run is judged against: the champion, or a newer event's run that promoted itself
         and is still RUNNING (about to complete), other than ``besides``; as ``champion`` returns it."""
         return self._one(
@@ -62,7 +61,7 @@ class ModelStore:
         row = self._one(f"{_EVENTS} WHERE e.id = ?", (event_id,))
         return None if row is None else {**row, "at": from_db(row["at"])}
 
-    def last_model_seq(self, flow: str = DEFAULT_FLOW) -> int:
+    def last_model_seq(self, flow: str) -> int:
         """The ``seq`` of the flow's latest event, effective or not (0: none): what the next change follows."""
         row = self.conn.execute("SELECT MAX(seq) FROM model_events WHERE flow = ?", (flow,)).fetchone()
         return row[0] or 0
@@ -81,7 +80,7 @@ class ModelStore:
                 (flow, after_seq + 1, run_id, action, actor, to_db(now), reason, undo_to, flow, after_seq)).fetchone()
         return row[0] if row else None
 
-    def model_versions(self, flow: str = DEFAULT_FLOW, *, limit: int = 200) -> list[RunRow]:
+    def model_versions(self, flow: str, *, limit: int = 200) -> list[RunRow]:
         """Completed runs of the flow (each one a model version), newest first, with their metrics."""
         return self._all(
             "SELECT r.*, d.name AS deployment FROM flow_runs r LEFT JOIN deployments d ON d.id = r.deployment_id "
@@ -89,14 +88,16 @@ class ModelStore:
             "ORDER BY r.ended_at DESC LIMIT ?", (flow, limit))
 
     # -- data accepted after a lasting shift ------------------------------------------------------
-    def record_acceptance(self, *, flow: str, blocked_run_id: str, train_month: str, val_month: str, actor: str,
+    # An acceptance's ``subject`` names what was accepted, as its flow composes it (subjects sort as text, the
+    # newest last); the rows carry the blocked run's fields and metrics.
+    def record_acceptance(self, *, flow: str, blocked_run_id: str, subject: str, actor: str,
                           reason: str, now: dt.datetime) -> int | None:
-        """Record that ``actor`` accepted a blocked run's months; its id, or None if that run was accepted already."""
+        """Record that ``actor`` accepted a blocked run's data; its id, or None if that run was accepted already."""
         with self.atomic() as conn:
             row = conn.execute(
-                "INSERT INTO data_acceptances (flow, blocked_run_id, train_month, val_month, actor, at, reason) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
-                (flow, blocked_run_id, train_month, val_month, actor, to_db(now), reason)).fetchone()
+                "INSERT INTO data_acceptances (flow, blocked_run_id, subject, actor, at, reason) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
+                (flow, blocked_run_id, subject, actor, to_db(now), reason)).fetchone()
         return row[0] if row else None
 
     def set_acceptance_rerun(self, acceptance_id: int, rerun_id: str) -> bool:
@@ -104,14 +105,14 @@ class ModelStore:
             return conn.execute("UPDATE data_acceptances SET rerun_id = ? WHERE id = ? AND rerun_id IS NULL",
                                 (rerun_id, acceptance_id)).rowcount == 1
 
-    def acceptance(self, *, flow: str, blocked_run_id: str | None = None, train_month: str | None = None,
-                   val_month: str | None = None) -> dict[str, Any] | None:
-        """The acceptance of a blocked run, or the latest one of these months; ``at`` a datetime."""
+    def acceptance(self, *, flow: str, blocked_run_id: str | None = None,
+                   subject: str | None = None) -> dict[str, Any] | None:
+        """The acceptance of a blocked run, or the latest one of this subject; ``at`` a datetime."""
         if blocked_run_id is not None:
             row = self._one(f"{_ACCEPTED} WHERE a.blocked_run_id = ?", (blocked_run_id,))
         else:
-            row = self._one(f"{_ACCEPTED} WHERE a.flow = ? AND a.train_month = ? AND a.val_month = ? "
-                            "ORDER BY a.id DESC LIMIT 1", (flow, train_month, val_month))
+            row = self._one(f"{_ACCEPTED} WHERE a.flow = ? AND a.subject = ? ORDER BY a.id DESC LIMIT 1",
+                            (flow, subject))
         return None if row is None else {**row, "at": from_db(row["at"])}
 
     def deployment_name(self, deployment_id: int | None) -> str | None:
@@ -119,16 +120,15 @@ class ModelStore:
         row = self._one("SELECT name FROM deployments WHERE id = ?", (deployment_id,)) if deployment_id else None
         return row["name"] if row else None
 
-    def newest_acceptance(self, flow: str = DEFAULT_FLOW) -> dict[str, Any] | None:
-        """The acceptance of the newest training month (the drift baseline when newer than the champion's),
-        with the blocked run's metrics (its months' figures)."""
-        row = self._one(f"{_ACCEPTED} WHERE a.flow = ? ORDER BY a.train_month DESC, a.id DESC LIMIT 1", (flow,))
+    def newest_acceptance(self, flow: str) -> dict[str, Any] | None:
+        """The acceptance of the newest subject, with the blocked run's fields and metrics."""
+        row = self._one(f"{_ACCEPTED} WHERE a.flow = ? ORDER BY a.subject DESC, a.id DESC LIMIT 1", (flow,))
         return None if row is None else {**row, "at": from_db(row["at"])}
 
-    def keep_blocked_checks(self, run_id: str, checks: dict[str, Any]) -> bool:
-        """A run a data gate FAILED keeps its months' figures and drift (``data``, ``drift``) as its metrics,
-        set after its final state, which records no metrics for a failed run; only on such a run."""
+    def keep_blocked_checks(self, run_id: str, checks: dict[str, Any], *, task: str) -> bool:
+        """A run that FAILED in ``task`` keeps what that task measured (``checks``) as its metrics, set after its
+        final state, which records no metrics for a failed run; only on such a run, once."""
         with self.atomic() as conn:
             return conn.execute("UPDATE flow_runs SET metrics = ? WHERE id = ? AND state = 'FAILED' "
-                                "AND error_task = 'check_data' AND metrics IS NULL",
-                                (_db_value(dict(checks)), run_id)).rowcount == 1
+                                "AND error_task = ? AND metrics IS NULL",
+                                (_db_value(dict(checks)), run_id, task)).rowcount == 1

@@ -52,6 +52,8 @@ _REWRITES = [  # (pattern, replacement) for what SQLite spells its own way
     (re.compile(r"strftime\('%Y-%m-%dT%H:%M:%fZ', 'now'\)"),
      "to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"),
     (re.compile(r"lower\(hex\(randomblob\(16\)\)\)"), "md5(random()::text || clock_timestamp()::text)"),
+    (re.compile(r"json_extract\(([\w.]+), '\$\.(\w+)'\) IS TRUE"), r"(((\1)::jsonb -> '\2') = 'true'::jsonb) IS TRUE"),
+    (re.compile(r"json_patch\(([\w.]+), \?\)"), r"jsonb_strip_nulls((\1)::jsonb || (?)::jsonb)::text"),
     (re.compile(r"json_extract\(([\w.]+), '\$\.(\w+)'\)"), r"NULLIF((\1)::jsonb -> '\2', 'null'::jsonb)"),
     (re.compile(r"julianday\(([\w.]+)\)"), r"(EXTRACT(EPOCH FROM (\1)::timestamptz) / 86400.0)"),
     (re.compile(r"json_each\(([\w.]+)\)"), r"jsonb_array_elements_text((\1)::jsonb) AS json_each(value)"),
@@ -216,6 +218,10 @@ class PgConnection:
 
     def has_table(self, name: str) -> bool:
         return self.execute("SELECT to_regclass(?) IS NOT NULL", (name,)).fetchone()[0]
+
+    def index_names(self) -> set[str]:
+        rows = self.execute("SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()").fetchall()
+        return {row[0] for row in rows}
 
     def run_statements(self, statements: list[str]) -> None:
         """A migration's statements (no parameters) in one round trip, in the open transaction."""

@@ -7,8 +7,9 @@ from typing import Any, TypedDict
 class RunRow(TypedDict, total=False):
     """A flow run. Times are the store's UTC text; JSON columns are decoded.
 
-    The orchestrator's own columns come first; ``run_date`` .. ``synthetic`` are the business
-    fields its flow registered (``FlowEntry.run_fields``), which the orchestrator only passes on.
+    These are the orchestrator's own columns (``run_date``: the date of the run's slot or request).
+    The fields its flow gives (``FlowEntry.run_fields``) are under ``fields`` and flattened into the
+    row as well, so a flow's own code reads them by name; the orchestrator only passes them on.
     """
 
     id: str
@@ -43,10 +44,11 @@ class RunRow(TypedDict, total=False):
     retry_number: int
     max_lateness: float | None
     run_date: str | None
-    train_month: str | None
-    val_month: str | None
-    data_source: str | None
-    synthetic: int
+    fields: dict[str, Any]
+
+
+# The columns of flow_runs: anything else a run is given is one of its flow's fields (kept in ``fields``).
+RUN_COLUMNS = frozenset(RunRow.__annotations__) - {"deployment", "max_lateness"}
 
 
 class DeploymentRow(TypedDict, total=False):

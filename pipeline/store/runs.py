@@ -9,7 +9,7 @@ from typing import Any, Iterable
 from ..errors import InvalidTransition, NotFound
 from ..orchestration.states import ACTIVE_STATES, WAITING_STATES, State, sources
 from .base import _db_value, _row, new_run_id, to_db
-from .models import DEFAULT_FLOW
+from .rows import RUN_COLUMNS
 
 
 class RunStore:
@@ -18,7 +18,8 @@ class RunStore:
     # -- flow runs ------------------------------------------------------------------
     def create_run(self, *, flow: str, name: str, state: State, now: dt.datetime,
                    parameters: dict | None = None, **fields: Any) -> str | None:
-        """Insert one flow run and return its id. ``fields`` are flow_runs columns.
+        """Insert one flow run and return its id. ``fields``: flow_runs columns, and the run's flow fields
+        (any other name, kept in its ``fields``).
 
         A run with an ``enqueue_key`` that a live run (waiting, running or completed) already has
         is not inserted: the unique index decides, and None says so.
@@ -26,7 +27,7 @@ class RunStore:
         run_id = fields.pop("id", None) or new_run_id()
         row = {"id": run_id, "name": name, "flow": flow, "state": State(state).value,
                "parameters": json.dumps(parameters or {}, default=str), "created_at": to_db(now),
-               **{k: _db_value(v) for k, v in fields.items()}}
+               **run_columns(fields)}
         sql = (f"INSERT INTO flow_runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))}) "
                "ON CONFLICT DO NOTHING")
         with self.atomic() as conn:
@@ -39,7 +40,7 @@ class RunStore:
         with self.atomic() as conn:
             for run in runs:
                 row = {"id": new_run_id(), "state": State.SCHEDULED.value, "created_at": to_db(now),
-                       "trigger": "schedule", **{k: _db_value(v) for k, v in run.items()}}
+                       "trigger": "schedule", **run_columns(run)}
                 sql = (f"INSERT INTO flow_runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))}) "
                        "ON CONFLICT (deployment_id, schedule_fingerprint, scheduled_time) "
                        "WHERE schedule_fingerprint IS NOT NULL DO NOTHING")
@@ -142,17 +143,18 @@ class RunStore:
             return ended, self._retry_of(ended, now=now, name=name or ended["name"])
 
     def _retry_of(self, run: dict[str, Any], *, now: dt.datetime, name: str) -> str | None:
-        fields = ("deployment_id", "work_queue", "run_date", "train_month", "val_month", "data_source", "synthetic")
         return self.create_run(flow=run["flow"], name=name, state=State.SCHEDULED, now=now,
                                parameters=run["parameters"], trigger="retry", scheduled_time=now,
                                retry_of=run["id"], retry_number=run["retry_number"] + 1,
-                               enqueue_key=f"retry:{run['id']}", **{k: run[k] for k in fields})
+                               enqueue_key=f"retry:{run['id']}", deployment_id=run["deployment_id"],
+                               work_queue=run["work_queue"], run_date=run["run_date"], fields=run.get("fields") or {})
 
-    def record_data_source(self, run_id: str, data_source: str, synthetic: bool) -> None:
-        """The data source a run really reads, known once it starts (the executing process decides)."""
+    def update_fields(self, run_id: str, values: dict[str, Any]) -> bool:
+        """Merge ``values`` into a run's flow fields (a None removes one): what a run learns once it starts,
+        such as the data source it really reads. One UPDATE; False when there is no such run."""
         with self.atomic() as conn:
-            conn.execute("UPDATE flow_runs SET data_source = ?, synthetic = ? WHERE id = ?",
-                         (data_source, int(synthetic), run_id))
+            return conn.execute("UPDATE flow_runs SET fields = json_patch(fields, ?) WHERE id = ?",
+                                (fields_json(values), run_id)).rowcount == 1
 
     def heartbeat_run(self, run_id: str, now: dt.datetime) -> bool:
         """Stamp a running run's heartbeat; True when its cancellation has been asked for."""
@@ -266,11 +268,11 @@ class RunStore:
         rows = self.conn.execute("SELECT state, COUNT(*) FROM flow_runs GROUP BY state").fetchall()
         return {state: count for state, count in rows}
 
-    def metric_history(self, limit: int = 500, *, flow: str = DEFAULT_FLOW) -> list[dict[str, Any]]:
-        """Completed runs of ``flow`` with their metrics, oldest first (for trends)."""
+    def metric_history(self, flow: str, limit: int = 500) -> list[dict[str, Any]]:
+        """Completed runs of ``flow`` with their fields and metrics, oldest first (for trends)."""
         rows = self._all(
-            "SELECT id, name, run_date, train_month, val_month, synthetic, data_source, started_at, "
-            "ended_at, metrics FROM flow_runs WHERE state = 'COMPLETED' AND metrics IS NOT NULL AND flow = ? "
+            "SELECT id, name, run_date, fields, started_at, ended_at, metrics FROM flow_runs "
+            "WHERE state = 'COMPLETED' AND metrics IS NOT NULL AND flow = ? "
             "ORDER BY run_date DESC, ended_at DESC LIMIT ?", (flow, limit))
         return rows[::-1]
 
@@ -324,10 +326,27 @@ class RunStore:
                          (run_id,))
 
 
+def run_columns(values: dict[str, Any]) -> dict[str, Any]:
+    """A run's values as flow_runs columns: the core's own, and every other one in ``fields`` (JSON)."""
+    extra = {k: v for k, v in values.items() if k not in RUN_COLUMNS}
+    columns = {k: _db_value(v) for k, v in values.items() if k in RUN_COLUMNS and k != "fields"}
+    fields = {k: v for k, v in {**(values.get("fields") or {}), **extra}.items() if v is not None}
+    return {**columns, "fields": fields_json(fields)}
+
+
+def fields_json(values: dict[str, Any]) -> str:
+    """A run's flow fields as the JSON the store keeps (dates as ISO text, flags as true/false)."""
+    return json.dumps({k: v if isinstance(v, (bool, dict, list)) else _db_value(v) for k, v in values.items()},
+                      default=str)
+
+
 def _run_filters(states: Iterable[str] | None = None, deployment: str | None = None,
                  since: dt.datetime | None = None, until: dt.datetime | None = None,
-                 search: str | None = None) -> tuple[str, list[Any]]:
+                 search: str | None = None, flow: str | None = None) -> tuple[str, list[Any]]:
     clauses, params = [], []
+    if flow:
+        clauses.append("r.flow = ?")
+        params.append(flow)
     if states:
         states = [State(s).value for s in states]
         clauses.append(f"r.state IN ({', '.join('?' * len(states))})")

@@ -33,8 +33,9 @@ def accept(store: Store, settings: Settings, run_ref: str, *, actor: str, reason
     if not reason:
         raise ConfigError(f"Say why the data of {_months(run)} is accepted (a reason is recorded with it).")
     with store.atomic():
-        accepted = store.record_acceptance(flow=FLOW_NAME, blocked_run_id=run["id"], train_month=run["train_month"],
-                                           val_month=run["val_month"], actor=actor, reason=reason, now=now)
+        accepted = store.record_acceptance(flow=FLOW_NAME, blocked_run_id=run["id"],
+                                           subject=subject(run["train_month"], run["val_month"]), actor=actor,
+                                           reason=reason, now=now)
         if accepted is None:
             earlier = store.acceptance(flow=FLOW_NAME, blocked_run_id=run["id"])
             raise InvalidTransition(f"{_who(run)} was accepted already: {said(earlier)}")
@@ -67,9 +68,14 @@ def said(found: dict[str, Any] | None) -> str:
             f"{found['at'].strftime('%Y-%m-%d %H:%M')} UTC: {found['reason'].rstrip('.')}.")
 
 
+def subject(train_month: str, val_month: str) -> str:
+    """What an acceptance of these months is recorded as (``2021-06/2021-07``: they sort by training month)."""
+    return f"{train_month}/{val_month}"
+
+
 def for_months(store: Store, train_month: str, val_month: str) -> dict[str, Any] | None:
     """The acceptance a run of these months passes its gates with, as the flow records it; None if none."""
-    found = store.acceptance(flow=FLOW_NAME, train_month=train_month, val_month=val_month)
+    found = store.acceptance(flow=FLOW_NAME, subject=subject(train_month, val_month))
     if found is None:
         return None
     return {"id": found["id"], "blocked_run_id": found["blocked_run_id"], "actor": found["actor"],

@@ -6,7 +6,8 @@ becomes champion only if its RMSE is not worse than the champion's by more than 
 tolerance. A run on synthetic data never replaces a champion trained on real data. Each change of
 champion is one event in the history (``Store.record_model_event``); the champion's files are then
 copied to ``$FHV_HOME/models/current/`` with a card, atomically, for a batch job to load
-(``model_files``, whose names are also this module's).
+(``model_files``, whose names are also this module's). numpy, pyarrow and the helper are imported only
+to score a champion, so that ``models ls`` and the other reads stay light.
 """
 from __future__ import annotations
 
@@ -15,19 +16,18 @@ import logging
 import math
 import pickle
 import subprocess
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from ..config import Settings
 from ..errors import DataError, InvalidTransition, NeedsConfirmation, NotFound, PipelineError
 from ..store import Store
-from . import helper, pickles
 from .job import FLOW_NAME
 from .model_files import (  # noqa: F401  (the stable copy's names, as callers know them)
     CARD, FILES, artifact_bytes, artifact_files, champion_card, current_dir, holds, load_current, load_model,
     publish_current, read_card)
-from .schema import SLOTS
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger("pipeline.training.champion")
 
@@ -42,12 +42,18 @@ ROUNDING = 1e-9
 # -- the champion scored on a month, exactly, from the month's sums ----------------------------------
 def score_on_summary(dv: Any, regression: Any, summary: Any) -> dict[str, float]:
     """The MSE and RMSE of a pickled model on a month's sums (see ``score_predictions``)."""
+    from . import helper
+
     pu, do = summary_pairs(summary)
     return score_predictions(helper.predict_pairs(dv, regression, pu, do), summary)
 
 
 def summary_pairs(summary: Any) -> tuple[np.ndarray, np.ndarray]:
     """The (pickup, drop-off) zone codes of each pair seen in the month, in the order of its cells."""
+    import numpy as np
+
+    from .schema import SLOTS
+
     cells = np.flatnonzero(summary.cell_trips)
     return cells // SLOTS - 1, cells % SLOTS - 1
 
@@ -55,6 +61,8 @@ def summary_pairs(summary: Any) -> tuple[np.ndarray, np.ndarray]:
 def score_predictions(predicted: np.ndarray, summary: Any) -> dict[str, float]:
     """The MSE and RMSE of one prediction per zone pair seen in the month (``summary_pairs``' order),
     weighted by its trips, its summed minutes and the month's summed squared minutes."""
+    import numpy as np
+
     cells = np.flatnonzero(summary.cell_trips)
     trips, minutes = summary.cell_trips[cells].astype(np.float64), summary.cell_minutes[cells]
     squared = summary.squared_minutes - 2 * float(predicted @ minutes) + float((predicted * predicted) @ trips)
@@ -67,6 +75,8 @@ def scored_rmse(store: Store, run_id: str, summary: Any, writer: Any = None) -> 
     are as this scikit-learn writes them (``pickles``), else in the helper process when one runs
     (scikit-learn is imported there, not here), else here. DataError/NotFound with a sentence when its
     artifacts are missing, do not unpickle or do not predict."""
+    from . import pickles
+
     if writer is None or (writer.layout is None and not writer.started):
         return score_on_summary(*load_model(store, run_id), summary)["rmse"]
     payloads = {name: artifact_bytes(store, artifact) for name, artifact in artifact_files(store, run_id).items()}
@@ -84,6 +94,8 @@ def scored_rmse(store: Store, run_id: str, summary: Any, writer: Any = None) -> 
 def _in_the_helper(writer: Any, run_id: str, payloads: dict[str, bytes], pu: np.ndarray,
                    do: np.ndarray) -> np.ndarray | None:
     """The champion's predictions by the helper process; None when it runs no more (then scored here)."""
+    from . import helper
+
     if not writer.started:
         return None
     try:
@@ -117,10 +129,10 @@ def decide(*, new_rmse: float, synthetic: bool, champion: dict[str, Any] | None,
     if champion is None:
         return {"decision": "first", **record, "reason": "The first completed version becomes the champion."}
     name = f"{champion['name']} ({champion['id'][:8]})"
-    if synthetic and not champion["synthetic"]:
+    if synthetic and not champion.get("synthetic"):
         return {"decision": "not_eligible", **record,
                 "reason": f"A run on synthetic data never replaces the champion {name}, trained on real data."}
-    if not synthetic and champion["synthetic"]:
+    if not synthetic and champion.get("synthetic"):
         return {"decision": "promoted", **record,
                 "reason": f"The champion {name} was trained on synthetic data; the first version trained on real "
                           "data replaces it."}
@@ -202,7 +214,7 @@ def _decision(store: Store, new_rmse: float, val_summary: Any, synthetic: bool, 
 def _scored(champion: dict[str, Any] | None, synthetic: bool, train_month: str | None) -> bool:
     """Whether the decision needs the champion's RMSE: not for a synthetic run against a real champion,
     nor for a version trained on older months (neither can win)."""
-    if champion is None or (synthetic and not champion["synthetic"]):
+    if champion is None or (synthetic and not champion.get("synthetic")):
         return False
     return not (train_month and champion.get("train_month") and train_month < champion["train_month"])
 
@@ -217,7 +229,7 @@ def promote(store: Store, settings: Settings, run_ref: str, *, actor: str, now: 
     after_seq, champion = store.last_model_seq(flow), store.champion(flow)
     if champion is not None and champion["id"] == run["id"]:
         raise InvalidTransition(f"The run {run['name']} ({run['id'][:8]}) is the champion already.")
-    if champion is not None and run["synthetic"] and not champion["synthetic"]:
+    if champion is not None and run.get("synthetic") and not champion.get("synthetic"):
         raise InvalidTransition(f"The run {run['name']} ({run['id'][:8]}) was trained on synthetic data; it "
                                 f"cannot replace the champion {champion['name']} ({champion['id'][:8]}), trained on "
                                 "real data.")
@@ -252,7 +264,7 @@ def rollback(store: Store, settings: Settings, *, actor: str, now: dt.datetime,
     target = store.get_run(previous["run_id"])
     if target["state"] != "COMPLETED":
         raise InvalidTransition(f"The previous champion {target['name']} is {target['state']}: it cannot be used.")
-    if target["synthetic"] and not champion["synthetic"]:
+    if target.get("synthetic") and not champion.get("synthetic"):
         raise InvalidTransition(f"The previous champion {target['name']} ({target['id'][:8]}) was trained on synthetic "
                                 f"data; it cannot replace the champion {champion['name']} ({champion['id'][:8]}), "
                                 "trained on real data (promote another version instead).")
@@ -295,10 +307,10 @@ def _version(run: dict[str, Any], is_champion: bool) -> dict[str, Any]:
     metrics = run.get("metrics") or {}
     promotion = metrics.get("promotion") or {}
     return {"run_id": run["id"], "name": run["name"], "champion": is_champion, "run_date": run["run_date"],
-            "train_month": run["train_month"], "val_month": run["val_month"], "val_rmse": metrics.get("val_rmse"),
+            "train_month": run.get("train_month"), "val_month": run.get("val_month"), "val_rmse": metrics.get("val_rmse"),
             "train_rmse": metrics.get("train_rmse"), "feature_count": metrics.get("feature_count"),
             "decision": promotion.get("decision"), "champion_rmse": promotion.get("champion_rmse"),
-            "synthetic": bool(run["synthetic"]), "data_source": run["data_source"], "ended_at": run["ended_at"]}
+            "synthetic": bool(run.get("synthetic")), "data_source": run.get("data_source"), "ended_at": run["ended_at"]}
 
 
 def current(store: Store, settings: Settings, *, flow: str = FLOW_NAME, repair: bool = False) -> dict[str, Any] | None:

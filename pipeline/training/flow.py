@@ -136,7 +136,8 @@ def training_flow(*, settings: Settings, date: str | None = None, data_url: str 
     train_month, val_month = months_for(run_date)
     context = run_context()
     if context:
-        context.store.record_data_source(context.run_id, settings.data_url, settings.is_synthetic)
+        context.store.update_fields(context.run_id, {"data_source": settings.data_url,
+                                                       "synthetic": settings.is_synthetic})
     log.info("Run date %s: training on %s, validating on %s, data from %s.", run_date, train_month,
              val_month, data.describe_source(settings.data_url))
     # the model is pickled and the champion scored without scikit-learn once a run of this history learned
@@ -180,7 +181,7 @@ def execute(store: Store, settings: Settings, run_id: str, *, clock: Clock = SYS
     if result.state is State.COMPLETED:
         _publish_champion(store, settings)
     elif isinstance(result.exception, quality.GateBlocked):
-        store.keep_blocked_checks(run_id, result.exception.checks)  # the figures that made the gate fail
+        store.keep_blocked_checks(run_id, result.exception.checks, task="check_data")  # the figures that made it fail
     return result
 
 

@@ -35,4 +35,4 @@ def _point(run: dict[str, Any]) -> dict[str, Any] | None:
             "name": run["name"], "retrained_rmse": promotion.get("new_rmse"),
             "in_use_rmse": promotion.get("champion_rmse"), "in_use_run_id": promotion.get("champion_run_id"),
             "decision": promotion["decision"], "promoted": promotion["decision"] in PROMOTED,
-            "synthetic": bool(run["synthetic"]), "data_source": run["data_source"], "ended_at": run["ended_at"]}
+            "synthetic": bool(run.get("synthetic")), "data_source": run.get("data_source"), "ended_at": run["ended_at"]}

@@ -90,8 +90,8 @@ def champion_card(store: Store, champion: dict[str, Any]) -> dict[str, Any]:
     artifacts = artifact_files(store, champion["id"])
     return {
         "run_id": champion["id"], "name": champion["name"], "run_date": champion["run_date"],
-        "train_month": champion["train_month"], "val_month": champion["val_month"],
-        "synthetic": bool(champion["synthetic"]), "data_source": champion["data_source"],
+        "train_month": champion.get("train_month"), "val_month": champion.get("val_month"),
+        "synthetic": bool(champion.get("synthetic")), "data_source": champion.get("data_source"),
         "metrics": {k: metrics.get(k) for k in CARD_METRICS},
         "files": {name: {"file": FILES[name], "sha256": a["sha256"], "size": a["size"],
                          "source": a["path"]} for name, a in artifacts.items()},

@@ -10,7 +10,7 @@ thread of its own (a receiver that hangs holds nothing up), records every attemp
 backoff up to ``RetryPolicy.attempts``.
 
 Events: ``failed``, ``crashed``, ``late``, ``gate_warned`` (a completed or failed run whose metrics
-carry ``warnings``), ``gate_blocked`` (FAILED in ``check_data``), ``gave_up`` (a scheduled month still
+carry ``warnings``), ``gate_blocked`` (FAILED by a gate, as its flow classifies it), ``gave_up`` (a scheduled month still
 not published after its give-up time), ``promoted`` and ``rolled_back`` (promotion events), and
 ``test`` (``notify test``). A run FAILED by a gate or by giving up is told as that, not also as
 ``failed``.

@@ -2,25 +2,26 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
+import logging
 from dataclasses import dataclass
 from typing import Any, Iterable
 
 from ...config import Settings
+from ...errors import ConfigError
 from ...formatting import seconds_words
 from ...formatting import utc_text as _when
 from ...store import Store, from_db, to_db
+from ..registry import flow_entry
 from ..states import ACTIVE_STATES
 from .targets import Targets
 
+logger = logging.getLogger("pipeline.orchestration.notify")
 LOOKBACK = dt.timedelta(minutes=15)  # each scan looks this far behind the last one (slow commits)
 RUNS_MARK, PROMOTIONS_MARK = "runs_scanned_until", "promotions_settled_until"
 LEVELS = {"failed": "failure", "crashed": "failure", "gate_blocked": "failure", "gave_up": "failure",
           "late": "warning", "gate_warned": "warning", "rolled_back": "warning", "promoted": "success",
           "test": "info"}
 EVENTS = tuple(LEVELS)
-_GAVE_UP = re.compile(r"fhv_tripdata_\S+ is not (published yet|in the data folder yet)")
-GATE_SENTENCE = "The gate "  # how a gate in block mode words its error (pipeline/training/quality.py)
 WAITED_TRIGGERS = ("schedule", "backfill")  # the runs that wait for an unpublished month (AwaitData)
 
 
@@ -66,11 +67,24 @@ def _failure_kind(run: dict[str, Any]) -> str | None:
         return "crashed"
     if run["state"] != "FAILED":
         return None
-    if run.get("error_task") == "check_data" and (run.get("error") or "").startswith(GATE_SENTENCE):
-        return "gate_blocked"  # not a check_data that failed otherwise (a bug, a timeout): that is "failed"
-    if run.get("trigger") in WAITED_TRIGGERS and _GAVE_UP.search(run.get("error") or ""):
-        return "gave_up"
+    kind = flow_failure(run)
+    if kind == "gate":
+        return "gate_blocked"
+    if kind == "not_published" and run.get("trigger") in WAITED_TRIGGERS:
+        return "gave_up"  # a manual run does not wait for its data: that is "failed"
     return "failed"
+
+
+def flow_failure(run: dict[str, Any]) -> str:
+    """How the run's flow classifies its failure (``FlowEntry.failure_kind``); "failed" for a flow this
+    process does not know, or whose classification fails (logged: the other events still go out)."""
+    try:
+        return flow_entry(run["flow"]).failure_kind(run)
+    except ConfigError:
+        return "failed"
+    except Exception:  # noqa: BLE001 - a flow's own code: one bad classifier must not stop every notification
+        logger.exception("The flow %r could not classify the failure of run %s.", run["flow"], run["id"][:8])
+        return "failed"
 
 
 def _failure_text(kind: str, run: dict[str, Any]) -> str:
@@ -95,10 +109,21 @@ def promotion_event(row: dict[str, Any], deployment_id: int | None) -> Event:
     kind = "rolled_back" if row["action"] == "rollback" else "promoted"
     how = {"promoted": "was promoted automatically", "manual": f"was promoted by {row['actor']}",
            "rollback": f"is the model again: {row['actor']} rolled back to it"}[row["action"]]
-    month = f" (validated on {row['val_month']})" if row.get("val_month") else ""
+    month = _what(row)
     body = f"The model of run {row['run_name']} ({row['run_id'][:8]}){month} {how}: {row['reason']}"
     title = "FHV model rolled back" if kind == "rolled_back" else "FHV model promoted"
     return Event(kind, f"model_event:{row['id']}", row["run_id"], deployment_id, title, body, row["at"])
+
+
+def _what(row: dict[str, Any]) -> str:
+    """What a promoted run covered, by the field its flow's trend is drawn by: `` (Validation month 2021-07)``."""
+    try:
+        entry = flow_entry(row["flow"])
+    except ConfigError:
+        return ""
+    field = entry.field(entry.trend.by) if entry and entry.trend and entry.trend.by else None
+    value = (row.get("fields") or {}).get(field.name) if field else None
+    return f" ({field.label} {value})" if value else ""
 
 
 def _event(kind: str, run: dict[str, Any], body: str, at: dt.datetime | None = None) -> Event:
