@@ -7,7 +7,6 @@ from typing import Any
 from ..config import Settings
 from ..orchestration.runtime import SYSTEM_CLOCK, new_run_name
 from ..errors import ConfigError
-from ..orchestration import control
 from ..orchestration.registry import flow_entry
 from ..orchestration.states import State
 from ..store import Store
@@ -150,6 +149,8 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
+    from ..orchestration import control  # (its deployments and schedules: only for this command)
+
     store = open_store(settings)
     run = control.cancel(store, args.run_id, now=SYSTEM_CLOCK.now())
     if run["state"] == State.CANCELLED:
