@@ -1,6 +1,7 @@
 """The batch-scoring flow: the champion's predictions of the month before the run date, as the course's
 week-4 steps make them, streamed batch by batch, recorded and written atomically."""
 import datetime as dt
+import hashlib
 import json
 import os
 import subprocess
@@ -19,10 +20,11 @@ from pipeline.config import Settings
 from pipeline.orchestration.deployments import DeploymentSpec, register
 from pipeline.orchestration.registry import flow_entry
 from pipeline.orchestration.schedules import CronSchedule
+from pipeline.scoring import zones
 from pipeline.scoring.flow import TASKS, score_now
 from pipeline.scoring.job import FLOW_NAME
 from pipeline.store import Store
-from pipeline.training import champion, demo, features
+from pipeline.training import champion, demo, features, pickles
 from pipeline.training.flow import run_now
 from pipeline.training.job import FLOW_NAME as TRAINING_FLOW
 from tests.conftest import FakeClock
@@ -191,16 +193,24 @@ def test_the_champions_coefficients_are_kept_and_a_damaged_copy_is_built_again(t
     assert first["metrics"]["rmse"] == again["metrics"]["rmse"] == third["metrics"]["rmse"]
 
 
-def test_a_champion_whose_pickles_do_not_load_fails_the_run_with_one_sentence(tmp_path, trained):
-    _, _, folder = trained
+def champion_of_its_own(tmp_path, folder) -> tuple[Settings, Store, str, dict]:
+    """A history of its own whose champion is a fresh training run: its settings, store, run id and model artifact."""
     settings = Settings(home=tmp_path / "home", data_url=str(folder)).ensure_dirs()
     store = Store(settings.db_path)
-    trained_run = run_now(store, settings, date="2021-08-15", name="broken", clock=FakeClock())
-    for artifact in store.artifacts(trained_run.run_id):
-        if artifact["kind"] == "model":
-            store.conn.execute("UPDATE artifacts SET sha256 = ? WHERE id = ?", ("0" * 64, artifact["id"]))
+    run_id = run_now(store, settings, date="2021-08-15", name="own", clock=FakeClock()).run_id
+    return settings, store, run_id, next(a for a in store.artifacts(run_id) if a["kind"] == "model")
+
+
+def failed_scoring(store, settings) -> dict:
     run = store.get_run(score_now(store, settings, date="2021-09-15", name="unloadable", clock=FakeClock()).run_id)
     assert run["state"] == "FAILED" and run["error_task"] == "load_champion"
+    return run
+
+
+def test_a_champion_whose_pickles_do_not_load_fails_the_run_with_one_sentence(tmp_path, trained):
+    settings, store, _, model = champion_of_its_own(tmp_path, trained[2])
+    store.conn.execute("UPDATE artifacts SET sha256 = ? WHERE id = ?", ("0" * 64, model["id"]))
+    run = failed_scoring(store, settings)
     assert "is neither at" in run["error"] and "\n" not in run["error"]
 
 
@@ -212,6 +222,41 @@ def test_a_score_with_kept_coefficients_imports_neither_pandas_nor_scikit_learn(
     env = {**os.environ, "FHV_HOME": str(settings.home), "FHV_DATA_URL": str(folder), "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert done.stdout.splitlines()[-1] == "0 []", done.stderr[-2000:]
+
+
+def test_the_coefficients_read_without_scikit_learn_are_exactly_those_it_unpickles(trained):
+    settings, store, _ = trained
+    files = champion.artifact_files(store, store.champion(TRAINING_FLOW)["id"])
+    found = pickles.weights(pickles.cached(settings.cache_dir), {k: champion.artifact_bytes(store, files[k])
+                                                                 for k in pickles.KINDS})
+    assert found is not None, "the training run kept how this scikit-learn pickles"
+    read = zones.from_weights(found.vocabulary, found.coef, found.intercept, "the champion")
+    unpickled = zones.from_pickles(*champion.load_model(store, store.champion(TRAINING_FLOW)["id"]), "the champion")
+    assert read.intercept == unpickled.intercept
+    assert np.array_equal(read.pu, unpickled.pu) and np.array_equal(read.do, unpickled.do)
+
+
+def test_a_first_score_of_a_version_reads_its_pickles_without_importing_scikit_learn(trained):
+    settings, store, folder = trained
+    warm = store.get_run(score_now(store, settings, date="2021-09-15", name="warm", clock=FakeClock()).run_id)
+    for kept in (settings.home / "models" / "coefficients").glob("*.npz"):
+        kept.unlink()
+    code = ("import sys; from pipeline.cli import main; code = main(['score', '--date', '2021-09-15', '--json']); "
+            "print(code, 'sklearn' in sys.modules)")
+    env = {**os.environ, "FHV_HOME": str(settings.home), "FHV_DATA_URL": str(folder), "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert done.stdout.splitlines()[-1] == "0 False", done.stderr[-2000:]
+    cold = json.loads("\n".join(done.stdout.splitlines()[:-1]))
+    assert cold["rmse"] == warm["metrics"]["rmse"]
+    assert "from its pickles" in " ".join(line["message"] for line in store.logs(cold["run_id"]))
+
+
+def test_a_champion_whose_pickle_is_not_one_fails_the_run_even_when_read_without_scikit_learn(tmp_path, trained):
+    settings, store, run_id, model = champion_of_its_own(tmp_path, trained[2])
+    Path(model["path"]).write_bytes(b"not a pickle")  # its file and the history's checksum agree: no pickle though
+    store.conn.execute("UPDATE artifacts SET sha256 = ?, size = ? WHERE id = ?",
+                       (hashlib.sha256(b"not a pickle").hexdigest(), 12, model["id"]))
+    assert f"The model of run {run_id[:8]} does not unpickle" in failed_scoring(store, settings)["error"]
 
 
 def test_a_zone_that_is_no_taxi_zone_fails_the_run_naming_the_file_and_the_count(trained, tmp_path, monkeypatch):

@@ -5,10 +5,9 @@ import argparse
 from typing import Any
 
 from ..config import Settings
-from ..orchestration.runtime import SYSTEM_CLOCK, new_run_name
 from ..errors import ConfigError
-from ..orchestration import control
 from ..orchestration.registry import FlowEntry, flow_entry
+from ..orchestration.runtime import SYSTEM_CLOCK, new_run_name
 from ..orchestration.states import State
 from ..store import Store
 from . import render
@@ -185,6 +184,8 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
+    from ..orchestration import control  # (its deployments and schedules: only for this command)
+
     store = open_store(settings)
     run = control.cancel(store, args.run_id, now=SYSTEM_CLOCK.now())
     if run["state"] == State.CANCELLED:

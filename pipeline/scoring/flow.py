@@ -16,7 +16,7 @@ from ..orchestration.clock import Clock
 from ..orchestration.liveness import this_process
 from ..orchestration.runtime import SYSTEM_CLOCK, FlowResult, flow, run_context, run_flow, task
 from ..store import Store
-from ..training import champion, data, features, quality
+from ..training import champion, data, features, pickles, quality
 from ..training.job import FLOW_NAME as TRAINING_FLOW
 from ..training.months import parse_date
 from . import predictions, zones
@@ -50,7 +50,7 @@ def load_champion(month: str, settings: Settings) -> InUse:
     files = champion.artifact_files(store, held["id"])
     label = f"the champion {held['name']} ({held['id'][:8]})"
     model, kept = zones.cached(settings.home / "models" / "coefficients", files,
-                               lambda: zones.from_pickles(*champion.load_model(store, held["id"]), label))
+                               lambda: _coefficients(store, settings, held["id"], files, label))
     version = {"run_id": held["id"], "name": held["name"], "run_date": held["run_date"],
                "train_month": held["train_month"], "val_month": held["val_month"],
                "synthetic": bool(held.get("synthetic")),
@@ -59,6 +59,18 @@ def load_champion(month: str, settings: Settings) -> InUse:
              files["model"]["sha256"][:12], "kept from an earlier run" if kept else "from its pickles")
     figures = ((held.get("metrics") or {}).get("data") or {}).get("train")
     return InUse(model, version, figures if figures and "hist" in figures else None)
+
+
+def _coefficients(store: Store, settings: Settings, run_id: str, files: dict[str, dict[str, Any]],
+                  label: str) -> zones.ZoneModel:
+    """The champion's coefficients by zone from its pickles: read without scikit-learn when they are as the
+    installed scikit-learn writes them (``pickles.weights``, the layout a training run of this history kept),
+    else unpickled by scikit-learn, which loads them or says why not (a DataError naming the run)."""
+    payloads = {kind: champion.artifact_bytes(store, files[kind]) for kind in pickles.KINDS}
+    found = pickles.weights(pickles.cached(settings.cache_dir), payloads)
+    if found is None:
+        return zones.from_pickles(*champion.load_model(store, run_id), label)
+    return zones.from_weights(found.vocabulary, found.coef, found.intercept, label)
 
 
 @task(retries=3, retry_delay=5.0, retry_on=(TransientError,), timeout=3600)

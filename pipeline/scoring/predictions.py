@@ -24,8 +24,8 @@ from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from pyarrow._compute import CastOptions, call_function
 
 from ..errors import DataError
 from ..training import features
@@ -149,11 +149,19 @@ def _write(writer: pq.ParquetWriter, schema: pa.Schema, batch: pa.RecordBatch, c
            offset: int, prefix: str, version: str) -> None:
     kept, pu, do, actual, predicted, diff = columns
     writer.write_batch(pa.record_batch([
-        pc.binary_join_element_wise(_text(prefix)[0], pc.cast(_arrow(kept + offset), pa.string()), _text("")[0]),
-        batch.column(PICKUP).take(_arrow(kept)),
+        ride_ids(prefix, kept + offset),
+        call_function("take", [batch.column(PICKUP), _arrow(kept)]),
         _arrow(pu - 1), _arrow(do - 1), _arrow(actual), _arrow(predicted), _arrow(diff),
         pa.DictionaryArray.from_arrays(_arrow(np.zeros(len(kept), np.int8)), _text(version)),
     ], schema=schema))
+
+
+def ride_ids(prefix: str, numbers: np.ndarray) -> pa.Array:
+    """``prefix`` followed by each number in decimal (Arrow's cast and join). Arrow's functions are called through
+    ``pyarrow._compute`` here, which ``pyarrow.compute`` wraps: its import costs 4 ms where ``pyarrow.compute``'s
+    (which ``Array.take`` imports too) costs 35 ms."""
+    text = call_function("cast", [_arrow(numbers)], CastOptions(target_type=pa.string()))
+    return call_function("binary_join_element_wise", [_text(prefix)[0], text, _text("")[0]])
 
 
 def _arrow(values: np.ndarray) -> pa.Array:

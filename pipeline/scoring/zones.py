@@ -6,7 +6,8 @@ coef[DO=d]``, a zone the vectorizer never saw adding 0. ``ZoneModel`` keeps one 
 slot (code + 1, slot 0 the missing zone ``-1``) for each side, so a batch of trips is scored by two
 array lookups and two additions, without dicts or a sparse matrix. They are kept under
 ``$FHV_HOME/models/coefficients/``, named by the SHA-256 of the pickles they come from, so only the
-first run with a version unpickles it (and imports scikit-learn).
+first run with a version reads its pickles (without scikit-learn when they are as the installed
+scikit-learn writes them: ``training/pickles.py``).
 """
 from __future__ import annotations
 
@@ -49,12 +50,18 @@ def from_pickles(dv: Any, lr: Any, label: str) -> ZoneModel:
     vocabulary = getattr(dv, "vocabulary_", None)
     if not isinstance(vocabulary, dict) or coef.ndim != 1 or len(coef) != len(vocabulary):
         raise DataError(f"The model of {label} is not a DictVectorizer and LinearRegression of the same features.")
+    return from_weights(vocabulary, coef, float(np.ravel(lr.intercept_)[0]), label)
+
+
+def from_weights(vocabulary: dict[str, int], coef: np.ndarray, intercept: float, label: str) -> ZoneModel:
+    """The ZoneModel of a vectorizer's columns and a regression's weights (read by ``training.pickles``
+    without scikit-learn, or taken from the unpickled objects)."""
     sides = {PU: np.zeros(SLOTS), DO: np.zeros(SLOTS)}
     for feature, column in vocabulary.items():
         key, slot = _zone_feature(feature, label)
         if slot is not None:
             sides[key][slot] = coef[column]
-    return ZoneModel(float(np.ravel(lr.intercept_)[0]), sides[PU], sides[DO])
+    return ZoneModel(intercept, sides[PU], sides[DO])
 
 
 def _zone_feature(feature: str, label: str) -> tuple[str, int | None]:

@@ -253,9 +253,8 @@ CREATE UNIQUE INDEX flow_runs_triggered_once ON flow_runs(deployment_id, trigger
     WHERE triggered_by IS NOT NULL;
 CREATE INDEX flow_runs_triggered_by ON flow_runs(triggered_by) WHERE triggered_by IS NOT NULL;
 """),
-    # A flow's own fields leave the core's columns for the run's ``fields`` (JSON; on PostgreSQL JSONB, which
-    # its reads need not parse); an acceptance names what it accepted by a ``subject`` its flow composes. The one
-    # migration whose SQL differs by backend.
+    # A flow's own fields leave the core's columns for the run's ``fields`` (JSON); an acceptance names what it
+    # accepted by a ``subject`` its flow composes. The one migration whose SQL differs by backend.
     ("0014_run_fields", {"sqlite": """
 DROP INDEX flow_runs_state_month;
 ALTER TABLE flow_runs ADD COLUMN fields TEXT NOT NULL DEFAULT '{}';
@@ -274,15 +273,21 @@ ALTER TABLE data_acceptances DROP COLUMN val_month;
 CREATE INDEX data_acceptances_subject ON data_acceptances(flow, subject);
 """, "postgresql": """
 DROP INDEX flow_runs_state_month;
-ALTER TABLE flow_runs ADD COLUMN fields JSONB NOT NULL DEFAULT '{}';
+ALTER TABLE flow_runs ADD COLUMN fields TEXT NOT NULL DEFAULT '{}';
 UPDATE flow_runs SET fields = jsonb_strip_nulls(jsonb_build_object('train_month', train_month, 'val_month', val_month,
-    'data_source', data_source, 'synthetic', synthetic <> 0));
+    'data_source', data_source, 'synthetic', synthetic <> 0))::text;
 ALTER TABLE flow_runs DROP COLUMN train_month, DROP COLUMN val_month, DROP COLUMN data_source, DROP COLUMN synthetic;
 CREATE INDEX flow_runs_flow_state ON flow_runs(flow, state, ended_at);
 ALTER TABLE data_acceptances ADD COLUMN subject TEXT NOT NULL DEFAULT '';
 UPDATE data_acceptances SET subject = train_month || '/' || val_month;
 ALTER TABLE data_acceptances DROP COLUMN train_month, DROP COLUMN val_month;
 CREATE INDEX data_acceptances_subject ON data_acceptances(flow, subject);
+"""}),
+    # On PostgreSQL a run's fields are JSONB, which its reads need not parse (trends group 10,000 runs by one).
+    ("0015_run_fields_jsonb", {"sqlite": "", "postgresql": """
+ALTER TABLE flow_runs ALTER COLUMN fields DROP DEFAULT;
+ALTER TABLE flow_runs ALTER COLUMN fields TYPE JSONB USING fields::jsonb;
+ALTER TABLE flow_runs ALTER COLUMN fields SET DEFAULT '{}';
 """}),
 ]
 

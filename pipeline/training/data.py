@@ -23,7 +23,6 @@ never cached. Nothing here retries.
 from __future__ import annotations
 
 import hashlib
-import http.client
 import logging
 import os
 import queue
@@ -32,26 +31,26 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import TYPE_CHECKING, BinaryIO, Iterator
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 from . import demo, features
 from ..config import DATA_ALIASES, TLC_TEMPLATE, Settings, is_synthetic
 from ..errors import DataError, NotPublishedError, TransientError
-from .deadline import Deadline
 from .months import FIRST_MONTH, parse_month
 from .schema import check_schema
+
+if TYPE_CHECKING:  # the download path imports them when it runs: a month read from a folder needs no HTTP
+    import http.client
+
+    from .deadline import Deadline
 
 CHUNK = 1 << 20
 UNSIZED_STEP = 50_000_000  # without a Content-Length, a log line every 50 MB
@@ -165,6 +164,8 @@ def cache_slug(template: str) -> str:
 
 def _download(url: str, month: str, path: Path, settings: Settings, progress: bool) -> None:
     """Stream ``url`` to a temp file beside ``path``, check it, then rename it into place."""
+    from .deadline import Deadline
+
     path.parent.mkdir(parents=True, exist_ok=True)
     deadline = Deadline(settings.download_deadline, url, month)
     try:
@@ -192,6 +193,10 @@ def _temp_file(path: Path) -> Iterator[tuple[Path, BinaryIO]]:
 
 def _open(url: str, month: str, timeout: float, deadline: Deadline) -> http.client.HTTPResponse:
     """The response once its headers are in: connecting and the headers count towards the deadline."""
+    import http.client
+    import urllib.error
+    import urllib.request
+
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
     try:
         return deadline.opener().open(request, timeout=deadline.timeout(timeout))
@@ -229,6 +234,8 @@ def _copy(response: http.client.HTTPResponse, out: BinaryIO, deadline: Deadline,
     ``read1`` returns what one read of the socket gives, so a server trickling bytes cannot keep
     a call waiting for a full chunk past the deadline.
     """
+    import http.client
+
     url, month = deadline.url, deadline.month
     expected = _content_length(response)
     received, report = 0, DownloadLog(f"fhv_tripdata_{month}", expected)
@@ -268,6 +275,9 @@ def _progress_bar(show: bool, total: int | None, label: str):
     if not show:
         yield lambda n: None
         return
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                TimeRemainingColumn())
     with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
