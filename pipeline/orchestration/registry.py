@@ -40,7 +40,7 @@ class Field:
     """A flow-specific field of its runs (kept in the run's ``fields``, not as a column of the core's tables).
 
     ``kind`` says how the generic pages show a value: ``text``, ``month`` (YYYY-MM), ``url`` (a data
-    source: shown shortened), ``flag`` (a yes/no a page counts, e.g. synthetic data: ``label`` names
+    source: shown shortened), ``flag`` (a yes/no a page counts, e.g. generated demo data: ``label`` names
     what a yes means). ``indexed``: the store keeps an index on it (runs are looked up by it).
     ``listed``: the runs list shows it as a column.
     """
@@ -198,6 +198,13 @@ def flow_names() -> list[str]:
 def flow_entries() -> list[FlowEntry]:
     """Every registered flow, in the order they were registered (a user's flow file last)."""
     return list(_FLOWS.values())
+
+
+def default_flow() -> str:
+    """The flow a deployment runs unless it names one: the first registered (``pipeline/flows.py``'s first)."""
+    if not _FLOWS:
+        raise ConfigError("No flow is registered, so a deployment must name its flow (flow=...).")
+    return next(iter(_FLOWS))
 
 
 def preload_modules() -> tuple[str, ...]:
