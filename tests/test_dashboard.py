@@ -364,7 +364,8 @@ def test_trigger_enqueues_a_scheduled_run_and_confirms_it(history, store):
     new = run_ids(store) - before
     assert len(new) == 1
     run = store.get_run(new.pop())
-    assert run["state"] == State.SCHEDULED and run["run_date"] == dt.date.today().isoformat()
+    today = dashboard_labels.today_in(dt.datetime.now(dt.timezone.utc), "America/New_York")  # the schedule's zone
+    assert run["state"] == State.SCHEDULED and run["run_date"] == today.isoformat()
     assert at.toast and "Enqueued" in at.toast[0].value
     assert any(c.value.startswith(f"`cd {ROOT} && FHV_HOME=") for c in at.main.markdown)  # no scheduler: how to start one
 
