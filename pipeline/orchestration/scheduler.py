@@ -44,6 +44,7 @@ import schedule
 from ..config import Settings
 from ..errors import HistoryDamaged, HistoryLost, HistoryUnreachable
 from ..store import DeploymentRow, RunRow, Store, from_db
+from ..store.interfaces import ServiceHistory
 from . import catchup, triggers
 from .clock import SYSTEM_CLOCK, Clock
 from .deployments import ensure_default, materialise, spec_of
@@ -73,7 +74,7 @@ class Scheduler(Supervisor):
     claims one: only workers run flows.
     """
 
-    def __init__(self, store: Store, settings: Settings, *, options: SchedulerOptions = SchedulerOptions(),
+    def __init__(self, store: ServiceHistory, settings: Settings, *, options: SchedulerOptions = SchedulerOptions(),
                  clock: Clock = SYSTEM_CLOCK, executor: Executor | None = None,
                  watch: HistoryWatch | LockWatch | None = None, execute: bool = True, holds_lock: bool = False):
         super().__init__(store, settings, options=options, clock=clock,

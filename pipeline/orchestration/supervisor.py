@@ -21,7 +21,8 @@ from ..config import Settings
 from ..errors import ConfigError, HistoryDamaged, HistoryLost, HistoryUnreachable, PipelineError
 from ..formatting import duration_text, seconds_words
 from ..formatting import utc_text as _when
-from ..store import RunRow, Store, from_db
+from ..store import RunRow, from_db
+from ..store.interfaces import ServiceHistory
 from .clock import Clock
 from .executor import EXIT_DAMAGED, EXIT_UNREACHABLE, AwaitData, Executor, Exit
 from .liveness import ending_message
@@ -77,7 +78,7 @@ class Supervisor(HistoryLoss):
     identity = ""  # who it claims runs as (host:pid:tag:pid-namespace)
     watch: Any = None  # notices the history file deleted or replaced (``lock.HistoryWatch``)
 
-    def __init__(self, store: Store, settings: Settings, *, options: Any, clock: Clock, executor: Executor):
+    def __init__(self, store: ServiceHistory, settings: Settings, *, options: Any, clock: Clock, executor: Executor):
         self.store, self.settings, self.options, self.clock = store, settings, options, clock
         self.executor = executor
         self.stopping = threading.Event()

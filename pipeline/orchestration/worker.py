@@ -33,6 +33,7 @@ import schedule
 from ..config import Settings
 from ..errors import ConfigError, HistoryLost
 from ..store import Store
+from ..store.interfaces import ServiceHistory
 from .clock import SYSTEM_CLOCK, Clock
 from .executor import Executor, ProcessExecutor
 from .liveness import new_identity, scheduler_alive
@@ -52,7 +53,7 @@ class Worker(Supervisor):
 
     role = "worker"
 
-    def __init__(self, store: Store, settings: Settings, *, queues: Iterable[str] = (), concurrency: int = 1,
+    def __init__(self, store: ServiceHistory, settings: Settings, *, queues: Iterable[str] = (), concurrency: int = 1,
                  options: WorkerOptions = WorkerOptions(), clock: Clock = SYSTEM_CLOCK,
                  executor: Executor | None = None, watch: HistoryWatch | None = None):
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
