@@ -138,7 +138,7 @@ class Deployments(Connection, Protocol):
     def work_queues(self) -> list[dict[str, Any]]: ...
 
 
-class SchedulerLease(Protocol):
+class SchedulerLease(Connection, Protocol):
     """The one scheduler of a history: its lease row, its status, and PostgreSQL's session lock."""
 
     def take_scheduler_lease(self, *, owner: str, pid: int, hostname: str, now: dt.datetime, stale_after: float,
