@@ -226,10 +226,17 @@ class BaseStore(FileStore):
         if migrate and not readonly:
             empty = self._empty_file()
             self.migrate()
-            self.index_fields(registered_flows())
+            self._index_fields()
             if empty:
                 logger.warning("The history %s was an empty file (0 bytes), so a new history was made in it; if it "
                                "held runs, stop every process using it and put back a copy.", self.path)
+
+    def _index_fields(self) -> None:
+        """Index the registered flows' indexed fields; a user who may not create them reads without (a warning)."""
+        try:
+            self.index_fields(registered_flows())
+        except ConfigError as error:
+            logger.warning("The flows' fields of the history %s are not indexed: %s", self.path, error)
 
     # -- connection and transactions -------------------------------------------------
     @property
