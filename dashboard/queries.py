@@ -22,6 +22,7 @@ from pipeline.flows import load_flows
 from pipeline.orchestration.registry import Trend, flow_entries, flow_entry
 from pipeline.orchestration.states import ACTIVE_STATES, FINAL_STATES, State
 from pipeline.store import MIGRATIONS, Store
+from pipeline.store.interfaces import DashboardHistory
 from pipeline.store.base import is_database_url
 
 from . import frames, labels
@@ -42,7 +43,7 @@ def settings() -> Settings:
 
 
 @st.cache_resource(show_spinner=False)
-def _store(path: str) -> Store:
+def _store(path: str) -> DashboardHistory:
     """The read-only store of a history; creates an empty history the first time, and upgrades the
     schema of a history written by an older version of the pipeline (the pages read its new tables).
     The flows are registered first (``pipeline/flows.py``): the pages ask each run's flow how to show it."""
@@ -120,7 +121,7 @@ def _cached(fn: Callable[..., Any] | None = None, *, live: bool = False) -> Call
 
 # -- runs ----------------------------------------------------------------------------
 @_cached(live=True)
-def run_list(history: Store, *, page: int, per_page: int, sort: str = "newest", overdue_note: str | None = None,
+def run_list(history: DashboardHistory, *, page: int, per_page: int, sort: str = "newest", overdue_note: str | None = None,
              flow: str | None = None, metric: str | None = None, **filters: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One page of the runs list of ``flow`` (None: every flow), paged, filtered and sorted in SQL (``filters``:
     the list's; ``metric``: the key a metric sort sorts by), as the table and the chart's points (the same
@@ -141,12 +142,12 @@ def _headlines() -> tuple[str, ...]:
 
 
 @_cached
-def count_run_list(history: Store, flow: str | None = None, **filters: Any) -> int:
+def count_run_list(history: DashboardHistory, flow: str | None = None, **filters: Any) -> int:
     return history.count_run_list(flow=flow, **filters)
 
 
 @_cached(live=True)
-def run_list_points(history: Store, *, limit: int = 1000, flow: str | None = None, **filters: Any) -> pd.DataFrame:
+def run_list_points(history: DashboardHistory, *, limit: int = 1000, flow: str | None = None, **filters: Any) -> pd.DataFrame:
     return frames.run_points(history.run_list_points(limit=limit, flow=flow, **filters), now(),
                              flow_entry(flow) if flow else None)
 
@@ -157,13 +158,13 @@ def cancellable_ids(flow: str | None = None, **filters: Any) -> list[str]:
 
 
 @_cached
-def flows_with_runs(history: Store, names: tuple[str, ...]) -> tuple[str, ...]:
+def flows_with_runs(history: DashboardHistory, names: tuple[str, ...]) -> tuple[str, ...]:
     """Those of the flows ``names`` that have runs."""
     return tuple(name for name in names if history.count_run_list(flow=name))
 
 
 @_cached(live=True)
-def recent_runs_of(history: Store, deployment: str, limit: int = 5) -> pd.DataFrame:
+def recent_runs_of(history: DashboardHistory, deployment: str, limit: int = 5) -> pd.DataFrame:
     """The deployment's last runs that started, newest first, as a runs table."""
     rows = held(history, history.run_list(limit=limit, deployment=deployment, states=STARTED_STATES,
                                           metrics=_headlines()))
@@ -171,23 +172,23 @@ def recent_runs_of(history: Store, deployment: str, limit: int = 5) -> pd.DataFr
 
 
 @_cached
-def backfill_batch(history: Store, run_id: str) -> list[dict[str, Any]]:
+def backfill_batch(history: DashboardHistory, run_id: str) -> list[dict[str, Any]]:
     return history.backfill_batch(run_id)
 
 
 @_cached
-def run_links(history: Store, run_id: str, triggered_by: str | None) -> dict[str, Any]:
+def run_links(history: DashboardHistory, run_id: str, triggered_by: str | None) -> dict[str, Any]:
     """The run whose completion triggered this one (another deployment's), and the runs this one's triggered."""
     return {"triggered_by": history.run_with_deployment(triggered_by) if triggered_by else None,
             "triggered": history.followups(run_id)}
 
 
 @_cached
-def tags(history: Store) -> list[str]:
+def tags(history: DashboardHistory) -> list[str]:
     return history.tags_in_use()
 
 
-def held(history: Store, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def held(history: DashboardHistory, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The rows with what holds each waiting one now (a paused deployment or work queue) as its reason."""
     paused = ({d["name"] for d in history.deployments() if not d["active"]},
               {q["name"] for q in history.work_queues() if q["paused"]})
@@ -195,56 +196,56 @@ def held(history: Store, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 @_cached
-def run(history: Store, run_id: str) -> dict[str, Any]:
+def run(history: DashboardHistory, run_id: str) -> dict[str, Any]:
     return held(history, [history.run_with_deployment(run_id)])[0]
 
 
 @_cached
-def recent_runs(history: Store, limit: int = 50) -> list[dict[str, Any]]:
+def recent_runs(history: DashboardHistory, limit: int = 50) -> list[dict[str, Any]]:
     return history.run_list(limit=limit, states=STARTED_STATES, metrics=_headlines())
 
 
 @_cached
-def last_run(history: Store, flow: str | None = None) -> dict[str, Any] | None:
+def last_run(history: DashboardHistory, flow: str | None = None) -> dict[str, Any] | None:
     """The run of ``flow`` that started last (whatever its state now)."""
     started = history.run_timeline(limit=1, flow=flow)
     return history.run_with_deployment(started[0]["id"]) if started else None
 
 
 @_cached(live=True)
-def latest_run(history: Store, flow: str | None = None) -> dict[str, Any] | None:
+def latest_run(history: DashboardHistory, flow: str | None = None) -> dict[str, Any] | None:
     """The run of ``flow`` created last among those due (a run just triggered), whatever its state now."""
     found = history.latest_run(now=now(), flow=flow)
     return held(history, [found])[0] if found else None
 
 
 @_cached
-def next_run(history: Store, flow: str | None = None) -> dict[str, Any] | None:
+def next_run(history: DashboardHistory, flow: str | None = None) -> dict[str, Any] | None:
     """The next run of ``flow`` that will start (not one a paused deployment or queue holds); else the first held one."""
     rows = held(history, history.run_list(states=[State.SCHEDULED.value], sort="oldest", limit=50, flow=flow))
     return next((r for r in rows if labels.status(r) != "HELD"), rows[0] if rows else None)
 
 
 @_cached
-def upcoming_runs(history: Store, deployment: str | None = None, limit: int = 10) -> list[dict[str, Any]]:
+def upcoming_runs(history: DashboardHistory, deployment: str | None = None, limit: int = 10) -> list[dict[str, Any]]:
     waiting = [State.LATE.value, State.AWAITING_RETRY.value, State.SCHEDULED.value]
     return held(history, history.runs(states=waiting, deployment=deployment, order="upcoming", limit=limit))
 
 
 @_cached
-def late_runs(history: Store, limit: int = 20) -> list[dict[str, Any]]:
+def late_runs(history: DashboardHistory, limit: int = 20) -> list[dict[str, Any]]:
     return history.runs(states=[State.LATE.value], order="upcoming", limit=limit)
 
 
 @_cached(live=True)
-def overdue_runs(history: Store, limit: int = 20) -> tuple[list[dict[str, Any]], int]:
+def overdue_runs(history: DashboardHistory, limit: int = 20) -> tuple[list[dict[str, Any]], int]:
     """Up to ``limit`` waiting runs past due, oldest first, and how many there are."""
     moment = now()
     return history.overdue_runs(now=moment, limit=limit), history.count_overdue_runs(now=moment)
 
 
 @_cached
-def count_by_state(history: Store, flow: str | None = None) -> dict[str, int]:
+def count_by_state(history: DashboardHistory, flow: str | None = None) -> dict[str, int]:
     """Runs by state, of ``flow`` (None: every flow)."""
     if flow is None:
         return history.count_by_state()
@@ -253,22 +254,22 @@ def count_by_state(history: Store, flow: str | None = None) -> dict[str, int]:
 
 # -- one run --------------------------------------------------------------------------
 @_cached
-def task_runs(history: Store, run_id: str) -> list[dict[str, Any]]:
+def task_runs(history: DashboardHistory, run_id: str) -> list[dict[str, Any]]:
     return history.task_runs(run_id)
 
 
 @_cached
-def logs(history: Store, run_id: str, levels: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+def logs(history: DashboardHistory, run_id: str, levels: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
     return history.logs(run_id, levels=levels)
 
 
 @_cached
-def log_level_counts(history: Store, run_id: str) -> dict[str, int]:
+def log_level_counts(history: DashboardHistory, run_id: str) -> dict[str, int]:
     return history.log_level_counts(run_id)
 
 
 @_cached
-def artifacts(history: Store, run_id: str) -> list[dict[str, Any]]:
+def artifacts(history: DashboardHistory, run_id: str) -> list[dict[str, Any]]:
     return history.artifacts(run_id)
 
 
@@ -279,7 +280,7 @@ def artifact_data(artifact: dict[str, Any]) -> bytes:
 
 # -- metrics --------------------------------------------------------------------------
 @_cached
-def trend(history: Store, flow: str, without: str | None = None) -> pd.DataFrame:
+def trend(history: DashboardHistory, flow: str, without: str | None = None) -> pd.DataFrame:
     """What the Trends page draws for ``flow``: its trend metric, one row per value of the trend's field (its
     latest completed run) or per run, with every metric the flow declares, aggregated in SQL, oldest first;
     ``without``: leave out the runs whose flag field of that name is set."""
@@ -291,7 +292,7 @@ def trend(history: Store, flow: str, without: str | None = None) -> pd.DataFrame
 
 
 @_cached
-def latest_metrics(history: Store, flow: str) -> list[dict[str, Any]]:
+def latest_metrics(history: DashboardHistory, flow: str) -> list[dict[str, Any]]:
     """The latest completed run of ``flow`` and, when its trend goes by a field, the latest one of an earlier
     value of that field (e.g. month), oldest first."""
     rows = history.metric_history(flow, limit=50)
@@ -305,14 +306,14 @@ def latest_metrics(history: Store, flow: str) -> list[dict[str, Any]]:
 
 
 @_cached
-def flag_share(history: Store, flow: str, field: str) -> tuple[int, int]:
+def flag_share(history: DashboardHistory, flow: str, field: str) -> tuple[int, int]:
     """(runs with the flag ``field`` set, all) among the completed runs of ``flow``."""
     return history.flag_counts(flow, field)
 
 
 # -- deployments, queues, scheduler ---------------------------------------------------
 @_cached
-def deployments(history: Store) -> list[dict[str, Any]]:
+def deployments(history: DashboardHistory) -> list[dict[str, Any]]:
     """Deployments with their schedule in words, zone and DST policy."""
     return [labels.deployment(dep) for dep in history.deployments()]
 
@@ -323,18 +324,18 @@ def failing_deployments() -> list[dict[str, Any]]:
 
 
 @_cached
-def skipped_slots(history: Store, deployment_id: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
+def skipped_slots(history: DashboardHistory, deployment_id: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
     """Records of slots never made into runs after a downtime, newest first (all deployments or one)."""
     return history.skipped_slots(deployment_id, limit=limit)
 
 
 @_cached
-def work_queues(history: Store) -> list[dict[str, Any]]:
+def work_queues(history: DashboardHistory) -> list[dict[str, Any]]:
     return history.work_queues()
 
 
 @_cached
-def scheduler_status(history: Store) -> dict[str, Any] | None:
+def scheduler_status(history: DashboardHistory) -> dict[str, Any] | None:
     return history.scheduler_status()
 
 
@@ -352,6 +353,6 @@ def deployment_zone(name: str | None) -> str | None:
 
 
 @_cached(live=True)
-def workers(history: Store) -> pd.DataFrame:
+def workers(history: DashboardHistory) -> pd.DataFrame:
     """The workers of the history (the live ones and the latest stopped ones), with their load and status."""
     return frames.workers_table(history.workers(limit=20), history.running_by_claimer(), now())
