@@ -34,7 +34,8 @@ def history(tmp_path, monkeypatch):
     seeded.scoring = store.create_run(  # on synthetic data: it must not count among the training runs'
         flow=SCORING, name="scoring-heron", state=State.COMPLETED, now=now, deployment_id=row["id"],
         trigger="completion", triggered_by=upstream["id"], run_date=upstream["run_date"], scheduled_time=now,
-        started_at=now, ended_at=now + dt.timedelta(seconds=1), month="2021-07", synthetic=True, data_source="demo:3000",
+        started_at=now, ended_at=now + dt.timedelta(seconds=1), month="2021-07", synthetic=True,
+        data_source="demo:3000",
         metrics={"rows_scored": 1000, "rmse": 11.2, "rows_read": 1040, "month": "2021-07", "rows_left_out": LEFT_OUT,
                  "mean_predicted": 15.1, "mean_actual": 16.2, "model_version": version, "synthetic": True,
                  "distribution": {"predicted": [0, 300, 700] + [0] * 57, "actual": [100, 400, 500] + [0] * 57}})

@@ -113,7 +113,8 @@ def facts(run: dict[str, Any]) -> None:
     sources = [f"{f.label.lower()} `{labels.field_value(run, f.name)}`" for f in (entry.fields if entry else ())
                if f.kind == "url" and labels.field_value(run, f.name)]
     st.caption(" · ".join([f"Scheduled {widgets.time_pair(run['scheduled_time'], zone)}",
-                           f"started {labels.utc(run['started_at'])}", f"ended {labels.utc(run['ended_at'])}", *sources]))
+                           f"started {labels.utc(run['started_at'])}", f"ended {labels.utc(run['ended_at'])}",
+                           *sources]))
     trigger_links(run)
 
 
