@@ -146,7 +146,7 @@ def figures(items: list[tuple[str, str, tuple[float, str] | None]]) -> None:
 def lines_table(lines: list[tuple[str, str]]) -> str:
     """(label, text) lines as one Markdown table (one element, drawn at once)."""
     cell = lambda text: str(text).replace("|", "\\|").replace("\n", " ")  # noqa: E731
-    return "| | |\n|---|---|\n" + "\n".join(f"| {cell(label)} | {cell(text)} |" for label, text in lines)
+    return "| Result | |\n|---|---|\n" + "\n".join(f"| {cell(label)} | {cell(text)} |" for label, text in lines)
 
 
 def state_badge(state: str) -> None:

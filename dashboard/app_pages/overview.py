@@ -132,7 +132,7 @@ def live_overview(entry: FlowEntry) -> None:
 
 
 st.title("Overview")
-chosen = flows.pick(page="overview")
+chosen = flows.pick("overview")
 if chosen is None:
     st.info("No flow is registered.")
     st.stop()

@@ -162,7 +162,9 @@ def results(run: dict[str, Any]) -> None:
     lines = entry.present(run) if entry else []
     if lines:
         headline = [(m.label, labels.metric_text(m, values.get(m.key)), None) for m in entry.metrics[:2]]
-        widgets.figures([item for item in headline if item[1]])
+        for column, item in zip(st.columns(4), [item for item in headline if item[1]]):
+            with column:
+                widgets.figures([item])
         st.markdown(widgets.lines_table(lines))
     elif run["state"] != "COMPLETED":
         st.info("No metrics: the run did not complete.")

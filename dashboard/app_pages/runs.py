@@ -219,4 +219,4 @@ def live_runs(filters: dict[str, Any]) -> None:
 
 st.title("Runs")
 from_address()
-live_runs(filter_bar(flows.pick(allow_all=True, page="runs")))
+live_runs(filter_bar(flows.pick("runs", allow_all=True)))
