@@ -124,3 +124,17 @@ def test_the_runtime_the_services_the_dashboard_and_the_model_registry_say_which
     for path, name in wanted.items():
         used = {interface.__name__ for _, _, interface in _annotated(ast.parse((ROOT / path).read_text()))}
         assert name in used, path
+
+
+def test_every_backend_runs_the_whole_contract_and_no_test_is_picked_by_name():
+    from tests.store_contract import StoreContract
+    from tests.test_postgres import TestPostgresStore
+    from tests.test_store import TestSQLiteStore
+
+    contract = {name for name in vars(StoreContract) if name.startswith("test_")}
+    assert len(contract) > 20
+    for backend in (TestSQLiteStore, TestPostgresStore):  # a backend may add tests; it drops or rewrites none
+        assert issubclass(backend, StoreContract) and not contract & set(vars(backend)), backend.__name__
+    picked = [path.name for path in (ROOT / "tests").glob("test_*.py")
+              if path.name != Path(__file__).name and "getattr(test_" in path.read_text()]  # another module's tests
+    assert picked == []
