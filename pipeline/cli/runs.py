@@ -8,6 +8,8 @@ from ..config import Settings
 from ..errors import ConfigError
 from ..orchestration.registry import FlowEntry, flow_entry
 from ..orchestration.runtime import SYSTEM_CLOCK, new_run_name
+from ..errors import ConfigError
+from ..orchestration.registry import flow_entry
 from ..orchestration.states import State
 from ..store import Store
 from . import render
