@@ -18,16 +18,22 @@ from typing import Any
 import pytest
 
 from pipeline.errors import InvalidTransition, NotFound
-from pipeline.orchestration import catchup
-from pipeline.orchestration.deployments import register
+from pipeline.orchestration import catchup, control
+from pipeline.orchestration.deployments import DeploymentSpec, register
 from pipeline.orchestration.enqueue import trigger_run
 from pipeline.orchestration.states import State
 from pipeline.store import MIGRATIONS, Store, from_db
+from pipeline.training import champion
+from pipeline.training.flow import FLOW_NAME
 from tests.fakes import FakeExecutor
+from tests.test_champion_rule import finishing
+from tests.test_notify import ended
 from tests.test_scheduler import HOUR, StopAfter, at, hourly, make, orphan, runs_of, slot_times, started, ticks, walk
 
 UTC = dt.timezone.utc
 T0 = dt.datetime(2026, 3, 1, 12, tzinfo=UTC)
+NOW = dt.datetime(2026, 2, 1, tzinfo=UTC)  # the model registry's and the outbox's tests
+D = dt.date
 SCHEDULER_T0 = dt.datetime(2026, 1, 1, tzinfo=UTC)  # the scheduler tests' clock starts there (``FakeClock``)
 
 
@@ -260,6 +266,118 @@ class StoreContract:
             thread.join()
         assert errors == []
         assert [d["name"] for d in self.open(location).deployments()] == ["nightly"]
+
+    # -- a backfill against a trigger ----------------------------------------------------------------------------------
+    def test_a_trigger_between_a_backfills_preview_and_its_confirm_takes_its_date_once(self, location, settings):
+        store = self.open(location)
+        now = dt.datetime.now(UTC)
+        plan = control.plan_backfill(store, settings, deployment=None, start=D(2025, 1, 1), end=D(2025, 3, 31), now=now)
+        control.trigger(store, settings, deployment=None, date=D(2025, 2, 15), now=now)
+        done = control.backfill(store, settings, plan, now=now)
+        assert done.taken == [D(2025, 2, 15)] and [r["run_date"] for r in done.runs] == ["2025-01-15", "2025-03-15"]
+        asked = [r["run_date"] for r in store.runs(limit=100) if r["trigger"] != "schedule"]
+        assert sorted(asked) == ["2025-01-15", "2025-02-15", "2025-03-15"]
+        store.close()
+
+    # -- the model registry --------------------------------------------------------------------------------------------
+    def test_the_champion_follows_its_events_and_a_blocked_run_keeps_its_checks(self, location):
+        store, now = self.open(location), dt.datetime(2026, 2, 1, tzinfo=dt.timezone.utc)
+        a, b = (store.create_run(flow=FLOW_NAME, name=name, state=State.COMPLETED, now=now, metrics={"val_rmse": 1.0})
+                for name in ("a", "b"))
+        assert store.champion(FLOW_NAME) is None and store.last_model_seq(FLOW_NAME) == 0
+        first = store.record_model_event(flow=FLOW_NAME, run_id=a, action="promoted", actor="pipeline", reason="r.",
+                                         now=now, after_seq=0, undo_to=None)
+        assert store.record_model_event(flow=FLOW_NAME, run_id=b, action="promoted", actor="pipeline", reason="r.",
+                                        now=now, after_seq=0, undo_to=None) is None
+        store.record_model_event(flow=FLOW_NAME, run_id=b, action="manual", actor="ann", reason="r.", now=now,
+                                 after_seq=1, undo_to=first)
+        assert store.champion(FLOW_NAME)["id"] == b and store.champion(FLOW_NAME)["metrics"] == {"val_rmse": 1.0}
+        events = store.promotion_events(after_id=first)
+        assert [(e["run_id"], e["action"], e["actor"], e["at"], e["undo_to"]) for e in events] == \
+            [(b, "manual", "ann", now, first)]
+        blocked = store.create_run(flow=FLOW_NAME, name="c", state=State.FAILED, now=now, error_task="check_data")
+        checks = {"data": {"train": {"rows_kept": 5}}, "drift": {"val_vs_train": None}}
+        assert store.keep_blocked_checks(blocked, checks, task="check_data")
+        assert not store.keep_blocked_checks(a, checks, task="check_data")
+        assert store.get_run(blocked)["metrics"] == checks and store.get_run(a)["metrics"] == {"val_rmse": 1.0}
+        store.close()
+
+    def test_two_runs_deciding_together_end_as_if_one_had_finished_first(self, location):
+        """The newer run decided (its event waits for its run to complete); a backfill deciding before it completes
+        is judged against it, not against the champion of before (there is none here: it would have been first)."""
+        store = self.open(location)
+        newer = finishing(store, "newer", "2021-06", "2021-07")
+        backfill = finishing(store, "backfill", "2017-12", "2018-01")
+        common = dict(new_rmse=10.0, val_summary=None, synthetic=False, tolerance=0.0, now=NOW)
+        assert champion.challenge(store, run_id=newer, train_month="2021-06", val_month="2021-07", **common)[
+            "decision"] == "first"
+        late = champion.challenge(store, run_id=backfill, train_month="2017-12", val_month="2018-01", **common)
+        assert late["decision"] == "older_months" and late["champion_run_id"] == newer
+        for run_id in (backfill, newer):
+            store.transition(run_id, State.COMPLETED, now=NOW)
+        assert store.champion(FLOW_NAME)["id"] == newer
+        assert store.contender(FLOW_NAME, besides=newer)["id"] == newer  # completed now: the champion itself
+        store.close()
+
+    def test_a_run_still_finishing_is_the_contender_until_it_ends_otherwise(self, location):
+        store = self.open(location)
+        pending = finishing(store, "pending", "2021-06", "2021-07")
+        store.record_model_event(flow=FLOW_NAME, run_id=pending, action="promoted", actor="pipeline", reason="r.",
+                                 now=NOW, after_seq=0, undo_to=None)
+        assert store.champion(FLOW_NAME) is None and store.contender(FLOW_NAME)["id"] == pending
+        assert store.contender(FLOW_NAME, besides=pending) is None  # a run is never its own contender
+        store.transition(pending, State.CRASHED, now=NOW)
+        assert store.contender(FLOW_NAME) is None and store.champion(FLOW_NAME) is None
+        store.close()
+
+    def test_an_acceptance_is_kept_once_per_subject_and_found_by_run_or_subject(self, location):
+        store = self.open(location)
+        blocked = store.create_run(flow=FLOW_NAME, name="b", state=State.FAILED, now=NOW, train_month="2021-06",
+                                   val_month="2021-07", error_task="check_data", error="The gate max_psi failed: x.")
+        common = dict(flow=FLOW_NAME, blocked_run_id=blocked, subject="2021-06/2021-07", now=NOW)
+        first = store.record_acceptance(actor="olga", reason="Real.", **common)
+        assert first is not None and store.record_acceptance(actor="ivan", reason="Again.", **common) is None
+        found = store.acceptance(flow=FLOW_NAME, subject="2021-06/2021-07")
+        assert (found["actor"], found["at"], found["blocked_run_name"]) == ("olga", NOW, "b")
+        assert store.newest_acceptance(FLOW_NAME)["id"] == first
+        assert store.acceptance(flow=FLOW_NAME, blocked_run_id=blocked)["id"] == first
+        store.close()
+
+    # -- the notifications outbox --------------------------------------------------------------------------------------
+    def test_the_outbox_keeps_an_event_once_per_target_and_every_attempt(self, location, clock):
+        history = self.open(location)
+        try:
+            run_id = ended(history, clock)
+            message = dict(event="failed", subject=f"run:{run_id}", run_id=run_id, target="json://h/x", title="t",
+                           body="b", level="failure", now=clock.now())
+            first = history.add_notification(target_key="k1", **message)
+            assert history.add_notification(target_key="k1", **message) is None
+            second = history.add_notification(target_key="k2", **message)
+            assert second not in (None, first)
+            row = history.claim_notification(first, attempts=0, now=clock.now(), until=clock.now() + dt.timedelta(60))
+            assert history.claim_notification(first, attempts=0, now=clock.now(), until=clock.now()) is None
+            assert history.record_notification_attempt(row, outcome="failed", detail="HTTP 500", started=clock.now(),
+                                                       ended=clock.now(), retry_at=clock.now() + dt.timedelta(30))
+            assert not history.record_notification_attempt(row, outcome="sent", detail=None, started=clock.now(),
+                                                           ended=clock.now(), retry_at=None)  # that attempt is recorded
+            assert [(a["outcome"], a["attempt"]) for a in history.notification_attempts(run_id)] == [("failed", 1)]
+            assert [n["id"] for n in history.due_notifications(clock.now())] == [second]
+            history.set_notify_mark("m", "1")
+            history.set_notify_mark("m", "2")
+            assert history.notify_mark("m") == "2"
+            deployment = register(history, DeploymentSpec(name="team", notify=["json://h/team"]), clock.now())
+            register(history, DeploymentSpec(name="team", notify=["json://h/other"]), clock.now())
+            assert history.notify_targets() == {deployment["id"]: ["json://h/other"]}
+        finally:
+            history.close()
+
+    def test_a_notify_targets_first_sight_is_kept(self, location):
+        store = self.open(location)
+        first = store.note_notify_targets(["a", "b"], NOW)
+        later = store.note_notify_targets(["b", "c"], NOW + dt.timedelta(hours=1))
+        assert first == {"a": NOW, "b": NOW} and later == {"b": NOW, "c": NOW + dt.timedelta(hours=1)}
+        assert store.note_notify_targets([], NOW) == {}
+        store.close()
 
     # -- the scheduler's statements, through the scheduler: claims, lateness, expiry, sweeps, the lease -
     def test_latest_keeps_the_most_recent_missed_slot(self, store, settings, clock):
