@@ -19,9 +19,10 @@ import streamlit as st
 from pipeline.config import Settings, load_settings
 from pipeline.errors import ConfigError, StorageError
 from pipeline.flows import load_flows
-from pipeline.orchestration.registry import flow_entry, flow_names
+from pipeline.orchestration.registry import Trend, flow_entries, flow_entry
 from pipeline.orchestration.states import ACTIVE_STATES, FINAL_STATES, State
 from pipeline.store import MIGRATIONS, Store
+from pipeline.store.interfaces import DashboardHistory
 from pipeline.store.base import is_database_url
 
 from . import frames, labels
@@ -42,7 +43,7 @@ def settings() -> Settings:
 
 
 @st.cache_resource(show_spinner=False)
-def _store(path: str) -> Store:
+def _store(path: str) -> DashboardHistory:
     """The read-only store of a history; creates an empty history the first time, and upgrades the
     schema of a history written by an older version of the pipeline (the pages read its new tables).
     The flows are registered first (``pipeline/flows.py``): the pages ask each run's flow how to show it."""
@@ -118,69 +119,52 @@ def _cached(fn: Callable[..., Any] | None = None, *, live: bool = False) -> Call
     return call
 
 
-# -- runs -----------------------------------------------------------------------------
+# -- runs ----------------------------------------------------------------------------
 @_cached(live=True)
-def runs_page(history: Store, *, page: int, per_page: int, overdue_note: str | None = None,
-              **filters: Any) -> pd.DataFrame:
-    """One page of the runs list as a table (``overdue_note``: see ``frames.runs_table``)."""
-    rows = held(history, history.runs(limit=per_page, offset=page * per_page, **filters))
-    return frames.runs_table(rows, history.task_counts([r["id"] for r in rows]), now=now(),
-                             overdue_note=overdue_note)
-
-
-@_cached(live=True)
-def run_list(history: Store, *, page: int, per_page: int, sort: str = "newest", overdue_note: str | None = None,
-             **filters: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """One page of the runs list, paged, filtered and sorted in SQL (``filters``: the list's), as
-    the table and the chart's points (the same runs: the page draws only what it read)."""
-    rows = held(history, history.run_list(limit=per_page, offset=page * per_page, **_sorted(sort), **filters))
+def run_list(history: DashboardHistory, *, page: int, per_page: int, sort: str = "newest", overdue_note: str | None = None,
+             flow: str | None = None, metric: str | None = None, **filters: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One page of the runs list of ``flow`` (None: every flow), paged, filtered and sorted in SQL (``filters``:
+    the list's; ``metric``: the key a metric sort sorts by), as the table and the chart's points (the same
+    runs: the page draws only what it read)."""
+    entry = flow_entry(flow) if flow else None
+    metrics = (entry.metrics[0].key,) if entry and entry.metrics else _headlines()
+    rows = held(history, history.run_list(limit=per_page, offset=page * per_page, sort=sort, flow=flow,
+                                          metric=metric if sort.startswith("metric_") else None, metrics=metrics,
+                                          **filters))
     table = frames.runs_table(rows, history.task_counts([r["id"] for r in rows]), now=now(),
-                              overdue_note=overdue_note)
-    return table, frames.run_points(rows, now())
-
-
-def _sorted(sort: str) -> dict[str, Any]:
-    """The store's sort for the list's: ``<metric>_desc``/``<metric>_asc`` order by that metric; every list
-    reads the flows' headline metrics."""
-    order, _, direction = sort.rpartition("_")
-    if order and direction in ("desc", "asc") and order in _headlines():
-        return {"sort": f"metric_{direction}", "metric": order, "metrics": _headlines()}
-    return {"sort": sort, "metrics": _headlines()}
+                              overdue_note=overdue_note, entry=entry)
+    return table, frames.run_points(rows, now(), entry)
 
 
 def _headlines() -> tuple[str, ...]:
-    """The headline metric of every registered flow (the first it declares)."""
-    entries = [flow_entry(name) for name in flow_names()]
-    return tuple(dict.fromkeys(entry.metrics[0].key for entry in entries if entry.metrics))
-
-
-def _trained() -> Any:
-    """The flow the trends and the Overview's metrics show (until the pages let a user pick one)."""
-    from pipeline.training.job import FLOW_NAME
-    return flow_entry(FLOW_NAME)
-
-
-def _flag(entry: Any) -> str | None:
-    return next((f.name for f in entry.fields if f.kind == "flag"), None)
+    """The headline metric of every registered flow (the first it declares): what a list of any flow reads."""
+    return tuple(dict.fromkeys(entry.metrics[0].key for entry in flow_entries() if entry.metrics))
 
 
 @_cached
-def count_run_list(history: Store, **filters: Any) -> int:
-    return history.count_run_list(**filters)
+def count_run_list(history: DashboardHistory, flow: str | None = None, **filters: Any) -> int:
+    return history.count_run_list(flow=flow, **filters)
 
 
 @_cached(live=True)
-def run_list_points(history: Store, *, limit: int = 1000, **filters: Any) -> pd.DataFrame:
-    return frames.run_points(history.run_list_points(limit=limit, **filters), now())
+def run_list_points(history: DashboardHistory, *, limit: int = 1000, flow: str | None = None, **filters: Any) -> pd.DataFrame:
+    return frames.run_points(history.run_list_points(limit=limit, flow=flow, **filters), now(),
+                             flow_entry(flow) if flow else None)
 
 
-def cancellable_ids(**filters: Any) -> list[str]:
+def cancellable_ids(flow: str | None = None, **filters: Any) -> list[str]:
     """Waiting or running runs matching the filters, read fresh (it decides what a button cancels)."""
-    return _store(str(settings().history)).cancellable_ids(**filters)
+    return _store(str(settings().history)).cancellable_ids(flow=flow, **filters)
+
+
+@_cached
+def flows_with_runs(history: DashboardHistory, names: tuple[str, ...]) -> tuple[str, ...]:
+    """Those of the flows ``names`` that have runs."""
+    return tuple(name for name in names if history.count_run_list(flow=name))
 
 
 @_cached(live=True)
-def recent_runs_of(history: Store, deployment: str, limit: int = 5) -> pd.DataFrame:
+def recent_runs_of(history: DashboardHistory, deployment: str, limit: int = 5) -> pd.DataFrame:
     """The deployment's last runs that started, newest first, as a runs table."""
     rows = held(history, history.run_list(limit=limit, deployment=deployment, states=STARTED_STATES,
                                           metrics=_headlines()))
@@ -188,33 +172,23 @@ def recent_runs_of(history: Store, deployment: str, limit: int = 5) -> pd.DataFr
 
 
 @_cached
-def backfill_batch(history: Store, run_id: str) -> list[dict[str, Any]]:
+def backfill_batch(history: DashboardHistory, run_id: str) -> list[dict[str, Any]]:
     return history.backfill_batch(run_id)
 
 
 @_cached
-def run_links(history: Store, run_id: str, triggered_by: str | None) -> dict[str, Any]:
+def run_links(history: DashboardHistory, run_id: str, triggered_by: str | None) -> dict[str, Any]:
     """The run whose completion triggered this one (another deployment's), and the runs this one's triggered."""
     return {"triggered_by": history.run_with_deployment(triggered_by) if triggered_by else None,
             "triggered": history.followups(run_id)}
 
 
 @_cached
-def tags(history: Store) -> list[str]:
+def tags(history: DashboardHistory) -> list[str]:
     return history.tags_in_use()
 
 
-@_cached
-def count_runs(history: Store, **filters: Any) -> int:
-    return history.count_runs(**filters)
-
-
-@_cached(live=True)
-def run_points(history: Store, *, limit: int = 2000, **filters: Any) -> pd.DataFrame:
-    return frames.run_points(history.run_timeline(limit=limit, **filters), now())
-
-
-def held(history: Store, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def held(history: DashboardHistory, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The rows with what holds each waiting one now (a paused deployment or work queue) as its reason."""
     paused = ({d["name"] for d in history.deployments() if not d["active"]},
               {q["name"] for q in history.work_queues() if q["paused"]})
@@ -222,77 +196,80 @@ def held(history: Store, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 @_cached
-def run(history: Store, run_id: str) -> dict[str, Any]:
+def run(history: DashboardHistory, run_id: str) -> dict[str, Any]:
     return held(history, [history.run_with_deployment(run_id)])[0]
 
 
 @_cached
-def recent_runs(history: Store, limit: int = 50) -> list[dict[str, Any]]:
+def recent_runs(history: DashboardHistory, limit: int = 50) -> list[dict[str, Any]]:
     return history.run_list(limit=limit, states=STARTED_STATES, metrics=_headlines())
 
 
 @_cached
-def last_run(history: Store) -> dict[str, Any] | None:
-    """The run that started last (whatever its state now)."""
-    started = history.run_timeline(limit=1)
+def last_run(history: DashboardHistory, flow: str | None = None) -> dict[str, Any] | None:
+    """The run of ``flow`` that started last (whatever its state now)."""
+    started = history.run_timeline(limit=1, flow=flow)
     return history.run_with_deployment(started[0]["id"]) if started else None
 
 
 @_cached(live=True)
-def latest_run(history: Store) -> dict[str, Any] | None:
-    """The run created last among those due (a run just triggered), whatever its state now."""
-    found = history.latest_run(now=now())
+def latest_run(history: DashboardHistory, flow: str | None = None) -> dict[str, Any] | None:
+    """The run of ``flow`` created last among those due (a run just triggered), whatever its state now."""
+    found = history.latest_run(now=now(), flow=flow)
     return held(history, [found])[0] if found else None
 
 
 @_cached
-def next_run(history: Store) -> dict[str, Any] | None:
-    """The next run that will start (not one a paused deployment or queue holds); else the first held one."""
-    rows = held(history, history.runs(states=[State.SCHEDULED.value], order="upcoming", limit=50))
+def next_run(history: DashboardHistory, flow: str | None = None) -> dict[str, Any] | None:
+    """The next run of ``flow`` that will start (not one a paused deployment or queue holds); else the first held one."""
+    rows = held(history, history.run_list(states=[State.SCHEDULED.value], sort="oldest", limit=50, flow=flow))
     return next((r for r in rows if labels.status(r) != "HELD"), rows[0] if rows else None)
 
 
 @_cached
-def upcoming_runs(history: Store, deployment: str | None = None, limit: int = 10) -> list[dict[str, Any]]:
+def upcoming_runs(history: DashboardHistory, deployment: str | None = None, limit: int = 10) -> list[dict[str, Any]]:
     waiting = [State.LATE.value, State.AWAITING_RETRY.value, State.SCHEDULED.value]
     return held(history, history.runs(states=waiting, deployment=deployment, order="upcoming", limit=limit))
 
 
 @_cached
-def late_runs(history: Store, limit: int = 20) -> list[dict[str, Any]]:
+def late_runs(history: DashboardHistory, limit: int = 20) -> list[dict[str, Any]]:
     return history.runs(states=[State.LATE.value], order="upcoming", limit=limit)
 
 
 @_cached(live=True)
-def overdue_runs(history: Store, limit: int = 20) -> tuple[list[dict[str, Any]], int]:
+def overdue_runs(history: DashboardHistory, limit: int = 20) -> tuple[list[dict[str, Any]], int]:
     """Up to ``limit`` waiting runs past due, oldest first, and how many there are."""
     moment = now()
     return history.overdue_runs(now=moment, limit=limit), history.count_overdue_runs(now=moment)
 
 
 @_cached
-def count_by_state(history: Store) -> dict[str, int]:
-    return history.count_by_state()
+def count_by_state(history: DashboardHistory, flow: str | None = None) -> dict[str, int]:
+    """Runs by state, of ``flow`` (None: every flow)."""
+    if flow is None:
+        return history.count_by_state()
+    return {state: history.count_run_list(flow=flow, states=(state,)) for state in labels.RUN_STATES}
 
 
 # -- one run --------------------------------------------------------------------------
 @_cached
-def task_runs(history: Store, run_id: str) -> list[dict[str, Any]]:
+def task_runs(history: DashboardHistory, run_id: str) -> list[dict[str, Any]]:
     return history.task_runs(run_id)
 
 
 @_cached
-def logs(history: Store, run_id: str, levels: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+def logs(history: DashboardHistory, run_id: str, levels: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
     return history.logs(run_id, levels=levels)
 
 
 @_cached
-def log_level_counts(history: Store, run_id: str) -> dict[str, int]:
+def log_level_counts(history: DashboardHistory, run_id: str) -> dict[str, int]:
     return history.log_level_counts(run_id)
 
 
 @_cached
-def artifacts(history: Store, run_id: str) -> list[dict[str, Any]]:
+def artifacts(history: DashboardHistory, run_id: str) -> list[dict[str, Any]]:
     return history.artifacts(run_id)
 
 
@@ -303,41 +280,40 @@ def artifact_data(artifact: dict[str, Any]) -> bytes:
 
 # -- metrics --------------------------------------------------------------------------
 @_cached
-def metric_months(history: Store, real_only: bool = False) -> pd.DataFrame:
-    """One row per validation month (its latest completed run), aggregated in SQL, oldest first."""
-    entry = _trained()
-    return frames.metric_months(history.trend_points(entry.name, entry.trend.metric, by=entry.trend.by,
-                                                     keys=frames.METRIC_KEYS,
-                                                     without=_flag(entry) if real_only else None))
+def trend(history: DashboardHistory, flow: str, without: str | None = None) -> pd.DataFrame:
+    """What the Trends page draws for ``flow``: its trend metric, one row per value of the trend's field (its
+    latest completed run) or per run, with every metric the flow declares, aggregated in SQL, oldest first;
+    ``without``: leave out the runs whose flag field of that name is set."""
+    entry = flow_entry(flow)
+    declared = entry.trend or Trend(entry.metrics[0].key if entry.metrics else "")
+    keys = tuple(dict.fromkeys([declared.metric, *declared.also, *(m.key for m in entry.metrics)]))
+    return frames.trend_frame(history.trend_points(flow, declared.metric, by=declared.by, keys=keys, without=without),
+                              entry)
 
 
 @_cached
-def metric_history(history: Store, limit: int = 500) -> pd.DataFrame:
-    return frames.metric_history(history.metric_history(_trained().name, limit=limit))
-
-
-@_cached
-def latest_metrics(history: Store) -> list[dict[str, Any]]:
-    """The latest completed run and the latest one of an earlier month, oldest first."""
-    rows = history.metric_history(_trained().name, limit=50)
+def latest_metrics(history: DashboardHistory, flow: str) -> list[dict[str, Any]]:
+    """The latest completed run of ``flow`` and, when its trend goes by a field, the latest one of an earlier
+    value of that field (e.g. month), oldest first."""
+    rows = history.metric_history(flow, limit=50)
     if not rows:
         return []
-    latest = rows[-1]
-    by = _trained().trend.by
-    earlier = [r for r in rows if (r.get(by) or "") < (latest.get(by) or "")]
+    latest, by = rows[-1], (flow_entry(flow).trend or Trend("")).by
+    if by is None:
+        return rows[-2:]
+    earlier = [r for r in rows if str(labels.field_value(r, by) or "") < str(labels.field_value(latest, by) or "")]
     return [earlier[-1], latest] if earlier else [latest]
 
 
 @_cached
-def synthetic_share(history: Store) -> tuple[int, int]:
-    """(synthetic, all) among the completed runs."""
-    entry = _trained()
-    return history.flag_counts(entry.name, _flag(entry))
+def flag_share(history: DashboardHistory, flow: str, field: str) -> tuple[int, int]:
+    """(runs with the flag ``field`` set, all) among the completed runs of ``flow``."""
+    return history.flag_counts(flow, field)
 
 
 # -- deployments, queues, scheduler ---------------------------------------------------
 @_cached
-def deployments(history: Store) -> list[dict[str, Any]]:
+def deployments(history: DashboardHistory) -> list[dict[str, Any]]:
     """Deployments with their schedule in words, zone and DST policy."""
     return [labels.deployment(dep) for dep in history.deployments()]
 
@@ -348,18 +324,18 @@ def failing_deployments() -> list[dict[str, Any]]:
 
 
 @_cached
-def skipped_slots(history: Store, deployment_id: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
+def skipped_slots(history: DashboardHistory, deployment_id: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
     """Records of slots never made into runs after a downtime, newest first (all deployments or one)."""
     return history.skipped_slots(deployment_id, limit=limit)
 
 
 @_cached
-def work_queues(history: Store) -> list[dict[str, Any]]:
+def work_queues(history: DashboardHistory) -> list[dict[str, Any]]:
     return history.work_queues()
 
 
 @_cached
-def scheduler_status(history: Store) -> dict[str, Any] | None:
+def scheduler_status(history: DashboardHistory) -> dict[str, Any] | None:
     return history.scheduler_status()
 
 
@@ -377,6 +353,6 @@ def deployment_zone(name: str | None) -> str | None:
 
 
 @_cached(live=True)
-def workers(history: Store) -> pd.DataFrame:
+def workers(history: DashboardHistory) -> pd.DataFrame:
     """The workers of the history (the live ones and the latest stopped ones), with their load and status."""
     return frames.workers_table(history.workers(limit=20), history.running_by_claimer(), now())

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 
 from ..config import Settings
 from ..store import Store
+from ..store.interfaces import ServiceHistory
 from .clock import SYSTEM_CLOCK, Clock
 from .deployments import ensure_default
 from .executor import Executor, ProcessExecutor
@@ -73,7 +74,7 @@ class Scheduler(Supervisor):
     claims one (it has no ``dispatch``): only workers run flows.
     """
 
-    def __init__(self, store: Store, settings: Settings, *, options: SchedulerOptions = SchedulerOptions(),
+    def __init__(self, store: ServiceHistory, settings: Settings, *, options: SchedulerOptions = SchedulerOptions(),
                  clock: Clock = SYSTEM_CLOCK, executor: Executor | None = None,
                  watch: HistoryWatch | LockWatch | None = None, execute: bool = True, holds_lock: bool = False):
         super().__init__(store, settings, options=options, clock=clock,

@@ -23,7 +23,8 @@ from ..config import Settings
 from ..errors import HistoryDamaged, HistoryLost, HistoryUnreachable
 from ..formatting import duration_text, seconds_words
 from ..formatting import utc_text as _when
-from ..store import RunRow, Store, from_db
+from ..store import RunRow, from_db
+from ..store.interfaces import ServiceHistory
 from .clock import Clock
 from .executor import EXIT_DAMAGED, EXIT_UNREACHABLE, Executor, Exit
 from .liveness import ending_message
@@ -44,7 +45,7 @@ class Supervisor(HistoryLoss):
     watch: Any = None  # notices the history file deleted or replaced (``lock.HistoryWatch``)
     heartbeat: Service  # the subclass's: stamps its lease or its worker row (also while stopping)
 
-    def __init__(self, store: Store, settings: Settings, *, options: Any, clock: Clock, executor: Executor):
+    def __init__(self, store: ServiceHistory, settings: Settings, *, options: Any, clock: Clock, executor: Executor):
         self.store, self.settings, self.options, self.clock = store, settings, options, clock
         self.executor = executor
         self.stopping = threading.Event()

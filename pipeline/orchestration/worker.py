@@ -30,6 +30,7 @@ from typing import Iterable
 from ..config import Settings
 from ..errors import ConfigError
 from ..store import Store
+from ..store.interfaces import ServiceHistory
 from .clock import SYSTEM_CLOCK, Clock
 from .executor import Executor, ProcessExecutor
 from .liveness import new_identity
@@ -52,7 +53,7 @@ class Worker(Supervisor):
 
     role = "worker"
 
-    def __init__(self, store: Store, settings: Settings, *, queues: Iterable[str] = (), concurrency: int = 1,
+    def __init__(self, store: ServiceHistory, settings: Settings, *, queues: Iterable[str] = (), concurrency: int = 1,
                  options: WorkerOptions = WorkerOptions(), clock: Clock = SYSTEM_CLOCK,
                  executor: Executor | None = None, watch: HistoryWatch | None = None):
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:

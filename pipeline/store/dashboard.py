@@ -3,14 +3,17 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from .base import to_db
+from .parts import StoreParts
 from .runs import _run_filters
 
 
-class DashboardStore:
+class DashboardStore(StoreParts):
     """Dashboard reads (mixed into ``Store``)."""
+
+    get_run: Callable[[str], dict[str, Any]]  # from RunStore
 
     # -- dashboard reads -------------------------------------------------------------
     def run_timeline(self, *, limit: int = 2000, **filters: Any) -> list[dict[str, Any]]:

@@ -11,7 +11,8 @@ import logging
 from typing import Any, Callable
 
 from ...errors import HistoryDamaged, HistoryLost, HistoryUnreachable, PipelineError
-from ...store import DeploymentRow, Store
+from ...store import DeploymentRow
+from ...store.interfaces import Deployments
 
 logger = logging.getLogger("pipeline.orchestration.scheduler")
 
@@ -19,7 +20,7 @@ logger = logging.getLogger("pipeline.orchestration.scheduler")
 class FailingDeployments:
     """Which deployments' jobs fail, and with what sentence (deployment id -> job -> error)."""
 
-    def __init__(self, store: Store):
+    def __init__(self, store: Deployments):
         self.store = store
         self.jobs: dict[int, dict[str, str]] = {}
 

@@ -13,7 +13,8 @@ import socket
 from typing import TYPE_CHECKING, Any
 
 from ...errors import HistoryLost
-from ...store import Store, from_db
+from ...store import from_db
+from ...store.interfaces import SchedulerLease
 from ..liveness import identity_alive, visible_pid
 from ..lock import HistoryWatch, LockWatch, lease_refused
 
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 class Lease:
     """This scheduler's hold on the history: who it is, since when it runs, when the previous one last ran."""
 
-    def __init__(self, store: Store, identity: str, *, stale_after: float,
+    def __init__(self, store: SchedulerLease, identity: str, *, stale_after: float,
                  watch: HistoryWatch | LockWatch | None = None, holds_lock: bool = False):
         self.store, self.identity, self.stale_after = store, identity, stale_after
         self.watch = watch
