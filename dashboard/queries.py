@@ -22,6 +22,7 @@ from pipeline.flows import load_flows
 from pipeline.orchestration.registry import flow_entry, flow_names
 from pipeline.orchestration.states import ACTIVE_STATES, FINAL_STATES, State
 from pipeline.store import MIGRATIONS, Store
+from pipeline.store.interfaces import DashboardHistory
 from pipeline.store.base import is_database_url
 
 from . import frames, labels
@@ -42,7 +43,7 @@ def settings() -> Settings:
 
 
 @st.cache_resource(show_spinner=False)
-def _store(path: str) -> Store:
+def _store(path: str) -> DashboardHistory:
     """The read-only store of a history; creates an empty history the first time, and upgrades the
     schema of a history written by an older version of the pipeline (the pages read its new tables).
     The flows are registered first (``pipeline/flows.py``): the pages ask each run's flow how to show it."""
@@ -120,7 +121,7 @@ def _cached(fn: Callable[..., Any] | None = None, *, live: bool = False) -> Call
 
 # -- runs -----------------------------------------------------------------------------
 @_cached(live=True)
-def runs_page(history: Store, *, page: int, per_page: int, overdue_note: str | None = None,
+def runs_page(history: DashboardHistory, *, page: int, per_page: int, overdue_note: str | None = None,
               **filters: Any) -> pd.DataFrame:
     """One page of the runs list as a table (``overdue_note``: see ``frames.runs_table``)."""
     rows = held(history, history.runs(limit=per_page, offset=page * per_page, **filters))
@@ -129,7 +130,7 @@ def runs_page(history: Store, *, page: int, per_page: int, overdue_note: str | N
 
 
 @_cached(live=True)
-def run_list(history: Store, *, page: int, per_page: int, sort: str = "newest", overdue_note: str | None = None,
+def run_list(history: DashboardHistory, *, page: int, per_page: int, sort: str = "newest", overdue_note: str | None = None,
              **filters: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One page of the runs list, paged, filtered and sorted in SQL (``filters``: the list's), as
     the table and the chart's points (the same runs: the page draws only what it read)."""
@@ -165,12 +166,12 @@ def _flag(entry: Any) -> str | None:
 
 
 @_cached
-def count_run_list(history: Store, **filters: Any) -> int:
+def count_run_list(history: DashboardHistory, **filters: Any) -> int:
     return history.count_run_list(**filters)
 
 
 @_cached(live=True)
-def run_list_points(history: Store, *, limit: int = 1000, **filters: Any) -> pd.DataFrame:
+def run_list_points(history: DashboardHistory, *, limit: int = 1000, **filters: Any) -> pd.DataFrame:
     return frames.run_points(history.run_list_points(limit=limit, **filters), now())
 
 
@@ -180,7 +181,7 @@ def cancellable_ids(**filters: Any) -> list[str]:
 
 
 @_cached(live=True)
-def recent_runs_of(history: Store, deployment: str, limit: int = 5) -> pd.DataFrame:
+def recent_runs_of(history: DashboardHistory, deployment: str, limit: int = 5) -> pd.DataFrame:
     """The deployment's last runs that started, newest first, as a runs table."""
     rows = held(history, history.run_list(limit=limit, deployment=deployment, states=STARTED_STATES,
                                           metrics=_headlines()))
@@ -188,33 +189,33 @@ def recent_runs_of(history: Store, deployment: str, limit: int = 5) -> pd.DataFr
 
 
 @_cached
-def backfill_batch(history: Store, run_id: str) -> list[dict[str, Any]]:
+def backfill_batch(history: DashboardHistory, run_id: str) -> list[dict[str, Any]]:
     return history.backfill_batch(run_id)
 
 
 @_cached
-def run_links(history: Store, run_id: str, triggered_by: str | None) -> dict[str, Any]:
+def run_links(history: DashboardHistory, run_id: str, triggered_by: str | None) -> dict[str, Any]:
     """The run whose completion triggered this one (another deployment's), and the runs this one's triggered."""
     return {"triggered_by": history.run_with_deployment(triggered_by) if triggered_by else None,
             "triggered": history.followups(run_id)}
 
 
 @_cached
-def tags(history: Store) -> list[str]:
+def tags(history: DashboardHistory) -> list[str]:
     return history.tags_in_use()
 
 
 @_cached
-def count_runs(history: Store, **filters: Any) -> int:
+def count_runs(history: DashboardHistory, **filters: Any) -> int:
     return history.count_runs(**filters)
 
 
 @_cached(live=True)
-def run_points(history: Store, *, limit: int = 2000, **filters: Any) -> pd.DataFrame:
+def run_points(history: DashboardHistory, *, limit: int = 2000, **filters: Any) -> pd.DataFrame:
     return frames.run_points(history.run_timeline(limit=limit, **filters), now())
 
 
-def held(history: Store, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def held(history: DashboardHistory, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The rows with what holds each waiting one now (a paused deployment or work queue) as its reason."""
     paused = ({d["name"] for d in history.deployments() if not d["active"]},
               {q["name"] for q in history.work_queues() if q["paused"]})
@@ -222,77 +223,77 @@ def held(history: Store, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 @_cached
-def run(history: Store, run_id: str) -> dict[str, Any]:
+def run(history: DashboardHistory, run_id: str) -> dict[str, Any]:
     return held(history, [history.run_with_deployment(run_id)])[0]
 
 
 @_cached
-def recent_runs(history: Store, limit: int = 50) -> list[dict[str, Any]]:
+def recent_runs(history: DashboardHistory, limit: int = 50) -> list[dict[str, Any]]:
     return history.run_list(limit=limit, states=STARTED_STATES, metrics=_headlines())
 
 
 @_cached
-def last_run(history: Store) -> dict[str, Any] | None:
+def last_run(history: DashboardHistory) -> dict[str, Any] | None:
     """The run that started last (whatever its state now)."""
     started = history.run_timeline(limit=1)
     return history.run_with_deployment(started[0]["id"]) if started else None
 
 
 @_cached(live=True)
-def latest_run(history: Store) -> dict[str, Any] | None:
+def latest_run(history: DashboardHistory) -> dict[str, Any] | None:
     """The run created last among those due (a run just triggered), whatever its state now."""
     found = history.latest_run(now=now())
     return held(history, [found])[0] if found else None
 
 
 @_cached
-def next_run(history: Store) -> dict[str, Any] | None:
+def next_run(history: DashboardHistory) -> dict[str, Any] | None:
     """The next run that will start (not one a paused deployment or queue holds); else the first held one."""
     rows = held(history, history.runs(states=[State.SCHEDULED.value], order="upcoming", limit=50))
     return next((r for r in rows if labels.status(r) != "HELD"), rows[0] if rows else None)
 
 
 @_cached
-def upcoming_runs(history: Store, deployment: str | None = None, limit: int = 10) -> list[dict[str, Any]]:
+def upcoming_runs(history: DashboardHistory, deployment: str | None = None, limit: int = 10) -> list[dict[str, Any]]:
     waiting = [State.LATE.value, State.AWAITING_RETRY.value, State.SCHEDULED.value]
     return held(history, history.runs(states=waiting, deployment=deployment, order="upcoming", limit=limit))
 
 
 @_cached
-def late_runs(history: Store, limit: int = 20) -> list[dict[str, Any]]:
+def late_runs(history: DashboardHistory, limit: int = 20) -> list[dict[str, Any]]:
     return history.runs(states=[State.LATE.value], order="upcoming", limit=limit)
 
 
 @_cached(live=True)
-def overdue_runs(history: Store, limit: int = 20) -> tuple[list[dict[str, Any]], int]:
+def overdue_runs(history: DashboardHistory, limit: int = 20) -> tuple[list[dict[str, Any]], int]:
     """Up to ``limit`` waiting runs past due, oldest first, and how many there are."""
     moment = now()
     return history.overdue_runs(now=moment, limit=limit), history.count_overdue_runs(now=moment)
 
 
 @_cached
-def count_by_state(history: Store) -> dict[str, int]:
+def count_by_state(history: DashboardHistory) -> dict[str, int]:
     return history.count_by_state()
 
 
 # -- one run --------------------------------------------------------------------------
 @_cached
-def task_runs(history: Store, run_id: str) -> list[dict[str, Any]]:
+def task_runs(history: DashboardHistory, run_id: str) -> list[dict[str, Any]]:
     return history.task_runs(run_id)
 
 
 @_cached
-def logs(history: Store, run_id: str, levels: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+def logs(history: DashboardHistory, run_id: str, levels: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
     return history.logs(run_id, levels=levels)
 
 
 @_cached
-def log_level_counts(history: Store, run_id: str) -> dict[str, int]:
+def log_level_counts(history: DashboardHistory, run_id: str) -> dict[str, int]:
     return history.log_level_counts(run_id)
 
 
 @_cached
-def artifacts(history: Store, run_id: str) -> list[dict[str, Any]]:
+def artifacts(history: DashboardHistory, run_id: str) -> list[dict[str, Any]]:
     return history.artifacts(run_id)
 
 
@@ -303,7 +304,7 @@ def artifact_data(artifact: dict[str, Any]) -> bytes:
 
 # -- metrics --------------------------------------------------------------------------
 @_cached
-def metric_months(history: Store, real_only: bool = False) -> pd.DataFrame:
+def metric_months(history: DashboardHistory, real_only: bool = False) -> pd.DataFrame:
     """One row per validation month (its latest completed run), aggregated in SQL, oldest first."""
     entry = _trained()
     return frames.metric_months(history.trend_points(entry.name, entry.trend.metric, by=entry.trend.by,
@@ -312,12 +313,12 @@ def metric_months(history: Store, real_only: bool = False) -> pd.DataFrame:
 
 
 @_cached
-def metric_history(history: Store, limit: int = 500) -> pd.DataFrame:
+def metric_history(history: DashboardHistory, limit: int = 500) -> pd.DataFrame:
     return frames.metric_history(history.metric_history(_trained().name, limit=limit))
 
 
 @_cached
-def latest_metrics(history: Store) -> list[dict[str, Any]]:
+def latest_metrics(history: DashboardHistory) -> list[dict[str, Any]]:
     """The latest completed run and the latest one of an earlier month, oldest first."""
     rows = history.metric_history(_trained().name, limit=50)
     if not rows:
@@ -329,7 +330,7 @@ def latest_metrics(history: Store) -> list[dict[str, Any]]:
 
 
 @_cached
-def synthetic_share(history: Store) -> tuple[int, int]:
+def synthetic_share(history: DashboardHistory) -> tuple[int, int]:
     """(synthetic, all) among the completed runs."""
     entry = _trained()
     return history.flag_counts(entry.name, _flag(entry))
@@ -337,7 +338,7 @@ def synthetic_share(history: Store) -> tuple[int, int]:
 
 # -- deployments, queues, scheduler ---------------------------------------------------
 @_cached
-def deployments(history: Store) -> list[dict[str, Any]]:
+def deployments(history: DashboardHistory) -> list[dict[str, Any]]:
     """Deployments with their schedule in words, zone and DST policy."""
     return [labels.deployment(dep) for dep in history.deployments()]
 
@@ -348,18 +349,18 @@ def failing_deployments() -> list[dict[str, Any]]:
 
 
 @_cached
-def skipped_slots(history: Store, deployment_id: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
+def skipped_slots(history: DashboardHistory, deployment_id: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
     """Records of slots never made into runs after a downtime, newest first (all deployments or one)."""
     return history.skipped_slots(deployment_id, limit=limit)
 
 
 @_cached
-def work_queues(history: Store) -> list[dict[str, Any]]:
+def work_queues(history: DashboardHistory) -> list[dict[str, Any]]:
     return history.work_queues()
 
 
 @_cached
-def scheduler_status(history: Store) -> dict[str, Any] | None:
+def scheduler_status(history: DashboardHistory) -> dict[str, Any] | None:
     return history.scheduler_status()
 
 
@@ -377,6 +378,6 @@ def deployment_zone(name: str | None) -> str | None:
 
 
 @_cached(live=True)
-def workers(history: Store) -> pd.DataFrame:
+def workers(history: DashboardHistory) -> pd.DataFrame:
     """The workers of the history (the live ones and the latest stopped ones), with their load and status."""
     return frames.workers_table(history.workers(limit=20), history.running_by_claimer(), now())

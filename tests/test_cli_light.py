@@ -68,3 +68,15 @@ def test_a_command_imports_only_its_own_group(settings):
             "print(sorted(m for m in sys.modules if m.startswith('pipeline.cli.')))")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert done.stdout.strip().splitlines()[-1] == "['pipeline.cli.render', 'pipeline.cli.users']", done.stderr
+
+
+def test_every_command_is_listed_with_the_group_that_declares_it():
+    import argparse
+
+    from pipeline.cli import COMMANDS, build_parser
+
+    [commands] = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    assert set(commands.choices) == set(COMMANDS)
+    for command, group in COMMANDS.items():
+        [declared] = [a for a in build_parser([command])._actions if isinstance(a, argparse._SubParsersAction)]
+        assert command in declared.choices, f"{command} is not declared by pipeline/cli/{group}.py"

@@ -19,6 +19,8 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard import labels as dashboard_labels
 from pipeline.errors import ConfigError
+from pipeline.orchestration.deployments import zone_name
+from pipeline.orchestration.schedules import zone
 from pipeline.orchestration.states import State
 from pipeline.training.months import check_run_date, last_allowed_run_date
 from pipeline.store import Store
@@ -360,7 +362,9 @@ def test_trigger_enqueues_a_scheduled_run_and_confirms_it(history, store):
     new = run_ids(store) - before
     assert len(new) == 1
     run = store.get_run(new.pop())
-    assert run["state"] == State.SCHEDULED and run["run_date"] == dt.date.today().isoformat()
+    (deployment,) = [d for d in store.deployments() if d["id"] == run["deployment_id"]]
+    today = dt.datetime.now(dt.timezone.utc).astimezone(zone(zone_name(deployment))).date()  # the deployment's day
+    assert run["state"] == State.SCHEDULED and run["run_date"] == today.isoformat()
     assert at.toast and "Enqueued" in at.toast[0].value
     assert any(c.value.startswith(f"`cd {ROOT} && FHV_HOME=") for c in at.main.markdown)  # no scheduler: how to start one
 

@@ -7,11 +7,12 @@ import pytest
 
 from pipeline.cli import main
 from pipeline.config import TLC_TEMPLATE
-from pipeline.orchestration.deployments import (DEFAULT_DEPLOYMENT, TRAINING_FLOW, DeploymentSpec, default_deployment, load_specs,
-                                  materialise, register, run_columns, upcoming_slots)
+from pipeline.orchestration.deployments import (DEFAULT_DEPLOYMENT, DeploymentSpec, default_deployment, load_specs,
+                                                materialise, register, run_columns, upcoming_slots)
 from pipeline.errors import ConfigError, NotFound
 from pipeline.orchestration.schedules import CronSchedule, IntervalSchedule, schedule_from_json
 from pipeline.store import Store
+from pipeline.training.job import FLOW_NAME as TRAINING_FLOW
 
 UTC = dt.timezone.utc
 T0 = dt.datetime(2026, 1, 1, tzinfo=UTC)
@@ -39,10 +40,11 @@ def test_the_default_deployment_is_monthly_on_the_15th_in_new_york():
     assert spec.active and spec.catchup == "latest"
 
 
-def test_the_flow_name_matches_the_training_flow():
-    from pipeline.training import flow
+def test_a_deployment_that_names_no_flow_runs_the_first_flow_of_the_list():
+    from pipeline.flows import FLOWS
+    from pipeline.orchestration.registry import default_flow
 
-    assert TRAINING_FLOW == flow.FLOW_NAME
+    assert default_flow() == TRAINING_FLOW and FLOWS[0].startswith("pipeline.training.job:")
 
 
 def test_run_columns_are_the_fields_the_flow_registered(settings):

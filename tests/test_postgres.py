@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import inspect
+import json
 import os
 import shutil
 import signal
@@ -155,7 +156,8 @@ def test_history_copy_copies_every_table_row_for_row(copied):
             "artifact_blobs"} <= set(tables)
     for table in tables:
         order = "ORDER BY 1" if table != "schedulers" else ""
-        mine = [tuple(r) for r in sqlite.conn.execute(f"SELECT * FROM {table} {order}").fetchall()]
+        mine = [tuple(json.loads(v) if k == "fields" else v for k, v in zip(r.keys(), r))  # JSONB there
+                for r in sqlite.conn.execute(f"SELECT * FROM {table} {order}").fetchall()]
         theirs = [tuple(bytes(v) if isinstance(v, memoryview) else v for v in r)
                   for r in postgres.conn.execute(f"SELECT * FROM {table} {order}").fetchall()]
         assert theirs == mine, table

@@ -50,6 +50,18 @@ def test_a_history_of_the_previous_schema_moves_every_run_s_fields_into_fields_a
     assert new.integrity_check() == "ok"
 
 
+def test_a_history_at_0014_with_its_field_indexes_upgrades_and_keeps_its_fields(location):
+    _old_history(location)
+    at_0014 = Store(location, migrate=False)
+    at_0014.migrate(upto=BEFORE + 1)
+    at_0014.index_fields([FlowEntry(name="trainer", execute="x:y", run_fields=dict,
+                                    fields=(Field("val_month", "Validation month", indexed=True),))])
+    at_0014.close()
+    new = Store(location)
+    assert new.get_run("r2")["fields"]["synthetic"] is True and new.update_fields("r2", {"val_month": "2021-08"})
+    assert new.trend_points("trainer", "val_rmse", by="val_month")[-1]["name"] == "demo"
+
+
 def test_an_acceptance_of_the_previous_schema_keeps_its_months_as_its_subject(location):
     _old_history(location)
     new = Store(location)

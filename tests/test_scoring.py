@@ -193,16 +193,24 @@ def test_the_champions_coefficients_are_kept_and_a_damaged_copy_is_built_again(t
     assert first["metrics"]["rmse"] == again["metrics"]["rmse"] == third["metrics"]["rmse"]
 
 
-def test_a_champion_whose_pickles_do_not_load_fails_the_run_with_one_sentence(tmp_path, trained):
-    _, _, folder = trained
+def champion_of_its_own(tmp_path, folder) -> tuple[Settings, Store, str, dict]:
+    """A history of its own whose champion is a fresh training run: its settings, store, run id and model artifact."""
     settings = Settings(home=tmp_path / "home", data_url=str(folder)).ensure_dirs()
     store = Store(settings.db_path)
-    trained_run = run_now(store, settings, date="2021-08-15", name="broken", clock=FakeClock())
-    for artifact in store.artifacts(trained_run.run_id):
-        if artifact["kind"] == "model":
-            store.conn.execute("UPDATE artifacts SET sha256 = ? WHERE id = ?", ("0" * 64, artifact["id"]))
+    run_id = run_now(store, settings, date="2021-08-15", name="own", clock=FakeClock()).run_id
+    return settings, store, run_id, next(a for a in store.artifacts(run_id) if a["kind"] == "model")
+
+
+def failed_scoring(store, settings) -> dict:
     run = store.get_run(score_now(store, settings, date="2021-09-15", name="unloadable", clock=FakeClock()).run_id)
     assert run["state"] == "FAILED" and run["error_task"] == "load_champion"
+    return run
+
+
+def test_a_champion_whose_pickles_do_not_load_fails_the_run_with_one_sentence(tmp_path, trained):
+    settings, store, _, model = champion_of_its_own(tmp_path, trained[2])
+    store.conn.execute("UPDATE artifacts SET sha256 = ? WHERE id = ?", ("0" * 64, model["id"]))
+    run = failed_scoring(store, settings)
     assert "is neither at" in run["error"] and "\n" not in run["error"]
 
 
@@ -244,18 +252,11 @@ def test_a_first_score_of_a_version_reads_its_pickles_without_importing_scikit_l
 
 
 def test_a_champion_whose_pickle_is_not_one_fails_the_run_even_when_read_without_scikit_learn(tmp_path, trained):
-    _, _, folder = trained
-    settings = Settings(home=tmp_path / "home", data_url=str(folder)).ensure_dirs()
-    store = Store(settings.db_path)
-    trained_run = run_now(store, settings, date="2021-08-15", name="garbled", clock=FakeClock())
-    for artifact in store.artifacts(trained_run.run_id):
-        if artifact["kind"] == "model":  # its file and the history's checksum agree, but it is no pickle
-            Path(artifact["path"]).write_bytes(b"not a pickle")
-            store.conn.execute("UPDATE artifacts SET sha256 = ?, size = ? WHERE id = ?",
-                               (hashlib.sha256(b"not a pickle").hexdigest(), 12, artifact["id"]))
-    run = store.get_run(score_now(store, settings, date="2021-09-15", name="unloadable", clock=FakeClock()).run_id)
-    assert run["state"] == "FAILED" and run["error_task"] == "load_champion"
-    assert f"The model of run {trained_run.run_id[:8]} does not unpickle" in run["error"], run["error"]
+    settings, store, run_id, model = champion_of_its_own(tmp_path, trained[2])
+    Path(model["path"]).write_bytes(b"not a pickle")  # its file and the history's checksum agree: no pickle though
+    store.conn.execute("UPDATE artifacts SET sha256 = ?, size = ? WHERE id = ?",
+                       (hashlib.sha256(b"not a pickle").hexdigest(), 12, model["id"]))
+    assert f"The model of run {run_id[:8]} does not unpickle" in failed_scoring(store, settings)["error"]
 
 
 def test_a_zone_that_is_no_taxi_zone_fails_the_run_naming_the_file_and_the_count(trained, tmp_path, monkeypatch):

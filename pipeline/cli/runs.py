@@ -5,6 +5,8 @@ import argparse
 from typing import Any
 
 from ..config import Settings
+from ..errors import ConfigError
+from ..orchestration.registry import FlowEntry, flow_entry
 from ..orchestration.runtime import SYSTEM_CLOCK, new_run_name
 from ..orchestration.states import State
 from ..store import Store
@@ -82,20 +84,60 @@ QUALITY_KEYS = ("data", "drift", "warnings")  # the data checks (pipeline/traini
 
 
 def run_summary(store: Store, run: dict[str, Any]) -> dict[str, Any]:
+    """A run as ``run --json`` and ``runs show --json`` give it: its own columns, its flow's fields and numbers."""
     metrics = run.get("metrics") or {}
-    keys = ("train_rows", "val_rows", "feature_count", "train_mse", "val_mse", "train_rmse", "val_rmse",
-            "train_mean_duration", "val_mean_duration")
     return {
         "run_id": run["id"], "id": run["id"], "name": run["name"], "state": run["state"], "run_date": run["run_date"],
-        "train_month": run.get("train_month"), "val_month": run.get("val_month"),
-        **{k: metrics.get(k) for k in keys},
-        "synthetic": bool(run.get("synthetic")), "data_source": run.get("data_source"),
+        **flow_fields(run), **numbers(run),
         "started_at": run["started_at"], "ended_at": run["ended_at"], "error": run["error"],
         "artifacts": [{k: a[k] for k in ("name", "path", "sha256", "size")} for a in store.artifacts(run["id"])],
         **{k: metrics.get(k) for k in QUALITY_KEYS},
         "promotion": metrics.get("promotion"),  # the champion decision (pipeline/training/champion.py)
         **links(store, run),
     }
+
+
+def _entry(run: dict[str, Any]) -> FlowEntry | None:
+    try:
+        return flow_entry(run["flow"])
+    except ConfigError:  # a flow this process does not load (a user's flow file)
+        return None
+
+
+def flow_fields(run: dict[str, Any]) -> dict[str, Any]:
+    """The fields the run's flow declares (a flag as true or false, a missing one as None); an unknown
+    flow's run: the fields it has."""
+    entry = _entry(run)
+    if entry is None:
+        return dict(run.get("fields") or {})
+    return {f.name: bool(run.get(f.name)) if f.kind == "flag" else run.get(f.name) for f in entry.fields}
+
+
+def numbers(run: dict[str, Any]) -> dict[str, Any]:
+    """The run's metrics its flow declares (None when it has none), then every other number it reported."""
+    metrics, entry = run.get("metrics") or {}, _entry(run)
+    declared = {m.key: metrics.get(m.key) for m in entry.metrics} if entry else {}
+    return declared | {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def headline(run: dict[str, Any]) -> str:
+    """The run's headline metric (its flow's first), as a number; blank without one."""
+    entry = _entry(run)
+    key = entry.metrics[0].key if entry and entry.metrics else None
+    return render.number((run.get("metrics") or {}).get(key)) if key else "-"
+
+
+def headline_title(rows: list[dict[str, Any]]) -> str:
+    """The headline column's title: the metric's label when the rows' flows share one."""
+    labels = {e.metrics[0].label if e and e.metrics else None for e in map(_entry, rows)} - {None}
+    return labels.pop() if len(labels) == 1 else "Headline metric"
+
+
+def source(run: dict[str, Any]) -> str | None:
+    """Where the run's data came from: its flow's field of kind ``url``, if it has one."""
+    entry = _entry(run)
+    name = next((f.name for f in entry.fields if f.kind == "url"), None) if entry else None
+    return run.get(name) if name else None
 
 
 def links(store: Store, run: dict[str, Any]) -> dict[str, Any]:
@@ -114,24 +156,19 @@ def cmd_ls(args: argparse.Namespace, settings: Settings) -> int:
         render.print_json([_list_item(r) for r in rows])
         return 0
     grid = render.table(f"Flow runs in {render.plain(settings.history_label)}", ["Name", "Id", "State", "Run date", "Months",
-                                                              "Started / due", "Duration", "Val RMSE", "Data"])
+                                                              "Started / due", "Duration", headline_title(rows), "Data"])
     for r in rows:
-        metrics = r.get("metrics") or {}
         grid.add_row(render.plain(r["name"]), r["id"][:8], render.state_text(r["state"]), r["run_date"] or "-",
                      render.months(r), render.when(r["started_at"] or r["scheduled_time"]),
-                     render.duration(r["started_at"], r["ended_at"]), render.number(metrics.get("val_rmse")),
-                     render.data_kind(r))
+                     render.duration(r["started_at"], r["ended_at"]), headline(r), render.data_kind(r))
     console.print(grid if rows else "No runs yet. Start one with: python -m pipeline run --date 2021-08-15")
     return 0
 
 
 def _list_item(run: dict[str, Any]) -> dict[str, Any]:
-    metrics = run.get("metrics") or {}
-    keys = ("name", "state", "run_date", "train_month", "val_month", "trigger", "deployment",
-            "scheduled_time", "started_at", "ended_at", "error", "data_source")
-    return {"run_id": run["id"], "id": run["id"], **{k: run.get(k) for k in keys},
-            "synthetic": bool(run.get("synthetic")),
-            "val_rmse": metrics.get("val_rmse"), "val_mse": metrics.get("val_mse")}
+    keys = ("name", "state", "run_date", "trigger", "deployment", "scheduled_time", "started_at", "ended_at", "error")
+    return {"run_id": run["id"], "id": run["id"], **{k: run.get(k) for k in keys}, **flow_fields(run),
+            **numbers(run)}
 
 
 def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
@@ -163,12 +200,13 @@ def _print_run(store: Store, run: dict[str, Any], *, with_logs: bool = False) ->
     metrics = run.get("metrics") or {}
     console.print(f"[bold]{render.plain(run['name'])}[/]  {run['id']}  {render.state_text(run['state'])}")
     console.print(f"Run date {run['run_date'] or '-'}{render.months_note(run)}"
-                  + (f" ({render.plain(run.get('data_source'))})" if run.get("data_source") else ""))
+                  + (f" ({render.plain(source(run))})" if source(run) else ""))
     if run["error"]:
         where = f" in {run['error_task']}" if run["error_task"] else ""
         console.print(f"[bold red]Failed{render.plain(where)}:[/] {render.plain(run['error'])}", soft_wrap=True)
-    if "val_rmse" in metrics:  # a run a data gate blocked has its data checks only
-        console.print(_metrics_table(metrics))
+    results = _results_table(run)
+    if results is not None:  # a run a data gate blocked has its data checks only
+        console.print(results)
     for warning in metrics.get("warnings") or []:  # the data gates that failed in warn mode
         console.print(f"[bold yellow]Warning:[/] {render.plain(warning)}", soft_wrap=True)
     if metrics.get("promotion"):  # what the run decided about the champion (pipeline/training/champion.py)
@@ -189,13 +227,17 @@ def _print_run(store: Store, run: dict[str, Any], *, with_logs: bool = False) ->
                           markup=False, soft_wrap=True)
 
 
-def _metrics_table(metrics: dict[str, Any]) -> Any:
-    grid = render.table("Metrics", ["", "Rows", "Mean duration (min)", "MSE", "RMSE"])
-    for part in ("train", "val"):
-        grid.add_row("training" if part == "train" else "validation", render.number(metrics.get(f"{part}_rows")),
-                     render.number(metrics.get(f"{part}_mean_duration")), render.number(metrics.get(f"{part}_mse")),
-                     render.number(metrics.get(f"{part}_rmse")))
-    grid.caption = f"{metrics.get('feature_count')} one-hot features"
+def _results_table(run: dict[str, Any]) -> Any:
+    """The run's results as its flow presents them (the run page shows the same lines), or None without any."""
+    try:
+        lines = flow_entry(run["flow"]).present(run)
+    except ConfigError:  # a flow this process does not load (a user's flow file)
+        return None
+    if not lines:
+        return None
+    grid = render.table("Results", ["", ""])
+    for label, text in lines:
+        grid.add_row(render.plain(label), render.plain(text))
     return grid
 
 

@@ -96,7 +96,7 @@ def cmd_scheduler(args: argparse.Namespace, settings: Settings) -> int:
 
     names = [f.name for f in dataclasses.fields(SchedulerOptions)]
     options = SchedulerOptions(**{name: getattr(args, name) for name in names})
-    label = " (synthetic demo data)" if settings.is_synthetic else ""
+    label = " (generated demo data)" if settings.is_synthetic else ""
     where = "runs no flow itself (only workers do)" if not args.execute else \
         f"running flows get {options.shutdown_grace:g} s to finish"
     render.err_console.print(f"Scheduler on {settings.history_label}, data {settings.data_url}{label}; tick "

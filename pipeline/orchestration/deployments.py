@@ -27,12 +27,11 @@ from ..config import Settings
 from ..errors import ConfigError, NotFound
 from ..formatting import utc_text
 from ..store import DeploymentRow, Store, from_db
-from .registry import flow_entry, slot_parameters
+from .registry import default_flow, flow_entry, slot_parameters
 from .runtime import new_run_name
 from .schedules import CronSchedule, IntervalSchedule, Schedule, schedule_from_json
 from .triggers import AfterCompletion, check_trigger
 
-TRAINING_FLOW = "fhv-duration-training"  # the flow deployments run unless they name another registered one
 DEFAULT_DEPLOYMENT = "monthly-training"
 CATCHUP_POLICIES = ("all", "latest", "none")
 MAX_RETRIES = 10
@@ -57,7 +56,7 @@ class DeploymentSpec:
 
     name: str
     schedule: Schedule | None = None
-    flow: Any = TRAINING_FLOW
+    flow: Any = None  # a registered flow's name (or a flow object); None: ``registry.default_flow()``
     parameters: Mapping[str, Any] = field(default_factory=dict)
     tags: Iterable[str] = ()
     work_queue: str = "default"
@@ -330,7 +329,7 @@ def check_name(name: Any, what: str) -> None:
 
 
 def _flow_name(flow: Any, name: str) -> str:
-    flow_name = getattr(flow, "name", flow)
+    flow_name = default_flow() if flow is None else getattr(flow, "name", flow)
     try:
         return flow_entry(flow_name).name
     except ConfigError as error:

@@ -16,7 +16,10 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+if TYPE_CHECKING:
+    from ..store.interfaces import Recorder
 
 logger = logging.getLogger("pipeline.orchestration.runtime")
 
@@ -25,7 +28,7 @@ logger = logging.getLogger("pipeline.orchestration.runtime")
 class Beat:
     """One running flow's heartbeat: stamped every ``every`` seconds until the run ends (``done``)."""
 
-    store: Any  # a Store: heartbeat_run(run_id, now) -> whether the run's cancel was asked, close()
+    store: Recorder  # heartbeat_run(run_id, now) -> whether the run's cancel was asked, close()
     run_id: str
     clock: Any  # a Clock: now()
     every: float
@@ -47,7 +50,7 @@ class Heartbeats:
         self.thread: threading.Thread | None = None
 
     @contextlib.contextmanager
-    def beating(self, store: Any, run_id: str, clock: Any, every: float,
+    def beating(self, store: Recorder, run_id: str, clock: Any, every: float,
                 on_cancel: Callable[[], None]) -> Iterator[Beat]:
         """Stamp the run's heartbeat every ``every`` seconds while the block runs."""
         beat = Beat(store, run_id, clock, every, on_cancel, time.monotonic() + every)

@@ -40,7 +40,7 @@ class Field:
     """A flow-specific field of its runs (kept in the run's ``fields``, not as a column of the core's tables).
 
     ``kind`` says how the generic pages show a value: ``text``, ``month`` (YYYY-MM), ``url`` (a data
-    source: shown shortened), ``flag`` (a yes/no a page counts, e.g. synthetic data: ``label`` names
+    source: shown shortened), ``flag`` (a yes/no a page counts, e.g. generated demo data: ``label`` names
     what a yes means). ``indexed``: the store keeps an index on it (runs are looked up by it).
     ``listed``: the runs list shows it as a column.
     """
@@ -191,6 +191,13 @@ def flow_entry(name: str) -> FlowEntry:
 
 def flow_names() -> list[str]:
     return sorted(_FLOWS)
+
+
+def default_flow() -> str:
+    """The flow a deployment runs unless it names one: the first registered (``pipeline/flows.py``'s first)."""
+    if not _FLOWS:
+        raise ConfigError("No flow is registered, so a deployment must name its flow (flow=...).")
+    return next(iter(_FLOWS))
 
 
 def preload_modules() -> tuple[str, ...]:

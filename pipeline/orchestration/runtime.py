@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 from ..errors import Cancelled, ConfigError, PipelineError, TaskTimeout
-from ..store import Store
+from ..store.interfaces import Recorder
 from .clock import SYSTEM_CLOCK, Clock, SystemClock  # noqa: F401  (re-exported)
 from .states import State
 from .heartbeat import heartbeats
@@ -101,7 +101,7 @@ class FlowResult:
 class RunContext:
     """What a running flow knows: where to record, which run, which clock."""
 
-    store: Store
+    store: Recorder
     run_id: str
     flow: Flow
     clock: Clock = SYSTEM_CLOCK
@@ -210,7 +210,7 @@ def run_context() -> RunContext | None:
 AwaitPolicy = Callable[[BaseException, dt.datetime], "dt.datetime | None"]
 
 
-def run_flow(store: Store, made: Flow, run_id: str, parameters: dict[str, Any], *,
+def run_flow(store: Recorder, made: Flow, run_id: str, parameters: dict[str, Any], *,
              clock: Clock = SYSTEM_CLOCK, heartbeat_every: float = 5.0,
              await_policy: AwaitPolicy | None = None, cancel_grace: float = 10.0) -> FlowResult:
     """Run a PENDING flow run to a final state and record everything on the way.
@@ -330,7 +330,7 @@ def _ending(expired: Expired) -> tuple[State, str]:
                           "process was ended.")
 
 
-def _finish(store: Store, outcome: FlowResult, clock: Clock) -> None:
+def _finish(store: Recorder, outcome: FlowResult, clock: Clock) -> None:
     metrics = outcome.result if isinstance(outcome.result, dict) else None
     extra = {"next_attempt_at": outcome.next_attempt_at} if outcome.next_attempt_at else {}
     ended = store.transition(outcome.run_id, outcome.state, now=clock.now(), message=outcome.error,
@@ -359,7 +359,7 @@ def _describe(error: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def _heartbeat(store: Store, run_id: str, clock: Clock, every: float, watchdog: Watchdog | None) -> Iterator[None]:
+def _heartbeat(store: Recorder, run_id: str, clock: Clock, every: float, watchdog: Watchdog | None) -> Iterator[None]:
     """The run's heartbeat, stamped by the process's heartbeat thread so crash detection can tell it lives.
 
     When the history says the run's cancellation was asked for (``runs cancel``, the dashboard),

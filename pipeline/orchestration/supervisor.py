@@ -1,11 +1,12 @@
-"""What the scheduler and the workers share: the flow processes they start, and their guarded jobs.
+"""What the scheduler and the workers share: the flow processes they start, and the loop over their services.
 
-A ``Supervisor`` starts claimed runs in its executor, reaps ended processes and records what a
+A ``Supervisor`` is a list of services (``services/``), each run at its interval and in a guard, and starts
+claimed runs in its executor, reaps ended processes and records what a
 process left unrecorded (CRASHED, or CANCELLED if it was stopped on purpose), honours cancel
 requests (SIGTERM, then SIGKILL after ``cancel_grace``), kills its own flows whose run heartbeat went
-stale, and on stop gives running flows ``shutdown_grace`` seconds before cancelling them. Every job
-runs in a guard: an exception is logged and recorded, never raised out of the loop; a HistoryLost
-stops the process.
+stale, and on stop gives running flows ``shutdown_grace`` seconds before cancelling them. Every service
+runs in a guard: an exception is logged and recorded, never raised out of the loop, and the other services
+go on; a HistoryLost stops the process.
 """
 from __future__ import annotations
 
@@ -14,60 +15,26 @@ import datetime as dt
 import logging
 import signal
 import threading
-from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
+
+import schedule
 
 from ..config import Settings
-from ..errors import ConfigError, HistoryDamaged, HistoryLost, HistoryUnreachable, PipelineError
+from ..errors import HistoryDamaged, HistoryLost, HistoryUnreachable
 from ..formatting import duration_text, seconds_words
 from ..formatting import utc_text as _when
-from ..store import RunRow, Store, from_db
+from ..store import RunRow, from_db
+from ..store.interfaces import ServiceHistory
 from .clock import Clock
-from .executor import EXIT_DAMAGED, EXIT_UNREACHABLE, AwaitData, Executor, Exit
+from .executor import EXIT_DAMAGED, EXIT_UNREACHABLE, Executor, Exit
 from .liveness import ending_message
 from .loss import HistoryLoss, unrecorded
 from .outage import Outage
 from .runtime import new_run_name
+from .services.base import Service, Step
 from .states import ACTIVE_STATES, State
 
 logger = logging.getLogger("pipeline.orchestration.scheduler")
-
-
-SHORTEST = 0.01  # seconds: the shortest interval a scheduler's or worker's loop is given
-
-
-@dataclass(frozen=True)
-class ProcessOptions:
-    """Intervals and thresholds of a process that runs flows, in seconds (small values make tests fast)."""
-
-    tick: float = 1.0
-    heartbeat: float = 5.0
-    stale_after: float = 60.0
-    cancel_grace: float = 10.0
-    shutdown_grace: float = 30.0
-    retry_every: float = 6 * 3600.0
-    give_up_after: float = 10 * 86400.0
-
-    def __post_init__(self) -> None:
-        kind = type(self).__name__.removesuffix("Options").lower() or "process"
-        for name, value in vars(self).items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise ConfigError(f"The {kind} option {name}={value!r} must be a positive number of seconds.")
-            if value < SHORTEST:
-                raise ConfigError(f"The {kind} option {name}={value:g} s is shorter than the {SHORTEST:g} s its loop "
-                                  "can honour (each pass reads the history; its jobs count whole microseconds).")
-        if self.stale_after <= self.heartbeat:
-            raise ConfigError(f"stale_after={self.stale_after:g} s must be longer than the heartbeat "
-                              f"of {self.heartbeat:g} s, or live processes would look dead.")
-
-    @property
-    def run_heartbeat(self) -> float:
-        """How often a flow process stamps its run: well inside ``stale_after``."""
-        return min(5.0, self.stale_after / 4)
-
-    @property
-    def await_data(self) -> AwaitData:
-        return AwaitData(self.retry_every, self.give_up_after)
 
 
 class Supervisor(HistoryLoss):
@@ -76,8 +43,9 @@ class Supervisor(HistoryLoss):
     role = "scheduler"  # how its log lines name it
     identity = ""  # who it claims runs as (host:pid:tag:pid-namespace)
     watch: Any = None  # notices the history file deleted or replaced (``lock.HistoryWatch``)
+    heartbeat: Service  # the subclass's: stamps its lease or its worker row (also while stopping)
 
-    def __init__(self, store: Store, settings: Settings, *, options: Any, clock: Clock, executor: Executor):
+    def __init__(self, store: ServiceHistory, settings: Settings, *, options: Any, clock: Clock, executor: Executor):
         self.store, self.settings, self.options, self.clock = store, settings, options, clock
         self.executor = executor
         self.stopping = threading.Event()
@@ -88,12 +56,33 @@ class Supervisor(HistoryLoss):
         self.fatal: HistoryLost | HistoryDamaged | None = None
         self.unsettled: list[Exit] = []  # flow processes that ended while the history could not record it
         self.outage = Outage(self.role)
+        self.jobs = schedule.Scheduler()  # sets the cadence of the services, once started
+        self.step = Step(options.tick, (), self.run)  # the services run every tick, and when a run falls due
+        self.services: list[Service] = [self.step]  # the subclass's, in the order a tick runs them
+        self.ready = False
 
     # -- the loop ------------------------------------------------------------------------
+    def start(self) -> None:
+        """Begin (the subclass: take the lease, register the worker), then register the services' cadence."""
+        self.begin()
+        for service in self.services:
+            self.jobs.every(service.interval).seconds.do(self.guarded(service))
+        self.ready = True
+
+    def begin(self) -> None:
+        """What the process does before its services run (the subclass's)."""
+        raise NotImplementedError
+
+    def tick(self) -> None:
+        """Run every service once, in order (the first call starts the process)."""
+        if not self.ready:
+            self.start()
+        for service in self.services:
+            self.run(service)
+
     def loop(self) -> None:
-        """Tick once, then run each job when it falls due and a step as soon as a run falls due
-        (so that it starts on time, not at the next tick), until asked to stop; then shut down.
-        The subclass gives ``tick``, ``step``, ``jobs`` (a ``schedule.Scheduler``) and ``_last_step``."""
+        """Tick once, then run each service when it falls due and a step as soon as a run falls due
+        (so that it starts on time, not at the next tick), until asked to stop; then shut down."""
         try:
             self.tick()
             while not self.stopping.is_set():
@@ -102,7 +91,7 @@ class Supervisor(HistoryLoss):
                 else:
                     self.jobs.run_pending()
                     if not self.stopping.is_set() and self._run_due():
-                        self._guarded(self.step)()
+                        self.run(self.step)
                 self.clock.sleep(self._idle())
         finally:
             self.shutdown()
@@ -111,9 +100,9 @@ class Supervisor(HistoryLoss):
 
     def _run_due(self) -> bool:
         """Whether a run fell due since the last step."""
-        if self._last_step is None:
+        if self.step.last is None:
             return False
-        due = self._next_due(after=self._last_step)
+        due = self._next_due(after=self.step.last)
         return due is not None and due <= self.clock.now()
 
     def _idle(self) -> float:
@@ -168,18 +157,27 @@ class Supervisor(HistoryLoss):
             self.hurry.set()
         self.stopping.set()
 
-    def _guarded(self, job: Callable[[], Any]) -> Callable[[], None]:
-        def run() -> None:
-            try:
-                job()
-            except (HistoryLost, HistoryDamaged) as error:
-                self._lose_history(error)
-            except HistoryUnreachable as error:
-                self.outage.begin(error, self.clock.now())
-            except Exception as error:  # noqa: BLE001 - one failing job must not stop the loop
-                self._record_failure(job.__name__, error)
-        run.__name__ = job.__name__
-        return run
+    def run(self, service: Service) -> None:
+        """One round of a service at the clock's ``now``, in the guard."""
+        self.guard(service.name, service.run_once, self.clock.now())
+
+    def guarded(self, service: Service) -> Callable[[], None]:
+        """``run(service)`` for the ``schedule`` library (the job named for the service)."""
+        def job() -> None:
+            self.run(service)
+        job.__name__ = service.name
+        return job
+
+    def guard(self, name: str, job: Callable[..., Any], *args: Any) -> None:
+        """Call ``job`` so that its exception is logged and recorded, never raised: the other jobs go on."""
+        try:
+            job(*args)
+        except (HistoryLost, HistoryDamaged) as error:
+            self._lose_history(error)
+        except HistoryUnreachable as error:
+            self.outage.begin(error, self.clock.now())
+        except Exception as error:  # noqa: BLE001 - one failing job must not stop the loop
+            self._record_failure(name, error)
 
     def _record_failure(self, name: str, error: Exception) -> None:
         self.failures += 1
@@ -227,11 +225,11 @@ class Supervisor(HistoryLoss):
                 continue
             run = active.get(run_id) or self.store.get_run(run_id)
             if run["state"] == State.CRASHED or run["claimed_by"] != self.identity:
-                self._signal(run_id, signal.SIGKILL, "ended elsewhere", now)
+                self.signal_flow(run_id, signal.SIGKILL, "ended elsewhere", now)
             elif run_id in active and self._stale(run, now):
-                self._signal(run_id, signal.SIGKILL, "hung", now)
+                self.signal_flow(run_id, signal.SIGKILL, "hung", now)
 
-    def _start(self, run: RunRow) -> None:
+    def start_flow(self, run: RunRow) -> None:
         now = self.clock.now()
         if run["id"] in self.executor.running():  # claimed again while the flow of an earlier claim of it lives
             self.executor.signal(run["id"], signal.SIGKILL)
@@ -245,7 +243,7 @@ class Supervisor(HistoryLoss):
         self.started[run["id"]] = self.clock.now()  # the start may wait for the forkserver's imports
         logger.info("Started run %s (%s) in process %d.", run["name"], run["id"][:8], pid)
 
-    def _end_dead(self, run: RunRow, message: str, now: dt.datetime) -> None:
+    def end_dead(self, run: RunRow, message: str, now: dt.datetime) -> None:
         """End a run whose process is gone (CANCELLED if asked, else CRASHED, retried if its deployment says so)."""
         ended, retry = self.store.end_dead_run(run["id"], message=message, now=now,
                                                retries=run.get("deployment_retries") or 0, name=new_run_name())
@@ -260,11 +258,11 @@ class Supervisor(HistoryLoss):
         """SIGTERM first; SIGKILL once ``cancel_grace`` has passed since."""
         signalled = self.ending.get(run_id)
         if signalled is None:
-            self._signal(run_id, signal.SIGTERM, why, now)
+            self.signal_flow(run_id, signal.SIGTERM, why, now)
         elif (now - signalled[1]).total_seconds() > self.options.cancel_grace and "killed" not in signalled[0]:
-            self._signal(run_id, signal.SIGKILL, f"{signalled[0]}, killed", now)
+            self.signal_flow(run_id, signal.SIGKILL, f"{signalled[0]}, killed", now)
 
-    def _signal(self, run_id: str, signum: int, why: str, now: dt.datetime) -> None:
+    def signal_flow(self, run_id: str, signum: int, why: str, now: dt.datetime) -> None:
         self.ending[run_id] = (why, now)
         self.executor.signal(run_id, signum)
 
@@ -286,16 +284,16 @@ class Supervisor(HistoryLoss):
                                                   f"{_when(run['next_attempt_at'])}.")
         elif state in ACTIVE_STATES:
             if why == "hung" and not run["started_at"]:
-                self._requeue(run, "its flow process did not start it within the stale time of "
+                self.requeue(run, "its flow process did not start it within the stale time of "
                                    f"{seconds_words(self.options.stale_after)} (a slow start); back in the queue", now)
                 return
             if exit_.exitcode == EXIT_UNREACHABLE and not run["started_at"]:
-                self._requeue(run, "its flow process could not reach the history to start it; back in the queue", now)
+                self.requeue(run, "its flow process could not reach the history to start it; back in the queue", now)
                 return
             message = ending_message(why, exit_.pid, exit_.how, cancel_grace=self.options.cancel_grace,
                                      stale_after=self.options.stale_after, role=self.role)
             if why in ("", "hung"):
-                self._end_dead(run, message, now)
+                self.end_dead(run, message, now)
             else:
                 self.store.transition(run["id"], State.CANCELLED, now=now, message=message, error=message,
                                       expect=ACTIVE_STATES)
@@ -309,7 +307,7 @@ class Supervisor(HistoryLoss):
                            message=f"The {self.role} stopped while this run was running, so it was cancelled.")
         self.store.reword_cancel(run["id"], f"Cancelled because the {self.role} stopped before the run finished.")
 
-    def _requeue(self, run: RunRow, reason: str, now: dt.datetime) -> None:
+    def requeue(self, run: RunRow, reason: str, now: dt.datetime) -> None:
         """Back to the queue, or CANCELLED if its cancel was asked while it was claimed."""
         why = reason.removesuffix("; back in the queue")
         back = self.store.requeue_unstarted(run["id"], reason=reason, now=now,
@@ -335,36 +333,25 @@ class Supervisor(HistoryLoss):
         self._wait_for_children(self.options.shutdown_grace, use_hurry=True)
         now = self.clock.now()
         for run_id in self.executor.running():
-            self._signal(run_id, signal.SIGTERM, "stop", now)
+            self.signal_flow(run_id, signal.SIGTERM, "stop", now)
         self._wait_for_children(self.options.cancel_grace)
         for run_id in self.executor.running():
-            self._signal(run_id, signal.SIGKILL, "stop, killed", self.clock.now())
+            self.signal_flow(run_id, signal.SIGKILL, "stop, killed", self.clock.now())
         self._wait_for_children(5.0)
         if self.fatal is None:
-            self._guarded(self._record_stop)()
+            self.guard("_record_stop", self.stopped, self.clock.now())
         self.executor.close()
-
-    def _record_stop(self) -> None:
-        self.stopped(self.clock.now())
 
     def _wait_for_children(self, seconds: float, use_hurry: bool = False) -> None:
         deadline = self.clock.now() + dt.timedelta(seconds=seconds)
         while True:
-            self._guarded(self.reap)()
+            self.guard("reap", self.reap)
             if not self.executor.running() or self.clock.now() >= deadline or (use_hurry and self.hurry.is_set()):
                 return
-            self._guarded(self.cancel)()
+            self.guard("cancel", self.cancel)
             if self.fatal is None:
-                self._guarded(self.heartbeat)()
+                self.run(self.heartbeat)
             self.clock.sleep(min(self.options.tick, 0.1))
-
-    def heartbeat(self) -> None:
-        raise NotImplementedError
-
-
-def sentence(error: BaseException) -> str:
-    text = str(error)
-    return text if isinstance(error, PipelineError) and text else f"{type(error).__name__}: {text}"
 
 
 def _log_end(run: dict[str, Any], now: dt.datetime) -> None:
@@ -374,17 +361,3 @@ def _log_end(run: dict[str, Any], now: dt.datetime) -> None:
     detail = f": {run['error']}" if run["error"] else ""
     level = logging.INFO if run["state"] in ("COMPLETED", "AWAITING_RETRY") else logging.WARNING
     logger.log(level, "Run %s (%s) ended %s %s%s", run["name"], run["id"][:8], run["state"], took, detail)
-
-
-@contextlib.contextmanager
-def stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
-    """SIGTERM and SIGINT call ``stop`` (in the main thread; elsewhere nothing changes)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, lambda signum, frame: stop()) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)

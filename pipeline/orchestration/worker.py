@@ -22,22 +22,23 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-import signal
 import socket
 import uuid
 from dataclasses import dataclass
 from typing import Iterable
 
-import schedule
-
 from ..config import Settings
-from ..errors import ConfigError, HistoryLost
+from ..errors import ConfigError
 from ..store import Store
+from ..store.interfaces import ServiceHistory
 from .clock import SYSTEM_CLOCK, Clock
 from .executor import Executor, ProcessExecutor
-from .liveness import new_identity, scheduler_alive
+from .liveness import new_identity
 from .lock import HistoryWatch
-from .supervisor import ProcessOptions, Supervisor, stop_on_signals
+from .process import ProcessOptions, stop_on_signals
+from .services.flows import Cancel, Reap
+from .services.workers import Claim, WorkerHeartbeat
+from .supervisor import Supervisor
 
 logger = logging.getLogger("pipeline.orchestration.worker")
 
@@ -48,11 +49,11 @@ class WorkerOptions(ProcessOptions):
 
 
 class Worker(Supervisor):
-    """Claims due runs of its queues and runs at most ``concurrency`` flows at once."""
+    """Claims due runs of its queues and runs at most ``concurrency`` flows at once: a list of services."""
 
     role = "worker"
 
-    def __init__(self, store: Store, settings: Settings, *, queues: Iterable[str] = (), concurrency: int = 1,
+    def __init__(self, store: ServiceHistory, settings: Settings, *, queues: Iterable[str] = (), concurrency: int = 1,
                  options: WorkerOptions = WorkerOptions(), clock: Clock = SYSTEM_CLOCK,
                  executor: Executor | None = None, watch: HistoryWatch | None = None):
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
@@ -64,11 +65,10 @@ class Worker(Supervisor):
         self.queues = tuple(dict.fromkeys(queues))
         self.concurrency = concurrency
         self.identity = new_identity(f"w{uuid.uuid4().hex[:6]}")
-        self.jobs = schedule.Scheduler()
-        self.last_beat: dt.datetime | None = None  # the last heartbeat the history took
-        self.unreachable = False
-        self._last_step: dt.datetime | None = None
-        self.ready = False
+        self.heartbeat = WorkerHeartbeat(self, options.heartbeat)
+        self.step.parts = [Reap(self, options.tick), Cancel(self, options.tick),
+                           Claim(self, self.heartbeat, options.tick)]
+        self.services = [self.heartbeat, self.step]
 
     # -- loop ---------------------------------------------------------------------------
     def check_queues(self) -> None:
@@ -79,30 +79,23 @@ class Worker(Supervisor):
             raise ConfigError(f"There is no work queue named {missing[0]!r} in the history; create it with: "
                               f"python -m pipeline work-queue create {missing[0]}.")
 
-    def start(self) -> None:
-        """Check the queues, register this worker, register the jobs' cadence."""
+    def begin(self) -> None:
+        """Check the queues, register this worker."""
         self.check_queues()
         self.store.check_damage()
         now = self.clock.now()
         self.store.register_worker(identity=self.identity, hostname=socket.gethostname(), pid=os.getpid(),
                                    queues=self.queues, concurrency=self.concurrency,
                                    stale_after=self.options.stale_after, now=now)
-        self.last_beat = now
-        self.jobs.every(self.options.heartbeat).seconds.do(self._guarded(self.heartbeat))
-        self.jobs.every(self.options.tick).seconds.do(self._guarded(self.step))
-        self.ready = True
+        self.heartbeat.last_beat = now
+
+    def start(self) -> None:
+        super().start()
         queues = ", ".join(self.queues) if self.queues else "every queue"
         logger.info("Worker %s started: %s, up to %d flow(s) at once.", self.identity, queues, self.concurrency)
 
-    def tick(self) -> None:
-        """Run every job once, in order (the first call registers the worker)."""
-        if not self.ready:
-            self.start()
-        for job in (self.heartbeat, self.step):
-            self._guarded(job)()
-
     def run_forever(self) -> None:
-        """Run the jobs at their cadence until SIGTERM/SIGINT (or ``request_stop``), then stop cleanly."""
+        """Run the services at their cadence until SIGTERM/SIGINT (or ``request_stop``), then stop cleanly."""
         with stop_on_signals(self.request_stop):
             self.check_queues()  # a typo is told at once, before the imports
             self.executor.warm_up(wait=True)  # before registering: a worker busy importing would look silent
@@ -118,74 +111,14 @@ class Worker(Supervisor):
         except Exception:  # noqa: BLE001 - a history out of reach must not end the worker
             return None
 
-    # -- jobs ---------------------------------------------------------------------------
     def record_error(self, message: str, now: dt.datetime) -> None:
         self.store.worker_error(self.identity, message, now)
 
     def stopped(self, now: dt.datetime) -> None:
         self.store.worker_stopped(self.identity, now)
 
-    def heartbeat(self) -> None:
-        """Stamp this worker's heartbeat; kill own flows that hung or were ended while this host was cut off."""
-        now = self.clock.now()
-        if self.watch is not None:
-            self.watch.check()
-        try:
-            alive = self.store.worker_heartbeat(self.identity, now)
-        except Exception:
-            self.unreachable = True
-            self._kill_when_cut_off(now)
-            raise
-        if not alive:
-            raise HistoryLost(f"The worker {self.identity} is marked stopped in the history; it stops.")
-        self.last_beat, self.unreachable = now, False
-        self.kill_hung()
-
     def while_unreachable(self, now: dt.datetime) -> None:
-        self.unreachable = True
-        self._kill_when_cut_off(now)
-
-    def _kill_when_cut_off(self, now: dt.datetime) -> None:
-        """The history cannot be reached: past the stale time, this worker's flows are presumed CRASHED."""
-        silent = (now - self.last_beat).total_seconds() if self.last_beat else 0.0
-        if silent <= self.options.stale_after:
-            return
-        for run_id in self.executor.running():
-            if run_id not in self.ending:
-                logger.warning("Killing the flow of run %s: the history has been out of reach for %.0f s, "
-                               "longer than the stale time, so the run is ended as CRASHED.", run_id[:8], silent)
-                self._signal(run_id, signal.SIGKILL, "cut off", now)
-
-    def step(self) -> None:
-        self._last_step = self.clock.now()
-        for part in (self.reap, self.cancel, self.claim):
-            self._guarded(part)()
-
-    def cut_off(self) -> bool:
-        """Whether the last heartbeat is older than the stale time (claims would race the sweep)."""
-        return self.last_beat is not None and \
-            (self.clock.now() - self.last_beat).total_seconds() > self.options.stale_after
-
-    def claim(self) -> None:
-        """Claim due runs of this worker's queues while fewer than ``concurrency`` flows run, and start them.
-
-        While no scheduler runs, scheduled slots wait: after its downtime the scheduler's catch-up
-        policy decides which of them run. Manual runs, backfills and retries are claimed regardless.
-        """
-        if self.stopping.is_set() or self.cut_off():
-            return
-        free = self.concurrency - len(self.executor.running())
-        if free <= 0:
-            return
-        slots = scheduler_alive(self.store.scheduler_status(), now=self.clock.now())
-        for queue in self.serving():
-            while free > 0 and not self.stopping.is_set():
-                run = self.store.claim_due_run(now=self.clock.now(), work_queue=queue, claimer=self.identity,
-                                               within_limit=True, slots=slots)
-                if run is None:
-                    break
-                self._start(run)
-                free -= 1
+        self.heartbeat.while_unreachable(now)
 
     def serving(self) -> tuple[str, ...]:
         """The queues to claim from: the ones named, else every queue of the history."""

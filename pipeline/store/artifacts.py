@@ -14,9 +14,10 @@ from typing import Any
 
 from ..errors import NotFound, StorageError
 from .base import to_db
+from .parts import StoreParts
 
 
-class ArtifactStore:
+class ArtifactStore(StoreParts):
     """The bytes of artifacts (mixed into ``Store``)."""
 
     def put_artifact_blob(self, sha256: str, data: bytes, *, now: dt.datetime) -> bool:

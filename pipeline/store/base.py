@@ -213,6 +213,8 @@ def _rows(rows: Iterable[sqlite3.Row]) -> list[dict[str, Any]]:
 class BaseStore(FileStore):
     """Connections, transactions and migrations. One instance per process; one connection per thread."""
 
+    index_fields: Callable[[Iterable[Any]], list[str]]  # from DashboardStore: indexes of the flows' indexed fields
+
     def __init__(self, path: Path | str, *, readonly: bool = False, migrate: bool = True):
         self.location = path if is_database_url(path) else Path(path)  # what connect() opens
         self.path = shown_location(path)  # what sentences name: the file, or the URL without its password
@@ -224,16 +226,37 @@ class BaseStore(FileStore):
         if migrate and not readonly:
             empty = self._empty_file()
             self.migrate()
-            self.index_fields(registered_flows())
+            self._index_fields()
             if empty:
                 logger.warning("The history %s was an empty file (0 bytes), so a new history was made in it; if it "
                                "held runs, stop every process using it and put back a copy.", self.path)
+
+    def _index_fields(self) -> None:
+        """Index the registered flows' indexed fields; a user who may not create them reads without (a warning)."""
+        try:
+            self.index_fields(registered_flows())
+        except ConfigError as error:
+            logger.warning("The flows' fields of the history %s are not indexed: %s", self.path, error)
 
     # -- connection and transactions -------------------------------------------------
     @property
     def dialect(self) -> str:
         """'postgresql' for a history on a server, else 'sqlite' (the few statements that differ ask)."""
         return "postgresql" if is_database_url(self.location) else "sqlite"
+
+    def row_locks(self) -> bool:
+        """Whether claims lock rows themselves (PostgreSQL); SQLite's one writer at a time needs no row lock."""
+        return self.dialect == "postgresql"
+
+    claim_idle_timeout_ms = 5000  # a claimer silent this long inside its claim loses its session (and the lock)
+
+    def lock_queue(self, conn: Any, work_queue: str) -> None:
+        """PostgreSQL, inside a claim's transaction: take the queue's row lock, which serialises the queue's
+        claims. A claimer whose host goes silent while it holds the lock would block every claim of the queue
+        until the server noticed (hours, for a cut network): the server ends such a session after
+        ``claim_idle_timeout_ms`` of silence inside the transaction (claims take milliseconds)."""
+        conn.execute("SELECT set_config('idle_in_transaction_session_timeout', ?, true), name FROM work_queues "
+                     "WHERE name = ? FOR UPDATE", (str(self.claim_idle_timeout_ms), work_queue))
 
     @property
     def conn(self) -> sqlite3.Connection:

@@ -3,14 +3,17 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from .base import to_db
+from .parts import StoreParts
 from .runs import _run_filters
 
 
-class DashboardStore:
+class DashboardStore(StoreParts):
     """Dashboard reads (mixed into ``Store``)."""
+
+    get_run: Callable[[str], dict[str, Any]]  # from RunStore
 
     # -- dashboard reads -------------------------------------------------------------
     def run_timeline(self, *, limit: int = 2000, **filters: Any) -> list[dict[str, Any]]:
@@ -137,10 +140,13 @@ class DashboardStore:
         """An index on each field the flows ``entries`` declare ``indexed`` (their runs are looked up by it), made
         once, on (flow, the field): the names made. No DDL when they exist (a user may lack CREATE)."""
         wanted = {f"flow_runs_field_{_key(f.name)}": f.name for entry in entries for f in entry.fields if f.indexed}
-        missing = sorted(set(wanted) - self.conn.index_names()) if wanted else []
-        for index in missing:
-            with self.atomic() as conn:
-                conn.execute(f"CREATE INDEX IF NOT EXISTS {index} ON flow_runs(flow, ({_field('', wanted[index])}))")
+        if not wanted or set(wanted) <= self.conn.index_names():
+            return []
+        with self.atomic() as conn:
+            conn.serialize("field indexes")  # processes opening the history at once: one creates them
+            missing = sorted(set(wanted) - conn.index_names())
+            for index in missing:
+                conn.execute(f"CREATE INDEX IF NOT EXISTS {index} ON flow_runs(flow, ({_value('', wanted[index])}))")
         return missing
 
     # -- trends: one row per value of a field (its latest completed run), aggregated in SQL ---------
@@ -150,19 +156,21 @@ class DashboardStore:
         ``by`` its latest run (``runs``: how many completed runs that value had), or every run when ``by`` is
         None; with their fields and the metric keys ``metric`` and ``keys`` (top-level and under ``metrics``).
         ``without``: leave out the runs whose flag field of that name is set."""
-        group = _field("c", by) if by else "c.id"  # only the chosen rows' metrics are read
+        # Each run's value of ``by`` is read once (a run without one is its own group, left out below); only the
+        # chosen rows' metrics are read.
+        group = _value("c", by) if by else "c.id"
         unflagged = f"AND NOT ({_field('c', without)} IS TRUE) " if without else ""
         keys = tuple(dict.fromkeys([metric, *keys]))
         rows = self._all(
             f"WITH ranked AS (SELECT c.id, ROW_NUMBER() OVER (PARTITION BY {group} ORDER BY c.ended_at DESC) "
             f"AS position, COUNT(*) OVER (PARTITION BY {group}) AS runs FROM flow_runs c "
-            f"WHERE c.flow = ? AND c.state = 'COMPLETED' AND {group} IS NOT NULL {unflagged}) "
+            f"WHERE c.flow = ? AND c.state = 'COMPLETED' {unflagged}) "
             f"SELECT r.id, r.name, r.run_date, r.ended_at, r.fields, k.runs{_metric_columns('r', keys)} "
             "FROM ranked k JOIN flow_runs r ON r.id = k.id WHERE k.position = 1 "
             "ORDER BY r.run_date DESC, r.ended_at DESC LIMIT ?", (flow, limit))
         points = [_with_metrics(row, keys) for row in rows[::-1]]
         return [{**{k: v for k, v in p["metrics"].items() if k not in p}, **p} for p in points
-                if p["metrics"].get(metric) is not None]
+                if p["metrics"].get(metric) is not None and (by is None or p.get(by) is not None)]
     # (end of dashboard reads)
 
 
@@ -189,6 +197,11 @@ def _key(name: str) -> str:
 def _field(alias: str, name: str) -> str:
     """The SQL of a run's field (``alias`` the flow_runs table's, or empty)."""
     return f"json_extract({alias + '.' if alias else ''}fields, '$.{_key(name)}')"
+
+
+def _value(alias: str, name: str) -> str:
+    """A run's field as text (what runs are grouped and looked up by; the indexed expression)."""
+    return f"{alias + '.' if alias else ''}fields ->> '$.{_key(name)}'"
 
 
 def _metric(alias: str, key: str) -> str:

@@ -13,10 +13,11 @@ import contextlib
 import os
 import sqlite3
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from ..errors import HistoryDamaged, StorageError
 from .migrations import tables
+from .parts import StoreParts
 
 # Connections of a history file that was deleted or replaced: kept open until the process ends, because closing
 # the last one makes SQLite checkpoint its log into whatever file now bears the name (``BaseStore.abandon``).
@@ -28,9 +29,11 @@ def missing_table(path: Path | str, table: str) -> HistoryDamaged:
                           "the file aside to start a new history, or put back a copy.")
 
 
-class FileStore:
+class FileStore(StoreParts):
     """The history's file (mixed into ``BaseStore``): empty, abandoned, damaged, checkpointed, reachable."""
 
+    _connections: list[Any]  # from BaseStore: every thread's connection
+    applied_migrations: Callable[[], list[str]]  # from BaseStore
     abandoned: str | None = None
     on_damage: Callable[[HistoryDamaged], None] | None = None  # told of a damaged history (a flow process exits)
 

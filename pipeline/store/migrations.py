@@ -283,6 +283,12 @@ UPDATE data_acceptances SET subject = train_month || '/' || val_month;
 ALTER TABLE data_acceptances DROP COLUMN train_month, DROP COLUMN val_month;
 CREATE INDEX data_acceptances_subject ON data_acceptances(flow, subject);
 """}),
+    # On PostgreSQL a run's fields are JSONB, which its reads need not parse (trends group 10,000 runs by one).
+    ("0015_run_fields_jsonb", {"sqlite": "", "postgresql": """
+ALTER TABLE flow_runs ALTER COLUMN fields DROP DEFAULT;
+ALTER TABLE flow_runs ALTER COLUMN fields TYPE JSONB USING fields::jsonb;
+ALTER TABLE flow_runs ALTER COLUMN fields SET DEFAULT '{}';
+"""}),
 ]
 
 

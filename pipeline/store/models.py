@@ -13,6 +13,7 @@ import datetime as dt
 from typing import Any
 
 from .base import _db_value, from_db, to_db
+from .parts import StoreParts
 from .rows import RunRow
 
 ACTIONS = ("promoted", "rollback", "manual")
@@ -31,7 +32,7 @@ _EVENTS = ("SELECT e.id, e.run_id, e.action, e.actor, e.at, e.reason, e.flow, e.
            "FROM model_events e JOIN flow_runs r ON r.id = e.run_id")
 
 
-class ModelStore:
+class ModelStore(StoreParts):
     """Model versions, the champion and its promotion events (mixed into ``Store``)."""
 
     def champion(self, flow: str) -> RunRow | None:

@@ -12,12 +12,13 @@ import datetime as dt
 from typing import Any, Iterable
 
 from .base import _row, from_db, to_db
+from .parts import StoreParts
 from .transitions import NOTIFICATIONS, move
 
 OUTCOMES = ("sent", "failed", "timeout", "dropped")
 
 
-class NotificationStore:
+class NotificationStore(StoreParts):
     """The outbox of notifications and the targets deployments add (mixed into ``Store``)."""
 
     # -- targets --------------------------------------------------------------------------

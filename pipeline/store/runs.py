@@ -4,17 +4,20 @@ from __future__ import annotations
 import datetime as dt
 import json
 import socket
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from ..errors import InvalidTransition, NotFound
 from ..orchestration.states import ACTIVE_STATES, WAITING_STATES, State
 from .base import _db_value, _row, new_run_id, to_db
+from .parts import StoreParts
 from .rows import RUN_COLUMNS
 from .transitions import FLOW_RUNS, TASK_RUNS, Sql, When, move
 
 
-class RunStore:
+class RunStore(StoreParts):
     """Flow runs and what they record (mixed into ``Store``)."""
+
+    put_artifact_blob: Callable[..., bool]  # from ArtifactStore: an artifact's bytes, kept once
 
     # -- flow runs ------------------------------------------------------------------
     def create_run(self, *, flow: str, name: str, state: State, now: dt.datetime,

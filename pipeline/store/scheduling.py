@@ -8,10 +8,13 @@ from typing import Any, Callable, Iterable
 from ..errors import NotFound
 from ..orchestration.states import State
 from .base import _db_value, from_db, to_db
+from .parts import StoreParts
 
 
-class SchedulingStore:
+class SchedulingStore(StoreParts):
     """What the scheduler reads and writes (mixed into ``Store``)."""
+
+    transition: Callable[..., dict[str, Any] | None]  # from RunStore: the one guarded state change
 
     # -- deployments, work queues and the scheduler -----------------------------------
     def ensure_work_queue(self, name: str, *, now: dt.datetime) -> dict[str, Any]:

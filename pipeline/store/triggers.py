@@ -5,9 +5,10 @@ import datetime as dt
 from typing import Any
 
 from .base import to_db
+from .parts import StoreParts
 
 
-class TriggerStore:
+class TriggerStore(StoreParts):
     """Completion triggers (mixed into ``Store``). Each completed upstream run gets at most one run of each
     downstream deployment: the unique index ``flow_runs_triggered_once`` on (deployment, triggered_by)."""
 

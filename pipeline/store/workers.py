@@ -12,6 +12,7 @@ import json
 from typing import Any, Iterable
 
 from .base import connect, to_db
+from .parts import StoreParts
 
 SCHEDULER_LOCK = 0x66687601  # the PostgreSQL advisory lock of the one scheduler of a history ('fhv\1')
 # The server drops the lock's session, and so frees the lock, about 15 s after its host went silent
@@ -41,22 +42,8 @@ class SessionLock:
             pass
 
 
-class WorkerStore:
+class WorkerStore(StoreParts):
     """Worker registration and heartbeats (mixed into ``Store``)."""
-
-    def row_locks(self) -> bool:
-        """Whether claims lock rows themselves (PostgreSQL); SQLite's one writer at a time needs no row lock."""
-        return getattr(self, "dialect", "sqlite") == "postgresql"
-
-    claim_idle_timeout_ms = 5000  # a claimer silent this long inside its claim loses its session (and the lock)
-
-    def lock_queue(self, conn: Any, work_queue: str) -> None:
-        """PostgreSQL, inside a claim's transaction: take the queue's row lock, which serialises the queue's
-        claims. A claimer whose host goes silent while it holds the lock would block every claim of the queue
-        until the server noticed (hours, for a cut network): the server ends such a session after
-        ``claim_idle_timeout_ms`` of silence inside the transaction (claims take milliseconds)."""
-        conn.execute("SELECT set_config('idle_in_transaction_session_timeout', ?, true), name FROM work_queues "
-                     "WHERE name = ? FOR UPDATE", (str(self.claim_idle_timeout_ms), work_queue))
 
     def take_scheduler_lock(self) -> SessionLock | None:
         """PostgreSQL: try to become the one scheduler of the history, on a session of its own; None if another

@@ -17,13 +17,13 @@ from typing import Any
 from ..config import Settings
 from ..errors import ConfigError, InvalidTransition
 from ..orchestration import enqueue
-from ..store import Store
+from ..store.interfaces import ModelRegistry
 from .job import FLOW_NAME
 
 BLOCKED_BY = "The gate "  # how a gate in block mode words its error (quality.GateBlocked)
 
 
-def accept(store: Store, settings: Settings, run_ref: str, *, actor: str, reason: str | None,
+def accept(store: ModelRegistry, settings: Settings, run_ref: str, *, actor: str, reason: str | None,
            now: dt.datetime) -> dict[str, Any]:
     """Accept the months of blocked run ``run_ref`` and enqueue a run of its date past the gates; returns the
     acceptance with its new run (``rerun``)."""
@@ -46,7 +46,7 @@ def accept(store: Store, settings: Settings, run_ref: str, *, actor: str, reason
     return {**store.acceptance(flow=FLOW_NAME, blocked_run_id=run["id"]), "rerun": rerun}
 
 
-def check_blocked(store: Store, run: dict[str, Any]) -> None:
+def check_blocked(store: ModelRegistry, run: dict[str, Any]) -> None:
     """A sentence unless ``run`` is a training run a data gate in block mode stopped."""
     if run["flow"] != FLOW_NAME:
         raise InvalidTransition(f"{_who(run)} is a run of {run['flow']}, not of {FLOW_NAME}: it has no data gates.")
@@ -73,7 +73,7 @@ def subject(train_month: str, val_month: str) -> str:
     return f"{train_month}/{val_month}"
 
 
-def for_months(store: Store, train_month: str, val_month: str) -> dict[str, Any] | None:
+def for_months(store: ModelRegistry, train_month: str, val_month: str) -> dict[str, Any] | None:
     """The acceptance a run of these months passes its gates with, as the flow records it; None if none."""
     found = store.acceptance(flow=FLOW_NAME, subject=subject(train_month, val_month))
     if found is None:
@@ -82,7 +82,7 @@ def for_months(store: Store, train_month: str, val_month: str) -> dict[str, Any]
             "at": found["at"].isoformat(), "reason": found["reason"], "said": said(found)}
 
 
-def baseline(store: Store) -> dict[str, Any] | None:
+def baseline(store: ModelRegistry) -> dict[str, Any] | None:
     """The run whose training month later runs measure drift against: the champion, or the newest accepted
     blocked run when its training month is newer than the champion's. ``{"month", "why", "figures"}``."""
     held, accepted = store.champion(FLOW_NAME), store.newest_acceptance(FLOW_NAME)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import Settings
 from ..errors import DataError, InvalidTransition, NeedsConfirmation, NotFound, PipelineError
-from ..store import Store
+from ..store.interfaces import ModelRegistry
 from .job import FLOW_NAME
 from .model_files import (  # noqa: F401  (the stable copy's names, as callers know them)
     CARD, FILES, artifact_bytes, artifact_files, champion_card, current_dir, holds, load_current, load_model,
@@ -70,7 +70,7 @@ def score_predictions(predicted: np.ndarray, summary: Any) -> dict[str, float]:
     return {"mse": mse, "rmse": math.sqrt(mse), "rows": summary.rows}
 
 
-def scored_rmse(store: Store, run_id: str, summary: Any, writer: Any = None) -> float:
+def scored_rmse(store: ModelRegistry, run_id: str, summary: Any, writer: Any = None) -> float:
     """The RMSE of run ``run_id``'s pickled model on a month's sums: read without scikit-learn when its pickles
     are as this scikit-learn writes them (``pickles``), else in the helper process when one runs
     (scikit-learn is imported there, not here), else here. DataError/NotFound with a sentence when its
@@ -168,7 +168,7 @@ def _by_rmse(record: dict[str, Any], name: str, new_rmse: float, champion_rmse: 
                       f"{champion_rmse:.4f} by more than the tolerance {tolerance:g}: the champion stays."}
 
 
-def challenge(store: Store, *, run_id: str, new_rmse: float, val_summary: Any, synthetic: bool,
+def challenge(store: ModelRegistry, *, run_id: str, new_rmse: float, val_summary: Any, synthetic: bool,
               tolerance: float, now: dt.datetime, flow: str = FLOW_NAME, train_month: str | None = None,
               val_month: str | None = None, writer: Any = None) -> dict[str, Any]:
     """Score the champion on the run's validation month, decide, and record a promotion event.
@@ -195,7 +195,7 @@ def challenge(store: Store, *, run_id: str, new_rmse: float, val_summary: Any, s
                                                     "it stays as it is (promote this run by hand if wanted)."}
 
 
-def _decision(store: Store, new_rmse: float, val_summary: Any, synthetic: bool, tolerance: float,
+def _decision(store: ModelRegistry, new_rmse: float, val_summary: Any, synthetic: bool, tolerance: float,
               champion: dict[str, Any] | None, months: dict[str, str | None], writer: Any = None) -> dict[str, Any]:
     champion_rmse, unreadable = None, None
     if _scored(champion, synthetic, months["train_month"]):
@@ -220,7 +220,7 @@ def _scored(champion: dict[str, Any] | None, synthetic: bool, train_month: str |
 
 
 # -- by hand: promote a version, roll back to the previous champion --------------------------------
-def promote(store: Store, settings: Settings, run_ref: str, *, actor: str, now: dt.datetime,
+def promote(store: ModelRegistry, settings: Settings, run_ref: str, *, actor: str, now: dt.datetime,
             reason: str | None = None, flow: str = FLOW_NAME, confirmed: bool = False) -> dict[str, Any]:
     """Make run ``run_ref`` (id, unique prefix or name) the champion; returns its event. A version trained
     on older months than the champion's needs ``confirmed`` (NeedsConfirmation names both months)."""
@@ -251,7 +251,7 @@ def older_than_champion(run: dict[str, Any] | None, champion: dict[str, Any] | N
             f"{champion['name']} ({champion['id'][:8]}) trained on {champion['train_month']}")
 
 
-def rollback(store: Store, settings: Settings, *, actor: str, now: dt.datetime,
+def rollback(store: ModelRegistry, settings: Settings, *, actor: str, now: dt.datetime,
              flow: str = FLOW_NAME) -> dict[str, Any]:
     """Make the previous champion the champion again (each rollback goes one champion further back)."""
     after_seq, champion = store.last_model_seq(flow), store.champion(flow)
@@ -273,7 +273,7 @@ def rollback(store: Store, settings: Settings, *, actor: str, now: dt.datetime,
                   now=now, after_seq=after_seq, undo_to=previous["undo_to"])
 
 
-def check_version(store: Store, run: dict[str, Any], flow: str = FLOW_NAME) -> None:
+def check_version(store: ModelRegistry, run: dict[str, Any], flow: str = FLOW_NAME) -> None:
     """A sentence unless ``run`` is a completed run of the flow with its two artifacts."""
     where = f"The run {run['name']} ({run['id'][:8]})"
     if run["flow"] != flow:
@@ -283,7 +283,7 @@ def check_version(store: Store, run: dict[str, Any], flow: str = FLOW_NAME) -> N
     artifact_files(store, run["id"])
 
 
-def _apply(store: Store, settings: Settings, **event: Any) -> dict[str, Any]:
+def _apply(store: ModelRegistry, settings: Settings, **event: Any) -> dict[str, Any]:
     event_id = store.record_model_event(**event)
     if event_id is None:
         raise InvalidTransition("The champion changed meanwhile (another promotion or rollback came first); "
@@ -296,7 +296,7 @@ def _apply(store: Store, settings: Settings, **event: Any) -> dict[str, Any]:
 
 
 # -- reading: the versions and the champion ------------------------------------------------------
-def versions(store: Store, *, flow: str = FLOW_NAME, limit: int = 200) -> list[dict[str, Any]]:
+def versions(store: ModelRegistry, *, flow: str = FLOW_NAME, limit: int = 200) -> list[dict[str, Any]]:
     """The model versions (completed runs), newest first: months, RMSEs, decision, champion or not."""
     now = store.champion(flow)
     held = now["id"] if now is not None else None
@@ -313,7 +313,7 @@ def _version(run: dict[str, Any], is_champion: bool) -> dict[str, Any]:
             "synthetic": bool(run.get("synthetic")), "data_source": run.get("data_source"), "ended_at": run["ended_at"]}
 
 
-def current(store: Store, settings: Settings, *, flow: str = FLOW_NAME, repair: bool = False) -> dict[str, Any] | None:
+def current(store: ModelRegistry, settings: Settings, *, flow: str = FLOW_NAME, repair: bool = False) -> dict[str, Any] | None:
     """The champion as ``models current`` shows it: its card, its artifacts in the history and whether
     the stable folder holds it; None before the first version. With ``repair``, a folder that does not
     hold it (a truncated or edited file, a missing card) is written again from the history at once."""
@@ -327,7 +327,7 @@ def current(store: Store, settings: Settings, *, flow: str = FLOW_NAME, repair: 
             "folder": _folder(store, settings, card, flow, repair)}
 
 
-def _folder(store: Store, settings: Settings, card: dict[str, Any], flow: str, repair: bool) -> dict[str, Any]:
+def _folder(store: ModelRegistry, settings: Settings, card: dict[str, Any], flow: str, repair: bool) -> dict[str, Any]:
     """Whether ``models/current/`` holds ``card``'s files (written again first, with ``repair``)."""
     up_to_date = holds(current_dir(settings), card)
     found = {"path": str(current_dir(settings)), "up_to_date": up_to_date, "repaired": False, "repair_error": None}
@@ -338,7 +338,7 @@ def _folder(store: Store, settings: Settings, card: dict[str, Any], flow: str, r
     return {**found, "run_id": on_disk.get("run_id") if on_disk else None}
 
 
-def _repair(store: Store, settings: Settings, flow: str) -> str | None:
+def _repair(store: ModelRegistry, settings: Settings, flow: str) -> str | None:
     """Write the stable folder again; None when it then holds the champion, else why not (a sentence)."""
     try:
         publish_current(store, settings, flow=flow)

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..store import Store
+from ..store.interfaces import ModelRegistry
 from .job import FLOW_NAME
 
 JUDGED = ("first", "promoted", "kept")  # decisions taken on the newest month (or the champion's own, a rerun)
 PROMOTED = ("first", "promoted")
 
 
-def on_new_months(store: Store, *, flow: str = FLOW_NAME, limit: int = 1000) -> list[dict[str, Any]]:
+def on_new_months(store: ModelRegistry, *, flow: str = FLOW_NAME, limit: int = 1000) -> list[dict[str, Any]]:
     """One point per validation month, oldest month first (see the module's doc)."""
     latest: dict[str, dict[str, Any]] = {}
     for run in reversed(store.model_versions(flow, limit=limit)):  # oldest ended first: the latest wins

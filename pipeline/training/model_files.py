@@ -19,7 +19,7 @@ from typing import Any, Iterator
 
 from ..config import Settings
 from ..errors import DataError, NotFound
-from ..store import Store
+from ..store.interfaces import ModelFiles
 from .job import FLOW_NAME
 
 log = logging.getLogger("pipeline.training.champion")
@@ -30,7 +30,7 @@ CARD_METRICS = ("train_rows", "val_rows", "feature_count", "train_mse", "train_r
 
 
 # -- the champion's artifacts, loaded as a user would --------------------------------------------
-def artifact_files(store: Store, run_id: str) -> dict[str, dict[str, Any]]:
+def artifact_files(store: ModelFiles, run_id: str) -> dict[str, dict[str, Any]]:
     """The run's vectorizer and model artifacts (by their kind); a sentence when one is missing."""
     found = {a["kind"] or a["name"]: a for a in store.artifacts(run_id) if (a["kind"] or a["name"]) in FILES}
     missing = [name for name in FILES if name not in found]
@@ -39,13 +39,13 @@ def artifact_files(store: Store, run_id: str) -> dict[str, dict[str, Any]]:
     return found
 
 
-def artifact_bytes(store: Store, artifact: dict[str, Any]) -> bytes:
+def artifact_bytes(store: ModelFiles, artifact: dict[str, Any]) -> bytes:
     """An artifact's bytes, checked against the SHA-256 its run recorded: its file when intact, else the
     history's copy (``Store.read_artifact``); NotFound with a sentence when neither is there."""
     return store.read_artifact(artifact)
 
 
-def load_model(store: Store, run_id: str) -> tuple[Any, Any]:
+def load_model(store: ModelFiles, run_id: str) -> tuple[Any, Any]:
     """The run's fitted DictVectorizer and LinearRegression, unpickled from its artifacts; DataError with
     a sentence when one does not unpickle."""
     files = artifact_files(store, run_id)
@@ -65,7 +65,7 @@ def current_dir(settings: Settings) -> Path:
     return settings.home / "models" / "current"
 
 
-def publish_current(store: Store, settings: Settings, *, flow: str = FLOW_NAME) -> dict[str, Any] | None:
+def publish_current(store: ModelFiles, settings: Settings, *, flow: str = FLOW_NAME) -> dict[str, Any] | None:
     """Copy the champion's artifacts and its card to ``models/current/`` atomically; the card, or None
     when there is no champion. Under a lock, so the last to publish publishes the latest champion."""
     folder = current_dir(settings)
@@ -84,7 +84,7 @@ def publish_current(store: Store, settings: Settings, *, flow: str = FLOW_NAME) 
     return card
 
 
-def champion_card(store: Store, champion: dict[str, Any]) -> dict[str, Any]:
+def champion_card(store: ModelFiles, champion: dict[str, Any]) -> dict[str, Any]:
     """What ``models/current/card.json`` says: the run, its months, metrics and the files' checksums."""
     metrics = champion.get("metrics") or {}
     artifacts = artifact_files(store, champion["id"])

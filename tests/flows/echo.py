@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from pipeline.config import Settings
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, DataError
 from pipeline.orchestration.clock import SYSTEM_CLOCK, Clock
 from pipeline.orchestration.registry import Field, FlowEntry, Metric, Trend
 from pipeline.orchestration.runtime import FlowResult, flow, run_flow, task
@@ -31,9 +31,9 @@ def run_fields(parameters: Mapping[str, Any], settings: Settings) -> dict[str, A
 @task
 def shout(word: str) -> str:
     if word == "later":
-        raise RuntimeError(NOT_YET)
+        raise DataError(f"{NOT_YET}: {word!r}.")
     if word.startswith("no"):
-        raise RuntimeError(f"{REFUSED}{word!r}.")
+        raise DataError(f"{REFUSED}{word!r}.")
     return word.upper()
 
 
