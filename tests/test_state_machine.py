@@ -121,7 +121,8 @@ def test_a_path_that_expects_a_pair_the_table_lacks_is_told_so(store):
     (State.SCHEDULED, State.LATE, lambda s, r: s.mark_late(r, "no scheduler", T0)),
     (State.PENDING, State.CRASHED, lambda s, r: s.end_dead_run(r, message="gone", now=T0)[0]),
 ])
-def test_every_path_of_the_store_takes_its_pair_from_the_table(store, monkeypatch, old, new, path):
+def test_every_path_of_the_store_takes_its_pair_from_the_table(location, monkeypatch, old, new, path):
+    store = Store(location)
     run_id = store.create_run(flow="fhv-duration-training", name="brave-run", state=old, now=T0,
                               scheduled_time=T0, work_queue="default")
     monkeypatch.setitem(states.TRANSITIONS, old, states.TRANSITIONS[old] - {new})
@@ -134,3 +135,4 @@ def test_every_path_of_the_store_takes_its_pair_from_the_table(store, monkeypatc
         transitions._guard.cache_clear()
     assert store.get_run(run_id)["state"] == old
     assert path(store, run_id)["state"] == new
+    store.close()
