@@ -16,10 +16,8 @@ from .labels import STATE_COLORS, state_label
 
 FONT = dict(family="Inter, Segoe UI, Helvetica, Arial, sans-serif", size=13, color="#1f2937")
 GRID = "#e5e7eb"
-SYNTHETIC_NAME = "synthetic demo data"
-PART_STYLE = {"train": dict(dash="dot"), "val": dict(dash="solid")}
-PART_NAME = {"train": "training", "val": "validation"}
-PART_COLOR = {"train": "#94a3b8", "val": "#2563eb"}
+FLAGGED_NAME = "flagged (hollow)"  # a run with a flag field set, e.g. on synthetic data
+MAIN_COLOR, OTHER_COLOR = "#2563eb", "#94a3b8"
 TITLE_WIDTH = 42  # characters a line: a chart title fits a phone (390 px)
 LEGEND_BELOW = 70  # px under the x axis's title for a legend of one or two rows
 
@@ -65,7 +63,7 @@ def runs_scatter(points: pd.DataFrame) -> go.Figure:
             x=group["started_at"], y=group["duration_s"], mode="markers", name=state_label(state),
             marker=dict(color=STATE_COLORS.get(state, "#6b7280"), size=10, opacity=0.85,
                         line=dict(width=1, color="white")),
-            customdata=group[["id", "name", "months", "duration", "run_date"]].to_numpy(),
+            customdata=group[["id", "name", "covers", "duration", "run_date"]].to_numpy(),
             hovertemplate=("<b>%{customdata[1]}</b><br>%{customdata[2]} (run date %{customdata[4]})"
                            "<br>started %{x|%Y-%m-%d %H:%M:%S} UTC<br>took %{customdata[3]}"
                            f"<extra>{state_label(state)}</extra>")))
@@ -131,26 +129,23 @@ def _not_run_trace(group: pd.DataFrame, *, start: float, width: float) -> go.Bar
         hovertemplate="<b>%{y}</b><br>never ran<br>%{customdata[0]}<extra>Not run</extra>")
 
 
-def metric_trends(history: pd.DataFrame) -> go.Figure:
-    """RMSE for training and validation across run months, one point a month (the MSE, its square,
-    is in the per-month table: one plot draws twice as fast as two).
-
-    The x axis is a date axis with labels thinned to the span (every month up to a year and a
-    half, then every quarter, half year or year), a month without a run breaks the line (never
-    bridged), a range selector picks the last 6 months, 1, 2 or 5 years. Hollow markers are runs
-    on synthetic demo data; hover names the run and its months.
+def metric_trends(history: pd.DataFrame, lines: list[tuple[str, str]], *, title: str, x_title: str,
+                  monthly: bool = True) -> go.Figure:
+    """A flow's trend: one line per ``(column, label)`` of ``lines`` (the first solid, the others dotted) over
+    ``x``; one point a month when ``monthly`` (a month without a run breaks the lines, never bridged), else one
+    a run. A date axis with labels thinned to the span and a range selector (6 months to 5 years). Hollow
+    markers are runs with a flag set (``flagged``: e.g. synthetic data); hover names the run and what it covers.
     """
     if history.empty:
         return empty_figure("No completed run with metrics yet.", height=320)
-    monthly = by_month(history)
-    fig = go.Figure([_metric_trace(monthly, part, "rmse", legend=True) for part in ("train", "val")])
-    if monthly["synthetic"].fillna(False).any():
-        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=SYNTHETIC_NAME, hoverinfo="skip",
+    shown = by_month(history) if monthly else history
+    fig = go.Figure([_metric_trace(shown, column, label, main=i == 0) for i, (column, label) in enumerate(lines)])
+    if shown["flagged"].fillna(False).astype(bool).any():
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=FLAGGED_NAME, hoverinfo="skip",
                                  marker=dict(size=9, color="white", line=dict(color="#475569", width=2))))
-    _titled(fig, "RMSE (minutes)", height=420)
-    fig.update_yaxes(title_text="minutes")
-    fig.update_xaxes(type="date", tickformat="%Y-%m", dtick=_month_step(monthly), ticklabelmode="period",
-                     title_text="Run date (training month = run month - 2)", rangeselector=dict(x=0, y=1.02, buttons=[
+    _titled(fig, title, height=420)
+    fig.update_xaxes(type="date", tickformat="%Y-%m", dtick=_month_step(shown), ticklabelmode="period",
+                     title_text=x_title, rangeselector=dict(x=0, y=1.02, buttons=[
         dict(count=6, label="6 m", step="month", stepmode="backward"),
         dict(count=1, label="1 y", step="year", stepmode="backward"),
         dict(count=2, label="2 y", step="year", stepmode="backward"),
@@ -158,15 +153,15 @@ def metric_trends(history: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def by_month(history: pd.DataFrame) -> pd.DataFrame:
-    """One row per calendar month from the first run month to the last: a month without a run is a
+def by_month(history: pd.DataFrame, column: str = "x") -> pd.DataFrame:
+    """One row per calendar month from the first month of ``column`` to the last: a month without a run is a
     row of NaN, which breaks the lines (plotly does not connect gaps)."""
     frame = history.copy()
-    frame["month"] = frame["run_date"].dt.to_period("M")
+    frame["month"] = frame[column].dt.to_period("M")
     frame = frame.drop_duplicates("month", keep="last").set_index("month")
     months = pd.period_range(frame.index.min(), frame.index.max(), freq="M")
     full = frame.reindex(months)
-    full["run_date"] = full["run_date"].fillna(pd.Series(months.to_timestamp() + pd.Timedelta(days=14), index=months))
+    full[column] = full[column].fillna(pd.Series(months.to_timestamp() + pd.Timedelta(days=14), index=months))
     return full.reset_index(drop=True)
 
 
@@ -178,23 +173,23 @@ def _month_step(monthly: pd.DataFrame) -> str:
 
 
 def _hover_data(history: pd.DataFrame):
-    data = history[["name", "months", "synthetic"]].copy()
-    data["synthetic"] = data["synthetic"].map({True: "synthetic demo data", False: "real data"})
+    data = history[["name", "covers", "flagged"]].copy()
+    data["flagged"] = data["flagged"].map({True: FLAGGED_NAME, False: ""})
     return data.fillna("").to_numpy()
 
 
-def _metric_trace(history: pd.DataFrame, part: str, metric: str, *, legend: bool) -> go.Scatter:
-    """One line a part; a synthetic month's marker is hollow (one trace, per-point symbols: fast to draw)."""
-    label = f"{PART_NAME[part]} {metric.upper()}"
-    hollow = history["synthetic"].eq(True)
+def _metric_trace(history: pd.DataFrame, column: str, label: str, *, main: bool) -> go.Scatter:
+    """One line a metric; a flagged run's marker is hollow (one trace, per-point symbols: fast to draw)."""
+    color = MAIN_COLOR if main else OTHER_COLOR
+    hollow = history["flagged"].eq(True)
     return go.Scatter(
-        x=history["run_date"], y=history[f"{part}_{metric}"], mode="lines+markers", name=PART_NAME[part],
-        legendgroup=part, showlegend=legend, connectgaps=False, line=dict(color=PART_COLOR[part], **PART_STYLE[part]),
-        marker=dict(size=8, color=PART_COLOR[part], symbol=["circle-open" if h else "circle" for h in hollow],
-                    line=dict(width=2, color=PART_COLOR[part])),
+        x=history["x"], y=history[column], mode="lines+markers", name=label, connectgaps=False,
+        line=dict(color=color, dash="solid" if main else "dot"),
+        marker=dict(size=8, color=color, symbol=["circle-open" if h else "circle" for h in hollow],
+                    line=dict(width=2, color=color)),
         customdata=_hover_data(history),
         hovertemplate=(f"<b>%{{customdata[0]}}</b><br>{label} %{{y:.4f}}<br>%{{customdata[1]}}"
-                       "<br>run date %{x|%Y-%m-%d}<br>%{customdata[2]}<extra></extra>"))
+                       "<br>%{x|%Y-%m-%d}<br>%{customdata[2]}<extra></extra>"))
 
 
 def state_counts(counts: dict[str, int]) -> go.Figure:
@@ -213,79 +208,19 @@ def state_counts(counts: dict[str, int]) -> go.Figure:
     return fig
 
 
-# -- data checks (dashboard/quality.py) ----------------------------------------------------------------
-SIDE_COLOR = {"pickup": "#2563eb", "dropoff": "#f59e0b", "duration": "#10b981"}
-SIDE_NAME = {"pickup": "pickup zones", "dropoff": "drop-off zones", "duration": "durations"}
-
-
-def duration_shares(shares: pd.DataFrame) -> go.Figure:
+def duration_shares(shares: pd.DataFrame, *, title: str = "Trip durations (share of kept trips per minute)",
+                    empty: str = "No duration histogram recorded for this run.") -> go.Figure:
     """The kept trips' durations of a run's months, share per minute: columns ``minute``, ``month``
-    (a label), ``share``; one line a month, so that a shift between the months shows."""
+    (a label), ``share``; one line a month (or a series: predicted, actual), so that a shift between them shows."""
     if shares.empty:
-        return empty_figure("No duration histogram recorded for this run.", height=300)
+        return empty_figure(empty, height=300)
     fig = go.Figure()
     for (label, group), color in zip(shares.groupby("month", sort=False), ("#94a3b8", "#2563eb")):
         fig.add_trace(go.Scatter(x=group["minute"], y=group["share"], mode="lines", name=label, line_shape="hvh",
                                  line=dict(color=color, width=2),
                                  customdata=group["minute"] + 1,
                                  hovertemplate="%{x}-%{customdata} min: %{y:.2%}<extra>" + label + "</extra>"))
-    _titled(fig, "Trip durations (share of kept trips per minute)", height=300)
+    _titled(fig, title, height=300)
     fig.update_xaxes(title_text="minutes", range=[1, 60])
     fig.update_yaxes(tickformat=".0%", rangemode="tozero")
-    return fig
-
-
-def drift_trends(history: pd.DataFrame, *, limit: float | None = None) -> go.Figure:
-    """PSI of the validation month against the training month across run months, a line for pickup
-    zones, drop-off zones and durations (columns ``psi_pickup`` ...), gaps for months without a run,
-    and ``limit`` (a gate's max_psi) as a dashed line."""
-    if history.empty:
-        return empty_figure("No completed run with data checks yet.", height=320)
-    monthly = by_month(history)
-    fig = go.Figure([_side_trace(monthly, side) for side in SIDE_NAME])
-    if limit is not None:
-        fig.add_hline(y=limit, line=dict(color="#dc2626", dash="dash", width=1),
-                      annotation_text=f"max_psi {limit:g}", annotation_position="top left")
-    _titled(fig, "Drift: PSI, validation month against training month", height=320)
-    fig.update_xaxes(type="date", tickformat="%Y-%m", dtick=_month_step(monthly), ticklabelmode="period",
-                     title_text="Run date")
-    fig.update_yaxes(title_text="PSI", rangemode="tozero")
-    return fig
-
-
-def _side_trace(monthly: pd.DataFrame, side: str) -> go.Scatter:
-    return go.Scatter(x=monthly["run_date"], y=monthly[f"psi_{side}"], mode="lines+markers", name=SIDE_NAME[side],
-                      connectgaps=False, line=dict(color=SIDE_COLOR[side]), marker=dict(size=7),
-                      customdata=monthly[["name", "months"]].fillna("").to_numpy(),
-                      hovertemplate=(f"<b>%{{customdata[0]}}</b><br>PSI of {SIDE_NAME[side]} %{{y:.4f}}"
-                                     "<br>%{customdata[1]}<extra></extra>"))
-
-
-IN_USE_COLOR, RETRAINED_COLOR, PROMOTED_COLOR = "#dc2626", "#2563eb", "#16a34a"
-
-
-def model_in_use(points: pd.DataFrame) -> go.Figure:
-    """The model in use on each new month: its RMSE there (``in_use_rmse``) beside the retrained version's
-    (``retrained_rmse``), by validation month (``val_month``), the promotions marked with a star."""
-    if points.empty:
-        return empty_figure("No run has been judged on a new month yet.", height=340)
-    months = pd.to_datetime(points["val_month"] + "-01")
-    hover = points[["name", "decision"]].fillna("").to_numpy()
-    fig = go.Figure([
-        go.Scatter(x=months, y=points["in_use_rmse"], mode="lines+markers", name="model in use", connectgaps=False,
-                   line=dict(color=IN_USE_COLOR), marker=dict(size=7), customdata=hover,
-                   hovertemplate="<b>%{x|%Y-%m}</b><br>model in use: RMSE %{y:.4f}<extra></extra>"),
-        go.Scatter(x=months, y=points["retrained_rmse"], mode="lines+markers", name="retrained", connectgaps=False,
-                   line=dict(color=RETRAINED_COLOR, dash="dot"), marker=dict(size=7), customdata=hover,
-                   hovertemplate="<b>%{x|%Y-%m}</b><br>retrained (%{customdata[0]}): RMSE %{y:.4f}"
-                                 "<br>%{customdata[1]}<extra></extra>"),
-    ])
-    promoted = points["promoted"].astype(bool)
-    fig.add_trace(go.Scatter(x=months[promoted], y=points.loc[promoted, "retrained_rmse"], mode="markers",
-                             name="promoted", marker=dict(symbol="star", size=14, color=PROMOTED_COLOR),
-                             hoverinfo="skip"))
-    _titled(fig, "Validation RMSE (minutes) of the model in use and of the version retrained, by month", height=340)
-    fig.update_xaxes(type="date", tickformat="%Y-%m", dtick="M1" if len(points) <= 24 else "M12",
-                     title_text="Validation month (each point is scored on it)")
-    fig.update_yaxes(title_text="RMSE (min)")
     return fig

@@ -9,66 +9,78 @@ import pandas as pd
 
 from pipeline.orchestration.liveness import worker_alive
 
+from pipeline.orchestration.registry import Field, FlowEntry
+
 from . import labels
-
-METRIC_KEYS = ("train_mse", "val_mse", "train_rmse", "val_rmse", "train_rows", "val_rows",
-               "train_mean_duration", "val_mean_duration", "feature_count")
-
 
 def run_url(run: dict[str, Any]) -> str:
     """The detail page of a run: ``/run?id=<uuid>&name=<name>`` (the name only labels the link)."""
     return "/run?" + urlencode({"id": run["id"], "name": run.get("name") or run["id"][:8]})
 
 
-RUN_COLUMNS = ["State", "Run date", "Val RMSE", "Run", "Months", "Started (UTC)", "Duration", "Reason",
-               "Trigger", "Deployment", "Tasks", "Data", "id"]
+BEFORE = ["State", "Run date"]  # the columns a runs table starts with (a phone shows them and the headline)
+AFTER = ["Started (UTC)", "Duration", "Reason", "Trigger", "Deployment", "Tasks", "id"]
+
+
+def run_columns(entry: FlowEntry | None) -> list[str]:
+    """A runs table's columns: of one flow, its headline metric and its listed fields by their labels; of every
+    flow, the flow, each run's headline and what it covers."""
+    if entry is None:
+        return [*BEFORE, "Flow", "Result", "Run", "Covers", *AFTER]
+    headline = [entry.metrics[0].label] if entry.metrics else []
+    listed = [f.label for f in entry.fields if f.listed and f.kind != "flag"]
+    return [*BEFORE, *headline, "Run", *listed, *AFTER]
 
 
 def runs_table(rows: Iterable[dict[str, Any]], task_counts: dict[str, int] | None = None, *,
-               now: dt.datetime | None = None, overdue_note: str | None = None) -> pd.DataFrame:
-    """One line per flow run: what a user scans first (state, run date, validation RMSE) on the
-    left, so that a phone still shows them; empty values are blank, never "None".
+               now: dt.datetime | None = None, overdue_note: str | None = None,
+               entry: FlowEntry | None = None) -> pd.DataFrame:
+    """One line per flow run: what a user scans first (state, run date, the headline metric) on the
+    left, so that a phone still shows them; empty values are blank, never "None". ``entry``: the flow
+    of every row (its fields and headline as columns), None for runs of any flow.
 
     ``overdue_note`` (given while no scheduler is alive) is the reason of waiting runs past due.
     """
     task_counts = task_counts or {}
-    records = [_run_record(r, task_counts.get(r["id"]), now, overdue_note) for r in rows]
-    return pd.DataFrame.from_records(records, columns=RUN_COLUMNS)
+    records = [_run_record(r, task_counts.get(r["id"]), now, overdue_note, entry) for r in rows]
+    return pd.DataFrame.from_records(records, columns=run_columns(entry))
 
 
 def _run_record(run: dict[str, Any], tasks: int | None, now: dt.datetime | None,
-                overdue_note: str | None) -> dict[str, Any]:
-    metrics = run.get("metrics") or {}
-    rmse = metrics.get("val_rmse")
+                overdue_note: str | None, entry: FlowEntry | None) -> dict[str, Any]:
     return {
         "State": [labels.state_label(labels.status(run))],
         "Run date": run.get("run_date") or "",
-        "Val RMSE": "" if rmse is None else f"{rmse:.4f}",
+        **_flow_cells(run, entry),
         "Run": run_url(run) if run.get("id") else None,
-        "Months": months_short(run),
         "Started (UTC)": _when(run),
         "Duration": labels.duration(run["started_at"], run.get("ended_at") or now) if run.get("started_at") else "",
         "Reason": labels.reason(run, now=now, overdue_note=overdue_note),
         "Trigger": run.get("trigger") or "",
         "Deployment": run.get("deployment") or "manual",
         "Tasks": tasks or 0,
-        "Data": labels.data_label(run),
         "id": run.get("id"),
     }
 
 
-def months_short(run: dict[str, Any]) -> str:
-    """``2021-06 → 2021-07`` (training month → validation month); blank for a run without months."""
-    return f"{run['train_month']} → {run['val_month']}" if run.get("train_month") else ""
+def _flow_cells(run: dict[str, Any], entry: FlowEntry | None) -> dict[str, Any]:
+    """The cells a run's flow declares: its headline metric and listed fields (or, of any flow, its own)."""
+    if entry is None:
+        own = labels.entry_of(run.get("flow"))
+        return {"Flow": own.display_name if own else "", "Result": labels.headline(own, run),
+                "Covers": labels.covers(own, run)}
+    metrics = run.get("metrics") or {}
+    cells = {m.label: labels.metric_text(m, metrics.get(m.key)) for m in entry.metrics[:1]}
+    return cells | {f.label: labels.field_text(f, labels.field_value(run, f.name)) for f in entry.fields
+                    if f.listed and f.kind != "flag"}
 
 
 def covers(run: dict[str, Any]) -> str:
-    """``2021-08-15: 2021-06 → 2021-07`` (run date: training month → validation month)."""
+    """``2021-08-15: Train month 2021-06 · Validation month 2021-07`` (run date: the fields its flow lists)."""
     if not run.get("run_date"):
         return "-"
-    if not run.get("train_month"):
-        return run["run_date"]
-    return f"{run['run_date']}: {run['train_month']} → {run['val_month']}"
+    shown = labels.covers(labels.entry_of(run.get("flow")), run)
+    return f"{run['run_date']}: {shown}" if shown else run["run_date"]
 
 
 def _when(run: dict[str, Any]) -> str:
@@ -81,7 +93,7 @@ def _when(run: dict[str, Any]) -> str:
     return ""
 
 
-def run_points(rows: Iterable[dict[str, Any]], now: dt.datetime) -> pd.DataFrame:
+def run_points(rows: Iterable[dict[str, Any]], now: dt.datetime, entry: FlowEntry | None = None) -> pd.DataFrame:
     """Started runs for the scatter: start time (UTC), duration in seconds, state, hover text."""
     records = []
     for run in rows:
@@ -93,8 +105,9 @@ def run_points(rows: Iterable[dict[str, Any]], now: dt.datetime) -> pd.DataFrame
         records.append({"id": run["id"], "name": run["name"], "state": run["state"],
                         "started_at": start.astimezone(labels.UTC).replace(tzinfo=None),
                         "duration_s": seconds, "duration": labels.seconds_text(seconds),
-                        "months": labels.months(run), "run_date": run.get("run_date") or "-"})
-    columns = ["id", "name", "state", "started_at", "duration_s", "duration", "months", "run_date"]
+                        "covers": labels.covers(entry or labels.entry_of(run.get("flow")), run) or "-",
+                        "run_date": run.get("run_date") or "-"})
+    columns = ["id", "name", "state", "started_at", "duration_s", "duration", "covers", "run_date"]
     return pd.DataFrame.from_records(records, columns=columns)
 
 
@@ -130,30 +143,28 @@ def _task_record(task: dict[str, Any], origin: dt.datetime | None, now: dt.datet
             "error": task.get("error") or "", "label": name}
 
 
-def metric_history(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
-    """Completed runs with their metrics, oldest run date first (for the trends)."""
-    records = []
-    for run in rows:
-        metrics = run.get("metrics") or {}
-        records.append({"id": run["id"], "name": run["name"],
-                        "run_date": pd.Timestamp(run.get("run_date") or metrics.get("run_date")),
-                        "months": labels.months(run), "synthetic": labels.is_synthetic(run),
-                        **{k: metrics.get(k) for k in METRIC_KEYS}})
-    columns = ["id", "name", "run_date", "months", "synthetic", *METRIC_KEYS]
-    frame = pd.DataFrame.from_records(records, columns=columns)
-    return frame.sort_values("run_date", kind="stable").reset_index(drop=True)
+def trend_frame(rows: Iterable[dict[str, Any]], entry: FlowEntry) -> pd.DataFrame:
+    """``Store.trend_points`` rows as the Trends frame, oldest first: ``x`` (the trend's month field as a date,
+    else the run date), what the run covers, whether a flag field is set, how many runs the point stands for,
+    and the flow's metrics by key."""
+    trend = entry.trend
+    by = entry.field(trend.by) if trend and trend.by else None
+    keys = list(dict.fromkeys([*((trend.metric, *trend.also) if trend else ()), *(m.key for m in entry.metrics)]))
+    records = [{"id": r["id"], "name": r["name"], "x": _trend_x(r, by), "run_date": r.get("run_date") or "",
+                "covers": labels.covers(entry, r), "flagged": bool(labels.flagged(entry, r)),
+                "runs": r.get("runs") or 1, **{k: r.get(k) for k in keys}} for r in rows]
+    frame = pd.DataFrame.from_records(records, columns=["id", "name", "x", "run_date", "covers", "flagged", "runs",
+                                                        *keys])
+    frame[keys] = frame[keys].astype(float)
+    return frame.sort_values("x", kind="stable").reset_index(drop=True)
 
 
-def metric_months(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
-    """``Store.metric_months`` rows as the trends frame: one row per month, oldest run date first."""
-    records = [{"id": r["id"], "name": r["name"], "run_date": pd.Timestamp(r["run_date"]),
-                "months": labels.months(r), "synthetic": bool(r.get("synthetic")), "runs": r.get("runs") or 1,
-                "data": labels.source_label(r.get("data_source")) if not r.get("synthetic") else "synthetic demo data",
-                **{k: r.get(k) for k in METRIC_KEYS}} for r in rows]
-    columns = ["id", "name", "run_date", "months", "synthetic", "runs", "data", *METRIC_KEYS]
-    frame = pd.DataFrame.from_records(records, columns=columns)
-    frame[list(METRIC_KEYS)] = frame[list(METRIC_KEYS)].astype(float)
-    return frame.sort_values("run_date", kind="stable").reset_index(drop=True)
+def _trend_x(run: dict[str, Any], by: Field | None) -> pd.Timestamp:
+    """Where a trend point sits: its month field's month (mid-month), else its run date."""
+    value = labels.field_value(run, by.name) if by else None
+    if by is not None and by.kind == "month" and value:
+        return pd.Timestamp(f"{value}-15")
+    return pd.Timestamp(run.get("run_date") or run.get("ended_at"))
 
 
 def logs_table(rows: Iterable[dict[str, Any]], run: dict[str, Any] | None = None) -> pd.DataFrame:

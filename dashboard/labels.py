@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from pipeline.formatting import duration_text as seconds_text
 from pipeline.formatting import number  # noqa: F401  (number: shared with the CLI)
 from pipeline.config import TLC_TEMPLATE, Settings
+from pipeline.orchestration.registry import Field, FlowEntry, Metric, flow_entries
 from pipeline.orchestration.states import WAITING_STATES, State
 from pipeline.store import from_db
 
@@ -181,13 +182,6 @@ def nowrap(*parts: str) -> str:
     return " · ".join(f'<span style="white-space:nowrap">{part}</span>' for part in parts)
 
 
-def months(run: dict[str, Any]) -> str:
-    """What a run covered: ``train 2021-06 → val 2021-07``."""
-    if not run.get("train_month"):
-        return "-"
-    return f"train {run['train_month']} → val {run['val_month']}"
-
-
 def reason(run: dict[str, Any], *, now: dt.datetime | None = None, overdue_note: str | None = None) -> str:
     """Why a run is where it is, for its state: a waiting run's late reason (why it waits), a
     finished run's error or message. A late reason never outlives the wait: a run that started
@@ -259,33 +253,6 @@ def share(value: float | None) -> str:
     return "-" if value is None else f"{value:.2%}"
 
 
-def is_synthetic(run: dict[str, Any]) -> bool:
-    """Whether a run used synthetic data: what its metrics say it ran on, else what it was made with."""
-    metrics = run.get("metrics") or {}
-    return bool(metrics["synthetic"] if "synthetic" in metrics else run.get("synthetic"))
-
-
-def synthetic_sentence(state: str) -> str:
-    """What a run on synthetic data did, does or would have done with it, told by its state."""
-    if state == "COMPLETED":
-        return ("This run trained and validated on generated demo months, not on real TLC trips: its errors say "
-                "nothing about the real model.")
-    if state in ("PENDING", "RUNNING"):
-        return "This run is using generated demo months, not real TLC trips."
-    if state in WAITING:
-        return "This run will train and validate on generated demo months, not on real TLC trips."
-    return (f"This run was to train and validate on generated demo months, not on real TLC trips; it ended "
-            f"{State(state).label.lower()} before it had any errors.")
-
-
-def data_label(run: dict[str, Any]) -> str:
-    """Where a run's data came from, in a few words: synthetic demo data, TLC, a mirror (its host)
-    or a local folder; blank when the run recorded no source."""
-    if is_synthetic(run):
-        return "synthetic demo data"
-    return source_label((run.get("metrics") or {}).get("data_source") or run.get("data_source"))
-
-
 def source_label(url: str | None) -> str:
     """``TLC (cloudfront)``, ``mirror example.org``, ``local folder /data/fhv`` for a data URL template."""
     if not url:
@@ -301,9 +268,64 @@ def source_label(url: str | None) -> str:
     return f"local folder {Path(folder).parent}"
 
 
-def data_source(run: dict[str, Any]) -> str:
-    """The data a run used (its metrics' record when it completed)."""
-    return (run.get("metrics") or {}).get("data_source") or run.get("data_source") or "unknown source"
+# -- a flow's fields and metrics, as its FlowEntry declares them ------------------------------------------
+def entry_of(name: str | None) -> FlowEntry | None:
+    """The entry of a run's flow; a bare one (its name only) for a flow this process has not registered (a
+    user's flow file is never loaded to show its runs)."""
+    if not name:
+        return None
+    known = next((entry for entry in flow_entries() if entry.name == name), None)
+    return known or FlowEntry(name=name, execute="", run_fields=lambda parameters, settings: {})
+
+
+def field_value(run: dict[str, Any], name: str) -> Any:
+    """A run's value of one of its flow's fields (kept under ``fields``, flattened into the row as well)."""
+    fields = run.get("fields") or {}
+    return fields[name] if name in fields else run.get(name)
+
+
+def field_text(field: Field, value: Any) -> str:
+    """A field's value as a page shows it: a data URL shortened, a flag as its label when set; blank when unset."""
+    if value is None or value == "":
+        return ""
+    if field.kind == "url":
+        return source_label(str(value))
+    if field.kind == "flag":
+        return field.label if value else ""
+    return str(value)
+
+
+def metric_text(metric: Metric, value: Any) -> str:
+    """A metric's value in its declared format (``4.1234``, ``12,034``); blank when the run has none."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return ""
+    try:
+        return format(value, metric.format)
+    except ValueError:  # an integer format given a float
+        return number(value)
+
+
+def covers(entry: FlowEntry | None, run: dict[str, Any]) -> str:
+    """What a run covers, by its flow's listed fields: ``Train month 2021-06 · Validation month 2021-07``."""
+    if entry is None:
+        return ""
+    shown = [(f.label, field_text(f, field_value(run, f.name))) for f in entry.fields if f.listed and f.kind != "flag"]
+    return " · ".join(f"{label} {text}" for label, text in shown if text)
+
+
+def flagged(entry: FlowEntry | None, run: dict[str, Any]) -> list[Field]:
+    """The flag fields set on a run: what its metrics say it ran on, else what it was made with."""
+    metrics = run.get("metrics") or {}
+    return [f for f in (entry.fields if entry else ()) if f.kind == "flag"
+            and (metrics[f.name] if f.name in metrics else field_value(run, f.name))]
+
+
+def headline(entry: FlowEntry | None, run: dict[str, Any]) -> str:
+    """A run's headline metric, labelled (``Validation RMSE 4.1234``); blank when it has none."""
+    if entry is None or not entry.metrics:
+        return ""
+    text = metric_text(entry.metrics[0], (run.get("metrics") or {}).get(entry.metrics[0].key))
+    return f"{entry.metrics[0].label} {text}" if text else ""
 
 
 def scheduler_state(status: dict[str, Any] | None, now: dt.datetime) -> tuple[bool, str]:

@@ -12,7 +12,7 @@ from pipeline.errors import PipelineError
 from pipeline.store import Store
 from pipeline.training import acceptance, champion, compare, in_use
 
-from . import access, actions, charts, labels, queries, widgets
+from . import access, actions, charts, labels, queries, training_charts, training_view, widgets
 
 DECISIONS = {"first": "first version: champion", "promoted": "promoted to champion", "kept": "champion kept",
              "not_eligible": "not eligible (synthetic data)", "older_months": "not eligible (older months)"}
@@ -66,7 +66,7 @@ def champion_section(now: dict[str, Any] | None) -> None:
     if now is None:
         st.info("No champion yet: the first completed training run becomes it.", icon=":material/info:")
         return
-    st.markdown(f"**{now['name']}** · `{now['run_id']}` · {labels.months(now)} · "
+    st.markdown(f"**{now['name']}** · `{now['run_id']}` · {training_view.months(now)} · "
                 f"{'synthetic demo data' if now.get('synthetic') else 'real data'}")
     metrics = now["metrics"]
     for column, (name, value) in zip(st.columns(4), (
@@ -103,7 +103,7 @@ def rule_caption() -> None:
 def watch_section(points: list[dict[str, Any]]) -> None:
     """Is the model in use getting worse? Its RMSE on each new month beside the retrained version's."""
     st.subheader("The model in use on each new month", divider="gray")
-    st.plotly_chart(charts.model_in_use(pd.DataFrame(points)), width="stretch", key="models_in_use",
+    st.plotly_chart(training_charts.model_in_use(pd.DataFrame(points)), width="stretch", key="models_in_use",
                     config={"displayModeBar": False})
     if points:
         st.caption("Each point is the latest run judged on that month: the model in use then (red) scored on the "
@@ -138,7 +138,7 @@ CHAMPION_MARK_WIDTH = 100  # px
 def versions_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame([{
         "": "★ champion" if v["champion"] else "", "name": v["name"], "id": v["run_id"][:8],
-        "months": labels.months(v), "val_rmse": v["val_rmse"], "champion_rmse": v["champion_rmse"],
+        "months": training_view.months(v), "val_rmse": v["val_rmse"], "champion_rmse": v["champion_rmse"],
         "train_rmse": v["train_rmse"], "decision": DECISIONS.get(v["decision"], v["decision"] or "-"),
         "data": "synthetic" if v.get("synthetic") else "real", "ended": labels.utc(v["ended_at"], seconds=False),
     } for v in rows])
@@ -165,7 +165,7 @@ def _as_run(version: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def version_label(v: dict[str, Any]) -> str:
-    return f"{v['name']} · {labels.months(v)} · val RMSE {labels.number(v['val_rmse'])}"
+    return f"{v['name']} · {training_view.months(v)} · val RMSE {labels.number(v['val_rmse'])}"
 
 
 def history_section(found: list[dict[str, Any]]) -> None:
@@ -175,7 +175,7 @@ def history_section(found: list[dict[str, Any]]) -> None:
         return
     st.dataframe(pd.DataFrame([{
         "when (UTC)": labels.utc(e["at"]), "what": ACTION_NAMES.get(e["action"], e["action"]), "run": e["run_name"],
-        "months": labels.months(e), "by": e["actor"], "reason": e["reason"]} for e in reversed(found)]),
+        "months": training_view.months(e), "by": e["actor"], "reason": e["reason"]} for e in reversed(found)]),
         hide_index=True, width="stretch", key="models_history",
         column_config={"reason": st.column_config.TextColumn("reason", width="large")})
 
@@ -219,7 +219,7 @@ def same_month(both: dict[str, Any]) -> None:
     newer = max((a, b), key=lambda run: run["val_month"] or "")
     month = newer["val_month"]
     if st.button(f"Score both on {month}", icon=":material/calculate:", key="models_score",
-                 help=f"Reads {month} from {labels.data_source(newer)} (the cached file if there is one)"):
+                 help=f"Reads {month} from {training_view.data_source(newer)} (the cached file if there is one)"):
         try:
             scores = scored(a["id"], b["id"], month, newer.get("data_source"))
         except PipelineError as error:
@@ -289,7 +289,7 @@ def accept_form(run: dict[str, Any]) -> None:
         st.info(acceptance.said(found), icon=":material/verified:")
         return
     st.markdown(f"**A data gate stopped this run.** After a real and lasting shift, an operator can accept the data "
-                f"of {labels.months(run)}: a run of {run['run_date']} is then enqueued past the gate (each breach "
+                f"of {training_view.months(run)}: a run of {run['run_date']} is then enqueued past the gate (each breach "
                 "stays a warning), and later runs measure drift against the accepted month.")
     refused = access.refusal("accept")
     with st.form("accept_data", border=True):

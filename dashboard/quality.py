@@ -8,9 +8,10 @@ from typing import Any, Iterable
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, labels, queries
+from dashboard import charts, labels, queries, training_charts, training_view
 from pipeline.store import Store
 from pipeline.training.gates import Gates
+from pipeline.training.job import FLOW_NAME
 
 PARTS = (("train", "training"), ("val", "validation"))
 COMPARISONS = (("val_vs_train", "validation vs training"), ("train_vs_champion", "training vs champion's"))
@@ -95,7 +96,7 @@ def trend_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
         if not (data and drift):
             continue
         records.append({"id": run["id"], "name": run["name"], "run_date": pd.Timestamp(run["run_date"]),
-                        "months": labels.months(run), "synthetic": labels.is_synthetic(run),
+                        "months": training_view.months(run), "synthetic": training_view.is_synthetic(run),
                         "train_kept": data["train"]["rows_kept"], "val_kept": data["val"]["rows_kept"],
                         "pu_missing": data["val"]["pu_missing_share"], "do_missing": data["val"]["do_missing_share"],
                         **{f"psi_{side}": drift[side]["psi"] for side, _ in SIDES},
@@ -110,7 +111,7 @@ def trend_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
 def quality_history(history: Store, limit: int = 240) -> pd.DataFrame:
     """The latest ``limit`` completed runs' data checks (20 years of monthly runs; each run's metrics
     hold its months' histograms, some 16 kB, so not every run of a large history is read)."""
-    return trend_frame(history.metric_history(queries._trained().name, limit=limit))
+    return trend_frame(history.metric_history(FLOW_NAME, limit=limit))
 
 
 # -- sections --------------------------------------------------------------------------------------------
@@ -150,7 +151,7 @@ def trends(real_only: bool = False) -> None:
     if real_only:
         history = history[~history["synthetic"]]
     st.subheader("Data checks", divider="gray")
-    st.plotly_chart(charts.drift_trends(history, limit=Gates().max_psi), key="quality_trends_chart",
+    st.plotly_chart(training_charts.drift_trends(history, limit=Gates().max_psi), key="quality_trends_chart",
                     config={"displaylogo": False, "displayModeBar": False})
     if history.empty:
         return

@@ -19,7 +19,7 @@ import streamlit as st
 from pipeline.config import Settings, load_settings
 from pipeline.errors import ConfigError, StorageError
 from pipeline.flows import load_flows
-from pipeline.orchestration.registry import flow_entry, flow_names
+from pipeline.orchestration.registry import Trend, flow_entries, flow_entry
 from pipeline.orchestration.states import ACTIVE_STATES, FINAL_STATES, State
 from pipeline.store import MIGRATIONS, Store
 from pipeline.store.interfaces import DashboardHistory
@@ -119,65 +119,48 @@ def _cached(fn: Callable[..., Any] | None = None, *, live: bool = False) -> Call
     return call
 
 
-# -- runs -----------------------------------------------------------------------------
-@_cached(live=True)
-def runs_page(history: DashboardHistory, *, page: int, per_page: int, overdue_note: str | None = None,
-              **filters: Any) -> pd.DataFrame:
-    """One page of the runs list as a table (``overdue_note``: see ``frames.runs_table``)."""
-    rows = held(history, history.runs(limit=per_page, offset=page * per_page, **filters))
-    return frames.runs_table(rows, history.task_counts([r["id"] for r in rows]), now=now(),
-                             overdue_note=overdue_note)
-
-
+# -- runs ----------------------------------------------------------------------------
 @_cached(live=True)
 def run_list(history: DashboardHistory, *, page: int, per_page: int, sort: str = "newest", overdue_note: str | None = None,
-             **filters: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """One page of the runs list, paged, filtered and sorted in SQL (``filters``: the list's), as
-    the table and the chart's points (the same runs: the page draws only what it read)."""
-    rows = held(history, history.run_list(limit=per_page, offset=page * per_page, **_sorted(sort), **filters))
+             flow: str | None = None, metric: str | None = None, **filters: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One page of the runs list of ``flow`` (None: every flow), paged, filtered and sorted in SQL (``filters``:
+    the list's; ``metric``: the key a metric sort sorts by), as the table and the chart's points (the same
+    runs: the page draws only what it read)."""
+    entry = flow_entry(flow) if flow else None
+    metrics = (entry.metrics[0].key,) if entry and entry.metrics else _headlines()
+    rows = held(history, history.run_list(limit=per_page, offset=page * per_page, sort=sort, flow=flow,
+                                          metric=metric if sort.startswith("metric_") else None, metrics=metrics,
+                                          **filters))
     table = frames.runs_table(rows, history.task_counts([r["id"] for r in rows]), now=now(),
-                              overdue_note=overdue_note)
-    return table, frames.run_points(rows, now())
-
-
-def _sorted(sort: str) -> dict[str, Any]:
-    """The store's sort for the list's: ``<metric>_desc``/``<metric>_asc`` order by that metric; every list
-    reads the flows' headline metrics."""
-    order, _, direction = sort.rpartition("_")
-    if order and direction in ("desc", "asc") and order in _headlines():
-        return {"sort": f"metric_{direction}", "metric": order, "metrics": _headlines()}
-    return {"sort": sort, "metrics": _headlines()}
+                              overdue_note=overdue_note, entry=entry)
+    return table, frames.run_points(rows, now(), entry)
 
 
 def _headlines() -> tuple[str, ...]:
-    """The headline metric of every registered flow (the first it declares)."""
-    entries = [flow_entry(name) for name in flow_names()]
-    return tuple(dict.fromkeys(entry.metrics[0].key for entry in entries if entry.metrics))
-
-
-def _trained() -> Any:
-    """The flow the trends and the Overview's metrics show (until the pages let a user pick one)."""
-    from pipeline.training.job import FLOW_NAME
-    return flow_entry(FLOW_NAME)
-
-
-def _flag(entry: Any) -> str | None:
-    return next((f.name for f in entry.fields if f.kind == "flag"), None)
+    """The headline metric of every registered flow (the first it declares): what a list of any flow reads."""
+    return tuple(dict.fromkeys(entry.metrics[0].key for entry in flow_entries() if entry.metrics))
 
 
 @_cached
-def count_run_list(history: DashboardHistory, **filters: Any) -> int:
-    return history.count_run_list(**filters)
+def count_run_list(history: DashboardHistory, flow: str | None = None, **filters: Any) -> int:
+    return history.count_run_list(flow=flow, **filters)
 
 
 @_cached(live=True)
-def run_list_points(history: DashboardHistory, *, limit: int = 1000, **filters: Any) -> pd.DataFrame:
-    return frames.run_points(history.run_list_points(limit=limit, **filters), now())
+def run_list_points(history: DashboardHistory, *, limit: int = 1000, flow: str | None = None, **filters: Any) -> pd.DataFrame:
+    return frames.run_points(history.run_list_points(limit=limit, flow=flow, **filters), now(),
+                             flow_entry(flow) if flow else None)
 
 
-def cancellable_ids(**filters: Any) -> list[str]:
+def cancellable_ids(flow: str | None = None, **filters: Any) -> list[str]:
     """Waiting or running runs matching the filters, read fresh (it decides what a button cancels)."""
-    return _store(str(settings().history)).cancellable_ids(**filters)
+    return _store(str(settings().history)).cancellable_ids(flow=flow, **filters)
+
+
+@_cached
+def flows_with_runs(history: DashboardHistory, names: tuple[str, ...]) -> tuple[str, ...]:
+    """Those of the flows ``names`` that have runs."""
+    return tuple(name for name in names if history.count_run_list(flow=name))
 
 
 @_cached(live=True)
@@ -205,16 +188,6 @@ def tags(history: DashboardHistory) -> list[str]:
     return history.tags_in_use()
 
 
-@_cached
-def count_runs(history: DashboardHistory, **filters: Any) -> int:
-    return history.count_runs(**filters)
-
-
-@_cached(live=True)
-def run_points(history: DashboardHistory, *, limit: int = 2000, **filters: Any) -> pd.DataFrame:
-    return frames.run_points(history.run_timeline(limit=limit, **filters), now())
-
-
 def held(history: DashboardHistory, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The rows with what holds each waiting one now (a paused deployment or work queue) as its reason."""
     paused = ({d["name"] for d in history.deployments() if not d["active"]},
@@ -233,23 +206,23 @@ def recent_runs(history: DashboardHistory, limit: int = 50) -> list[dict[str, An
 
 
 @_cached
-def last_run(history: DashboardHistory) -> dict[str, Any] | None:
-    """The run that started last (whatever its state now)."""
-    started = history.run_timeline(limit=1)
+def last_run(history: DashboardHistory, flow: str | None = None) -> dict[str, Any] | None:
+    """The run of ``flow`` that started last (whatever its state now)."""
+    started = history.run_timeline(limit=1, flow=flow)
     return history.run_with_deployment(started[0]["id"]) if started else None
 
 
 @_cached(live=True)
-def latest_run(history: DashboardHistory) -> dict[str, Any] | None:
-    """The run created last among those due (a run just triggered), whatever its state now."""
-    found = history.latest_run(now=now())
+def latest_run(history: DashboardHistory, flow: str | None = None) -> dict[str, Any] | None:
+    """The run of ``flow`` created last among those due (a run just triggered), whatever its state now."""
+    found = history.latest_run(now=now(), flow=flow)
     return held(history, [found])[0] if found else None
 
 
 @_cached
-def next_run(history: DashboardHistory) -> dict[str, Any] | None:
-    """The next run that will start (not one a paused deployment or queue holds); else the first held one."""
-    rows = held(history, history.runs(states=[State.SCHEDULED.value], order="upcoming", limit=50))
+def next_run(history: DashboardHistory, flow: str | None = None) -> dict[str, Any] | None:
+    """The next run of ``flow`` that will start (not one a paused deployment or queue holds); else the first held one."""
+    rows = held(history, history.run_list(states=[State.SCHEDULED.value], sort="oldest", limit=50, flow=flow))
     return next((r for r in rows if labels.status(r) != "HELD"), rows[0] if rows else None)
 
 
@@ -272,8 +245,11 @@ def overdue_runs(history: DashboardHistory, limit: int = 20) -> tuple[list[dict[
 
 
 @_cached
-def count_by_state(history: DashboardHistory) -> dict[str, int]:
-    return history.count_by_state()
+def count_by_state(history: DashboardHistory, flow: str | None = None) -> dict[str, int]:
+    """Runs by state, of ``flow`` (None: every flow)."""
+    if flow is None:
+        return history.count_by_state()
+    return {state: history.count_run_list(flow=flow, states=(state,)) for state in labels.RUN_STATES}
 
 
 # -- one run --------------------------------------------------------------------------
@@ -304,36 +280,35 @@ def artifact_data(artifact: dict[str, Any]) -> bytes:
 
 # -- metrics --------------------------------------------------------------------------
 @_cached
-def metric_months(history: DashboardHistory, real_only: bool = False) -> pd.DataFrame:
-    """One row per validation month (its latest completed run), aggregated in SQL, oldest first."""
-    entry = _trained()
-    return frames.metric_months(history.trend_points(entry.name, entry.trend.metric, by=entry.trend.by,
-                                                     keys=frames.METRIC_KEYS,
-                                                     without=_flag(entry) if real_only else None))
+def trend(history: DashboardHistory, flow: str, without: str | None = None) -> pd.DataFrame:
+    """What the Trends page draws for ``flow``: its trend metric, one row per value of the trend's field (its
+    latest completed run) or per run, with every metric the flow declares, aggregated in SQL, oldest first;
+    ``without``: leave out the runs whose flag field of that name is set."""
+    entry = flow_entry(flow)
+    declared = entry.trend or Trend(entry.metrics[0].key if entry.metrics else "")
+    keys = tuple(dict.fromkeys([declared.metric, *declared.also, *(m.key for m in entry.metrics)]))
+    return frames.trend_frame(history.trend_points(flow, declared.metric, by=declared.by, keys=keys, without=without),
+                              entry)
 
 
 @_cached
-def metric_history(history: DashboardHistory, limit: int = 500) -> pd.DataFrame:
-    return frames.metric_history(history.metric_history(_trained().name, limit=limit))
-
-
-@_cached
-def latest_metrics(history: DashboardHistory) -> list[dict[str, Any]]:
-    """The latest completed run and the latest one of an earlier month, oldest first."""
-    rows = history.metric_history(_trained().name, limit=50)
+def latest_metrics(history: DashboardHistory, flow: str) -> list[dict[str, Any]]:
+    """The latest completed run of ``flow`` and, when its trend goes by a field, the latest one of an earlier
+    value of that field (e.g. month), oldest first."""
+    rows = history.metric_history(flow, limit=50)
     if not rows:
         return []
-    latest = rows[-1]
-    by = _trained().trend.by
-    earlier = [r for r in rows if (r.get(by) or "") < (latest.get(by) or "")]
+    latest, by = rows[-1], (flow_entry(flow).trend or Trend("")).by
+    if by is None:
+        return rows[-2:]
+    earlier = [r for r in rows if str(labels.field_value(r, by) or "") < str(labels.field_value(latest, by) or "")]
     return [earlier[-1], latest] if earlier else [latest]
 
 
 @_cached
-def synthetic_share(history: DashboardHistory) -> tuple[int, int]:
-    """(synthetic, all) among the completed runs."""
-    entry = _trained()
-    return history.flag_counts(entry.name, _flag(entry))
+def flag_share(history: DashboardHistory, flow: str, field: str) -> tuple[int, int]:
+    """(runs with the flag ``field`` set, all) among the completed runs of ``flow``."""
+    return history.flag_counts(flow, field)
 
 
 # -- deployments, queues, scheduler ---------------------------------------------------

@@ -8,7 +8,9 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from . import access, labels, queries
+from pipeline.orchestration.registry import FlowEntry
+
+from . import access, flows, labels, queries
 
 RUN_PAGE = "app_pages/run_detail.py"
 UPCOMING_PAGE = "app_pages/upcoming.py"
@@ -42,7 +44,7 @@ def sidebar() -> None:
 @st.fragment(run_every=queries.LIVE_EVERY_S)
 def _sidebar_live() -> None:
     scheduler_status(compact=True)
-    synthetic_banner(compact=True)
+    flag_banner(flows.chosen(), compact=True)
 
 
 def scheduler_alive() -> bool:
@@ -110,18 +112,20 @@ def failing_deployments() -> None:
     st.page_link(UPCOMING_PAGE, label="See the deployments on Upcoming", icon=":material/event_upcoming:")
 
 
-def synthetic_banner(*, compact: bool = False) -> None:
-    """In the sidebar: new runs use demo data. On a page: how many past runs did."""
-    synthetic, total = queries.synthetic_share()
+def flag_banner(entry: FlowEntry | None, *, compact: bool = False) -> None:
+    """In the sidebar: new runs use demo data (this dashboard's data source). On a page and in the sidebar: how
+    many completed runs of the flow had a flag field set (e.g. synthetic data), and on a page what that means."""
     settings = queries.settings()
     if compact and settings.is_synthetic:
         st.warning(f"**Synthetic data.** New runs use generated demo months (FHV_DATA_URL={settings.data_url}), "
                    "not real TLC trips.", icon=":material/science:")
-    elif compact and synthetic:
-        st.warning(f"**{synthetic} of {total}** completed runs used synthetic demo data.", icon=":material/science:")
-    elif synthetic:
-        st.warning(f"**{synthetic} of {total}** completed runs used synthetic demo data: their errors say nothing "
-                   "about the real model (hollow markers in charts).", icon=":material/science:")
+        return
+    for field in (f for f in (entry.fields if entry else ()) if f.kind == "flag"):
+        flagged, total = queries.flag_share(entry.name, field.name)
+        if flagged:
+            more = "" if compact else f" {field.help} Hollow markers in charts.".rstrip()
+            st.warning(f"**{flagged} of {total}** completed runs of {entry.display_name} had {field.label}.{more}",
+                       icon=":material/science:")
 
 
 def figures(items: list[tuple[str, str, tuple[float, str] | None]]) -> None:
@@ -137,6 +141,12 @@ def figures(items: list[tuple[str, str, tuple[float, str] | None]]) -> None:
     st.markdown(" \n\n".join(parts) if len(parts) == 1 else "\n\n".join(parts))
 
 
+def lines_table(lines: list[tuple[str, str]]) -> str:
+    """(label, text) lines as one Markdown table (one element, drawn at once)."""
+    cell = lambda text: str(text).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    return "| | |\n|---|---|\n" + "\n".join(f"| {cell(label)} | {cell(text)} |" for label, text in lines)
+
+
 def state_badge(state: str) -> None:
     st.markdown(labels.badge(state))
 
@@ -147,37 +157,43 @@ def run_link(run: dict[str, Any], label: str | None = None) -> None:
                  icon=":material/open_in_new:", query_params={"id": run["id"]})
 
 
-def runs_table(table: pd.DataFrame, *, key: str, height: int | str = "auto", select: bool = False) -> Any:
-    """Runs with coloured states, the months they covered, and a link to each one.
+def runs_table(table: pd.DataFrame, *, key: str, height: int | str = "auto", select: bool = False,
+               entry: FlowEntry | None = None) -> Any:
+    """Runs with coloured states, what they covered, and a link to each one.
 
     At 1440 px the columns up to Reason fit without scrolling the grid; on a phone the first
-    three (state, run date, validation RMSE) do. ``select``: rows can be picked (the event is returned).
+    three (state, run date, the headline metric) do. ``select``: rows can be picked (the event is returned).
     """
     shown = [c for c in table.columns if c != "id"]
     extra = {"on_select": "rerun", "selection_mode": "multi-row"} if select else {}
     return st.dataframe(table, hide_index=True, key=key, height=height, width="stretch", column_order=shown,
-                        column_config=run_columns_config(), **extra)
+                        column_config=run_columns_config(entry), **extra)
 
 
-def run_columns_config() -> dict[str, Any]:
-    """How each column of a runs table is drawn (widths fit 1440 px up to Reason)."""
+def run_columns_config(entry: FlowEntry | None = None) -> dict[str, Any]:
+    """How each column of a runs table is drawn (widths fit 1440 px up to Reason), with the flow's headline
+    metric and listed fields (a month narrow) when the table shows one flow."""
     text = st.column_config.TextColumn
-    return {
+    config = {
         "Run": st.column_config.LinkColumn("Run", display_text=r"name=([^&]+)", width=RUN_NAME_WIDTH,
                                            help="Open the run's detail page"),
         "State": st.column_config.MultiselectColumn("State", options=STATE_OPTIONS, width=124,  # "Awaiting Retry"
                                                     color=list(labels.STATUS_COLORS.values())),
         "Run date": text("Run date", width=92),
-        "Val RMSE": text("Val RMSE", width=78, help="Validation RMSE in minutes"),
-        "Months": text("Months", width=132, help="Training month → validation month"),
+        "Flow": text("Flow", width=150), "Result": text("Result", width=180, help="Each run's headline metric"),
         "Started (UTC)": text("Started (UTC)", width=150, help="Start time, or the time it is due"),
         "Duration": text("Duration", width=74),
-        "Covers": text("Covers", help="Run date: training month → validation month"),
+        "Covers": text("Covers", help="Run date: what the run covers"),
         "Tasks": st.column_config.NumberColumn("Tasks", format="%d", width=56),
         "Reason": text("Reason", width="large", help="Why it waits, or why it failed"),
         "Why it waits": text("Why it waits", width="large", help="Why the run has not started yet"),
         "Trigger": text("Trigger", width=80), "Deployment": text("Deployment", width=130),
     }
+    if entry is None:
+        return config
+    shown = {f.label: text(f.label, width=68 if f.kind == "month" else 110) for f in entry.fields if f.listed}
+    headline = {m.label: text(m.label, width=78, help=m.label) for m in entry.metrics[:1]}
+    return config | shown | headline
 
 
 def time_pair(moment: str | dt.datetime | None, zone: str | None) -> str:

@@ -302,10 +302,10 @@ def test_run_detail_tabs_show_logs_with_a_level_filter_and_metrics(page, dashboa
     page.wait_for_timeout(800)
     assert page.get_by_role("button", name="DEBUG (1)").get_attribute("aria-pressed") in ("true", None)
     screenshot(page, shots, "run_detail_logs")
-    page.get_by_role("tab", name="Metrics and data").click()
+    page.get_by_role("tab", name="Results").click()
     page.wait_for_timeout(500)
     body = page.locator("[data-testid='stMain']").inner_text()
-    assert "Validation RMSE (min)" in body and "Validation MSE (min²)" in body and "one-hot features" in body
+    assert "Validation RMSE" in body and "min²" in body and "one-hot zones" in body
     screenshot(page, shots, "run_detail_metrics")
 
 
@@ -354,8 +354,9 @@ def grid_columns(page) -> list[str]:
 
 
 @pytest.mark.parametrize("width, columns", [
-    (1440, ["State", "Run date", "Val RMSE", "Run", "Months", "Started (UTC)", "Duration", "Reason"]),
-    (390, ["State", "Run date", "Val RMSE"]),
+    (1440, ["State", "Run date", "Validation RMSE", "Run", "Train month", "Validation month", "Started (UTC)",
+            "Duration", "Reason"]),
+    (390, ["State", "Run date", "Validation RMSE"]),
 ])
 def test_the_runs_grid_shows_its_main_columns_without_scrolling(browser, dashboard, shots, width, columns):
     context = browser.new_context(viewport={"width": width, "height": 900})

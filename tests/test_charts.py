@@ -11,10 +11,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dashboard import charts, frames, labels
+from dashboard import charts, frames, labels, training_charts
 from pipeline.config import Settings
 from pipeline.orchestration.scheduler import SchedulerOptions
 from pipeline.store import Store
+from pipeline.training.job import ENTRY as TRAINING
 from pipeline.training.job import FLOW_NAME
 from tests.dashboard_seed import seed_history
 
@@ -108,40 +109,48 @@ def test_task_bars_name_retried_attempts():
 
 
 # -- metric trends -------------------------------------------------------------------------
-def test_metric_trends_chart_train_and_validation_rmse_labelled(seeded):
+LINES = [("val_rmse", "Validation RMSE"), ("train_rmse", "Training RMSE")]
+
+
+def trend_figure(history: pd.DataFrame):
+    return charts.metric_trends(history, LINES, title="Validation RMSE", x_title="Validation month")
+
+
+def seeded_trend(store) -> pd.DataFrame:
+    keys = tuple(m.key for m in TRAINING.metrics)
+    return frames.trend_frame(store.trend_points(FLOW_NAME, "val_rmse", by="val_month", keys=keys), TRAINING)
+
+
+def test_metric_trends_chart_the_trend_metric_and_the_one_drawn_beside_it_labelled(seeded):
     _, store = seeded
-    fig = charts.metric_trends(monthly(store))
-    assert fig.layout.title.text == "RMSE (minutes)" and fig.layout.yaxis.title.text == "minutes"
+    fig = trend_figure(seeded_trend(store))
+    assert fig.layout.title.text == "Validation RMSE" and fig.layout.xaxis.title.text == "Validation month"
     lines = [t for t in fig.data if t.mode == "lines+markers"]
-    assert [t.name for t in lines] == ["training", "validation"] and all(len(t.x) == 12 for t in lines)
+    assert [t.name for t in lines] == ["Validation RMSE", "Training RMSE"] and all(len(t.x) == 12 for t in lines)
+    assert lines[0].line.dash == "solid" and lines[1].line.dash == "dot"
 
 
 def test_metric_trends_mark_synthetic_runs_with_hollow_markers(seeded):
     _, store = seeded
-    history = monthly(store)
-    fig = charts.metric_trends(history)
-    val_rmse = fig.data[1]
+    fig = trend_figure(seeded_trend(store))
+    val_rmse = fig.data[0]
     assert list(val_rmse.marker.symbol[:4]) == ["circle-open"] * 3 + ["circle"]  # steady-run-01..03: demo data
-    assert any(t.name == charts.SYNTHETIC_NAME for t in fig.data)  # named in the legend
-    assert "steady-run-01" in val_rmse.customdata[0][0] and val_rmse.customdata[0][2] == "synthetic demo data"
-
-
-def monthly(store: Store) -> pd.DataFrame:
-    return frames.metric_months(store.trend_points(FLOW_NAME, "val_rmse", by="val_month", keys=frames.METRIC_KEYS))
+    assert any(t.name == charts.FLAGGED_NAME for t in fig.data)  # named in the legend
+    assert "steady-run-01" in val_rmse.customdata[0][0] and val_rmse.customdata[0][2] == charts.FLAGGED_NAME
 
 
 def months_frame(months: list[str]) -> pd.DataFrame:
     rows = [{"id": m, "name": f"run-{m}", "run_date": f"{m}-15", "train_month": m, "val_month": m, "runs": 1,
-             "synthetic": 0, "data_source": "tlc", **{k: 10.0 + i / 100 for k in frames.METRIC_KEYS}}
+             "synthetic": 0, "data_source": "tlc", **{k.key: 10.0 + i / 100 for k in TRAINING.metrics}}
             for i, m in enumerate(months)]
-    return frames.metric_months(rows)
+    return frames.trend_frame(rows, TRAINING)
 
 
 def test_trends_of_70_months_thin_their_labels_break_at_gaps_and_offer_a_range_selector():
     months = [str(p) for p in pd.period_range("2019-01", periods=72, freq="M") if str(p) not in ("2020-05", "2020-06")]
-    fig = charts.metric_trends(months_frame(months))
+    fig = trend_figure(months_frame(months))
     assert len(months) == 70
-    val = fig.data[1]
+    val = fig.data[0]
     assert len(val.x) == 72 and val.connectgaps is False
     gap = [i for i, y in enumerate(val.y) if y is None or y != y]
     assert gap == [16, 17]  # 2020-05 and 2020-06: the line breaks there, not bridged
@@ -152,23 +161,16 @@ def test_trends_of_70_months_thin_their_labels_break_at_gaps_and_offer_a_range_s
 @pytest.mark.parametrize("months, step", [(6, "M1"), (18, "M1"), (30, "M3"), (70, "M6"), (120, "M12")])
 def test_trend_labels_are_thinned_to_the_span(months, step):
     names = [str(p) for p in pd.period_range("2015-01", periods=months, freq="M")]
-    assert charts.metric_trends(months_frame(names)).layout.xaxis.dtick == step
+    assert trend_figure(months_frame(names)).layout.xaxis.dtick == step
 
 
 def test_metric_months_keep_the_latest_completed_run_of_each_month_and_count_them(seeded):
     seeded_history, store = seeded
-    rows = store.trend_points(FLOW_NAME, "val_rmse", by="val_month", keys=frames.METRIC_KEYS)
+    rows = store.trend_points(FLOW_NAME, "val_rmse", by="val_month", keys=("train_rmse",))
     assert len(rows) == 12 and [r["val_month"] for r in rows] == sorted(r["val_month"] for r in rows)
     assert all(r["runs"] == 1 for r in rows) and rows[-1]["id"] == seeded_history.completed[-1]
     real = store.trend_points(FLOW_NAME, "val_rmse", by="val_month", without="synthetic")
     assert len(real) == 9  # three months ran on demo data
-
-
-def test_metric_history_is_in_run_date_order_with_the_flow_metric_keys(seeded):
-    _, store = seeded
-    history = frames.metric_history(store.metric_history(FLOW_NAME))
-    assert history["run_date"].is_monotonic_increasing
-    assert (history["val_mse"] - history["val_rmse"] ** 2).abs().max() < 1e-9
 
 
 # -- state counts and empty data ---------------------------------------------------------
@@ -181,8 +183,7 @@ def test_state_counts_colour_each_bar_by_its_state():
 @pytest.mark.parametrize("figure", [
     lambda: charts.runs_scatter(frames.run_points([], NOW)),
     lambda: charts.task_gantt(frames.task_bars([], None, NOW)),
-    lambda: charts.metric_trends(frames.metric_history([])),
-    lambda: charts.metric_trends(frames.metric_months([])),
+    lambda: trend_figure(frames.trend_frame([], TRAINING)),
     lambda: charts.state_counts({}),
 ])
 def test_empty_data_gives_an_annotated_empty_figure(figure):
@@ -195,7 +196,8 @@ def test_runs_table_rows_show_months_covered_and_the_failure_reason(seeded):
     seeded_history, store = seeded
     table = frames.runs_table(store.runs(limit=100))
     failed = table[table["Run"].str.contains(seeded_history.failed)].iloc[0]
-    assert (failed["Run date"], failed["Months"]) == ("2022-03-15", "2022-01 → 2022-02")
+    assert (failed["Run date"], failed["Covers"]) == ("2022-03-15", "Train month 2022-01 · Validation month 2022-02")
+    assert failed["Flow"] == "Monthly training"
     assert failed["Reason"].startswith("train_model: fhv_tripdata_2022-01")
     assert failed["State"] == ["Failed"] and failed["Run"].startswith(f"/run?id={seeded_history.failed}")
 
@@ -343,8 +345,8 @@ def test_countdown_says_in_or_overdue():
 
 def test_a_chart_title_fits_a_phone_with_range_buttons_under_it_and_the_legend_under_the_plot():
     months = [str(p) for p in pd.period_range("2019-01", periods=24, freq="M")]
-    for fig in (charts.metric_trends(months_frame(months)),
-                charts.drift_trends(months_frame(months).assign(psi_pickup=0.01, psi_dropoff=0.02, psi_duration=0.03))):
+    drift = months_frame(months).assign(psi_pickup=0.01, psi_dropoff=0.02, psi_duration=0.03, run_date=lambda f: f["x"])
+    for fig in (trend_figure(months_frame(months)), training_charts.drift_trends(drift.assign(months=drift["covers"]))):
         title, legend = fig.layout.title, fig.layout.legend
         assert all(len(line) <= charts.TITLE_WIDTH for line in title.text.split("<br>"))
         assert (title.yref, title.y, title.yanchor) == ("container", 1, "top")  # the top of the chart
@@ -362,10 +364,10 @@ def test_the_model_in_use_chart_draws_both_rmses_by_month_and_stars_the_promotio
          "decision": "kept"},
         {"val_month": "2021-07", "in_use_rmse": 11.2, "retrained_rmse": 11.1, "promoted": True, "name": "c",
          "decision": "promoted"}])
-    fig = charts.model_in_use(points)
+    fig = training_charts.model_in_use(points)
     in_use, retrained, stars = fig.data
     assert (in_use.name, retrained.name, stars.name) == ("model in use", "retrained", "promoted")
     assert list(retrained.y) == [11.0, 11.3, 11.1] and list(in_use.y)[1:] == [11.2, 11.2]
     assert [str(x)[:7] for x in stars.x] == ["2021-05", "2021-07"] and list(stars.y) == [11.0, 11.1]
-    empty = charts.model_in_use(pd.DataFrame())
+    empty = training_charts.model_in_use(pd.DataFrame())
     assert empty.layout.annotations[0].text == "No run has been judged on a new month yet."

@@ -9,7 +9,8 @@ import json
 import pytest
 import streamlit as st
 
-from dashboard import frames, labels
+from dashboard import frames, labels, training_view
+from pipeline.training.job import ENTRY as TRAINING
 from pipeline.orchestration.states import State
 from pipeline.store import Store
 from tests.dashboard_seed import FLOW, TLC, run_fields, seed_history
@@ -141,7 +142,6 @@ def test_the_last_run_card_shows_its_train_and_validation_mse_and_rmse(history):
           ended_at=started + dt.timedelta(seconds=3), metrics=metrics)
     at = open_page("overview")
     assert ":gray[Training RMSE]  \n### 10.0000" in texts(at) and ":gray[Validation RMSE]  \n### 11.0000" in texts(at)
-    assert any("MSE: training 100.0000 · validation 121.0000" in c.value for c in at.caption)
 
 
 def test_a_cancelled_run_is_shown_as_cancelled_not_as_an_error(history):
@@ -163,17 +163,17 @@ def test_logs_have_millisecond_times_whole_messages_and_the_error_in_its_task(hi
     ("file:///data/fhv/fhv_tripdata_{month}.parquet", "local folder /data/fhv"), ("demo:3000", "synthetic demo data"),
 ])
 def test_the_data_label_says_where_the_data_came_from(url, label):
-    assert labels.data_label({"data_source": url, "synthetic": url.startswith("demo")}) == label
+    assert training_view.data_label({"data_source": url, "synthetic": url.startswith("demo")}) == label
 
 
-def test_real_data_only_means_any_non_demo_source_and_says_so(history):
+def test_without_synthetic_data_means_any_non_demo_source_and_says_so(history):
     at = open_page("trends")
-    toggle = at.toggle(key="trends_real_only")
-    assert toggle.label == "Real data only" and "non-demo" not in toggle.label
+    toggle = at.toggle(key="trends_hide_flagged")
+    assert toggle.label == "Without synthetic data" and "non-demo" not in toggle.label
     shown = table(at, "val_rmse")
     toggle.set_value(True).run()
     real = table(at, "val_rmse")
-    assert len(shown) == 12 and len(real) == 9 and "synthetic demo data" not in set(real["data"])
+    assert len(shown) == 12 and len(real) == 9 and set(shown["name"]) > set(real["name"])
 
 
 # -- backfill and run once ----------------------------------------------------------------------
@@ -209,8 +209,8 @@ def test_runs_filter_by_trigger_and_run_dates_and_sort_by_validation_rmse(histor
     at.date_input(key="runs_run_dates").set_value((dt.date(2021, 3, 1), dt.date(2021, 12, 31))).run()
     dates = table(at, "Reason")["Run date"]
     assert len(dates) == 10 and dates.between("2021-03-01", "2021-12-31").all()
-    at.selectbox(key="runs_sort").set_value("val_rmse_asc").run()
-    rmse = table(at, "Reason")["Val RMSE"].astype(float)
+    at.selectbox(key="runs_sort").set_value("metric_asc").run()
+    rmse = table(at, "Reason")["Validation RMSE"].astype(float)
     assert rmse.is_monotonic_increasing
 
 
@@ -233,7 +233,9 @@ def test_runs_filter_by_a_deployment_tag(history):
 
 def test_empty_values_are_blank_not_none():
     row = frames.runs_table([{"id": "x", "name": "n", "state": "SCHEDULED"}]).iloc[0]
-    assert all(row[c] == "" for c in ("Run date", "Val RMSE", "Months", "Started (UTC)", "Duration", "Reason"))
+    assert all(row[c] == "" for c in ("Run date", "Flow", "Result", "Covers", "Started (UTC)", "Duration", "Reason"))
+    row = frames.runs_table([{"id": "x", "name": "n", "state": "SCHEDULED"}], entry=TRAINING).iloc[0]
+    assert all(row[c] == "" for c in ("Validation RMSE", "Train month", "Validation month", "Started (UTC)"))
 
 
 def test_selected_runs_are_cancelled_together(history):
@@ -352,7 +354,7 @@ def test_run_once_on_demo_data_records_that_source(history):
         run = store.latest_run(now=dt.datetime.now(UTC))
     finally:
         store.close()
-    assert run["parameters"].get("data_url") == "demo" and labels.data_label(run) == "synthetic demo data"
+    assert run["parameters"].get("data_url") == "demo" and training_view.data_label(run) == "synthetic demo data"
 
 
 def test_a_history_from_an_older_version_is_upgraded_when_the_dashboard_opens_it(tmp_path, monkeypatch):
@@ -427,7 +429,7 @@ def test_the_demo_months_note_says_what_the_run_did_or_would_have_done(history, 
     assert ("trained and validated on" in notes[0]) == (state is State.COMPLETED)
 
 
-def test_real_data_only_without_real_runs_says_how_many_synthetic_runs_it_hides(tmp_path, monkeypatch):
+def test_without_synthetic_data_and_no_real_run_says_how_many_synthetic_runs_it_hides(tmp_path, monkeypatch):
     from pipeline.config import Settings
     from tests.dashboard_seed import completed_run, ensure_deployment
     settings = Settings(home=tmp_path / "fhv", data_url="demo:3000").ensure_dirs()
@@ -441,9 +443,9 @@ def test_real_data_only_without_real_runs_says_how_many_synthetic_runs_it_hides(
         store.close()
     monkeypatch.setenv("FHV_HOME", str(settings.home))
     at = open_page("trends")
-    at.toggle(key="trends_real_only").set_value(True).run()
-    assert any("No completed run on real data yet: 2 runs on synthetic demo data are hidden. Turn off *Real data "
-               "only* to see them." in i.value for i in at.info)
+    at.toggle(key="trends_hide_flagged").set_value(True).run()
+    assert any("No completed run without synthetic data yet: 2 runs with synthetic data are hidden. Turn off "
+               "*Without synthetic data* to see them." in i.value for i in at.info)
     st.cache_data.clear()
     st.cache_resource.clear()
 

@@ -340,7 +340,7 @@ def test_the_trends_page_shows_the_data_checks_across_months(two_runs):
 
 
 def test_the_data_charts_draw_their_data_and_say_when_there_is_none():
-    from dashboard import charts
+    from dashboard import charts, training_charts
     from dashboard import quality as view
 
     data = {"train": {"month": "2021-06", "hist": {"duration": [1] * 60}},
@@ -349,4 +349,4 @@ def test_the_data_charts_draw_their_data_and_say_when_there_is_none():
     assert [t.name for t in figure.data] == ["training 2021-06", "validation 2021-07"]
     assert sum(figure.data[1].y) == pytest.approx(1.0) and figure.data[1].y[0] == pytest.approx(1 / 30)
     assert charts.duration_shares(view.duration_shares({})).layout.annotations[0].text.startswith("No duration")
-    assert charts.drift_trends(view.trend_frame([])).layout.annotations[0].text.startswith("No completed run")
+    assert training_charts.drift_trends(view.trend_frame([])).layout.annotations[0].text.startswith("No completed run")

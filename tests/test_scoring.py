@@ -99,6 +99,17 @@ def test_rows_left_out_are_counted_by_reason_and_said_in_the_log(trained):
     assert any(f"{left['under_1_min']:,} under 1 minute, {left['over_60_min']:,} over 60 minutes" in m for m in said)
 
 
+def test_the_run_records_its_predicted_and_actual_durations_by_minute_as_the_predictions_file_has_them(trained):
+    settings, store, _ = trained
+    run = store.get_run(score_now(store, settings, date="2021-09-15", name="binned", clock=FakeClock()).run_id)
+    got = pd.read_parquet(run["metrics"]["output"])
+    shown = run["metrics"]["distribution"]
+    for column, key in (("predicted_duration", "predicted"), ("actual_duration", "actual")):
+        minute = np.clip(np.floor(got[column]) - 1, 0, 59).astype(int)
+        assert shown[key] == np.bincount(minute, minlength=60).tolist()
+    assert len(json.dumps(shown)) < 1_000  # small: kept in the run's metrics
+
+
 def test_the_run_records_the_champion_it_scored_with_and_its_checksums(trained):
     settings, store, _ = trained
     run = store.get_run(score_now(store, settings, date="2021-09-15", name="versioned", clock=FakeClock()).run_id)

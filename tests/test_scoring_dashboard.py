@@ -1,20 +1,25 @@
-"""A scoring run in the dashboard: its page and its training run's link both ways, and the training pages
-(the Overview's latest metrics) keep to training runs."""
+"""Two flows in the dashboard: a flow picker on Overview, Runs, Trends and Trigger (kept in the address and
+across pages) that every listing, trend and "latest" follows; a scoring run's page with its own summary; its
+training run's link both ways; and the one presenter of a run's results that the page and ``runs show`` share."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 import streamlit as st
 
+from pipeline.cli import main
 from pipeline.orchestration.deployments import DeploymentSpec, register
 from pipeline.orchestration.states import State
 from pipeline.scoring.job import FLOW_NAME as SCORING
 from pipeline.store import Store
+from pipeline.training.job import FLOW_NAME as TRAINING
 from tests.dashboard_seed import seed_history
-from tests.test_dashboard import open_page, texts
+from tests.test_dashboard import open_page, table, texts
 
 UTC = dt.timezone.utc
+LEFT_OUT = {"missing_times": 5, "under_1_min": 20, "over_60_min": 15}
 
 
 @pytest.fixture
@@ -25,11 +30,14 @@ def history(tmp_path, monkeypatch):
     store, now = Store(seeded.settings.db_path), dt.datetime.now(UTC)
     row = register(store, DeploymentSpec(name="monthly-scoring", flow=SCORING, trigger="monthly-training"), now)
     upstream = store.get_run(seeded.completed[-1])
-    seeded.scoring = store.create_run(
+    version = {"run_id": upstream["id"], "name": upstream["name"], "train_month": upstream["train_month"]}
+    seeded.scoring = store.create_run(  # on synthetic data: it must not count among the training runs'
         flow=SCORING, name="scoring-heron", state=State.COMPLETED, now=now, deployment_id=row["id"],
         trigger="completion", triggered_by=upstream["id"], run_date=upstream["run_date"], scheduled_time=now,
-        started_at=now, ended_at=now + dt.timedelta(seconds=1),
-        metrics={"rows_scored": 1000, "rmse": 11.2, "rows_read": 1040, "month": "2021-07"})
+        started_at=now, ended_at=now + dt.timedelta(seconds=1), month="2021-07", synthetic=True, data_source="demo:3000",
+        metrics={"rows_scored": 1000, "rmse": 11.2, "rows_read": 1040, "month": "2021-07", "rows_left_out": LEFT_OUT,
+                 "mean_predicted": 15.1, "mean_actual": 16.2, "model_version": version, "synthetic": True,
+                 "distribution": {"predicted": [0, 300, 700] + [0] * 57, "actual": [100, 400, 500] + [0] * 57}})
     seeded.upstream = upstream
     store.close()
     yield seeded
@@ -41,6 +49,10 @@ def links(at) -> list[str]:
     return [element.proto.label for element in at.get("page_link")]
 
 
+def run_names(frame) -> set[str]:
+    return {url.split("name=")[1] for url in frame["Run"]}
+
+
 def test_a_triggered_run_and_its_training_run_link_to_each_other(history):
     scoring = open_page("run_detail", id=history.scoring)
     assert f"Triggered by the completion of {history.upstream['name']} (monthly-training)" in links(scoring)
@@ -48,8 +60,90 @@ def test_a_triggered_run_and_its_training_run_link_to_each_other(history):
     assert "Its completion triggered scoring-heron of monthly-scoring (Completed)" in links(upstream)
 
 
-def test_a_scoring_run_is_not_the_overviews_latest_metrics(history):
+def test_the_overview_shows_the_first_flow_with_runs_and_a_scoring_run_is_not_its_latest_results(history):
     at = open_page("overview")
-    card = [m.value for m in at.markdown if "train 2021-12 → val 2022-01" in m.value]  # the latest metrics' run
+    assert at.selectbox(key="flow_pick_overview").value == TRAINING and at.query_params["flow"] == TRAINING
+    card = [m.value for m in at.markdown if "Train month 2021-12 · Validation month 2022-01" in m.value]
     assert len(card) == 1 and card[0].startswith(f"**{history.upstream['name']}** · ")
-    assert "Validation RMSE" in texts(at)
+    assert ":gray[Validation RMSE]" in texts(at) and "scoring-heron" not in texts(at)
+    at.selectbox(key="flow_pick_overview").set_value(SCORING).run()
+    assert not at.exception and at.query_params["flow"] == SCORING
+    assert "**scoring-heron** · " in texts(at) and ":gray[Champion's RMSE on the month]  \n### 11.2000" in texts(at)
+    assert f"/runs?state=COMPLETED&flow={SCORING}" in texts(at)
+
+
+def test_the_synthetic_counter_counts_the_runs_of_the_flow_shown(history):
+    at = open_page("overview")
+    assert "**3 of 12** completed runs of Monthly training had synthetic data" in texts(at)
+    at.selectbox(key="flow_pick_overview").set_value(SCORING).run()
+    assert "**1 of 1** completed runs of Monthly batch scoring had synthetic data" in texts(at)
+
+
+def test_the_runs_list_shows_the_flow_picked_or_every_flow(history):
+    at = open_page("runs")
+    assert "scoring-heron" not in run_names(table(at, "Reason")) and "Validation RMSE" in table(at, "Reason")
+    at.selectbox(key="flow_pick_runs").set_value(SCORING).run()
+    assert not at.exception
+    scoring = table(at, "Reason")
+    assert run_names(scoring) == {"scoring-heron"} and list(scoring["Champion's RMSE on the month"]) == ["11.2000"]
+    at.selectbox(key="flow_pick_runs").set_value("all").run()
+    every = table(at, "Reason")
+    assert {"scoring-heron", history.upstream["name"]} <= run_names(every)
+    assert {"Monthly training", "Monthly batch scoring"} <= set(every["Flow"])
+    assert "Champion's RMSE on the month 11.2000" in set(every["Result"])
+
+
+def test_the_flow_picked_holds_across_pages_and_comes_from_the_address(history):
+    at = open_page("overview")
+    at.selectbox(key="flow_pick_overview").set_value(SCORING).run()
+    at.switch_page("app_pages/trends.py").run()
+    assert not at.exception and at.selectbox(key="flow_pick_trends").value == SCORING
+    assert at.query_params["flow"] == SCORING
+    assert open_page("trends", flow=TRAINING).selectbox(key="flow_pick_trends").value == TRAINING
+
+
+def test_the_trends_page_draws_the_flow_picked(history):
+    at = open_page("trends")
+    assert "val_rmse" in table(at, "covers").columns and len(table(at, "covers")) == 12
+    at.selectbox(key="flow_pick_trends").set_value(SCORING).run()
+    assert not at.exception
+    scoring = table(at, "covers")
+    assert list(scoring["name"]) == ["scoring-heron"] and list(scoring["rmse"]) == [11.2]
+    assert "val_rmse" not in scoring.columns and "Data checks" not in [s.value for s in at.subheader]
+
+
+def test_a_scoring_runs_page_shows_its_own_summary_and_distributions(history):
+    at = open_page("run_detail", id=history.scoring)
+    shown = texts(at)
+    for line in ("| Trips scored | 1,000 of 1,040 read |", "| Champion's RMSE on the month | 11.2000 min |",
+                 "| Left out | 5 missing a timestamp · 20 under 1 minute · 15 over 60 minutes |",
+                 "| Scored month | 2021-07 |", ":gray[Champion's RMSE on the month]  \n### 11.2000"):
+        assert line in shown
+    assert f"Model: {history.upstream['name']} ({history.upstream['id'][:8]}), trained on 2021-12" in links(at)
+    chart = json.loads(next(c.proto.spec for c in at.get("plotly_chart") if "predicted" in c.proto.spec))
+    assert [trace["name"] for trace in chart["data"]] == ["predicted", "actual"]
+    assert "Validation RMSE" not in shown and "Data checks" not in shown  # the training flow's own parts
+
+
+def test_runs_show_prints_the_results_the_run_page_shows(history, capsys):
+    for run_id, lines in ((history.scoring, ("Trips scored", "1,000 of 1,040 read", "15 over 60 minutes")),
+                          (history.upstream["id"], ("Validation RMSE", "Training trips"))):
+        assert main(["runs", "show", run_id]) == 0
+        printed = capsys.readouterr().out
+        assert "Results" in printed and all(line in printed for line in lines)
+        page = texts(open_page("run_detail", id=run_id))
+        assert all(line in page for line in lines)
+
+
+def test_the_trigger_page_enqueues_a_run_of_the_flow_picked(history):
+    at = open_page("trigger", flow=SCORING)
+    assert at.selectbox(key="trigger_deployment").options == ["monthly-scoring"]
+    at.date_input(key="trigger_date").set_value(dt.date(2022, 3, 1)).run()
+    at.button(key="trigger_run").click().run()
+    assert not at.exception and at.toast and "(Monthly batch scoring" in at.toast[0].value
+    store = Store(history.settings.db_path, readonly=True)
+    try:
+        made = store.latest_run(now=dt.datetime.now(UTC))
+    finally:
+        store.close()
+    assert (made["flow"], made["run_date"], made["deployment"]) == (SCORING, "2022-03-01", "monthly-scoring")

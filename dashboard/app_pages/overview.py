@@ -1,27 +1,29 @@
-"""Overview: is a scheduler alive, which deployments it skips, the last run, the next run, the latest error, runs by state."""
+"""Overview of one flow (picked at the top): is a scheduler alive, which deployments it skips, the flow's last
+run, next run, latest results and runs by state."""
 from __future__ import annotations
 
 from typing import Any
 
 import streamlit as st
 
-from dashboard import labels, queries, widgets
+from dashboard import flows, labels, queries, widgets
+from pipeline.orchestration.registry import FlowEntry, Metric
 
 LOOKING_FORWARD = ("SCHEDULED", "LATE", "AWAITING_RETRY", "PENDING", "RUNNING")
 LOOKING_BACK = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
 
 
-def last_run_card(run: dict[str, Any] | None) -> None:
+def last_run_card(run: dict[str, Any] | None, entry: FlowEntry) -> None:
     st.subheader("Last run", divider="gray")
     if run is None:
-        st.info("No run has started yet.")
+        st.info(f"No run of {entry.display_name} has started yet.")
         return
     day = f"run date {run['run_date'] or '-'}"
-    st.markdown(f"{labels.run_badge(run)} &nbsp; **{run['name']}** · {labels.nowrap(day, labels.months(run))}",
+    st.markdown(f"{labels.run_badge(run)} &nbsp; **{run['name']}** · {labels.nowrap(day, *covered(entry, run))}",
                 unsafe_allow_html=True)
     st.caption(f"Started {labels.utc(run['started_at'] or run['scheduled_time'])} · "
                f"took {labels.duration(run['started_at'], run['ended_at'])}")
-    own_errors(run)
+    own_results(run, entry)
     if run["state"] == "CANCELLED":
         st.info(labels.reason(run) or "Cancelled on request.", icon=":material/cancel:")
     elif run.get("error"):
@@ -29,15 +31,18 @@ def last_run_card(run: dict[str, Any] | None) -> None:
     widgets.run_link(run, f"Open {run['name']}")
 
 
-def own_errors(run: dict[str, Any]) -> None:
-    """The last run's own training and validation MSE and RMSE (nothing when it recorded none)."""
+def covered(entry: FlowEntry, run: dict[str, Any]) -> list[str]:
+    """What the run covers (its flow's listed fields), as parts of a line; none when it has none."""
+    shown = labels.covers(entry, run)
+    return [shown] if shown else []
+
+
+def own_results(run: dict[str, Any], entry: FlowEntry) -> None:
+    """The last run's own first two metrics (nothing when it recorded none)."""
     values = run.get("metrics") or {}
-    if "val_rmse" not in values:
-        return
-    widgets.figures([("Training RMSE", labels.number(values.get("train_rmse"), 4), None),
-                     ("Validation RMSE", labels.number(values.get("val_rmse"), 4), None)])
-    st.caption(f"RMSE in minutes. MSE: training {labels.number(values.get('train_mse'), 4)} · validation "
-               f"{labels.number(values.get('val_mse'), 4)} (min²)")
+    shown = [(m.label, labels.metric_text(m, values.get(m.key)), None) for m in entry.metrics[:2]]
+    if shown and shown[0][1]:
+        widgets.figures([item for item in shown if item[1]])
 
 
 def next_run_card(run: dict[str, Any] | None) -> None:
@@ -73,50 +78,63 @@ def held_run_card(run: dict[str, Any]) -> None:
     widgets.run_link(run, f"Open {run['name']}")
 
 
-def latest_metrics_card(rows: list[dict[str, Any]]) -> None:
-    st.subheader("Latest validation error", divider="gray")
-    if not rows:
-        st.info("No completed run with metrics yet.")
+def latest_metrics_card(rows: list[dict[str, Any]], entry: FlowEntry) -> None:
+    st.subheader("Latest results", divider="gray")
+    if not rows or not entry.metrics:
+        st.info(f"No completed run of {entry.display_name} with metrics yet.")
         return
     latest, previous = rows[-1], (rows[-2] if len(rows) > 1 else None)
-    shown = []
-    for key, unit, digits in (("val_rmse", "min", 4), ("val_mse", "min²", 2)):
-        value, before = latest["metrics"].get(key), (previous or {}).get("metrics", {}).get(key)
-        delta = None if before is None or value is None else (value - before, f"{value - before:+.{digits}f} {unit}")
-        shown.append((f"Validation {key[4:].upper()}", labels.number(value, digits), delta))
-    widgets.figures(shown)  # a change is green when the error fell (lower is better)
+    widgets.figures([change(m, latest, previous) for m in entry.metrics[:2]])  # green when it got better
     day = f"run date {latest['run_date']}"
-    st.markdown(f"**{latest['name']}** · {labels.nowrap(day, labels.months(latest))}", unsafe_allow_html=True)
-    st.caption(f"Data: {labels.data_label(latest) or '-'}" + (
-        f" · change against {previous['name']} ({previous['val_month']})" if previous else ""))
+    st.markdown(f"**{latest['name']}** · {labels.nowrap(day, *covered(entry, latest))}", unsafe_allow_html=True)
+    flags = ", ".join(f.label for f in labels.flagged(entry, latest))
+    against = (f"change against {previous['name']} ({labels.covers(entry, previous) or previous['run_date']})"
+               if previous else "")
+    st.caption(" · ".join(part for part in (flags, against) if part) or " ")
     widgets.run_link(latest, f"Open {latest['name']}")
 
 
-def state_counts(counts: dict[str, int]) -> None:
+def change(metric: Metric, latest: dict[str, Any], previous: dict[str, Any] | None) -> tuple[str, str, Any]:
+    """A metric's latest value and its change against the previous run (green when it got better)."""
+    value = (latest.get("metrics") or {}).get(metric.key)
+    before = ((previous or {}).get("metrics") or {}).get(metric.key)
+    text = labels.metric_text(metric, value) or "-"
+    if before is None or value is None or metric.better is None:
+        return metric.label, text, None
+    delta = value - before
+    worse = delta if metric.better == "lower" else -delta  # figures() colours a positive change red
+    return metric.label, text, (worse, f"{'+' if delta >= 0 else '-'}{labels.metric_text(metric, abs(delta))}")
+
+
+def state_counts(counts: dict[str, int], entry: FlowEntry) -> None:
     """Runs by state as two lines of coloured badges (one element each: quick to draw), with a link
     from each state to the runs list filtered by it."""
     st.subheader("Runs by state", divider="gray")
     for caption, states in (("Looking forward: runs waiting to start", LOOKING_FORWARD),
                             ("Looking back: finished runs", LOOKING_BACK)):
-        badges = " &nbsp; ".join(f"[{labels.badge(state)} **{counts.get(state, 0):,}**](/runs?state={state})"
-                                 for state in states)
+        badges = " &nbsp; ".join(f"[{labels.badge(state)} **{counts.get(state, 0):,}**](/runs?state={state}"
+                                 f"&flow={entry.name})" for state in states)
         st.markdown(f"{caption}: &nbsp; {badges}")
 
 
 @st.fragment(run_every=queries.LIVE_EVERY_S)
-def live_overview() -> None:
+def live_overview(entry: FlowEntry) -> None:
     widgets.scheduler_status()
     widgets.failing_deployments()
     last, upcoming, metrics = st.columns(3, gap="large")
     with last:
-        last_run_card(queries.last_run())
+        last_run_card(queries.last_run(entry.name), entry)
     with upcoming:
-        next_run_card(queries.next_run())
+        next_run_card(queries.next_run(entry.name))
     with metrics:
-        latest_metrics_card(queries.latest_metrics())
-    state_counts(queries.count_by_state())  # numbers, no chart: the first page loads no charting library
+        latest_metrics_card(queries.latest_metrics(entry.name), entry)
+    state_counts(queries.count_by_state(entry.name), entry)  # numbers, no chart: the first page loads no charting library
 
 
 st.title("Overview")
-widgets.synthetic_banner()
-live_overview()
+chosen = flows.pick(page="overview")
+if chosen is None:
+    st.info("No flow is registered.")
+    st.stop()
+widgets.flag_banner(chosen)
+live_overview(chosen)

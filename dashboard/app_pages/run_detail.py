@@ -1,16 +1,17 @@
-"""Run detail (``/run?id=<uuid>``): header with state and failure reason, Cancel and Rerun,
-months and data source, the task runs as a timeline, logs, metrics, data figures, artifacts."""
+"""Run detail (``/run?id=<uuid>``): header with state and failure reason, Cancel and Rerun, the fields its
+flow declares, the task runs as a timeline, logs, its results (the flow's presenter, then its own sections:
+``flow_pages``), artifacts."""
 from __future__ import annotations
 
 import functools
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import streamlit as st
 
-from dashboard import access, actions, charts, frames, labels, models_view, notify_view, quality, queries, widgets
+from dashboard import access, actions, charts, flow_pages, frames, labels, notify_view, queries, widgets
 from pipeline.errors import PipelineError
+from pipeline.orchestration.deployments import default_deployment
 from pipeline.orchestration.states import ACTIVE_STATES, WAITING_STATES
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -50,8 +51,8 @@ def header(run: dict[str, Any]) -> None:
         st.error(f"**{labels.state_label(run['state'])}**{where}: {run['error']}", icon=":material/error:")
     elif reason:
         st.info(reason, icon=":material/hourglass_empty:" if run["state"] == "SCHEDULED" else ":material/info:")
-    if labels.is_synthetic(run):
-        st.warning(f"**SYNTHETIC DATA.** {labels.synthetic_sentence(run['state'])}", icon=":material/science:")
+    for field in labels.flagged(labels.entry_of(run.get("flow")), run):
+        st.warning(f"**{field.label.upper()}.** {flow_pages.flag_note(run, field)}".strip(), icon=":material/science:")
     buttons(run)
 
 
@@ -61,8 +62,11 @@ def buttons(run: dict[str, Any]) -> None:
     if access.button(cancel_col, "Cancel", "cancel", icon=":material/cancel:", disabled=not can_cancel,
                      key="detail_cancel"):
         write(lambda: actions.cancel(queries.settings(), run["id"]), "Cancel requested for {name}: now {state}.")
+    # a run without a deployment reruns through the default one: only a run of that deployment's flow can
+    rerunnable = bool(run.get("deployment")) or run.get("flow") == default_deployment().flow
     if access.button(rerun_col, "Rerun", "trigger", icon=":material/replay:", key="detail_rerun",
-                     help="Enqueue a new run with the same run date and deployment"):
+                     disabled=not rerunnable, help="Enqueue a new run with the same run date and deployment"
+                     if rerunnable else "A run without a deployment: trigger its flow from the command line"):
         write(lambda: actions.trigger(queries.settings(), date=run["run_date"], deployment=run.get("deployment")),
               "Enqueued {name} for run date {run_date}.", link=True)
     backfill_button(batch_col, run)
@@ -99,15 +103,23 @@ def write(request: Any, message: str, *, link: bool = False) -> None:
 
 def facts(run: dict[str, Any]) -> None:
     zone = queries.deployment_zone(run.get("deployment"))
-    shown = (("Run date", run["run_date"] or "-"),
-             ("Months", f"{run['train_month']} → {run['val_month']}" if run.get("train_month") else "-"),
-             ("Duration", labels.duration(run["started_at"], run["ended_at"])), ("Data", labels.data_label(run) or "-"))
-    for column, (label, value) in zip(st.columns(4), shown):
+    entry = labels.entry_of(run.get("flow"))
+    shown = [("Flow", entry.display_name if entry else "-"), ("Run date", run["run_date"] or "-"),
+             *[(f.label, labels.field_text(f, labels.field_value(run, f.name)) or "-") for f in fields_shown(entry)],
+             ("Duration", labels.duration(run["started_at"], run["ended_at"]))]
+    for column, (label, value) in zip(st.columns(len(shown)), shown):
         with column:
             widgets.figures([(label, value, None)])
-    st.caption(f"Scheduled {widgets.time_pair(run['scheduled_time'], zone)} · started {labels.utc(run['started_at'])}"
-               f" · ended {labels.utc(run['ended_at'])} · source `{labels.data_source(run)}`")
+    sources = [f"{f.label.lower()} `{labels.field_value(run, f.name)}`" for f in (entry.fields if entry else ())
+               if f.kind == "url" and labels.field_value(run, f.name)]
+    st.caption(" · ".join([f"Scheduled {widgets.time_pair(run['scheduled_time'], zone)}",
+                           f"started {labels.utc(run['started_at'])}", f"ended {labels.utc(run['ended_at'])}", *sources]))
     trigger_links(run)
+
+
+def fields_shown(entry: Any) -> list[Any]:
+    """The fields a run's header shows: its flow's fields but the flags (said in a banner when set)."""
+    return [f for f in (entry.fields if entry else ()) if f.kind != "flag"]
 
 
 def trigger_links(run: dict[str, Any]) -> None:
@@ -142,22 +154,22 @@ def logs(run: dict[str, Any]) -> None:
                        file_name=f"{run['name']}-{run['id'][:8]}.log", mime="text/plain", on_click="ignore")
 
 
-def metrics(run: dict[str, Any]) -> None:
+def results(run: dict[str, Any]) -> None:
+    """The run's results as its flow presents them (``FlowEntry.present``), then the flow's own sections."""
     values = run.get("metrics") or {}
-    if not values or set(values) <= {"data", "drift"}:  # a run a data gate blocked keeps its data checks only
-        st.info("No metrics: the run did not complete." if run["state"] != "COMPLETED" else
-                "This flow records no metrics.")
-        return
-    if "val_rmse" not in values:  # another flow (a user's Prefect 2 flow): the numbers it returned, as they are
-        own_metrics(values)
-        return
-    for column, key, name in zip(st.columns(4), ("train_mse", "train_rmse", "val_mse", "val_rmse"),
-                                 ("Training MSE (min²)", "Training RMSE (min)", "Validation MSE (min²)",
-                                  "Validation RMSE (min)")):
-        with column:
-            widgets.figures([(name, labels.number(values.get(key)), None)])
-    st.table(data_figures(values).set_index("Month"))  # a static table: no data grid to draw
-    st.caption(f"{labels.number(values.get('feature_count'))} one-hot features (pickup and drop-off zones).")
+    entry = labels.entry_of(run.get("flow"))
+    lines = entry.present(run) if entry else []
+    if lines:
+        headline = [(m.label, labels.metric_text(m, values.get(m.key)), None) for m in entry.metrics[:2]]
+        widgets.figures([item for item in headline if item[1]])
+        st.markdown(widgets.lines_table(lines))
+    elif run["state"] != "COMPLETED":
+        st.info("No metrics: the run did not complete.")
+    elif values and not entry.metrics:
+        own_metrics(values)  # a flow that declares nothing (a user's Prefect 2 flow): the numbers it returned
+    else:
+        st.info("This flow records no metrics.")
+    flow_pages.run_results(run)
 
 
 def own_metrics(values: dict[str, Any]) -> None:
@@ -169,23 +181,10 @@ def own_metrics(values: dict[str, Any]) -> None:
         st.json(others)
 
 
-def data_figures(values: dict[str, Any]) -> pd.DataFrame:
-    rows = []
-    for part, name in (("train", "training"), ("val", "validation")):
-        stats = values.get(f"{part}_stats") or {}
-        rows.append({"Month": f"{name} {values.get(f'{part}_month', '')}".strip(),
-                     "Rows kept": labels.number(stats.get("rows")), "Rows read": labels.number(stats.get("raw_rows")),
-                     "Dropped (outside 1-60 min)": labels.share(stats.get("dropped_share")),
-                     "Pickup zone missing": labels.share(stats.get("pu_missing_share")),
-                     "Drop-off zone missing": labels.share(stats.get("do_missing_share")),
-                     "Mean duration (min)": labels.number(stats.get("mean_duration"), 2)})
-    return pd.DataFrame(rows)
-
-
 def artifacts(run: dict[str, Any]) -> None:
     found = queries.artifacts(run["id"])
     if not found:
-        st.info("No artifacts: the model is saved by train_model.")
+        st.info("No artifacts: this run saved no file.")
         return
     home = queries.settings().home.resolve()
     for item in found:
@@ -211,15 +210,13 @@ def live_detail(run_id: str) -> None:
     facts(run)
     notify_view.section(run)
     tasks_tab, logs_tab, metrics_tab, artifacts_tab, parameters_tab = st.tabs(
-        ["Task runs", "Logs", "Metrics and data", "Artifacts", "Parameters"])
+        ["Task runs", "Logs", "Results", "Artifacts", "Parameters"])
     with tasks_tab:
         timeline(run)
     with logs_tab:
         logs(run)
     with metrics_tab:
-        metrics(run)
-        quality.data_report(run)
-        models_view.promotion(run)
+        results(run)
     with artifacts_tab:
         artifacts(run)
     with parameters_tab:

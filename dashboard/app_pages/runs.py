@@ -1,8 +1,8 @@
-"""Runs: every flow run, filtered by state, deployment, trigger, tag, run dates, start time and
-name, sorted, paged in SQL; a chart of runs over time (x = start time, y = duration, colour =
+"""Runs: the runs of one flow or of every flow (the picker at the top), filtered by state, deployment,
+trigger, tag, run dates, start time and name, sorted, paged in SQL; a chart of runs over time (x = start time, y = duration, colour =
 state); rows can be selected and cancelled together, and a whole backfill cancelled at once.
 
-The filters can come from the address (``/runs?state=LATE&trigger=backfill``), so that other
+The filters can come from the address (``/runs?state=LATE&trigger=backfill&flow=...``), so that other
 pages link to a filtered list.
 """
 from __future__ import annotations
@@ -14,7 +14,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import streamlit as st
 
-from dashboard import access, actions, charts, frames, labels, queries, widgets
+from dashboard import access, actions, charts, flows, frames, labels, queries, widgets
+from pipeline.orchestration.registry import FlowEntry
 
 PRESETS = {"All time": None, "Past 24 hours": 1, "Past 7 days": 7, "Past 30 days": 30,
            "Past year": 365, "Custom range": "custom"}
@@ -22,8 +23,15 @@ PER_PAGE = (25, 50, 100)
 TRIGGERS = ("schedule", "manual", "backfill")
 # Short enough for the Sort box at 1440 px (a longer one is cut there).
 SORTS = {"newest": "Newest first", "oldest": "Oldest first", "run_date_desc": "Run date, latest",
-         "run_date_asc": "Run date, earliest", "val_rmse_desc": "Val RMSE, highest",
-         "val_rmse_asc": "Val RMSE, lowest", "duration_desc": "Longest first", "name": "Name"}
+         "run_date_asc": "Run date, earliest", "metric_desc": "{metric}, highest",
+         "metric_asc": "{metric}, lowest", "duration_desc": "Longest first", "name": "Name"}
+
+
+def sorts(entry: FlowEntry | None) -> dict[str, str]:
+    """The sorts of the list: by the flow's headline metric too when one flow is shown."""
+    if entry is None or not entry.metrics:
+        return {key: text for key, text in SORTS.items() if not key.startswith("metric_")}
+    return {key: text.format(metric=entry.metrics[0].label) for key, text in SORTS.items()}
 
 
 def from_address() -> None:
@@ -41,21 +49,25 @@ def from_address() -> None:
             st.session_state[key] = params[name]
 
 
-def filter_bar() -> dict[str, Any]:
-    """The filters as keyword arguments of ``Store.run_list``."""
+def filter_bar(entry: FlowEntry | None) -> dict[str, Any]:
+    """The filters as keyword arguments of ``Store.run_list`` (``flow``: the flow picked, None for every flow)."""
     states_col, trigger_col, deployment_col, tag_col = st.columns([3, 2, 2, 2])
     chosen = states_col.multiselect("States", labels.RUN_STATES, format_func=labels.state_label,
                                     placeholder="All states", key="runs_states")
     triggers = trigger_col.multiselect("Trigger", TRIGGERS, placeholder="Any trigger", key="runs_triggers")
-    names = [d["name"] for d in queries.deployments()]
+    names = [d["name"] for d in queries.deployments() if entry is None or d.get("flow") == entry.name]
     deployment = deployment_col.selectbox("Deployment", ["All deployments", *names], key="runs_deployment")
     tag = tag_col.selectbox("Tag", ["Any tag", *queries.tags()], key="runs_tag")
     dates_col, period_col, search_col, sort_col = st.columns([3, 2, 2, 2])
     first, last = run_dates(dates_col)
     since, until = period(period_col)
     search = search_col.text_input("Search", placeholder="Run name, id or run date", key="runs_search")
-    sort = sort_col.selectbox("Sort", list(SORTS), format_func=SORTS.get, key="runs_sort")
-    return {"states": tuple(chosen) or None, "triggers": tuple(triggers) or None, "search": search.strip() or None,
+    shown = sorts(entry)
+    if st.session_state.get("runs_sort") not in shown:
+        st.session_state.pop("runs_sort", None)  # a metric sort, after "All flows" was picked
+    sort = sort_col.selectbox("Sort", list(shown), format_func=shown.get, key="runs_sort")
+    return {"flow": entry.name if entry else None, "metric": entry.metrics[0].key if entry and entry.metrics else None,
+            "states": tuple(chosen) or None, "triggers": tuple(triggers) or None, "search": search.strip() or None,
             "deployment": None if deployment == "All deployments" else deployment,
             "tag": None if tag == "Any tag" else tag, "run_date_from": first, "run_date_to": last,
             "since": since, "until": until, "sort": sort}
@@ -162,7 +174,7 @@ def cancel_matching(filters: dict[str, Any]) -> None:
     """With a trigger filter of backfill, one button cancels every waiting or running run that matches."""
     if "backfill" not in (filters.get("triggers") or ()):
         return
-    matching = {k: v for k, v in filters.items() if k != "sort"}
+    matching = {k: v for k, v in filters.items() if k not in ("sort", "metric")}
     count = len(queries.cancellable_ids(**matching))
     if access.button(st, f"Cancel the {count} waiting or running backfill run(s) matching these filters", "cancel",
                      icon=":material/cancel_schedule_send:", disabled=not count, key="runs_cancel_backfill"):
@@ -184,8 +196,8 @@ def cancel(ids: list[str]) -> None:
 @st.fragment(run_every=queries.LIVE_EVERY_S)
 def live_runs(filters: dict[str, Any]) -> None:
     widgets.show_notice()
-    latest_line(queries.latest_run())
-    listing = {k: v for k, v in filters.items() if k != "sort"}
+    latest_line(queries.latest_run(filters["flow"]))
+    listing = {k: v for k, v in filters.items() if k not in ("sort", "metric")}
     per_page, page = pager(queries.count_run_list(**listing))
     table, points = queries.run_list(page=page, per_page=per_page, overdue_note=widgets.overdue_note(), **filters)
     if table.empty:
@@ -194,7 +206,8 @@ def live_runs(filters: dict[str, Any]) -> None:
     if st.toggle("Chart of this page's runs over time (x = start, y = duration, colour = state)", key="runs_chart_on",
                  help="Off by default: the list draws at once; the chart costs a charting library's time"):
         runs_chart(points)
-    event = widgets.runs_table(table, key=table_key(), height=min(38 + 35 * len(table), 740), select=True)
+    event = widgets.runs_table(table, key=table_key(), height=min(38 + 35 * len(table), 740), select=True,
+                               entry=labels.entry_of(filters["flow"]))
     left, right = st.columns([1, 2])
     with left:
         cancel_selected(selected_runs(table, event))
@@ -205,4 +218,4 @@ def live_runs(filters: dict[str, Any]) -> None:
 
 st.title("Runs")
 from_address()
-live_runs(filter_bar())
+live_runs(filter_bar(flows.pick(allow_all=True, page="runs")))

@@ -1,67 +1,104 @@
-"""Trends: training and validation MSE and RMSE, one point a month (its latest completed run,
-aggregated in SQL), months without a run left as gaps, a range selector, and a per-month table
-with rows, mean trip duration and where the data came from. Runs on synthetic data have hollow markers."""
+"""Trends of one flow (picked at the top): the metric its entry trends, one point per value of the trend's
+field (e.g. a month: its latest completed run, aggregated in SQL) or per run, gaps where a month has no run,
+a range selector, and a table of every metric the flow declares. Runs with a flag set (e.g. synthetic data)
+have hollow markers. Under it, the flow's own trends (``flow_pages``)."""
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, labels, quality, queries
+from dashboard import charts, flow_pages, flows, labels, queries
+from pipeline.orchestration.registry import FlowEntry, Metric, Trend
 
-REGRESSION = 0.05  # a validation RMSE 5 % above the previous month's is flagged
+REGRESSION = 0.05  # the trend metric 5 % worse than the previous point's is flagged
 
 
-def regression_note(history: pd.DataFrame) -> None:
-    """Flag the latest month when its validation RMSE rose by more than REGRESSION."""
-    if len(history) < 2:
+def trend_of(entry: FlowEntry) -> Trend:
+    return entry.trend or Trend(entry.metrics[0].key)
+
+
+def regression_note(history: pd.DataFrame, entry: FlowEntry) -> None:
+    """Flag the latest point when the trend metric got worse by more than REGRESSION."""
+    metric = entry.metric(trend_of(entry).metric)
+    if len(history) < 2 or metric is None or metric.better is None:
         return
-    latest, previous = history.iloc[-1], history.iloc[-2]
-    if previous["val_rmse"] and latest["val_rmse"] > previous["val_rmse"] * (1 + REGRESSION):
-        rise = latest["val_rmse"] / previous["val_rmse"] - 1
-        st.warning(f"Validation RMSE rose {labels.share(rise)} in the latest run ({latest['name']}, {latest['months']}): "
-                   f"{previous['val_rmse']:.4f} → {latest['val_rmse']:.4f} min.", icon=":material/trending_up:")
+    latest, previous = history.iloc[-1][metric.key], history.iloc[-2][metric.key]
+    if not previous or pd.isna(previous) or pd.isna(latest):
+        return
+    worse = latest / previous - 1 if metric.better == "lower" else 1 - latest / previous
+    if worse > REGRESSION:
+        run = history.iloc[-1]
+        st.warning(f"{metric.label} got {labels.share(worse)} worse in the latest run ({run['name']}"
+                   f"{', ' + run['covers'] if run['covers'] else ''}): {labels.metric_text(metric, previous)} → "
+                   f"{labels.metric_text(metric, latest)}.", icon=":material/trending_up:")
 
 
-def figures_table(history: pd.DataFrame) -> None:
-    table = history[["run_date", "months", "name", "data", "runs", "train_rmse", "val_rmse", "train_mse", "val_mse",
-                     "train_rows", "val_rows", "train_mean_duration", "val_mean_duration"]].iloc[::-1].copy()
-    table["run_date"] = table["run_date"].dt.strftime("%Y-%m")
-    number = st.column_config.NumberColumn
-    st.subheader("Per month", divider="gray")
+def number_column(metric: Metric) -> st.column_config.NumberColumn:
+    """A table column in the metric's format (``.3f`` as ``%.3f``, a count with separators)."""
+    spec = metric.format
+    shown = "localized" if spec.endswith("d") else f"%{spec.lstrip(',')}" if spec.endswith("f") else None
+    return st.column_config.NumberColumn(metric.label, format=shown)
+
+
+def figures_table(history: pd.DataFrame, entry: FlowEntry) -> None:
+    keys = [m.key for m in entry.metrics]
+    table = history[["run_date", "covers", "name", "runs", *keys]].iloc[::-1].copy()
+    st.subheader("Per point", divider="gray")
     st.dataframe(table, hide_index=True, width="stretch", key="trends_table", column_config={
-        "run_date": "Run month", "months": "Months", "name": "Run", "data": "Data", "runs": number("Runs", format="%d"),
-        "train_rmse": number("Train RMSE (min)", format="%.4f"), "val_rmse": number("Val RMSE (min)", format="%.4f"),
-        "train_mse": number("Train MSE (min²)", format="%.4f"), "val_mse": number("Val MSE (min²)", format="%.4f"),
-        "train_rows": number("Train rows", format="localized"), "val_rows": number("Val rows", format="localized"),
-        "train_mean_duration": number("Train mean (min)", format="%.2f"),
-        "val_mean_duration": number("Val mean (min)", format="%.2f"),
-    })
-    st.caption("One row per run month: its latest completed run (Runs: how many completed that month).")
+        "run_date": "Run date", "covers": "Covers", "name": "Run",
+        "runs": st.column_config.NumberColumn("Runs", format="%d"), **{m.key: number_column(m) for m in entry.metrics}})
+    by = entry.field(trend_of(entry).by) if trend_of(entry).by else None
+    st.caption(f"One row per {by.label.lower()}: its latest completed run (Runs: how many completed for it)." if by
+               else "One row per completed run.")
 
 
-def hidden_note(history: pd.DataFrame, real_only: bool) -> None:
-    """With "Real data only" and no real run: how many synthetic runs it hides, and how to see them."""
-    synthetic = queries.synthetic_share()[0]
-    if real_only and history.empty and synthetic:
-        st.info(f"No completed run on real data yet: {labels.plural(synthetic, 'run')} on synthetic demo data "
-                f"{'is' if synthetic == 1 else 'are'} hidden. Turn off *Real data only* to see "
-                f"{'it' if synthetic == 1 else 'them'}.", icon=":material/visibility_off:")
+def hidden_note(history: pd.DataFrame, entry: FlowEntry, hide: bool) -> None:
+    """With the flagged runs hidden and nothing left: how many it hides, and how to see them."""
+    field = next((f for f in entry.fields if f.kind == "flag"), None)
+    if not (hide and history.empty and field):
+        return
+    flagged = queries.flag_share(entry.name, field.name)[0]
+    if flagged:
+        st.info(f"No completed run without {field.label} yet: {labels.plural(flagged, 'run')} with "
+                f"{field.label} {'is' if flagged == 1 else 'are'} hidden. Turn off *{without(entry)}* to see "
+                f"{'it' if flagged == 1 else 'them'}.", icon=":material/visibility_off:")
+
+
+def without(entry: FlowEntry) -> str:
+    """The toggle that hides the runs with a flag set: ``Without synthetic data``."""
+    return f"Without {next(f.label for f in entry.fields if f.kind == 'flag')}"
+
+
+def lines(entry: FlowEntry) -> list[tuple[str, str]]:
+    trend = trend_of(entry)
+    return [(key, entry.metric(key).label if entry.metric(key) else key) for key in (trend.metric, *trend.also)]
 
 
 @st.fragment(run_every=queries.LIVE_EVERY_S * 6)
-def live_trends(real_only: bool) -> None:
-    history = queries.metric_months(real_only)
-    hidden_note(history, real_only)
-    regression_note(history)
-    st.plotly_chart(charts.metric_trends(history), config={"displaylogo": False, "displayModeBar": False},
-                    key="trends_chart")
+def live_trends(entry: FlowEntry, hide: bool) -> None:
+    flag = next((f.name for f in entry.fields if f.kind == "flag"), None)
+    history = queries.trend(entry.name, flag if hide else None)
+    hidden_note(history, entry, hide)
+    regression_note(history, entry)
+    trend = trend_of(entry)
+    by = entry.field(trend.by) if trend.by else None
+    monthly = by is not None and by.kind == "month"
+    main = entry.metric(trend.metric)
+    st.plotly_chart(charts.metric_trends(history, lines(entry), title=main.label if main else trend.metric,
+                                         x_title=by.label if by else "Run date", monthly=monthly),
+                    config={"displaylogo": False, "displayModeBar": False}, key="trends_chart")
     if not history.empty:
-        figures_table(history)
-    quality.trends(real_only)
+        figures_table(history, entry)
+    flow_pages.trends(entry.name, hide)
 
 
 st.title("Trends")
-st.caption("MSE is in minutes², RMSE in minutes (the course printed an RMSE and called it MSE). "
-           "Hollow markers: runs on synthetic demo data.")
-live_trends(st.toggle("Real data only", key="trends_real_only",
-                      help="Only runs on a real source (the TLC, a mirror or a local folder): hides synthetic demo data"))
+chosen = flows.pick(page="trends")
+if chosen is None or not (chosen.metrics or chosen.trend):
+    st.info("This flow declares no metric to trend." if chosen else "No flow is registered.")
+    st.stop()
+flags = [f.label for f in chosen.fields if f.kind == "flag"]
+if flags:
+    st.caption(f"Hollow markers: runs with {' or '.join(flags)}.")
+live_trends(chosen, bool(flags) and st.toggle(without(chosen), key="trends_hide_flagged",
+                                              help=f"Leave out the runs with {flags[0]}"))

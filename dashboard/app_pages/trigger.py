@@ -1,5 +1,6 @@
-"""Trigger: a manual run for a date, and a backfill over a date range with a dry-run preview
-of the months it will run and a confirmation. Bad input is explained and writes nothing."""
+"""Trigger: a run of the flow picked at the top (a deployment of it) for a date, and a backfill over a date
+range with a dry-run preview of what each run will cover and a confirmation. Bad input is explained and
+writes nothing."""
 from __future__ import annotations
 
 import datetime as dt
@@ -8,54 +9,75 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dashboard import access, actions, labels, queries, widgets
-from pipeline.orchestration.deployments import DEFAULT_DEPLOYMENT
+from dashboard import access, actions, flows, labels, queries, widgets
+from pipeline.orchestration.deployments import DEFAULT_DEPLOYMENT, default_deployment
+from pipeline.orchestration.registry import FlowEntry
 from pipeline.errors import PipelineError
-from pipeline.training.months import last_allowed_run_date, months_for
 
 # The pickers reach back to the first FHV files (2015), so every range the pipeline would refuse
 # (over 120 months, in the future, reversed) can be entered and gets its sentence.
 FIRST_DATE = dt.date(2015, 1, 1)
 
 
-def deployment_choice(key: str) -> str:
-    """The deployment whose queue and parameters the new runs get (the default one first)."""
+def deployment_names(entry: FlowEntry) -> list[str]:
+    """The deployments of the flow; the default deployment first when it is this flow's (made on first use)."""
+    names = [d["name"] for d in queries.deployments() if d.get("flow") == entry.name]
+    if default_deployment().flow == entry.name:
+        names = [DEFAULT_DEPLOYMENT] + [n for n in names if n != DEFAULT_DEPLOYMENT]
+    return names
+
+
+def deployment_choice(key: str, entry: FlowEntry) -> str | None:
+    """The deployment whose queue and parameters the new runs get; None (said) when the flow has none."""
+    names = deployment_names(entry)
+    if not names:
+        st.info(f"{entry.display_name} has no deployment yet: create one (python -m pipeline deployment create, or "
+                "a deployment file) to trigger its runs here.", icon=":material/info:")
+        return None
+    if st.session_state.get(key) not in names:
+        st.session_state.pop(key, None)  # a deployment of the flow picked before
+    chosen = st.selectbox("Deployment", names, key=key,
+                          help="Its work queue and parameters apply to the new runs")
     known = {d["name"]: d for d in queries.deployments()}
-    names = [DEFAULT_DEPLOYMENT] + [n for n in known if n != DEFAULT_DEPLOYMENT]
-    chosen = st.selectbox("Deployment", names, key=key, help="Its work queue and parameters apply to the new runs; "
-                          f"{DEFAULT_DEPLOYMENT} is created on first use if it does not exist")
     if chosen in known:
         widgets.deployment_error(known[chosen])
     return chosen
 
 
-def months_caption(day: dt.date) -> str:
-    train, val = months_for(day)
-    return f"Trains on {train}, validates on {val}."
+def covers_caption(entry: FlowEntry, day: dt.date, deployment: str) -> str:
+    """What a run of this date covers (``Train month 2021-06 · Validation month 2021-07.``), or why it cannot run."""
+    try:
+        entry.refuse_date(day, today(deployment))
+        shown = labels.covers(entry, entry.fields_for({"date": day.isoformat()}, queries.settings()))
+    except PipelineError as error:
+        return str(error)
+    return f"It covers {shown}." if shown else ""
 
 
-def today(deployment: str) -> dt.date:
+def today(deployment: str | None) -> dt.date:
     return labels.today_in(queries.now(), queries.deployment_zone(deployment) or "America/New_York")
 
 
 def latest_date(deployment: str) -> dt.date:
-    """The latest run date either form accepts, by the rule of ``run``, ``trigger`` and ``backfill``: the
-    last day of this month in the deployment's zone (a later date's validation month is not over)."""
-    return last_allowed_run_date(today(deployment))
+    """The latest run date the pickers offer: the last day of this month in the deployment's zone (each flow
+    refuses a date it cannot run yet with its own sentence)."""
+    first_after = (today(deployment).replace(day=1) + dt.timedelta(days=31)).replace(day=1)
+    return first_after - dt.timedelta(days=1)
 
 
 def latest_rule(deployment: str) -> str:
     """The same sentence under both forms."""
-    last = latest_date(deployment)
-    return (f"Latest run date: {last.isoformat()}; a run validates on the month before its run date, and "
-            f"that month must be over ({months_for(last)[1]} is the latest).")
+    return f"Latest run date: {latest_date(deployment).isoformat()}."
 
 
 SOURCES = {"configured": "As configured", "demo": "Demo (synthetic)", "tlc": "TLC", "custom": "A mirror or folder"}
 
 
-def data_source() -> str | None:
-    """The data the run reads: None for this dashboard's FHV_DATA_URL, else a checked URL template."""
+def data_choice(entry: FlowEntry) -> str | None:
+    """The data the run reads: None for this dashboard's FHV_DATA_URL (or a flow that reads none), else a
+    checked URL template."""
+    if entry.parameters is not None and "data_url" not in entry.parameters:
+        return None
     configured = queries.settings().data_url
     choice = st.radio("Data source", list(SOURCES), format_func=SOURCES.get, horizontal=True, key="trigger_source",
                       help=f"As configured: {labels.source_label(configured)} (FHV_DATA_URL={configured})")
@@ -68,17 +90,19 @@ def data_source() -> str | None:
     return choice
 
 
-def manual_run() -> None:
+def manual_run(entry: FlowEntry) -> None:
     st.subheader("Run once", divider="gray")
-    deployment = deployment_choice("trigger_deployment")
+    deployment = deployment_choice("trigger_deployment", entry)
+    if deployment is None:
+        return
     last = latest_date(deployment)
     day = st.date_input("Run date", today(deployment), min_value=FIRST_DATE, max_value=last, key="trigger_date",
                         format="YYYY-MM-DD")
-    source = data_source()
+    source = data_choice(entry)
     paused = any(d["name"] == deployment and not d["active"] for d in queries.deployments())
     starts = (f"Deployment {deployment} is paused: the run waits until it is resumed on *Upcoming*." if paused else
               "The scheduler starts it as soon as its work queue has room.")
-    st.caption(f"{months_caption(day)} {latest_rule(deployment)} {starts}")
+    st.caption(f"{covers_caption(entry, day, deployment)} {latest_rule(deployment)} {starts}")
     if access.button(st, "Enqueue run", "trigger", type="primary", icon=":material/play_arrow:", key="trigger_run"):
         try:
             row = actions.trigger(queries.settings(), date=day, deployment=deployment, data_url=source)
@@ -86,15 +110,17 @@ def manual_run() -> None:
             st.error(str(error), icon=":material/error:")
             return
         queries.refresh()
-        confirm(f"Enqueued {row['name']} for run date {row['run_date']} ({labels.months(row)}, "
-                f"{labels.data_label(row) or 'data as configured'}).", [row])
+        covered = ", ".join(part for part in (entry.display_name, labels.covers(entry, row)) if part)
+        confirm(f"Enqueued {row['name']} for run date {row['run_date']} ({covered}).", [row])
 
 
-def backfill() -> None:
+def backfill(entry: FlowEntry) -> None:
     st.subheader("Backfill", divider="gray")
     if backfill_result():
         return
-    deployment = deployment_choice("backfill_deployment")
+    deployment = deployment_choice("backfill_deployment", entry)
+    if deployment is None:
+        return
     last = latest_date(deployment)
     start_col, end_col = st.columns(2)
     start = start_col.date_input("First run date", (today(deployment) - dt.timedelta(days=183)).replace(day=15),
@@ -108,7 +134,7 @@ def backfill() -> None:
         st.session_state["backfill_plan"] = (inputs, preview(start, end, deployment, force))
     planned_for, plan = st.session_state.get("backfill_plan", (None, None))
     if plan is not None and planned_for == inputs:  # a changed input needs a new preview
-        show_plan(plan)
+        show_plan(plan, entry)
 
 
 def backfill_result() -> bool:
@@ -144,11 +170,11 @@ def preview(start: dt.date, end: dt.date, deployment: str | None, force: bool) -
         return None
 
 
-def show_plan(plan: Any) -> None:
+def show_plan(plan: Any, entry: FlowEntry) -> None:
     st.markdown(f"**Dry run:** {len(plan.dates)} run(s) for deployment **{plan.deployment}**, "
                 f"{len(plan.skipped)} skipped.")
     if plan.dates:
-        st.dataframe(plan_table(plan.dates), hide_index=True, key="backfill_dates", height=min(38 + 35 * len(plan.dates), 400))
+        st.dataframe(plan_table(plan.dates, entry), hide_index=True, key="backfill_dates", height=min(38 + 35 * len(plan.dates), 400))
     if plan.skipped:
         st.dataframe(pd.DataFrame([{"Run date": d.isoformat(), "Skipped because": why} for d, why in plan.skipped]),
                      hide_index=True, key="backfill_skipped")
@@ -157,9 +183,15 @@ def show_plan(plan: Any) -> None:
         enqueue(plan)
 
 
-def plan_table(dates: list[dt.date]) -> pd.DataFrame:
-    return pd.DataFrame([{"Run date": d.isoformat(), "Train month": months_for(d)[0],
-                          "Validation month": months_for(d)[1]} for d in dates])
+def plan_table(dates: list[dt.date], entry: FlowEntry) -> pd.DataFrame:
+    """The planned run dates with what each run will cover (the flow's listed fields)."""
+    listed = [f for f in entry.fields if f.listed and f.kind != "flag"]
+    settings = queries.settings()
+    rows = []
+    for day in dates:
+        found = entry.fields_for({"date": day.isoformat()}, settings)
+        rows.append({"Run date": day.isoformat(), **{f.label: labels.field_text(f, found.get(f.name)) for f in listed}})
+    return pd.DataFrame(rows, columns=["Run date", *(f.label for f in listed)])
 
 
 def enqueue(plan: Any) -> None:
@@ -193,8 +225,12 @@ def confirm(message: str, rows: list[dict[str, Any]]) -> None:
 st.title("Trigger")
 st.caption("Runs go to the history as Scheduled; the scheduler process runs them. Nothing trains in the dashboard.")
 access.explain("trigger", "backfill")
+chosen = flows.pick(page="trigger")
+if chosen is None:
+    st.info("No flow is registered.")
+    st.stop()
 once, many = st.columns(2, gap="large")
 with once:
-    manual_run()
+    manual_run(chosen)
 with many:
-    backfill()
+    backfill(chosen)

@@ -50,6 +50,7 @@ class Field:
     kind: str = "text"
     indexed: bool = False
     listed: bool = True
+    help: str = ""  # a sentence pages show beside a value (a flag: what a yes means for the run's numbers)
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class Trend:
 
     metric: str
     by: str | None = None
+    also: tuple[str, ...] = ()  # other metrics drawn beside it, in the same units (e.g. the training error)
 
 
 @dataclass(frozen=True)
@@ -191,6 +193,11 @@ def flow_entry(name: str) -> FlowEntry:
 
 def flow_names() -> list[str]:
     return sorted(_FLOWS)
+
+
+def flow_entries() -> list[FlowEntry]:
+    """Every registered flow, in the order they were registered (a user's flow file last)."""
+    return list(_FLOWS.values())
 
 
 def default_flow() -> str:

@@ -143,7 +143,9 @@ def _metrics(run_date: str, month: str, output: str, scored: predictions.Scored,
             "mean_predicted": scored.predicted_sum / scored.rows, "mean_actual": float(summary.cell_minutes.sum()) / scored.rows,
             "run_date": run_date, "month": month, "output": output, "rows_left_out": summary.dropped_by_rule(),
             "model_version": in_use.version, "month_figures": checks["figures"], "drift_vs_champion": checks["drift"],
-            "synthetic": settings.is_synthetic, "data_source": settings.data_url}
+            "synthetic": settings.is_synthetic, "data_source": settings.data_url,
+            "distribution": {"predicted": predictions.predicted_minutes(summary, in_use.model),
+                             "actual": checks["figures"]["hist"]["duration"]}}
 
 
 def execute(store: Store, settings: Settings, run_id: str, *, clock: Clock = SYSTEM_CLOCK,

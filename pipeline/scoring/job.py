@@ -36,10 +36,11 @@ def check_date(run_date: dt.date, today: dt.date) -> None:
 
 
 def run_fields(parameters: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
-    """The columns a run carries before it starts: its date and data source (its month is in its parameters)."""
+    """The fields a run carries before it starts: its date, the month it scores and its data source."""
     run_date = parse_date(parameters.get("date"))
     data_url = normalize_data_url(parameters.get("data_url") or settings.data_url)
-    return {"run_date": run_date.isoformat(), "data_source": data_url, "synthetic": is_synthetic(data_url)}
+    return {"run_date": run_date.isoformat(), "month": scored_month(run_date), "data_source": data_url,
+            "synthetic": is_synthetic(data_url)}
 
 
 def normalize(parameters: Mapping[str, Any]) -> dict[str, Any]:
@@ -51,10 +52,11 @@ def normalize(parameters: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+SYNTHETIC = "A generated demo month, not real TLC trips: its errors say nothing about the real model."
 FIELDS = (Field("month", "Scored month", "month", indexed=True),
           Field("data_source", "Data source", "url", listed=False),
-          Field("synthetic", "synthetic data", "flag", listed=False))
-METRICS = (Metric("rmse", "Champion's RMSE on the month"), Metric("rows_scored", "Trips scored", ",d", None),
+          Field("synthetic", "synthetic data", "flag", listed=False, help=SYNTHETIC))
+METRICS = (Metric("rmse", "Champion's RMSE on the month", ".4f"), Metric("rows_scored", "Trips scored", ",d", None),
            Metric("mean_predicted", "Mean predicted minutes", ".2f", None),
            Metric("mean_actual", "Mean actual minutes", ".2f", None))
 
@@ -63,4 +65,4 @@ ENTRY = FlowEntry(
     name=FLOW_NAME, execute="pipeline.scoring.flow:execute", run_fields=run_fields, parameters=PARAMETERS,
     await_errors=(NotPublishedError,), preload=("pipeline.scoring.flow",), normalize=normalize,
     check_date=check_date, title="Monthly batch scoring", fields=FIELDS, metrics=METRICS,
-    trend=Trend("rmse", by="month"), classify_failure=classify_failure)
+    trend=Trend("rmse", by="month"), classify_failure=classify_failure, summary="pipeline.scoring.results:present")

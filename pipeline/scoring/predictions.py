@@ -73,6 +73,20 @@ class Scored:
         return math.sqrt(self.squared_error / self.rows) if self.rows else float("nan")
 
 
+MINUTE_BINS = 60  # as the data checks bin durations (training/quality.py minute_hist)
+
+
+def predicted_minutes(summary: features.MonthSummary, model: ZoneModel) -> list[int]:
+    """The kept trips by minute of their predicted duration, binned as the data checks bin the actual ones (bin i:
+    i+1 to i+2 minutes; a prediction under 1 minute counts in the first bin, one of 60 or more in the last).
+    Read from the month's counts by pair of zones: one prediction a pair, not a pass over the trips."""
+    counts = summary.cells[:features.CELLS]
+    cells = np.flatnonzero(counts)
+    predicted = model.predict(cells // features.SLOTS, cells % features.SLOTS)
+    minute = np.clip(np.floor(predicted) - 1, 0, MINUTE_BINS - 1).astype(np.int64)
+    return np.bincount(minute, weights=counts[cells], minlength=MINUTE_BINS).astype(np.int64).tolist()
+
+
 def score_file(path: Path, label: str, month: str, model: ZoneModel, version: str, target: Path) -> Scored:
     """Score the parquet month ``path`` into a temporary file beside ``target`` (removed if anything fails)."""
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -40,11 +40,12 @@ def normalize(parameters: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+SYNTHETIC = "Generated demo months, not real TLC trips: its errors say nothing about the real model."
 FIELDS = (Field("train_month", "Train month", "month", indexed=True),
           Field("val_month", "Validation month", "month", indexed=True),
           Field("data_source", "Data source", "url", listed=False),
-          Field("synthetic", "synthetic data", "flag", listed=False))
-METRICS = (Metric("val_rmse", "Validation RMSE"), Metric("train_rmse", "Training RMSE"),
+          Field("synthetic", "synthetic data", "flag", listed=False, help=SYNTHETIC))
+METRICS = (Metric("val_rmse", "Validation RMSE", ".4f"), Metric("train_rmse", "Training RMSE", ".4f"),
            Metric("val_rows", "Validation trips", ",d", None), Metric("train_rows", "Training trips", ",d", None),
            Metric("feature_count", "Features", ",d", None))
 GATE_SENTENCE = "The gate "  # how a gate in block mode words its error (quality.py)
@@ -64,4 +65,5 @@ ENTRY = FlowEntry(
     await_errors=(NotPublishedError,), preload=("pipeline.training.flow", "pipeline.training.model",
                                                     "sklearn.linear_model", "sklearn.feature_extraction"),
     normalize=normalize, check_date=check_run_date, title="Monthly training", fields=FIELDS, metrics=METRICS,
-    trend=Trend("val_rmse", by="val_month"), classify_failure=classify_failure)
+    trend=Trend("val_rmse", by="val_month", also=("train_rmse",)), classify_failure=classify_failure,
+    summary="pipeline.training.results:present")
