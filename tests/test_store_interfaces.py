@@ -24,8 +24,7 @@ INTERNAL = {"conn", "row_locks", "lock_queue", "claim_idle_timeout_ms"}  # the p
 
 def everything(interface: type) -> set[str]:
     """What an interface offers: its own members and those of the interfaces it extends."""
-    return {name for base in interface.__mro__ if base in vars(interfaces).values() and base.__module__ ==
-            interfaces.__name__ for name in members(base)}
+    return {name for base in interface.__mro__ if base.__module__ == interfaces.__name__ for name in members(base)}
 
 
 def parameters(function: object) -> list[tuple[str, object, object]]:
