@@ -124,3 +124,14 @@ def test_the_adding_a_flow_page_runs_as_written(tmp_path, monkeypatch, settings,
     assert (run["state"], run["word"], run["metrics"]) == ("COMPLETED", "hello", {"letters": 5})
     monkeypatch.delitem(sys.modules, "my_flows.echo")
     monkeypatch.delitem(sys.modules, "my_flows")
+
+
+def test_every_deployment_file_the_guides_show_registers(tmp_path, monkeypatch, settings, capsys):
+    monkeypatch.setenv("FHV_HOME", str(settings.home))
+    examples = [(page.name, block) for page in sorted(DOCS.glob("*.md")) if page.name != "adding-a-flow.md"
+                for block in code_blocks(page.name, "python") if "DeploymentSpec(" in block]
+    assert len(examples) >= 4
+    for number, (page, block) in enumerate(examples):
+        (tmp_path / f"example_{number}.py").write_text(block)
+        assert main(["deployment", "create", str(tmp_path / f"example_{number}.py")]) == 0, \
+            f"{page}: {capsys.readouterr().err}"
