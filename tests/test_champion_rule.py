@@ -120,35 +120,6 @@ def finishing(store, name: str, train: str, val: str) -> str:
                             train_month=train, val_month=val)
 
 
-def test_two_runs_deciding_together_end_as_if_one_had_finished_first(location):
-    """The newer run decided (its event waits for its run to complete); a backfill deciding before it completes
-    is judged against it, not against the champion of before (there is none here: it would have been first)."""
-    store = Store(location)
-    newer, backfill = finishing(store, "newer", "2021-06", "2021-07"), finishing(store, "backfill", "2017-12", "2018-01")
-    common = dict(new_rmse=10.0, val_summary=None, synthetic=False, tolerance=0.0, now=NOW)
-    assert champion.challenge(store, run_id=newer, train_month="2021-06", val_month="2021-07", **common)[
-        "decision"] == "first"
-    late = champion.challenge(store, run_id=backfill, train_month="2017-12", val_month="2018-01", **common)
-    assert late["decision"] == "older_months" and late["champion_run_id"] == newer
-    for run_id in (backfill, newer):
-        store.transition(run_id, State.COMPLETED, now=NOW)
-    assert store.champion(FLOW_NAME)["id"] == newer
-    assert store.contender(FLOW_NAME, besides=newer)["id"] == newer  # completed now: the champion itself
-    store.close()
-
-
-def test_a_run_still_finishing_is_the_contender_until_it_ends_otherwise(location):
-    store = Store(location)
-    pending = finishing(store, "pending", "2021-06", "2021-07")
-    store.record_model_event(flow=FLOW_NAME, run_id=pending, action="promoted", actor="pipeline", reason="r.",
-                             now=NOW, after_seq=0, undo_to=None)
-    assert store.champion(FLOW_NAME) is None and store.contender(FLOW_NAME)["id"] == pending
-    assert store.contender(FLOW_NAME, besides=pending) is None  # a run is never its own contender
-    store.transition(pending, State.CRASHED, now=NOW)
-    assert store.contender(FLOW_NAME) is None and store.champion(FLOW_NAME) is None
-    store.close()
-
-
 # -- by hand ----------------------------------------------------------------------------------------------
 def test_promoting_an_older_version_by_hand_asks_and_names_both_months(home, capsys):
     settings, store, clock = home
@@ -215,20 +186,6 @@ def test_later_runs_measure_drift_against_the_accepted_month(gated):
     assert acceptance.baseline(store)["month"] == "2021-06"  # newer than the champion's, whatever the rerun does
     later = run_of(store, settings, clock, "2021-09-15")
     assert later["metrics"]["drift"]["train_vs_champion"]["reference"] == "2021-06"
-
-
-def test_acceptances_on_either_history(location):
-    store = Store(location)
-    blocked = store.create_run(flow=FLOW_NAME, name="b", state=State.FAILED, now=NOW, train_month="2021-06",
-                               val_month="2021-07", error_task="check_data", error="The gate max_psi failed: x.")
-    common = dict(flow=FLOW_NAME, blocked_run_id=blocked, subject="2021-06/2021-07", now=NOW)
-    first = store.record_acceptance(actor="olga", reason="Real.", **common)
-    assert first is not None and store.record_acceptance(actor="ivan", reason="Again.", **common) is None
-    found = store.acceptance(flow=FLOW_NAME, subject="2021-06/2021-07")
-    assert (found["actor"], found["at"], found["blocked_run_name"]) == ("olga", NOW, "b")
-    assert store.newest_acceptance(FLOW_NAME)["id"] == first and store.acceptance(flow=FLOW_NAME,
-                                                                                   blocked_run_id=blocked)["id"] == first
-    store.close()
 
 
 def test_the_run_page_lets_an_operator_accept_and_shows_a_viewer_why_not(gated, monkeypatch):
@@ -374,15 +331,6 @@ def test_a_backfill_and_a_newer_run_racing_in_two_processes_end_with_the_newer_o
     assert backfill["promotion"]["decision"] in ("older_months", "first")
     assert newer["promotion"]["decision"] in ("first", "promoted")
     assert store.champion(FLOW_NAME)["id"] == newer["run_id"]
-
-
-def test_a_targets_first_sight_is_kept_on_either_history(location):
-    store = Store(location)
-    first = store.note_notify_targets(["a", "b"], NOW)
-    later = store.note_notify_targets(["b", "c"], NOW + dt.timedelta(hours=1))
-    assert first == {"a": NOW, "b": NOW} and later == {"b": NOW, "c": NOW + dt.timedelta(hours=1)}
-    assert store.note_notify_targets([], NOW) == {}
-    store.close()
 
 
 def test_a_stopping_scheduler_lets_the_messages_on_the_wire_be_recorded_and_starts_no_more(home, http_server):

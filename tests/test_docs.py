@@ -3,6 +3,7 @@ name every command, option and environment variable, and the README stays short 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import re
 import shutil
@@ -10,7 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipeline.cli import build_parser
+from pipeline.cli import build_parser, main
+from pipeline.flows import load_flows
+from pipeline.orchestration import registry
+from pipeline.orchestration.scheduler import Scheduler, SchedulerOptions
+from tests.conftest import FakeClock
+from tests.fakes import InlineExecutor
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -90,3 +96,42 @@ def test_the_readme_quick_start_is_two_commands_and_the_test_command_is_what_ci_
 def readme_section(title: str) -> str:
     text = (ROOT / "README.md").read_text()
     return text.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def code_blocks(page: str, language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", (DOCS / page).read_text(), re.S)
+
+
+def test_the_adding_a_flow_page_runs_as_written(tmp_path, monkeypatch, settings, store):
+    """The page's flow module, its entry and its deployment file, copied from the page, make a real run."""
+    flow_code, entry_code, deployment_code = code_blocks("adding-a-flow.md", "python")[:3]
+    package = tmp_path / "my_flows"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "echo.py").write_text(flow_code + "\n" + entry_code)
+    (tmp_path / "my_deployments.py").write_text(deployment_code)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(registry, "_FLOWS", dict(registry._FLOWS))
+    monkeypatch.setenv("FHV_FLOWS", "my_flows.echo:ENTRY")
+    monkeypatch.setenv("FHV_HOME", str(settings.home))
+    load_flows()
+    assert main(["deployment", "create", str(tmp_path / "my_deployments.py")]) == 0
+    assert main(["trigger", "--deployment", "echo-daily", "--date", "2026-12-01"]) == 0
+    clock = FakeClock(dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=5))
+    Scheduler(store, settings, options=SchedulerOptions(), clock=clock,
+              executor=InlineExecutor(store, settings, clock=clock)).tick()
+    run = store.runs(deployment="echo-daily", states=("COMPLETED", "FAILED"), limit=1)[0]
+    assert (run["state"], run["word"], run["metrics"]) == ("COMPLETED", "hello", {"letters": 5})
+    monkeypatch.delitem(sys.modules, "my_flows.echo")
+    monkeypatch.delitem(sys.modules, "my_flows")
+
+
+def test_every_deployment_file_the_guides_show_registers(tmp_path, monkeypatch, settings, capsys):
+    monkeypatch.setenv("FHV_HOME", str(settings.home))
+    examples = [(page.name, block) for page in sorted(DOCS.glob("*.md")) if page.name != "adding-a-flow.md"
+                for block in code_blocks(page.name, "python") if "DeploymentSpec(" in block]
+    assert len(examples) >= 4
+    for number, (page, block) in enumerate(examples):
+        (tmp_path / f"example_{number}.py").write_text(block)
+        assert main(["deployment", "create", str(tmp_path / f"example_{number}.py")]) == 0, \
+            f"{page}: {capsys.readouterr().err}"

@@ -264,29 +264,6 @@ def test_an_event_of_a_run_that_did_not_complete_is_not_in_effect(history):
     assert store.champion(FLOW_NAME)["id"] == running
 
 
-def test_the_champion_and_its_events_on_either_history(location):
-    store, now = Store(location), dt.datetime(2026, 2, 1, tzinfo=dt.timezone.utc)
-    a, b = (store.create_run(flow=FLOW_NAME, name=name, state=State.COMPLETED, now=now, metrics={"val_rmse": 1.0})
-            for name in ("a", "b"))
-    assert store.champion(FLOW_NAME) is None and store.last_model_seq(FLOW_NAME) == 0
-    first = store.record_model_event(flow=FLOW_NAME, run_id=a, action="promoted", actor="pipeline", reason="r.",
-                                     now=now, after_seq=0, undo_to=None)
-    assert store.record_model_event(flow=FLOW_NAME, run_id=b, action="promoted", actor="pipeline", reason="r.",
-                                    now=now, after_seq=0, undo_to=None) is None
-    store.record_model_event(flow=FLOW_NAME, run_id=b, action="manual", actor="ann", reason="r.", now=now,
-                             after_seq=1, undo_to=first)
-    assert store.champion(FLOW_NAME)["id"] == b and store.champion(FLOW_NAME)["metrics"] == {"val_rmse": 1.0}
-    events = store.promotion_events(after_id=first)
-    assert [(e["run_id"], e["action"], e["actor"], e["at"], e["undo_to"]) for e in events] == \
-        [(b, "manual", "ann", now, first)]
-    blocked = store.create_run(flow=FLOW_NAME, name="c", state=State.FAILED, now=now, error_task="check_data")
-    checks = {"data": {"train": {"rows_kept": 5}}, "drift": {"val_vs_train": None}}
-    assert store.keep_blocked_checks(blocked, checks, task="check_data")
-    assert not store.keep_blocked_checks(a, checks, task="check_data")
-    assert store.get_run(blocked)["metrics"] == checks and store.get_run(a)["metrics"] == {"val_rmse": 1.0}
-    store.close()
-
-
 # -- the command line ------------------------------------------------------------------------------
 def cli(capsys, *args) -> tuple[int, str, str]:
     code = main(list(args))

@@ -443,34 +443,6 @@ def test_the_run_page_shows_every_attempt_with_its_masked_target(store, settings
 
 # -- the outbox's SQL on both backends ------------------------------------------------------------------------
 
-def test_the_outbox_keeps_an_event_once_per_target_and_every_attempt_on_both_backends(location, clock):
-    history = Store(location)
-    try:
-        run_id = ended(history, clock)
-        message = dict(event="failed", subject=f"run:{run_id}", run_id=run_id, target="json://h/x", title="t",
-                       body="b", level="failure", now=clock.now())
-        first = history.add_notification(target_key="k1", **message)
-        assert history.add_notification(target_key="k1", **message) is None
-        second = history.add_notification(target_key="k2", **message)
-        assert second not in (None, first)
-        row = history.claim_notification(first, attempts=0, now=clock.now(), until=clock.now() + dt.timedelta(60))
-        assert history.claim_notification(first, attempts=0, now=clock.now(), until=clock.now()) is None
-        assert history.record_notification_attempt(row, outcome="failed", detail="HTTP 500", started=clock.now(),
-                                                   ended=clock.now(), retry_at=clock.now() + dt.timedelta(30))
-        assert not history.record_notification_attempt(row, outcome="sent", detail=None, started=clock.now(),
-                                                       ended=clock.now(), retry_at=None)  # that attempt is recorded
-        assert [(a["outcome"], a["attempt"]) for a in history.notification_attempts(run_id)] == [("failed", 1)]
-        assert [n["id"] for n in history.due_notifications(clock.now())] == [second]
-        history.set_notify_mark("m", "1")
-        history.set_notify_mark("m", "2")
-        assert history.notify_mark("m") == "2"
-        deployment = register(history, DeploymentSpec(name="team", notify=["json://h/team"]), clock.now())
-        register(history, DeploymentSpec(name="team", notify=["json://h/other"]), clock.now())
-        assert history.notify_targets() == {deployment["id"]: ["json://h/other"]}
-    finally:
-        history.close()
-
-
 def test_a_hanging_target_costs_a_round_one_timeout_not_one_per_message(store, settings, clock, http_server):
     settings = configured(settings, hook(http_server, "/hang", delay=30), hook(http_server, "/ok"))
     for _ in range(notify.SENDERS + 4):

@@ -183,18 +183,6 @@ def test_a_dry_run_plan_confirmed_after_a_cli_backfill_of_the_same_dates_enqueue
     assert len([r for r in store.runs(limit=100) if r["trigger"] == "backfill"]) == 3
 
 
-def test_a_trigger_between_a_backfills_preview_and_its_confirm_takes_its_date_once(location, settings):
-    store = Store(location)
-    now = dt.datetime.now(UTC)
-    plan = control.plan_backfill(store, settings, deployment=None, start=D(2025, 1, 1), end=D(2025, 3, 31), now=now)
-    control.trigger(store, settings, deployment=None, date=D(2025, 2, 15), now=now)
-    done = control.backfill(store, settings, plan, now=now)
-    assert done.taken == [D(2025, 2, 15)] and [r["run_date"] for r in done.runs] == ["2025-01-15", "2025-03-15"]
-    asked = [r["run_date"] for r in store.runs(limit=100) if r["trigger"] != "schedule"]
-    assert sorted(asked) == ["2025-01-15", "2025-02-15", "2025-03-15"]
-    store.close()
-
-
 def test_a_second_trigger_of_a_date_under_way_is_still_a_run_asked_for(settings, store):
     now = dt.datetime.now(UTC)
     first, second = (control.trigger(store, settings, deployment=None, date=D(2025, 2, 15), now=now) for _ in "ab")

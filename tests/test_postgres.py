@@ -1,10 +1,10 @@
 """The history on PostgreSQL: one sentence per bad setting, ``history copy``, the dashboard's reads
 giving the same answers as on SQLite, and artifacts served from the history. A real throwaway
-server (``tests/pgserver.py``); the store's contract tests run on both backends in test_store.py."""
+server (``tests/pgserver.py``); the store's contract (``tests/store_contract.py``) runs here as
+``TestPostgresStore``."""
 from __future__ import annotations
 
 import datetime as dt
-import inspect
 import json
 import os
 import shutil
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
+from psycopg.errors import ReadOnlySqlTransaction
 
 from pipeline.cli import main
 from pipeline.config import load_settings
@@ -27,6 +28,7 @@ from pipeline.store.dashboard import SORTS
 from pipeline.store.postgres import check_server_version, translate
 from pipeline.training.job import FLOW_NAME as TRAINING
 from tests.dashboard_seed import seed_history
+from tests.store_contract import StoreContract
 from tests.pgserver import PASSWORD, PASSWORD_USER, free_port
 
 UTC = dt.timezone.utc
@@ -242,41 +244,15 @@ def test_the_dashboard_downloads_artifacts_from_the_history_when_no_local_file_i
         st.cache_resource.clear()
 
 
-# -- the scheduler's own tests, on PostgreSQL -----------------------------------------------------
-SCHEDULER_TESTS = [  # test_scheduler.py's bodies that reach every statement of the scheduler's store, once each
-    "test_latest_keeps_the_most_recent_missed_slot",
-    "test_a_slot_stuck_behind_a_full_queue_is_skipped_past_the_maximum_lateness",
-    "test_expire_cancels_only_scheduled_slots_past_their_maximum_lateness",
-    "test_a_work_queue_runs_at_most_its_limit_and_the_rest_are_late_with_the_reason",
-    "test_enqueued_manual_and_backfill_runs_are_picked_up",
-    "test_cancelling_a_waiting_run_is_immediate_and_it_never_starts",
-    "test_a_run_claimed_by_a_dead_scheduler_before_its_process_began_goes_back_to_the_queue",
-    "test_a_flow_that_exits_without_a_final_state_is_crashed_and_frees_its_slot",
-    "test_run_forever_sleeps_on_the_clock_and_records_a_clean_stop",
-]
+# -- the store's contract, on PostgreSQL ----------------------------------------------------------
+class TestPostgresStore(StoreContract):
+    """The contract on a fresh database per test (advisory locks, such as the scheduler's, are per database)."""
 
+    read_only_errors = (ReadOnlySqlTransaction,)
 
-def _scheduler_tests() -> list[str]:
-    """The same test bodies as test_scheduler.py (on SQLite there), here on PostgreSQL."""
-    from tests import test_scheduler
-
-    for name in SCHEDULER_TESTS:  # renamed or gone: say so, rather than quietly test less
-        assert set(inspect.signature(getattr(test_scheduler, name)).parameters) <= {"store", "settings", "clock",
-                                                                                   "tmp_path"}, name
-    return SCHEDULER_TESTS
-
-
-@pytest.mark.parametrize("name", _scheduler_tests())
-def test_the_scheduler_tests_pass_on_postgresql(name, pg_url, settings, clock, tmp_path):
-    from tests import test_scheduler
-
-    fn = getattr(test_scheduler, name)
-    store = Store(pg_url)
-    given = {"store": store, "settings": settings, "clock": clock, "tmp_path": tmp_path}
-    try:
-        fn(**{key: given[key] for key in inspect.signature(fn).parameters})
-    finally:
-        store.close()
+    @pytest.fixture
+    def location(self, pg_url):
+        return pg_url
 
 
 # -- a real run on PostgreSQL --------------------------------------------------------------------

@@ -1,4 +1,7 @@
-"""The scheduler on a fake clock (months and DST days in milliseconds), and the executor contract."""
+"""The scheduler on a fake clock (months and DST days in milliseconds), and the executor contract.
+
+The scheduler tests that reach the store's statements (claims, lateness, expiry, sweeps, the lease) are part of
+the store's contract (``tests/store_contract.py``), which runs them on SQLite and on PostgreSQL."""
 import datetime as dt
 import logging
 import os
@@ -147,14 +150,6 @@ def test_after_a_downtime_the_catch_up_policy_decides_which_missed_slots_run(sto
     assert on_time["scheduled_time"].startswith("2026-01-01T06:00") and on_time["late_reason"] is None
 
 
-def test_latest_keeps_the_most_recent_missed_slot(store, settings, clock):
-    register(store, hourly(catchup="latest"), clock.now(), settings=settings)
-    walk(make(store, settings, clock, stale_after=HOUR), clock, until=at(0, 30), step=300)
-    clock.advance(5 * HOUR)
-    walk(make(store, settings, clock, stale_after=HOUR), clock, until=at(5, 40), step=60)
-    assert slot_times(runs_of(store, "hourly", "COMPLETED")) == ["2026-01-01T05:00"]
-
-
 def test_no_slot_is_ever_later_than_the_maximum_lateness(store, settings, clock):
     register(store, hourly(catchup="all", max_lateness=2 * HOUR), clock.now(), settings=settings)
     walk(make(store, settings, clock, stale_after=HOUR), clock, until=at(0, 30), step=300)
@@ -166,14 +161,6 @@ def test_no_slot_is_ever_later_than_the_maximum_lateness(store, settings, clock)
     assert "could not start within the maximum lateness of 2 hours of hourly" in states["01:00"]["state_message"]
 
 
-def test_a_slot_stuck_behind_a_full_queue_is_skipped_past_the_maximum_lateness(store, settings, clock):
-    register(store, hourly(max_lateness=1800), clock.now(), settings=settings)
-    walk(make(store, settings, clock, behaviour="hang"), clock, until=at(2, 40), step=300)
-    first, second = runs_of(store, "hourly")[:2]
-    assert first["state"] == "RUNNING" and second["state"] == "CANCELLED"
-    assert second["late_reason"] == "waiting for a free slot: 1st in line in 'default' (1 of 1 running)"
-
-
 @pytest.mark.parametrize("down_until, missed, cancelled", [(at(0, 40), 0, 0), (at(5, 30), 5, 4)],
                          ids=["short-pause", "downtime"])
 def test_catch_up_only_acts_after_a_pause_longer_than_stale_after(store, settings, clock, down_until, missed,
@@ -182,32 +169,6 @@ def test_catch_up_only_acts_after_a_pause_longer_than_stale_after(store, setting
     options = SchedulerOptions(heartbeat=60, stale_after=HOUR)
     assert catchup.catch_up(store, settings, options, since=at(0, 30), now=down_until) == missed
     assert len(runs_of(store, "hourly", "CANCELLED")) == cancelled
-
-
-def test_expire_cancels_only_scheduled_slots_past_their_maximum_lateness(store, settings, clock):
-    register(store, hourly(max_lateness=1800), clock.now(), settings=settings)
-    manual = trigger_run(store, settings, deployment="hourly", date=dt.date(2025, 6, 15), now=clock.now())
-    assert catchup.expire(store, at(1, 30)) == 0
-    assert catchup.expire(store, at(1, 31)) == 1
-    assert runs_of(store, "hourly", "CANCELLED")[0]["scheduled_time"].startswith("2026-01-01T01:00")
-    assert store.get_run(manual["id"])["state"] == "SCHEDULED"
-
-
-def test_a_work_queue_runs_at_most_its_limit_and_the_rest_are_late_with_the_reason(store, settings, clock):
-    for month in (1, 2, 3):
-        trigger_run(store, settings, date=dt.date(2025, month, 15), now=clock.now())
-    scheduler = make(store, settings, clock, behaviour="hang", late_after=15)
-    for limit, running in ((1, 1), (2, 2), (None, 3)):
-        store.upsert_work_queue("default", concurrency_limit=limit, now=clock.now())
-        scheduler.tick()
-        clock.advance(20)
-        scheduler.tick()
-        runs = [r for r in store.runs(states=["RUNNING", "SCHEDULED", "LATE"]) if r["trigger"] == "manual"]
-        assert [r["state"] for r in runs].count("RUNNING") == running
-        waiting = [r for r in runs if r["state"] != "RUNNING"]
-        assert all(r["state"] == "SCHEDULED" and r["late_reason"].startswith("waiting for a free slot") for r in waiting)
-        assert len(waiting) == 3 - running
-    assert store.work_queues()[0]["running"] == 3
 
 
 def test_late_runs_say_why(store, settings, clock):
@@ -248,12 +209,6 @@ def test_a_paused_deployment_starts_nothing_holds_its_runs_and_resumes_by_its_ca
     assert done == ran
 
 
-def test_enqueued_manual_and_backfill_runs_are_picked_up(store, settings, clock):
-    run = trigger_run(store, settings, date=dt.date(2025, 6, 15), now=clock.now())
-    make(store, settings, clock).tick()
-    assert store.get_run(run["id"])["state"] == "COMPLETED"
-
-
 # -- cancel, awaiting data, crashes -------------------------------------------------------------
 
 def started(store, settings, clock, behaviour, **overrides):
@@ -287,14 +242,6 @@ def test_a_flow_ignoring_sigterm_is_killed_after_the_grace_and_its_slot_freed(st
     assert run["state_message"].startswith("Cancelled on request after not stopping within 10 seconds of SIGTERM.")
     assert "was killed by SIGKILL" in run["state_message"]
     assert store.get_run(nxt["id"])["state"] == "RUNNING"
-
-
-def test_cancelling_a_waiting_run_is_immediate_and_it_never_starts(store, settings, clock):
-    run = trigger_run(store, settings, date=dt.date(2025, 6, 15), now=clock.now())
-    store.request_cancel(run["id"], now=clock.now())
-    scheduler = make(store, settings, clock)
-    scheduler.tick()
-    assert store.get_run(run["id"])["state"] == "CANCELLED" and scheduler.executor.started == []
 
 
 def test_an_unpublished_month_waits_every_6_hours_in_sight_then_runs(store, settings, clock):
@@ -378,20 +325,6 @@ def test_a_run_cancelled_while_claimed_by_a_scheduler_that_died_before_starting_
     assert run["ended_at"] is not None
 
 
-def test_a_run_claimed_by_a_dead_scheduler_before_its_process_began_goes_back_to_the_queue(store, settings, clock):
-    dead = f"{socket.gethostname()}:{FakeExecutor.PIDS - 2}:abc"
-    never_started = orphan(store, clock, claimed_by=dead, start=False)
-    scheduler = make(store, settings, clock, stale_after=120)
-    scheduler.tick()
-    run = store.get_run(never_started)
-    assert (run["state"], run["claimed_by"], run["attempts"]) == ("LATE", None, 0)
-    assert f"claimed by the scheduler {dead}, which stopped before starting it; back in the queue" == run["late_reason"]
-    store.upsert_work_queue("elsewhere", concurrency_limit=1, now=clock.now())
-    scheduler.tick()
-    assert store.get_run(never_started)["state"] == "COMPLETED"
-    assert [t["task"] for t in store.task_runs(never_started)] == ["read_data"]
-
-
 def test_a_run_claimed_by_another_live_scheduler_is_never_marked_crashed(store, settings, clock):
     alive = f"{socket.gethostname()}:{os.getppid()}:abc"  # a live process that is not this one
     claimed = orphan(store, clock, claimed_by=alive, start=False)
@@ -405,16 +338,6 @@ def test_a_flow_still_running_in_another_command_is_left_alone(store, settings):
     alive = orphan(store, clock, pid=os.getpid(), claimed_by=None)
     make(store, settings, clock).tick()
     assert store.get_run(alive)["state"] == "RUNNING"
-
-
-def test_a_flow_that_exits_without_a_final_state_is_crashed_and_frees_its_slot(store, settings, clock):
-    scheduler, run_id = started(store, settings, clock,
-                                lambda run: "crash" if run["run_date"] == "2025-06-15" else "complete")
-    nxt = trigger_run(store, settings, date=dt.date(2025, 7, 15), now=clock.now())
-    ticks(scheduler, clock, 2)
-    assert store.get_run(run_id)["state_message"] == ("The flow process (pid 4000000) ended with exit code 1 "
-                                                      "before recording a final state.")
-    assert store.get_run(nxt["id"])["state"] == "COMPLETED"
 
 
 def test_the_end_of_a_run_is_logged_with_a_readable_duration(store, settings, clock, caplog):
@@ -521,15 +444,6 @@ class StopAfter(FakeClock):
         super().sleep(seconds)
         if len(self.sleeps) == self.limit:
             self.scheduler.request_stop()
-
-
-def test_run_forever_sleeps_on_the_clock_and_records_a_clean_stop(store, settings):
-    clock = StopAfter(T0, 5)
-    clock.scheduler = scheduler = make(store, settings, clock, tick=2, heartbeat=30)
-    scheduler.run_forever()
-    assert clock.sleeps == pytest.approx([2] * 5, abs=0.2)  # the cadence is schedule's, in real time
-    stopped = from_db(store.scheduler_status()["stopped_at"])
-    assert abs((stopped - (T0 + dt.timedelta(seconds=10))).total_seconds()) < 1
 
 
 @pytest.mark.parametrize("behaviour, ended_by", [("hang", "Cancelled because the scheduler stopped before the run "

@@ -12,6 +12,7 @@ from ..errors import ConfigError
 from ..orchestration.registry import flow_entry
 from ..orchestration.states import State
 from ..store import Store
+from ..store.interfaces import DashboardHistory
 from . import render
 from .render import console
 
@@ -85,7 +86,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 QUALITY_KEYS = ("data", "drift", "warnings")  # the data checks (pipeline/training/quality.py)
 
 
-def run_summary(store: Store, run: dict[str, Any]) -> dict[str, Any]:
+def run_summary(store: DashboardHistory, run: dict[str, Any]) -> dict[str, Any]:
     """A run as ``run --json`` and ``runs show --json`` give it: its own columns, its flow's fields and numbers."""
     metrics = run.get("metrics") or {}
     return {
@@ -142,7 +143,7 @@ def source(run: dict[str, Any]) -> str | None:
     return run.get(name) if name else None
 
 
-def links(store: Store, run: dict[str, Any]) -> dict[str, Any]:
+def links(store: DashboardHistory, run: dict[str, Any]) -> dict[str, Any]:
     """What triggered the run (another deployment's completed run) and the runs its completion triggered."""
     upstream = None
     if run.get("triggered_by"):
@@ -198,7 +199,7 @@ def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _print_run(store: Store, run: dict[str, Any], *, with_logs: bool = False) -> None:
+def _print_run(store: DashboardHistory, run: dict[str, Any], *, with_logs: bool = False) -> None:
     metrics = run.get("metrics") or {}
     console.print(f"[bold]{render.plain(run['name'])}[/]  {run['id']}  {render.state_text(run['state'])}")
     console.print(f"Run date {run['run_date'] or '-'}{render.months_note(run)}"

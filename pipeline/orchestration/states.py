@@ -34,7 +34,10 @@ FINAL_STATES = frozenset({State.COMPLETED, State.FAILED, State.CANCELLED, State.
 WAITING_STATES = frozenset({State.SCHEDULED, State.LATE, State.AWAITING_RETRY})
 ACTIVE_STATES = frozenset({State.PENDING, State.RUNNING})
 
-_ALLOWED: dict[State, frozenset[State]] = {
+# The transition tables: the one source of the state pairs the history allows. Every state change goes
+# through the store's guarded UPDATE (``store/transitions.py``), which only moves a row whose state is a
+# source of the new one here; tests/test_state_machine.py checks that no other SQL sets a state.
+TRANSITIONS: dict[State, frozenset[State]] = {  # flow runs
     State.SCHEDULED: frozenset({State.PENDING, State.LATE, State.CANCELLED}),
     State.LATE: frozenset({State.PENDING, State.CANCELLED}),
     State.AWAITING_RETRY: frozenset({State.PENDING, State.LATE, State.CANCELLED, State.FAILED}),
@@ -44,21 +47,26 @@ _ALLOWED: dict[State, frozenset[State]] = {
         {State.COMPLETED, State.FAILED, State.CANCELLED, State.CRASHED, State.AWAITING_RETRY}
     ),
 }
+TASK_TRANSITIONS: dict[State, frozenset[State]] = {  # task runs: each attempt is its own record
+    # CRASHED: the last task of a run whose process died, as the dashboard draws it.
+    State.RUNNING: frozenset({State.COMPLETED, State.FAILED, State.CANCELLED, State.CRASHED}),
+    # A task that never started is recorded NOT_RUN, then stamped with its end and why.
+    State.NOT_RUN: frozenset({State.NOT_RUN}),
+}
+# The notification outbox: a PENDING message is sent, tried again later (PENDING, one attempt more) or FAILED.
+DELIVERY_TRANSITIONS: dict[str, frozenset[str]] = {"PENDING": frozenset({"PENDING", "SENT", "FAILED"})}
 
 
-def allowed_next(state: State) -> frozenset[State]:
-    return _ALLOWED.get(State(state), frozenset())
+def allowed_next(state: State | str, table: dict = TRANSITIONS) -> frozenset:
+    return table.get(state, frozenset())
 
 
-def sources(new: State | str) -> tuple[str, ...]:
-    """The states a run may be in to move to ``new``: the guard of the one conditional UPDATE."""
-    new = State(new)
-    return tuple(sorted(old.value for old, nexts in _ALLOWED.items() if new in nexts))
+def sources(new: State | str, table: dict = TRANSITIONS) -> tuple[str, ...]:
+    """The states a row may be in to move to ``new``: the guard of the one conditional UPDATE."""
+    return tuple(sorted(str(old) for old, nexts in table.items() if new in nexts))
 
 
-def check_transition(old: State | str, new: State | str) -> State:
-    """Return ``new`` as a State, or raise InvalidTransition naming both states."""
-    old, new = State(old), State(new)
-    if new not in allowed_next(old):
-        raise InvalidTransition(f"A run cannot go from {old.value} to {new.value}.")
-    return new
+def check_transition(old: State | str, new: State | str, table: dict = TRANSITIONS, what: str = "A run") -> None:
+    """Raise InvalidTransition naming both states unless the table lets ``old`` move to ``new``."""
+    if new not in allowed_next(old, table):
+        raise InvalidTransition(f"{what} cannot go from {old} to {new}.")

@@ -1,9 +1,11 @@
-"""The run history in SQLite. This package owns every SQL statement of the product.
+"""The run history, in SQLite or PostgreSQL. This package owns every SQL statement of the product.
 
 One ``connect()`` sets WAL, busy_timeout and foreign keys; one connection per thread; one
 transaction helper (``atomic``); ordered, named migrations recorded in the database.
 Times are stored as UTC text ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` so that they sort as strings.
-Each part of ``Store`` lives in its own module: ``runs``, ``scheduling``, ``dashboard``.
+Each part of ``Store`` lives in its own module (``runs``, ``scheduling``, ``dashboard``, ...) and declares
+what it uses from the others (``parts``); ``interfaces`` says what each consumer uses (``Recorder``,
+``Claims``, ``DashboardReads``, ``ModelRegistry``, ...), all of them together ``History``.
 """
 from __future__ import annotations
 
@@ -25,4 +27,5 @@ __all__ = ["BUSY_TIMEOUT_MS", "MIGRATIONS", "UTC", "DeploymentRow", "RunRow", "S
 
 class Store(RunStore, SchedulingStore, WorkerStore, DashboardStore, ModelStore, NotificationStore, ArtifactStore,
             TriggerStore, BaseStore):
-    """The run history. One instance per process; one connection per thread."""
+    """The run history (``interfaces.History``) on SQLite or PostgreSQL. One instance per process; one connection
+    per thread."""

@@ -13,6 +13,7 @@ from typing import Any, Iterable
 
 from .base import _row, from_db, to_db
 from .parts import StoreParts
+from .transitions import NOTIFICATIONS, move
 
 OUTCOMES = ("sent", "failed", "timeout", "dropped")
 
@@ -133,11 +134,11 @@ class NotificationStore(StoreParts):
         attempt = notification["attempts"] + 1
         state = "SENT" if outcome == "sent" else ("PENDING" if retry_at is not None else "FAILED")
         with self.atomic() as conn:
-            moved = conn.execute(
-                "UPDATE notifications SET state = ?, attempts = ?, next_attempt_at = ?, sent_at = ?, last_error = ? "
-                "WHERE id = ? AND attempts = ? AND state = 'PENDING'",
-                (state, attempt, to_db(retry_at or ended), to_db(ended) if state == "SENT" else None,
-                 None if state == "SENT" else detail, notification["id"], notification["attempts"])).rowcount
+            moved = move(conn, NOTIFICATIONS, state, where="id = ? AND attempts = ?", expect=("PENDING",),
+                         params=(notification["id"], notification["attempts"]), returning=None,
+                         sets={"attempts": attempt, "next_attempt_at": to_db(retry_at or ended),
+                               "sent_at": to_db(ended) if state == "SENT" else None,
+                               "last_error": None if state == "SENT" else detail}).rowcount
             if moved:
                 conn.execute("INSERT INTO notification_attempts (notification_id, attempt, started_at, ended_at, "
                              "outcome, detail) VALUES (?, ?, ?, ?, ?, ?)",

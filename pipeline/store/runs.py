@@ -7,10 +7,11 @@ import socket
 from typing import Any, Callable, Iterable
 
 from ..errors import InvalidTransition, NotFound
-from ..orchestration.states import ACTIVE_STATES, WAITING_STATES, State, sources
+from ..orchestration.states import ACTIVE_STATES, WAITING_STATES, State
 from .base import _db_value, _row, new_run_id, to_db
 from .parts import StoreParts
 from .rows import RUN_COLUMNS
+from .transitions import FLOW_RUNS, TASK_RUNS, Sql, When, move
 
 
 class RunStore(StoreParts):
@@ -76,16 +77,11 @@ class RunStore(StoreParts):
         ``expect``, in one of those states). Returns the updated row, or None when the run had
         moved on already: losing a race is a normal outcome, not an error.
         """
-        allowed = [s for s in sources(new) if expect is None or s in {State(e).value for e in expect}]
-        updates = {"state": State(new).value, "state_message": message,
-                   **{k: _db_value(v) for k, v in fields.items()}}
+        updates = {"state_message": message, **{k: _db_value(v) for k, v in fields.items()}}
         if State(new).is_final:
             updates.setdefault("ended_at", to_db(now))
         with self.atomic() as conn:
-            row = conn.execute(
-                f"UPDATE flow_runs SET {', '.join(f'{k} = ?' for k in updates)} "
-                f"WHERE id = ? AND state IN ({', '.join('?' * len(allowed))}) RETURNING *",
-                (*updates.values(), run_id, *allowed)).fetchone()
+            row = move(conn, FLOW_RUNS, State(new), params=(run_id,), sets=updates, expect=expect).fetchone()
         return _row(row)
 
     claimer: str | None = None  # a flow process started for a claim: only that claim may start its run
@@ -96,29 +92,27 @@ class RunStore(StoreParts):
         In a flow process started for a claim (``claimer`` set), the run must still be claimed by that
         claimer: a run handed back to the queue and claimed again elsewhere is not started twice.
         """
-        claim = "AND claimed_by = ? " if self.claimer else ""
+        where, params = ("id = ? AND claimed_by = ?", (run_id, self.claimer)) if self.claimer else ("id = ?", (run_id,))
+        sets = {"state_message": None, "started_at": to_db(now), "heartbeat_at": to_db(now), "pid": pid,
+                "hostname": socket.gethostname(), "ended_at": None, "error": None, "error_task": None,
+                "late_reason": None}
         with self.atomic() as conn:
-            row = conn.execute(
-                "UPDATE flow_runs SET state = 'RUNNING', state_message = NULL, started_at = ?, heartbeat_at = ?, "
-                "pid = ?, hostname = ?, ended_at = NULL, error = NULL, error_task = NULL, late_reason = NULL "
-                f"WHERE id = ? AND state = 'PENDING' {claim}RETURNING *",
-                (to_db(now), to_db(now), pid, socket.gethostname(), run_id, *([self.claimer] if self.claimer else [])),
-            ).fetchone()
+            row = move(conn, FLOW_RUNS, State.RUNNING, where=where, params=params, sets=sets,
+                       expect=(State.PENDING,)).fetchone()
         return _row(row)
 
     def requeue_unstarted(self, run_id: str, *, reason: str, now: dt.datetime,
                           cancelled: str = "Cancelled on request before it started.") -> dict[str, Any] | None:
         """A claimed run whose process never began goes back to the queue (LATE), as if never claimed; one
         whose cancel was asked meanwhile ends CANCELLED with the message ``cancelled`` (claims skip it)."""
+        asked = "cancel_requested = 1"
+        sets = {"claimed_by": None, "attempts": Sql("CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END"),
+                "late_reason": Sql(f"CASE WHEN {asked} THEN NULL ELSE ? END", (reason,)),
+                "state_message": Sql(f"CASE WHEN {asked} THEN ? ELSE ? END", (cancelled, reason)),
+                "ended_at": Sql(f"CASE WHEN {asked} THEN ? ELSE ended_at END", (to_db(now),))}
         with self.atomic() as conn:
-            row = conn.execute(
-                "UPDATE flow_runs SET state = CASE WHEN cancel_requested = 1 THEN 'CANCELLED' ELSE 'LATE' END, "
-                "claimed_by = NULL, attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, "
-                "late_reason = CASE WHEN cancel_requested = 1 THEN NULL ELSE ? END, "
-                "state_message = CASE WHEN cancel_requested = 1 THEN ? ELSE ? END, "
-                "ended_at = CASE WHEN cancel_requested = 1 THEN ? ELSE ended_at END "
-                "WHERE id = ? AND state = 'PENDING' AND started_at IS NULL RETURNING *",
-                (reason, cancelled, reason, to_db(now), run_id)).fetchone()
+            row = move(conn, FLOW_RUNS, When(asked, State.CANCELLED, State.LATE), where="id = ? AND started_at IS NULL",
+                       params=(run_id,), sets=sets, expect=(State.PENDING,)).fetchone()
         return _row(row)
 
     def reword_cancel(self, run_id: str, message: str) -> bool:
@@ -190,22 +184,18 @@ class RunStore(StoreParts):
         with self.atomic() as conn:
             if locks:
                 self.lock_queue(conn, work_queue)
-            row = conn.execute(
-                f"""UPDATE flow_runs SET state = 'PENDING', claimed_by = ?, state_message = NULL,
-                        attempts = attempts + 1
-                    WHERE id = (SELECT r.id FROM flow_runs r LEFT JOIN work_queues q ON q.name = r.work_queue
-                                WHERE r.state IN ({', '.join('?' * len(waiting))}) AND r.work_queue = ?
-                                  AND COALESCE(r.next_attempt_at, r.scheduled_time) <= ?
-                                  AND r.cancel_requested = 0 {skip}
-                                  AND (? = 0 OR q.paused = 0 AND (q.concurrency_limit IS NULL
-                                       OR q.concurrency_limit > (SELECT COUNT(*) FROM flow_runs a
-                                       WHERE a.work_queue = ? AND a.state IN ('PENDING', 'RUNNING'))))
-                                ORDER BY COALESCE(r.next_attempt_at, r.scheduled_time), r.created_at LIMIT 1
-                                {'FOR UPDATE OF r SKIP LOCKED' if locks else ''})
-                      AND state IN ({', '.join('?' * len(waiting))})
-                    RETURNING *""",
-                (claimer, *waiting, work_queue, to_db(now), *skip_deployments, int(within_limit), work_queue,
-                 *waiting)).fetchone()
+            row = move(conn, FLOW_RUNS, State.PENDING, expect=waiting, where=f"""id = (
+                SELECT r.id FROM flow_runs r LEFT JOIN work_queues q ON q.name = r.work_queue
+                 WHERE r.state IN ({', '.join('?' * len(waiting))}) AND r.work_queue = ?
+                   AND COALESCE(r.next_attempt_at, r.scheduled_time) <= ?
+                   AND r.cancel_requested = 0 {skip}
+                   AND (? = 0 OR q.paused = 0 AND (q.concurrency_limit IS NULL
+                        OR q.concurrency_limit > (SELECT COUNT(*) FROM flow_runs a
+                        WHERE a.work_queue = ? AND a.state IN ('PENDING', 'RUNNING'))))
+                 ORDER BY COALESCE(r.next_attempt_at, r.scheduled_time), r.created_at LIMIT 1
+                 {'FOR UPDATE OF r SKIP LOCKED' if locks else ''})""",
+                       params=(*waiting, work_queue, to_db(now), *skip_deployments, int(within_limit), work_queue),
+                       sets={"claimed_by": claimer, "state_message": None, "attempts": Sql("attempts + 1")}).fetchone()
             return _row(row)
 
     def request_cancel(self, run_id: str, *, now: dt.datetime) -> dict[str, Any]:
@@ -218,10 +208,8 @@ class RunStore(StoreParts):
         waiting = tuple(s.value for s in WAITING_STATES)
         active = tuple(s.value for s in ACTIVE_STATES)
         with self.atomic() as conn:
-            cancelled = conn.execute(
-                f"UPDATE flow_runs SET state = 'CANCELLED', state_message = 'Cancelled before it started.', "
-                f"ended_at = ? WHERE id = ? AND state IN ({', '.join('?' * len(waiting))})",
-                (to_db(now), run["id"], *waiting)).rowcount
+            cancelled = move(conn, FLOW_RUNS, State.CANCELLED, params=(run["id"],), expect=waiting, returning=None,
+                             sets={"state_message": "Cancelled before it started.", "ended_at": to_db(now)}).rowcount
             flagged = cancelled or conn.execute(
                 f"UPDATE flow_runs SET cancel_requested = 1 WHERE id = ? AND state IN ({', '.join('?' * len(active))})",
                 (run["id"], *active)).rowcount
@@ -289,10 +277,11 @@ class RunStore(StoreParts):
                 (run_id, task, position, attempt, State(state).value, to_db(now))).fetchone()[0]
 
     def finish_task_run(self, task_run_id: int, state: State, *, now: dt.datetime,
-                        error: str | None = None) -> None:
+                        error: str | None = None) -> bool:
+        """A task run ends in ``state``; False when it had ended already (the first ending stays)."""
         with self.atomic() as conn:
-            conn.execute("UPDATE task_runs SET state = ?, ended_at = ?, error = ? WHERE id = ?",
-                         (State(state).value, to_db(now), error, task_run_id))
+            return move(conn, TASK_RUNS, State(state), params=(task_run_id,), returning=None,
+                        sets={"ended_at": to_db(now), "error": error}).rowcount == 1
 
     def task_runs(self, run_id: str) -> list[dict[str, Any]]:
         return self._all("SELECT * FROM task_runs WHERE flow_run_id = ? ORDER BY position, attempt", (run_id,))

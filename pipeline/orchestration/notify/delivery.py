@@ -13,7 +13,7 @@ from ...config import Settings
 from ...errors import ConfigError
 from ...formatting import seconds_words
 from ...formatting import utc_text as _when
-from ...store import Store
+from ...store.interfaces import Notifications
 from ..clock import SYSTEM_CLOCK, Clock
 from .targets import Target, Targets, _instantiate, scrub
 
@@ -101,7 +101,7 @@ class _ThreadWarnings(logging.Handler):
             self.messages.append(record.getMessage().strip())
 
 
-def deliver_due(store: Store, targets: Targets, policy: RetryPolicy, clock: Clock = SYSTEM_CLOCK, *,
+def deliver_due(store: Notifications, targets: Targets, policy: RetryPolicy, clock: Clock = SYSTEM_CLOCK, *,
                 most: int = 1000, budget: float | None = None, stop: threading.Event | None = None) -> int:
     """Make one attempt at each due message, ``SENDERS`` at a time; returns how many were sent.
 
@@ -127,7 +127,7 @@ def deliver_due(store: Store, targets: Targets, policy: RetryPolicy, clock: Cloc
     return sent
 
 
-def _attempt_closing(store: Store, row: dict[str, Any], item: Target | None, policy: RetryPolicy,
+def _attempt_closing(store: Notifications, row: dict[str, Any], item: Target | None, policy: RetryPolicy,
                      clock: Clock) -> Outcome | None:
     try:
         return attempt(store, row, item, policy, clock)
@@ -135,7 +135,7 @@ def _attempt_closing(store: Store, row: dict[str, Any], item: Target | None, pol
         store.close()  # this worker thread's connection
 
 
-def attempt(store: Store, row: dict[str, Any], item: Target | None, policy: RetryPolicy,
+def attempt(store: Notifications, row: dict[str, Any], item: Target | None, policy: RetryPolicy,
             clock: Clock) -> Outcome | None:
     """Claim one due message, try it once, record the attempt; its outcome, or None if another sender had it."""
     now = clock.now()

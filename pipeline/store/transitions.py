@@ -1,0 +1,80 @@
+"""The one guarded UPDATE through which every state in the history changes: flow runs, task runs, messages.
+
+``move`` composes ``UPDATE <table> SET state = ?, ... WHERE <which rows> AND state IN (<the states that
+may move to the new one, read from the machine's transition table>)``. A row in any other state is left
+as it is, and the caller learns from the rows returned (or the row count) whether it won: losing a race
+is a normal outcome. No other SQL sets a state (tests/test_state_machine.py scans the code for it).
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, NamedTuple, Sequence
+
+from ..orchestration.states import DELIVERY_TRANSITIONS, TASK_TRANSITIONS, TRANSITIONS, check_transition, sources
+
+
+@dataclass(frozen=True)
+class Machine:
+    """A table whose rows have a ``state``, and the transition table its states follow."""
+    table: str
+    what: str  # a row of it, in a sentence
+    transitions: Mapping[Any, frozenset] = field(compare=False, repr=False)
+
+
+FLOW_RUNS = Machine("flow_runs", "A run", TRANSITIONS)
+TASK_RUNS = Machine("task_runs", "A task run", TASK_TRANSITIONS)
+NOTIFICATIONS = Machine("notifications", "A message", DELIVERY_TRANSITIONS)
+MACHINES = (FLOW_RUNS, TASK_RUNS, NOTIFICATIONS)
+
+
+class When(NamedTuple):
+    """A new state chosen per row: ``then`` where the SQL ``condition`` holds, else ``otherwise``."""
+    condition: str
+    then: str
+    otherwise: str
+
+
+class Sql(NamedTuple):
+    """A value written as SQL (``attempts + 1``), with its parameters."""
+    text: str
+    params: tuple = ()
+
+
+def move(conn: Any, machine: Machine, to: str | When, *, where: str = "id = ?", params: Sequence[Any] = (),
+         sets: Mapping[str, Any] | None = None, expect: Iterable[str] | None = None,
+         returning: str | None = "*") -> Any:
+    """Move the rows ``where`` selects to the state ``to``, those in a state the table lets move there.
+
+    ``sets``: other columns written in the same UPDATE (values, or ``Sql``). ``expect``: only rows in
+    these states (each must be allowed to move to ``to``: a pair the table lacks raises InvalidTransition).
+    Returns the cursor: its rows with ``returning``, else its row count says how many moved.
+    """
+    targets = (to.then, to.otherwise) if isinstance(to, When) else (to,)
+    guard = _guard(machine, tuple(str(t) for t in targets), None if expect is None else frozenset(map(str, expect)))
+    state, values = _state_value(to)
+    for column, value in (sets or {}).items():
+        text, more = (value.text, value.params) if isinstance(value, Sql) else ("?", (value,))
+        state += f", {column} = {text}"
+        values += more
+    check = f"state IN ({', '.join('?' * len(guard))})" if guard else "1 = 0"
+    sql = f"UPDATE {machine.table} SET state = {state} WHERE {where} AND {check}"
+    return conn.execute(sql + (f" RETURNING {returning}" if returning else ""), (*values, *params, *guard))
+
+
+def _state_value(to: str | When) -> tuple[str, tuple]:
+    if isinstance(to, When):
+        return f"CASE WHEN {to.condition} THEN ? ELSE ? END", (str(to.then), str(to.otherwise))
+    return "?", (str(to),)
+
+
+@functools.lru_cache(maxsize=256)
+def _guard(machine: Machine, targets: tuple[str, ...], expect: frozenset[str] | None) -> tuple[str, ...]:
+    """The states a row may be in to move to every one of ``targets`` (and, with ``expect``, one of those)."""
+    allowed = set.intersection(*(set(sources(t, machine.transitions)) for t in targets))
+    if expect is None:
+        return tuple(sorted(allowed))
+    for old in sorted(expect):
+        for new in targets:
+            check_transition(old, new, machine.transitions, machine.what)
+    return tuple(sorted(expect))
