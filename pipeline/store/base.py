@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import json
 import logging
 import re
@@ -196,14 +197,32 @@ def _row(row: sqlite3.Row | None) -> dict[str, Any] | None:
     if row is None:
         return None
     out = dict(row)
-    for key in RUN_JSON_FIELDS + ("schedule", "tags"):
-        if key in out and isinstance(out[key], str):
-            with contextlib.suppress(ValueError):  # text that is not JSON stays text: the row's checks name it
-                out[key] = json.loads(out[key])
-    if isinstance(out.get("fields"), dict):  # a run's flow fields, also flattened (the core's columns win)
-        for key, value in out["fields"].items():
-            out.setdefault(key, value)
+    for key in _JSON_COLUMNS:
+        value = out.get(key)
+        if isinstance(value, str):
+            try:
+                out[key] = json_value(value) if key == "fields" else json.loads(value)
+            except ValueError:  # text that is not JSON stays text: the row's checks name it
+                pass
+    fields = out.get("fields")
+    if isinstance(fields, dict):  # a run's flow fields, also flattened (the core's columns win)
+        out.update((key, value) for key, value in fields.items() if key not in out)
     return out
+
+
+_JSON_COLUMNS = RUN_JSON_FIELDS + ("schedule", "tags")
+
+
+def json_value(text: bytes | str) -> Any:
+    """JSON text as Python, decoded once however many rows share it (a run's fields: a month, a source; also
+    PostgreSQL's JSONB values); a copy each time, so a caller may change what it got."""
+    value = _decoded(text)
+    return dict(value) if isinstance(value, dict) else list(value) if isinstance(value, list) else value
+
+
+@functools.lru_cache(maxsize=4096)
+def _decoded(text: bytes | str) -> Any:
+    return json.loads(text)
 
 
 def _rows(rows: Iterable[sqlite3.Row]) -> list[dict[str, Any]]:

@@ -17,9 +17,11 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
+from psycopg.types.json import set_json_loads
 
 from ..config import check_user_info, masked_url
 from ..errors import ConfigError, HistoryUnreachable, StorageError
+from .base import json_value
 
 MIN_SERVER_VERSION = 130000
 CONNECT_TIMEOUT_S = 10
@@ -297,6 +299,7 @@ def connect(url: str, *, readonly: bool = False) -> PgConnection:
         if "lock_timeout" not in info.get("options", ""):  # the URL's options=-c lock_timeout=... wins
             raw.execute(f"SET lock_timeout = {LOCK_TIMEOUT_MS}")
         raw.execute("SET TIME ZONE 'UTC'")
+        set_json_loads(json_value, raw)
         if readonly:
             raw.execute("SET default_transaction_read_only = on")
     except psycopg.OperationalError as error:  # the server went away between the connection and its set-up
