@@ -11,6 +11,7 @@ import streamlit as st
 
 from pipeline.cli import main
 from pipeline.orchestration.deployments import DeploymentSpec, register
+from pipeline.orchestration.schedules import CronSchedule
 from pipeline.orchestration.states import State
 from pipeline.scoring.job import FLOW_NAME as SCORING
 from pipeline.store import Store
@@ -150,6 +151,7 @@ def test_the_trigger_page_enqueues_a_run_of_the_flow_picked(history):
     at = open_page("trigger", flow=SCORING)
     assert at.selectbox(key="trigger_deployment").options == ["monthly-scoring"]
     at.date_input(key="trigger_date").set_value(dt.date(2022, 3, 1)).run()
+    assert any(c.value.startswith("It covers Scored month 2022-02.") for c in at.caption)
     at.button(key="trigger_run").click().run()
     assert not at.exception and at.toast and "(Monthly batch scoring" in at.toast[0].value
     store = Store(history.settings.db_path, readonly=True)
@@ -158,3 +160,19 @@ def test_the_trigger_page_enqueues_a_run_of_the_flow_picked(history):
     finally:
         store.close()
     assert (made["flow"], made["run_date"], made["deployment"]) == (SCORING, "2022-03-01", "monthly-scoring")
+
+
+def test_the_backfill_preview_says_what_each_run_of_the_flow_picked_covers(history):
+    store = Store(history.settings.db_path)
+    register(store, DeploymentSpec(name="scoring-on-the-1st", flow=SCORING, schedule=CronSchedule("0 9 1 * *")),
+             dt.datetime.now(UTC))
+    store.close()
+    at = open_page("trigger", flow=SCORING)
+    at.selectbox(key="backfill_deployment").set_value("scoring-on-the-1st")
+    at.date_input(key="backfill_start").set_value(dt.date(2022, 1, 1))
+    at.date_input(key="backfill_end").set_value(dt.date(2022, 3, 31)).run()
+    at.button(key="backfill_preview").click().run()
+    plan = next(d.value for d in at.dataframe if "Run date" in d.value.columns)
+    assert list(plan.columns) == ["Run date", "Scored month"] and list(plan["Run date"]) == [
+        "2022-01-01", "2022-02-01", "2022-03-01"]
+    assert list(plan["Scored month"]) == ["2021-12", "2022-01", "2022-02"]
