@@ -200,8 +200,9 @@ def _field(alias: str, name: str) -> str:
 
 
 def _value(alias: str, name: str) -> str:
-    """A run's field as text (what runs are grouped and looked up by; the indexed expression)."""
-    return f"{alias + '.' if alias else ''}fields ->> '$.{_key(name)}'"
+    """A run's field as text (what runs are grouped and looked up by; the indexed expression). Not SQLite's
+    ``->>``, which needs SQLite 3.38 (Ubuntu 22.04 has 3.37)."""
+    return f"CAST({_field(alias, name)} AS TEXT)"
 
 
 def _metric(alias: str, key: str) -> str:
