@@ -5,8 +5,6 @@ from page to page); without one, a page shows the first flow with runs. Runs may
 """
 from __future__ import annotations
 
-from typing import Any
-
 import streamlit as st
 
 from pipeline.orchestration.registry import FlowEntry, flow_entries, flow_entry
@@ -29,25 +27,26 @@ def default() -> str | None:
     return next((name for name in names if name in with_runs), names[0] if names else None)
 
 
-def pick(*, allow_all: bool = False, page: str = "") -> FlowEntry | None:
-    """The flow picker: the chosen flow's entry, or None for every flow (only with ``allow_all``)."""
+def pick(page: str, *, allow_all: bool = False) -> FlowEntry | None:
+    """The flow picker of ``app_pages/<page>.py``: the chosen flow's entry, or None for every flow (only with
+    ``allow_all``). The choices are links that open the page again with ``?flow=`` (page links, drawn at once:
+    no widget to load), the chosen one a badge."""
     options = ([ALL] if allow_all else []) + [entry.name for entry in entries()]
     if not options:
         return None
-    key = f"flow_pick_{page}"
     asked = st.query_params.get("flow") or st.session_state.get(KEY)
-    st.session_state[key] = asked if asked in options else default() or options[0]
-    st.selectbox("Flow", options, format_func=label, key=key, on_change=_chosen, args=(key,),
-                 help="The flow whose runs this page shows")
-    _remember(st.session_state[key])
-    return None if st.session_state[key] == ALL else flow_entry(st.session_state[key])
-
-
-def _chosen(key: str) -> None:
-    _remember(st.session_state[key])
+    name = asked if asked in options else default() or options[0]
+    _remember(name)
+    with st.container(horizontal=True, vertical_alignment="center", gap="medium", key=f"flow_pick_{page}"):
+        st.markdown(f"Flow: &nbsp; :blue-badge[{label(name)}]")
+        for other in (option for option in options if option != name):
+            st.page_link(f"app_pages/{page}.py", label=label(other), query_params={"flow": other},
+                         icon=":material/swap_horiz:", help=f"Show {label(other).lower()} on this page")
+    return None if name == ALL else flow_entry(name)
 
 
 def _remember(name: str) -> None:
+    """Keep the choice for the other pages (the session) and in the address (a link to this page names it)."""
     st.session_state[KEY] = name
     if st.query_params.get("flow") != name:
         st.query_params["flow"] = name
@@ -62,8 +61,3 @@ def chosen() -> FlowEntry | None:
     name = st.session_state.get(KEY)
     name = name if name in {entry.name for entry in entries()} else default()
     return flow_entry(name) if name else None
-
-
-def query(entry: FlowEntry | None) -> dict[str, Any]:
-    """The address's parameters that keep a flow chosen on the page a link opens."""
-    return {"flow": entry.name if entry else ALL}

@@ -121,8 +121,9 @@ def _cached(fn: Callable[..., Any] | None = None, *, live: bool = False) -> Call
 
 # -- runs ----------------------------------------------------------------------------
 @_cached(live=True)
-def run_list(history: DashboardHistory, *, page: int, per_page: int, sort: str = "newest", overdue_note: str | None = None,
-             flow: str | None = None, metric: str | None = None, **filters: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+def run_list(history: DashboardHistory, *, page: int, per_page: int, sort: str = "newest",
+             overdue_note: str | None = None, flow: str | None = None, metric: str | None = None,
+             **filters: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One page of the runs list of ``flow`` (None: every flow), paged, filtered and sorted in SQL (``filters``:
     the list's; ``metric``: the key a metric sort sorts by), as the table and the chart's points (the same
     runs: the page draws only what it read)."""
@@ -147,7 +148,8 @@ def count_run_list(history: DashboardHistory, flow: str | None = None, **filters
 
 
 @_cached(live=True)
-def run_list_points(history: DashboardHistory, *, limit: int = 1000, flow: str | None = None, **filters: Any) -> pd.DataFrame:
+def run_list_points(history: DashboardHistory, *, limit: int = 1000, flow: str | None = None,
+                    **filters: Any) -> pd.DataFrame:
     return frames.run_points(history.run_list_points(limit=limit, flow=flow, **filters), now(),
                              flow_entry(flow) if flow else None)
 
@@ -221,7 +223,8 @@ def latest_run(history: DashboardHistory, flow: str | None = None) -> dict[str, 
 
 @_cached
 def next_run(history: DashboardHistory, flow: str | None = None) -> dict[str, Any] | None:
-    """The next run of ``flow`` that will start (not one a paused deployment or queue holds); else the first held one."""
+    """The next run of ``flow`` that will start (not one a paused deployment or queue holds); else the first
+    held one."""
     rows = held(history, history.run_list(states=[State.SCHEDULED.value], sort="oldest", limit=50, flow=flow))
     return next((r for r in rows if labels.status(r) != "HELD"), rows[0] if rows else None)
 

@@ -129,13 +129,15 @@ def flag_banner(entry: FlowEntry | None, *, compact: bool = False) -> None:
 
 
 def figures(items: list[tuple[str, str, tuple[float, str] | None]]) -> None:
-    """A row of labelled numbers, each with an optional change (green when it fell, red when it rose)
-    as one Markdown element: drawn at once, where ``st.metric`` loads a component per number."""
+    """A row of labelled numbers, each with an optional change (green when it got better, red when worse; the
+    arrow says which way it went) as one Markdown element: drawn at once, where ``st.metric`` loads a
+    component per number."""
     parts = []
     for label, value, delta in items:
         change = ""
         if delta is not None:
-            colour, arrow = ("green", "↓") if delta[0] <= 0 else ("red", "↑")
+            colour = "green" if delta[0] <= 0 else "red"  # the first number: how much worse it got
+            arrow = "↓" if delta[1].startswith("-") else "↑"  # the text: which way the value went
             change = f" :{colour}[{arrow} {delta[1]}]"
         parts.append(f":gray[{label}]  \n### {value}{change}")
     st.markdown(" \n\n".join(parts) if len(parts) == 1 else "\n\n".join(parts))
@@ -144,7 +146,7 @@ def figures(items: list[tuple[str, str, tuple[float, str] | None]]) -> None:
 def lines_table(lines: list[tuple[str, str]]) -> str:
     """(label, text) lines as one Markdown table (one element, drawn at once)."""
     cell = lambda text: str(text).replace("|", "\\|").replace("\n", " ")  # noqa: E731
-    return "| | |\n|---|---|\n" + "\n".join(f"| {cell(label)} | {cell(text)} |" for label, text in lines)
+    return "| Result | |\n|---|---|\n" + "\n".join(f"| {cell(label)} | {cell(text)} |" for label, text in lines)
 
 
 def state_badge(state: str) -> None:

@@ -21,7 +21,7 @@ from pipeline.errors import InvalidTransition, NotFound
 from pipeline.orchestration import catchup, control
 from pipeline.orchestration.deployments import DeploymentSpec, register
 from pipeline.orchestration.enqueue import trigger_run
-from pipeline.orchestration.states import State
+from pipeline.orchestration.states import TRANSITIONS, State
 from pipeline.store import MIGRATIONS, Store, from_db
 from pipeline.training import champion
 from pipeline.training.flow import FLOW_NAME
@@ -115,6 +115,13 @@ class StoreContract:
         run_id = make_run(store, old)
         assert store.transition(run_id, new, now=T0) is None
         assert store.get_run(run_id)["state"] == old.value
+
+    def test_every_pair_of_the_transition_table_moves_a_run_and_no_other_pair_does(self, store):
+        runs = {(old, new): make_run(store, old) for old in State for new in State}
+        moved = {pair for pair, run_id in runs.items() if store.transition(run_id, pair[1], now=T0) is not None}
+        assert moved == {(old, new) for old, nexts in TRANSITIONS.items() for new in nexts}
+        assert all(store.get_run(run_id)["state"] == (new if (old, new) in moved else old)
+                   for (old, new), run_id in runs.items())
 
     def test_of_two_racing_state_changes_exactly_one_wins(self, location):
         """A cancel against a start, from two connections: the conditional UPDATE decides."""

@@ -34,7 +34,8 @@ def history(tmp_path, monkeypatch):
     seeded.scoring = store.create_run(  # on synthetic data: it must not count among the training runs'
         flow=SCORING, name="scoring-heron", state=State.COMPLETED, now=now, deployment_id=row["id"],
         trigger="completion", triggered_by=upstream["id"], run_date=upstream["run_date"], scheduled_time=now,
-        started_at=now, ended_at=now + dt.timedelta(seconds=1), month="2021-07", synthetic=True, data_source="demo:3000",
+        started_at=now, ended_at=now + dt.timedelta(seconds=1), month="2021-07", synthetic=True,
+        data_source="demo:3000",
         metrics={"rows_scored": 1000, "rmse": 11.2, "rows_read": 1040, "month": "2021-07", "rows_left_out": LEFT_OUT,
                  "mean_predicted": 15.1, "mean_actual": 16.2, "model_version": version, "synthetic": True,
                  "distribution": {"predicted": [0, 300, 700] + [0] * 57, "actual": [100, 400, 500] + [0] * 57}})
@@ -60,53 +61,63 @@ def test_a_triggered_run_and_its_training_run_link_to_each_other(history):
     assert "Its completion triggered scoring-heron of monthly-scoring (Completed)" in links(upstream)
 
 
+def picked(at) -> str:
+    """The flow a page shows (its picker's badge), and the other choices are links to the page with ``?flow=``."""
+    (line,) = [m.value for m in at.markdown if m.value.startswith("Flow: ")]
+    return line.split(":blue-badge[")[1].rstrip("]")
+
+
+def choices(at) -> dict[str, str]:
+    return {link.proto.label: link.proto.query_string for link in at.get("page_link")
+            if link.proto.query_string.startswith("flow=")}
+
+
 def test_the_overview_shows_the_first_flow_with_runs_and_a_scoring_run_is_not_its_latest_results(history):
     at = open_page("overview")
-    assert at.selectbox(key="flow_pick_overview").value == TRAINING and at.query_params["flow"] == TRAINING
+    assert picked(at) == "Monthly training" and at.query_params["flow"] == TRAINING
+    assert choices(at) == {"Monthly batch scoring": f"flow={SCORING}"}
     card = [m.value for m in at.markdown if "Train month 2021-12 · Validation month 2022-01" in m.value]
     assert len(card) == 1 and card[0].startswith(f"**{history.upstream['name']}** · ")
     assert ":gray[Validation RMSE]" in texts(at) and "scoring-heron" not in texts(at)
-    at.selectbox(key="flow_pick_overview").set_value(SCORING).run()
-    assert not at.exception and at.query_params["flow"] == SCORING
+    at = open_page("overview", flow=SCORING)
+    assert picked(at) == "Monthly batch scoring" and choices(at) == {"Monthly training": f"flow={TRAINING}"}
     assert "**scoring-heron** · " in texts(at) and ":gray[Champion's RMSE on the month]  \n### 11.2000" in texts(at)
     assert f"/runs?state=COMPLETED&flow={SCORING}" in texts(at)
 
 
 def test_the_synthetic_counter_counts_the_runs_of_the_flow_shown(history):
-    at = open_page("overview")
-    assert "**3 of 12** completed runs of Monthly training had synthetic data" in texts(at)
-    at.selectbox(key="flow_pick_overview").set_value(SCORING).run()
+    assert "**3 of 12** completed runs of Monthly training had synthetic data" in texts(open_page("overview"))
+    at = open_page("overview", flow=SCORING)
     assert "**1 of 1** completed runs of Monthly batch scoring had synthetic data" in texts(at)
 
 
 def test_the_runs_list_shows_the_flow_picked_or_every_flow(history):
     at = open_page("runs")
     assert "scoring-heron" not in run_names(table(at, "Reason")) and "Validation RMSE" in table(at, "Reason")
-    at.selectbox(key="flow_pick_runs").set_value(SCORING).run()
-    assert not at.exception
-    scoring = table(at, "Reason")
+    assert set(choices(at)) == {"All flows", "Monthly batch scoring"}
+    scoring = table(open_page("runs", flow=SCORING), "Reason")
     assert run_names(scoring) == {"scoring-heron"} and list(scoring["Champion's RMSE on the month"]) == ["11.2000"]
-    at.selectbox(key="flow_pick_runs").set_value("all").run()
-    every = table(at, "Reason")
+    at.query_params["flow"] = "all"  # as the link "All flows" opens it (Overview, where AppTest starts, has none)
+    every = table(at.run(), "Reason")
     assert {"scoring-heron", history.upstream["name"]} <= run_names(every)
     assert {"Monthly training", "Monthly batch scoring"} <= set(every["Flow"])
     assert "Champion's RMSE on the month 11.2000" in set(every["Result"])
 
 
 def test_the_flow_picked_holds_across_pages_and_comes_from_the_address(history):
-    at = open_page("overview")
-    at.selectbox(key="flow_pick_overview").set_value(SCORING).run()
+    at = open_page("overview", flow=SCORING)
+    at.query_params.clear()
     at.switch_page("app_pages/trends.py").run()
-    assert not at.exception and at.selectbox(key="flow_pick_trends").value == SCORING
-    assert at.query_params["flow"] == SCORING
-    assert open_page("trends", flow=TRAINING).selectbox(key="flow_pick_trends").value == TRAINING
+    assert not at.exception and picked(at) == "Monthly batch scoring" and at.query_params["flow"] == SCORING
+    at.switch_page("app_pages/runs.py").run()
+    assert picked(at) == "Monthly batch scoring"
+    assert picked(open_page("trends", flow=TRAINING)) == "Monthly training"
 
 
 def test_the_trends_page_draws_the_flow_picked(history):
     at = open_page("trends")
     assert "val_rmse" in table(at, "covers").columns and len(table(at, "covers")) == 12
-    at.selectbox(key="flow_pick_trends").set_value(SCORING).run()
-    assert not at.exception
+    at = open_page("trends", flow=SCORING)
     scoring = table(at, "covers")
     assert list(scoring["name"]) == ["scoring-heron"] and list(scoring["rmse"]) == [11.2]
     assert "val_rmse" not in scoring.columns and "Data checks" not in [s.value for s in at.subheader]

@@ -128,11 +128,11 @@ def live_overview(entry: FlowEntry) -> None:
         next_run_card(queries.next_run(entry.name))
     with metrics:
         latest_metrics_card(queries.latest_metrics(entry.name), entry)
-    state_counts(queries.count_by_state(entry.name), entry)  # numbers, no chart: the first page loads no charting library
+    state_counts(queries.count_by_state(entry.name), entry)  # numbers, no chart: the page loads no charting library
 
 
 st.title("Overview")
-chosen = flows.pick(page="overview")
+chosen = flows.pick("overview")
 if chosen is None:
     st.info("No flow is registered.")
     st.stop()

@@ -113,7 +113,8 @@ def facts(run: dict[str, Any]) -> None:
     sources = [f"{f.label.lower()} `{labels.field_value(run, f.name)}`" for f in (entry.fields if entry else ())
                if f.kind == "url" and labels.field_value(run, f.name)]
     st.caption(" · ".join([f"Scheduled {widgets.time_pair(run['scheduled_time'], zone)}",
-                           f"started {labels.utc(run['started_at'])}", f"ended {labels.utc(run['ended_at'])}", *sources]))
+                           f"started {labels.utc(run['started_at'])}", f"ended {labels.utc(run['ended_at'])}",
+                           *sources]))
     trigger_links(run)
 
 
@@ -161,7 +162,9 @@ def results(run: dict[str, Any]) -> None:
     lines = entry.present(run) if entry else []
     if lines:
         headline = [(m.label, labels.metric_text(m, values.get(m.key)), None) for m in entry.metrics[:2]]
-        widgets.figures([item for item in headline if item[1]])
+        for column, item in zip(st.columns(4), [item for item in headline if item[1]]):
+            with column:
+                widgets.figures([item])
         st.markdown(widgets.lines_table(lines))
     elif run["state"] != "COMPLETED":
         st.info("No metrics: the run did not complete.")

@@ -1,6 +1,7 @@
 """Runs: the runs of one flow or of every flow (the picker at the top), filtered by state, deployment,
-trigger, tag, run dates, start time and name, sorted, paged in SQL; a chart of runs over time (x = start time, y = duration, colour =
-state); rows can be selected and cancelled together, and a whole backfill cancelled at once.
+trigger, tag, run dates, start time and name, sorted, paged in SQL; a chart of runs over time
+(x = start time, y = duration, colour = state); rows can be selected and cancelled together, and a whole
+backfill cancelled at once.
 
 The filters can come from the address (``/runs?state=LATE&trigger=backfill&flow=...``), so that other
 pages link to a filtered list.
@@ -218,4 +219,4 @@ def live_runs(filters: dict[str, Any]) -> None:
 
 st.title("Runs")
 from_address()
-live_runs(filter_bar(flows.pick(allow_all=True, page="runs")))
+live_runs(filter_bar(flows.pick("runs", allow_all=True)))

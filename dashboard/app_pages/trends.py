@@ -93,7 +93,7 @@ def live_trends(entry: FlowEntry, hide: bool) -> None:
 
 
 st.title("Trends")
-chosen = flows.pick(page="trends")
+chosen = flows.pick("trends")
 if chosen is None or not (chosen.metrics or chosen.trend):
     st.info("This flow declares no metric to trend." if chosen else "No flow is registered.")
     st.stop()

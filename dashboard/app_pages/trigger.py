@@ -225,7 +225,7 @@ def confirm(message: str, rows: list[dict[str, Any]]) -> None:
 st.title("Trigger")
 st.caption("Runs go to the history as Scheduled; the scheduler process runs them. Nothing trains in the dashboard.")
 access.explain("trigger", "backfill")
-chosen = flows.pick(page="trigger")
+chosen = flows.pick("trigger")
 if chosen is None:
     st.info("No flow is registered.")
     st.stop()

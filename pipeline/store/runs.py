@@ -11,7 +11,7 @@ from ..orchestration.states import ACTIVE_STATES, WAITING_STATES, State
 from .base import _db_value, _row, new_run_id, to_db
 from .parts import StoreParts
 from .rows import RUN_COLUMNS
-from .transitions import FLOW_RUNS, TASK_RUNS, Sql, When, move
+from .transitions import ACTIVE, FLOW_RUNS, TASK_RUNS, Sql, When, move
 
 
 class RunStore(StoreParts):
@@ -156,7 +156,7 @@ class RunStore(StoreParts):
     def heartbeat_run(self, run_id: str, now: dt.datetime) -> bool:
         """Stamp a running run's heartbeat; True when its cancellation has been asked for."""
         with self.atomic() as conn:
-            row = conn.execute("UPDATE flow_runs SET heartbeat_at = ? WHERE id = ? AND state IN ('PENDING', 'RUNNING') "
+            row = conn.execute(f"UPDATE flow_runs SET heartbeat_at = ? WHERE id = ? AND state IN {ACTIVE} "
                                "RETURNING cancel_requested", (to_db(now), run_id)).fetchone()
         return bool(row and row[0])
 
@@ -191,7 +191,7 @@ class RunStore(StoreParts):
                    AND r.cancel_requested = 0 {skip}
                    AND (? = 0 OR q.paused = 0 AND (q.concurrency_limit IS NULL
                         OR q.concurrency_limit > (SELECT COUNT(*) FROM flow_runs a
-                        WHERE a.work_queue = ? AND a.state IN ('PENDING', 'RUNNING'))))
+                        WHERE a.work_queue = ? AND a.state IN {ACTIVE})))
                  ORDER BY COALESCE(r.next_attempt_at, r.scheduled_time), r.created_at LIMIT 1
                  {'FOR UPDATE OF r SKIP LOCKED' if locks else ''})""",
                        params=(*waiting, work_queue, to_db(now), *skip_deployments, int(within_limit), work_queue),
@@ -223,7 +223,7 @@ class RunStore(StoreParts):
 
     def active_runs(self) -> list[dict[str, Any]]:
         """PENDING and RUNNING runs, with how many crash retries their deployment allows."""
-        return self._all(f"{self._WITH_RETRIES} WHERE r.state IN ('PENDING', 'RUNNING') ORDER BY r.started_at")
+        return self._all(f"{self._WITH_RETRIES} WHERE r.state IN {ACTIVE} ORDER BY r.started_at")
 
     def run_for_sweep(self, run_id: str) -> dict[str, Any]:
         """One run (by its full id), with how many crash retries its deployment allows."""
@@ -234,7 +234,7 @@ class RunStore(StoreParts):
 
     def running_count(self, work_queue: str) -> int:
         return self.conn.execute(
-            "SELECT COUNT(*) FROM flow_runs WHERE state IN ('PENDING', 'RUNNING') AND work_queue = ?",
+            f"SELECT COUNT(*) FROM flow_runs WHERE state IN {ACTIVE} AND work_queue = ?",
             (work_queue,)).fetchone()[0]
 
     def runs(self, *, states: Iterable[str] | None = None, deployment: str | None = None,

@@ -9,6 +9,7 @@ from ..errors import NotFound
 from ..orchestration.states import State
 from .base import _db_value, from_db, to_db
 from .parts import StoreParts
+from .transitions import ACTIVE, LIVE, WAITING
 
 
 class SchedulingStore(StoreParts):
@@ -51,11 +52,11 @@ class SchedulingStore(StoreParts):
             "SELECT q.name, q.concurrency_limit, q.paused, q.created_at, COALESCE(c.running, 0) AS running, "
             "COALESCE(c.scheduled, 0) AS scheduled, COALESCE(c.late, 0) AS late, "
             "COALESCE(c.awaiting, 0) AS awaiting FROM work_queues q LEFT JOIN ("
-            "  SELECT work_queue, COUNT(CASE WHEN state IN ('PENDING', 'RUNNING') THEN 1 END) AS running, "
+            f"  SELECT work_queue, COUNT(CASE WHEN state IN {ACTIVE} THEN 1 END) AS running, "
             "  COUNT(CASE WHEN state = 'SCHEDULED' THEN 1 END) AS scheduled, "
             "  COUNT(CASE WHEN state = 'LATE' THEN 1 END) AS late, "
             "  COUNT(CASE WHEN state = 'AWAITING_RETRY' THEN 1 END) AS awaiting FROM flow_runs "
-            "  WHERE state IN ('PENDING', 'RUNNING', 'SCHEDULED', 'LATE', 'AWAITING_RETRY') GROUP BY work_queue"
+            f"  WHERE state IN {LIVE} GROUP BY work_queue"
             ") c ON c.work_queue = q.name ORDER BY q.name")
         return [{**row, "paused": bool(row["paused"])} for row in rows]
 
@@ -98,7 +99,7 @@ class SchedulingStore(StoreParts):
         "  ORDER BY r.started_at DESC LIMIT 1) AS last_run_state, "
         "(SELECT COALESCE(SUM(s.count), 0) FROM skipped_slots s WHERE s.deployment_id = d.id) AS skipped_slots, "
         "CASE WHEN d.active = 0 THEN (SELECT COUNT(*) FROM flow_runs r WHERE r.deployment_id = d.id "
-        "  AND r.state IN ('SCHEDULED', 'LATE', 'AWAITING_RETRY')) ELSE 0 END AS held_runs "
+        f"  AND r.state IN {WAITING}) ELSE 0 END AS held_runs "
         "FROM deployments d")
 
     def get_deployment(self, name: str) -> dict[str, Any]:
@@ -155,7 +156,7 @@ class SchedulingStore(StoreParts):
             "SELECT r.*, d.name AS deployment, d.max_lateness, COALESCE(d.active, 1) AS deployment_active "
             "FROM flow_runs r "
             "LEFT JOIN deployments d ON d.id = r.deployment_id "
-            "WHERE r.state IN ('SCHEDULED', 'LATE', 'AWAITING_RETRY') "
+            f"WHERE r.state IN {WAITING} "
             "AND COALESCE(r.next_attempt_at, r.scheduled_time) <= ? "
             "ORDER BY COALESCE(r.next_attempt_at, r.scheduled_time)", (to_db(due_by),))
 
@@ -163,7 +164,7 @@ class SchedulingStore(StoreParts):
         """When the next waiting run falls due, if later than ``after`` (the scheduler wakes up then)."""
         row = self.conn.execute(
             "SELECT MIN(COALESCE(next_attempt_at, scheduled_time)) FROM flow_runs "
-            "WHERE state IN ('SCHEDULED', 'LATE', 'AWAITING_RETRY') AND COALESCE(next_attempt_at, scheduled_time) > ?",
+            f"WHERE state IN {WAITING} AND COALESCE(next_attempt_at, scheduled_time) > ?",
             (to_db(after),)).fetchone()
         return from_db(row[0])
 
@@ -171,7 +172,7 @@ class SchedulingStore(StoreParts):
                       limit: int = 500) -> list[dict[str, Any]]:
         """Waiting runs due by ``until`` (late ones first), with their deployment's name."""
         sql = ("SELECT r.*, d.name AS deployment FROM flow_runs r LEFT JOIN deployments d ON d.id = r.deployment_id "
-               "WHERE r.state IN ('SCHEDULED', 'LATE', 'AWAITING_RETRY') "
+               f"WHERE r.state IN {WAITING} "
                "AND COALESCE(r.next_attempt_at, r.scheduled_time) <= ?")
         params: list[Any] = [to_db(until)]
         if work_queue:
@@ -185,8 +186,7 @@ class SchedulingStore(StoreParts):
 
     def set_late_reason(self, run_id: str, reason: str) -> None:
         with self.atomic() as conn:
-            conn.execute("UPDATE flow_runs SET late_reason = ? WHERE id = ? AND state IN ('SCHEDULED', 'LATE', "
-                         "'AWAITING_RETRY')", (reason, run_id))
+            conn.execute(f"UPDATE flow_runs SET late_reason = ? WHERE id = ? AND state IN {WAITING}", (reason, run_id))
 
     def runs_on_dates(self, deployment_id: int, dates: Iterable[dt.date]) -> list[dict[str, Any]]:
         """Runs of a deployment for these run dates (any trigger), newest first."""

@@ -11,7 +11,8 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
-from ..orchestration.states import DELIVERY_TRANSITIONS, TASK_TRANSITIONS, TRANSITIONS, check_transition, sources
+from ..orchestration.states import (ACTIVE_STATES, DELIVERY_TRANSITIONS, TASK_TRANSITIONS, TRANSITIONS, WAITING_STATES,
+                                    check_transition, sources)
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,16 @@ FLOW_RUNS = Machine("flow_runs", "A run", TRANSITIONS)
 TASK_RUNS = Machine("task_runs", "A task run", TASK_TRANSITIONS)
 NOTIFICATIONS = Machine("notifications", "A message", DELIVERY_TRANSITIONS)
 MACHINES = (FLOW_RUNS, TASK_RUNS, NOTIFICATIONS)
+
+
+def sql_list(states: Iterable[str]) -> str:
+    """States as the SQL list a read filters on: ``('PENDING', 'RUNNING')``."""
+    return "(" + ", ".join(f"'{state}'" for state in sorted(map(str, states))) + ")"
+
+
+WAITING = sql_list(WAITING_STATES)  # never started, due or not (or waiting to try again)
+ACTIVE = sql_list(ACTIVE_STATES)  # claimed: its process starts or runs
+LIVE = sql_list(WAITING_STATES | ACTIVE_STATES)
 
 
 class When(NamedTuple):

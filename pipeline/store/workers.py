@@ -13,6 +13,7 @@ from typing import Any, Iterable
 
 from .base import connect, to_db
 from .parts import StoreParts
+from .transitions import ACTIVE
 
 SCHEDULER_LOCK = 0x66687601  # the PostgreSQL advisory lock of the one scheduler of a history ('fhv\1')
 # The server drops the lock's session, and so frees the lock, about 15 s after its host went silent
@@ -98,7 +99,7 @@ class WorkerStore(StoreParts):
 
     def running_by_claimer(self) -> dict[str, int]:
         """How many runs each claimer has PENDING or RUNNING (a worker's current load)."""
-        rows = self._all("SELECT claimed_by, COUNT(*) AS n FROM flow_runs WHERE state IN ('PENDING', 'RUNNING') "
+        rows = self._all(f"SELECT claimed_by, COUNT(*) AS n FROM flow_runs WHERE state IN {ACTIVE} "
                          "AND claimed_by IS NOT NULL GROUP BY claimed_by")
         return {row["claimed_by"]: row["n"] for row in rows}
 

@@ -35,7 +35,8 @@ class TrainingResults:
     def lines(self) -> list[tuple[str, str]]:
         return [("Validation RMSE", f"{number(self.val_rmse)} min"),
                 ("Training RMSE", f"{number(self.train_rmse)} min"),
-                ("Validation MSE", f"{number(self.val_mse)} min²"), ("Training MSE", f"{number(self.train_mse)} min²"),
+                ("Validation MSE", f"{number(self.val_mse)} min²"),
+                ("Training MSE", f"{number(self.train_mse)} min²"),
                 ("Training trips", _trips(self.train_rows, self.train_month, self.train_mean_duration)),
                 ("Validation trips", _trips(self.val_rows, self.val_month, self.val_mean_duration)),
                 ("Features", f"{number(self.feature_count)} one-hot zones (pickup and drop-off)")]
