@@ -21,11 +21,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dashboard.frames import METRIC_KEYS  # noqa: E402
 from pipeline.cli import main as cli  # noqa: E402
 from pipeline.flows import load_flows  # noqa: E402  (the entry point registers the flows)
 from pipeline.store import Store  # noqa: E402
-from pipeline.training.job import FLOW_NAME  # noqa: E402
+from pipeline.training.job import FLOW_NAME, METRICS  # noqa: E402
 from tests.dashboard_seed import bulk_history, seed_history  # noqa: E402
 from tests.pgserver import PgServer, postgres_bin  # noqa: E402
 
@@ -35,7 +34,7 @@ READS = {
     "runs list, by validation RMSE": lambda s: s.run_list(limit=50, sort="metric_desc", metric="val_rmse"),
     "runs list, by duration": lambda s: s.run_list(limit=50, sort="duration_desc"),
     "runs list count, searched": lambda s: s.count_run_list(search="bulk-run-01"),
-    "trends (trend_points)": lambda s: s.trend_points(FLOW_NAME, "val_rmse", by="val_month", keys=METRIC_KEYS),
+    "trends (trend_points)": lambda s: s.trend_points(FLOW_NAME, "val_rmse", by="val_month", keys=[m.key for m in METRICS]),
     "runs over time (1000 points)": lambda s: s.run_list_points(limit=1000),
     "deployments": lambda s: s.deployments(),
     "work queues": lambda s: s.work_queues(),

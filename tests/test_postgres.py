@@ -352,6 +352,9 @@ def make_history_run(store: Store) -> str:
      "SELECT NULLIF((r.metrics)::jsonb -> 'val_rmse', 'null'::jsonb) FROM r"),
     ("SELECT 1 FROM json_each(d.tags) WHERE value = ?",
      "SELECT 1 FROM jsonb_array_elements_text((d.tags)::jsonb) AS json_each(value) WHERE value = %s"),
+    ("SELECT CAST(json_extract(r.fields, '$.month') AS TEXT) FROM r", "SELECT ((r.fields)::jsonb ->> 'month') FROM r"),
+    ("SELECT json_extract(r.fields, '$.flag') IS TRUE", "SELECT (((r.fields)::jsonb -> 'flag') = 'true'::jsonb) IS TRUE"),
+    ("UPDATE r SET fields = json_patch(fields, ?)", "UPDATE r SET fields = jsonb_strip_nulls((fields)::jsonb || (%s)::jsonb)"),
 ])
 def test_the_store_s_sql_is_translated_to_postgresql(sqlite, postgresql):
     assert translate(sqlite) == postgresql

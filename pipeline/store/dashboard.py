@@ -8,6 +8,7 @@ from typing import Any, Callable, Iterable
 from .base import to_db
 from .parts import StoreParts
 from .runs import _run_filters
+from .transitions import LIVE, WAITING
 
 
 class DashboardStore(StoreParts):
@@ -60,7 +61,7 @@ class DashboardStore(StoreParts):
             (to_db(now), *params))
 
     _OVERDUE = ("FROM flow_runs r LEFT JOIN deployments d ON d.id = r.deployment_id "
-                "WHERE r.state IN ('SCHEDULED', 'LATE', 'AWAITING_RETRY') "
+                f"WHERE r.state IN {WAITING} "
                 "AND COALESCE(r.next_attempt_at, r.scheduled_time) <= ?")
 
     def overdue_runs(self, *, now: dt.datetime, limit: int = 20) -> list[dict[str, Any]]:
@@ -117,7 +118,7 @@ class DashboardStore(StoreParts):
     def cancellable_ids(self, **filters: Any) -> list[str]:
         """The ids of the waiting or running runs matching the list's filters (to cancel them together)."""
         where, params = _list_filters(**filters)
-        alive = "r.state IN ('SCHEDULED', 'LATE', 'AWAITING_RETRY', 'PENDING', 'RUNNING')"
+        alive = f"r.state IN {LIVE}"
         where = f"{where} AND {alive}" if where else f"WHERE {alive}"
         return [row[0] for row in self.conn.execute(f"SELECT r.id {_LIST_FROM} {where}", params).fetchall()]
 
@@ -200,8 +201,9 @@ def _field(alias: str, name: str) -> str:
 
 
 def _value(alias: str, name: str) -> str:
-    """A run's field as text (what runs are grouped and looked up by; the indexed expression)."""
-    return f"{alias + '.' if alias else ''}fields ->> '$.{_key(name)}'"
+    """A run's field as text (what runs are grouped and looked up by; the indexed expression). Not SQLite's
+    ``->>``, which needs SQLite 3.38 (Ubuntu 22.04 has 3.37)."""
+    return f"CAST({_field(alias, name)} AS TEXT)"
 
 
 def _metric(alias: str, key: str) -> str:

@@ -289,6 +289,12 @@ ALTER TABLE flow_runs ALTER COLUMN fields DROP DEFAULT;
 ALTER TABLE flow_runs ALTER COLUMN fields TYPE JSONB USING fields::jsonb;
 ALTER TABLE flow_runs ALTER COLUMN fields SET DEFAULT '{}';
 """}),
+    ("0016_flow_read_indexes", """
+CREATE INDEX flow_runs_flow_started ON flow_runs(flow, started_at);
+CREATE INDEX flow_runs_flow_created ON flow_runs(flow, created_at);
+CREATE INDEX flow_runs_flow_moment ON flow_runs(flow, COALESCE(started_at, scheduled_time, created_at));
+CREATE INDEX flow_runs_flow_state_moment ON flow_runs(flow, state, COALESCE(started_at, scheduled_time, created_at));
+"""),
 ]
 
 

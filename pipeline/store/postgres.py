@@ -55,7 +55,7 @@ _REWRITES = [  # (pattern, replacement) for what SQLite spells its own way
      "to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"),
     (re.compile(r"lower\(hex\(randomblob\(16\)\)\)"), "md5(random()::text || clock_timestamp()::text)"),
     (re.compile(r"json_extract\(([\w.]+), '\$\.(\w+)'\) IS TRUE"), r"(((\1)::jsonb -> '\2') = 'true'::jsonb) IS TRUE"),
-    (re.compile(r"([\w.]+) ->> '\$\.(\w+)'"), r"(\1)::jsonb ->> '\2'"),
+    (re.compile(r"CAST\(json_extract\(([\w.]+), '\$\.(\w+)'\) AS TEXT\)"), r"((\1)::jsonb ->> '\2')"),
     (re.compile(r"json_patch\(([\w.]+), \?\)"), r"jsonb_strip_nulls((\1)::jsonb || (?)::jsonb)"),
     (re.compile(r"json_extract\(([\w.]+), '\$\.(\w+)'\)"), r"NULLIF((\1)::jsonb -> '\2', 'null'::jsonb)"),
     (re.compile(r"julianday\(([\w.]+)\)"), r"(EXTRACT(EPOCH FROM (\1)::timestamptz) / 86400.0)"),

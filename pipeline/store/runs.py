@@ -261,10 +261,11 @@ class RunStore(StoreParts):
 
     def metric_history(self, flow: str, limit: int = 500) -> list[dict[str, Any]]:
         """Completed runs of ``flow`` with their fields and metrics, oldest first (for trends)."""
+        order = "ORDER BY r.run_date DESC, r.ended_at DESC"  # the runs first, then only their metrics are read
         rows = self._all(
-            "SELECT id, name, run_date, fields, started_at, ended_at, metrics FROM flow_runs "
-            "WHERE state = 'COMPLETED' AND metrics IS NOT NULL AND flow = ? "
-            "ORDER BY run_date DESC, ended_at DESC LIMIT ?", (flow, limit))
+            "SELECT r.id, r.name, r.run_date, r.fields, r.started_at, r.ended_at, r.metrics FROM (SELECT r.id AS "
+            "page_id FROM flow_runs r WHERE r.state = 'COMPLETED' AND r.metrics IS NOT NULL AND r.flow = ? "
+            f"{order} LIMIT ?) page JOIN flow_runs r ON r.id = page.page_id {order}", (flow, limit))
         return rows[::-1]
 
     # -- task runs, logs, artifacts ---------------------------------------------------
