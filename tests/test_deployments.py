@@ -309,3 +309,20 @@ def test_zero_or_negative_numbers_are_refused_by_the_cli_naming_the_value(monkey
         cli(monkeypatch, settings, *argv)
     assert stopped.value.code == 2
     assert words in " ".join(capsys.readouterr().err.split())
+
+
+# -- a flow's own keywords: DeploymentSpec names none of them itself ---------------------------
+def test_a_flows_own_keyword_becomes_its_run_parameter_and_reads_back_from_the_spec():
+    spec = DeploymentSpec(name="checked", promotion_tolerance=0.05)
+    assert spec.to_row()["parameters"] == {"promotion_tolerance": 0.05}
+    assert spec.promotion_tolerance == 0.05 and spec.gates is None
+    assert "gates" not in DeploymentSpec.__dataclass_fields__
+
+
+def test_a_keyword_the_flow_does_not_declare_is_refused_with_the_ones_it_does():
+    with pytest.raises(ConfigError, match=r"DeploymentSpec 'scores' got the unknown keyword 'gates'; the flow "
+                                          r"'fhv-batch-scoring' takes these besides DeploymentSpec's own: none\."):
+        DeploymentSpec(name="scores", flow="fhv-batch-scoring", gates={"mode": "block"})
+    with pytest.raises(ConfigError, match=r"unknown keyword 'schedul'; .* takes these besides DeploymentSpec's "
+                                          r"own: gates, promotion_tolerance\."):
+        DeploymentSpec(name="typo", schedul=CronSchedule("0 9 15 * *"))

@@ -210,7 +210,7 @@ def _print_run(store: DashboardHistory, run: dict[str, Any], *, with_logs: bool 
     results = _results_table(run)
     if results is not None:  # a run a data gate blocked has its data checks only
         console.print(results)
-    for warning in metrics.get("warnings") or []:  # the data gates that failed in warn mode
+    for warning in metrics.get("warnings") or []:  # the data checks that failed in warn mode
         console.print(f"[bold yellow]Warning:[/] {render.plain(warning)}", soft_wrap=True)
     if metrics.get("promotion"):  # what the run decided about the champion (pipeline/training/champion.py)
         promotion = metrics["promotion"]

@@ -50,8 +50,9 @@ class DeploymentSpec:
     skips any slot that could not start within that long after its time, whatever the policy.
     ``active`` is the state a new deployment starts in; later, pause and resume it instead.
     ``retries`` is how many times a run that CRASHED (its process died) is run again; off by default.
-    ``gates`` (data checks: ``pipeline/training/gates.py``) and ``promotion_tolerance`` reach the flow as
-    the run parameters of those names; None leaves them to the flow's defaults.
+    Any other keyword must be one the flow declares (``FlowEntry.spec_options``, such as the training
+    flow's data checks): it reaches the flow as the run parameter of that name (None leaves it to the
+    flow's default) and reads back as an attribute of the spec.
     """
 
     name: str
@@ -65,10 +66,9 @@ class DeploymentSpec:
     active: bool = True
     description: str | None = None
     retries: int = 0
-    gates: Mapping[str, Any] | None = None
-    promotion_tolerance: float | None = None
     notify: Iterable[str] = ()  # Apprise URLs told of this deployment's events, besides FHV_NOTIFY
     trigger: AfterCompletion | str | None = None  # run once for each completed run of another deployment
+    options: Mapping[str, Any] = field(default_factory=dict)  # the flow's own keywords (``spec_options``)
 
     def __post_init__(self) -> None:
         check_name(self.name, "deployment")
@@ -77,9 +77,8 @@ class DeploymentSpec:
             raise ConfigError(f"The schedule of {self.name!r} must be a CronSchedule or an IntervalSchedule, "
                               f"not {type(self.schedule).__name__}.")
         object.__setattr__(self, "flow", _flow_name(self.flow, self.name))
-        object.__setattr__(self, "parameters", _parameters(_with_quality(self), self.name, self.flow))
-        object.__setattr__(self, "gates", self.parameters.get("gates"))
-        object.__setattr__(self, "promotion_tolerance", self.parameters.get("promotion_tolerance"))
+        object.__setattr__(self, "parameters", _parameters(_with_options(self), self.name, self.flow))
+        object.__setattr__(self, "options", {key: self.parameters.get(key) for key in flow_entry(self.flow).spec_options})
         object.__setattr__(self, "retries", _retries(self.retries, self.name))
         object.__setattr__(self, "tags", _tags(self.tags, self.name))
         object.__setattr__(self, "catchup", _catchup(self.catchup, self.name))
@@ -87,6 +86,13 @@ class DeploymentSpec:
         object.__setattr__(self, "active", bool(self.active))
         object.__setattr__(self, "notify", _notify(self.notify, self.name))
         object.__setattr__(self, "trigger", check_trigger(self.trigger, self.name))
+
+    def __getattr__(self, name: str) -> Any:
+        """A flow's own keyword reads back as an attribute, as its run parameter says it."""
+        options = self.__dict__.get("options") or {}
+        if name in options:
+            return options[name]
+        raise AttributeError(f"'DeploymentSpec' object has no attribute {name!r}")
 
     def to_row(self) -> dict[str, Any]:
         """The deployments columns for this spec."""
@@ -97,6 +103,19 @@ class DeploymentSpec:
                 "tags": list(self.tags), "work_queue": self.work_queue, "catchup": self.catchup,
                 "max_lateness": self.max_lateness, "active": self.active, "description": self.description,
                 "retries": self.retries, "after_deployment": self.trigger.deployment if self.trigger else None}
+
+
+_SPEC_FIELDS = frozenset(f for f in DeploymentSpec.__dataclass_fields__ if f != "options")
+_spec_init = DeploymentSpec.__init__
+
+
+def _init_with_options(self: DeploymentSpec, *args: Any, **keywords: Any) -> None:
+    """DeploymentSpec(..., keyword=...): a keyword that is not the spec's own is one of its flow's options."""
+    options = {key: keywords.pop(key) for key in list(keywords) if key not in _SPEC_FIELDS}
+    _spec_init(self, *args, **keywords, options={**keywords.pop("options", {}), **options})
+
+
+DeploymentSpec.__init__ = _init_with_options  # type: ignore[method-assign]
 
 
 def default_deployment() -> DeploymentSpec:
@@ -342,10 +361,15 @@ def _parameters(parameters: Any, name: str, flow: str) -> dict[str, Any]:
     return flow_entry(flow).check_parameters(parameters, name)
 
 
-def _with_quality(spec: DeploymentSpec) -> Any:
-    """The spec's parameters with its ``gates`` and ``promotion_tolerance``, which its runs get as parameters."""
-    extra = {key: value for key, value in (("gates", spec.gates), ("promotion_tolerance", spec.promotion_tolerance))
-             if value is not None}
+def _with_options(spec: DeploymentSpec) -> Any:
+    """The spec's parameters with the flow's own keywords it was given, which its runs get as parameters."""
+    takes = flow_entry(spec.flow).spec_options
+    unknown = sorted(set(spec.options) - set(takes))
+    if unknown:
+        known = ", ".join(takes) if takes else "none"
+        raise ConfigError(f"DeploymentSpec {spec.name!r} got the unknown keyword {unknown[0]!r}; the flow "
+                          f"{spec.flow!r} takes these besides DeploymentSpec's own: {known}.")
+    extra = {key: value for key, value in spec.options.items() if value is not None}
     if not extra or not isinstance(spec.parameters, Mapping):
         return spec.parameters
     twice = sorted(set(extra) & set(spec.parameters))

@@ -101,6 +101,7 @@ class FlowEntry:
     trend: Trend | None = None  # what the Trends page draws (None: the first metric, per run)
     # (run row) -> one of FAILURE_KINDS: the data is not published yet, a gate stopped it, anything else
     classify_failure: Callable[[Mapping[str, Any]], str] | None = None
+    spec_options: tuple[str, ...] = ()  # keywords a DeploymentSpec of this flow takes, passed as those parameters
     summary: str | None = None  # "module:function", (run row) -> [(label, text)]: a run's results, for CLI and page
 
     @property

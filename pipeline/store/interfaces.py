@@ -205,7 +205,7 @@ class Artifacts(Protocol):
 
 
 class ModelRegistry(RunLookup, Connection, Protocol):
-    """The model registry: champion, versions, promotion events and accepted quality gates
+    """The model registry: champion, versions, promotion events and accepted data checks
     (``training/champion.py``, ``acceptance.py``, ``in_use.py``, the scoring flow)."""
 
     def champion(self, flow: str) -> RunRow | None: ...

@@ -66,4 +66,5 @@ ENTRY = FlowEntry(
                                                     "sklearn.linear_model", "sklearn.feature_extraction"),
     normalize=normalize, check_date=check_run_date, title="Monthly training", fields=FIELDS, metrics=METRICS,
     trend=Trend("val_rmse", by="val_month", also=("train_rmse",)), classify_failure=classify_failure,
+    spec_options=("gates", "promotion_tolerance"),
     summary="pipeline.training.results:present")

@@ -50,7 +50,7 @@ def event_id(kind: str, subject: str) -> str:
 
 
 def run_events(run: dict[str, Any]) -> list[Event]:
-    """The events a run that ended says: its failure (one kind) and its gates' warnings."""
+    """The events a run that ended says: its failure (one kind) and its data checks' warnings."""
     events = []
     kind = _failure_kind(run)
     if kind:
