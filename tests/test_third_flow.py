@@ -98,6 +98,8 @@ def test_the_command_line_lists_shows_and_triggers_its_runs(echo, store, tmp_pat
     assert (code, payload["state"], payload["metrics"]["letters"], payload["parameters"]["word"]) == \
         (0, "COMPLETED", 5, "hello")
     assert [t["task"] for t in payload["task_runs"]] == ["shout", "count"]
+    code, text = cli(capsys, "runs", "show", runs["echo-daily"]["id"])
+    assert code == 0 and "Letters" in text and "shout" in text  # its results as its entry presents them
     code, text = cli(capsys, "runs", "show", runs["echo-refused"]["id"])
     assert code == 0 and "Failed in shout:" in text and "Echo refuses the word 'nope'." in text
     code, out = cli(capsys, "trigger", "--deployment", "echo-daily", "--date", "2026-01-05", "--json")

@@ -8,8 +8,6 @@ from ..config import Settings
 from ..errors import ConfigError
 from ..orchestration.registry import FlowEntry, flow_entry
 from ..orchestration.runtime import SYSTEM_CLOCK, new_run_name
-from ..errors import ConfigError
-from ..orchestration.registry import flow_entry
 from ..orchestration.states import State
 from ..store import Store
 from ..store.interfaces import DashboardHistory
