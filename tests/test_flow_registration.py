@@ -107,6 +107,17 @@ def test_the_command_line_says_a_bad_fhv_flows_item_in_one_line(monkeypatch, cap
         "Traceback" not in error
 
 
+def test_a_prefect2_script_run_with_plain_python_registers_the_flows_too(tmp_path):
+    (tmp_path / "hello.py").write_text("from pipeline.prefect2 import flow\n\n@flow\ndef hello():\n    return 1\n\n"
+                                       "hello()\nfrom pipeline.orchestration import registry\n"
+                                       "print([n for n in registry.flow_names() if not n.startswith('prefect2:')])\n")
+    done = subprocess.run([sys.executable, str(tmp_path / "hello.py")], cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, "FHV_HOME": str(tmp_path / "fhv"), "FHV_FLOWS": ECHO,
+                               "PYTHONPATH": str(ROOT)}, timeout=60)
+    assert done.stdout.strip().splitlines()[-1] == "['echo', 'fhv-batch-scoring', 'fhv-duration-training']", \
+        done.stderr[-2000:]
+
+
 def test_the_command_line_registers_the_flows_of_fhv_flows(tmp_path):
     env = {"FHV_HOME": str(tmp_path / "fhv"), "FHV_FLOWS": ECHO, "PYTHONPATH": str(ROOT)}
     done = python("import sys\nfrom pipeline.cli import main\nfrom pipeline.orchestration import registry\n"
