@@ -22,7 +22,7 @@ from pipeline.scoring.job import FLOW_NAME as SCORING
 from pipeline.store import Store
 from tests.dashboard_seed import seed_history
 from tests.test_dashboard import open_page, table, texts
-from tests.test_scoring_dashboard import choices, picked
+from tests.test_scoring_dashboard import backfill_plan, choices, picked
 from tests.test_third_flow import FHV_FLOWS, echo_history
 
 UTC = dt.timezone.utc
@@ -167,12 +167,7 @@ def test_the_models_page_lists_training_versions_only_with_echo_runs_in_the_hist
 
 
 def test_the_backfill_preview_says_which_word_each_run_of_an_echo_deployment_will_echo(history):
-    at = open_page("trigger", flow=ECHO)
-    at.selectbox(key="backfill_deployment").set_value("echo-refused")
-    at.date_input(key="backfill_start").set_value(dt.date(2026, 1, 1))
-    at.date_input(key="backfill_end").set_value(dt.date(2026, 1, 3)).run()
-    at.button(key="backfill_preview").click().run()
-    plan = next(d.value for d in at.dataframe if "Run date" in d.value.columns)
+    plan = backfill_plan(ECHO, "echo-refused", dt.date(2026, 1, 1), dt.date(2026, 1, 3))
     assert plan.to_dict("list") == {"Run date": ["2026-01-01", "2026-01-02", "2026-01-03"], "Word": ["nope"] * 3}
 
 
