@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,10 @@ from pipeline.cli import main
 from pipeline.errors import ConfigError
 from pipeline.flows import FLOWS, flow_list, load_flows
 from pipeline.orchestration import registry
+from pipeline.orchestration.executor import ProcessExecutor
+from pipeline.orchestration.runtime import SYSTEM_CLOCK
+from pipeline.orchestration.states import State
+from tests.conftest import wait_for
 from tests.flows import echo
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -123,3 +128,38 @@ def test_the_command_line_registers_the_flows_of_fhv_flows(tmp_path):
     done = python("import sys\nfrom pipeline.cli import main\nfrom pipeline.orchestration import registry\n"
                   "code = main(['runs', 'ls'])\nprint(code, registry.flow_names(), file=sys.stderr)", **env)
     assert done.stderr.strip().splitlines()[-1] == "0 ['echo', 'fhv-batch-scoring', 'fhv-duration-training']"
+
+
+@pytest.mark.parametrize("flow, why", [
+    ("echo-missing-module", "'tests.flows.nowhere:execute' does not load (ModuleNotFoundError: No module named "
+                            "'tests.flows.nowhere')."),
+    ("echo-missing-function", "'tests.flows.echo:nowhere' does not load (AttributeError: module 'tests.flows.echo' "
+                              "has no attribute 'nowhere')."),
+])
+def test_a_run_whose_execute_does_not_load_ends_failed_with_one_sentence(monkeypatch, own_registry, store, settings,
+                                                                         flow, why):
+    monkeypatch.setenv("FHV_FLOWS", "tests.flows.broken:ENTRIES")
+    executor = ProcessExecutor(settings, heartbeat_every=0.5)
+    try:
+        now = SYSTEM_CLOCK.now()
+        store.ensure_work_queue("default", now=now)
+        store.create_run(flow=flow, name="cannot-load", state=State.SCHEDULED, now=now, parameters={"date": None},
+                         scheduled_time=now, work_queue="default", trigger="manual")
+        run = store.claim_due_run(now=now, work_queue="default", claimer="test")
+        executor.start(run)
+        exit_ = wait_for(lambda: next(iter(executor.poll()), None), "the flow process to end")
+    finally:
+        executor.close()
+    ended = store.get_run(run["id"])
+    assert (exit_.exitcode, ended["state"]) == (0, "FAILED")
+    assert ended["error"] == f"The flow {flow!r} cannot run: its execute {why}"
+
+
+@pytest.mark.parametrize("field, value", [("execute", "tests.flows.echo.execute"), ("execute", "echo:"),
+                                          ("summary", "tests.flows.echo")])
+def test_an_entry_whose_execute_or_summary_is_not_module_function_is_refused_at_registration(own_registry, field,
+                                                                                              value):
+    with pytest.raises(ConfigError) as raised:
+        registry.register_flow(replace(echo.ENTRY, **{field: value}))
+    assert str(raised.value) == (f"The flow 'echo' has {field}={value!r}, which is not written module:function, as "
+                                 f"in my_flows.job:{field}.")
