@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 from pipeline.orchestration import deployments
 from pipeline.config import Settings
+from pipeline.training import job
 from pipeline.training.months import months_for
 from pipeline.orchestration.states import State
 from pipeline.store import Store, new_run_id, to_db
@@ -29,7 +30,7 @@ UTC = dt.timezone.utc
 FLOW = "fhv-duration-training"
 TASKS = ("read_data", "prepare_features", "train_model", "run_model")
 TASK_SECONDS = {"read_data": 1.84, "prepare_features": 0.312, "train_model": 1.217, "run_model": 0.042}
-DEPLOYMENT = deployments.DEFAULT_DEPLOYMENT
+DEPLOYMENT = job.DEFAULT_DEPLOYMENT
 ZONE = "America/New_York"
 TLC = "https://d37ci6vzurychx.cloudfront.net/trip-data/fhv_tripdata_{month}.parquet"
 

@@ -27,3 +27,11 @@ def test_the_core_modules_name_no_training_field_task_metric_error_text_or_flow(
 def test_the_check_finds_a_name_as_a_word_and_not_inside_another():
     assert spoken('row["val_month"]; "The gate max_psi failed"') == ["val_month", "The gate "]
     assert spoken("settings.is_synthetic; read_data_url; fhv-duration-training-2") == ["fhv-duration-training"]
+
+
+def test_the_orchestrator_and_the_store_name_no_flows_default_deployment():
+    shipped = job.default_deployment()
+    words = (shipped.name, shipped.description)
+    core = [*sorted((ROOT / "orchestration").rglob("*.py")), *sorted((ROOT / "store").rglob("*.py"))]
+    assert {str(path.relative_to(ROOT)): [w for w in words if w in path.read_text()] for path in core
+            if any(w in path.read_text() for w in words)} == {}

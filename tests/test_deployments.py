@@ -2,18 +2,22 @@ import datetime as dt
 import json
 import re
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from pipeline.cli import main
 from pipeline.config import TLC_TEMPLATE
-from pipeline.orchestration.deployments import (DEFAULT_DEPLOYMENT, DeploymentSpec, default_deployment, load_specs,
+from pipeline.orchestration import registry
+from pipeline.orchestration.deployments import (DeploymentSpec, default_deployment, ensure_defaults, load_specs,
                                                 materialise, register, run_columns, spec_of, upcoming_slots)
 from pipeline.errors import ConfigError, NotFound
 from pipeline.orchestration.schedules import CronSchedule, IntervalSchedule, schedule_from_json
+from pipeline.orchestration.enqueue import trigger_run
 from pipeline.store import Store
-from pipeline.training.job import FLOW_NAME as TRAINING_FLOW
+from pipeline.training.job import DEFAULT_DEPLOYMENT, FLOW_NAME as TRAINING_FLOW
+from tests.flows import echo
 
 UTC = dt.timezone.utc
 T0 = dt.datetime(2026, 1, 1, tzinfo=UTC)
@@ -32,6 +36,46 @@ def write(tmp_path, text, name="deploy.py"):
     path = tmp_path / name
     path.write_text(textwrap.dedent(text))
     return path
+
+
+def echo_daily() -> DeploymentSpec:
+    """The echo flow's default deployment in the tests below (``FlowEntry.default_deployment``)."""
+    return DeploymentSpec(name="echo-daily", flow=echo.FLOW_NAME, schedule=CronSchedule("0 8 * * *", "UTC"))
+
+
+@pytest.fixture
+def echo_with_default(monkeypatch):
+    """The echo flow registered (for this test), declaring ``echo_daily`` as its default deployment."""
+    monkeypatch.setattr(registry, "_FLOWS", dict(registry._FLOWS))
+    return registry.register_flow(replace(echo.ENTRY, default_deployment=f"{__name__}:echo_daily"))
+
+
+def test_a_new_history_gets_the_default_deployment_of_each_registered_flow_that_declares_one(
+        store, settings, echo_with_default):
+    made = ensure_defaults(store, T0, settings=settings)
+    assert [row["name"] for row in made] == [DEFAULT_DEPLOYMENT, "echo-daily"]
+    assert {row["name"]: row["flow"] for row in store.deployments()} == {DEFAULT_DEPLOYMENT: TRAINING_FLOW,
+                                                                         "echo-daily": echo.FLOW_NAME}
+    assert ensure_defaults(store, T0, settings=settings) == [] and len(store.deployments()) == 2
+
+
+def test_a_history_that_only_runs_another_flow_gets_no_default_deployment_of_training(store, settings,
+                                                                                        echo_with_default):
+    register(store, DeploymentSpec(name="echo-hourly", flow=echo.FLOW_NAME, schedule=CronSchedule("0 * * * *", "UTC")),
+             T0, settings=settings)
+    assert [row["name"] for row in ensure_defaults(store, T0, settings=settings)] == ["echo-daily"]
+    assert sorted(row["name"] for row in store.deployments()) == ["echo-daily", "echo-hourly"]
+
+
+def test_a_history_with_a_deployment_of_training_gets_its_default_deployment_back(store, settings):
+    register(store, hourly(), T0, settings=settings)
+    assert [row["name"] for row in ensure_defaults(store, T0, settings=settings)] == [DEFAULT_DEPLOYMENT]
+
+
+def test_a_trigger_of_a_flows_unregistered_default_deployment_registers_it(store, settings, echo_with_default):
+    run = trigger_run(store, settings, deployment="echo-daily", date=dt.date(2026, 1, 2), now=T0)
+    made = store.get_deployment("echo-daily")
+    assert (run["deployment_id"], run["flow"], made["flow"]) == (made["id"], echo.FLOW_NAME, echo.FLOW_NAME)
 
 
 def test_the_default_deployment_is_monthly_on_the_15th_in_new_york():

@@ -5,11 +5,12 @@ import json
 import pytest
 
 from pipeline.cli import main
-from pipeline.orchestration.deployments import DEFAULT_DEPLOYMENT, DeploymentSpec, register
+from pipeline.orchestration.deployments import DeploymentSpec, register
 from pipeline.orchestration.enqueue import BackfillPlan, enqueue_backfill, plan_backfill, trigger_run
 from pipeline.errors import ConfigError, NotFound
 from pipeline.orchestration.schedules import CronSchedule, IntervalSchedule
 from pipeline.orchestration.states import State
+from pipeline.training.job import DEFAULT_DEPLOYMENT
 
 UTC = dt.timezone.utc
 NOW = dt.datetime(2026, 11, 25, 13, 0, tzinfo=UTC)

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from pipeline.orchestration import catchup, control
-from pipeline.orchestration.deployments import DEFAULT_DEPLOYMENT, DeploymentSpec, default_deployment, register
+from pipeline.orchestration.deployments import DeploymentSpec, default_deployment, register
 from pipeline.orchestration.enqueue import trigger_run
 from pipeline.orchestration.executor import AwaitData, ProcessExecutor, warn_unless_preloaded
 from tests.fakes import FakeExecutor
@@ -24,6 +24,7 @@ import schedule
 from pipeline.orchestration.scheduler import Scheduler, SchedulerOptions
 from pipeline.orchestration.schedules import CronSchedule, IntervalSchedule
 from pipeline.orchestration.states import State
+from pipeline.training.job import DEFAULT_DEPLOYMENT
 from pipeline.store import from_db
 from tests.conftest import FakeClock
 from tests.httpserver import http_server  # noqa: F401 - fixture

@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import access, actions, flows, labels, queries, widgets
-from pipeline.orchestration.deployments import DEFAULT_DEPLOYMENT, default_deployment, run_parameters
+from pipeline.orchestration.deployments import run_parameters
 from pipeline.orchestration.registry import FlowEntry
 from pipeline.errors import PipelineError
 
@@ -22,9 +22,8 @@ FIRST_DATE = dt.date(2015, 1, 1)
 def deployment_names(entry: FlowEntry) -> list[str]:
     """The deployments of the flow; the default deployment first when it is this flow's (made on first use)."""
     names = [d["name"] for d in queries.deployments() if d.get("flow") == entry.name]
-    if default_deployment().flow == entry.name:
-        names = [DEFAULT_DEPLOYMENT] + [n for n in names if n != DEFAULT_DEPLOYMENT]
-    return names
+    shipped = entry.default_spec()
+    return [shipped.name] + [n for n in names if n != shipped.name] if shipped else names
 
 
 def deployment_choice(key: str, entry: FlowEntry) -> str | None:

@@ -11,7 +11,7 @@ from typing import Any, Callable
 from ..config import Settings
 from ..orchestration import control
 from ..orchestration.deployment_files import LOAD_TIMEOUT
-from ..orchestration.deployments import ensure_default, row_problem, schedule_of
+from ..orchestration.deployments import ensure_defaults, row_problem, schedule_of
 from ..errors import ConfigError
 from ..training.months import parse_date
 from ..orchestration.runtime import SYSTEM_CLOCK
@@ -241,7 +241,7 @@ def cmd_create(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_deployments(args: argparse.Namespace, settings: Settings) -> int:
     store = open_store(settings)
-    ensure_default(store, SYSTEM_CLOCK.now(), settings=settings)  # the default ships with the product
+    ensure_defaults(store, SYSTEM_CLOCK.now(), settings=settings)  # the flows' defaults ship with the product
     rows = [row | {"problem": row_problem(row)} for row in store.deployments()]
     if args.json:
         render.print_json(rows)

@@ -5,8 +5,7 @@ module-level list or tuple) is a spec::
 
     from pipeline import CronSchedule, DeploymentSpec
 
-    monthly = DeploymentSpec(name="monthly-training", schedule=CronSchedule("0 9 15 * *", "America/New_York"),
-                             tags=["ml"])
+    nightly = DeploymentSpec(name="nightly", schedule=CronSchedule("0 2 * * *", "Europe/London"), tags=["ml"])
 
 ``python -m pipeline deployment create FILE.py`` registers them; running it again updates them, except
 ``active``, which only sets how a new deployment starts (then ``deployment pause|resume NAME``).
@@ -24,15 +23,14 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from ..config import Settings
-from ..errors import ConfigError, NotFound
+from ..errors import ConfigError
 from ..formatting import utc_text
 from ..store import DeploymentRow, Store, from_db
-from .registry import UnknownFlow, default_flow, flow_entry, slot_parameters
+from .registry import UnknownFlow, default_flow, flow_entries, flow_entry, slot_parameters
 from .runtime import new_run_name
 from .schedules import CronSchedule, IntervalSchedule, Schedule, schedule_from_json
 from .triggers import AfterCompletion, check_trigger
 
-DEFAULT_DEPLOYMENT = "monthly-training"
 CATCHUP_POLICIES = ("all", "latest", "none")
 MAX_RETRIES = 10
 logger = logging.getLogger("pipeline.orchestration.deployments")
@@ -118,12 +116,18 @@ def _init_with_options(self: DeploymentSpec, *args: Any, **keywords: Any) -> Non
 DeploymentSpec.__init__ = _init_with_options  # type: ignore[method-assign]
 
 
-def default_deployment() -> DeploymentSpec:
-    """The deployment that ships with the product: the 15th at 09:00 New York time."""
-    return DeploymentSpec(
-        name=DEFAULT_DEPLOYMENT, schedule=CronSchedule("0 9 15 * *", "America/New_York"), tags=("ml",),
-        catchup="latest",
-        description="Monthly retraining: train on the month two months back, validate on the last month.")
+def default_specs() -> list[DeploymentSpec]:
+    """The default deployments of the registered flows that declare one (``FlowEntry.default_deployment``)."""
+    return [spec for spec in (entry.default_spec() for entry in flow_entries()) if spec is not None]
+
+
+def default_deployment(name: str | None = None) -> DeploymentSpec | None:
+    """The default deployment named ``name`` (None: the first registered flow's that declares one; ConfigError
+    when none does), or None when no flow declares one of that name."""
+    specs = default_specs()
+    if name is None and not specs:
+        raise ConfigError("No registered flow declares a default deployment, so name the deployment to run.")
+    return specs[0] if name is None else next((spec for spec in specs if spec.name == name), None)
 
 
 def load_specs(path: str | Path, *, python: str | None = None, timeout: float | None = None) -> list[DeploymentSpec]:
@@ -174,12 +178,14 @@ def check_computable(spec: DeploymentSpec, settings: Settings, now: dt.datetime)
     slot_run(row, slots[0], settings, spec.schedule.fingerprint())
 
 
-def ensure_default(store: Store, now: dt.datetime, *, settings: Settings | None = None) -> DeploymentRow:
-    """The default deployment, registered if the history has none of that name."""
-    try:
-        return store.get_deployment(DEFAULT_DEPLOYMENT)
-    except NotFound:
-        return register(store, default_deployment(), now, settings=settings)
+def ensure_defaults(store: Store, now: dt.datetime, *, settings: Settings | None = None) -> list[DeploymentRow]:
+    """Register the default deployment of each registered flow that declares one, when the history has none of
+    its name, in a new history or one that has deployments of that flow (a history that only runs other flows
+    gets none); returns the rows registered now."""
+    rows = store.deployments()
+    names, flows = {row["name"] for row in rows}, {row["flow"] for row in rows}
+    return [register(store, spec, now, settings=settings) for spec in default_specs()
+            if spec.name not in names and (not flows or spec.flow in flows)]
 
 
 def schedule_of(row: Mapping[str, Any]) -> Schedule | None:

@@ -1,10 +1,10 @@
 """Manual runs and backfills: runs put in a work queue for the scheduler to pick up.
 
-``deployment=None`` means the default deployment (``monthly-training``), registered when a run of
-it is first enqueued. A backfill makes one run per fire date of the deployment's schedule in the
-range (one a month for the monthly deployment) and skips dates that already have a completed,
-waiting or running run, unless ``force``. Planning writes nothing: a dry run leaves the history as
-it was, and a refused date or range registers nothing either.
+``deployment=None`` means the default deployment (the first registered flow's ``default_deployment``); a
+flow's default deployment is registered when a run of it is first enqueued. A backfill makes one run per
+fire date of the deployment's schedule in the range (one a month for a monthly deployment) and skips
+dates that already have a completed, waiting or running run, unless ``force``. Planning writes nothing:
+a dry run leaves the history as it was, and a refused date or range registers nothing either.
 
 Enqueueing is atomic: a run a person asks for (a backfill's, a manual trigger's) carries the key
 ``date:<deployment>:<date>``, unique among live runs (a database index), so two backfills of the
@@ -19,8 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import Settings
-from .deployments import (DEFAULT_DEPLOYMENT, default_deployment, register, run_columns, run_parameters,
-                          schedule_of, spec_of, zone_name)
+from .deployments import default_deployment, register, run_columns, run_parameters, schedule_of, spec_of, zone_name
 from ..errors import ConfigError, NotFound
 from .registry import flow_entry
 from .runtime import new_run_name
@@ -115,23 +114,25 @@ def date_key(deployment_id: int, day: dt.date) -> str:
 
 
 def resolve_deployment(store: Store, settings: Settings, name: str | None, now: dt.datetime) -> dict[str, Any]:
-    """The deployment ``name`` (None: the default one, registered if missing)."""
+    """The deployment ``name`` (None: the default one), a flow's default deployment registered if missing."""
     row = find_deployment(store, name)
-    return row if row["id"] is not None else register(store, default_deployment(), now, settings=settings)
+    return row if row["id"] is not None else register(store, default_deployment(row["name"]), now, settings=settings)
 
 
 def find_deployment(store: Store, name: str | None) -> dict[str, Any]:
-    """The deployment ``name`` (None: the default one); the default's spec, with ``id`` None, if not registered."""
-    name = DEFAULT_DEPLOYMENT if name is None else name
+    """The deployment ``name`` (None: the default one); a flow's default deployment's spec, with ``id`` None,
+    if it is not registered."""
+    name = default_deployment().name if name is None else name
     try:
         row = store.get_deployment(name)
         spec_of(row)  # a stored row that cannot be used: its sentence, not a traceback
         return row
     except NotFound:
-        if name != DEFAULT_DEPLOYMENT:
+        shipped = default_deployment(name)
+        if shipped is None:
             _refuse_flow_slash_name(store, name)
             raise
-    return {**default_deployment().to_row(), "id": None}
+    return {**shipped.to_row(), "id": None}
 
 
 def _refuse_flow_slash_name(store: Store, name: str) -> None:

@@ -105,6 +105,8 @@ class FlowEntry:
     classify_failure: Callable[[Mapping[str, Any]], str] | None = None
     spec_options: tuple[str, ...] = ()  # keywords a DeploymentSpec of this flow takes, passed as those parameters
     summary: str | None = None  # "module:function", (run row) -> [(label, text)]: a run's results, for CLI and page
+    # "module:function", () -> DeploymentSpec: the deployment a history gets for this flow (the scheduler makes it)
+    default_deployment: str | None = None
 
     @property
     def display_name(self) -> str:
@@ -124,17 +126,19 @@ class FlowEntry:
     def present(self, run: Mapping[str, Any]) -> list[tuple[str, str]]:
         """A run's results as (label, text) lines: the flow's presenter, else its declared metrics."""
         if self.summary:
-            module, _, attribute = self.summary.partition(":")
-            return getattr(importlib.import_module(module), attribute)(run)
+            return _imported(self.summary)(run)
         values = run.get("metrics") or {}
         return [(m.label, format(values[m.key], m.format)) for m in self.metrics
                 if isinstance(values.get(m.key), (int, float))]
 
+    def default_spec(self) -> Any:
+        """The flow's default deployment (a DeploymentSpec), or None when it declares none."""
+        return _imported(self.default_deployment)() if self.default_deployment else None
+
     def load(self) -> Execute:
         """The flow's ``execute``; ConfigError with one sentence if its module does not import or lacks it."""
-        module, _, attribute = self.execute.partition(":")
         try:
-            return getattr(importlib.import_module(module), attribute)
+            return _imported(self.execute)
         except Exception as error:  # noqa: BLE001 - whatever the flow's module raises on import: one sentence
             raise ConfigError(f"The flow {self.name!r} cannot run: its execute {self.execute!r} does not load "
                               f"({type(error).__name__}: {error}).") from None
@@ -162,6 +166,12 @@ class FlowEntry:
         return self.normalize(parameters) if self.normalize and normalize else dict(parameters)
 
 
+def _imported(path: str) -> Any:
+    """The attribute ``path`` ("module:attribute") names, its module imported now."""
+    module, _, attribute = path.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
 # How deployment files load (the Prefect 2 layer adds its own). A load scope is entered around running a
 # file here and yields the specs it collected; a foreign loader, given (path, python, timeout), loads a
 # file meant for another Python interpreter there and returns its specs, or None when the file is not one.
@@ -185,8 +195,9 @@ def register_flow(entry: FlowEntry) -> FlowEntry:
 
 
 def check_paths(entry: FlowEntry) -> None:
-    """ConfigError unless the entry's ``execute`` (and ``summary``, if set) is written module:function."""
-    for what in ("execute", "summary"):
+    """ConfigError unless the entry's ``execute`` (and ``summary``, ``default_deployment``, if set) is written
+    module:function."""
+    for what in ("execute", "summary", "default_deployment"):
         value = getattr(entry, what)
         if (value is not None or what == "execute") and not (isinstance(value, str) and _PATH.match(value)):
             raise ConfigError(f"The flow {entry.name!r} has {what}={value!r}, which is not written module:function, "

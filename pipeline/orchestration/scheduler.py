@@ -40,7 +40,7 @@ from ..config import Settings
 from ..store import Store
 from ..store.interfaces import ServiceHistory
 from .clock import SYSTEM_CLOCK, Clock
-from .deployments import ensure_default
+from .deployments import ensure_defaults
 from .executor import Executor, ProcessExecutor
 from .liveness import new_identity
 from .lock import HistoryWatch, LockWatch, exclusive
@@ -142,7 +142,7 @@ class Scheduler(Supervisor):
 
 
 def serve(settings: Settings, options: SchedulerOptions, *, clock: Clock = SYSTEM_CLOCK, execute: bool = True) -> None:
-    """``python -m pipeline scheduler``: lock the history, ship the default deployment, loop.
+    """``python -m pipeline scheduler``: lock the history, ship the flows' default deployments, loop.
 
     Raises SchedulerLocked if another scheduler serves the history, HistoryLost if the history
     is deleted or replaced while it runs.
@@ -151,7 +151,7 @@ def serve(settings: Settings, options: SchedulerOptions, *, clock: Clock = SYSTE
     store = Store(settings.history)
     try:
         with exclusive(settings, store) as lock:
-            ensure_default(store, clock.now(), settings=settings)
+            ensure_defaults(store, clock.now(), settings=settings)
             watch = HistoryWatch(settings.history) if lock is None else LockWatch(lock, settings.history_label)
             Scheduler(store, settings, options=options, clock=clock, watch=watch, execute=execute,
                       holds_lock=lock is not None).run_forever()

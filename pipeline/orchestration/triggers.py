@@ -1,7 +1,7 @@
 """Deployments triggered by another deployment's completed runs, like Prefect automations or Airflow datasets.
 
-``DeploymentSpec(..., trigger=AfterCompletion("monthly-training"))`` runs the deployment once for each run
-of ``monthly-training`` that completes after the deployment was registered, with that run's date. The
+``DeploymentSpec(..., trigger=AfterCompletion("nightly"))`` runs the deployment once for each run
+of ``nightly`` that completes after the deployment was registered, with that run's date. The
 scheduler's step ``follow`` makes these runs (trigger ``completion``, due at once, in the deployment's
 queue). Exactly once, whatever restarts or schedulers there are: the run records the upstream run in
 ``triggered_by`` and a unique index on (deployment, triggered_by) lets only one such run exist, in any

@@ -15,6 +15,7 @@ from .gates import check_gates, check_tolerance
 from .months import check_run_date, months_for, parse_date
 
 FLOW_NAME = "fhv-duration-training"
+DEFAULT_DEPLOYMENT = "monthly-training"  # the deployment a history gets (``default_deployment``)
 TASKS = ("read_data", "prepare_features", "check_data", "train_model", "run_model", "compare_with_champion")
 # what a deployment may set; ``date`` comes from each run's slot
 PARAMETERS = ("data_url", "gates", "promotion_tolerance")
@@ -67,4 +68,15 @@ ENTRY = FlowEntry(
     normalize=normalize, check_date=check_run_date, title="Monthly training", fields=FIELDS, metrics=METRICS,
     trend=Trend("val_rmse", by="val_month", also=("train_rmse",)), classify_failure=classify_failure,
     spec_options=("gates", "promotion_tolerance"),
-    summary="pipeline.training.results:present")
+    summary="pipeline.training.results:present", default_deployment="pipeline.training.job:default_deployment")
+
+
+def default_deployment() -> Any:
+    """The deployment that ships with the product: the 15th at 09:00 New York time (a DeploymentSpec)."""
+    from ..orchestration.deployments import DeploymentSpec  # here: registering the flow imports no orchestrator
+    from ..orchestration.schedules import CronSchedule
+
+    return DeploymentSpec(
+        name=DEFAULT_DEPLOYMENT, flow=FLOW_NAME, schedule=CronSchedule("0 9 15 * *", "America/New_York"), tags=("ml",),
+        catchup="latest",
+        description="Monthly retraining: train on the month two months back, validate on the last month.")
