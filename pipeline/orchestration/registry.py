@@ -198,6 +198,15 @@ def register_resolver(prefix: str, resolve: Callable[[str], FlowEntry]) -> None:
     _RESOLVERS[prefix] = resolve
 
 
+class UnknownFlow(ConfigError):
+    """A flow no entry or resolver knows: ``flow`` its name, ``hint`` the flows there are and how to add one."""
+
+    def __init__(self, name: str):
+        known = ", ".join(repr(n) for n in sorted(_FLOWS) if ":" not in n) or "none"
+        self.flow, self.hint = name, f"the flows are: {known}; a flow of your own is added with FHV_FLOWS=module:ENTRY"
+        super().__init__(f"The flow {name!r} is not registered ({self.hint}).")
+
+
 def flow_entry(name: str) -> FlowEntry:
     """The registered flow ``name``; ConfigError lists the flows there are."""
     if name in _FLOWS:
@@ -205,8 +214,7 @@ def flow_entry(name: str) -> FlowEntry:
     for prefix, resolve in _RESOLVERS.items():
         if isinstance(name, str) and name.startswith(prefix):
             return resolve(name)
-    known = ", ".join(repr(n) for n in sorted(_FLOWS) if ":" not in n) or "none"
-    raise ConfigError(f"The flow {name!r} is not registered; the flows are: {known}.")
+    raise UnknownFlow(name)
 
 
 def flow_names() -> list[str]:
