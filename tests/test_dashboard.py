@@ -497,6 +497,19 @@ def test_a_completed_run_of_a_users_prefect_flow_shows_its_own_numbers_not_empty
     assert shown in texts(at) or shown in labels
 
 
+def test_an_fhv_flows_item_naming_a_function_gives_one_sentence_and_calls_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("FHV_HOME", str(tmp_path / "fhv"))
+    monkeypatch.setenv("FHV_FLOWS", "tests.flows.echo:execute")
+    st.cache_resource.clear()
+    try:
+        at = AppTest.from_file(APP, default_timeout=30)
+        at.run()
+    finally:
+        st.cache_resource.clear()
+    assert not at.exception
+    assert any("The flow 'tests.flows.echo:execute' (FHV_FLOWS) is the function execute" in e.value for e in at.error)
+
+
 @pytest.mark.parametrize("page", ["overview", "runs"])
 def test_a_corrupt_history_gives_one_sentence_not_a_traceback(tmp_path, monkeypatch, page):
     home = tmp_path / "fhv"

@@ -1,5 +1,6 @@
 import datetime as dt
 import json
+import re
 import textwrap
 from pathlib import Path
 
@@ -8,7 +9,7 @@ import pytest
 from pipeline.cli import main
 from pipeline.config import TLC_TEMPLATE
 from pipeline.orchestration.deployments import (DEFAULT_DEPLOYMENT, DeploymentSpec, default_deployment, load_specs,
-                                                materialise, register, run_columns, upcoming_slots)
+                                                materialise, register, run_columns, spec_of, upcoming_slots)
 from pipeline.errors import ConfigError, NotFound
 from pipeline.orchestration.schedules import CronSchedule, IntervalSchedule, schedule_from_json
 from pipeline.store import Store
@@ -66,12 +67,28 @@ def test_run_columns_are_the_fields_the_flow_registered(settings):
     ({"parameters": ["data_url"]}, "The parameters of 'x' must be a dict"),
     ({"parameters": {"data_url": "https://host/no-placeholder"}}, "has no {month} placeholder"),
     ({"tags": "ml"}, "The tags of 'x' must be a list of words"),
-    ({"flow": "other-flow"}, "The flow 'other-flow' is not registered; the flows are: 'fhv-batch-scoring', 'fhv-duration-training'"),
+    ({"flow": "other-flow"}, "The deployment 'x' cannot run: its flow 'other-flow' is not registered (the flows are: "
+                             "'fhv-batch-scoring', 'fhv-duration-training'; a flow of your own is added with "
+                             "FHV_FLOWS=module:ENTRY)."),
     ({"schedule": "0 9 15 * *"}, "must be a CronSchedule or an IntervalSchedule"),
 ])
 def test_invalid_specs_are_refused_with_a_sentence_naming_the_field(fields, words):
-    with pytest.raises(ConfigError, match=words.replace("{", r"\{").replace("}", r"\}")):
+    with pytest.raises(ConfigError, match=re.escape(words)):
         DeploymentSpec(**{"name": "x", **fields})
+
+
+@pytest.mark.parametrize("change, says", [
+    ({"flow": "echo"}, "its flow 'echo' is not registered (the flows are: 'fhv-batch-scoring', 'fhv-duration-training'; "
+                       "a flow of your own is added with FHV_FLOWS=module:ENTRY)."),
+    ({"parameters": {"colour": "red"}}, "it has the unknown parameter 'colour'; the flow 'fhv-duration-training' "
+                                        "takes date, "),
+])
+def test_a_stored_deployment_that_cannot_be_scheduled_says_why_in_one_sentence_naming_it_once(change, says):
+    row = DeploymentSpec(name="echo-daily").to_row() | change
+    with pytest.raises(ConfigError) as raised:
+        spec_of(row)
+    assert str(raised.value).startswith(f"The deployment 'echo-daily' cannot be scheduled: {says}")
+    assert str(raised.value).count("echo-daily") == 1
 
 
 def test_a_spec_normalises_its_values():

@@ -162,17 +162,23 @@ def test_the_trigger_page_enqueues_a_run_of_the_flow_picked(history):
     assert (made["flow"], made["run_date"], made["deployment"]) == (SCORING, "2022-03-01", "monthly-scoring")
 
 
+def backfill_plan(flow: str, deployment: str, start: dt.date, end: dt.date):
+    """The Trigger page's dry run of a backfill of ``deployment`` (of ``flow``): its table of planned runs."""
+    at = open_page("trigger", flow=flow)
+    at.selectbox(key="backfill_deployment").set_value(deployment)
+    at.date_input(key="backfill_start").set_value(start)
+    at.date_input(key="backfill_end").set_value(end).run()
+    at.button(key="backfill_preview").click().run()
+    assert not at.exception, at.exception[0].value
+    return next(d.value for d in at.dataframe if "Run date" in d.value.columns)
+
+
 def test_the_backfill_preview_says_what_each_run_of_the_flow_picked_covers(history):
     store = Store(history.settings.db_path)
     register(store, DeploymentSpec(name="scoring-on-the-1st", flow=SCORING, schedule=CronSchedule("0 9 1 * *")),
              dt.datetime.now(UTC))
     store.close()
-    at = open_page("trigger", flow=SCORING)
-    at.selectbox(key="backfill_deployment").set_value("scoring-on-the-1st")
-    at.date_input(key="backfill_start").set_value(dt.date(2022, 1, 1))
-    at.date_input(key="backfill_end").set_value(dt.date(2022, 3, 31)).run()
-    at.button(key="backfill_preview").click().run()
-    plan = next(d.value for d in at.dataframe if "Run date" in d.value.columns)
+    plan = backfill_plan(SCORING, "scoring-on-the-1st", dt.date(2022, 1, 1), dt.date(2022, 3, 31))
     assert list(plan.columns) == ["Run date", "Scored month"] and list(plan["Run date"]) == [
         "2022-01-01", "2022-02-01", "2022-03-01"]
     assert list(plan["Scored month"]) == ["2021-12", "2022-01", "2022-02"]

@@ -85,7 +85,7 @@ def live_trends(entry: FlowEntry, hide: bool) -> None:
     monthly = by is not None and by.kind == "month"
     main = entry.metric(trend.metric)
     st.plotly_chart(charts.metric_trends(history, lines(entry), title=main.label if main else trend.metric,
-                                         x_title=by.label if by else "Run date", monthly=monthly),
+                                         x_title=by.label if monthly else "Run date", monthly=monthly),
                     config={"displaylogo": False, "displayModeBar": False}, key="trends_chart")
     if not history.empty:
         figures_table(history, entry)

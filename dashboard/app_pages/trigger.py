@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import access, actions, flows, labels, queries, widgets
-from pipeline.orchestration.deployments import DEFAULT_DEPLOYMENT, default_deployment
+from pipeline.orchestration.deployments import DEFAULT_DEPLOYMENT, default_deployment, run_parameters
 from pipeline.orchestration.registry import FlowEntry
 from pipeline.errors import PipelineError
 
@@ -48,10 +48,16 @@ def covers_caption(entry: FlowEntry, day: dt.date, deployment: str) -> str:
     """What a run of this date covers (``Train month 2021-06 · Validation month 2021-07.``), or why it cannot run."""
     try:
         entry.refuse_date(day, today(deployment))
-        shown = labels.covers(entry, entry.fields_for({"date": day.isoformat()}, queries.settings()))
+        shown = labels.covers(entry, fields_on(entry, day, deployment))
     except PipelineError as error:
         return str(error)
     return f"It covers {shown}." if shown else ""
+
+
+def fields_on(entry: FlowEntry, day: dt.date, deployment: str) -> dict[str, Any]:
+    """The fields a run of the deployment for ``day`` gets: its flow's, from the deployment's parameters."""
+    row = next((d for d in queries.deployments() if d["name"] == deployment), None)
+    return entry.fields_for(run_parameters(row, day) if row else {"date": day.isoformat()}, queries.settings())
 
 
 def today(deployment: str | None) -> dt.date:
@@ -174,7 +180,8 @@ def show_plan(plan: Any, entry: FlowEntry) -> None:
     st.markdown(f"**Dry run:** {len(plan.dates)} run(s) for deployment **{plan.deployment}**, "
                 f"{len(plan.skipped)} skipped.")
     if plan.dates:
-        st.dataframe(plan_table(plan.dates, entry), hide_index=True, key="backfill_dates", height=min(38 + 35 * len(plan.dates), 400))
+        st.dataframe(plan_table(plan.dates, entry, plan.deployment), hide_index=True, key="backfill_dates",
+                     height=min(38 + 35 * len(plan.dates), 400))
     if plan.skipped:
         st.dataframe(pd.DataFrame([{"Run date": d.isoformat(), "Skipped because": why} for d, why in plan.skipped]),
                      hide_index=True, key="backfill_skipped")
@@ -183,13 +190,12 @@ def show_plan(plan: Any, entry: FlowEntry) -> None:
         enqueue(plan)
 
 
-def plan_table(dates: list[dt.date], entry: FlowEntry) -> pd.DataFrame:
-    """The planned run dates with what each run will cover (the flow's listed fields)."""
+def plan_table(dates: list[dt.date], entry: FlowEntry, deployment: str) -> pd.DataFrame:
+    """The planned run dates with what each run of the deployment will cover (the flow's listed fields)."""
     listed = [f for f in entry.fields if f.listed and f.kind != "flag"]
-    settings = queries.settings()
     rows = []
     for day in dates:
-        found = entry.fields_for({"date": day.isoformat()}, settings)
+        found = fields_on(entry, day, deployment)
         rows.append({"Run date": day.isoformat(), **{f.label: labels.field_text(f, found.get(f.name)) for f in listed}})
     return pd.DataFrame(rows, columns=["Run date", *(f.label for f in listed)])
 

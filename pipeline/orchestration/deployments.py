@@ -27,7 +27,7 @@ from ..config import Settings
 from ..errors import ConfigError, NotFound
 from ..formatting import utc_text
 from ..store import DeploymentRow, Store, from_db
-from .registry import default_flow, flow_entry, slot_parameters
+from .registry import UnknownFlow, default_flow, flow_entry, slot_parameters
 from .runtime import new_run_name
 from .schedules import CronSchedule, IntervalSchedule, Schedule, schedule_from_json
 from .triggers import AfterCompletion, check_trigger
@@ -211,8 +211,16 @@ def spec_of(row: Mapping[str, Any]) -> DeploymentSpec:
         reason = str(error)
     except Exception as error:  # noqa: BLE001 - a row changed by hand (or by another version) holds anything
         reason = f"{type(error).__name__}: {error}"
-    reason = reason[0].lower() + reason[1:] if reason.startswith("The ") else reason
-    raise ConfigError(f"The deployment {row.get('name')!r} cannot be scheduled: {reason}")
+    raise ConfigError(f"The deployment {row.get('name')!r} cannot be scheduled: {_clause(reason, row.get('name'))}")
+
+
+def _clause(sentence: str, deployment: Any = None) -> str:
+    """A sentence as the clause after a colon: not "The deployment 'x' ..." again after one naming it."""
+    named = f"The deployment {deployment!r} "
+    if deployment is not None and sentence.startswith(named):
+        rest = sentence[len(named):]
+        return rest.removeprefix("cannot run: ") if rest.startswith("cannot run: ") else f"it {rest}"
+    return sentence[0].lower() + sentence[1:] if sentence.startswith("The ") else sentence
 
 
 def row_problem(row: Mapping[str, Any]) -> str | None:
@@ -351,8 +359,12 @@ def _flow_name(flow: Any, name: str) -> str:
     flow_name = default_flow() if flow is None else getattr(flow, "name", flow)
     try:
         return flow_entry(flow_name).name
+    except UnknownFlow as error:
+        raise ConfigError(f"The deployment {name!r} cannot run: its flow {error.flow!r} is not registered "
+                          f"({error.hint}).") from None
     except ConfigError as error:
-        raise ConfigError(f"The deployment {name!r} names a flow that cannot run: {error}") from None
+        raise ConfigError(f"The deployment {name!r} cannot run: its flow {flow_name!r} cannot be loaded: "
+                          f"{_clause(str(error))}") from None
 
 
 def _parameters(parameters: Any, name: str, flow: str) -> dict[str, Any]:

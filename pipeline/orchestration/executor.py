@@ -34,7 +34,8 @@ from ..errors import ConfigError, HistoryUnreachable
 from ..flows import flow_list, load_flows
 from ..store import RunRow, Store, from_db
 from .clock import SYSTEM_CLOCK
-from .registry import flow_entry, preload_modules
+from .registry import Execute, flow_entry, preload_modules
+from .states import State
 
 logger = logging.getLogger("pipeline.orchestration.executor")
 PR_SET_PDEATHSIG = 1
@@ -225,21 +226,37 @@ def child_main(job: ChildJob) -> None:
     _let_the_forkserver_go()
     _die_with_parent(job.scheduler_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    load_flows(job.flows or None)
     store = Store(job.db_path, migrate=False)
     store.on_damage = _end_damaged
     store.claimer = job.claimer
     try:
         run = store.get_run(job.run_id)
-        entry = flow_entry(run["flow"])
-        warn_unless_preloaded(entry.preload)
-        entry.load()(store, job.settings, job.run_id, clock=SYSTEM_CLOCK, await_policy=job.await_data.policy_for(run),
-                     heartbeat_every=job.heartbeat_every)
+        execute = _loaded(store, job, run)
+        if execute is not None:
+            execute(store, job.settings, job.run_id, clock=SYSTEM_CLOCK, await_policy=job.await_data.policy_for(run),
+                    heartbeat_every=job.heartbeat_every)
     except HistoryUnreachable as error:  # one line, not a traceback: its supervisor judges the run once back
         logger.error("The flow of run %s stops: %s", job.run_id[:8], error)
         sys.exit(EXIT_UNREACHABLE)
     finally:
         store.close()
+
+
+def _loaded(store: Store, job: ChildJob, run: RunRow) -> Execute | None:
+    """The run's flow's ``execute``; None if the flows or it cannot be loaded: then the run ends FAILED, the
+    sentence saying why as its error (a missing module or function is the flow's to fix, not a crash)."""
+    try:
+        load_flows(job.flows or None)
+        entry = flow_entry(run["flow"])
+        warn_unless_preloaded(entry.preload)
+        return entry.load()
+    except ConfigError as error:
+        logger.error("Run %s cannot start: %s", job.run_id[:8], error)
+        now = SYSTEM_CLOCK.now()
+        if store.start_run(job.run_id, now=now, pid=os.getpid()) is not None:
+            store.transition(job.run_id, State.FAILED, now=now, expect=(State.RUNNING,), message=str(error),
+                             error=str(error))
+        return None
 
 
 def _end_damaged(error: Exception) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ContextManager, Mapping, Protocol
@@ -32,6 +33,7 @@ class Execute(Protocol):
 
 
 RunFields = Callable[[Mapping[str, Any], "Settings"], dict[str, Any]]
+_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")  # module:function
 FAILURE_KINDS = ("not_published", "gate", "failed")  # what a flow's classify_failure may answer
 
 
@@ -129,8 +131,13 @@ class FlowEntry:
                 if isinstance(values.get(m.key), (int, float))]
 
     def load(self) -> Execute:
+        """The flow's ``execute``; ConfigError with one sentence if its module does not import or lacks it."""
         module, _, attribute = self.execute.partition(":")
-        return getattr(importlib.import_module(module), attribute)
+        try:
+            return getattr(importlib.import_module(module), attribute)
+        except Exception as error:  # noqa: BLE001 - whatever the flow's module raises on import: one sentence
+            raise ConfigError(f"The flow {self.name!r} cannot run: its execute {self.execute!r} does not load "
+                              f"({type(error).__name__}: {error}).") from None
 
     def fields_for(self, parameters: Mapping[str, Any], settings: "Settings") -> dict[str, Any]:
         return self.run_fields(parameters, settings)
@@ -168,6 +175,7 @@ _RESOLVERS: dict[str, Callable[[str], FlowEntry]] = {}
 def register_flow(entry: FlowEntry) -> FlowEntry:
     """Make a flow runnable by deployments (registering the same name again replaces it)."""
     from ..store.rows import RUN_COLUMNS  # here: the store imports the orchestration's states
+    check_paths(entry)
     taken = next((f.name for f in entry.fields if f.name in RUN_COLUMNS), None)
     if taken:
         raise ConfigError(f"The flow {entry.name!r} declares the field {taken!r}, which is a column every run has; "
@@ -176,9 +184,27 @@ def register_flow(entry: FlowEntry) -> FlowEntry:
     return entry
 
 
+def check_paths(entry: FlowEntry) -> None:
+    """ConfigError unless the entry's ``execute`` (and ``summary``, if set) is written module:function."""
+    for what in ("execute", "summary"):
+        value = getattr(entry, what)
+        if (value is not None or what == "execute") and not (isinstance(value, str) and _PATH.match(value)):
+            raise ConfigError(f"The flow {entry.name!r} has {what}={value!r}, which is not written module:function, "
+                              f"as in my_flows.job:{what}.")
+
+
 def register_resolver(prefix: str, resolve: Callable[[str], FlowEntry]) -> None:
     """Flows named ``prefix...`` are resolved on demand (a user's flow file, named by its path)."""
     _RESOLVERS[prefix] = resolve
+
+
+class UnknownFlow(ConfigError):
+    """A flow no entry or resolver knows: ``flow`` its name, ``hint`` the flows there are and how to add one."""
+
+    def __init__(self, name: str):
+        known = ", ".join(repr(n) for n in sorted(_FLOWS) if ":" not in n) or "none"
+        self.flow, self.hint = name, f"the flows are: {known}; a flow of your own is added with FHV_FLOWS=module:ENTRY"
+        super().__init__(f"The flow {name!r} is not registered ({self.hint}).")
 
 
 def flow_entry(name: str) -> FlowEntry:
@@ -188,8 +214,7 @@ def flow_entry(name: str) -> FlowEntry:
     for prefix, resolve in _RESOLVERS.items():
         if isinstance(name, str) and name.startswith(prefix):
             return resolve(name)
-    known = ", ".join(repr(n) for n in sorted(_FLOWS) if ":" not in n) or "none"
-    raise ConfigError(f"The flow {name!r} is not registered; the flows are: {known}.")
+    raise UnknownFlow(name)
 
 
 def flow_names() -> list[str]:

@@ -30,10 +30,13 @@ _SETTINGS: contextvars.ContextVar[Settings | None] = contextvars.ContextVar("pre
 
 
 def run_as_script(flow: api.PrefectFlow, parameters: dict[str, Any]) -> api.State:
-    """Record a run of ``flow`` (trigger 'script') in ``$FHV_HOME`` and run it in this process."""
+    """Record a run of ``flow`` (trigger 'script') in ``$FHV_HOME`` and run it in this process (a script run with
+    ``python file.py`` is an entry point: the flows are registered, as ``python -m pipeline`` does)."""
+    from ..flows import load_flows
     from .execution import prints_to_log, register_user_flow
 
     settings = (_SETTINGS.get() or load_settings()).ensure_dirs()
+    load_flows()
     entry = register_user_flow(flow)
     store = Store(settings.history)
     try:

@@ -64,8 +64,4 @@ def classify_failure(run: Mapping[str, Any]) -> str:
 ENTRY = FlowEntry(name=FLOW_NAME, execute="tests.flows.echo:execute", run_fields=run_fields, parameters=("word",),
                   title="Echo", fields=(Field("word", "Word", indexed=True),), metrics=(Metric("letters", "Letters", "d"),),
                   trend=Trend("letters", by="word"), classify_failure=classify_failure)
-
-
-def entries() -> list[FlowEntry]:
-    """The same flow, through a callable (FHV_FLOWS may name one that returns entries)."""
-    return [ENTRY]
+ENTRIES = (ENTRY,)  # the same flow, as a tuple (FHV_FLOWS may name a list or tuple of entries)
