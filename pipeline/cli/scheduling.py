@@ -250,8 +250,8 @@ def cmd_deployments(args: argparse.Namespace, settings: Settings) -> int:
                                         "Status"])
     for row in rows:
         grid.add_row(*(render.plain(_cell(text, row)) for text in (
-            lambda r: r["name"], lambda r: r["flow"], _schedule_text, lambda r: render.when(r["next_run_time"]), lambda r: r["work_queue"],
-            lambda r: ", ".join(r["tags"]) or "-", _catchup_text)), _status_text(row))
+            lambda r: r["name"], lambda r: r["flow"], _schedule_text, lambda r: render.when(r["next_run_time"]),
+            lambda r: r["work_queue"], lambda r: ", ".join(r["tags"]) or "-", _catchup_text)), _status_text(row))
     console.print(grid if rows else "No deployments yet. Create one with: python -m pipeline deployment create FILE.py")
     for row in rows:
         if row["last_error"]:
