@@ -5,6 +5,7 @@ import argparse
 from typing import Any
 
 from ..config import Settings
+from ..formatting import field_value
 from ..orchestration.runtime import new_run_name
 from ..orchestration.states import State
 from ..scoring.results import saw_sentence
@@ -46,7 +47,7 @@ def score_summary(run: dict[str, Any]) -> dict[str, Any]:
     """What ``score --json`` prints: the run, its output, the rows, the model version, its RMSE and the drift."""
     metrics = run.get("metrics") or {}
     return {"run_id": run["id"], "name": run["name"], "state": run["state"], "run_date": run["run_date"],
-            **{key: metrics.get(key) for key in SUMMARY_KEYS},
+            **{key: metrics.get(key) for key in SUMMARY_KEYS}, "month": field_value(run, "month"),  # a failed run's too
             "synthetic": bool(run.get("synthetic")), "data_source": run.get("data_source"),
             "started_at": run["started_at"], "ended_at": run["ended_at"], "error": run["error"]}
 
