@@ -49,8 +49,8 @@ def cli(capsys, *argv: str) -> tuple[int, str, str]:
 
 
 def header(text: str) -> str:
-    """The column titles of a table printed by rich: the line after the top border."""
-    return text.splitlines()[2]
+    """The column titles of the table rich printed: its first line drawn with heavy bars."""
+    return next(line for line in text.splitlines() if line.startswith("┃"))
 
 
 def test_runs_ls_of_one_flow_shows_its_runs_with_its_own_fields_and_headline(home, capsys):

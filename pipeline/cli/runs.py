@@ -91,9 +91,9 @@ RESULT_KEYS = ("data", "drift", "warnings", "promotion")
 def run_summary(store: DashboardHistory, run: dict[str, Any]) -> dict[str, Any]:
     """A run as ``run --json`` and ``runs show --json`` give it: its own columns, its flow's fields and numbers,
     and the results it reported beside them."""
-    metrics = run.get("metrics") or {}
+    metrics, fields = run.get("metrics") or {}, flow_fields(run)
     return {
-        **_identity(run), **flow_fields(run), "fields": flow_fields(run), **numbers(run),
+        **_identity(run), **fields, "fields": fields, **numbers(run),
         "started_at": run["started_at"], "ended_at": run["ended_at"], "error": run["error"],
         "artifacts": [{k: a[k] for k in ("name", "path", "sha256", "size")} for a in store.artifacts(run["id"])],
         **{key: metrics[key] for key in RESULT_KEYS if key in metrics},
@@ -148,7 +148,7 @@ def cmd_ls(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         render.print_json([_list_item(r) for r in rows])
     elif rows:
-        title = f"Runs of {args.flow} in" if args.flow else "Flow runs in"
+        title = f"Runs of {render.plain(args.flow)} in" if args.flow else "Flow runs in"
         console.print(listing.runs_table(f"{title} {render.plain(settings.history_label)}", rows))
     else:
         console.print(f"No runs of {render.plain(args.flow)} yet." if args.flow else
@@ -158,8 +158,8 @@ def cmd_ls(args: argparse.Namespace, settings: Settings) -> int:
 
 def _list_item(run: dict[str, Any]) -> dict[str, Any]:
     keys = ("trigger", "scheduled_time", "started_at", "ended_at", "error")
-    return {**_identity(run), **{k: run.get(k) for k in keys}, **flow_fields(run), "fields": flow_fields(run),
-            **numbers(run)}
+    fields = flow_fields(run)
+    return {**_identity(run), **{k: run.get(k) for k in keys}, **fields, "fields": fields, **numbers(run)}
 
 
 def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
