@@ -129,9 +129,9 @@ def _not_run_trace(group: pd.DataFrame, *, start: float, width: float) -> go.Bar
         hovertemplate="<b>%{y}</b><br>never ran<br>%{customdata[0]}<extra>Not run</extra>")
 
 
-def metric_trends(history: pd.DataFrame, lines: list[tuple[str, str]], *, title: str, x_title: str,
+def metric_trends(history: pd.DataFrame, lines: list[tuple[str, ...]], *, title: str, x_title: str,
                   monthly: bool = True) -> go.Figure:
-    """A flow's trend: one line per ``(column, label)`` of ``lines`` (the first solid, the others dotted) over
+    """A flow's trend: one line per ``(column, label[, format])`` of ``lines`` (the first solid, the others dotted) over
     ``x``; one point a month when ``monthly`` (a month without a run breaks the lines, never bridged), else one
     a run. A date axis with labels thinned to the span and a range selector (6 months to 5 years). Hollow
     markers are runs with a flag set (``flagged``: e.g. synthetic data); hover names the run and what it covers.
@@ -139,7 +139,8 @@ def metric_trends(history: pd.DataFrame, lines: list[tuple[str, str]], *, title:
     if history.empty:
         return empty_figure("No completed run with metrics yet.", height=320)
     shown = by_month(history) if monthly else history
-    fig = go.Figure([_metric_trace(shown, column, label, main=i == 0) for i, (column, label) in enumerate(lines)])
+    fig = go.Figure([_metric_trace(shown, column, label, *spec, main=i == 0)
+                     for i, (column, label, *spec) in enumerate(lines)])
     if shown["flagged"].fillna(False).astype(bool).any():
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=FLAGGED_NAME, hoverinfo="skip",
                                  marker=dict(size=9, color="white", line=dict(color="#475569", width=2))))
@@ -178,8 +179,9 @@ def _hover_data(history: pd.DataFrame):
     return data.fillna("").to_numpy()
 
 
-def _metric_trace(history: pd.DataFrame, column: str, label: str, *, main: bool) -> go.Scatter:
-    """One line a metric; a flagged run's marker is hollow (one trace, per-point symbols: fast to draw)."""
+def _metric_trace(history: pd.DataFrame, column: str, label: str, spec: str = ".4f", *, main: bool) -> go.Scatter:
+    """One line a metric, its values in the format ``spec`` on hover; a flagged run's marker is hollow (one trace,
+    per-point symbols: fast to draw)."""
     color = MAIN_COLOR if main else OTHER_COLOR
     hollow = history["flagged"].eq(True)
     return go.Scatter(
@@ -188,7 +190,7 @@ def _metric_trace(history: pd.DataFrame, column: str, label: str, *, main: bool)
         marker=dict(size=8, color=color, symbol=["circle-open" if h else "circle" for h in hollow],
                     line=dict(width=2, color=color)),
         customdata=_hover_data(history),
-        hovertemplate=(f"<b>%{{customdata[0]}}</b><br>{label} %{{y:.4f}}<br>%{{customdata[1]}}"
+        hovertemplate=(f"<b>%{{customdata[0]}}</b><br>{label} %{{y:{spec}}}<br>%{{customdata[1]}}"
                        "<br>%{x|%Y-%m-%d}<br>%{customdata[2]}<extra></extra>"))
 
 

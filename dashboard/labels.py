@@ -11,13 +11,13 @@ import shlex
 import sys
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from pipeline.formatting import duration_text as seconds_text
 from pipeline.formatting import number  # noqa: F401  (number: shared with the CLI)
-from pipeline.config import TLC_TEMPLATE, Settings
-from pipeline.orchestration.registry import Field, FlowEntry, Metric, flow_entries
+from pipeline.formatting import covers, field_text, field_value, headline, metric_text, source_label  # noqa: F401
+from pipeline.config import Settings
+from pipeline.orchestration.registry import Field, FlowEntry, flow_entries
 from pipeline.orchestration.states import WAITING_STATES, State
 from pipeline.store import from_db
 
@@ -253,21 +253,6 @@ def share(value: float | None) -> str:
     return "-" if value is None else f"{value:.2%}"
 
 
-def source_label(url: str | None) -> str:
-    """``TLC (cloudfront)``, ``mirror example.org``, ``local folder /data/fhv`` for a data URL template."""
-    if not url:
-        return ""
-    if url.startswith("demo"):
-        return "synthetic demo data"
-    if url == TLC_TEMPLATE:
-        return "TLC (cloudfront)"
-    parts = urlsplit(url)
-    if parts.scheme in ("http", "https"):
-        return f"mirror {parts.netloc}"
-    folder = parts.path if parts.scheme == "file" else url
-    return f"local folder {Path(folder).parent}"
-
-
 # -- a flow's fields and metrics, as its FlowEntry declares them ------------------------------------------
 def entry_of(name: str | None) -> FlowEntry | None:
     """The entry of a run's flow; a bare one (its name only) for a flow this process has not registered (a
@@ -278,54 +263,11 @@ def entry_of(name: str | None) -> FlowEntry | None:
     return known or FlowEntry(name=name, execute="", run_fields=lambda parameters, settings: {})
 
 
-def field_value(run: dict[str, Any], name: str) -> Any:
-    """A run's value of one of its flow's fields (kept under ``fields``, flattened into the row as well)."""
-    fields = run.get("fields") or {}
-    return fields[name] if name in fields else run.get(name)
-
-
-def field_text(field: Field, value: Any) -> str:
-    """A field's value as a page shows it: a data URL shortened, a flag as its label when set; blank when unset."""
-    if value is None or value == "":
-        return ""
-    if field.kind == "url":
-        return source_label(str(value))
-    if field.kind == "flag":
-        return field.label if value else ""
-    return str(value)
-
-
-def metric_text(metric: Metric, value: Any) -> str:
-    """A metric's value in its declared format (``4.1234``, ``12,034``); blank when the run has none."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return ""
-    try:
-        return format(value, metric.format)
-    except ValueError:  # an integer format given a float
-        return number(value)
-
-
-def covers(entry: FlowEntry | None, run: dict[str, Any]) -> str:
-    """What a run covers, by its flow's listed fields: ``Train month 2021-06 · Validation month 2021-07``."""
-    if entry is None:
-        return ""
-    shown = [(f.label, field_text(f, field_value(run, f.name))) for f in entry.fields if f.listed and f.kind != "flag"]
-    return " · ".join(f"{label} {text}" for label, text in shown if text)
-
-
 def flagged(entry: FlowEntry | None, run: dict[str, Any]) -> list[Field]:
     """The flag fields set on a run: what its metrics say it ran on, else what it was made with."""
     metrics = run.get("metrics") or {}
     return [f for f in (entry.fields if entry else ()) if f.kind == "flag"
             and (metrics[f.name] if f.name in metrics else field_value(run, f.name))]
-
-
-def headline(entry: FlowEntry | None, run: dict[str, Any]) -> str:
-    """A run's headline metric, labelled (``Validation RMSE 4.1234``); blank when it has none."""
-    if entry is None or not entry.metrics:
-        return ""
-    text = metric_text(entry.metrics[0], (run.get("metrics") or {}).get(entry.metrics[0].key))
-    return f"{entry.metrics[0].label} {text}" if text else ""
 
 
 def scheduler_state(status: dict[str, Any] | None, now: dt.datetime) -> tuple[bool, str]:

@@ -25,10 +25,13 @@ def distribution(results: ScoringResults) -> pd.DataFrame:
 
 
 def run_results(run: dict[str, Any]) -> None:
-    """Under a scoring run's results: the model it used (a link to its training run) and the distributions."""
+    """Under a scoring run's results: whether its champion saw the month, the model it used (a link to its
+    training run) and the distributions."""
     results = ScoringResults.of(run.get("metrics"))
     if results is None:
         return
+    if caveat := results.caveat():
+        st.warning(caveat, icon=":material/visibility:")
     version = results.model_version
     if version.get("run_id"):
         widgets.run_link({"id": version["run_id"], "name": version.get("name") or version["run_id"][:8]},

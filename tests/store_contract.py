@@ -216,6 +216,14 @@ class StoreContract:
         assert store.count_runs(states=["FAILED"]) == 0
         assert store.count_by_state() == {"SCHEDULED": 2}
 
+    def test_the_runs_of_one_flow_are_listed_without_another_flows(self, store):
+        training = make_run(store, State.SCHEDULED, when=T0)
+        other = store.create_run(flow="fhv-other", name="other-owl", state=State.SCHEDULED, now=T0, scheduled_time=T0,
+                                 run_date="2021-08-15", work_queue="default")
+        assert [r["id"] for r in store.runs(flow="fhv-other", states=["SCHEDULED"])] == [other]
+        assert [r["id"] for r in store.runs(flow=FLOW_NAME)] == [training]
+        assert {r["id"] for r in store.runs()} == {training, other}
+
     def test_a_read_only_store_cannot_write(self, location):
         self.open(location).close()
         reader = self.open(location, readonly=True)

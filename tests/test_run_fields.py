@@ -5,6 +5,7 @@ import pytest
 
 from pipeline.errors import ConfigError
 from pipeline.orchestration.registry import Field, FlowEntry, register_flow
+from pipeline.scoring.job import FLOW_NAME as SCORING
 from pipeline.store import MIGRATIONS, Store
 from pipeline.store.rows import RUN_COLUMNS
 
@@ -68,6 +69,39 @@ def test_an_acceptance_of_the_previous_schema_keeps_its_months_as_its_subject(lo
     found = new.acceptance(flow="trainer", subject="2021-06/2021-07")
     assert (found["blocked_run_id"], found["actor"], found["train_month"]) == ("r1", "olga", "2021-06")
     assert new.newest_acceptance("trainer")["id"] == found["id"]
+
+
+OLD_SCORING = ("INSERT INTO flow_runs (id, name, flow, state, created_at, ended_at, run_date, data_source, synthetic, "
+               f"metrics) VALUES (?, ?, '{SCORING}', ?, '2021-01-01T00:00:00.000000Z', ?, ?, 'demo://', 1, ?)")
+
+
+def _old_scoring_history(location) -> None:
+    """Scoring runs written before 0014 (no month of theirs: only data_source and synthetic became fields), and one
+    written at 0016 with its month."""
+    old = Store(location, migrate=False)
+    old.migrate(upto=BEFORE)
+    with old.atomic() as conn:
+        for row in (("s1", "scored", "COMPLETED", "2021-08-16T00:00:00.000000Z", "2021-08-15",
+                     '{"rows_scored": 10, "rmse": 9.5, "month": "2021-07"}'),
+                    ("s2", "failed", "FAILED", None, "2021-03-31", None),
+                    ("s3", "odd", "FAILED", None, "2021-09-01", '{"month": "2021-06", "mean": NaN, "worst": -Infinity}'),
+                    ("s4", "dateless", "FAILED", None, None, None)):
+            conn.execute(OLD_SCORING, row)
+    old.migrate(upto=[name for name, _ in MIGRATIONS].index("0016_flow_read_indexes") + 1)
+    old.create_run(flow=SCORING, name="newer", state="FAILED", now=T0, run_date="2021-06-15", month="2021-05",
+                   metrics={"month": "2021-04"})
+    old.close()
+
+
+def test_scoring_runs_of_the_previous_schema_get_the_month_they_scored(location):
+    _old_history(location)
+    _old_scoring_history(location)
+    new = Store(location)
+    months = {run["name"]: new.get_run(run["id"])["fields"].get("month") for run in new.run_list(flow=SCORING)}
+    assert months == {"scored": "2021-07", "failed": "2021-02", "odd": "2021-06", "dateless": None, "newer": "2021-05"}
+    assert new.get_run("s1")["fields"] == {"data_source": "demo://", "synthetic": True, "month": "2021-07"}
+    assert "month" not in new.get_run("r1")["fields"]  # a training run keeps its own fields
+    assert [(p["name"], p["month"]) for p in new.trend_points(SCORING, "rmse", by="month")] == [("scored", "2021-07")]
 
 
 def test_a_run_keeps_the_fields_its_flow_gives_and_reads_them_flattened(store):

@@ -146,6 +146,7 @@ def test_the_trends_page_draws_letters_one_point_per_word(history):
     assert "One row per word: its latest completed run" in texts(at)
     (chart,) = charts(at)
     assert [trace["name"] for trace in chart["data"]] == ["Letters"]
+    assert "Letters %{y:d}<br>" in chart["data"][0]["hovertemplate"]  # in its declared format
     assert chart["layout"]["xaxis"]["title"]["text"] == "Run date"  # one point per word, placed at its run date
 
 

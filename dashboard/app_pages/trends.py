@@ -69,9 +69,15 @@ def without(entry: FlowEntry) -> str:
     return f"Without {next(f.label for f in entry.fields if f.kind == 'flag')}"
 
 
-def lines(entry: FlowEntry) -> list[tuple[str, str]]:
+def lines(entry: FlowEntry) -> list[tuple[str, ...]]:
+    """The chart's lines: (key, label, format) of each metric the flow declares, (key, key) of one it does not."""
     trend = trend_of(entry)
-    return [(key, entry.metric(key).label if entry.metric(key) else key) for key in (trend.metric, *trend.also)]
+    return [line(entry, key) for key in (trend.metric, *trend.also)]
+
+
+def line(entry: FlowEntry, key: str) -> tuple[str, ...]:
+    metric = entry.metric(key)
+    return (key, metric.label, metric.format) if metric else (key, key)
 
 
 @st.fragment(run_every=queries.LIVE_EVERY_S * 6)

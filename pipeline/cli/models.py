@@ -64,8 +64,8 @@ def cmd_ls(args: argparse.Namespace, settings: Settings) -> int:
                                            "Decision", "Data", "Ended"])
     for v in versions:
         grid.add_row("[bold green]★[/]" if v["champion"] else "", render.plain(v["name"]), v["run_id"][:8],
-                     v["run_date"] or "-", render.months(v), render.number(v["val_rmse"]),
-                     render.number(v["train_rmse"]), v["decision"] or "-", render.data_kind(v),
+                     v["run_date"] or "-", _months(v), render.number(v["val_rmse"]),
+                     render.number(v["train_rmse"]), v["decision"] or "-", _data_kind(v),
                      render.when(v["ended_at"]))
     console.print(grid if versions else "No model version yet: a completed training run is one.")
     return 0
@@ -81,7 +81,7 @@ def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
     for p in points:
         grid.add_row(p["val_month"], render.number(p["in_use_rmse"]), render.number(p["retrained_rmse"]),
                      f"[bold green]{p['decision']}[/]" if p["promoted"] else p["decision"], render.plain(p["name"]),
-                     render.data_kind(p))
+                     _data_kind(p))
     console.print(grid if points else "No run has been judged on a new month yet.")
     if points:
         console.print(champion.RULE, soft_wrap=True, markup=False, highlight=False)
@@ -115,7 +115,7 @@ def cmd_current(args: argparse.Namespace, settings: Settings) -> int:
 
 def _print_current(payload: dict[str, Any]) -> None:
     console.print(f"[bold]Champion {render.plain(payload['name'])}[/]  {payload['run_id']}")
-    console.print(f"Run date {payload['run_date']}{render.months_note(payload)}")
+    console.print(f"Run date {payload['run_date']}{_months_note(payload)}")
     console.print(f"{payload['action'].capitalize()} by {render.plain(payload['by'])} at "
                   f"{render.when(payload['champion_since'])}: {render.plain(payload['reason'])}", soft_wrap=True)
     metrics = payload["metrics"]
@@ -169,3 +169,23 @@ def _print_event(args: argparse.Namespace, event: dict[str, Any]) -> int:
         console.print(f"{render.plain(event['reason'])} The champion is now {render.plain(event['run_name'])} "
                       f"({event['run_id'][:8]}).", soft_wrap=True)
     return 0
+
+
+# -- a training run's months and data, as the model commands show them --------------------------------------
+def _months(run: dict[str, Any]) -> str:
+    """'2021-06 → 2021-07': the months a model version was trained and validated on."""
+    return f"{run['train_month']} → {run['val_month']}" if run.get("train_month") else "-"
+
+
+def _data_kind(run: dict[str, Any]) -> str:
+    if run.get("synthetic"):
+        return "synthetic"
+    return "real" if run.get("data_source") else "-"
+
+
+def _months_note(run: dict[str, Any]) -> str:
+    """': train 2021-06, validate 2021-07, real TLC data'."""
+    if not run.get("train_month"):
+        return ""
+    data = "[bold yellow]synthetic demo data[/]" if run.get("synthetic") else "real TLC data"
+    return f": train {run['train_month']}, validate {run['val_month']}, {data}"

@@ -11,7 +11,9 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from ..formatting import duration_text, number  # noqa: F401  (number: used by the commands)
+from ..errors import ConfigError
+from ..formatting import covers, duration_text, number  # noqa: F401  (number: used by the commands)
+from ..orchestration.registry import FlowEntry, flow_entry
 from ..orchestration.states import State
 from ..store import from_db
 
@@ -80,25 +82,16 @@ def print_json(payload: Any) -> None:
     sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
 
 
-def synthetic_note(synthetic: bool) -> str:
-    return "[bold yellow]synthetic demo data[/]" if synthetic else "real TLC data"
+def entry_of(run: dict[str, Any]) -> FlowEntry | None:
+    """The entry of a run's flow; None for a flow this process does not load (a user's flow file)."""
+    try:
+        return flow_entry(run["flow"])
+    except ConfigError:
+        return None
 
 
-def months(run: dict[str, Any]) -> str:
-    """'2021-06 → 2021-07' for a training run; '-' for a flow without months."""
-    return f"{run['train_month']} → {run['val_month']}" if run.get("train_month") else "-"
-
-
-def data_kind(run: dict[str, Any]) -> str:
-    if run.get("synthetic"):
-        return "synthetic"
-    return "real" if run.get("data_source") else "-"
-
-
-def months_note(run: dict[str, Any]) -> str:
-    """': train 2021-06, validate 2021-07, real TLC data' for a training run; '' for other flows."""
-    if not run.get("train_month"):
-        return ""
-    return (f": train {run['train_month']}, validate {run['val_month']}, "
-            f"{synthetic_note(bool(run.get('synthetic')))}")
-
+def covers_note(run: dict[str, Any]) -> str:
+    """': Train month 2021-06 · Validation month 2021-07': what a run covers, by its flow's listed fields;
+    '' for a flow without any."""
+    shown = covers(entry_of(run), run)
+    return f": {plain(shown)}" if shown else ""

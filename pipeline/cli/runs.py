@@ -6,12 +6,13 @@ from typing import Any
 
 from ..config import Settings
 from ..errors import ConfigError
-from ..orchestration.registry import FlowEntry, flow_entry
+from ..formatting import field_text, field_value
+from ..orchestration.registry import flow_entry
 from ..orchestration.runtime import SYSTEM_CLOCK, new_run_name
 from ..orchestration.states import State
 from ..store import Store
 from ..store.interfaces import DashboardHistory
-from . import render
+from . import listing, render
 from .render import console
 
 
@@ -25,6 +26,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     group = commands.add_parser("runs", help="list, show and cancel flow runs").add_subparsers(
         dest="runs_command", required=True, metavar="ACTION")
     ls = group.add_parser("ls", help="list flow runs, newest first")
+    ls.add_argument("--flow", help="only the runs of this flow (default: every flow's)")
     ls.add_argument("--state", action="append", type=_state, help="only runs in this state (repeatable)")
     ls.add_argument("--limit", type=_positive, default=20, help="at most N runs (default 20)")
     ls.add_argument("--json", action="store_true")
@@ -81,34 +83,35 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if result.state is State.COMPLETED else 1
 
 
-QUALITY_KEYS = ("data", "drift", "warnings")  # the data checks (pipeline/training/quality.py)
+# Results a flow may report besides its numbers (training's data checks and champion decision): top-level keys of
+# ``run --json`` and ``runs show --json`` when the run has them, as before the flows were generic.
+RESULT_KEYS = ("data", "drift", "warnings", "promotion")
 
 
 def run_summary(store: DashboardHistory, run: dict[str, Any]) -> dict[str, Any]:
-    """A run as ``run --json`` and ``runs show --json`` give it: its own columns, its flow's fields and numbers."""
-    metrics = run.get("metrics") or {}
+    """A run as ``run --json`` and ``runs show --json`` give it: its own columns, its flow's fields and numbers,
+    and the results it reported beside them."""
+    metrics, fields = run.get("metrics") or {}, flow_fields(run)
     return {
-        "run_id": run["id"], "id": run["id"], "name": run["name"], "state": run["state"], "run_date": run["run_date"],
-        **flow_fields(run), **numbers(run),
+        **_identity(run), **fields, "fields": fields, **numbers(run),
         "started_at": run["started_at"], "ended_at": run["ended_at"], "error": run["error"],
         "artifacts": [{k: a[k] for k in ("name", "path", "sha256", "size")} for a in store.artifacts(run["id"])],
-        **{k: metrics.get(k) for k in QUALITY_KEYS},
-        "promotion": metrics.get("promotion"),  # the champion decision (pipeline/training/champion.py)
+        **{key: metrics[key] for key in RESULT_KEYS if key in metrics},
         **links(store, run),
     }
 
 
-def _entry(run: dict[str, Any]) -> FlowEntry | None:
-    try:
-        return flow_entry(run["flow"])
-    except ConfigError:  # a flow this process does not load (a user's flow file)
-        return None
+def _identity(run: dict[str, Any]) -> dict[str, Any]:
+    """The keys every run has in the JSON of ``run``, ``runs ls`` and ``runs show``: its id, name, flow, state, date
+    and deployment (None for a manual run)."""
+    return {"run_id": run["id"], "id": run["id"], "name": run["name"], "flow": run["flow"], "state": run["state"],
+            "run_date": run["run_date"], "deployment": run.get("deployment")}
 
 
 def flow_fields(run: dict[str, Any]) -> dict[str, Any]:
     """The fields the run's flow declares (a flag as true or false, a missing one as None); an unknown
     flow's run: the fields it has."""
-    entry = _entry(run)
+    entry = render.entry_of(run)
     if entry is None:
         return dict(run.get("fields") or {})
     return {f.name: bool(run.get(f.name)) if f.kind == "flag" else run.get(f.name) for f in entry.fields}
@@ -116,29 +119,16 @@ def flow_fields(run: dict[str, Any]) -> dict[str, Any]:
 
 def numbers(run: dict[str, Any]) -> dict[str, Any]:
     """The run's metrics its flow declares (None when it has none), then every other number it reported."""
-    metrics, entry = run.get("metrics") or {}, _entry(run)
+    metrics, entry = run.get("metrics") or {}, render.entry_of(run)
     declared = {m.key: metrics.get(m.key) for m in entry.metrics} if entry else {}
     return declared | {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
-def headline(run: dict[str, Any]) -> str:
-    """The run's headline metric (its flow's first), as a number; blank without one."""
-    entry = _entry(run)
-    key = entry.metrics[0].key if entry and entry.metrics else None
-    return render.number((run.get("metrics") or {}).get(key)) if key else "-"
-
-
-def headline_title(rows: list[dict[str, Any]]) -> str:
-    """The headline column's title: the metric's label when the rows' flows share one."""
-    labels = {e.metrics[0].label if e and e.metrics else None for e in map(_entry, rows)} - {None}
-    return labels.pop() if len(labels) == 1 else "Headline metric"
-
-
-def source(run: dict[str, Any]) -> str | None:
-    """Where the run's data came from: its flow's field of kind ``url``, if it has one."""
-    entry = _entry(run)
-    name = next((f.name for f in entry.fields if f.kind == "url"), None) if entry else None
-    return run.get(name) if name else None
+def source(run: dict[str, Any]) -> str:
+    """Where the run's data came from, shortened: its flow's field of kind ``url``, if it has one; else ''."""
+    entry = render.entry_of(run)
+    field = next((f for f in entry.fields if f.kind == "url"), None) if entry else None
+    return field_text(field, field_value(run, field.name)) if field else ""
 
 
 def links(store: DashboardHistory, run: dict[str, Any]) -> dict[str, Any]:
@@ -151,30 +141,30 @@ def links(store: DashboardHistory, run: dict[str, Any]) -> dict[str, Any]:
 
 
 def cmd_ls(args: argparse.Namespace, settings: Settings) -> int:
+    if args.flow:
+        flow_entry(args.flow)  # an unknown flow: ConfigError's sentence lists the flows there are
     store = open_store(settings)
-    rows = store.runs(states=args.state, limit=args.limit)
+    rows = store.runs(states=args.state, limit=args.limit, flow=args.flow)
     if args.json:
         render.print_json([_list_item(r) for r in rows])
-        return 0
-    grid = render.table(f"Flow runs in {render.plain(settings.history_label)}", ["Name", "Id", "State", "Run date", "Months",
-                                                              "Started / due", "Duration", headline_title(rows), "Data"])
-    for r in rows:
-        grid.add_row(render.plain(r["name"]), r["id"][:8], render.state_text(r["state"]), r["run_date"] or "-",
-                     render.months(r), render.when(r["started_at"] or r["scheduled_time"]),
-                     render.duration(r["started_at"], r["ended_at"]), headline(r), render.data_kind(r))
-    console.print(grid if rows else "No runs yet. Start one with: python -m pipeline run --date 2021-08-15")
+    elif rows:
+        title = f"Runs of {render.plain(args.flow)} in" if args.flow else "Flow runs in"
+        console.print(listing.runs_table(f"{title} {render.plain(settings.history_label)}", rows))
+    else:
+        console.print(f"No runs of {render.plain(args.flow)} yet." if args.flow else
+                      "No runs yet. Start one with: python -m pipeline run --date 2021-08-15")
     return 0
 
 
 def _list_item(run: dict[str, Any]) -> dict[str, Any]:
-    keys = ("name", "state", "run_date", "trigger", "deployment", "scheduled_time", "started_at", "ended_at", "error")
-    return {"run_id": run["id"], "id": run["id"], **{k: run.get(k) for k in keys}, **flow_fields(run),
-            **numbers(run)}
+    keys = ("trigger", "scheduled_time", "started_at", "ended_at", "error")
+    fields = flow_fields(run)
+    return {**_identity(run), **{k: run.get(k) for k in keys}, **fields, "fields": fields, **numbers(run)}
 
 
 def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
     store = open_store(settings)
-    run = store.get_run(args.run_id)
+    run = store.run_with_deployment(args.run_id)
     if args.json:
         payload = run_summary(store, run) | {"parameters": run["parameters"], "metrics": run["metrics"],
                                              "task_runs": store.task_runs(run["id"]), "logs": store.logs(run["id"])}
@@ -200,7 +190,7 @@ def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
 def _print_run(store: DashboardHistory, run: dict[str, Any], *, with_logs: bool = False) -> None:
     metrics = run.get("metrics") or {}
     console.print(f"[bold]{render.plain(run['name'])}[/]  {run['id']}  {render.state_text(run['state'])}")
-    console.print(f"Run date {run['run_date'] or '-'}{render.months_note(run)}"
+    console.print(f"Run date {run['run_date'] or '-'}{render.covers_note(run)}"
                   + (f" ({render.plain(source(run))})" if source(run) else ""))
     if run["error"]:
         where = f" in {run['error_task']}" if run["error_task"] else ""

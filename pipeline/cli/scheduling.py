@@ -246,11 +246,12 @@ def cmd_deployments(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         render.print_json(rows)
         return 0
-    grid = render.table("Deployments", ["Name", "Schedule", "Next run", "Work queue", "Tags", "Catch-up", "Status"])
+    grid = render.table("Deployments", ["Name", "Flow", "Schedule", "Next run", "Work queue", "Tags", "Catch-up",
+                                        "Status"])
     for row in rows:
         grid.add_row(*(render.plain(_cell(text, row)) for text in (
-            lambda r: r["name"], _schedule_text, lambda r: render.when(r["next_run_time"]), lambda r: r["work_queue"],
-            lambda r: ", ".join(r["tags"]) or "-", _catchup_text)), _status_text(row))
+            lambda r: r["name"], lambda r: r["flow"], _schedule_text, lambda r: render.when(r["next_run_time"]),
+            lambda r: r["work_queue"], lambda r: ", ".join(r["tags"]) or "-", _catchup_text)), _status_text(row))
     console.print(grid if rows else "No deployments yet. Create one with: python -m pipeline deployment create FILE.py")
     for row in rows:
         if row["last_error"]:
@@ -417,7 +418,7 @@ def cmd_trigger(args: argparse.Namespace, settings: Settings) -> int:
         render.print_json(run)
     else:
         held = control.held_by(store, run)
-        console.print(f"Enqueued {run['name']} ({run['id'][:8]}) for {run['run_date']}{render.months_note(run)}. "
+        console.print(f"Enqueued {run['name']} ({run['id'][:8]}) for {run['run_date']}{render.covers_note(run)}. "
                       + (f"{held}." if held else "The scheduler starts it."), soft_wrap=True)
     return 0
 

@@ -5,14 +5,16 @@ import argparse
 from typing import Any
 
 from ..config import Settings
+from ..formatting import field_value
 from ..orchestration.runtime import new_run_name
 from ..orchestration.states import State
+from ..scoring.results import saw_sentence
 from . import render
 from .render import console
 from .runs import open_store
 
 SUMMARY_KEYS = ("month", "output", "rows_read", "rows_scored", "rows_left_out", "rmse", "mse", "mean_predicted",
-                "mean_actual", "model_version", "drift_vs_champion")
+                "mean_actual", "model_version", "champion_saw_month", "drift_vs_champion")
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -21,7 +23,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     score.add_argument("--date", help="run date YYYY-MM-DD (default: today); scores the month before it")
     score.add_argument("--data-url", help="URL template with {month}, a folder, 'tlc' or 'demo' "
                                           "(default: $FHV_DATA_URL)")
-    score.add_argument("--output", help="a folder, or a path template with {month} (default: $FHV_HOME/predictions)")
+    score.add_argument("--output", help="a folder, a file path ending in .parquet, or a path template with {month} "
+                                        "(default: $FHV_HOME/predictions)")
     score.add_argument("--json", action="store_true", help="print one JSON object instead of a summary")
     score.set_defaults(handler=cmd_score)
 
@@ -44,7 +47,7 @@ def score_summary(run: dict[str, Any]) -> dict[str, Any]:
     """What ``score --json`` prints: the run, its output, the rows, the model version, its RMSE and the drift."""
     metrics = run.get("metrics") or {}
     return {"run_id": run["id"], "name": run["name"], "state": run["state"], "run_date": run["run_date"],
-            **{key: metrics.get(key) for key in SUMMARY_KEYS},
+            **{key: metrics.get(key) for key in SUMMARY_KEYS}, "month": field_value(run, "month"),  # a failed run's too
             "synthetic": bool(run.get("synthetic")), "data_source": run.get("data_source"),
             "started_at": run["started_at"], "ended_at": run["ended_at"], "error": run["error"]}
 
@@ -63,3 +66,5 @@ def _print(run: dict[str, Any]) -> None:
     console.print(f"Left out (the course keeps trips of 1 to 60 minutes): {left['missing_times']:,} without a "
                   f"timestamp, {left['under_1_min']:,} under 1 minute, {left['over_60_min']:,} over 60 minutes.")
     console.print(f"RMSE of the champion on {metrics['month']}: {metrics['rmse']:.4f} min (MSE {metrics['mse']:.4f}).")
+    if caveat := saw_sentence(version, metrics["month"], metrics.get("champion_saw_month")):
+        console.print(f"[yellow]{render.plain(caveat)}[/]", soft_wrap=True)

@@ -19,7 +19,7 @@ from ..store import Store
 from ..training import champion, data, features, pickles, quality
 from ..training.job import FLOW_NAME as TRAINING_FLOW
 from ..training.months import parse_date
-from . import predictions, zones
+from . import predictions, results, zones
 from .job import FLOW_NAME, TASKS, check_date, run_fields, scored_month
 
 log = logging.getLogger("pipeline.scoring.flow")
@@ -57,6 +57,9 @@ def load_champion(month: str, settings: Settings) -> InUse:
                "files": {name: {"sha256": a["sha256"], "size": a["size"]} for name, a in files.items()}}
     log.info("Scoring with %s, trained on %s (model sha256 %s; its coefficients %s).", label, held["train_month"],
              files["model"]["sha256"][:12], "kept from an earlier run" if kept else "from its pickles")
+    seen = results.saw_sentence(version, month, results.saw_month(version, month))
+    if seen:
+        log.warning(seen)
     figures = ((held.get("metrics") or {}).get("data") or {}).get("train")
     return InUse(model, version, figures if figures and "hist" in figures else None)
 
@@ -108,8 +111,14 @@ def check_data(scored: predictions.Scored, month: str, in_use: InUse) -> dict[st
 
 @task(timeout=600)
 def write_predictions(scored: predictions.Scored) -> str:
+    """Rename the predictions into place and record the file as the run's artifact (its bytes stay on disk)."""
     path = predictions.publish(scored)
-    log.info("Wrote %s (%s predictions).", path, f"{scored.rows:,}")
+    log.info("Wrote %s (%s predictions, %s bytes, sha256 %s).", path, f"{scored.rows:,}", f"{scored.size:,}",
+             scored.sha256[:12])
+    context = run_context()
+    if context:
+        context.store.add_artifact(context.run_id, name=path.name, kind="predictions", path=str(path),
+                                   sha256=scored.sha256, size=scored.size, now=context.clock.now())
     return str(path)
 
 
@@ -124,9 +133,11 @@ def scoring_flow(*, settings: Settings, date: str | None = None, data_url: str |
         context.store.update_fields(context.run_id, {"data_source": settings.data_url,
                                                        "synthetic": settings.is_synthetic})
     log.info("Run date %s: scoring %s, data from %s.", run_date, month, data.describe_source(settings.data_url))
+    target = predictions.output_path(output, settings.home / "predictions", month)
+    predictions.check_target(target)
     in_use = load_champion(month, settings)
     path = read_data(settings, month)
-    scored = score_month(path, month, in_use, predictions.output_path(output, settings.home / "predictions", month))
+    scored = score_month(path, month, in_use, target)
     try:
         checks = check_data(scored, month, in_use)
         written = write_predictions(scored)
@@ -144,6 +155,7 @@ def _metrics(run_date: str, month: str, output: str, scored: predictions.Scored,
             "run_date": run_date, "month": month, "output": output, "rows_left_out": summary.dropped_by_rule(),
             "model_version": in_use.version, "month_figures": checks["figures"], "drift_vs_champion": checks["drift"],
             "synthetic": settings.is_synthetic, "data_source": settings.data_url,
+            "champion_saw_month": results.saw_month(in_use.version, month),
             "distribution": {"predicted": predictions.predicted_minutes(summary, in_use.model),
                              "actual": checks["figures"]["hist"]["duration"]}}
 
@@ -171,6 +183,8 @@ def score_now(store: Store, settings: Settings, *, date: str | None = None, data
         parameters["data_url"] = normalize_data_url(data_url)
     if output:
         parameters["output"] = predictions.absolute(output)
+        predictions.check_target(predictions.output_path(parameters["output"], settings.home / "predictions",
+                                                         scored_month(run_date)))  # before a run is made
     now = clock.now()
     run_id = store.create_run(flow=FLOW_NAME, name=name, state="PENDING", now=now, parameters=parameters,
                               trigger="cli", scheduled_time=now, claimed_by=this_process(),

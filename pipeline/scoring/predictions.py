@@ -14,6 +14,7 @@ when missing, as the course's steps fill them), ``actual_duration``, ``predicted
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import os
 import tempfile
@@ -27,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pyarrow._compute import CastOptions, call_function
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..training import features
 from ..training.months import parse_month
 from ..training.schema import DO, PICKUP, PU, BadZones
@@ -46,13 +47,31 @@ def absolute(output: str) -> str:
 
 
 def output_path(output: str | None, default_folder: Path, month: str) -> Path:
-    """Where ``month``'s predictions go: ``output`` as a template with ``{month}``, or a folder
-    (default ``default_folder``), holding ``fhv_predictions_YYYY-MM.parquet``."""
+    """Where ``month``'s predictions go: ``output`` as a template with ``{month}``, a file path ending in
+    ``.parquet`` (the file itself), or a folder (default ``default_folder``) holding
+    ``fhv_predictions_YYYY-MM.parquet``."""
     if not output:
         return default_folder / file_name(month)
-    if "{month}" in output:
+    if "{month}" in output or output.endswith(".parquet"):
         return Path(output.replace("{month}", month)).expanduser().absolute()
     return Path(output).expanduser().absolute() / file_name(month)
+
+
+def check_target(target: Path) -> None:
+    """Before a month is read: the predictions file can be written at ``target`` (its folder made if need be),
+    or a ConfigError naming the path says why not."""
+    if target.is_dir():
+        raise ConfigError(f"The predictions file {target} is a folder: give a folder to write in, or a file path "
+                          "ending in .parquet.")
+    blocking = next((p for p in (target.parent, *target.parent.parents) if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise ConfigError(f"The predictions cannot go under {blocking}, which is a file, not a folder.")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"The folder {target.parent} for the predictions cannot be made ({exc.strerror}).") from None
+    if not os.access(target.parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"The folder {target.parent} for the predictions is not writable.")
 
 
 @dataclass(eq=False)
@@ -64,6 +83,8 @@ class Scored:
     target: Path
     squared_error: float = 0.0
     predicted_sum: float = 0.0
+    sha256: str = ""  # of the file written (hashed as it was written) and its size in bytes
+    size: int = 0
 
     @property
     def rows(self) -> int:
@@ -117,7 +138,7 @@ def _score_into(scored: Scored, path: Path, label: str, prefix: str, model: Zone
     with features.open_parquet(Path(path), label) as parquet:
         schema = _schema(parquet.schema_arrow.field(PICKUP).type)
         try:
-            with pq.ParquetWriter(scored.temp, schema, **WRITE_OPTIONS) as writer, \
+            with HashedFile(scored) as sink, pq.ParquetWriter(sink, schema, **WRITE_OPTIONS) as writer, \
                     ThreadPoolExecutor(1, thread_name_prefix="write-predictions") as pool:
                 pending, offset = None, 0
                 with contextlib.closing(_prefetched(features._record_batches(parquet))) as batches:
@@ -133,6 +154,40 @@ def _score_into(scored: Scored, path: Path, label: str, prefix: str, model: Zone
             raise features._count_bad_zones(parquet, label, bad.column) from None
         except (OSError, pa.ArrowException) as exc:
             raise DataError(f"{label} could not be read or its predictions written ({exc}).") from exc
+
+
+class HashedFile:
+    """The temporary predictions file as the parquet writer writes it, start to end: each write is hashed on its
+    way (so the file's SHA-256 and size cost no second read) and the file is synced to disk before it closes
+    (``publish`` then renames it)."""
+
+    def __init__(self, scored: Scored):
+        self.scored, self.file, self.hash, self.size = scored, open(scored.temp, "wb"), hashlib.sha256(), 0
+
+    def write(self, data: bytes) -> int:
+        self.hash.update(data)
+        self.size += len(data)
+        return self.file.write(data)
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        self.file.flush()
+
+    @property
+    def closed(self) -> bool:
+        return self.file.closed
+
+    def __enter__(self) -> "HashedFile":
+        return self
+
+    def __exit__(self, kind, *_) -> None:
+        with self.file:
+            if kind is None:
+                self.file.flush()
+                os.fsync(self.file.fileno())
+                self.scored.sha256, self.scored.size = self.hash.hexdigest(), self.size
 
 
 def _prefetched(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -203,7 +258,8 @@ def _prefix(month: str) -> str:
 
 
 def publish(scored: Scored) -> Path:
-    """Rename the temporary file into place (replacing an earlier run's file of the month) and sync its folder."""
+    """Rename the temporary file (synced as it closed) into place, replacing an earlier run's file of the month,
+    and sync its folder."""
     os.replace(scored.temp, scored.target)
     handle = os.open(scored.target.parent, os.O_RDONLY)
     try:

@@ -9,6 +9,24 @@ from ..formatting import number
 
 # Why the course's scoring steps leave a trip out (``MonthSummary.dropped_by_rule``), in words.
 LEFT_OUT = {"missing_times": "missing a timestamp", "under_1_min": "under 1 minute", "over_60_min": "over 60 minutes"}
+SAW = {"train": "trained", "validation": "validated"}  # how the champion saw the month it scores
+
+
+def saw_month(version: Mapping[str, Any], month: str) -> str | None:
+    """Whether the champion (its ``model_version``) was trained ("train") or validated ("validation") on
+    ``month``, or neither (None): an RMSE on a month it saw is no out-of-sample error."""
+    if version.get("train_month") == month:
+        return "train"
+    return "validation" if version.get("val_month") == month else None
+
+
+def saw_sentence(version: Mapping[str, Any], month: str, saw: str | None) -> str | None:
+    """The one sentence that says so, or None when the champion did not see the month."""
+    if saw not in SAW:
+        return None
+    name = f"{version.get('name', '?')} ({str(version.get('run_id', ''))[:8]})"
+    return (f"The champion {name} was {SAW[saw]} on {month}, the month scored: its RMSE on the month is not an "
+            "out-of-sample error.")
 
 
 @dataclass(frozen=True)
@@ -26,6 +44,7 @@ class ScoringResults:
     output: str | None = None
     model_version: dict[str, Any] = field(default_factory=dict)
     distribution: dict[str, list[int]] = field(default_factory=dict)  # trips by minute: predicted and actual
+    champion_saw_month: str | None = None  # "train" | "validation": the champion was fitted or chosen on the month
 
     @classmethod
     def of(cls, metrics: Mapping[str, Any] | None) -> "ScoringResults | None":
@@ -49,10 +68,18 @@ class ScoringResults:
         trained = f", trained on {version['train_month']}" if version.get("train_month") else ""
         return f"{version.get('name', '?')} ({str(version.get('run_id', ''))[:8]}){trained}"
 
+    def caveat(self) -> str | None:
+        """The sentence saying the champion saw the month scored (``saw_sentence``), or None."""
+        return saw_sentence(self.model_version, self.month or "?", self.champion_saw_month)
+
+    def _seen(self) -> str:
+        saw = SAW.get(self.champion_saw_month or "")
+        return f" (not out-of-sample: the champion was {saw} on this month)" if saw else ""
+
     def lines(self) -> list[tuple[str, str]]:
         read = f" of {number(self.rows_read)} read" if self.rows_read is not None else ""
         return [("Scored month", self.month or "-"), ("Trips scored", f"{number(self.rows_scored)}{read}"),
-                ("Left out", self.left_out()), ("Champion's RMSE on the month", f"{number(self.rmse)} min"),
+                ("Left out", self.left_out()), ("Champion's RMSE on the month", f"{number(self.rmse)} min{self._seen()}"),
                 ("Mean duration", f"predicted {number(self.mean_predicted, 2)} min, actual "
                                   f"{number(self.mean_actual, 2)} min"),
                 ("Model", self.model()), ("Predictions", self.output or "-")]

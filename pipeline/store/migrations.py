@@ -295,6 +295,24 @@ CREATE INDEX flow_runs_flow_created ON flow_runs(flow, created_at);
 CREATE INDEX flow_runs_flow_moment ON flow_runs(flow, COALESCE(started_at, scheduled_time, created_at));
 CREATE INDEX flow_runs_flow_state_moment ON flow_runs(flow, state, COALESCE(started_at, scheduled_time, created_at));
 """),
+    # Scoring runs made before 0014 kept no ``month`` (the month scored) in their fields: their metrics' month,
+    # else their run date's previous month. Python's json.dumps may write NaN or Infinity, which SQL's JSON refuses.
+    ("0017_scoring_runs_month", {"sqlite": """
+UPDATE flow_runs SET fields = json_set(fields, '$.month', scored.month)
+FROM (SELECT id, COALESCE(CASE WHEN json_valid(plain) THEN json_extract(plain, '$.month') END,
+                          strftime('%Y-%m', run_date, 'start of month', '-1 month')) AS month
+      FROM (SELECT id, run_date, replace(replace(replace(metrics, '-Infinity', 'null'), 'Infinity', 'null'), 'NaN',
+                                         'null') AS plain
+            FROM flow_runs WHERE flow = 'fhv-batch-scoring' AND json_extract(fields, '$.month') IS NULL)) AS scored
+WHERE flow_runs.id = scored.id AND scored.month IS NOT NULL;
+""", "postgresql": """
+UPDATE flow_runs SET fields = fields || jsonb_build_object('month', scored.month)
+FROM (SELECT id, COALESCE(replace(replace(replace(metrics, '-Infinity', 'null'), 'Infinity', 'null'), 'NaN',
+                                  'null')::jsonb ->> 'month',
+                          to_char(to_date(run_date, 'YYYY-MM-DD') - interval '1 month', 'YYYY-MM')) AS month
+      FROM flow_runs WHERE flow = 'fhv-batch-scoring' AND fields -> 'month' IS NULL) AS scored
+WHERE flow_runs.id = scored.id AND scored.month IS NOT NULL;
+"""}),
 ]
 
 

@@ -240,9 +240,9 @@ class RunStore(StoreParts):
     def runs(self, *, states: Iterable[str] | None = None, deployment: str | None = None,
              since: dt.datetime | None = None, until: dt.datetime | None = None,
              search: str | None = None, limit: int = 50, offset: int = 0,
-             order: str = "recent") -> list[dict[str, Any]]:
-        """Flow runs, newest first by their start or scheduled time, filtered."""
-        where, params = _run_filters(states, deployment, since, until, search)
+             order: str = "recent", flow: str | None = None) -> list[dict[str, Any]]:
+        """Flow runs (of ``flow``, or of every flow), newest first by their start or scheduled time, filtered."""
+        where, params = _run_filters(states, deployment, since, until, search, flow)
         direction = "ASC" if order == "upcoming" else "DESC"
         sql = (f"SELECT r.*, d.name AS deployment FROM flow_runs r "
                f"LEFT JOIN deployments d ON d.id = r.deployment_id {where} "
