@@ -59,19 +59,6 @@ def test_a_new_history_gets_the_default_deployment_of_each_registered_flow_that_
     assert ensure_defaults(store, T0, settings=settings) == [] and len(store.deployments()) == 2
 
 
-def test_a_history_that_only_runs_another_flow_gets_no_default_deployment_of_training(store, settings,
-                                                                                        echo_with_default):
-    register(store, DeploymentSpec(name="echo-hourly", flow=echo.FLOW_NAME, schedule=CronSchedule("0 * * * *", "UTC")),
-             T0, settings=settings)
-    assert [row["name"] for row in ensure_defaults(store, T0, settings=settings)] == ["echo-daily"]
-    assert sorted(row["name"] for row in store.deployments()) == ["echo-daily", "echo-hourly"]
-
-
-def test_a_history_with_a_deployment_of_training_gets_its_default_deployment_back(store, settings):
-    register(store, hourly(), T0, settings=settings)
-    assert [row["name"] for row in ensure_defaults(store, T0, settings=settings)] == [DEFAULT_DEPLOYMENT]
-
-
 def test_a_trigger_of_a_flows_unregistered_default_deployment_registers_it(store, settings, echo_with_default):
     run = trigger_run(store, settings, deployment="echo-daily", date=dt.date(2026, 1, 2), now=T0)
     made = store.get_deployment("echo-daily")

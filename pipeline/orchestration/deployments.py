@@ -180,12 +180,9 @@ def check_computable(spec: DeploymentSpec, settings: Settings, now: dt.datetime)
 
 def ensure_defaults(store: Store, now: dt.datetime, *, settings: Settings | None = None) -> list[DeploymentRow]:
     """Register the default deployment of each registered flow that declares one, when the history has none of
-    its name, in a new history or one that has deployments of that flow (a history that only runs other flows
-    gets none); returns the rows registered now."""
-    rows = store.deployments()
-    names, flows = {row["name"] for row in rows}, {row["flow"] for row in rows}
-    return [register(store, spec, now, settings=settings) for spec in default_specs()
-            if spec.name not in names and (not flows or spec.flow in flows)]
+    its name; returns the rows registered now."""
+    names = {row["name"] for row in store.deployments()}
+    return [register(store, spec, now, settings=settings) for spec in default_specs() if spec.name not in names]
 
 
 def schedule_of(row: Mapping[str, Any]) -> Schedule | None:
