@@ -6,11 +6,12 @@ Every time shown carries its zone: ``UTC`` or the schedule's zone, named.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 from zoneinfo import ZoneInfo
 
 from pipeline.formatting import duration_text as seconds_text
@@ -220,12 +221,14 @@ def overdue_reason(command: str, *, markdown: bool = False) -> str:
     return f"overdue: no scheduler alive (start it with {shown})"
 
 
-def scheduler_command(settings: Settings, *, root: Path = REPO_ROOT, executable: str = sys.executable) -> str:
+def scheduler_command(settings: Settings, *, root: Path = REPO_ROOT, executable: str = sys.executable,
+                      environ: Mapping[str, str] | None = None) -> str:
     """The exact shell command that starts a scheduler on this history with this data.
 
     ``cd <repo> && FHV_HOME=<abs home> FHV_DATA_URL=<url> .venv/bin/python -m pipeline scheduler``:
     the repository's virtualenv python when this process runs in it, else ``python``; the
-    solver and download timeout are named only when they differ from the defaults.
+    solver and download timeout are named only when they differ from the defaults, and this process's
+    FHV_FLOWS and PYTHONPATH (``environ``) when set, so that the scheduler registers and imports its flows.
     """
     defaults = Settings(home=settings.home)
     env = {"FHV_HOME": str(settings.home.absolute()), "FHV_DATA_URL": settings.data_url}
@@ -235,8 +238,17 @@ def scheduler_command(settings: Settings, *, root: Path = REPO_ROOT, executable:
         env["FHV_SOLVER"] = settings.solver
     if settings.download_timeout != defaults.download_timeout:
         env["FHV_DOWNLOAD_TIMEOUT"] = f"{settings.download_timeout:g}"
+    env.update(_flow_environment(os.environ if environ is None else environ))
     assignments = " ".join(f"{name}={shlex.quote(value)}" for name, value in env.items())
     return f"cd {shlex.quote(str(root))} && {assignments} {_python(root, executable)} -m pipeline scheduler"
+
+
+def _flow_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """FHV_FLOWS and PYTHONPATH as set here, its folders made absolute (the command changes folder first)."""
+    found = {"FHV_FLOWS": environ.get("FHV_FLOWS", "").strip()}
+    folders = [str(Path(folder).absolute()) for folder in environ.get("PYTHONPATH", "").split(os.pathsep) if folder]
+    found["PYTHONPATH"] = os.pathsep.join(folders)
+    return {name: value for name, value in found.items() if value}
 
 
 def _python(root: Path, executable: str) -> str:

@@ -262,7 +262,7 @@ def repo(tmp_path):
 ])
 def test_the_scheduler_command_uses_the_repos_venv_python_or_plain_python(repo, executable, python):
     settings = Settings(home=Path("/srv/fhv home"), data_url="demo:3000")
-    command = labels.scheduler_command(settings, root=repo, executable=executable.format(root=repo))
+    command = labels.scheduler_command(settings, root=repo, executable=executable.format(root=repo), environ={})
     assert command == (f"cd '{repo}' && FHV_HOME='/srv/fhv home' FHV_DATA_URL=demo:3000 {python} "
                        "-m pipeline scheduler")
 
@@ -270,10 +270,36 @@ def test_the_scheduler_command_uses_the_repos_venv_python_or_plain_python(repo, 
 def test_the_scheduler_command_names_every_setting_that_differs_from_the_defaults(repo):
     settings = Settings(home=Path("/srv/fhv"), data_url="https://mirror.example/fhv_tripdata_{month}.parquet",
                         solver="lsqr", download_timeout=120.0)
-    command = labels.scheduler_command(settings, root=repo, executable="/usr/bin/python3")
+    command = labels.scheduler_command(settings, root=repo, executable="/usr/bin/python3", environ={})
     assert command == (f"cd '{repo}' && FHV_HOME=/srv/fhv "
                        "FHV_DATA_URL='https://mirror.example/fhv_tripdata_{month}.parquet' FHV_SOLVER=lsqr "
                        "FHV_DOWNLOAD_TIMEOUT=120 python -m pipeline scheduler")
+
+
+def test_the_scheduler_command_carries_fhv_flows_and_pythonpath_when_they_are_set(repo, tmp_path, monkeypatch):
+    settings = Settings(home=Path("/srv/fhv"), data_url="demo:3000")
+    monkeypatch.chdir(tmp_path)
+    environ = {"FHV_FLOWS": "my_flows.echo:ENTRY", "PYTHONPATH": f"my flows{os.pathsep}/opt/lib"}
+    command = labels.scheduler_command(settings, root=repo, executable="/usr/bin/python3", environ=environ)
+    assert command == (f"cd '{repo}' && FHV_HOME=/srv/fhv FHV_DATA_URL=demo:3000 FHV_FLOWS=my_flows.echo:ENTRY "
+                       f"PYTHONPATH='{tmp_path / 'my flows'}{os.pathsep}/opt/lib' python -m pipeline scheduler")
+    assert "FHV_FLOWS" not in labels.scheduler_command(settings, root=repo, environ={"FHV_FLOWS": " "})
+
+
+def test_a_scheduler_started_with_the_command_shown_registers_the_flows_of_fhv_flows(tmp_path):
+    """Run the shown command in a shell, its python registering the flows as the scheduler does (``load_flows``)."""
+    folder = tmp_path / "my flows"
+    folder.mkdir()
+    (folder / "my_echo.py").write_text("from tests.flows.echo import ENTRY\n")
+    settings = Settings(home=tmp_path / "fhv", data_url="demo:3000")
+    command = labels.scheduler_command(settings, environ={"FHV_FLOWS": "my_echo:ENTRY", "PYTHONPATH": str(folder)})
+    report = "from pipeline.flows import load_flows; print([e.name for e in load_flows()][-1])"
+    probe = command.replace("-m pipeline scheduler", f"-c {shlex.quote(report)}")
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"  # "python" is this one
+    env = {name: value for name, value in os.environ.items() if name not in ("FHV_FLOWS", "PYTHONPATH")}
+    done = subprocess.run(["bash", "-c", probe], cwd=tmp_path, env={**env, "PATH": path}, capture_output=True,
+                          text=True, timeout=60)
+    assert done.stdout.strip() == "echo", done.stderr
 
 
 def test_the_scheduler_command_runs_from_any_folder_with_the_history_and_data_it_names(tmp_path):
