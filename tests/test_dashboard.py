@@ -460,6 +460,14 @@ def test_error_details_shown_to_users_are_the_exception_type_only():
     assert config["client"]["showErrorDetails"] == ShowErrorDetailsConfigOptions.TYPE
 
 
+def test_the_served_dashboard_neither_watches_its_sources_nor_collects_every_object_after_each_run():
+    """Both would cost every first load: the watcher walks all imported modules per new session, the
+    forced collection walks every object holding the GIL before the last messages go out."""
+    config = tomllib.loads((ROOT / "dashboard" / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["fileWatcherType"] == "none"
+    assert config["runner"]["postScriptGC"] is False
+
+
 def test_the_store_counts_task_runs(history, store):
     assert store.count_task_runs() == sum(len(store.task_runs(r["id"])) for r in store.runs(limit=100))
 
