@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
 import os
 import random
 import select
@@ -268,7 +269,9 @@ class Lab:
         return []
 
     def runs(self, where: str = "1", params: Iterable[Any] = ()) -> list[dict[str, Any]]:
-        return self.query(f"SELECT * FROM flow_runs WHERE {where}", params)
+        """Runs read raw, with their flow's fields (``flow_runs.fields``) flattened in as the store returns them."""
+        rows = self.query(f"SELECT * FROM flow_runs WHERE {where}", params)
+        return [{**json.loads(row.get("fields") or "{}"), **row} for row in rows]
 
     def deployment(self, name: str) -> dict[str, Any] | None:
         rows = self.query("SELECT * FROM deployments WHERE name = ?", (name,))
