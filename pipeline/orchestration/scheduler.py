@@ -48,7 +48,7 @@ from .notify import Notifier
 from .process import ProcessOptions, stop_on_signals
 from .services.base import Service
 from .services.dispatch import Dispatch
-from .services.flows import Cancel, Notify, Reap
+from .services.flows import Notify, OwnFlows
 from .services.guard import FailingDeployments
 from .services.lease import Heartbeat, Lease
 from .services.slots import CatchUp, Expire, Follow, Materialise
@@ -97,7 +97,7 @@ class Scheduler(Supervisor):
         """What runs every tick, in this order (no ``dispatch`` without local execution)."""
         tick, store, failing = self.options.tick, self.store, self.failing
         dispatch = [Dispatch(self, failing, tick)] if self.execute else []
-        return [Reap(self, tick), Cancel(self, tick), Follow(store, self.settings, failing, tick), self.catch_up,
+        return [OwnFlows(self, "reap", tick), OwnFlows(self, "cancel", tick), Follow(store, self.settings, failing, tick), self.catch_up,
                 Expire(store, failing, tick), *dispatch,
                 MarkLate(self, failing, late_after=self.options.late_after, execute=self.execute, interval=tick),
                 Notify(self.notifier, tick)]

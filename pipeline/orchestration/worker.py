@@ -36,7 +36,7 @@ from .executor import Executor, ProcessExecutor
 from .liveness import new_identity
 from .lock import HistoryWatch
 from .process import ProcessOptions, stop_on_signals
-from .services.flows import Cancel, Reap
+from .services.flows import OwnFlows
 from .services.workers import Claim, WorkerHeartbeat
 from .supervisor import Supervisor
 
@@ -66,7 +66,7 @@ class Worker(Supervisor):
         self.concurrency = concurrency
         self.identity = new_identity(f"w{uuid.uuid4().hex[:6]}")
         self.heartbeat = WorkerHeartbeat(self, options.heartbeat)
-        self.step.parts = [Reap(self, options.tick), Cancel(self, options.tick),
+        self.step.parts = [OwnFlows(self, "reap", options.tick), OwnFlows(self, "cancel", options.tick),
                            Claim(self, self.heartbeat, options.tick)]
         self.services = [self.heartbeat, self.step]
 

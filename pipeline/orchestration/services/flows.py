@@ -11,28 +11,17 @@ if TYPE_CHECKING:
     from ..supervisor import Supervisor
 
 
-class Reap:
-    """Record what ended flow processes left unrecorded (``Supervisor.reap``)."""
+class OwnFlows:
+    """One of the supervisor's rounds over its own flow processes, by name: ``reap`` records what ended
+    flow processes left unrecorded, ``cancel`` SIGTERMs those whose cancellation was asked (SIGKILL after
+    the grace)."""
 
-    name = "reap"
-
-    def __init__(self, flows: "Supervisor", interval: float):
-        self.flows, self.interval = flows, interval
-
-    def run_once(self, now: dt.datetime) -> None:
-        self.flows.reap()
-
-
-class Cancel:
-    """SIGTERM own flows whose cancellation was asked, SIGKILL them after the grace (``Supervisor.cancel``)."""
-
-    name = "cancel"
-
-    def __init__(self, flows: "Supervisor", interval: float):
-        self.flows, self.interval = flows, interval
+    def __init__(self, flows: "Supervisor", name: str, interval: float):
+        self.flows, self.name, self.interval = flows, name, interval
+        self._round = getattr(flows, name)
 
     def run_once(self, now: dt.datetime) -> None:
-        self.flows.cancel()
+        self._round()
 
 
 class Notify:
