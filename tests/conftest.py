@@ -10,10 +10,12 @@ import pytest
 from pipeline.config import Settings
 from pipeline.flows import load_flows
 from pipeline.store import Store
+from tests import sql_audit
 
 pytest_plugins = ["tests.httpserver", "tests.pgserver"]
 
 load_flows()  # as every entry point does: importing ``pipeline`` registers no flow
+sql_audit.install()  # every ORDER BY term that may meet a NULL says where NULLs go (SQLite and PostgreSQL differ)
 
 UTC = dt.timezone.utc
 

@@ -6,8 +6,9 @@ from pathlib import Path
 from pipeline.training import job
 
 ROOT = Path(__file__).resolve().parents[1] / "pipeline"
-HISTORY = ROOT / "store" / "migrations.py"  # the shipped migrations: the columns the schema once had, and 0014 moving them
-CORE = [*sorted(set((ROOT / "store").rglob("*.py")) - {HISTORY}), *sorted((ROOT / "orchestration").rglob("*.py")),
+HISTORY = {ROOT / "store" / "migrations.py",  # the shipped migrations: the columns the schema once had, 0014 moving them
+           ROOT / "store" / "migrations_postgres.py"}  # and the same in PostgreSQL's spelling
+CORE = [*sorted(set((ROOT / "store").rglob("*.py")) - HISTORY), *sorted((ROOT / "orchestration").rglob("*.py")),
         *(ROOT / "cli" / name for name in ("runs.py", "listing.py", "render.py", "scheduling.py", "history.py"))]
 NAMES = (*(f.name for f in job.FIELDS), *job.TASKS, *(m.key for m in job.METRICS), *job.ENTRY.spec_options)
 

@@ -157,7 +157,7 @@ def test_history_copy_copies_every_table_row_for_row(copied):
     assert {"flow_runs", "task_runs", "logs", "deployments", "work_queues", "artifacts",
             "artifact_blobs"} <= set(tables)
     for table in tables:
-        order = "ORDER BY 1" if table != "schedulers" else ""
+        order = "ORDER BY 1 NULLS FIRST" if table != "schedulers" else ""
         mine = [tuple(json.loads(v) if k == "fields" else v for k, v in zip(r.keys(), r))  # JSONB there
                 for r in sqlite.conn.execute(f"SELECT * FROM {table} {order}").fetchall()]
         theirs = [tuple(bytes(v) if isinstance(v, memoryview) else v for v in r)

@@ -11,12 +11,13 @@ import sqlite3
 import threading
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from ..errors import ConfigError, HistoryDamaged, HistoryFileLost, StorageError
 from ..orchestration.states import State
 from .files import FileStore, file_identity, missing_table
 from .migrations import MIGRATIONS, _statements, script, tables
+from .sql import compiled
 
 UTC = dt.timezone.utc
 logger = logging.getLogger("pipeline.store")
@@ -108,21 +109,26 @@ class HistoryConnection(sqlite3.Connection):
     lost: str | None = None  # why the history file may not be written any more (``BaseStore.abandon``)
     on_damage: Callable[[HistoryDamaged], None] | None = None  # told of a damaged history (a flow process exits)
 
-    def execute(self, *args: Any) -> sqlite3.Cursor:
+    def execute(self, statement: Any, params: Any = ()) -> sqlite3.Cursor:
+        """Run a statement (text with ``:name`` binds, or a SQLAlchemy construct) in SQLite's spelling."""
         if self.lost is not None:
             raise HistoryFileLost(self.lost)
         try:
-            return super().execute(*args)
+            return super().execute(compiled(statement, "sqlite"), params)
         except sqlite3.Error as error:
             raise self.fault(error) from error
 
-    def executemany(self, *args: Any) -> sqlite3.Cursor:
+    def executemany(self, statement: Any, rows: Iterable[Any]) -> sqlite3.Cursor:
         if self.lost is not None:
             raise HistoryFileLost(self.lost)
         try:
-            return super().executemany(*args)
+            return super().executemany(compiled(statement, "sqlite"), rows)
         except sqlite3.Error as error:
             raise self.fault(error) from error
+
+    def begin(self) -> None:
+        """Open a transaction that takes the write lock at once: one writer at a time, waiting its turn."""
+        self.execute("BEGIN IMMEDIATE")
 
     def fault(self, error: sqlite3.Error) -> Exception:
         """The StorageError for a storage fault; any other error (a constraint, a bug) as it was."""
@@ -328,7 +334,7 @@ class BaseStore(FileStore):
         if conn.in_transaction:
             yield conn
             return
-        conn.execute("BEGIN IMMEDIATE")
+        conn.begin()
         try:
             yield conn
             conn.execute("COMMIT")
@@ -336,13 +342,13 @@ class BaseStore(FileStore):
             _rollback(conn)
             raise
 
-    def _one(self, sql: str, params: Iterable[Any] = ()) -> dict[str, Any] | None:
-        cursor = self.conn.execute(sql, tuple(params))
+    def _one(self, sql: Any, params: Mapping[str, Any] | Iterable[Any] = ()) -> dict[str, Any] | None:
+        cursor = self.conn.execute(sql, params if isinstance(params, Mapping) else tuple(params))
         with self._faults():
             return _row(cursor.fetchone())
 
-    def _all(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
-        cursor = self.conn.execute(sql, tuple(params))
+    def _all(self, sql: Any, params: Mapping[str, Any] | Iterable[Any] = ()) -> list[dict[str, Any]]:
+        cursor = self.conn.execute(sql, params if isinstance(params, Mapping) else tuple(params))
         with self._faults():
             return _rows(cursor.fetchall())
 
@@ -366,7 +372,7 @@ class BaseStore(FileStore):
             check_schema(self.path, done)
             for name, sql in MIGRATIONS[:upto]:
                 if name not in done:
-                    conn.run_statements(_statements(script(sql, conn.dialect)))
+                    conn.run_statements(_statements(script(name, sql, conn.dialect)))
                     conn.execute("INSERT INTO migrations VALUES (?, ?)", (name, to_db(dt.datetime.now(UTC))))
                     applied.append(name)
         return applied

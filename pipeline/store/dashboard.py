@@ -25,7 +25,7 @@ class DashboardStore(StoreParts):
         return self._all(
             "SELECT r.id, r.name, r.flow, r.state, r.run_date, r.fields, r.started_at, "
             "r.ended_at FROM flow_runs r LEFT JOIN deployments d ON d.id = r.deployment_id "
-            f"{where} ORDER BY r.started_at DESC LIMIT ?", (*params, limit))
+            f"{where} ORDER BY r.started_at DESC NULLS LAST LIMIT ?", (*params, limit))
 
     def task_counts(self, run_ids: Iterable[str]) -> dict[str, int]:
         """How many task runs each of these flow runs has (attempts and not-run tasks included)."""
@@ -67,7 +67,7 @@ class DashboardStore(StoreParts):
     def overdue_runs(self, *, now: dt.datetime, limit: int = 20) -> list[dict[str, Any]]:
         """Waiting runs whose time (or next attempt) has passed, oldest first, with their deployment's name."""
         return self._all(f"SELECT r.*, d.name AS deployment {self._OVERDUE} "
-                         "ORDER BY COALESCE(r.next_attempt_at, r.scheduled_time) LIMIT ?", (to_db(now), limit))
+                         "ORDER BY COALESCE(r.next_attempt_at, r.scheduled_time) NULLS FIRST LIMIT ?", (to_db(now), limit))
 
     def count_overdue_runs(self, *, now: dt.datetime) -> int:
         return self.conn.execute(f"SELECT COUNT(*) {self._OVERDUE}", (to_db(now),)).fetchone()[0]
@@ -113,7 +113,7 @@ class DashboardStore(StoreParts):
         where = f"{where} AND {started}" if where else f"WHERE {started}"
         return self._all(
             "SELECT r.id, r.name, r.flow, r.state, r.run_date, r.fields, r.started_at, r.ended_at "
-            f"{_LIST_FROM} {where} ORDER BY r.started_at DESC LIMIT ?", (*params, limit))
+            f"{_LIST_FROM} {where} ORDER BY r.started_at DESC NULLS LAST LIMIT ?", (*params, limit))
 
     def cancellable_ids(self, **filters: Any) -> list[str]:
         """The ids of the waiting or running runs matching the list's filters (to cancel them together)."""
@@ -129,7 +129,7 @@ class DashboardStore(StoreParts):
             "SELECT b.id, b.name, b.state, b.run_date FROM flow_runs r JOIN flow_runs b "
             "ON b.trigger = 'backfill' AND b.created_at = r.created_at "
             "AND b.deployment_id IS NOT DISTINCT FROM r.deployment_id "
-            "WHERE r.id = ? AND r.trigger = 'backfill' ORDER BY b.run_date", (run_id,))
+            "WHERE r.id = ? AND r.trigger = 'backfill' ORDER BY b.run_date NULLS FIRST", (run_id,))
 
     def tags_in_use(self) -> list[str]:
         """Every tag some deployment carries, sorted."""
@@ -163,12 +163,12 @@ class DashboardStore(StoreParts):
         unflagged = f"AND NOT ({_field('c', without)} IS TRUE) " if without else ""
         keys = tuple(dict.fromkeys([metric, *keys]))
         rows = self._all(
-            f"WITH ranked AS (SELECT c.id, ROW_NUMBER() OVER (PARTITION BY {group} ORDER BY c.ended_at DESC) "
+            f"WITH ranked AS (SELECT c.id, ROW_NUMBER() OVER (PARTITION BY {group} ORDER BY c.ended_at DESC NULLS LAST) "
             f"AS position, COUNT(*) OVER (PARTITION BY {group}) AS runs FROM flow_runs c "
             f"WHERE c.flow = ? AND c.state = 'COMPLETED' {unflagged}) "
             f"SELECT r.id, r.name, r.run_date, r.ended_at, r.fields, k.runs{_metric_columns('r', keys)} "
             "FROM ranked k JOIN flow_runs r ON r.id = k.id WHERE k.position = 1 "
-            "ORDER BY r.run_date DESC, r.ended_at DESC LIMIT ?", (flow, limit))
+            "ORDER BY r.run_date DESC NULLS LAST, r.ended_at DESC NULLS LAST LIMIT ?", (flow, limit))
         points = [_with_metrics(row, keys) for row in rows[::-1]]
         return [{**{k: v for k, v in p["metrics"].items() if k not in p}, **p} for p in points
                 if p["metrics"].get(metric) is not None and (by is None or p.get(by) is not None)]
@@ -179,7 +179,8 @@ _LIST_FROM = "FROM flow_runs r LEFT JOIN deployments d ON d.id = r.deployment_id
 _MOMENT = "COALESCE(r.started_at, r.scheduled_time, r.created_at)"
 SORTS = {
     "newest": f"{_MOMENT} DESC", "oldest": f"{_MOMENT} ASC",
-    "run_date_desc": f"r.run_date DESC, {_MOMENT} DESC", "run_date_asc": f"r.run_date ASC, {_MOMENT} ASC",
+    "run_date_desc": f"r.run_date DESC NULLS LAST, {_MOMENT} DESC",
+    "run_date_asc": f"r.run_date ASC NULLS FIRST, {_MOMENT} ASC",
     "metric_desc": "{metric} DESC NULLS LAST, " + f"{_MOMENT} DESC",
     "metric_asc": "{metric} ASC NULLS LAST, " + f"{_MOMENT} DESC",
     "duration_desc": f"julianday(r.ended_at) - julianday(r.started_at) DESC NULLS LAST, {_MOMENT} DESC",

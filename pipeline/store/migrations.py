@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import re
 
+from .migrations_postgres import POSTGRESQL
+
 MIGRATIONS: list[tuple[str, str | dict[str, str]]] = [
     ("0001_runs_tasks_logs_artifacts", """
 CREATE TABLE flow_runs (
@@ -316,9 +318,11 @@ WHERE flow_runs.id = scored.id AND scored.month IS NOT NULL;
 ]
 
 
-def script(sql: str | dict[str, str], dialect: str) -> str:
-    """A migration's SQL for a backend (most migrations have one for both)."""
-    return sql if isinstance(sql, str) else sql[dialect]
+def script(name: str, sql: str | dict[str, str], dialect: str) -> str:
+    """A migration's SQL for a backend: its own spelling if it has one, else the one both read alike."""
+    if isinstance(sql, dict):
+        return sql[dialect]
+    return POSTGRESQL.get(name, sql) if dialect == "postgresql" else sql
 
 
 def _statements(script: str) -> list[str]:
@@ -328,7 +332,7 @@ def _statements(script: str) -> list[str]:
 def tables(upto: int | None = None) -> set[str]:
     """The tables the migrations make (up to ``upto``): a history that lacks one is damaged."""
     made = set()
-    for _, migration in MIGRATIONS[:upto]:
-        sql = script(migration, "sqlite")
+    for name, migration in MIGRATIONS[:upto]:
+        sql = script(name, migration, "sqlite")
         made |= set(re.findall(r"CREATE TABLE (\w+)", sql)) - set(re.findall(r"DROP TABLE (\w+)", sql))
     return made

@@ -86,7 +86,7 @@ class ModelStore(StoreParts):
         return self._all(
             "SELECT r.*, d.name AS deployment FROM flow_runs r LEFT JOIN deployments d ON d.id = r.deployment_id "
             "WHERE r.flow = ? AND r.state = 'COMPLETED' AND r.metrics IS NOT NULL "
-            "ORDER BY r.ended_at DESC LIMIT ?", (flow, limit))
+            "ORDER BY r.ended_at DESC NULLS LAST LIMIT ?", (flow, limit))
 
     # -- data accepted after a lasting shift ------------------------------------------------------
     # An acceptance's ``subject`` names what was accepted, as its flow composes it (subjects sort as text, the

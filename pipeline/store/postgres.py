@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import re
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -22,6 +22,7 @@ from psycopg.types.json import set_json_loads
 from ..config import check_user_info, masked_url
 from ..errors import ConfigError, HistoryUnreachable, StorageError
 from .base import json_value
+from .sql import compiled
 
 MIN_SERVER_VERSION = 130000
 CONNECT_TIMEOUT_S = 10
@@ -187,19 +188,32 @@ class PgConnection:
         self.history_path = shown(url)
         self.pid = os.getpid()  # a forked child must not use (or close) its parent's socket
 
-    def execute(self, sql: str, params: Sequence[Any] | None = ()) -> psycopg.Cursor:
+    def execute(self, statement: Any, params: Any = ()) -> psycopg.Cursor:
+        """Run a statement (text with ``:name`` binds and a dict, or a SQLAlchemy construct) in
+        PostgreSQL's spelling."""
         try:
-            return self.raw.execute(translate(sql), tuple(params or ()))
+            if isinstance(params, Mapping) or not isinstance(statement, str):
+                named = params if isinstance(params, Mapping) else {}  # {}, not None: psycopg reads the '%%'
+                return self.raw.execute(compiled(statement, self.dialect), named)
+            return self.raw.execute(translate(statement), tuple(params or ()))
         except psycopg.Error as error:
             raise self.fault(error) from error
 
-    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> psycopg.Cursor:
+    def executemany(self, statement: Any, rows: Iterable[Any]) -> psycopg.Cursor:
+        rows = list(rows)
         try:
             with self.raw.cursor() as cursor:
-                cursor.executemany(translate(sql), [tuple(r) for r in rows])
+                if rows and isinstance(rows[0], Mapping):
+                    cursor.executemany(compiled(statement, self.dialect), rows)
+                else:
+                    cursor.executemany(translate(statement), [tuple(r) for r in rows])
                 return cursor
         except psycopg.Error as error:
             raise self.fault(error) from error
+
+    def begin(self) -> None:
+        """Open a transaction (rows lock as they are written; ``serialize`` orders what reads, then writes)."""
+        self.execute("BEGIN", {})
 
     @property
     def in_transaction(self) -> bool:
@@ -229,7 +243,7 @@ class PgConnection:
     def run_statements(self, statements: list[str]) -> None:
         """A migration's statements (no parameters) in one round trip, in the open transaction."""
         try:
-            self.raw.execute(";\n".join(translate(s, placeholders=False) for s in statements))
+            self.raw.execute(";\n".join(statements))
         except psycopg.Error as error:
             raise self.fault(error) from error
 

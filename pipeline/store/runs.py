@@ -192,7 +192,7 @@ class RunStore(StoreParts):
                    AND (? = 0 OR q.paused = 0 AND (q.concurrency_limit IS NULL
                         OR q.concurrency_limit > (SELECT COUNT(*) FROM flow_runs a
                         WHERE a.work_queue = ? AND a.state IN {ACTIVE})))
-                 ORDER BY COALESCE(r.next_attempt_at, r.scheduled_time), r.created_at LIMIT 1
+                 ORDER BY COALESCE(r.next_attempt_at, r.scheduled_time) NULLS FIRST, r.created_at LIMIT 1
                  {'FOR UPDATE OF r SKIP LOCKED' if locks else ''})""",
                        params=(*waiting, work_queue, to_db(now), *skip_deployments, int(within_limit), work_queue),
                        sets={"claimed_by": claimer, "state_message": None, "attempts": Sql("attempts + 1")}).fetchone()
@@ -223,7 +223,7 @@ class RunStore(StoreParts):
 
     def active_runs(self) -> list[dict[str, Any]]:
         """PENDING and RUNNING runs, with how many crash retries their deployment allows."""
-        return self._all(f"{self._WITH_RETRIES} WHERE r.state IN {ACTIVE} ORDER BY r.started_at")
+        return self._all(f"{self._WITH_RETRIES} WHERE r.state IN {ACTIVE} ORDER BY r.started_at NULLS FIRST")
 
     def run_for_sweep(self, run_id: str) -> dict[str, Any]:
         """One run (by its full id), with how many crash retries its deployment allows."""
@@ -261,7 +261,7 @@ class RunStore(StoreParts):
 
     def metric_history(self, flow: str, limit: int = 500) -> list[dict[str, Any]]:
         """Completed runs of ``flow`` with their fields and metrics, oldest first (for trends)."""
-        order = "ORDER BY r.run_date DESC, r.ended_at DESC"  # the runs first, then only their metrics are read
+        order = "ORDER BY r.run_date DESC NULLS LAST, r.ended_at DESC NULLS LAST"  # the runs first, then only their metrics are read
         rows = self._all(
             "SELECT r.id, r.name, r.run_date, r.fields, r.started_at, r.ended_at, r.metrics FROM (SELECT r.id AS "
             "page_id FROM flow_runs r WHERE r.state = 'COMPLETED' AND r.metrics IS NOT NULL AND r.flow = ? "

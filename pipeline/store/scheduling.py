@@ -96,7 +96,7 @@ class SchedulingStore(StoreParts):
         "SELECT d.*, (SELECT MIN(r.scheduled_time) FROM flow_runs r WHERE r.deployment_id = d.id "
         "  AND r.state = 'SCHEDULED') AS next_run_time, "
         "(SELECT r.state FROM flow_runs r WHERE r.deployment_id = d.id AND r.started_at IS NOT NULL "
-        "  ORDER BY r.started_at DESC LIMIT 1) AS last_run_state, "
+        "  ORDER BY r.started_at DESC NULLS LAST LIMIT 1) AS last_run_state, "
         "(SELECT COALESCE(SUM(s.count), 0) FROM skipped_slots s WHERE s.deployment_id = d.id) AS skipped_slots, "
         "CASE WHEN d.active = 0 THEN (SELECT COUNT(*) FROM flow_runs r WHERE r.deployment_id = d.id "
         f"  AND r.state IN {WAITING}) ELSE 0 END AS held_runs "
@@ -148,7 +148,7 @@ class SchedulingStore(StoreParts):
         if after is not None:
             sql += " AND scheduled_time > ?"
             params.append(to_db(after))
-        return self._all(sql + " ORDER BY scheduled_time", params)
+        return self._all(sql + " ORDER BY scheduled_time NULLS FIRST", params)
 
     def due_runs(self, *, due_by: dt.datetime) -> list[dict[str, Any]]:
         """Waiting runs due by ``due_by``, oldest first, with their deployment's name and max lateness."""
@@ -158,7 +158,7 @@ class SchedulingStore(StoreParts):
             "LEFT JOIN deployments d ON d.id = r.deployment_id "
             f"WHERE r.state IN {WAITING} "
             "AND COALESCE(r.next_attempt_at, r.scheduled_time) <= ? "
-            "ORDER BY COALESCE(r.next_attempt_at, r.scheduled_time)", (to_db(due_by),))
+            "ORDER BY COALESCE(r.next_attempt_at, r.scheduled_time) NULLS FIRST", (to_db(due_by),))
 
     def next_due_time(self, *, after: dt.datetime) -> dt.datetime | None:
         """When the next waiting run falls due, if later than ``after`` (the scheduler wakes up then)."""
@@ -178,7 +178,7 @@ class SchedulingStore(StoreParts):
         if work_queue:
             sql += " AND r.work_queue = ?"
             params.append(work_queue)
-        return self._all(sql + " ORDER BY COALESCE(r.next_attempt_at, r.scheduled_time) LIMIT ?", (*params, limit))
+        return self._all(sql + " ORDER BY COALESCE(r.next_attempt_at, r.scheduled_time) NULLS FIRST LIMIT ?", (*params, limit))
 
     def mark_late(self, run_id: str, reason: str, now: dt.datetime) -> dict[str, Any] | None:
         """SCHEDULED -> LATE with the reason; None if the run was claimed or cancelled meanwhile."""

@@ -19,7 +19,7 @@ class TriggerStore(StoreParts):
         return self._all(
             "SELECT u.* FROM flow_runs u WHERE u.deployment_id = ? AND u.state = 'COMPLETED' AND u.ended_at >= ? "
             "AND NOT EXISTS (SELECT 1 FROM flow_runs f WHERE f.deployment_id = ? AND f.triggered_by = u.id) "
-            "ORDER BY u.ended_at, u.id LIMIT ?", (upstream_id, to_db(since), downstream_id, limit))
+            "ORDER BY u.ended_at NULLS FIRST, u.id LIMIT ?", (upstream_id, to_db(since), downstream_id, limit))
 
     def followups(self, run_id: str) -> list[dict[str, Any]]:
         """The runs that run ``run_id``'s completion triggered, with their deployment's name, oldest first."""

@@ -95,7 +95,7 @@ class WorkerStore(StoreParts):
         """Workers, the most recently started first (``live_only``: those not stopped)."""
         where = "WHERE stopped_at IS NULL " if live_only else ""
         return [_decoded(row) for row in
-                self._all(f"SELECT * FROM workers {where}ORDER BY started_at DESC LIMIT ?", (limit,))]
+                self._all(f"SELECT * FROM workers {where}ORDER BY started_at DESC NULLS LAST LIMIT ?", (limit,))]
 
     def running_by_claimer(self) -> dict[str, int]:
         """How many runs each claimer has PENDING or RUNNING (a worker's current load)."""
