@@ -73,9 +73,10 @@ def scheduler_status(*, compact: bool = False) -> bool:
     """Say loudly when no scheduler is alive, with the command that starts one."""
     status = queries.scheduler_status()
     alive, sentence = labels.scheduler_state(status, queries.now())
+    sentence = labels.markdown_times(sentence)  # on every first page: no time taken for an emoji code
     if status and status.get("last_error") and not compact:
-        st.warning(f"The scheduler's last error ({labels.utc(status['last_error_at'])}): {status['last_error']}",
-                   icon=":material/warning:")
+        st.warning(labels.markdown_times(f"The scheduler's last error ({labels.utc(status['last_error_at'])}): ")
+                   + status["last_error"], icon=":material/warning:")
     if alive:
         st.success(sentence, icon=":material/favorite:")
         return True

@@ -9,6 +9,7 @@ import contextlib
 import datetime as dt
 import importlib.util
 import inspect
+import re
 import tomllib
 from pathlib import Path
 
@@ -82,6 +83,17 @@ def run_ids(store: Store) -> set[str]:
 def test_each_page_renders_the_seeded_history_without_exception(history, page, expected):
     at = open_page(page)
     assert expected in texts(at)
+
+
+# What Streamlit's browser code takes for an emoji code (it loads its emoji table before such a text shows).
+EMOJI_CODE = re.compile(r":(?!material/|streamlit:)[\w+-][\w_+-]*:")
+
+
+def test_the_first_page_and_the_sidebar_have_no_html_nor_emoji_code_in_their_markdown(history):
+    at = AppTest.from_file(APP, default_timeout=30).run()  # Overview: what a first visit draws
+    shown = [e.proto for kind in ("markdown", "caption", "error", "warning", "info", "success") for e in at.get(kind)]
+    assert any(re.search(r"stopped at [-\d]+ \d\d\\:\d\d\\:\d\d UTC", p.body) for p in shown)  # a time, escaped
+    assert [p.body for p in shown if getattr(p, "allow_html", False) or EMOJI_CODE.search(p.body)] == []
 
 
 def test_run_detail_page_renders_a_failed_run_with_its_reason_in_the_header(history):

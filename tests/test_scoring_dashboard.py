@@ -9,6 +9,7 @@ import json
 import pytest
 import streamlit as st
 
+from dashboard.labels import nowrap
 from pipeline.cli import main
 from pipeline.orchestration.deployments import DeploymentSpec, register
 from pipeline.orchestration.schedules import CronSchedule
@@ -77,7 +78,7 @@ def test_the_overview_shows_the_first_flow_with_runs_and_a_scoring_run_is_not_it
     at = open_page("overview")
     assert picked(at) == "Monthly training" and at.query_params["flow"] == TRAINING
     assert choices(at) == {"Monthly batch scoring": f"flow={SCORING}"}
-    card = [m.value for m in at.markdown if "Train month 2021-12 · Validation month 2022-01" in m.value]
+    card = [m.value for m in at.markdown if nowrap("Train month 2021-12 · Validation month 2022-01") in m.value]
     assert len(card) == 1 and card[0].startswith(f"**{history.upstream['name']}** · ")
     assert ":gray[Validation RMSE]" in texts(at) and "scoring-heron" not in texts(at)
     at = open_page("overview", flow=SCORING)

@@ -19,10 +19,9 @@ def last_run_card(run: dict[str, Any] | None, entry: FlowEntry) -> None:
         st.info(f"No run of {entry.display_name} has started yet.")
         return
     day = f"run date {run['run_date'] or '-'}"
-    st.markdown(f"{labels.run_badge(run)} &nbsp; **{run['name']}** · {labels.nowrap(day, *covered(entry, run))}",
-                unsafe_allow_html=True)
-    st.caption(f"Started {labels.utc(run['started_at'] or run['scheduled_time'])} · "
-               f"took {labels.duration(run['started_at'], run['ended_at'])}")
+    st.markdown(f"{labels.run_badge(run)} &nbsp; **{run['name']}** · {labels.nowrap(day, *covered(entry, run))}")
+    st.caption(labels.markdown_times(f"Started {labels.utc(run['started_at'] or run['scheduled_time'])} · "
+                                     f"took {labels.duration(run['started_at'], run['ended_at'])}"))
     own_results(run, entry)
     if run["state"] == "CANCELLED":
         st.info(labels.reason(run) or "Cancelled on request.", icon=":material/cancel:")
@@ -56,8 +55,7 @@ def next_run_card(run: dict[str, Any] | None) -> None:
         return
     widgets.figures([("Starts", labels.countdown(run["scheduled_time"], queries.now()), None)])
     where, day = run.get("deployment") or "manual", f"run date {run['run_date']}"
-    st.markdown(f"{labels.run_badge(run)} &nbsp; **{run['name']}** · {labels.nowrap(where, day)}",
-                unsafe_allow_html=True)
+    st.markdown(f"{labels.run_badge(run)} &nbsp; **{run['name']}** · {labels.nowrap(where, day)}")
     st.caption(widgets.time_pair(run["scheduled_time"], zone))
     note = widgets.overdue_note(markdown=True)
     if note and labels.is_overdue(run, queries.now()):
@@ -73,8 +71,7 @@ def held_run_card(run: dict[str, Any]) -> None:
     st.warning(f"{run['late_reason']}{holds}. Nothing starts until it is resumed on *Upcoming*.",
                icon=":material/pause_circle:")
     where, day = run.get("deployment") or "manual", f"run date {run['run_date']}"
-    st.markdown(f"{labels.run_badge(run)} &nbsp; **{run['name']}** · {labels.nowrap(where, day)}",
-                unsafe_allow_html=True)
+    st.markdown(f"{labels.run_badge(run)} &nbsp; **{run['name']}** · {labels.nowrap(where, day)}")
     widgets.run_link(run, f"Open {run['name']}")
 
 
@@ -86,7 +83,7 @@ def latest_metrics_card(rows: list[dict[str, Any]], entry: FlowEntry) -> None:
     latest, previous = rows[-1], (rows[-2] if len(rows) > 1 else None)
     widgets.figures([change(m, latest, previous) for m in entry.metrics[:2]])  # green when it got better
     day = f"run date {latest['run_date']}"
-    st.markdown(f"**{latest['name']}** · {labels.nowrap(day, *covered(entry, latest))}", unsafe_allow_html=True)
+    st.markdown(f"**{latest['name']}** · {labels.nowrap(day, *covered(entry, latest))}")
     flags = ", ".join(f.label for f in labels.flagged(entry, latest))
     against = (f"change against {previous['name']} ({labels.covers(entry, previous) or previous['run_date']})"
                if previous else "")

@@ -124,7 +124,7 @@ def latest_line(run: dict[str, Any] | None) -> None:
     if run is None:
         return
     st.markdown(f"**Latest run:** [{run['name']}]({frames.run_url(run)}) &nbsp; {labels.run_badge(run)} "
-                f"&nbsp; {labels.nowrap(frames.covers(run), run.get('deployment') or 'manual')}", unsafe_allow_html=True)
+                f"&nbsp; {labels.nowrap(frames.covers(run), run.get('deployment') or 'manual')}")
 
 
 def table_key() -> str:
