@@ -144,7 +144,8 @@ class HistoryConnection(sqlite3.Connection):
         return fault
 
     def has_table(self, name: str) -> bool:
-        found = self.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone()
+        found = self.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = :name",
+                             {"name": name}).fetchone()
         return found is not None
 
     def index_names(self) -> set[str]:
@@ -280,8 +281,9 @@ class BaseStore(FileStore):
         claims. A claimer whose host goes silent while it holds the lock would block every claim of the queue
         until the server noticed (hours, for a cut network): the server ends such a session after
         ``claim_idle_timeout_ms`` of silence inside the transaction (claims take milliseconds)."""
-        conn.execute("SELECT set_config('idle_in_transaction_session_timeout', ?, true), name FROM work_queues "
-                     "WHERE name = ? FOR UPDATE", (str(self.claim_idle_timeout_ms), work_queue))
+        conn.execute("SELECT set_config('idle_in_transaction_session_timeout', :timeout, true), name "
+                     "FROM work_queues WHERE name = :queue FOR UPDATE",
+                     {"timeout": str(self.claim_idle_timeout_ms), "queue": work_queue})
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -367,29 +369,30 @@ class BaseStore(FileStore):
         with self.atomic() as conn:
             conn.serialize_migrations()
             if not conn.has_table("migrations"):  # no DDL at all when the schema is current (a user may lack CREATE)
-                conn.execute("CREATE TABLE migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
-            done = {r[0] for r in conn.execute("SELECT name FROM migrations").fetchall()}
+                conn.execute("CREATE TABLE migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)", {})
+            done = {r[0] for r in conn.execute("SELECT name FROM migrations", {}).fetchall()}
             check_schema(self.path, done)
             for name, sql in MIGRATIONS[:upto]:
                 if name not in done:
                     conn.run_statements(_statements(script(name, sql, conn.dialect)))
-                    conn.execute("INSERT INTO migrations VALUES (?, ?)", (name, to_db(dt.datetime.now(UTC))))
+                    conn.execute("INSERT INTO migrations VALUES (:name, :at)",
+                                 {"name": name, "at": to_db(dt.datetime.now(UTC))})
                     applied.append(name)
         return applied
 
     def check_schema(self) -> None:
         """Refuse a history written by a newer version of the pipeline (a read-only store cannot migrate)."""
         if self.conn.has_table("migrations"):
-            check_schema(self.path, {r["name"] for r in self._all("SELECT name FROM migrations")})
+            check_schema(self.path, {r["name"] for r in self._all("SELECT name FROM migrations", {})})
 
     def applied_migrations(self) -> list[str]:
-        return [r["name"] for r in self._all("SELECT name FROM migrations ORDER BY name")]
+        return [r["name"] for r in self._all("SELECT name FROM migrations ORDER BY name", {})]
 
     def change_mark(self) -> Any:
         """A value that changes whenever the history does (the dashboard's cache key): on PostgreSQL the
         server's write-ahead log insert position; on SQLite the file's and its log's times and sizes."""
         if self.conn.dialect != "sqlite":
-            return self.conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()[0]
+            return self.conn.execute("SELECT pg_current_wal_insert_lsn()::text", {}).fetchone()[0]
         marks: list[int] = []
         for name in (self.path, Path(f"{self.path}-wal")):
             try:

@@ -230,14 +230,14 @@ class PgConnection:
     def integrity_check(self) -> str:
         """'ok', or the indexes PostgreSQL marks invalid (a build that failed half-way)."""
         rows = self.execute("SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-                            "WHERE NOT i.indisvalid AND c.relnamespace = current_schema()::regnamespace").fetchall()
+                            "WHERE NOT i.indisvalid AND c.relnamespace = current_schema()::regnamespace", {}).fetchall()
         return "ok" if not rows else "invalid indexes: " + ", ".join(r[0] for r in rows)
 
     def has_table(self, name: str) -> bool:
-        return self.execute("SELECT to_regclass(?) IS NOT NULL", (name,)).fetchone()[0]
+        return self.execute("SELECT to_regclass(:name) IS NOT NULL", {"name": name}).fetchone()[0]
 
     def index_names(self) -> set[str]:
-        rows = self.execute("SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()").fetchall()
+        rows = self.execute("SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()", {}).fetchall()
         return {row[0] for row in rows}
 
     def run_statements(self, statements: list[str]) -> None:
@@ -249,12 +249,12 @@ class PgConnection:
 
     def serialize_migrations(self) -> None:
         """Inside the migration transaction: one process migrates at a time, the others wait for it."""
-        self.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATIONS_LOCK,))
+        self.execute("SELECT pg_advisory_xact_lock(:key)", {"key": MIGRATIONS_LOCK})
 
     def serialize(self, topic: str) -> None:
         """Inside a transaction that reads, then writes what it read: one such transaction per ``topic`` at a
         time, until it ends (what BEGIN IMMEDIATE gives every transaction on SQLite)."""
-        self.execute("SELECT pg_advisory_xact_lock(?, hashtext(?))", (TOPIC_LOCKS, topic))
+        self.execute("SELECT pg_advisory_xact_lock(:kind, hashtext(:topic))", {"kind": TOPIC_LOCKS, "topic": topic})
 
     def fault(self, error: psycopg.Error) -> Exception:
         """The StorageError for a fault of the server or the connection, the ConfigError for a user without
