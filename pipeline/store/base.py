@@ -130,6 +130,26 @@ class HistoryConnection(sqlite3.Connection):
         """Open a transaction that takes the write lock at once: one writer at a time, waiting its turn."""
         self.execute("BEGIN IMMEDIATE")
 
+    row_locks = False  # one writer at a time: a claim needs no row lock
+
+    def lock_queue(self, work_queue: str, idle_timeout_ms: int) -> None:
+        """Nothing to do: BEGIN IMMEDIATE already serialises every claim."""
+
+    def change_mark(self) -> tuple[int, ...]:
+        """The file's and its log's modification times and sizes: they change whenever the history does."""
+        marks: list[int] = []
+        for name in (Path(self.history_path), Path(f"{self.history_path}-wal")):
+            try:
+                found = name.stat()
+                marks += [found.st_mtime_ns, found.st_size]
+            except OSError:
+                marks += [0, 0]
+        return tuple(marks)
+
+    def integrity_check(self) -> str:
+        """SQLite's own check of the file: 'ok', or what is damaged."""
+        return self.execute("PRAGMA integrity_check").fetchone()[0]
+
     def fault(self, error: sqlite3.Error) -> Exception:
         """The StorageError for a storage fault; any other error (a constraint, a bug) as it was."""
         if self.readonly and _code(error) == sqlite3.SQLITE_READONLY:
@@ -272,18 +292,13 @@ class BaseStore(FileStore):
 
     def row_locks(self) -> bool:
         """Whether claims lock rows themselves (PostgreSQL); SQLite's one writer at a time needs no row lock."""
-        return self.dialect == "postgresql"
+        return self.conn.row_locks
 
     claim_idle_timeout_ms = 5000  # a claimer silent this long inside its claim loses its session (and the lock)
 
     def lock_queue(self, conn: Any, work_queue: str) -> None:
-        """PostgreSQL, inside a claim's transaction: take the queue's row lock, which serialises the queue's
-        claims. A claimer whose host goes silent while it holds the lock would block every claim of the queue
-        until the server noticed (hours, for a cut network): the server ends such a session after
-        ``claim_idle_timeout_ms`` of silence inside the transaction (claims take milliseconds)."""
-        conn.execute("SELECT set_config('idle_in_transaction_session_timeout', :timeout, true), name "
-                     "FROM work_queues WHERE name = :queue FOR UPDATE",
-                     {"timeout": str(self.claim_idle_timeout_ms), "queue": work_queue})
+        """Inside a claim's transaction, where rows lock: take the queue's lock (``Backend.lock_queue``)."""
+        conn.lock_queue(work_queue, self.claim_idle_timeout_ms)
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -389,24 +404,12 @@ class BaseStore(FileStore):
         return [r["name"] for r in self._all("SELECT name FROM migrations ORDER BY name", {})]
 
     def change_mark(self) -> Any:
-        """A value that changes whenever the history does (the dashboard's cache key): on PostgreSQL the
-        server's write-ahead log insert position; on SQLite the file's and its log's times and sizes."""
-        if self.conn.dialect != "sqlite":
-            return self.conn.execute("SELECT pg_current_wal_insert_lsn()::text", {}).fetchone()[0]
-        marks: list[int] = []
-        for name in (self.path, Path(f"{self.path}-wal")):
-            try:
-                found = name.stat()
-                marks += [found.st_mtime_ns, found.st_size]
-            except OSError:
-                marks += [0, 0]
-        return tuple(marks)
+        """A value that changes whenever the history does (the dashboard's cache key)."""
+        return self.conn.change_mark()
 
     def integrity_check(self) -> str:
-        """SQLite's own check of the file ('ok'); on PostgreSQL, 'ok' unless an index was left invalid."""
-        if self.conn.dialect != "sqlite":
-            return self.conn.integrity_check()
-        return self.conn.execute("PRAGMA integrity_check").fetchone()[0]
+        """The backend's own check of the history: 'ok', or what is wrong."""
+        return self.conn.integrity_check()
 
 
 def registered_flows() -> list[Any]:

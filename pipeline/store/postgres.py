@@ -215,6 +215,21 @@ class PgConnection:
         """Open a transaction (rows lock as they are written; ``serialize`` orders what reads, then writes)."""
         self.execute("BEGIN", {})
 
+    row_locks = True  # writers run side by side: a claim locks its queue's row, then its run's
+
+    def lock_queue(self, work_queue: str, idle_timeout_ms: int) -> None:
+        """Inside a claim's transaction: take the queue's row lock, which serialises the queue's claims. A
+        claimer whose host goes silent while it holds the lock would block every claim of the queue until the
+        server noticed (hours, for a cut network): the server ends such a session after ``idle_timeout_ms`` of
+        silence inside the transaction (claims take milliseconds)."""
+        self.execute("SELECT set_config('idle_in_transaction_session_timeout', :timeout, true), name "
+                     "FROM work_queues WHERE name = :queue FOR UPDATE",
+                     {"timeout": str(idle_timeout_ms), "queue": work_queue})
+
+    def change_mark(self) -> str:
+        """The server's write-ahead log insert position: it moves whenever the history does."""
+        return self.execute("SELECT pg_current_wal_insert_lsn()::text", {}).fetchone()[0]
+
     @property
     def in_transaction(self) -> bool:
         return self.raw.info.transaction_status != TransactionStatus.IDLE
