@@ -18,14 +18,13 @@ import re
 from typing import Any, Iterable, Mapping
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import sqlite
-from sqlalchemy.dialects.postgresql import psycopg
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ClauseElement, ColumnElement
 
-DIALECTS: dict[str, sa.engine.Dialect] = {
+DIALECTS: dict[str, Any] = {  # only compile: a user's environment may bring its own SQLAlchemy 1.4 (prefect2/lent.py)
     "sqlite": sqlite.dialect(paramstyle="named"),  # sqlite3 binds ':name' from a dict
-    "postgresql": psycopg.dialect(),  # psycopg binds '%(name)s' from a dict
+    "postgresql": postgresql.dialect(),  # psycopg binds '%(name)s' from a dict
 }
 Params = Mapping[str, Any]
 
@@ -71,7 +70,7 @@ def _checked(pattern: re.Pattern[str], text: str, what: str) -> str:
     return text
 
 
-class _JsonPath(ColumnElement[Any]):
+class _JsonPath(ColumnElement):
     """A top-level key of a JSON column (``column`` is 'alias.name' or 'name'; ``key`` a plain name)."""
 
     inherit_cache = False
@@ -93,7 +92,7 @@ class json_true(_JsonPath):
     """Whether the JSON value at ``key`` is ``true`` (a condition)."""
 
 
-class json_merge(ColumnElement[Any]):
+class json_merge(ColumnElement):
     """The JSON object in ``column`` with the keys of the JSON object bound as ``:param`` put in (a key
     whose new value is null is removed)."""
 
@@ -104,7 +103,7 @@ class json_merge(ColumnElement[Any]):
         self.param = _checked(_NAME, param, "The parameter")
 
 
-class epoch_days(ColumnElement[Any]):
+class epoch_days(ColumnElement):
     """An ISO time text column as days since an epoch (a fraction), for differences of times."""
 
     inherit_cache = False
@@ -113,7 +112,7 @@ class epoch_days(ColumnElement[Any]):
         self.column = _checked(_COLUMN, column, "The time column")
 
 
-class json_array_values(ColumnElement[Any]):
+class json_array_values(ColumnElement):
     """A FROM item: one row per element of the JSON array in ``column``, its text as ``json_each.value``."""
 
     inherit_cache = False
