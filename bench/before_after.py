@@ -25,7 +25,8 @@ BASE = "c6962ed"  # the last commit whose PostgreSQL SQL was rewritten from SQLi
 
 # (label, unit, higher is better, script and arguments, pattern whose group 1 is the figure)
 FIGURES = [
-    ("SQLite claims a second (100,000-run history)", "claims/s", True, "scheduler", r"claim_due_run: ([\d,]+) claims/s"),
+    ("SQLite claims a second (100,000-run history)", "claims/s", True, "scheduler",
+     r"claim_due_run: ([\d,]+) claims/s"),
     ("SQLite scheduler step, nothing due", "ms", False, "scheduler", r"nothing due.*?: ([\d.]+) ms"),
     ("due -> RUNNING, tick 0.05 s (median)", "ms", False, "scheduler",
      r"tick 0\.05 s: due -> RUNNING\s+median\s+([\d.]+) ms"),

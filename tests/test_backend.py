@@ -1,7 +1,12 @@
-"""The one interface a backend implements (``store/backend.py``) and the SQL compiled per dialect (``store/sql.py``)."""
+"""The one interface a backend implements (``store/backend.py``); the SQL compiled per dialect (``store/sql.py``)."""
 from __future__ import annotations
 
 import inspect
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +16,7 @@ from pipeline.store.backend import Backend
 from pipeline.store.base import HistoryConnection
 from pipeline.store.postgres import PgConnection
 
+ROOT = Path(__file__).resolve().parents[1]
 METHODS = [name for name in dir(Backend) if not name.startswith("_")]  # methods and properties
 ATTRIBUTES = list(Backend.__annotations__)  # set on each connection (or its class)
 
@@ -32,7 +38,7 @@ def test_a_store_on_each_backend_hands_out_connections_that_are_backends(tmp_pat
         try:
             assert isinstance(store.conn, Backend)
             assert all(hasattr(store.conn, name) for name in ATTRIBUTES)
-            assert store.conn.dialect in store_sql.DIALECTS
+            assert store.conn.dialect in store_sql.DIALECT_NAMES
         finally:
             store.close()
 
@@ -42,12 +48,11 @@ CONSTRUCTS = [store_sql.json_get("r.fields", "month"), store_sql.json_text("fiel
               store_sql.epoch_days("r.ended_at"), store_sql.json_array_values("d.tags")]
 
 
-@pytest.mark.parametrize("dialect", sorted(store_sql.DIALECTS))
+@pytest.mark.parametrize("dialect", store_sql.DIALECT_NAMES)
 def test_every_construct_has_a_spelling_in_every_dialect(dialect):
     """A third backend that forgets one ``@compiles`` fails here, not in a user's history."""
     for construct in CONSTRUCTS:
-        text = store_sql.fragment(construct, dialect)
-        assert text and type(construct).__name__ not in text  # SQLAlchemy's generic fallback names the class
+        assert store_sql.fragment(construct, dialect)  # SQLAlchemy raises for a construct it cannot spell
 
 
 def test_a_statement_takes_each_drivers_bind_style_and_keeps_its_percent_signs():
@@ -71,3 +76,52 @@ def test_an_in_list_binds_each_value_and_an_empty_one_matches_nothing(tmp_path):
     assert [r[0] for r in rows] == ["default"]
     names, params = store_sql.in_list("name", [])
     assert store.conn.execute(f"SELECT name FROM work_queues WHERE name IN ({names})", params).fetchall() == []
+
+
+def test_every_dialect_spells_every_construct():
+    from pipeline.store import dialects
+
+    assert set(dialects.DIALECTS) == set(store_sql.DIALECT_NAMES)
+    assert {(construct, dialect) for construct in dialects.CONSTRUCTS.values()
+            for dialect in dialects.DIALECTS} == set(dialects.SPELLINGS)
+
+
+STATEMENTS = """
+import sys
+from pipeline.store import Store
+store = Store(sys.argv[1])
+store.runs()
+store.count_runs()
+print("sqlalchemy" in sys.modules)
+"""
+
+
+def run_statements(tmp_path, cache: str) -> str:
+    env = {**os.environ, "FHV_SQL_CACHE": cache}
+    done = subprocess.run([sys.executable, "-c", STATEMENTS, str(tmp_path / "history.db")], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_a_process_that_compiled_a_statement_before_compiles_nothing_and_imports_no_sqlalchemy(tmp_path):
+    cache = tmp_path / "sql-cache"
+    assert run_statements(tmp_path, str(cache)) == "True"  # the first compiles (and migrates the history)
+    [written] = cache.glob("sql-*.json")
+    assert any("SELECT" in compiled for compiled in json.loads(written.read_text()).values())
+    assert run_statements(tmp_path, str(cache)) == "False"  # the next one reads every compilation
+
+
+def test_a_damaged_cache_file_is_compiled_again_and_rewritten(tmp_path):
+    cache = tmp_path / "sql-cache"
+    run_statements(tmp_path, str(cache))
+    [written] = cache.glob("sql-*.json")
+    written.write_text('{"sqlite\\u0000SELECT 1": ')  # half a file
+    assert run_statements(tmp_path, str(cache)) == "True"
+    assert json.loads(written.read_text())  # whole again
+    assert run_statements(tmp_path, str(cache)) == "False"
+
+
+def test_with_the_cache_off_nothing_is_written(tmp_path):
+    assert run_statements(tmp_path, "off") == "True"
+    assert not list(tmp_path.rglob("sql-*.json"))

@@ -10,7 +10,8 @@ what changes when the history does. SQLite's is ``base.HistoryConnection``, Post
 A third backend (a SQLAlchemy dialect exists for most databases):
 1. a class implementing ``Backend`` (its driver's connection in autocommit mode, so that ``begin`` opens
    the transactions), and a ``connect(location, readonly=...)`` for it, added to ``base.connect``;
-2. its SQLAlchemy dialect in ``sql.DIALECTS``, and a ``@compiles`` for each construct of ``sql.py``;
+2. its SQLAlchemy dialect in ``dialects.DIALECTS`` (its name in ``sql.DIALECT_NAMES``), and a spelling
+   of each construct in ``dialects.SPELLINGS``;
 3. the migrations' DDL in its spelling (as ``migrations_postgres.py`` does for PostgreSQL);
 4. the contract suite: ``class TestMyStore(StoreContract)`` with a fixture that makes a fresh history
    (``tests/store_contract.py``; ``tests/test_backend.py`` checks the class has every member below).
