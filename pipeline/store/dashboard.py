@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable
 
 from . import sql
 from .base import to_db
@@ -21,7 +21,7 @@ class DashboardStore(StoreParts):
     # -- dashboard reads -------------------------------------------------------------
     def run_timeline(self, *, limit: int = 2000, **filters: Any) -> list[dict[str, Any]]:
         """Started runs (of ``flow=``, or all), newest first, with only the columns the runs-over-time chart needs."""
-        where, params = _named(*_run_filters(**filters))
+        where, params = _run_filters(**filters)
         started = "r.started_at IS NOT NULL"
         where = f"{where} AND {started}" if where else f"WHERE {started}"
         return self._all(
@@ -275,12 +275,3 @@ def _list_filters(dialect: str, *, flow: str | None = None, states: Iterable[str
             search=f"%{search}%", search_start=f"{search}%")
     return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
 
-
-def _named(where: str, params: Any) -> tuple[str, dict[str, Any]]:
-    """``runs._run_filters``' clause with named binds and its dict of params. For the moment (until runs.py
-    gives a dict) it may still give ``?`` binds and a list: those are numbered ``:filter_0``, ``:filter_1``..."""
-    if isinstance(params, Mapping):
-        return where, dict(params)
-    pieces = where.split("?")
-    return (pieces[0] + "".join(f":filter_{i}{piece}" for i, piece in enumerate(pieces[1:])),
-            {f"filter_{i}": value for i, value in enumerate(params)})
