@@ -131,3 +131,18 @@ def test_a_history_fault_holds_the_catch_up_of_a_broken_deployment_which_fails_n
     assert [r["state"] for r in missed] == ["CANCELLED"] * 4 + ["FAILED"]
     assert missed[-1]["state_message"] == says(missed[-1], folder)
     history.close()
+
+
+def test_a_slot_of_a_broken_deployment_past_its_maximum_lateness_is_skipped_as_any_slot(tmp_path, store, settings,
+                                                                                        clock):
+    folder = tmp_path / "months"
+    folder.mkdir()
+    register(store, hourly("local", catchup="all", max_lateness=2 * HOUR,
+                           parameters={"data_url": str(folder / "fhv_tripdata_{month}.parquet")}),
+             clock.now(), settings=settings)
+    shutil.rmtree(folder)
+    catchup.catch_up(store, settings, SchedulerOptions(heartbeat=60, stale_after=HOUR), since=at(0, 30), now=at(5, 30))
+    missed = runs_of(store, "local")
+    assert [r["state"] for r in missed] == ["CANCELLED"] * 3 + ["FAILED"] * 2  # 01:00 .. 03:00 are over 2 hours late
+    assert "could not start within the maximum lateness of 2 hours of local" in missed[0]["state_message"]
+    assert missed[-1]["state_message"] == says(missed[-1], folder)

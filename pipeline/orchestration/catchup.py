@@ -108,7 +108,11 @@ def _bare_run(row: DeploymentRow, slot: dt.datetime, fingerprint: str) -> dict[s
 
 
 def fail_run(store: Store, row: DeploymentRow, run: RunRow, problem: str, now: dt.datetime) -> bool:
-    """FAIL one waiting slot whose run cannot be made, with the sentence; False if it moved on meanwhile."""
+    """FAIL one waiting slot whose run cannot be made, with the sentence (skip it if it is past the maximum
+    lateness, as any slot); False if it moved on meanwhile."""
+    run = {**run, "deployment": row["name"], "max_lateness": row.get("max_lateness")}
+    if _past_lateness(run, now):
+        return expire_run(store, run, now)
     message = (f"The run of {row['name']} for its slot {_when(run['scheduled_time'])} could not be made: "
                f"{clause(problem, row['name'])}")
     return store.transition(run["id"], State.FAILED, now=now, message=message, error=message,
