@@ -25,7 +25,7 @@ class DashboardStore(StoreParts):
         return self._all(
             "SELECT r.id, r.name, r.flow, r.state, r.run_date, r.fields, r.started_at, "
             "r.ended_at FROM flow_runs r LEFT JOIN deployments d ON d.id = r.deployment_id "
-            f"{where} ORDER BY r.started_at DESC NULLS LAST LIMIT ?", (*params, limit))
+            f"{where} ORDER BY r.started_at DESC NULLS LAST LIMIT :limit", {**params, "limit": limit})
 
     def task_counts(self, run_ids: Iterable[str]) -> dict[str, int]:
         """How many task runs each of these flow runs has (attempts and not-run tasks included)."""
