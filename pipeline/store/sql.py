@@ -73,7 +73,7 @@ _COLUMN = re.compile(r"^(\w+\.)?\w+$")
 
 
 def _checked(pattern: re.Pattern[str], text: str, what: str) -> str:
-    if not isinstance(text, str) or not pattern.match(text):
+    if not isinstance(text, str) or not pattern.fullmatch(text):
         raise ValueError(f"{what} {text!r} is not a plain SQL name")
     return text
 
