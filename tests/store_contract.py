@@ -80,7 +80,7 @@ class StoreContract:
         old = self.open(location, migrate=False)
         old.migrate(upto=len(MIGRATIONS) - 1)
         old.conn.execute("INSERT INTO flow_runs (id, name, flow, state, created_at) "
-                         "VALUES ('r1', 'old-run', 'f', 'COMPLETED', '2021-01-01T00:00:00.000000Z')")
+                         "VALUES ('r1', 'old-run', 'f', 'COMPLETED', '2021-01-01T00:00:00.000000Z')", {})
         old.close()
         new = self.open(location)
         assert new.applied_migrations()[-1] == MIGRATIONS[-1][0]
@@ -91,7 +91,7 @@ class StoreContract:
         with pytest.raises(RuntimeError):
             with store.atomic() as conn:
                 conn.execute("INSERT INTO flow_runs (id, name, flow, state, created_at) "
-                             "VALUES ('x', 'n', 'f', 'PENDING', 't')")
+                             "VALUES ('x', 'n', 'f', 'PENDING', 't')", {})
                 raise RuntimeError("boom")
         with pytest.raises(NotFound):
             store.get_run("x")
@@ -102,8 +102,8 @@ class StoreContract:
         store.add_log(run_id, level="INFO", message="hello", ts=T0, task_run_id=task_run)
         store.add_artifact(run_id, name="m", path="/p", sha256="0" * 64, size=1, now=T0)
         with store.atomic() as conn:
-            conn.execute("DELETE FROM flow_runs WHERE id = ?", (run_id,))
-        counts = [store.conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+            conn.execute("DELETE FROM flow_runs WHERE id = :id", {"id": run_id})
+        counts = [store.conn.execute(f"SELECT COUNT(*) FROM {t}", {}).fetchone()[0]
                   for t in ("task_runs", "logs", "artifacts")]
         assert counts == [0, 0, 0]
 
@@ -186,7 +186,7 @@ class StoreContract:
         slot = {"flow": "f", "name": "a", "deployment_id": None, "schedule_fingerprint": "fp",
                 "scheduled_time": T0, "work_queue": "default"}
         store.conn.execute("INSERT INTO deployments (id, name, flow, created_at, updated_at) "
-                           "VALUES (1, 'd', 'f', 't', 't')")
+                           "VALUES (1, 'd', 'f', 't', 't')", {})
         slot["deployment_id"] = 1
         assert store.insert_scheduled_runs([slot, dict(slot, name="b")], now=T0) == 1
         assert store.insert_scheduled_runs([dict(slot, name="c")], now=T0) == 0
@@ -240,7 +240,7 @@ class StoreContract:
             store.add_artifact(run_id, name=name, path=str(path), sha256=sha, size=1000, now=T0, data=path.read_bytes())
         artifacts = store.artifacts(run_id)
         assert [a["stored"] for a in artifacts] == [1, 1]
-        assert store.conn.execute("SELECT COUNT(*) FROM artifact_blobs").fetchone()[0] == 1  # the same bytes once
+        assert store.conn.execute("SELECT COUNT(*) FROM artifact_blobs", {}).fetchone()[0] == 1  # the same bytes once
         path.unlink()
         assert store.read_artifact(artifacts[0]) == b"\x00weights\xff" * 100
 

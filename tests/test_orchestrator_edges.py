@@ -116,16 +116,20 @@ def test_a_schedule_that_cannot_be_computed_is_refused_before_anything_is_commit
 
 
 def test_a_failing_catch_up_never_turns_latest_into_all(tmp_path, store, settings, clock):
-    folder = folder_deployment(tmp_path, settings, clock, store)
+    folder_deployment(tmp_path, settings, clock, store)
     walk(make(store, settings, clock), clock, until=T0 + dt.timedelta(minutes=30))
     clock.advance(5 * HOUR)  # down from 00:30 to 05:30: 01:00 .. 05:00 are missed
-    moved = folder.rename(tmp_path / "elsewhere")  # and the first ticks after the restart fail for it
+    [stored] = store.conn.execute("SELECT schedule FROM deployments WHERE name = 'local'").fetchone()
+    with store.atomic() as conn:  # and the first ticks after the restart fail for it (its row cannot be read)
+        conn.execute("UPDATE deployments SET schedule = '{\"type\": \"cron\", \"cron\": \"0 * * * *\", "
+                     "\"timezone\": \"Mars/Olympus_Mons\"}' WHERE name = 'local'")
     restarted = make(store, settings, clock)
     for _ in range(3):
         restarted.tick()
         clock.advance(60)
     assert store.get_deployment("local")["last_error"]
-    moved.rename(folder)
+    with store.atomic() as conn:
+        conn.execute("UPDATE deployments SET schedule = ? WHERE name = 'local'", (stored,))
     walk(restarted, clock, until=T0 + dt.timedelta(hours=5, minutes=50), step=60)
     missed = [r for r in runs_of(store, "local") if r["scheduled_time"] < "2026-01-01T05:30"]
     assert [r["state"] for r in missed].count("COMPLETED") == 1  # 'latest': only 05:00

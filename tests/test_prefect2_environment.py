@@ -32,25 +32,29 @@ CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fhv-
 
 @pytest.fixture(scope="module")
 def user_venv() -> Path:
-    """A virtualenv with an older scikit-learn and python-dotenv, made once and kept in the cache."""
-    venv = CACHE / f"venv-py{sys.version_info[0]}{sys.version_info[1]}-{'-'.join(PACKAGES)}"
+    """A virtualenv with an older scikit-learn and python-dotenv (and no SQLAlchemy), made once and cached."""
+    return cached_venv(PACKAGES)
+
+
+def cached_venv(packages: tuple[str, ...]) -> Path:
+    venv = CACHE / f"venv-py{sys.version_info[0]}{sys.version_info[1]}-{'-'.join(packages)}"
     if not (venv / "ready").is_file():
         CACHE.mkdir(parents=True, exist_ok=True)
         with open(CACHE / "venv.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # two test workers never build it at once
             if not (venv / "ready").is_file():
-                _build(venv)
+                _build(venv, packages)
     return venv
 
 
-def _build(venv: Path) -> None:
+def _build(venv: Path, packages: tuple[str, ...]) -> None:
     building = venv.with_name(venv.name + ".building")
     shutil.rmtree(building, ignore_errors=True)
     subprocess.run([sys.executable, "-m", "venv", str(building)], check=True, timeout=120)
     done = subprocess.run([str(building / "bin" / "python"), "-m", "pip", "install", "--quiet",
-                           "--disable-pip-version-check", *PACKAGES], capture_output=True, text=True, timeout=900)
+                           "--disable-pip-version-check", *packages], capture_output=True, text=True, timeout=900)
     if done.returncode != 0:
-        unavailable(f"pip could not install {', '.join(PACKAGES)} into a test virtualenv: {done.stderr[-500:]}")
+        unavailable(f"pip could not install {', '.join(packages)} into a test virtualenv: {done.stderr[-500:]}")
     (building / "ready").write_text("")
     shutil.rmtree(venv, ignore_errors=True)
     building.rename(venv)
@@ -310,3 +314,47 @@ def test_a_conda_environment_named_by_its_name_is_found_with_conda(homework, use
     assert store.get_deployment("in-conda")["flow"].endswith(f"?python={user_venv / 'bin' / 'python'}")
     run = run_once(store, "in-conda", dt.date(2021, 8, 15))
     assert run["state"] == "COMPLETED", run["error"]
+
+
+WITH_ITS_OWN_SQLALCHEMY = '''
+import sqlalchemy
+from prefect import flow, get_run_logger
+from prefect.deployments import DeploymentSpec
+from prefect.flow_runners import SubprocessFlowRunner
+
+
+@flow
+def main(date=None):
+    get_run_logger().info(f"sqlalchemy {sqlalchemy.__version__} from {sqlalchemy.__file__}")
+
+
+DeploymentSpec(flow=main, name="own-sqlalchemy", flow_runner=SubprocessFlowRunner(virtualenv="env"))
+'''
+
+
+@pytest.mark.timeout(900)
+def test_an_environment_with_its_own_older_sqlalchemy_keeps_it_and_its_runs_are_recorded(homework):
+    """MLflow 1.x brings SQLAlchemy 1.4: the flow imports that one, and the history's SQL compiles with it."""
+    venv = cached_venv(("SQLAlchemy==1.4.54",))
+    (homework / "env").symlink_to(venv)
+    write(homework, "homework.py", WITH_ITS_OWN_SQLALCHEMY)
+    assert main(["deployment", "create", str(homework / "homework.py")]) == 0
+    store = history(homework)
+    run = run_once(store, "own-sqlalchemy", dt.date(2021, 8, 15))
+    assert run["state"] == "COMPLETED", run["error"]
+    [said] = [m for m in messages(store, run["id"]) if m.startswith("sqlalchemy ")]
+    assert said.startswith("sqlalchemy 1.4.54 from ") and str(venv) in said.replace(str(homework / "env"), str(venv))
+
+
+def test_a_flow_in_an_environment_without_sqlalchemy_borrows_only_sqlalchemy_from_this_product(homework, user_venv):
+    write(homework, "homework.py", WITH_ITS_OWN_SQLALCHEMY.replace("own-sqlalchemy", "borrowed")
+          .replace("import sqlalchemy", "import sqlalchemy\nimport importlib.util\n"
+                   "assert importlib.util.find_spec('pandas') is None, 'pandas leaked'"))
+    (homework / "env").symlink_to(user_venv)
+    assert main(["deployment", "create", str(homework / "homework.py")]) == 0
+    store = history(homework)
+    run = run_once(store, "borrowed", dt.date(2021, 8, 15))
+    assert run["state"] == "COMPLETED", run["error"]
+    [said] = [m for m in messages(store, run["id"]) if m.startswith("sqlalchemy ")]
+    import sqlalchemy
+    assert said == f"sqlalchemy {sqlalchemy.__version__} from {sqlalchemy.__file__}"

@@ -168,6 +168,47 @@ def test_an_indexed_field_gets_an_index_once_and_the_registered_flows_have_their
     assert {"flow_runs_field_train_month", "flow_runs_field_val_month"} <= store.conn.index_names()
 
 
+PERIOD_INDEXED = FlowEntry(name="trainer", execute="x:y", run_fields=dict, fields=(Field("period", "Period", indexed=True),))
+OLDER_INDEX = {  # the field's index as the versions before SQLAlchemy made it: histories keep it
+    "sqlite": "CREATE INDEX flow_runs_field_period ON flow_runs(flow, (CAST(json_extract(fields, '$.period') AS TEXT)))",
+    "postgresql": "CREATE INDEX flow_runs_field_period ON flow_runs(flow, (((fields)::jsonb ->> 'period')))",
+}
+READ_IN_INDEX_ORDER = {  # the plan reads the runs of the flow in the order of the field's index
+    "sqlite": "SEARCH c USING INDEX flow_runs_field_period (flow=?)",
+    "postgresql": "Presorted Key: ((c.fields ->> 'period'::text))",
+}
+
+
+def _plan(store, read) -> str:
+    """The plan of the statement ``read()`` sends: SQLite's EXPLAIN QUERY PLAN of it, PostgreSQL's auto_explain."""
+    if store.dialect == "sqlite":
+        sent = []
+        store.conn.set_trace_callback(sent.append)
+        read()
+        store.conn.set_trace_callback(None)
+        return "\n".join(row[3] for row in store.conn.execute(f"EXPLAIN QUERY PLAN {sent[-1]}").fetchall())
+    logged = []
+    store.conn.raw.add_notice_handler(lambda diagnostic: logged.append(diagnostic.message_primary))
+    for setting in ("LOAD 'auto_explain'", "SET auto_explain.log_min_duration = 0", "SET client_min_messages = log",
+                    "SET enable_seqscan = off"):  # a few rows: the server would rather scan them
+        store.conn.execute(setting, {})
+    read()
+    return logged[-1]
+
+
+@pytest.mark.parametrize("made_by", ["index_fields", "an older version"])
+def test_a_trend_by_an_indexed_field_reads_the_runs_in_the_order_of_the_field_s_index(store, made_by):
+    if made_by == "an older version":
+        with store.atomic() as conn:
+            conn.execute(OLDER_INDEX[store.dialect], {})
+    assert store.index_fields([PERIOD_INDEXED]) == ([] if made_by == "an older version" else ["flow_runs_field_period"])
+    for name, period in (("a", "2021-06"), ("b", "2021-06"), ("c", "2021-07")):
+        run_id = store.create_run(flow="trainer", name=name, state="RUNNING", now=T0, period=period)
+        store.transition(run_id, "COMPLETED", now=T0, metrics={"rmse": 5.0})
+    plan = _plan(store, lambda: store.trend_points("trainer", "rmse", by="period"))
+    assert READ_IN_INDEX_ORDER[store.dialect] in plan, plan
+
+
 def test_a_flow_may_not_declare_a_field_named_as_a_core_column():
     entry = FlowEntry(name="clash", execute="x:y", run_fields=dict, fields=(Field("state", "State"),))
     with pytest.raises(ConfigError, match="'state', which is a column every run has"):

@@ -59,13 +59,13 @@ def test_the_scan_reads_the_stores_sql_and_sees_a_state_set_by_hand():
     updates = [text for path in sources_to_scan() if path.parent.name == "store"
                for _, text in strings_of(path) if re.search(r"UPDATE (flow_runs|notifications)", text)]
     assert len(updates) >= 6  # the scan is looking at the store's SQL, not at nothing
-    assert sets_a_state("UPDATE flow_runs SET state = 'RUNNING', pid = ? WHERE id = ? AND state = 'PENDING'")
-    assert sets_a_state("UPDATE flow_runs SET claimed_by = NULL,\n state = CASE WHEN x THEN 'LATE' END WHERE id = ?")
-    assert sets_a_state(f"UPDATE task_runs SET {FIELD} WHERE id = ?")
-    assert not sets_a_state("UPDATE flow_runs SET fields = json_patch('{}', ?) WHERE id = ?")
-    assert sets_a_state("SELECT 1; UPDATE notifications SET attempts = 1, state = ? WHERE id = ?")
-    assert not sets_a_state("UPDATE flow_runs SET state_message = ? WHERE id = ? AND state = 'CANCELLED'")
-    assert not sets_a_state("UPDATE deployments SET active = 0, state = 'x' WHERE id = ?")
+    assert sets_a_state("UPDATE flow_runs SET state = 'RUNNING', pid = :pid WHERE id = :id AND state = 'PENDING'")
+    assert sets_a_state("UPDATE flow_runs SET claimed_by = NULL,\n state = CASE WHEN x THEN 'LATE' END WHERE id = :id")
+    assert sets_a_state(f"UPDATE task_runs SET {FIELD} WHERE id = :id")
+    assert not sets_a_state("UPDATE flow_runs SET fields = json_patch('{}', :fields) WHERE id = :id")
+    assert sets_a_state("SELECT 1; UPDATE notifications SET attempts = 1, state = :state WHERE id = :id")
+    assert not sets_a_state("UPDATE flow_runs SET state_message = :message WHERE id = :id AND state = 'CANCELLED'")
+    assert not sets_a_state("UPDATE deployments SET active = 0, state = 'x' WHERE id = :id")
 
 
 # -- (b) every pair of the tables moves, every other pair is refused, on both backends -------------
@@ -80,8 +80,9 @@ def _rows(store: Store, machine, old: str) -> str | int:
     with store.atomic() as conn:
         return conn.execute(
             "INSERT INTO notifications (event, subject, run_id, target_key, target, title, body, level, state, "
-            "next_attempt_at, created_at) VALUES ('run.failed', ?, ?, 'k', 't', 'x', 'x', 'error', ?, ?, ?) "
-            "RETURNING id", (f"{run_id}:{old}", run_id, old, to_db(T0), to_db(T0))).fetchone()[0]
+            "next_attempt_at, created_at) VALUES ('run.failed', :subject, :run_id, 'k', 't', 'x', 'x', 'error', "
+            ":state, :now, :now) RETURNING id",
+            {"subject": f"{run_id}:{old}", "run_id": run_id, "state": old, "now": to_db(T0)}).fetchone()[0]
 
 
 def _states(machine) -> list[str]:
@@ -94,13 +95,13 @@ def test_every_pair_of_the_table_moves_and_every_other_pair_is_refused(location,
     pairs = [(old, new) for old in _states(machine) for new in _states(machine)]
     rows = [_rows(store, machine, old) for old, _ in pairs]
     with store.atomic() as conn:
-        won = [move(conn, machine, new, params=(row,), returning="state").fetchone() for (_, new), row in
+        won = [move(conn, machine, new, params={"id": row}, returning="state").fetchone() for (_, new), row in
                zip(pairs, rows)]
     moved = {(str(old), str(new)) for (old, new), row in zip(pairs, won) if row is not None}
     table = {(str(old), str(new)) for old, nexts in machine.transitions.items() for new in nexts}
     assert moved == table
     assert all(row[0] == str(new) for (_, new), row in zip(pairs, won) if row is not None)
-    left = [store.conn.execute(f"SELECT state FROM {machine.table} WHERE id = ?", (row,)).fetchone()[0]
+    left = [store.conn.execute(f"SELECT state FROM {machine.table} WHERE id = :id", {"id": row}).fetchone()[0]
             for (old, new), row in zip(pairs, rows) if (str(old), str(new)) not in table]
     assert left == [str(old) for old, new in pairs if (str(old), str(new)) not in table]
     store.close()

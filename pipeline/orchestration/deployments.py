@@ -20,7 +20,7 @@ import re
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from ..config import Settings
 from ..errors import ConfigError
@@ -214,10 +214,10 @@ def spec_of(row: Mapping[str, Any]) -> DeploymentSpec:
         reason = str(error)
     except Exception as error:  # noqa: BLE001 - a row changed by hand (or by another version) holds anything
         reason = f"{type(error).__name__}: {error}"
-    raise ConfigError(f"The deployment {row.get('name')!r} cannot be scheduled: {_clause(reason, row.get('name'))}")
+    raise ConfigError(f"The deployment {row.get('name')!r} cannot be scheduled: {clause(reason, row.get('name'))}")
 
 
-def _clause(sentence: str, deployment: Any = None) -> str:
+def clause(sentence: str, deployment: Any = None) -> str:
     """A sentence as the clause after a colon: not "The deployment 'x' ..." again after one naming it."""
     named = f"The deployment {deployment!r} "
     if deployment is not None and sentence.startswith(named):
@@ -307,17 +307,30 @@ def materialise(store: Store, settings: Settings, row: DeploymentRow, now: dt.da
     if schedule is None or not row["active"]:
         return 0
     run_columns(row["flow"], run_parameters(row, now.date()), settings)  # still valid (a data folder may vanish)
+    return make_runs(store, row, schedule, now, lambda slot, fingerprint: slot_run(row, slot, settings, fingerprint))
+
+
+def make_runs(store: Store, row: DeploymentRow, schedule: Schedule, now: dt.datetime,
+              run_of: Callable[[dt.datetime, str], dict[str, Any]], *, ahead: bool = True) -> int:
+    """Make ``run_of(slot, fingerprint)`` for the slots after ``slot_start`` up to ``now`` (at most 100, the older
+    ones recorded as skipped) and, with ``ahead``, up to the horizon; returns how many runs were new."""
     fingerprint = schedule.fingerprint()
-    marks = (from_db(row.get("schedule_since")), store.slot_watermark(row["id"], fingerprint))
-    start = max((m for m in marks if m is not None), default=now)
+    start = slot_start(store, row, fingerprint, now)
     missed = missed_slots(schedule, start, now)
-    slots = missed + [t for t in upcoming_slots(schedule, now) if t > start]
-    runs = [slot_run(row, slot, settings, fingerprint) for slot in slots]
+    slots = missed + ([t for t in upcoming_slots(schedule, now) if t > start] if ahead else [])
+    runs = [run_of(slot, fingerprint) for slot in slots]
     skipped = skipped_slots(schedule, start, slots[0]) if missed else None
     with store.atomic():
         if skipped:
             _record_skipped(store, row, skipped, now)
         return store.insert_scheduled_runs(runs, now) if runs else 0
+
+
+def slot_start(store: Store, row: DeploymentRow, fingerprint: str, now: dt.datetime) -> dt.datetime:
+    """Where the deployment's slots left off: its latest slot made for this schedule, or when the schedule started
+    counting (``now`` when neither is known)."""
+    marks = (from_db(row.get("schedule_since")), store.slot_watermark(row["id"], fingerprint))
+    return max((m for m in marks if m is not None), default=now)
 
 
 def _record_skipped(store: Store, row: DeploymentRow, skipped: Skipped, now: dt.datetime) -> None:
@@ -333,10 +346,16 @@ def _record_skipped(store: Store, row: DeploymentRow, skipped: Skipped, now: dt.
 
 def slot_run(row: Mapping[str, Any], slot: dt.datetime, settings: Settings, fingerprint: str) -> dict[str, Any]:
     """The flow_runs columns of a scheduled run for ``slot``."""
+    run = bare_slot_run(row, slot, fingerprint)
+    return run | run_columns(row["flow"], run["parameters"], settings)
+
+
+def bare_slot_run(row: Mapping[str, Any], slot: dt.datetime, fingerprint: str) -> dict[str, Any]:
+    """A scheduled run for ``slot`` without its flow's fields (``catchup.fail_unmakeable``: they cannot be computed)."""
     parameters = run_parameters(row, slot.astimezone(schedule_of(row).tz).date(), asked=False)
     return {"name": new_run_name(), "flow": row["flow"], "deployment_id": row["id"],
             "work_queue": row["work_queue"], "schedule_fingerprint": fingerprint, "scheduled_time": slot,
-            "parameters": parameters, **run_columns(row["flow"], parameters, settings)}
+            "parameters": parameters}
 
 
 def run_parameters(row: Mapping[str, Any], run_date: dt.date, *, asked: bool = True) -> dict[str, Any]:
@@ -367,7 +386,7 @@ def _flow_name(flow: Any, name: str) -> str:
                           f"({error.hint}).") from None
     except ConfigError as error:
         raise ConfigError(f"The deployment {name!r} cannot run: its flow {flow_name!r} cannot be loaded: "
-                          f"{_clause(str(error))}") from None
+                          f"{clause(str(error))}") from None
 
 
 def _parameters(parameters: Any, name: str, flow: str) -> dict[str, Any]:

@@ -143,6 +143,7 @@ class ProcessExecutor:
         self.flows = flow_list()  # registered here, and by each child: a scheduler made without the CLI too
         load_flows(self.flows)
         modules = list(preload_modules() if preload is None else preload)
+        modules.append("pipeline.store.dialects")  # a child compiles what the cache lacks: import SQLAlchemy once
         if getattr(settings, "database_url", None):  # each child connects to PostgreSQL: import psycopg once
             modules.append("pipeline.store.postgres")
         self.context.set_forkserver_preload(modules)

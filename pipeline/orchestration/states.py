@@ -38,8 +38,9 @@ ACTIVE_STATES = frozenset({State.PENDING, State.RUNNING})
 # through the store's guarded UPDATE (``store/transitions.py``), which only moves a row whose state is a
 # source of the new one here; tests/test_state_machine.py checks that no other SQL sets a state.
 TRANSITIONS: dict[State, frozenset[State]] = {  # flow runs
-    State.SCHEDULED: frozenset({State.PENDING, State.LATE, State.CANCELLED}),
-    State.LATE: frozenset({State.PENDING, State.CANCELLED}),
+    # SCHEDULED/LATE -> FAILED: a slot whose run cannot be made (its deployment's inputs are bad), told why.
+    State.SCHEDULED: frozenset({State.PENDING, State.LATE, State.CANCELLED, State.FAILED}),
+    State.LATE: frozenset({State.PENDING, State.CANCELLED, State.FAILED}),
     State.AWAITING_RETRY: frozenset({State.PENDING, State.LATE, State.CANCELLED, State.FAILED}),
     # PENDING -> LATE: claimed, but its scheduler died before the process began; back in the queue.
     State.PENDING: frozenset({State.RUNNING, State.LATE, State.CANCELLED, State.CRASHED, State.FAILED}),

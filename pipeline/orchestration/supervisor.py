@@ -157,9 +157,9 @@ class Supervisor(HistoryLoss):
             self.hurry.set()
         self.stopping.set()
 
-    def run(self, service: Service) -> None:
-        """One round of a service at the clock's ``now``, in the guard."""
-        self.guard(service.name, service.run_once, self.clock.now())
+    def run(self, service: Service) -> bool:
+        """One round of a service at the clock's ``now``, in the guard; False if the history went out of reach."""
+        return self.guard(service.name, service.run_once, self.clock.now())
 
     def guarded(self, service: Service) -> Callable[[], None]:
         """``run(service)`` for the ``schedule`` library (the job named for the service)."""
@@ -168,16 +168,20 @@ class Supervisor(HistoryLoss):
         job.__name__ = service.name
         return job
 
-    def guard(self, name: str, job: Callable[..., Any], *args: Any) -> None:
-        """Call ``job`` so that its exception is logged and recorded, never raised: the other jobs go on."""
+    def guard(self, name: str, job: Callable[..., Any], *args: Any) -> bool:
+        """Call ``job`` so that its exception is logged and recorded, never raised: the other jobs go on.
+        False if the history was lost, damaged or out of reach (then nothing more should run on it now)."""
         try:
             job(*args)
         except (HistoryLost, HistoryDamaged) as error:
             self._lose_history(error)
+            return False
         except HistoryUnreachable as error:
             self.outage.begin(error, self.clock.now())
+            return False
         except Exception as error:  # noqa: BLE001 - one failing job must not stop the loop
             self._record_failure(name, error)
+        return True
 
     def _record_failure(self, name: str, error: Exception) -> None:
         self.failures += 1

@@ -9,7 +9,8 @@ any run does. What that environment must contain besides the user's own packages
 - Python 3.11 or newer (with its standard ``sqlite3``);
 - ``psycopg`` (3.x), only when the history is on PostgreSQL (``FHV_DATABASE_URL``).
 
-Nothing else: not the dashboard's packages, not scikit-learn or pandas unless the flow imports them.
+Nothing else: not the dashboard's packages, not scikit-learn or pandas unless the flow imports them. The
+store's SQLAlchemy is lent from this product's environment when that one has none (``lent.py``).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from . import lent
 
 MIN_PYTHON = (3, 11)
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder that holds the ``pipeline`` package
@@ -138,6 +140,7 @@ def environment_for(python: str) -> dict[str, str]:
         env["CONDA_PREFIX"] = str(prefix)
     env["PATH"] = os.pathsep.join(filter(None, (str(Path(python).parent), env.get("PATH"))))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(PACKAGE_ROOT), env.get("PYTHONPATH"))))
+    env[lent.VARIABLE] = lent.locations()
     return env
 
 

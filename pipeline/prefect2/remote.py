@@ -22,6 +22,9 @@ def main(argv: list[str]) -> int:
     command, *rest = argv or ["?"]
     if command == "check":
         return _needs(rest)
+    from .lent import install
+
+    install()  # the store's SQLAlchemy, if this environment has none
     from ..flows import load_flows
 
     load_flows()

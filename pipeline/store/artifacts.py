@@ -26,13 +26,14 @@ class ArtifactStore(StoreParts):
         if actual != sha256:
             raise ValueError(f"The artifact bytes have the SHA-256 {actual}, not the recorded {sha256}.")
         with self.atomic() as conn:
-            return conn.execute("INSERT INTO artifact_blobs (sha256, size, data, created_at) VALUES (?, ?, ?, ?) "
-                                "ON CONFLICT DO NOTHING", (sha256, len(data), data, to_db(now))).rowcount == 1
+            return conn.execute("INSERT INTO artifact_blobs (sha256, size, data, created_at) "
+                                "VALUES (:sha256, :size, :data, :now) ON CONFLICT DO NOTHING",
+                                {"sha256": sha256, "size": len(data), "data": data, "now": to_db(now)}).rowcount == 1
 
     def artifact(self, artifact_id: int) -> dict[str, Any]:
         """One artifact row, with whether the history holds its bytes (``stored``)."""
         row = self._one("SELECT a.*, CASE WHEN b.sha256 IS NULL THEN 0 ELSE 1 END AS stored FROM artifacts a "
-                        "LEFT JOIN artifact_blobs b ON b.sha256 = a.sha256 WHERE a.id = ?", (artifact_id,))
+                        "LEFT JOIN artifact_blobs b ON b.sha256 = a.sha256 WHERE a.id = :id", {"id": artifact_id})
         if row is None:
             raise NotFound(f"There is no artifact {artifact_id} in the history.")
         return row
@@ -43,7 +44,8 @@ class ArtifactStore(StoreParts):
         local = _intact_file(Path(artifact["path"]), artifact["sha256"]) if local else None
         if local is not None:
             return local
-        row = self.conn.execute("SELECT data FROM artifact_blobs WHERE sha256 = ?", (artifact["sha256"],)).fetchone()
+        row = self.conn.execute("SELECT data FROM artifact_blobs WHERE sha256 = :sha256",
+                                {"sha256": artifact["sha256"]}).fetchone()
         if row is None:
             raise NotFound(f"The artifact {artifact['name']} ({artifact['sha256'][:12]}) is neither at "
                            f"{artifact['path']} nor in the history (it was recorded before the history kept "

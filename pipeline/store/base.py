@@ -130,6 +130,26 @@ class HistoryConnection(sqlite3.Connection):
         """Open a transaction that takes the write lock at once: one writer at a time, waiting its turn."""
         self.execute("BEGIN IMMEDIATE")
 
+    row_locks = False  # one writer at a time: a claim needs no row lock
+
+    def lock_queue(self, work_queue: str, idle_timeout_ms: int) -> None:
+        """Nothing to do: BEGIN IMMEDIATE already serialises every claim."""
+
+    def change_mark(self) -> tuple[int, ...]:
+        """The file's and its log's modification times and sizes: they change whenever the history does."""
+        marks: list[int] = []
+        for name in (Path(self.history_path), Path(f"{self.history_path}-wal")):
+            try:
+                found = name.stat()
+                marks += [found.st_mtime_ns, found.st_size]
+            except OSError:
+                marks += [0, 0]
+        return tuple(marks)
+
+    def integrity_check(self) -> str:
+        """SQLite's own check of the file: 'ok', or what is damaged."""
+        return self.execute("PRAGMA integrity_check").fetchone()[0]
+
     def fault(self, error: sqlite3.Error) -> Exception:
         """The StorageError for a storage fault; any other error (a constraint, a bug) as it was."""
         if self.readonly and _code(error) == sqlite3.SQLITE_READONLY:
@@ -144,7 +164,8 @@ class HistoryConnection(sqlite3.Connection):
         return fault
 
     def has_table(self, name: str) -> bool:
-        found = self.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone()
+        found = self.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = :name",
+                             {"name": name}).fetchone()
         return found is not None
 
     def index_names(self) -> set[str]:
@@ -271,17 +292,13 @@ class BaseStore(FileStore):
 
     def row_locks(self) -> bool:
         """Whether claims lock rows themselves (PostgreSQL); SQLite's one writer at a time needs no row lock."""
-        return self.dialect == "postgresql"
+        return self.conn.row_locks
 
     claim_idle_timeout_ms = 5000  # a claimer silent this long inside its claim loses its session (and the lock)
 
     def lock_queue(self, conn: Any, work_queue: str) -> None:
-        """PostgreSQL, inside a claim's transaction: take the queue's row lock, which serialises the queue's
-        claims. A claimer whose host goes silent while it holds the lock would block every claim of the queue
-        until the server noticed (hours, for a cut network): the server ends such a session after
-        ``claim_idle_timeout_ms`` of silence inside the transaction (claims take milliseconds)."""
-        conn.execute("SELECT set_config('idle_in_transaction_session_timeout', ?, true), name FROM work_queues "
-                     "WHERE name = ? FOR UPDATE", (str(self.claim_idle_timeout_ms), work_queue))
+        """Inside a claim's transaction, where rows lock: take the queue's lock (``Backend.lock_queue``)."""
+        conn.lock_queue(work_queue, self.claim_idle_timeout_ms)
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -367,43 +384,32 @@ class BaseStore(FileStore):
         with self.atomic() as conn:
             conn.serialize_migrations()
             if not conn.has_table("migrations"):  # no DDL at all when the schema is current (a user may lack CREATE)
-                conn.execute("CREATE TABLE migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
-            done = {r[0] for r in conn.execute("SELECT name FROM migrations").fetchall()}
+                conn.execute("CREATE TABLE migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)", {})
+            done = {r[0] for r in conn.execute("SELECT name FROM migrations", {}).fetchall()}
             check_schema(self.path, done)
             for name, sql in MIGRATIONS[:upto]:
                 if name not in done:
                     conn.run_statements(_statements(script(name, sql, conn.dialect)))
-                    conn.execute("INSERT INTO migrations VALUES (?, ?)", (name, to_db(dt.datetime.now(UTC))))
+                    conn.execute("INSERT INTO migrations VALUES (:name, :at)",
+                                 {"name": name, "at": to_db(dt.datetime.now(UTC))})
                     applied.append(name)
         return applied
 
     def check_schema(self) -> None:
         """Refuse a history written by a newer version of the pipeline (a read-only store cannot migrate)."""
         if self.conn.has_table("migrations"):
-            check_schema(self.path, {r["name"] for r in self._all("SELECT name FROM migrations")})
+            check_schema(self.path, {r["name"] for r in self._all("SELECT name FROM migrations", {})})
 
     def applied_migrations(self) -> list[str]:
-        return [r["name"] for r in self._all("SELECT name FROM migrations ORDER BY name")]
+        return [r["name"] for r in self._all("SELECT name FROM migrations ORDER BY name", {})]
 
     def change_mark(self) -> Any:
-        """A value that changes whenever the history does (the dashboard's cache key): on PostgreSQL the
-        server's write-ahead log insert position; on SQLite the file's and its log's times and sizes."""
-        if self.conn.dialect != "sqlite":
-            return self.conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()[0]
-        marks: list[int] = []
-        for name in (self.path, Path(f"{self.path}-wal")):
-            try:
-                found = name.stat()
-                marks += [found.st_mtime_ns, found.st_size]
-            except OSError:
-                marks += [0, 0]
-        return tuple(marks)
+        """A value that changes whenever the history does (the dashboard's cache key)."""
+        return self.conn.change_mark()
 
     def integrity_check(self) -> str:
-        """SQLite's own check of the file ('ok'); on PostgreSQL, 'ok' unless an index was left invalid."""
-        if self.conn.dialect != "sqlite":
-            return self.conn.integrity_check()
-        return self.conn.execute("PRAGMA integrity_check").fetchone()[0]
+        """The backend's own check of the history: 'ok', or what is wrong."""
+        return self.conn.integrity_check()
 
 
 def registered_flows() -> list[Any]:

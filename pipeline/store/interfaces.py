@@ -4,8 +4,10 @@
 uses (``RunContext.store: Recorder``, ``Scheduler(store: ServiceHistory)``, the dashboard's ``DashboardHistory``,
 ``champion.promote(store: ModelRegistry)``), so a fake or a third backend knows what to provide. Each method is
 listed once, in the interface of the consumer that needs it most; ``tests/test_store_interfaces.py`` checks that
-``Store`` has each with the same parameters, and that every public method of ``Store`` is listed. A new backend
-implements ``History`` and passes the contract suite (``tests/store_contract.py``; see docs/architecture-store.md).
+``Store`` has each with the same parameters, and that every public method of ``Store`` is listed. A fake for a
+consumer implements that consumer's interface; a new database is not a new ``History`` but a ``backend.Backend``
+(a connection that runs the store's statements), which then passes the contract suite (``tests/store_contract.py``;
+see docs/architecture-store.md).
 """
 from __future__ import annotations
 

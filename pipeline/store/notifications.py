@@ -138,8 +138,8 @@ class NotificationStore(StoreParts):
         attempt = notification["attempts"] + 1
         state = "SENT" if outcome == "sent" else ("PENDING" if retry_at is not None else "FAILED")
         with self.atomic() as conn:
-            moved = move(conn, NOTIFICATIONS, state, where="id = ? AND attempts = ?", expect=("PENDING",),
-                         params=(notification["id"], notification["attempts"]), returning=None,
+            moved = move(conn, NOTIFICATIONS, state, where="id = :id AND attempts = :attempts", expect=("PENDING",),
+                         params={"id": notification["id"], "attempts": notification["attempts"]}, returning=None,
                          sets={"attempts": attempt, "next_attempt_at": to_db(retry_at or ended),
                                "sent_at": to_db(ended) if state == "SENT" else None,
                                "last_error": None if state == "SENT" else detail}).rowcount

@@ -17,7 +17,7 @@ class StoreParts:
     location: Path | str  # what ``connect()`` opens: a SQLite file, or a PostgreSQL URL
     path: Path | str  # what sentences name: the file, or the URL without its password
     readonly: bool
-    conn: Any  # this thread's connection (``HistoryConnection`` or ``postgres.PgConnection``)
+    conn: Any  # this thread's connection: a ``backend.Backend`` (``HistoryConnection``, ``postgres.PgConnection``)
     dialect: str  # 'sqlite' or 'postgresql': the few statements that differ ask
     atomic: Callable[[], ContextManager[Any]]
     _one: Callable[..., dict[str, Any] | None]

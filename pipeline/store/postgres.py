@@ -215,6 +215,21 @@ class PgConnection:
         """Open a transaction (rows lock as they are written; ``serialize`` orders what reads, then writes)."""
         self.execute("BEGIN", {})
 
+    row_locks = True  # writers run side by side: a claim locks its queue's row, then its run's
+
+    def lock_queue(self, work_queue: str, idle_timeout_ms: int) -> None:
+        """Inside a claim's transaction: take the queue's row lock, which serialises the queue's claims. A
+        claimer whose host goes silent while it holds the lock would block every claim of the queue until the
+        server noticed (hours, for a cut network): the server ends such a session after ``idle_timeout_ms`` of
+        silence inside the transaction (claims take milliseconds)."""
+        self.execute("SELECT set_config('idle_in_transaction_session_timeout', :timeout, true), name "
+                     "FROM work_queues WHERE name = :queue FOR UPDATE",
+                     {"timeout": str(idle_timeout_ms), "queue": work_queue})
+
+    def change_mark(self) -> str:
+        """The server's write-ahead log insert position: it moves whenever the history does."""
+        return self.execute("SELECT pg_current_wal_insert_lsn()::text", {}).fetchone()[0]
+
     @property
     def in_transaction(self) -> bool:
         return self.raw.info.transaction_status != TransactionStatus.IDLE
@@ -230,14 +245,14 @@ class PgConnection:
     def integrity_check(self) -> str:
         """'ok', or the indexes PostgreSQL marks invalid (a build that failed half-way)."""
         rows = self.execute("SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-                            "WHERE NOT i.indisvalid AND c.relnamespace = current_schema()::regnamespace").fetchall()
+                            "WHERE NOT i.indisvalid AND c.relnamespace = current_schema()::regnamespace", {}).fetchall()
         return "ok" if not rows else "invalid indexes: " + ", ".join(r[0] for r in rows)
 
     def has_table(self, name: str) -> bool:
-        return self.execute("SELECT to_regclass(?) IS NOT NULL", (name,)).fetchone()[0]
+        return self.execute("SELECT to_regclass(:name) IS NOT NULL", {"name": name}).fetchone()[0]
 
     def index_names(self) -> set[str]:
-        rows = self.execute("SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()").fetchall()
+        rows = self.execute("SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()", {}).fetchall()
         return {row[0] for row in rows}
 
     def run_statements(self, statements: list[str]) -> None:
@@ -249,12 +264,12 @@ class PgConnection:
 
     def serialize_migrations(self) -> None:
         """Inside the migration transaction: one process migrates at a time, the others wait for it."""
-        self.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATIONS_LOCK,))
+        self.execute("SELECT pg_advisory_xact_lock(:key)", {"key": MIGRATIONS_LOCK})
 
     def serialize(self, topic: str) -> None:
         """Inside a transaction that reads, then writes what it read: one such transaction per ``topic`` at a
         time, until it ends (what BEGIN IMMEDIATE gives every transaction on SQLite)."""
-        self.execute("SELECT pg_advisory_xact_lock(?, hashtext(?))", (TOPIC_LOCKS, topic))
+        self.execute("SELECT pg_advisory_xact_lock(:kind, hashtext(:topic))", {"kind": TOPIC_LOCKS, "topic": topic})
 
     def fault(self, error: psycopg.Error) -> Exception:
         """The StorageError for a fault of the server or the connection, the ConfigError for a user without

@@ -11,7 +11,12 @@ from ..orchestration.states import ACTIVE_STATES, WAITING_STATES, State
 from .base import _db_value, _row, new_run_id, to_db
 from .parts import StoreParts
 from .rows import RUN_COLUMNS
+from .sql import fragment, in_list, json_merge
 from .transitions import ACTIVE, FLOW_RUNS, TASK_RUNS, Sql, When, move
+
+_WAITING = tuple(s.value for s in WAITING_STATES)
+_WAITING_BINDS, _WAITING_PARAMS = in_list("waiting", _WAITING)
+_MERGE_FIELDS = "UPDATE flow_runs SET fields = {merge} WHERE id = :id"
 
 
 class RunStore(StoreParts):
@@ -32,10 +37,9 @@ class RunStore(StoreParts):
         row = {"id": run_id, "name": name, "flow": flow, "state": State(state).value,
                "parameters": json.dumps(parameters or {}, default=str), "created_at": to_db(now),
                **run_columns(fields)}
-        sql = (f"INSERT INTO flow_runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))}) "
-               "ON CONFLICT DO NOTHING")
+        sql = f"INSERT INTO flow_runs ({', '.join(row)}) VALUES ({_binds(row)}) ON CONFLICT DO NOTHING"
         with self.atomic() as conn:
-            inserted = conn.execute(sql, tuple(row.values())).rowcount
+            inserted = conn.execute(sql, row).rowcount
         return run_id if inserted else None
 
     def insert_scheduled_runs(self, runs: list[dict[str, Any]], now: dt.datetime) -> int:
@@ -45,14 +49,14 @@ class RunStore(StoreParts):
             for run in runs:
                 row = {"id": new_run_id(), "state": State.SCHEDULED.value, "created_at": to_db(now),
                        "trigger": "schedule", **run_columns(run)}
-                sql = (f"INSERT INTO flow_runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))}) "
+                sql = (f"INSERT INTO flow_runs ({', '.join(row)}) VALUES ({_binds(row)}) "
                        "ON CONFLICT (deployment_id, schedule_fingerprint, scheduled_time) "
                        "WHERE schedule_fingerprint IS NOT NULL DO NOTHING")
-                created += conn.execute(sql, tuple(row.values())).rowcount
+                created += conn.execute(sql, row).rowcount
         return created
 
     def get_run(self, run_id: str) -> dict[str, Any]:
-        run = self._one("SELECT * FROM flow_runs WHERE id = ?", (run_id,))
+        run = self._one("SELECT * FROM flow_runs WHERE id = :id", {"id": run_id})
         if run is None:
             run = self._find_by_prefix(run_id)
         return run
@@ -60,8 +64,8 @@ class RunStore(StoreParts):
     def _find_by_prefix(self, prefix: str) -> dict[str, Any]:
         """The one run whose id starts with ``prefix`` (taken literally) or whose name it is."""
         rows = [] if not prefix else self._all(
-            "SELECT * FROM flow_runs WHERE substr(id, 1, ?) = ? OR name = ? ORDER BY created_at DESC, id LIMIT 6",
-            (len(prefix), prefix, prefix))
+            "SELECT * FROM flow_runs WHERE substr(id, 1, :length) = :prefix OR name = :prefix "
+            "ORDER BY created_at DESC, id LIMIT 6", {"length": len(prefix), "prefix": prefix})
         if not rows:
             raise NotFound(f"The run id {prefix!r} matches no run in the history.")
         if len(rows) > 1:
@@ -81,7 +85,7 @@ class RunStore(StoreParts):
         if State(new).is_final:
             updates.setdefault("ended_at", to_db(now))
         with self.atomic() as conn:
-            row = move(conn, FLOW_RUNS, State(new), params=(run_id,), sets=updates, expect=expect).fetchone()
+            row = move(conn, FLOW_RUNS, State(new), params={"id": run_id}, sets=updates, expect=expect).fetchone()
         return _row(row)
 
     claimer: str | None = None  # a flow process started for a claim: only that claim may start its run
@@ -92,7 +96,8 @@ class RunStore(StoreParts):
         In a flow process started for a claim (``claimer`` set), the run must still be claimed by that
         claimer: a run handed back to the queue and claimed again elsewhere is not started twice.
         """
-        where, params = ("id = ? AND claimed_by = ?", (run_id, self.claimer)) if self.claimer else ("id = ?", (run_id,))
+        where = "id = :id AND claimed_by = :claimer" if self.claimer else "id = :id"
+        params = {"id": run_id, "claimer": self.claimer} if self.claimer else {"id": run_id}
         sets = {"state_message": None, "started_at": to_db(now), "heartbeat_at": to_db(now), "pid": pid,
                 "hostname": socket.gethostname(), "ended_at": None, "error": None, "error_task": None,
                 "late_reason": None}
@@ -107,20 +112,23 @@ class RunStore(StoreParts):
         whose cancel was asked meanwhile ends CANCELLED with the message ``cancelled`` (claims skip it)."""
         asked = "cancel_requested = 1"
         sets = {"claimed_by": None, "attempts": Sql("CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END"),
-                "late_reason": Sql(f"CASE WHEN {asked} THEN NULL ELSE ? END", (reason,)),
-                "state_message": Sql(f"CASE WHEN {asked} THEN ? ELSE ? END", (cancelled, reason)),
-                "ended_at": Sql(f"CASE WHEN {asked} THEN ? ELSE ended_at END", (to_db(now),))}
+                "late_reason": Sql(f"CASE WHEN {asked} THEN NULL ELSE :reason END", {"reason": reason}),
+                "state_message": Sql(f"CASE WHEN {asked} THEN :cancelled ELSE :reason END",
+                                     {"cancelled": cancelled, "reason": reason}),
+                "ended_at": Sql(f"CASE WHEN {asked} THEN :now ELSE ended_at END", {"now": to_db(now)})}
         with self.atomic() as conn:
-            row = move(conn, FLOW_RUNS, When(asked, State.CANCELLED, State.LATE), where="id = ? AND started_at IS NULL",
-                       params=(run_id,), sets=sets, expect=(State.PENDING,)).fetchone()
+            row = move(conn, FLOW_RUNS, When(asked, State.CANCELLED, State.LATE),
+                       where="id = :id AND started_at IS NULL", params={"id": run_id}, sets=sets,
+                       expect=(State.PENDING,)).fetchone()
         return _row(row)
 
     def reword_cancel(self, run_id: str, message: str) -> bool:
         """A run that recorded itself "Cancelled on request" when it was stopped for another reason: say that
         reason instead (the flow process cannot tell one SIGTERM from another)."""
         with self.atomic() as conn:
-            return conn.execute("UPDATE flow_runs SET state_message = ?, error = ? WHERE id = ? AND state = 'CANCELLED' "
-                                "AND state_message LIKE 'Cancelled on request%'", (message, message, run_id)).rowcount == 1
+            return conn.execute("UPDATE flow_runs SET state_message = :message, error = :message WHERE id = :id "
+                                "AND state = 'CANCELLED' AND state_message LIKE 'Cancelled on request%'",
+                                {"message": message, "id": run_id}).rowcount == 1
 
     def end_dead_run(self, run_id: str, *, message: str, now: dt.datetime, retries: int = 0,
                      name: str | None = None) -> tuple[dict[str, Any] | None, str | None]:
@@ -131,7 +139,7 @@ class RunStore(StoreParts):
         ended row (None: the run had moved on) and the id of the retry, if one was made.
         """
         with self.atomic():
-            run = self._one("SELECT * FROM flow_runs WHERE id = ?", (run_id,))
+            run = self._one("SELECT * FROM flow_runs WHERE id = :id", {"id": run_id})
             cancelled = bool(run and run["cancel_requested"])
             final, text = (State.CANCELLED, f"Cancelled on request. {message}") if cancelled else (State.CRASHED, message)
             ended = self.transition(run_id, final, now=now, expect=ACTIVE_STATES, message=text, error=text)
@@ -150,14 +158,15 @@ class RunStore(StoreParts):
         """Merge ``values`` into a run's flow fields (a None removes one): what a run learns once it starts,
         such as the data source it really reads. One UPDATE; False when there is no such run."""
         with self.atomic() as conn:
-            return conn.execute("UPDATE flow_runs SET fields = json_patch(fields, ?) WHERE id = ?",
-                                (fields_json(values), run_id)).rowcount == 1
+            merge = fragment(json_merge("fields", "values"), conn.dialect)
+            return conn.execute(_MERGE_FIELDS.format(merge=merge),
+                                {"values": fields_json(values), "id": run_id}).rowcount == 1
 
     def heartbeat_run(self, run_id: str, now: dt.datetime) -> bool:
         """Stamp a running run's heartbeat; True when its cancellation has been asked for."""
         with self.atomic() as conn:
-            row = conn.execute(f"UPDATE flow_runs SET heartbeat_at = ? WHERE id = ? AND state IN {ACTIVE} "
-                               "RETURNING cancel_requested", (to_db(now), run_id)).fetchone()
+            row = conn.execute(f"UPDATE flow_runs SET heartbeat_at = :now WHERE id = :id AND state IN {ACTIVE} "
+                               "RETURNING cancel_requested", {"now": to_db(now), "id": run_id}).fetchone()
         return bool(row and row[0])
 
     def claim_due_run(self, *, now: dt.datetime, work_queue: str, claimer: str,
@@ -174,9 +183,8 @@ class RunStore(StoreParts):
         Runs of ``skip_deployments`` and of paused deployments wait; without ``slots``, so do the runs
         of scheduled slots (a worker while no scheduler runs: the catch-up policy decides them).
         """
-        waiting = tuple(s.value for s in WAITING_STATES)
-        skip = f"AND COALESCE(r.deployment_id, -1) NOT IN ({', '.join('?' * len(skip_deployments))})" \
-            if skip_deployments else ""
+        skipped, params = in_list("skip", skip_deployments)
+        skip = f"AND COALESCE(r.deployment_id, -1) NOT IN ({skipped})" if skip_deployments else ""
         held = " OR last_error LIKE 'catch-up:%'" if within_limit else ""
         skip += (" AND (r.deployment_id IS NULL OR r.deployment_id NOT IN (SELECT id FROM deployments WHERE active = 0"
                  f"{held}))" + ("" if slots else " AND r.trigger <> 'schedule'"))
@@ -184,17 +192,18 @@ class RunStore(StoreParts):
         with self.atomic() as conn:
             if locks:
                 self.lock_queue(conn, work_queue)
-            row = move(conn, FLOW_RUNS, State.PENDING, expect=waiting, where=f"""id = (
+            row = move(conn, FLOW_RUNS, State.PENDING, expect=_WAITING, where=f"""id = (
                 SELECT r.id FROM flow_runs r LEFT JOIN work_queues q ON q.name = r.work_queue
-                 WHERE r.state IN ({', '.join('?' * len(waiting))}) AND r.work_queue = ?
-                   AND COALESCE(r.next_attempt_at, r.scheduled_time) <= ?
+                 WHERE r.state IN ({_WAITING_BINDS}) AND r.work_queue = :queue
+                   AND COALESCE(r.next_attempt_at, r.scheduled_time) <= :now
                    AND r.cancel_requested = 0 {skip}
-                   AND (? = 0 OR q.paused = 0 AND (q.concurrency_limit IS NULL
+                   AND (:limited = 0 OR q.paused = 0 AND (q.concurrency_limit IS NULL
                         OR q.concurrency_limit > (SELECT COUNT(*) FROM flow_runs a
-                        WHERE a.work_queue = ? AND a.state IN {ACTIVE})))
+                        WHERE a.work_queue = :queue AND a.state IN {ACTIVE})))
                  ORDER BY COALESCE(r.next_attempt_at, r.scheduled_time) NULLS FIRST, r.created_at LIMIT 1
                  {'FOR UPDATE OF r SKIP LOCKED' if locks else ''})""",
-                       params=(*waiting, work_queue, to_db(now), *skip_deployments, int(within_limit), work_queue),
+                       params={**_WAITING_PARAMS, **params, "queue": work_queue, "now": to_db(now),
+                               "limited": int(within_limit)},
                        sets={"claimed_by": claimer, "state_message": None, "attempts": Sql("attempts + 1")}).fetchone()
             return _row(row)
 
@@ -205,14 +214,14 @@ class RunStore(StoreParts):
         either sees it CANCELLED or finds the flag set: never a live process marked CANCELLED.
         """
         run = self.get_run(run_id)
-        waiting = tuple(s.value for s in WAITING_STATES)
-        active = tuple(s.value for s in ACTIVE_STATES)
+        active, params = in_list("active", (s.value for s in ACTIVE_STATES))
         with self.atomic() as conn:
-            cancelled = move(conn, FLOW_RUNS, State.CANCELLED, params=(run["id"],), expect=waiting, returning=None,
+            cancelled = move(conn, FLOW_RUNS, State.CANCELLED, params={"id": run["id"]}, expect=_WAITING,
+                             returning=None,
                              sets={"state_message": "Cancelled before it started.", "ended_at": to_db(now)}).rowcount
             flagged = cancelled or conn.execute(
-                f"UPDATE flow_runs SET cancel_requested = 1 WHERE id = ? AND state IN ({', '.join('?' * len(active))})",
-                (run["id"], *active)).rowcount
+                f"UPDATE flow_runs SET cancel_requested = 1 WHERE id = :id AND state IN ({active})",
+                {**params, "id": run["id"]}).rowcount
         if not flagged:
             raise InvalidTransition(f"The run {run['name']} ({run['id'][:8]}) is already {run['state']}: "
                                     "there is nothing left to cancel.")
@@ -223,19 +232,19 @@ class RunStore(StoreParts):
 
     def active_runs(self) -> list[dict[str, Any]]:
         """PENDING and RUNNING runs, with how many crash retries their deployment allows."""
-        return self._all(f"{self._WITH_RETRIES} WHERE r.state IN {ACTIVE} ORDER BY r.started_at NULLS FIRST")
+        return self._all(f"{self._WITH_RETRIES} WHERE r.state IN {ACTIVE} ORDER BY r.started_at NULLS FIRST", {})
 
     def run_for_sweep(self, run_id: str) -> dict[str, Any]:
         """One run (by its full id), with how many crash retries its deployment allows."""
-        run = self._one(f"{self._WITH_RETRIES} WHERE r.id = ?", (run_id,))
+        run = self._one(f"{self._WITH_RETRIES} WHERE r.id = :id", {"id": run_id})
         if run is None:
             raise NotFound(f"The run {run_id!r} is not in the history.")
         return run
 
     def running_count(self, work_queue: str) -> int:
         return self.conn.execute(
-            f"SELECT COUNT(*) FROM flow_runs WHERE state IN {ACTIVE} AND work_queue = ?",
-            (work_queue,)).fetchone()[0]
+            f"SELECT COUNT(*) FROM flow_runs WHERE state IN {ACTIVE} AND work_queue = :queue",
+            {"queue": work_queue}).fetchone()[0]
 
     def runs(self, *, states: Iterable[str] | None = None, deployment: str | None = None,
              since: dt.datetime | None = None, until: dt.datetime | None = None,
@@ -247,8 +256,8 @@ class RunStore(StoreParts):
         sql = (f"SELECT r.*, d.name AS deployment FROM flow_runs r "
                f"LEFT JOIN deployments d ON d.id = r.deployment_id {where} "
                f"ORDER BY COALESCE(r.started_at, r.scheduled_time, r.created_at) {direction} "
-               f"LIMIT ? OFFSET ?")
-        return self._all(sql, (*params, limit, offset))
+               f"LIMIT :limit OFFSET :offset")
+        return self._all(sql, {**params, "limit": limit, "offset": offset})
 
     def count_runs(self, **filters: Any) -> int:
         where, params = _run_filters(**filters)
@@ -256,7 +265,7 @@ class RunStore(StoreParts):
         return self.conn.execute(sql, params).fetchone()[0]
 
     def count_by_state(self) -> dict[str, int]:
-        rows = self.conn.execute("SELECT state, COUNT(*) FROM flow_runs GROUP BY state").fetchall()
+        rows = self.conn.execute("SELECT state, COUNT(*) FROM flow_runs GROUP BY state", {}).fetchall()
         return {state: count for state, count in rows}
 
     def metric_history(self, flow: str, limit: int = 500) -> list[dict[str, Any]]:
@@ -264,8 +273,9 @@ class RunStore(StoreParts):
         order = "ORDER BY r.run_date DESC NULLS LAST, r.ended_at DESC NULLS LAST"  # the runs first, then only their metrics are read
         rows = self._all(
             "SELECT r.id, r.name, r.run_date, r.fields, r.started_at, r.ended_at, r.metrics FROM (SELECT r.id AS "
-            "page_id FROM flow_runs r WHERE r.state = 'COMPLETED' AND r.metrics IS NOT NULL AND r.flow = ? "
-            f"{order} LIMIT ?) page JOIN flow_runs r ON r.id = page.page_id {order}", (flow, limit))
+            "page_id FROM flow_runs r WHERE r.state = 'COMPLETED' AND r.metrics IS NOT NULL AND r.flow = :flow "
+            f"{order} LIMIT :limit) page JOIN flow_runs r ON r.id = page.page_id {order}",
+            {"flow": flow, "limit": limit})
         return rows[::-1]
 
     # -- task runs, logs, artifacts ---------------------------------------------------
@@ -274,33 +284,37 @@ class RunStore(StoreParts):
         with self.atomic() as conn:
             return conn.execute(
                 "INSERT INTO task_runs (flow_run_id, task, position, attempt, state, started_at) "
-                "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-                (run_id, task, position, attempt, State(state).value, to_db(now))).fetchone()[0]
+                "VALUES (:run_id, :task, :position, :attempt, :state, :now) RETURNING id",
+                {"run_id": run_id, "task": task, "position": position, "attempt": attempt,
+                 "state": State(state).value, "now": to_db(now)}).fetchone()[0]
 
     def finish_task_run(self, task_run_id: int, state: State, *, now: dt.datetime,
                         error: str | None = None) -> bool:
         """A task run ends in ``state``; False when it had ended already (the first ending stays)."""
         with self.atomic() as conn:
-            return move(conn, TASK_RUNS, State(state), params=(task_run_id,), returning=None,
+            return move(conn, TASK_RUNS, State(state), params={"id": task_run_id}, returning=None,
                         sets={"ended_at": to_db(now), "error": error}).rowcount == 1
 
     def task_runs(self, run_id: str) -> list[dict[str, Any]]:
-        return self._all("SELECT * FROM task_runs WHERE flow_run_id = ? ORDER BY position, attempt", (run_id,))
+        return self._all("SELECT * FROM task_runs WHERE flow_run_id = :run_id ORDER BY position, attempt",
+                         {"run_id": run_id})
 
     def add_log(self, run_id: str, *, level: str, message: str, ts: dt.datetime,
                 task_run_id: int | None = None) -> None:
         with self.atomic() as conn:
-            conn.execute("INSERT INTO logs (flow_run_id, task_run_id, ts, level, message) VALUES (?, ?, ?, ?, ?)",
-                         (run_id, task_run_id, to_db(ts), level, message))
+            conn.execute("INSERT INTO logs (flow_run_id, task_run_id, ts, level, message) "
+                         "VALUES (:run_id, :task_run_id, :ts, :level, :message)",
+                         {"run_id": run_id, "task_run_id": task_run_id, "ts": to_db(ts), "level": level,
+                          "message": message})
 
     def logs(self, run_id: str, *, levels: Iterable[str] | None = None) -> list[dict[str, Any]]:
         sql = ("SELECT l.*, t.task FROM logs l LEFT JOIN task_runs t ON t.id = l.task_run_id "
-               "WHERE l.flow_run_id = ?")
-        params: list[Any] = [run_id]
+               "WHERE l.flow_run_id = :run_id")
+        params: dict[str, Any] = {"run_id": run_id}
         if levels:
-            levels = list(levels)
-            sql += f" AND l.level IN ({', '.join('?' * len(levels))})"
-            params += levels
+            listed, chosen = in_list("level", levels)
+            sql += f" AND l.level IN ({listed})"
+            params.update(chosen)
         return self._all(sql + " ORDER BY l.id", params)
 
     def add_artifact(self, run_id: str, *, name: str, path: str, sha256: str, size: int,
@@ -308,15 +322,17 @@ class RunStore(StoreParts):
         """Record an artifact; with ``data`` (its bytes, checked against ``sha256``) the history keeps them too."""
         with self.atomic() as conn:
             conn.execute("INSERT INTO artifacts (flow_run_id, name, kind, path, sha256, size, created_at) "
-                         "VALUES (?, ?, ?, ?, ?, ?, ?)", (run_id, name, kind, path, sha256, size, to_db(now)))
+                         "VALUES (:run_id, :name, :kind, :path, :sha256, :size, :now)",
+                         {"run_id": run_id, "name": name, "kind": kind, "path": path, "sha256": sha256, "size": size,
+                          "now": to_db(now)})
             if data is not None:
                 self.put_artifact_blob(sha256, data, now=now)
 
     def artifacts(self, run_id: str) -> list[dict[str, Any]]:
         """A run's artifacts; ``stored`` says whether the history holds their bytes (``read_artifact``)."""
         return self._all("SELECT a.*, CASE WHEN EXISTS (SELECT 1 FROM artifact_blobs b WHERE b.sha256 = a.sha256) "
-                         "THEN 1 ELSE 0 END AS stored FROM artifacts a WHERE a.flow_run_id = ? ORDER BY a.id",
-                         (run_id,))
+                         "THEN 1 ELSE 0 END AS stored FROM artifacts a WHERE a.flow_run_id = :run_id ORDER BY a.id",
+                         {"run_id": run_id})
 
 
 def run_columns(values: dict[str, Any]) -> dict[str, Any]:
@@ -335,26 +351,32 @@ def fields_json(values: dict[str, Any]) -> str:
 
 def _run_filters(states: Iterable[str] | None = None, deployment: str | None = None,
                  since: dt.datetime | None = None, until: dt.datetime | None = None,
-                 search: str | None = None, flow: str | None = None) -> tuple[str, list[Any]]:
-    clauses, params = [], []
+                 search: str | None = None, flow: str | None = None) -> tuple[str, dict[str, Any]]:
+    """The WHERE clause of a runs read (``r``: flow_runs, ``d``: deployments) and its parameters."""
+    clauses, params = [], {}
     if flow:
-        clauses.append("r.flow = ?")
-        params.append(flow)
+        clauses.append("r.flow = :flow")
+        params["flow"] = flow
     if states:
-        states = [State(s).value for s in states]
-        clauses.append(f"r.state IN ({', '.join('?' * len(states))})")
-        params += states
+        listed, chosen = in_list("state", (State(s).value for s in states))
+        clauses.append(f"r.state IN ({listed})")
+        params.update(chosen)
     if deployment:
-        clauses.append("d.name = ?")
-        params.append(deployment)
+        clauses.append("d.name = :deployment")
+        params["deployment"] = deployment
     moment = "COALESCE(r.started_at, r.scheduled_time, r.created_at)"
     if since:
-        clauses.append(f"{moment} >= ?")
-        params.append(to_db(since))
+        clauses.append(f"{moment} >= :since")
+        params["since"] = to_db(since)
     if until:
-        clauses.append(f"{moment} < ?")
-        params.append(to_db(until))
+        clauses.append(f"{moment} < :until")
+        params["until"] = to_db(until)
     if search:
-        clauses.append("(r.name LIKE ? OR r.id LIKE ? OR r.run_date LIKE ?)")
-        params += [f"%{search}%", f"{search}%", f"%{search}%"]
+        clauses.append("(r.name LIKE :anywhere OR r.id LIKE :start OR r.run_date LIKE :anywhere)")
+        params.update(anywhere=f"%{search}%", start=f"{search}%")
     return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def _binds(row: dict[str, Any]) -> str:
+    """``:a, :b, ...`` for the values of an INSERT of ``row`` (its keys are the columns)."""
+    return ", ".join(f":{column}" for column in row)

@@ -1,56 +1,63 @@
 """The store's SQL through SQLAlchemy Core: one statement, each backend's spelling.
 
-Every statement the store sends is a SQLAlchemy construct compiled by the backend's dialect: plain
-text (``text()`` with ``:name`` binds, for the standard SQL both backends read alike) or a Core
-expression. What the two backends spell differently (JSON fields, day arithmetic, merging JSON) is a
-construct below with one compilation per dialect (``sqlalchemy.ext.compiler``), so no statement is
-rewritten after it is written. SQLAlchemy compiles; the store's own connections execute (as
-encode/databases does): their transactions (``BEGIN IMMEDIATE``, advisory locks) and the sentences
-for storage faults stay theirs. Compilations are cached: a statement is compiled once per dialect.
+Every statement the store sends is compiled by the backend's SQLAlchemy dialect (``dialects.py``):
+plain text with ``:name`` binds, for the standard SQL both backends read alike, with what the two
+spell differently (JSON fields, day arithmetic, merging JSON) put in as a construct below, which has
+one compilation per dialect. No statement is rewritten after it is written. SQLAlchemy compiles; the
+store's own connections execute (as encode/databases does): their transactions (``BEGIN IMMEDIATE``,
+advisory locks) and the sentences for storage faults stay theirs.
 
-A third backend: add its SQLAlchemy dialect to ``DIALECTS``, a ``@compiles`` for each construct
-below, its migrations' DDL, and a connection with ``execute``/``executemany``/``begin``.
+A compilation is remembered, as Python keeps bytecode: for the process, and in a file beside this
+module's bytecode (``__pycache__/sql-*.json``, keyed by the SQLAlchemy and ``dialects.py`` it came
+from), so that a command, a flow process or the dashboard compiles nothing it compiled before and
+does not even import SQLAlchemy (a tenth of a second). ``FHV_SQL_CACHE`` names another folder for
+that file; ``off`` keeps compilations in memory only.
 """
 from __future__ import annotations
 
+import atexit
 import functools
+import importlib.util
+import json
+import os
 import re
-from typing import Any, Iterable, Mapping
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, NamedTuple
 
-import sqlalchemy as sa
-from sqlalchemy.dialects import sqlite
-from sqlalchemy.dialects.postgresql import psycopg
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.elements import ClauseElement, ColumnElement
-
-DIALECTS: dict[str, sa.engine.Dialect] = {
-    "sqlite": sqlite.dialect(paramstyle="named"),  # sqlite3 binds ':name' from a dict
-    "postgresql": psycopg.dialect(),  # psycopg binds '%(name)s' from a dict
-}
-Params = Mapping[str, Any]
+DIALECT_NAMES = ("sqlite", "postgresql")
 
 
-def compiled(statement: str | ClauseElement, dialect: str) -> str:
+def compiled(statement: Any, dialect: str) -> str:
     """The statement in ``dialect``'s spelling (text: ``:name`` binds become the driver's)."""
     if isinstance(statement, str):
         return _text(statement, dialect)
-    return _core(statement, dialect)
+    from . import dialects  # a Core expression: compiled each time it is built (not cached)
+
+    return dialects.compile_statement(statement, dialect)
 
 
 @functools.lru_cache(maxsize=4096)
 def _text(sql: str, dialect: str) -> str:
-    return str(sa.text(sql).compile(dialect=DIALECTS[dialect]))
+    return _remembered(f"{dialect}\0{sql}", lambda dialects: dialects.compile_text(sql, dialect))
+
+
+class Construct(NamedTuple):
+    """What the backends spell differently, for ``fragment``: a kind of ``dialects.CONSTRUCTS`` and its names."""
+
+    kind: str
+    args: tuple[str, ...]
+
+
+def fragment(construct: Construct, dialect: str) -> str:
+    """A construct as SQL text in ``dialect``'s spelling, to put into a text statement."""
+    return _fragment(construct, dialect)
 
 
 @functools.lru_cache(maxsize=1024)
-def _core(statement: ClauseElement, dialect: str) -> str:
-    return str(statement.compile(dialect=DIALECTS[dialect], compile_kwargs={"literal_binds": True}))
-
-
-def fragment(element: ClauseElement, dialect: str) -> str:
-    """A construct as SQL text in ``dialect``'s spelling, to put into a text statement (not cached: the
-    text statement it goes into is)."""
-    return str(element.compile(dialect=DIALECTS[dialect]))
+def _fragment(construct: Construct, dialect: str) -> str:
+    key = f"{dialect}\0{construct.kind}\0" + "\0".join(construct.args)
+    return _remembered(key, lambda dialects: dialects.compile_construct(construct.kind, construct.args, dialect))
 
 
 def in_list(name: str, values: Iterable[Any]) -> tuple[str, dict[str, Any]]:
@@ -60,123 +67,128 @@ def in_list(name: str, values: Iterable[Any]) -> tuple[str, dict[str, Any]]:
     return (", ".join(f":{key}" for key in params) or "NULL"), params
 
 
-# -- what the backends spell differently ------------------------------------------------
+# -- what the backends spell differently --------------------------------------------------
 _NAME = re.compile(r"^\w+$")
 _COLUMN = re.compile(r"^(\w+\.)?\w+$")
 
 
 def _checked(pattern: re.Pattern[str], text: str, what: str) -> str:
-    if not pattern.match(text):
+    if not isinstance(text, str) or not pattern.fullmatch(text):
         raise ValueError(f"{what} {text!r} is not a plain SQL name")
     return text
 
 
-class _JsonPath(ColumnElement[Any]):
-    """A top-level key of a JSON column (``column`` is 'alias.name' or 'name'; ``key`` a plain name)."""
-
-    inherit_cache = False
-
-    def __init__(self, column: str, key: str):
-        self.column = _checked(_COLUMN, column, "The JSON column")
-        self.key = _checked(_NAME, key, "The JSON key")
+def _json_key(column: str, key: str) -> tuple[str, str]:
+    return _checked(_COLUMN, column, "The JSON column"), _checked(_NAME, key, "The JSON key")
 
 
-class json_get(_JsonPath):
-    """The JSON value at ``key`` as SQL reads it (a number sorts as a number); JSON null is SQL NULL."""
+def json_get(column: str, key: str) -> Construct:
+    """The JSON value at ``key`` of ``column`` ('alias.name' or 'name') as SQL reads it: a number sorts as a
+    number; JSON null is SQL NULL."""
+    return Construct("json_get", _json_key(column, key))
 
 
-class json_text(_JsonPath):
-    """The JSON value at ``key`` as text."""
+def json_text(column: str, key: str) -> Construct:
+    """The JSON value at ``key`` as text (what runs are grouped and looked up by; an indexed expression)."""
+    return Construct("json_text", _json_key(column, key))
 
 
-class json_true(_JsonPath):
+def json_true(column: str, key: str) -> Construct:
     """Whether the JSON value at ``key`` is ``true`` (a condition)."""
+    return Construct("json_true", _json_key(column, key))
 
 
-class json_merge(ColumnElement[Any]):
-    """The JSON object in ``column`` with the keys of the JSON object bound as ``:param`` put in (a key
-    whose new value is null is removed)."""
-
-    inherit_cache = False
-
-    def __init__(self, column: str, param: str):
-        self.column = _checked(_COLUMN, column, "The JSON column")
-        self.param = _checked(_NAME, param, "The parameter")
+def json_merge(column: str, param: str) -> Construct:
+    """The JSON object in ``column`` with the keys of the JSON object bound as ``:param`` put in (a key whose
+    new value is null is removed)."""
+    return Construct("json_merge", (_checked(_COLUMN, column, "The JSON column"),
+                                    _checked(_NAME, param, "The parameter")))
 
 
-class epoch_days(ColumnElement[Any]):
+def epoch_days(column: str) -> Construct:
     """An ISO time text column as days since an epoch (a fraction), for differences of times."""
-
-    inherit_cache = False
-
-    def __init__(self, column: str):
-        self.column = _checked(_COLUMN, column, "The time column")
+    return Construct("epoch_days", (_checked(_COLUMN, column, "The time column"),))
 
 
-class json_array_values(ColumnElement[Any]):
+def json_array_values(column: str) -> Construct:
     """A FROM item: one row per element of the JSON array in ``column``, its text as ``json_each.value``."""
-
-    inherit_cache = False
-
-    def __init__(self, column: str):
-        self.column = _checked(_COLUMN, column, "The JSON column")
+    return Construct("json_array_values", (_checked(_COLUMN, column, "The JSON column"),))
 
 
-@compiles(json_get, "sqlite")
-def _json_get_sqlite(element: json_get, compiler: Any, **kw: Any) -> str:
-    return f"json_extract({element.column}, '$.{element.key}')"
+# -- compilations remembered across processes ------------------------------------------------
+class _Remembered:
+    """The compilations in the cache file, loaded at the first statement; new ones written at exit."""
+
+    def __init__(self) -> None:
+        self.file: Path | None = None
+        self.known: dict[str, str] = {}
+        self.new: dict[str, str] = {}
+        self.loaded = False
+
+    def load(self) -> None:
+        self.loaded = True
+        self.file = _cache_file()
+        if self.file is None:
+            return
+        try:
+            found = json.loads(self.file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return  # none yet, unreadable or half-written by a process that died: compiled again
+        if isinstance(found, dict):
+            self.known = {k: v for k, v in found.items() if isinstance(k, str) and isinstance(v, str)}
+
+    def save(self) -> None:
+        """Merge this process's new compilations into the file (atomically: a reader sees one whole file)."""
+        if self.file is None or not self.new:
+            return
+        merged = {**self.known, **self.new}
+        try:
+            current = json.loads(self.file.read_text(encoding="utf-8"))
+            if isinstance(current, dict):
+                merged = {**current, **merged}
+        except (OSError, ValueError):
+            pass
+        try:
+            self.file.parent.mkdir(parents=True, exist_ok=True)
+            handle, temporary = tempfile.mkstemp(dir=self.file.parent, prefix=".sql-", suffix=".tmp")
+            with os.fdopen(handle, "w", encoding="utf-8") as out:
+                json.dump(merged, out)
+            os.replace(temporary, self.file)
+        except OSError:  # a folder this user may not write (an installed package): in memory only
+            return
+        self.known, self.new = merged, {}
 
 
-@compiles(json_get, "postgresql")
-def _json_get_postgresql(element: json_get, compiler: Any, **kw: Any) -> str:
-    return f"NULLIF(({element.column})::jsonb -> '{element.key}', 'null'::jsonb)"
+_MEMORY = _Remembered()
 
 
-@compiles(json_text, "sqlite")
-def _json_text_sqlite(element: json_text, compiler: Any, **kw: Any) -> str:
-    return f"CAST(json_extract({element.column}, '$.{element.key}') AS TEXT)"
+def _remembered(key: str, compile_with: Any) -> str:
+    if not _MEMORY.loaded:
+        _MEMORY.load()
+    found = _MEMORY.known.get(key)
+    if found is None:
+        from . import dialects
+
+        found = _MEMORY.new[key] = _MEMORY.known[key] = compile_with(dialects)
+        if len(_MEMORY.new) == 1:
+            atexit.register(_MEMORY.save)
+    return found
 
 
-@compiles(json_text, "postgresql")
-def _json_text_postgresql(element: json_text, compiler: Any, **kw: Any) -> str:
-    return f"(({element.column})::jsonb ->> '{element.key}')"
-
-
-@compiles(json_true, "sqlite")
-def _json_true_sqlite(element: json_true, compiler: Any, **kw: Any) -> str:
-    return f"json_extract({element.column}, '$.{element.key}') IS TRUE"
-
-
-@compiles(json_true, "postgresql")
-def _json_true_postgresql(element: json_true, compiler: Any, **kw: Any) -> str:
-    return f"((({element.column})::jsonb -> '{element.key}') = 'true'::jsonb) IS TRUE"
-
-
-@compiles(json_merge, "sqlite")
-def _json_merge_sqlite(element: json_merge, compiler: Any, **kw: Any) -> str:
-    return f"json_patch({element.column}, :{element.param})"
-
-
-@compiles(json_merge, "postgresql")
-def _json_merge_postgresql(element: json_merge, compiler: Any, **kw: Any) -> str:
-    return f"jsonb_strip_nulls(({element.column})::jsonb || (:{element.param})::jsonb)"
-
-
-@compiles(epoch_days, "sqlite")
-def _epoch_days_sqlite(element: epoch_days, compiler: Any, **kw: Any) -> str:
-    return f"julianday({element.column})"
-
-
-@compiles(epoch_days, "postgresql")
-def _epoch_days_postgresql(element: epoch_days, compiler: Any, **kw: Any) -> str:
-    return f"(EXTRACT(EPOCH FROM ({element.column})::timestamptz) / 86400.0)"
-
-
-@compiles(json_array_values, "sqlite")
-def _json_array_values_sqlite(element: json_array_values, compiler: Any, **kw: Any) -> str:
-    return f"json_each({element.column})"
-
-
-@compiles(json_array_values, "postgresql")
-def _json_array_values_postgresql(element: json_array_values, compiler: Any, **kw: Any) -> str:
-    return f"jsonb_array_elements_text(({element.column})::jsonb) AS json_each(value)"
+def _cache_file() -> Path | None:
+    """The cache file for this SQLAlchemy and this ``dialects.py``, or None (``FHV_SQL_CACHE=off``, or no
+    SQLAlchemy to key it by)."""
+    folder = os.environ.get("FHV_SQL_CACHE") or str(Path(__file__).with_name("__pycache__"))
+    if folder == "off":
+        return None
+    spec = importlib.util.find_spec("sqlalchemy")
+    if spec is None or not spec.origin:
+        return None
+    marks = []
+    for source in (Path(spec.origin), Path(__file__).with_name("dialects.py")):
+        try:
+            found = source.stat()
+        except OSError:
+            return None
+        marks.append(f"{found.st_mtime_ns:x}{found.st_size:x}")
+    return Path(folder) / f"sql-{'-'.join(marks)}.json"

@@ -1,6 +1,6 @@
 """The one guarded UPDATE through which every state in the history changes: flow runs, task runs, messages.
 
-``move`` composes ``UPDATE <table> SET state = ?, ... WHERE <which rows> AND state IN (<the states that
+``move`` composes ``UPDATE <table> SET state = :to, ... WHERE <which rows> AND state IN (<the states that
 may move to the new one, read from the machine's transition table>)``. A row in any other state is left
 as it is, and the caller learns from the rows returned (or the row count) whether it won: losing a race
 is a normal outcome. No other SQL sets a state (tests/test_state_machine.py scans the code for it).
@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, NamedTuple, Sequence
+from types import MappingProxyType
+from typing import Any, Iterable, Mapping, NamedTuple
 
 from ..orchestration.states import (ACTIVE_STATES, DELIVERY_TRANSITIONS, TASK_TRANSITIONS, TRANSITIONS, WAITING_STATES,
                                     check_transition, sources)
+from .sql import in_list
 
 
 @dataclass(frozen=True)
@@ -47,36 +49,40 @@ class When(NamedTuple):
 
 
 class Sql(NamedTuple):
-    """A value written as SQL (``attempts + 1``), with its parameters."""
+    """A value written as SQL (``attempts + 1``), with its parameters (``:name`` binds)."""
     text: str
-    params: tuple = ()
+    params: Mapping[str, Any] = MappingProxyType({})
 
 
-def move(conn: Any, machine: Machine, to: str | When, *, where: str = "id = ?", params: Sequence[Any] = (),
-         sets: Mapping[str, Any] | None = None, expect: Iterable[str] | None = None,
-         returning: str | None = "*") -> Any:
+def move(conn: Any, machine: Machine, to: str | When, *, where: str = "id = :id",
+         params: Mapping[str, Any] = MappingProxyType({}), sets: Mapping[str, Any] | None = None,
+         expect: Iterable[str] | None = None, returning: str | None = "*") -> Any:
     """Move the rows ``where`` selects to the state ``to``, those in a state the table lets move there.
 
-    ``sets``: other columns written in the same UPDATE (values, or ``Sql``). ``expect``: only rows in
-    these states (each must be allowed to move to ``to``: a pair the table lacks raises InvalidTransition).
+    ``where`` and ``params``: ``:name`` binds and their values (``move`` binds ``:to``, ``:to_else``,
+    ``:set_<column>`` and ``:guard_<n>`` itself). ``sets``: other columns written in the same UPDATE
+    (values, or ``Sql``). ``expect``: only rows in these states (each must be allowed to move to ``to``:
+    a pair the table lacks raises InvalidTransition).
     Returns the cursor: its rows with ``returning``, else its row count says how many moved.
     """
     targets = (to.then, to.otherwise) if isinstance(to, When) else (to,)
     guard = _guard(machine, tuple(str(t) for t in targets), None if expect is None else frozenset(map(str, expect)))
     state, values = _state_value(to)
     for column, value in (sets or {}).items():
-        text, more = (value.text, value.params) if isinstance(value, Sql) else ("?", (value,))
-        state += f", {column} = {text}"
-        values += more
-    check = f"state IN ({', '.join('?' * len(guard))})" if guard else "1 = 0"
-    sql = f"UPDATE {machine.table} SET state = {state} WHERE {where} AND {check}"
-    return conn.execute(sql + (f" RETURNING {returning}" if returning else ""), (*values, *params, *guard))
+        if not isinstance(value, Sql):
+            value = Sql(f":set_{column}", {f"set_{column}": value})
+        state += f", {column} = {value.text}"
+        values.update(value.params)
+    listed, states = in_list("guard", guard)
+    sql = f"UPDATE {machine.table} SET state = {state} WHERE {where} AND state IN ({listed})"
+    return conn.execute(sql + (f" RETURNING {returning}" if returning else ""), {**values, **params, **states})
 
 
-def _state_value(to: str | When) -> tuple[str, tuple]:
+def _state_value(to: str | When) -> tuple[str, dict[str, Any]]:
     if isinstance(to, When):
-        return f"CASE WHEN {to.condition} THEN ? ELSE ? END", (str(to.then), str(to.otherwise))
-    return "?", (str(to),)
+        return (f"CASE WHEN {to.condition} THEN :to ELSE :to_else END",
+                {"to": str(to.then), "to_else": str(to.otherwise)})
+    return ":to", {"to": str(to)}
 
 
 @functools.lru_cache(maxsize=256)

@@ -17,13 +17,14 @@ class TriggerStore(StoreParts):
         """Completed runs of deployment ``upstream_id`` ended since ``since`` that have no run of deployment
         ``downstream_id`` yet (whatever its state), oldest first."""
         return self._all(
-            "SELECT u.* FROM flow_runs u WHERE u.deployment_id = ? AND u.state = 'COMPLETED' AND u.ended_at >= ? "
-            "AND NOT EXISTS (SELECT 1 FROM flow_runs f WHERE f.deployment_id = ? AND f.triggered_by = u.id) "
-            "ORDER BY u.ended_at NULLS FIRST, u.id LIMIT ?", (upstream_id, to_db(since), downstream_id, limit))
+            "SELECT u.* FROM flow_runs u WHERE u.deployment_id = :upstream AND u.state = 'COMPLETED' "
+            "AND u.ended_at >= :since AND NOT EXISTS (SELECT 1 FROM flow_runs f WHERE f.deployment_id = :downstream "
+            "AND f.triggered_by = u.id) ORDER BY u.ended_at NULLS FIRST, u.id LIMIT :limit",
+            {"upstream": upstream_id, "since": to_db(since), "downstream": downstream_id, "limit": limit})
 
     def followups(self, run_id: str) -> list[dict[str, Any]]:
         """The runs that run ``run_id``'s completion triggered, with their deployment's name, oldest first."""
         return self._all(
             "SELECT r.id, r.name, r.state, r.run_date, r.flow, d.name AS deployment FROM flow_runs r "
-            "LEFT JOIN deployments d ON d.id = r.deployment_id WHERE r.triggered_by = ? ORDER BY r.created_at, r.id",
-            (run_id,))
+            "LEFT JOIN deployments d ON d.id = r.deployment_id WHERE r.triggered_by = :run_id "
+            "ORDER BY r.created_at, r.id", {"run_id": run_id})

@@ -24,15 +24,17 @@ class Service(Protocol):
 
 class Step:
     """Services run in their order, each in the process's guard: reap before claiming, claim before marking
-    what still waits LATE. ``last`` is when it last ran (a run falling due since then calls for a step)."""
+    what still waits LATE. ``last`` is when it last ran (a run falling due since then calls for a step). A part
+    that finds the history out of reach ends the step: no claim follows a catch-up that could not be applied."""
 
     name = "step"
 
-    def __init__(self, interval: float, parts: Iterable[Service], run: Callable[[Service], None]):
+    def __init__(self, interval: float, parts: Iterable[Service], run: Callable[[Service], bool]):
         self.interval, self.parts, self.run = interval, list(parts), run
         self.last: dt.datetime | None = None
 
     def run_once(self, now: dt.datetime) -> None:
         self.last = now
         for part in self.parts:
-            self.run(part)
+            if not self.run(part):
+                return
