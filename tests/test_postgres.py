@@ -4,7 +4,6 @@ server (``tests/pgserver.py``); the store's contract (``tests/store_contract.py`
 ``TestPostgresStore``."""
 from __future__ import annotations
 
-import ast
 import datetime as dt
 import json
 import os
@@ -360,30 +359,6 @@ def make_history_run(store: Store) -> str:
 ])
 def test_the_store_s_sql_is_translated_to_postgresql(sqlite, postgresql):
     assert translate(sqlite) == postgresql
-
-
-# -- statements sent with named binds, compiled per dialect (no server needed) ------------------------
-NAMED_BINDS = ["scheduling", "workers", "transfer", "notifications", "files"]  # the store's modules converted
-
-
-def positional_statements(module: str) -> list[str]:
-    """Where a module sends a statement the old way: a '?' placeholder, a tuple or list of values, or no
-    parameters at all (PostgreSQL would then get the text translated, not compiled by SQLAlchemy)."""
-    path = Path(__file__).parent.parent / "pipeline" / "store" / f"{module}.py"
-    found = []
-    for call in ast.walk(ast.parse(path.read_text())):
-        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
-                and call.func.attr in ("execute", "executemany", "_one", "_all") and call.args):
-            continue
-        texts = [n.value for n in ast.walk(call.args[0]) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
-        if len(call.args) < 2 or isinstance(call.args[1], (ast.Tuple, ast.List)) or any("?" in t for t in texts):
-            found.append(f"{module}.py:{call.lineno}")
-    return found
-
-
-@pytest.mark.parametrize("module", NAMED_BINDS)
-def test_the_scheduler_s_store_modules_send_every_statement_with_named_binds(module):
-    assert positional_statements(module) == []
 
 
 def test_the_dashboard_s_scheduler_command_names_the_database_but_not_its_password(tmp_path):
