@@ -461,8 +461,8 @@ def test_a_history_not_yet_migrated_to_notifications_shows_no_attempts_on_the_ru
     old = Store(settings.db_path, migrate=False)
     old.migrate(upto=[name for name, _ in MIGRATIONS].index("0008_notifications"))
     with old.atomic() as conn:  # a run as that schema wrote it
-        conn.execute("INSERT INTO flow_runs (id, name, flow, state, created_at) VALUES ('r1', 'brave-run', ?, "
-                     "'FAILED', '2026-01-01T00:00:00.000000Z')", (FLOW,))
+        conn.execute("INSERT INTO flow_runs (id, name, flow, state, created_at) VALUES ('r1', 'brave-run', :flow, "
+                     "'FAILED', '2026-01-01T00:00:00.000000Z')", {"flow": FLOW})
     run_id = "r1"
     old.close()
     with contextlib.closing(Store(settings.db_path, readonly=True)) as history:

@@ -81,7 +81,7 @@ def test_a_server_older_than_13_is_refused_and_13_is_enough():
 
 
 def test_a_history_written_by_a_newer_schema_is_refused_with_both_versions(pg_schema_url):
-    Store(pg_schema_url).conn.execute("INSERT INTO migrations VALUES ('0099_future', 't')")
+    Store(pg_schema_url).conn.execute("INSERT INTO migrations VALUES ('0099_future', 't')", {})
     newer = (f"written by schema version 99; this version of the pipeline knows up to {SCHEMA_VERSION}: upgrade "
              "the pipeline, or point FHV_DATABASE_URL at another database")
     with pytest.raises(StorageError, match=newer):
@@ -106,9 +106,9 @@ def test_a_lost_connection_is_a_storage_error_and_the_next_call_reconnects(pg_se
     assert store.count_runs() == 0
     with pytest.raises(StorageError, match="failed or was lost"):  # lost inside a transaction: nothing half-written
         with store.atomic() as conn:
-            conn.execute("INSERT INTO work_queues (name, created_at) VALUES ('half', 't')")
+            conn.execute("INSERT INTO work_queues (name, created_at) VALUES ('half', 't')", {})
             pg_server.admin(f"SELECT pg_terminate_backend({store.conn.raw.info.backend_pid})")
-            conn.execute("INSERT INTO work_queues (name, created_at) VALUES ('written', 't')")
+            conn.execute("INSERT INTO work_queues (name, created_at) VALUES ('written', 't')", {})
     assert [q["name"] for q in store.work_queues()] == ["default"]
     store.close()
 
@@ -161,7 +161,7 @@ def test_history_copy_copies_every_table_row_for_row(copied):
         mine = [tuple(json.loads(v) if k == "fields" else v for k, v in zip(r.keys(), r))  # JSONB there
                 for r in sqlite.conn.execute(f"SELECT * FROM {table} {order}").fetchall()]
         theirs = [tuple(bytes(v) if isinstance(v, memoryview) else v for v in r)
-                  for r in postgres.conn.execute(f"SELECT * FROM {table} {order}").fetchall()]
+                  for r in postgres.conn.execute(f"SELECT * FROM {table} {order}", {}).fetchall()]
         assert theirs == mine, table
     assert postgres.history_identity() != sqlite.history_identity()  # another history, with its own id
 
@@ -170,7 +170,7 @@ def test_after_a_copy_new_rows_get_ids_after_the_copied_ones(copied):
     seeded, sqlite, postgres, _ = copied
     last = sqlite.conn.execute("SELECT MAX(id) FROM task_runs").fetchone()[0]
     new = postgres.create_task_run(seeded.completed[0], "extra", position=9, attempt=1, state=State.COMPLETED, now=NOW)
-    postgres.conn.execute("DELETE FROM task_runs WHERE id = ?", (new,))  # the module's copy stays a copy
+    postgres.conn.execute("DELETE FROM task_runs WHERE id = :id", {"id": new})  # the module's copy stays a copy
     assert new == last + 1
 
 
@@ -183,7 +183,7 @@ def test_history_copy_refuses_a_database_that_is_not_empty(copied, pg_server, ca
         assert "is not empty (its table" in capsys.readouterr().err
         other = pg_server.fresh_database()
         with Store(other, migrate=False).atomic() as conn:
-            conn.execute("CREATE TABLE invoices (x INTEGER)")
+            conn.execute("CREATE TABLE invoices (x INTEGER)", {})
         assert main(["history", "copy", "--to", other]) == 2
         assert "already has tables that are not a history (invoices)" in capsys.readouterr().err
     assert postgres.count_runs() == runs
@@ -277,7 +277,8 @@ def test_a_run_on_postgresql_records_its_tasks_and_keeps_its_model_in_the_histor
 def test_the_integrity_check_names_an_index_left_invalid(pg_schema_url):
     store = Store(pg_schema_url)
     assert store.integrity_check() == "ok"
-    store.conn.execute("UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'flow_runs_created'::regclass")
+    store.conn.execute("UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'flow_runs_created'::regclass",
+                       {})
     assert store.integrity_check() == "invalid indexes: flow_runs_created"
     store.close()
 
@@ -315,7 +316,7 @@ def test_a_schema_change_by_another_process_does_not_break_a_statement_read_befo
     mine, theirs = Store(pg_schema_url), Store(pg_schema_url)
     for _ in range(7):  # often enough for a driver that prepares repeated statements
         assert mine.count_runs() == 0 and mine.runs() == []
-    theirs.conn.execute("ALTER TABLE flow_runs ADD COLUMN added_by_a_newer_pipeline TEXT")
+    theirs.conn.execute("ALTER TABLE flow_runs ADD COLUMN added_by_a_newer_pipeline TEXT", {})
     assert mine.runs() == []
     mine.close()
     theirs.close()

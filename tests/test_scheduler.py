@@ -297,8 +297,9 @@ def orphan(store, clock, *, pid=None, hostname=None, claimed_by="old-host:1:abc"
     if start:
         store.start_run(run_id, now=clock.now(), pid=pid)
         with store.atomic() as conn:
-            conn.execute("UPDATE flow_runs SET hostname = COALESCE(?, hostname), heartbeat_at = ? WHERE id = ?",
-                         (hostname, (beat or clock.now()).strftime("%Y-%m-%dT%H:%M:%S.%fZ"), run_id))
+            beat_at = (beat or clock.now()).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            conn.execute("UPDATE flow_runs SET hostname = COALESCE(:hostname, hostname), heartbeat_at = :beat "
+                         "WHERE id = :id", {"hostname": hostname, "beat": beat_at, "id": run_id})
     return run_id
 
 

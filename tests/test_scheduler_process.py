@@ -135,7 +135,7 @@ def test_kill_9_of_the_scheduler_mid_run_crashes_that_run_and_later_slots_run_on
 def assert_each_slot_ran_at_most_once(service):
     slots = service.store.conn.execute(
         "SELECT scheduled_time, COUNT(*) FROM flow_runs WHERE schedule_fingerprint IS NOT NULL "
-        "GROUP BY deployment_id, scheduled_time HAVING COUNT(*) > 1").fetchall()
+        "GROUP BY deployment_id, scheduled_time HAVING COUNT(*) > 1", {}).fetchall()
     assert slots == []
     for run in service.runs("COMPLETED"):
         assert [t["task"] for t in service.store.task_runs(run["id"]) if t["task"] == "run_model"] == ["run_model"]

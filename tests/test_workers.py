@@ -279,7 +279,7 @@ def claimed_elsewhere(store, clock, *, stale_after=30):
         store.claim_due_run(now=clock.now(), work_queue="q", claimer=ELSEWHERE, within_limit=True)
     store.start_run(runs[0], now=clock.now(), pid=4242)
     with store.atomic() as conn:
-        conn.execute("UPDATE flow_runs SET hostname = 'other-host' WHERE id = ?", (runs[0],))
+        conn.execute("UPDATE flow_runs SET hostname = 'other-host' WHERE id = :id", {"id": runs[0]})
     return runs
 
 
@@ -332,7 +332,7 @@ def test_the_scheduler_with_local_execution_honours_a_limit_that_workers_filled(
     runs = due_runs(store, clock, 3, limit=2)
     worker(store, settings, clock, queues=["q"], concurrency=1).tick()
     with store.atomic() as conn:  # its (fake) flow process is this live one
-        conn.execute("UPDATE flow_runs SET pid = ? WHERE state = 'RUNNING'", (os.getpid(),))
+        conn.execute("UPDATE flow_runs SET pid = :pid WHERE state = 'RUNNING'", {"pid": os.getpid()})
     made = scheduler(store, settings, clock, execute=True)
     made.tick()
     assert states(store, runs).count("RUNNING") == 2 and len(made.executor.started) == 1
@@ -481,7 +481,7 @@ def test_on_postgresql_one_scheduler_holds_the_lock_until_its_session_is_gone(pg
         with pytest.raises(HistoryUnreachable, match="lost its connection"):
             watch.check()
         with exclusive(settings, second) as taken:
-            assert taken.held() and taken.conn.execute("SHOW tcp_keepalives_idle").fetchone()[0] == "5"
+            assert taken.held() and taken.conn.execute("SHOW tcp_keepalives_idle", {}).fetchone()[0] == "5"
             with pytest.raises(HistoryLost, match="Another scheduler took the lock"):
                 watch.reacquire(first)
     first.close()
@@ -517,7 +517,7 @@ def test_on_postgresql_a_claimer_silent_inside_its_claim_blocks_the_queue_only_b
             began = time.monotonic()
             assert other.claim_due_run(now=clock.now(), work_queue="q", claimer="other", within_limit=True)
             waited = time.monotonic() - began
-            conn.execute("SELECT 1")  # the silent claimer's session is gone
+            conn.execute("SELECT 1", {})  # the silent claimer's session is gone
     assert 0.4 < waited < 5 and states(other, runs) == ["PENDING"]
     stuck.close()
     other.close()

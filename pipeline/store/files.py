@@ -78,13 +78,13 @@ class FileStore(StoreParts):
         which reads every page) a page is damaged. PostgreSQL: nothing to check here."""
         if self.conn.dialect != "sqlite":
             return
-        found = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()}
+        found = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'", {}).fetchall()}
         applied = self.applied_migrations() if "migrations" in found else []
         missing = sorted(tables(len(applied)) - found)
         if missing:
             raise missing_table(self.path, missing[0])
         if thorough:
-            problems = [r["quick_check"] for r in self._all("PRAGMA quick_check(3)")]
+            problems = [r["quick_check"] for r in self._all("PRAGMA quick_check(3)", {})]
             if problems != ["ok"]:
                 raise HistoryDamaged(f"The history {self.path} is damaged: the file is corrupt; move it aside to "
                                      f"start a new history, or put back a copy (SQLite: {'; '.join(problems)}).")
@@ -92,16 +92,16 @@ class FileStore(StoreParts):
     def ping(self) -> None:
         """Reach the history once (a server back after an outage: a connection it dropped is opened anew)."""
         try:
-            self.conn.execute("SELECT 1").fetchone()
+            self.conn.execute("SELECT 1", {}).fetchone()
         except StorageError:
             if self.conn.dialect == "sqlite":
                 raise
-            self.conn.execute("SELECT 1").fetchone()  # the first attempt found the old session gone
+            self.conn.execute("SELECT 1", {}).fetchone()  # the first attempt found the old session gone
 
     def checkpoint(self) -> None:
         """Copy what the write-ahead log holds into the SQLite file, as far as readers allow (PostgreSQL: nothing)."""
         if self.conn.dialect == "sqlite":
-            self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)", {}).fetchall()
 
 
 def file_identity(path: Path | str) -> tuple[int, int] | None:
@@ -133,7 +133,7 @@ def identity_in_file(path: Path) -> str | None:
     except sqlite3.Error:
         return None
     try:
-        row = conn.execute("SELECT id FROM history_identity LIMIT 1").fetchone()
+        row = conn.execute("SELECT id FROM history_identity LIMIT 1", {}).fetchone()
     except sqlite3.Error:
         return None
     finally:

@@ -13,6 +13,7 @@ from typing import Any, Iterable
 
 from .base import _row, from_db, to_db
 from .parts import StoreParts
+from .sql import in_list
 from .transitions import NOTIFICATIONS, move
 
 OUTCOMES = ("sent", "failed", "timeout", "dropped")
@@ -25,14 +26,14 @@ class NotificationStore(StoreParts):
     def set_notify_targets(self, deployment_id: int, urls: Iterable[str]) -> None:
         """The deployment's own notification URLs, replacing the ones it had."""
         with self.atomic() as conn:
-            conn.execute("DELETE FROM notify_targets WHERE deployment_id = ?", (deployment_id,))
-            conn.executemany("INSERT INTO notify_targets (deployment_id, url) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                             [(deployment_id, url) for url in urls])
+            conn.execute("DELETE FROM notify_targets WHERE deployment_id = :deployment", {"deployment": deployment_id})
+            conn.executemany("INSERT INTO notify_targets (deployment_id, url) VALUES (:deployment, :url) "
+                             "ON CONFLICT DO NOTHING", [{"deployment": deployment_id, "url": url} for url in urls])
 
     def notify_targets(self) -> dict[int, list[str]]:
         """Deployment id -> its own notification URLs (secrets included: never show them)."""
         targets: dict[int, list[str]] = {}
-        for row in self._all("SELECT deployment_id, url FROM notify_targets ORDER BY id"):
+        for row in self._all("SELECT deployment_id, url FROM notify_targets ORDER BY id", {}):
             targets.setdefault(row["deployment_id"], []).append(row["url"])
         return targets
 
@@ -44,27 +45,28 @@ class NotificationStore(StoreParts):
         new = [key for key in keys if key not in seen]
         if new:  # a scan every few seconds reads; only a target seen for the first time writes
             with self.atomic() as conn:
-                conn.executemany("INSERT INTO notify_target_seen (target_key, first_seen) VALUES (?, ?) "
-                                 "ON CONFLICT DO NOTHING", [(key, to_db(now)) for key in new])
+                conn.executemany("INSERT INTO notify_target_seen (target_key, first_seen) VALUES (:key, :now) "
+                                 "ON CONFLICT DO NOTHING", [{"key": key, "now": to_db(now)} for key in new])
             seen = self._targets_seen(keys)
         return seen
 
     def _targets_seen(self, keys: list[str]) -> dict[str, dt.datetime]:
         if not keys:
             return {}
-        rows = self._all(f"SELECT target_key, first_seen FROM notify_target_seen WHERE target_key IN "
-                         f"({', '.join('?' * len(keys))})", keys)
+        listed, params = in_list("key", keys)
+        rows = self._all(f"SELECT target_key, first_seen FROM notify_target_seen WHERE target_key IN ({listed})",
+                         params)
         return {row["target_key"]: from_db(row["first_seen"]) for row in rows}
 
     # -- how far the history was scanned ------------------------------------------------------
     def notify_mark(self, name: str) -> str | None:
-        row = self._one("SELECT value FROM notify_marks WHERE name = ?", (name,))
+        row = self._one("SELECT value FROM notify_marks WHERE name = :name", {"name": name})
         return row["value"] if row else None
 
     def set_notify_mark(self, name: str, value: str) -> None:
         with self.atomic() as conn:
-            conn.execute("INSERT INTO notify_marks (name, value) VALUES (?, ?) "
-                         "ON CONFLICT (name) DO UPDATE SET value = excluded.value", (name, value))
+            conn.execute("INSERT INTO notify_marks (name, value) VALUES (:name, :value) "
+                         "ON CONFLICT (name) DO UPDATE SET value = excluded.value", {"name": name, "value": value})
 
     def runs_ended_since(self, since: dt.datetime) -> list[dict[str, Any]]:
         """Runs that ended COMPLETED, FAILED or CRASHED at or after ``since``, oldest first.
@@ -73,14 +75,15 @@ class NotificationStore(StoreParts):
         index and read every completed run (80 ms on 20,000 runs, 1 ms through the ``ended_at`` index)."""
         rows = self._all(
             "SELECT r.*, d.name AS deployment FROM flow_runs r LEFT JOIN deployments d ON d.id = r.deployment_id "
-            "WHERE r.ended_at >= ? ORDER BY r.ended_at NULLS FIRST", (to_db(since),))
+            "WHERE r.ended_at >= :since ORDER BY r.ended_at NULLS FIRST", {"since": to_db(since)})
         return [row for row in rows if row["state"] in ("COMPLETED", "FAILED", "CRASHED")]
 
     def late_runs(self, *, due_before: dt.datetime) -> list[dict[str, Any]]:
         """LATE runs whose slot is at or before ``due_before``, oldest first."""
         return self._all(
             "SELECT r.*, d.name AS deployment FROM flow_runs r LEFT JOIN deployments d ON d.id = r.deployment_id "
-            "WHERE r.state = 'LATE' AND r.scheduled_time <= ? ORDER BY r.scheduled_time NULLS FIRST", (to_db(due_before),))
+            "WHERE r.state = 'LATE' AND r.scheduled_time <= :due_before ORDER BY r.scheduled_time NULLS FIRST",
+            {"due_before": to_db(due_before)})
 
     # -- the outbox -----------------------------------------------------------------------
     def add_notification(self, *, event: str, subject: str, run_id: str | None, target_key: str, target: str,
@@ -89,37 +92,38 @@ class NotificationStore(StoreParts):
         with self.atomic() as conn:
             row = conn.execute(
                 "INSERT INTO notifications (event, subject, run_id, target_key, target, title, body, level, "
-                "next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING "
-                "RETURNING id", (event, subject, run_id, target_key, target, title, body, level, to_db(now),
-                                 to_db(now))).fetchone()
+                "next_attempt_at, created_at) VALUES (:event, :subject, :run_id, :target_key, :target, :title, :body, "
+                ":level, :now, :now) ON CONFLICT DO NOTHING RETURNING id",
+                {"event": event, "subject": subject, "run_id": run_id, "target_key": target_key, "target": target,
+                 "title": title, "body": body, "level": level, "now": to_db(now)}).fetchone()
         return row[0] if row else None
 
     def known_notifications(self, subjects: list[str]) -> set[tuple[str, str, str]]:
         """The (event, subject, target_key) already in the outbox for these subjects."""
         found: set[tuple[str, str, str]] = set()
         for start in range(0, len(subjects), 500):
-            chunk = subjects[start:start + 500]
+            listed, params = in_list("subject", subjects[start:start + 500])
             found |= {(r["event"], r["subject"], r["target_key"]) for r in self._all(
-                f"SELECT event, subject, target_key FROM notifications WHERE subject IN ({', '.join('?' * len(chunk))})",
-                chunk)}
+                f"SELECT event, subject, target_key FROM notifications WHERE subject IN ({listed})", params)}
         return found
 
     def due_notifications(self, now: dt.datetime, *, limit: int = 100,
                           skip_targets: Iterable[str] = ()) -> list[dict[str, Any]]:
         """PENDING messages whose next attempt is due, oldest first, but those to ``skip_targets`` (keys)."""
-        skip = list(skip_targets)
-        where = f"AND target_key NOT IN ({', '.join('?' * len(skip))}) " if skip else ""
-        return self._all(f"SELECT * FROM notifications WHERE state = 'PENDING' AND next_attempt_at <= ? {where}"
-                         "ORDER BY next_attempt_at NULLS FIRST, id LIMIT ?", (to_db(now), *skip, limit))
+        listed, skip = in_list("skip", skip_targets)
+        where = f"AND target_key NOT IN ({listed}) " if skip else ""
+        return self._all(f"SELECT * FROM notifications WHERE state = 'PENDING' AND next_attempt_at <= :now {where}"
+                         "ORDER BY next_attempt_at NULLS FIRST, id LIMIT :limit",
+                         {**skip, "now": to_db(now), "limit": limit})
 
     def claim_notification(self, notification_id: int, *, attempts: int, now: dt.datetime,
                            until: dt.datetime) -> dict[str, Any] | None:
         """Take a due message for one attempt (no other sender takes it before ``until``); None if taken."""
         with self.atomic() as conn:
             row = conn.execute(
-                "UPDATE notifications SET next_attempt_at = ? WHERE id = ? AND state = 'PENDING' AND attempts = ? "
-                "AND next_attempt_at <= ? RETURNING *", (to_db(until), notification_id, attempts, to_db(now))
-            ).fetchone()
+                "UPDATE notifications SET next_attempt_at = :until WHERE id = :id AND state = 'PENDING' "
+                "AND attempts = :attempts AND next_attempt_at <= :now RETURNING *",
+                {"until": to_db(until), "id": notification_id, "attempts": attempts, "now": to_db(now)}).fetchone()
         return _row(row)
 
     def record_notification_attempt(self, notification: dict[str, Any], *, outcome: str, detail: str | None,
@@ -141,18 +145,19 @@ class NotificationStore(StoreParts):
                                "last_error": None if state == "SENT" else detail}).rowcount
             if moved:
                 conn.execute("INSERT INTO notification_attempts (notification_id, attempt, started_at, ended_at, "
-                             "outcome, detail) VALUES (?, ?, ?, ?, ?, ?)",
-                             (notification["id"], attempt, to_db(started), to_db(ended), outcome, detail))
+                             "outcome, detail) VALUES (:id, :attempt, :started, :ended, :outcome, :detail)",
+                             {"id": notification["id"], "attempt": attempt, "started": to_db(started),
+                              "ended": to_db(ended), "outcome": outcome, "detail": detail})
         return bool(moved)
 
     def notifications(self, *, run_id: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         """Messages, newest first (one run's only, with ``run_id``), each with its ``attempts_made``."""
-        where, params = ("WHERE n.run_id = ?", [run_id]) if run_id else ("", [])
+        where = "WHERE n.run_id = :run_id" if run_id else ""
         rows = self._all(
             "SELECT n.id, n.event, n.subject, n.run_id, r.name AS run_name, n.target, n.title, n.body, n.level, "
             "n.state, n.attempts, n.next_attempt_at, n.created_at, n.sent_at, n.last_error "
             f"FROM notifications n LEFT JOIN flow_runs r ON r.id = n.run_id {where} "
-            "ORDER BY n.id DESC LIMIT ?", (*params, limit))
+            "ORDER BY n.id DESC LIMIT :limit", {"run_id": run_id, "limit": limit})
         attempts = self._attempts_of([row["id"] for row in rows])
         return [{**row, "attempts_made": attempts.get(row["id"], [])} for row in rows]
 
@@ -160,9 +165,10 @@ class NotificationStore(StoreParts):
         if not ids:
             return {}
         found: dict[int, list[dict[str, Any]]] = {}
+        listed, params = in_list("id", ids)
         for row in self._all("SELECT notification_id, attempt, started_at, ended_at, outcome, detail "
-                             f"FROM notification_attempts WHERE notification_id IN ({', '.join('?' * len(ids))}) "
-                             "ORDER BY notification_id, attempt", ids):
+                             f"FROM notification_attempts WHERE notification_id IN ({listed}) "
+                             "ORDER BY notification_id, attempt", params):
             found.setdefault(row.pop("notification_id"), []).append(row)
         return found
 
@@ -171,8 +177,8 @@ class NotificationStore(StoreParts):
         return self._all(
             "SELECT n.event, n.target, n.state, a.attempt, a.started_at, a.ended_at, a.outcome, a.detail "
             "FROM notification_attempts a JOIN notifications n ON n.id = a.notification_id "
-            "WHERE n.run_id = ? ORDER BY a.started_at NULLS FIRST, a.id", (run_id,))
+            "WHERE n.run_id = :run_id ORDER BY a.started_at NULLS FIRST, a.id", {"run_id": run_id})
 
     def next_notification_due(self) -> dt.datetime | None:
-        row = self.conn.execute("SELECT MIN(next_attempt_at) FROM notifications WHERE state = 'PENDING'").fetchone()
+        row = self.conn.execute("SELECT MIN(next_attempt_at) FROM notifications WHERE state = 'PENDING'", {}).fetchone()
         return from_db(row[0])

@@ -13,6 +13,7 @@ from typing import Any, Iterable
 
 from .base import connect, to_db
 from .parts import StoreParts
+from .sql import in_list
 from .transitions import ACTIVE
 
 SCHEDULER_LOCK = 0x66687601  # the PostgreSQL advisory lock of the one scheduler of a history ('fhv\1')
@@ -32,7 +33,7 @@ class SessionLock:
     def held(self) -> bool:
         """Whether the session (and with it the lock) is still there."""
         try:
-            return bool(self.conn.execute("SELECT 1").fetchone())
+            return bool(self.conn.execute("SELECT 1", {}).fetchone())
         except Exception:  # noqa: BLE001 - any failure of the session means the lock is gone
             return False
 
@@ -52,8 +53,8 @@ class WorkerStore(StoreParts):
         conn = connect(self.location)
         try:
             for statement in LOCK_SESSION:
-                conn.execute(statement)
-            won = conn.execute("SELECT pg_try_advisory_lock(?)", (SCHEDULER_LOCK,)).fetchone()[0]
+                conn.execute(statement, {})
+            won = conn.execute("SELECT pg_try_advisory_lock(:lock)", {"lock": SCHEDULER_LOCK}).fetchone()[0]
         except BaseException:
             conn.close()
             raise
@@ -67,48 +68,49 @@ class WorkerStore(StoreParts):
         """Record a starting worker (its identity is new: a pid and a random tag)."""
         with self.atomic() as conn:
             conn.execute("INSERT INTO workers (id, hostname, pid, queues, concurrency, stale_after, started_at, "
-                         "heartbeat_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                         (identity, hostname, pid, json.dumps(sorted(set(queues))), concurrency, stale_after,
-                          to_db(now), to_db(now)))
+                         "heartbeat_at) VALUES (:id, :hostname, :pid, :queues, :concurrency, :stale_after, :now, :now)",
+                         {"id": identity, "hostname": hostname, "pid": pid, "queues": json.dumps(sorted(set(queues))),
+                          "concurrency": concurrency, "stale_after": stale_after, "now": to_db(now)})
         return self.worker(identity)
 
     def worker_heartbeat(self, identity: str, now: dt.datetime) -> bool:
         """Stamp the worker's heartbeat; False when its row is gone or marked stopped (it must stop)."""
         with self.atomic() as conn:
-            return conn.execute("UPDATE workers SET heartbeat_at = ? WHERE id = ? AND stopped_at IS NULL",
-                                (to_db(now), identity)).rowcount == 1
+            return conn.execute("UPDATE workers SET heartbeat_at = :now WHERE id = :id AND stopped_at IS NULL",
+                                {"now": to_db(now), "id": identity}).rowcount == 1
 
     def worker_stopped(self, identity: str, now: dt.datetime) -> None:
         with self.atomic() as conn:
-            conn.execute("UPDATE workers SET stopped_at = ?, heartbeat_at = ? WHERE id = ? AND stopped_at IS NULL",
-                         (to_db(now), to_db(now), identity))
+            conn.execute("UPDATE workers SET stopped_at = :now, heartbeat_at = :now WHERE id = :id "
+                         "AND stopped_at IS NULL", {"now": to_db(now), "id": identity})
 
     def worker_error(self, identity: str, message: str, now: dt.datetime) -> None:
         with self.atomic() as conn:
-            conn.execute("UPDATE workers SET last_error = ?, last_error_at = ? WHERE id = ?",
-                         (message, to_db(now), identity))
+            conn.execute("UPDATE workers SET last_error = :message, last_error_at = :now WHERE id = :id",
+                         {"message": message, "now": to_db(now), "id": identity})
 
     def worker(self, identity: str) -> dict[str, Any] | None:
-        return _decoded(self._one("SELECT * FROM workers WHERE id = ?", (identity,)))
+        return _decoded(self._one("SELECT * FROM workers WHERE id = :id", {"id": identity}))
 
     def workers(self, *, live_only: bool = False, limit: int = 100) -> list[dict[str, Any]]:
         """Workers, the most recently started first (``live_only``: those not stopped)."""
         where = "WHERE stopped_at IS NULL " if live_only else ""
         return [_decoded(row) for row in
-                self._all(f"SELECT * FROM workers {where}ORDER BY started_at DESC NULLS LAST LIMIT ?", (limit,))]
+                self._all(f"SELECT * FROM workers {where}ORDER BY started_at DESC NULLS LAST LIMIT :limit",
+                          {"limit": limit})]
 
     def running_by_claimer(self) -> dict[str, int]:
         """How many runs each claimer has PENDING or RUNNING (a worker's current load)."""
         rows = self._all(f"SELECT claimed_by, COUNT(*) AS n FROM flow_runs WHERE state IN {ACTIVE} "
-                         "AND claimed_by IS NOT NULL GROUP BY claimed_by")
+                         "AND claimed_by IS NOT NULL GROUP BY claimed_by", {})
         return {row["claimed_by"]: row["n"] for row in rows}
 
     def claimers(self, identities: Iterable[str]) -> dict[str, dict[str, Any]]:
         """The worker rows of these claimers (identities that are no worker are left out)."""
-        names = sorted({name for name in identities if name})
-        if not names:
+        names, params = in_list("id", sorted({name for name in identities if name}))
+        if not params:
             return {}
-        rows = self._all(f"SELECT * FROM workers WHERE id IN ({', '.join('?' * len(names))})", names)
+        rows = self._all(f"SELECT * FROM workers WHERE id IN ({names})", params)
         return {row["id"]: _decoded(row) for row in rows}
 
 
