@@ -133,6 +133,11 @@ def figures(items: list[tuple[str, str, tuple[float, str] | None]]) -> None:
     """A row of labelled numbers, each with an optional change (green when it got better, red when worse; the
     arrow says which way it went) as one Markdown element: drawn at once, where ``st.metric`` loads a
     component per number."""
+    st.markdown(figures_text(items))
+
+
+def figures_text(items: list[tuple[str, str, tuple[float, str] | None]]) -> str:
+    """The Markdown of ``figures``, for a page that draws it and the line under it as one element."""
     parts = []
     for label, value, delta in items:
         change = ""
@@ -141,7 +146,7 @@ def figures(items: list[tuple[str, str, tuple[float, str] | None]]) -> None:
             arrow = "↓" if delta[1].startswith("-") else "↑"  # the text: which way the value went
             change = f" :{colour}[{arrow} {delta[1]}]"
         parts.append(f":gray[{label}]  \n### {value}{change}")
-    st.markdown(" \n\n".join(parts) if len(parts) == 1 else "\n\n".join(parts))
+    return " \n\n".join(parts) if len(parts) == 1 else "\n\n".join(parts)
 
 
 def lines_table(lines: list[tuple[str, str]]) -> str:

@@ -98,6 +98,19 @@ def test_the_first_page_and_the_sidebar_have_no_html_nor_emoji_code_in_their_mar
     assert [p.body for p in shown if getattr(p, "allow_html", False) or EMOJI_CODE.search(p.body)] == []
 
 
+def drawn(block) -> int:
+    """How many elements a block draws (those of its blocks included)."""
+    children = getattr(block, "children", None)
+    return sum(drawn(child) for child in children.values()) if isinstance(children, dict) else 1
+
+
+def test_overview_draws_its_cards_in_at_most_twenty_elements(history):
+    """Each element is a message and a render in the browser: a card's figures and the line under them are
+    one Markdown element, and so are the two lines of runs by state."""
+    at = AppTest.from_file(APP, default_timeout=30).run()
+    assert drawn(at.main) <= 20
+
+
 def test_run_detail_page_renders_a_failed_run_with_its_reason_in_the_header(history):
     at = open_page("run_detail", id=history.failed)
     assert at.title[0].value == "sarcastic-lorikeet"
@@ -131,7 +144,8 @@ def test_the_scheduler_command_shown_names_the_repo_the_history_and_the_data(his
 
 def test_overview_counts_runs_by_state_each_linking_to_the_runs_list_filtered_by_it(history):
     at = open_page("overview")
-    forward, back = [m.value for m in at.markdown if m.value.startswith(("Looking forward", "Looking back"))]
+    (lines,) = [m.value for m in at.markdown if m.value.startswith("Looking forward")]  # one element, two lines
+    forward, back = lines.split("\n\n")
     assert [part.split("/runs?state=")[1].split("&")[0] for part in forward.split("&nbsp; [")[1:]] == [
         "SCHEDULED", "LATE", "AWAITING_RETRY", "PENDING", "RUNNING"]
     assert "Completed] **12**" in back and "Failed] **1**" in back

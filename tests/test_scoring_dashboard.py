@@ -79,7 +79,7 @@ def test_the_overview_shows_the_first_flow_with_runs_and_a_scoring_run_is_not_it
     assert picked(at) == "Monthly training" and at.query_params["flow"] == TRAINING
     assert choices(at) == {"Monthly batch scoring": f"flow={SCORING}"}
     card = [m.value for m in at.markdown if nowrap("Train month 2021-12 · Validation month 2022-01") in m.value]
-    assert len(card) == 1 and card[0].startswith(f"**{history.upstream['name']}** · ")
+    assert len(card) == 1 and f"\n\n**{history.upstream['name']}** · " in card[0]  # under its figures
     assert ":gray[Validation RMSE]" in texts(at) and "scoring-heron" not in texts(at)
     at = open_page("overview", flow=SCORING)
     assert picked(at) == "Monthly batch scoring" and choices(at) == {"Monthly training": f"flow={TRAINING}"}

@@ -53,9 +53,10 @@ def next_run_card(run: dict[str, Any] | None) -> None:
     if labels.status(run) == "HELD":
         held_run_card(run)
         return
-    widgets.figures([("Starts", labels.countdown(run["scheduled_time"], queries.now()), None)])
+    starts = widgets.figures_text([("Starts", labels.countdown(run["scheduled_time"], queries.now()), None)])
     where, day = run.get("deployment") or "manual", f"run date {run['run_date']}"
-    st.markdown(f"{labels.run_badge(run)} &nbsp; **{run['name']}** · {labels.nowrap(where, day)}")
+    # one element for both (drawn the same as two, one message and one render less on the first page)
+    st.markdown(f"{starts}\n\n{labels.run_badge(run)} &nbsp; **{run['name']}** · {labels.nowrap(where, day)}")
     st.caption(widgets.time_pair(run["scheduled_time"], zone))
     note = widgets.overdue_note(markdown=True)
     if note and labels.is_overdue(run, queries.now()):
@@ -81,9 +82,9 @@ def latest_metrics_card(rows: list[dict[str, Any]], entry: FlowEntry) -> None:
         st.info(f"No completed run of {entry.display_name} with metrics yet.")
         return
     latest, previous = rows[-1], (rows[-2] if len(rows) > 1 else None)
-    widgets.figures([change(m, latest, previous) for m in entry.metrics[:2]])  # green when it got better
+    shown = widgets.figures_text([change(m, latest, previous) for m in entry.metrics[:2]])  # green when better
     day = f"run date {latest['run_date']}"
-    st.markdown(f"**{latest['name']}** · {labels.nowrap(day, *covered(entry, latest))}")
+    st.markdown(f"{shown}\n\n**{latest['name']}** · {labels.nowrap(day, *covered(entry, latest))}")  # one element
     flags = ", ".join(f.label for f in labels.flagged(entry, latest))
     against = (f"change against {previous['name']} ({labels.covers(entry, previous) or previous['run_date']})"
                if previous else "")
@@ -104,14 +105,17 @@ def change(metric: Metric, latest: dict[str, Any], previous: dict[str, Any] | No
 
 
 def state_counts(counts: dict[str, int], entry: FlowEntry) -> None:
-    """Runs by state as two lines of coloured badges (one element each: quick to draw), with a link
+    """Runs by state as two lines of coloured badges (one Markdown element: quick to draw), with a link
     from each state to the runs list filtered by it."""
     st.subheader("Runs by state", divider="gray")
-    for caption, states in (("Looking forward: runs waiting to start", LOOKING_FORWARD),
-                            ("Looking back: finished runs", LOOKING_BACK)):
-        badges = " &nbsp; ".join(f"[{labels.badge(state)} **{counts.get(state, 0):,}**](/runs?state={state}"
-                                 f"&flow={entry.name})" for state in states)
-        st.markdown(f"{caption}: &nbsp; {badges}")
+    st.markdown("\n\n".join(state_line(caption, states, counts, entry) for caption, states in (
+        ("Looking forward: runs waiting to start", LOOKING_FORWARD), ("Looking back: finished runs", LOOKING_BACK))))
+
+
+def state_line(caption: str, states: tuple[str, ...], counts: dict[str, int], entry: FlowEntry) -> str:
+    badges = " &nbsp; ".join(f"[{labels.badge(state)} **{counts.get(state, 0):,}**](/runs?state={state}"
+                             f"&flow={entry.name})" for state in states)
+    return f"{caption}: &nbsp; {badges}"
 
 
 @st.fragment(run_every=queries.LIVE_EVERY_S)
