@@ -67,6 +67,8 @@ def test_json_keys_and_columns_that_are_not_plain_names_are_refused_before_they_
         store_sql.json_get("fields", "month') OR 1=1 --")
     with pytest.raises(ValueError, match="not a plain SQL name"):
         store_sql.json_text("fields; DROP TABLE flow_runs", "month")
+    with pytest.raises(ValueError, match="not a plain SQL name"):
+        store_sql.json_get("r.metrics", "rmse\n")
 
 
 def test_an_in_list_binds_each_value_and_an_empty_one_matches_nothing(tmp_path):
@@ -125,3 +127,4 @@ def test_a_damaged_cache_file_is_compiled_again_and_rewritten(tmp_path):
 def test_with_the_cache_off_nothing_is_written(tmp_path):
     assert run_statements(tmp_path, "off") == "True"
     assert not list(tmp_path.rglob("sql-*.json"))
+

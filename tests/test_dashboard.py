@@ -26,8 +26,6 @@ from pipeline.orchestration.states import State
 from pipeline.training.months import check_run_date, last_allowed_run_date
 from pipeline.store import Store
 from tests.dashboard_seed import DEPLOYMENT, FLOW, bulk_history, seed_history
-from tests.test_sql_binds import positional
-from tests.test_state_machine import strings_of
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "dashboard" / "app.py")
@@ -498,13 +496,6 @@ def test_the_served_dashboard_neither_watches_its_sources_nor_collects_every_obj
 
 def test_the_store_counts_task_runs(history, store):
     assert store.count_task_runs() == sum(len(store.task_runs(r["id"])) for r in store.runs(limit=100))
-
-
-def test_the_store_s_dashboard_reads_bind_by_name_and_spell_nothing_only_one_backend_reads():
-    """What the backends spell differently comes from ``store/sql.py``'s constructs, compiled per backend."""
-    one_backend = re.compile(r"json_extract|julianday|json_each\(|json_patch|strftime|randomblob")
-    found = strings_of(ROOT / "pipeline" / "store" / "dashboard.py")
-    assert len(found) > 50 and [(line, text) for line, text in found if positional(text) or one_backend.search(text)] == []
 
 
 def test_the_bench_counts_its_history_through_the_store_without_sql(tmp_path, capsys):

@@ -12,8 +12,11 @@ from pipeline.store.rows import RUN_COLUMNS
 UTC = dt.timezone.utc
 T0 = dt.datetime(2026, 3, 1, 12, tzinfo=UTC)
 BEFORE = [name for name, _ in MIGRATIONS].index("0014_run_fields")
+OLD_RUN_COLUMNS = ("id", "name", "state", "ended_at", "run_date", "train_month", "val_month", "data_source",
+                   "synthetic", "metrics")
 OLD_RUN = ("INSERT INTO flow_runs (id, name, flow, state, created_at, ended_at, run_date, train_month, val_month, "
-           "data_source, synthetic, metrics) VALUES (?, ?, 'trainer', ?, '2021-01-01T00:00:00.000000Z', ?, ?, ?, ?, ?, ?, ?)")
+           "data_source, synthetic, metrics) VALUES (:id, :name, 'trainer', :state, '2021-01-01T00:00:00.000000Z', "
+           ":ended_at, :run_date, :train_month, :val_month, :data_source, :synthetic, :metrics)")
 
 
 @pytest.fixture
@@ -23,16 +26,20 @@ def store(location):
     history.close()
 
 
+def named(*values):
+    return dict(zip(OLD_RUN_COLUMNS, values))
+
+
 def _old_history(location) -> None:
     """A history written by the schema before 0014: the flow's fields as columns of flow_runs."""
     old = Store(location, migrate=False)
     old.migrate(upto=BEFORE)
     with old.atomic() as conn:
-        conn.execute(OLD_RUN, ("r1", "real", "COMPLETED", "2021-08-02T00:00:00.000000Z", "2021-08-01", "2021-06",
+        conn.execute(OLD_RUN, named("r1", "real", "COMPLETED", "2021-08-02T00:00:00.000000Z", "2021-08-01", "2021-06",
                                "2021-07", "https://tlc/{month}", 0, '{"val_rmse": 7.5}'))
-        conn.execute(OLD_RUN, ("r2", "demo", "COMPLETED", "2021-08-03T00:00:00.000000Z", "2021-08-01", "2021-06",
+        conn.execute(OLD_RUN, named("r2", "demo", "COMPLETED", "2021-08-03T00:00:00.000000Z", "2021-08-01", "2021-06",
                                "2021-07", "demo://", 1, '{"val_rmse": 6.5}'))
-        conn.execute(OLD_RUN, ("r3", "bare", "FAILED", None, None, None, None, None, 0, None))
+        conn.execute(OLD_RUN, named("r3", "bare", "FAILED", None, None, None, None, None, 0, None))
         conn.execute("INSERT INTO data_acceptances (flow, blocked_run_id, train_month, val_month, actor, at, reason) "
                      "VALUES ('trainer', 'r1', '2021-06', '2021-07', 'olga', '2021-08-02T00:00:00.000000Z', 'Real.')")
     old.close()
@@ -71,8 +78,10 @@ def test_an_acceptance_of_the_previous_schema_keeps_its_months_as_its_subject(lo
     assert new.newest_acceptance("trainer")["id"] == found["id"]
 
 
+OLD_SCORING_COLUMNS = ("id", "name", "state", "ended_at", "run_date", "metrics")
 OLD_SCORING = ("INSERT INTO flow_runs (id, name, flow, state, created_at, ended_at, run_date, data_source, synthetic, "
-               f"metrics) VALUES (?, ?, '{SCORING}', ?, '2021-01-01T00:00:00.000000Z', ?, ?, 'demo://', 1, ?)")
+               f"metrics) VALUES (:id, :name, '{SCORING}', :state, '2021-01-01T00:00:00.000000Z', :ended_at, :run_date, "
+               "'demo://', 1, :metrics)")
 
 
 def _old_scoring_history(location) -> None:
@@ -86,7 +95,7 @@ def _old_scoring_history(location) -> None:
                     ("s2", "failed", "FAILED", None, "2021-03-31", None),
                     ("s3", "odd", "FAILED", None, "2021-09-01", '{"month": "2021-06", "mean": NaN, "worst": -Infinity}'),
                     ("s4", "dateless", "FAILED", None, None, None)):
-            conn.execute(OLD_SCORING, row)
+            conn.execute(OLD_SCORING, dict(zip(OLD_SCORING_COLUMNS, row)))
     old.migrate(upto=[name for name, _ in MIGRATIONS].index("0016_flow_read_indexes") + 1)
     old.create_run(flow=SCORING, name="newer", state="FAILED", now=T0, run_date="2021-06-15", month="2021-05",
                    metrics={"month": "2021-04"})
