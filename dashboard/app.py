@@ -17,11 +17,13 @@ if str(ROOT) not in sys.path:
 import streamlit as st  # noqa: E402
 from starlette.middleware import Middleware  # noqa: E402
 
-from dashboard import web  # noqa: E402  (the pages' modules load in the script run, where their caches live)
+from dashboard import page_head, web  # noqa: E402  (the pages' modules load in the script run, with their caches)
 
-# The web server around the pages: the sign-in page, the session cookie, the origin check (``web``).
+# The web server around the pages: the sign-in page, the session cookie, the origin check (``web``), and what the
+# dashboard writes into the head of Streamlit's page (``page_head``).
 # ``streamlit run`` finds this ``app`` and serves the script through it; the script below is the page.
-app = st.App(__file__, routes=web.ROUTES, middleware=[Middleware(web.Guard)])
+app = st.App(__file__, routes=web.ROUTES,
+             middleware=[Middleware(web.Guard), Middleware(page_head.PageHead, paths_left_alone=web.OPEN_PATHS)])
 
 
 def pages() -> dict[str, list]:

@@ -17,17 +17,6 @@ UPCOMING_PAGE = "app_pages/upcoming.py"
 RUNS_PAGE = "app_pages/runs.py"
 STATE_OPTIONS = [labels.state_label(s) for s in labels.STATUS_COLORS]
 RUN_NAME_WIDTH = 192  # px: the longest two-word run name (25 characters) whole
-# On a phone the sidebar covers the page: close it once a page is chosen in it (Streamlit leaves it open).
-# One listener for the whole session (the flag), on the document: it outlives the sidebar's reruns.
-CLOSE_ON_NAVIGATION = """<script>
-if (!window.fhvClosesSidebar) {
-  window.fhvClosesSidebar = true;
-  document.addEventListener("click", (event) => {
-    if (window.innerWidth >= 768 || !event.target.closest('[data-testid="stSidebarNavLink"]')) return;
-    setTimeout(() => document.querySelector('[data-testid="stSidebarCollapseButton"] button')?.click(), 50);
-  });
-}
-</script>"""
 
 
 def sidebar() -> None:
@@ -37,8 +26,7 @@ def sidebar() -> None:
         _sidebar_live()
         st.caption("Run history")
         st.markdown(inline_code(settings.history_label))
-        access.sidebar()
-        st.html(CLOSE_ON_NAVIGATION, unsafe_allow_javascript=True)
+        access.sidebar()  # (on a phone the sidebar closes once a page is chosen: ``page_head``)
 
 
 @st.fragment(run_every=queries.LIVE_EVERY_S)

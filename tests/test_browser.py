@@ -435,9 +435,9 @@ def test_on_a_phone_the_sidebar_closes_once_a_page_is_chosen_in_it(browser, dash
         context.close()
 
 
-def test_the_first_page_fetches_neither_an_html_parser_nor_an_emoji_table(browser, dashboard):
-    """Streamlit's browser code loads these (~450 KB of script) only for a Markdown text with HTML or a ``:word:``,
-    and shows a skeleton until they came: Overview and the sidebar have neither."""
+def test_the_first_page_fetches_neither_an_html_parser_nor_an_emoji_table_nor_a_sanitiser(browser, dashboard):
+    """Streamlit's browser code loads these (~480 KB of script) only for a Markdown text with HTML or a ``:word:``,
+    or an ``st.html`` element, and shows a skeleton until they came: Overview and the sidebar have none."""
     context = browser.new_context(viewport={"width": 1440, "height": 1000})
     page = context.new_page()
     fetched: list[str] = []
@@ -445,9 +445,21 @@ def test_the_first_page_fetches_neither_an_html_parser_nor_an_emoji_table(browse
     try:
         open_page(page, dashboard + "/")
         assert any("/static/js/" in url for url in fetched)
-        assert not [url for url in fetched if "rehype-raw" in url or "remark-emoji" in url]
+        assert not [url for url in fetched if re.search(r"/(rehype-raw|remark-emoji|Html|purify\\.es)\\.", url)]
     finally:
         context.close()
+
+
+def test_each_page_s_html_has_the_phone_sidebar_script_and_preloads_the_page_link_chunk(dashboard):
+    request = urllib.request.Request(dashboard + "/runs", headers={"Accept": "text/html", "Accept-Encoding": "gzip"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        body, headers = response.read(), response.headers
+    assert headers.get("Content-Encoding") is None and int(headers["Content-Length"]) == len(body)  # written into
+    head = body.decode().split("</head>")[0]
+    assert 'closest(\'[data-testid="stSidebarNavLink"]\')' in head and "ETag" not in headers
+    (chunk,) = re.findall(r'rel="modulepreload" crossorigin href="\./static/js/(PageLink\.[^"]+\.js)"', head)
+    with urllib.request.urlopen(f"{dashboard}/static/js/{chunk}", timeout=10) as response:
+        assert response.status == 200
 
 
 def expect_attribute(locator, name: str, value: str) -> None:
