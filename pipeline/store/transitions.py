@@ -69,13 +69,23 @@ def move(conn: Any, machine: Machine, to: str | When, *, where: str = "id = :id"
     guard = _guard(machine, tuple(str(t) for t in targets), None if expect is None else frozenset(map(str, expect)))
     state, values = _state_value(to)
     for column, value in (sets or {}).items():
-        if not isinstance(value, Sql):
-            value = Sql(f":set_{column}", {f"set_{column}": value})
-        state += f", {column} = {value.text}"
-        values.update(value.params)
-    listed, states = in_list("guard", guard)
+        if isinstance(value, Sql):
+            state += f", {column} = {value.text}"
+            values.update(value.params)
+        else:
+            state += f", {column} = :set_{column}"
+            values[f"set_{column}"] = value
+    listed, states = _guard_binds(guard)
     sql = f"UPDATE {machine.table} SET state = {state} WHERE {where} AND state IN ({listed})"
-    return conn.execute(sql + (f" RETURNING {returning}" if returning else ""), {**values, **params, **states})
+    values.update(params)
+    values.update(states)
+    return conn.execute(sql + (f" RETURNING {returning}" if returning else ""), values)
+
+
+@functools.lru_cache(maxsize=256)
+def _guard_binds(guard: tuple[str, ...]) -> tuple[str, Mapping[str, str]]:
+    listed, states = in_list("guard", guard)
+    return listed, MappingProxyType(states)
 
 
 def _state_value(to: str | When) -> tuple[str, dict[str, Any]]:
