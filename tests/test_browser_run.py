@@ -18,14 +18,30 @@ from tests.test_browser import (IDLE, IN_FLIGHT, browser, dashboard, data_url, h
 pytestmark = pytest.mark.timeout(180)
 
 
+def run_date_input(page, shots):
+    """The Trigger page's Run date input. Once in eight CI runs on a loaded machine the page drew its title but
+    not its form within 30 s: then the page as it is (a screenshot and its text, beside the screenshots) is kept
+    for whoever looks into it, and it is loaded once more, which must draw the form."""
+    field = page.locator("[data-testid='stDateInput']").filter(
+        has=page.get_by_text("Run date", exact=True)).locator("input")
+    try:
+        field.wait_for(timeout=30_000)
+    except Exception:  # playwright's TimeoutError
+        (shots / "trigger_without_run_date.txt").write_text(page.inner_text("body"))
+        screenshot(page, shots, "trigger_without_run_date")
+        page.reload()
+        page.wait_for_selector(IDLE, timeout=60_000)
+        field.wait_for(timeout=60_000)
+    return field
+
+
 @pytest.mark.timeout(240)
 def test_a_triggered_run_goes_scheduled_running_completed_on_the_runs_page_and_its_detail_page(
         page, dashboard, shots, start_scheduler):
     from playwright.sync_api import expect
 
     open_page(page, dashboard + "/trigger")
-    run_date = page.locator("[data-testid='stDateInput']").filter(
-        has=page.get_by_text("Run date", exact=True)).locator("input")
+    run_date = run_date_input(page, shots)
     run_date.fill(run_date_to_watch(dt.datetime.now(dt.timezone.utc).date()).isoformat())
     run_date.press("Enter")
     page.keyboard.press("Escape")
