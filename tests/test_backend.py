@@ -128,3 +128,18 @@ def test_with_the_cache_off_nothing_is_written(tmp_path):
     assert run_statements(tmp_path, "off") == "True"
     assert not list(tmp_path.rglob("sql-*.json"))
 
+
+
+def test_a_cache_file_past_its_cap_starts_anew_with_what_the_last_process_used(tmp_path):
+    cache = tmp_path / "sql-cache"
+    run_statements(tmp_path, str(cache))
+    [written] = cache.glob("sql-*.json")
+    junk = {f"sqlite\0SELECT {i}": f"SELECT {i}" for i in range(store_sql.MAX_REMEMBERED)}
+    written.write_text(json.dumps({**json.loads(written.read_text()), **junk}))
+    script = STATEMENTS.replace("store.count_runs()", "store.conn.execute('SELECT 42 AS fresh', {})")
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "history.db")], cwd=ROOT, timeout=120,
+                          env={**os.environ, "FHV_SQL_CACHE": str(cache)}, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    kept = json.loads(written.read_text())
+    assert "sqlite\0SELECT 42 AS fresh" in kept and "sqlite\0SELECT 7" not in kept
+    assert len(kept) < store_sql.MAX_REMEMBERED

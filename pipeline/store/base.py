@@ -359,13 +359,13 @@ class BaseStore(FileStore):
             _rollback(conn)
             raise
 
-    def _one(self, sql: Any, params: Mapping[str, Any] | Iterable[Any] = ()) -> dict[str, Any] | None:
-        cursor = self.conn.execute(sql, params if isinstance(params, Mapping) else tuple(params))
+    def _one(self, sql: Any, params: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+        cursor = self.conn.execute(sql, params or {})
         with self._faults():
             return _row(cursor.fetchone())
 
-    def _all(self, sql: Any, params: Mapping[str, Any] | Iterable[Any] = ()) -> list[dict[str, Any]]:
-        cursor = self.conn.execute(sql, params if isinstance(params, Mapping) else tuple(params))
+    def _all(self, sql: Any, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        cursor = self.conn.execute(sql, params or {})
         with self._faults():
             return _rows(cursor.fetchall())
 

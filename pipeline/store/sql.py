@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Iterable, NamedTuple
 
 DIALECT_NAMES = ("sqlite", "postgresql")
+MAX_REMEMBERED = 5000  # statements in the cache file: those built from many values (IN lists) stay bounded
 
 
 def compiled(statement: Any, dialect: str) -> str:
@@ -134,7 +135,7 @@ class _Remembered:
             found = json.loads(self.file.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return  # none yet, unreadable or half-written by a process that died: compiled again
-        if isinstance(found, dict):
+        if isinstance(found, dict) and len(found) <= MAX_REMEMBERED:  # past the cap: the file starts anew
             self.known = {k: v for k, v in found.items() if isinstance(k, str) and isinstance(v, str)}
 
     def save(self) -> None:
@@ -144,13 +145,14 @@ class _Remembered:
         merged = {**self.known, **self.new}
         try:
             current = json.loads(self.file.read_text(encoding="utf-8"))
-            if isinstance(current, dict):
+            if isinstance(current, dict) and len(current) + len(self.new) <= MAX_REMEMBERED:
                 merged = {**current, **merged}
         except (OSError, ValueError):
             pass
         try:
             self.file.parent.mkdir(parents=True, exist_ok=True)
             handle, temporary = tempfile.mkstemp(dir=self.file.parent, prefix=".sql-", suffix=".tmp")
+            os.chmod(temporary, 0o644)  # readable by every user of the install, as its bytecode is
             with os.fdopen(handle, "w", encoding="utf-8") as out:
                 json.dump(merged, out)
             os.replace(temporary, self.file)
